@@ -1,0 +1,1 @@
+"""Streamlit what-if dashboard: read-only views over library results."""

@@ -1,0 +1,5 @@
+"""fleetwise planner: hardware/model catalog, per-node performance models, replay simulator, CLI.
+
+Kept import-light on purpose: ``planner.profile`` must run on GPU hosts that have torch but not the
+planner's own dependencies.
+"""
