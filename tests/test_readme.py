@@ -1,0 +1,25 @@
+"""The README's two Quickstart commands are what CI runs and what users copy: keep them true."""
+
+from __future__ import annotations
+
+import re
+
+from tests.conftest import REPO
+
+
+def _quickstart_commands() -> list[str]:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    return [b.strip() for b in re.findall(r"```bash\n(.*?)```", section, flags=re.S)]
+
+
+def test_quickstart_has_exactly_two_commands() -> None:
+    cmds = _quickstart_commands()
+    assert len(cmds) == 2
+    assert cmds[0].endswith("fleetwise plan")
+    assert "pytest" in cmds[1]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    ci = (REPO / ".ci" / "run").read_text(encoding="utf-8")
+    assert _quickstart_commands()[1] in ci
