@@ -1,0 +1,256 @@
+"""Calibration of the per-node model: efficiency curves, overheads and power coefficients as data.
+
+A :class:`Calibration` holds every number the roofline model needs beyond the catalog's peaks. The
+efficiency terms are *fractions of the catalog peak* (FLOP/s or bytes/s), so a calibration fitted on one
+GPU transfers to another GPU by construction: the achieved FLOP/s is ``fraction * peak`` of *that* GPU.
+Only watts need rescaling (see :func:`for_gpu`).
+
+Where a calibration comes from, in order (:func:`resolve_calibration`):
+
+1. the ``calibration`` argument given to :func:`planner.perf.build_replica_perf`;
+2. ``planner/perf/data/calibration/<GPU key>.json`` shipped for that GPU (fitted by
+   ``python -m planner.perf.calibrate`` from the measured profiles in ``data/profiles/<GPU key>/``);
+3. the H100-SXM calibration rescaled to the GPU's catalog idle and TDP (``source`` says so);
+4. :data:`PRIOR`, an explicitly *uncalibrated* starting point (also the fitter's initial guess).
+
+Each curve and its parameters:
+
+GEMM (per dtype)
+    ``t = (tc**p + tm**p) ** (1/p) + launch_s`` with
+    ``tc = 2*M*N*K / (peak * ec_max * M/(M+m_half) * W/(W+w_half))`` (``W = N*K`` weight elements: small
+    matrices and few rows cannot fill the SMs) and ``tm = bytes / (bw * em_max)``. ``p`` softens the
+    roofline corner (large ``p`` is the classic ``max``).
+Attention prefill
+    ``max(flops / (peak * ec * x/(x+x_half)), bytes / (bw * em)) + launch_s`` where ``x`` is the average
+    context a query attends to (``pairs / tokens``): short sequences leave FlashAttention tiles idle.
+Attention decode
+    ``launch_s + per_seq_s * seqs + kv * max(bytes_per_kv / (bw * em), flops_per_kv / (peak * ec))``:
+    bound by reading the KV cache, affine in the KV tokens read.
+Elementwise (norms, RoPE, SiLU*mul, residual adds, embedding gather)
+    ``launch_s + bytes / (bw * em)`` per operator.
+Collectives
+    alpha-beta: ``alpha_s`` per message hop plus bytes over ``link_eff * link bandwidth``.
+Step overhead
+    ``step_s + per_seq_s * sequences``: scheduling, sampling, Python; the engine term.
+Power (per GPU, averaged over a step)
+    ``idle_w + r**clock_exp * (busy_w * busy + compute_w * Uc) + mem_w * Um``, clipped at TDP, where
+    ``busy`` is the fraction of the step the GPU runs kernels, ``Uc`` the achieved fraction of the (clocked)
+    compute peak, ``Um`` the achieved fraction of peak memory bandwidth and ``r`` the SM clock over its
+    maximum. Memory-system power does not scale with the SM clock.
+Clock
+    compute peaks scale with ``r``; bandwidth-bound work slows by ``1 + mem_clock_sensitivity*(1/r - 1)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from planner.catalog.schema import GPUSpec
+from traces.errors import InputError
+
+REFERENCE_GPU = "H100-SXM"
+"""The GPU whose measured profile the defaults for every other GPU are derived from."""
+
+POLCA_POWER_CUT = 0.20
+POLCA_PERF_LOSS = 0.06
+"""POLCA (Patel et al., arXiv 2308.12908 / ASPLOS'24): locking the GPU frequency cuts peak power by about
+20 % for a 5-7 % performance loss on inference (algorithms-and-numbers.md, area A1, tagged [S]). We anchor
+the clock exponent of the compute power term on it: a compute-bound step at TDP loses 6 % speed (clock at
+94 %) and draws 20 % less peak power. No clock sweep is measured (the profiler never changes clocks)."""
+
+MEM_CLOCK_SENSITIVITY = 0.1
+"""Memory-bound work slows by 10 % of what compute-bound work does when the SM clock drops. Anchored on
+arXiv 2605.11999 (algorithms-and-numbers.md A1, [V]): decode latency is nearly flat in the SM clock."""
+
+
+def polca_clock_exponent(tdp_w: float, idle_w: float) -> float:
+    """Exponent ``g`` such that a compute-bound step at TDP meets the POLCA anchor.
+
+    ``idle + (tdp - idle) * r**g = (1 - cut) * tdp`` at ``r = 1 - perf_loss``.
+
+    >>> round(polca_clock_exponent(700.0, 70.0), 2)
+    4.06
+    """
+    frac = 1.0 - POLCA_POWER_CUT * tdp_w / (tdp_w - idle_w)
+    return math.log(max(frac, 1e-3)) / math.log(1.0 - POLCA_PERF_LOSS)
+
+
+@dataclass(frozen=True)
+class GemmCurve:
+    """Achieved fraction of peak for a GEMM of ``M`` rows and an ``N x K`` weight (see module doc)."""
+
+    ec_max: float
+    m_half: float
+    w_half: float
+    em_max: float
+    p: float
+    launch_s: float
+
+
+@dataclass(frozen=True)
+class AttentionCurve:
+    """Prefill and decode attention efficiencies (see module doc)."""
+
+    prefill_ec: float
+    prefill_x_half: float
+    prefill_em: float
+    prefill_launch_s: float
+    decode_em: float
+    decode_ec: float
+    decode_per_seq_s: float
+    decode_launch_s: float
+
+
+@dataclass(frozen=True)
+class PowerCoeffs:
+    """Per-GPU power model coefficients, watts (see module doc)."""
+
+    idle_w: float
+    busy_w: float
+    compute_w: float
+    mem_w: float
+    clock_exp: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Everything the model needs beyond the catalog peaks.
+
+    Attributes:
+        gemm_bf16: GEMM curve for bf16 weights.
+        gemm_fp8: GEMM curve for fp8 weights (relative to the fp8 peak).
+        attention: attention curves.
+        ew_em: achieved fraction of peak bandwidth for elementwise operators.
+        ew_launch_s: fixed cost of one elementwise operator.
+        step_s: fixed per-step overhead.
+        per_seq_s: per-sequence per-step overhead (sampling, bookkeeping).
+        alpha_s: collective latency per hop.
+        link_eff: achieved fraction of the catalog link bandwidth.
+        mem_clock_sensitivity: see :data:`MEM_CLOCK_SENSITIVITY`.
+        power: power coefficients.
+        gpu: the GPU these numbers are for.
+        source: where they came from (fitted file, rescaled from another GPU, prior).
+        holdout_errors: error summary of the fit on held-out shapes (informational).
+    """
+
+    gemm_bf16: GemmCurve
+    gemm_fp8: GemmCurve
+    attention: AttentionCurve
+    ew_em: float
+    ew_launch_s: float
+    step_s: float
+    per_seq_s: float
+    alpha_s: float
+    link_eff: float
+    mem_clock_sensitivity: float
+    power: PowerCoeffs
+    gpu: str
+    source: str
+    holdout_errors: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+
+    def to_json(self) -> str:
+        """Serialise (stable key order) for shipping as data."""
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+
+_PRIOR_GEMM = GemmCurve(ec_max=0.75, m_half=48.0, w_half=2.0e6, em_max=0.85, p=4.0, launch_s=6e-6)
+
+PRIOR = Calibration(
+    gemm_bf16=_PRIOR_GEMM,
+    gemm_fp8=replace(_PRIOR_GEMM, ec_max=0.65),
+    attention=AttentionCurve(
+        prefill_ec=0.55, prefill_x_half=256.0, prefill_em=0.7, prefill_launch_s=1e-5,
+        decode_em=0.7, decode_ec=0.4, decode_per_seq_s=2e-7, decode_launch_s=1e-5,
+    ),
+    ew_em=0.75,
+    ew_launch_s=5e-6,
+    step_s=1e-3,
+    per_seq_s=1e-5,
+    alpha_s=8e-6,
+    link_eff=0.8,
+    mem_clock_sensitivity=MEM_CLOCK_SENSITIVITY,
+    power=PowerCoeffs(idle_w=70.0, busy_w=100.0, compute_w=550.0, mem_w=250.0,
+                      clock_exp=polca_clock_exponent(700.0, 70.0)),
+    gpu=REFERENCE_GPU,
+    source="prior: uncalibrated starting values (fitter's initial guess), not measured",
+)
+"""Uncalibrated starting point; used only when no calibration file ships at all."""
+
+
+def _from_dict(d: dict[str, Any], path: str) -> Calibration:
+    try:
+        return Calibration(
+            gemm_bf16=GemmCurve(**d["gemm_bf16"]),
+            gemm_fp8=GemmCurve(**d["gemm_fp8"]),
+            attention=AttentionCurve(**d["attention"]),
+            power=PowerCoeffs(**d["power"]),
+            **{k: v for k, v in d.items() if k not in {"gemm_bf16", "gemm_fp8", "attention", "power"}},
+        )
+    except (KeyError, TypeError) as exc:
+        raise InputError(f"malformed calibration ({exc})", path=path,
+                         expected="a file written by python -m planner.perf.calibrate") from None
+
+
+def calibration_dir() -> Path:
+    """Folder of the shipped calibration files."""
+    return Path(str(resources.files("planner.perf"))) / "data" / "calibration"
+
+
+def load_calibration(path: str | Path) -> Calibration:
+    """Read a calibration JSON file.
+
+    Raises:
+        InputError: missing, not JSON or missing fields.
+    """
+    p = Path(path)
+    try:
+        raw = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("calibration file not found", path=str(p)) from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not JSON ({exc.msg})", path=str(p), row=exc.lineno) from None
+    if not isinstance(raw, dict):
+        raise InputError("top level must be an object", path=str(p))
+    return _from_dict(raw, str(p))
+
+
+def for_gpu(cal: Calibration, gpu: GPUSpec, reference: GPUSpec | None = None) -> Calibration:
+    """Carry a calibration over to another GPU.
+
+    Efficiencies are fractions of the catalog peaks and transfer unchanged; the power coefficients are
+    rescaled by the ratio of dynamic ranges ``(tdp - idle)``, idle watts come from the catalog, and the
+    clock exponent is re-anchored on POLCA for the new TDP/idle.
+    """
+    if cal.gpu == gpu.name:
+        return cal
+    ref_range = (reference.tdp_w - reference.idle_w) if reference else (700.0 - cal.power.idle_w)
+    scale = (gpu.tdp_w - gpu.idle_w) / ref_range
+    pw = cal.power
+    power = PowerCoeffs(idle_w=gpu.idle_w, busy_w=pw.busy_w * scale, compute_w=pw.compute_w * scale,
+                        mem_w=pw.mem_w * scale, clock_exp=polca_clock_exponent(gpu.tdp_w, gpu.idle_w))
+    return replace(cal, power=power, gpu=gpu.name,
+                   source=f"derived from {cal.gpu} ({cal.source}); efficiencies as fractions of "
+                          f"{gpu.name}'s catalog peaks, power rescaled by its idle/TDP")
+
+
+def resolve_calibration(gpu: GPUSpec, reference: GPUSpec | None = None,
+                        folder: Path | None = None) -> Calibration:
+    """The calibration for ``gpu``: its shipped file, else the reference GPU's rescaled, else the prior.
+
+    Args:
+        gpu: the target GPU.
+        reference: catalog entry of the reference GPU (for watt rescaling), when known.
+        folder: where calibration files live (default: the shipped ones).
+    """
+    root = folder if folder is not None else calibration_dir()
+    own = root / f"{gpu.name}.json"
+    if own.is_file():
+        return load_calibration(own)
+    ref = root / f"{REFERENCE_GPU}.json"
+    base = load_calibration(ref) if ref.is_file() else PRIOR
+    return for_gpu(base, gpu, reference)

@@ -1,0 +1,377 @@
+"""The numba kernel: step time, per-operator breakdown, FLOPs and bytes from a flat parameter vector.
+
+Everything model-specific is folded into a float64 parameter vector by :mod:`planner.perf.model` (header
+slots named ``H_*`` below, then a table of GEMM operators, ``OP_WIDTH`` floats each). The kernel knows
+nothing of models or GPUs, so one compiled function serves every replica, and the simulator can call it
+from its own ``@njit`` code. :func:`step_eval` is the single source of truth: ``step_time_s``,
+``step_power_w``, the breakdown and :meth:`kernel` all go through it, so they cannot drift apart.
+
+Step structure (per replica, ``p`` pipeline stages, ``m`` micro-batches in flight, ``1 <= m <= p``):
+``step = p * t_stage(B/m) + (p-1) * t_send(B/m) + overhead``. A micro-batch crosses ``p`` stages and each
+stage serves ``m <= p`` micro-batches in turn, so every sequence waits ``p`` stage-times per token; with
+fewer micro-batches than stages the GPUs idle (the bubble, ``(p-m)/p`` of the step). ``t_stage`` is the
+largest stage (``ceil(L/p)`` layers plus embedding and LM head: stage imbalance).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+from numpy.typing import NDArray
+
+# ---- header slots ------------------------------------------------------------------------------
+H_PEAK_BF16 = 0
+H_PEAK_FP8 = 1
+H_BW = 2
+H_PP = 3
+H_LAYERS = 4
+H_OVER_STEP = 5
+H_OVER_SEQ = 6
+H_G16_EC = 7
+H_G16_MHALF = 8
+H_G16_WHALF = 9
+H_G16_EM = 10
+H_G16_P = 11
+H_G16_LAUNCH = 12
+H_G8_EC = 13
+H_G8_MHALF = 14
+H_G8_WHALF = 15
+H_G8_EM = 16
+H_G8_P = 17
+H_G8_LAUNCH = 18
+H_PF_EC = 19
+H_PF_XHALF = 20
+H_PF_EM = 21
+H_PF_LAUNCH = 22
+H_PF_FLOPS_PER_PAIR = 23
+H_PF_BYTES_PER_TOKEN = 24
+H_DEC_EM = 25
+H_DEC_EC = 26
+H_DEC_SEQ = 27
+H_DEC_LAUNCH = 28
+H_DEC_BYTES_PER_KV = 29
+H_DEC_FLOPS_PER_KV = 30
+H_EW_EM = 31
+H_EW_LAUNCH = 32
+H_EW_BYTES_PER_TOKEN = 33
+H_EW_LAUNCHES = 34
+H_AR_CALLS = 35
+H_TP = 36
+H_AR_BYTES_PER_TOKEN = 37
+H_LINK_BW = 38
+H_ALPHA = 39
+H_A2A_CALLS = 40
+H_EP = 41
+H_A2A_BYTES_PER_TOKEN = 42
+H_PP_BYTES_PER_TOKEN = 43
+H_PP_LINK_BW = 44
+H_P_IDLE = 45
+H_P_BUSY = 46
+H_P_COMPUTE = 47
+H_P_MEM = 48
+H_CLOCK_R = 49
+H_CLOCK_EXP = 50
+H_TDP = 51
+H_BW_NOMINAL = 52
+H_N_OPS = 53
+HEADER = 54
+H_NAMES: tuple[str, ...] = (
+    "PEAK_BF16",
+    "PEAK_FP8",
+    "BW",
+    "PP",
+    "LAYERS",
+    "OVER_STEP",
+    "OVER_SEQ",
+    "G16_EC",
+    "G16_MHALF",
+    "G16_WHALF",
+    "G16_EM",
+    "G16_P",
+    "G16_LAUNCH",
+    "G8_EC",
+    "G8_MHALF",
+    "G8_WHALF",
+    "G8_EM",
+    "G8_P",
+    "G8_LAUNCH",
+    "PF_EC",
+    "PF_XHALF",
+    "PF_EM",
+    "PF_LAUNCH",
+    "PF_FLOPS_PER_PAIR",
+    "PF_BYTES_PER_TOKEN",
+    "DEC_EM",
+    "DEC_EC",
+    "DEC_SEQ",
+    "DEC_LAUNCH",
+    "DEC_BYTES_PER_KV",
+    "DEC_FLOPS_PER_KV",
+    "EW_EM",
+    "EW_LAUNCH",
+    "EW_BYTES_PER_TOKEN",
+    "EW_LAUNCHES",
+    "AR_CALLS",
+    "TP",
+    "AR_BYTES_PER_TOKEN",
+    "LINK_BW",
+    "ALPHA",
+    "A2A_CALLS",
+    "EP",
+    "A2A_BYTES_PER_TOKEN",
+    "PP_BYTES_PER_TOKEN",
+    "PP_LINK_BW",
+    "P_IDLE",
+    "P_BUSY",
+    "P_COMPUTE",
+    "P_MEM",
+    "CLOCK_R",
+    "CLOCK_EXP",
+    "TDP",
+    "BW_NOMINAL",
+    "N_OPS",
+)
+
+# ---- GEMM operator table -------------------------------------------------------------------------
+OP_FAMILY, OP_N, OP_K, OP_COUNT, OP_ROWS_MODE, OP_P_HIT, OP_ROW_SCALE, OP_WBYTES = range(8)
+OP_WIDTH = 8
+ROWS_ALL, ROWS_LAST, ROWS_EXPERT = 0.0, 1.0, 2.0
+"""Rows a GEMM sees: every token of the step, the last token of each sequence (LM head), or the tokens
+routed to one expert."""
+
+# ---- breakdown families (slots of the ``out`` vector) ---------------------------------------------
+FAMILIES: tuple[str, ...] = (
+    "qkv_proj", "o_proj", "mlp", "experts", "shared_experts", "router", "lm_head",
+    "attn_prefill", "attn_decode", "elementwise", "tp_allreduce", "ep_alltoall", "pp_sendrecv",
+    "overhead",
+)
+F_QKV_PROJ = 0
+F_O_PROJ = 1
+F_MLP = 2
+F_EXPERTS = 3
+F_SHARED_EXPERTS = 4
+F_ROUTER = 5
+F_LM_HEAD = 6
+F_ATTN_PREFILL = 7
+F_ATTN_DECODE = 8
+F_ELEMENTWISE = 9
+F_TP_ALLREDUCE = 10
+F_EP_ALLTOALL = 11
+F_PP_SENDRECV = 12
+F_OVERHEAD = 13
+OUT_FLOPS = len(FAMILIES)
+OUT_BYTES = OUT_FLOPS + 1
+OUT_BUSY = OUT_FLOPS + 2
+OUT_SIZE = OUT_FLOPS + 3
+ACT_BYTES = 2.0
+"""Activations are bf16 throughout."""
+
+
+@njit(cache=True)
+def gemm_time(m: float, n: float, k: float, wbytes: float, peak: float, bw: float,  # noqa: PLR0917 (numba: positional only)
+              ec: float, mhalf: float, whalf: float, em: float, p: float, launch: float) -> float:
+    """Time of one ``M x K @ K x N`` GEMM (see :mod:`planner.perf.calibration`)."""
+    if m <= 0.0:
+        return 0.0
+    w = n * k
+    flops = 2.0 * m * n * k
+    nbytes = w * wbytes + m * k * ACT_BYTES + m * n * ACT_BYTES
+    eff = ec * (m / (m + mhalf)) * (w / (w + whalf))
+    tc = flops / (peak * eff)
+    tm = nbytes / (bw * em)
+    return float((tc**p + tm**p) ** (1.0 / p) + launch)
+
+
+@njit(cache=True)
+def prefill_attn_time(pt: float, pairs: float, flops_per_pair: float, bytes_per_token: float,  # noqa: PLR0917
+                      peak: float, bw: float, ec: float, xhalf: float, em: float, launch: float) -> float:
+    """One layer's prefill attention over ``pt`` new tokens and ``pairs`` causal query-key pairs."""
+    if pt <= 0.0:
+        return 0.0
+    x = pairs / pt
+    tc = flops_per_pair * pairs / (peak * ec * x / (x + xhalf))
+    tm = bytes_per_token * pt / (bw * em)
+    return float(max(tc, tm) + launch)
+
+
+@njit(cache=True)
+def decode_attn_time(ds: float, kv: float, bytes_per_kv: float, flops_per_kv: float,  # noqa: PLR0917
+                     peak: float, bw: float, em: float, ec: float, per_seq: float, launch: float) -> float:
+    """One layer's decode attention: ``ds`` sequences reading ``kv`` cached tokens in total."""
+    if ds <= 0.0:
+        return 0.0
+    per_kv = max(bytes_per_kv / (bw * em), flops_per_kv / (peak * ec))
+    return float(launch + per_seq * ds + per_kv * kv)
+
+
+@njit(cache=True)
+def gemm_times(m: NDArray[np.float64], n: NDArray[np.float64], k: NDArray[np.float64],  # noqa: PLR0917
+               wbytes: float, peak: float, bw: float, curve: NDArray[np.float64]) -> NDArray[np.float64]:
+    """:func:`gemm_time` over arrays of shapes; ``curve`` = ec, m_half, w_half, em, p, launch."""
+    res = np.empty(m.shape[0])
+    for i in range(m.shape[0]):
+        res[i] = gemm_time(m[i], n[i], k[i], wbytes, peak, bw, curve[0], curve[1], curve[2], curve[3],
+                           curve[4], curve[5])
+    return res
+
+
+@njit(cache=True)
+def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float,  # noqa: PLR0917 (numba: positional only)
+           out: NDArray[np.float64], scale: float) -> float:
+    """One stage's time for a micro-batch; adds ``scale *`` each family's time, FLOPs, bytes to out."""
+    write = out.shape[0] > 0
+    T = pt + ds
+    last_rows = ds + (1.0 if pt > 0.0 else 0.0)
+    bw = prm[H_BW]
+    total = 0.0
+    flops = 0.0
+    nbytes = 0.0
+    # GEMMs
+    n_ops = int(prm[H_N_OPS])
+    for j in range(n_ops):
+        b = HEADER + j * OP_WIDTH
+        fam = int(prm[b + OP_FAMILY])
+        n = prm[b + OP_N]
+        k = prm[b + OP_K]
+        count = prm[b + OP_COUNT]
+        mode = prm[b + OP_ROWS_MODE]
+        wb = prm[b + OP_WBYTES]
+        if mode == ROWS_ALL:
+            rows = T * prm[b + OP_ROW_SCALE]
+        elif mode == ROWS_LAST:
+            rows = last_rows
+        else:
+            ph = prm[b + OP_P_HIT]
+            frac = 1.0 - (1.0 - ph) ** T
+            rows = T * ph * prm[b + OP_ROW_SCALE] / frac if frac > 0.0 else 0.0
+            count = count * frac
+        if rows <= 0.0 or count <= 0.0:
+            continue
+        if wb == 1.0:
+            t = gemm_time(rows, n, k, wb, prm[H_PEAK_FP8], bw, prm[H_G8_EC], prm[H_G8_MHALF],
+                          prm[H_G8_WHALF], prm[H_G8_EM], prm[H_G8_P], prm[H_G8_LAUNCH])
+        else:
+            t = gemm_time(rows, n, k, wb, prm[H_PEAK_BF16], bw, prm[H_G16_EC], prm[H_G16_MHALF],
+                          prm[H_G16_WHALF], prm[H_G16_EM], prm[H_G16_P], prm[H_G16_LAUNCH])
+        t *= count
+        total += t
+        flops += count * 2.0 * rows * n * k
+        nbytes += count * (n * k * wb + rows * (n + k) * ACT_BYTES)
+        if write:
+            out[fam] += scale * t
+    layers = prm[H_LAYERS]
+    peak_attn = prm[H_PEAK_BF16]
+    # attention, prefill part
+    if pt > 0.0:
+        t = layers * prefill_attn_time(pt, pairs, prm[H_PF_FLOPS_PER_PAIR], prm[H_PF_BYTES_PER_TOKEN],
+                                       peak_attn, bw, prm[H_PF_EC], prm[H_PF_XHALF], prm[H_PF_EM],
+                                       prm[H_PF_LAUNCH])
+        total += t
+        flops += layers * prm[H_PF_FLOPS_PER_PAIR] * pairs
+        nbytes += layers * prm[H_PF_BYTES_PER_TOKEN] * pt
+        if write:
+            out[F_ATTN_PREFILL] += scale * t
+    # attention, decode part (affine in kv)
+    if ds > 0.0:
+        t = layers * decode_attn_time(ds, kv, prm[H_DEC_BYTES_PER_KV], prm[H_DEC_FLOPS_PER_KV], peak_attn, bw,
+                                      prm[H_DEC_EM], prm[H_DEC_EC], prm[H_DEC_SEQ], prm[H_DEC_LAUNCH])
+        total += t
+        flops += layers * prm[H_DEC_FLOPS_PER_KV] * kv
+        nbytes += layers * prm[H_DEC_BYTES_PER_KV] * kv
+        if write:
+            out[F_ATTN_DECODE] += scale * t
+    # elementwise
+    if T > 0.0:
+        by = prm[H_EW_BYTES_PER_TOKEN] * T
+        t = prm[H_EW_LAUNCHES] * prm[H_EW_LAUNCH] + by / (bw * prm[H_EW_EM])
+        total += t
+        nbytes += by
+        if write:
+            out[F_ELEMENTWISE] += scale * t
+    # tensor-parallel all-reduce (ring: 2(tp-1) hops, 2(tp-1)/tp of the data over each link)
+    tp = prm[H_TP]
+    if tp > 1.0 and T > 0.0:
+        per = 2.0 * (tp - 1.0) * prm[H_ALPHA] + (
+            2.0 * (tp - 1.0) / tp * prm[H_AR_BYTES_PER_TOKEN] * T / prm[H_LINK_BW])
+        t = prm[H_AR_CALLS] * per
+        total += t
+        if write:
+            out[F_TP_ALLREDUCE] += scale * t
+    # expert-parallel dispatch + combine (pairwise all-to-all)
+    ep = prm[H_EP]
+    if ep > 1.0 and T > 0.0:
+        per = (ep - 1.0) * prm[H_ALPHA] + prm[H_A2A_BYTES_PER_TOKEN] * T / prm[H_LINK_BW]
+        t = prm[H_A2A_CALLS] * per
+        total += t
+        if write:
+            out[F_EP_ALLTOALL] += scale * t
+    if write:
+        out[OUT_FLOPS] += scale * flops
+        out[OUT_BYTES] += scale * nbytes
+    return total
+
+
+@njit(cache=True)
+def step_eval(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float,  # noqa: PLR0917 (numba: positional only)
+              out: NDArray[np.float64]) -> float:
+    """Step time in seconds; fills ``out`` (length :data:`OUT_SIZE`, or 0 to skip) with the
+    per-family seconds, the FLOPs and bytes per GPU and the GPU busy seconds."""
+    write = out.shape[0] > 0
+    if write:
+        out[:] = 0.0
+    seqs = ds + (1.0 if pt > 0.0 else 0.0)
+    if seqs <= 0.0:
+        return 0.0
+    p = prm[H_PP]
+    m = min(max(seqs, 1.0), p)
+    # a stage's time for one of m micro-batches; families are scaled so they add up to the step
+    t_stage = _stage(prm, pt / m, pairs / m, ds / m, kv / m, out, p)
+    total = p * t_stage
+    if write:
+        # FLOPs/bytes per GPU: m micro-batches through this GPU's stage, not p
+        out[OUT_FLOPS] *= m / p
+        out[OUT_BYTES] *= m / p
+        out[OUT_BUSY] = m * t_stage
+    if p > 1.0:
+        t_send = (p - 1.0) * (prm[H_ALPHA] + prm[H_PP_BYTES_PER_TOKEN] * (pt + ds) / m
+                              / prm[H_PP_LINK_BW])
+        total += t_send
+        if write:
+            out[F_PP_SENDRECV] = t_send
+    over = prm[H_OVER_STEP] + prm[H_OVER_SEQ] * seqs
+    total += over
+    if write:
+        out[F_OVERHEAD] = over
+    return float(total)
+
+
+@njit(cache=True)
+def step_time(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float) -> float:
+    """The simulator's entry: step seconds of one batch composition (callable from njit code)."""
+    return float(step_eval(prm, pt, pairs, ds, kv, np.empty(0)))
+
+
+@njit(cache=True)
+def power_of(prm: NDArray[np.float64], step_s: float, out: NDArray[np.float64]) -> float:
+    """Average power per GPU over a step whose :func:`step_eval` ``out`` vector is given."""
+    if step_s <= 0.0:
+        return float(prm[H_P_IDLE])
+    busy = min(out[OUT_BUSY] / step_s, 1.0)
+    uc = min(out[OUT_FLOPS] / (prm[H_PEAK_BF16] * step_s), 1.0)
+    um = min(out[OUT_BYTES] / (prm[H_BW_NOMINAL] * step_s), 1.0)
+    g = prm[H_CLOCK_R] ** prm[H_CLOCK_EXP]
+    w = prm[H_P_IDLE] + g * (prm[H_P_BUSY] * busy + prm[H_P_COMPUTE] * uc) + prm[H_P_MEM] * um
+    return float(min(w, prm[H_TDP]))
+
+
+@njit(cache=True)
+def eval_many(prm: NDArray[np.float64], pt: NDArray[np.float64], pairs: NDArray[np.float64],  # noqa: PLR0917 (numba: positional only)
+              ds: NDArray[np.float64], kv: NDArray[np.float64], want_power: bool) -> NDArray[np.float64]:
+    """Vectorised :func:`step_eval` over equal-length 1-D arrays: step seconds or watts per GPU."""
+    n = pt.shape[0]
+    res = np.empty(n)
+    out = np.empty(OUT_SIZE)
+    for i in range(n):
+        t = step_eval(prm, pt[i], pairs[i], ds[i], kv[i], out)
+        res[i] = power_of(prm, t, out) if want_power else t
+    return res

@@ -1,0 +1,794 @@
+"""The numba hot loop: every replica of one shard, vLLM-class scheduler, event to event.
+
+Why one loop for all replicas of a shard: the state-dependent routers (least outstanding, least KV,
+power of two, prefix affinity) need every replica's state at the moment a request arrives. The loop
+therefore takes arrivals in time order; before routing an arrival at ``t`` it advances each replica
+through its step boundaries that fall strictly before ``t`` (an O(1) check per replica when nothing is
+due). Replicas are independent between arrivals, so the order in which they are advanced does not
+matter.
+
+Engine model (per replica, after vLLM v1's scheduler):
+
+* a step has a token budget (``max_batched_tokens``) and at most ``max_num_seqs`` running sequences;
+* running sequences go first, in admission order: a decoding sequence takes one token, a sequence in
+  (chunked) prefill takes ``min(remaining, budget)``; then waiting requests are admitted FCFS while the
+  budget, the sequence limit and the KV blocks allow (head-of-line blocking, as FCFS does);
+* KV is paged in blocks of ``block_size`` tokens; when a sequence needs a block and none is free (nor
+  evictable from the prefix cache), the most recently admitted running sequence is preempted by
+  recompute: it frees its blocks, goes back to the front of the queue and later re-prefills its prompt
+  plus the tokens it had generated;
+* the prefix cache is an LRU over ``prefix_hashes`` blocks (of ``hash_block_tokens`` tokens each): the
+  leading blocks of a prompt found in the replica's cache are not recomputed (at least one token always
+  is); blocks of a finished prompt stay cached (evictable, LRU) until the space is needed.
+
+Jumps: when the next step would be a pure-decode step with a fixed batch, the replica runs ``k`` such
+steps as one event, ``k`` = steps to the next finish, bounded so that the KV blocks the batch can grow
+into are guaranteed free. Its duration is ``sum_{i<k} a + b (kv0 + i D)`` from
+:meth:`ReplicaPerf.decode_affine`. A run is cut short only when a request is routed to that replica
+while its queue is empty (then the run ends at the first step boundary after the arrival, found by
+solving the quadratic).
+
+State lives in a few arrays of structs (row per request / replica, one column per field, see the
+``R_*``, ``P_*`` constants) so the hot loop can be called in chunks of arrivals (for a progress bar)
+and the state survives between calls.
+
+Routers see each replica's state as of its last processed step boundary before the arrival.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+# --- request int fields (rq[i, F]) -------------------------------------------------------------------
+R_PHASE = 0  # 0 not arrived, 1 waiting, 2 prefill, 3 decode, 4 done, 5 rejected
+R_GEN = 1  # tokens generated (valid while not decoding; while decoding gen = x - R_C)
+R_TARGET = 2  # prefill target: input + generated (recompute after preemption)
+R_DONE = 3  # prefill progress in tokens (cached prefix included)
+R_CACHED = 4  # cached prefix tokens at first admission (-1 before)
+R_C = 5  # decode: generated = replica step counter - R_C
+R_PREEMPT = 6
+R_REP = 7
+R_HELD = 8  # leading prefix-hash entries held (referenced)
+R_OWN = 9  # KV blocks held outside the prefix cache
+R_NEXT = 10  # waiting-queue link
+R_CHUNK = 11  # tokens scheduled in the step in flight
+N_RQ = 12
+
+PH_NONE = 0
+PH_WAIT = 1
+PH_PREFILL = 2
+PH_DECODE = 3
+PH_DONE = 4
+PH_REJECTED = 5
+
+# --- request float fields (rf[i, F]) -----------------------------------------------------------------
+F_FIRST = 0
+F_FINISH = 1
+F_SCHED = 2
+N_RF = 3
+
+# --- replica int fields (pi[r, F]) -------------------------------------------------------------------
+P_MODE = 0  # 0 idle, 1 mixed step in flight, 2 decode run in flight
+P_NRUN = 1
+P_HEAD = 2
+P_TAIL = 3
+P_NWAIT = 4
+P_X = 5  # steps executed
+P_D = 6  # decoding sequences
+P_SUMBASE = 7  # sum over decoding seqs of input - R_C (decode kv = SUMBASE + D * X)
+P_FREE = 8  # empty KV blocks
+P_EVICT = 9  # blocks held by unreferenced prefix-cache entries (evictable)
+P_LRU_HEAD = 10
+P_LRU_TAIL = 11
+P_WAIT_TOK = 12  # prompt tokens waiting
+P_RUN_K = 13
+P_STEPS = 14  # steps executed (statistics)
+P_MAXUSED = 15  # highest KV blocks in use seen at a step boundary
+N_PI = 16
+
+MODE_IDLE = 0
+MODE_STEP = 1
+MODE_RUN = 2
+
+# --- replica float fields (pf[r, F]) -----------------------------------------------------------------
+Q_NOW = 0
+Q_BUSY_UNTIL = 1
+Q_T0 = 2  # start of the step/run in flight
+Q_A = 3
+Q_B = 4
+Q_KV0 = 5
+Q_P = 6  # prefill tokens of the step in flight
+Q_PAIRS = 7
+Q_DKV = 8  # decode kv of the step in flight
+Q_BUSY_TOTAL = 9
+N_PF = 10
+
+# --- config ints (ci[F]) -----------------------------------------------------------------------------
+C_BS = 0
+C_MBT = 1
+C_MAXSEQ = 2
+C_BLOCKS = 3
+C_HBT = 4  # tokens per prefix-hash block
+C_HB = 5  # KV blocks per prefix-hash block
+C_PREFIX = 6  # prefix cache on
+C_ROUTER = 7
+C_NREP = 8
+C_RR = 9  # round-robin counter (state)
+C_VIOL = 10  # invariant violations seen (time going back, KV over capacity): must stay 0
+N_CI = 11
+
+# routers (codes; names in planner.sim.config.RouterName)
+ROUTER_ROUND_ROBIN = 0
+ROUTER_LEAST_OUTSTANDING = 1
+ROUTER_LEAST_KV = 2
+ROUTER_POWER_OF_TWO = 3
+ROUTER_PREFIX_AFFINITY = 4
+ROUTER_HASH = 5  # stateless: replica = hash(request) mod replicas (sharding-independent)
+
+# --- prefix-cache entries (ent[e, F]) ----------------------------------------------------------------
+E_REP = 0
+E_REF = 1
+E_PREV = 2
+E_NEXT = 3
+E_SLOT = 4
+N_ENT = 5
+
+# --- time series fields (ts[interval, replica, F]) ---------------------------------------------------
+T_BUSY = 0  # seconds executing steps
+T_STEPS = 1
+T_PREFILL = 2  # prefill tokens computed
+T_PAIRS = 3
+T_DECODE = 4  # decode tokens (= sum of decode_seqs over steps)
+T_DKV = 5  # sum over steps of decode kv
+T_RUNNING = 6  # integral of running seqs over busy time (seq-seconds)
+T_WAITING = 7  # integral of waiting requests over busy time
+T_KV = 8  # integral of used KV blocks over busy time
+N_TS = 9
+
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+@nb.njit(cache=True)
+def splitmix64(x: np.uint64) -> np.uint64:  # pragma: no cover - numba
+    """A 64-bit mixing hash (SplitMix64 finaliser): sharding-independent pseudo-randomness."""
+    z = np.uint64(x) + _MIX
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+# ----------------------------------------------------------------------------------------------------
+# prefix cache: open-addressing table (key = (replica, hash)) + LRU list of unreferenced entries
+# ----------------------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, inline="always")
+def _slot_of(h: np.uint64, r: int, mask: int) -> int:  # pragma: no cover - numba
+    return np.int64(splitmix64(h ^ (np.uint64(r) * np.uint64(0xD6E8FEB86659FD93))) & np.uint64(mask))
+
+
+@nb.njit(cache=True)
+def _tab_find(tab_ent, ent, ent_hash, h, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    mask = tab_ent.shape[0] - 1
+    s = _slot_of(h, r, mask)
+    while True:
+        e = tab_ent[s]
+        if e < 0:
+            return -1
+        if ent_hash[e] == h and ent[e, E_REP] == r:
+            return e
+        s = (s + 1) & mask
+
+
+@nb.njit(cache=True)
+def _tab_insert(tab_ent, ent, ent_hash, h, r, e):  # type: ignore[no-untyped-def]  # pragma: no cover
+    mask = tab_ent.shape[0] - 1
+    s = _slot_of(h, r, mask)
+    while tab_ent[s] >= 0:
+        s = (s + 1) & mask
+    tab_ent[s] = e
+    ent[e, E_SLOT] = s
+    ent_hash[e] = h
+    ent[e, E_REP] = r
+
+
+@nb.njit(cache=True)
+def _tab_delete(tab_ent, ent, ent_hash, e):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Backward-shift deletion keeps linear probing correct without tombstones."""
+    mask = tab_ent.shape[0] - 1
+    i = ent[e, E_SLOT]
+    tab_ent[i] = -1
+    j = i
+    while True:
+        j = (j + 1) & mask
+        f = tab_ent[j]
+        if f < 0:
+            return
+        home = _slot_of(ent_hash[f], ent[f, E_REP], mask)
+        # move f back to i when its home is not cyclically within (i, j]
+        if (j > i and (home <= i or home > j)) or (j < i and (home <= i and home > j)):
+            tab_ent[i] = f
+            ent[f, E_SLOT] = i
+            tab_ent[j] = -1
+            i = j
+
+
+@nb.njit(cache=True)
+def _lru_remove(pi, ent, r, e):  # type: ignore[no-untyped-def]  # pragma: no cover
+    p = ent[e, E_PREV]
+    n = ent[e, E_NEXT]
+    if p >= 0:
+        ent[p, E_NEXT] = n
+    else:
+        pi[r, P_LRU_HEAD] = n
+    if n >= 0:
+        ent[n, E_PREV] = p
+    else:
+        pi[r, P_LRU_TAIL] = p
+    ent[e, E_PREV] = -1
+    ent[e, E_NEXT] = -1
+
+
+@nb.njit(cache=True)
+def _lru_push(pi, ent, r, e):  # type: ignore[no-untyped-def]  # pragma: no cover
+    t = pi[r, P_LRU_TAIL]
+    ent[e, E_PREV] = t
+    ent[e, E_NEXT] = -1
+    if t >= 0:
+        ent[t, E_NEXT] = e
+    else:
+        pi[r, P_LRU_HEAD] = e
+    pi[r, P_LRU_TAIL] = e
+
+
+@nb.njit(cache=True)
+def _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, n):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Take ``n`` KV blocks on replica ``r``, evicting LRU prefix entries if needed; False if impossible."""
+    if n <= 0:
+        pi[r, P_FREE] -= n  # n < 0 gives blocks back
+        return True
+    if pi[r, P_FREE] >= n:
+        pi[r, P_FREE] -= n
+        return True
+    if pi[r, P_FREE] + pi[r, P_EVICT] < n:
+        return False
+    hb = ci[C_HB]
+    while pi[r, P_FREE] < n:
+        e = pi[r, P_LRU_HEAD]
+        _lru_remove(pi, ent, r, e)
+        _tab_delete(tab_ent, ent, ent_hash, e)
+        ent[e, E_REP] = -1
+        ent_free[0] += 1
+        ent_free[ent_free[0]] = e
+        pi[r, P_EVICT] -= hb
+        pi[r, P_FREE] += hb
+    pi[r, P_FREE] -= n
+    return True
+
+
+@nb.njit(cache=True)
+def _release(pi, ci, rq, ent, ent_hash, tab_ent, ph, ph_off, r, q):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Give back every block request ``q`` holds: own blocks freed, prefix entries unreferenced."""
+    hb = ci[C_HB]
+    o = ph_off[q]
+    for j in range(rq[q, R_HELD]):
+        e = _tab_find(tab_ent, ent, ent_hash, ph[o + j], r)
+        if e >= 0:
+            ent[e, E_REF] -= 1
+            if ent[e, E_REF] == 0:
+                _lru_push(pi, ent, r, e)
+                pi[r, P_EVICT] += hb
+    rq[q, R_HELD] = 0
+    pi[r, P_FREE] += rq[q, R_OWN]
+    rq[q, R_OWN] = 0
+
+
+@nb.njit(cache=True)
+def _register_prompt(pi, ci, rq, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, r, q):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """At prefill completion, the full prompt blocks become (shared) prefix-cache entries."""
+    hb = ci[C_HB]
+    o = ph_off[q]
+    nh = ph_off[q + 1] - o
+    n_full = min(nh, inp[q] // ci[C_HBT])
+    for j in range(rq[q, R_HELD], n_full):
+        h = ph[o + j]
+        e = _tab_find(tab_ent, ent, ent_hash, h, r)
+        if e >= 0:
+            if ent[e, E_REF] == 0:
+                _lru_remove(pi, ent, r, e)
+                pi[r, P_EVICT] -= hb
+            ent[e, E_REF] += 1
+            pi[r, P_FREE] += hb  # our duplicate copy is released
+        else:
+            if ent_free[0] == 0:
+                break  # table full (cannot happen when sized from the block count)
+            e = ent_free[ent_free[0]]
+            ent_free[0] -= 1
+            _tab_insert(tab_ent, ent, ent_hash, h, r, e)
+            ent[e, E_REF] = 1
+        rq[q, R_OWN] -= hb
+        rq[q, R_HELD] = j + 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# queue
+# ----------------------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def _push_back(pi, rq, r, q):  # type: ignore[no-untyped-def]  # pragma: no cover
+    rq[q, R_NEXT] = -1
+    t = pi[r, P_TAIL]
+    if t >= 0:
+        rq[t, R_NEXT] = q
+    else:
+        pi[r, P_HEAD] = q
+    pi[r, P_TAIL] = q
+    pi[r, P_NWAIT] += 1
+
+
+@nb.njit(cache=True)
+def _push_front(pi, rq, r, q):  # type: ignore[no-untyped-def]  # pragma: no cover
+    rq[q, R_NEXT] = pi[r, P_HEAD]
+    pi[r, P_HEAD] = q
+    if pi[r, P_TAIL] < 0:
+        pi[r, P_TAIL] = q
+    pi[r, P_NWAIT] += 1
+
+
+@nb.njit(cache=True)
+def _pop_front(pi, rq, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    q = pi[r, P_HEAD]
+    pi[r, P_HEAD] = rq[q, R_NEXT]
+    if pi[r, P_HEAD] < 0:
+        pi[r, P_TAIL] = -1
+    rq[q, R_NEXT] = -1
+    pi[r, P_NWAIT] -= 1
+    return q
+
+
+# ----------------------------------------------------------------------------------------------------
+# time series
+# ----------------------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def _accum(ts, dt, r, t0, t1, steps, pre, pairs, dec, dkv, running, waiting, kvb):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Spread a step (or run of steps) over the intervals it covers, in proportion to time."""
+    dur = t1 - t0
+    i0 = int(t0 / dt)
+    i1 = int(t1 / dt)
+    if i1 >= ts.shape[0]:
+        n = ts.shape[0]
+        while n <= i1:
+            n *= 2
+        grown = np.zeros((n, ts.shape[1], ts.shape[2]))
+        grown[: ts.shape[0]] = ts
+        ts = grown
+    if i1 == i0 or dur <= 0.0:
+        w = 1.0
+        i = i0
+        ts[i, r, T_BUSY] += dur
+        ts[i, r, T_STEPS] += steps * w
+        ts[i, r, T_PREFILL] += pre * w
+        ts[i, r, T_PAIRS] += pairs * w
+        ts[i, r, T_DECODE] += dec * w
+        ts[i, r, T_DKV] += dkv * w
+        ts[i, r, T_RUNNING] += running * dur
+        ts[i, r, T_WAITING] += waiting * dur
+        ts[i, r, T_KV] += kvb * dur
+        return ts
+    for i in range(i0, i1 + 1):
+        a = max(t0, i * dt)
+        b = min(t1, (i + 1) * dt)
+        if b <= a:
+            continue
+        part = b - a
+        w = part / dur
+        ts[i, r, T_BUSY] += part
+        ts[i, r, T_STEPS] += steps * w
+        ts[i, r, T_PREFILL] += pre * w
+        ts[i, r, T_PAIRS] += pairs * w
+        ts[i, r, T_DECODE] += dec * w
+        ts[i, r, T_DKV] += dkv * w
+        ts[i, r, T_RUNNING] += running * part
+        ts[i, r, T_WAITING] += waiting * part
+        ts[i, r, T_KV] += kvb * part
+    return ts
+
+
+# ----------------------------------------------------------------------------------------------------
+# scheduling one replica
+# ----------------------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def _finish(pi, ci, rq, rf, ent, ent_hash, tab_ent, ph, ph_off, r, q, t):  # type: ignore[no-untyped-def]  # pragma: no cover
+    _release(pi, ci, rq, ent, ent_hash, tab_ent, ph, ph_off, r, q)
+    rq[q, R_PHASE] = PH_DONE
+    rf[q, F_FINISH] = t
+
+
+@nb.njit(cache=True)
+def _preempt(pi, ci, rq, ent, ent_hash, tab_ent, ph, ph_off, inp, run_ids, r, idx):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Preempt the running sequence at ``idx`` (the last one) by recompute."""
+    q = run_ids[r, idx]
+    if rq[q, R_PHASE] == PH_DECODE:
+        gen = pi[r, P_X] - rq[q, R_C]
+        rq[q, R_GEN] = gen
+        pi[r, P_D] -= 1
+        pi[r, P_SUMBASE] -= inp[q] - rq[q, R_C]
+    _release(pi, ci, rq, ent, ent_hash, tab_ent, ph, ph_off, r, q)
+    rq[q, R_PHASE] = PH_WAIT
+    rq[q, R_DONE] = 0
+    rq[q, R_TARGET] = inp[q] + rq[q, R_GEN]
+    rq[q, R_PREEMPT] += 1
+    rq[q, R_CHUNK] = 0
+    pi[r, P_NRUN] -= 1
+    _push_front(pi, rq, r, q)
+    pi[r, P_WAIT_TOK] += rq[q, R_TARGET]
+
+
+@nb.njit(cache=True)
+def _used_blocks(pi, ci, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    return ci[C_BLOCKS] - pi[r, P_FREE] - pi[r, P_EVICT]
+
+
+@nb.njit(cache=True)
+def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free,  # type: ignore[no-untyped-def]  # pragma: no cover
+              ph, ph_off, inp, out, run_ids, scratch, r, t):
+    """Plan the next step of replica ``r`` at boundary ``t`` and put it in flight (or go idle).
+
+    Returns True when the step in flight is a mixed step whose duration the caller must still set
+    from the perf kernel (:func:`_set_step_time`); kept out of here so that this large function does
+    not take the kernel as an argument and stays in numba's on-disk cache.
+    """
+    bs = ci[C_BS]
+    hb = ci[C_HB]
+    hbt = ci[C_HBT]
+    budget = ci[C_MBT]
+    x = pi[r, P_X]
+    n_pre = 0
+    pairs = 0.0
+    d = 0
+    dkv = 0.0
+    i = 0
+    while i < pi[r, P_NRUN]:
+        q = run_ids[r, i]
+        if rq[q, R_PHASE] == PH_DECODE:
+            gen = x - rq[q, R_C]
+            pos = inp[q] + gen - 1
+            need = 1 if pos % bs == 0 else 0
+            if need > 0 and not _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, need):
+                last = pi[r, P_NRUN] - 1
+                _preempt(pi, ci, rq, ent, ent_hash, tab_ent, ph, ph_off, inp, run_ids, r, last)
+                if last == i:
+                    break
+                continue
+            rq[q, R_OWN] += need
+            rq[q, R_CHUNK] = 1
+            d += 1
+            dkv += inp[q] + gen
+            budget -= 1
+        else:
+            done = rq[q, R_DONE]
+            n = min(rq[q, R_TARGET] - done, budget)
+            if n <= 0:
+                rq[q, R_CHUNK] = 0
+                i += 1
+                continue
+            have = rq[q, R_OWN] + rq[q, R_HELD] * hb
+            need = max(0, (done + n + bs - 1) // bs - have)
+            if need > 0 and not _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, need):
+                last = pi[r, P_NRUN] - 1
+                _preempt(pi, ci, rq, ent, ent_hash, tab_ent, ph, ph_off, inp, run_ids, r, last)
+                if last == i:
+                    break
+                continue
+            rq[q, R_OWN] += need
+            rq[q, R_CHUNK] = n
+            n_pre += n
+            pairs += n * (done + (n + 1) / 2.0)
+            budget -= n
+        i += 1
+    admitted = 0
+    while pi[r, P_NWAIT] > 0 and pi[r, P_NRUN] < ci[C_MAXSEQ] and budget > 0:
+        q = pi[r, P_HEAD]
+        target = rq[q, R_TARGET]
+        # prefix-cache lookup: leading hash blocks present on this replica
+        nh = 0
+        evict_taken = 0
+        if ci[C_PREFIX] != 0:
+            o = ph_off[q]
+            m = ph_off[q + 1] - o
+            lim = min(m, (target - 1) // hbt + 1, inp[q] // hbt)
+            while nh < lim:
+                e = _tab_find(tab_ent, ent, ent_hash, ph[o + nh], r)
+                if e < 0:
+                    break
+                scratch[nh] = e
+                if ent[e, E_REF] == 0:
+                    evict_taken += hb
+                nh += 1
+        done = min(nh * hbt, target - 1)
+        n = min(target - done, budget)
+        need = max(0, (done + n + bs - 1) // bs - nh * hb)
+        if need > pi[r, P_FREE] + pi[r, P_EVICT] - evict_taken:
+            break  # head-of-line blocked on KV
+        for j in range(nh):
+            e = scratch[j]
+            if ent[e, E_REF] == 0:
+                _lru_remove(pi, ent, r, e)
+                pi[r, P_EVICT] -= hb
+            ent[e, E_REF] += 1
+        ok = _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, need)
+        if not ok:  # pragma: no cover - guarded above
+            break
+        _pop_front(pi, rq, r)
+        pi[r, P_WAIT_TOK] -= target
+        rq[q, R_HELD] = nh
+        rq[q, R_OWN] = need
+        rq[q, R_DONE] = done
+        rq[q, R_PHASE] = PH_PREFILL
+        if rq[q, R_CACHED] < 0:
+            rq[q, R_CACHED] = done
+            rf[q, F_SCHED] = t
+        rq[q, R_CHUNK] = n
+        run_ids[r, pi[r, P_NRUN]] = q
+        pi[r, P_NRUN] += 1
+        n_pre += n
+        pairs += n * (done + (n + 1) / 2.0)
+        budget -= n
+        admitted += 1
+    pf[r, Q_T0] = t
+    if n_pre == 0 and d == 0:
+        pi[r, P_MODE] = MODE_IDLE
+        pf[r, Q_BUSY_UNTIL] = np.inf
+        pf[r, Q_NOW] = t
+        return False
+    if n_pre > 0:
+        pi[r, P_MODE] = MODE_STEP
+        pf[r, Q_P] = n_pre
+        pf[r, Q_PAIRS] = pairs
+        pf[r, Q_DKV] = dkv
+        pf[r, Q_BUSY_UNTIL] = t
+        pi[r, P_D] = d
+        return True
+    # pure decode with a fixed batch: a run to the next finish, bounded by guaranteed-free KV
+    k = np.int64(1) << 62
+    for j in range(pi[r, P_NRUN]):
+        q = run_ids[r, j]
+        rem = rq[q, R_C] + out[q] - x
+        if rem < k:
+            k = rem
+    avail = pi[r, P_FREE] + pi[r, P_EVICT]
+    k_safe = 1 + bs * (avail // d)
+    if k_safe < k:
+        k = k_safe
+    if k < 1:
+        k = 1
+    a = a_tab[d]
+    b = b_tab[d]
+    kv0 = dkv
+    dur = k * a + b * (k * kv0 + d * k * (k - 1) / 2.0)
+    pi[r, P_MODE] = MODE_RUN
+    pi[r, P_RUN_K] = k
+    pf[r, Q_A] = a
+    pf[r, Q_B] = b
+    pf[r, Q_KV0] = kv0
+    pf[r, Q_BUSY_UNTIL] = t + dur
+    return False
+
+
+@nb.njit(cache=True)
+def _set_step_time(kernel, kparams, pi, pf, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    pf[r, Q_BUSY_UNTIL] = pf[r, Q_T0] + kernel(kparams, pf[r, Q_P], pf[r, Q_PAIRS], float(pi[r, P_D]),
+                                               pf[r, Q_DKV])
+
+
+@nb.njit(cache=True)
+def _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, out,  # type: ignore[no-untyped-def]  # pragma: no cover
+            run_ids, ts, dt, r):
+    """Apply the step or run in flight of replica ``r`` (it ends at ``busy_until``)."""
+    t1 = pf[r, Q_BUSY_UNTIL]
+    t0 = pf[r, Q_T0]
+    bs = ci[C_BS]
+    hb = ci[C_HB]
+    mode = pi[r, P_MODE]
+    nrun = pi[r, P_NRUN]
+    kvb = _used_blocks(pi, ci, r)
+    if mode == MODE_RUN:
+        k = pi[r, P_RUN_K]
+        d = pi[r, P_D]
+        kv0 = pf[r, Q_KV0]
+        ts = _accum(ts, dt, r, t0, t1, float(k), 0.0, 0.0, float(d * k), k * kv0 + d * k * (k - 1) / 2.0,
+                    float(nrun), float(pi[r, P_NWAIT]), float(kvb))
+        pi[r, P_X] += k
+        pi[r, P_STEPS] += k
+        x = pi[r, P_X]
+        # blocks first (every sequence wrote k tokens, the finishing ones included), then finishes:
+        # the order a step-by-step engine would take and give them in
+        for i in range(nrun):
+            q = run_ids[r, i]
+            gen = x - rq[q, R_C]
+            own = (inp[q] + gen - 1 + bs - 1) // bs - rq[q, R_HELD] * hb
+            extra = own - rq[q, R_OWN]
+            if extra != 0:
+                if not _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, extra):  # k_safe guarantees it
+                    ci[C_VIOL] += 1
+                rq[q, R_OWN] = own
+        w = 0
+        for i in range(nrun):
+            q = run_ids[r, i]
+            gen = x - rq[q, R_C]
+            if gen >= out[q]:
+                rq[q, R_GEN] = gen
+                pi[r, P_D] -= 1
+                pi[r, P_SUMBASE] -= inp[q] - rq[q, R_C]
+                _finish(pi, ci, rq, rf, ent, ent_hash, tab_ent, ph, ph_off, r, q, t1)
+                continue
+            run_ids[r, w] = q
+            w += 1
+        pi[r, P_NRUN] = w
+    else:
+        ts = _accum(ts, dt, r, t0, t1, 1.0, pf[r, Q_P], pf[r, Q_PAIRS], float(pi[r, P_D]), pf[r, Q_DKV],
+                    float(nrun), float(pi[r, P_NWAIT]), float(kvb))
+        pi[r, P_X] += 1
+        pi[r, P_STEPS] += 1
+        x = pi[r, P_X]
+        w = 0
+        for i in range(nrun):
+            q = run_ids[r, i]
+            ph_q = rq[q, R_PHASE]
+            if ph_q == PH_DECODE:
+                gen = x - rq[q, R_C]
+                if gen >= out[q]:
+                    rq[q, R_GEN] = gen
+                    pi[r, P_D] -= 1
+                    pi[r, P_SUMBASE] -= inp[q] - rq[q, R_C]
+                    _finish(pi, ci, rq, rf, ent, ent_hash, tab_ent, ph, ph_off, r, q, t1)
+                    continue
+            elif ph_q == PH_PREFILL:
+                rq[q, R_DONE] += rq[q, R_CHUNK]
+                if rq[q, R_DONE] >= rq[q, R_TARGET]:
+                    gen = rq[q, R_GEN] + 1
+                    rq[q, R_GEN] = gen
+                    if math.isnan(rf[q, F_FIRST]):
+                        rf[q, F_FIRST] = t1
+                    if ci[C_PREFIX] != 0:
+                        _register_prompt(pi, ci, rq, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, r, q)
+                    if gen >= out[q]:
+                        _finish(pi, ci, rq, rf, ent, ent_hash, tab_ent, ph, ph_off, r, q, t1)
+                        continue
+                    rq[q, R_PHASE] = PH_DECODE
+                    rq[q, R_C] = x - gen
+                    pi[r, P_D] += 1
+                    pi[r, P_SUMBASE] += inp[q] - rq[q, R_C]
+            rq[q, R_CHUNK] = 0
+            run_ids[r, w] = q
+            w += 1
+        pi[r, P_NRUN] = w
+    if t1 < t0 or t0 < pf[r, Q_NOW]:
+        ci[C_VIOL] += 1
+    used = _used_blocks(pi, ci, r)
+    if used > ci[C_BLOCKS] or pi[r, P_FREE] < 0 or pi[r, P_EVICT] < 0:
+        ci[C_VIOL] += 1
+    if used > pi[r, P_MAXUSED]:
+        pi[r, P_MAXUSED] = used
+    pf[r, Q_BUSY_TOTAL] += t1 - t0
+    pf[r, Q_NOW] = t1
+    return ts
+
+
+@nb.njit(cache=True)
+def _truncate_run(pi, pf, r, t):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """End replica ``r``'s decode run at its first step boundary at or after ``t``."""
+    k = pi[r, P_RUN_K]
+    t0 = pf[r, Q_T0]
+    delta = t - t0
+    a = pf[r, Q_A]
+    b = pf[r, Q_B]
+    kv0 = pf[r, Q_KV0]
+    d = pi[r, P_D]
+    c2 = b * d / 2.0
+    c1 = a + b * kv0 - c2
+    if c2 > 0.0:
+        kr = (-c1 + math.sqrt(c1 * c1 + 4.0 * c2 * delta)) / (2.0 * c2)
+    else:
+        kr = delta / c1
+    kk = int(math.ceil(kr))
+    if kk < 1:
+        kk = 1
+    while kk > 1 and (kk - 1) * c1 + c2 * (kk - 1) * (kk - 1) >= delta:
+        kk -= 1
+    while kk < k and kk * c1 + c2 * kk * kk < delta:
+        kk += 1
+    if kk >= k:
+        return
+    pi[r, P_RUN_K] = kk
+    pf[r, Q_BUSY_UNTIL] = t0 + kk * a + b * (kk * kv0 + d * kk * (kk - 1) / 2.0)
+
+
+@nb.njit(cache=True)
+def _route(pi, ci, rkey, akey, inp, q, nrep):  # type: ignore[no-untyped-def]  # pragma: no cover
+    router = ci[C_ROUTER]
+    if nrep == 1:
+        return 0
+    if router == ROUTER_ROUND_ROBIN:
+        r = ci[C_RR] % nrep
+        ci[C_RR] += 1
+        return r
+    if router == ROUTER_HASH:
+        return np.int64(rkey[q] % np.uint64(nrep))
+    if router == ROUTER_LEAST_OUTSTANDING or router == ROUTER_LEAST_KV:
+        best = 0
+        bestv = np.inf
+        for r in range(nrep):
+            if router == ROUTER_LEAST_OUTSTANDING:
+                v = float(pi[r, P_NRUN] + pi[r, P_NWAIT])
+            else:
+                v = float(_used_blocks(pi, ci, r)) + pi[r, P_WAIT_TOK] / ci[C_BS]
+            if v < bestv:
+                bestv = v
+                best = r
+        return best
+    # power of two choices / prefix affinity: two hash candidates, the less loaded wins
+    key = rkey[q] if router == ROUTER_POWER_OF_TWO else akey[q]
+    h1 = splitmix64(key)
+    h2 = splitmix64(h1)
+    c1 = np.int64(h1 % np.uint64(nrep))
+    c2 = np.int64(h2 % np.uint64(nrep - 1))
+    if c2 >= c1:
+        c2 += 1
+    l1 = pi[c1, P_NRUN] + pi[c1, P_NWAIT]
+    l2 = pi[c2, P_NRUN] + pi[c2, P_NWAIT]
+    return c1 if l1 <= l2 else c2
+
+
+@nb.njit(cache=True)
+def run_arrivals(kernel, kparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free,  # type: ignore[no-untyped-def]  # pragma: no cover
+                 ph, ph_off, arr, inp, out, rkey, akey, run_ids, scratch, ts, dt, i0, i1, drain):
+    """Route and simulate arrivals ``i0 <= i < i1``; with ``drain`` run every replica to idle after.
+
+    Returns the (possibly grown) time-series array.
+    """
+    nrep = ci[C_NREP]
+    cap_tokens = ci[C_BLOCKS] * ci[C_BS]
+    for q in range(i0, i1):
+        t = arr[q]
+        for r in range(nrep):
+            while pi[r, P_MODE] != MODE_IDLE and pf[r, Q_BUSY_UNTIL] < t:
+                ts = _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, out,
+                             run_ids, ts, dt, r)
+                if _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
+                             ent_free, ph, ph_off, inp, out, run_ids, scratch, r, pf[r, Q_BUSY_UNTIL]):
+                    _set_step_time(kernel, kparams, pi, pf, r)
+        r = _route(pi, ci, rkey, akey, inp, q, nrep)
+        rq[q, R_REP] = r
+        if inp[q] + out[q] > cap_tokens:
+            rq[q, R_PHASE] = PH_REJECTED
+            continue
+        rq[q, R_PHASE] = PH_WAIT
+        rq[q, R_TARGET] = inp[q]
+        was_empty = pi[r, P_NWAIT] == 0
+        _push_back(pi, rq, r, q)
+        pi[r, P_WAIT_TOK] += inp[q]
+        mode = pi[r, P_MODE]
+        if mode == MODE_IDLE:
+            if _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
+                         ent_free, ph, ph_off, inp, out, run_ids, scratch, r, max(t, pf[r, Q_NOW])):
+                _set_step_time(kernel, kparams, pi, pf, r)
+        elif mode == MODE_RUN and was_empty:
+            _truncate_run(pi, pf, r, t)
+    if drain:
+        for r in range(nrep):
+            while pi[r, P_MODE] != MODE_IDLE:
+                ts = _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, out,
+                             run_ids, ts, dt, r)
+                if _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
+                             ent_free, ph, ph_off, inp, out, run_ids, scratch, r, pf[r, Q_BUSY_UNTIL]):
+                    _set_step_time(kernel, kparams, pi, pf, r)
+    return ts

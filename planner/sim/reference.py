@@ -1,0 +1,332 @@
+"""A plain-Python reference engine: one step at a time, no jumps, no numba.
+
+Why it exists: it is the oracle the fast loop is checked against (same scheduler rules, written the
+obvious way: Python lists, a deque, an ``OrderedDict`` LRU, and every decode step summed one by one),
+and the baseline ``fleetwise bench replay`` measures the fast loop against.
+
+Differences by design: routers see the same state as the fast loop except ``least-kv`` (inside a decode
+run the fast loop shows the KV blocks as of the run's start; this loop shows them step by step), so
+``least-kv`` results may differ slightly.
+
+>>> import numpy as np, polars as pl
+>>> from traces.schema import RequestTrace, TraceMeta
+>>> from planner.sim.config import SimConfig
+>>> from planner.sim.replay import engine_setup, make_shard_tasks
+>>> from planner.sim.testing import LinearPerf
+>>> df = pl.DataFrame({"arrival_s": [0.0], "input_tokens": [10], "output_tokens": [3]},
+...                   schema_overrides={"input_tokens": pl.Int32, "output_tokens": pl.Int32})
+>>> tr = RequestTrace(df, TraceMeta("doc", "inline"))
+>>> cfg = SimConfig(replicas=1)
+>>> out = reference_shard(make_shard_tasks(tr, cfg)[0], engine_setup(LinearPerf(), tr, cfg), cfg)
+>>> int(out.rq[0, 1])  # tokens generated
+3
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from planner.sim import engine as E
+from planner.sim.config import RouterName, SimConfig
+from planner.sim.replay import EngineSetup, ShardOutput, ShardTask, splitmix64_np
+
+
+@dataclass
+class _Req:
+    i: int
+    inp: int
+    out: int
+    hashes: list[int]
+    gen: int = 0
+    target: int = 0
+    done: int = 0
+    held: int = 0
+    own: int = 0
+    chunk: int = 0
+    decoding: bool = False
+    preempt: int = 0
+    cached: int = -1
+    first: float = math.nan
+    finish: float = math.nan
+    sched: float = math.nan
+
+
+@dataclass
+class _Entry:
+    h: int
+    ref: int = 0
+
+
+@dataclass
+class _Replica:
+    free: int
+    running: list[_Req] = field(default_factory=list)
+    waiting: deque[_Req] = field(default_factory=deque)
+    table: dict[int, _Entry] = field(default_factory=dict)
+    lru: OrderedDict[int, _Entry] = field(default_factory=OrderedDict)
+    busy_until: float = math.inf
+    t0: float = 0.0
+    now: float = 0.0
+    busy: float = 0.0
+    steps: int = 0
+    max_used: int = 0
+
+    @property
+    def evictable(self) -> int:
+        return len(self.lru)
+
+
+class _Engine:
+    def __init__(self, setup: EngineSetup, config: SimConfig, nrep: int) -> None:
+        eng = config.engine
+        self.perf = setup.perf
+        self.bs = eng.block_size
+        self.mbt = eng.max_batched_tokens
+        self.maxseq = eng.max_num_seqs
+        self.blocks = setup.blocks
+        self.hbt = setup.hash_block_tokens
+        self.hb = self.hbt // self.bs
+        self.prefix = False
+        self.reps = [_Replica(free=setup.blocks) for _ in range(nrep)]
+
+    # --- blocks -------------------------------------------------------------------------------------
+    def avail(self, p: _Replica) -> int:
+        return p.free + self.hb * p.evictable
+
+    def alloc(self, p: _Replica, n: int) -> bool:
+        if n <= 0:
+            p.free -= n
+            return True
+        if self.avail(p) < n:
+            return False
+        while p.free < n:
+            h, _ = p.lru.popitem(last=False)
+            del p.table[h]
+            p.free += self.hb
+        p.free -= n
+        return True
+
+    def release(self, p: _Replica, q: _Req) -> None:
+        for h in q.hashes[: q.held]:
+            e = p.table.get(h)
+            if e is not None:
+                e.ref -= 1
+                if e.ref == 0:
+                    p.lru[h] = e
+        q.held = 0
+        p.free += q.own
+        q.own = 0
+
+    def register(self, p: _Replica, q: _Req) -> None:
+        n_full = min(len(q.hashes), q.inp // self.hbt)
+        for j in range(q.held, n_full):
+            h = q.hashes[j]
+            e = p.table.get(h)
+            if e is not None:
+                if e.ref == 0:
+                    del p.lru[h]
+                e.ref += 1
+                p.free += self.hb
+            else:
+                p.table[h] = _Entry(h, 1)
+            q.own -= self.hb
+            q.held = j + 1
+
+    # --- one step -----------------------------------------------------------------------------------
+    def preempt_last(self, p: _Replica) -> None:
+        q = p.running.pop()
+        self.release(p, q)
+        q.decoding = False
+        q.done = 0
+        q.target = q.inp + q.gen
+        q.preempt += 1
+        q.chunk = 0
+        p.waiting.appendleft(q)
+
+    def schedule(self, p: _Replica, t: float) -> None:
+        budget = self.mbt
+        n_pre = 0
+        pairs = 0.0
+        d = 0
+        dkv = 0.0
+        i = 0
+        while i < len(p.running):
+            q = p.running[i]
+            if q.decoding:
+                need = 1 if (q.inp + q.gen - 1) % self.bs == 0 else 0
+                if need and not self.alloc(p, need):
+                    last = len(p.running) - 1
+                    self.preempt_last(p)
+                    if last == i:
+                        break
+                    continue
+                q.own += need
+                q.chunk = 1
+                d += 1
+                dkv += q.inp + q.gen
+                budget -= 1
+            else:
+                n = min(q.target - q.done, budget)
+                if n <= 0:
+                    q.chunk = 0
+                    i += 1
+                    continue
+                need = max(0, -(-(q.done + n) // self.bs) - (q.own + q.held * self.hb))
+                if need and not self.alloc(p, need):
+                    last = len(p.running) - 1
+                    self.preempt_last(p)
+                    if last == i:
+                        break
+                    continue
+                q.own += need
+                q.chunk = n
+                n_pre += n
+                pairs += n * (q.done + (n + 1) / 2.0)
+                budget -= n
+            i += 1
+        while p.waiting and len(p.running) < self.maxseq and budget > 0:
+            q = p.waiting[0]
+            hits: list[_Entry] = []
+            if self.prefix:
+                lim = min(len(q.hashes), (q.target - 1) // self.hbt + 1, q.inp // self.hbt)
+                for h in q.hashes[:lim]:
+                    e = p.table.get(h)
+                    if e is None:
+                        break
+                    hits.append(e)
+            nh = len(hits)
+            done = min(nh * self.hbt, q.target - 1)
+            n = min(q.target - done, budget)
+            need = max(0, -(-(done + n) // self.bs) - nh * self.hb)
+            taken = self.hb * sum(1 for e in hits if e.ref == 0)
+            if need > self.avail(p) - taken:
+                break
+            for e in hits:
+                if e.ref == 0:
+                    del p.lru[e.h]
+                e.ref += 1
+            self.alloc(p, need)
+            p.waiting.popleft()
+            q.held, q.own, q.done, q.chunk = nh, need, done, n
+            if q.cached < 0:
+                q.cached = done
+                q.sched = t
+            p.running.append(q)
+            n_pre += n
+            pairs += n * (done + (n + 1) / 2.0)
+            budget -= n
+        p.t0 = t
+        if n_pre == 0 and d == 0:
+            p.busy_until = math.inf
+            p.now = t
+            return
+        p.busy_until = t + float(self.perf.step_time_s(float(n_pre), pairs, float(d), dkv))
+
+    def commit(self, p: _Replica) -> None:
+        t1 = p.busy_until
+        p.busy += t1 - p.t0
+        p.steps += 1
+        keep = []
+        for q in p.running:
+            if q.decoding:
+                q.gen += 1
+                if q.gen >= q.out:
+                    self.release(p, q)
+                    q.finish = t1
+                    continue
+            else:
+                q.done += q.chunk
+                if q.done >= q.target:
+                    q.gen += 1
+                    if math.isnan(q.first):
+                        q.first = t1
+                    if self.prefix:
+                        self.register(p, q)
+                    if q.gen >= q.out:
+                        self.release(p, q)
+                        q.finish = t1
+                        continue
+                    q.decoding = True
+            q.chunk = 0
+            keep.append(q)
+        p.running = keep
+        p.max_used = max(p.max_used, self.blocks - p.free - self.hb * p.evictable)
+        p.now = t1
+
+
+def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> ShardOutput:
+    """Simulate one shard step by step; same inputs and outputs as :func:`~planner.sim.replay.simulate_shard`."""
+    nrep = int(task.replica_ids.size)
+    eng = _Engine(setup, config, nrep)
+    eng.prefix = config.engine.enable_prefix_caching and task.prefix_hashes.size > 0
+    off = task.prefix_offsets
+    reqs = [_Req(i, int(task.input_tokens[i]), int(task.output_tokens[i]),
+                 [int(h) for h in task.prefix_hashes[off[i]:off[i + 1]]]) for i in range(task.arrival_s.size)]
+    rep_of = np.full(len(reqs), -1, dtype=np.int64)
+    rejected = np.zeros(len(reqs), dtype=bool)
+    rr = 0
+    cap = setup.blocks * config.engine.block_size
+
+    def load(r: int) -> int:
+        return len(eng.reps[r].running) + len(eng.reps[r].waiting)
+
+    for q in reqs:
+        t = float(task.arrival_s[q.i])
+        for p in eng.reps:
+            while p.busy_until < t:
+                eng.commit(p)
+                eng.schedule(p, p.busy_until)
+        router = config.router
+        if nrep == 1:
+            r = 0
+        elif router is RouterName.ROUND_ROBIN:
+            r = rr % nrep
+            rr += 1
+        elif router is RouterName.HASH:
+            r = int(task.route_key[q.i] % np.uint64(nrep))
+        elif router is RouterName.LEAST_OUTSTANDING:
+            r = min(range(nrep), key=load)
+        elif router is RouterName.LEAST_KV:
+            r = min(range(nrep), key=lambda k: (eng.blocks - eng.reps[k].free - eng.hb * eng.reps[k].evictable)
+                    + sum(w.target for w in eng.reps[k].waiting) / eng.bs)
+        else:
+            key = task.route_key[q.i] if router is RouterName.POWER_OF_TWO else task.affinity_key[q.i]
+            h1 = splitmix64_np(np.array([key], dtype=np.uint64))
+            h2 = splitmix64_np(h1)
+            c1 = int(h1[0] % np.uint64(nrep))
+            c2 = int(h2[0] % np.uint64(nrep - 1))
+            c2 += 1 if c2 >= c1 else 0
+            r = c1 if load(c1) <= load(c2) else c2
+        rep_of[q.i] = r
+        if q.inp + q.out > cap:
+            rejected[q.i] = True
+            continue
+        q.target = q.inp
+        p = eng.reps[r]
+        p.waiting.append(q)
+        if p.busy_until == math.inf:
+            eng.schedule(p, max(t, p.now))
+    for p in eng.reps:
+        while p.busy_until < math.inf:
+            eng.commit(p)
+            eng.schedule(p, p.busy_until)
+    n = len(reqs)
+    rq = np.zeros((n, E.N_RQ), dtype=np.int64)
+    rf = np.full((n, E.N_RF), np.nan)
+    for q in reqs:
+        rq[q.i, E.R_GEN] = q.gen
+        rq[q.i, E.R_PREEMPT] = q.preempt
+        rq[q.i, E.R_CACHED] = q.cached
+        rq[q.i, E.R_REP] = rep_of[q.i]
+        rq[q.i, E.R_PHASE] = E.PH_REJECTED if rejected[q.i] else E.PH_DONE
+        rf[q.i] = (q.first, q.finish, q.sched)
+    return ShardOutput(
+        index=task.index, replica_ids=task.replica_ids, request_ids=task.request_ids, rq=rq, rf=rf,
+        ts=np.zeros((1, nrep, E.N_TS)), busy_s=np.array([p.busy for p in eng.reps]),
+        steps=np.array([p.steps for p in eng.reps], dtype=np.int64),
+        max_used_blocks=np.array([p.max_used for p in eng.reps], dtype=np.int64), violations=0,
+    )

@@ -1,0 +1,338 @@
+"""``replay(trace, perf, config) -> SimResult``: the pure entry point of the simulator.
+
+The trace is split into shards (groups of replicas behind their own router); each shard is simulated by
+:func:`simulate_shard` (the numba loop of :mod:`planner.sim.engine`), sequentially here or as Ray tasks
+(:mod:`planner.sim.ray_runner` passes its own ``map_shards``). The per-shard arrays are then joined into
+the per-request table, the time series, the power table and the summary. Nothing here does I/O: see
+:mod:`planner.sim.writer`.
+
+>>> import polars as pl
+>>> from traces.schema import RequestTrace, TraceMeta
+>>> from planner.sim.testing import LinearPerf
+>>> df = pl.DataFrame({"arrival_s": [0.0, 0.5], "input_tokens": [100, 200], "output_tokens": [10, 5]},
+...                   schema_overrides={"input_tokens": pl.Int32, "output_tokens": pl.Int32})
+>>> res = replay(RequestTrace(df, TraceMeta("doc", "inline")), LinearPerf(), config=SimConfig(replicas=2))
+>>> res.requests["finish_s"].is_not_null().all()
+True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from planner.catalog.schema import GPUSpec
+from planner.perf.api import ReplicaPerf
+from planner.sim import engine as E
+from planner.sim.config import RouterName, SimConfig
+from planner.sim.result import SimResult, build_result
+from traces.errors import InputError
+from traces.schema import RequestTrace
+
+CHUNK_ARRIVALS = 1 << 16
+"""Arrivals per call of the numba loop (between two progress updates)."""
+
+ProgressFn = Callable[[int, int], None]
+"""``progress(done, total)`` in requests; called between chunks, from the process that simulates."""
+
+I64 = NDArray[np.int64]
+F64 = NDArray[np.float64]
+U64 = NDArray[np.uint64]
+
+
+def splitmix64_np(x: U64) -> U64:
+    """Vectorised SplitMix64 finaliser, the same function as :func:`planner.sim.engine.splitmix64`.
+
+    >>> int(splitmix64_np(np.array([1], dtype=np.uint64))[0]) == int(E.splitmix64(np.uint64(1)))
+    True
+    """
+    with np.errstate(over="ignore"):
+        z = x.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One shard's share of the work: its requests (in arrival order) and its replicas.
+
+    Attributes:
+        index: shard number.
+        replica_ids: global ids of the shard's replicas (local replica ``i`` is ``replica_ids[i]``).
+        request_ids: row numbers of the shard's requests in the trace.
+        arrival_s, input_tokens, output_tokens: the requests.
+        prefix_hashes, prefix_offsets: flattened ``prefix_hashes`` (request ``i`` owns
+            ``prefix_hashes[prefix_offsets[i]:prefix_offsets[i + 1]]``).
+        route_key: per-request hash for power-of-two (or the forced local replica for ``hash``).
+        affinity_key: per-request hash for prefix affinity (first prefix block, session or id).
+    """
+
+    index: int
+    replica_ids: I64
+    request_ids: I64
+    arrival_s: F64
+    input_tokens: I64
+    output_tokens: I64
+    prefix_hashes: U64
+    prefix_offsets: I64
+    route_key: U64
+    affinity_key: U64
+
+
+@dataclass(frozen=True)
+class ShardOutput:
+    """What one shard's simulation returns (arrays only: cheap to ship back from a Ray worker)."""
+
+    index: int
+    replica_ids: I64
+    request_ids: I64
+    rq: I64
+    rf: F64
+    ts: F64
+    busy_s: F64
+    steps: I64
+    max_used_blocks: I64
+    violations: int
+
+
+@dataclass(frozen=True)
+class EngineSetup:
+    """Per-replica constants derived once from the perf model (shipped with each shard task)."""
+
+    perf: ReplicaPerf
+    blocks: int
+    hash_block_tokens: int
+
+
+MapShards = Callable[[Sequence[ShardTask], EngineSetup, SimConfig], list[ShardOutput]]
+"""``map_shards(tasks, setup, config)`` runs :func:`simulate_shard` on every task, in any order/place."""
+
+
+def engine_setup(perf: ReplicaPerf, trace: RequestTrace, config: SimConfig) -> EngineSetup:
+    """KV blocks per replica and the prefix-hash granularity, checked against the engine's block size."""
+    bs = config.engine.block_size
+    blocks = int(perf.kv_capacity_tokens) // bs
+    if blocks < 1:
+        raise InputError(
+            f"the replica has no room for KV cache ({perf.kv_capacity_tokens} tokens)",
+            field="kv_capacity_tokens",
+            expected="a model/GPU/parallelism layout that leaves memory for the KV cache",
+        )
+    hbt = trace.meta.block_size or bs
+    if hbt % bs != 0:
+        raise InputError(
+            f"prefix-hash block of {hbt} tokens is not a multiple of the KV block size {bs}",
+            path=trace.meta.source,
+            field="block_size",
+            expected=f"a block size that divides {hbt}",
+        )
+    return EngineSetup(perf=perf, blocks=blocks, hash_block_tokens=hbt)
+
+
+def make_shard_tasks(trace: RequestTrace, config: SimConfig) -> list[ShardTask]:
+    """Split the trace into shards by a hash of the request id (sharding-independent keys)."""
+    df = trace.df
+    n = df.height
+    rid = np.arange(n, dtype=np.int64)
+    seed = np.uint64(config.seed & 0xFFFFFFFFFFFFFFFF)
+    rkey = splitmix64_np(rid.astype(np.uint64) ^ splitmix64_np(np.array([seed], dtype=np.uint64))[0])
+    if "prefix_hashes" in df.columns:
+        lists = df["prefix_hashes"].fill_null([])
+        lengths = lists.list.len().to_numpy().astype(np.int64)
+        flat = lists.explode().drop_nulls().to_numpy().astype(np.uint64)
+    else:
+        lengths = np.zeros(n, dtype=np.int64)
+        flat = np.zeros(0, dtype=np.uint64)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    akey = rkey.copy()
+    if "session_id" in df.columns:
+        sess = df["session_id"]
+        has = sess.is_not_null().to_numpy()
+        akey[has] = splitmix64_np(sess.hash(seed=7).to_numpy().astype(np.uint64))[has]
+    has_ph = lengths > 0
+    if has_ph.any():
+        akey[has_ph] = splitmix64_np(flat[offsets[:-1][has_ph]])
+    arr = df["arrival_s"].to_numpy().astype(np.float64)
+    inp = df["input_tokens"].to_numpy().astype(np.int64)
+    out = df["output_tokens"].to_numpy().astype(np.int64)
+    if n and (out < 1).any():
+        row = int(np.argmax(out < 1)) + 1
+        raise InputError("a request asks for no output token", path=trace.meta.source, row=row,
+                         field="output_tokens", expected="an integer >= 1")
+    if n and (inp < 1).any():
+        row = int(np.argmax(inp < 1)) + 1
+        raise InputError("a request has an empty prompt", path=trace.meta.source, row=row,
+                         field="input_tokens", expected="an integer >= 1")
+    S = config.shards
+    R = config.replicas
+    if config.router is RouterName.HASH:
+        replica = (rkey % np.uint64(R)).astype(np.int64)
+        shard = replica % S
+        local = (replica // S).astype(np.uint64)
+    else:
+        shard = (splitmix64_np(rkey ^ np.uint64(0x5BD1E995)) % np.uint64(S)).astype(np.int64)
+        local = rkey
+    tasks = []
+    for s in range(S):
+        idx = np.flatnonzero(shard == s).astype(np.int64)
+        lens = lengths[idx]
+        sub_off = np.zeros(idx.size + 1, dtype=np.int64)
+        np.cumsum(lens, out=sub_off[1:])
+        if flat.size:
+            gather = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in idx[lens > 0]]
+                                    or [np.zeros(0, dtype=np.int64)])
+            sub_ph = flat[gather.astype(np.int64)]
+        else:
+            sub_ph = flat
+        tasks.append(ShardTask(
+            index=s,
+            replica_ids=np.arange(s, R, S, dtype=np.int64),
+            request_ids=idx,
+            arrival_s=arr[idx],
+            input_tokens=inp[idx],
+            output_tokens=out[idx],
+            prefix_hashes=sub_ph,
+            prefix_offsets=sub_off,
+            route_key=local[idx],
+            affinity_key=akey[idx],
+        ))
+    return tasks
+
+
+def simulate_shard(task: ShardTask, setup: EngineSetup, config: SimConfig,
+                   progress: ProgressFn | None = None) -> ShardOutput:
+    """Run the numba loop over one shard (pure: a function of its arguments)."""
+    eng = config.engine
+    perf = setup.perf
+    nrep = int(task.replica_ids.size)
+    n = int(task.arrival_s.size)
+    kernel, kparams = perf.kernel()
+    maxseq = eng.max_num_seqs
+    a_tab = np.zeros(maxseq + 1)
+    b_tab = np.zeros(maxseq + 1)
+    for d in range(1, maxseq + 1):
+        a_tab[d], b_tab[d] = perf.decode_affine(d)
+    hbt = setup.hash_block_tokens
+    hb = hbt // eng.block_size
+    prefix_on = eng.enable_prefix_caching and task.prefix_hashes.size > 0
+    ci = np.zeros(E.N_CI, dtype=np.int64)
+    ci[E.C_BS] = eng.block_size
+    ci[E.C_MBT] = eng.max_batched_tokens
+    ci[E.C_MAXSEQ] = maxseq
+    ci[E.C_BLOCKS] = setup.blocks
+    ci[E.C_HBT] = hbt
+    ci[E.C_HB] = hb
+    ci[E.C_PREFIX] = 1 if prefix_on else 0
+    ci[E.C_ROUTER] = config.router.code
+    ci[E.C_NREP] = nrep
+    pi = np.zeros((nrep, E.N_PI), dtype=np.int64)
+    pi[:, E.P_HEAD] = -1
+    pi[:, E.P_TAIL] = -1
+    pi[:, E.P_LRU_HEAD] = -1
+    pi[:, E.P_LRU_TAIL] = -1
+    pi[:, E.P_FREE] = setup.blocks
+    pf = np.zeros((nrep, E.N_PF))
+    pf[:, E.Q_BUSY_UNTIL] = np.inf
+    rq = np.zeros((n, E.N_RQ), dtype=np.int64)
+    rq[:, E.R_CACHED] = -1
+    rq[:, E.R_NEXT] = -1
+    rq[:, E.R_REP] = -1
+    rf = np.full((n, E.N_RF), np.nan)
+    if prefix_on:
+        n_ent = nrep * (setup.blocks // hb) + 1
+        size = 1 << max(4, int(2 * n_ent - 1).bit_length())
+    else:
+        n_ent = 1
+        size = 16
+    ent = np.full((n_ent, E.N_ENT), -1, dtype=np.int64)
+    ent[:, E.E_REF] = 0
+    ent_hash = np.zeros(n_ent, dtype=np.uint64)
+    tab_ent = np.full(size, -1, dtype=np.int64)
+    ent_free = np.zeros(n_ent + 1, dtype=np.int64)  # [0] = count, then a stack of free entry ids
+    ent_free[0] = n_ent
+    ent_free[1:] = np.arange(n_ent - 1, -1, -1)
+    run_ids = np.zeros((nrep, maxseq), dtype=np.int64)
+    lens = np.diff(task.prefix_offsets)
+    scratch = np.zeros(max(1, int(lens.max()) if lens.size else 1), dtype=np.int64)
+    dt = float(config.interval_s)
+    horizon = float(task.arrival_s[-1]) if n else 0.0
+    ts = np.zeros((int(horizon / dt) + 2, nrep, E.N_TS))
+    if n == 0:
+        return _shard_output(task, rq, rf, ts, pf, pi, ci)
+    for i0 in range(0, n, CHUNK_ARRIVALS):
+        i1 = min(n, i0 + CHUNK_ARRIVALS)
+        ts = E.run_arrivals(kernel, kparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free,
+                            task.prefix_hashes, task.prefix_offsets, task.arrival_s, task.input_tokens,
+                            task.output_tokens, task.route_key, task.affinity_key, run_ids, scratch, ts, dt,
+                            i0, i1, i1 == n)
+        if progress is not None:
+            progress(i1, n)
+    return _shard_output(task, rq, rf, ts, pf, pi, ci)
+
+
+def _shard_output(task: ShardTask, rq: I64, rf: F64, ts: F64, pf: F64, pi: I64, ci: I64) -> ShardOutput:
+    return ShardOutput(
+        index=task.index,
+        replica_ids=task.replica_ids,
+        request_ids=task.request_ids,
+        rq=rq,
+        rf=rf,
+        ts=ts,
+        busy_s=pf[:, E.Q_BUSY_TOTAL].copy(),
+        steps=pi[:, E.P_STEPS].copy(),
+        max_used_blocks=pi[:, E.P_MAXUSED].copy(),
+        violations=int(ci[E.C_VIOL]),
+    )
+
+
+def replay(
+    trace: RequestTrace,
+    perf: ReplicaPerf,
+    *,
+    config: SimConfig,
+    gpu: GPUSpec | None = None,
+    progress: ProgressFn | None = None,
+    map_shards: MapShards | None = None,
+) -> SimResult:
+    """Replay ``trace`` through ``config.replicas`` replicas described by ``perf``.
+
+    Args:
+        trace: canonical request trace (arrivals sorted, from 0).
+        perf: one replica's performance (step time, KV capacity, power).
+        config: cluster, router, scheduler, SLOs.
+        gpu: the GPU type, for power (idle watts, GPUs per server) and cost; without it the result has
+            no power table and no cost.
+        progress: called with ``(done, total)`` requests between chunks (sequential runs only).
+        map_shards: how shard tasks are run (default: sequentially here; Ray: see
+            :func:`planner.sim.ray_runner.ray_map_shards`).
+
+    Returns:
+        The per-request table, the time series, the power table (when ``gpu`` is given) and a summary.
+
+    Raises:
+        InputError: the trace cannot be replayed as configured (empty prompts, no KV room...).
+    """
+    setup = engine_setup(perf, trace, config)
+    tasks = make_shard_tasks(trace, config)
+    total = trace.num_requests
+    done_before = [0]
+
+    def run_one(task: ShardTask) -> ShardOutput:
+        base = done_before[0]
+
+        def report(done: int, _n: int) -> None:
+            if progress is not None:
+                progress(base + done, total)
+
+        out = simulate_shard(task, setup, config, report if progress is not None else None)
+        done_before[0] += int(task.arrival_s.size)
+        return out
+
+    outputs = [run_one(t) for t in tasks] if map_shards is None else map_shards(tasks, setup, config)
+    return build_result(trace, outputs, perf=perf, config=config, gpu=gpu)

@@ -1,0 +1,287 @@
+"""What a replay returns: per-request table, time series, power per scope and a summary.
+
+Built from the shards' raw arrays by :func:`build_result`; every number a surface shows is computed here
+once (surfaces never recompute).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+from planner.catalog.schema import GPUSpec
+from planner.perf.api import ReplicaPerf
+from planner.sim import engine as E
+from planner.sim.config import SimConfig
+from traces.schema import POWER_POLARS_SCHEMA, RequestTrace
+
+if TYPE_CHECKING:
+    from planner.sim.replay import ShardOutput
+
+DEFAULT_CLASS = "default"
+"""SLO class of requests whose trace has no ``slo_class``."""
+
+
+@dataclass(frozen=True)
+class ClassSummary:
+    """Latency and SLO attainment of one SLO class.
+
+    Attributes:
+        attainment: fraction of the class's requests whose TTFT and TPOT both met the targets
+            (rejected requests count as misses).
+        p99_met: whether the class's p99 TTFT and p99 TPOT are within the targets.
+    """
+
+    slo_class: str
+    requests: int
+    ttft_target_s: float
+    tpot_target_s: float
+    attainment: float
+    ttft_p50_s: float
+    ttft_p99_s: float
+    tpot_p50_s: float
+    tpot_p99_s: float
+    p99_met: bool
+
+
+@dataclass(frozen=True)
+class SimSummary:
+    """Cluster-level outcome of a replay.
+
+    Attributes:
+        makespan_s: from time 0 to the last finish (the period GPUs are counted for).
+        goodput_rps: requests that met their SLO per second of makespan.
+        gpu_hours: replicas x GPUs per replica x makespan.
+        energy_kwh: from the power model (None without a GPU spec).
+        cost_usd: GPU-hours x the GPU's price per hour (None without a GPU spec).
+        violations: engine invariant violations (time going back, KV over capacity): always 0 unless
+            there is a bug; reported so tests and users can see it.
+    """
+
+    requests: int
+    completed: int
+    rejected: int
+    replicas: int
+    gpus_per_replica: int
+    makespan_s: float
+    throughput_rps: float
+    output_tokens_per_s: float
+    goodput_rps: float
+    utilization: float
+    preemptions: int
+    cached_prefix_tokens: int
+    prompt_tokens: int
+    steps: int
+    gpu_hours: float
+    energy_kwh: float | None
+    cost_usd: float | None
+    classes: tuple[ClassSummary, ...]
+    violations: int
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain data for ``--json``."""
+        d: dict[str, object] = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "classes"}
+        d["classes"] = [c.__dict__.copy() for c in self.classes]
+        return d
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """A replay's outputs (polars frames; :mod:`planner.sim.writer` writes them as Parquet).
+
+    Attributes:
+        requests: one row per request, in trace order (see :func:`build_result` for the columns).
+        timeseries: one row per interval: replicas, utilization, running, waiting, KV usage, tokens,
+            power.
+        power: long table in :data:`traces.schema.POWER_POLARS_SCHEMA` (average watts per interval per
+            GPU, server, rack and row), or None without a GPU spec.
+        summary: the headline numbers.
+    """
+
+    requests: pl.DataFrame
+    timeseries: pl.DataFrame
+    power: pl.DataFrame | None
+    summary: SimSummary
+
+
+def _pct(x: np.ndarray, q: float) -> float:
+    x = x[~np.isnan(x)]
+    return float(np.percentile(x, q)) if x.size else float("nan")
+
+
+def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: ReplicaPerf,
+                 config: SimConfig, gpu: GPUSpec | None) -> SimResult:
+    """Join the shards' arrays into the result tables.
+
+    Request columns: ``request_id`` (trace row), ``arrival_s``, ``first_token_s``, ``finish_s``,
+    ``ttft_s``, ``tpot_s`` (mean time per output token after the first; null for one-token answers),
+    ``e2e_s``, ``queueing_s`` (arrival to first scheduled), ``replica``, ``preemptions``,
+    ``cached_prefix_tokens``, ``input_tokens``, ``output_tokens``, ``slo_class``, ``rejected`` (prompt
+    plus output larger than the replica's whole KV cache: never admitted, as vLLM refuses it).
+    """
+    n = trace.num_requests
+    R = config.replicas
+    first = np.full(n, np.nan)
+    finish = np.full(n, np.nan)
+    sched = np.full(n, np.nan)
+    replica = np.full(n, -1, dtype=np.int32)
+    preempt = np.zeros(n, dtype=np.int32)
+    cached = np.zeros(n, dtype=np.int32)
+    rejected = np.zeros(n, dtype=bool)
+    busy = np.zeros(R)
+    steps = 0
+    violations = 0
+    n_int = max((o.ts.shape[0] for o in outputs), default=1)
+    ts = np.zeros((n_int, R, E.N_TS))
+    for o in outputs:
+        ids = o.request_ids
+        first[ids] = o.rf[:, E.F_FIRST]
+        finish[ids] = o.rf[:, E.F_FINISH]
+        sched[ids] = o.rf[:, E.F_SCHED]
+        local = o.rq[:, E.R_REP]
+        replica[ids] = np.where(local >= 0, o.replica_ids[np.maximum(local, 0)], -1)
+        preempt[ids] = o.rq[:, E.R_PREEMPT]
+        cached[ids] = np.maximum(o.rq[:, E.R_CACHED], 0)
+        rejected[ids] = o.rq[:, E.R_PHASE] == E.PH_REJECTED
+        busy[o.replica_ids] = o.busy_s
+        steps += int(o.steps.sum())
+        violations += o.violations
+        ts[: o.ts.shape[0], o.replica_ids, :] = o.ts
+    df = trace.df
+    arrival = df["arrival_s"].to_numpy().astype(np.float64)
+    inp = df["input_tokens"].to_numpy()
+    out = df["output_tokens"].to_numpy()
+    classes = (df["slo_class"].fill_null(DEFAULT_CLASS) if "slo_class" in df.columns
+               else pl.Series("slo_class", [DEFAULT_CLASS] * n, dtype=pl.String))
+    ttft = first - arrival
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpot = np.where(out > 1, (finish - first) / np.maximum(out - 1, 1), np.nan)
+    requests = pl.DataFrame({
+        "request_id": np.arange(n, dtype=np.int64),
+        "arrival_s": arrival,
+        "first_token_s": first,
+        "finish_s": finish,
+        "ttft_s": ttft,
+        "tpot_s": tpot,
+        "e2e_s": finish - arrival,
+        "queueing_s": sched - arrival,
+        "replica": replica,
+        "preemptions": preempt,
+        "cached_prefix_tokens": cached,
+        "input_tokens": inp.astype(np.int32),
+        "output_tokens": out.astype(np.int32),
+        "slo_class": classes.to_numpy() if n else np.array([], dtype=object),
+        "rejected": rejected,
+    }, schema_overrides={"slo_class": pl.String}).with_columns(pl.col(pl.Float64).fill_nan(None))
+
+    makespan = float(np.nanmax(finish)) if n and not np.all(np.isnan(finish)) else 0.0
+    n_used = max(1, int(np.ceil(makespan / config.interval_s))) if makespan > 0 else 1
+    ts = ts[:n_used]
+    dt = config.interval_s
+    t_start = np.arange(n_used) * dt
+    span = np.minimum(dt, np.maximum(makespan - t_start, 0.0))
+    span = np.where(span > 0, span, dt)
+    gpus = int(perf.gpus)
+    timeseries = pl.DataFrame({
+        "t_s": t_start,
+        "replicas": np.full(n_used, R, dtype=np.int32),
+        "utilization": ts[:, :, E.T_BUSY].sum(axis=1) / (span * R),
+        "running": ts[:, :, E.T_RUNNING].sum(axis=1) / span,
+        "waiting": ts[:, :, E.T_WAITING].sum(axis=1) / span,
+        "kv_usage": ts[:, :, E.T_KV].sum(axis=1) / (span * R * max(1, int(perf.kv_capacity_tokens)
+                                                                     // config.engine.block_size)),
+        "prefill_tokens": ts[:, :, E.T_PREFILL].sum(axis=1),
+        "decode_tokens": ts[:, :, E.T_DECODE].sum(axis=1),
+        "steps": ts[:, :, E.T_STEPS].sum(axis=1),
+    })
+    power_df: pl.DataFrame | None = None
+    energy_kwh: float | None = None
+    cost: float | None = None
+    gpu_hours = R * gpus * makespan / 3600.0
+    if gpu is not None:
+        watts = _replica_power(ts, span, perf, gpu.idle_w)  # [interval, replica] average W per GPU
+        energy_kwh = float((watts * span[:, None]).sum() * gpus / 3.6e6)
+        cost = gpu_hours * gpu.price_per_hour
+        timeseries = timeseries.with_columns(pl.Series("power_w", watts.sum(axis=1) * gpus))
+        power_df = _power_scopes(watts, t_start, gpus, gpu.gpus_per_node, config)
+
+    cls_np = requests["slo_class"].to_numpy()
+    met = np.zeros(n, dtype=bool)
+    summaries = []
+    for name in sorted(set(cls_np.tolist())):
+        sel = cls_np == name
+        tgt = config.slo_for(name)
+        c_ttft = ttft[sel]
+        c_tpot = tpot[sel]
+        ok = (~rejected[sel]) & (c_ttft <= tgt.ttft_s) & ((c_tpot <= tgt.tpot_s) | np.isnan(c_tpot))
+        ok &= ~np.isnan(c_ttft)
+        met[sel] = ok
+        p99_ttft = _pct(c_ttft, 99)
+        p99_tpot = _pct(c_tpot, 99)
+        summaries.append(ClassSummary(
+            slo_class=str(name), requests=int(sel.sum()), ttft_target_s=tgt.ttft_s, tpot_target_s=tgt.tpot_s,
+            attainment=float(ok.mean()) if sel.any() else float("nan"),
+            ttft_p50_s=_pct(c_ttft, 50), ttft_p99_s=p99_ttft, tpot_p50_s=_pct(c_tpot, 50), tpot_p99_s=p99_tpot,
+            p99_met=bool(p99_ttft <= tgt.ttft_s and (np.isnan(p99_tpot) or p99_tpot <= tgt.tpot_s)),
+        ))
+    completed = int((~np.isnan(finish)).sum())
+    summary = SimSummary(
+        requests=n, completed=completed, rejected=int(rejected.sum()), replicas=R, gpus_per_replica=gpus,
+        makespan_s=makespan,
+        throughput_rps=completed / makespan if makespan > 0 else 0.0,
+        output_tokens_per_s=float(out[~np.isnan(finish)].sum()) / makespan if makespan > 0 else 0.0,
+        goodput_rps=float(met.sum()) / makespan if makespan > 0 else 0.0,
+        utilization=float(busy.sum() / (R * makespan)) if makespan > 0 else 0.0,
+        preemptions=int(preempt.sum()), cached_prefix_tokens=int(cached.sum()), prompt_tokens=int(inp.sum()),
+        steps=steps, gpu_hours=gpu_hours, energy_kwh=energy_kwh, cost_usd=cost, classes=tuple(summaries),
+        violations=violations,
+    )
+    return SimResult(requests=requests, timeseries=timeseries, power=power_df, summary=summary)
+
+
+def _replica_power(ts: np.ndarray, span: np.ndarray, perf: ReplicaPerf, idle_w: float) -> np.ndarray:
+    """Average watts per GPU for each (interval, replica).
+
+    Why from per-interval averages: the perf contract gives power only as a vectorised Python method,
+    not inside the numba loop; each interval's busy time is charged at the power of its average step
+    composition and the idle remainder at ``idle_w``.
+    """
+    steps = ts[:, :, E.T_STEPS]
+    safe = np.maximum(steps, 1e-12)
+    busy = ts[:, :, E.T_BUSY]
+    p_busy = np.asarray(perf.step_power_w(ts[:, :, E.T_PREFILL] / safe, ts[:, :, E.T_PAIRS] / safe,
+                                          ts[:, :, E.T_DECODE] / safe, ts[:, :, E.T_DKV] / safe), dtype=np.float64)
+    p_busy = np.broadcast_to(p_busy, steps.shape)
+    busy = np.minimum(busy, span[:, None])
+    energy = np.where(steps > 0, busy * p_busy, 0.0) + (span[:, None] - busy) * idle_w
+    out: np.ndarray = energy / span[:, None]
+    return out
+
+
+def _power_scopes(watts: np.ndarray, t_start: np.ndarray, gpus_per_replica: int, gpus_per_node: int,
+                  config: SimConfig) -> pl.DataFrame:
+    """Per-GPU watts laid out on servers, racks and rows (replica ``r`` owns GPUs ``r*g .. r*g+g-1``)."""
+    n_int, R = watts.shape
+    per_gpu = np.repeat(watts, gpus_per_replica, axis=1)  # [interval, gpu]
+    n_gpu = per_gpu.shape[1]
+    gpu_ids = np.arange(n_gpu)
+    server = gpu_ids // gpus_per_node
+    rack = server // config.servers_per_rack
+    row = rack // config.racks_per_row
+    frames = []
+    for scope, group in (("gpu", gpu_ids), ("server", server), ("rack", rack), ("row", row)):
+        n_g = int(group.max()) + 1
+        onehot = np.zeros((n_gpu, n_g))
+        onehot[gpu_ids, group] = 1.0
+        agg = per_gpu @ onehot  # sum of the GPUs' watts in each group
+        frames.append(pl.DataFrame({
+            "t_s": np.repeat(t_start, n_g),
+            "scope": [scope] * (n_int * n_g),
+            "id": np.tile(np.array([f"{scope}{i}" for i in range(n_g)], dtype=object), n_int),
+            "power_w": agg.reshape(-1),
+        }, schema=POWER_POLARS_SCHEMA))
+    return pl.concat(frames)

@@ -1,0 +1,89 @@
+"""Small explicit :class:`~planner.perf.api.ReplicaPerf` implementations with known answers.
+
+Why here and not in tests: doctests, the pure-Python reference loop and the queueing-theory tests all
+need a perf model whose step time is a simple formula (a constant service time makes M/D/1 and M/G/1
+checks exact). They are real implementations of the contract, not mocks.
+
+>>> p = LinearPerf(base_s=0.01, per_decode_s=0.0)
+>>> float(p.step_time_s(0.0, 0.0, 4.0, 100.0))
+0.01
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numba as nb
+import numpy as np
+from numpy.typing import NDArray
+
+
+@nb.njit(cache=True)
+def linear_step_time(prm: NDArray[np.float64], pt: float, pairs: float, ds: float,  # noqa: PLR0917
+                     kv: float) -> float:  # pragma: no cover - numba
+    """``base + per_prefill_token * pt + per_pair * pairs + per_decode * ds + per_kv * kv``."""
+    return prm[0] + prm[1] * pt + prm[2] * pairs + prm[3] * ds + prm[4] * kv
+
+
+@dataclass(frozen=True)
+class LinearPerf:
+    """A replica whose step time is linear in the four batch aggregates (power likewise).
+
+    Attributes:
+        base_s: fixed cost of every step.
+        per_prefill_token_s: cost per prefill token.
+        per_pair_s: cost per prefill attention query-key pair.
+        per_decode_s: cost per decoding sequence.
+        per_kv_s: cost per KV token read by decode attention.
+        kv_tokens: KV cache capacity in tokens.
+        gpus_per_replica: GPUs in the replica.
+        idle_power_w: power per GPU of an empty step; ``busy_power_w`` is added per unit of step time
+            above ``base_s``... kept simple: ``power = idle + busy_power_w`` whenever a step runs.
+    """
+
+    base_s: float = 0.005
+    per_prefill_token_s: float = 2e-5
+    per_pair_s: float = 0.0
+    per_decode_s: float = 5e-5
+    per_kv_s: float = 1e-8
+    kv_tokens: int = 200_000
+    gpus_per_replica: int = 1
+    idle_power_w: float = 70.0
+    busy_power_w: float = 400.0
+    clock_scale: float = 1.0
+
+    @property
+    def kv_capacity_tokens(self) -> int:
+        return self.kv_tokens
+
+    @property
+    def gpus(self) -> int:
+        return self.gpus_per_replica
+
+    def _params(self) -> NDArray[np.float64]:
+        return np.array([self.base_s, self.per_prefill_token_s, self.per_pair_s, self.per_decode_s,
+                         self.per_kv_s]) * self.clock_scale
+
+    def step_time_s(self, prefill_tokens: NDArray[np.float64] | float, prefill_pairs: NDArray[np.float64] | float,
+                    decode_seqs: NDArray[np.float64] | float,
+                    decode_kv: NDArray[np.float64] | float) -> NDArray[np.float64]:
+        p = self._params()
+        return np.asarray(p[0] + p[1] * np.asarray(prefill_tokens) + p[2] * np.asarray(prefill_pairs)
+                          + p[3] * np.asarray(decode_seqs) + p[4] * np.asarray(decode_kv), dtype=np.float64)
+
+    def step_power_w(self, prefill_tokens: NDArray[np.float64] | float, prefill_pairs: NDArray[np.float64] | float,
+                     decode_seqs: NDArray[np.float64] | float,
+                     decode_kv: NDArray[np.float64] | float) -> NDArray[np.float64]:
+        shape = np.broadcast(np.asarray(prefill_tokens), np.asarray(decode_seqs)).shape
+        return np.full(shape, self.idle_power_w + self.busy_power_w / self.clock_scale)
+
+    def decode_affine(self, decode_seqs: int) -> tuple[float, float]:
+        p = self._params()
+        return float(p[0] + p[3] * decode_seqs), float(p[4])
+
+    def kernel(self) -> tuple[object, NDArray[np.float64]]:
+        return linear_step_time, self._params()
+
+    def at_clock(self, sm_clock_mhz: float) -> LinearPerf:
+        """Slower by ``1980 / sm_clock_mhz`` (an H100's boost clock as the reference)."""
+        return replace(self, clock_scale=1980.0 / sm_clock_mhz)

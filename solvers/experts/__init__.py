@@ -1,0 +1,50 @@
+"""MoE expert placement: balance expert load over GPUs with redundant replicas (beats DeepSeek's EPLB).
+
+>>> import numpy as np
+>>> from solvers.experts import Cluster, PlacementProblem, SolveParams, solve, eplb_placement
+>>> from solvers.experts import MoEShape, synthetic_loads
+>>> w = synthetic_loads(MoEShape(layers=2, experts=32, groups=4), sigma=1.0, seed=0)[0]
+>>> cluster = Cluster(num_gpus=8, gpus_per_node=4, num_slots=40)
+>>> ours = solve(PlacementProblem(loads=w, cluster=cluster), params=SolveParams(processes=1))
+>>> greedy = eplb_placement(w, cluster, hierarchical=False)
+>>> bool(ours.imbalance <= greedy.layer_imbalance(w).mean())
+True
+"""
+
+from solvers.experts.eplb_greedy import eplb_placement, rebalance_experts
+from solvers.experts.loads import MoEShape, Skew, moe_shape_of, read_loads, synthetic_loads, validate_loads
+from solvers.experts.placement import Cluster, EplbPlan, Placement, load_plan, make_placement, save_plan
+from solvers.experts.problem import (
+    LayerReport,
+    Locality,
+    PlacementProblem,
+    PlacementSolution,
+    SolveParams,
+    SolveStatus,
+)
+from solvers.experts.solve import assign_groups, solve
+
+__all__ = [
+    "Cluster",
+    "EplbPlan",
+    "LayerReport",
+    "Locality",
+    "MoEShape",
+    "Placement",
+    "PlacementProblem",
+    "PlacementSolution",
+    "SolveParams",
+    "SolveStatus",
+    "Skew",
+    "assign_groups",
+    "eplb_placement",
+    "load_plan",
+    "make_placement",
+    "moe_shape_of",
+    "read_loads",
+    "rebalance_experts",
+    "save_plan",
+    "solve",
+    "synthetic_loads",
+    "validate_loads",
+]
