@@ -121,7 +121,9 @@ def generate_azure2024_csv(path: Path, rows: int, *, seed: int = 0, chunk_rows: 
                     "GeneratedTokens": np.clip(rng.lognormal(4.0, 1.2, n), 1, 4000).astype(np.int32),
                 }
             ).select(
-                (pl.lit(_START) + pl.duration(microseconds=pl.col("us"))).dt.strftime(_FORMAT).alias("TIMESTAMP"),
+                (pl.lit(_START) + pl.duration(microseconds=pl.col("us")))
+                .dt.strftime(_FORMAT)
+                .alias("TIMESTAMP"),
                 "ContextTokens",
                 "GeneratedTokens",
             )
@@ -164,14 +166,18 @@ def run_benchmark(
         streaming = _run_child("streaming", csv_path, base / "streaming.parquet")
         note("eager load (read_csv + write_parquet)")
         eager = _run_child("eager", csv_path, base / "eager.parquet")
-    return BenchResult(rows=rows, csv_mb=size / 2**20, generate_seconds=gen_s, streaming=streaming, eager=eager)
+    return BenchResult(
+        rows=rows, csv_mb=size / 2**20, generate_seconds=gen_s, streaming=streaming, eager=eager
+    )
 
 
 def _run_child(mode: str, csv_path: Path, out: Path) -> PhaseResult:
     cmd = [sys.executable, "-m", "traces.bench_large", mode, str(csv_path), str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"benchmark child {mode} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+        raise RuntimeError(
+            f"benchmark child {mode} failed ({done.returncode}): {done.stderr.strip()[-2000:]}"
+        )
     data = json.loads(done.stdout.strip().splitlines()[-1])
     return PhaseResult(name=mode, **data)
 

@@ -50,8 +50,14 @@ class LengthStats:
     total: int
 
     def to_dict(self) -> dict[str, float | int]:
-        return {"mean": self.mean, "median": self.median, "p90": self.p90, "p99": self.p99, "max": self.max,
-                "total": self.total}
+        return {
+            "mean": self.mean,
+            "median": self.median,
+            "p90": self.p90,
+            "p99": self.p99,
+            "max": self.max,
+            "total": self.total,
+        }
 
 
 @dataclass(frozen=True)
@@ -138,8 +144,12 @@ def describe(trace: RequestTrace | pl.DataFrame | pl.LazyFrame, *, window_s: flo
     columns = lf.collect_schema().names()
     missing = [c for c in ("arrival_s", "input_tokens", "output_tokens") if c not in columns]
     if missing:
-        raise InputError(f"missing column(s) {', '.join(missing)}", path=source, field=missing[0],
-                         expected="a request trace in the canonical schema")
+        raise InputError(
+            f"missing column(s) {', '.join(missing)}",
+            path=source,
+            field=missing[0],
+            expected="a request trace in the canonical schema",
+        )
 
     scalars = _scalars(lf, columns).collect().row(0, named=True)
     n = int(scalars["requests"])

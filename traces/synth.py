@@ -437,10 +437,25 @@ def _validate(spec: SynthSpec) -> None:
     need(math.isfinite(duration) and duration > 0, "duration_s", "a number > 0", duration)
     a = spec.arrivals
     if isinstance(a, MMPPArrivals):
-        need(all(r >= 0 for r in a.rates) and max(a.rates) > 0, "arrival.mmpp.rates",
-             "rates >= 0, one > 0", a.rates)
-        need(all(s > 0 for s in a.mean_sojourn_s), "arrival.mmpp.mean_sojourn_s", "numbers > 0",
-             a.mean_sojourn_s)
+        need(
+            all(r >= 0 for r in a.rates) and max(a.rates) > 0,
+            "arrival.mmpp.rates",
+            "rates >= 0, one > 0",
+            a.rates,
+        )
+        need(
+            all(s > 0 for s in a.mean_sojourn_s),
+            "arrival.mmpp.mean_sojourn_s",
+            "numbers > 0",
+            a.mean_sojourn_s,
+        )
+        switches = 2.0 * duration / sum(a.mean_sojourn_s) if all(s > 0 for s in a.mean_sojourn_s) else 0.0
+        need(
+            switches <= 5e7,
+            "arrival.mmpp.mean_sojourn_s",
+            "at most 5e7 state changes over the duration",
+            a.mean_sojourn_s,
+        )
     else:
         need(math.isfinite(a.rate) and a.rate > 0, "arrival.rate", "a number > 0", a.rate)
     if isinstance(a, GammaArrivals | WeibullArrivals):
@@ -454,30 +469,43 @@ def _validate(spec: SynthSpec) -> None:
         need(0 <= m.amplitude < 1, "diurnal.amplitude", "0 <= amplitude < 1", m.amplitude)
         need(m.period_s > 0, "diurnal.period_s", "a number > 0", m.period_s)
     elif isinstance(m, ProfileModulation):
-        need(len(m.levels) > 0 and all(x > 0 and math.isfinite(x) for x in m.levels), "diurnal.profile",
-             "a non-empty list of numbers > 0", m.levels)
+        need(
+            len(m.levels) > 0 and all(x > 0 and math.isfinite(x) for x in m.levels),
+            "diurnal.profile",
+            "a non-empty list of numbers > 0",
+            m.levels,
+        )
         need(m.period_s > 0, "diurnal.period_s", "a number > 0", m.period_s)
     if isinstance(spec.lengths, IndependentLengths):
         for name, d in (("input", spec.lengths.input), ("output", spec.lengths.output)):
             _validate_dist(d, f"lengths.{name}", need)
     else:
-        need(len(spec.lengths.input_tokens) == len(spec.lengths.output_tokens) > 0, "lengths.resample",
-             "equal, non-empty input and output lists", len(spec.lengths.input_tokens))
+        need(
+            len(spec.lengths.input_tokens) == len(spec.lengths.output_tokens) > 0,
+            "lengths.resample",
+            "equal, non-empty input and output lists",
+            len(spec.lengths.input_tokens),
+        )
     t = spec.tenants
     if t is not None:
         need(t.count >= 1, "tenants.count", "an integer >= 1", t.count)
         need(t.zipf_s >= 0, "tenants.zipf_s", "a number >= 0", t.zipf_s)
         need(t.prompts_per_tenant >= 1, "tenants.prompts_per_tenant", "an integer >= 1", t.prompts_per_tenant)
-        need(0 <= t.prompt_tokens[0] <= t.prompt_tokens[1], "tenants.prompt_tokens", "0 <= min <= max",
-             t.prompt_tokens)
+        need(
+            0 <= t.prompt_tokens[0] <= t.prompt_tokens[1],
+            "tenants.prompt_tokens",
+            "0 <= min <= max",
+            t.prompt_tokens,
+        )
         need(t.block_size is None or t.block_size >= 1, "tenants.block_size", "an integer >= 1", t.block_size)
 
 
 def _validate_dist(d: LengthDist, field: str, need: Callable[[bool, str, str, object], None]) -> None:
     if isinstance(d, LognormalLengths):
         need(d.sigma >= 0 and math.isfinite(d.mu), f"{field}.sigma", "sigma >= 0 and a finite mu", d.sigma)
-        need(1 <= d.min_tokens <= d.max_tokens, f"{field}.max", "1 <= min <= max",
-             (d.min_tokens, d.max_tokens))
+        need(
+            1 <= d.min_tokens <= d.max_tokens, f"{field}.max", "1 <= min <= max", (d.min_tokens, d.max_tokens)
+        )
     else:
         qs = [q for q, _ in d.knots]
         vs = [v for _, v in d.knots]
@@ -595,9 +623,7 @@ def _cumulative_intensity(m: Modulation, duration: float) -> tuple[FloatArray, F
     return t, lam
 
 
-def _arrivals(
-    rng: np.random.Generator, a: Arrivals, m: Modulation | None, duration: float
-) -> FloatArray:
+def _arrivals(rng: np.random.Generator, a: Arrivals, m: Modulation | None, duration: float) -> FloatArray:
     if m is None:
         times = _base_arrivals(rng, a, duration)
     else:
@@ -687,7 +713,7 @@ def write_parquet(trace: RequestTrace, path: str | Path, *, compression_level: i
     Args:
         trace: the trace to write.
         path: output file (parent folders are created).
-        compression_level: zstd level (3 is fast; the bundled default trace uses 19 to stay small).
+        compression_level: zstd level (3 is fast; the bundled default trace uses 9).
 
     Returns:
         The path written.
@@ -700,8 +726,15 @@ def write_parquet(trace: RequestTrace, path: str | Path, *, compression_level: i
     table = table.replace_schema_metadata({META_KEY.encode(): meta_to_json(trace.meta).encode()})
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, out, compression="zstd", compression_level=compression_level,
-                       use_dictionary=["tenant", "model"], write_statistics=True, row_group_size=1 << 20)
+        pq.write_table(
+            table,
+            out,
+            compression="zstd",
+            compression_level=compression_level,
+            use_dictionary=["tenant", "model"],
+            write_statistics=True,
+            row_group_size=1 << 20,
+        )
     except OSError as exc:
         raise InputError(f"cannot write Parquet: {exc.strerror or exc}", path=str(out)) from exc
     return out
@@ -784,8 +817,9 @@ class DiurnalConfig(_Model):
 
     def to_modulation(self) -> Modulation:
         if self.profile is not None:
-            return ProfileModulation(levels=tuple(self.profile), period_s=self.period_s,
-                                     offset_s=self.phase_s)
+            return ProfileModulation(
+                levels=tuple(self.profile), period_s=self.period_s, offset_s=self.phase_s
+            )
         assert self.amplitude is not None
         return SinusoidModulation(amplitude=self.amplitude, period_s=self.period_s, phase_s=self.phase_s)
 
@@ -815,8 +849,9 @@ class LognormalConfig(_Model):
 
     def to_dist(self) -> LengthDist:
         if self.mean is not None and self.median is not None:
-            return LognormalLengths.from_mean_median(self.mean, self.median, max_tokens=self.max,
-                                                     min_tokens=self.min)
+            return LognormalLengths.from_mean_median(
+                self.mean, self.median, max_tokens=self.max, min_tokens=self.min
+            )
         assert self.mu is not None and self.sigma is not None
         return LognormalLengths(mu=self.mu, sigma=self.sigma, max_tokens=self.max, min_tokens=self.min)
 
@@ -832,8 +867,9 @@ class QuantileConfig(_Model):
     max: Annotated[float, Field(gt=0)]
 
     def to_dist(self) -> LengthDist:
-        return QuantileLengths.fit(mean=self.mean, median=self.median, p99=self.p99, min_tokens=self.min,
-                                   max_tokens=self.max)
+        return QuantileLengths.fit(
+            mean=self.mean, median=self.median, p99=self.p99, min_tokens=self.min, max_tokens=self.max
+        )
 
 
 DistConfig = Annotated[LognormalConfig | QuantileConfig, Field(discriminator="dist")]
@@ -888,8 +924,13 @@ class TenantConfig(_Model):
         return self
 
     def to_spec(self) -> TenantSpec:
-        return TenantSpec(count=self.count, zipf_s=self.zipf_s, prompts_per_tenant=self.prompts_per_tenant,
-                          prompt_tokens=self.prompt_tokens, block_size=self.block_size)
+        return TenantSpec(
+            count=self.count,
+            zipf_s=self.zipf_s,
+            prompts_per_tenant=self.prompts_per_tenant,
+            prompt_tokens=self.prompt_tokens,
+            block_size=self.block_size,
+        )
 
 
 class SynthConfig(_Model):
@@ -987,7 +1028,8 @@ def load_spec(path: str | Path, *, default_lengths: Lengths | None = None) -> Sy
         row = mark.line + 1 if mark is not None else None
         raise InputError(f"invalid YAML: {getattr(exc, 'problem', exc)}", path=str(p), row=row) from None
     if not isinstance(data, dict):
-        raise InputError("a synth spec is a YAML mapping", path=str(p),
-                         expected="keys duration_s, arrival, ...")
+        raise InputError(
+            "a synth spec is a YAML mapping", path=str(p), expected="keys duration_s, arrival, ..."
+        )
     config = parse_config(data, source=str(p))
     return config.to_spec(base_dir=p.parent, default_lengths=default_lengths)

@@ -56,9 +56,17 @@ def _rebase(df: pl.DataFrame) -> pl.DataFrame:
 def _derived(trace: RequestTrace, df: pl.DataFrame, note: str) -> RequestTrace:
     meta = trace.meta
     extra = (*meta.extra, ("transform", note))
-    return RequestTrace(df=_rebase(df), meta=TraceMeta(source=meta.source, format=meta.format,
-                                                       block_size=meta.block_size, repairs=meta.repairs,
-                                                       dropped_rows=meta.dropped_rows, extra=extra))
+    return RequestTrace(
+        df=_rebase(df),
+        meta=TraceMeta(
+            source=meta.source,
+            format=meta.format,
+            block_size=meta.block_size,
+            repairs=meta.repairs,
+            dropped_rows=meta.dropped_rows,
+            extra=extra,
+        ),
+    )
 
 
 def slice_time(trace: RequestTrace, start_s: float, end_s: float | None = None) -> RequestTrace:
@@ -81,8 +89,9 @@ def slice_time(trace: RequestTrace, start_s: float, end_s: float | None = None) 
     if not (math.isfinite(start_s) and start_s >= 0):
         raise InputError(f"bad start {start_s!r}", field="start_s", expected="a number of seconds >= 0")
     if end_s is not None and not end_s > start_s:
-        raise InputError(f"bad end {end_s!r}", field="end_s",
-                         expected=f"a number of seconds > start ({start_s})")
+        raise InputError(
+            f"bad end {end_s!r}", field="end_s", expected=f"a number of seconds > start ({start_s})"
+        )
     cond = pl.col("arrival_s") >= start_s
     if end_s is not None:
         cond = cond & (pl.col("arrival_s") < end_s)
@@ -125,8 +134,9 @@ def scale_rate(
     """
     _positive(factor, "factor")
     if not (math.isfinite(max_shift_s) and max_shift_s >= 0):
-        raise InputError(f"bad shift {max_shift_s!r}", field="max_shift_s",
-                         expected="a number of seconds >= 0")
+        raise InputError(
+            f"bad shift {max_shift_s!r}", field="max_shift_s", expected="a number of seconds >= 0"
+        )
     rng = np.random.default_rng(seed)
     df = trace.df
     whole, frac = math.floor(factor), factor - math.floor(factor)
@@ -184,12 +194,18 @@ def merge_tenants(
             chosen.append(t.meta.source if k == 0 else f"{t.meta.source}#{k}")
         names = chosen
     if len(names) != len(traces) or len(set(names)) != len(names):
-        raise InputError(f"{len(names)} names for {len(traces)} traces", field="names",
-                         expected="one distinct name per trace")
+        raise InputError(
+            f"{len(names)} names for {len(traces)} traces",
+            field="names",
+            expected="one distinct name per trace",
+        )
     sizes = {t.meta.block_size for t in traces if "prefix_hashes" in t.df.columns}
     if len(sizes) > 1:
-        raise InputError(f"prefix hashes with different block sizes {sorted(map(str, sizes))}",
-                         field="prefix_hashes", expected="one block size for all merged traces")
+        raise InputError(
+            f"prefix hashes with different block sizes {sorted(map(str, sizes))}",
+            field="prefix_hashes",
+            expected="one block size for all merged traces",
+        )
     parts: list[pl.DataFrame] = []
     for k, (t, name) in enumerate(zip(traces, names, strict=True)):
         df = t.df
@@ -242,8 +258,12 @@ def filter_trace(
         if wanted is None:
             continue
         if col not in trace.df.columns:
-            raise InputError(f"cannot filter by {col}: the trace has no {col} column", path=trace.meta.source,
-                             field=col, expected=f"a trace with a {col} column")
+            raise InputError(
+                f"cannot filter by {col}: the trace has no {col} column",
+                path=trace.meta.source,
+                field=col,
+                expected=f"a trace with a {col} column",
+            )
         cond = cond & pl.col(col).is_in(list(wanted))
     bounds = (
         ("input_tokens", min_input_tokens, max_input_tokens),

@@ -51,7 +51,8 @@ class TraceCheck:
     Attributes:
         rows: data rows read.
         zero_output_rows: rows with ``output_tokens == 0`` (dropped as failed requests).
-        inversions: kept rows whose arrival is earlier than the previous kept row's.
+        inversions: kept rows whose arrival is earlier than the previous kept row's (``None``: not
+            counted; the frame is then left in file order).
         t0: first kept arrival: float seconds, or int ns since the epoch for wall clocks (exact).
         t_end: last kept arrival, same units.
         is_wallclock: whether the time column is a wall-clock datetime.
@@ -59,7 +60,7 @@ class TraceCheck:
 
     rows: int
     zero_output_rows: int
-    inversions: int
+    inversions: int | None
     t0: int | float
     t_end: int | float
     is_wallclock: bool
@@ -75,12 +76,16 @@ def typed_frame(raw: RawScan) -> pl.LazyFrame:
     )
 
 
-def check_raw(raw: RawScan, *, streaming: bool = False) -> TraceCheck:
+def check_raw(raw: RawScan, *, streaming: bool = False, order: bool = True) -> TraceCheck:
     """Check every row of ``raw`` in one aggregate pass.
 
     Args:
         raw: a reader's output.
         streaming: run the pass on polars' streaming engine (bounded memory for big files).
+        order: also count out-of-order arrivals. In streaming mode this is a second pass (``diff`` is
+            not streamable and would pull the whole raw table into memory if mixed with the checks);
+            ``False`` leaves ``inversions`` as ``None`` for the caller to settle (``convert`` checks the
+            written file instead, which costs one float column).
 
     Returns:
         The facts needed to normalize the trace.
@@ -92,22 +97,24 @@ def check_raw(raw: RawScan, *, streaming: bool = False) -> TraceCheck:
     schema = typed.collect_schema()
     problems = _problems(raw, schema)
     kept = pl.col(_OUT) > 0
+    # One OR-ed flag keeps the pass cheap; which problem it was is asked of that single row afterwards.
+    any_bad = pl.any_horizontal([cond for _, cond, _, _ in problems]).fill_null(False)
     aggs: list[pl.Expr] = [pl.len().alias("rows"), (pl.col(_OUT) == 0).sum().alias("zero")]
-    aggs += [pl.col(ROW).filter(cond).min().alias(f"p{i}") for i, (_, cond, _, _) in enumerate(problems)]
+    aggs.append(pl.col(ROW).filter(any_bad).min().alias("bad_row"))
     tv = pl.col(_TV).filter(kept)
-    aggs += [tv.min().alias("t0"), tv.max().alias("t_end"), (tv.diff() < 0).sum().alias("inv")]
+    aggs += [tv.min().alias("t0"), tv.max().alias("t_end")]
+    if order and not streaming:
+        aggs.append((tv.diff() < 0).sum().alias("inv"))
     stats = collect_checked(typed.select(aggs), raw, streaming=streaming).row(0, named=True)
 
-    first: tuple[int, int] | None = None
-    for i in range(len(problems)):
-        row = stats[f"p{i}"]
-        if row is not None and (first is None or row < first[0]):
-            first = (int(row), i)
-    if first is not None:
-        column, _, message, expected = problems[first[1]]
-        raise InputError(
-            message, path=raw.path, row=first[0], field=raw.source_field(column), expected=expected
+    if stats["bad_row"] is not None:
+        row = int(stats["bad_row"])
+        flags = typed.filter(pl.col(ROW) == row).select(
+            [cond.fill_null(False).alias(f"p{i}") for i, (_, cond, _, _) in enumerate(problems)]
         )
+        hits = collect_checked(flags, raw, streaming=streaming).row(0)
+        column, _, message, expected = problems[next(i for i, hit in enumerate(hits) if hit)]
+        raise InputError(message, path=raw.path, row=row, field=raw.source_field(column), expected=expected)
     rows = int(stats["rows"])
     if rows == 0:
         raise InputError("no data rows", path=raw.path, expected="a header and at least one request")
@@ -119,10 +126,16 @@ def check_raw(raw: RawScan, *, streaming: bool = False) -> TraceCheck:
             field=raw.source_field("output_tokens"),
             expected="at least one request with output tokens >= 1",
         )
+    inversions: int | None = None
+    if order and not streaming:
+        inversions = int(stats["inv"] or 0)
+    elif order:
+        inv = typed.select((tv.diff() < 0).sum().alias("inv"))
+        inversions = int(collect_checked(inv, raw, streaming=True).item() or 0)
     return TraceCheck(
         rows=rows,
         zero_output_rows=zero,
-        inversions=int(stats["inv"] or 0),
+        inversions=inversions,
         t0=stats["t0"],
         t_end=stats["t_end"],
         is_wallclock=schema[_TV] == pl.Int64,
@@ -154,7 +167,7 @@ def normalize(raw: RawScan, check: TraceCheck) -> tuple[pl.LazyFrame, TraceMeta]
             f"dropped {check.zero_output_rows} of {check.rows} requests with output_tokens == 0 "
             "(failed requests)"
         )
-    if check.inversions:
+    if check.inversions:  # None (not counted) and 0 both leave the order alone
         lf = lf.sort("arrival_s", maintain_order=True)
         meta = meta.with_repair(f"arrivals were out of order at {check.inversions} rows; sorted by arrival")
     extra = dict(meta.extra)
@@ -170,7 +183,8 @@ def collect_checked(lf: pl.LazyFrame, raw: RawScan, *, streaming: bool = False) 
     try:
         return lf.collect(engine="streaming" if streaming else "auto")
     except pl.exceptions.PolarsError as exc:
-        raise reader_error(raw.path, exc) from exc
+        located = raw.diagnose() if raw.diagnose is not None else None
+        raise (located or reader_error(raw.path, exc)) from exc
 
 
 def reader_error(path: str, exc: BaseException) -> InputError:

@@ -6,7 +6,7 @@
 80.0
 """
 
-from planner.catalog.load import load_catalog
+from planner.catalog.load import load_catalog, source_of
 from planner.catalog.schema import Catalog, GPUSpec, MLASpec, ModelSpec, MoESpec
 
-__all__ = ["Catalog", "GPUSpec", "MLASpec", "MoESpec", "ModelSpec", "load_catalog"]
+__all__ = ["Catalog", "GPUSpec", "MLASpec", "MoESpec", "ModelSpec", "load_catalog", "source_of"]

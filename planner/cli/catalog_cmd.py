@@ -140,6 +140,9 @@ def find_entry(cat: Catalog, name: str) -> GPUSpec | ModelSpec:
 
     Raises:
         InputError: neither a GPU nor a model has that name; the message lists both.
+
+    >>> find_entry(load_catalog(), "mixtral-8x7b").name
+    'Mixtral-8x7B'
     """
     try:
         return cat.gpu(name)

@@ -1,9 +1,144 @@
-"""(being built: this module's owner replaces this file.)"""
+"""``fleetwise replay``: replay a request trace through a cluster of replicas and print the summary.
+
+Flags are validated here (the edge); the work is :func:`planner.sim.replay` and the files are written by
+:func:`planner.sim.writer.write_result`.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from planner.catalog import load_catalog
+from planner.perf import Parallelism, build_replica_perf
+from planner.sim import EngineConfig, RouterName, SimConfig, SLOTarget, replay
+from planner.sim.result import SimResult
+from planner.sim.writer import summary_json, write_result
+from traces.errors import InputError
+from traces.schema import RequestTrace
+
+EXAMPLE = (
+    "Example:\n\n"
+    "  fleetwise replay --trace default --model Llama-3.1-8B --gpu H100-SXM --replicas 4\n\n"
+    "  fleetwise replay --trace conv.csv --model Llama-3.1-70B --gpu H100-SXM --tp 4 --replicas 8 "
+    "--router prefix-affinity --slo-ttft-ms 1000 --slo-tpot-ms 60 --out runs/r1 --json"
+)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's verbs to ``app``."""
+    """Add ``fleetwise replay``."""
+    app.command("replay", help="Replay a request trace through N replicas (vLLM-class engines, router, "
+                "prefix cache) and report latency, SLO attainment, GPU-hours, energy and cost.\n\n"
+                + EXAMPLE)(replay_cmd)
+
+
+def _load(trace: str) -> RequestTrace:
+    if trace == "default":
+        from traces.default import default_trace
+
+        return default_trace()
+    from traces.load import load_trace
+
+    return load_trace(trace)
+
+
+def replay_cmd(  # noqa: PLR0917 (typer options)
+    trace: Annotated[str, typer.Option(help="trace file (any supported format) or 'default'")] = "default",
+    model: Annotated[str, typer.Option(help="catalog model key, e.g. Llama-3.1-8B")] = "Llama-3.1-8B",
+    gpu: Annotated[str, typer.Option(help="catalog GPU key, e.g. H100-SXM")] = "H100-SXM",
+    replicas: Annotated[int, typer.Option(help="replicas of the model")] = 1,
+    tp: Annotated[int, typer.Option(help="tensor-parallel degree per replica")] = 1,
+    pp: Annotated[int, typer.Option(help="pipeline-parallel degree per replica")] = 1,
+    router: Annotated[RouterName, typer.Option(help="request router")] = RouterName.LEAST_OUTSTANDING,
+    max_batched_tokens: Annotated[int, typer.Option(help="token budget per engine step")] = 8192,
+    max_num_seqs: Annotated[int, typer.Option(help="running sequences per replica at most")] = 256,
+    block_size: Annotated[int, typer.Option(help="tokens per KV block")] = 16,
+    prefix_caching: Annotated[bool, typer.Option(help="reuse cached prompt blocks (prefix_hashes)")] = True,
+    slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms (every SLO class)")] = 2000.0,
+    slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms (every SLO class)")] = 100.0,
+    interval_s: Annotated[float, typer.Option(help="time-series resolution, seconds")] = 10.0,
+    seed: Annotated[int, typer.Option(help="seed of every random choice")] = 0,
+    shards: Annotated[int, typer.Option(help="replica groups, each behind its own router")] = 1,
+    ray_address: Annotated[str | None, typer.Option(help="run shards on this Ray cluster ('local' starts "
+                                                     "one here)")] = None,
+    out: Annotated[Path | None, typer.Option(help="folder for Parquet tables and summary.json")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> int:
+    """Replay the trace and print the summary."""
+    if slo_ttft_ms <= 0 or slo_tpot_ms <= 0:
+        raise InputError("SLO targets must be positive", field="--slo-ttft-ms/--slo-tpot-ms",
+                         expected="milliseconds > 0")
+    cat = load_catalog()
+    gpu_spec = cat.gpu(gpu)
+    perf = build_replica_perf(cat.model(model), gpu_spec, Parallelism(tp=tp, pp=pp))
+    config = SimConfig(
+        replicas=replicas, router=router, seed=seed, shards=shards, interval_s=interval_s,
+        engine=EngineConfig(max_batched_tokens=max_batched_tokens, max_num_seqs=max_num_seqs,
+                            block_size=block_size, enable_prefix_caching=prefix_caching),
+        default_slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),
+    )
+    tr = _load(trace)
+    console = Console(stderr=True)
+    with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=as_json) as bar:
+        job = bar.add_task("replay", total=tr.num_requests if ray_address is None else shards)
+        if ray_address is None:
+            result = replay(tr, perf, config=config, gpu=gpu_spec,
+                            progress=lambda done, _n: bar.update(job, completed=done))
+        else:
+            from planner.sim.ray_runner import ray_map_shards
+
+            mapper = ray_map_shards(address=None if ray_address == "local" else ray_address,
+                                    on_done=lambda done, _n: bar.update(job, completed=done))
+            result = replay(tr, perf, config=config, gpu=gpu_spec, map_shards=mapper)
+    if out is not None:
+        write_result(result, out)
+    if as_json:
+        typer.echo(summary_json(result))
+    else:
+        print_summary(result, Console(), title=f"{model} on {gpu} x{replicas} ({router.value})", out=out)
+    return 0
+
+
+def print_summary(result: SimResult, console: Console, *, title: str, out: Path | None) -> None:
+    """The summary as rich tables (nothing computed here)."""
+    s = result.summary
+    t = Table(title=title, show_header=False)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    rows: list[tuple[str, str]] = [
+        ("requests (completed / rejected)", f"{s.requests:,} ({s.completed:,} / {s.rejected:,})"),
+        ("makespan", f"{s.makespan_s:,.1f} s"),
+        ("throughput", f"{s.throughput_rps:,.2f} req/s, {s.output_tokens_per_s:,.0f} tok/s"),
+        ("goodput (met SLO)", f"{s.goodput_rps:,.2f} req/s"),
+        ("busy fraction", f"{s.utilization:.1%}"),
+        ("preemptions", f"{s.preemptions:,}"),
+        ("cached prefix tokens", f"{s.cached_prefix_tokens:,} of {s.prompt_tokens:,}"),
+        ("GPU-hours", f"{s.gpu_hours:,.2f}"),
+    ]
+    if s.energy_kwh is not None:
+        rows.append(("energy", f"{s.energy_kwh:,.2f} kWh"))
+    if s.cost_usd is not None:
+        rows.append(("cost", f"${s.cost_usd:,.2f}"))
+    for k, v in rows:
+        t.add_row(k, v)
+    console.print(t)
+    c = Table(title="SLO classes")
+    for col in ("class", "requests", "attainment", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "target ms", "p99 met"):
+        c.add_column(col)
+    for k in s.classes:
+        c.add_row(k.slo_class, f"{k.requests:,}", f"{k.attainment:.1%}",
+                  f"{k.ttft_p50_s * 1e3:,.0f} / {k.ttft_p99_s * 1e3:,.0f}",
+                  f"{k.tpot_p50_s * 1e3:,.1f} / {k.tpot_p99_s * 1e3:,.1f}",
+                  f"{k.ttft_target_s * 1e3:,.0f} / {k.tpot_target_s * 1e3:,.0f}", "yes" if k.p99_met else "no")
+    console.print(c)
+    if s.violations:
+        console.print(f"[bold red]engine invariant violations: {s.violations}[/]")
+    if out is not None:
+        console.print(f"wrote {out}/requests.parquet, timeseries.parquet, summary.json"
+                      + (", power.parquet" if result.power is not None else ""))

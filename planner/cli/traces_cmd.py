@@ -8,34 +8,48 @@ kind is an :class:`~traces.errors.InputError`, which ``fleetwise`` prints as one
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
+import polars as pl
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from traces.convert import convert_to_parquet
+from traces.default import INPUT_SHAPE, OUTPUT_SHAPE, default_spec
 from traces.errors import InputError
-from traces.schema import RequestTrace
+from traces.load import scan_trace_with_meta
+from traces.schema import TraceMeta
 from traces.stats import TraceStats, describe
+from traces.synth import QuantileConfig, load_spec, parse_config, synthesize, write_parquet
+
+OVERVIEW_EXAMPLE = """
+Examples:
+
+  fleetwise traces inspect AzureLLMInferenceTrace_conv.csv --plot conv.png
+  fleetwise traces convert AzureLLMInferenceTrace_conv.csv --out conv.parquet
+  fleetwise traces synth --out poisson.parquet --rate 5 --duration 3600
+"""
 
 INSPECT_EXAMPLE = """
 Examples:
 
   fleetwise traces inspect AzureLLMInferenceTrace_conv.csv
   fleetwise traces inspect trace.jsonl --window 10 --plot trace.png
-  fleetwise traces inspect my.csv --format generic_csv --map arrival_s=ts --map input_tokens=prompt \\
-      --map output_tokens=completion --map time_unit=ms --json
+  fleetwise traces inspect my.csv --map arrival_s=ts --map input_tokens=in --map output_tokens=out --json
 """
 
 CONVERT_EXAMPLE = """
 Examples:
 
   fleetwise traces convert AzureLLMInferenceTrace_conv.csv --out conv.parquet
-  fleetwise traces convert my.csv --out my.parquet --format generic_csv --map arrival_s=ts \\
-      --map input_tokens=prompt --map output_tokens=completion
+  fleetwise traces convert my.csv --out x.parquet --map arrival_s=t --map input_tokens=i --map output_tokens=o
 """
 
 SYNTH_EXAMPLE = """
@@ -43,8 +57,8 @@ Examples:
 
   fleetwise traces synth --out poisson.parquet --rate 5 --duration 3600
   fleetwise traces synth --out bursty.parquet --rate 10 --duration 600 --arrival gamma --cv 3 --seed 7
-  fleetwise traces synth --out onoff.parquet --duration 600 --arrival mmpp --mmpp-rates 2,20 \\
-      --mmpp-sojourn 60,10 --tenants 8 --block-size 16
+  fleetwise traces synth --out m.parquet --duration 600 --arrival mmpp --mmpp-rates 2,20 --mmpp-sojourn 60,10
+  fleetwise traces synth --out tenants.parquet --rate 5 --duration 600 --tenants 8 --block-size 16
   fleetwise traces synth --out day.parquet --spec day.yaml
 
 Without length flags, lengths follow the bundled default trace (Azure LLM conversation 2023 shape).
@@ -61,13 +75,19 @@ A spec file is the YAML form of traces.synth.SynthConfig, e.g.:
 
 FormatOpt = Annotated[
     str | None,
-    typer.Option("--format", help="trace format (azure, burstgpt, mooncake, servegen, generic_csv, "
-                 "generic_parquet, canonical); detected when left out"),
+    typer.Option(
+        "--format",
+        help="trace format (azure, burstgpt, mooncake, servegen, generic_csv, "
+        "generic_parquet, canonical); detected when left out",
+    ),
 ]
 MapOpt = Annotated[
     list[str] | None,
-    typer.Option("--map", help="column mapping col=source for the generic formats, also time_unit=s|ms|us|ns"
-                 "|datetime and time_format=...; ServeGen options start_s=, duration_s=, seed= (repeatable)"),
+    typer.Option(
+        "--map",
+        help="column mapping col=source for the generic formats, also time_unit=s|ms|us|ns"
+        "|datetime and time_format=...; ServeGen options start_s=, duration_s=, seed= (repeatable)",
+    ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print JSON instead of tables")]
 
@@ -112,17 +132,16 @@ def _status(message: str) -> Iterator[None]:
 
 
 def _fmt(x: float | None, digits: int = 2) -> str:
-    if x is None or x != x:  # None or NaN
+    if x is None or math.isnan(x):
         return "-"
     return f"{x:,.{digits}f}"
 
 
-def stats_table(trace: RequestTrace, stats: TraceStats) -> Table:
+def stats_table(meta: TraceMeta, stats: TraceStats) -> Table:
     """The rich table that ``inspect`` prints (one row per statistic)."""
-    t = Table(title=Path(trace.meta.source).name, show_header=True)
+    t = Table(title=Path(meta.source).name, show_header=True)
     t.add_column("statistic", no_wrap=True)
     t.add_column("value", justify="right", no_wrap=True)
-    meta = trace.meta
     rows: list[tuple[str, str]] = [
         ("format", meta.format),
         ("requests", f"{stats.requests:,}"),
@@ -138,7 +157,8 @@ def stats_table(trace: RequestTrace, stats: TraceStats) -> Table:
     rows.append(("peak prefill demand", f"{_fmt(float(peak[0]), 0)} tokens/s"))
     rows.append(("peak decode demand", f"{_fmt(float(peak[1]), 0)} tokens/s"))
     if stats.prefix_hit_ratio is not None:
-        rows.append(("ideal prefix-cache hit ratio", f"{stats.prefix_hit_ratio:.3f} of {stats.prefix_blocks:,} blocks"))
+        hits = f"{stats.prefix_hit_ratio:.3f} of {stats.prefix_blocks:,} blocks"
+        rows.append(("ideal prefix-cache hit ratio", hits))
     if meta.block_size is not None:
         rows.append(("block size", f"{meta.block_size} tokens"))
     if stats.tenants is not None:
@@ -152,14 +172,15 @@ def stats_table(trace: RequestTrace, stats: TraceStats) -> Table:
     return t
 
 
-def write_plot(stats: TraceStats, trace: RequestTrace, out: Path) -> Path:
+def write_plot(stats: TraceStats, lengths: pl.DataFrame, title: str, out: Path) -> Path:
     """Arrival rate per window and the two length histograms, as a PNG (matplotlib, no GUI backend).
+
+    ``lengths`` holds the ``input_tokens`` and ``output_tokens`` columns (only they are collected).
 
     Raises:
         InputError: the image cannot be written.
     """
-    import numpy as np
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # noqa: PLC0415 (only with --plot; keeps CLI start-up fast)
 
     fig = Figure(figsize=(12, 3.6), layout="constrained")
     ax_rate, ax_in, ax_out = fig.subplots(1, 3)
@@ -170,8 +191,9 @@ def write_plot(stats: TraceStats, trace: RequestTrace, out: Path) -> Path:
     ax_rate.set_ylabel(f"req/s ({stats.window_s:g}-s windows)")
     ax_rate.set_title(f"arrival rate, peak/mean {_fmt(stats.peak_to_mean)}")
     ax_rate.legend(loc="upper right")
-    for ax, col, ls in ((ax_in, "input_tokens", stats.input_tokens), (ax_out, "output_tokens", stats.output_tokens)):
-        values = trace.df[col].to_numpy()
+    panels = ((ax_in, "input_tokens", stats.input_tokens), (ax_out, "output_tokens", stats.output_tokens))
+    for ax, col, ls in panels:
+        values = lengths[col].to_numpy()
         positive = values[values > 0]
         if positive.size:
             bins = np.geomspace(max(1, int(positive.min())), max(2, int(positive.max())), 60)
@@ -182,7 +204,7 @@ def write_plot(stats: TraceStats, trace: RequestTrace, out: Path) -> Path:
         ax.set_xlabel(col.replace("_", " "))
         ax.set_ylabel("requests")
         ax.legend(loc="upper right")
-    fig.suptitle(trace.meta.source)
+    fig.suptitle(title)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=100)
@@ -200,7 +222,9 @@ def _parse_pair(text: str | None, flag: str) -> list[float] | None:
     except ValueError:
         values = []
     if len(values) != 2:
-        raise InputError(f"bad value {text!r}", field=flag, expected="two numbers separated by a comma, e.g. 2,20")
+        raise InputError(
+            f"bad value {text!r}", field=flag, expected="two numbers separated by a comma, e.g. 2,20"
+        )
     return values
 
 
@@ -231,8 +255,6 @@ def synth_config_from_flags(
 
     Lengths not given fall back to the default trace's shapes (:mod:`traces.default`).
     """
-    from traces.default import INPUT_SHAPE, OUTPUT_SHAPE
-
     if duration is None:
         raise InputError("no duration", field="--duration", expected="--duration SECONDS (or --spec FILE)")
     arrival_cfg: dict[str, Any] = {"kind": arrival}
@@ -245,14 +267,24 @@ def synth_config_from_flags(
         arrival_cfg["mmpp"] = {"rates": rates, "mean_sojourn_s": sojourns}
     data: dict[str, Any] = {"duration_s": duration, "seed": seed, "arrival": arrival_cfg}
     if diurnal_amplitude is not None:
-        data["diurnal"] = {"amplitude": diurnal_amplitude, "period_s": diurnal_period, "phase_s": diurnal_phase}
+        data["diurnal"] = {
+            "amplitude": diurnal_amplitude,
+            "period_s": diurnal_period,
+            "phase_s": diurnal_phase,
+        }
     if resample is not None:
         if any(x is not None for x in (input_mean, input_median, output_mean, output_median)):
-            raise InputError("--resample replaces the length flags", field="--resample",
-                             expected="either --resample or --input-*/--output-* flags")
+            raise InputError(
+                "--resample replaces the length flags",
+                field="--resample",
+                expected="either --resample or --input-*/--output-* flags",
+            )
         data["lengths"] = {"resample": {"path": str(resample)}}
     else:
-        def side(mean: float | None, median: float | None, max_tokens: int, default: Any) -> dict[str, Any]:
+
+        def side(
+            mean: float | None, median: float | None, max_tokens: int, default: QuantileConfig
+        ) -> dict[str, Any]:
             if mean is None and median is None:
                 return dict(default.model_dump())
             return {"dist": "lognormal", "mean": mean, "median": median, "max": max_tokens}
@@ -273,50 +305,55 @@ def synth_config_from_flags(
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise traces inspect|convert|synth``."""
     traces_app = typer.Typer(
-        help="Request traces: inspect statistics, convert to Parquet, synthesize." + INSPECT_EXAMPLE,
+        help="Request traces: inspect statistics, convert to Parquet, synthesize." + OVERVIEW_EXAMPLE,
         no_args_is_help=True,
     )
 
-    @traces_app.command("inspect", help="Detect the format, load, validate and summarize a trace." + INSPECT_EXAMPLE)
-    def inspect_cmd(
+    @traces_app.command(
+        "inspect", help="Detect the format, load, validate and summarize a trace." + INSPECT_EXAMPLE
+    )
+    def inspect_cmd(  # noqa: PLR0917 (typer options)
         file: Annotated[Path, typer.Argument(help="trace file (or ServeGen client folder)")],
         format: FormatOpt = None,
         map_: MapOpt = None,
-        window: Annotated[float, typer.Option("--window", help="window length (s) for peak/mean and the plot")] = 60.0,
-        plot: Annotated[Path | None, typer.Option("--plot", help="write a PNG: rate over time, length histograms")] = None,
+        window: Annotated[
+            float, typer.Option("--window", help="window length (s) for peak/mean and the plot")
+        ] = 60.0,
+        plot: Annotated[
+            Path | None, typer.Option("--plot", help="write a PNG: rate over time, length histograms")
+        ] = None,
         as_json: JsonOpt = False,
     ) -> None:
-        from traces.load import load_trace
-
         mapping = parse_mapping(map_)
-        with _status(f"loading {file}"):
-            trace = load_trace(file, format=format, mapping=mapping)
-            stats = describe(trace, window_s=window)
-        if plot is not None:
-            write_plot(stats, trace, plot)
+        with _status(f"reading {file}"):
+            # Lazy: a multi-million-row trace is validated and measured in streaming passes, never held.
+            lf, meta = scan_trace_with_meta(file, format=format, mapping=mapping)
+            stats = describe(lf, window_s=window)
+            if plot is not None:
+                write_plot(stats, lf.select("input_tokens", "output_tokens").collect(), meta.source, plot)
         if as_json:
             doc = {
-                "source": trace.meta.source,
-                "format": trace.meta.format,
-                "block_size": trace.meta.block_size,
-                "repairs": list(trace.meta.repairs),
-                "dropped_rows": trace.meta.dropped_rows,
-                "extra": dict(trace.meta.extra),
+                "source": meta.source,
+                "format": meta.format,
+                "block_size": meta.block_size,
+                "repairs": list(meta.repairs),
+                "dropped_rows": meta.dropped_rows,
+                "extra": dict(meta.extra),
                 "stats": stats.to_dict(),
                 "plot": None if plot is None else str(plot),
             }
             typer.echo(json.dumps(doc, indent=2))
             return
         console = _console()
-        console.print(stats_table(trace, stats))
-        for note in trace.meta.repairs:
+        console.print(stats_table(meta, stats))
+        for note in meta.repairs:
             console.print(f"[yellow]repair:[/] {note}", highlight=False)
-        if trace.meta.dropped_rows:
-            console.print(f"[yellow]dropped:[/] {trace.meta.dropped_rows:,} rows", highlight=False)
         if plot is not None:
             console.print(f"plot written to {plot}", highlight=False)
 
-    @traces_app.command("convert", help="Convert any supported trace to canonical Parquet (streaming)." + CONVERT_EXAMPLE)
+    @traces_app.command(
+        "convert", help="Convert any supported trace to canonical Parquet (streaming)." + CONVERT_EXAMPLE
+    )
     def convert_cmd(
         file: Annotated[Path, typer.Argument(help="trace file (or ServeGen client folder)")],
         out: Annotated[Path, typer.Option("--out", help="Parquet file to write")],
@@ -324,99 +361,156 @@ def register(app: typer.Typer) -> None:
         map_: MapOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
-        from traces.convert import convert_to_parquet
-
         mapping = parse_mapping(map_)
         with _status(f"converting {file}"):
             report = convert_to_parquet(file, out, format=format, mapping=mapping)
-        rate = report.rows / report.seconds if report.seconds > 0 else float("nan")
+        rate = report.rows / report.seconds if report.seconds > 0 else None
         if as_json:
-            typer.echo(json.dumps({
-                "rows": report.rows, "seconds": report.seconds, "rows_per_s": rate if rate == rate else None,
-                "out_path": report.out_path, "format": report.format,
-                "repairs": list(report.meta.repairs), "dropped_rows": report.meta.dropped_rows,
-            }, indent=2))
+            typer.echo(
+                json.dumps(
+                    {
+                        "rows": report.rows,
+                        "seconds": report.seconds,
+                        "rows_per_s": rate,
+                        "out_path": report.out_path,
+                        "format": report.format,
+                        "repairs": list(report.meta.repairs),
+                        "dropped_rows": report.meta.dropped_rows,
+                    },
+                    indent=2,
+                )
+            )
             return
         console = _console()
-        console.print(f"wrote {report.out_path}: {report.rows:,} requests from {report.format} "
-                      f"in {report.seconds:.2f} s ({_fmt(rate, 0)} rows/s)", highlight=False)
+        console.print(
+            f"wrote {report.out_path}: {report.rows:,} requests from {report.format} "
+            f"in {report.seconds:.2f} s ({_fmt(rate, 0)} rows/s)",
+            highlight=False,
+        )
         for note in report.meta.repairs:
             console.print(f"[yellow]repair:[/] {note}", highlight=False)
 
     @traces_app.command("synth", help="Generate a synthetic trace from flags or a YAML spec." + SYNTH_EXAMPLE)
-    def synth_cmd(
+    def synth_cmd(  # noqa: PLR0917 (typer options)
         out: Annotated[Path, typer.Option("--out", help="Parquet file to write")],
-        spec: Annotated[Path | None, typer.Option("--spec", help="YAML spec (traces.synth.SynthConfig)")] = None,
+        spec: Annotated[
+            Path | None, typer.Option("--spec", help="YAML spec (traces.synth.SynthConfig)")
+        ] = None,
         rate: Annotated[float | None, typer.Option("--rate", help="mean requests per second")] = None,
-        duration: Annotated[float | None, typer.Option("--duration", help="seconds of arrivals to generate")] = None,
-        arrival: Annotated[str, typer.Option("--arrival", help="poisson, gamma, weibull or mmpp")] = "poisson",
-        cv: Annotated[float | None, typer.Option("--cv", help="CV of inter-arrival times (gamma, weibull)")] = None,
-        mmpp_rates: Annotated[str | None, typer.Option("--mmpp-rates", help="MMPP rates r0,r1 (req/s)")] = None,
+        duration: Annotated[
+            float | None, typer.Option("--duration", help="seconds of arrivals to generate")
+        ] = None,
+        arrival: Annotated[
+            str, typer.Option("--arrival", help="poisson, gamma, weibull or mmpp")
+        ] = "poisson",
+        cv: Annotated[
+            float | None, typer.Option("--cv", help="CV of inter-arrival times (gamma, weibull)")
+        ] = None,
+        mmpp_rates: Annotated[
+            str | None, typer.Option("--mmpp-rates", help="MMPP rates r0,r1 (req/s)")
+        ] = None,
         mmpp_sojourn: Annotated[
-            str | None, typer.Option("--mmpp-sojourn", help="MMPP mean sojourns s0,s1 (s)")] = None,
+            str | None, typer.Option("--mmpp-sojourn", help="MMPP mean sojourns s0,s1 (s)")
+        ] = None,
         diurnal_amplitude: Annotated[
-            float | None, typer.Option("--diurnal-amplitude", help="sinusoidal rate swing, 0 <= a < 1")] = None,
-        diurnal_period: Annotated[float, typer.Option("--diurnal-period", help="modulation period (s)")] = 86_400.0,
+            float | None, typer.Option("--diurnal-amplitude", help="sinusoidal rate swing, 0 <= a < 1")
+        ] = None,
+        diurnal_period: Annotated[
+            float, typer.Option("--diurnal-period", help="modulation period (s)")
+        ] = 86_400.0,
         diurnal_phase: Annotated[float, typer.Option("--diurnal-phase", help="modulation phase (s)")] = 0.0,
         input_mean: Annotated[float | None, typer.Option("--input-mean", help="lognormal input mean")] = None,
-        input_median: Annotated[float | None, typer.Option("--input-median", help="lognormal input median")] = None,
+        input_median: Annotated[
+            float | None, typer.Option("--input-median", help="lognormal input median")
+        ] = None,
         input_max: Annotated[int, typer.Option("--input-max", help="clip input lengths here")] = 32_768,
-        output_mean: Annotated[float | None, typer.Option("--output-mean", help="lognormal output mean")] = None,
+        output_mean: Annotated[
+            float | None, typer.Option("--output-mean", help="lognormal output mean")
+        ] = None,
         output_median: Annotated[
-            float | None, typer.Option("--output-median", help="lognormal output median")] = None,
+            float | None, typer.Option("--output-median", help="lognormal output median")
+        ] = None,
         output_max: Annotated[int, typer.Option("--output-max", help="clip output lengths here")] = 4096,
         resample: Annotated[
-            Path | None, typer.Option("--resample", help="resample (input, output) pairs from this trace")] = None,
+            Path | None, typer.Option("--resample", help="resample (input, output) pairs from this trace")
+        ] = None,
         tenants: Annotated[int | None, typer.Option("--tenants", help="number of tenants")] = None,
         block_size: Annotated[
-            int | None, typer.Option("--block-size", help="tokens per prefix-hash block (adds prefix_hashes)")] = None,
+            int | None, typer.Option("--block-size", help="tokens per prefix-hash block (adds prefix_hashes)")
+        ] = None,
         model: Annotated[str | None, typer.Option("--model", help="value of the model column")] = None,
         seed: Annotated[int | None, typer.Option("--seed", help="random seed (overrides the spec's)")] = None,
         as_json: JsonOpt = False,
     ) -> None:
-        from dataclasses import replace
-
-        from traces.synth import load_spec, parse_config, synthesize, write_parquet
-
         if spec is not None:
             shaping = {
-                "--rate": rate, "--duration": duration, "--cv": cv, "--mmpp-rates": mmpp_rates,
-                "--mmpp-sojourn": mmpp_sojourn, "--diurnal-amplitude": diurnal_amplitude,
-                "--input-mean": input_mean, "--input-median": input_median, "--output-mean": output_mean,
-                "--output-median": output_median, "--resample": resample, "--tenants": tenants,
-                "--block-size": block_size, "--model": model,
+                "--rate": rate,
+                "--duration": duration,
+                "--cv": cv,
+                "--mmpp-rates": mmpp_rates,
+                "--mmpp-sojourn": mmpp_sojourn,
+                "--diurnal-amplitude": diurnal_amplitude,
+                "--input-mean": input_mean,
+                "--input-median": input_median,
+                "--output-mean": output_mean,
+                "--output-median": output_median,
+                "--resample": resample,
+                "--tenants": tenants,
+                "--block-size": block_size,
+                "--model": model,
             }
             given = [flag for flag, value in shaping.items() if value is not None]
             if arrival != "poisson":
                 given.append("--arrival")
             if given:
-                raise InputError(f"{', '.join(given)} cannot be combined with --spec", field="--spec",
-                                 expected="either a spec file or flags (--seed may override the spec)")
-            from traces.default import default_spec
-
+                raise InputError(
+                    f"{', '.join(given)} cannot be combined with --spec",
+                    field="--spec",
+                    expected="either a spec file or flags (--seed may override the spec)",
+                )
             synth_spec = load_spec(spec, default_lengths=default_spec().lengths)
             if seed is not None:
                 synth_spec = replace(synth_spec, seed=seed)
         else:
             data = synth_config_from_flags(
-                rate=rate, duration=duration, arrival=arrival, cv=cv, seed=0 if seed is None else seed,
-                mmpp_rates=mmpp_rates, mmpp_sojourn=mmpp_sojourn, diurnal_amplitude=diurnal_amplitude,
-                diurnal_period=diurnal_period, diurnal_phase=diurnal_phase, input_mean=input_mean,
-                input_median=input_median, input_max=input_max, output_mean=output_mean,
-                output_median=output_median, output_max=output_max, resample=resample, tenants=tenants,
-                block_size=block_size, model=model,
+                rate=rate,
+                duration=duration,
+                arrival=arrival,
+                cv=cv,
+                seed=0 if seed is None else seed,
+                mmpp_rates=mmpp_rates,
+                mmpp_sojourn=mmpp_sojourn,
+                diurnal_amplitude=diurnal_amplitude,
+                diurnal_period=diurnal_period,
+                diurnal_phase=diurnal_phase,
+                input_mean=input_mean,
+                input_median=input_median,
+                input_max=input_max,
+                output_mean=output_mean,
+                output_median=output_median,
+                output_max=output_max,
+                resample=resample,
+                tenants=tenants,
+                block_size=block_size,
+                model=model,
             )
             synth_spec = parse_config(data).to_spec()
         with _status("synthesizing"):
             trace = synthesize(synth_spec)
             if trace.num_requests == 0:
-                raise InputError("the spec generated no requests", field="duration_s",
-                                 expected="a longer duration or a higher rate")
+                raise InputError(
+                    "the spec generated no requests",
+                    field="duration_s",
+                    expected="a longer duration or a higher rate",
+                )
             write_parquet(trace, out)
             stats = describe(trace)
         if as_json:
-            typer.echo(json.dumps({"out_path": str(out), "seed": synth_spec.seed, "stats": stats.to_dict()},
-                                  indent=2))
+            typer.echo(
+                json.dumps(
+                    {"out_path": str(out), "seed": synth_spec.seed, "stats": stats.to_dict()}, indent=2
+                )
+            )
             return
         console = _console()
         console.print(

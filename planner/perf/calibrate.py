@@ -137,7 +137,7 @@ def holdout_mask(keys: Sequence[str]) -> NDArray[np.bool_]:
     """True where a row is held out: ``crc32(key) % 4 == 0`` (middle row if none).
 
     >>> holdout_mask(["a", "b", "c", "d", "e"]).tolist()
-    [False, False, True, False, False]
+    [False, False, False, True, False]
     """
     mask = np.array([zlib.crc32(k.encode()) % 4 == 0 for k in keys], dtype=bool)
     if len(keys) > 1 and not mask.any():
@@ -412,7 +412,8 @@ def fit_power(power: pl.DataFrame | None, steps: pl.DataFrame | None, gpu: GPUSp
                 rows_a.append(np.array([1.0, uc[i], um[i]]))
                 rows_b.append(float(w[i] - idle))
     if steps is not None and "power_w" in steps.columns:
-        st = steps.filter(pl.col("power_w").is_not_null() & (pl.col("power_w") > 0))
+        st = steps.filter(pl.col("power_w").is_not_null() & pl.col("power_w").is_not_nan()
+                          & (pl.col("power_w") > 0))
         if st.height:
             busy, uc_s, um_s = _utilisation(st, step_perf(gpu, cal, model))
             pw = st["power_w"].cast(pl.Float64).to_numpy()
@@ -420,13 +421,14 @@ def fit_power(power: pl.DataFrame | None, steps: pl.DataFrame | None, gpu: GPUSp
                 rows_a.append(np.array([busy[i], uc_s[i], um_s[i]]))
                 rows_b.append(float(pw[i] - idle))
     if len(rows_b) < 3:
-        return replace(cal.power, idle_w=idle, clock_exp=polca_clock_exponent(gpu.tdp_w, idle))
+        return replace(cal.power, idle_w=idle, clock_exp=polca_clock_exponent(gpu.tdp_w, idle),
+                       tdp_w=gpu.tdp_w)
     A = np.vstack(rows_a)
     b = np.asarray(rows_b)
     rel = 1.0 / np.maximum(b + idle, 1.0)
     sol, _ = nnls(A * rel[:, None], b * rel)
     return PowerCoeffs(idle_w=idle, busy_w=float(sol[0]), compute_w=float(sol[1]), mem_w=float(sol[2]),
-                       clock_exp=polca_clock_exponent(gpu.tdp_w, idle))
+                       clock_exp=polca_clock_exponent(gpu.tdp_w, idle), tdp_w=gpu.tdp_w)
 
 
 @dataclass(frozen=True)
@@ -490,8 +492,8 @@ def fit_profile(profile: Profile, gpu: GPUSpec, model: ModelSpec, *, start: Cali
     date = profile.meta.get("date", "unknown date")
     cal = replace(cal, holdout_errors=held,
                   source=f"fitted by planner.perf.calibrate on {profile.meta.get('gpu_name', gpu.name)} "
-                         f"profile of {date}; collectives (alpha_s, link_eff) and clock response are not "
-                         "measured on one GPU: prior/POLCA-anchored values")
+                         f"profile of {date}; collectives (alpha_s, collective_base_s, link_eff) and the "
+                         "clock response are not measured on one GPU: prior/POLCA-anchored values")
     return FitResult(calibration=cal, errors=errors)
 
 

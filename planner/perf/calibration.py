@@ -29,7 +29,11 @@ Attention decode
 Elementwise (norms, RoPE, SiLU*mul, residual adds, embedding gather)
     ``launch_s + bytes / (bw * em)`` per operator.
 Collectives
-    alpha-beta: ``alpha_s`` per message hop plus bytes over ``link_eff * link bandwidth``.
+    alpha-beta: ``collective_base_s`` per collective, ``alpha_s`` per ring hop (``2 (tp-1)`` for an
+    all-reduce, ``ep-1`` for an all-to-all) plus bytes over ``link_eff * link bandwidth``. A single-GPU
+    profile cannot measure them: the prior's 6 us + 2 us/hop put an 8-GPU NVLink all-reduce of a small
+    message near 34 us, the order of NCCL's small-message latency on NVSwitch systems (an assumption,
+    stated as such in every calibration's ``source``).
 Step overhead
     ``step_s + per_seq_s * sequences``: scheduling, sampling, Python; the engine term.
 Power (per GPU, averaged over a step)
@@ -115,6 +119,8 @@ class PowerCoeffs:
     compute_w: float
     mem_w: float
     clock_exp: float
+    tdp_w: float
+    """TDP of the GPU the coefficients were fitted on (to rescale them to another GPU)."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +135,8 @@ class Calibration:
         ew_launch_s: fixed cost of one elementwise operator.
         step_s: fixed per-step overhead.
         per_seq_s: per-sequence per-step overhead (sampling, bookkeeping).
-        alpha_s: collective latency per hop.
+        alpha_s: collective latency per ring hop.
+        collective_base_s: fixed latency of one collective (launch, synchronisation).
         link_eff: achieved fraction of the catalog link bandwidth.
         mem_clock_sensitivity: see :data:`MEM_CLOCK_SENSITIVITY`.
         power: power coefficients.
@@ -146,6 +153,7 @@ class Calibration:
     step_s: float
     per_seq_s: float
     alpha_s: float
+    collective_base_s: float
     link_eff: float
     mem_clock_sensitivity: float
     power: PowerCoeffs
@@ -171,11 +179,12 @@ PRIOR = Calibration(
     ew_launch_s=5e-6,
     step_s=1e-3,
     per_seq_s=1e-5,
-    alpha_s=8e-6,
+    alpha_s=2e-6,
+    collective_base_s=6e-6,
     link_eff=0.8,
     mem_clock_sensitivity=MEM_CLOCK_SENSITIVITY,
     power=PowerCoeffs(idle_w=70.0, busy_w=100.0, compute_w=550.0, mem_w=250.0,
-                      clock_exp=polca_clock_exponent(700.0, 70.0)),
+                      clock_exp=polca_clock_exponent(700.0, 70.0), tdp_w=700.0),
     gpu=REFERENCE_GPU,
     source="prior: uncalibrated starting values (fitter's initial guess), not measured",
 )
@@ -219,7 +228,7 @@ def load_calibration(path: str | Path) -> Calibration:
     return _from_dict(raw, str(p))
 
 
-def for_gpu(cal: Calibration, gpu: GPUSpec, reference: GPUSpec | None = None) -> Calibration:
+def for_gpu(cal: Calibration, gpu: GPUSpec) -> Calibration:
     """Carry a calibration over to another GPU.
 
     Efficiencies are fractions of the catalog peaks and transfer unchanged; the power coefficients are
@@ -228,23 +237,21 @@ def for_gpu(cal: Calibration, gpu: GPUSpec, reference: GPUSpec | None = None) ->
     """
     if cal.gpu == gpu.name:
         return cal
-    ref_range = (reference.tdp_w - reference.idle_w) if reference else (700.0 - cal.power.idle_w)
-    scale = (gpu.tdp_w - gpu.idle_w) / ref_range
     pw = cal.power
+    scale = (gpu.tdp_w - gpu.idle_w) / (pw.tdp_w - pw.idle_w)
     power = PowerCoeffs(idle_w=gpu.idle_w, busy_w=pw.busy_w * scale, compute_w=pw.compute_w * scale,
-                        mem_w=pw.mem_w * scale, clock_exp=polca_clock_exponent(gpu.tdp_w, gpu.idle_w))
+                        mem_w=pw.mem_w * scale, clock_exp=polca_clock_exponent(gpu.tdp_w, gpu.idle_w),
+                        tdp_w=gpu.tdp_w)
     return replace(cal, power=power, gpu=gpu.name,
                    source=f"derived from {cal.gpu} ({cal.source}); efficiencies as fractions of "
                           f"{gpu.name}'s catalog peaks, power rescaled by its idle/TDP")
 
 
-def resolve_calibration(gpu: GPUSpec, reference: GPUSpec | None = None,
-                        folder: Path | None = None) -> Calibration:
+def resolve_calibration(gpu: GPUSpec, folder: Path | None = None) -> Calibration:
     """The calibration for ``gpu``: its shipped file, else the reference GPU's rescaled, else the prior.
 
     Args:
         gpu: the target GPU.
-        reference: catalog entry of the reference GPU (for watt rescaling), when known.
         folder: where calibration files live (default: the shipped ones).
     """
     root = folder if folder is not None else calibration_dir()
@@ -253,4 +260,4 @@ def resolve_calibration(gpu: GPUSpec, reference: GPUSpec | None = None,
         return load_calibration(own)
     ref = root / f"{REFERENCE_GPU}.json"
     base = load_calibration(ref) if ref.is_file() else PRIOR
-    return for_gpu(base, gpu, reference)
+    return for_gpu(base, gpu)

@@ -6,11 +6,13 @@ nothing of models or GPUs, so one compiled function serves every replica, and th
 from its own ``@njit`` code. :func:`step_eval` is the single source of truth: ``step_time_s``,
 ``step_power_w``, the breakdown and :meth:`kernel` all go through it, so they cannot drift apart.
 
-Step structure (per replica, ``p`` pipeline stages, ``m`` micro-batches in flight, ``1 <= m <= p``):
-``step = p * t_stage(B/m) + (p-1) * t_send(B/m) + overhead``. A micro-batch crosses ``p`` stages and each
-stage serves ``m <= p`` micro-batches in turn, so every sequence waits ``p`` stage-times per token; with
-fewer micro-batches than stages the GPUs idle (the bubble, ``(p-m)/p`` of the step). ``t_stage`` is the
-largest stage (``ceil(L/p)`` layers plus embedding and LM head: stage imbalance).
+Step structure (per replica, ``p`` pipeline stages, ``m = min(max(decode_seqs, 1), p)`` micro-batches in
+flight): the decodes are spread over the ``m`` micro-batches, the prefill chunk rides whole in one of them
+(a sequence is not split). A micro-batch crosses ``p`` stages and each stage serves the ``m <= p``
+micro-batches in turn, so the cycle, i.e. the step every sequence sees, is ``p`` times the largest
+micro-batch's stage time: ``step = p * t_stage(pt + ds/m) + (p-1) * t_send + overhead``. With fewer
+micro-batches than stages the GPUs idle (the bubble). ``t_stage`` is the largest stage (``ceil(L/p)``
+layers plus embedding and LM head: stage imbalance). ``p = 1`` reduces to the plain sum of operators.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ H_CLOCK_EXP = 50
 H_TDP = 51
 H_BW_NOMINAL = 52
 H_N_OPS = 53
-HEADER = 54
+H_COLL_BASE = 54
+HEADER = 55
 H_NAMES: tuple[str, ...] = (
     "PEAK_BF16",
     "PEAK_FP8",
@@ -130,11 +133,14 @@ H_NAMES: tuple[str, ...] = (
     "TDP",
     "BW_NOMINAL",
     "N_OPS",
+    "COLL_BASE",
 )
 
 # ---- GEMM operator table -------------------------------------------------------------------------
-OP_FAMILY, OP_N, OP_K, OP_COUNT, OP_ROWS_MODE, OP_P_HIT, OP_ROW_SCALE, OP_WBYTES = range(8)
-OP_WIDTH = 8
+OP_FAMILY, OP_N, OP_K, OP_COUNT, OP_ROWS_MODE, OP_P_HIT, OP_ROW_SCALE, OP_WBYTES, OP_LAUNCHES = range(9)
+OP_WIDTH = 9
+"""``OP_COUNT`` GEMMs of one shape per stage issued as ``OP_LAUNCHES`` kernels (grouped expert GEMMs: one
+launch per layer for all of a GPU's experts)."""
 ROWS_ALL, ROWS_LAST, ROWS_EXPERT = 0.0, 1.0, 2.0
 """Rows a GEMM sees: every token of the step, the last token of each sequence (LM head), or the tokens
 routed to one expert."""
@@ -247,13 +253,15 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
             count = count * frac
         if rows <= 0.0 or count <= 0.0:
             continue
+        launches = prm[b + OP_LAUNCHES]
         if wb == 1.0:
-            t = gemm_time(rows, n, k, wb, prm[H_PEAK_FP8], bw, prm[H_G8_EC], prm[H_G8_MHALF],
-                          prm[H_G8_WHALF], prm[H_G8_EM], prm[H_G8_P], prm[H_G8_LAUNCH])
+            t = count * gemm_time(rows, n, k, wb, prm[H_PEAK_FP8], bw, prm[H_G8_EC], prm[H_G8_MHALF],
+                                  prm[H_G8_WHALF], prm[H_G8_EM], prm[H_G8_P], 0.0) + (
+                                      launches * prm[H_G8_LAUNCH])
         else:
-            t = gemm_time(rows, n, k, wb, prm[H_PEAK_BF16], bw, prm[H_G16_EC], prm[H_G16_MHALF],
-                          prm[H_G16_WHALF], prm[H_G16_EM], prm[H_G16_P], prm[H_G16_LAUNCH])
-        t *= count
+            t = count * gemm_time(rows, n, k, wb, prm[H_PEAK_BF16], bw, prm[H_G16_EC], prm[H_G16_MHALF],
+                                  prm[H_G16_WHALF], prm[H_G16_EM], prm[H_G16_P], 0.0) + (
+                                      launches * prm[H_G16_LAUNCH])
         total += t
         flops += count * 2.0 * rows * n * k
         nbytes += count * (n * k * wb + rows * (n + k) * ACT_BYTES)
@@ -291,7 +299,7 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
     # tensor-parallel all-reduce (ring: 2(tp-1) hops, 2(tp-1)/tp of the data over each link)
     tp = prm[H_TP]
     if tp > 1.0 and T > 0.0:
-        per = 2.0 * (tp - 1.0) * prm[H_ALPHA] + (
+        per = prm[H_COLL_BASE] + 2.0 * (tp - 1.0) * prm[H_ALPHA] + (
             2.0 * (tp - 1.0) / tp * prm[H_AR_BYTES_PER_TOKEN] * T / prm[H_LINK_BW])
         t = prm[H_AR_CALLS] * per
         total += t
@@ -300,7 +308,7 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
     # expert-parallel dispatch + combine (pairwise all-to-all)
     ep = prm[H_EP]
     if ep > 1.0 and T > 0.0:
-        per = (ep - 1.0) * prm[H_ALPHA] + prm[H_A2A_BYTES_PER_TOKEN] * T / prm[H_LINK_BW]
+        per = prm[H_COLL_BASE] + (ep - 1.0) * prm[H_ALPHA] + prm[H_A2A_BYTES_PER_TOKEN] * T / prm[H_LINK_BW]
         t = prm[H_A2A_CALLS] * per
         total += t
         if write:
@@ -323,18 +331,28 @@ def step_eval(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: 
     if seqs <= 0.0:
         return 0.0
     p = prm[H_PP]
-    m = min(max(seqs, 1.0), p)
-    # a stage's time for one of m micro-batches; families are scaled so they add up to the step
-    t_stage = _stage(prm, pt / m, pairs / m, ds / m, kv / m, out, p)
-    total = p * t_stage
+    m = min(max(ds, 1.0), p)
+    # the largest micro-batch: the prefill chunk (never split) plus its share of the decodes;
+    # families are scaled by p so that they add up to the step
+    t_big = _stage(prm, pt, pairs, ds / m, kv / m, out, p)
+    total = p * t_big
     if write:
-        # FLOPs/bytes per GPU: m micro-batches through this GPU's stage, not p
-        out[OUT_FLOPS] *= m / p
-        out[OUT_BYTES] *= m / p
-        out[OUT_BUSY] = m * t_stage
+        # work per GPU: this micro-batch and m-1 decode-only ones pass through the GPU's stage once each
+        f_big = out[OUT_FLOPS] / p
+        b_big = out[OUT_BYTES] / p
+        busy = t_big
+        if m > 1.0:
+            tmp = np.zeros(OUT_SIZE)
+            t_small = _stage(prm, 0.0, 0.0, ds / m, kv / m, tmp, 1.0)
+            f_big += (m - 1.0) * tmp[OUT_FLOPS]
+            b_big += (m - 1.0) * tmp[OUT_BYTES]
+            busy += (m - 1.0) * t_small
+        out[OUT_FLOPS] = f_big
+        out[OUT_BYTES] = b_big
+        out[OUT_BUSY] = busy
     if p > 1.0:
-        t_send = (p - 1.0) * (prm[H_ALPHA] + prm[H_PP_BYTES_PER_TOKEN] * (pt + ds) / m
-                              / prm[H_PP_LINK_BW])
+        t_send = (p - 1.0) * (prm[H_COLL_BASE]
+                              + prm[H_PP_BYTES_PER_TOKEN] * (pt + ds / m) / prm[H_PP_LINK_BW])
         total += t_send
         if write:
             out[F_PP_SENDRECV] = t_send

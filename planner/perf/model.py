@@ -124,16 +124,17 @@ def _check_layout(model: ModelSpec, gpu: GPUSpec, par: Parallelism) -> _Layout:
 
 def _gemm_ops(model: ModelSpec, par: Parallelism, lay: _Layout, *, wb: float,
               imbalance: float) -> list[list[float]]:
-    """GEMM table rows ``[family, N, K, count, rows_mode, p_hit, row_scale, wbytes]`` for one stage."""
+    """GEMM table rows ``[family, N, K, count, rows_mode, p_hit, row_scale, wbytes, launches]``."""
     h = model.hidden_size
     tp = par.tp
     L = float(lay.stage_layers)
     ops: list[list[float]] = []
 
     def op(fam: int, n: float, k: float, count: float, *, mode: float = kn.ROWS_ALL, p_hit: float = 0.0,
-           scale: float = 1.0, w: float = wb) -> None:
+           scale: float = 1.0, w: float = wb, launches: float | None = None) -> None:
         if count > 0 and n > 0 and k > 0:
-            ops.append([float(fam), float(n), float(k), float(count), mode, p_hit, scale, w])
+            ops.append([float(fam), float(n), float(k), float(count), mode, p_hit, scale, w,
+                        float(count if launches is None else launches)])
 
     if model.mla is None:
         d = model.head_dim
@@ -161,10 +162,11 @@ def _gemm_ops(model: ModelSpec, par: Parallelism, lay: _Layout, *, wb: float,
         fe = e.expert_ffn_size / slice_
         per_gpu = e.num_experts / par.ep
         p_hit = e.experts_per_token / e.num_experts
+        # grouped GEMM (fused MoE): one launch per layer covers all of the GPU's experts
         op(kn.F_EXPERTS, mats * fe, h, lay.moe_layers * per_gpu, mode=kn.ROWS_EXPERT, p_hit=p_hit,
-           scale=imbalance)
+           scale=imbalance, launches=lay.moe_layers)
         op(kn.F_EXPERTS, h, fe, lay.moe_layers * per_gpu, mode=kn.ROWS_EXPERT, p_hit=p_hit,
-           scale=imbalance)
+           scale=imbalance, launches=lay.moe_layers)
         if e.num_shared_experts:
             fs = e.num_shared_experts * e.expert_ffn_size / tp
             op(kn.F_SHARED_EXPERTS, mats * fs, h, lay.moe_layers)
@@ -280,6 +282,7 @@ def _params(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, cal:
     link = (gpu.link_gbps * 1e9 if par.tp <= gpu.gpus_per_node else gpu.nic_gbit / 8 * 1e9) * cal.link_eff
     prm[kn.H_LINK_BW] = link
     prm[kn.H_ALPHA] = cal.alpha_s
+    prm[kn.H_COLL_BASE] = cal.collective_base_s
     prm[kn.H_EP] = par.ep
     prm[kn.H_A2A_CALLS] = 2 * lay.moe_layers if par.ep > 1 else 0
     if model.moe is not None and par.ep > 1:

@@ -15,6 +15,7 @@ could emit it at any time), so every request generates exactly its drawn output 
 
 from __future__ import annotations
 
+import importlib
 import math
 import queue
 import threading
@@ -68,13 +69,17 @@ def draw_requests(
     gaps = rng.exponential(1.0 / rate_rps, size=n)
     gaps[0] = 0.0
     arrivals = np.cumsum(gaps)
-    ins = np.clip(np.round(rng.lognormal(math.log(lengths.input_median), lengths.input_sigma, n)),
-                  lengths.input_lo, lengths.input_hi)
-    outs = np.clip(np.round(rng.lognormal(math.log(lengths.output_median), lengths.output_sigma, n)),
-                   lengths.output_lo, lengths.output_hi)
-    return [
-        Request(start_id + i, float(arrivals[i]), int(ins[i]), int(outs[i])) for i in range(n)
-    ]
+    ins = np.clip(
+        np.round(rng.lognormal(math.log(lengths.input_median), lengths.input_sigma, n)),
+        lengths.input_lo,
+        lengths.input_hi,
+    )
+    outs = np.clip(
+        np.round(rng.lognormal(math.log(lengths.output_median), lengths.output_sigma, n)),
+        lengths.output_lo,
+        lengths.output_hi,
+    )
+    return [Request(start_id + i, float(arrivals[i]), int(ins[i]), int(outs[i])) for i in range(n)]
 
 
 def request_metrics(created: float, timestamps: Sequence[float]) -> tuple[float, float, float]:
@@ -95,9 +100,8 @@ def request_metrics(created: float, timestamps: Sequence[float]) -> tuple[float,
 
 def llama_config(shape: ModelShape, *, max_position: int = 131072) -> Any:
     """A transformers ``LlamaConfig`` of ``shape`` (Llama-3.1 RoPE base, untied embeddings, bf16)."""
-    from transformers import LlamaConfig
-
-    return LlamaConfig(
+    transformers = importlib.import_module("transformers")
+    return transformers.LlamaConfig(
         vocab_size=shape.vocab_size,
         hidden_size=shape.hidden_size,
         intermediate_size=shape.ffn_size,
@@ -211,7 +215,9 @@ def replay_level(
             }
         )
     if not finished_all:
-        run.errors.append(f"level {level}: {len(ids) - len(rows)} of {len(ids)} requests unfinished at deadline")
+        run.errors.append(
+            f"level {level}: {len(ids) - len(rows)} of {len(ids)} requests unfinished by the deadline"
+        )
     return rows, t0, t1
 
 
@@ -267,9 +273,11 @@ def run_validation(
     clock: Callable[[], float] = time.perf_counter,
 ) -> tuple[list[Row], list[Row], dict[str, Any]]:
     """Serve Poisson traces at ``levels`` x measured capacity; return request rows, power rows, meta."""
-    import transformers
-    from transformers import GenerationConfig, LlamaForCausalLM
-    from transformers.generation.configuration_utils import ContinuousBatchingConfig
+    transformers = importlib.import_module("transformers")
+    cb_module = importlib.import_module("transformers.generation.configuration_utils")
+    GenerationConfig = transformers.GenerationConfig
+    LlamaForCausalLM = transformers.LlamaForCausalLM
+    ContinuousBatchingConfig = cb_module.ContinuousBatchingConfig
 
     rng = np.random.default_rng(seed)
     config = llama_config(shape)
@@ -314,8 +322,15 @@ def run_validation(
     try:
         probe = draw_requests(rng, n=probe_requests, rate_rps=1e6, lengths=lengths, start_id=0)
         rows, p0, p1 = replay_level(
-            run, probe, level=0.0, rate=math.inf, vocab=shape.vocab_size, rng=rng,
-            deadline=min(deadline, clock() + 120.0), clock=clock, prefix="probe-",
+            run,
+            probe,
+            level=0.0,
+            rate=math.inf,
+            vocab=shape.vocab_size,
+            rng=rng,
+            deadline=min(deadline, clock() + 120.0),
+            clock=clock,
+            prefix="probe-",
         )
         meta["engine_config"] = engine_config_facts(manager)
         if not manager.is_running():
@@ -346,22 +361,35 @@ def run_validation(
             next_id += n
             level_deadline = min(deadline, now + left / remaining)
             rows, t0, t1 = replay_level(
-                run, reqs, level=level, rate=rate, vocab=shape.vocab_size, rng=rng,
-                deadline=level_deadline, clock=clock,
+                run,
+                reqs,
+                level=level,
+                rate=rate,
+                vocab=shape.vocab_size,
+                rng=rng,
+                deadline=level_deadline,
+                clock=clock,
             )
             req_rows += rows
             if sampler is not None:
                 for s in sampler.window(t0, t1):
                     power_rows.append(
-                        {"load_level": level, "t_s": s.t - t0, "power_w": s.power_w, "sm_clock_mhz": s.sm_clock_mhz}
+                        {
+                            "load_level": level,
+                            "t_s": s.t - t0,
+                            "power_w": s.power_w,
+                            "sm_clock_mhz": s.sm_clock_mhz,
+                        }
                     )
             ttft = np.median([r["ttft_s"] for r in rows]) if rows else math.nan
             tpot = np.nanmedian([r["tpot_s"] for r in rows]) if rows else math.nan
             meta["levels"].append(
                 {"level": level, "rate_rps": rate, "submitted": n, "finished": len(rows), "seconds": t1 - t0}
             )
-            log(f"  engine level {level}: {rate:.2f} req/s, {len(rows)}/{n} done in {t1 - t0:.0f} s, "
-                f"TTFT p50 {ttft * 1e3:.0f} ms, TPOT p50 {tpot * 1e3:.1f} ms")
+            log(
+                f"  engine level {level}: {rate:.2f} req/s, {len(rows)}/{n} done in {t1 - t0:.0f} s, "
+                f"TTFT p50 {ttft * 1e3:.0f} ms, TPOT p50 {tpot * 1e3:.1f} ms"
+            )
             # let the engine drain before the next level
             time.sleep(1.0)
     finally:

@@ -76,7 +76,7 @@ class ModelShape:
 
 
 LLAMA_8B = ModelShape("Llama-3.1-8B", 4096, 32, 8, 128, 14336, 128256, num_layers=32)
-"""The model of the whole-step and engine measurements (huggingface.co/meta-llama/Llama-3.1-8B config.json)."""
+"""The model of the whole-step and engine runs (huggingface.co/meta-llama/Llama-3.1-8B config.json)."""
 
 REFERENCE_MODELS: tuple[ModelShape, ...] = (
     LLAMA_8B,
@@ -177,7 +177,7 @@ def load_catalog_models(path: Path = CATALOG_MODELS) -> tuple[ModelShape, ...]:
     reference models keep the grid meaningful (the planner's own loader reports catalog errors).
     """
     try:
-        import yaml
+        import yaml  # noqa: PLC0415 (optional on the GPU host)
     except ImportError:
         return ()
     if not path.is_file():
@@ -309,7 +309,7 @@ class HeadConfig:
 
 
 def head_configs(models: Iterable[ModelShape], *, quick: bool = False) -> list[HeadConfig]:
-    """Distinct GQA/MHA head layouts: the first model at every TP split, the others at TP 1 and 8.
+    """Distinct GQA/MHA head layouts: the first model at every TP split, the others at TP 1.
 
     MLA models are left out here (their absorbed decode is measured separately).
 
@@ -320,7 +320,7 @@ def head_configs(models: Iterable[ModelShape], *, quick: bool = False) -> list[H
     for i, model in enumerate(models):
         if model.mla is not None:
             continue
-        tps = TP_DEGREES if i == 0 else (1, 8)
+        tps = TP_DEGREES if i == 0 else (1,)
         if quick:
             tps = (1,) if i == 0 else ()
         for tp in tps:
@@ -350,14 +350,20 @@ def chunked_prefill_cases(*, quick: bool) -> tuple[tuple[int, int], ...]:
     return tuple((q, kv) for kv in (2048, 8192, 32768) for q in (256, 1024, 2048) if q < kv)
 
 
-def decode_cases(head: HeadConfig, *, quick: bool, max_cache_bytes: int = 8 << 30) -> list[tuple[int, int]]:
+def decode_cases(
+    head: HeadConfig, *, quick: bool, coarse: bool = False, max_cache_bytes: int = 8 << 30
+) -> list[tuple[int, int]]:
     """``(batch, kv_len)`` of decode attention, capped so one layer's bf16 KV fits ``max_cache_bytes``.
+
+    ``coarse`` thins the grid (for the secondary models' head layouts).
 
     >>> decode_cases(HeadConfig(32, 8, 128), quick=True)
     [(1, 1024), (1, 16384), (32, 1024), (32, 16384), (256, 1024)]
     """
-    batches = (1, 32, 256) if quick else (1, 2, 4, 8, 16, 32, 64, 128, 256)
-    kvs = (1024, 16384) if quick else tuple(2**i for i in range(7, 16))
+    batches: tuple[int, ...] = (1, 32, 256) if quick else (1, 2, 4, 8, 16, 32, 64, 128, 256)
+    kvs: tuple[int, ...] = (1024, 16384) if quick else tuple(2**i for i in range(7, 16))
+    if coarse and not quick:
+        batches, kvs = (1, 4, 16, 64, 256), (256, 1024, 4096, 16384)
     per_token = 2 * head.num_kv_heads * head.head_dim * 2
     return [(b, kv) for b in batches for kv in kvs if b * kv * per_token <= max_cache_bytes]
 
@@ -460,6 +466,12 @@ def step_cases(*, quick: bool, max_kv_tokens: int = 2_200_000) -> list[StepCase]
         for kv in (256, 1024, 4096, 8192):
             if b * kv <= max_kv_tokens:
                 cases.append(StepCase("decode", decode_seqs=b, decode_len=kv))
-    for chunk, b, kv in ((256, 32, 1024), (512, 64, 2048), (1024, 16, 4096), (2048, 128, 1024), (512, 256, 512)):
+    for chunk, b, kv in (
+        (256, 32, 1024),
+        (512, 64, 2048),
+        (1024, 16, 4096),
+        (2048, 128, 1024),
+        (512, 256, 512),
+    ):
         cases.append(StepCase("mixed", 1, chunk, 0, b, kv))
     return cases

@@ -71,7 +71,9 @@ def linear_params(shape: ModelShape) -> int:
     218103808
     """
     h, d = shape.hidden_size, shape.head_dim
-    return h * (shape.num_heads + 2 * shape.num_kv_heads) * d + shape.num_heads * d * h + 3 * h * shape.ffn_size
+    return (
+        h * (shape.num_heads + 2 * shape.num_kv_heads) * d + shape.num_heads * d * h + 3 * h * shape.ffn_size
+    )
 
 
 @dataclass
@@ -144,7 +146,7 @@ class Stack:
         dec_caches = self._caches(b, kvl) if b else []
         mask = None
         if ptok and ctx:
-            from torch.nn.attention.bias import causal_lower_right
+            from torch.nn.attention.bias import causal_lower_right  # noqa: PLC0415 (torch only on GPU hosts)
 
             mask = causal_lower_right(n, ctx + n)
         sdpa = fn.scaled_dot_product_attention

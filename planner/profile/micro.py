@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from planner.profile.grid import HeadConfig, ModelShape
@@ -105,27 +106,31 @@ def bench_gemm(ctx: BenchContext, shapes: Iterable[tuple[int, int, int]], *, fp8
         for m in sorted(ms):
             nx = rotation_count(m * k * 2, ctx.l2_bytes, cap=8)
             x = _randn(ctx, nx, m, k)
-            t = ctx.time(lambda i, x=x, nx=nx: fn.linear(x[i % nx], weights[i % nw]))
+            t = ctx.time(partial(_linear_op, fn.linear, x, nx, weights, nw))
             rows.append(_gemm_row(m, n, k, "bf16", t, ctx.sm_clock(t)))
             del x
             if weights8 is not None and n % 16 == 0 and k % 16 == 0:
                 mp = max(16, -(-m // 16) * 16)
                 x8 = _randn(ctx, nx, mp, k).to(torch.float8_e4m3fn)
-                t8 = ctx.time(
-                    lambda i, x8=x8, nx=nx: torch._scaled_mm(
-                        x8[i % nx], weights8[i % nw].t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16
-                    )
-                )
+                t8 = ctx.time(partial(_fp8_op, torch, x8, nx, weights8, nw, one))
                 rows.append(_gemm_row(m, n, k, "fp8", t8, ctx.sm_clock(t8)))
                 del x8
-        del weights, weights8
+        weights = weights8 = None
         if idx % 10 == 0:
             ctx.log(f"  gemm {idx + 1}/{len(by_nk)} (n={n}, k={k}) rows={len(rows)}")
     torch.cuda.empty_cache()
     return rows
 
 
-def _gemm_row(m: int, n: int, k: int, dtype: str, t: Timing, sm_clock: float) -> Row:
+def _linear_op(linear: Any, x: Any, nx: int, w: Any, nw: int, i: int) -> object:  # noqa: PLR0917
+    return linear(x[i % nx], w[i % nw])
+
+
+def _fp8_op(torch: Any, x8: Any, nx: int, w8: Any, nw: int, one: Any, i: int) -> object:  # noqa: PLR0917
+    return torch._scaled_mm(x8[i % nx], w8[i % nw].t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
+
+
+def _gemm_row(m: int, n: int, k: int, dtype: str, t: Timing, sm_clock: float) -> Row:  # noqa: PLR0917
     return {
         "m": m,
         "n": n,
@@ -138,7 +143,7 @@ def _gemm_row(m: int, n: int, k: int, dtype: str, t: Timing, sm_clock: float) ->
 
 
 def _sdpa_backends(torch: Any) -> list[tuple[str, Any]]:
-    from torch.nn.attention import SDPBackend
+    from torch.nn.attention import SDPBackend  # noqa: PLC0415 (torch only on the GPU host)
 
     return [
         ("flash", [SDPBackend.FLASH_ATTENTION]),
@@ -148,7 +153,9 @@ def _sdpa_backends(torch: Any) -> list[tuple[str, Any]]:
     ]
 
 
-def _first_working(ctx: BenchContext, candidates: list[tuple[str, Callable[[int], object]]]) -> tuple[str, Any]:
+def _first_working(
+    ctx: BenchContext, candidates: list[tuple[str, Callable[[int], object]]]
+) -> tuple[str, Any]:
     """The first candidate op that runs (tried once, synchronised), with its name."""
     last: Exception | None = None
     for name, op in candidates:
@@ -177,8 +184,8 @@ def bench_attention(
     """
     torch = ctx.torch
     sdpa = torch.nn.functional.scaled_dot_product_attention
-    from torch.nn.attention import sdpa_kernel
-    from torch.nn.attention.bias import causal_lower_right
+    from torch.nn.attention import sdpa_kernel  # noqa: PLC0415 (torch only on the GPU host)
+    from torch.nn.attention.bias import causal_lower_right  # noqa: PLC0415
 
     backends = _sdpa_backends(torch)
     rows: list[Row] = []
@@ -188,7 +195,7 @@ def bench_attention(
     ) -> list[tuple[str, Callable[[int], object]]]:
         out: list[tuple[str, Callable[[int], object]]] = []
         for name, be in backends:
-            for use_gqa in ([True, False] if gqa else [False]):
+            for use_gqa in [True, False] if gqa else [False]:
 
                 def op(i: int, be: Any = be, use_gqa: bool = use_gqa) -> object:
                     kk, vv = k[i % n], v[i % n]
@@ -250,7 +257,7 @@ def bench_attention(
     return rows
 
 
-def _attn_row(phase: str, b: int, ql: int, kvl: int, head: HeadConfig, t: Timing) -> Row:
+def _attn_row(phase: str, b: int, ql: int, kvl: int, head: HeadConfig, t: Timing) -> Row:  # noqa: PLR0917
     return {
         "phase": phase,
         "batch": b,
@@ -316,11 +323,15 @@ def bench_memcpy(ctx: BenchContext, sizes: Iterable[int]) -> list[Row]:
         nrot = rotation_count(2 * nbytes, ctx.l2_bytes, cap=16)
         src = torch.randint(0, 255, (nrot, nbytes), device="cuda", dtype=torch.uint8)
         dst = torch.empty_like(src)
-        t = ctx.time(lambda i, src=src, dst=dst, nrot=nrot: dst[i % nrot].copy_(src[i % nrot]))
+        t = ctx.time(partial(_copy_op, src, dst, nrot))
         rows.append({"bytes": nbytes, "time_s": t.time_s, "gbps": copy_gbps(nbytes, t.time_s)})
         del src, dst
     torch.cuda.empty_cache()
     return rows
+
+
+def _copy_op(src: Any, dst: Any, nrot: int, i: int) -> object:
+    return dst[i % nrot].copy_(src[i % nrot])
 
 
 def rope_inplace_free(torch: Any, x: Any, cos: Any, sin: Any) -> Any:
@@ -330,7 +341,9 @@ def rope_inplace_free(torch: Any, x: Any, cos: Any, sin: Any) -> Any:
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)
 
 
-def bench_elementwise(ctx: BenchContext, cases: Iterable[tuple[str, int, int]], *, head_dim: int = 128) -> list[Row]:
+def bench_elementwise(
+    ctx: BenchContext, cases: Iterable[tuple[str, int, int]], *, head_dim: int = 128
+) -> list[Row]:
     """``rmsnorm`` (``F.rms_norm``), ``silu_mul`` (``silu(a) * b``), ``rope`` (rotate-half) and ``add``."""
     torch = ctx.torch
     fn = torch.nn.functional
@@ -339,39 +352,40 @@ def bench_elementwise(ctx: BenchContext, cases: Iterable[tuple[str, int, int]], 
         width = 2 * hidden if op_name in ("silu_mul", "add") else hidden
         nrot = rotation_count(tokens * width * 2 * 2, ctx.l2_bytes, cap=16)
         x = _randn(ctx, nrot, tokens, width)
+        op: Callable[[int], object]
         if op_name == "rmsnorm":
-            w = _randn(ctx, hidden)
-
-            def op(i: int, x: Any = x, w: Any = w, nrot: int = nrot, hidden: int = hidden) -> object:
-                return fn.rms_norm(x[i % nrot], (hidden,), w, 1e-5)
-
+            op = partial(_rmsnorm_op, fn, x, _randn(ctx, hidden), nrot, hidden)
         elif op_name == "silu_mul":
-
-            def op(i: int, x: Any = x, nrot: int = nrot, hidden: int = hidden) -> object:
-                xi = x[i % nrot]
-                return fn.silu(xi[:, :hidden]) * xi[:, hidden:]
-
+            op = partial(_silu_mul_op, fn, x, nrot, hidden)
         elif op_name == "rope":
-            heads = hidden // head_dim
             cos = _randn(ctx, tokens, 1, head_dim // 2)
             sin = _randn(ctx, tokens, 1, head_dim // 2)
-
-            def op(
-                i: int, x: Any = x, nrot: int = nrot, cos: Any = cos, sin: Any = sin, heads: int = heads
-            ) -> object:
-                return rope_inplace_free(torch, x[i % nrot].view(x.shape[1], heads, head_dim), cos, sin)
-
+            op = partial(_rope_op, torch, x, nrot, (cos, sin), hidden // head_dim)
         else:
-
-            def op(i: int, x: Any = x, nrot: int = nrot, hidden: int = hidden) -> object:
-                xi = x[i % nrot]
-                return xi[:, :hidden] + xi[:, hidden:]
-
+            op = partial(_add_op, x, nrot, hidden)
         t = ctx.time(op)
         rows.append({"op": op_name, "tokens": tokens, "hidden": hidden, "time_s": t.time_s})
-        del x
     torch.cuda.empty_cache()
     return rows
+
+
+def _rmsnorm_op(fn: Any, x: Any, w: Any, nrot: int, hidden: int, i: int) -> object:  # noqa: PLR0917
+    return fn.rms_norm(x[i % nrot], (hidden,), w, 1e-5)
+
+
+def _silu_mul_op(fn: Any, x: Any, nrot: int, hidden: int, i: int) -> object:
+    xi = x[i % nrot]
+    return fn.silu(xi[:, :hidden]) * xi[:, hidden:]
+
+
+def _rope_op(torch: Any, x: Any, nrot: int, cos_sin: tuple[Any, Any], heads: int, i: int) -> object:  # noqa: PLR0917
+    xi = x[i % nrot]
+    return rope_inplace_free(torch, xi.view(xi.shape[0], heads, -1), *cos_sin)
+
+
+def _add_op(x: Any, nrot: int, hidden: int, i: int) -> object:
+    xi = x[i % nrot]
+    return xi[:, :hidden] + xi[:, hidden:]
 
 
 def kernel_summary(notes: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,10 @@ STEP_POLICY = TimingPolicy(warmup=2, target_s=0.25, lo=3, hi=25)
 """Whole steps are long: fewer repeats, each already averaging 32 layers."""
 
 
+PREFILL_PHASE = StepCase("prefill", 2, 4096)
+"""The sustained prefill load of the power phases: two 4k-token prompts a step."""
+
+
 @dataclass(frozen=True)
 class Peaks:
     """Catalog peaks the achieved rates are divided by (NaN when the catalog lacks the GPU)."""
@@ -83,7 +87,7 @@ def bench_steps(
             break
         try:
             run, mode = stack.runner(case, graph=case.kind != "prefill")
-            t = time_op(torch, lambda _i, run=run: run(), STEP_POLICY, clock=ctx.clock)
+            t = time_op(torch, indexed(run), STEP_POLICY, clock=ctx.clock)
         except torch.cuda.OutOfMemoryError:
             ctx.notes.setdefault("steps_oom", []).append(str(case))
             torch.cuda.empty_cache()
@@ -108,12 +112,23 @@ def bench_steps(
                 "sm_clock_mhz": sm,
             }
         )
-        ctx.log(f"  step {case.kind} p={case.prefill_tokens} ctx={case.prefill_ctx} b={case.decode_seqs} "
-                f"kv={case.decode_len}: {t.time_s * 1e3:.2f} ms ({mode}) {power_w:.0f} W")
+        ctx.log(
+            f"  step {case.kind} p={case.prefill_tokens} ctx={case.prefill_ctx} b={case.decode_seqs} "
+            f"kv={case.decode_len}: {t.time_s * 1e3:.2f} ms ({mode}) {power_w:.0f} W"
+        )
         del run
         torch.cuda.empty_cache()
     ctx.notes["steps_modes"] = modes
     return rows
+
+
+def indexed(run: Callable[[], Any]) -> Callable[[int], object]:
+    """``run`` as an op taking the (ignored) call index :func:`time_op` passes."""
+
+    def op(_i: int) -> object:
+        return run()
+
+    return op
 
 
 def run_for(
@@ -179,7 +194,7 @@ def _sustain(
 ) -> tuple[float, float, int, float]:
     """Time ``run`` once (median), then sustain it; returns ``(t0, t1, iterations, median_s)``."""
     torch = ctx.torch
-    t = time_op(torch, lambda _i: run(), policy, clock=ctx.clock)
+    t = time_op(torch, indexed(run), policy, clock=ctx.clock)
     batch = max(1, min(2000, round(0.1 / max(t.time_s, 1e-6))))
     torch.cuda.synchronize()
     t0 = ctx.clock()
@@ -200,7 +215,7 @@ def power_phases(
     quick: bool,
     decode_batches: Iterable[int] = (1, 16, 64, 256),
     decode_len: int = 2048,
-    prefill: StepCase = StepCase("prefill", 2, 4096),
+    prefill: StepCase = PREFILL_PHASE,
 ) -> list[Row]:
     """Idle, GEMM, prefill, decode (several batch sizes) and memcpy phases, each sustained for seconds."""
     if ctx.sampler is None:
@@ -219,7 +234,7 @@ def power_phases(
     rows.append(_phase_row(ctx, "idle", t0, ctx.clock(), ramp_s=ramp, flops=0.0, nbytes=0.0, peaks=peaks))
     ctx.log(f"  power idle: {rows[-1]['power_w_mean']:.0f} W")
 
-    size = 8192
+    size = 8192 if stack.device == "cuda" else 256
     a = [torch.randn(size, size, device="cuda", dtype=torch.bfloat16) for _ in range(3)]
     bm = [torch.randn(size, size, device="cuda", dtype=torch.bfloat16) for _ in range(3)]
     count = [0]
@@ -231,19 +246,33 @@ def power_phases(
     t0, t1, iters, _ = _sustain(ctx, gemm, sec, ctx.policy)
     rows.append(
         _phase_row(
-            ctx, "gemm", t0, t1, ramp_s=ramp, flops=iters * 2.0 * size**3,
-            nbytes=iters * 3.0 * size * size * 2, peaks=peaks,
+            ctx,
+            "gemm",
+            t0,
+            t1,
+            ramp_s=ramp,
+            flops=iters * 2.0 * size**3,
+            nbytes=iters * 3.0 * size * size * 2,
+            peaks=peaks,
         )
     )
     ctx.log(f"  power gemm: {rows[-1]['power_w_mean']:.0f} W at {rows[-1]['tflops']:.0f} TFLOP/s")
-    del a, bm
+    a.clear()
+    bm.clear()
 
     run, _mode = stack.runner(prefill, graph=False)
     t0, t1, iters, _ = _sustain(ctx, run, sec, STEP_POLICY)
     rows.append(
         _phase_row(
-            ctx, "prefill", t0, t1, ramp_s=ramp, flops=iters * step_flops(shape, prefill, layers),
-            nbytes=iters * step_bytes(shape, prefill, layers), peaks=peaks, prefill_tokens=prefill.prefill_tokens,
+            ctx,
+            "prefill",
+            t0,
+            t1,
+            ramp_s=ramp,
+            flops=iters * step_flops(shape, prefill, layers),
+            nbytes=iters * step_bytes(shape, prefill, layers),
+            peaks=peaks,
+            prefill_tokens=prefill.prefill_tokens,
         )
     )
     ctx.log(f"  power prefill: {rows[-1]['power_w_mean']:.0f} W at {rows[-1]['tflops']:.0f} TFLOP/s")
@@ -256,15 +285,22 @@ def power_phases(
         t0, t1, iters, _ = _sustain(ctx, run, sec * 0.75, STEP_POLICY)
         rows.append(
             _phase_row(
-                ctx, "decode", t0, t1, ramp_s=ramp, flops=iters * step_flops(shape, case, layers),
-                nbytes=iters * step_bytes(shape, case, layers), peaks=peaks, decode_batch=b,
+                ctx,
+                "decode",
+                t0,
+                t1,
+                ramp_s=ramp,
+                flops=iters * step_flops(shape, case, layers),
+                nbytes=iters * step_bytes(shape, case, layers),
+                peaks=peaks,
+                decode_batch=b,
             )
         )
         ctx.log(f"  power decode b={b}: {rows[-1]['power_w_mean']:.0f} W at {rows[-1]['bw_tbps']:.2f} TB/s")
         del run
         torch.cuda.empty_cache()
 
-    nbytes = 1 << 30
+    nbytes = 1 << 30 if stack.device == "cuda" else 1 << 20
     src = [torch.randint(0, 255, (nbytes,), device="cuda", dtype=torch.uint8) for _ in range(2)]
     dst = [torch.empty_like(s) for s in src]
 
@@ -277,6 +313,7 @@ def power_phases(
         _phase_row(ctx, "memcpy", t0, t1, ramp_s=ramp, flops=0.0, nbytes=iters * 2.0 * nbytes, peaks=peaks)
     )
     ctx.log(f"  power memcpy: {rows[-1]['power_w_mean']:.0f} W at {rows[-1]['bw_tbps']:.2f} TB/s")
-    del src, dst
+    src.clear()
+    dst.clear()
     torch.cuda.empty_cache()
     return rows

@@ -8,6 +8,7 @@ measured in separate runs end up described in one file.
 
 from __future__ import annotations
 
+import argparse
 import datetime as _dt
 import json
 import math
@@ -18,7 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from planner.profile import grid
+from planner.profile import engine, grid, micro, power
+from planner.profile.llama import Stack, build_weights
+from planner.profile.nvml import Sampler, nvml_reader
 from planner.profile.tables import catalog_gpu_key, write_json, write_table
 from planner.profile.timing import QUICK_POLICY, TimingPolicy
 
@@ -91,14 +94,16 @@ def parse_only(value: str | None) -> frozenset[str]:
     names = frozenset(x.strip().lower() for x in value.split(",") if x.strip())
     unknown = names - set(SECTIONS)
     if unknown:
-        raise ValueError(f"--only: unknown section(s) {sorted(unknown)} (expected some of {', '.join(SECTIONS)})")
+        raise ValueError(
+            f"--only: unknown section(s) {sorted(unknown)} (expected some of {', '.join(SECTIONS)})"
+        )
     return names
 
 
 def unavailable_reason() -> str | None:
     """None when torch with a CUDA GPU is importable here, else why the profiler cannot run."""
     try:
-        import torch
+        import torch  # noqa: PLC0415 (only on GPU hosts)
     except ImportError:
         return "torch is not installed"
     try:
@@ -116,7 +121,7 @@ def catalog_peaks(key: str, path: Path = CATALOG_GPUS) -> tuple[float, float]:
     True
     """
     try:
-        import yaml
+        import yaml  # noqa: PLC0415 (optional on the GPU host)
 
         gpus = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("gpus", {})
         entry = gpus.get(key) or {}
@@ -170,9 +175,7 @@ def run_profile(options: ProfileOptions, *, log: Callable[[str], None] = print) 
     reason = unavailable_reason()
     if reason is not None:
         raise RuntimeError(reason)
-    import torch
-
-    from planner.profile.nvml import Sampler, nvml_reader
+    import torch  # noqa: PLC0415 (only on GPU hosts)
 
     sections = options.sections()
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -227,8 +230,6 @@ def _policy(quick: bool) -> TimingPolicy:
 
 def _stack(run: Run, holder: dict[str, Any], l2_bytes: int) -> Any:
     if "stack" not in holder:
-        from planner.profile.llama import Stack, build_weights
-
         shape = next((m for m in grid.load_catalog_models() if m.name == grid.LLAMA_8B.name), grid.LLAMA_8B)
         layers = shape.num_layers or 32
         t0 = run.clock()
@@ -238,22 +239,32 @@ def _stack(run: Run, holder: dict[str, Any], l2_bytes: int) -> Any:
     return holder["stack"]
 
 
-def _run_section(
-    run: Run, section: str, models: tuple[grid.ModelShape, ...], sampler: Any, budget: float,
+def _run_section(  # noqa: PLR0917
+    run: Run,
+    section: str,
+    models: tuple[grid.ModelShape, ...],
+    sampler: Any,
+    budget: float,
     holder: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    from planner.profile import micro, power
-
     torch = run.torch
     quick = run.options.quick
     l2 = int(run.facts["l2_mb"] * 2**20)
     ctx = micro.BenchContext(
-        torch=torch, l2_bytes=l2, policy=_policy(quick), sampler=sampler,
-        deadline=run.clock() + budget, log=run.log, clock=run.clock, notes=run.notes,
+        torch=torch,
+        l2_bytes=l2,
+        policy=_policy(quick),
+        sampler=sampler,
+        deadline=run.clock() + budget,
+        log=run.log,
+        clock=run.clock,
+        notes=run.notes,
     )
     if section == "gemm":
         reason = micro.fp8_supported(torch)
-        run.notes["fp8"] = reason or "torch._scaled_mm e4m3 x e4m3 -> bf16, per-tensor scales; m < 16 padded to 16"
+        run.notes["fp8"] = (
+            reason or "torch._scaled_mm e4m3 x e4m3 -> bf16, per-tensor scales; m < 16 padded to 16"
+        )
         shapes = grid.gemm_shapes(models, quick=quick)
         run.log(f"  {len(shapes)} GEMM shapes x {'bf16+fp8' if reason is None else 'bf16'}")
         rows = micro.bench_gemm(ctx, shapes, fp8=reason is None)
@@ -263,10 +274,13 @@ def _run_section(
         return rows
     if section == "attention":
         heads = grid.head_configs(models, quick=quick)
+        primary = set(grid.head_configs(models[:1], quick=quick))
         rows = micro.bench_attention(
-            ctx, heads, prefill_lengths=grid.prefill_lengths(quick=quick),
+            ctx,
+            heads,
+            prefill_lengths=grid.prefill_lengths(quick=quick),
             chunked=grid.chunked_prefill_cases(quick=quick),
-            decode=lambda h: grid.decode_cases(h, quick=quick),
+            decode=lambda h: grid.decode_cases(h, quick=quick, coarse=h not in primary),
             prefill_batches=(1,) if quick else (1, 4),
         )
         mla = next((m for m in models if m.mla is not None), None)
@@ -295,15 +309,15 @@ def _run_section(
             )
         return rows
     if section == "steps":
-        rows = power.bench_steps(ctx, stack, grid.step_cases(quick=quick), power_window_s=0.3 if quick else 0.6)
+        rows = power.bench_steps(
+            ctx, stack, grid.step_cases(quick=quick), power_window_s=0.3 if quick else 0.6
+        )
         run.summary.append(f"steps: {len(rows)} rows")
         return rows
     raise ValueError(f"unknown section {section}")
 
 
 def _write_meta(prof_dir: Path, run: Run, times: dict[str, float]) -> Path:
-    from planner.profile.micro import kernel_summary
-
     path = prof_dir / "meta.json"
     existing: dict[str, Any] = {}
     if path.is_file():
@@ -313,7 +327,7 @@ def _write_meta(prof_dir: Path, run: Run, times: dict[str, float]) -> Path:
             existing = {}
     meta = {**existing, **run.facts}
     notes = dict(existing.get("notes", {})) if isinstance(existing.get("notes"), dict) else {}
-    notes.update(kernel_summary(run.notes))
+    notes.update(micro.kernel_summary(run.notes))
     notes["timing"] = (
         "CUDA events around each call, warm-up first, median of repeats; inputs rotated over enough "
         "copies to span 3x L2; random data (never zeros); GPU clocks and power limit left as found"
@@ -329,19 +343,28 @@ def _write_meta(prof_dir: Path, run: Run, times: dict[str, float]) -> Path:
 
 
 def _run_engine(run: Run, val_dir: Path, sampler: Any) -> list[Path]:
-    from planner.profile import engine
-
     shape = next((m for m in grid.load_catalog_models() if m.name == grid.LLAMA_8B.name), grid.LLAMA_8B)
     quick = run.options.quick
     deadline = run.clock() + run.options.engine_budget_s
     run.log(f"engine validation ({shape.name}, budget {run.options.engine_budget_s:.0f} s)")
     kwargs: dict[str, Any] = {}
     if quick:
-        kwargs = {"levels": (0.5, 1.0), "probe_requests": 16, "level_seconds": 10.0, "max_requests": 40,
-                  "min_requests": 8}
+        kwargs = {
+            "levels": (0.5, 1.0),
+            "probe_requests": 16,
+            "level_seconds": 10.0,
+            "max_requests": 40,
+            "min_requests": 8,
+        }
     req_rows, power_rows, meta = engine.run_validation(
-        torch=run.torch, shape=shape, sampler=sampler, deadline=deadline, seed=run.options.seed,
-        log=run.log, clock=run.clock, **kwargs,
+        torch=run.torch,
+        shape=shape,
+        sampler=sampler,
+        deadline=deadline,
+        seed=run.options.seed,
+        log=run.log,
+        clock=run.clock,
+        **kwargs,
     )
     meta["gpu"] = {k: run.facts.get(k) for k in ("gpu_name", "catalog_gpu", "driver", "cuda", "torch")}
     written = [write_json(val_dir / "engine_meta.json", meta)]
@@ -356,7 +379,8 @@ def _run_engine(run: Run, val_dir: Path, sampler: Any) -> list[Path]:
         if ttft and tpot:
             run.summary.append(
                 f"engine level {lv['level']:.2f} ({lv['rate_rps']:.2f} req/s): {len(rows)} req, "
-                f"TTFT p50 {ttft[len(ttft) // 2] * 1e3:.0f} ms p90 {ttft[int(0.9 * (len(ttft) - 1))] * 1e3:.0f} ms, "
+                f"TTFT p50 {ttft[len(ttft) // 2] * 1e3:.0f} ms "
+                f"p90 {ttft[int(0.9 * (len(ttft) - 1))] * 1e3:.0f} ms, "
                 f"TPOT p50 {tpot[len(tpot) // 2] * 1e3:.1f} ms"
             )
     return written
@@ -364,8 +388,6 @@ def _run_engine(run: Run, val_dir: Path, sampler: Any) -> list[Path]:
 
 def main_args(argv: Iterable[str] | None = None) -> int:
     """``python -m planner.profile``: the same options as ``fleetwise profile`` (argparse, stdlib only)."""
-    import argparse
-
     parser = argparse.ArgumentParser(prog="python -m planner.profile", description=__doc__)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--quick", action="store_true")
@@ -382,11 +404,18 @@ def main_args(argv: Iterable[str] | None = None) -> int:
         return 2
     reason = unavailable_reason()
     if reason is not None:
-        print(f"error: {reason}; the profiler needs torch and an NVIDIA GPU (pip install 'fleetwise[profile]')")
+        print(
+            f"error: {reason}; the profiler needs torch and an NVIDIA GPU (pip install 'fleetwise[profile]')"
+        )
         return 2
     opts = ProfileOptions(
-        out=args.out, quick=args.quick, only=only, validate_engine=args.validate_engine,
-        budget_s=args.budget_s, engine_budget_s=args.engine_budget_s, seed=args.seed,
+        out=args.out,
+        quick=args.quick,
+        only=only,
+        validate_engine=args.validate_engine,
+        budget_s=args.budget_s,
+        engine_budget_s=args.engine_budget_s,
+        seed=args.seed,
     )
     for path in run_profile(opts):
         print(f"wrote {path}")

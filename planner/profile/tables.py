@@ -93,7 +93,12 @@ SCHEMAS: dict[str, pa.Schema] = {
         ]
     ),
     "engine_power": pa.schema(
-        [("load_level", pa.float64()), ("t_s", pa.float64()), ("power_w", pa.float64()), ("sm_clock_mhz", pa.float64())]
+        [
+            ("load_level", pa.float64()),
+            ("t_s", pa.float64()),
+            ("power_w", pa.float64()),
+            ("sm_clock_mhz", pa.float64()),
+        ]
     ),
 }
 """Column names and Arrow types of every shipped table, keyed by file stem."""
@@ -107,7 +112,13 @@ PHASES: dict[str, frozenset[str]] = {
 }
 """Allowed values of each table's categorical column (``phase``, ``kind``, ``dtype`` or ``op``)."""
 
-_CATEGORY_COLUMN = {"attention": "phase", "steps": "kind", "power": "phase", "gemm": "dtype", "elementwise": "op"}
+_CATEGORY_COLUMN = {
+    "attention": "phase",
+    "steps": "kind",
+    "power": "phase",
+    "gemm": "dtype",
+    "elementwise": "op",
+}
 
 
 def build_table(name: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
@@ -140,7 +151,8 @@ def build_table(name: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
             raise ValueError(f"table {name}: row {i}: missing columns {missing}, unexpected columns {extra}")
         if allowed is not None and category is not None and row[category] not in allowed:
             raise ValueError(
-                f"table {name}: row {i}: field {category}: {row[category]!r} (expected one of {sorted(allowed)})"
+                f"table {name}: row {i}: field {category}: {row[category]!r} "
+                f"(expected one of {sorted(allowed)})"
             )
     data = {col: [row[col] for row in rows] for col in columns}
     return pa.Table.from_pydict(data, schema=schema)

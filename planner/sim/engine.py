@@ -55,7 +55,8 @@ R_HELD = 8  # leading prefix-hash entries held (referenced)
 R_OWN = 9  # KV blocks held outside the prefix cache
 R_NEXT = 10  # waiting-queue link
 R_CHUNK = 11  # tokens scheduled in the step in flight
-N_RQ = 12
+R_ADM = 12  # admission number on its replica (tells live running-list entries from stale ones)
+N_RQ = 13
 
 PH_NONE = 0
 PH_WAIT = 1
@@ -87,7 +88,19 @@ P_WAIT_TOK = 12  # prompt tokens waiting
 P_RUN_K = 13
 P_STEPS = 14  # steps executed (statistics)
 P_MAXUSED = 15  # highest KV blocks in use seen at a step boundary
-N_PI = 16
+P_RUNLEN = 16  # entries in the running list (live and stale)
+P_NPRE = 17  # sequences in prefill (the prefill list)
+P_HLEN = 18  # entries in the finish heap
+P_ADMSEQ = 19  # admissions so far
+N_PI = 20
+
+# --- per-replica lists (lst[r, L, i]); capacity 2 * max_num_seqs -------------------------------------
+L_RUN = 0  # running sequences in admission order (lazy deletion)
+L_ADM = 1  # their admission numbers
+L_PRE = 2  # sequences in prefill, admission order (compact)
+L_HKEY = 3  # finish heap: step counter at which the sequence has its last token
+L_HQ = 4  # finish heap: request
+N_L = 5
 
 MODE_IDLE = 0
 MODE_STEP = 1
@@ -405,22 +418,176 @@ def _accum(ts, dt, r, t0, t1, steps, pre, pairs, dec, dkv, running, waiting, kvb
 # ----------------------------------------------------------------------------------------------------
 
 
+# ----------------------------------------------------------------------------------------------------
+# running list (admission order, lazy deletion), prefill list, finish heap
+# ----------------------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def _live(lst, rq, r, i):  # type: ignore[no-untyped-def]  # pragma: no cover
+    q = lst[r, L_RUN, i]
+    ph_q = rq[q, R_PHASE]
+    return (ph_q == PH_PREFILL or ph_q == PH_DECODE) and rq[q, R_ADM] == lst[r, L_ADM, i]
+
+
+@nb.njit(cache=True)
+def _run_append(lst, pi, rq, r, q):  # type: ignore[no-untyped-def]  # pragma: no cover
+    n = pi[r, P_RUNLEN]
+    if n == lst.shape[2]:  # compact away finished/preempted entries (amortised O(1))
+        w = 0
+        for i in range(n):
+            if _live(lst, rq, r, i):
+                lst[r, L_RUN, w] = lst[r, L_RUN, i]
+                lst[r, L_ADM, w] = lst[r, L_ADM, i]
+                w += 1
+        n = w
+    pi[r, P_ADMSEQ] += 1
+    rq[q, R_ADM] = pi[r, P_ADMSEQ]
+    lst[r, L_RUN, n] = q
+    lst[r, L_ADM, n] = pi[r, P_ADMSEQ]
+    pi[r, P_RUNLEN] = n + 1
+    pi[r, P_NRUN] += 1
+
+
+@nb.njit(cache=True)
+def _run_last(lst, pi, rq, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """The most recently admitted running sequence (dead trailing entries are dropped)."""
+    while pi[r, P_RUNLEN] > 0:
+        i = pi[r, P_RUNLEN] - 1
+        if _live(lst, rq, r, i):
+            return lst[r, L_RUN, i]
+        pi[r, P_RUNLEN] = i
+    return -1
+
+
+@nb.njit(cache=True)
+def _heap_less(lst, r, i, j):  # type: ignore[no-untyped-def]  # pragma: no cover
+    ki = lst[r, L_HKEY, i]
+    kj = lst[r, L_HKEY, j]
+    return ki < kj or (ki == kj and lst[r, L_HQ, i] < lst[r, L_HQ, j])
+
+
+@nb.njit(cache=True)
+def _heap_swap(lst, r, i, j):  # type: ignore[no-untyped-def]  # pragma: no cover
+    k = lst[r, L_HKEY, i]
+    q = lst[r, L_HQ, i]
+    lst[r, L_HKEY, i] = lst[r, L_HKEY, j]
+    lst[r, L_HQ, i] = lst[r, L_HQ, j]
+    lst[r, L_HKEY, j] = k
+    lst[r, L_HQ, j] = q
+
+
+@nb.njit(cache=True)
+def _heap_down(lst, r, i, n):  # type: ignore[no-untyped-def]  # pragma: no cover
+    while True:
+        a = 2 * i + 1
+        if a >= n:
+            return
+        b = a + 1
+        m = b if b < n and _heap_less(lst, r, b, a) else a
+        if _heap_less(lst, r, m, i):
+            _heap_swap(lst, r, m, i)
+            i = m
+        else:
+            return
+
+
+@nb.njit(cache=True)
+def _heap_valid(lst, rq, out, r, i):  # type: ignore[no-untyped-def]  # pragma: no cover
+    q = lst[r, L_HQ, i]
+    return rq[q, R_PHASE] == PH_DECODE and rq[q, R_C] + out[q] == lst[r, L_HKEY, i]
+
+
+@nb.njit(cache=True)
+def _heap_push(lst, pi, rq, out, r, key, q):  # type: ignore[no-untyped-def]  # pragma: no cover
+    n = pi[r, P_HLEN]
+    if n == lst.shape[2]:  # drop stale entries (preempted sequences) and re-heapify
+        w = 0
+        for i in range(n):
+            if _heap_valid(lst, rq, out, r, i):
+                lst[r, L_HKEY, w] = lst[r, L_HKEY, i]
+                lst[r, L_HQ, w] = lst[r, L_HQ, i]
+                w += 1
+        n = w
+        for i in range(n // 2 - 1, -1, -1):
+            _heap_down(lst, r, i, n)
+    lst[r, L_HKEY, n] = key
+    lst[r, L_HQ, n] = q
+    i = n
+    pi[r, P_HLEN] = n + 1
+    while i > 0:
+        p = (i - 1) // 2
+        if _heap_less(lst, r, i, p):
+            _heap_swap(lst, r, i, p)
+            i = p
+        else:
+            break
+
+
+@nb.njit(cache=True)
+def _heap_pop(lst, pi, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    n = pi[r, P_HLEN] - 1
+    _heap_swap(lst, r, 0, n)
+    pi[r, P_HLEN] = n
+    _heap_down(lst, r, 0, n)
+
+
+@nb.njit(cache=True)
+def _heap_top(lst, pi, rq, out, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Smallest valid finish step (stale entries popped), or -1 when no sequence decodes."""
+    while pi[r, P_HLEN] > 0:
+        if _heap_valid(lst, rq, out, r, 0):
+            return lst[r, L_HKEY, 0]
+        _heap_pop(lst, pi, r)
+    return -1
+
+
+# ----------------------------------------------------------------------------------------------------
+# scheduling one replica
+# ----------------------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True)
+def _enter_decode(lst, pi, rq, hist, inp, out, bs, r, q, gen):  # type: ignore[no-untyped-def]  # pragma: no cover
+    c = pi[r, P_X] - gen
+    rq[q, R_PHASE] = PH_DECODE
+    rq[q, R_C] = c
+    pi[r, P_D] += 1
+    pi[r, P_SUMBASE] += inp[q] - c
+    hist[r, (inp[q] - c - 1) % bs] += 1
+    _heap_push(lst, pi, rq, out, r, c + out[q], q)
+
+
+@nb.njit(cache=True)
+def _leave_decode(pi, ci, rq, hist, inp, r, q):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Take ``q`` out of the decode set; its generated count and own blocks become explicit again."""
+    bs = ci[C_BS]
+    c = rq[q, R_C]
+    gen = pi[r, P_X] - c
+    rq[q, R_GEN] = gen
+    rq[q, R_OWN] = (inp[q] + gen - 1 + bs - 1) // bs - rq[q, R_HELD] * ci[C_HB]
+    pi[r, P_D] -= 1
+    pi[r, P_SUMBASE] -= inp[q] - c
+    hist[r, (inp[q] - c - 1) % bs] -= 1
+
+
 @nb.njit(cache=True)
 def _finish(pi, ci, rq, rf, ent, ent_hash, tab_ent, ph, ph_off, r, q, t):  # type: ignore[no-untyped-def]  # pragma: no cover
     _release(pi, ci, rq, ent, ent_hash, tab_ent, ph, ph_off, r, q)
     rq[q, R_PHASE] = PH_DONE
     rf[q, F_FINISH] = t
+    pi[r, P_NRUN] -= 1
 
 
 @nb.njit(cache=True)
-def _preempt(pi, ci, rq, ent, ent_hash, tab_ent, ph, ph_off, inp, run_ids, r, idx):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """Preempt the running sequence at ``idx`` (the last one) by recompute."""
-    q = run_ids[r, idx]
+def _preempt_last(lst, pi, ci, rq, hist, ent, ent_hash, tab_ent, ph, ph_off, inp, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Preempt the most recently admitted running sequence by recompute (back to the queue's front)."""
+    q = _run_last(lst, pi, rq, r)
     if rq[q, R_PHASE] == PH_DECODE:
-        gen = pi[r, P_X] - rq[q, R_C]
-        rq[q, R_GEN] = gen
-        pi[r, P_D] -= 1
-        pi[r, P_SUMBASE] -= inp[q] - rq[q, R_C]
+        _leave_decode(pi, ci, rq, hist, inp, r, q)
+    else:  # the newest running sequence is also the last one in prefill
+        pi[r, P_NPRE] -= 1
+    pi[r, P_RUNLEN] -= 1
     _release(pi, ci, rq, ent, ent_hash, tab_ent, ph, ph_off, r, q)
     rq[q, R_PHASE] = PH_WAIT
     rq[q, R_DONE] = 0
@@ -439,8 +606,13 @@ def _used_blocks(pi, ci, r):  # type: ignore[no-untyped-def]  # pragma: no cover
 
 @nb.njit(cache=True)
 def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free,  # type: ignore[no-untyped-def]  # pragma: no cover
-              ph, ph_off, inp, out, run_ids, scratch, r, t):
+              ph, ph_off, inp, out, lst, hist, scratch, r, t):
     """Plan the next step of replica ``r`` at boundary ``t`` and put it in flight (or go idle).
+
+    Order (decodes first, as vLLM's chunked prefill does): every decoding sequence takes one token;
+    sequences in prefill take ``min(remaining, budget left)`` in admission order; then the queue is
+    admitted FCFS. When the blocks these need are not there, the newest running sequence is preempted
+    and the plan is made again.
 
     Returns True when the step in flight is a mixed step whose duration the caller must still set
     from the perf kernel (:func:`_set_step_time`); kept out of here so that this large function does
@@ -449,52 +621,35 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
     bs = ci[C_BS]
     hb = ci[C_HB]
     hbt = ci[C_HBT]
-    budget = ci[C_MBT]
     x = pi[r, P_X]
+    while True:
+        d = pi[r, P_D]
+        total = hist[r, (-x) % bs] if d > 0 else 0
+        budget = ci[C_MBT] - d
+        for j in range(pi[r, P_NPRE]):
+            q = lst[r, L_PRE, j]
+            done = rq[q, R_DONE]
+            n = max(0, min(rq[q, R_TARGET] - done, budget))
+            if n > 0:
+                total += max(0, (done + n + bs - 1) // bs - rq[q, R_OWN] - rq[q, R_HELD] * hb)
+            rq[q, R_CHUNK] = n
+            budget -= n
+        if total <= pi[r, P_FREE] + pi[r, P_EVICT] or pi[r, P_NRUN] == 0:
+            break
+        _preempt_last(lst, pi, ci, rq, hist, ent, ent_hash, tab_ent, ph, ph_off, inp, r)
+    _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, total)
     n_pre = 0
     pairs = 0.0
-    d = 0
-    dkv = 0.0
-    i = 0
-    while i < pi[r, P_NRUN]:
-        q = run_ids[r, i]
-        if rq[q, R_PHASE] == PH_DECODE:
-            gen = x - rq[q, R_C]
-            pos = inp[q] + gen - 1
-            need = 1 if pos % bs == 0 else 0
-            if need > 0 and not _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, need):
-                last = pi[r, P_NRUN] - 1
-                _preempt(pi, ci, rq, ent, ent_hash, tab_ent, ph, ph_off, inp, run_ids, r, last)
-                if last == i:
-                    break
-                continue
-            rq[q, R_OWN] += need
-            rq[q, R_CHUNK] = 1
-            d += 1
-            dkv += inp[q] + gen
-            budget -= 1
-        else:
+    for j in range(pi[r, P_NPRE]):
+        q = lst[r, L_PRE, j]
+        n = rq[q, R_CHUNK]
+        if n > 0:
             done = rq[q, R_DONE]
-            n = min(rq[q, R_TARGET] - done, budget)
-            if n <= 0:
-                rq[q, R_CHUNK] = 0
-                i += 1
-                continue
-            have = rq[q, R_OWN] + rq[q, R_HELD] * hb
-            need = max(0, (done + n + bs - 1) // bs - have)
-            if need > 0 and not _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, need):
-                last = pi[r, P_NRUN] - 1
-                _preempt(pi, ci, rq, ent, ent_hash, tab_ent, ph, ph_off, inp, run_ids, r, last)
-                if last == i:
-                    break
-                continue
-            rq[q, R_OWN] += need
-            rq[q, R_CHUNK] = n
+            rq[q, R_OWN] += max(0, (done + n + bs - 1) // bs - rq[q, R_OWN] - rq[q, R_HELD] * hb)
             n_pre += n
             pairs += n * (done + (n + 1) / 2.0)
-            budget -= n
-        i += 1
-    admitted = 0
+    d = pi[r, P_D]
+    dkv = float(pi[r, P_SUMBASE] + d * x)
     while pi[r, P_NWAIT] > 0 and pi[r, P_NRUN] < ci[C_MAXSEQ] and budget > 0:
         q = pi[r, P_HEAD]
         target = rq[q, R_TARGET]
@@ -524,9 +679,7 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
                 _lru_remove(pi, ent, r, e)
                 pi[r, P_EVICT] -= hb
             ent[e, E_REF] += 1
-        ok = _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, need)
-        if not ok:  # pragma: no cover - guarded above
-            break
+        _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, need)
         _pop_front(pi, rq, r)
         pi[r, P_WAIT_TOK] -= target
         rq[q, R_HELD] = nh
@@ -537,12 +690,12 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
             rq[q, R_CACHED] = done
             rf[q, F_SCHED] = t
         rq[q, R_CHUNK] = n
-        run_ids[r, pi[r, P_NRUN]] = q
-        pi[r, P_NRUN] += 1
+        _run_append(lst, pi, rq, r, q)
+        lst[r, L_PRE, pi[r, P_NPRE]] = q
+        pi[r, P_NPRE] += 1
         n_pre += n
         pairs += n * (done + (n + 1) / 2.0)
         budget -= n
-        admitted += 1
     pf[r, Q_T0] = t
     if n_pre == 0 and d == 0:
         pi[r, P_MODE] = MODE_IDLE
@@ -555,16 +708,13 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
         pf[r, Q_PAIRS] = pairs
         pf[r, Q_DKV] = dkv
         pf[r, Q_BUSY_UNTIL] = t
-        pi[r, P_D] = d
         return True
-    # pure decode with a fixed batch: a run to the next finish, bounded by guaranteed-free KV
-    k = np.int64(1) << 62
-    for j in range(pi[r, P_NRUN]):
-        q = run_ids[r, j]
-        rem = rq[q, R_C] + out[q] - x
-        if rem < k:
-            k = rem
-    avail = pi[r, P_FREE] + pi[r, P_EVICT]
+    # pure decode with a fixed batch: a run to the next finish, bounded by guaranteed-free KV.
+    # With a queue, stop before any prefix-cache eviction: evicting a cached block can unblock the
+    # queue's head (its leading hits vanish, and with them the blocks they pinned), so a step-by-step
+    # scheduler could admit it mid-run.
+    k = _heap_top(lst, pi, rq, out, r) - x
+    avail = pi[r, P_FREE] if pi[r, P_NWAIT] > 0 else pi[r, P_FREE] + pi[r, P_EVICT]
     k_safe = 1 + bs * (avail // d)
     if k_safe < k:
         k = k_safe
@@ -572,14 +722,12 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
         k = 1
     a = a_tab[d]
     b = b_tab[d]
-    kv0 = dkv
-    dur = k * a + b * (k * kv0 + d * k * (k - 1) / 2.0)
     pi[r, P_MODE] = MODE_RUN
     pi[r, P_RUN_K] = k
     pf[r, Q_A] = a
     pf[r, Q_B] = b
-    pf[r, Q_KV0] = kv0
-    pf[r, Q_BUSY_UNTIL] = t + dur
+    pf[r, Q_KV0] = dkv
+    pf[r, Q_BUSY_UNTIL] = t + k * a + b * (k * dkv + d * k * (k - 1) / 2.0)
     return False
 
 
@@ -591,86 +739,72 @@ def _set_step_time(kernel, kparams, pi, pf, r):  # type: ignore[no-untyped-def] 
 
 @nb.njit(cache=True)
 def _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, out,  # type: ignore[no-untyped-def]  # pragma: no cover
-            run_ids, ts, dt, r):
-    """Apply the step or run in flight of replica ``r`` (it ends at ``busy_until``)."""
+            lst, hist, ts, dt, r):
+    """Apply the step or run in flight of replica ``r`` (it ends at ``busy_until``).
+
+    Order: prefill progress in admission order (completions emit their first token, register their
+    prompt blocks in the prefix cache, and join the decode set or finish), then the decode sequences
+    that reached their output length, by request index.
+    """
     t1 = pf[r, Q_BUSY_UNTIL]
     t0 = pf[r, Q_T0]
     bs = ci[C_BS]
-    hb = ci[C_HB]
-    mode = pi[r, P_MODE]
-    nrun = pi[r, P_NRUN]
     kvb = _used_blocks(pi, ci, r)
-    if mode == MODE_RUN:
+    if pi[r, P_MODE] == MODE_RUN:
         k = pi[r, P_RUN_K]
         d = pi[r, P_D]
         kv0 = pf[r, Q_KV0]
         ts = _accum(ts, dt, r, t0, t1, float(k), 0.0, 0.0, float(d * k), k * kv0 + d * k * (k - 1) / 2.0,
-                    float(nrun), float(pi[r, P_NWAIT]), float(kvb))
+                    float(pi[r, P_NRUN]), float(pi[r, P_NWAIT]), float(kvb))
+        # blocks the batch grew into after the run's first step (whose blocks were taken when planned)
+        x0 = pi[r, P_X]
+        extra = 0
+        for b in range(bs):
+            cnt = hist[r, b]
+            if cnt > 0:
+                first = (-(b + x0)) % bs
+                if first == 0:
+                    first = bs
+                if first <= k - 1:
+                    extra += cnt * (1 + (k - 1 - first) // bs)
+        if extra > 0 and not _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, extra):
+            ci[C_VIOL] += 1  # k_safe guarantees the blocks
         pi[r, P_X] += k
         pi[r, P_STEPS] += k
-        x = pi[r, P_X]
-        # blocks first (every sequence wrote k tokens, the finishing ones included), then finishes:
-        # the order a step-by-step engine would take and give them in
-        for i in range(nrun):
-            q = run_ids[r, i]
-            gen = x - rq[q, R_C]
-            own = (inp[q] + gen - 1 + bs - 1) // bs - rq[q, R_HELD] * hb
-            extra = own - rq[q, R_OWN]
-            if extra != 0:
-                if not _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, extra):  # k_safe guarantees it
-                    ci[C_VIOL] += 1
-                rq[q, R_OWN] = own
-        w = 0
-        for i in range(nrun):
-            q = run_ids[r, i]
-            gen = x - rq[q, R_C]
-            if gen >= out[q]:
-                rq[q, R_GEN] = gen
-                pi[r, P_D] -= 1
-                pi[r, P_SUMBASE] -= inp[q] - rq[q, R_C]
-                _finish(pi, ci, rq, rf, ent, ent_hash, tab_ent, ph, ph_off, r, q, t1)
-                continue
-            run_ids[r, w] = q
-            w += 1
-        pi[r, P_NRUN] = w
     else:
         ts = _accum(ts, dt, r, t0, t1, 1.0, pf[r, Q_P], pf[r, Q_PAIRS], float(pi[r, P_D]), pf[r, Q_DKV],
-                    float(nrun), float(pi[r, P_NWAIT]), float(kvb))
+                    float(pi[r, P_NRUN]), float(pi[r, P_NWAIT]), float(kvb))
         pi[r, P_X] += 1
         pi[r, P_STEPS] += 1
-        x = pi[r, P_X]
         w = 0
-        for i in range(nrun):
-            q = run_ids[r, i]
-            ph_q = rq[q, R_PHASE]
-            if ph_q == PH_DECODE:
-                gen = x - rq[q, R_C]
-                if gen >= out[q]:
-                    rq[q, R_GEN] = gen
-                    pi[r, P_D] -= 1
-                    pi[r, P_SUMBASE] -= inp[q] - rq[q, R_C]
-                    _finish(pi, ci, rq, rf, ent, ent_hash, tab_ent, ph, ph_off, r, q, t1)
-                    continue
-            elif ph_q == PH_PREFILL:
-                rq[q, R_DONE] += rq[q, R_CHUNK]
-                if rq[q, R_DONE] >= rq[q, R_TARGET]:
-                    gen = rq[q, R_GEN] + 1
-                    rq[q, R_GEN] = gen
-                    if math.isnan(rf[q, F_FIRST]):
-                        rf[q, F_FIRST] = t1
-                    if ci[C_PREFIX] != 0:
-                        _register_prompt(pi, ci, rq, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, r, q)
-                    if gen >= out[q]:
-                        _finish(pi, ci, rq, rf, ent, ent_hash, tab_ent, ph, ph_off, r, q, t1)
-                        continue
-                    rq[q, R_PHASE] = PH_DECODE
-                    rq[q, R_C] = x - gen
-                    pi[r, P_D] += 1
-                    pi[r, P_SUMBASE] += inp[q] - rq[q, R_C]
+        for j in range(pi[r, P_NPRE]):
+            q = lst[r, L_PRE, j]
+            rq[q, R_DONE] += rq[q, R_CHUNK]
             rq[q, R_CHUNK] = 0
-            run_ids[r, w] = q
-            w += 1
-        pi[r, P_NRUN] = w
+            if rq[q, R_DONE] < rq[q, R_TARGET]:
+                lst[r, L_PRE, w] = q
+                w += 1
+                continue
+            gen = rq[q, R_GEN] + 1
+            rq[q, R_GEN] = gen
+            if math.isnan(rf[q, F_FIRST]):
+                rf[q, F_FIRST] = t1
+            if ci[C_PREFIX] != 0:
+                _register_prompt(pi, ci, rq, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, r, q)
+            if gen >= out[q]:
+                _finish(pi, ci, rq, rf, ent, ent_hash, tab_ent, ph, ph_off, r, q, t1)
+            else:
+                _enter_decode(lst, pi, rq, hist, inp, out, bs, r, q, gen)
+        pi[r, P_NPRE] = w
+    x = pi[r, P_X]
+    while True:
+        key = _heap_top(lst, pi, rq, out, r)
+        if key < 0 or key > x:
+            break
+        q = lst[r, L_HQ, 0]
+        _heap_pop(lst, pi, r)
+        _leave_decode(pi, ci, rq, hist, inp, r, q)
+        _finish(pi, ci, rq, rf, ent, ent_hash, tab_ent, ph, ph_off, r, q, t1)
     if t1 < t0 or t0 < pf[r, Q_NOW]:
         ci[C_VIOL] += 1
     used = _used_blocks(pi, ci, r)
@@ -750,7 +884,7 @@ def _route(pi, ci, rkey, akey, inp, q, nrep):  # type: ignore[no-untyped-def]  #
 
 @nb.njit(cache=True)
 def run_arrivals(kernel, kparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free,  # type: ignore[no-untyped-def]  # pragma: no cover
-                 ph, ph_off, arr, inp, out, rkey, akey, run_ids, scratch, ts, dt, i0, i1, drain):
+                 ph, ph_off, arr, inp, out, rkey, akey, lst, hist, scratch, ts, dt, i0, i1, drain):
     """Route and simulate arrivals ``i0 <= i < i1``; with ``drain`` run every replica to idle after.
 
     Returns the (possibly grown) time-series array.
@@ -762,9 +896,9 @@ def run_arrivals(kernel, kparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_has
         for r in range(nrep):
             while pi[r, P_MODE] != MODE_IDLE and pf[r, Q_BUSY_UNTIL] < t:
                 ts = _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, out,
-                             run_ids, ts, dt, r)
+                             lst, hist, ts, dt, r)
                 if _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
-                             ent_free, ph, ph_off, inp, out, run_ids, scratch, r, pf[r, Q_BUSY_UNTIL]):
+                             ent_free, ph, ph_off, inp, out, lst, hist, scratch, r, pf[r, Q_BUSY_UNTIL]):
                     _set_step_time(kernel, kparams, pi, pf, r)
         r = _route(pi, ci, rkey, akey, inp, q, nrep)
         rq[q, R_REP] = r
@@ -779,7 +913,7 @@ def run_arrivals(kernel, kparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_has
         mode = pi[r, P_MODE]
         if mode == MODE_IDLE:
             if _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
-                         ent_free, ph, ph_off, inp, out, run_ids, scratch, r, max(t, pf[r, Q_NOW])):
+                         ent_free, ph, ph_off, inp, out, lst, hist, scratch, r, max(t, pf[r, Q_NOW])):
                 _set_step_time(kernel, kparams, pi, pf, r)
         elif mode == MODE_RUN and was_empty:
             _truncate_run(pi, pf, r, t)
@@ -787,8 +921,8 @@ def run_arrivals(kernel, kparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_has
         for r in range(nrep):
             while pi[r, P_MODE] != MODE_IDLE:
                 ts = _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, out,
-                             run_ids, ts, dt, r)
+                             lst, hist, ts, dt, r)
                 if _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
-                             ent_free, ph, ph_off, inp, out, run_ids, scratch, r, pf[r, Q_BUSY_UNTIL]):
+                             ent_free, ph, ph_off, inp, out, lst, hist, scratch, r, pf[r, Q_BUSY_UNTIL]):
                     _set_step_time(kernel, kparams, pi, pf, r)
     return ts

@@ -49,6 +49,7 @@ class _Req:
     chunk: int = 0
     decoding: bool = False
     preempt: int = 0
+    fresh: bool = False
     cached: int = -1
     first: float = math.nan
     finish: float = math.nan
@@ -148,46 +149,26 @@ class _Engine:
         p.waiting.appendleft(q)
 
     def schedule(self, p: _Replica, t: float) -> None:
-        budget = self.mbt
-        n_pre = 0
-        pairs = 0.0
-        d = 0
-        dkv = 0.0
-        i = 0
-        while i < len(p.running):
-            q = p.running[i]
-            if q.decoding:
-                need = 1 if (q.inp + q.gen - 1) % self.bs == 0 else 0
-                if need and not self.alloc(p, need):
-                    last = len(p.running) - 1
-                    self.preempt_last(p)
-                    if last == i:
-                        break
-                    continue
-                q.own += need
-                q.chunk = 1
-                d += 1
-                dkv += q.inp + q.gen
-                budget -= 1
-            else:
-                n = min(q.target - q.done, budget)
-                if n <= 0:
-                    q.chunk = 0
-                    i += 1
-                    continue
-                need = max(0, -(-(q.done + n) // self.bs) - (q.own + q.held * self.hb))
-                if need and not self.alloc(p, need):
-                    last = len(p.running) - 1
-                    self.preempt_last(p)
-                    if last == i:
-                        break
-                    continue
-                q.own += need
+        while True:  # decodes first, then prefill chunks in admission order; preempt the newest if short
+            decoding = [q for q in p.running if q.decoding]
+            prefilling = [q for q in p.running if not q.decoding]
+            needs = {id(q): (1 if (q.inp + q.gen - 1) % self.bs == 0 else 0) for q in decoding}
+            budget = self.mbt - len(decoding)
+            for q in prefilling:
+                n = max(0, min(q.target - q.done, budget))
                 q.chunk = n
-                n_pre += n
-                pairs += n * (q.done + (n + 1) / 2.0)
+                needs[id(q)] = max(0, -(-(q.done + n) // self.bs) - (q.own + q.held * self.hb)) if n > 0 else 0
                 budget -= n
-            i += 1
+            if sum(needs.values()) <= self.avail(p) or not p.running:
+                break
+            self.preempt_last(p)
+        for q in p.running:  # blocks taken one sequence at a time
+            self.alloc(p, needs[id(q)])
+            q.own += needs[id(q)]
+        n_pre = sum(q.chunk for q in prefilling)
+        pairs = sum(q.chunk * (q.done + (q.chunk + 1) / 2.0) for q in prefilling)
+        d = len(decoding)
+        dkv = float(sum(q.inp + q.gen for q in decoding))
         while p.waiting and len(p.running) < self.maxseq and budget > 0:
             q = p.waiting[0]
             hits: list[_Entry] = []
@@ -227,33 +208,38 @@ class _Engine:
         p.busy_until = t + float(self.perf.step_time_s(float(n_pre), pairs, float(d), dkv))
 
     def commit(self, p: _Replica) -> None:
+        """Prefill progress in admission order, then finished decodes by request index."""
         t1 = p.busy_until
         p.busy += t1 - p.t0
         p.steps += 1
-        keep = []
-        for q in p.running:
-            if q.decoding:
+        gone: set[int] = set()
+        for q in [q for q in p.running if not q.decoding]:
+            q.done += q.chunk
+            q.chunk = 0
+            if q.done >= q.target:
                 q.gen += 1
+                if math.isnan(q.first):
+                    q.first = t1
+                if self.prefix:
+                    self.register(p, q)
                 if q.gen >= q.out:
                     self.release(p, q)
                     q.finish = t1
-                    continue
-            else:
-                q.done += q.chunk
-                if q.done >= q.target:
-                    q.gen += 1
-                    if math.isnan(q.first):
-                        q.first = t1
-                    if self.prefix:
-                        self.register(p, q)
-                    if q.gen >= q.out:
-                        self.release(p, q)
-                        q.finish = t1
-                        continue
+                    gone.add(q.i)
+                else:
                     q.decoding = True
-            q.chunk = 0
-            keep.append(q)
-        p.running = keep
+                    q.fresh = True
+        decoding = sorted((q for q in p.running if q.decoding), key=lambda q: q.i)
+        for q in decoding:
+            if q.fresh:
+                q.fresh = False
+                continue
+            q.gen += 1
+            if q.gen >= q.out:
+                self.release(p, q)
+                q.finish = t1
+                gone.add(q.i)
+        p.running = [q for q in p.running if q.i not in gone]
         p.max_used = max(p.max_used, self.blocks - p.free - self.hb * p.evictable)
         p.now = t1
 

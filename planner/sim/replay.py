@@ -257,7 +257,8 @@ def simulate_shard(task: ShardTask, setup: EngineSetup, config: SimConfig,
     ent_free = np.zeros(n_ent + 1, dtype=np.int64)  # [0] = count, then a stack of free entry ids
     ent_free[0] = n_ent
     ent_free[1:] = np.arange(n_ent - 1, -1, -1)
-    run_ids = np.zeros((nrep, maxseq), dtype=np.int64)
+    lst = np.zeros((nrep, E.N_L, 2 * maxseq), dtype=np.int64)
+    hist = np.zeros((nrep, eng.block_size), dtype=np.int64)
     lens = np.diff(task.prefix_offsets)
     scratch = np.zeros(max(1, int(lens.max()) if lens.size else 1), dtype=np.int64)
     dt = float(config.interval_s)
@@ -269,7 +270,7 @@ def simulate_shard(task: ShardTask, setup: EngineSetup, config: SimConfig,
         i1 = min(n, i0 + CHUNK_ARRIVALS)
         ts = E.run_arrivals(kernel, kparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free,
                             task.prefix_hashes, task.prefix_offsets, task.arrival_s, task.input_tokens,
-                            task.output_tokens, task.route_key, task.affinity_key, run_ids, scratch, ts, dt,
+                            task.output_tokens, task.route_key, task.affinity_key, lst, hist, scratch, ts, dt,
                             i0, i1, i1 == n)
         if progress is not None:
             progress(i1, n)

@@ -13,7 +13,8 @@ Balance mode::
          Σ_e x[e,g] = S_g            ∀g   (every slot holds exactly one replica)
          Σ_e q_e x[e,g] ≤ L          ∀g   (L is the busiest GPU's load)
 
-``Locality.HOME`` adds ``Σ_{g on home node of e} x[e,g] ≥ 1`` for every expert. Incremental mode keeps the first two constraints, caps every GPU at ``L_max`` (the balance to reach) and
+``Locality.HOME`` adds ``Σ_{g on home node of e} x[e,g] ≥ 1`` for every expert. Incremental mode
+keeps the first two constraints, caps every GPU at ``L_max`` (the balance to reach) and
 minimises the copies that are new, ``Σ_{(e,g): x0[e,g]=0} x[e,g]``.
 
 Why counts are fixed outside: with even-split dispatch a replica's load ``w_e / c_e`` depends on the

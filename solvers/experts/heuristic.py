@@ -43,6 +43,33 @@ def capped_counts(w: FloatArray, num_slots: int, max_count: int) -> IntArray:
     return counts
 
 
+def home_counts(w: FloatArray, expert_node: IntArray, num_slots: int, max_count: int,
+                gpus_per_node: int) -> IntArray:
+    """Replica counts when every expert keeps one replica at home (``Locality.HOME``).
+
+    A node must carry one replica of each of its experts, ``F_n = sum_{e at n} w_e / c_e``, whatever
+    happens to the others. Each extra slot goes to the current bottleneck: the heaviest replica, or the
+    heaviest expert of the node with the largest forced load per GPU.
+
+    >>> home_counts(np.array([4.0, 4.0, 1.0, 1.0]), np.array([0, 0, 1, 1]), 6, 2, 1).tolist()
+    [2, 2, 1, 1]
+    """
+    n = w.shape[0]
+    counts = np.ones(n, dtype=np.int64)
+    nodes = int(expert_node.max()) + 1
+    for _ in range(num_slots - n):
+        q = w / counts
+        forced = np.bincount(expert_node, weights=q, minlength=nodes) / gpus_per_node
+        room = counts < max_count
+        hot = int(np.argmax(forced))
+        if q[room].max() >= forced[hot] or not (room & (expert_node == hot)).any():
+            e = int(np.argmax(np.where(room, q, -np.inf)))
+        else:
+            e = int(np.argmax(np.where(room & (expert_node == hot), q, -np.inf)))
+        counts[e] += 1
+    return counts
+
+
 def lpt_pack(w: FloatArray, counts: IntArray, caps: IntArray, allowed: BoolArray, *,
              home: IntArray | None = None, node_of: IntArray | None = None) -> BoolArray:
     """Longest-first packing with no two replicas of an expert on one GPU.

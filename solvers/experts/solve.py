@@ -2,8 +2,9 @@
 
 Per layer (layers are independent, so they run in ``params.processes`` worker processes):
 
-1. **Locality.** Global: any GPU. Node-local: expert groups are assigned to nodes by a tiny exact
-   CP-SAT model (equal groups per node, minimise the busiest node), each expert may only use its node.
+1. **Locality.** Global: any GPU. Node-local (``NODE``/``HOME``): expert groups are assigned to nodes
+   by a tiny exact CP-SAT model (equal groups per node, minimise the busiest node); ``NODE`` keeps
+   every replica on its group's node, ``HOME`` at least one.
 2. **Replica counts** by EPLB's ``argmax w/c`` greedy, capped at one replica per GPU (per node's GPUs
    when node-local), which minimises the heaviest replica.
 3. **Packing.** A no-duplicate longest-first packing, then swap local search on the busiest GPU; if the
@@ -16,7 +17,10 @@ Per layer (layers are independent, so they run in ``params.processes`` worker pr
 
 The lower bound per layer is ``max(total / GPUs, heaviest replica under the greedy counts, busiest node
 / its GPUs)``; the node term uses the exact group assignment, so for node-local it is a bound given
-that every replica stays on its group's node.
+that every replica stays on its group's node (``NODE``).
+
+Time: every layer gets an equal share of ``max_time_in_seconds`` for CP-SAT, and no CP-SAT call runs
+past the shared deadline, so the whole solve stays within budget (plus process start-up).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,7 +36,7 @@ from ortools.sat.python import cp_model
 
 from solvers.experts import cpsat
 from solvers.experts.eplb_greedy import eplb_placement
-from solvers.experts.heuristic import adapt_counts, capped_counts, improve, lpt_pack
+from solvers.experts.heuristic import adapt_counts, capped_counts, home_counts, improve, lpt_pack
 from solvers.experts.placement import Cluster, placement_from_matrices
 from solvers.experts.problem import (
     LayerReport,
@@ -49,8 +53,10 @@ BoolArray = NDArray[np.bool_]
 
 _STATUS_RANK = {s: i for i, s in enumerate((SolveStatus.OPTIMAL, SolveStatus.FEASIBLE, SolveStatus.UNKNOWN,
                                             SolveStatus.INFEASIBLE, SolveStatus.MODEL_INVALID))}
-_STARTUP_S = 0.6
+_RESERVE_S = 0.8
 """Wall time kept aside for process start and result assembly when sharing the budget among layers."""
+_MIN_CPSAT_S = 0.03
+"""Below this much time left, CP-SAT is not started (the heuristic plan stands)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,7 +68,20 @@ class _LayerTask:
     x0: BoolArray | None
     target_imbalance: float | None
     time_limit_s: float
+    deadline: float
     params: SolveParams
+
+
+@dataclass(frozen=True, eq=False)
+class _Layout:
+    """A layer's locality rule made concrete."""
+
+    allowed: BoolArray
+    counts: IntArray
+    caps: IntArray
+    lower: float
+    home: IntArray | None
+    node_of: IntArray
 
 
 def solve(problem: PlacementProblem, *, params: SolveParams | None = None) -> PlacementSolution:
@@ -94,7 +113,9 @@ def solve(problem: PlacementProblem, *, params: SolveParams | None = None) -> Pl
                                    hierarchical=problem.locality is Locality.NODE)
             targets = [float(v) for v in fresh.layer_imbalance(loads)]
     processes = max(1, min(params.processes, layers))
-    per_layer = max(0.05, (params.max_time_in_seconds - _STARTUP_S) * processes / layers * 0.85)
+    usable = max(params.max_time_in_seconds - _RESERVE_S, 0.1)
+    per_layer = usable * processes / layers
+    deadline = started + usable
     tasks = [
         _LayerTask(
             w=loads[i],
@@ -104,16 +125,19 @@ def solve(problem: PlacementProblem, *, params: SolveParams | None = None) -> Pl
             x0=None if problem.current is None else problem.current.expert_gpu_matrix(i) > 0,
             target_imbalance=targets[i],
             time_limit_s=per_layer,
+            deadline=deadline,
             params=params,
         )
         for i in range(layers)
     ]
+    _warm_up()
     if processes == 1:
         results = [_solve_task(t) for t in tasks]
     else:
+        # fork: workers inherit the compiled kernels; perf_counter is CLOCK_MONOTONIC, shared on Linux.
         ctx = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(max_workers=processes, mp_context=ctx) as pool:
-            results = list(pool.map(_solve_task, tasks, chunksize=max(1, layers // (4 * processes))))
+            results = list(pool.map(_solve_task, tasks))
     placement = placement_from_matrices([x for x, _ in results], problem.cluster, previous=problem.current)
     reports = tuple(r for _, r in results)
     imb = placement.layer_imbalance(loads)
@@ -130,110 +154,233 @@ def solve(problem: PlacementProblem, *, params: SolveParams | None = None) -> Pl
         moves=moves,
         wall_s=time.perf_counter() - started,
         layers=reports,
+        remote_share=float(np.mean([r.remote_share for r in reports])),
     )
+
+
+def _warm_up() -> None:
+    """Compile (or load from numba's cache) the swap kernel once, before workers fork."""
+    improve(np.eye(2, dtype=bool), np.ones(2), np.ones(2, dtype=np.int64), np.ones((2, 2), dtype=bool))
+
+
+def _cpsat_time(task: _LayerTask) -> float:
+    return min(task.time_limit_s, task.deadline - time.perf_counter())
 
 
 def _solve_task(task: _LayerTask) -> tuple[BoolArray, LayerReport]:
     started = time.perf_counter()
-    w = task.w
-    c = task.cluster
-    caps = np.asarray(c.slots_per_gpu, dtype=np.int64)
-    mean = float(w.sum()) / c.num_gpus
-    allowed, counts, node_bound = _locality(task, caps)
-    q_max = float((w / counts).max())
-    lower = max(mean, q_max, node_bound)
+    lay = _layout(task)
+    mean = float(task.w.sum()) / task.cluster.num_gpus
     if task.x0 is not None and task.target_imbalance is not None:
-        return _incremental(task, allowed, counts, caps, lower, started)
-    x, status, method = _fresh(task, allowed, counts, caps, lower)
-    imb = float(((w / counts) @ x).max()) / mean
-    report = LayerReport(status=status, imbalance=imb, lower_bound=lower / mean, moves=None, method=method,
-                         wall_s=time.perf_counter() - started)
+        x, counts, status, method = _incremental(task, lay)
+    else:
+        x, counts, status, method = _fresh(task, lay, lay.counts)
+    q = task.w / counts
+    report = LayerReport(
+        status=status,
+        imbalance=float((q @ x).max()) / mean,
+        lower_bound=lay.lower / mean,
+        moves=None if task.x0 is None else int((x & ~task.x0).sum()),
+        method=method,
+        wall_s=time.perf_counter() - started,
+        remote_share=_remote_share(x, q, lay),
+    )
     return x, report
 
 
-def _fresh(task: _LayerTask, allowed: BoolArray, counts: IntArray, caps: IntArray,
-           lower: float) -> tuple[BoolArray, SolveStatus, str]:
-    """Greedy start, local search, then CP-SAT when a gap to the bound remains."""
+def _remote_share(x: BoolArray, q: FloatArray, lay: _Layout) -> float:
+    if lay.home is None:
+        return 0.0
+    off_home = lay.node_of[None, :] != lay.home[:, None]
+    return float((q[:, None] * (x & off_home)).sum() / (q[:, None] * x).sum())
+
+
+def _pack(task: _LayerTask, lay: _Layout, counts: IntArray) -> tuple[BoolArray, float]:
     w = task.w
+    start = lpt_pack(w, counts, lay.caps, lay.allowed, home=lay.home, node_of=lay.node_of)
+    x = improve(start, w, counts, lay.allowed, home=lay.home, node_of=lay.node_of)
+    return x, float(((w / counts) @ x).max())
+
+
+def _count_search(task: _LayerTask, lay: _Layout, counts: IntArray, x: BoolArray,
+                  best: float) -> tuple[IntArray, BoolArray, float]:
+    """Move one replica from one expert to another while re-packing balances better.
+
+    The ``argmax w/c`` counts minimise the heaviest replica, not the busiest GPU: with few slots per GPU
+    a different split can pack much better (small layers show it most). Candidates: experts that can
+    lose a replica x the heaviest replicas that can gain one; stops at the time share or no gain.
+    """
+    w, c = task.w, task.cluster
+    stop = time.perf_counter() + min(task.time_limit_s / 2, max(task.deadline - time.perf_counter(), 0.0))
+    cap = c.gpus_per_node if task.locality is Locality.NODE else c.num_gpus
+    same_node = (lay.allowed[:, None, :] & lay.allowed[None, :, :]).any(axis=2)
+    improved = True
+    while improved and time.perf_counter() < stop:
+        improved = False
+        q = w / counts
+        givers = np.flatnonzero(counts > 1)
+        takers = [int(e) for e in np.argsort(-q, kind="stable")[:16] if counts[e] < cap]
+        for a in givers[np.argsort(q[givers], kind="stable")]:
+            for b in takers:
+                if a == b or not same_node[a, b] or time.perf_counter() >= stop:
+                    continue
+                trial = counts.copy()
+                trial[a] -= 1
+                trial[b] += 1
+                tx, tbest = _pack(task, lay, trial)
+                if tbest < best * (1 - 1e-9):
+                    counts, x, best, improved = trial, tx, tbest, True
+                    break
+            if improved:
+                break
+    return counts, x, best
+
+
+def _fresh(task: _LayerTask, lay: _Layout,
+           counts: IntArray) -> tuple[BoolArray, IntArray, SolveStatus, str]:
+    """Greedy start, local search (packing, then counts), then CP-SAT when a gap to the bound remains."""
+    w = task.w
+    x, best = _pack(task, lay, counts)
+    if best <= lay.lower * (1 + 1e-9):
+        return x, counts, SolveStatus.OPTIMAL, "greedy+swap (at bound)"
+    if best > lay.lower * (1 + task.params.gap_tolerance):
+        counts, x, best = _count_search(task, lay, counts, x, best)
     q = w / counts
-    x = improve(lpt_pack(w, counts, caps, allowed), w, counts, allowed)
-    best = float((q @ x).max())
-    if best <= lower * (1 + 1e-9):
-        return x, SolveStatus.OPTIMAL, "greedy+swap (at bound)"
-    if not task.params.use_cpsat or best <= lower * (1 + task.params.gap_tolerance):
-        return x, SolveStatus.FEASIBLE, "greedy+swap"
-    res = cpsat.solve_layer(w, counts, caps, allowed, hint=x, time_limit_s=task.time_limit_s,
-                            num_workers=task.params.num_workers, random_seed=task.params.random_seed)
-    if res.x is not None and float((q @ res.x).max()) < best:
-        return res.x, res.status, "cp-sat"
-    status = res.status if res.status is SolveStatus.OPTIMAL else SolveStatus.FEASIBLE
-    return x, status, "greedy+swap (cp-sat no better)"
+    budget = _cpsat_time(task)
+    if not task.params.use_cpsat or best <= lay.lower * (1 + task.params.gap_tolerance) \
+            or budget < _MIN_CPSAT_S:
+        return x, counts, SolveStatus.FEASIBLE, "greedy+swap"
+    res_x, status = _cpsat_window(task, lay, x, counts, budget)
+    if res_x is not None and float((q @ res_x).max()) < best * (1 - 1e-12):
+        return res_x, counts, status, "cp-sat"
+    if status is SolveStatus.OPTIMAL and _window(x, q, task.params.window_gpus).size == x.shape[1]:
+        return x, counts, SolveStatus.OPTIMAL, "greedy+swap (cp-sat proved optimal)"
+    return x, counts, SolveStatus.FEASIBLE, "greedy+swap (cp-sat no better)"
 
 
-def _incremental(task: _LayerTask, allowed: BoolArray, counts: IntArray, caps: IntArray, lower: float,
-                 started: float) -> tuple[BoolArray, LayerReport]:
+def _window(x: BoolArray, q: FloatArray, size: int) -> IntArray:
+    """GPUs CP-SAT may re-pack: the busiest and the lightest ``size / 2`` each (all when few)."""
+    load = q @ x
+    if size >= load.size:
+        return np.arange(load.size, dtype=np.int64)
+    order = np.argsort(-load, kind="stable")
+    return np.sort(np.concatenate([order[: size // 2], order[load.size - (size - size // 2):]]))
+
+
+def _cpsat_window(task: _LayerTask, lay: _Layout, x: BoolArray, counts: IntArray, budget: float,
+                  *, x0: BoolArray | None = None,
+                  max_load: float | None = None) -> tuple[BoolArray | None, SolveStatus]:
+    """CP-SAT on a window of GPUs (large-neighbourhood search): the other GPUs keep their replicas.
+
+    A model over all 64 GPUs x 256 experts spends its whole budget in presolve; a window of the busiest
+    and lightest GPUs is small enough to solve well and is where balance is won. The replicas on the
+    window are re-packed among its GPUs with the same per-replica loads, so the result is never worse
+    than ``x`` (which is the hint).
+    """
+    q = task.w / counts
+    gpus = _window(x, q, task.params.window_gpus)
+    sub = x[:, gpus]
+    experts = np.flatnonzero(sub.any(axis=1))
+    cnt_sub = sub[experts].sum(axis=1).astype(np.int64)
+    res = cpsat.solve_layer(
+        q[experts] * cnt_sub, cnt_sub, sub[experts].sum(axis=0).astype(np.int64),
+        lay.allowed[np.ix_(experts, gpus)], hint=sub[experts], time_limit_s=budget,
+        num_workers=task.params.num_workers, random_seed=task.params.random_seed,
+        x0=None if x0 is None else x0[np.ix_(experts, gpus)], max_load=max_load,
+        home=None if lay.home is None else _home_needed(lay, x, experts, gpus),
+        node_of=lay.node_of[gpus] if lay.home is not None else None)
+    if res.x is None:
+        return None, res.status
+    out = x.copy()
+    out[np.ix_(experts, gpus)] = res.x
+    return out, res.status
+
+
+def _home_needed(lay: _Layout, x: BoolArray, experts: IntArray, gpus: IntArray) -> IntArray:
+    """Home nodes for experts that have no home replica outside the window (others need none: -1)."""
+    assert lay.home is not None
+    outside = np.ones(x.shape[1], dtype=bool)
+    outside[gpus] = False
+    at_home_outside = (x[experts] & outside[None, :] & (lay.node_of[None, :] == lay.home[experts, None])).any(1)
+    return np.where(at_home_outside, -1, lay.home[experts]).astype(np.int64)
+
+
+def _incremental(task: _LayerTask, lay: _Layout) -> tuple[BoolArray, IntArray, SolveStatus, str]:
     """Fewest copies that reach the balance target, starting from the current plan."""
     assert task.x0 is not None and task.target_imbalance is not None
     w, x0 = task.w, task.x0
     mean = float(w.sum()) / task.cluster.num_gpus
-    target = max(task.target_imbalance * mean, lower)
-    candidates: list[tuple[int, BoolArray, IntArray]] = []
+    target = max(task.target_imbalance * mean, lay.lower)
     old_counts = x0.sum(axis=1).astype(np.int64)
-    local_ok = bool((allowed | ~x0).all())
-    for cnt in ([old_counts, counts] if local_ok else [counts]):
-        if local_ok and (cnt == old_counts).all():
+    legal = bool((lay.allowed | ~x0).all())
+    candidates: list[tuple[int, BoolArray, IntArray]] = []
+    for cnt in ([old_counts, lay.counts] if legal else [lay.counts]):
+        if not legal:
+            start = lpt_pack(w, cnt, lay.caps, lay.allowed, home=lay.home, node_of=lay.node_of)
+        elif (cnt == old_counts).all():
             start = x0
-        elif local_ok:
-            start = adapt_counts(x0, w, cnt, allowed)
         else:
-            start = lpt_pack(w, cnt, caps, allowed)
-        x = improve(start, w, cnt, allowed, target=target, x0=x0)
+            start = adapt_counts(x0, w, cnt, lay.allowed, home=lay.home, node_of=lay.node_of)
+        x = improve(start, w, cnt, lay.allowed, target=target, x0=x0, home=lay.home, node_of=lay.node_of)
         if float(((w / cnt) @ x).max()) <= target * (1 + 1e-9):
             candidates.append((int((x & ~x0).sum()), x, cnt))
-    method = "incremental swap"
-    status = SolveStatus.FEASIBLE
-    if candidates:
-        moves, x, cnt = min(candidates, key=lambda t: t[0])
-        if task.params.use_cpsat and moves > 0:
-            res = cpsat.solve_layer(w, cnt, caps, allowed, hint=x, time_limit_s=task.time_limit_s,
-                                    num_workers=task.params.num_workers, random_seed=task.params.random_seed,
-                                    x0=x0, max_load=target)
-            if res.x is not None and int((res.x & ~x0).sum()) <= moves \
-                    and float(((w / cnt) @ res.x).max()) <= target * (1 + 1e-6):
-                x, moves, status, method = res.x, int((res.x & ~x0).sum()), res.status, "incremental cp-sat"
-        elif moves == 0:
-            status, method = SolveStatus.OPTIMAL, "unchanged"
-    else:
-        x, status, method = _fresh(task, allowed, counts, caps, lower)
-        cnt, method = counts, "fresh (target out of reach incrementally)"
-    q = w / cnt
-    report = LayerReport(status=status, imbalance=float((q @ x).max()) / mean, lower_bound=lower / mean,
-                         moves=int((x & ~x0).sum()), method=method, wall_s=time.perf_counter() - started)
-    return x, report
+    if not candidates:
+        # Out of reach from here (node-local rules keep the current group homes): plan afresh, homes too.
+        fresh_task = replace(task, x0=None)
+        fresh_lay = _layout(fresh_task)
+        x, cnt, status, _ = _fresh(fresh_task, fresh_lay, fresh_lay.counts)
+        return x, cnt, status, "fresh (target out of reach incrementally)"
+    moves, x, cnt = min(candidates, key=lambda t: t[0])
+    if moves == 0:
+        return x, cnt, SolveStatus.OPTIMAL, "unchanged"
+    budget = _cpsat_time(task)
+    if not task.params.use_cpsat or budget < _MIN_CPSAT_S:
+        return x, cnt, SolveStatus.FEASIBLE, "incremental swap"
+    res_x, status = _cpsat_window(task, lay, x, cnt, budget, x0=x0, max_load=target)
+    if res_x is not None and int((res_x & ~x0).sum()) < moves \
+            and float(((w / cnt) @ res_x).max()) <= target * (1 + 1e-6):
+        return res_x, cnt, status, "incremental cp-sat"
+    return x, cnt, SolveStatus.FEASIBLE, "incremental swap"
 
 
-def _locality(task: _LayerTask, caps: IntArray) -> tuple[BoolArray, IntArray, float]:
-    """Allowed GPUs per expert, replica counts, and the node-level lower bound on the busiest GPU."""
+def _layout(task: _LayerTask) -> _Layout:
+    """Allowed GPUs per expert, replica counts, home nodes and the lower bound on the busiest GPU."""
     w, c = task.w, task.cluster
     n = w.shape[0]
+    caps = np.asarray(c.slots_per_gpu, dtype=np.int64)
+    node_of = c.node_of_gpu
+    mean = float(w.sum()) / c.num_gpus
     if task.locality is Locality.GLOBAL:
-        return (np.ones((n, c.num_gpus), dtype=bool), capped_counts(w, c.num_slots, c.num_gpus), 0.0)
-    home = _group_homes(task)
-    group_size = n // task.num_groups
-    expert_node = np.repeat(home, group_size)
-    allowed = expert_node[:, None] == c.node_of_gpu[None, :]
+        counts = capped_counts(w, c.num_slots, c.num_gpus)
+        return _Layout(allowed=np.ones((n, c.num_gpus), dtype=bool), counts=counts, caps=caps,
+                       lower=max(mean, float((w / counts).max())), home=None, node_of=node_of)
+    expert_node = np.repeat(_group_homes(task), n // task.num_groups)
+    if task.locality is Locality.HOME:
+        # Two count rules (plain greedy, node-aware greedy): keep the one whose packing balances better.
+        allowed = np.ones((n, c.num_gpus), dtype=bool)
+        options = [capped_counts(w, c.num_slots, c.num_gpus),
+                   home_counts(w, expert_node, c.num_slots, c.num_gpus, c.gpus_per_node)]
+
+        def _packed_max(cnt: IntArray) -> float:
+            x = improve(lpt_pack(w, cnt, caps, allowed, home=expert_node, node_of=node_of), w, cnt,
+                        allowed, home=expert_node, node_of=node_of)
+            return float(((w / cnt) @ x).max())
+
+        counts = min(options, key=_packed_max)
+        return _Layout(allowed=np.ones((n, c.num_gpus), dtype=bool), counts=counts, caps=caps,
+                       lower=max(mean, float((w / counts).max())), home=expert_node, node_of=node_of)
     counts = np.ones(n, dtype=np.int64)
-    bound = 0.0
-    node_slots = c.slots_per_node
+    node_bound = 0.0
     for node in range(c.num_nodes):
         mine = np.flatnonzero(expert_node == node)
-        counts[mine] = capped_counts(w[mine], node_slots[node], c.gpus_per_node)
-        bound = max(bound, float(w[mine].sum()) / c.gpus_per_node)
-    return allowed, counts, bound
+        counts[mine] = capped_counts(w[mine], c.slots_per_node[node], c.gpus_per_node)
+        node_bound = max(node_bound, float(w[mine].sum()) / c.gpus_per_node)
+    return _Layout(allowed=expert_node[:, None] == node_of[None, :], counts=counts, caps=caps,
+                   lower=max(mean, float((w / counts).max()), node_bound), home=None, node_of=node_of)
 
 
 def _group_homes(task: _LayerTask) -> IntArray:
-    """Node of every expert group: kept from the current plan when it is node-local, else solved."""
+    """Node of every expert group: kept from the current plan when it fits the rule, else solved."""
     c = task.cluster
     n = task.w.shape[0]
     group_size = n // task.num_groups
@@ -243,8 +390,8 @@ def _group_homes(task: _LayerTask) -> IntArray:
         for e, g in zip(*np.nonzero(task.x0), strict=True):
             node_hits[e // group_size, c.node_of_gpu[g]] += 1
         homes = node_hits.argmax(axis=1)
-        pure = (node_hits > 0).sum(axis=1) == 1
-        if pure.all() and (np.bincount(homes, minlength=c.num_nodes) == per_node).all():
+        pure = bool(((node_hits > 0).sum(axis=1) == 1).all()) or task.locality is Locality.HOME
+        if pure and (np.bincount(homes, minlength=c.num_nodes) == per_node).all():
             return homes.astype(np.int64)
     return assign_groups(task.w.reshape(task.num_groups, group_size).sum(axis=1), c.num_nodes,
                          time_limit_s=min(task.time_limit_s, 1.0), random_seed=task.params.random_seed)

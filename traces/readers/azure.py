@@ -19,6 +19,7 @@ special case.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -27,6 +28,7 @@ from traces.readers.base import (
     TIME,
     RawScan,
     TimeSpec,
+    diagnose_csv,
     first_data_value,
     read_csv_header,
     require_columns,
@@ -85,4 +87,11 @@ def scan_azure(path: Path) -> RawScan:
         extra.append(("dropped_columns", "NumImages (the canonical schema has no image column)"))
     meta = TraceMeta(source=str(path), format="azure", extra=tuple(extra))
     fields = {TIME: "TIMESTAMP", "input_tokens": "ContextTokens", "output_tokens": "GeneratedTokens"}
-    return RawScan(lf=lf, meta=meta, time=spec, fields=fields, path=str(path))
+    return RawScan(
+        lf=lf,
+        meta=meta,
+        time=spec,
+        fields=fields,
+        path=str(path),
+        diagnose=partial(diagnose_csv, path, len(header)),
+    )

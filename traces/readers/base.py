@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -55,6 +55,7 @@ class RawScan:
         fields: canonical column -> source column name, so errors name the column the user sees.
         path: the source, for error messages.
         check_hash_blocks: check ``len(prefix_hashes) == ceil(input_tokens / block_size)`` (Mooncake).
+        diagnose: called when polars refuses the file, to locate the problem (row, cause) for the error.
     """
 
     lf: pl.LazyFrame
@@ -63,6 +64,7 @@ class RawScan:
     fields: Mapping[str, str] = field(default_factory=dict)
     path: str = ""
     check_hash_blocks: bool = False
+    diagnose: Callable[[], InputError | None] | None = None
 
     def source_field(self, name: str) -> str:
         """The source column behind canonical column ``name`` (``_t`` is the arrival column)."""
@@ -161,11 +163,41 @@ def scan_csv_text(path: Path, header: list[str]) -> pl.LazyFrame:
     return lf.filter(~pl.all_horizontal(pl.col(header).is_null()))
 
 
+def first_bad_utf8_line(path: Path, *, chunk_bytes: int = 1 << 20) -> int | None:
+    """1-based line of the first byte that is not UTF-8, reading in chunks (``None``: all valid)."""
+    line = 1
+    carry = b""
+    with path.open("rb") as fh:
+        while True:
+            chunk = fh.read(chunk_bytes)
+            buf = carry + chunk
+            if not buf:
+                return None
+            try:
+                buf.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                if chunk and exc.reason == "unexpected end of data":  # a character cut by the chunk edge
+                    line += buf[: exc.start].count(b"\n")
+                    carry = buf[exc.start :]
+                    continue
+                return line + buf[: exc.start].count(b"\n")
+            line += buf.count(b"\n")
+            carry = b""
+            if not chunk:
+                return None
+
+
 def diagnose_csv(path: Path, ncols: int) -> InputError | None:
     """Find the first row a CSV parser would choke on (bad UTF-8, too many fields), streaming the file.
 
     Only called after polars refused the file, to turn its message into a located :class:`InputError`.
+    Rows are counted as lines here (a quoted field with a line break would shift the count).
     """
+    bad_line = first_bad_utf8_line(path)
+    if bad_line is not None:
+        return InputError(
+            "not UTF-8 text", path=str(path), row=max(bad_line - 1, 1), expected="a UTF-8 encoded file"
+        )
     data_row = 0
     try:
         with path.open("r", encoding="utf-8-sig", newline="") as fh:
@@ -180,8 +212,6 @@ def diagnose_csv(path: Path, ncols: int) -> InputError | None:
                         row=data_row,
                         expected=f"{ncols} comma-separated fields",
                     )
-    except UnicodeDecodeError:
-        return InputError("not UTF-8 text", path=str(path), row=data_row + 1, expected="a UTF-8 encoded file")
     except csv.Error as exc:
         return InputError(f"malformed CSV: {exc}", path=str(path), row=data_row + 1, expected="valid CSV")
     return None

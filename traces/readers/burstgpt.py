@@ -15,11 +15,20 @@ validation (``TraceMeta.dropped_rows`` plus a repair note).
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 
-from traces.readers.base import TIME, RawScan, TimeSpec, read_csv_header, require_columns, scan_csv_text
+from traces.readers.base import (
+    TIME,
+    RawScan,
+    TimeSpec,
+    diagnose_csv,
+    read_csv_header,
+    require_columns,
+    scan_csv_text,
+)
 from traces.schema import TraceMeta
 
 COLUMNS: tuple[str, ...] = ("Timestamp", "Model", "Request tokens", "Response tokens", "Log Type")
@@ -57,5 +66,10 @@ def scan_burstgpt(path: Path) -> RawScan:
     )
     spec = TimeSpec("s", expected="seconds from the start of the trace")
     return RawScan(
-        lf=scan_csv_text(path, header).select(cols), meta=meta, time=spec, fields=fields, path=str(path)
+        lf=scan_csv_text(path, header).select(cols),
+        meta=meta,
+        time=spec,
+        fields=fields,
+        path=str(path),
+        diagnose=partial(diagnose_csv, path, len(header)),
     )

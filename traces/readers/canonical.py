@@ -11,6 +11,7 @@ In a canonical CSV, ``prefix_hashes`` are integers separated by spaces.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -86,4 +87,4 @@ def scan_canonical(path: Path, *, parquet: bool) -> RawScan:
             dropped_rows=old.dropped_rows,
             extra=tuple(extra.items()),
         )
-    return RawScan(lf=raw.lf, meta=meta, time=raw.time, fields=raw.fields, path=raw.path)
+    return replace(raw, meta=meta)

@@ -14,6 +14,7 @@ On the command line this is ``--map arrival_s=ts --map time_unit=ms``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 from typing import cast
 
@@ -27,6 +28,7 @@ from traces.readers.base import (
     RawScan,
     TimeKind,
     TimeSpec,
+    diagnose_csv,
     read_csv_header,
     scan_csv_text,
 )
@@ -110,7 +112,10 @@ def scan_generic(path: Path, *, mapping: Mapping[str, str] | None, parquet: bool
         ("time_unit", unit),
     )
     meta = TraceMeta(source=str(path), format=fmt, extra=extra)
-    return RawScan(lf=source.select(cols), meta=meta, time=spec, fields=fields, path=str(path))
+    diagnose = None if parquet else partial(diagnose_csv, path, len(names))
+    return RawScan(
+        lf=source.select(cols), meta=meta, time=spec, fields=fields, path=str(path), diagnose=diagnose
+    )
 
 
 def hashes_from_text(col: pl.Expr) -> pl.Expr:

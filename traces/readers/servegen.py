@@ -156,6 +156,13 @@ def scan_servegen(path: Path, *, mapping: Mapping[str, str] | None = None, seed:
             ).with_columns(tenant=pl.lit(f"chunk-{c}"))
         )
     df = pl.concat(frames).sort(TIME, maintain_order=True).with_row_index(ROW, offset=1)
+    if df.height == 0:
+        raise InputError(
+            f"no requests between {start_s:g} s and {end_s:g} s (all rates are 0 there)",
+            path=str(path),
+            field="start_s",
+            expected="a start_s/duration_s span where the clients send requests",
+        )
     meta = TraceMeta(
         source=str(path),
         format="servegen",
@@ -327,13 +334,15 @@ def _generate(
     for i in range(len(w.start_s)):
         n = int(w.count[i])
         lo = float(w.start_s[i])
-        if n == 0 or lo >= end_s or lo + w.window_s <= start_s:
+        if n == 0 or lo >= end_s or lo + w.window_s <= start_s:  # nothing in [start_s, end_s)
             continue
         log_gaps = _log_gaps(rng, w.pattern[i], float(w.shape[i]), n + 1)
         top = log_gaps.max()
         gaps = np.exp(log_gaps - top) if np.isfinite(top) else np.ones(n + 1)
         cum = np.cumsum(gaps)
-        t = lo + w.window_s * (cum[:n] / cum[-1])
+        hi = lo + w.window_s
+        # A dominant early gap pushes later arrivals to the window's end; keep them inside it.
+        t = np.minimum(lo + w.window_s * (cum[:n] / cum[-1]), np.nextafter(hi, lo))
         key, fell_back = _dataset_key(keys, int(w.start_s[i]))
         fallbacks += fell_back
         pin, pout = pdfs[key]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from planner.catalog import load as load_mod
 from planner.catalog import load_catalog
 from traces.errors import InputError
 
@@ -92,7 +93,8 @@ BAD = [
     ("gpus:\n  H100-SXM:\n    tdp: 5\n", ["row 3", "gpus.H100-SXM.tdp", "unknown key 'tdp'", "tdp_w"]),
     ("gpus:\n  H100-SXM:\n    tdp_w: '700'\n", ["gpus.H100-SXM.tdp_w", "valid number"]),
     ("gpus:\n  H100-SXM:\n    tdp_w: true\n", ["gpus.H100-SXM.tdp_w", "valid number"]),
-    ("gpus:\n  H100-SXM:\n    price_per_hour: -1\n", ["row 3", "gpus.H100-SXM.price_per_hour", "greater than 0"]),
+    ("gpus:\n  H100-SXM:\n    price_per_hour: -1\n",
+     ["row 3", "gpus.H100-SXM.price_per_hour", "greater than 0"]),
     ("gpus:\n  H100-SXM:\n    fp8_tflops: -2\n", ["gpus.H100-SXM.fp8_tflops", "greater than or equal to 0"]),
     ("gpus:\n  H100-SXM:\n    hbm_tbps: .inf\n", ["gpus.H100-SXM.hbm_tbps", "finite"]),
     ("gpus:\n  H100-SXM:\n    idle_w: 800\n", ["gpus.H100-SXM", "idle_w (800) must be below tdp_w (700)"]),
@@ -106,13 +108,15 @@ BAD = [
     ("gpus:\n  X:\n    vendor: Acme\n", ["gpus.X.bf16_tflops", "required key is missing", "more problems"]),
     ("gpus:\n  H100-SXM:\n    sources: {tdp: x}\n", ["gpus.H100-SXM.sources.tdp", "unknown source key"]),
     ("gpus:\n  H100-SXM:\n    sources: {tdp_w: ' '}\n", ["gpus.H100-SXM.sources.tdp_w", "empty source"]),
-    ("gpus:\n  H100-SXM:\n    aliases: [H200]\n", ["gpus.H100-SXM.aliases", "alias 'H200' collides with GPU"]),
+    ("gpus:\n  H100-SXM:\n    aliases: [H200]\n",
+     ["gpus.H100-SXM.aliases", "alias 'H200' collides with GPU"]),
     ("models:\n  Llama-3.1-8B:\n    num_layers: 40\n",
      ["models.Llama-3.1-8B.params_b", "architecture gives 9.78B", "within 3%"]),
     ("models:\n  Mixtral-8x7B:\n    active_params_b: 20\n",
      ["row 3", "models.Mixtral-8x7B.active_params_b", "architecture gives 12.88B"]),
     ("models:\n  Llama-3.1-8B:\n    num_kv_heads: 7\n", ["models.Llama-3.1-8B", "multiple of num_kv_heads"]),
-    ("models:\n  DeepSeek-V3:\n    moe: {top_k: 2}\n", ["row 3", "models.DeepSeek-V3.moe.top_k", "experts_per_token"]),
+    ("models:\n  DeepSeek-V3:\n    moe: {top_k: 2}\n",
+     ["row 3", "models.DeepSeek-V3.moe.top_k", "experts_per_token"]),
     ("models:\n  DeepSeek-V3:\n    mla: {kv_lora_rank: 0}\n",
      ["models.DeepSeek-V3.mla.kv_lora_rank", "greater than 0"]),
 ]
@@ -147,3 +151,29 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_directory_instead_of_file(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="cannot read"):
         load_catalog([tmp_path])
+
+
+def test_bundled_style_file_needs_a_source_for_every_number(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    # Shipped files get no automatic "user catalog" sources: a number without a citation is refused.
+    shipped = _write(tmp_path, NEW_GPU, "gpus.yaml")
+    monkeypatch.setattr(load_mod, "bundled_paths", lambda: [str(shipped)])
+    with pytest.raises(InputError, match=r"gpus\.X100\.sources\.fp8_tflops: no source for 'fp8_tflops'"):
+        load_catalog()
+    model = _write(tmp_path, """
+models:
+  M:
+    num_layers: 1
+    hidden_size: 8
+    num_heads: 2
+    num_kv_heads: 2
+    head_dim: 4
+    ffn_size: 16
+    vocab_size: 10
+    params_b: 0.000000729
+    sources: {architecture: "config.json"}
+""", "models.yaml")
+    monkeypatch.setattr(load_mod, "bundled_paths", lambda: [str(model)])
+    # One 'architecture' source covers the shapes, but a published count needs its own citation.
+    with pytest.raises(InputError, match=r"models\.M\.sources\.params_b: no source"):
+        load_catalog()

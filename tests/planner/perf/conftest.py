@@ -34,7 +34,7 @@ TRUE = replace(
     attention=AttentionCurve(prefill_ec=0.5, prefill_x_half=400.0, prefill_em=0.6, prefill_launch_s=1.5e-5,
                              decode_em=0.8, decode_ec=0.3, decode_per_seq_s=1e-7, decode_launch_s=6e-6),
     ew_em=0.7, ew_launch_s=3e-6, step_s=2.5e-3, per_seq_s=2e-5,
-    power=PowerCoeffs(idle_w=72.0, busy_w=120.0, compute_w=520.0, mem_w=180.0, clock_exp=4.0),
+    power=PowerCoeffs(idle_w=72.0, busy_w=120.0, compute_w=520.0, mem_w=180.0, clock_exp=4.0, tdp_w=700.0),
     gpu="H100-SXM", source="synthetic truth",
 )
 NOISE = 0.02
@@ -93,23 +93,31 @@ def write_synthetic_profile(folder: Path, cat: Catalog, truth: Calibration = TRU
             srows.append(("decode", 0, 0.0, b, b * c))
     for n, b in ((256, 16), (512, 64), (1024, 32), (2048, 128)):
         srows.append(("mixed", n, n * (1000 + (n + 1) / 2), b, b * 1500))
-    s = pl.DataFrame(srows, schema={"kind": pl.String, "prefill_tokens": pl.Int64, "prefill_pairs": pl.Float64,
-                                    "decode_seqs": pl.Int64, "decode_kv": pl.Int64}, orient="row")
-    st, sw = predict_steps(s, step_perf(gpu, truth, model))
-    s = s.with_columns(pl.Series("time_s", _noisy(rng, st)), pl.Series("power_w", _noisy(rng, sw)),
+    steps = pl.DataFrame(srows, schema={"kind": pl.String, "prefill_tokens": pl.Int64,
+                                    "prefill_pairs": pl.Float64, "decode_seqs": pl.Int64,
+                                    "decode_kv": pl.Int64}, orient="row")
+    st, sw = predict_steps(steps, step_perf(gpu, truth, model))
+    steps = steps.with_columns(pl.Series("time_s", _noisy(rng, st)), pl.Series("power_w", _noisy(rng, sw)),
                        pl.lit(1980.0).alias("sm_clock_mhz"))
-    s.write_parquet(folder / "steps.parquet")
+    steps.write_parquet(folder / "steps.parquet")
     pw = truth.power
     phases = [("idle", 0.0, 0.0, 0.0), ("gemm", 1.0, 0.7, 0.1), ("memcpy", 1.0, 0.0, 0.9),
               ("prefill", 1.0, 0.55, 0.15), ("decode", 1.0, 0.05, 0.6)]
     p = pl.DataFrame(
-        [{"phase": ph, "power_w_mean": min(pw.idle_w + pw.busy_w * b + pw.compute_w * c + pw.mem_w * m, 700.0),
-          "compute_fraction": c, "bw_fraction": m} for ph, b, c, m in phases])
+        [{"phase": ph,
+          "power_w_mean": min(pw.idle_w + pw.busy_w * b + pw.compute_w * c + pw.mem_w * m, 700.0),
+          "tflops_frac": c, "bw_frac": m} for ph, b, c, m in phases])
     p.write_parquet(folder / "power.parquet")
     (folder / "meta.json").write_text(json.dumps({"gpu_name": "synthetic H100", "catalog_gpu": "H100-SXM",
                                                   "date": "synthetic"}), encoding="utf-8")
     _ = kn
     return folder
+
+
+@pytest.fixture(scope="session")
+def true_calibration() -> Calibration:
+    """The calibration the synthetic profile was generated from."""
+    return TRUE
 
 
 @pytest.fixture(scope="session")

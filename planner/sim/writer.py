@@ -1,0 +1,46 @@
+"""Write a :class:`~planner.sim.result.SimResult` to a folder (the only I/O of the simulator).
+
+Files: ``requests.parquet``, ``timeseries.parquet``, ``power.parquet`` (when the replay had a GPU spec)
+and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from planner.sim.result import SimResult
+
+
+def _clean(v: object) -> object:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, list | tuple):
+        return [_clean(x) for x in v]
+    return v
+
+
+def summary_json(result: SimResult) -> str:
+    """The summary as JSON (NaN and infinities become null)."""
+    return json.dumps(_clean(result.summary.as_dict()), indent=2, sort_keys=True)
+
+
+def write_result(result: SimResult, out_dir: Path) -> list[Path]:
+    """Write the result's tables as Parquet and the summary as JSON under ``out_dir`` (created).
+
+    Returns:
+        The paths written.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / "requests.parquet", out_dir / "timeseries.parquet"]
+    result.requests.write_parquet(paths[0])
+    result.timeseries.write_parquet(paths[1])
+    if result.power is not None:
+        paths.append(out_dir / "power.parquet")
+        result.power.write_parquet(paths[-1])
+    paths.append(out_dir / "summary.json")
+    paths[-1].write_text(summary_json(result) + "\n")
+    return paths
