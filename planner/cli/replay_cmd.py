@@ -39,10 +39,10 @@ def register(app: typer.Typer) -> None:
 
 def _load(trace: str) -> RequestTrace:
     if trace == "default":
-        from traces.default import default_trace
+        from traces.default import default_trace  # noqa: PLC0415 (optional/heavy, loaded on use)
 
         return default_trace()
-    from traces.load import load_trace
+    from traces.load import load_trace  # noqa: PLC0415 (optional/heavy, loaded on use)
 
     return load_trace(trace)
 
@@ -91,7 +91,7 @@ def replay_cmd(  # noqa: PLR0917 (typer options)
             result = replay(tr, perf, config=config, gpu=gpu_spec,
                             progress=lambda done, _n: bar.update(job, completed=done))
         else:
-            from planner.sim.ray_runner import ray_map_shards
+            from planner.sim.ray_runner import ray_map_shards  # noqa: PLC0415 (optional/heavy, loaded on use)
 
             mapper = ray_map_shards(address=None if ray_address == "local" else ray_address,
                                     on_done=lambda done, _n: bar.update(job, completed=done))
@@ -125,17 +125,19 @@ def print_summary(result: SimResult, console: Console, *, title: str, out: Path 
         rows.append(("energy", f"{s.energy_kwh:,.2f} kWh"))
     if s.cost_usd is not None:
         rows.append(("cost", f"${s.cost_usd:,.2f}"))
-    for k, v in rows:
-        t.add_row(k, v)
+    for name, value in rows:
+        t.add_row(name, value)
     console.print(t)
     c = Table(title="SLO classes")
-    for col in ("class", "requests", "attainment", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "target ms", "p99 met"):
+    for col in ("class", "requests", "attainment", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "target ms",
+                "p99 met"):
         c.add_column(col)
     for k in s.classes:
         c.add_row(k.slo_class, f"{k.requests:,}", f"{k.attainment:.1%}",
                   f"{k.ttft_p50_s * 1e3:,.0f} / {k.ttft_p99_s * 1e3:,.0f}",
                   f"{k.tpot_p50_s * 1e3:,.1f} / {k.tpot_p99_s * 1e3:,.1f}",
-                  f"{k.ttft_target_s * 1e3:,.0f} / {k.tpot_target_s * 1e3:,.0f}", "yes" if k.p99_met else "no")
+                  f"{k.ttft_target_s * 1e3:,.0f} / {k.tpot_target_s * 1e3:,.0f}",
+                  "yes" if k.p99_met else "no")
     console.print(c)
     if s.violations:
         console.print(f"[bold red]engine invariant violations: {s.violations}[/]")

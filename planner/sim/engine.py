@@ -37,6 +37,7 @@ Routers see each replica's state as of its last processed step boundary before t
 
 from __future__ import annotations
 
+# ruff: noqa: PLR0917  (numba-compiled functions take positional arguments only)
 import math
 
 import numba as nb
@@ -92,7 +93,8 @@ P_RUNLEN = 16  # entries in the running list (live and stale)
 P_NPRE = 17  # sequences in prefill (the prefill list)
 P_HLEN = 18  # entries in the finish heap
 P_ADMSEQ = 19  # admissions so far
-N_PI = 20
+P_MIXED = 20  # steps timed by the perf kernel (prefill or mixed); the rest were summed in closed form
+N_PI = 21
 
 # --- per-replica lists (lst[r, L, i]); capacity 2 * max_num_seqs -------------------------------------
 L_RUN = 0  # running sequences in admission order (lazy deletion)
@@ -179,7 +181,7 @@ def splitmix64(x: np.uint64) -> np.uint64:  # pragma: no cover - numba
 
 
 @nb.njit(cache=True, inline="always")
-def _slot_of(h: np.uint64, r: int, mask: int) -> int:  # pragma: no cover - numba
+def _slot_of(h: np.uint64, r: int, mask: int) -> np.int64:  # pragma: no cover - numba
     return np.int64(splitmix64(h ^ (np.uint64(r) * np.uint64(0xD6E8FEB86659FD93))) & np.uint64(mask))
 
 
@@ -427,7 +429,7 @@ def _accum(ts, dt, r, t0, t1, steps, pre, pairs, dec, dkv, running, waiting, kvb
 def _live(lst, rq, r, i):  # type: ignore[no-untyped-def]  # pragma: no cover
     q = lst[r, L_RUN, i]
     ph_q = rq[q, R_PHASE]
-    return (ph_q == PH_PREFILL or ph_q == PH_DECODE) and rq[q, R_ADM] == lst[r, L_ADM, i]
+    return (ph_q == PH_PREFILL or ph_q == PH_DECODE) and rq[q, R_ADM] == lst[r, L_ADM, i]  # noqa: PLR1714, SIM109
 
 
 @nb.njit(cache=True)
@@ -708,6 +710,7 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
         pf[r, Q_PAIRS] = pairs
         pf[r, Q_DKV] = dkv
         pf[r, Q_BUSY_UNTIL] = t
+        pi[r, P_MIXED] += 1
         return True
     # pure decode with a fixed batch: a run to the next finish, bounded by guaranteed-free KV.
     # With a queue, stop before any prefix-cache eviction: evicting a cached block can unblock the
@@ -716,10 +719,8 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
     k = _heap_top(lst, pi, rq, out, r) - x
     avail = pi[r, P_FREE] if pi[r, P_NWAIT] > 0 else pi[r, P_FREE] + pi[r, P_EVICT]
     k_safe = 1 + bs * (avail // d)
-    if k_safe < k:
-        k = k_safe
-    if k < 1:
-        k = 1
+    k = min(k, k_safe)
+    k = max(k, 1)
     a = a_tab[d]
     b = b_tab[d]
     pi[r, P_MODE] = MODE_RUN
@@ -810,8 +811,7 @@ def _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, in
     used = _used_blocks(pi, ci, r)
     if used > ci[C_BLOCKS] or pi[r, P_FREE] < 0 or pi[r, P_EVICT] < 0:
         ci[C_VIOL] += 1
-    if used > pi[r, P_MAXUSED]:
-        pi[r, P_MAXUSED] = used
+    pi[r, P_MAXUSED] = max(pi[r, P_MAXUSED], used)
     pf[r, Q_BUSY_TOTAL] += t1 - t0
     pf[r, Q_NOW] = t1
     return ts
@@ -829,13 +829,9 @@ def _truncate_run(pi, pf, r, t):  # type: ignore[no-untyped-def]  # pragma: no c
     d = pi[r, P_D]
     c2 = b * d / 2.0
     c1 = a + b * kv0 - c2
-    if c2 > 0.0:
-        kr = (-c1 + math.sqrt(c1 * c1 + 4.0 * c2 * delta)) / (2.0 * c2)
-    else:
-        kr = delta / c1
-    kk = int(math.ceil(kr))
-    if kk < 1:
-        kk = 1
+    kr = (-c1 + math.sqrt(c1 * c1 + 4.0 * c2 * delta)) / (2.0 * c2) if c2 > 0.0 else delta / c1
+    kk = math.ceil(kr)
+    kk = max(kk, 1)
     while kk > 1 and (kk - 1) * c1 + c2 * (kk - 1) * (kk - 1) >= delta:
         kk -= 1
     while kk < k and kk * c1 + c2 * kk * kk < delta:
@@ -857,7 +853,7 @@ def _route(pi, ci, rkey, akey, inp, q, nrep):  # type: ignore[no-untyped-def]  #
         return r
     if router == ROUTER_HASH:
         return np.int64(rkey[q] % np.uint64(nrep))
-    if router == ROUTER_LEAST_OUTSTANDING or router == ROUTER_LEAST_KV:
+    if router == ROUTER_LEAST_OUTSTANDING or router == ROUTER_LEAST_KV:  # noqa: PLR1714, SIM109
         best = 0
         bestv = np.inf
         for r in range(nrep):

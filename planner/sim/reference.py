@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from planner.sim import engine as E
+from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
 from planner.sim.config import RouterName, SimConfig
 from planner.sim.replay import EngineSetup, ShardOutput, ShardTask, splitmix64_np
 
@@ -157,7 +157,8 @@ class _Engine:
             for q in prefilling:
                 n = max(0, min(q.target - q.done, budget))
                 q.chunk = n
-                needs[id(q)] = max(0, -(-(q.done + n) // self.bs) - (q.own + q.held * self.hb)) if n > 0 else 0
+                have = q.own + q.held * self.hb
+                needs[id(q)] = max(0, -(-(q.done + n) // self.bs) - have) if n > 0 else 0
                 budget -= n
             if sum(needs.values()) <= self.avail(p) or not p.running:
                 break
@@ -245,7 +246,7 @@ class _Engine:
 
 
 def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> ShardOutput:
-    """Simulate one shard step by step; same inputs and outputs as :func:`~planner.sim.replay.simulate_shard`."""
+    """Simulate one shard step by step; inputs and outputs as :func:`planner.sim.replay.simulate_shard`."""
     nrep = int(task.replica_ids.size)
     eng = _Engine(setup, config, nrep)
     eng.prefix = config.engine.enable_prefix_caching and task.prefix_hashes.size > 0
@@ -277,7 +278,8 @@ def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> S
         elif router is RouterName.LEAST_OUTSTANDING:
             r = min(range(nrep), key=load)
         elif router is RouterName.LEAST_KV:
-            r = min(range(nrep), key=lambda k: (eng.blocks - eng.reps[k].free - eng.hb * eng.reps[k].evictable)
+            r = min(range(nrep), key=lambda k: (eng.blocks - eng.reps[k].free
+                                                 - eng.hb * eng.reps[k].evictable)
                     + sum(w.target for w in eng.reps[k].waiting) / eng.bs)
         else:
             key = task.route_key[q.i] if router is RouterName.POWER_OF_TWO else task.affinity_key[q.i]
@@ -314,5 +316,6 @@ def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> S
         index=task.index, replica_ids=task.replica_ids, request_ids=task.request_ids, rq=rq, rf=rf,
         ts=np.zeros((1, nrep, E.N_TS)), busy_s=np.array([p.busy for p in eng.reps]),
         steps=np.array([p.steps for p in eng.reps], dtype=np.int64),
+        kernel_steps=np.array([p.steps for p in eng.reps], dtype=np.int64),
         max_used_blocks=np.array([p.max_used for p in eng.reps], dtype=np.int64), violations=0,
     )

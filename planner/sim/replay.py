@@ -22,12 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import polars as pl
 from numpy.typing import NDArray
 
 from planner.catalog.schema import GPUSpec
 from planner.perf.api import ReplicaPerf
-from planner.sim import engine as E
+from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
 from planner.sim.config import RouterName, SimConfig
 from planner.sim.result import SimResult, build_result
 from traces.errors import InputError
@@ -96,6 +95,7 @@ class ShardOutput:
     ts: F64
     busy_s: F64
     steps: I64
+    kernel_steps: I64
     max_used_blocks: I64
     violations: int
 
@@ -268,7 +268,8 @@ def simulate_shard(task: ShardTask, setup: EngineSetup, config: SimConfig,
         return _shard_output(task, rq, rf, ts, pf, pi, ci)
     for i0 in range(0, n, CHUNK_ARRIVALS):
         i1 = min(n, i0 + CHUNK_ARRIVALS)
-        ts = E.run_arrivals(kernel, kparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free,
+        ts = E.run_arrivals(kernel, kparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
+                            ent_free,
                             task.prefix_hashes, task.prefix_offsets, task.arrival_s, task.input_tokens,
                             task.output_tokens, task.route_key, task.affinity_key, lst, hist, scratch, ts, dt,
                             i0, i1, i1 == n)
@@ -277,7 +278,8 @@ def simulate_shard(task: ShardTask, setup: EngineSetup, config: SimConfig,
     return _shard_output(task, rq, rf, ts, pf, pi, ci)
 
 
-def _shard_output(task: ShardTask, rq: I64, rf: F64, ts: F64, pf: F64, pi: I64, ci: I64) -> ShardOutput:
+def _shard_output(task: ShardTask, rq: I64, rf: F64, ts: F64, pf: F64, pi: I64,  # noqa: PLR0917
+                  ci: I64) -> ShardOutput:
     return ShardOutput(
         index=task.index,
         replica_ids=task.replica_ids,
@@ -287,6 +289,7 @@ def _shard_output(task: ShardTask, rq: I64, rf: F64, ts: F64, pf: F64, pi: I64, 
         ts=ts,
         busy_s=pf[:, E.Q_BUSY_TOTAL].copy(),
         steps=pi[:, E.P_STEPS].copy(),
+        kernel_steps=pi[:, E.P_MIXED].copy(),
         max_used_blocks=pi[:, E.P_MAXUSED].copy(),
         violations=int(ci[E.C_VIOL]),
     )

@@ -15,7 +15,7 @@ import polars as pl
 
 from planner.catalog.schema import GPUSpec
 from planner.perf.api import ReplicaPerf
-from planner.sim import engine as E
+from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
 from planner.sim.config import SimConfig
 from traces.schema import POWER_POLARS_SCHEMA, RequestTrace
 
@@ -225,7 +225,8 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
         summaries.append(ClassSummary(
             slo_class=str(name), requests=int(sel.sum()), ttft_target_s=tgt.ttft_s, tpot_target_s=tgt.tpot_s,
             attainment=float(ok.mean()) if sel.any() else float("nan"),
-            ttft_p50_s=_pct(c_ttft, 50), ttft_p99_s=p99_ttft, tpot_p50_s=_pct(c_tpot, 50), tpot_p99_s=p99_tpot,
+            ttft_p50_s=_pct(c_ttft, 50), ttft_p99_s=p99_ttft, tpot_p50_s=_pct(c_tpot, 50),
+            tpot_p99_s=p99_tpot,
             p99_met=bool(p99_ttft <= tgt.ttft_s and (np.isnan(p99_tpot) or p99_tpot <= tgt.tpot_s)),
         ))
     completed = int((~np.isnan(finish)).sum())
@@ -254,7 +255,8 @@ def _replica_power(ts: np.ndarray, span: np.ndarray, perf: ReplicaPerf, idle_w: 
     safe = np.maximum(steps, 1e-12)
     busy = ts[:, :, E.T_BUSY]
     p_busy = np.asarray(perf.step_power_w(ts[:, :, E.T_PREFILL] / safe, ts[:, :, E.T_PAIRS] / safe,
-                                          ts[:, :, E.T_DECODE] / safe, ts[:, :, E.T_DKV] / safe), dtype=np.float64)
+                                          ts[:, :, E.T_DECODE] / safe, ts[:, :, E.T_DKV] / safe),
+                        dtype=np.float64)
     p_busy = np.broadcast_to(p_busy, steps.shape)
     busy = np.minimum(busy, span[:, None])
     energy = np.where(steps > 0, busy * p_busy, 0.0) + (span[:, None] - busy) * idle_w
@@ -265,7 +267,7 @@ def _replica_power(ts: np.ndarray, span: np.ndarray, perf: ReplicaPerf, idle_w: 
 def _power_scopes(watts: np.ndarray, t_start: np.ndarray, gpus_per_replica: int, gpus_per_node: int,
                   config: SimConfig) -> pl.DataFrame:
     """Per-GPU watts laid out on servers, racks and rows (replica ``r`` owns GPUs ``r*g .. r*g+g-1``)."""
-    n_int, R = watts.shape
+    n_int = watts.shape[0]
     per_gpu = np.repeat(watts, gpus_per_replica, axis=1)  # [interval, gpu]
     n_gpu = per_gpu.shape[1]
     gpu_ids = np.arange(n_gpu)

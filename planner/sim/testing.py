@@ -17,12 +17,14 @@ import numba as nb
 import numpy as np
 from numpy.typing import NDArray
 
+Num = NDArray[np.float64] | float
+
 
 @nb.njit(cache=True)
-def linear_step_time(prm: NDArray[np.float64], pt: float, pairs: float, ds: float,  # noqa: PLR0917
+def linear_step_time(prm: NDArray[np.float64], pt: float, pairs: float, ds: float,
                      kv: float) -> float:  # pragma: no cover - numba
     """``base + per_prefill_token * pt + per_pair * pairs + per_decode * ds + per_kv * kv``."""
-    return prm[0] + prm[1] * pt + prm[2] * pairs + prm[3] * ds + prm[4] * kv
+    return float(prm[0] + prm[1] * pt + prm[2] * pairs + prm[3] * ds + prm[4] * kv)
 
 
 @dataclass(frozen=True)
@@ -64,16 +66,14 @@ class LinearPerf:
         return np.array([self.base_s, self.per_prefill_token_s, self.per_pair_s, self.per_decode_s,
                          self.per_kv_s]) * self.clock_scale
 
-    def step_time_s(self, prefill_tokens: NDArray[np.float64] | float, prefill_pairs: NDArray[np.float64] | float,
-                    decode_seqs: NDArray[np.float64] | float,
-                    decode_kv: NDArray[np.float64] | float) -> NDArray[np.float64]:
+    def step_time_s(self, prefill_tokens: Num, prefill_pairs: Num, decode_seqs: Num,
+                    decode_kv: Num) -> NDArray[np.float64]:
         p = self._params()
         return np.asarray(p[0] + p[1] * np.asarray(prefill_tokens) + p[2] * np.asarray(prefill_pairs)
                           + p[3] * np.asarray(decode_seqs) + p[4] * np.asarray(decode_kv), dtype=np.float64)
 
-    def step_power_w(self, prefill_tokens: NDArray[np.float64] | float, prefill_pairs: NDArray[np.float64] | float,
-                     decode_seqs: NDArray[np.float64] | float,
-                     decode_kv: NDArray[np.float64] | float) -> NDArray[np.float64]:
+    def step_power_w(self, prefill_tokens: Num, prefill_pairs: Num, decode_seqs: Num,
+                     decode_kv: Num) -> NDArray[np.float64]:
         shape = np.broadcast(np.asarray(prefill_tokens), np.asarray(decode_seqs)).shape
         return np.full(shape, self.idle_power_w + self.busy_power_w / self.clock_scale)
 

@@ -83,16 +83,30 @@ def lpt_pack(w: FloatArray, counts: IntArray, caps: IntArray, allowed: BoolArray
     x = np.zeros((n, g_count), dtype=bool)
     load = np.zeros(g_count)
     free = caps.astype(np.int64).copy()
+    homed = home is not None and node_of is not None
+    if homed:
+        assert home is not None and node_of is not None
+        nodes = int(node_of.max()) + 1
+        # Slots each node must keep free for the first replicas of experts that call it home.
+        need = np.bincount(home[home >= 0], minlength=nodes).astype(np.int64)
     order = np.argsort(-q, kind="stable")
     for e in order:
         for r in range(int(counts[e])):
             ok = (free > 0) & ~x[e] & allowed[e]
-            if r == 0 and home is not None and node_of is not None and home[e] >= 0:
-                ok &= node_of == home[e]
+            if homed:
+                assert home is not None and node_of is not None
+                node_free = np.bincount(node_of, weights=free, minlength=nodes)
+                first_home = r == 0 and home[e] >= 0
+                if first_home:
+                    ok &= node_of == home[e]
+                else:
+                    ok &= (node_free - need)[node_of] >= 1
             if ok.any():
                 g = int(np.argmin(np.where(ok, load, np.inf)))
             else:
                 g = _make_room(x, e, free, allowed)
+            if homed and r == 0 and home is not None and home[e] >= 0:
+                need[home[e]] -= 1
             x[e, g] = True
             free[g] -= 1
             load[:] = q @ x  # recomputed: a swap in _make_room may have moved another replica

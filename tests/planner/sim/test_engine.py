@@ -1,0 +1,97 @@
+"""The fast event loop against the step-by-step reference, and conservation properties (hypothesis)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from planner.sim import EngineConfig, RouterName, SimConfig
+from planner.sim import engine as E  # noqa: N812
+from planner.sim.reference import reference_shard
+from planner.sim.replay import ShardOutput, engine_setup, make_shard_tasks, simulate_shard
+from planner.sim.testing import LinearPerf
+
+from .conftest import make_trace, poisson_trace
+
+EXACT_ROUTERS = [r for r in RouterName if r is not RouterName.LEAST_KV]
+
+
+def _both(trace, perf, cfg) -> tuple[ShardOutput, ShardOutput, np.ndarray]:  # type: ignore[no-untyped-def]
+    setup = engine_setup(perf, trace, cfg)
+    task = make_shard_tasks(trace, cfg)[0]
+    return simulate_shard(task, setup, cfg), reference_shard(task, setup, cfg), task.output_tokens
+
+
+@pytest.mark.parametrize("router", EXACT_ROUTERS, ids=str)
+@pytest.mark.parametrize(("kv_tokens", "prefix", "max_seqs"),
+                         [(200_000, False, 256), (20_000, False, 64), (30_000, True, 32), (8_000, True, 256)],
+                         ids=["roomy", "preempting", "prefix", "prefix-preempting"])
+def test_fast_loop_matches_step_by_step_reference(router: RouterName, kv_tokens: int, prefix: bool,
+                                                  max_seqs: int) -> None:
+    trace = poisson_trace(600, 40.0, 1, prefix_groups=5 if prefix else 0)
+    cfg = SimConfig(replicas=3, router=router,
+                    engine=EngineConfig(max_num_seqs=max_seqs, max_batched_tokens=2048))
+    fast, ref, _ = _both(trace, LinearPerf(kv_tokens=kv_tokens), cfg)
+    np.testing.assert_allclose(fast.rf, ref.rf, rtol=0, atol=1e-9)
+    for field in (E.R_REP, E.R_PREEMPT, E.R_CACHED, E.R_GEN):
+        np.testing.assert_array_equal(fast.rq[:, field], ref.rq[:, field])
+    np.testing.assert_array_equal(fast.steps, ref.steps)
+    assert fast.violations == 0
+    if kv_tokens <= 20_000:
+        assert fast.rq[:, E.R_PREEMPT].sum() > 0  # the case really exercises preemption
+    if prefix:
+        assert fast.rq[:, E.R_CACHED].sum() > 0
+
+
+def test_runs_jump_over_decode_steps() -> None:
+    trace = poisson_trace(300, 5.0, 2)
+    cfg = SimConfig(replicas=1)
+    fast, _, _ = _both(trace, LinearPerf(), cfg)
+    assert fast.kernel_steps.sum() < fast.steps.sum() / 5
+
+
+@st.composite
+def _cases(draw: st.DrawFn) -> tuple[object, SimConfig, LinearPerf]:
+    n = draw(st.integers(1, 40))
+    gaps = draw(st.lists(st.floats(0.0, 0.5), min_size=n, max_size=n))
+    inp = draw(st.lists(st.integers(1, 700), min_size=n, max_size=n))
+    out = draw(st.lists(st.integers(1, 120), min_size=n, max_size=n))
+    bs = draw(st.sampled_from([1, 4, 16]))
+    prefix = draw(st.booleans())
+    hashes = None
+    hbt = None
+    if prefix:
+        hbt = bs * draw(st.sampled_from([1, 2]))
+        groups = draw(st.lists(st.integers(0, 2), min_size=n, max_size=n))
+        hashes = [[g * 1000 + j for j in range(-(-i // hbt))] for g, i in zip(groups, inp, strict=True)]
+    trace = make_trace(np.cumsum(gaps), np.array(inp), np.array(out), prefix_hashes=hashes, block_size=hbt)
+    max_seqs = draw(st.integers(1, 8))
+    cfg = SimConfig(
+        replicas=draw(st.integers(1, 3)), router=draw(st.sampled_from(EXACT_ROUTERS)),
+        seed=draw(st.integers(0, 5)),
+        engine=EngineConfig(block_size=bs, max_num_seqs=max_seqs,
+                            max_batched_tokens=draw(st.integers(max_seqs, 600))),
+    )
+    perf = LinearPerf(kv_tokens=draw(st.integers(200, 2000)))
+    return trace, cfg, perf
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_cases())
+def test_conservation_and_agreement(case: tuple[object, SimConfig, LinearPerf]) -> None:
+    trace, cfg, perf = case
+    fast, ref, out = _both(trace, perf, cfg)
+    done = fast.rq[:, E.R_PHASE] == E.PH_DONE
+    rejected = fast.rq[:, E.R_PHASE] == E.PH_REJECTED
+    assert (done | rejected).all()  # every request finishes exactly once (or is refused up front)
+    np.testing.assert_array_equal(fast.rq[done, E.R_GEN], out[done])  # tokens out == tokens asked
+    arr = trace.df["arrival_s"].to_numpy()  # type: ignore[attr-defined]
+    first, finish, sched = fast.rf[done, E.F_FIRST], fast.rf[done, E.F_FINISH], fast.rf[done, E.F_SCHED]
+    assert (sched >= arr[done] - 1e-12).all() and (first >= sched).all() and (finish >= first).all()
+    assert fast.violations == 0  # time never went back, KV never over capacity
+    blocks = perf.kv_tokens // cfg.engine.block_size
+    assert (fast.max_used_blocks <= blocks).all()
+    np.testing.assert_allclose(fast.rf, ref.rf, rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(fast.rq[:, E.R_PREEMPT], ref.rq[:, E.R_PREEMPT])
