@@ -19,7 +19,9 @@ BENCH_MODULES: tuple[str, ...] = (
 
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise bench <area>`` commands."""
-    bench_app = typer.Typer(help="Benchmarks (speed and accuracy), printed side by side.", no_args_is_help=True)
+    bench_app = typer.Typer(
+        help="Benchmarks (speed and accuracy), printed side by side.", no_args_is_help=True
+    )
     for name in BENCH_MODULES:
         importlib.import_module(name).register(bench_app)
     app.add_typer(bench_app, name="bench")

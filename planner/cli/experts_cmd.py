@@ -22,8 +22,8 @@ from solvers.experts import (
     Placement,
     PlacementProblem,
     PlacementSolution,
-    SolveParams,
     Skew,
+    SolveParams,
     eplb_placement,
     load_plan,
     moe_shape_of,
@@ -156,7 +156,7 @@ def _greedy_row(plan: Placement, w: np.ndarray, wall_s: float, current: Placemen
 
 
 def _ours_row(sol: PlacementSolution) -> _Row:
-    return _Row("fleetwise (CP-SAT + swaps)", sol.imbalance, sol.worst_imbalance, sol.placement.duplicates(),
+    return _Row("fleetwise", sol.imbalance, sol.worst_imbalance, sol.placement.duplicates(),
                 sol.moves, sol.remote_share, sol.wall_s, str(sol.status))
 
 
@@ -176,13 +176,15 @@ def _print(rows: list[_Row], shape: MoEShape, cluster: Cluster, loc: Locality, o
         return
     table = Table(title=f"{shape.layers} layers x {shape.experts} experts on {cluster.num_gpus} GPUs "
                         f"({cluster.num_slots} slots, {loc})")
-    for col in ("plan", "max/mean (avg)", "worst layer", "dup. replicas", "experts moved", "remote tokens",
-                "solve s", "status"):
+    for col in ("plan", "max/mean", "worst", "dups", "moved", "remote", "time s", "status"):
         table.add_column(col, justify="left" if col == "plan" else "right")
     for r in rows:
         table.add_row(r.name, f"{r.imbalance:.4f}", f"{r.worst:.4f}", str(r.duplicates),
                       "-" if r.moves is None else str(r.moves), f"{r.remote_share:.1%}", f"{r.wall_s:.2f}",
-                      r.status)
+                      r.status.lower())
     console.print(table)
+    console.print("max/mean: busiest GPU over mean GPU load, averaged over layers (worst: worst layer); "
+                  "dups: slots wasted on a second replica on one GPU; moved: expert copies moved from the "
+                  "current plan; remote: tokens sent off their group's node.", soft_wrap=False)
     if ours.bound is not None:
         console.print(f"lower bound on max/mean (avg over layers): {ours.bound:.4f}")

@@ -43,15 +43,30 @@ def _render(result: PlanResult, model: str, console: Console) -> None:
         f"mean input {d.mean_input_tokens:.0f} / output {d.mean_output_tokens:.0f} tokens"
     )
     table = Table(title=f"candidates for {model}")
-    for col in ("GPU", "TP", "KV tokens", "decode batch", "req/s per replica", "replicas", "GPUs", "$/hour", "note"):
+    for col in (
+        "GPU",
+        "TP",
+        "KV tokens",
+        "decode batch",
+        "req/s per replica",
+        "replicas",
+        "GPUs",
+        "$/hour",
+        "note",
+    ):
         table.add_column(col, justify="right" if col not in ("GPU", "note") else "left")
     for c in sorted(result.candidates, key=lambda c: (not c.feasible, c.cost_per_hour)):
         mark = "[bold green]best[/]" if c is result.best else ("" if c.feasible else c.reason)
         table.add_row(
-            c.gpu, str(c.tp), f"{c.kv_capacity_tokens:,}" if c.kv_capacity_tokens else "-",
-            str(c.decode_batch or "-"), f"{c.replica_rps:.2f}" if c.feasible else "-",
-            str(c.replicas or "-"), str(c.gpus_total or "-"),
-            f"{c.cost_per_hour:.2f}" if c.feasible else "-", mark,
+            c.gpu,
+            str(c.tp),
+            f"{c.kv_capacity_tokens:,}" if c.kv_capacity_tokens else "-",
+            str(c.decode_batch or "-"),
+            f"{c.replica_rps:.2f}" if c.feasible else "-",
+            str(c.replicas or "-"),
+            str(c.gpus_total or "-"),
+            f"{c.cost_per_hour:.2f}" if c.feasible else "-",
+            mark,
         )
     console.print(table)
     if result.best is None:
@@ -69,14 +84,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command("plan", help="Size a fleet for a trace, a model and SLOs." + EXAMPLE)
     def plan(
-        trace: Annotated[str, typer.Option(help="trace file, or 'default' for the bundled synthetic one")] = "default",
+        trace: Annotated[
+            str, typer.Option(help="trace file, or 'default' for the bundled synthetic one")
+        ] = "default",
         fmt: Annotated[str | None, typer.Option("--format", help="trace format (auto-detected)")] = None,
         model: Annotated[str, typer.Option(help="catalog model name")] = "Llama-3.1-8B",
         gpus: Annotated[str, typer.Option(help="comma-separated catalog GPU names, or 'all'")] = "all",
         slo_ttft_ms: Annotated[float, typer.Option(help="TTFT p99 target, ms")] = 2000.0,
         slo_tpot_ms: Annotated[float, typer.Option(help="TPOT p99 target, ms")] = 100.0,
         catalog: Annotated[list[Path] | None, typer.Option(help="extra catalog YAML (repeatable)")] = None,
-        ray_address: Annotated[str | None, typer.Option(help="Ray cluster address; default: local Ray")] = None,
+        ray_address: Annotated[
+            str | None, typer.Option(help="Ray cluster address; default: local Ray")
+        ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     ) -> None:
         cat = load_catalog(catalog or [])
@@ -89,7 +108,9 @@ def register(app: typer.Typer) -> None:
             raise InputError("SLO targets must be positive", field="--slo-ttft-ms/--slo-tpot-ms")
         tr = load_trace_arg(trace, fmt)
         problem = PlanProblem(
-            model=spec, gpus=gpu_specs, demand=demand_from_trace(tr),
+            model=spec,
+            gpus=gpu_specs,
+            demand=demand_from_trace(tr),
             slo=SLO(ttft_p99_s=slo_ttft_ms / 1000, tpot_p99_s=slo_tpot_ms / 1000),
         )
         from planner.plan.run import solve_on_ray

@@ -1,11 +1,11 @@
 """Capacity planning: from a trace, a model and SLOs to a fleet (GPU type, layout, replicas, cost)."""
 
 from planner.plan.sizing import (
+    SLO,
     Candidate,
     Demand,
     PlanProblem,
     PlanResult,
-    SLO,
     demand_from_trace,
     evaluate_candidate,
     solve,

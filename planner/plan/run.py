@@ -15,5 +15,9 @@ def solve_on_ray(problem: PlanProblem, *, address: str | None = None) -> PlanRes
         refs = [task.remote(problem, g) for g in problem.gpus]
         per_gpu: list[list[Candidate]] = ray.get(refs)
     cands = [c for group in per_gpu for c in group]
-    return PlanResult(best=choose(cands), candidates=tuple(cands), demand=problem.demand,
-                      hours=problem.demand.duration_s / 3600.0)
+    return PlanResult(
+        best=choose(cands),
+        candidates=tuple(cands),
+        demand=problem.demand,
+        hours=problem.demand.duration_s / 3600.0,
+    )

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import polars as pl
 
@@ -140,31 +140,41 @@ def evaluate_candidate(perf: ReplicaPerf, gpu: GPUSpec, tp: int, problem: PlanPr
     d, slo = problem.demand, problem.slo
     context = d.mean_input_tokens + d.mean_output_tokens / 2.0
     batch = _largest_decode_batch(perf, context, slo.tpot_p99_s, perf.kv_capacity_tokens)
-    base = Candidate(gpu=gpu.name, tp=tp, gpus_per_replica=perf.gpus, feasible=False, reason="",
-                     kv_capacity_tokens=perf.kv_capacity_tokens)
+    base = Candidate(
+        gpu=gpu.name,
+        tp=tp,
+        gpus_per_replica=perf.gpus,
+        feasible=False,
+        reason="",
+        kv_capacity_tokens=perf.kv_capacity_tokens,
+    )
     if batch < 1:
-        return _replace(base, reason="no decode batch meets the TPOT SLO within the KV capacity")
+        return replace(base, reason="no decode batch meets the TPOT SLO within the KV capacity")
     decode_tps = batch / float(perf.step_time_s(0.0, 0.0, float(batch), float(batch) * context))
     n = float(problem.chunk_tokens)
     chunk_s = float(perf.step_time_s(n, n * (n + 1) / 2.0, 0.0, 0.0))
     if chunk_s > slo.ttft_p99_s:
-        return _replace(base, reason=f"a {problem.chunk_tokens}-token prefill chunk takes {chunk_s:.2f} s > TTFT SLO")
+        return replace(
+            base, reason=f"a {problem.chunk_tokens}-token prefill chunk takes {chunk_s:.2f} s > TTFT SLO"
+        )
     prefill_tps = n / chunk_s
     busy_s = d.mean_input_tokens / prefill_tps + d.mean_output_tokens / decode_tps
     replica_rps = problem.target_utilization / busy_s
     replicas = max(1, math.ceil(d.peak_rate_rps / replica_rps))
     return Candidate(
-        gpu=gpu.name, tp=tp, gpus_per_replica=perf.gpus, feasible=True, reason="ok",
-        kv_capacity_tokens=perf.kv_capacity_tokens, decode_batch=batch, decode_tps=decode_tps,
-        prefill_tps=prefill_tps, replica_rps=replica_rps, replicas=replicas,
+        gpu=gpu.name,
+        tp=tp,
+        gpus_per_replica=perf.gpus,
+        feasible=True,
+        reason="ok",
+        kv_capacity_tokens=perf.kv_capacity_tokens,
+        decode_batch=batch,
+        decode_tps=decode_tps,
+        prefill_tps=prefill_tps,
+        replica_rps=replica_rps,
+        replicas=replicas,
         cost_per_hour=replicas * perf.gpus * gpu.price_per_hour,
     )
-
-
-def _replace(c: Candidate, **kw: object) -> Candidate:
-    from dataclasses import replace
-
-    return replace(c, **kw)  # type: ignore[arg-type]
 
 
 def evaluate_gpu(problem: PlanProblem, gpu: GPUSpec) -> list[Candidate]:
@@ -178,7 +188,9 @@ def evaluate_gpu(problem: PlanProblem, gpu: GPUSpec) -> list[Candidate]:
         try:
             perf = build_replica_perf(problem.model, gpu, Parallelism(tp=tp))
         except InputError as exc:
-            out.append(Candidate(gpu=gpu.name, tp=tp, gpus_per_replica=tp, feasible=False, reason=exc.message))
+            out.append(
+                Candidate(gpu=gpu.name, tp=tp, gpus_per_replica=tp, feasible=False, reason=exc.message)
+            )
             continue
         out.append(evaluate_candidate(perf, gpu, tp, problem))
     return out
@@ -195,5 +207,9 @@ def choose(candidates: Sequence[Candidate]) -> Candidate | None:
 def solve(problem: PlanProblem) -> PlanResult:
     """Evaluate every candidate in-process and pick the cheapest (see :mod:`planner.plan.run` for Ray)."""
     cands = [c for g in problem.gpus for c in evaluate_gpu(problem, g)]
-    return PlanResult(best=choose(cands), candidates=tuple(cands), demand=problem.demand,
-                      hours=problem.demand.duration_s / 3600.0)
+    return PlanResult(
+        best=choose(cands),
+        candidates=tuple(cands),
+        demand=problem.demand,
+        hours=problem.demand.duration_s / 3600.0,
+    )

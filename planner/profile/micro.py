@@ -48,7 +48,9 @@ class BenchContext:
     notes: dict[str, Any] = field(default_factory=dict)
 
     def time(self, op: Callable[[int], object]) -> Timing:
-        return time_op(self.torch, op, self.policy, clock=self.clock)
+        t = time_op(self.torch, op, self.policy, clock=self.clock)
+        self.note_count("timing_mode", "cuda-graph replay" if t.graph else "eager")
+        return t
 
     def sm_clock(self, timing: Timing) -> float:
         if self.sampler is None:

@@ -87,7 +87,7 @@ def bench_steps(
             break
         try:
             run, mode = stack.runner(case, graph=case.kind != "prefill")
-            t = time_op(torch, indexed(run), STEP_POLICY, clock=ctx.clock)
+            t = time_op(torch, indexed(run), STEP_POLICY, clock=ctx.clock, graph=False)
         except torch.cuda.OutOfMemoryError:
             ctx.notes.setdefault("steps_oom", []).append(str(case))
             torch.cuda.empty_cache()
@@ -194,7 +194,7 @@ def _sustain(
 ) -> tuple[float, float, int, float]:
     """Time ``run`` once (median), then sustain it; returns ``(t0, t1, iterations, median_s)``."""
     torch = ctx.torch
-    t = time_op(torch, indexed(run), policy, clock=ctx.clock)
+    t = time_op(torch, indexed(run), policy, clock=ctx.clock, graph=False)
     batch = max(1, min(2000, round(0.1 / max(t.time_s, 1e-6))))
     torch.cuda.synchronize()
     t0 = ctx.clock()

@@ -18,8 +18,11 @@ from traces.schema import RequestTrace
 @pytest.fixture(scope="module")
 def problem() -> PlanProblem:
     cat = load_catalog()
-    return PlanProblem(model=cat.model("Llama-3.1-8B"), gpus=(cat.gpu("H100-SXM"),),
-                       demand=demand_from_trace(default_trace()))
+    return PlanProblem(
+        model=cat.model("Llama-3.1-8B"),
+        gpus=(cat.gpu("H100-SXM"),),
+        demand=demand_from_trace(default_trace()),
+    )
 
 
 def test_demand_matches_the_trace() -> None:
@@ -41,7 +44,9 @@ def test_plan_picks_the_cheapest_feasible_candidate(problem: PlanProblem) -> Non
 
 def test_more_load_never_needs_fewer_gpus(problem: PlanProblem) -> None:
     base = solve(problem).best
-    heavy = solve(replace(problem, demand=replace(problem.demand, peak_rate_rps=problem.demand.peak_rate_rps * 20)))
+    heavy = solve(
+        replace(problem, demand=replace(problem.demand, peak_rate_rps=problem.demand.peak_rate_rps * 20))
+    )
     assert base is not None and heavy.best is not None
     assert heavy.best.gpus_total > base.gpus_total
 

@@ -54,7 +54,7 @@ def test_incremental_from_a_plan_file_reports_moves(tmp_path: Path) -> None:
 def test_table_output_and_bad_load_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(_app(), [*SMALL, "--replan-drift", "0.2"])
     assert result.exit_code == 0, result.output
-    assert "EPLB greedy" in result.output and "experts moved" in result.output
+    assert "EPLB greedy" in result.output and "expert copies moved" in result.output
     bad = tmp_path / "w.csv"
     bad.write_text("1,2\n3,oops\n")
     with pytest.raises(InputError, match="row 2"):
