@@ -21,8 +21,16 @@ from rich.table import Table
 
 from planner.catalog import load_catalog
 from planner.perf import build_replica_perf
-from planner.perf.calibrate import STEP_MODEL, errors_frame, evaluate_profile, load_profile, profile_dir
+from planner.perf.calibrate import (
+    STEP_MODEL,
+    errors_frame,
+    evaluate_profile,
+    load_profile,
+    profile_dir,
+    validation_dir,
+)
 from planner.perf.calibration import calibration_dir, load_calibration
+from planner.perf.engine_check import engine_errors, engine_model, load_requests
 from traces.errors import InputError
 
 TARGETS = {"operator": 5.0, "step": 10.0, "power": 10.0}
@@ -77,9 +85,17 @@ def bench_perf(
     held = held.with_columns(pl.col("family").map_elements(_target, return_dtype=pl.Float64).alias("target"))
     held = held.with_columns((pl.col("median_ape") <= pl.col("target")).alias("meets"))
     cps = speed()
+    engine_rows: list[dict[str, object]] = []
+    vfolder = validation_dir() / g.name
+    if (vfolder / "engine_requests.parquet").is_file() and cal.engine:
+        reqs, meta = load_requests(vfolder)
+        served = engine_model(cat.model(STEP_MODEL), meta)
+        perf = build_replica_perf(served, g, calibration=cal, min_kv_tokens=0)
+        engine_rows = [{"load_level": r[0], "split": r[1], "n": r[2], "tpot_median_ape": r[3],
+                        "tpot_p90_ape": r[4]} for r in engine_errors(reqs, perf)]
     if as_json:
         typer.echo(json.dumps({"gpu": g.name, "calibration": cal.source, "heldout": held.to_dicts(),
-                               "compositions_per_s": cps}, indent=2))
+                               "engine_tpot": engine_rows, "compositions_per_s": cps}, indent=2))
         return 0
     con = Console()
     t = Table(title=f"Per-node model vs measurements on {g.name}, held-out shapes (APE %)")
@@ -89,6 +105,14 @@ def bench_perf(
         t.add_row(r["family"], str(r["n"]), f"{r['median_ape']:.2f}", f"{r['p90_ape']:.2f}",
                   f"<= {r['target']:.0f}", "ok" if r["meets"] else "[red]miss[/]")
     con.print(t)
+    if engine_rows:
+        et = Table(title=f"Engine TPOT ({cal.engine}): fitted engine term on 'fit' levels, APE %")
+        for c in ("load level", "split", "n", "median", "p90"):
+            et.add_column(c, justify="right")
+        for r in engine_rows:
+            et.add_row(f"{r['load_level']:g}", str(r["split"]), str(r["n"]), f"{r['tpot_median_ape']:.1f}",
+                       f"{r['tpot_p90_ape']:.1f}")
+        con.print(et)
     con.print(f"vectorised step_time_s: {cps:,.0f} compositions/s (1M random compositions)")
     con.print(f"[dim]calibration: {cal.source}[/]")
     return 0

@@ -70,7 +70,7 @@ def _prefix(trace: RequestTrace, n: int) -> RequestTrace:
     return RequestTrace(trace.df.head(n), trace.meta)
 
 
-def bench(  # noqa: PLR0917 (typer options)
+def bench(
     requests: Annotated[int, typer.Option(help="requests in the timed replay")] = 1_000_000,
     replicas: Annotated[int, typer.Option(help="replicas")] = 16,
     load: Annotated[float, typer.Option(help="offered load as a fraction of saturated throughput")] = 0.75,
@@ -200,7 +200,7 @@ def bench(  # noqa: PLR0917 (typer options)
 
 
 def _kernel_cost(fn: object, prm: np.ndarray, n: int) -> float:
-    import numba as nb  # noqa: PLC0415 (optional/heavy, loaded on use)
+    import numba as nb
 
     @nb.njit
     def loop(f, p, m):  # type: ignore[no-untyped-def]
@@ -216,9 +216,9 @@ def _kernel_cost(fn: object, prm: np.ndarray, n: int) -> float:
 
 
 def _ray_speedup(trace: RequestTrace, perf: ReplicaPerf, config: SimConfig) -> dict[str, float]:
-    from dataclasses import replace  # noqa: PLC0415 (optional/heavy, loaded on use)
+    from dataclasses import replace
 
-    from planner.sim.ray_runner import ensure_ray, ray_map_shards  # noqa: PLC0415 (optional/heavy, loaded on use)
+    from planner.sim.ray_runner import ensure_ray, ray_map_shards
 
     cfg2 = replace(config, shards=2)
     t = time.perf_counter()

@@ -67,28 +67,38 @@ def experts(
     groups: Annotated[int | None, typer.Option(help="Expert groups (overrides the model).")] = None,
     gpus: Annotated[int, typer.Option(help="GPUs in the expert-parallel group.")] = 32,
     gpus_per_node: Annotated[int, typer.Option(help="GPUs per node.")] = 8,
-    redundant: Annotated[int, typer.Option(help="Redundant expert slots per layer (on top of one each).")] = 32,
+    redundant: Annotated[
+        int, typer.Option(help="Redundant expert slots per layer (on top of one each).")
+    ] = 32,
     sigma: Annotated[float, typer.Option(help="Lognormal skew of synthetic loads.")] = 0.5,
     skew: Annotated[Skew, typer.Option(help="Synthetic load shape.")] = Skew.LOGNORMAL,
     seed: Annotated[int, typer.Option(help="Seed of synthetic loads and of the solver.")] = 0,
-    loads: Annotated[Path | None, typer.Option(help="Expert loads, layers x experts (.csv/.parquet/.npy).")] = (
-        None
-    ),
-    node_local: Annotated[bool, typer.Option(
-        "--node-local", help="Every replica on its group's node (EPLB's hierarchical policy).")] = False,
-    locality: Annotated[Locality | None, typer.Option(
-        help="global | node | home (home: one replica of each expert on its group's node, others free).")] = (
-        None
-    ),
-    incremental_from: Annotated[Path | None, typer.Option(
-        help="Current plan (.npz/.json from --out): re-plan moving as few experts as possible.")] = None,
-    replan_drift: Annotated[float | None, typer.Option(
-        help="Demo of incremental re-planning: plan synthetic loads, drift them by this log-sigma, re-plan.")] = (
-        None
-    ),
-    max_imbalance: Annotated[float | None, typer.Option(
-        help="Incremental: balance to reach (default: a fresh EPLB plan's, layer by layer).")] = None,
-    time_limit: Annotated[float, typer.Option(help="Solver wall-time budget, seconds (all layers).")] = 8.0,
+    loads: Annotated[
+        Path | None, typer.Option(help="Expert loads, layers x experts (.csv/.parquet/.npy).")
+    ] = None,
+    node_local: Annotated[
+        bool,
+        typer.Option("--node-local", help="Every replica on its group's node (EPLB's hierarchical policy)."),
+    ] = False,
+    locality: Annotated[
+        Locality | None,
+        typer.Option(
+            help="global | node | home (home: one replica of each expert on its group's node, others free)."
+        ),
+    ] = None,
+    incremental_from: Annotated[
+        Path | None,
+        typer.Option(help="Current plan (.npz/.json from --out): re-plan moving as few experts as possible."),
+    ] = None,
+    replan_drift: Annotated[
+        float | None,
+        typer.Option(help="Incremental demo: plan synthetic loads, drift them by this log-sigma, re-plan."),
+    ] = None,
+    max_imbalance: Annotated[
+        float | None,
+        typer.Option(help="Incremental: balance to reach (default: a fresh EPLB plan's, layer by layer)."),
+    ] = None,
+    time_limit: Annotated[float, typer.Option(help="Solver wall-time budget, seconds (all layers).")] = 7.0,
     processes: Annotated[int, typer.Option(help="Layers solved in parallel processes.")] = 2,
     out: Annotated[Path | None, typer.Option(help="Write our plan (EPLB tensors) to .npz or .json.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
@@ -105,8 +115,9 @@ def experts(
         windows = [weights]
     else:
         n_win = 2 if replan_drift is not None else 1
-        draw = synthetic_loads(shape, sigma=sigma, skew=skew, windows=n_win, drift_sigma=replan_drift or 0.0,
-                               seed=seed)
+        draw = synthetic_loads(
+            shape, sigma=sigma, skew=skew, windows=n_win, drift_sigma=replan_drift or 0.0, seed=seed
+        )
         windows = [draw[i] for i in range(n_win)]
     cluster = Cluster(num_gpus=gpus, gpus_per_node=gpus_per_node, num_slots=shape.experts + redundant)
     params = SolveParams(max_time_in_seconds=time_limit, processes=processes, random_seed=seed)
@@ -114,11 +125,19 @@ def experts(
     if incremental_from is not None:
         current = load_plan(incremental_from, num_experts=shape.experts)
     elif replan_drift is not None:
-        current = solve(PlacementProblem(loads=windows[0], cluster=cluster, num_groups=shape.groups,
-                                         locality=loc), params=params).placement
+        current = solve(
+            PlacementProblem(loads=windows[0], cluster=cluster, num_groups=shape.groups, locality=loc),
+            params=params,
+        ).placement
     w = windows[-1]
-    problem = PlacementProblem(loads=w, cluster=cluster, num_groups=shape.groups, locality=loc,
-                               current=current, max_imbalance=max_imbalance)
+    problem = PlacementProblem(
+        loads=w,
+        cluster=cluster,
+        num_groups=shape.groups,
+        locality=loc,
+        current=current,
+        max_imbalance=max_imbalance,
+    )
     greedy, greedy_s = _timed_eplb(w, cluster, shape.groups, loc)
     ours = solve(problem, params=params)
     rows = [_greedy_row(greedy, w, greedy_s, current), _ours_row(ours)]
@@ -133,7 +152,9 @@ def _shape(model: str, layers: int | None, experts: int | None, groups: int | No
     from planner.catalog import load_catalog
 
     base = moe_shape_of(load_catalog().model(model))
-    return MoEShape(layers=layers or base.layers, experts=experts or base.experts, groups=groups or base.groups)
+    return MoEShape(
+        layers=layers or base.layers, experts=experts or base.experts, groups=groups or base.groups
+    )
 
 
 def _timed_eplb(w: np.ndarray, cluster: Cluster, groups: int, loc: Locality) -> tuple[Placement, float]:
@@ -142,8 +163,11 @@ def _timed_eplb(w: np.ndarray, cluster: Cluster, groups: int, loc: Locality) -> 
     started = time.perf_counter()
     hierarchical = loc is not Locality.GLOBAL
     if hierarchical and (groups % cluster.num_nodes):
-        raise InputError(f"{groups} groups cannot be spread over {cluster.num_nodes} nodes", field="node-local",
-                         expected="a node count that divides the group count")
+        raise InputError(
+            f"{groups} groups cannot be spread over {cluster.num_nodes} nodes",
+            field="node-local",
+            expected="a node count that divides the group count",
+        )
     plan = eplb_placement(w, cluster, num_groups=groups, hierarchical=hierarchical)
     return plan, time.perf_counter() - started
 
@@ -151,40 +175,71 @@ def _timed_eplb(w: np.ndarray, cluster: Cluster, groups: int, loc: Locality) -> 
 def _greedy_row(plan: Placement, w: np.ndarray, wall_s: float, current: Placement | None) -> _Row:
     imb = plan.layer_imbalance(w)
     moves = None if current is None else int(plan.moves_from(current).sum())
-    return _Row("EPLB greedy", float(imb.mean()), float(imb.max()), plan.duplicates(), moves, 0.0, wall_s,
-                "heuristic")
+    return _Row(
+        "EPLB greedy", float(imb.mean()), float(imb.max()), plan.duplicates(), moves, 0.0, wall_s, "heuristic"
+    )
 
 
 def _ours_row(sol: PlacementSolution) -> _Row:
-    return _Row("fleetwise", sol.imbalance, sol.worst_imbalance, sol.placement.duplicates(),
-                sol.moves, sol.remote_share, sol.wall_s, str(sol.status))
+    return _Row(
+        "fleetwise",
+        sol.imbalance,
+        sol.worst_imbalance,
+        sol.placement.duplicates(),
+        sol.moves,
+        sol.remote_share,
+        sol.wall_s,
+        str(sol.status),
+    )
 
 
-def _print(rows: list[_Row], shape: MoEShape, cluster: Cluster, loc: Locality, ours: PlacementSolution, *,
-           as_json: bool) -> None:
+def _print(
+    rows: list[_Row],
+    shape: MoEShape,
+    cluster: Cluster,
+    loc: Locality,
+    ours: PlacementSolution,
+    *,
+    as_json: bool,
+) -> None:
     console = Console()
     if as_json:
         doc = {
             "shape": {"layers": shape.layers, "experts": shape.experts, "groups": shape.groups},
-            "cluster": {"gpus": cluster.num_gpus, "gpus_per_node": cluster.gpus_per_node,
-                        "slots": cluster.num_slots},
+            "cluster": {
+                "gpus": cluster.num_gpus,
+                "gpus_per_node": cluster.gpus_per_node,
+                "slots": cluster.num_slots,
+            },
             "locality": str(loc),
             "imbalance_bound": ours.bound,
             "rows": [r.__dict__ for r in rows],
         }
         console.print_json(json.dumps(doc))
         return
-    table = Table(title=f"{shape.layers} layers x {shape.experts} experts on {cluster.num_gpus} GPUs "
-                        f"({cluster.num_slots} slots, {loc})")
+    table = Table(
+        title=f"{shape.layers} layers x {shape.experts} experts on {cluster.num_gpus} GPUs "
+        f"({cluster.num_slots} slots, {loc})"
+    )
     for col in ("plan", "max/mean", "worst", "dups", "moved", "remote", "time s", "status"):
         table.add_column(col, justify="left" if col == "plan" else "right")
     for r in rows:
-        table.add_row(r.name, f"{r.imbalance:.4f}", f"{r.worst:.4f}", str(r.duplicates),
-                      "-" if r.moves is None else str(r.moves), f"{r.remote_share:.1%}", f"{r.wall_s:.2f}",
-                      r.status.lower())
+        table.add_row(
+            r.name,
+            f"{r.imbalance:.4f}",
+            f"{r.worst:.4f}",
+            str(r.duplicates),
+            "-" if r.moves is None else str(r.moves),
+            f"{r.remote_share:.1%}",
+            f"{r.wall_s:.2f}",
+            r.status.lower(),
+        )
     console.print(table)
-    console.print("max/mean: busiest GPU over mean GPU load, averaged over layers (worst: worst layer); "
-                  "dups: slots wasted on a second replica on one GPU; moved: expert copies moved from the "
-                  "current plan; remote: tokens sent off their group's node.", soft_wrap=False)
+    console.print(
+        "max/mean: busiest GPU over mean GPU load, averaged over layers (worst: worst layer); "
+        "dups: slots wasted on a second replica on one GPU; moved: expert copies moved from the "
+        "current plan; remote: tokens sent off their group's node.",
+        soft_wrap=True,
+    )
     if ours.bound is not None:
         console.print(f"lower bound on max/mean (avg over layers): {ours.bound:.4f}")

@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
                 "replica.\n\n" + EXAMPLE)(perf)
 
 
-def perf(  # noqa: PLR0917 (typer options)
+def perf(
     model: Annotated[str | None, typer.Option(help="catalog model key, e.g. Llama-3.1-8B")] = None,
     gpu: Annotated[str | None, typer.Option(help="catalog GPU key, e.g. H100-SXM")] = None,
     tp: Annotated[int, typer.Option(help="tensor-parallel degree")] = 1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -115,7 +116,8 @@ def register(app: typer.Typer) -> None:
         )
         from planner.plan.run import solve_on_ray
 
-        console = Console(stderr=as_json)
+        # A pipe gets a wide table rather than rich's 80-column default.
+        console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 120)
         with console.status("evaluating candidates on Ray..."):
             result = solve_on_ray(problem, address=ray_address)
         if as_json:

@@ -39,15 +39,15 @@ def register(app: typer.Typer) -> None:
 
 def _load(trace: str) -> RequestTrace:
     if trace == "default":
-        from traces.default import default_trace  # noqa: PLC0415 (optional/heavy, loaded on use)
+        from traces.default import default_trace
 
         return default_trace()
-    from traces.load import load_trace  # noqa: PLC0415 (optional/heavy, loaded on use)
+    from traces.load import load_trace
 
     return load_trace(trace)
 
 
-def replay_cmd(  # noqa: PLR0917 (typer options)
+def replay_cmd(
     trace: Annotated[str, typer.Option(help="trace file (any supported format) or 'default'")] = "default",
     model: Annotated[str, typer.Option(help="catalog model key, e.g. Llama-3.1-8B")] = "Llama-3.1-8B",
     gpu: Annotated[str, typer.Option(help="catalog GPU key, e.g. H100-SXM")] = "H100-SXM",
@@ -91,7 +91,7 @@ def replay_cmd(  # noqa: PLR0917 (typer options)
             result = replay(tr, perf, config=config, gpu=gpu_spec,
                             progress=lambda done, _n: bar.update(job, completed=done))
         else:
-            from planner.sim.ray_runner import ray_map_shards  # noqa: PLC0415 (optional/heavy, loaded on use)
+            from planner.sim.ray_runner import ray_map_shards
 
             mapper = ray_map_shards(address=None if ray_address == "local" else ray_address,
                                     on_done=lambda done, _n: bar.update(job, completed=done))

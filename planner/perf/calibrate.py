@@ -56,6 +56,7 @@ from planner.perf.calibration import (
     calibration_dir,
     polca_clock_exponent,
 )
+from planner.perf.engine_check import engine_model, fit_engine, load_requests
 from planner.perf.model import DTYPE_BYTES, RooflinePerf, build_replica_perf
 from traces.errors import InputError
 
@@ -176,6 +177,11 @@ def _row(family: str, split: str, pred: Arr, meas: Arr) -> ErrorRow:
 # operator-level predictions (the same kernel functions the step model uses)
 
 
+def _soft(t: Arr, floor: float, q: float) -> Arr:
+    """Host floor and GPU time combined: ``(t**q + floor**q) ** (1/q)``."""
+    return np.asarray((t**q + floor**q) ** (1.0 / q), dtype=np.float64)
+
+
 def predict_gemm(df: pl.DataFrame, gpu: GPUSpec, cal: Calibration) -> Arr:
     """Predicted seconds for each row of a gemm table."""
     res = np.empty(df.height)
@@ -185,10 +191,10 @@ def predict_gemm(df: pl.DataFrame, gpu: GPUSpec, cal: Calibration) -> Arr:
             continue
         sub = df.filter(pl.Series(sel))
         peak = (gpu.fp8_tflops if dt == "fp8" else gpu.bf16_tflops) * 1e12
-        cv = np.array([curve.ec_max, curve.m_half, curve.w_half, curve.em_max, curve.p, curve.launch_s])
-        res[sel] = kn.gemm_times(sub["m"].cast(pl.Float64).to_numpy(), sub["n"].cast(pl.Float64).to_numpy(),
-                                 sub["k"].cast(pl.Float64).to_numpy(), DTYPE_BYTES[dt], peak,
-                                 gpu.hbm_tbps * 1e12, cv)
+        cv = np.array([curve.ec_max, curve.m_half, curve.w_half, curve.em_max, curve.p, 0.0])
+        m, n, k = (sub[c].cast(pl.Float64).to_numpy() for c in ("m", "n", "k"))
+        t = kn.gemm_times(m, n, k, DTYPE_BYTES[dt], peak, gpu.hbm_tbps * 1e12, cv)
+        res[sel] = _soft(t, curve.launch_s, curve.floor_p)
     return res
 
 
@@ -228,12 +234,13 @@ def predict_attention(df: pl.DataFrame, gpu: GPUSpec, cal: Calibration) -> Arr:
         if phase[i] == "prefill":
             out[i] = kn.prefill_attn_time(s["tokens"][i], s["pairs"][i], s["flops_per_pair"][i],
                                           s["bytes_per_token"][i], peak, bw, a.prefill_ec, a.prefill_x_half,
-                                          a.prefill_em, a.prefill_launch_s)
+                                          a.prefill_em, 0.0)
         else:
             out[i] = kn.decode_attn_time(s["seqs"][i], s["kv"][i], s["bytes_per_kv"][i], s["flops_per_kv"][i],
                                          peak, bw, a.decode_em, a.decode_ec, a.decode_per_seq_s,
-                                         a.decode_launch_s)
-    return out
+                                         0.0)
+    floor = np.where(phase == "prefill", a.prefill_launch_s, a.decode_launch_s)
+    return np.asarray(np.maximum(out, floor), dtype=np.float64)
 
 
 def predict_elementwise(df: pl.DataFrame, gpu: GPUSpec, cal: Calibration) -> Arr:
@@ -241,7 +248,7 @@ def predict_elementwise(df: pl.DataFrame, gpu: GPUSpec, cal: Calibration) -> Arr
     passes = df["op"].replace_strict(ELEMENTWISE_BYTES, default=2.0, return_dtype=pl.Float64).to_numpy()
     elems = df["tokens"].cast(pl.Float64).to_numpy() * df["hidden"].cast(pl.Float64).to_numpy()
     nbytes = passes * elems * 2.0
-    return np.asarray(cal.ew_launch_s + nbytes / (gpu.hbm_tbps * 1e12 * cal.ew_em), dtype=np.float64)
+    return _soft(nbytes / (gpu.hbm_tbps * 1e12 * cal.ew_em), cal.ew_launch_s, cal.ew_floor_p)
 
 
 def step_perf(gpu: GPUSpec, cal: Calibration, model: ModelSpec) -> RooflinePerf:
@@ -288,12 +295,15 @@ def fit_gemm(df: pl.DataFrame, gpu: GPUSpec, dtype: str, start: GemmCurve) -> Ge
     wb = DTYPE_BYTES[dtype]
 
     def fn(v: Arr) -> Arr:
-        return np.asarray(kn.gemm_times(m, n, k, wb, peak, bw, np.ascontiguousarray(v)), dtype=np.float64)
+        cv = np.ascontiguousarray(v).copy()
+        cv[5] = 0.0
+        return _soft(kn.gemm_times(m, n, k, wb, peak, bw, cv), v[5], v[6])
 
-    x0 = [start.ec_max, start.m_half, start.w_half, start.em_max, start.p, start.launch_s]
-    v = _fit_log(fn, meas, x0, lo=[0.05, 0.0, 0.0, 0.05, 1.0, 0.0], hi=[1.0, 4096.0, 1e9, 1.0, 16.0, 1e-3])
+    x0 = [start.ec_max, start.m_half, start.w_half, start.em_max, start.p, start.launch_s, start.floor_p]
+    v = _fit_log(fn, meas, x0, lo=[0.05, 0.0, 0.0, 0.05, 1.0, 0.0, 1.0],
+                 hi=[1.0, 4096.0, 1e9, 1.0, 16.0, 1e-3, 16.0])
     return GemmCurve(ec_max=float(v[0]), m_half=float(v[1]), w_half=float(v[2]), em_max=float(v[3]),
-                     p=float(v[4]), launch_s=float(v[5]))
+                     p=float(v[4]), launch_s=float(v[5]), floor_p=float(v[6]))
 
 
 def fit_attention(df: pl.DataFrame, gpu: GPUSpec, start: AttentionCurve) -> AttentionCurve:
@@ -326,15 +336,16 @@ def fit_attention(df: pl.DataFrame, gpu: GPUSpec, start: AttentionCurve) -> Atte
     return cur
 
 
-def fit_elementwise(df: pl.DataFrame, gpu: GPUSpec, start: Calibration) -> tuple[float, float]:
-    """``(ew_em, ew_launch_s)`` fitted to the given (training) rows."""
+def fit_elementwise(df: pl.DataFrame, gpu: GPUSpec, start: Calibration) -> tuple[float, float, float]:
+    """``(ew_em, ew_launch_s, ew_floor_p)`` fitted to the given (training) rows."""
     meas = df["time_s"].cast(pl.Float64).to_numpy()
 
     def fn(v: Arr) -> Arr:
-        return predict_elementwise(df, gpu, replace(start, ew_em=v[0], ew_launch_s=v[1]))
+        return predict_elementwise(df, gpu, replace(start, ew_em=v[0], ew_launch_s=v[1], ew_floor_p=v[2]))
 
-    v = _fit_log(fn, meas, [start.ew_em, start.ew_launch_s], lo=[0.02, 0.0], hi=[1.0, 1e-3])
-    return float(v[0]), float(v[1])
+    v = _fit_log(fn, meas, [start.ew_em, start.ew_launch_s, start.ew_floor_p], lo=[0.02, 0.0, 1.0],
+                 hi=[1.0, 1e-3, 16.0])
+    return float(v[0]), float(v[1]), float(v[2])
 
 
 def fit_overhead(df: pl.DataFrame, gpu: GPUSpec, cal: Calibration,
@@ -479,8 +490,8 @@ def fit_profile(profile: Profile, gpu: GPUSpec, model: ModelSpec, *, start: Cali
         cal = replace(cal, attention=fit_attention(tr, gpu, cal.attention))
     if profile.elementwise is not None:
         tr = profile.elementwise.filter(pl.Series(~_ew_keys(profile.elementwise)))
-        em, launch = fit_elementwise(tr, gpu, cal)
-        cal = replace(cal, ew_em=em, ew_launch_s=launch)
+        em, launch, fq = fit_elementwise(tr, gpu, cal)
+        cal = replace(cal, ew_em=em, ew_launch_s=launch, ew_floor_p=fq)
     steps_tr = None
     if profile.steps is not None:
         steps_tr = profile.steps.filter(pl.Series(~_step_keys(profile.steps)))
@@ -578,12 +589,18 @@ def profile_dir() -> Path:
     return calibration_dir().parent / "profiles"
 
 
+def validation_dir() -> Path:
+    """Folder of the shipped engine validation runs."""
+    return calibration_dir().parent / "validation"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Fit the shipped profile of a GPU and write its calibration JSON; print the error table."""
     ap = argparse.ArgumentParser(prog="python -m planner.perf.calibrate", description=__doc__.split("\n")[0])
     ap.add_argument("--gpu", default="H100-SXM", help="catalog GPU key (profile folder name)")
     ap.add_argument("--profiles", default=None, help="profiles root (default: the shipped data)")
     ap.add_argument("--out", default=None, help="calibration folder (default: the shipped data)")
+    ap.add_argument("--validation", default=None, help="engine validation root (default: the shipped data)")
     args = ap.parse_args(argv)
     try:
         cat = load_catalog()
@@ -593,11 +610,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    cal = res.calibration
+    vfolder = Path(args.validation or validation_dir()) / gpu.name
+    engine_rows: tuple[tuple[float, str, int, float, float], ...] = ()
+    if (vfolder / "engine_requests.parquet").is_file():
+        try:
+            reqs, meta = load_requests(vfolder)
+            ef = fit_engine(reqs, step_perf(gpu, cal, engine_model(cat.model(STEP_MODEL), meta)),
+                            str(meta.get("engine", "engine")))
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        cal = replace(cal, engine_step_s=ef.engine_step_s, engine_per_seq_s=ef.engine_per_seq_s,
+                      engine=ef.engine)
+        engine_rows = ef.levels
     out = Path(args.out or calibration_dir())
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{gpu.name}.json").write_text(res.calibration.to_json(), encoding="utf-8")
+    (out / f"{gpu.name}.json").write_text(cal.to_json(), encoding="utf-8")
     with pl.Config(tbl_rows=100):
         print(errors_frame(res.errors))
+        if engine_rows:
+            print("engine TPOT (load level, split, n, median APE %, p90 APE %):")
+            for row in engine_rows:
+                print(f"  {row[0]:g} {row[1]} n={row[2]} median={row[3]:.1f} p90={row[4]:.1f}")
     print(f"wrote {out / f'{gpu.name}.json'}")
     return 0
 

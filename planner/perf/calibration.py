@@ -16,18 +16,22 @@ Where a calibration comes from, in order (:func:`resolve_calibration`):
 Each curve and its parameters:
 
 GEMM (per dtype)
-    ``t = (tc**p + tm**p) ** (1/p) + launch_s`` with
+    ``t = (tc**p + tm**p) ** (1/p)`` with
     ``tc = 2*M*N*K / (peak * ec_max * M/(M+m_half) * W/(W+w_half))`` (``W = N*K`` weight elements: small
     matrices and few rows cannot fill the SMs) and ``tm = bytes / (bw * em_max)``. ``p`` softens the
     roofline corner (large ``p`` is the classic ``max``).
 Attention prefill
-    ``max(flops / (peak * ec * x/(x+x_half)), bytes / (bw * em)) + launch_s`` where ``x`` is the average
+    ``max(flops / (peak * ec * x/(x+x_half)), bytes / (bw * em))`` where ``x`` is the average
     context a query attends to (``pairs / tokens``): short sequences leave FlashAttention tiles idle.
 Attention decode
-    ``launch_s + per_seq_s * seqs + kv * max(bytes_per_kv / (bw * em), flops_per_kv / (peak * ec))``:
+    ``per_seq_s * seqs + kv * max(bytes_per_kv / (bw * em), flops_per_kv / (peak * ec))``:
     bound by reading the KV cache, affine in the KV tokens read.
 Elementwise (norms, RoPE, SiLU*mul, residual adds, embedding gather)
-    ``launch_s + bytes / (bw * em)`` per operator.
+    ``bytes / (bw * em)`` per operator.
+Host floors (``launch_s`` of each curve)
+    a micro-benchmark times one eager call, so small operators measure the host's dispatch time, not
+    the GPU's: operator-level predictions are ``max(gpu_time, launch_s)``. Inside a step (CUDA graphs
+    in serving engines) the floor does not apply; each kernel costs ``kernel_s`` instead.
 Collectives
     alpha-beta: ``collective_base_s`` per collective, ``alpha_s`` per ring hop (``2 (tp-1)`` for an
     all-reduce, ``ep-1`` for an all-to-all) plus bytes over ``link_eff * link bandwidth``. A single-GPU
@@ -94,6 +98,9 @@ class GemmCurve:
     em_max: float
     p: float
     launch_s: float
+    floor_p: float = 1.0
+    """How the host floor combines with GPU time in micro-benchmarks: ``(t**q + floor**q)**(1/q)``
+    (1 adds them, large values take the larger)."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,11 @@ class Calibration:
         gemm_fp8: GEMM curve for fp8 weights (relative to the fp8 peak).
         attention: attention curves.
         ew_em: achieved fraction of peak bandwidth for elementwise operators.
-        ew_launch_s: fixed cost of one elementwise operator.
+        ew_launch_s: host floor of one eager elementwise call in the micro-benchmarks.
+        ew_floor_p: soft-max exponent combining that floor with GPU time (see :class:`GemmCurve`).
+        kernel_s: GPU time per kernel boundary inside a (graph-replayed) step; on one model's steps it
+            cannot be told apart from ``step_s`` (the kernel count is fixed), so the fit keeps it 0 and
+            ``step_s`` carries it.
         step_s: fixed per-step overhead.
         per_seq_s: per-sequence per-step overhead (sampling, bookkeeping).
         alpha_s: collective latency per ring hop.
@@ -142,6 +153,10 @@ class Calibration:
         power: power coefficients.
         gpu: the GPU these numbers are for.
         source: where they came from (fitted file, rescaled from another GPU, prior).
+        engine_step_s: extra per-step time of the validated serving engine (not applied by default:
+            :func:`planner.perf.engine_check.with_engine_overhead`).
+        engine_per_seq_s: extra per-sequence per-step time of that engine.
+        engine: which engine those two were fitted on.
         holdout_errors: error summary of the fit on held-out shapes (informational).
     """
 
@@ -150,6 +165,8 @@ class Calibration:
     attention: AttentionCurve
     ew_em: float
     ew_launch_s: float
+    ew_floor_p: float
+    kernel_s: float
     step_s: float
     per_seq_s: float
     alpha_s: float
@@ -159,6 +176,9 @@ class Calibration:
     power: PowerCoeffs
     gpu: str
     source: str
+    engine_step_s: float = 0.0
+    engine_per_seq_s: float = 0.0
+    engine: str = ""
     holdout_errors: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
 
     def to_json(self) -> str:
@@ -177,6 +197,8 @@ PRIOR = Calibration(
     ),
     ew_em=0.75,
     ew_launch_s=5e-6,
+    ew_floor_p=1.0,
+    kernel_s=0.0,
     step_s=1e-3,
     per_seq_s=1e-5,
     alpha_s=2e-6,

@@ -174,7 +174,7 @@ ACT_BYTES = 2.0
 
 
 @njit(cache=True)
-def gemm_time(m: float, n: float, k: float, wbytes: float, peak: float, bw: float,  # noqa: PLR0917 (numba: positional only)
+def gemm_time(m: float, n: float, k: float, wbytes: float, peak: float, bw: float,
               ec: float, mhalf: float, whalf: float, em: float, p: float, launch: float) -> float:
     """Time of one ``M x K @ K x N`` GEMM (see :mod:`planner.perf.calibration`)."""
     if m <= 0.0:
@@ -189,7 +189,7 @@ def gemm_time(m: float, n: float, k: float, wbytes: float, peak: float, bw: floa
 
 
 @njit(cache=True)
-def prefill_attn_time(pt: float, pairs: float, flops_per_pair: float, bytes_per_token: float,  # noqa: PLR0917
+def prefill_attn_time(pt: float, pairs: float, flops_per_pair: float, bytes_per_token: float,
                       peak: float, bw: float, ec: float, xhalf: float, em: float, launch: float) -> float:
     """One layer's prefill attention over ``pt`` new tokens and ``pairs`` causal query-key pairs."""
     if pt <= 0.0:
@@ -201,7 +201,7 @@ def prefill_attn_time(pt: float, pairs: float, flops_per_pair: float, bytes_per_
 
 
 @njit(cache=True)
-def decode_attn_time(ds: float, kv: float, bytes_per_kv: float, flops_per_kv: float,  # noqa: PLR0917
+def decode_attn_time(ds: float, kv: float, bytes_per_kv: float, flops_per_kv: float,
                      peak: float, bw: float, em: float, ec: float, per_seq: float, launch: float) -> float:
     """One layer's decode attention: ``ds`` sequences reading ``kv`` cached tokens in total."""
     if ds <= 0.0:
@@ -211,7 +211,7 @@ def decode_attn_time(ds: float, kv: float, bytes_per_kv: float, flops_per_kv: fl
 
 
 @njit(cache=True)
-def gemm_times(m: NDArray[np.float64], n: NDArray[np.float64], k: NDArray[np.float64],  # noqa: PLR0917
+def gemm_times(m: NDArray[np.float64], n: NDArray[np.float64], k: NDArray[np.float64],
                wbytes: float, peak: float, bw: float, curve: NDArray[np.float64]) -> NDArray[np.float64]:
     """:func:`gemm_time` over arrays of shapes; ``curve`` = ec, m_half, w_half, em, p, launch."""
     res = np.empty(m.shape[0])
@@ -222,7 +222,7 @@ def gemm_times(m: NDArray[np.float64], n: NDArray[np.float64], k: NDArray[np.flo
 
 
 @njit(cache=True)
-def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float,  # noqa: PLR0917 (numba: positional only)
+def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float,
            out: NDArray[np.float64], scale: float) -> float:
     """One stage's time for a micro-batch; adds ``scale *`` each family's time, FLOPs, bytes to out."""
     write = out.shape[0] > 0
@@ -320,7 +320,7 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
 
 
 @njit(cache=True)
-def step_eval(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float,  # noqa: PLR0917 (numba: positional only)
+def step_eval(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float,
               out: NDArray[np.float64]) -> float:
     """Step time in seconds; fills ``out`` (length :data:`OUT_SIZE`, or 0 to skip) with the
     per-family seconds, the FLOPs and bytes per GPU and the GPU busy seconds."""
@@ -383,7 +383,7 @@ def power_of(prm: NDArray[np.float64], step_s: float, out: NDArray[np.float64]) 
 
 
 @njit(cache=True)
-def eval_many(prm: NDArray[np.float64], pt: NDArray[np.float64], pairs: NDArray[np.float64],  # noqa: PLR0917 (numba: positional only)
+def eval_many(prm: NDArray[np.float64], pt: NDArray[np.float64], pairs: NDArray[np.float64],
               ds: NDArray[np.float64], kv: NDArray[np.float64], want_power: bool) -> NDArray[np.float64]:
     """Vectorised :func:`step_eval` over equal-length 1-D arrays: step seconds or watts per GPU."""
     n = pt.shape[0]

@@ -236,12 +236,12 @@ def _params(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, cal:
     prm[kn.H_OVER_STEP] = cal.step_s
     prm[kn.H_OVER_SEQ] = cal.per_seq_s
     for base, g in ((kn.H_G16_EC, cal.gemm_bf16), (kn.H_G8_EC, cal.gemm_fp8)):
-        prm[base:base + 6] = [g.ec_max, g.m_half, g.w_half, g.em_max, g.p, g.launch_s]
+        prm[base:base + 6] = [g.ec_max, g.m_half, g.w_half, g.em_max, g.p, cal.kernel_s]
     a = cal.attention
     prm[kn.H_PF_EC], prm[kn.H_PF_XHALF], prm[kn.H_PF_EM], prm[kn.H_PF_LAUNCH] = (
-        a.prefill_ec, a.prefill_x_half, a.prefill_em, a.prefill_launch_s)
+        a.prefill_ec, a.prefill_x_half, a.prefill_em, cal.kernel_s)
     prm[kn.H_DEC_EM], prm[kn.H_DEC_EC], prm[kn.H_DEC_SEQ], prm[kn.H_DEC_LAUNCH] = (
-        a.decode_em, a.decode_ec, a.decode_per_seq_s, a.decode_launch_s)
+        a.decode_em, a.decode_ec, a.decode_per_seq_s, cal.kernel_s)
     if model.mla is None:
         d = model.head_dim
         prm[kn.H_PF_FLOPS_PER_PAIR] = 4.0 * lay.hq * d
@@ -271,7 +271,7 @@ def _params(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, cal:
     prm[kn.H_EW_BYTES_PER_TOKEN] = (lay.stage_layers * per_layer + act_dense + act_moe + 4 * h) * kn.ACT_BYTES
     prm[kn.H_EW_LAUNCHES] = 6 * lay.stage_layers + 2
     prm[kn.H_EW_EM] = cal.ew_em
-    prm[kn.H_EW_LAUNCH] = cal.ew_launch_s
+    prm[kn.H_EW_LAUNCH] = cal.kernel_s
     # communication
     slice_ = par.tp // par.ep
     moe_allreduce = lay.moe_layers if slice_ > 1 else 0

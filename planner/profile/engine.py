@@ -42,7 +42,7 @@ class LengthModel:
     output_median: float = 130.0
     output_sigma: float = 0.8
     output_lo: int = 4
-    output_hi: int = 512
+    output_hi: int = 256
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,16 @@ def llama_config(shape: ModelShape, *, max_position: int = 131072) -> Any:
     )
 
 
+@dataclass(frozen=True)
+class ValidationResult:
+    """Rows of ``engine_requests``, ``engine_tokens`` and ``engine_power``, and ``engine_meta.json``."""
+
+    requests: list[Row]
+    tokens: list[Row]
+    power: list[Row]
+    meta: dict[str, Any]
+
+
 @dataclass
 class EngineRun:
     """State of one validation run (results gathered by a collector thread)."""
@@ -176,8 +186,12 @@ def replay_level(
     deadline: float,
     clock: Callable[[], float] = time.perf_counter,
     prefix: str = "",
-) -> tuple[list[Row], float, float]:
-    """Submit ``requests`` at their arrival offsets, wait for them, return rows and the wall window."""
+) -> tuple[list[Row], list[Row], float, float]:
+    """Submit ``requests`` at their arrival offsets and wait for them.
+
+    Returns the request rows, the per-token rows (``t_s`` of every output token from the level's start,
+    from which step boundaries can be read), and the level's wall window.
+    """
     prompts = [rng.integers(3, vocab, size=r.input_tokens).tolist() for r in requests]
     t0 = clock()
     ids: list[str] = []
@@ -195,6 +209,7 @@ def replay_level(
     finished_all = run.wait_for(ids, deadline, clock)
     t1 = clock()
     rows: list[Row] = []
+    tokens: list[Row] = []
     for req in requests[: len(ids)]:
         out = run.results.get(f"{prefix}{req.request_id}")
         if out is None:
@@ -214,11 +229,44 @@ def replay_level(
                 "e2e_s": e2e,
             }
         )
+        tokens += [
+            {"load_level": level, "request_id": req.request_id, "token_index": j, "t_s": ts - t0}
+            for j, ts in enumerate(stamps)
+        ]
     if not finished_all:
         run.errors.append(
             f"level {level}: {len(ids) - len(rows)} of {len(ids)} requests unfinished by the deadline"
         )
-    return rows, t0, t1
+    return rows, tokens, t0, t1
+
+
+def burst_capacity(tokens: Sequence[Row], rows: Sequence[Row], *, quantile: float = 0.8) -> float:
+    """Output tokens per second of a saturating burst, up to when ``quantile`` of its requests finished.
+
+    Counting only until most requests are done keeps the lone long request of the tail (a batch of
+    one) from dragging the estimate down.
+
+    >>> toks = [{"t_s": 0.1 * i} for i in range(1, 11)]
+    >>> rs = [{"arrival_s": 0.0, "e2e_s": 1.0}]
+    >>> round(burst_capacity(toks, rs), 6)
+    10.0
+    """
+    ends = sorted(r["arrival_s"] + r["e2e_s"] for r in rows if math.isfinite(r["e2e_s"]))
+    if not ends or not tokens:
+        return math.nan
+    t_end = ends[min(len(ends) - 1, int(quantile * len(ends)))]
+    count = sum(1 for t in tokens if t["t_s"] <= t_end + 1e-9)
+    return count / t_end if t_end > 0 else math.nan
+
+
+def mean_output_tokens(lengths: LengthModel, *, samples: int = 200_000, seed: int = 0) -> float:
+    """Mean output length of the (clipped, rounded) length model, by sampling.
+
+    >>> 150 < mean_output_tokens(LengthModel()) < 185
+    True
+    """
+    draws = draw_requests(np.random.default_rng(seed), n=samples, rate_rps=1.0, lengths=lengths)
+    return float(np.mean([r.output_tokens for r in draws]))
 
 
 def engine_config_facts(manager: Any) -> dict[str, Any]:
@@ -258,8 +306,9 @@ def run_validation(
     shape: ModelShape,
     sampler: Sampler | None,
     deadline: float,
-    levels: Sequence[float] = (0.25, 0.5, 0.75, 1.0, 1.25),
-    probe_requests: int = 64,
+    levels: Sequence[float] = (0.25, 0.5, 0.75, 1.0),
+    probe_requests: int = 48,
+    probe_seconds: float = 75.0,
     level_seconds: float = 45.0,
     max_requests: int = 300,
     min_requests: int = 30,
@@ -271,8 +320,8 @@ def run_validation(
     max_batch_tokens: int | None = 8192,
     log: Callable[[str], None] = print,
     clock: Callable[[], float] = time.perf_counter,
-) -> tuple[list[Row], list[Row], dict[str, Any]]:
-    """Serve Poisson traces at ``levels`` x measured capacity; return request rows, power rows, meta."""
+) -> ValidationResult:
+    """Serve a saturating burst, then Poisson traces at ``levels`` x the capacity the burst showed."""
     transformers = importlib.import_module("transformers")
     cb_module = importlib.import_module("transformers.generation.configuration_utils")
     GenerationConfig = transformers.GenerationConfig
@@ -318,71 +367,85 @@ def run_validation(
         "levels": [],
     }
     req_rows: list[Row] = []
+    token_rows: list[Row] = []
     power_rows: list[Row] = []
+
+    def keep_power(level: float, t0: float, t1: float) -> None:
+        if sampler is not None:
+            for smp in sampler.window(t0, t1):
+                power_rows.append(
+                    {
+                        "load_level": level,
+                        "t_s": smp.t - t0,
+                        "power_w": smp.power_w,
+                        "sm_clock_mhz": smp.sm_clock_mhz,
+                    }
+                )
+
     try:
         probe = draw_requests(rng, n=probe_requests, rate_rps=1e6, lengths=lengths, start_id=0)
-        rows, p0, p1 = replay_level(
+        rows, toks, p0, p1 = replay_level(
             run,
             probe,
             level=0.0,
-            rate=math.inf,
+            rate=math.nan,
             vocab=shape.vocab_size,
             rng=rng,
-            deadline=min(deadline, clock() + 120.0),
+            deadline=min(deadline, clock() + probe_seconds),
             clock=clock,
             prefix="probe-",
         )
         meta["engine_config"] = engine_config_facts(manager)
         if not manager.is_running():
             raise RuntimeError(f"the engine's generation thread died during the probe: {run.errors}")
-        done = [r for r in rows if math.isfinite(r["e2e_s"])]
-        span = max((r["arrival_s"] + r["e2e_s"] for r in done), default=p1 - p0)
-        capacity = len(done) / span if span > 0 and done else 1.0
+        req_rows += rows
+        token_rows += toks
+        keep_power(0.0, p0, p1)
+        tok_rate = burst_capacity(toks, rows)
+        mean_out = mean_output_tokens(lengths)
+        capacity = tok_rate / mean_out if math.isfinite(tok_rate) and tok_rate > 0 else 0.5
         meta["capacity_probe"] = {
             "requests": len(probe),
-            "finished": len(done),
-            "seconds": span,
+            "finished": len(rows),
+            "seconds": p1 - p0,
+            "output_tok_per_s_to_p80": tok_rate,
+            "mean_output_tokens": mean_out,
             "capacity_rps": capacity,
-            "output_tok_per_s": sum(r["output_tokens"] for r in done) / span if span > 0 else math.nan,
+            "note": "load_level 0 rows are this burst: every request submitted at t=0",
         }
-        log(f"  engine capacity probe: {len(done)}/{len(probe)} in {span:.1f} s -> {capacity:.2f} req/s")
+        log(
+            f"  engine burst: {len(rows)}/{len(probe)} in {p1 - p0:.1f} s, {tok_rate:.0f} tok/s "
+            f"-> capacity {capacity:.2f} req/s"
+        )
         next_id = 1000
         for i, level in enumerate(levels):
             now = clock()
             left = deadline - now
             remaining = len(levels) - i
-            if left < 15.0:
+            if left < 20.0:
                 meta.setdefault("skipped_levels", []).append(level)
                 continue
             rate = level * capacity
-            budget = min(level_seconds, left / remaining * 0.8)
+            share = left / remaining
+            budget = min(level_seconds, share * 0.55)
             n = int(min(max_requests, max(min_requests, round(rate * budget))))
             reqs = draw_requests(rng, n=n, rate_rps=rate, lengths=lengths, start_id=next_id)
             next_id += n
-            level_deadline = min(deadline, now + left / remaining)
-            rows, t0, t1 = replay_level(
+            rows, toks, t0, t1 = replay_level(
                 run,
                 reqs,
                 level=level,
                 rate=rate,
                 vocab=shape.vocab_size,
                 rng=rng,
-                deadline=level_deadline,
+                deadline=min(deadline, now + share),
                 clock=clock,
             )
             req_rows += rows
-            if sampler is not None:
-                for s in sampler.window(t0, t1):
-                    power_rows.append(
-                        {
-                            "load_level": level,
-                            "t_s": s.t - t0,
-                            "power_w": s.power_w,
-                            "sm_clock_mhz": s.sm_clock_mhz,
-                        }
-                    )
-            ttft = np.median([r["ttft_s"] for r in rows]) if rows else math.nan
-            tpot = np.nanmedian([r["tpot_s"] for r in rows]) if rows else math.nan
+            token_rows += toks
+            keep_power(level, t0, t1)
+            ttft = float(np.median([r["ttft_s"] for r in rows])) if rows else math.nan
+            tpot = float(np.nanmedian([r["tpot_s"] for r in rows])) if rows else math.nan
             meta["levels"].append(
                 {"level": level, "rate_rps": rate, "submitted": n, "finished": len(rows), "seconds": t1 - t0}
             )
@@ -390,13 +453,12 @@ def run_validation(
                 f"  engine level {level}: {rate:.2f} req/s, {len(rows)}/{n} done in {t1 - t0:.0f} s, "
                 f"TTFT p50 {ttft * 1e3:.0f} ms, TPOT p50 {tpot * 1e3:.1f} ms"
             )
-            # let the engine drain before the next level
             time.sleep(1.0)
     finally:
         run.stop_collector()
         try:
-            manager.stop(block=True, timeout=10)
+            manager.stop(block=True, timeout=60, hard_stop=True)
         except Exception as exc:
             run.errors.append(f"stop: {exc}"[:200])
         meta["errors"] = run.errors
-    return req_rows, power_rows, meta
+    return ValidationResult(req_rows, token_rows, power_rows, meta)

@@ -177,7 +177,7 @@ def load_catalog_models(path: Path = CATALOG_MODELS) -> tuple[ModelShape, ...]:
     reference models keep the grid meaningful (the planner's own loader reports catalog errors).
     """
     try:
-        import yaml  # noqa: PLC0415 (optional on the GPU host)
+        import yaml
     except ImportError:
         return ()
     if not path.is_file():

@@ -146,7 +146,7 @@ class Stack:
         dec_caches = self._caches(b, kvl) if b else []
         mask = None
         if ptok and ctx:
-            from torch.nn.attention.bias import causal_lower_right  # noqa: PLC0415 (torch only on GPU hosts)
+            from torch.nn.attention.bias import causal_lower_right
 
             mask = causal_lower_right(n, ctx + n)
         sdpa = fn.scaled_dot_product_attention

@@ -124,15 +124,15 @@ def bench_gemm(ctx: BenchContext, shapes: Iterable[tuple[int, int, int]], *, fp8
     return rows
 
 
-def _linear_op(linear: Any, x: Any, nx: int, w: Any, nw: int, i: int) -> object:  # noqa: PLR0917
+def _linear_op(linear: Any, x: Any, nx: int, w: Any, nw: int, i: int) -> object:
     return linear(x[i % nx], w[i % nw])
 
 
-def _fp8_op(torch: Any, x8: Any, nx: int, w8: Any, nw: int, one: Any, i: int) -> object:  # noqa: PLR0917
+def _fp8_op(torch: Any, x8: Any, nx: int, w8: Any, nw: int, one: Any, i: int) -> object:
     return torch._scaled_mm(x8[i % nx], w8[i % nw].t(), scale_a=one, scale_b=one, out_dtype=torch.bfloat16)
 
 
-def _gemm_row(m: int, n: int, k: int, dtype: str, t: Timing, sm_clock: float) -> Row:  # noqa: PLR0917
+def _gemm_row(m: int, n: int, k: int, dtype: str, t: Timing, sm_clock: float) -> Row:
     return {
         "m": m,
         "n": n,
@@ -145,7 +145,7 @@ def _gemm_row(m: int, n: int, k: int, dtype: str, t: Timing, sm_clock: float) ->
 
 
 def _sdpa_backends(torch: Any) -> list[tuple[str, Any]]:
-    from torch.nn.attention import SDPBackend  # noqa: PLC0415 (torch only on the GPU host)
+    from torch.nn.attention import SDPBackend
 
     return [
         ("flash", [SDPBackend.FLASH_ATTENTION]),
@@ -186,8 +186,8 @@ def bench_attention(
     """
     torch = ctx.torch
     sdpa = torch.nn.functional.scaled_dot_product_attention
-    from torch.nn.attention import sdpa_kernel  # noqa: PLC0415 (torch only on the GPU host)
-    from torch.nn.attention.bias import causal_lower_right  # noqa: PLC0415
+    from torch.nn.attention import sdpa_kernel
+    from torch.nn.attention.bias import causal_lower_right
 
     backends = _sdpa_backends(torch)
     rows: list[Row] = []
@@ -259,7 +259,7 @@ def bench_attention(
     return rows
 
 
-def _attn_row(phase: str, b: int, ql: int, kvl: int, head: HeadConfig, t: Timing) -> Row:  # noqa: PLR0917
+def _attn_row(phase: str, b: int, ql: int, kvl: int, head: HeadConfig, t: Timing) -> Row:
     return {
         "phase": phase,
         "batch": b,
@@ -371,7 +371,7 @@ def bench_elementwise(
     return rows
 
 
-def _rmsnorm_op(fn: Any, x: Any, w: Any, nrot: int, hidden: int, i: int) -> object:  # noqa: PLR0917
+def _rmsnorm_op(fn: Any, x: Any, w: Any, nrot: int, hidden: int, i: int) -> object:
     return fn.rms_norm(x[i % nrot], (hidden,), w, 1e-5)
 
 
@@ -380,7 +380,7 @@ def _silu_mul_op(fn: Any, x: Any, nrot: int, hidden: int, i: int) -> object:
     return fn.silu(xi[:, :hidden]) * xi[:, hidden:]
 
 
-def _rope_op(torch: Any, x: Any, nrot: int, cos_sin: tuple[Any, Any], heads: int, i: int) -> object:  # noqa: PLR0917
+def _rope_op(torch: Any, x: Any, nrot: int, cos_sin: tuple[Any, Any], heads: int, i: int) -> object:
     xi = x[i % nrot]
     return rope_inplace_free(torch, xi.view(xi.shape[0], heads, -1), *cos_sin)
 

@@ -56,7 +56,7 @@ Reader = Callable[[], tuple[float, float, float, float, float, float, float]]
 def nvml_reader(index: int = 0) -> tuple[Reader, dict[str, Any]] | None:
     """A reader of GPU ``index`` through pynvml and a dict of static device facts; None without NVML."""
     try:
-        import pynvml  # noqa: PLC0415 (only on GPU hosts)
+        import pynvml
     except ImportError:
         return None
     try:

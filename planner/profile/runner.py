@@ -103,7 +103,7 @@ def parse_only(value: str | None) -> frozenset[str]:
 def unavailable_reason() -> str | None:
     """None when torch with a CUDA GPU is importable here, else why the profiler cannot run."""
     try:
-        import torch  # noqa: PLC0415 (only on GPU hosts)
+        import torch
     except ImportError:
         return "torch is not installed"
     try:
@@ -121,7 +121,7 @@ def catalog_peaks(key: str, path: Path = CATALOG_GPUS) -> tuple[float, float]:
     True
     """
     try:
-        import yaml  # noqa: PLC0415 (optional on the GPU host)
+        import yaml
 
         gpus = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("gpus", {})
         entry = gpus.get(key) or {}
@@ -175,7 +175,7 @@ def run_profile(options: ProfileOptions, *, log: Callable[[str], None] = print) 
     reason = unavailable_reason()
     if reason is not None:
         raise RuntimeError(reason)
-    import torch  # noqa: PLC0415 (only on GPU hosts)
+    import torch
 
     sections = options.sections()
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -239,7 +239,7 @@ def _stack(run: Run, holder: dict[str, Any], l2_bytes: int) -> Any:
     return holder["stack"]
 
 
-def _run_section(  # noqa: PLR0917
+def _run_section(
     run: Run,
     section: str,
     models: tuple[grid.ModelShape, ...],
@@ -352,11 +352,12 @@ def _run_engine(run: Run, val_dir: Path, sampler: Any) -> list[Path]:
         kwargs = {
             "levels": (0.5, 1.0),
             "probe_requests": 16,
+            "probe_seconds": 40.0,
             "level_seconds": 10.0,
             "max_requests": 40,
             "min_requests": 8,
         }
-    req_rows, power_rows, meta = engine.run_validation(
+    result = engine.run_validation(
         torch=run.torch,
         shape=shape,
         sampler=sampler,
@@ -366,12 +367,16 @@ def _run_engine(run: Run, val_dir: Path, sampler: Any) -> list[Path]:
         clock=run.clock,
         **kwargs,
     )
+    meta, req_rows = result.meta, result.requests
     meta["gpu"] = {k: run.facts.get(k) for k in ("gpu_name", "catalog_gpu", "driver", "cuda", "torch")}
     written = [write_json(val_dir / "engine_meta.json", meta)]
-    if req_rows:
-        written.append(write_table(val_dir, "engine_requests", req_rows))
-    if power_rows:
-        written.append(write_table(val_dir, "engine_power", power_rows))
+    for name, rows in (
+        ("engine_requests", result.requests),
+        ("engine_tokens", result.tokens),
+        ("engine_power", result.power),
+    ):
+        if rows:
+            written.append(write_table(val_dir, name, rows))
     for lv in meta.get("levels", []):
         rows = [r for r in req_rows if r["load_level"] == lv["level"]]
         ttft = sorted(r["ttft_s"] for r in rows)

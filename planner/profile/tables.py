@@ -7,7 +7,8 @@ unexpected column, so a profiler change cannot silently ship a different format.
 Layout (``<GPU key>`` is the catalog key, e.g. ``H100-SXM``)::
 
     planner/perf/data/profiles/<GPU key>/   meta.json gemm attention memcpy elementwise steps power (.parquet)
-    planner/perf/data/validation/<GPU key>/ engine_requests engine_power (.parquet) engine_meta.json
+    planner/perf/data/validation/<GPU key>/ engine_requests engine_tokens engine_power (.parquet)
+                                            engine_meta.json
 """
 
 from __future__ import annotations
@@ -90,6 +91,14 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("ttft_s", pa.float64()),
             ("tpot_s", pa.float64()),
             ("e2e_s", pa.float64()),
+        ]
+    ),
+    "engine_tokens": pa.schema(
+        [
+            ("load_level", pa.float64()),
+            ("request_id", pa.int64()),
+            ("token_index", pa.int64()),
+            ("t_s", pa.float64()),
         ]
     ),
     "engine_power": pa.schema(

@@ -2,10 +2,10 @@
 
 Every benchmark goes through :func:`time_op` so the method is the same everywhere: the op is called
 with a rotating index (callers use it to pick one of several input copies, so no timed run finds its
-inputs in L2), warmed up, timed once to size the repeats, then timed ``reps`` times between events. Ops shorter
-than a couple of milliseconds are captured into a CUDA graph and timed by replaying it, so the reported
-time is the GPU's rather than Python's launch latency. The wall-clock window of the repeats is returned too, so the NVML sampler can say what clock and power
-the GPU ran at meanwhile.
+inputs in L2), warmed up, timed once to size the repeats, then timed ``reps`` times between events.
+Ops shorter than a couple of milliseconds are captured into a CUDA graph and timed by replaying it,
+so the reported time is the GPU's rather than Python's launch latency. The wall-clock window of the
+repeats is returned too, so the NVML sampler can say what clock and power the GPU ran at meanwhile.
 """
 
 from __future__ import annotations

@@ -37,7 +37,6 @@ Routers see each replica's state as of its last processed step boundary before t
 
 from __future__ import annotations
 
-# ruff: noqa: PLR0917  (numba-compiled functions take positional arguments only)
 import math
 
 import numba as nb

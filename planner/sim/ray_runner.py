@@ -25,7 +25,7 @@ MAX_RETRIES = 3
 
 def ensure_ray(*, address: str | None = None, num_cpus: int | None = None) -> Any:
     """Start (or connect to) Ray once per process and return the ``ray`` module."""
-    import ray  # noqa: PLC0415 (optional/heavy, loaded on use)
+    import ray
 
     if not ray.is_initialized():
         if address:

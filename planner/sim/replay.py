@@ -278,7 +278,7 @@ def simulate_shard(task: ShardTask, setup: EngineSetup, config: SimConfig,
     return _shard_output(task, rq, rf, ts, pf, pi, ci)
 
 
-def _shard_output(task: ShardTask, rq: I64, rf: F64, ts: F64, pf: F64, pi: I64,  # noqa: PLR0917
+def _shard_output(task: ShardTask, rq: I64, rf: F64, ts: F64, pf: F64, pi: I64,
                   ci: I64) -> ShardOutput:
     return ShardOutput(
         index=task.index,

@@ -109,10 +109,12 @@ def solve_layer(
     model = cp_model.CpModel()
 
     # --- variables: x[e, g] only where the locality rule allows e on g
+    gpus_of = [[int(g) for g in np.flatnonzero(allowed[e])] for e in range(n)]
+    experts_on = [[e for e in range(n) if allowed[e, g]] for g in range(g_count)]
     x: dict[tuple[int, int], cp_model.IntVar] = {}
     for e in range(n):
-        for g in np.flatnonzero(allowed[e]):
-            x[e, int(g)] = model.new_bool_var(f"x_{e}_{g}")
+        for g in gpus_of[e]:
+            x[e, g] = model.new_bool_var(f"x_{e}_{g}")
     total = int(q @ counts)
     lower = max(math.ceil(total / g_count), int(q.max()))
     upper = int(np.sort(q)[::-1][: int(caps.max())].sum())
@@ -121,18 +123,21 @@ def solve_layer(
     # --- constraints
     for e in range(n):
         # Every replica of expert e is placed, each on a different GPU (x is Boolean).
-        model.add(sum(x[e, int(g)] for g in np.flatnonzero(allowed[e])) == int(counts[e]))
+        model.add(cp_model.LinearExpr.sum([x[e, g] for g in gpus_of[e]]) == int(counts[e]))
     for g in range(g_count):
-        on_g = [e for e in range(n) if allowed[e, g]]
+        on_g = experts_on[g]
         # Every slot of GPU g holds exactly one replica.
-        model.add(sum(x[e, g] for e in on_g) == int(caps[g]))
+        model.add(cp_model.LinearExpr.sum([x[e, g] for e in on_g]) == int(caps[g]))
         # GPU g's tokens (even split over replicas) bound the busiest-GPU load.
-        model.add(sum(int(q[e]) * x[e, g] for e in on_g) <= load_max)
+        gpu_load = cp_model.LinearExpr.weighted_sum([x[e, g] for e in on_g], [int(q[e]) for e in on_g])
+        model.add(gpu_load <= load_max)
     if home is not None and node_of is not None:
-        for e in np.flatnonzero(home >= 0):
-            home_gpus = [int(g) for g in np.flatnonzero((node_of == home[e]) & allowed[e])]
+        for e in range(n):
+            if home[e] < 0:
+                continue
+            home_gpus = [g for g in gpus_of[e] if node_of[g] == home[e]]
             # Expert e keeps at least one replica on its group's home node (its tokens mostly stay local).
-            model.add(sum(x[int(e), g] for g in home_gpus) >= 1)
+            model.add(cp_model.LinearExpr.sum([x[e, g] for g in home_gpus]) >= 1)
     if incremental:
         assert x0 is not None and max_load is not None
         # The re-plan must keep every GPU within the balance target.
@@ -143,7 +148,7 @@ def solve_layer(
     if incremental:
         assert x0 is not None
         # Copies of an expert onto a GPU that does not hold it now: weights that must move.
-        model.minimize(sum(var for (e, g), var in x.items() if not x0[e, g]))
+        model.minimize(cp_model.LinearExpr.sum([var for (e, g), var in x.items() if not x0[e, g]]))
     else:
         model.minimize(load_max)
     if hint is not None:
@@ -164,7 +169,17 @@ def solve_layer(
     for (e, g), var in x.items():
         plan[e, g] = solver.boolean_value(var)
     if incremental:
-        return LayerModelResult(x=plan, status=status, objective=float(solver.objective_value),
-                                bound=float(solver.best_objective_bound), wall_s=wall)
-    return LayerModelResult(x=plan, status=status, objective=float(solver.objective_value) / k,
-                            bound=float(solver.best_objective_bound) / k, wall_s=wall)
+        return LayerModelResult(
+            x=plan,
+            status=status,
+            objective=float(solver.objective_value),
+            bound=float(solver.best_objective_bound),
+            wall_s=wall,
+        )
+    return LayerModelResult(
+        x=plan,
+        status=status,
+        objective=float(solver.objective_value) / k,
+        bound=float(solver.best_objective_bound) / k,
+        wall_s=wall,
+    )

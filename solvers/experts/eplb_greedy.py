@@ -78,7 +78,7 @@ def replicate(weight: FloatArray, num_slots: int) -> tuple[IntArray, IntArray, I
         themselves in order.
 
     >>> replicate(np.array([6.0, 1.0, 3.0]), 5)[0].tolist()
-    [0, 1, 2, 0, 2]
+    [0, 1, 2, 0, 0]
     """
     n = weight.shape[0]
     if num_slots < n:
@@ -102,7 +102,9 @@ def _layer(w: FloatArray, cluster: Cluster, num_groups: int, num_nodes: int) -> 
     caps = np.asarray(cluster.slots_per_gpu).reshape(num_nodes, gpus_per_node)
     # Step 1: groups to nodes, then renumber experts so each node's experts are contiguous
     # ("meta-logical" order: node, rank of the group in the node, expert within the group).
-    gpack, grank = balanced_packing(w.reshape(num_groups, group_size).sum(axis=1), [groups_per_node] * num_nodes)
+    gpack, grank = balanced_packing(
+        w.reshape(num_groups, group_size).sum(axis=1), [groups_per_node] * num_nodes
+    )
     log2mlog = ((gpack * groups_per_node + grank)[:, None] * group_size + np.arange(group_size)).ravel()
     mlog2log = np.empty(n, dtype=np.int64)
     mlog2log[log2mlog] = np.arange(n)
@@ -122,8 +124,9 @@ def _layer(w: FloatArray, cluster: Cluster, num_groups: int, num_nodes: int) -> 
     return np.concatenate(out)
 
 
-def eplb_placement(loads: FloatArray, cluster: Cluster, *, num_groups: int = 1,
-                   hierarchical: bool | None = None) -> Placement:
+def eplb_placement(
+    loads: FloatArray, cluster: Cluster, *, num_groups: int = 1, hierarchical: bool | None = None
+) -> Placement:
     """EPLB's plan for every layer as a :class:`Placement`.
 
     Args:
@@ -141,20 +144,27 @@ def eplb_placement(loads: FloatArray, cluster: Cluster, *, num_groups: int = 1,
         hierarchical = num_groups % cluster.num_nodes == 0
     if hierarchical:
         if num_groups % cluster.num_nodes or n % num_groups:
-            raise InputError(f"{num_groups} groups do not split over {cluster.num_nodes} nodes",
-                             field="node-local", expected="a group count that is a multiple of the node count")
+            raise InputError(
+                f"{num_groups} groups do not split over {cluster.num_nodes} nodes",
+                field="node-local",
+                expected="a group count that is a multiple of the node count",
+            )
         groups, nodes = num_groups, cluster.num_nodes
         if min(cluster.slots_per_node) < n // nodes:
-            raise InputError("a node has fewer slots than the experts of its groups", field="slots",
-                             expected=f">= {n // nodes} slots per node")
+            raise InputError(
+                "a node has fewer slots than the experts of its groups",
+                field="slots",
+                expected=f">= {n // nodes} slots per node",
+            )
     else:
         groups, nodes = 1, 1
     phy2log = np.stack([_layer(loads[i], cluster, groups, nodes) for i in range(loads.shape[0])])
     return make_placement(phy2log, cluster, num_experts=n)
 
 
-def rebalance_experts(weight: FloatArray, num_replicas: int, num_groups: int, num_nodes: int,
-                      num_gpus: int) -> tuple[IntArray, IntArray, IntArray]:
+def rebalance_experts(
+    weight: FloatArray, num_replicas: int, num_groups: int, num_nodes: int, num_gpus: int
+) -> tuple[IntArray, IntArray, IntArray]:
     """Drop-in for EPLB's ``rebalance_experts`` with numpy arrays: ``(phy2log, log2phy, logcnt)``.
 
     >>> w = np.array([[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86]], dtype=float)
@@ -162,6 +172,7 @@ def rebalance_experts(weight: FloatArray, num_replicas: int, num_groups: int, nu
     [[5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1]]
     """
     cluster = Cluster(num_gpus=num_gpus, gpus_per_node=num_gpus // num_nodes, num_slots=num_replicas)
-    plan: EplbPlan = eplb_placement(np.asarray(weight, dtype=np.float64), cluster,
-                                    num_groups=num_groups).to_eplb()
+    plan: EplbPlan = eplb_placement(
+        np.asarray(weight, dtype=np.float64), cluster, num_groups=num_groups
+    ).to_eplb()
     return plan.phy2log, plan.log2phy, plan.logcnt

@@ -43,8 +43,9 @@ def capped_counts(w: FloatArray, num_slots: int, max_count: int) -> IntArray:
     return counts
 
 
-def home_counts(w: FloatArray, expert_node: IntArray, num_slots: int, max_count: int,
-                gpus_per_node: int) -> IntArray:
+def home_counts(
+    w: FloatArray, expert_node: IntArray, num_slots: int, max_count: int, gpus_per_node: int
+) -> IntArray:
     """Replica counts when every expert keeps one replica at home (``Locality.HOME``).
 
     A node must carry one replica of each of its experts, ``F_n = sum_{e at n} w_e / c_e``, whatever
@@ -70,8 +71,15 @@ def home_counts(w: FloatArray, expert_node: IntArray, num_slots: int, max_count:
     return counts
 
 
-def lpt_pack(w: FloatArray, counts: IntArray, caps: IntArray, allowed: BoolArray, *,
-             home: IntArray | None = None, node_of: IntArray | None = None) -> BoolArray:
+def lpt_pack(
+    w: FloatArray,
+    counts: IntArray,
+    caps: IntArray,
+    allowed: BoolArray,
+    *,
+    home: IntArray | None = None,
+    node_of: IntArray | None = None,
+) -> BoolArray:
     """Longest-first packing with no two replicas of an expert on one GPU.
 
     Replicas go heaviest first to the lightest allowed GPU that has a free slot and no replica of the
@@ -101,10 +109,7 @@ def lpt_pack(w: FloatArray, counts: IntArray, caps: IntArray, allowed: BoolArray
                     ok &= node_of == home[e]
                 else:
                     ok &= (node_free - need)[node_of] >= 1
-            if ok.any():
-                g = int(np.argmin(np.where(ok, load, np.inf)))
-            else:
-                g = _make_room(x, e, free, allowed)
+            g = int(np.argmin(np.where(ok, load, np.inf))) if ok.any() else _make_room(x, e, free, allowed)
             if homed and r == 0 and home is not None and home[e] >= 0:
                 need[home[e]] -= 1
             x[e, g] = True
@@ -128,9 +133,18 @@ def _make_room(x: BoolArray, e: int, free: IntArray, allowed: BoolArray) -> int:
 
 
 @njit(cache=True)
-def _improve_kernel(x: BoolArray, q: FloatArray, load: FloatArray, allowed: BoolArray, target: float,
-                    x0: BoolArray, use_x0: bool, home: IntArray, node_of: IntArray,
-                    max_iters: int) -> int:  # pragma: no cover - compiled
+def _improve_kernel(
+    x: BoolArray,
+    q: FloatArray,
+    load: FloatArray,
+    allowed: BoolArray,
+    target: float,
+    x0: BoolArray,
+    use_x0: bool,
+    home: IntArray,
+    node_of: IntArray,
+    max_iters: int,
+) -> int:  # pragma: no cover - compiled
     """Swap search on the busiest GPU (compiled; see :func:`improve`). Returns swaps made."""
     n, g_count = x.shape
     home_cnt = np.zeros(n, dtype=np.int64)
@@ -188,9 +202,18 @@ def _improve_kernel(x: BoolArray, q: FloatArray, load: FloatArray, allowed: Bool
     return swaps
 
 
-def improve(x: BoolArray, w: FloatArray, counts: IntArray, allowed: BoolArray, *, target: float = 0.0,
-            x0: BoolArray | None = None, home: IntArray | None = None, node_of: IntArray | None = None,
-            max_iters: int = 5000) -> BoolArray:
+def improve(
+    x: BoolArray,
+    w: FloatArray,
+    counts: IntArray,
+    allowed: BoolArray,
+    *,
+    target: float = 0.0,
+    x0: BoolArray | None = None,
+    home: IntArray | None = None,
+    node_of: IntArray | None = None,
+    max_iters: int = 5000,
+) -> BoolArray:
     """Swap local search on the busiest GPU until it cannot improve or reaches ``target`` load.
 
     Each step swaps a replica ``a`` of the busiest GPU ``g`` with a lighter replica ``b`` of another GPU
@@ -209,15 +232,30 @@ def improve(x: BoolArray, w: FloatArray, counts: IntArray, allowed: BoolArray, *
     out = np.ascontiguousarray(x.copy())
     q = np.ascontiguousarray(w / counts, dtype=np.float64)
     n, g_count = x.shape
-    _improve_kernel(out, q, q @ out, np.ascontiguousarray(allowed), float(target),
-                    x0 if x0 is not None else np.zeros((1, 1), dtype=np.bool_), x0 is not None,
-                    home if home is not None else np.full(n, -1, dtype=np.int64),
-                    node_of if node_of is not None else np.zeros(g_count, dtype=np.int64), int(max_iters))
+    _improve_kernel(
+        out,
+        q,
+        q @ out,
+        np.ascontiguousarray(allowed),
+        float(target),
+        x0 if x0 is not None else np.zeros((1, 1), dtype=np.bool_),
+        x0 is not None,
+        home if home is not None else np.full(n, -1, dtype=np.int64),
+        node_of if node_of is not None else np.zeros(g_count, dtype=np.int64),
+        int(max_iters),
+    )
     return out
 
 
-def adapt_counts(x0: BoolArray, w: FloatArray, counts: IntArray, allowed: BoolArray, *,
-                 home: IntArray | None = None, node_of: IntArray | None = None) -> BoolArray:
+def adapt_counts(
+    x0: BoolArray,
+    w: FloatArray,
+    counts: IntArray,
+    allowed: BoolArray,
+    *,
+    home: IntArray | None = None,
+    node_of: IntArray | None = None,
+) -> BoolArray:
     """Turn the current plan ``x0`` into one with the new ``counts`` while copying few experts.
 
     Experts losing replicas drop them from their busiest GPUs; experts gaining replicas take the freed
@@ -256,8 +294,8 @@ def adapt_counts(x0: BoolArray, w: FloatArray, counts: IntArray, allowed: BoolAr
 def _swap_into(x: BoolArray, e: int, freed: list[int], allowed: BoolArray, load: FloatArray) -> int:
     """Place ``e`` on some GPU k by moving a replica b from k to a freed GPU f (which holds e)."""
     for f in sorted(set(freed), key=lambda k: load[k]):
-        for k in np.argsort(load):
-            k = int(k)
+        for k_raw in np.argsort(load):
+            k = int(k_raw)
             if x[e, k] or not allowed[e, k]:
                 continue
             movable = x[:, k] & ~x[:, f] & allowed[:, f]

@@ -54,11 +54,15 @@ class MoEShape:
 
     def __post_init__(self) -> None:
         if self.layers < 1 or self.experts < 1 or self.groups < 1:
-            raise InputError("MoE shape needs layers, experts and groups >= 1",
-                             field="shape", expected="positive integers")
+            raise InputError(
+                "MoE shape needs layers, experts and groups >= 1", field="shape", expected="positive integers"
+            )
         if self.experts % self.groups:
-            raise InputError(f"{self.experts} experts do not split into {self.groups} equal groups",
-                             field="groups", expected="a divisor of the expert count")
+            raise InputError(
+                f"{self.experts} experts do not split into {self.groups} equal groups",
+                field="groups",
+                expected="a divisor of the expert count",
+            )
 
     @property
     def experts_per_group(self) -> int:
@@ -77,8 +81,11 @@ def moe_shape_of(model: object) -> MoEShape:
     moe = getattr(model, "moe", None)
     name = getattr(model, "name", "?")
     if moe is None:
-        raise InputError(f"model {name!r} is dense: it has no experts to place", field="model",
-                         expected="a mixture-of-experts model")
+        raise InputError(
+            f"model {name!r} is dense: it has no experts to place",
+            field="model",
+            expected="a mixture-of-experts model",
+        )
     layers = int(getattr(model, "num_layers")) - int(moe.first_dense_layers)  # noqa: B009
     return MoEShape(layers=layers, experts=int(moe.num_experts), groups=int(moe.num_groups))
 
@@ -119,14 +126,17 @@ def synthetic_loads(
     ((3, 2, 8), True)
     """
     if sigma < 0 or drift_sigma < 0 or windows < 1 or tokens_per_layer <= 0 or zipf_s < 0:
-        raise InputError("synthetic load parameters out of range", field="sigma/drift/windows",
-                         expected="sigma, drift_sigma, zipf_s >= 0, windows >= 1, tokens_per_layer > 0")
+        raise InputError(
+            "synthetic load parameters out of range",
+            field="sigma/drift/windows",
+            expected="sigma, drift_sigma, zipf_s >= 0, windows >= 1, tokens_per_layer > 0",
+        )
     rng = np.random.default_rng(seed)
     if skew is Skew.LOGNORMAL:
-        base = rng.lognormal(mean=0.0, sigma=sigma, size=(shape.layers, shape.experts))
+        base: FloatArray = rng.lognormal(mean=0.0, sigma=sigma, size=(shape.layers, shape.experts))
     else:
         ranks = np.argsort(rng.random((shape.layers, shape.experts)), axis=1) + 1.0
-        base = ranks ** (-zipf_s)
+        base = np.asarray(ranks ** (-zipf_s), dtype=np.float64)
     out = np.empty((windows, shape.layers, shape.experts))
     current = base
     for t in range(windows):
@@ -145,17 +155,25 @@ def validate_loads(loads: FloatArray, *, path: str = "<loads>") -> FloatArray:
     """
     arr = np.asarray(loads, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
-        raise InputError(f"expert loads have shape {arr.shape}", path=path,
-                         expected="a 2-D matrix: one row per MoE layer, one column per expert")
+        raise InputError(
+            f"expert loads have shape {arr.shape}",
+            path=path,
+            expected="a 2-D matrix: one row per MoE layer, one column per expert",
+        )
     bad = ~np.isfinite(arr) | (arr < 0)
     if bad.any():
         r, c = (int(v) for v in np.argwhere(bad)[0])
-        raise InputError(f"bad load {arr[r, c]!r}", path=path, row=r + 1, field=f"expert {c}",
-                         expected=_EXPECTED_VALUE)
+        raise InputError(
+            f"bad load {arr[r, c]!r}", path=path, row=r + 1, field=f"expert {c}", expected=_EXPECTED_VALUE
+        )
     empty = np.flatnonzero(arr.sum(axis=1) <= 0)
     if empty.size:
-        raise InputError("layer has no load at all", path=path, row=int(empty[0]) + 1,
-                         expected="at least one expert with load > 0")
+        raise InputError(
+            "layer has no load at all",
+            path=path,
+            row=int(empty[0]) + 1,
+            expected="at least one expert with load > 0",
+        )
     arr = arr.copy()
     arr.setflags(write=False)
     return arr
@@ -180,11 +198,11 @@ def read_loads(path: str | Path) -> FloatArray:
         try:
             arr = np.load(p, allow_pickle=False)
         except (ValueError, OSError) as exc:
-            raise InputError(f"not a readable .npy array ({exc})", path=name,
-                             expected="a 2-D numeric .npy array") from None
+            raise InputError(
+                f"not a readable .npy array ({exc})", path=name, expected="a 2-D numeric .npy array"
+            ) from None
         if not np.issubdtype(arr.dtype, np.number):
-            raise InputError(f"array dtype {arr.dtype} is not numeric", path=name,
-                             expected="a numeric array")
+            raise InputError(f"array dtype {arr.dtype} is not numeric", path=name, expected="a numeric array")
         return validate_loads(arr, path=name)
     if suffix == ".csv":
         return validate_loads(_read_csv(p), path=name)
@@ -208,14 +226,19 @@ def _read_csv(p: Path) -> FloatArray:
     data = np.empty((len(rows), width))
     for i, row in enumerate(rows):
         if len(row) != width:
-            raise InputError(f"{len(row)} columns instead of {width}", path=name, row=i + 1,
-                             expected=f"{width} loads per row (one per expert)")
+            raise InputError(
+                f"{len(row)} columns instead of {width}",
+                path=name,
+                row=i + 1,
+                expected=f"{width} loads per row (one per expert)",
+            )
         for j, cell in enumerate(row):
             value = _to_float(cell)
             if value is None or not math.isfinite(value) or value < 0:
                 col = header[j] if header is not None else f"expert {j}"
-                raise InputError(f"bad load {cell.strip()!r}", path=name, row=i + 1, field=col,
-                                 expected=_EXPECTED_VALUE)
+                raise InputError(
+                    f"bad load {cell.strip()!r}", path=name, row=i + 1, field=col, expected=_EXPECTED_VALUE
+                )
             data[i, j] = value
     return data
 
@@ -228,12 +251,17 @@ def _read_parquet(p: Path) -> FloatArray:
     try:
         table = pq.read_table(p)
     except (pa.ArrowException, OSError) as exc:
-        raise InputError(f"not a readable Parquet file ({exc})", path=name,
-                         expected="a Parquet table, one row per layer") from None
+        raise InputError(
+            f"not a readable Parquet file ({exc})", path=name, expected="a Parquet table, one row per layer"
+        ) from None
     for col_name, col in zip(table.column_names, table.columns, strict=True):
         if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-            raise InputError(f"column type {col.type} is not numeric", path=name, field=col_name,
-                             expected="one numeric column per expert")
+            raise InputError(
+                f"column type {col.type} is not numeric",
+                path=name,
+                field=col_name,
+                expected="one numeric column per expert",
+            )
         if col.null_count:
             row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0]) + 1
             raise InputError("missing load", path=name, row=row, field=col_name, expected=_EXPECTED_VALUE)
@@ -243,8 +271,13 @@ def _read_parquet(p: Path) -> FloatArray:
     bad = ~np.isfinite(data) | (data < 0)
     if bad.any():
         r, c = (int(v) for v in np.argwhere(bad)[0])
-        raise InputError(f"bad load {data[r, c]!r}", path=name, row=r + 1, field=table.column_names[c],
-                         expected=_EXPECTED_VALUE)
+        raise InputError(
+            f"bad load {data[r, c]!r}",
+            path=name,
+            row=r + 1,
+            field=table.column_names[c],
+            expected=_EXPECTED_VALUE,
+        )
     return data
 
 

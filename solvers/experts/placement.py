@@ -52,14 +52,21 @@ class Cluster:
 
     def __post_init__(self) -> None:
         if self.num_gpus < 1 or self.gpus_per_node < 1 or self.num_slots < 1:
-            raise InputError("GPUs, GPUs per node and slots must be >= 1", field="gpus",
-                             expected="positive integers")
+            raise InputError(
+                "GPUs, GPUs per node and slots must be >= 1", field="gpus", expected="positive integers"
+            )
         if self.num_gpus % self.gpus_per_node:
-            raise InputError(f"{self.num_gpus} GPUs do not fill whole nodes of {self.gpus_per_node}",
-                             field="gpus-per-node", expected="a divisor of --gpus")
+            raise InputError(
+                f"{self.num_gpus} GPUs do not fill whole nodes of {self.gpus_per_node}",
+                field="gpus-per-node",
+                expected="a divisor of --gpus",
+            )
         if self.num_slots < self.num_gpus:
-            raise InputError(f"{self.num_slots} slots for {self.num_gpus} GPUs", field="slots",
-                             expected="at least one expert slot per GPU")
+            raise InputError(
+                f"{self.num_slots} slots for {self.num_gpus} GPUs",
+                field="slots",
+                expected="at least one expert slot per GPU",
+            )
 
     @property
     def num_nodes(self) -> int:
@@ -181,9 +188,11 @@ class Placement:
         expert between slots of one GPU is a local copy and is not counted.
         """
         if previous.cluster != self.cluster or previous.phy2log.shape != self.phy2log.shape:
-            raise InputError("current placement does not match the cluster or the layer count",
-                             field="incremental-from",
-                             expected=f"phy2log of shape {self.phy2log.shape} on {self.cluster}")
+            raise InputError(
+                "current placement does not match the cluster or the layer count",
+                field="incremental-from",
+                expected=f"phy2log of shape {self.phy2log.shape} on {self.cluster}",
+            )
         out = np.zeros(self.num_layers, dtype=np.int64)
         for layer in range(self.num_layers):
             new = self.expert_gpu_matrix(layer) > 0
@@ -192,8 +201,9 @@ class Placement:
         return out
 
 
-def make_placement(phy2log: NDArray[np.integer], cluster: Cluster, *, num_experts: int,
-                   source: str = "<placement>") -> Placement:
+def make_placement(
+    phy2log: NDArray[np.integer], cluster: Cluster, *, num_experts: int, source: str = "<placement>"
+) -> Placement:
     """Validate ``phy2log`` (every slot holds a valid expert, every expert has a replica) and freeze it.
 
     Raises:
@@ -201,27 +211,42 @@ def make_placement(phy2log: NDArray[np.integer], cluster: Cluster, *, num_expert
     """
     arr = np.asarray(phy2log)
     if arr.ndim != 2 or arr.shape[1] != cluster.num_slots:
-        raise InputError(f"phy2log has shape {arr.shape}", path=source, field="phy2log",
-                         expected=f"[layers, {cluster.num_slots}]")
+        raise InputError(
+            f"phy2log has shape {arr.shape}",
+            path=source,
+            field="phy2log",
+            expected=f"[layers, {cluster.num_slots}]",
+        )
     if not np.issubdtype(arr.dtype, np.integer):
         raise InputError(f"phy2log dtype {arr.dtype}", path=source, field="phy2log", expected="integers")
     arr = arr.astype(np.int64)
     bad = (arr < 0) | (arr >= num_experts)
     if bad.any():
         r, c = (int(v) for v in np.argwhere(bad)[0])
-        raise InputError(f"slot {c} holds expert {arr[r, c]}", path=source, row=r + 1, field="phy2log",
-                         expected=f"an expert id in [0, {num_experts})")
+        raise InputError(
+            f"slot {c} holds expert {arr[r, c]}",
+            path=source,
+            row=r + 1,
+            field="phy2log",
+            expected=f"an expert id in [0, {num_experts})",
+        )
     for layer in range(arr.shape[0]):
         missing = np.setdiff1d(np.arange(num_experts), arr[layer])
         if missing.size:
-            raise InputError(f"expert {int(missing[0])} has no replica", path=source, row=layer + 1,
-                             field="phy2log", expected="every logical expert in at least one slot")
+            raise InputError(
+                f"expert {int(missing[0])} has no replica",
+                path=source,
+                row=layer + 1,
+                field="phy2log",
+                expected="every logical expert in at least one slot",
+            )
     arr.setflags(write=False)
     return Placement(phy2log=arr, cluster=cluster, num_experts=num_experts)
 
 
-def placement_from_matrices(x: list[BoolArray], cluster: Cluster,
-                            previous: Placement | None = None) -> Placement:
+def placement_from_matrices(
+    x: list[BoolArray], cluster: Cluster, previous: Placement | None = None
+) -> Placement:
     """Build a placement from per-layer ``[experts, gpus]`` membership matrices.
 
     Within a GPU, an expert that stays keeps its old slot when ``previous`` is given (so engines copy
@@ -256,14 +281,23 @@ def save_plan(placement: Placement, path: str | Path) -> None:
     """Write a plan as ``.npz`` (arrays) or ``.json`` (lists), both with EPLB's three tensors."""
     p = Path(path)
     e = placement.to_eplb()
-    meta = {"num_gpus": placement.cluster.num_gpus, "gpus_per_node": placement.cluster.gpus_per_node,
-            "num_slots": placement.cluster.num_slots, "num_experts": placement.num_experts}
+    meta = {
+        "num_gpus": placement.cluster.num_gpus,
+        "gpus_per_node": placement.cluster.gpus_per_node,
+        "num_slots": placement.cluster.num_slots,
+        "num_experts": placement.num_experts,
+    }
     if p.suffix.lower() == ".npz":
-        np.savez_compressed(p, phy2log=e.phy2log, log2phy=e.log2phy, logcnt=e.logcnt,
-                            **{k: np.int64(v) for k, v in meta.items()})
+        arrays: dict[str, IntArray] = {"phy2log": e.phy2log, "log2phy": e.log2phy, "logcnt": e.logcnt}
+        arrays.update({k: np.asarray(v, dtype=np.int64) for k, v in meta.items()})
+        np.savez_compressed(p, allow_pickle=False, **arrays)
     elif p.suffix.lower() == ".json":
-        doc = {**meta, "phy2log": e.phy2log.tolist(), "log2phy": e.log2phy.tolist(),
-               "logcnt": e.logcnt.tolist()}
+        doc = {
+            **meta,
+            "phy2log": e.phy2log.tolist(),
+            "log2phy": e.log2phy.tolist(),
+            "logcnt": e.logcnt.tolist(),
+        }
         p.write_text(json.dumps(doc))
     else:
         raise InputError(f"unknown plan file type {p.suffix!r}", path=str(p), expected=".npz or .json")
@@ -290,8 +324,9 @@ def load_plan(path: str | Path, *, num_experts: int | None = None) -> Placement:
         try:
             loaded = json.loads(p.read_text())
         except json.JSONDecodeError as exc:
-            raise InputError(f"invalid JSON ({exc.msg})", path=name, row=exc.lineno,
-                             expected="a plan .json") from None
+            raise InputError(
+                f"invalid JSON ({exc.msg})", path=name, row=exc.lineno, expected="a plan .json"
+            ) from None
         if not isinstance(loaded, dict):
             raise InputError("top level is not an object", path=name, expected="a JSON object")
         doc = loaded
@@ -299,13 +334,16 @@ def load_plan(path: str | Path, *, num_experts: int | None = None) -> Placement:
         raise InputError(f"unknown plan file type {p.suffix!r}", path=name, expected=".npz or .json")
     for k in keys:
         if k not in doc:
-            raise InputError("missing key", path=name, field=k, expected="a plan written by fleetwise experts")
+            raise InputError(
+                "missing key", path=name, field=k, expected="a plan written by fleetwise experts"
+            )
     try:
         ints = {k: int(np.asarray(doc[k]).item()) for k in keys[:3]}
         phy2log = np.asarray(doc["phy2log"])
     except (TypeError, ValueError):
-        raise InputError("bad value", path=name, field="num_gpus/gpus_per_node/num_slots",
-                         expected="integers") from None
+        raise InputError(
+            "bad value", path=name, field="num_gpus/gpus_per_node/num_slots", expected="integers"
+        ) from None
     cluster = Cluster(**ints)
     n_exp = num_experts
     if n_exp is None:
@@ -315,6 +353,9 @@ def load_plan(path: str | Path, *, num_experts: int | None = None) -> Placement:
 
 def _check_loads_shape(loads: FloatArray, placement: Placement) -> None:
     if loads.shape != (placement.num_layers, placement.num_experts):
-        raise InputError(f"loads of shape {loads.shape} for a plan of {placement.num_layers} layers x "
-                         f"{placement.num_experts} experts", field="loads",
-                         expected="the same layers and experts as the plan")
+        raise InputError(
+            f"loads of shape {loads.shape} for a plan of {placement.num_layers} layers x "
+            f"{placement.num_experts} experts",
+            field="loads",
+            expected="the same layers and experts as the plan",
+        )

@@ -71,26 +71,46 @@ class PlacementProblem:
         layers, experts = self.loads.shape
         c = self.cluster
         if c.num_slots < experts:
-            raise InputError(f"{c.num_slots} slots for {experts} experts", field="redundant",
-                             expected="at least one slot per logical expert (redundant >= 0)")
+            raise InputError(
+                f"{c.num_slots} slots for {experts} experts",
+                field="redundant",
+                expected="at least one slot per logical expert (redundant >= 0)",
+            )
         if c.num_slots > experts * c.num_gpus:
-            raise InputError(f"{c.num_slots} slots for {experts} experts on {c.num_gpus} GPUs",
-                             field="redundant",
-                             expected="at most one replica of each expert per GPU (slots <= experts x GPUs)")
+            raise InputError(
+                f"{c.num_slots} slots for {experts} experts on {c.num_gpus} GPUs",
+                field="redundant",
+                expected="at most one replica of each expert per GPU (slots <= experts x GPUs)",
+            )
         if experts % self.num_groups:
-            raise InputError(f"{experts} experts do not split into {self.num_groups} groups", field="groups",
-                             expected="a divisor of the expert count")
+            raise InputError(
+                f"{experts} experts do not split into {self.num_groups} groups",
+                field="groups",
+                expected="a divisor of the expert count",
+            )
         if self.locality in (Locality.NODE, Locality.HOME):
             if self.num_groups % c.num_nodes:
-                raise InputError(f"{self.num_groups} groups cannot be spread evenly over {c.num_nodes} nodes",
-                                 field="node-local", expected="a node count that divides the group count")
+                raise InputError(
+                    f"{self.num_groups} groups cannot be spread evenly over {c.num_nodes} nodes",
+                    field="node-local",
+                    expected="a node count that divides the group count",
+                )
             if min(c.slots_per_node) < experts // c.num_nodes:
-                raise InputError("a node has fewer slots than experts to host", field="redundant",
-                                 expected=f">= {experts // c.num_nodes} slots per node")
-        if self.current is not None and (self.current.cluster != c or self.current.num_layers != layers
-                                         or self.current.num_experts != experts):
-            raise InputError("current placement does not match loads and cluster", field="incremental-from",
-                             expected=f"{layers} layers x {experts} experts on {c}")
+                raise InputError(
+                    "a node has fewer slots than experts to host",
+                    field="redundant",
+                    expected=f">= {experts // c.num_nodes} slots per node",
+                )
+        if self.current is not None and (
+            self.current.cluster != c
+            or self.current.num_layers != layers
+            or self.current.num_experts != experts
+        ):
+            raise InputError(
+                "current placement does not match loads and cluster",
+                field="incremental-from",
+                expected=f"{layers} layers x {experts} experts on {c}",
+            )
         if self.max_imbalance is not None and self.max_imbalance < 1.0:
             raise InputError(f"max_imbalance {self.max_imbalance}", field="max-imbalance", expected=">= 1.0")
 
@@ -111,7 +131,7 @@ class SolveParams:
             their replicas. Whole-layer models of 64 GPUs x 256 experts do not leave presolve in time.
     """
 
-    max_time_in_seconds: float = 8.0
+    max_time_in_seconds: float = 7.0
     num_workers: int = 1
     random_seed: int = 0
     processes: int = 2
@@ -120,9 +140,17 @@ class SolveParams:
     window_gpus: int = 16
 
     def __post_init__(self) -> None:
-        if self.max_time_in_seconds <= 0 or self.num_workers < 1 or self.processes < 1 or self.window_gpus < 2:
-            raise InputError("solver parameters out of range", field="time-limit",
-                             expected="time > 0, workers >= 1, processes >= 1, window_gpus >= 2")
+        if (
+            self.max_time_in_seconds <= 0
+            or self.num_workers < 1
+            or self.processes < 1
+            or self.window_gpus < 2
+        ):
+            raise InputError(
+                "solver parameters out of range",
+                field="time-limit",
+                expected="time > 0, workers >= 1, processes >= 1, window_gpus >= 2",
+            )
 
 
 @dataclass(frozen=True)

@@ -51,8 +51,18 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
 BoolArray = NDArray[np.bool_]
 
-_STATUS_RANK = {s: i for i, s in enumerate((SolveStatus.OPTIMAL, SolveStatus.FEASIBLE, SolveStatus.UNKNOWN,
-                                            SolveStatus.INFEASIBLE, SolveStatus.MODEL_INVALID))}
+_STATUS_RANK = {
+    s: i
+    for i, s in enumerate(
+        (
+            SolveStatus.OPTIMAL,
+            SolveStatus.FEASIBLE,
+            SolveStatus.UNKNOWN,
+            SolveStatus.INFEASIBLE,
+            SolveStatus.MODEL_INVALID,
+        )
+    )
+}
 _RESERVE_S = 0.8
 """Wall time kept aside for process start and result assembly when sharing the budget among layers."""
 _MIN_CPSAT_S = 0.03
@@ -109,8 +119,12 @@ def solve(problem: PlacementProblem, *, params: SolveParams | None = None) -> Pl
         if problem.max_imbalance is not None:
             targets = [problem.max_imbalance] * layers
         else:
-            fresh = eplb_placement(loads, problem.cluster, num_groups=problem.num_groups,
-                                   hierarchical=problem.locality is Locality.NODE)
+            fresh = eplb_placement(
+                loads,
+                problem.cluster,
+                num_groups=problem.num_groups,
+                hierarchical=problem.locality is Locality.NODE,
+            )
             targets = [float(v) for v in fresh.layer_imbalance(loads)]
     processes = max(1, min(params.processes, layers))
     usable = max(params.max_time_in_seconds - _RESERVE_S, 0.1)
@@ -202,8 +216,9 @@ def _pack(task: _LayerTask, lay: _Layout, counts: IntArray) -> tuple[BoolArray, 
     return x, float(((w / counts) @ x).max())
 
 
-def _count_search(task: _LayerTask, lay: _Layout, counts: IntArray, x: BoolArray,
-                  best: float) -> tuple[IntArray, BoolArray, float]:
+def _count_search(
+    task: _LayerTask, lay: _Layout, counts: IntArray, x: BoolArray, best: float
+) -> tuple[IntArray, BoolArray, float]:
     """Move one replica from one expert to another while re-packing balances better.
 
     The ``argmax w/c`` counts minimise the heaviest replica, not the busiest GPU: with few slots per GPU
@@ -213,14 +228,15 @@ def _count_search(task: _LayerTask, lay: _Layout, counts: IntArray, x: BoolArray
     w, c = task.w, task.cluster
     stop = time.perf_counter() + min(task.time_limit_s / 2, max(task.deadline - time.perf_counter(), 0.0))
     cap = c.gpus_per_node if task.locality is Locality.NODE else c.num_gpus
-    same_node = (lay.allowed[:, None, :] & lay.allowed[None, :, :]).any(axis=2)
+    same_node: BoolArray = np.asarray((lay.allowed[:, None, :] & lay.allowed[None, :, :]).any(axis=2))
     improved = True
     while improved and time.perf_counter() < stop:
         improved = False
         q = w / counts
         givers = np.flatnonzero(counts > 1)
         takers = [int(e) for e in np.argsort(-q, kind="stable")[:16] if counts[e] < cap]
-        for a in givers[np.argsort(q[givers], kind="stable")]:
+        for a_raw in givers[np.argsort(q[givers], kind="stable")]:
+            a = int(a_raw)
             for b in takers:
                 if a == b or not same_node[a, b] or time.perf_counter() >= stop:
                     continue
@@ -236,8 +252,7 @@ def _count_search(task: _LayerTask, lay: _Layout, counts: IntArray, x: BoolArray
     return counts, x, best
 
 
-def _fresh(task: _LayerTask, lay: _Layout,
-           counts: IntArray) -> tuple[BoolArray, IntArray, SolveStatus, str]:
+def _fresh(task: _LayerTask, lay: _Layout, counts: IntArray) -> tuple[BoolArray, IntArray, SolveStatus, str]:
     """Greedy start, local search (packing, then counts), then CP-SAT when a gap to the bound remains."""
     w = task.w
     x, best = _pack(task, lay, counts)
@@ -247,8 +262,11 @@ def _fresh(task: _LayerTask, lay: _Layout,
         counts, x, best = _count_search(task, lay, counts, x, best)
     q = w / counts
     budget = _cpsat_time(task)
-    if not task.params.use_cpsat or best <= lay.lower * (1 + task.params.gap_tolerance) \
-            or budget < _MIN_CPSAT_S:
+    if (
+        not task.params.use_cpsat
+        or best <= lay.lower * (1 + task.params.gap_tolerance)
+        or budget < _MIN_CPSAT_S
+    ):
         return x, counts, SolveStatus.FEASIBLE, "greedy+swap"
     res_x, status = _cpsat_window(task, lay, x, counts, budget)
     if res_x is not None and float((q @ res_x).max()) < best * (1 - 1e-12):
@@ -264,12 +282,19 @@ def _window(x: BoolArray, q: FloatArray, size: int) -> IntArray:
     if size >= load.size:
         return np.arange(load.size, dtype=np.int64)
     order = np.argsort(-load, kind="stable")
-    return np.sort(np.concatenate([order[: size // 2], order[load.size - (size - size // 2):]]))
+    return np.sort(np.concatenate([order[: size // 2], order[load.size - (size - size // 2) :]]))
 
 
-def _cpsat_window(task: _LayerTask, lay: _Layout, x: BoolArray, counts: IntArray, budget: float,
-                  *, x0: BoolArray | None = None,
-                  max_load: float | None = None) -> tuple[BoolArray | None, SolveStatus]:
+def _cpsat_window(
+    task: _LayerTask,
+    lay: _Layout,
+    x: BoolArray,
+    counts: IntArray,
+    budget: float,
+    *,
+    x0: BoolArray | None = None,
+    max_load: float | None = None,
+) -> tuple[BoolArray | None, SolveStatus]:
     """CP-SAT on a window of GPUs (large-neighbourhood search): the other GPUs keep their replicas.
 
     A model over all 64 GPUs x 256 experts spends its whole budget in presolve; a window of the busiest
@@ -283,12 +308,19 @@ def _cpsat_window(task: _LayerTask, lay: _Layout, x: BoolArray, counts: IntArray
     experts = np.flatnonzero(sub.any(axis=1))
     cnt_sub = sub[experts].sum(axis=1).astype(np.int64)
     res = cpsat.solve_layer(
-        q[experts] * cnt_sub, cnt_sub, sub[experts].sum(axis=0).astype(np.int64),
-        lay.allowed[np.ix_(experts, gpus)], hint=sub[experts], time_limit_s=budget,
-        num_workers=task.params.num_workers, random_seed=task.params.random_seed,
-        x0=None if x0 is None else x0[np.ix_(experts, gpus)], max_load=max_load,
+        q[experts] * cnt_sub,
+        cnt_sub,
+        sub[experts].sum(axis=0).astype(np.int64),
+        lay.allowed[np.ix_(experts, gpus)],
+        hint=sub[experts],
+        time_limit_s=budget,
+        num_workers=task.params.num_workers,
+        random_seed=task.params.random_seed,
+        x0=None if x0 is None else x0[np.ix_(experts, gpus)],
+        max_load=max_load,
         home=None if lay.home is None else _home_needed(lay, x, experts, gpus),
-        node_of=lay.node_of[gpus] if lay.home is not None else None)
+        node_of=lay.node_of[gpus] if lay.home is not None else None,
+    )
     if res.x is None:
         return None, res.status
     out = x.copy()
@@ -301,7 +333,9 @@ def _home_needed(lay: _Layout, x: BoolArray, experts: IntArray, gpus: IntArray) 
     assert lay.home is not None
     outside = np.ones(x.shape[1], dtype=bool)
     outside[gpus] = False
-    at_home_outside = (x[experts] & outside[None, :] & (lay.node_of[None, :] == lay.home[experts, None])).any(1)
+    at_home_outside = (x[experts] & outside[None, :] & (lay.node_of[None, :] == lay.home[experts, None])).any(
+        1
+    )
     return np.where(at_home_outside, -1, lay.home[experts]).astype(np.int64)
 
 
@@ -314,7 +348,7 @@ def _incremental(task: _LayerTask, lay: _Layout) -> tuple[BoolArray, IntArray, S
     old_counts = x0.sum(axis=1).astype(np.int64)
     legal = bool((lay.allowed | ~x0).all())
     candidates: list[tuple[int, BoolArray, IntArray]] = []
-    for cnt in ([old_counts, lay.counts] if legal else [lay.counts]):
+    for cnt in [old_counts, lay.counts] if legal else [lay.counts]:
         if not legal:
             start = lpt_pack(w, cnt, lay.caps, lay.allowed, home=lay.home, node_of=lay.node_of)
         elif (cnt == old_counts).all():
@@ -337,8 +371,11 @@ def _incremental(task: _LayerTask, lay: _Layout) -> tuple[BoolArray, IntArray, S
     if not task.params.use_cpsat or budget < _MIN_CPSAT_S:
         return x, cnt, SolveStatus.FEASIBLE, "incremental swap"
     res_x, status = _cpsat_window(task, lay, x, cnt, budget, x0=x0, max_load=target)
-    if res_x is not None and int((res_x & ~x0).sum()) < moves \
-            and float(((w / cnt) @ res_x).max()) <= target * (1 + 1e-6):
+    if (
+        res_x is not None
+        and int((res_x & ~x0).sum()) < moves
+        and float(((w / cnt) @ res_x).max()) <= target * (1 + 1e-6)
+    ):
         return res_x, cnt, status, "incremental cp-sat"
     return x, cnt, SolveStatus.FEASIBLE, "incremental swap"
 
@@ -352,31 +389,57 @@ def _layout(task: _LayerTask) -> _Layout:
     mean = float(w.sum()) / c.num_gpus
     if task.locality is Locality.GLOBAL:
         counts = capped_counts(w, c.num_slots, c.num_gpus)
-        return _Layout(allowed=np.ones((n, c.num_gpus), dtype=bool), counts=counts, caps=caps,
-                       lower=max(mean, float((w / counts).max())), home=None, node_of=node_of)
+        return _Layout(
+            allowed=np.ones((n, c.num_gpus), dtype=bool),
+            counts=counts,
+            caps=caps,
+            lower=max(mean, float((w / counts).max())),
+            home=None,
+            node_of=node_of,
+        )
     expert_node = np.repeat(_group_homes(task), n // task.num_groups)
     if task.locality is Locality.HOME:
         # Two count rules (plain greedy, node-aware greedy): keep the one whose packing balances better.
         allowed = np.ones((n, c.num_gpus), dtype=bool)
-        options = [capped_counts(w, c.num_slots, c.num_gpus),
-                   home_counts(w, expert_node, c.num_slots, c.num_gpus, c.gpus_per_node)]
+        options = [
+            capped_counts(w, c.num_slots, c.num_gpus),
+            home_counts(w, expert_node, c.num_slots, c.num_gpus, c.gpus_per_node),
+        ]
 
         def _packed_max(cnt: IntArray) -> float:
-            x = improve(lpt_pack(w, cnt, caps, allowed, home=expert_node, node_of=node_of), w, cnt,
-                        allowed, home=expert_node, node_of=node_of)
+            x = improve(
+                lpt_pack(w, cnt, caps, allowed, home=expert_node, node_of=node_of),
+                w,
+                cnt,
+                allowed,
+                home=expert_node,
+                node_of=node_of,
+            )
             return float(((w / cnt) @ x).max())
 
         counts = min(options, key=_packed_max)
-        return _Layout(allowed=np.ones((n, c.num_gpus), dtype=bool), counts=counts, caps=caps,
-                       lower=max(mean, float((w / counts).max())), home=expert_node, node_of=node_of)
+        return _Layout(
+            allowed=np.ones((n, c.num_gpus), dtype=bool),
+            counts=counts,
+            caps=caps,
+            lower=max(mean, float((w / counts).max())),
+            home=expert_node,
+            node_of=node_of,
+        )
     counts = np.ones(n, dtype=np.int64)
     node_bound = 0.0
     for node in range(c.num_nodes):
         mine = np.flatnonzero(expert_node == node)
         counts[mine] = capped_counts(w[mine], c.slots_per_node[node], c.gpus_per_node)
         node_bound = max(node_bound, float(w[mine].sum()) / c.gpus_per_node)
-    return _Layout(allowed=expert_node[:, None] == node_of[None, :], counts=counts, caps=caps,
-                   lower=max(mean, float((w / counts).max()), node_bound), home=None, node_of=node_of)
+    return _Layout(
+        allowed=expert_node[:, None] == node_of[None, :],
+        counts=counts,
+        caps=caps,
+        lower=max(mean, float((w / counts).max()), node_bound),
+        home=None,
+        node_of=node_of,
+    )
 
 
 def _group_homes(task: _LayerTask) -> IntArray:
@@ -392,13 +455,18 @@ def _group_homes(task: _LayerTask) -> IntArray:
         homes = node_hits.argmax(axis=1)
         pure = bool(((node_hits > 0).sum(axis=1) == 1).all()) or task.locality is Locality.HOME
         if pure and (np.bincount(homes, minlength=c.num_nodes) == per_node).all():
-            return homes.astype(np.int64)
-    return assign_groups(task.w.reshape(task.num_groups, group_size).sum(axis=1), c.num_nodes,
-                         time_limit_s=min(task.time_limit_s, 1.0), random_seed=task.params.random_seed)
+            return np.asarray(homes, dtype=np.int64)
+    return assign_groups(
+        task.w.reshape(task.num_groups, group_size).sum(axis=1),
+        c.num_nodes,
+        time_limit_s=min(task.time_limit_s, 0.05),
+        random_seed=task.params.random_seed,
+    )
 
 
-def assign_groups(group_loads: FloatArray, num_nodes: int, *, time_limit_s: float = 1.0,
-                  random_seed: int = 0) -> IntArray:
+def assign_groups(
+    group_loads: FloatArray, num_nodes: int, *, time_limit_s: float = 1.0, random_seed: int = 0
+) -> IntArray:
     """Groups to nodes, equal count per node, minimising the busiest node (a tiny exact CP-SAT model).
 
     >>> assign_groups(np.array([5.0, 4.0, 3.0, 2.0]), 2).tolist()
@@ -432,9 +500,10 @@ def assign_groups(group_loads: FloatArray, num_nodes: int, *, time_limit_s: floa
     solver.parameters.random_seed = random_seed
     code = solver.solve(model)
     if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return np.arange(n, dtype=np.int64) // per_node  # contiguous fallback, always valid
-    return np.array([next(k for k in range(num_nodes) if solver.boolean_value(y[i, k])) for i in range(n)],
-                    dtype=np.int64)
+        return np.asarray(np.arange(n) // per_node, dtype=np.int64)  # contiguous fallback, always valid
+    return np.array(
+        [next(k for k in range(num_nodes) if solver.boolean_value(y[i, k])) for i in range(n)], dtype=np.int64
+    )
 
 
 __all__ = ["assign_groups", "solve"]

@@ -26,8 +26,23 @@ def _app() -> typer.Typer:
     return app
 
 
-SMALL = ["experts", "--layers", "4", "--experts", "64", "--groups", "8", "--gpus", "16", "--redundant", "16",
-         "--time-limit", "3", "--processes", "1"]
+SMALL = [
+    "experts",
+    "--layers",
+    "4",
+    "--experts",
+    "64",
+    "--groups",
+    "8",
+    "--gpus",
+    "16",
+    "--redundant",
+    "16",
+    "--time-limit",
+    "3",
+    "--processes",
+    "1",
+]
 
 
 def test_json_report_compares_with_eplb_and_writes_a_plan(tmp_path: Path) -> None:

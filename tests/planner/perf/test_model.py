@@ -70,7 +70,7 @@ def test_kv_capacity_is_what_is_left_after_weights(llama: RooflinePerf) -> None:
         ("Llama-3.1-8B", "H100-SXM", Parallelism(), {"weight_dtype": "int3"}, "unknown dtype"),
     ],
 )
-def test_infeasible_layouts_are_rejected_with_the_reason(  # noqa: PLR0917 (parametrized)
+def test_infeasible_layouts_are_rejected_with_the_reason(
         catalog: Catalog, model: str, gpu: str, par: Parallelism, kw: dict[str, object],
         needle: str | None) -> None:
     m, g = catalog.model(model), catalog.gpu(gpu)
@@ -94,12 +94,17 @@ def test_prefill_power_near_tdp_decode_well_below_idle_at_idle(llama: RooflinePe
     tdp, idle = llama.gpu.tdp_w, llama.gpu.idle_w
     prefill = float(llama.step_power_w(*_prefill(8192)))
     decode = float(llama.step_power_w(0, 0, 32, 32 * 2048))
+    decode1 = float(llama.step_power_w(0, 0, 1, 2048))
     empty = float(llama.step_power_w(0, 0, 0, 0))
-    assert prefill >= 0.75 * tdp
-    assert decode <= 0.65 * tdp
-    assert decode < prefill
+    assert prefill >= 0.8 * tdp
+    # measured on the H100: 398 W at batch 1, ~440 W at batch 32 (57-63 % of TDP)
+    assert decode1 <= 0.6 * tdp
+    assert decode <= 0.7 * tdp
+    assert decode1 < decode < prefill
     assert empty == pytest.approx(llama.calibration.power.idle_w)
-    assert empty == pytest.approx(idle, rel=0.3)
+    # measured idle on the profiled H100 is 127 W (clocks held at 1980 MHz after load), the catalog
+    # says 70 W for a deep idle: the model uses the measurement, within 2x of the catalog
+    assert idle <= empty <= 2.0 * idle
 
 
 def test_clock_lock_slows_compute_bound_in_proportion_memory_bound_much_less(llama: RooflinePerf) -> None:
@@ -147,7 +152,7 @@ def test_more_tokens_are_never_faster(catalog: Catalog, c: tuple[int, int, int, 
 
 
 @njit
-def _sum_steps(fn, prm, pt, pairs, ds, kv):  # type: ignore[no-untyped-def]  # noqa: PLR0917
+def _sum_steps(fn, prm, pt, pairs, ds, kv):  # type: ignore[no-untyped-def]
     s = 0.0
     for i in range(pt.shape[0]):
         s += fn(prm, pt[i], pairs[i], ds[i], kv[i])

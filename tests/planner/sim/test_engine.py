@@ -11,9 +11,7 @@ from planner.sim import EngineConfig, RouterName, SimConfig
 from planner.sim import engine as E  # noqa: N812
 from planner.sim.reference import reference_shard
 from planner.sim.replay import ShardOutput, engine_setup, make_shard_tasks, simulate_shard
-from planner.sim.testing import LinearPerf
-
-from .conftest import make_trace, poisson_trace
+from planner.sim.testing import LinearPerf, make_trace, poisson_trace
 
 EXACT_ROUTERS = [r for r in RouterName if r is not RouterName.LEAST_KV]
 

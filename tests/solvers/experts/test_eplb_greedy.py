@@ -7,10 +7,17 @@ import numpy as np
 from solvers.experts import Cluster, eplb_placement, rebalance_experts
 
 # deepseek-ai/EPLB README: 2 layers x 12 experts, 16 physical experts, 4 groups, 2 nodes, 8 GPUs.
-README_WEIGHT = np.array([[90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
-                          [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27]], dtype=float)
-README_PHY2LOG = [[5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1],
-                  [7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1]]
+README_WEIGHT = np.array(
+    [
+        [90, 132, 40, 61, 104, 165, 39, 4, 73, 56, 183, 86],
+        [20, 107, 104, 64, 19, 197, 187, 157, 172, 86, 16, 27],
+    ],
+    dtype=float,
+)
+README_PHY2LOG = [
+    [5, 6, 5, 7, 8, 4, 3, 4, 10, 9, 10, 2, 0, 1, 11, 1],
+    [7, 10, 6, 8, 6, 11, 8, 9, 2, 4, 5, 1, 5, 0, 3, 1],
+]
 
 
 def test_reproduces_the_published_example() -> None:
@@ -22,7 +29,7 @@ def test_reproduces_the_published_example() -> None:
             slots = [int(s) for s in log2phy[layer, e] if s >= 0]
             assert len(slots) == logcnt[layer, e]
             assert all(phy2log[layer, s] == e for s in slots)
-            assert (log2phy[layer, e, logcnt[layer, e]:] == -1).all()
+            assert (log2phy[layer, e, logcnt[layer, e] :] == -1).all()
 
 
 def test_hierarchical_keeps_groups_on_one_node() -> None:

@@ -26,7 +26,9 @@ from traces.errors import InputError
 
 def test_reads_the_same_matrix_from_csv_parquet_and_npy(tmp_path: Path) -> None:
     m = np.arange(12, dtype=float).reshape(3, 4) + 1
-    (tmp_path / "w.csv").write_text("e0,e1,e2,e3\n" + "\n".join(",".join(str(v) for v in r) for r in m) + "\n")
+    (tmp_path / "w.csv").write_text(
+        "e0,e1,e2,e3\n" + "\n".join(",".join(str(v) for v in r) for r in m) + "\n"
+    )
     pq.write_table(pa.table({f"e{j}": m[:, j] for j in range(4)}), tmp_path / "w.parquet")
     np.save(tmp_path / "w.npy", m)
     for name in ("w.csv", "w.parquet", "w.npy"):
@@ -92,7 +94,9 @@ def test_plan_round_trips_through_npz_and_json(tmp_path: Path) -> None:
         back = load_plan(tmp_path / name)
         assert back.cluster == cluster
         assert np.array_equal(back.phy2log, plan.phy2log)
-    (tmp_path / "bad.json").write_text('{"num_gpus": 4, "gpus_per_node": 2, "num_slots": 20, "phy2log": [[99]]}')
+    (tmp_path / "bad.json").write_text(
+        '{"num_gpus": 4, "gpus_per_node": 2, "num_slots": 20, "phy2log": [[99]]}'
+    )
     with pytest.raises(InputError, match="phy2log"):
         load_plan(tmp_path / "bad.json")
     (tmp_path / "nokey.json").write_text('{"num_gpus": 4}')

@@ -41,10 +41,12 @@ def _check_invariants(sol_placement: object, loads: np.ndarray, cluster: Cluster
             real = slots[slots >= 0]
             assert real.size == plan.logcnt[layer, e]
             assert (plan.phy2log[layer, real] == e).all()
-            assert (slots[real.size:] == -1).all()
+            assert (slots[real.size :] == -1).all()
 
 
-@pytest.mark.parametrize(("gpus", "redundant", "sigma"), [(8, 8, 0.5), (8, 8, 1.0), (16, 8, 1.0), (16, 16, 1.0)])
+@pytest.mark.parametrize(
+    ("gpus", "redundant", "sigma"), [(8, 8, 0.5), (8, 8, 1.0), (16, 8, 1.0), (16, 16, 1.0)]
+)
 def test_never_worse_than_eplb_and_valid(gpus: int, redundant: int, sigma: float) -> None:
     shape = MoEShape(layers=4, experts=64, groups=8)
     w = synthetic_loads(shape, sigma=sigma, seed=gpus + redundant)[0]
@@ -81,13 +83,17 @@ def test_home_locality_keeps_one_replica_home_and_reports_remote_tokens() -> Non
     cluster = Cluster(num_gpus=16, gpus_per_node=4, num_slots=80)
     sol = solve(PlacementProblem(loads=w, cluster=cluster, num_groups=4, locality=Locality.HOME), params=FAST)
     _check_invariants(sol.placement, w, cluster)
-    strict = solve(PlacementProblem(loads=w, cluster=cluster, num_groups=4, locality=Locality.NODE), params=FAST)
+    strict = solve(
+        PlacementProblem(loads=w, cluster=cluster, num_groups=4, locality=Locality.NODE), params=FAST
+    )
     node_of_slot = cluster.gpu_of_slot // 4
     for layer in range(2):
         phy = sol.placement.phy2log[layer]
         # Nodes that hold a replica of every expert of the group could be its home.
-        homes = [set.intersection(*(set(node_of_slot[phy == e].tolist()) for e in range(g * 16, (g + 1) * 16)))
-                 for g in range(4)]
+        homes = [
+            set.intersection(*(set(node_of_slot[phy == e].tolist()) for e in range(g * 16, (g + 1) * 16)))
+            for g in range(4)
+        ]
         # One group per node: some assignment of distinct homes must exist.
         assert any(all(p[g] in homes[g] for g in range(4)) for p in itertools.permutations(range(4)))
     assert sol.imbalance <= strict.imbalance + 1e-9
@@ -122,8 +128,16 @@ def test_cpsat_matches_brute_force_on_small_layers(seed: int) -> None:
     w = rng.lognormal(0.0, 1.0, size=6)
     caps = np.array([3, 3, 3])
     counts = capped_counts(w, 9, 3)
-    res = solve_layer(w, counts, caps, np.ones((6, 3), dtype=bool), hint=None, time_limit_s=5.0,
-                      num_workers=1, random_seed=0)
+    res = solve_layer(
+        w,
+        counts,
+        caps,
+        np.ones((6, 3), dtype=bool),
+        hint=None,
+        time_limit_s=5.0,
+        num_workers=1,
+        random_seed=0,
+    )
     assert res.status is SolveStatus.OPTIMAL and res.x is not None
     assert (res.x.sum(axis=1) == counts).all() and (res.x.sum(axis=0) == caps).all()
     exact = _brute_force_packing(w / counts, counts, caps.tolist())
@@ -134,7 +148,9 @@ def test_small_layer_solution_is_no_worse_than_brute_force_over_greedy_counts() 
     rng = np.random.default_rng(11)
     w = rng.lognormal(0.0, 1.0, size=(3, 5))
     cluster = Cluster(num_gpus=3, gpus_per_node=3, num_slots=9)
-    sol = solve(PlacementProblem(loads=w, cluster=cluster), params=SolveParams(processes=1, gap_tolerance=0.0))
+    sol = solve(
+        PlacementProblem(loads=w, cluster=cluster), params=SolveParams(processes=1, gap_tolerance=0.0)
+    )
     for layer in range(3):
         counts = capped_counts(w[layer], 9, 3)
         exact = _brute_force_packing(w[layer] / counts, counts, [3, 3, 3])
