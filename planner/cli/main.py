@@ -24,6 +24,7 @@ VERB_MODULES: tuple[str, ...] = (
     "planner.cli.perf_cmd",
     "planner.cli.profile_cmd",
     "planner.cli.replay_cmd",
+    "planner.cli.experts_cmd",
     "planner.cli.bench_cmd",
 )
 
