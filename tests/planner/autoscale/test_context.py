@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from planner.sim.autoscale import (
+from planner.autoscale.context import (
     DEFAULT_COLD_START,
     POLICIES,
     PolicyName,
