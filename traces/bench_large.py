@@ -211,7 +211,7 @@ def _child(argv: list[str]) -> int:
     baseline = _rss_mb()
     start = time.perf_counter()
     if mode == "streaming":
-        from traces.convert import convert_to_parquet  # noqa: PLC0415 (measured path only)
+        from traces.convert import convert_to_parquet
 
         rows = convert_to_parquet(csv_path, out, format="azure").rows
     else:

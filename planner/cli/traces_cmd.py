@@ -180,7 +180,7 @@ def write_plot(stats: TraceStats, lengths: pl.DataFrame, title: str, out: Path) 
     Raises:
         InputError: the image cannot be written.
     """
-    from matplotlib.figure import Figure  # noqa: PLC0415 (only with --plot; keeps CLI start-up fast)
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(12, 3.6), layout="constrained")
     ax_rate, ax_in, ax_out = fig.subplots(1, 3)
@@ -312,7 +312,7 @@ def register(app: typer.Typer) -> None:
     @traces_app.command(
         "inspect", help="Detect the format, load, validate and summarize a trace." + INSPECT_EXAMPLE
     )
-    def inspect_cmd(  # noqa: PLR0917 (typer options)
+    def inspect_cmd(
         file: Annotated[Path, typer.Argument(help="trace file (or ServeGen client folder)")],
         format: FormatOpt = None,
         map_: MapOpt = None,
@@ -391,7 +391,7 @@ def register(app: typer.Typer) -> None:
             console.print(f"[yellow]repair:[/] {note}", highlight=False)
 
     @traces_app.command("synth", help="Generate a synthetic trace from flags or a YAML spec." + SYNTH_EXAMPLE)
-    def synth_cmd(  # noqa: PLR0917 (typer options)
+    def synth_cmd(
         out: Annotated[Path, typer.Option("--out", help="Parquet file to write")],
         spec: Annotated[
             Path | None, typer.Option("--spec", help="YAML spec (traces.synth.SynthConfig)")

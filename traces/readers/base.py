@@ -125,13 +125,17 @@ def read_csv_header(path: Path) -> list[str]:
 def first_data_value(path: Path, column: str) -> str | None:
     """The value of ``column`` in the first data row of a CSV (``None`` when there is no data row)."""
     text = read_head_text(path)
-    rows = csv.reader(io.StringIO(text))
-    header = [n.strip() for n in next(rows, [])]
-    for row in rows:
-        if not row:
-            continue
-        values = dict(zip(header, row, strict=False))
-        return values.get(column)
+    rows = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [n.strip() for n in next(rows, [])]
+        for row in rows:
+            if not row:
+                continue
+            values = dict(zip(header, row, strict=False))
+            return values.get(column)
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV near the top ({exc})", path=str(path), row=rows.line_num,
+                         expected="comma-separated text lines") from None
     return None
 
 
