@@ -1,10 +1,15 @@
-"""Autoscaling seam: pure policies over the metrics a live autoscaler sees, and cold-start times.
+"""Autoscaling seam: pure policies over the metrics a live autoscaler sees, cold starts, the registry.
 
 Designed so the same policy code runs in the simulator and, later, against live Prometheus data: a
 policy is ``decide(ctx: ScalingContext) -> ScalingDecision``, a pure function of a frozen context that
-carries vLLM's metric names (``running``, ``waiting``, ``kv_cache_usage_perc``, TTFT/ITL histograms) and
-the policy's own typed state. The replay loop does not call policies yet (fixed replica count); the
-interface, the default policy and the cold-start distribution are here for that step.
+carries vLLM's metric names (``running``, ``waiting``, ``kv_cache_usage_perc``, TTFT/ITL histograms,
+counters) and the policy's own typed state (each policy has its own frozen state type).
+
+The policies, each in its module: ``target-tracking`` (here), ``hpa`` (:mod:`planner.autoscale.hpa`),
+``keda`` (:mod:`planner.autoscale.keda`), ``ray-serve`` (:mod:`planner.autoscale.ray_serve`),
+``dynamo-sla`` (:mod:`planner.autoscale.dynamo`), ``wva`` (:mod:`planner.autoscale.wva`) and ``mpc``, the
+forecast-driven model-predictive controller (:mod:`solvers.scaling.policy`). :data:`POLICIES` holds them
+with default parameters; tuned ones are bound with ``functools.partial(fn, params=...)``.
 
 >>> ctx = ScalingContext(now_s=60.0, replicas=2, running=(200, 180), waiting=(40, 10),
 ...                      kv_cache_usage_perc=(0.7, 0.6), state=TargetState())
@@ -15,44 +20,17 @@ interface, the default policy and the cold-start distribution are here for that 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from enum import StrEnum
 
-import numpy as np
-
-
-@dataclass(frozen=True)
-class ColdStartDistribution:
-    """Lognormal time from "scale up" to "replica serving", seconds.
-
-    Attributes:
-        mu, sigma: parameters of ``log(seconds)``.
-        source: where the numbers come from.
-    """
-
-    mu: float
-    sigma: float
-    source: str = ""
-
-    @property
-    def median_s(self) -> float:
-        return math.exp(self.mu)
-
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` cold-start times (the caller owns the seeded generator)."""
-        out: np.ndarray = rng.lognormal(self.mu, self.sigma, n)
-        return out
-
-
-DEFAULT_COLD_START = ColdStartDistribution(
-    mu=2.5928,
-    sigma=1.1722,
-    source=("maximum-likelihood lognormal fitted on the 7,531 model-load latencies of "
-            "alibaba/clusterdata cluster-trace-v2026-GenAI basemodel_update_latency_anon.csv (value in ms): "
-            "median 13.4 s; the data are bimodal (about 2.6 s and 23 s), so p10/p90 are approximate"),
-)
-"""Default cold start: fitted once (see ``tests/planner/sim/test_autoscale.py``), only the parameters ship."""
+from planner.autoscale.coldstart import DEFAULT_COLD_START, ColdStartDistribution
+from planner.autoscale.dynamo import dynamo_sla
+from planner.autoscale.hpa import hpa
+from planner.autoscale.keda import keda
+from planner.autoscale.ray_serve import ray_serve
+from planner.autoscale.types import PolicyFn, ScalingContext, ScalingDecision, own_state
+from planner.autoscale.wva import wva
+from solvers.scaling.policy import mpc
 
 
 @dataclass(frozen=True)
@@ -60,30 +38,6 @@ class TargetState:
     """State of :func:`target_tracking`: when the current scale-down wish started (None: no wish)."""
 
     below_since_s: float | None = None
-
-
-@dataclass(frozen=True)
-class ScalingContext:
-    """What a policy sees at a control tick (one entry per serving replica, vLLM metric names)."""
-
-    now_s: float
-    replicas: int
-    running: tuple[int, ...]
-    waiting: tuple[int, ...]
-    kv_cache_usage_perc: tuple[float, ...]
-    ttft_buckets_s: tuple[float, ...] = ()
-    ttft_counts: tuple[int, ...] = ()
-    itl_buckets_s: tuple[float, ...] = ()
-    itl_counts: tuple[int, ...] = ()
-    state: TargetState = field(default_factory=TargetState)
-
-
-@dataclass(frozen=True)
-class ScalingDecision:
-    """The desired replica count and the policy's next state."""
-
-    desired_replicas: int
-    state: TargetState
 
 
 @dataclass(frozen=True)
@@ -104,7 +58,7 @@ class TargetParams:
 
 def apply_scaling_factors(ctx: ScalingContext, params: TargetParams) -> int:
     """Replicas needed for the load now: ceil(total in system / target per replica)."""
-    load = sum(ctx.running) + sum(ctx.waiting)
+    load = sum(ctx.running) + sum(ctx.waiting) + ctx.pending_at_router
     return math.ceil(load / params.target_running_per_replica) if load else 0
 
 
@@ -113,31 +67,49 @@ def apply_bounds(n: int, params: TargetParams) -> int:
     return max(params.min_replicas, min(params.max_replicas, n))
 
 
-def apply_delay(n: int, ctx: ScalingContext, params: TargetParams) -> ScalingDecision:
+def apply_delay(n: int, ctx: ScalingContext, state: TargetState,
+                params: TargetParams) -> ScalingDecision[TargetState]:
     """Scale up at once; scale down only after the wish has lasted ``scale_down_delay_s``."""
     if n >= ctx.replicas:
-        return ScalingDecision(n, replace(ctx.state, below_since_s=None))
-    since = ctx.state.below_since_s if ctx.state.below_since_s is not None else ctx.now_s
+        return ScalingDecision(n, TargetState(below_since_s=None))
+    since = state.below_since_s if state.below_since_s is not None else ctx.now_s
     if ctx.now_s - since >= params.scale_down_delay_s:
         return ScalingDecision(n, TargetState(below_since_s=None))
     return ScalingDecision(ctx.replicas, TargetState(below_since_s=since))
 
 
-def target_tracking(ctx: ScalingContext, *, params: TargetParams | None = None) -> ScalingDecision:
+def target_tracking(ctx: ScalingContext, *, params: TargetParams | None = None) -> ScalingDecision[TargetState]:
     """The default policy: :func:`apply_scaling_factors` -> :func:`apply_bounds` -> :func:`apply_delay`."""
     p = params or TargetParams()
-    return apply_delay(apply_bounds(apply_scaling_factors(ctx, p), p), ctx, p)
+    state = own_state(ctx, TargetState, TargetState)
+    return apply_delay(apply_bounds(apply_scaling_factors(ctx, p), p), ctx, state, p)
 
 
 class PolicyName(StrEnum):
     """Autoscaling policies by name (CLI/YAML)."""
 
     TARGET_TRACKING = "target-tracking"
+    HPA = "hpa"
+    KEDA = "keda"
+    RAY_SERVE = "ray-serve"
+    DYNAMO_SLA = "dynamo-sla"
+    WVA = "wva"
+    MPC = "mpc"
 
-
-PolicyFn = Callable[[ScalingContext], ScalingDecision]
 
 POLICIES: dict[PolicyName, PolicyFn] = {
     PolicyName.TARGET_TRACKING: target_tracking,
+    PolicyName.HPA: hpa,
+    PolicyName.KEDA: keda,
+    PolicyName.RAY_SERVE: ray_serve,
+    PolicyName.DYNAMO_SLA: dynamo_sla,
+    PolicyName.WVA: wva,
+    PolicyName.MPC: mpc,
 }
-"""Explicit registry (no import-time self-registration)."""
+"""Explicit registry (no import-time self-registration), default parameters."""
+
+__all__ = [
+    "DEFAULT_COLD_START", "POLICIES", "ColdStartDistribution", "PolicyFn", "PolicyName", "ScalingContext",
+    "ScalingDecision", "TargetParams", "TargetState", "apply_bounds", "apply_delay", "apply_scaling_factors",
+    "target_tracking",
+]

@@ -383,6 +383,17 @@ def power_of(prm: NDArray[np.float64], step_s: float, out: NDArray[np.float64]) 
 
 
 @njit(cache=True)
+def step_power(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float) -> float:
+    """The simulator's power entry: average watts per GPU over one step (callable from njit code).
+
+    Same numbers as ``step_power_w`` (both go through :func:`step_eval` and :func:`power_of`).
+    """
+    out = np.empty(OUT_SIZE)
+    t = step_eval(prm, pt, pairs, ds, kv, out)
+    return float(power_of(prm, t, out))
+
+
+@njit(cache=True)
 def eval_many(prm: NDArray[np.float64], pt: NDArray[np.float64], pairs: NDArray[np.float64],
               ds: NDArray[np.float64], kv: NDArray[np.float64], want_power: bool) -> NDArray[np.float64]:
     """Vectorised :func:`step_eval` over equal-length 1-D arrays: step seconds or watts per GPU."""

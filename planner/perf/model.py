@@ -389,6 +389,11 @@ class RooflinePerf:
         """``(planner.perf.kernel.step_time, params)``; ``fn(params, pt, pairs, ds, kv) -> seconds``."""
         return kn.step_time, self.params
 
+    def power_kernel(self) -> tuple[object, NDArray[np.float64]]:
+        """``(planner.perf.kernel.step_power, params)``; ``fn(params, pt, pairs, ds, kv) -> watts`` per
+        GPU, the numba-callable form of :meth:`step_power_w` (power in the simulator's loop)."""
+        return kn.step_power, self.params
+
     def at_clock(self, sm_clock_mhz: float) -> RooflinePerf:
         """The same replica with the SM clock locked to ``sm_clock_mhz``."""
         return build_replica_perf(self.model, self.gpu, self.par, weight_dtype=self.weight_dtype,

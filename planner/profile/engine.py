@@ -311,7 +311,8 @@ def run_validation(
     probe_seconds: float = 75.0,
     level_seconds: float = 45.0,
     max_requests: int = 300,
-    min_requests: int = 30,
+    min_requests: int = 5,
+    capacity_rps: float | None = None,
     lengths: LengthModel = LengthModel(),
     seed: int = 20260101,
     device: str = "cuda",
@@ -404,6 +405,8 @@ def run_validation(
         tok_rate = burst_capacity(toks, rows)
         mean_out = mean_output_tokens(lengths)
         capacity = tok_rate / mean_out if math.isfinite(tok_rate) and tok_rate > 0 else 0.5
+        if capacity_rps is not None:  # a capacity measured by an earlier run keeps load levels comparable
+            capacity = capacity_rps
         meta["capacity_probe"] = {
             "requests": len(probe),
             "finished": len(rows),
@@ -411,6 +414,7 @@ def run_validation(
             "output_tok_per_s_to_p80": tok_rate,
             "mean_output_tokens": mean_out,
             "capacity_rps": capacity,
+            "capacity_given": capacity_rps is not None,
             "note": "load_level 0 rows are this burst: every request submitted at t=0",
         }
         log(
@@ -429,6 +433,8 @@ def run_validation(
             share = left / remaining
             budget = min(level_seconds, share * 0.55)
             n = int(min(max_requests, max(min_requests, round(rate * budget))))
+            if n / rate > share * 0.7:  # never let arrivals outrun the level's share of the budget
+                n = max(1, int(rate * share * 0.7))
             reqs = draw_requests(rng, n=n, rate_rps=rate, lengths=lengths, start_id=next_id)
             next_id += n
             rows, toks, t0, t1 = replay_level(

@@ -178,6 +178,7 @@ def bench_attention(
     chunked: Iterable[tuple[int, int]],
     decode: Callable[[HeadConfig], list[tuple[int, int]]],
     prefill_batches: Iterable[int] = (1,),
+    skip: frozenset[tuple[Any, ...]] | set[tuple[Any, ...]] = frozenset(),
 ) -> list[Row]:
     """Prefill (causal, and chunked with a bottom-right causal mask) and decode attention via SDPA.
 
@@ -218,6 +219,8 @@ def bench_attention(
         cases: list[tuple[int, int, int]] = [(b, n, n) for b in prefill_batches for n in prefill_lengths]
         cases += [(1, q, kv) for q, kv in chunked]
         for b, ql, kvl in cases:
+            if ("prefill", b, ql, kvl, h, hk, d) in skip:
+                continue
             if ctx.out_of_time():
                 ctx.notes["attention_stopped_early"] = "deadline reached in prefill"
                 return rows
@@ -238,6 +241,8 @@ def bench_attention(
         ctx.log(f"  attention prefill h={h}/{hk} done, rows={len(rows)}")
         group = h // hk
         for b, kvl in decode(head):
+            if ("decode", b, 1, kvl, h, hk, d) in skip:
+                continue
             if ctx.out_of_time():
                 ctx.notes["attention_stopped_early"] = "deadline reached in decode"
                 return rows
@@ -257,6 +262,18 @@ def bench_attention(
         ctx.log(f"  attention decode h={h}/{hk} done, rows={len(rows)}")
         torch.cuda.empty_cache()
     return rows
+
+
+def attention_key(row: Row) -> tuple[Any, ...]:
+    """The identity of an attention measurement (for resuming).
+
+    >>> attention_key({"phase": "decode", "batch": 2, "q_len": 1, "kv_len": 64, "num_heads": 8,
+    ...                "num_kv_heads": 2, "head_dim": 16, "dtype": "bf16", "time_s": 1e-5})
+    ('decode', 2, 1, 64, 8, 2, 16)
+    """
+    return tuple(
+        row[k] for k in ("phase", "batch", "q_len", "kv_len", "num_heads", "num_kv_heads", "head_dim")
+    )
 
 
 def _attn_row(phase: str, b: int, ql: int, kvl: int, head: HeadConfig, t: Timing) -> Row:

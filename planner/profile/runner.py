@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 from planner.profile import engine, grid, micro, power
 from planner.profile.llama import Stack, build_weights
 from planner.profile.nvml import Sampler, nvml_reader
@@ -54,6 +56,11 @@ class ProfileOptions:
         budget_s: wall-clock budget for the micro sections together.
         engine_budget_s: wall-clock budget for the engine validation.
         seed: seed of every random draw.
+        resume: keep the GEMM and attention rows already in the profile folder and measure only the
+            missing shapes (a run cut short by a time limit continues where it stopped).
+        engine_levels: load levels (fractions of capacity) for the engine validation; empty: defaults.
+        engine_capacity_rps: use this capacity instead of the burst's estimate (to add levels to an
+            earlier run on the same scale).
     """
 
     out: Path = DEFAULT_OUT
@@ -63,6 +70,9 @@ class ProfileOptions:
     budget_s: float = 420.0
     engine_budget_s: float = 420.0
     seed: int = 20260101
+    resume: bool = False
+    engine_levels: tuple[float, ...] = ()
+    engine_capacity_rps: float | None = None
 
     def sections(self) -> list[str]:
         """The sections to run, in run order.
@@ -266,8 +276,13 @@ def _run_section(
             reason or "torch._scaled_mm e4m3 x e4m3 -> bf16, per-tensor scales; m < 16 padded to 16"
         )
         shapes = grid.gemm_shapes(models, quick=quick)
-        run.log(f"  {len(shapes)} GEMM shapes x {'bf16+fp8' if reason is None else 'bf16'}")
-        rows = micro.bench_gemm(ctx, shapes, fp8=reason is None)
+        kept = _existing(run, "gemm")
+        done = {(r["m"], r["n"], r["k"]) for r in kept}
+        shapes = [s for s in shapes if s not in done]
+        run.log(
+            f"  {len(shapes)} GEMM shapes x {'bf16+fp8' if reason is None else 'bf16'}, {len(kept)} rows kept"
+        )
+        rows = kept + micro.bench_gemm(ctx, shapes, fp8=reason is None)
         best = max((r["tflops"] for r in rows if r["dtype"] == "bf16"), default=math.nan)
         best8 = max((r["tflops"] for r in rows if r["dtype"] == "fp8"), default=math.nan)
         run.summary.append(f"gemm: {len(rows)} rows, peak bf16 {best:.0f} TFLOP/s, fp8 {best8:.0f} TFLOP/s")
@@ -275,17 +290,22 @@ def _run_section(
     if section == "attention":
         heads = grid.head_configs(models, quick=quick)
         primary = set(grid.head_configs(models[:1], quick=quick))
-        rows = micro.bench_attention(
+        kept = _existing(run, "attention")
+        rows = kept + micro.bench_attention(
             ctx,
             heads,
             prefill_lengths=grid.prefill_lengths(quick=quick),
             chunked=grid.chunked_prefill_cases(quick=quick),
             decode=lambda h: grid.decode_cases(h, quick=quick, coarse=h not in primary),
             prefill_batches=(1,) if quick else (1, 4),
+            skip={micro.attention_key(r) for r in kept},
         )
         mla = next((m for m in models if m.mla is not None), None)
         if mla is not None and not ctx.out_of_time():
             cases = [(b, kv) for b in (1, 8, 32, 128) for kv in (512, 2048, 8192, 32768) if b * kv <= 1 << 20]
+            have = {micro.attention_key(r) for r in kept}
+            dk = mla.mla.kv_lora_rank + mla.mla.qk_rope_head_dim if mla.mla else 0
+            cases = [c for c in cases if ("decode", c[0], 1, c[1], mla.num_heads, 1, dk) not in have]
             rows += micro.bench_mla_decode(ctx, mla, cases[:3] if quick else cases)
         run.summary.append(f"attention: {len(rows)} rows, kernels {run.notes.get('attention_kernels')}")
         return rows
@@ -315,6 +335,15 @@ def _run_section(
         run.summary.append(f"steps: {len(rows)} rows")
         return rows
     raise ValueError(f"unknown section {section}")
+
+
+def _existing(run: Run, table: str) -> list[dict[str, Any]]:
+    """Rows already in ``<out>/profiles/<GPU>/<table>.parquet`` when resuming, else none."""
+    path = run.options.out / "profiles" / run.facts["catalog_gpu"] / f"{table}.parquet"
+    if not run.options.resume or not path.is_file():
+        return []
+    rows: list[dict[str, Any]] = pq.read_table(path).to_pylist()
+    return rows
 
 
 def _write_meta(prof_dir: Path, run: Run, times: dict[str, float]) -> Path:
@@ -348,6 +377,11 @@ def _run_engine(run: Run, val_dir: Path, sampler: Any) -> list[Path]:
     deadline = run.clock() + run.options.engine_budget_s
     run.log(f"engine validation ({shape.name}, budget {run.options.engine_budget_s:.0f} s)")
     kwargs: dict[str, Any] = {}
+    if run.options.engine_levels:
+        kwargs["levels"] = run.options.engine_levels
+    if run.options.engine_capacity_rps is not None:
+        kwargs["capacity_rps"] = run.options.engine_capacity_rps
+        kwargs["probe_requests"] = 8
     if quick:
         kwargs = {
             "levels": (0.5, 1.0),
@@ -401,6 +435,9 @@ def main_args(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=420.0)
     parser.add_argument("--engine-budget-s", type=float, default=420.0)
     parser.add_argument("--seed", type=int, default=20260101)
+    parser.add_argument("--resume", action="store_true", help="keep GEMM/attention rows already measured")
+    parser.add_argument("--engine-levels", default="", help="comma-separated load levels, e.g. 0.25,0.5,1")
+    parser.add_argument("--engine-capacity", type=float, default=None, help="req/s that load level 1 means")
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
         only = parse_only(args.only)
@@ -418,6 +455,9 @@ def main_args(argv: Iterable[str] | None = None) -> int:
         quick=args.quick,
         only=only,
         validate_engine=args.validate_engine,
+        resume=args.resume,
+        engine_levels=tuple(float(x) for x in args.engine_levels.split(",") if x.strip()),
+        engine_capacity_rps=args.engine_capacity,
         budget_s=args.budget_s,
         engine_budget_s=args.engine_budget_s,
         seed=args.seed,

@@ -8,10 +8,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TYPE_CHECKING, Any
 
+from planner.sim.coldstart import DEFAULT_COLD_START_MIXTURE, ColdStartSampler
 from traces.errors import InputError
+
+if TYPE_CHECKING:
+    from planner.power.contract import CappingPolicy
 
 
 class RouterName(StrEnum):
@@ -89,6 +95,87 @@ class SLOTarget:
     tpot_s: float
 
 
+VLLM_TTFT_BUCKETS_S: tuple[float, ...] = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
+    80.0, 160.0, 640.0, 2560.0)
+"""Upper bounds of ``vllm:time_to_first_token_seconds`` (vLLM v0.8+ ``metrics.py``)."""
+VLLM_ITL_BUCKETS_S: tuple[float, ...] = (
+    0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
+"""Upper bounds of ``vllm:inter_token_latency_seconds`` (formerly ``time_per_output_token_seconds``)."""
+
+
+@dataclass(frozen=True)
+class AutoscaleConfig:
+    """Autoscaling in the loop: a policy called every ``interval_s`` of simulated time.
+
+    Attributes:
+        policy: ``decide(ctx: ScalingContext) -> ScalingDecision`` (e.g. from
+            ``planner.autoscale.context.POLICIES``); its state travels in the context.
+        interval_s: control interval.
+        min_replicas, max_replicas: bounds the simulator enforces on the policy's wish.
+        cold_start: time from a scale-up decision to the replica serving (seconds; the GPU is held,
+            and counted, from the decision). Default: the Alibaba GenAI fit
+            (:data:`planner.sim.coldstart.DEFAULT_COLD_START_MIXTURE`).
+        seed: seeds the cold-start draws.
+        ttft_buckets_s, itl_buckets_s: histogram bounds the policy sees (vLLM's by default).
+    """
+
+    policy: Callable[[Any], Any]
+    interval_s: float = 15.0
+    min_replicas: int = 1
+    max_replicas: int = 64
+    cold_start: ColdStartSampler = DEFAULT_COLD_START_MIXTURE
+    seed: int = 0
+    ttft_buckets_s: tuple[float, ...] = VLLM_TTFT_BUCKETS_S
+    itl_buckets_s: tuple[float, ...] = VLLM_ITL_BUCKETS_S
+
+    def __post_init__(self) -> None:
+        if not self.interval_s > 0:
+            raise InputError("control interval must be positive", field="autoscale.interval_s",
+                             expected="seconds > 0")
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise InputError(f"replica bounds {self.min_replicas}..{self.max_replicas}",
+                             field="autoscale.min_replicas", expected="1 <= min_replicas <= max_replicas")
+
+
+@dataclass(frozen=True)
+class PowerConfig:
+    """Power in the loop: per-step GPU power, telemetry per server/rack/row and a capping policy.
+
+    Attributes:
+        row_budget_w: the row's power budget (what the capping policy defends).
+        policy: ``decide(ctx: PowerContext) -> CapDecision`` called every ``telemetry_period_s``;
+            None never locks clocks.
+        telemetry_period_s: power measurement and policy period (the power table's resolution).
+        actuation_latency_s: from a decision to the clock lock taking effect (in-band lock ~0.1 s).
+        server_base_w: non-GPU power of a server (CPUs, fans, NICs) while it holds any replica;
+            None: the GPU spec's ``node_max_w - gpus_per_node * tdp_w`` (the non-GPU share of the
+            node's maximum: conservative, what a budget must allow for).
+        brake_clock_mhz: clock every server is held at while the policy's out-of-band brake is engaged;
+            None: the GPU's lowest clock.
+    """
+
+    row_budget_w: float
+    policy: CappingPolicy | None = None
+    telemetry_period_s: float = 1.0
+    actuation_latency_s: float = 0.1
+    server_base_w: float | None = None
+    brake_clock_mhz: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.row_budget_w > 0:
+            raise InputError("row budget must be positive", field="power.row_budget_w", expected="watts > 0")
+        if not self.telemetry_period_s > 0:
+            raise InputError("telemetry period must be positive", field="power.telemetry_period_s",
+                             expected="seconds > 0")
+        if not self.actuation_latency_s >= 0:
+            raise InputError("actuation latency must not be negative", field="power.actuation_latency_s",
+                             expected="seconds >= 0")
+        if self.server_base_w is not None and not self.server_base_w >= 0:
+            raise InputError("server base power must not be negative", field="power.server_base_w",
+                             expected="watts >= 0")
+
+
 @dataclass(frozen=True)
 class SimConfig:
     """Everything a replay needs besides the trace and the perf model.
@@ -117,6 +204,8 @@ class SimConfig:
     default_slo: SLOTarget = field(default_factory=lambda: SLOTarget(ttft_s=2.0, tpot_s=0.1))
     servers_per_rack: int = 4
     racks_per_row: int = 8
+    autoscale: AutoscaleConfig | None = None
+    power: PowerConfig | None = None
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -129,6 +218,23 @@ class SimConfig:
             )
         if not self.interval_s > 0:
             raise InputError("interval_s must be positive", field="interval_s", expected="a number > 0")
+        if self.autoscale is not None and self.shards != 1:
+            raise InputError("autoscaling runs one router per pool", field="shards",
+                             expected="shards = 1 with autoscale")
+        if self.autoscale is not None and not (
+                self.autoscale.min_replicas <= self.replicas <= self.autoscale.max_replicas):
+            raise InputError(f"replicas {self.replicas} outside the autoscaler's bounds", field="replicas",
+                             expected=f"{self.autoscale.min_replicas}..{self.autoscale.max_replicas}")
+        if self.power is not None:
+            ratio = self.interval_s / self.power.telemetry_period_s
+            if self.shards != 1 or abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+                raise InputError(
+                    f"interval_s {self.interval_s} is not a multiple of the telemetry period "
+                    f"{self.power.telemetry_period_s} (or shards > 1)", field="interval_s",
+                    expected="shards = 1 and interval_s = k * power.telemetry_period_s")
+        for name in ("servers_per_rack", "racks_per_row"):
+            if getattr(self, name) < 1:
+                raise InputError(f"{name} must be positive", field=name, expected="an integer >= 1")
 
     def slo_for(self, slo_class: str | None) -> SLOTarget:
         """The targets of ``slo_class`` (the default ones when it is unknown or missing)."""

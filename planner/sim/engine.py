@@ -93,7 +93,8 @@ P_NPRE = 17  # sequences in prefill (the prefill list)
 P_HLEN = 18  # entries in the finish heap
 P_ADMSEQ = 19  # admissions so far
 P_MIXED = 20  # steps timed by the perf kernel (prefill or mixed); the rest were summed in closed form
-N_PI = 21
+P_LVL = 21  # clock level: row of the kernel-parameter and decode tables this replica's steps use
+N_PI = 22
 
 # --- per-replica lists (lst[r, L, i]); capacity 2 * max_num_seqs -------------------------------------
 L_RUN = 0  # running sequences in admission order (lazy deletion)
@@ -118,7 +119,8 @@ Q_P = 6  # prefill tokens of the step in flight
 Q_PAIRS = 7
 Q_DKV = 8  # decode kv of the step in flight
 Q_BUSY_TOTAL = 9
-N_PF = 10
+Q_PW = 10  # power per GPU of the step or run in flight (power in the loop), W
+N_PF = 11
 
 # --- config ints (ci[F]) -----------------------------------------------------------------------------
 C_BS = 0
@@ -132,7 +134,11 @@ C_ROUTER = 7
 C_NREP = 8
 C_RR = 9  # round-robin counter (state)
 C_VIOL = 10  # invariant violations seen (time going back, KV over capacity): must stay 0
-N_CI = 11
+C_NROUTE = 11  # routable replicas: the first C_NROUTE entries of the route list
+C_POWER = 12  # power in the loop: step power from the power kernel into T_ENERGY
+C_METRICS = 13  # vLLM-style counters and histograms into the metrics vector
+C_PRELOAD = 14  # requests arrive with their prompt's KV already present (decode pool of a P/D split)
+N_CI = 15
 
 # routers (codes; names in planner.sim.config.RouterName)
 ROUTER_ROUND_ROBIN = 0
@@ -160,7 +166,16 @@ T_DKV = 5  # sum over steps of decode kv
 T_RUNNING = 6  # integral of running seqs over busy time (seq-seconds)
 T_WAITING = 7  # integral of waiting requests over busy time
 T_KV = 8  # integral of used KV blocks over busy time
-N_TS = 9
+T_ENERGY = 9  # joules per GPU spent executing steps (power in the loop only)
+N_TS = 10
+
+# --- metrics vector (mh[F]), vLLM's names: the autoscaler's view ------------------------------------
+M_ARRIVED = 0  # requests routed to the shard
+M_SUCCESS = 1  # vllm:request_success_total
+M_PROMPT = 2  # vllm:prompt_tokens_total (counted when the first token is out)
+M_GEN = 3  # vllm:generation_tokens_total
+M_HIST = 4  # then the TTFT buckets (len(tb) + 1, last = +Inf), then the ITL buckets (len(ib) + 1),
+# each cumulative like Prometheus' ``le`` buckets
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
@@ -370,7 +385,7 @@ def _pop_front(pi, rq, r):  # type: ignore[no-untyped-def]  # pragma: no cover
 
 
 @nb.njit(cache=True)
-def _accum(ts, dt, r, t0, t1, steps, pre, pairs, dec, dkv, running, waiting, kvb):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _accum(ts, dt, r, t0, t1, steps, pre, pairs, dec, dkv, running, waiting, kvb, energy):  # type: ignore[no-untyped-def]  # pragma: no cover
     """Spread a step (or run of steps) over the intervals it covers, in proportion to time."""
     dur = t1 - t0
     i0 = int(t0 / dt)
@@ -394,6 +409,7 @@ def _accum(ts, dt, r, t0, t1, steps, pre, pairs, dec, dkv, running, waiting, kvb
         ts[i, r, T_RUNNING] += running * dur
         ts[i, r, T_WAITING] += waiting * dur
         ts[i, r, T_KV] += kvb * dur
+        ts[i, r, T_ENERGY] += energy
         return ts
     for i in range(i0, i1 + 1):
         a = max(t0, i * dt)
@@ -411,6 +427,7 @@ def _accum(ts, dt, r, t0, t1, steps, pre, pairs, dec, dkv, running, waiting, kvb
         ts[i, r, T_RUNNING] += running * part
         ts[i, r, T_WAITING] += waiting * part
         ts[i, r, T_KV] += kvb * part
+        ts[i, r, T_ENERGY] += energy * w
     return ts
 
 
@@ -670,6 +687,8 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
                     evict_taken += hb
                 nh += 1
         done = min(nh * hbt, target - 1)
+        if ci[C_PRELOAD] != 0 and rq[q, R_CACHED] < 0:
+            done = target - 1  # the prompt's KV came over the link: only the last token is computed
         n = min(target - done, budget)
         need = max(0, (done + n + bs - 1) // bs - nh * hb)
         if need > pi[r, P_FREE] + pi[r, P_EVICT] - evict_taken:
@@ -720,8 +739,8 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
     k_safe = 1 + bs * (avail // d)
     k = min(k, k_safe)
     k = max(k, 1)
-    a = a_tab[d]
-    b = b_tab[d]
+    a = a_tab[pi[r, P_LVL], d]
+    b = b_tab[pi[r, P_LVL], d]
     pi[r, P_MODE] = MODE_RUN
     pi[r, P_RUN_K] = k
     pf[r, Q_A] = a
@@ -733,29 +752,65 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
 
 @nb.njit(cache=True)
 def _set_step_time(kernel, kparams, pi, pf, r):  # type: ignore[no-untyped-def]  # pragma: no cover
-    pf[r, Q_BUSY_UNTIL] = pf[r, Q_T0] + kernel(kparams, pf[r, Q_P], pf[r, Q_PAIRS], float(pi[r, P_D]),
-                                               pf[r, Q_DKV])
+    pf[r, Q_BUSY_UNTIL] = pf[r, Q_T0] + kernel(kparams[pi[r, P_LVL]], pf[r, Q_P], pf[r, Q_PAIRS],
+                                               float(pi[r, P_D]), pf[r, Q_DKV])
+
+
+@nb.njit(cache=True)
+def _set_power(pkernel, pparams, pi, pf, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Power per GPU of the step (or run, at its middle step's composition) just put in flight."""
+    d = float(pi[r, P_D])
+    if pi[r, P_MODE] == MODE_RUN:
+        kv = pf[r, Q_KV0] + d * (pi[r, P_RUN_K] - 1) / 2.0
+        pf[r, Q_PW] = pkernel(pparams[pi[r, P_LVL]], 0.0, 0.0, d, kv)
+    elif pi[r, P_MODE] == MODE_STEP:
+        pf[r, Q_PW] = pkernel(pparams[pi[r, P_LVL]], pf[r, Q_P], pf[r, Q_PAIRS], d, pf[r, Q_DKV])
+    else:
+        pf[r, Q_PW] = 0.0
+
+
+@nb.njit(cache=True)
+def _run_le(a, b, kv0, d, k, bound):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Steps ``i < k`` of a decode run whose duration ``a + b (kv0 + i d)`` is at most ``bound``."""
+    first = a + b * kv0
+    if first > bound:
+        return 0
+    slope = b * d
+    if slope <= 0.0:
+        return k
+    return min(k, int(math.floor((bound - first) / slope)) + 1)
 
 
 @nb.njit(cache=True)
 def _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, out,  # type: ignore[no-untyped-def]  # pragma: no cover
-            lst, hist, ts, dt, r):
+            lst, hist, ts, dt, r, arr, mh, tb, ib):
     """Apply the step or run in flight of replica ``r`` (it ends at ``busy_until``).
 
     Order: prefill progress in admission order (completions emit their first token, register their
     prompt blocks in the prefix cache, and join the decode set or finish), then the decode sequences
-    that reached their output length, by request index.
+    that reached their output length, by request index. With ``C_METRICS`` on, the vLLM counters and
+    the TTFT / inter-token-latency histograms (bounds ``tb`` / ``ib``) in ``mh`` are updated too.
     """
     t1 = pf[r, Q_BUSY_UNTIL]
     t0 = pf[r, Q_T0]
     bs = ci[C_BS]
     kvb = _used_blocks(pi, ci, r)
+    metrics = ci[C_METRICS] != 0
+    ntb = tb.shape[0]
+    nib = ib.shape[0]
+    itl0 = M_HIST + ntb + 1
+    energy = pf[r, Q_PW] * (t1 - t0)
     if pi[r, P_MODE] == MODE_RUN:
         k = pi[r, P_RUN_K]
         d = pi[r, P_D]
         kv0 = pf[r, Q_KV0]
         ts = _accum(ts, dt, r, t0, t1, float(k), 0.0, 0.0, float(d * k), k * kv0 + d * k * (k - 1) / 2.0,
-                    float(pi[r, P_NRUN]), float(pi[r, P_NWAIT]), float(kvb))
+                    float(pi[r, P_NRUN]), float(pi[r, P_NWAIT]), float(kvb), energy)
+        if metrics:
+            mh[M_GEN] += d * k
+            for j in range(nib):
+                mh[itl0 + j] += d * _run_le(pf[r, Q_A], pf[r, Q_B], kv0, float(d), k, ib[j])
+            mh[itl0 + nib] += d * k
         # blocks the batch grew into after the run's first step (whose blocks were taken when planned)
         x0 = pi[r, P_X]
         extra = 0
@@ -773,7 +828,14 @@ def _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, in
         pi[r, P_STEPS] += k
     else:
         ts = _accum(ts, dt, r, t0, t1, 1.0, pf[r, Q_P], pf[r, Q_PAIRS], float(pi[r, P_D]), pf[r, Q_DKV],
-                    float(pi[r, P_NRUN]), float(pi[r, P_NWAIT]), float(kvb))
+                    float(pi[r, P_NRUN]), float(pi[r, P_NWAIT]), float(kvb), energy)
+        if metrics:
+            d = pi[r, P_D]
+            mh[M_GEN] += d
+            for j in range(nib):
+                if t1 - t0 <= ib[j]:
+                    mh[itl0 + j] += d
+            mh[itl0 + nib] += d
         pi[r, P_X] += 1
         pi[r, P_STEPS] += 1
         w = 0
@@ -789,10 +851,19 @@ def _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, in
             rq[q, R_GEN] = gen
             if math.isnan(rf[q, F_FIRST]):
                 rf[q, F_FIRST] = t1
+                if metrics:
+                    mh[M_PROMPT] += inp[q]
+                    for j in range(ntb):
+                        if t1 - arr[q] <= tb[j]:
+                            mh[M_HIST + j] += 1
+                    mh[M_HIST + ntb] += 1
+            if metrics:
+                mh[M_GEN] += 1
             if ci[C_PREFIX] != 0:
                 _register_prompt(pi, ci, rq, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, r, q)
             if gen >= out[q]:
                 _finish(pi, ci, rq, rf, ent, ent_hash, tab_ent, ph, ph_off, r, q, t1)
+                mh[M_SUCCESS] += 1
             else:
                 _enter_decode(lst, pi, rq, hist, inp, out, bs, r, q, gen)
         pi[r, P_NPRE] = w
@@ -805,6 +876,7 @@ def _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, in
         _heap_pop(lst, pi, r)
         _leave_decode(pi, ci, rq, hist, inp, r, q)
         _finish(pi, ci, rq, rf, ent, ent_hash, tab_ent, ph, ph_off, r, q, t1)
+        mh[M_SUCCESS] += 1
     if t1 < t0 or t0 < pf[r, Q_NOW]:
         ci[C_VIOL] += 1
     used = _used_blocks(pi, ci, r)
@@ -842,20 +914,23 @@ def _truncate_run(pi, pf, r, t):  # type: ignore[no-untyped-def]  # pragma: no c
 
 
 @nb.njit(cache=True)
-def _route(pi, ci, rkey, akey, inp, q, nrep):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _route(pi, ci, route, rkey, akey, inp, q):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Pick a replica among the routable ones (``route[:ci[C_NROUTE]]``, replica slots)."""
     router = ci[C_ROUTER]
+    nrep = ci[C_NROUTE]
     if nrep == 1:
-        return 0
+        return route[0]
     if router == ROUTER_ROUND_ROBIN:
         r = ci[C_RR] % nrep
         ci[C_RR] += 1
-        return r
+        return route[r]
     if router == ROUTER_HASH:
-        return np.int64(rkey[q] % np.uint64(nrep))
+        return route[np.int64(rkey[q] % np.uint64(nrep))]
     if router == ROUTER_LEAST_OUTSTANDING or router == ROUTER_LEAST_KV:  # noqa: PLR1714, SIM109
-        best = 0
+        best = route[0]
         bestv = np.inf
-        for r in range(nrep):
+        for j in range(nrep):
+            r = route[j]
             if router == ROUTER_LEAST_OUTSTANDING:
                 v = float(pi[r, P_NRUN] + pi[r, P_NWAIT])
             else:
@@ -872,33 +947,59 @@ def _route(pi, ci, rkey, akey, inp, q, nrep):  # type: ignore[no-untyped-def]  #
     c2 = np.int64(h2 % np.uint64(nrep - 1))
     if c2 >= c1:
         c2 += 1
+    c1 = route[c1]
+    c2 = route[c2]
     l1 = pi[c1, P_NRUN] + pi[c1, P_NWAIT]
     l2 = pi[c2, P_NRUN] + pi[c2, P_NWAIT]
     return c1 if l1 <= l2 else c2
 
 
 @nb.njit(cache=True)
-def run_arrivals(kernel, kparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free,  # type: ignore[no-untyped-def]  # pragma: no cover
-                 ph, ph_off, arr, inp, out, rkey, akey, lst, hist, scratch, ts, dt, i0, i1, drain):
-    """Route and simulate arrivals ``i0 <= i < i1``; with ``drain`` run every replica to idle after.
+def _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash,  # type: ignore[no-untyped-def]  # pragma: no cover
+             tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, ts, dt, mh, tb, ib, r, t):
+    """Run replica ``r`` through its step boundaries strictly before ``t`` (``inf``: until idle)."""
+    while pi[r, P_MODE] != MODE_IDLE and pf[r, Q_BUSY_UNTIL] < t:
+        ts = _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, out,
+                     lst, hist, ts, dt, r, arr, mh, tb, ib)
+        if _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
+                     ent_free, ph, ph_off, inp, out, lst, hist, scratch, r, pf[r, Q_BUSY_UNTIL]):
+            _set_step_time(kernel, kparams, pi, pf, r)
+        if ci[C_POWER] != 0:
+            _set_power(pkernel, pparams, pi, pf, r)
+    return ts
 
-    Returns the (possibly grown) time-series array.
+
+@nb.njit(cache=True)
+def run_arrivals(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash,  # type: ignore[no-untyped-def]  # pragma: no cover
+                 tab_ent, ent_free, ph, ph_off, arr, inp, out, rkey, akey, route, lst, hist, scratch, ts,
+                 dt, mh, tb, ib, i0, i1, t_stop, advance_to, drain):
+    """Route and simulate arrivals ``i0 <= i < i1`` that come before ``t_stop``.
+
+    Then, when ``advance_to`` is finite, every replica is run through its step boundaries before
+    ``advance_to`` (the state a control tick then sees); with ``drain``, every replica is run to idle
+    instead. Kernel parameters and decode tables have one row per clock level (``P_LVL``).
+
+    Returns:
+        ``(ts, i)``: the (possibly grown) time-series array and the first arrival not taken.
     """
     nrep = ci[C_NREP]
     cap_tokens = ci[C_BLOCKS] * ci[C_BS]
-    for q in range(i0, i1):
+    power = ci[C_POWER] != 0
+    q = i0
+    while q < i1:
         t = arr[q]
+        if t >= t_stop:
+            break
         for r in range(nrep):
-            while pi[r, P_MODE] != MODE_IDLE and pf[r, Q_BUSY_UNTIL] < t:
-                ts = _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, out,
-                             lst, hist, ts, dt, r)
-                if _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
-                             ent_free, ph, ph_off, inp, out, lst, hist, scratch, r, pf[r, Q_BUSY_UNTIL]):
-                    _set_step_time(kernel, kparams, pi, pf, r)
-        r = _route(pi, ci, rkey, akey, inp, q, nrep)
+            ts = _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent,
+                          ent_hash, tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, ts,
+                          dt, mh, tb, ib, r, t)
+        r = _route(pi, ci, route, rkey, akey, inp, q)
         rq[q, R_REP] = r
+        mh[M_ARRIVED] += 1
         if inp[q] + out[q] > cap_tokens:
             rq[q, R_PHASE] = PH_REJECTED
+            q += 1
             continue
         rq[q, R_PHASE] = PH_WAIT
         rq[q, R_TARGET] = inp[q]
@@ -910,14 +1011,40 @@ def run_arrivals(kernel, kparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_has
             if _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
                          ent_free, ph, ph_off, inp, out, lst, hist, scratch, r, max(t, pf[r, Q_NOW])):
                 _set_step_time(kernel, kparams, pi, pf, r)
+            if power:
+                _set_power(pkernel, pparams, pi, pf, r)
         elif mode == MODE_RUN and was_empty:
             _truncate_run(pi, pf, r, t)
-    if drain:
+        q += 1
+    if drain or advance_to < np.inf:
+        t_end = np.inf if drain else advance_to
         for r in range(nrep):
-            while pi[r, P_MODE] != MODE_IDLE:
-                ts = _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, out,
-                             lst, hist, ts, dt, r)
-                if _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
-                             ent_free, ph, ph_off, inp, out, lst, hist, scratch, r, pf[r, Q_BUSY_UNTIL]):
-                    _set_step_time(kernel, kparams, pi, pf, r)
-    return ts
+            ts = _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent,
+                          ent_hash, tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, ts,
+                          dt, mh, tb, ib, r, t_end)
+    return ts, q
+
+
+@nb.njit(cache=True)
+def flush_replica(pi, ent, ent_hash, tab_ent, ent_free, ci, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Empty replica ``r``'s prefix cache (a stopped replica's slot is reused by a new, cold one).
+
+    Only unreferenced entries exist on an idle replica, so the LRU list holds them all.
+    """
+    hb = ci[C_HB]
+    while pi[r, P_LRU_HEAD] >= 0:
+        e = pi[r, P_LRU_HEAD]
+        _lru_remove(pi, ent, r, e)
+        _tab_delete(tab_ent, ent, ent_hash, e)
+        ent[e, E_REP] = -1
+        ent_free[0] += 1
+        ent_free[ent_free[0]] = e
+        pi[r, P_EVICT] -= hb
+        pi[r, P_FREE] += hb
+
+
+def truncate_run(pi: np.ndarray, pf: np.ndarray, r: int, t: float) -> None:
+    """End replica ``r``'s decode run in flight at its first step boundary at or after ``t`` (from
+    Python: a clock change must not wait for a long run to end)."""
+    if pi[r, P_MODE] == MODE_RUN:
+        _truncate_run(pi, pf, r, t)

@@ -29,11 +29,9 @@ from planner.perf.api import ReplicaPerf
 from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
 from planner.sim.config import RouterName, SimConfig
 from planner.sim.result import SimResult, build_result
+from planner.sim.state import ShardEngine
 from traces.errors import InputError
 from traces.schema import RequestTrace
-
-CHUNK_ARRIVALS = 1 << 16
-"""Arrivals per call of the numba loop (between two progress updates)."""
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)`` in requests; called between chunks, from the process that simulates."""
@@ -208,74 +206,25 @@ def make_shard_tasks(trace: RequestTrace, config: SimConfig) -> list[ShardTask]:
 def simulate_shard(task: ShardTask, setup: EngineSetup, config: SimConfig,
                    progress: ProgressFn | None = None) -> ShardOutput:
     """Run the numba loop over one shard (pure: a function of its arguments)."""
-    eng = config.engine
-    perf = setup.perf
     nrep = int(task.replica_ids.size)
-    n = int(task.arrival_s.size)
-    kernel, kparams = perf.kernel()
-    maxseq = eng.max_num_seqs
-    a_tab = np.zeros(maxseq + 1)
-    b_tab = np.zeros(maxseq + 1)
-    for d in range(1, maxseq + 1):
-        a_tab[d], b_tab[d] = perf.decode_affine(d)
-    hbt = setup.hash_block_tokens
-    hb = hbt // eng.block_size
-    prefix_on = eng.enable_prefix_caching and task.prefix_hashes.size > 0
-    ci = np.zeros(E.N_CI, dtype=np.int64)
-    ci[E.C_BS] = eng.block_size
-    ci[E.C_MBT] = eng.max_batched_tokens
-    ci[E.C_MAXSEQ] = maxseq
-    ci[E.C_BLOCKS] = setup.blocks
-    ci[E.C_HBT] = hbt
-    ci[E.C_HB] = hb
-    ci[E.C_PREFIX] = 1 if prefix_on else 0
-    ci[E.C_ROUTER] = config.router.code
-    ci[E.C_NREP] = nrep
-    pi = np.zeros((nrep, E.N_PI), dtype=np.int64)
-    pi[:, E.P_HEAD] = -1
-    pi[:, E.P_TAIL] = -1
-    pi[:, E.P_LRU_HEAD] = -1
-    pi[:, E.P_LRU_TAIL] = -1
-    pi[:, E.P_FREE] = setup.blocks
-    pf = np.zeros((nrep, E.N_PF))
-    pf[:, E.Q_BUSY_UNTIL] = np.inf
-    rq = np.zeros((n, E.N_RQ), dtype=np.int64)
-    rq[:, E.R_CACHED] = -1
-    rq[:, E.R_NEXT] = -1
-    rq[:, E.R_REP] = -1
-    rf = np.full((n, E.N_RF), np.nan)
-    if prefix_on:
-        n_ent = nrep * (setup.blocks // hb) + 1
-        size = 1 << max(4, int(2 * n_ent - 1).bit_length())
-    else:
-        n_ent = 1
-        size = 16
-    ent = np.full((n_ent, E.N_ENT), -1, dtype=np.int64)
-    ent[:, E.E_REF] = 0
-    ent_hash = np.zeros(n_ent, dtype=np.uint64)
-    tab_ent = np.full(size, -1, dtype=np.int64)
-    ent_free = np.zeros(n_ent + 1, dtype=np.int64)  # [0] = count, then a stack of free entry ids
-    ent_free[0] = n_ent
-    ent_free[1:] = np.arange(n_ent - 1, -1, -1)
-    lst = np.zeros((nrep, E.N_L, 2 * maxseq), dtype=np.int64)
-    hist = np.zeros((nrep, eng.block_size), dtype=np.int64)
-    lens = np.diff(task.prefix_offsets)
-    scratch = np.zeros(max(1, int(lens.max()) if lens.size else 1), dtype=np.int64)
-    dt = float(config.interval_s)
-    horizon = float(task.arrival_s[-1]) if n else 0.0
-    ts = np.zeros((int(horizon / dt) + 2, nrep, E.N_TS))
-    if n == 0:
-        return _shard_output(task, rq, rf, ts, pf, pi, ci)
-    for i0 in range(0, n, CHUNK_ARRIVALS):
-        i1 = min(n, i0 + CHUNK_ARRIVALS)
-        ts = E.run_arrivals(kernel, kparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
-                            ent_free,
-                            task.prefix_hashes, task.prefix_offsets, task.arrival_s, task.input_tokens,
-                            task.output_tokens, task.route_key, task.affinity_key, lst, hist, scratch, ts, dt,
-                            i0, i1, i1 == n)
-        if progress is not None:
-            progress(i1, n)
-    return _shard_output(task, rq, rf, ts, pf, pi, ci)
+    eng = shard_engine(task, setup, config, slots=nrep, routable=list(range(nrep)), dt=config.interval_s)
+    if task.arrival_s.size:
+        eng.drain(progress)
+    return _shard_output(task, eng.rq, eng.rf, eng.ts, eng.pf, eng.pi, eng.ci)
+
+
+def shard_engine(task: ShardTask, setup: EngineSetup, config: SimConfig, *, slots: int, routable: list[int],
+                 dt: float, metrics: bool = False, power: bool = False, preload: bool = False,
+                 ttft_buckets: tuple[float, ...] = (), itl_buckets: tuple[float, ...] = (),
+                 known: int | None = None) -> ShardEngine:
+    """The live engine state of one shard (see :class:`planner.sim.state.ShardEngine`)."""
+    return ShardEngine(
+        arrival_s=task.arrival_s, input_tokens=task.input_tokens, output_tokens=task.output_tokens,
+        prefix_hashes=task.prefix_hashes, prefix_offsets=task.prefix_offsets, route_key=task.route_key,
+        affinity_key=task.affinity_key, perf=setup.perf, blocks=setup.blocks,
+        hash_block_tokens=setup.hash_block_tokens, config=config, slots=slots, routable=routable, dt=dt,
+        metrics=metrics, power=power, preload=preload, ttft_buckets=ttft_buckets, itl_buckets=itl_buckets,
+        known=known)
 
 
 def _shard_output(task: ShardTask, rq: I64, rf: F64, ts: F64, pf: F64, pi: I64,

@@ -106,6 +106,63 @@ class SimResult:
     timeseries: pl.DataFrame
     power: pl.DataFrame | None
     summary: SimSummary
+    pools: tuple[PoolSummary, ...] = ()
+    replicas: pl.DataFrame | None = None
+    capping: CappingStats | None = None
+
+
+@dataclass(frozen=True)
+class PoolSummary:
+    """One pool's outcome (multi-pool and P/D replays; see :mod:`planner.sim.cluster`).
+
+    Attributes:
+        name: pool name.
+        role: ``both``, ``prefill`` or ``decode``.
+        summary: the pool's own summary over the requests it served (for a decode pool: the requests
+            it decoded; TTFT is then the prefill pool's).
+        scale_ups, scale_downs: autoscaler actions taken (replicas started / drained or cancelled).
+        scale_ups_deferred: scale-ups that found no free replica slot (retried at the next tick).
+        peak_replicas: most replicas held at once (starting + serving + draining).
+    """
+
+    name: str
+    role: str
+    summary: SimSummary
+    scale_ups: int = 0
+    scale_downs: int = 0
+    scale_ups_deferred: int = 0
+    peak_replicas: int = 0
+
+
+@dataclass(frozen=True)
+class CappingStats:
+    """What power capping did over a replay.
+
+    Attributes:
+        row_budget_w: the budget the policy defended.
+        peak_row_w: highest row power over a telemetry period.
+        mean_row_w: average row power over the makespan.
+        over_budget_s: time the row was above its budget (telemetry periods).
+        capped_s: time at least one server was clock-locked.
+        capped_server_s: server-seconds of clock locks.
+        brake_events: times the policy engaged the out-of-band brake (off -> on).
+        brake_s: time the brake was engaged.
+        policy_calls: telemetry ticks at which the policy was called.
+    """
+
+    row_budget_w: float
+    peak_row_w: float
+    mean_row_w: float
+    over_budget_s: float
+    capped_s: float
+    capped_server_s: float
+    brake_events: int
+    brake_s: float
+    policy_calls: int
+
+    def as_dict(self) -> dict[str, object]:
+        """Plain data for ``--json``."""
+        return dict(self.__dict__)
 
 
 def _pct(x: np.ndarray, q: float) -> float:
@@ -209,6 +266,26 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
         timeseries = timeseries.with_columns(pl.Series("power_w", watts.sum(axis=1) * gpus))
         power_df = _power_scopes(watts, t_start, gpus, gpu.gpus_per_node, config)
 
+    summary = summarize(requests, config=config, replicas=R, gpus_per_replica=gpus, makespan=makespan,
+                        gpu_hours=gpu_hours, energy_kwh=energy_kwh, cost_usd=cost,
+                        busy_s=float(busy.sum()), replica_s=R * makespan, steps=steps, violations=violations)
+    return SimResult(requests=requests, timeseries=timeseries, power=power_df, summary=summary)
+
+
+def summarize(requests: pl.DataFrame, *, config: SimConfig, replicas: int, gpus_per_replica: int,
+              makespan: float, gpu_hours: float, energy_kwh: float | None, cost_usd: float | None,
+              busy_s: float, replica_s: float, steps: int, violations: int) -> SimSummary:
+    """The summary of a per-request table (whole cluster or one pool); SLO targets from ``config``.
+
+    Args:
+        replica_s: replica-seconds the replicas were held (utilization = ``busy_s / replica_s``).
+    """
+    n = requests.height
+    ttft = requests["ttft_s"].fill_null(np.nan).to_numpy().astype(np.float64)
+    tpot = requests["tpot_s"].fill_null(np.nan).to_numpy().astype(np.float64)
+    finish = requests["finish_s"].fill_null(np.nan).to_numpy().astype(np.float64)
+    rejected = requests["rejected"].to_numpy().astype(bool)
+    out = requests["output_tokens"].to_numpy()
     cls_np = requests["slo_class"].to_numpy()
     met = np.zeros(n, dtype=bool)
     summaries = []
@@ -229,19 +306,21 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
             tpot_p99_s=p99_tpot,
             p99_met=bool(p99_ttft <= tgt.ttft_s and (np.isnan(p99_tpot) or p99_tpot <= tgt.tpot_s)),
         ))
-    completed = int((~np.isnan(finish)).sum())
-    summary = SimSummary(
-        requests=n, completed=completed, rejected=int(rejected.sum()), replicas=R, gpus_per_replica=gpus,
-        makespan_s=makespan,
+    done = ~np.isnan(finish)
+    completed = int(done.sum())
+    return SimSummary(
+        requests=n, completed=completed, rejected=int(rejected.sum()), replicas=replicas,
+        gpus_per_replica=gpus_per_replica, makespan_s=makespan,
         throughput_rps=completed / makespan if makespan > 0 else 0.0,
-        output_tokens_per_s=float(out[~np.isnan(finish)].sum()) / makespan if makespan > 0 else 0.0,
+        output_tokens_per_s=float(out[done].sum()) / makespan if makespan > 0 else 0.0,
         goodput_rps=float(met.sum()) / makespan if makespan > 0 else 0.0,
-        utilization=float(busy.sum() / (R * makespan)) if makespan > 0 else 0.0,
-        preemptions=int(preempt.sum()), cached_prefix_tokens=int(cached.sum()), prompt_tokens=int(inp.sum()),
-        steps=steps, gpu_hours=gpu_hours, energy_kwh=energy_kwh, cost_usd=cost, classes=tuple(summaries),
+        utilization=busy_s / replica_s if replica_s > 0 else 0.0,
+        preemptions=int(requests["preemptions"].cast(pl.Int64).sum()),
+        cached_prefix_tokens=int(requests["cached_prefix_tokens"].cast(pl.Int64).sum()),
+        prompt_tokens=int(requests["input_tokens"].cast(pl.Int64).sum()),
+        steps=steps, gpu_hours=gpu_hours, energy_kwh=energy_kwh, cost_usd=cost_usd, classes=tuple(summaries),
         violations=violations,
     )
-    return SimResult(requests=requests, timeseries=timeseries, power=power_df, summary=summary)
 
 
 def _replica_power(ts: np.ndarray, span: np.ndarray, perf: ReplicaPerf, idle_w: float) -> np.ndarray:

@@ -30,6 +30,13 @@ def linear_step_time(prm: NDArray[np.float64], pt: float, pairs: float, ds: floa
     return float(prm[0] + prm[1] * pt + prm[2] * pairs + prm[3] * ds + prm[4] * kv)
 
 
+@nb.njit(cache=True)
+def linear_step_power(prm: NDArray[np.float64], pt: float, pairs: float, ds: float,
+                      kv: float) -> float:  # pragma: no cover - numba
+    """``prm[0]`` watts per GPU whenever a step runs (see :meth:`LinearPerf.step_power_w`)."""
+    return float(prm[0])
+
+
 @dataclass(frozen=True)
 class LinearPerf:
     """A replica whose step time is linear in the four batch aggregates (power likewise).
@@ -86,6 +93,9 @@ class LinearPerf:
 
     def kernel(self) -> tuple[object, NDArray[np.float64]]:
         return linear_step_time, self._params()
+
+    def power_kernel(self) -> tuple[object, NDArray[np.float64]]:
+        return linear_step_power, np.array([self.idle_power_w + self.busy_power_w / self.clock_scale])
 
     def at_clock(self, sm_clock_mhz: float) -> LinearPerf:
         """Slower by ``1980 / sm_clock_mhz`` (an H100's boost clock as the reference)."""

@@ -1,0 +1,318 @@
+"""Plotly figures of library results, shared by the Streamlit pages and the HTML report.
+
+Every function takes what the library returned (``TraceStats``, ``RequestTrace``, ``PlanResult``,
+``SimResult``, per-GPU expert loads) and only lays it out: binning for a histogram and thinning a CDF
+to a few thousand points are presentation, not analysis. No function computes a number that a page
+then reports as a result.
+
+>>> import polars as pl
+>>> from traces.stats import describe
+>>> s = describe(pl.DataFrame({"arrival_s": [0.0, 30.0, 90.0], "input_tokens": [5, 6, 7],
+...                            "output_tokens": [1, 2, 3]}))
+>>> arrival_rate_figure(s).layout.yaxis.title.text
+'requests / s'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+import polars as pl
+from plotly.subplots import make_subplots
+
+from planner.plan import PlanResult
+from planner.sim import SimResult
+from traces.schema import RequestTrace
+from traces.stats import TraceStats
+
+PALETTE: tuple[str, ...] = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf")
+"""Scenario colours, in order (colour-blind-safe enough for up to four lines)."""
+
+_CDF_POINTS = 2000
+
+
+def _layout(fig: go.Figure, title: str, *, height: int = 360) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0.0, "xanchor": "left"},
+        height=height,
+        margin={"l": 60, "r": 20, "t": 50, "b": 45},
+        template="plotly_white",
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "right", "x": 1.0},
+    )
+    return fig
+
+
+def arrival_rate_figure(stats: TraceStats) -> go.Figure:
+    """Requests per second in each window of :func:`traces.stats.describe`'s series."""
+    s = stats.series
+    fig = go.Figure(
+        go.Scatter(
+            x=(s["start_s"] / 60.0).to_list(),
+            y=s["rate_rps"].to_list(),
+            mode="lines",
+            line={"shape": "hv", "color": PALETTE[0]},
+            name="arrival rate",
+        )
+    )
+    fig.add_hline(
+        y=stats.mean_rate_rps,
+        line_dash="dot",
+        line_color="grey",
+        annotation_text=f"mean {stats.mean_rate_rps:.2f} req/s",
+    )
+    fig.update_xaxes(title_text="minutes from first request")
+    fig.update_yaxes(title_text="requests / s", rangemode="tozero")
+    return _layout(fig, f"Arrival rate ({stats.window_s:g} s windows)")
+
+
+def token_demand_figure(stats: TraceStats) -> go.Figure:
+    """Prefill and decode token demand per second (the trace's per-window series)."""
+    s = stats.series
+    x = (s["start_s"] / 60.0).to_list()
+    fig = go.Figure()
+    fig.add_scatter(
+        x=x,
+        y=s["prefill_tokens_per_s"].to_list(),
+        mode="lines",
+        name="prompt tokens/s",
+        line={"shape": "hv", "color": PALETTE[0]},
+    )
+    fig.add_scatter(
+        x=x,
+        y=s["decode_tokens_per_s"].to_list(),
+        mode="lines",
+        name="output tokens/s",
+        line={"shape": "hv", "color": PALETTE[1]},
+    )
+    fig.update_xaxes(title_text="minutes from first request")
+    fig.update_yaxes(title_text="tokens / s", rangemode="tozero")
+    return _layout(fig, "Token demand")
+
+
+def length_figure(trace: RequestTrace, *, bins: int = 60) -> go.Figure:
+    """Histograms of prompt and output lengths on log-spaced bins (lengths span 1 to 100k tokens)."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("prompt tokens", "output tokens"))
+    for col, (name, color) in enumerate((("input_tokens", PALETTE[0]), ("output_tokens", PALETTE[1])), 1):
+        values = trace.df[name].to_numpy().astype(np.float64)
+        values = values[values > 0]
+        if values.size == 0:
+            continue
+        edges = np.unique(np.geomspace(max(values.min(), 1.0), max(values.max(), 2.0), bins + 1))
+        counts, edges = np.histogram(values, bins=edges)
+        fig.add_bar(
+            x=np.sqrt(edges[:-1] * edges[1:]),
+            y=counts,
+            width=np.diff(edges),
+            marker_color=color,
+            name=name,
+            showlegend=False,
+            row=1,
+            col=col,
+        )
+        fig.update_xaxes(type="log", title_text="tokens (log scale)", row=1, col=col)
+    fig.update_yaxes(title_text="requests", row=1, col=1)
+    return _layout(fig, "Request lengths", height=340)
+
+
+def plan_cost_figure(plan: PlanResult) -> go.Figure:
+    """Cost per hour of every feasible candidate, the chosen one highlighted."""
+    feasible = sorted((c for c in plan.candidates if c.feasible), key=lambda c: c.cost_per_hour)
+    labels = [f"{c.gpu} TP{c.tp}" for c in feasible]
+    colors = [PALETTE[2] if c is plan.best else "#9aa5b1" for c in feasible]
+    fig = go.Figure(
+        go.Bar(
+            x=labels,
+            y=[c.cost_per_hour for c in feasible],
+            marker_color=colors,
+            text=[f"{c.replicas} x {c.gpus_per_replica} GPU" for c in feasible],
+            textposition="outside",
+            hovertemplate="%{x}: $%{y:.2f}/h<br>%{text}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(title_text="$ / hour", rangemode="tozero")
+    return _layout(fig, "Feasible candidates by cost (chosen in green)")
+
+
+def _ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted values and their cumulative fractions, thinned to about ``_CDF_POINTS`` points."""
+    v = np.sort(values[np.isfinite(values)])
+    if v.size == 0:
+        return v, v
+    q = np.arange(1, v.size + 1) / v.size
+    if v.size > _CDF_POINTS:
+        idx = np.unique(
+            np.concatenate(
+                [
+                    np.linspace(0, v.size - 1, _CDF_POINTS).astype(np.int64),
+                    np.arange(max(v.size - 200, 0), v.size),
+                ]
+            )
+        )  # keep the tail
+        return v[idx], q[idx]
+    return v, q
+
+
+def latency_cdf_figure(results: Mapping[str, SimResult], *, metric: str, slo_s: float) -> go.Figure:
+    """Empirical CDF of ``ttft_s`` or ``tpot_s`` per scenario, with the SLO and the p99 line.
+
+    The x axis is logarithmic: latencies span milliseconds to minutes when a fleet is overloaded.
+    """
+    label = {"ttft_s": "time to first token", "tpot_s": "time per output token"}[metric]
+    fig = go.Figure()
+    for i, (name, res) in enumerate(results.items()):
+        x, y = _ecdf(res.requests[metric].drop_nulls().to_numpy().astype(np.float64))
+        fig.add_scatter(x=x * 1e3, y=y, mode="lines", name=name, line={"color": PALETTE[i % len(PALETTE)]})
+    fig.add_vline(
+        x=slo_s * 1e3,
+        line_dash="dash",
+        line_color="black",
+        annotation_text=f"SLO {slo_s * 1e3:g} ms",
+        annotation_position="bottom right",
+    )
+    fig.add_hline(
+        y=0.99, line_dash="dot", line_color="grey", annotation_text="p99", annotation_position="bottom right"
+    )
+    fig.update_xaxes(title_text=f"{label}, ms (log scale)", type="log")
+    fig.update_yaxes(title_text="fraction of requests", range=[0, 1.02])
+    return _layout(fig, f"{label.capitalize()}: CDF")
+
+
+TIMELINE_PANELS: tuple[tuple[str, str, float], ...] = (
+    ("waiting", "queued requests", 1.0),
+    ("running", "running requests", 1.0),
+    ("kv_usage", "KV cache used", 100.0),
+    ("replicas", "replicas", 1.0),
+    ("power_w", "power, kW", 1e-3),
+)
+"""Time-series columns of a replay, their axis titles and display scale (fraction -> %, W -> kW)."""
+
+
+def timeline_figure(results: Mapping[str, SimResult], *, panels: Sequence[str] | None = None) -> go.Figure:
+    """Stacked timelines (queue, running, KV use, replicas, power) of one or more replays."""
+    chosen = [p for p in TIMELINE_PANELS if panels is None or p[0] in panels]
+    titles = [t if col != "kv_usage" else "KV cache used, %" for col, t, _ in chosen]
+    fig = make_subplots(
+        rows=len(chosen), cols=1, shared_xaxes=True, vertical_spacing=0.04, subplot_titles=titles
+    )
+    for i, (name, res) in enumerate(results.items()):
+        ts = res.timeseries
+        x = (ts["t_s"] / 60.0).to_list()
+        for row, (col, _title, scale) in enumerate(chosen, 1):
+            if col not in ts.columns:
+                continue
+            fig.add_scatter(
+                x=x,
+                y=(ts[col] * scale).to_list(),
+                mode="lines",
+                name=name,
+                legendgroup=name,
+                showlegend=row == 1,
+                line={"color": PALETTE[i % len(PALETTE)], "width": 1.5},
+                row=row,
+                col=1,
+            )
+    for row in range(1, len(chosen) + 1):
+        fig.update_yaxes(rangemode="tozero", row=row, col=1)
+    fig.update_xaxes(title_text="minutes", row=len(chosen), col=1)
+    return _layout(fig, "Timelines", height=170 * len(chosen) + 90)
+
+
+def power_figure(result: SimResult, *, scope: str = "row", budget_w: float | None = None) -> go.Figure:
+    """Power per ``scope`` (gpu/server/rack/row) over time from the replay's power table."""
+    fig = go.Figure()
+    if result.power is not None:
+        p = result.power.filter(pl.col("scope") == scope)
+        for i, ident in enumerate(p["id"].unique(maintain_order=True).to_list()[:16]):
+            one = p.filter(pl.col("id") == ident)
+            fig.add_scatter(
+                x=(one["t_s"] / 60.0).to_list(),
+                y=(one["power_w"] / 1e3).to_list(),
+                mode="lines",
+                name=ident,
+                line={"color": PALETTE[i % len(PALETTE)], "width": 1.5},
+            )
+    if budget_w is not None:
+        fig.add_hline(
+            y=budget_w / 1e3,
+            line_dash="dash",
+            line_color="black",
+            annotation_text=f"budget {budget_w / 1e3:,.1f} kW",
+        )
+    fig.update_xaxes(title_text="minutes")
+    fig.update_yaxes(title_text="kW", rangemode="tozero")
+    return _layout(fig, f"Power per {scope} (GPUs, from the perf model)")
+
+
+def power_duration_figure(
+    result: SimResult, *, scope: str = "row", budget_w: float | None = None
+) -> go.Figure:
+    """Power-duration curve: the share of time each power level is exceeded (sorted interval powers).
+
+    Why this plot: it shows directly how much of the time a given budget would bind, the question
+    behind power oversubscription.
+    """
+    fig = go.Figure()
+    if result.power is not None:
+        p = result.power.filter(pl.col("scope") == scope).group_by("t_s").agg(pl.col("power_w").sum())
+        w = np.sort(p["power_w"].to_numpy())[::-1]
+        share = np.arange(1, w.size + 1) / max(w.size, 1) * 100.0
+        fig.add_scatter(x=share, y=w / 1e3, mode="lines", name=f"{scope} total", line={"color": PALETTE[0]})
+    if budget_w is not None:
+        fig.add_hline(
+            y=budget_w / 1e3,
+            line_dash="dash",
+            line_color="black",
+            annotation_text=f"budget {budget_w / 1e3:,.1f} kW",
+        )
+    fig.update_xaxes(title_text="% of time at or above", range=[0, 100])
+    fig.update_yaxes(title_text="kW", rangemode="tozero")
+    return _layout(fig, "Power-duration curve")
+
+
+def replicas_figure(series: Mapping[str, tuple[Sequence[float], Sequence[float]]]) -> go.Figure:
+    """Replica count over time, one step line per named series ``(t_s, replicas)``."""
+    fig = go.Figure()
+    for i, (name, (t, n)) in enumerate(series.items()):
+        fig.add_scatter(
+            x=np.asarray(t) / 60.0,
+            y=list(n),
+            mode="lines",
+            name=name,
+            line={"shape": "hv", "color": PALETTE[i % len(PALETTE)]},
+        )
+    fig.update_xaxes(title_text="minutes")
+    fig.update_yaxes(title_text="replicas", rangemode="tozero")
+    return _layout(fig, "Replicas")
+
+
+def cold_start_figure(samples_s: np.ndarray, *, median_s: float) -> go.Figure:
+    """Histogram of cold-start times drawn from the library's distribution."""
+    fig = go.Figure(go.Histogram(x=samples_s, nbinsx=80, marker_color=PALETTE[3], name="cold start"))
+    fig.add_vline(x=median_s, line_dash="dash", annotation_text=f"median {median_s:.1f} s")
+    fig.update_xaxes(
+        title_text="seconds from scale-up to serving", range=[0, float(np.quantile(samples_s, 0.98))]
+    )
+    fig.update_yaxes(title_text="draws")
+    return _layout(fig, "Cold-start distribution", height=300)
+
+
+def expert_heatmap(gpu_loads: np.ndarray, *, title: str, zmax: float | None = None) -> go.Figure:
+    """``[layers, gpus]`` load relative to each layer's mean GPU load (1.0 = perfectly balanced)."""
+    rel = gpu_loads / gpu_loads.mean(axis=1, keepdims=True)
+    fig = go.Figure(
+        go.Heatmap(
+            z=rel,
+            x=[f"GPU {g}" for g in range(rel.shape[1])],
+            y=[f"layer {i}" for i in range(rel.shape[0])],
+            colorscale="RdBu_r",
+            zmid=1.0,
+            zmin=0.0,
+            zmax=zmax if zmax is not None else float(max(rel.max(), 2.0)),
+            colorbar={"title": "load / mean"},
+            hovertemplate="%{y}, %{x}: %{z:.2f} x mean<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, title, height=max(300, 18 * rel.shape[0] + 120))

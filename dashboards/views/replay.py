@@ -1,0 +1,83 @@
+"""Replay page: put the trace through a fleet and see latency against the SLO, queues, KV, power, cost."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import cache, figures, tables
+from dashboards.scenario import ReplaySpec
+from dashboards.ui import Inputs, gpu_names
+from dashboards.views.common import current_trace, remember_run, show_facts, show_figure
+from planner.sim import RouterName
+
+TP_CHOICES: tuple[int, ...] = (1, 2, 4, 8)
+
+
+def fleet_inputs(inputs: Inputs, *, prefix: str) -> ReplaySpec:
+    """GPU, TP, replicas and router selectors (defaults: the last plan for this model, if any).
+
+    Shared by the Replay, Autoscaling and Power pages (each with its own widget keys).
+    """
+    names = list(gpu_names())
+    planned = st.session_state.get("planned_fleet")
+    gpu0, tp0, rep0 = "H100-SXM", 1, 2
+    if planned is not None and planned[0] == inputs.model:
+        _, gpu0, tp0, rep0 = planned
+    c1, c2, c3, c4 = st.columns(4)
+    gpu = c1.selectbox("GPU", names, index=names.index(gpu0) if gpu0 in names else 0, key=f"{prefix}_gpu")
+    tp = c2.selectbox(
+        "TP", TP_CHOICES, index=TP_CHOICES.index(tp0) if tp0 in TP_CHOICES else 0, key=f"{prefix}_tp"
+    )
+    replicas = c3.number_input(
+        "Replicas", min_value=1, max_value=4096, value=int(rep0), step=1, key=f"{prefix}_replicas"
+    )
+    routers = [r.value for r in RouterName]
+    router = c4.selectbox(
+        "Router", routers, index=routers.index(RouterName.LEAST_OUTSTANDING.value), key=f"{prefix}_router"
+    )
+    return ReplaySpec(
+        model=inputs.model,
+        gpu=str(gpu),
+        tp=int(tp),
+        replicas=int(replicas),
+        router=str(router),
+        ttft_s=inputs.ttft_s,
+        tpot_s=inputs.tpot_s,
+        seed=inputs.seed,
+    )
+
+
+def render(inputs: Inputs) -> None:
+    """Replay with :func:`planner.sim.replay` and draw its CDFs and timelines."""
+    got = current_trace(inputs)
+    if got is None:
+        return
+    src, tr = got
+    spec = fleet_inputs(inputs, prefix="replay")
+    clicked = st.button("Run replay", type="primary", key="replay_run", icon=":material/play_arrow:")
+    last = remember_run("replay_request", (src, inputs.load_factor, inputs.seed, spec), clicked)
+    if last is None:
+        st.caption(f"Press **Run replay** to simulate {tr.num_requests:,} requests through this fleet.")
+        return
+    with st.spinner(f"Replaying {tr.num_requests:,} requests (Stop cancels)..."):
+        result = cache.replay(*last)
+    run_spec = last[3]
+    s = result.summary
+    ok = all(c.p99_met for c in s.classes)
+    (st.success if ok else st.warning)(tables.replay_headline(result))
+    left, right = st.columns(2)
+    with left:
+        show_facts(tables.replay_table(result))
+    with right:
+        show_facts(tables.class_table(result))
+    named = {f"{run_spec.gpu} TP{run_spec.tp} x{run_spec.replicas}": result}
+    c1, c2 = st.columns(2)
+    with c1:
+        show_figure(
+            figures.latency_cdf_figure(named, metric="ttft_s", slo_s=run_spec.ttft_s), key="replay_ttft"
+        )
+    with c2:
+        show_figure(
+            figures.latency_cdf_figure(named, metric="tpot_s", slo_s=run_spec.tpot_s), key="replay_tpot"
+        )
+    show_figure(figures.timeline_figure(named), key="replay_timeline")

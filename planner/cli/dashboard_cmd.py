@@ -1,0 +1,70 @@
+"""``fleetwise dashboard``: start the Streamlit what-if dashboard (``dashboards/app.py``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from traces.errors import InputError
+
+EXAMPLE = """
+Example:
+
+  fleetwise dashboard                      # http://localhost:8501, opens a browser tab
+  fleetwise dashboard --port 8600 --address 0.0.0.0 --headless
+"""
+
+
+def app_path() -> Path:
+    """The Streamlit script of the dashboard inside the installed package."""
+    import dashboards
+
+    return Path(dashboards.__file__).resolve().parent / "app.py"
+
+
+def streamlit_command(*, port: int, address: str, headless: bool) -> list[str]:
+    """The ``streamlit run`` command line (its own Python, so the dashboard sees this install).
+
+    Raises:
+        InputError: the port is outside 1..65535.
+
+    >>> streamlit_command(port=8501, address="127.0.0.1", headless=True)[3:5]
+    ['run', '--server.port=8501']
+    """
+    if not 1 <= port <= 65535:
+        raise InputError(f"port {port} out of range", field="--port", expected="1..65535")
+    from dashboards.scenario import MAX_UPLOAD_MB
+
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        f"--server.port={port}",
+        f"--server.address={address}",
+        f"--server.headless={'true' if headless else 'false'}",
+        f"--server.maxUploadSize={MAX_UPLOAD_MB}",
+        "--browser.gatherUsageStats=false",
+        str(app_path()),
+    ]
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``fleetwise dashboard``."""
+
+    @app.command("dashboard", help="Start the what-if dashboard (Streamlit) in the browser." + EXAMPLE)
+    def dashboard(
+        port: Annotated[int, typer.Option(help="TCP port to serve on")] = 8501,
+        address: Annotated[str, typer.Option(help="interface to bind (0.0.0.0 for every one)")] = "localhost",
+        headless: Annotated[bool, typer.Option(help="do not open a browser tab")] = False,
+    ) -> int:
+        cmd = streamlit_command(port=port, address=address, headless=headless)
+        typer.echo(f"fleetwise dashboard on http://{address}:{port} (Ctrl+C stops it)", err=True)
+        try:
+            return subprocess.call(cmd)
+        except KeyboardInterrupt:
+            return 0

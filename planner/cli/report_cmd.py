@@ -1,0 +1,128 @@
+"""``fleetwise report``: a self-contained HTML report of a plan or a replay (the dashboard's plots).
+
+The verb gathers inputs, calls the same functions as the dashboard (:mod:`dashboards.scenario`) and writes
+the file that :func:`dashboards.report.render_report` returns; nothing is computed here.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from planner.catalog import load_catalog
+from planner.sim import RouterName
+from traces.errors import InputError
+
+EXAMPLE = """
+Example:
+
+  fleetwise report --out plan.html                                   # plan for the bundled trace
+  fleetwise report --out r.html --kind replay --trace conv.csv --gpu H200-SXM --replicas 2 --load-factor 2
+"""
+
+
+class ReportKind(StrEnum):
+    """What the report shows."""
+
+    PLAN = "plan"
+    REPLAY = "replay"
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``fleetwise report``."""
+    app.command("report", help="Write a self-contained HTML report of a plan or a replay." + EXAMPLE)(report)
+
+
+def report(
+    out: Annotated[Path, typer.Option(help="HTML file to write")],
+    kind: Annotated[
+        ReportKind,
+        typer.Option(help="plan: size the fleet and verify it by replay; replay: replay a given fleet"),
+    ] = ReportKind.PLAN,
+    trace: Annotated[str, typer.Option(help="trace file (any supported format) or 'default'")] = "default",
+    fmt: Annotated[str | None, typer.Option("--format", help="trace format (auto-detected)")] = None,
+    load_factor: Annotated[float, typer.Option(help="request-rate multiplier")] = 1.0,
+    model: Annotated[str, typer.Option(help="catalog model")] = "Llama-3.1-8B",
+    gpus: Annotated[str, typer.Option(help="plan: comma-separated GPU types, or 'all'")] = "all",
+    gpu: Annotated[str, typer.Option(help="replay: GPU type")] = "H100-SXM",
+    tp: Annotated[int, typer.Option(help="replay: tensor-parallel degree")] = 1,
+    replicas: Annotated[int, typer.Option(help="replay: replicas")] = 1,
+    router: Annotated[RouterName, typer.Option(help="request router")] = RouterName.LEAST_OUTSTANDING,
+    slo_ttft_ms: Annotated[float, typer.Option(help="TTFT p99 target, ms")] = 2000.0,
+    slo_tpot_ms: Annotated[float, typer.Option(help="TPOT p99 target, ms")] = 100.0,
+    seed: Annotated[int, typer.Option(help="seed of load scaling and routing")] = 0,
+    title: Annotated[str | None, typer.Option(help="report title")] = None,
+) -> int:
+    """Build the report and write it to ``out``."""
+    from dashboards import report as rp
+    from dashboards import scenario as sc
+    from traces.stats import describe
+
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise InputError(
+            "the report is HTML", path=str(out), field="--out", expected="a path ending in .html"
+        )
+    src = sc.default_source() if trace == "default" else sc.file_source(trace, format=fmt)
+    ttft_s, tpot_s = slo_ttft_ms / 1e3, slo_tpot_ms / 1e3
+    console = Console(stderr=True)
+    with console.status("loading the trace..."):
+        tr = sc.with_load(sc.load_source(src), load_factor, seed=seed)
+        stats = describe(tr)
+    label = src.label + (f" at {load_factor:g}x rate" if load_factor != 1.0 else "")
+    sections = [rp.trace_section(tr, stats, label=label)]
+    if kind is ReportKind.PLAN:
+        names = (
+            tuple(load_catalog().gpus)
+            if gpus == "all"
+            else tuple(g.strip() for g in gpus.split(",") if g.strip())
+        )
+        with console.status("sizing the fleet..."):
+            plan = sc.run_plan(tr, sc.PlanSpec(model=model, gpus=names, ttft_p99_s=ttft_s, tpot_p99_s=tpot_s))
+        sections.append(rp.plan_section(plan, model=model))
+        best = plan.best
+        spec = (
+            None
+            if best is None
+            else sc.ReplaySpec(
+                model=model,
+                gpu=best.gpu,
+                tp=best.tp,
+                replicas=best.replicas,
+                router=router.value,
+                ttft_s=ttft_s,
+                tpot_s=tpot_s,
+                seed=seed,
+            )
+        )
+        heading = f"{model} plan" if title is None else title
+    else:
+        spec = sc.ReplaySpec(
+            model=model,
+            gpu=gpu,
+            tp=tp,
+            replicas=replicas,
+            router=router.value,
+            ttft_s=ttft_s,
+            tpot_s=tpot_s,
+            seed=seed,
+        )
+        heading = f"{model} on {gpu} TP{tp} x{replicas}" if title is None else title
+    if spec is not None:
+        with console.status(f"replaying {tr.num_requests:,} requests..."):
+            result = sc.run_replay(tr, spec)
+        name = f"{spec.gpu} TP{spec.tp} x{spec.replicas}"
+        sec_title = f"verification of the plan, {name}" if kind is ReportKind.PLAN else name
+        sections.append(rp.replay_section(result, title=sec_title, ttft_s=ttft_s, tpot_s=tpot_s))
+    html = rp.render_report(f"fleetwise report: {heading}", sections, generated=datetime.now(UTC))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(html, encoding="utf-8")
+    console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
+    for sec in sections:
+        if sec.headline:
+            console.print(sec.headline, highlight=False)
+    return 0

@@ -1,0 +1,73 @@
+"""Configuration and fleet sizing: candidates scored under the SLO, a CP-SAT plan per time window.
+
+Pipeline: :func:`length_mix` and :func:`demand_windows` read the trace; :func:`score_gpu` /
+:func:`score_candidates` build the long candidate table (GPU x TP x PP x EP x batch caps x role) with
+goodput per replica from the queueing estimate; :func:`select_configs` prunes it; :func:`solve` chooses
+configurations and replicas per window under inventory, power and P/D limits.
+
+>>> from solvers.capacity import CapacityProblem, Config, Role, Window, solve
+>>> c = Config("a", "H100-SXM", Role.AGGREGATED, gpus=1, goodput_rps=10.0, price_per_gpu_hour=2.0,
+...            power_w=600)
+>>> solve(CapacityProblem(configs=(c,), windows=(Window(0.0, 1800.0, 15.0),))).objective_usd
+2.0
+"""
+
+from solvers.capacity.demand import LengthMix, demand_windows, length_mix
+from solvers.capacity.exhaustive import exhaustive
+from solvers.capacity.problem import (
+    Allocation,
+    Binding,
+    CapacityPlan,
+    CapacityProblem,
+    Config,
+    Disaggregation,
+    Role,
+    SolveParams,
+    SolveStatus,
+    Window,
+)
+from solvers.capacity.scoring import (
+    SCORE_SCHEMA,
+    SLO,
+    OperatingPoint,
+    PowerBasis,
+    Prediction,
+    ScoringOptions,
+    goodput,
+    predict,
+    score_candidates,
+    score_gpu,
+    select_configs,
+)
+from solvers.capacity.solve import bindings, explain, solve
+
+__all__ = [
+    "SCORE_SCHEMA",
+    "SLO",
+    "Allocation",
+    "Binding",
+    "CapacityPlan",
+    "CapacityProblem",
+    "Config",
+    "Disaggregation",
+    "LengthMix",
+    "OperatingPoint",
+    "PowerBasis",
+    "Prediction",
+    "Role",
+    "ScoringOptions",
+    "SolveParams",
+    "SolveStatus",
+    "Window",
+    "bindings",
+    "demand_windows",
+    "exhaustive",
+    "explain",
+    "goodput",
+    "length_mix",
+    "predict",
+    "score_candidates",
+    "score_gpu",
+    "select_configs",
+    "solve",
+]

@@ -1,0 +1,172 @@
+"""CP-SAT model: which configurations to deploy and how many replicas of each in every window.
+
+Notation:
+
+- configurations ``c`` (rows of the scored candidate table) with role ``r(c)`` in {A, P, D} (aggregated,
+  prefill, decode), GPU type ``t(c)``, GPUs per replica ``n_c``, goodput per replica ``g_c`` (req/s
+  within the SLO), power per replica ``p_c`` and price per replica-hour ``π_c``;
+- windows ``w`` of ``h_w`` hours and demand ``D_w`` req/s;
+- inventory ``I_t`` GPUs of type ``t``, power budget ``P`` watts, at most ``K`` configurations per role,
+  P/D replica ratio within ``[1/R, R]``.
+
+Variables: ``x[c,w] ∈ ℤ≥0`` replicas; ``u[c] ∈ {0,1}`` configuration deployed; ``y ∈ {0,1}`` the plan is
+disaggregated.
+
+Objective::
+
+    min  Σ_w h_w Σ_c π_c x[c,w]
+
+Constraints::
+
+    Σ_{c: r(c)∈{A,P}} g_c x[c,w] ≥ D_w            ∀w   prefill of every request is served
+    Σ_{c: r(c)∈{A,D}} g_c x[c,w] ≥ D_w            ∀w   decode of every request is served
+    Σ_{c: t(c)=t} n_c x[c,w] ≤ I_t                ∀t,w GPU inventory
+    Σ_c p_c x[c,w] ≤ P                            ∀w   power budget
+    x[c,w] ≤ U_c u[c]                             ∀c,w replicas only of deployed configurations
+    Σ_{c: r(c)=r} u[c] ≤ K                        ∀r   few deployments to operate
+    u[c] ≤ y (c ∈ P∪D),  u[c] ≤ 1 - y (c ∈ A)          a plan is aggregated or disaggregated
+    Σ_P x[c,w] ≤ R Σ_D x[c,w],  Σ_D x ≤ R Σ_P x    ∀w   P/D ratio (xPyD deployable)
+
+An aggregated replica serves both phases of its requests, so it counts in both coverage rows; with
+``y`` fixed to 0 the two rows coincide.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from ortools.sat.python import cp_model
+
+from solvers.capacity.greedy import Assignment
+from solvers.capacity.problem import CapacityProblem, Disaggregation, Role, SolveParams, SolveStatus
+from solvers.capacity.units import COST_SCALE, Units
+
+_STATUS = {
+    cp_model.OPTIMAL: SolveStatus.OPTIMAL,
+    cp_model.FEASIBLE: SolveStatus.FEASIBLE,
+    cp_model.INFEASIBLE: SolveStatus.INFEASIBLE,
+    cp_model.UNKNOWN: SolveStatus.UNKNOWN,
+    cp_model.MODEL_INVALID: SolveStatus.MODEL_INVALID,
+}
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """CP-SAT's answer (``assignment`` None when it found no solution)."""
+
+    assignment: Assignment | None
+    status: SolveStatus
+    objective_usd: float | None
+    bound_usd: float | None
+    wall_s: float
+
+
+def replica_bound(problem: CapacityProblem, units: Units, i: int) -> int:
+    """``U_c``: replicas of config ``i`` any window could want (coverage, times R for the P/D ratio),
+    capped by its GPU type's inventory and the power budget."""
+    dmax = max(units.demand)
+    ub = max(1, math.ceil(dmax / units.goodput[i]))
+    if problem.configs[i].role is not Role.AGGREGATED:
+        ub = max(ub, math.ceil(problem.max_pd_ratio) * max(
+            (math.ceil(dmax / units.goodput[j]) for j, c in enumerate(problem.configs)
+             if c.role not in (Role.AGGREGATED, problem.configs[i].role)), default=1))
+    c = problem.configs[i]
+    inv = problem.inventory_of(c.gpu)
+    if inv is not None:
+        ub = min(ub, inv // c.gpus)
+    if units.power_budget is not None and units.power[i] > 0:
+        ub = min(ub, units.power_budget // units.power[i])
+    return max(ub, 0)
+
+
+def solve_model(problem: CapacityProblem, units: Units, *, params: SolveParams,
+                hint: Assignment | None) -> ModelResult:
+    """Build and solve the model above (section order as in the OR-Tools samples)."""
+    t0 = time.perf_counter()
+    # --- Data
+    cfgs = problem.configs
+    nc, nw = len(cfgs), len(problem.windows)
+    ub = [replica_bound(problem, units, i) for i in range(nc)]
+    roles = {r: [i for i, c in enumerate(cfgs) if c.role is r] for r in Role}
+    gpu_types = sorted({c.gpu for c in cfgs})
+
+    # --- Model
+    model = cp_model.CpModel()
+
+    # --- Variables
+    x = {(i, w): model.new_int_var(0, ub[i], f"x[{i},{w}]") for i in range(nc) for w in range(nw)}
+    u = [model.new_bool_var(f"u[{i}]") for i in range(nc)]
+    y = model.new_bool_var("disaggregated")
+
+    # --- Constraints
+    for w in range(nw):
+        # Every request's prefill is served within the SLO: aggregated plus prefill goodput covers demand.
+        model.add(sum(units.goodput[i] * x[i, w] for i in roles[Role.AGGREGATED] + roles[Role.PREFILL])
+                  >= units.demand[w])
+        # Every request's decode is served within the SLO: aggregated plus decode goodput covers demand.
+        model.add(sum(units.goodput[i] * x[i, w] for i in roles[Role.AGGREGATED] + roles[Role.DECODE])
+                  >= units.demand[w])
+        # GPU inventory: the replicas on one GPU type never need more GPUs than we own.
+        for t in gpu_types:
+            cap = problem.inventory_of(t)
+            if cap is not None:
+                model.add(sum(cfgs[i].gpus * x[i, w] for i in range(nc) if cfgs[i].gpu == t) <= cap)
+        # Power budget: the fleet's draw at its planned operating points stays under the cap.
+        if units.power_budget is not None:
+            model.add(sum(units.power[i] * x[i, w] for i in range(nc)) <= units.power_budget)
+        # P/D ratio: prefill and decode pools stay within R of each other (deployable xPyD groups).
+        if roles[Role.PREFILL] and roles[Role.DECODE]:
+            sp = sum(x[i, w] for i in roles[Role.PREFILL])
+            sd = sum(x[i, w] for i in roles[Role.DECODE])
+            ratio = round(problem.max_pd_ratio * 1000)
+            model.add(sp * 1000 <= sd * ratio)
+            model.add(sd * 1000 <= sp * ratio)
+    # Replicas exist only of deployed configurations.
+    for i in range(nc):
+        for w in range(nw):
+            model.add(x[i, w] <= ub[i] * u[i])
+    # Few deployments to operate: at most K configurations per role.
+    for role in Role:
+        if roles[role]:
+            model.add(sum(u[i] for i in roles[role]) <= problem.max_configs_per_role)
+    # A plan is either aggregated or disaggregated, as the user allows.
+    for i in roles[Role.PREFILL] + roles[Role.DECODE]:
+        model.add(u[i] <= y)
+    for i in roles[Role.AGGREGATED]:
+        model.add(u[i] <= 1 - y)
+    if problem.disaggregation is Disaggregation.OFF:
+        model.add(y == 0)
+    elif problem.disaggregation is Disaggregation.ON:
+        model.add(y == 1)
+
+    # --- Objective: GPU cost over all windows.
+    model.minimize(sum(units.window_cost[i][w] * x[i, w] for i in range(nc) for w in range(nw)))
+
+    # --- Hint: the greedy plan (a feasible point in the same units).
+    if hint is not None:
+        used = {i for i, _ in hint}
+        for (i, w), var in x.items():
+            model.add_hint(var, min(hint.get((i, w), 0), ub[i]))
+        for i in range(nc):
+            model.add_hint(u[i], i in used)
+        model.add_hint(y, any(cfgs[i].role is not Role.AGGREGATED for i in used))
+
+    # --- Solve
+    solver = cp_model.CpSolver()
+    solver.parameters.max_time_in_seconds = params.max_time_in_seconds
+    solver.parameters.num_workers = params.num_workers
+    solver.parameters.random_seed = params.random_seed
+    code = solver.solve(model)
+    status = _STATUS.get(code, SolveStatus.UNKNOWN)
+    wall = time.perf_counter() - t0
+
+    # --- Read the solution
+    if status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
+        assignment = {k: int(solver.value(v)) for k, v in x.items() if solver.value(v) > 0}
+        return ModelResult(assignment=assignment, status=status,
+                           objective_usd=solver.objective_value / COST_SCALE,
+                           bound_usd=solver.best_objective_bound / COST_SCALE, wall_s=wall)
+    bound = solver.best_objective_bound / COST_SCALE if status is SolveStatus.UNKNOWN else None
+    return ModelResult(assignment=None, status=status, objective_usd=None, bound_usd=bound, wall_s=wall)

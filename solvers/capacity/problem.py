@@ -1,0 +1,262 @@
+"""The sizing request and reply: frozen dataclasses, status as data.
+
+A :class:`CapacityProblem` says which scored configurations may be deployed (one row each, with the
+goodput per replica that :mod:`solvers.capacity.scoring` predicted under the SLO), what the demand is in
+each time window, and what limits the fleet (GPU inventory per type, a power budget, how many distinct
+configurations may run, whether prefill/decode disaggregation is allowed). :func:`solvers.capacity.solve`
+answers with a :class:`CapacityPlan`: replica counts per configuration per window, cost, the solver's
+status, objective, bound and wall time, and which constraints bind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from traces.errors import InputError
+
+
+class SolveStatus(StrEnum):
+    """CP-SAT's statuses, as data on the plan (OR-Tools names); ``GREEDY`` when only the baseline ran."""
+
+    OPTIMAL = "OPTIMAL"
+    FEASIBLE = "FEASIBLE"
+    INFEASIBLE = "INFEASIBLE"
+    UNKNOWN = "UNKNOWN"
+    MODEL_INVALID = "MODEL_INVALID"
+    GREEDY = "GREEDY"
+
+
+class Role(StrEnum):
+    """What a replica does: whole requests, or one phase of a disaggregated (P/D) deployment."""
+
+    AGGREGATED = "aggregated"
+    PREFILL = "prefill"
+    DECODE = "decode"
+
+
+class Disaggregation(StrEnum):
+    """Whether the plan may (``auto``), must (``on``) or must not (``off``) split prefill and decode."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
+@dataclass(frozen=True)
+class Config:
+    """One deployable configuration (a row of the scored candidate table).
+
+    Attributes:
+        key: unique name, e.g. ``H100-SXM tp2 pp1 ep1 seqs256 tok8192 aggregated``.
+        gpu: catalog GPU name.
+        role: aggregated, prefill or decode.
+        gpus: GPUs per replica (``tp * pp``).
+        goodput_rps: requests per second one replica serves within the SLO (for a prefill or decode
+            replica: requests whose phase it serves).
+        price_per_gpu_hour: the catalog price used, USD.
+        power_w: power of one replica at its planned operating point, watts.
+        tp: tensor-parallel degree.
+        pp: pipeline-parallel degree.
+        ep: expert-parallel degree.
+        max_num_seqs: the engine's running-sequence cap.
+        max_batched_tokens: the engine's per-step token budget.
+    """
+
+    key: str
+    gpu: str
+    role: Role
+    gpus: int
+    goodput_rps: float
+    price_per_gpu_hour: float
+    power_w: float
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    max_num_seqs: int = 256
+    max_batched_tokens: int = 8192
+
+    @property
+    def price_per_hour(self) -> float:
+        """USD per replica-hour."""
+        return self.gpus * self.price_per_gpu_hour
+
+    @property
+    def cost_per_goodput(self) -> float:
+        """USD per hour per request/s of goodput: the figure a cost-only choice minimises."""
+        return self.price_per_hour / self.goodput_rps
+
+
+@dataclass(frozen=True)
+class Window:
+    """A time window: its demand and how long it lasts.
+
+    Attributes:
+        start_s: start, seconds from the trace start.
+        duration_s: length (the last window may be shorter).
+        demand_rps: the request rate the fleet must carry within the SLO during the window.
+    """
+
+    start_s: float
+    duration_s: float
+    demand_rps: float
+
+
+@dataclass(frozen=True)
+class CapacityProblem:
+    """What to size.
+
+    Attributes:
+        configs: the deployable configurations (goodput > 0).
+        windows: demand per window.
+        inventory: GPUs available per GPU type; types not listed are unlimited.
+        power_budget_w: the fleet's power cap in watts (None: no cap).
+        disaggregation: whether P/D split plans are allowed, required or excluded.
+        max_configs_per_role: distinct configurations per role a plan may use (operability: each one
+            is a separate deployment to run).
+        max_pd_ratio: prefill/decode replica ratio bounds ``[1/r, r]`` in every window of a
+            disaggregated plan (xPyD deployments are built with small x, y).
+    """
+
+    configs: tuple[Config, ...]
+    windows: tuple[Window, ...]
+    inventory: tuple[tuple[str, int], ...] = ()
+    power_budget_w: float | None = None
+    disaggregation: Disaggregation = Disaggregation.AUTO
+    max_configs_per_role: int = 2
+    max_pd_ratio: float = 8.0
+
+    def __post_init__(self) -> None:
+        if not self.windows:
+            raise InputError("no demand windows", field="windows", expected="at least one window")
+        for w in self.windows:
+            if not (w.duration_s > 0 and w.demand_rps >= 0):
+                raise InputError(f"bad window {w}", field="windows",
+                                 expected="duration_s > 0 and demand_rps >= 0")
+        keys = [c.key for c in self.configs]
+        if len(set(keys)) != len(keys):
+            raise InputError("duplicate configuration keys", field="configs", expected="unique keys")
+        for c in self.configs:
+            if not (c.goodput_rps > 0 and c.gpus >= 1 and c.price_per_gpu_hour >= 0 and c.power_w >= 0):
+                raise InputError(f"configuration {c.key} is not deployable", field="configs",
+                                 expected="goodput > 0, gpus >= 1, price >= 0, power >= 0")
+        for name, n in self.inventory:
+            if n < 0:
+                raise InputError(f"negative inventory for {name}", field="inventory",
+                                 expected="GPU counts >= 0")
+        if self.power_budget_w is not None and not self.power_budget_w > 0:
+            raise InputError("power budget must be positive", field="power_budget_w", expected="watts > 0")
+        if self.max_configs_per_role < 1:
+            raise InputError("max_configs_per_role must be >= 1", field="max_configs_per_role",
+                             expected="an integer >= 1")
+        if not self.max_pd_ratio >= 1:
+            raise InputError("max_pd_ratio must be >= 1", field="max_pd_ratio", expected="a number >= 1")
+
+    def inventory_of(self, gpu: str) -> int | None:
+        """GPUs of this type available (None: unlimited)."""
+        for name, n in self.inventory:
+            if name == gpu:
+                return n
+        return None
+
+    @property
+    def hours(self) -> float:
+        """Total planned time, hours."""
+        return sum(w.duration_s for w in self.windows) / 3600.0
+
+
+@dataclass(frozen=True)
+class SolveParams:
+    """Solver knobs, always set (a plan must be reproducible).
+
+    Attributes:
+        max_time_in_seconds: CP-SAT time limit.
+        num_workers: CP-SAT search workers.
+        random_seed: CP-SAT seed.
+        use_cpsat: False runs only the greedy baseline.
+    """
+
+    max_time_in_seconds: float = 10.0
+    num_workers: int = 2
+    random_seed: int = 0
+    use_cpsat: bool = True
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """Replicas of one configuration in one window."""
+
+    window: int
+    config: str
+    replicas: int
+
+
+@dataclass(frozen=True)
+class Binding:
+    """A constraint and how close the plan is to it (``used / limit``; tight when no replica more fits).
+
+    Attributes:
+        name: ``inventory H100-SXM``, ``power budget``, ``configs per role``, ``P/D ratio``.
+        window: the window where it is tightest (-1 for plan-wide constraints).
+        used: amount used there (GPUs, watts, configurations).
+        limit: its limit.
+        tight: True when the constraint is at its limit (it shapes the plan).
+    """
+
+    name: str
+    window: int
+    used: float
+    limit: float
+    tight: bool
+
+
+@dataclass(frozen=True)
+class CapacityPlan:
+    """The solver's answer.
+
+    Attributes:
+        status: CP-SAT status, or ``GREEDY`` when the baseline is the answer (CP-SAT off or failed).
+        solver: ``cp-sat`` or ``greedy``.
+        objective_usd: total cost of the plan (None when no plan was found).
+        bound_usd: proven lower bound on the optimal cost (the LP/CP bound; equal to the objective when
+            optimal; None when unknown).
+        greedy_usd: cost of the greedy baseline (None when it found nothing).
+        wall_s: solve wall time.
+        allocations: replicas per configuration per window (zero entries left out).
+        configs: the configurations the plan uses.
+        bindings: constraints ordered tightest first.
+        note: a line on what happened (fallback reasons, infeasibility).
+    """
+
+    status: SolveStatus
+    solver: str
+    objective_usd: float | None
+    bound_usd: float | None
+    greedy_usd: float | None
+    wall_s: float
+    allocations: tuple[Allocation, ...]
+    configs: tuple[Config, ...]
+    bindings: tuple[Binding, ...] = ()
+    note: str = ""
+    windows: tuple[Window, ...] = field(default=(), compare=False)
+
+    @property
+    def feasible(self) -> bool:
+        """Whether there is a plan at all."""
+        return self.objective_usd is not None
+
+    @property
+    def gap(self) -> float | None:
+        """Relative optimality gap ``(objective - bound) / objective`` (None when unknown)."""
+        if self.objective_usd is None or self.bound_usd is None or self.objective_usd <= 0:
+            return None
+        return max(0.0, (self.objective_usd - self.bound_usd) / self.objective_usd)
+
+    @property
+    def disaggregated(self) -> bool:
+        """Whether the plan splits prefill and decode."""
+        return any(c.role is not Role.AGGREGATED for c in self.configs)
+
+    def replicas(self, window: int) -> dict[str, int]:
+        """Replicas per configuration key in one window."""
+        return {a.config: a.replicas for a in self.allocations if a.window == window}

@@ -1,0 +1,514 @@
+"""Candidates and their goodput under the SLO, from a fast queueing estimate over the length mix.
+
+A candidate is GPU type x TP x PP x EP x engine batch caps (``max_num_seqs`` B, ``max_batched_tokens``
+C) x role (aggregated | prefill | decode). Layouts that do not fit in memory, or whose KV cache cannot
+hold the longest request bucket, stay in the table with ``feasible = False`` and the reason.
+
+Model of one replica at request rate ``λ`` (all lengths from the :class:`LengthMix` buckets ``k`` with
+weights ``w_k``; ``T(p, pairs, n, kv)`` is the perf model's step time):
+
+- Steady state of a continuous-batching engine. Each step carries on average ``p`` prefill tokens and
+  ``N`` decoding sequences; by Little's law ``N = λ E[out] τ`` and ``p = λ E[in] τ`` where the mean step
+  ``τ = T(p, κ p, N, N c)`` (fixed point; ``κ`` = attention pairs per prompt token, ``c`` = mean context
+  of a decoding sequence, weighted by output tokens). A prefill replica has ``N = 0``, a decode replica
+  ``p = 0``.
+- Decode (TPOT): inter-token latency is linear in the batch, ``ITL(n) = a + b n`` (as llm-d's WVA
+  fits it; ``a`` includes the mean prefill chunk riding along). The batch that still meets the TPOT SLO is
+  ``n* = min((SLO - a)/b, B, KV headroom / c)``; concurrency is Poisson(N), so the share of requests
+  meeting TPOT is ``Φ((n* - N)/√N)``.
+- Prefill (TTFT): a prompt is work ``S_k = in_k / b_p · T_full`` for a prefill budget ``b_p`` tokens per
+  step (``C`` minus the decode batch's p99), an M/G/1 queue (DistServe's M/D/1 generalised to the mix):
+  ``ρ = λ E[S]``, mean wait ``W = λ E[S²] / (2 (1 - ρ))`` (Pollaczek-Khinchine), wait tail
+  ``P(W > x) ≈ ρ exp(-θ x)`` with ``θ = 2 E[S](1 - ρ) / E[S²]`` (exponential with the same mean). A
+  request's TTFT is the wait plus its own latency ``max(T(in_k alone), S_k)``; the TTFT attainment is
+  ``Σ_k w_k P(W ≤ SLO - lat_k)``.
+- Goodput is the largest ``λ`` on a fine geometric grid where the engine is stable and both attainments
+  reach the target (0.99 for p99 SLOs).
+
+The estimate is fast (every candidate of a catalog in seconds) and deliberately simple; the plan is
+checked by replaying the trace (:mod:`planner.plan.verify`), never trusted from this model alone.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+from scipy.special import ndtr, ndtri
+
+from planner.catalog.schema import GPUSpec, ModelSpec
+from planner.perf.api import Parallelism, ReplicaPerf
+from planner.perf.layouts import enumerate_layouts
+from planner.perf.model import build_replica_perf
+from solvers.capacity.demand import LengthMix
+from solvers.capacity.problem import Config, Role
+from traces.errors import InputError
+
+FloatArray = NDArray[np.float64]
+
+_GRID = np.geomspace(1e-3, 1.0, 60)
+"""Rates tried first, as fractions of a candidate's throughput ceiling (12 % apart); the bracket where the
+SLO starts to fail is then refined on :data:`_REFINE` linear points (0.3 % apart)."""
+
+_REFINE = 40
+
+
+class PowerBasis(StrEnum):
+    """Replica power for the budget: perf-model power at the planned operating point, or nameplate TDP."""
+
+    PERF = "perf"
+    TDP = "tdp"
+
+
+@dataclass(frozen=True)
+class SLO:
+    """Latency targets at the ``target`` quantile (0.99: p99)."""
+
+    ttft_s: float = 2.0
+    tpot_s: float = 0.1
+    target: float = 0.99
+
+    def __post_init__(self) -> None:
+        if not (self.ttft_s > 0 and self.tpot_s > 0):
+            raise InputError("SLO targets must be positive", field="slo", expected="seconds > 0")
+        if not 0.5 <= self.target < 1.0:
+            raise InputError(f"SLO quantile {self.target}", field="slo.target", expected="in [0.5, 1)")
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    """The candidate space and the SLO.
+
+    Attributes:
+        slo: latency targets.
+        max_num_seqs: running-sequence caps tried (aggregated and decode roles).
+        max_batched_tokens: per-step token budgets tried (aggregated and prefill roles).
+        roles: roles enumerated.
+        max_gpus: GPUs per replica at most.
+        kv_headroom: share of the KV cache the mean decode batch may fill (the rest absorbs variance).
+        power_basis: how replica power is counted.
+    """
+
+    slo: SLO = SLO()
+    max_num_seqs: tuple[int, ...] = (64, 128, 256, 512)
+    max_batched_tokens: tuple[int, ...] = (2048, 8192, 16384)
+    roles: tuple[Role, ...] = (Role.AGGREGATED, Role.PREFILL, Role.DECODE)
+    max_gpus: int = 8
+    kv_headroom: float = 0.9
+    power_basis: PowerBasis = PowerBasis.PERF
+
+
+@dataclass(frozen=True, eq=False)
+class Prediction:
+    """The queueing estimate at a vector of rates (one entry per rate).
+
+    Attributes:
+        rate_rps: the rates.
+        stable: the fixed point converged and the prefill queue has ``ρ < 1``.
+        ttft_attainment: predicted share of requests meeting TTFT.
+        tpot_attainment: predicted share of requests meeting TPOT.
+        step_s: mean step time.
+        concurrency: mean decoding sequences.
+        prefill_tokens: mean prefill tokens per step.
+        rho: prefill utilisation.
+        tpot_p99_s: ITL at the p99 batch.
+        code: index into the reasons: the first condition that fails (0 where all hold).
+        latency: ``[rates, buckets]`` a request's own prefill latency without queueing.
+        theta: the wait tail's decay rate.
+        weight: bucket weights.
+        target: the SLO quantile.
+    """
+
+    rate_rps: FloatArray
+    stable: NDArray[np.bool_]
+    ttft_attainment: FloatArray
+    tpot_attainment: FloatArray
+    step_s: FloatArray
+    concurrency: FloatArray
+    prefill_tokens: FloatArray
+    rho: FloatArray
+    tpot_p99_s: FloatArray
+    code: NDArray[np.int64]
+    latency: FloatArray
+    theta: FloatArray
+    weight: FloatArray
+    target: float
+
+    @property
+    def attainment(self) -> FloatArray:
+        """Predicted share meeting both (independence assumed)."""
+        return np.where(self.stable, self.ttft_attainment * self.tpot_attainment, 0.0)
+
+    @property
+    def ok(self) -> NDArray[np.bool_]:
+        """Where the SLO holds."""
+        return np.asarray(self.code == 0, dtype=np.bool_)
+
+    @property
+    def reason(self) -> tuple[str, ...]:
+        """The failing condition per rate, in words (empty where the SLO holds)."""
+        return tuple(_REASONS[int(c)] for c in self.code)
+
+    def ttft_quantile(self, i: int) -> float:
+        """Predicted TTFT at the SLO quantile for rate ``i`` (bisection over the bucket mixture)."""
+        if not self.stable[i]:
+            return math.nan
+        lat, rho, theta = self.latency[i:i + 1], self.rho[i:i + 1], self.theta[i:i + 1]
+        if float(lat.max()) <= 0.0:
+            return 0.0
+        lo, hi = 0.0, float(lat.max()) + 1.0
+        while float((_miss(lat, rho, theta, hi) @ self.weight)[0]) > 1.0 - self.target and hi < 1e7:
+            hi *= 2.0
+        for _ in range(60):
+            mid = (lo + hi) / 2.0
+            if float((_miss(lat, rho, theta, mid) @ self.weight)[0]) > 1.0 - self.target:
+                lo = mid
+            else:
+                hi = mid
+        return hi
+
+
+def _t(perf: ReplicaPerf, p: FloatArray | float, pairs: FloatArray | float, n: FloatArray | float,
+       kv: FloatArray | float) -> FloatArray:
+    return np.asarray(perf.step_time_s(p, pairs, n, kv), dtype=np.float64)
+
+
+def _ceiling_rps(perf: ReplicaPerf, role: Role, mix: LengthMix, batch: int, chunk: int, kappa: float,
+                 ctx: float) -> float:
+    """Throughput ceiling ignoring queueing: the top of the rate grid."""
+    per_req = 0.0
+    if role is not Role.DECODE:
+        per_req += mix.mean_input * float(_t(perf, float(chunk), kappa * chunk, 0.0, 0.0)) / chunk
+    if role is not Role.PREFILL:
+        b = float(batch)
+        per_req += mix.mean_output * float(_t(perf, 0.0, 0.0, b, b * ctx)) / b
+    return 1.2 / per_req
+
+
+def mix_moments(mix: LengthMix) -> tuple[float, float]:
+    """``(κ, c)``: attention pairs per prompt token and the mean context of a decoding sequence."""
+    w, i, o = mix.weight, mix.input_tokens, mix.output_tokens
+    kappa = float(w @ (i * (i + 1) / 2.0)) / max(float(w @ i), 1e-9)
+    ctx = float(w @ (o * (i + o / 2.0))) / max(float(w @ o), 1e-9)
+    return kappa, ctx
+
+
+@dataclass(frozen=True, eq=False)
+class SteadyState:
+    """The engine's fixed point at each rate (independent of the batch caps, which only bound it)."""
+
+    rate_rps: FloatArray
+    step_s: FloatArray
+    prefill_tokens: FloatArray
+    concurrency: FloatArray
+    converged: NDArray[np.bool_]
+
+
+def steady_state(perf: ReplicaPerf, role: Role, mix: LengthMix, rates: FloatArray, *,
+                 cap_tokens: float = 65536.0, cap_seqs: float = 4096.0) -> SteadyState:
+    """Solve ``τ = T(λ E[in] τ, κ λ E[in] τ, λ E[out] τ, c λ E[out] τ)`` at each rate.
+
+    The iteration contracts with ratio about the utilisation, so it converges below saturation; rates
+    whose batch runs past ``cap_tokens``/``cap_seqs`` are saturated and stop early (``converged`` False).
+    """
+    lam = np.asarray(rates, dtype=np.float64)
+    has_p, has_d = role is not Role.DECODE, role is not Role.PREFILL
+    kappa, ctx = mix_moments(mix)
+    e_in = mix.mean_input if has_p else 0.0
+    e_out = mix.mean_output if has_d else 0.0
+    tau = _t(perf, 0.0, 0.0, 1.0 if has_d else 0.0, ctx if has_d else 0.0) * np.ones_like(lam)
+    converged = np.zeros(lam.shape, dtype=bool)
+    diverged = np.zeros(lam.shape, dtype=bool)
+    for _ in range(150):
+        p = np.minimum(lam * e_in * tau, cap_tokens)
+        n = np.minimum(lam * e_out * tau, cap_seqs)
+        new = _t(perf, p, kappa * p, n, n * ctx)
+        converged = np.abs(new - tau) <= 1e-5 * new
+        diverged = (lam * e_in * new >= cap_tokens) | (lam * e_out * new >= cap_seqs)
+        tau = new
+        if (converged | diverged).all():
+            break
+    return SteadyState(rate_rps=lam, step_s=tau, prefill_tokens=lam * e_in * tau,
+                       concurrency=lam * e_out * tau, converged=converged & ~diverged)
+
+
+_REASONS = ("", "unstable: demand above throughput", "no decode batch meets the TPOT SLO within the KV cache",
+            "TPOT attainment below the SLO quantile", "TTFT attainment below the SLO quantile")
+
+
+def predict(perf: ReplicaPerf, role: Role, mix: LengthMix, slo: SLO, rates: FloatArray, *,
+            max_num_seqs: int, max_batched_tokens: int, kv_headroom: float = 0.9,
+            steady: SteadyState | None = None) -> Prediction:
+    """The queueing estimate of one candidate at each rate in ``rates`` (see the module docstring).
+
+    Args:
+        perf: the replica's performance model.
+        role: aggregated, prefill or decode.
+        mix: request lengths.
+        slo: targets.
+        rates: request rates per replica, req/s.
+        max_num_seqs: engine running-sequence cap B.
+        max_batched_tokens: engine token budget per step C.
+        kv_headroom: share of the KV cache the mean decode batch may fill.
+        steady: a precomputed :func:`steady_state` at the same rates (it does not depend on B or C).
+
+    >>> from planner.catalog import load_catalog
+    >>> cat = load_catalog()
+    >>> perf = build_replica_perf(cat.model("Llama-3.1-8B"), cat.gpu("H100-SXM"))
+    >>> pr = predict(perf, Role.AGGREGATED, LengthMix.single(1000, 200), SLO(), np.array([0.5, 500.0]),
+    ...              max_num_seqs=256, max_batched_tokens=8192)
+    >>> pr.stable.tolist(), pr.reason[1]
+    ([True, False], 'unstable: demand above throughput')
+    """
+    lam = np.asarray(rates, dtype=np.float64)
+    st = steady if steady is not None else steady_state(perf, role, mix, lam)
+    has_p, has_d = role is not Role.DECODE, role is not Role.PREFILL
+    kappa, ctx = mix_moments(mix)
+    B, C = float(max_num_seqs), float(max_batched_tokens)
+    tau, p, n = st.step_s, st.prefill_tokens, st.concurrency
+    z = float(ndtri(slo.target))
+    n99 = n + z * np.sqrt(n)
+    kv_cap = float(perf.kv_capacity_tokens)
+    if has_d:
+        # decode: ITL(n) = a + b n with the mean prefill riding along
+        t1 = _t(perf, p, kappa * p, 1.0, ctx)
+        t2 = _t(perf, p, kappa * p, B, B * ctx)
+        slope = np.maximum((t2 - t1) / max(B - 1.0, 1.0), 1e-12)
+        a = t1 - slope
+        n_star = np.minimum(np.minimum((slo.tpot_s - a) / slope, B), kv_headroom * kv_cap / ctx)
+        sd = np.sqrt(np.maximum(n, 1e-12))
+        tpot_att = np.where(n_star < 1.0, 0.0, ndtr((n_star - n) / sd))
+        tpot_p99 = a + slope * np.maximum(n99, 1.0)
+    else:
+        n_star = np.full_like(lam, np.inf)
+        tpot_att = np.ones_like(lam)
+        tpot_p99 = np.zeros_like(lam)
+    if has_p:
+        # prefill: M/G/1 over the mix with a budget of C minus the decode batch's p99 per step
+        budget = np.maximum(C - np.minimum(n99, B), 1.0)
+        t_full = _t(perf, budget, kappa * budget, n, n * ctx)
+        work = mix.input_tokens[None, :] / budget[:, None] * t_full[:, None]  # [rates, buckets]
+        alone_tok = np.minimum(mix.input_tokens[None, :], budget[:, None])
+        alone = _t(perf, alone_tok, alone_tok * (alone_tok + 1) / 2.0, n[:, None], (n * ctx)[:, None])
+        lat = np.maximum(alone, work)
+        es = work @ mix.weight
+        es2 = (work**2) @ mix.weight
+        rho = lam * es
+        theta = 2.0 * es * np.maximum(1.0 - rho, 0.0) / np.maximum(es2, 1e-300)
+        ttft_att = 1.0 - _miss(lat, rho, theta, slo.ttft_s) @ mix.weight
+    else:
+        lat = np.zeros((lam.size, 1))
+        rho = np.zeros_like(lam)
+        theta = np.zeros_like(lam)
+        ttft_att = np.ones_like(lam)
+    stable = st.converged & (rho < 1.0) & (p + np.minimum(n, B) <= C + 1e-9) & (n <= B)
+    code = np.select([~stable, has_d & (n_star < 1.0), tpot_att < slo.target, ttft_att < slo.target],
+                     [1, 2, 3, 4], default=0)
+    return Prediction(rate_rps=lam, stable=stable, ttft_attainment=ttft_att, tpot_attainment=tpot_att,
+                      step_s=tau, concurrency=n, prefill_tokens=p, rho=rho, tpot_p99_s=tpot_p99,
+                      code=code, latency=lat, theta=theta, weight=mix.weight, target=slo.target)
+
+
+def _miss(lat: FloatArray, rho: FloatArray, theta: FloatArray, t: FloatArray | float) -> FloatArray:
+    """``P(TTFT_k > t)`` per rate and bucket: ``ρ exp(-θ (t - lat_k))`` (1 when the bucket alone is late)."""
+    slack = np.asarray(t)[..., None] - lat if np.ndim(t) else t - lat
+    return np.where(slack > 0, np.clip(rho[:, None] * np.exp(-theta[:, None] * np.maximum(slack, 0.0)),
+                                       0.0, 1.0), 1.0)
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A candidate's goodput and the predicted state of a replica at that rate."""
+
+    goodput_rps: float
+    attainment: float
+    ttft_p99_s: float
+    tpot_p99_s: float
+    concurrency: float
+    step_s: float
+    prefill_tokens: float
+    reason: str
+
+
+def goodput(perf: ReplicaPerf, role: Role, mix: LengthMix, slo: SLO, *, max_num_seqs: int,
+            max_batched_tokens: int, kv_headroom: float = 0.9, steady: SteadyState | None = None
+            ) -> OperatingPoint:
+    """The largest rate (on the grid) at which one replica meets the SLO, and its operating point.
+
+    ``goodput_rps == 0`` with ``reason`` when even the lightest load misses the SLO. ``steady`` must
+    come from :func:`rate_grid` rates of the same perf and role (it is shared across batch caps).
+    """
+    rates = steady.rate_rps if steady is not None else rate_grid(perf, role, mix)
+    kw = {"max_num_seqs": max_num_seqs, "max_batched_tokens": max_batched_tokens, "kv_headroom": kv_headroom}
+    pr = predict(perf, role, mix, slo, rates, steady=steady, **kw)  # type: ignore[arg-type]
+    ok = pr.ok
+    if not ok[0]:
+        return OperatingPoint(0.0, 0.0, math.nan, math.nan, 0.0, 0.0, 0.0, pr.reason[0])
+    bad = np.flatnonzero(~ok)
+    if bad.size:
+        # refine the bracket [last ok, first failing] on a linear grid
+        fine = np.linspace(rates[bad[0] - 1], rates[bad[0]], _REFINE + 2)[:-1]
+        pr = predict(perf, role, mix, slo, fine, **kw)  # type: ignore[arg-type]
+        fok = pr.ok
+        fbad = np.flatnonzero(~fok)
+        i = int(fbad[0] - 1) if fbad.size else fok.size - 1
+        i = max(i, 0)
+    else:
+        i = ok.size - 1
+    return OperatingPoint(
+        goodput_rps=float(pr.rate_rps[i]), attainment=float(pr.attainment[i]),
+        ttft_p99_s=pr.ttft_quantile(i), tpot_p99_s=float(pr.tpot_p99_s[i]),
+        concurrency=float(pr.concurrency[i]), step_s=float(pr.step_s[i]),
+        prefill_tokens=float(pr.prefill_tokens[i]), reason="ok")
+
+
+def rate_grid(perf: ReplicaPerf, role: Role, mix: LengthMix, *, max_num_seqs: int = 1024,
+              max_batched_tokens: int = 16384) -> FloatArray:
+    """Rates to try: a geometric grid up to a throughput ceiling that ignores queueing."""
+    kappa, ctx = mix_moments(mix)
+    return _ceiling_rps(perf, role, mix, max_num_seqs, max_batched_tokens, kappa, ctx) * _GRID
+
+
+SCORE_SCHEMA: dict[str, pl.DataType] = {
+    "key": pl.String(), "gpu": pl.String(), "tp": pl.Int64(), "pp": pl.Int64(), "ep": pl.Int64(),
+    "role": pl.String(), "max_num_seqs": pl.Int64(), "max_batched_tokens": pl.Int64(), "gpus": pl.Int64(),
+    "feasible": pl.Boolean(), "reason": pl.String(), "kv_capacity_tokens": pl.Int64(),
+    "goodput_rps": pl.Float64(), "price_per_gpu_hour": pl.Float64(), "cost_per_hour": pl.Float64(),
+    "usd_per_million_requests": pl.Float64(), "power_w": pl.Float64(), "pred_attainment": pl.Float64(),
+    "pred_ttft_p99_s": pl.Float64(), "pred_tpot_p99_s": pl.Float64(), "concurrency": pl.Float64(),
+    "step_s": pl.Float64(),
+}
+"""One row per candidate (the long table the CP-SAT model takes its variables from)."""
+
+
+def config_key(gpu: str, tp: int, pp: int, ep: int, seqs: int, tokens: int, role: Role) -> str:
+    """The candidate's unique name.
+
+    >>> config_key("H100-SXM", 2, 1, 1, 256, 8192, Role.AGGREGATED)
+    'H100-SXM tp2 pp1 ep1 seqs256 tok8192 aggregated'
+    """
+    return f"{gpu} tp{tp} pp{pp} ep{ep} seqs{seqs} tok{tokens} {role.value}"
+
+
+def score_gpu(model: ModelSpec, gpu: GPUSpec, mix: LengthMix, options: ScoringOptions) -> pl.DataFrame:
+    """Every candidate on one GPU type, scored (one Ray task's worth of work).
+
+    Returns:
+        A frame in :data:`SCORE_SCHEMA`, infeasible candidates included with their reason.
+    """
+    layouts = enumerate_layouts(model, [gpu.name], max_gpus=min(options.max_gpus, 64))
+    rows: list[dict[str, object]] = []
+    slo = options.slo
+    for tp, pp, ep in zip(layouts["tp"].to_list(), layouts["pp"].to_list(), layouts["ep"].to_list(),
+                          strict=True):
+        par = Parallelism(tp=int(tp), pp=int(pp), ep=int(ep))
+        for role in options.roles:
+            seqs_opts = options.max_num_seqs if role is not Role.PREFILL else (max(options.max_num_seqs),)
+            tok_opts = options.max_batched_tokens if role is not Role.DECODE else (
+                max(*options.max_num_seqs, min(options.max_batched_tokens)),)
+            steady: SteadyState | None = None
+            for tokens in tok_opts:
+                perf = None
+                reason = ""
+                try:
+                    perf = build_replica_perf(model, gpu, par, max_batch_tokens=int(tokens))
+                except InputError as exc:
+                    reason = exc.message
+                if perf is not None and steady is None:
+                    # step times do not depend on the token budget (only the KV capacity does)
+                    grid = rate_grid(perf, role, mix, max_num_seqs=max(options.max_num_seqs),
+                                     max_batched_tokens=max(options.max_batched_tokens))
+                    steady = steady_state(perf, role, mix, grid)
+                for seqs in seqs_opts:
+                    if role is not Role.PREFILL and tokens < seqs:
+                        continue
+                    rows.append(_score_row(perf, reason, gpu, par, role, int(seqs), int(tokens), mix, slo,
+                                           options, steady))
+    return pl.DataFrame(rows, schema=SCORE_SCHEMA)
+
+
+def _score_row(perf: ReplicaPerf | None, reason: str, gpu: GPUSpec, par: Parallelism, role: Role, seqs: int,
+               tokens: int, mix: LengthMix, slo: SLO, options: ScoringOptions,
+               steady: SteadyState | None) -> dict[str, object]:
+    row: dict[str, object] = {
+        "key": config_key(gpu.name, par.tp, par.pp, par.ep, seqs, tokens, role), "gpu": gpu.name,
+        "tp": par.tp, "pp": par.pp, "ep": par.ep, "role": role.value, "max_num_seqs": seqs,
+        "max_batched_tokens": tokens, "gpus": par.gpus, "feasible": False, "reason": reason,
+        "kv_capacity_tokens": 0, "goodput_rps": 0.0, "price_per_gpu_hour": gpu.price_per_hour,
+        "cost_per_hour": par.gpus * gpu.price_per_hour, "usd_per_million_requests": None, "power_w": None,
+        "pred_attainment": None, "pred_ttft_p99_s": None, "pred_tpot_p99_s": None, "concurrency": None,
+        "step_s": None,
+    }
+    if perf is None:
+        return row
+    row["kv_capacity_tokens"] = perf.kv_capacity_tokens
+    need = mix.max_tokens if role is not Role.PREFILL else float(mix.input_tokens.max())
+    if perf.kv_capacity_tokens < need:
+        row["reason"] = (f"KV cache holds {perf.kv_capacity_tokens:,} tokens < {need:,.0f} of the longest "
+                         "length bucket")
+        return row
+    op = goodput(perf, role, mix, slo, max_num_seqs=seqs, max_batched_tokens=tokens,
+                 kv_headroom=options.kv_headroom, steady=steady)
+    if op.goodput_rps <= 0:
+        row["reason"] = op.reason
+        return row
+    kappa, ctx = mix_moments(mix)
+    n, p = op.concurrency, op.prefill_tokens
+    if options.power_basis is PowerBasis.TDP:
+        power = par.gpus * gpu.tdp_w
+    else:
+        if role is Role.PREFILL:
+            # a prefill replica's steps are full chunks while it is busy (its mean step is not defined)
+            p = float(tokens)
+        power = par.gpus * float(np.asarray(perf.step_power_w(p, kappa * p, n, n * ctx)))
+    row.update(feasible=True, reason="ok", goodput_rps=op.goodput_rps,
+               usd_per_million_requests=par.gpus * gpu.price_per_hour / (op.goodput_rps * 3600.0) * 1e6,
+               power_w=power, pred_attainment=op.attainment, pred_ttft_p99_s=op.ttft_p99_s,
+               pred_tpot_p99_s=op.tpot_p99_s, concurrency=op.concurrency, step_s=op.step_s)
+    return row
+
+
+def score_candidates(model: ModelSpec, gpus: Sequence[GPUSpec], mix: LengthMix,
+                     options: ScoringOptions) -> pl.DataFrame:
+    """Every candidate on every GPU type, in-process (see :mod:`planner.plan.run` for Ray)."""
+    frames = [score_gpu(model, g, mix, options) for g in gpus]
+    return pl.concat(frames) if frames else pl.DataFrame(schema=SCORE_SCHEMA)
+
+
+def select_configs(scored: pl.DataFrame, *, per_group: int = 8) -> tuple[Config, ...]:
+    """Deployable configurations for the solver: Pareto-pruned, then the best ``per_group`` by cost.
+
+    Within one (GPU type, role) group, a row is dropped when another has no more GPUs per replica, no
+    less goodput and no more power (and is better in one): such a row can be swapped for its dominator
+    in any plan without raising cost, GPUs or watts, so pruning it never loses the optimum. The cap of
+    ``per_group`` rows by USD per request is a heuristic that bounds the model size.
+    """
+    ok = scored.filter(pl.col("feasible") & (pl.col("goodput_rps") > 0))
+    out: list[Config] = []
+    for (_gpu, _role), grp in ok.group_by("gpu", "role", maintain_order=True):
+        rows = grp.sort("usd_per_million_requests").to_dicts()
+        keep: list[dict[str, object]] = []
+        for r in rows:
+            dominated = any(
+                float(s["gpus"]) <= float(r["gpus"])  # type: ignore[arg-type]
+                and float(s["goodput_rps"]) >= float(r["goodput_rps"])  # type: ignore[arg-type]
+                and float(s["power_w"]) <= float(r["power_w"])  # type: ignore[arg-type]
+                and (s["gpus"], s["goodput_rps"], s["power_w"]) != (r["gpus"], r["goodput_rps"], r["power_w"])
+                for s in rows)
+            if not dominated and len(keep) < per_group:
+                keep.append(r)
+        for r in keep:
+            out.append(Config(key=str(r["key"]), gpu=str(r["gpu"]), role=Role(str(r["role"])),
+                              gpus=int(r["gpus"]),  # type: ignore[call-overload]
+                              goodput_rps=float(r["goodput_rps"]),  # type: ignore[arg-type]
+                              price_per_gpu_hour=float(r["price_per_gpu_hour"]),  # type: ignore[arg-type]
+                              power_w=float(r["power_w"]),  # type: ignore[arg-type]
+                              tp=int(r["tp"]), pp=int(r["pp"]), ep=int(r["ep"]),  # type: ignore[call-overload]
+                              max_num_seqs=int(r["max_num_seqs"]),  # type: ignore[call-overload]
+                              max_batched_tokens=int(r["max_batched_tokens"])))  # type: ignore[call-overload]
+    return tuple(out)

@@ -1,0 +1,1 @@
+"""Row power oversubscription: servers per row and capping thresholds under a power budget."""

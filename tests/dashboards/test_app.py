@@ -1,0 +1,193 @@
+"""Every page of the dashboard through Streamlit's AppTest: widgets, real runs on the bundled trace, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from dashboards.ui import PageName
+
+APP = Path(__file__).resolve().parents[2] / "dashboards" / "app.py"
+
+
+def goto(at: AppTest, page: str) -> AppTest:
+    """Switch the sidebar's page radio and rerun."""
+    at.sidebar.radio(key="page").set_value(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+PAGE_WIDGETS: dict[str, tuple[str, ...]] = {
+    "Plan": ("plan_run",),
+    "Replay": ("replay_run",),
+    "Autoscaling": ("auto_run",),
+    "Power": ("power_run",),
+    "Experts": ("exp_run",),
+    "Compare": ("cmp_run",),
+}
+
+
+def test_sidebar_lists_every_page(app: AppTest) -> None:
+    assert app.sidebar.radio(key="page").options == [p.value for p in PageName]
+    assert app.sidebar.radio(key="source").value == "Bundled default"
+    assert app.sidebar.selectbox(key="model").value == "Llama-3.1-8B"
+
+
+def test_trace_page_describes_the_bundled_trace(app: AppTest) -> None:
+    assert app.title[0].value == "fleetwise · Trace"
+    headline = app.success[0].value
+    assert "19,902 requests" in headline and "60.0 min" in headline
+    assert len(app.get("plotly_chart")) == 3
+    stats = app.table[0].value
+    assert "mean rate" in set(stats["statistic"])
+
+
+@pytest.mark.parametrize("page", list(PAGE_WIDGETS))
+def test_each_page_shows_its_inputs_without_running(app: AppTest, page: str) -> None:
+    goto(app, page)
+    assert app.title[0].value == f"fleetwise · {page}"
+    for key in PAGE_WIDGETS[page]:
+        assert app.button(key=key).label.startswith(("Run", "Place"))
+    assert not app.error
+    # nothing heavy runs before the button is pressed
+    assert not app.get("plotly_chart") or page == "Autoscaling"
+
+
+def test_plan_runs_on_the_bundled_trace(app: AppTest) -> None:
+    goto(app, "Plan")
+    app.multiselect(key="plan_gpus").set_value(["H100-SXM", "H200-SXM"]).run()
+    app.button(key="plan_run").click().run()
+    assert not app.exception
+    headline = app.success[0].value
+    assert headline.startswith("Plan: ") and "Llama-3.1-8B" in headline and "/hour" in headline
+    table = app.dataframe[0].value
+    assert set(table["GPU"]) == {"H100-SXM", "H200-SXM"}
+    assert (table["chosen"] == "best").sum() == 1
+    # the result stays on screen on the next rerun (read back from the cache)
+    app.run()
+    assert app.success[0].value == headline
+
+
+def test_replay_runs_and_draws_cdfs_and_timelines(app: AppTest) -> None:
+    goto(app, "Replay")
+    app.number_input(key="replay_replicas").set_value(2)
+    app.button(key="replay_run").click().run()
+    assert not app.exception
+    headline = (app.success or app.warning)[0].value
+    assert headline.startswith("Replay: 19,902 of 19,902 requests served on 2 replicas")
+    assert len(app.get("plotly_chart")) == 3  # TTFT CDF, TPOT CDF, timelines
+    classes = app.table[1].value
+    assert list(classes["class"]) == ["default"]
+
+
+def test_plan_feeds_the_replay_defaults(app: AppTest) -> None:
+    goto(app, "Plan")
+    app.multiselect(key="plan_gpus").set_value(["H200-SXM"]).run()
+    app.button(key="plan_run").click().run()
+    goto(app, "Replay")
+    assert app.selectbox(key="replay_gpu").value == "H200-SXM"
+
+
+def test_autoscaling_runs_the_policy_open_loop(app: AppTest) -> None:
+    goto(app, "Autoscaling")
+    assert "Pending in the library" in app.info[0].value
+    app.number_input(key="auto_replicas").set_value(4)
+    app.number_input(key="auto_target").set_value(8.0)
+    app.button(key="auto_run").click().run()
+    assert not app.exception
+    assert app.success[0].value.startswith("Target tracking asks for")
+    table = app.table[0].value
+    assert list(table["policy"]) == ["fixed x4", "target-tracking"]
+    # a fleet of 4 fixed replicas holds 4 GPU-hours per hour; the policy asks for fewer at this load
+    assert table["GPU-hours"][1] < table["GPU-hours"][0]
+
+
+def test_power_page_measures_the_replay(app: AppTest) -> None:
+    goto(app, "Power")
+    app.button(key="power_run").click().run()
+    assert not app.exception
+    msg = (app.success or app.warning)[0].value
+    assert "kW" in msg and "energy" in msg
+    assert len(app.get("plotly_chart")) == 2
+
+
+def test_experts_page_balances_better_than_static(app: AppTest) -> None:
+    goto(app, "Experts")
+    app.number_input(key="exp_layers").set_value(2)
+    app.number_input(key="exp_gpus").set_value(8)
+    app.number_input(key="exp_limit").set_value(0.5)
+    app.button(key="exp_run").click().run()
+    assert not app.exception
+    table = app.table[0].value
+    static, ours = table["max/mean (avg)"][0], table["max/mean (avg)"][2]
+    assert ours < static
+    assert len(app.get("plotly_chart")) >= 2
+
+
+def test_compare_runs_three_scenarios(app: AppTest) -> None:
+    goto(app, "Compare")
+    app.button(key="cmp_run").click().run()
+    assert not app.exception
+    assert app.success[0].value.startswith("Compared H100 baseline, H100 load x2, H200 baseline")
+    table = app.table[0].value
+    assert list(table.columns) == ["metric", "H100 baseline", "H100 load x2", "H200 baseline"]
+    gpus = dict(zip(table["metric"], table["H100 load x2"], strict=True))["GPUs"]
+    base = dict(zip(table["metric"], table["H100 baseline"], strict=True))["GPUs"]
+    assert int(gpus) >= int(base)  # twice the load never needs fewer GPUs
+
+
+def test_bad_upload_shows_the_trace_layers_error(app: AppTest) -> None:
+    app.sidebar.radio(key="source").set_value("Upload").run()
+    assert "Upload a trace file" in app.info[0].value
+    bad = b"arrival_s,input_tokens,output_tokens\n0.0,10,5\n1.0,-3,5\n"
+    app.sidebar.file_uploader(key="upload").upload("bad.csv", bad, "text/csv")
+    app.run()
+    assert not app.exception
+    msg = app.error[0].value
+    assert "bad.csv" in msg and "row 2" in msg and "input_tokens" in msg
+
+
+def test_unreadable_upload_type_is_refused(app: AppTest) -> None:
+    app.sidebar.radio(key="source").set_value("Upload").run()
+    app.sidebar.file_uploader(key="upload").upload("notes.csv", b"hello,world\n1,2\n", "text/csv")
+    app.run()
+    assert not app.exception
+    assert "notes.csv" in app.error[0].value
+
+
+def test_missing_path_is_a_clear_error(app: AppTest, tmp_path: Path) -> None:
+    app.sidebar.radio(key="source").set_value("File path").run()
+    app.sidebar.text_input(key="path").set_value(str(tmp_path / "nope.csv")).run()
+    assert not app.exception
+    assert (
+        app.error[0].value
+        == f"{tmp_path / 'nope.csv'}: no such file or folder (expected a trace file or folder)"
+    )
+
+
+def test_good_upload_is_described(app: AppTest) -> None:
+    app.sidebar.radio(key="source").set_value("Upload").run()
+    good = "arrival_s,input_tokens,output_tokens\n" + "".join(
+        f"{i * 0.5},{100 + i},{10 + i}\n" for i in range(40)
+    )
+    app.sidebar.file_uploader(key="upload").upload("mine.csv", good.encode(), "text/csv")
+    app.run()
+    assert not app.exception
+    assert app.success[0].value.startswith("upload mine.csv: 40 requests")
+
+
+def test_shared_azure_trace_by_path_plans(shared_traces: Path) -> None:
+    at = AppTest.from_file(str(APP), default_timeout=300)
+    at.run()
+    at.sidebar.radio(key="source").set_value("File path").run()
+    path = shared_traces / "azure_llm_2023" / "AzureLLMInferenceTrace_conv.csv"
+    at.sidebar.text_input(key="path").set_value(str(path)).run()
+    assert not at.exception
+    assert at.success[0].value.startswith("AzureLLMInferenceTrace_conv.csv: 19,366 requests")
+    goto(at, "Plan")
+    at.multiselect(key="plan_gpus").set_value(["H100-SXM"]).run()
+    at.button(key="plan_run").click().run()
+    assert not at.exception
+    assert at.success[0].value.startswith("Plan: ")
