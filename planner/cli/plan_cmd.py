@@ -1,8 +1,9 @@
-"""``fleetwise plan``: which GPU, which layout, how many replicas, at what cost, for a trace and SLOs."""
+"""``fleetwise plan``: which GPU, which layout, how many replicas per window, at what cost, and why."""
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -13,7 +14,8 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.catalog import load_catalog
-from planner.plan import SLO, PlanProblem, PlanResult, demand_from_trace
+from planner.plan import PlanReport, PlanRequest
+from solvers.capacity import SLO, Disaggregation, PowerBasis, SolveParams
 from traces.errors import InputError
 from traces.schema import RequestTrace
 
@@ -22,6 +24,7 @@ Example:
 
   fleetwise plan                                   # bundled default trace, Llama-3.1-8B, every GPU type
   fleetwise plan --trace conv.csv --model Llama-3.1-70B --gpus H100-SXM,H200-SXM --slo-tpot-ms 50 --json
+  fleetwise plan --inventory H100-SXM=16 --power-budget-kw 12 --disaggregate on --window-s 900
 """
 
 
@@ -36,54 +39,123 @@ def load_trace_arg(trace: str, fmt: str | None) -> RequestTrace:
     return load_trace(trace, format=fmt)
 
 
-def _render(result: PlanResult, model: str, console: Console) -> None:
-    d = result.demand
+def parse_inventory(items: list[str], known: set[str]) -> tuple[tuple[str, int], ...]:
+    """``NAME=COUNT`` items to ``((name, count), ...)``.
+
+    Raises:
+        InputError: malformed item, unknown GPU or negative count.
+
+    >>> parse_inventory(["H100-SXM=16"], {"H100-SXM"})
+    (('H100-SXM', 16),)
+    """
+    out: list[tuple[str, int]] = []
+    for item in items:
+        name, sep, count = item.partition("=")
+        if not sep or not count.strip().isdigit():
+            raise InputError(f"bad inventory item {item!r}", field="--inventory",
+                             expected="GPU=COUNT, e.g. H100-SXM=16")
+        if name.strip() not in known:
+            raise InputError(f"inventory names GPU {name.strip()!r}, which is not planned",
+                             field="--inventory", expected=f"one of {', '.join(sorted(known))}")
+        out.append((name.strip(), int(count)))
+    return tuple(out)
+
+
+def report_json(report: PlanReport, model: str) -> dict[str, object]:
+    """The report as plain data (what ``--json`` prints)."""
+    plan = report.plan
+    wins = report.problem.windows
+
+    def clean(x: object) -> object:
+        return None if isinstance(x, float) and not math.isfinite(x) else x
+
+    return {
+        "model": model,
+        "trace": report.trace_source,
+        "requests": report.requests,
+        "duration_s": report.duration_s,
+        "window_s": report.window_s,
+        "notes": list(report.notes),
+        "status": plan.status.value,
+        "solver": plan.solver,
+        "objective_usd": plan.objective_usd,
+        "bound_usd": plan.bound_usd,
+        "gap": plan.gap,
+        "greedy_usd": plan.greedy_usd,
+        "solve_wall_s": plan.wall_s,
+        "timing_s": {"score": report.score_s, "solve": report.solve_s, "verify": report.verify_s},
+        "why": report.why,
+        "disaggregated": plan.disaggregated,
+        "configs": [{**asdict(c), "role": c.role.value} for c in plan.configs],
+        "cost_breakdown": [asdict(c) for c in report.cost_breakdown()],
+        "windows": [{"start_s": w.start_s, "duration_s": w.duration_s, "demand_rps": w.demand_rps,
+                     "replicas": plan.replicas(i)} for i, w in enumerate(wins)],
+        "bindings": [asdict(b) for b in plan.bindings],
+        "verification": [{k: clean(v) for k, v in asdict(v).items()} for v in report.verification],
+        "candidates": {"total": report.scored.height,
+                       "feasible": int(report.scored["feasible"].sum()) if report.scored.height else 0,
+                       "to_solver": len(report.problem.configs)},
+        "note": plan.note,
+    }
+
+
+def _render(report: PlanReport, model: str, console: Console) -> None:
+    plan = report.plan
+    mix = report.mix
+    wins = report.problem.windows
     console.print(
-        f"[bold]trace[/]: {d.requests:,} requests over {d.duration_s / 60:.1f} min, "
-        f"mean {d.mean_rate_rps:.2f} req/s, peak {d.peak_rate_rps:.2f} req/s (1-min windows), "
-        f"mean input {d.mean_input_tokens:.0f} / output {d.mean_output_tokens:.0f} tokens"
-    )
-    table = Table(title=f"candidates for {model}")
-    for col in (
-        "GPU",
-        "TP",
-        "KV tokens",
-        "decode batch",
-        "req/s per replica",
-        "replicas",
-        "GPUs",
-        "$/hour",
-        "note",
-    ):
-        table.add_column(col, justify="right" if col not in ("GPU", "note") else "left")
-    for c in sorted(result.candidates, key=lambda c: (not c.feasible, c.cost_per_hour)):
-        mark = "[bold green]best[/]" if c is result.best else ("" if c.feasible else c.reason)
-        table.add_row(
-            c.gpu,
-            str(c.tp),
-            f"{c.kv_capacity_tokens:,}" if c.kv_capacity_tokens else "-",
-            str(c.decode_batch or "-"),
-            f"{c.replica_rps:.2f}" if c.feasible else "-",
-            str(c.replicas or "-"),
-            str(c.gpus_total or "-"),
-            f"{c.cost_per_hour:.2f}" if c.feasible else "-",
-            mark,
-        )
+        f"[bold]trace[/]: {report.requests:,} requests over {report.duration_s / 60:.1f} min; "
+        f"{len(wins)} windows of {report.window_s:.0f} s, demand {min(w.demand_rps for w in wins):.2f}-"
+        f"{max(w.demand_rps for w in wins):.2f} req/s (peak minute); length mix {mix.weight.size} buckets, "
+        f"mean input {mix.mean_input:.0f} / output {mix.mean_output:.0f} tokens")
+    for n in report.notes:
+        console.print(f"[yellow]note[/]: {n}")
+    sc = report.scored
+    n_ok = int(sc["feasible"].sum()) if sc.height else 0
+    console.print(f"[bold]candidates[/]: {sc.height:,} scored, {n_ok:,} meet the SLO, "
+                  f"{len(report.problem.configs)} to the solver (scored in {report.score_s:.1f} s)")
+    if not plan.feasible:
+        console.print(f"[bold red]no plan[/]: {plan.note} (status {plan.status.value})")
+        return
+    gap = plan.gap
+    console.print(
+        f"[bold]solver[/]: {plan.solver} {plan.status.value} in {plan.wall_s:.2f} s; "
+        f"cost ${plan.objective_usd:,.2f}, bound ${plan.bound_usd or 0:,.2f} "
+        f"(gap {0 if gap is None else gap * 100:.1f} %), greedy "
+        + (f"${plan.greedy_usd:,.2f}" if plan.greedy_usd is not None else "found nothing"))
+    table = Table(title=f"plan for {model} ({'disaggregated' if plan.disaggregated else 'aggregated'})")
+    for col in ("configuration", "role", "GPUs/replica", "peak replicas", "mean replicas", "GPU-hours",
+                "$/GPU-hour", "cost $"):
+        table.add_column(col, justify="left" if col in ("configuration", "role") else "right")
+    for line in report.cost_breakdown():
+        table.add_row(line.config, line.role, str(line.gpus_per_replica), str(line.peak_replicas),
+                      f"{line.mean_replicas:.2f}", f"{line.gpu_hours:.2f}", f"{line.price_per_gpu_hour:.2f}",
+                      f"{line.cost_usd:.2f}")
     console.print(table)
-    if result.best is None:
-        console.print("[bold red]no candidate meets the SLO[/]")
-    else:
-        b = result.best
-        console.print(
-            f"[bold]plan[/]: {b.replicas} x {model} on {b.gpu} (TP{b.tp}) = {b.gpus_total} GPUs, "
-            f"${b.cost_per_hour:.2f}/hour, ${result.total_cost:.2f} for the trace's {result.hours:.2f} h"
-        )
+    per_window = ", ".join(
+        "+".join(str(n) for n in plan.replicas(i).values()) or "0" for i in range(len(wins)))
+    console.print(f"[bold]replicas per window[/]: {per_window}")
+    console.print(f"[bold]why[/]: {report.why}")
+    for b in plan.bindings[:4]:
+        console.print(f"  {b.name}: {b.used:,.0f} / {b.limit:,.0f}{' (tight)' if b.tight else ''}")
+    if report.verification:
+        vt = Table(title=f"verification by replay ({report.verify_s:.1f} s)")
+        for col in ("variant", "configurations", "cost $", "windows", "requests", "predicted", "replayed",
+                    "TTFT p99 s", "TPOT p99 s", "SLO met"):
+            vt.add_column(col, justify="left" if col in ("variant", "configurations") else "right")
+        for v in report.verification:
+            vt.add_row(v.label + (" ~" if v.approximate else ""), "\n".join(v.configs), f"{v.cost_usd:.2f}",
+                       str(v.windows), f"{v.requests:,}", f"{v.predicted_attainment:.4f}",
+                       f"{v.replayed_attainment:.4f}", f"{v.replayed_ttft_p99_s:.3f}",
+                       f"{v.replayed_tpot_p99_s:.4f}", "yes" if v.meets_slo else "[red]no[/]")
+        console.print(vt)
 
 
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise plan``."""
 
-    @app.command("plan", help="Size a fleet for a trace, a model and SLOs." + EXAMPLE)
+    @app.command("plan", help="Size a fleet for a trace, a model and SLOs (CP-SAT, verified by replay)."
+                 + EXAMPLE)
     def plan(
         trace: Annotated[
             str, typer.Option(help="trace file, or 'default' for the bundled synthetic one")
@@ -93,6 +165,20 @@ def register(app: typer.Typer) -> None:
         gpus: Annotated[str, typer.Option(help="comma-separated catalog GPU names, or 'all'")] = "all",
         slo_ttft_ms: Annotated[float, typer.Option(help="TTFT p99 target, ms")] = 2000.0,
         slo_tpot_ms: Annotated[float, typer.Option(help="TPOT p99 target, ms")] = 100.0,
+        inventory: Annotated[list[str] | None, typer.Option(
+            help="GPUs available, GPU=COUNT (repeatable), e.g. H100-SXM=16; unlisted: unlimited")] = None,
+        power_budget_kw: Annotated[float | None, typer.Option(help="fleet power cap, kW")] = None,
+        power_basis: Annotated[PowerBasis, typer.Option(
+            help="replica power: perf-model power at the operating point, or TDP")] = PowerBasis.PERF,
+        disaggregate: Annotated[Disaggregation, typer.Option(
+            help="prefill/decode disaggregation: auto (solver decides), on, off")] = Disaggregation.AUTO,
+        window_s: Annotated[float, typer.Option(
+            help="planning window, s (replicas may change per window)")] = 300.0,
+        max_configs: Annotated[int, typer.Option(help="distinct configurations per role")] = 2,
+        time_limit_s: Annotated[float, typer.Option(help="CP-SAT time limit, s")] = 10.0,
+        seed: Annotated[int, typer.Option(help="CP-SAT and replay seed")] = 0,
+        verify: Annotated[bool, typer.Option(
+            "--verify/--no-verify", help="replay the plan and alternatives")] = True,
         catalog: Annotated[list[Path] | None, typer.Option(help="extra catalog YAML (repeatable)")] = None,
         ray_address: Annotated[
             str | None, typer.Option(help="Ray cluster address; default: local Ray")
@@ -107,31 +193,26 @@ def register(app: typer.Typer) -> None:
         gpu_specs = tuple(cat.gpu(n) for n in names)
         if slo_ttft_ms <= 0 or slo_tpot_ms <= 0:
             raise InputError("SLO targets must be positive", field="--slo-ttft-ms/--slo-tpot-ms")
+        if power_budget_kw is not None and not power_budget_kw > 0:
+            raise InputError("power budget must be positive", field="--power-budget-kw", expected="kW > 0")
+        if not time_limit_s > 0:
+            raise InputError("time limit must be positive", field="--time-limit-s", expected="seconds > 0")
+        request = PlanRequest(
+            model=spec, gpus=gpu_specs, slo=SLO(ttft_s=slo_ttft_ms / 1000, tpot_s=slo_tpot_ms / 1000),
+            window_s=window_s, inventory=parse_inventory(inventory or [], {g.name for g in gpu_specs}),
+            power_budget_w=None if power_budget_kw is None else power_budget_kw * 1000.0,
+            disaggregation=disaggregate, max_configs_per_role=max_configs, power_basis=power_basis,
+            params=SolveParams(max_time_in_seconds=time_limit_s, random_seed=seed), verify=verify, seed=seed)
         tr = load_trace_arg(trace, fmt)
-        problem = PlanProblem(
-            model=spec,
-            gpus=gpu_specs,
-            demand=demand_from_trace(tr),
-            slo=SLO(ttft_p99_s=slo_ttft_ms / 1000, tpot_p99_s=slo_tpot_ms / 1000),
-        )
-        from planner.plan.run import solve_on_ray
+        from planner.plan.run import plan_on_ray
 
         # A pipe gets a wide table rather than rich's 80-column default.
-        console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 120)
-        with console.status("evaluating candidates on Ray..."):
-            result = solve_on_ray(problem, address=ray_address)
+        console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 140)
+        with console.status("scoring candidates, solving, replaying on Ray..."):
+            report = plan_on_ray(tr, request, address=ray_address)
         if as_json:
-            payload = {
-                "model": spec.name,
-                "trace": tr.meta.source,
-                "demand": asdict(result.demand),
-                "best": None if result.best is None else asdict(result.best),
-                "total_cost": result.total_cost,
-                "hours": result.hours,
-                "candidates": [asdict(c) for c in result.candidates],
-            }
-            typer.echo(json.dumps(payload, indent=2))
+            typer.echo(json.dumps(report_json(report, spec.name), indent=2))
         else:
-            _render(result, spec.name, console)
-        if result.best is None:
+            _render(report, spec.name, console)
+        if not report.plan.feasible:
             raise typer.Exit(1)

@@ -1,215 +1,251 @@
-"""First fleet sizing: per-replica capacity from the performance model, replicas from peak demand.
+"""Fleet sizing from a trace: score candidates, solve the CP-SAT plan, verify it by replay.
 
-This is the walking skeleton's planner. It is deliberately simple and transparent so that the OR-Tools
-planner (``solvers``) and replay verification can replace it behind the same ``solve(problem)`` seam:
+1. The trace's length mix (quantile buckets of input x output lengths) and its demand per window (the
+   peak ``burst_s`` rate inside each window) come from :mod:`solvers.capacity.demand`.
+2. Every candidate (GPU type x TP x PP x EP x batch caps x role) is scored by the queueing estimate
+   (:mod:`solvers.capacity.scoring`): goodput per replica under the SLO, or the reason it is out.
+3. The Pareto-pruned candidates go to the CP-SAT model (:mod:`solvers.capacity.cpsat`), which picks the
+   configurations and replicas per window at minimum cost under inventory, power and P/D limits.
+4. The plan and the next-best single-configuration plans are replayed through the simulator
+   (:mod:`planner.plan.verify`): predicted vs replayed SLO attainment, side by side.
 
-1. Demand: the trace's peak per-window request rate and its mean prompt/output lengths.
-2. Per candidate (GPU type x tensor-parallel degree), from the performance model:
-   - decode: the largest batch ``B`` whose pure-decode step at the trace's mean context stays within the
-     TPOT SLO and whose KV fits the cache; decode throughput ``B / step(B)`` tokens/s;
-   - prefill: throughput of full chunks of ``chunk_tokens`` tokens; the chunk's latency must fit the
-     TTFT SLO;
-   - a replica's request capacity is the inverse of the GPU-time one request needs
-     (``input/prefill_tps + output/decode_tps``), derated by a target utilisation so that queueing
-     stays bounded (M/M/1-style headroom).
-3. Replicas = ceil(peak rate / capacity); cost = replicas x GPUs per replica x price x hours.
-4. The cheapest feasible candidate wins; ties go to fewer GPUs.
+The scoring and replay maps are injected, so the same code runs in-process (tests) or on Ray
+(:mod:`planner.plan.run`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 import polars as pl
 
 from planner.catalog import GPUSpec, ModelSpec
-from planner.perf.api import Parallelism, ReplicaPerf
+from planner.plan.verify import MapFn, Verification, map_local, plan_variant, single_variants, verify
+from solvers.capacity import (
+    SLO,
+    CapacityPlan,
+    CapacityProblem,
+    Disaggregation,
+    LengthMix,
+    PowerBasis,
+    Role,
+    ScoringOptions,
+    SolveParams,
+    Window,
+    demand_windows,
+    explain,
+    length_mix,
+    score_gpu,
+    select_configs,
+    solve,
+)
 from traces.errors import InputError
 from traces.schema import RequestTrace
 
-
-@dataclass(frozen=True)
-class SLO:
-    """Latency targets, at the 99th percentile."""
-
-    ttft_p99_s: float = 2.0
-    tpot_p99_s: float = 0.1
+ScoreMap = Callable[[ModelSpec, Sequence[GPUSpec], LengthMix, ScoringOptions], list[pl.DataFrame]]
+"""Scores every GPU type: in-process (:func:`score_local`) or one Ray task per GPU type."""
 
 
-@dataclass(frozen=True)
-class Demand:
-    """What the trace asks of the fleet."""
-
-    peak_rate_rps: float
-    mean_rate_rps: float
-    mean_input_tokens: float
-    mean_output_tokens: float
-    duration_s: float
-    requests: int
+def score_local(model: ModelSpec, gpus: Sequence[GPUSpec], mix: LengthMix,
+                options: ScoringOptions) -> list[pl.DataFrame]:
+    """Score GPU types one after the other in this process."""
+    return [score_gpu(model, g, mix, options) for g in gpus]
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """One evaluated configuration."""
+class PlanRequest:
+    """What to plan, and how.
 
-    gpu: str
-    tp: int
-    gpus_per_replica: int
-    feasible: bool
-    reason: str
-    kv_capacity_tokens: int = 0
-    decode_batch: int = 0
-    decode_tps: float = 0.0
-    prefill_tps: float = 0.0
-    replica_rps: float = 0.0
-    replicas: int = 0
-    cost_per_hour: float = 0.0
-
-    @property
-    def gpus_total(self) -> int:
-        return self.replicas * self.gpus_per_replica
-
-
-@dataclass(frozen=True)
-class PlanProblem:
-    """Inputs of :func:`solve`."""
+    Attributes:
+        model: the model served.
+        gpus: GPU types to consider.
+        slo: TTFT and TPOT targets at p99.
+        window_s: planning window (replica counts may change between windows).
+        burst_s: a window is sized for its busiest ``burst_s`` (at most the window).
+        max_windows: windows at most; a longer trace gets longer windows (noted in the report).
+        load_factor: multiplies the trace's demand (what-if).
+        inventory: GPUs available per type (types not listed: unlimited).
+        power_budget_w: fleet power cap, watts.
+        disaggregation: P/D split allowed, required or excluded.
+        max_configs_per_role: distinct configurations per role.
+        power_basis: replica power at the operating point (perf model) or TDP.
+        max_num_seqs: running-sequence caps tried.
+        max_batched_tokens: per-step token budgets tried.
+        per_group: candidates kept per (GPU type, role) for the solver.
+        params: CP-SAT time limit, workers and seed.
+        verify: replay the plan and alternatives.
+        verify_windows: windows replayed at most.
+        alternatives: next-best single-configuration plans replayed next to the plan.
+        seed: replay seed.
+    """
 
     model: ModelSpec
     gpus: tuple[GPUSpec, ...]
-    demand: Demand
-    slo: SLO = SLO()
-    tp_options: tuple[int, ...] = (1, 2, 4, 8)
-    target_utilization: float = 0.7
-    chunk_tokens: int = 2048
+    slo: SLO = field(default_factory=SLO)
+    window_s: float = 300.0
+    burst_s: float = 60.0
+    max_windows: int = 96
+    load_factor: float = 1.0
+    inventory: tuple[tuple[str, int], ...] = ()
+    power_budget_w: float | None = None
+    disaggregation: Disaggregation = Disaggregation.AUTO
+    max_configs_per_role: int = 2
+    power_basis: PowerBasis = PowerBasis.PERF
+    max_num_seqs: tuple[int, ...] = (64, 128, 256, 512)
+    max_batched_tokens: tuple[int, ...] = (2048, 8192, 16384)
+    per_group: int = 8
+    params: SolveParams = field(default_factory=SolveParams)
+    verify: bool = True
+    verify_windows: int = 12
+    alternatives: int = 2
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.gpus:
+            raise InputError("no GPU types to plan on", field="gpus", expected="at least one catalog GPU")
+        if self.max_windows < 1:
+            raise InputError("max_windows must be >= 1", field="max_windows", expected="an integer >= 1")
+        known = {g.name for g in self.gpus}
+        for name, _n in self.inventory:
+            if name not in known:
+                raise InputError(f"inventory names GPU {name!r}, which is not among those planned",
+                                 field="inventory", expected=f"one of {', '.join(sorted(known))}")
+
+    @property
+    def scoring(self) -> ScoringOptions:
+        """The candidate space handed to the scorer."""
+        roles = (Role.AGGREGATED,) if self.disaggregation is Disaggregation.OFF else (
+            (Role.PREFILL, Role.DECODE) if self.disaggregation is Disaggregation.ON else
+            (Role.AGGREGATED, Role.PREFILL, Role.DECODE))
+        return ScoringOptions(slo=self.slo, max_num_seqs=self.max_num_seqs,
+                              max_batched_tokens=self.max_batched_tokens, roles=roles,
+                              power_basis=self.power_basis)
 
 
 @dataclass(frozen=True)
-class PlanResult:
-    """The chosen configuration, every candidate considered, and the plan's total cost."""
+class CostLine:
+    """One configuration's share of the plan's cost."""
 
-    best: Candidate | None
-    candidates: tuple[Candidate, ...]
-    demand: Demand
-    hours: float
+    config: str
+    role: str
+    gpu: str
+    gpus_per_replica: int
+    peak_replicas: int
+    mean_replicas: float
+    gpu_hours: float
+    price_per_gpu_hour: float
+    cost_usd: float
 
-    @property
-    def total_cost(self) -> float:
-        return 0.0 if self.best is None else self.best.cost_per_hour * self.hours
+
+@dataclass(frozen=True, eq=False)
+class PlanReport:
+    """Everything ``fleetwise plan`` shows: inputs seen, the candidate table, the plan, its verification.
+
+    Attributes:
+        trace_source: where the trace came from.
+        requests: requests in the trace.
+        duration_s: trace length.
+        window_s: the window actually used.
+        mix: the length mix the candidates were scored on.
+        scored: the long candidate table (one row per candidate, infeasible ones with their reason).
+        problem: what the solver was given.
+        plan: the solver's answer.
+        why: the binding constraint or cost reason, in a sentence.
+        verification: predicted vs replayed, plan first.
+        score_s: candidate scoring wall time.
+        solve_s: solver wall time.
+        verify_s: replay wall time.
+        notes: adjustments the planner made (longer windows...).
+    """
+
+    trace_source: str
+    requests: int
+    duration_s: float
+    window_s: float
+    mix: LengthMix
+    scored: pl.DataFrame
+    problem: CapacityProblem
+    plan: CapacityPlan
+    why: str
+    verification: tuple[Verification, ...]
+    score_s: float
+    solve_s: float
+    verify_s: float
+    notes: tuple[str, ...] = ()
+
+    def cost_breakdown(self) -> list[CostLine]:
+        """Per configuration: replicas, GPU-hours, the price used and cost."""
+        out = []
+        wins = self.problem.windows
+        for c in self.plan.configs:
+            reps = [self.plan.replicas(w).get(c.key, 0) for w in range(len(wins))]
+            hours = [w.duration_s / 3600.0 for w in wins]
+            gpu_h = sum(n * c.gpus * h for n, h in zip(reps, hours, strict=True))
+            total_h = sum(hours)
+            out.append(CostLine(config=c.key, role=c.role.value, gpu=c.gpu, gpus_per_replica=c.gpus,
+                                peak_replicas=max(reps), mean_replicas=sum(
+                                    n * h for n, h in zip(reps, hours, strict=True)) / total_h,
+                                gpu_hours=gpu_h, price_per_gpu_hour=c.price_per_gpu_hour,
+                                cost_usd=gpu_h * c.price_per_gpu_hour))
+        return out
 
 
-def demand_from_trace(trace: RequestTrace, *, window_s: float = 60.0) -> Demand:
-    """Peak and mean request rate over fixed windows, and mean lengths.
+def window_length(duration_s: float, window_s: float, max_windows: int) -> float:
+    """The window to use: ``window_s``, or longer (whole minutes) so there are at most ``max_windows``.
+
+    >>> window_length(3600.0, 300.0, 96), window_length(7 * 86400.0, 300.0, 96)
+    (300.0, 6300.0)
+    """
+    if not (math.isfinite(window_s) and window_s > 0):
+        raise InputError(f"window {window_s}", field="window_s", expected="seconds > 0")
+    if math.ceil(duration_s / window_s) <= max_windows:
+        return window_s
+    return math.ceil(duration_s / max_windows / 60.0) * 60.0
+
+
+def build_problem(scored: pl.DataFrame, windows: tuple[Window, ...], request: PlanRequest) -> CapacityProblem:
+    """The solver's input from the scored table and the demand windows."""
+    return CapacityProblem(
+        configs=select_configs(scored, per_group=request.per_group), windows=windows,
+        inventory=request.inventory, power_budget_w=request.power_budget_w,
+        disaggregation=request.disaggregation, max_configs_per_role=request.max_configs_per_role)
+
+
+def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap = score_local,
+               replay_map: MapFn = map_local) -> PlanReport:
+    """Size a fleet for ``trace`` (see the module docstring).
 
     Raises:
-        InputError: the trace is empty.
+        InputError: the trace is empty, or the request is inconsistent.
     """
-    df = trace.df
-    if df.height == 0:
-        raise InputError("trace has no requests", path=trace.meta.source)
-    duration = max(trace.duration_s, window_s)
-    per_window = df.group_by((pl.col("arrival_s") // window_s).alias("w")).len()
-    peak = float(per_window["len"].max()) / window_s  # type: ignore[arg-type]
-    return Demand(
-        peak_rate_rps=peak,
-        mean_rate_rps=df.height / duration,
-        mean_input_tokens=float(df["input_tokens"].mean()),  # type: ignore[arg-type]
-        mean_output_tokens=float(df["output_tokens"].mean()),  # type: ignore[arg-type]
-        duration_s=duration,
-        requests=df.height,
-    )
-
-
-def _largest_decode_batch(perf: ReplicaPerf, context: float, tpot_s: float, kv_capacity: int) -> int:
-    """Largest B with step(B) <= tpot and B * context <= KV capacity (step time grows with B)."""
-    by_kv = int(kv_capacity // max(context, 1.0))
-    lo, hi = 0, max(min(by_kv, 4096), 0)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        t = float(perf.step_time_s(0.0, 0.0, float(mid), float(mid) * context))
-        if t <= tpot_s:
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def evaluate_candidate(perf: ReplicaPerf, gpu: GPUSpec, tp: int, problem: PlanProblem) -> Candidate:
-    """Size one configuration (see module docstring)."""
-    d, slo = problem.demand, problem.slo
-    context = d.mean_input_tokens + d.mean_output_tokens / 2.0
-    batch = _largest_decode_batch(perf, context, slo.tpot_p99_s, perf.kv_capacity_tokens)
-    base = Candidate(
-        gpu=gpu.name,
-        tp=tp,
-        gpus_per_replica=perf.gpus,
-        feasible=False,
-        reason="",
-        kv_capacity_tokens=perf.kv_capacity_tokens,
-    )
-    if batch < 1:
-        return replace(base, reason="no decode batch meets the TPOT SLO within the KV capacity")
-    decode_tps = batch / float(perf.step_time_s(0.0, 0.0, float(batch), float(batch) * context))
-    n = float(problem.chunk_tokens)
-    chunk_s = float(perf.step_time_s(n, n * (n + 1) / 2.0, 0.0, 0.0))
-    if chunk_s > slo.ttft_p99_s:
-        return replace(
-            base, reason=f"a {problem.chunk_tokens}-token prefill chunk takes {chunk_s:.2f} s > TTFT SLO"
-        )
-    prefill_tps = n / chunk_s
-    busy_s = d.mean_input_tokens / prefill_tps + d.mean_output_tokens / decode_tps
-    replica_rps = problem.target_utilization / busy_s
-    replicas = max(1, math.ceil(d.peak_rate_rps / replica_rps))
-    return Candidate(
-        gpu=gpu.name,
-        tp=tp,
-        gpus_per_replica=perf.gpus,
-        feasible=True,
-        reason="ok",
-        kv_capacity_tokens=perf.kv_capacity_tokens,
-        decode_batch=batch,
-        decode_tps=decode_tps,
-        prefill_tps=prefill_tps,
-        replica_rps=replica_rps,
-        replicas=replicas,
-        cost_per_hour=replicas * perf.gpus * gpu.price_per_hour,
-    )
-
-
-def evaluate_gpu(problem: PlanProblem, gpu: GPUSpec) -> list[Candidate]:
-    """All TP options of one GPU type (a unit of work for one Ray task)."""
-    from planner.perf import build_replica_perf
-
-    out: list[Candidate] = []
-    for tp in problem.tp_options:
-        if tp > gpu.gpus_per_node:
-            continue
-        try:
-            perf = build_replica_perf(problem.model, gpu, Parallelism(tp=tp))
-        except InputError as exc:
-            out.append(
-                Candidate(gpu=gpu.name, tp=tp, gpus_per_replica=tp, feasible=False, reason=exc.message)
-            )
-            continue
-        out.append(evaluate_candidate(perf, gpu, tp, problem))
-    return out
-
-
-def choose(candidates: Sequence[Candidate]) -> Candidate | None:
-    """Cheapest feasible candidate; ties broken by fewer GPUs, then lower TP."""
-    feasible = [c for c in candidates if c.feasible]
-    if not feasible:
-        return None
-    return min(feasible, key=lambda c: (round(c.cost_per_hour, 6), c.gpus_total, c.tp))
-
-
-def solve(problem: PlanProblem) -> PlanResult:
-    """Evaluate every candidate in-process and pick the cheapest (see :mod:`planner.plan.run` for Ray)."""
-    cands = [c for g in problem.gpus for c in evaluate_gpu(problem, g)]
-    return PlanResult(
-        best=choose(cands),
-        candidates=tuple(cands),
-        demand=problem.demand,
-        hours=problem.demand.duration_s / 3600.0,
-    )
+    notes: list[str] = []
+    window_s = window_length(max(trace.duration_s, 1e-9), request.window_s, request.max_windows)
+    if window_s != request.window_s:
+        notes.append(f"window lengthened from {request.window_s:.0f} s to {window_s:.0f} s "
+                     f"(at most {request.max_windows} windows)")
+    mix = length_mix(trace)
+    windows = demand_windows(trace, window_s=window_s, burst_s=request.burst_s,
+                             load_factor=request.load_factor)
+    t0 = time.perf_counter()
+    frames = score_map(request.model, request.gpus, mix, request.scoring)
+    scored = pl.concat(frames) if frames else pl.DataFrame()
+    t1 = time.perf_counter()
+    problem = build_problem(scored, windows, request)
+    plan = solve(problem, params=request.params)
+    t2 = time.perf_counter()
+    checks: tuple[Verification, ...] = ()
+    if request.verify and plan.feasible:
+        variants = [plan_variant(plan), *single_variants(
+            problem.configs, windows, exclude=[c.key for c in plan.configs], count=request.alternatives)]
+        checks = tuple(verify(trace, variants, model=request.model, gpus={g.name: g for g in request.gpus},
+                              windows=windows, mix=mix, slo=request.slo, max_windows=request.verify_windows,
+                              seed=request.seed, map_fn=replay_map))
+    t3 = time.perf_counter()
+    return PlanReport(trace_source=trace.meta.source, requests=trace.num_requests,
+                      duration_s=trace.duration_s, window_s=window_s, mix=mix, scored=scored,
+                      problem=problem, plan=plan,
+                      why=explain(problem, plan), verification=checks, score_s=t1 - t0, solve_s=t2 - t1,
+                      verify_s=t3 - t2, notes=tuple(notes))

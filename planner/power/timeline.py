@@ -189,13 +189,13 @@ class ClockModel:
 
     def ratio(self, clock_mhz: float | None) -> float:
         """Power ratio at ``clock_mhz`` (1 when unlocked), interpolated between tabulated clocks."""
-        if clock_mhz is None or clock_mhz >= self.max_clock_mhz:
+        if clock_mhz is None or clock_mhz >= self.max_clock_mhz or not self.clocks_mhz:
             return 1.0
         return float(np.interp(clock_mhz, self.clocks_mhz, self.power_ratio))
 
     def slow(self, clock_mhz: float | None) -> float:
         """Step-time factor at ``clock_mhz`` (1 when unlocked)."""
-        if clock_mhz is None or clock_mhz >= self.max_clock_mhz:
+        if clock_mhz is None or clock_mhz >= self.max_clock_mhz or not self.clocks_mhz:
             return 1.0
         return float(np.interp(clock_mhz, self.clocks_mhz, self.slowdown))
 

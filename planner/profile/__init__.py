@@ -8,6 +8,7 @@ imported only once the caller has checked that torch and CUDA are present:
 - :mod:`planner.profile.grid`: the pure-Python grids of shapes to measure (GEMMs of the catalog models'
   linear layers, attention, elementwise ops, whole steps).
 - :mod:`planner.profile.stats`: medians, percentiles, FLOP and byte counts.
+- :mod:`planner.profile.timing`: CUDA-event timing (CUDA-graph replay for short ops), medians of repeats.
 - :mod:`planner.profile.tables`: the exact Parquet schemas of the shipped profile and the writer.
 - :mod:`planner.profile.nvml`: a background NVML sampler (power, energy, clocks, utilisation).
 - :mod:`planner.profile.micro`: GEMM, attention, memcpy and elementwise microbenchmarks (torch).

@@ -13,6 +13,7 @@ import datetime as _dt
 import json
 import math
 import platform
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -442,12 +443,13 @@ def main_args(argv: Iterable[str] | None = None) -> int:
     try:
         only = parse_only(args.only)
     except ValueError as exc:
-        print(f"error: {exc}")
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     reason = unavailable_reason()
     if reason is not None:
         print(
-            f"error: {reason}; the profiler needs torch and an NVIDIA GPU (pip install 'fleetwise[profile]')"
+            f"error: {reason}; the profiler needs torch and an NVIDIA GPU (pip install 'fleetwise[profile]')",
+            file=sys.stderr,
         )
         return 2
     opts = ProfileOptions(

@@ -174,7 +174,9 @@ M_ARRIVED = 0  # requests routed to the shard
 M_SUCCESS = 1  # vllm:request_success_total
 M_PROMPT = 2  # vllm:prompt_tokens_total (counted when the first token is out)
 M_GEN = 3  # vllm:generation_tokens_total
-M_HIST = 4  # then the TTFT buckets (len(tb) + 1, last = +Inf), then the ITL buckets (len(ib) + 1),
+M_TTFT_SUM_US = 4  # TTFT histogram _sum, microseconds
+M_ITL_SUM_US = 5  # inter-token-latency histogram _sum, microseconds
+M_HIST = 6  # then the TTFT buckets (len(tb) + 1, last = +Inf), then the ITL buckets (len(ib) + 1),
 # each cumulative like Prometheus' ``le`` buckets
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -778,7 +780,7 @@ def _run_le(a, b, kv0, d, k, bound):  # type: ignore[no-untyped-def]  # pragma: 
     slope = b * d
     if slope <= 0.0:
         return k
-    return min(k, int(math.floor((bound - first) / slope)) + 1)
+    return min(k, math.floor((bound - first) / slope) + 1)
 
 
 @nb.njit(cache=True)
@@ -808,6 +810,7 @@ def _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, in
                     float(pi[r, P_NRUN]), float(pi[r, P_NWAIT]), float(kvb), energy)
         if metrics:
             mh[M_GEN] += d * k
+            mh[M_ITL_SUM_US] += np.int64(round(d * (t1 - t0) * 1e6))
             for j in range(nib):
                 mh[itl0 + j] += d * _run_le(pf[r, Q_A], pf[r, Q_B], kv0, float(d), k, ib[j])
             mh[itl0 + nib] += d * k
@@ -832,6 +835,7 @@ def _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, in
         if metrics:
             d = pi[r, P_D]
             mh[M_GEN] += d
+            mh[M_ITL_SUM_US] += np.int64(round(d * (t1 - t0) * 1e6))
             for j in range(nib):
                 if t1 - t0 <= ib[j]:
                     mh[itl0 + j] += d
@@ -853,9 +857,10 @@ def _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, in
                 rf[q, F_FIRST] = t1
                 if metrics:
                     mh[M_PROMPT] += inp[q]
-                    for j in range(ntb):
-                        if t1 - arr[q] <= tb[j]:
-                            mh[M_HIST + j] += 1
+                    mh[M_TTFT_SUM_US] += np.int64(round((t1 - arr[q]) * 1e6))
+                    for jb in range(ntb):
+                        if t1 - arr[q] <= tb[jb]:
+                            mh[M_HIST + jb] += 1
                     mh[M_HIST + ntb] += 1
             if metrics:
                 mh[M_GEN] += 1

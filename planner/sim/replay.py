@@ -267,10 +267,20 @@ def replay(
 
     Returns:
         The per-request table, the time series, the power table (when ``gpu`` is given) and a summary.
+        With ``config.autoscale`` or ``config.power`` the replay runs through
+        :func:`planner.sim.cluster.replay_cluster` as one pool named ``default`` (event-sliced loop,
+        one shard), and the result also carries the replica lifecycle and the capping statistics.
 
     Raises:
         InputError: the trace cannot be replayed as configured (empty prompts, no KV room...).
     """
+    if config.autoscale is not None or config.power is not None:
+        from planner.sim.cluster import ClusterConfig, Pool, replay_cluster
+
+        cc = ClusterConfig(interval_s=config.interval_s, power=config.power,
+                           servers_per_rack=config.servers_per_rack, racks_per_row=config.racks_per_row,
+                           slo=config.slo, default_slo=config.default_slo)
+        return replay_cluster(trace, [Pool("default", perf, config, gpu=gpu)], config=cc, progress=progress)
     setup = engine_setup(perf, trace, config)
     tasks = make_shard_tasks(trace, config)
     total = trace.num_requests

@@ -491,7 +491,8 @@ def select_configs(scored: pl.DataFrame, *, per_group: int = 8) -> tuple[Config,
     ok = scored.filter(pl.col("feasible") & (pl.col("goodput_rps") > 0))
     out: list[Config] = []
     for (_gpu, _role), grp in ok.group_by("gpu", "role", maintain_order=True):
-        rows = grp.sort("usd_per_million_requests").to_dicts()
+        rows = grp.sort("usd_per_million_requests", "gpus", "key").unique(
+            subset=["gpus", "goodput_rps", "power_w"], keep="first", maintain_order=True).to_dicts()
         keep: list[dict[str, object]] = []
         for r in rows:
             dominated = any(

@@ -141,15 +141,18 @@ def explain(problem: CapacityProblem, plan: CapacityPlan) -> str:
         return plan.note or "no feasible plan"
     agg = [c for c in problem.configs if c.role is Role.AGGREGATED]
     best = min(agg, key=lambda c: c.cost_per_goodput) if agg else None
-    tight = [b for b in plan.bindings if b.tight]
-    if tight:
-        parts = []
-        for b in tight:
-            where = f" in window {b.window}" if b.window >= 0 else ""
-            parts.append(f"{b.name} ({b.used:,.0f}/{b.limit:,.0f}{where})")
-        return "binding: " + ", ".join(parts)
+    def fmt(b: Binding) -> str:
+        where = f" in window {b.window}" if b.window >= 0 else ""
+        return f"{b.name} ({b.used:,.0f}/{b.limit:,.0f}{where})"
+
+    resources = [b for b in plan.bindings
+                 if b.tight and (b.name.startswith("inventory") or b.name == "power budget")]
+    others = [b for b in plan.bindings if b.tight and b not in resources]
+    also = f"; at its limit: {', '.join(fmt(b) for b in others)}" if others else ""
+    if resources:
+        return "binding: " + ", ".join(fmt(b) for b in resources) + also
     if best is not None and [c.key for c in plan.configs] == [best.key]:
         return (f"cost: {best.key} is the cheapest configuration per request; "
-                "no inventory or power limit binds")
+                "no inventory or power limit binds" + also)
     return ("cost: this mix is cheapest once replica counts are rounded to whole replicas per window; "
-            "no inventory or power limit binds")
+            "no inventory or power limit binds" + also)

@@ -89,8 +89,8 @@ class PowerProblem:
     scenarios: tuple[PowerScenario, ...]
     clock_model: ClockModel
     policy: PolcaParams
-    t1_grid: tuple[float, ...] = (0.80, 0.84, 0.88, 0.90, 0.92, 0.94)
-    t2_grid: tuple[float, ...] = (0.90, 0.93, 0.95, 0.97, 0.98)
+    t1_grid: tuple[float, ...] = (0.80, 0.85, 0.88, 0.90, 0.92, 0.94, 0.96)
+    t2_grid: tuple[float, ...] = (0.90, 0.93, 0.95, 0.97, 0.98, 0.99)
     max_capped_fraction: float = 0.01
     max_hp_locked_fraction: float = 0.002
     min_hp_share: float = 0.5

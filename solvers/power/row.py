@@ -47,6 +47,8 @@ class RowSpec:
         slo: latency targets for attainment.
         interval_s: power sample length of the replay (finer than the telemetry period).
         seeds: one scenario per seed (the scaled trace's copies are shifted by seeded offsets).
+        sm_clock_mhz: a static clock lock on every GPU of the row (None = unlocked); the policy's locks
+            act below it. Static locks are verified by the replay itself, not estimated.
     """
 
     gpus_per_server: int = 8
@@ -58,6 +60,7 @@ class RowSpec:
     slo: SLOTarget = SLOTarget(ttft_s=2.0, tpot_s=0.1)
     interval_s: float = 1.0
     seeds: tuple[int, ...] = (0,)
+    sm_clock_mhz: float | None = None
 
     def __post_init__(self) -> None:
         if self.tp < 1 or self.gpus_per_server % self.tp:
@@ -135,7 +138,8 @@ def build_row(trace: RequestTrace, *, model: ModelSpec, gpu: GPUSpec, spec: RowS
     if trace.num_requests < 2 or trace.duration_s <= 0:
         raise InputError("the trace has fewer than two requests", path=trace.meta.source, field="arrival_s",
                          expected="a trace spanning some time")
-    perf = build_replica_perf(model, gpu, Parallelism(tp=spec.tp))
+    perf = build_replica_perf(model, gpu, Parallelism(tp=spec.tp), sm_clock_mhz=spec.sm_clock_mhz)
+    top = gpu.max_sm_clock_mhz if spec.sm_clock_mhz is None else spec.sm_clock_mhz
     factor = spec.pool_servers * spec.rps_per_server * trace.duration_s / trace.num_requests
     scen = []
     for seed in spec.seeds:
@@ -146,8 +150,9 @@ def build_row(trace: RequestTrace, *, model: ModelSpec, gpu: GPUSpec, spec: RowS
     first = scen[0].result
     clocks = {policy.lp_clock_mhz, policy.lp_min_clock_mhz, policy.hp_clock_mhz, policy.brake_clock_mhz,
               float(gpu.min_sm_clock_mhz)}
+    clocks = {c for c in clocks if gpu.min_sm_clock_mhz <= c < top}
     cm = clock_model_from_perf(perf, mix=mix_from_replay(first.timeseries, first.requests),
-                               max_clock_mhz=gpu.max_sm_clock_mhz,
+                               max_clock_mhz=top,
                                idle_w=float(perf.step_power_w(0.0, 0.0, 0.0, 0.0)),
                                gpus_per_server=spec.gpus_per_server, clocks_mhz=sorted(clocks))
     reps = spec.pool_servers * spec.replicas_per_server

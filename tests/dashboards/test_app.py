@@ -1,4 +1,4 @@
-"""Every page of the dashboard through Streamlit's AppTest: widgets, real runs on the bundled trace, errors."""
+"""Every dashboard page through Streamlit's AppTest: widgets, real runs on the bundled trace, errors."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""A CPU stand-in for ``torch`` with CUDA calls, so the profiler's code paths run in tests without a GPU.
+"""Fixtures: a CPU stand-in for ``torch`` with CUDA calls, so the profiler runs in tests without a GPU.
 
 Tensors asked for on ``"cuda"`` are made on the CPU, CUDA events read the host clock, synchronisation is
 a no-op and CUDA graph capture fails (the profiler then falls back to eager steps, as it would on a GPU
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import time
 from typing import Any
+
+import pytest
 
 _DEVICE_FUNCS = frozenset(
     {"randn", "randint", "ones", "zeros", "empty", "full", "arange", "Generator", "tensor", "rand"}
@@ -66,3 +68,10 @@ class CpuTorch:
 
             return on_cpu
         return attr
+
+
+@pytest.fixture(scope="session")
+def cpu_torch() -> CpuTorch:
+    """The CPU stand-in around the real torch; skips when torch is not installed (as in CI)."""
+    torch = pytest.importorskip("torch", reason="torch is not installed: the profiler's torch paths need it")
+    return CpuTorch(torch)

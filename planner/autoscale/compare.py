@@ -1,0 +1,262 @@
+"""``compare_autoscalers``: replay one trace with every policy in the loop, same cluster, same cold starts.
+
+Every policy gets the same facts about a replica, derived once from the perf model at the SLO
+(:func:`solvers.scaling.capacity.replica_capacity` for the trace's mean length mix):
+
+* HPA and KEDA target ``running + waiting`` per replica at the concurrency one replica holds at capacity
+  (vLLM's queue metrics are the usual HPA/KEDA signal for LLMs); Ray Serve's ``target_ongoing_requests`` is
+  the same number; all keep their published defaults otherwise (HPA behavior, KEDA 30 s polling and
+  300 s cooldown, Ray 30 s / 600 s delays);
+* Dynamo's SLA planner gets a profile built from the same perf model and the SLO as its TTFT/ITL SLA;
+* WVA uses its published saturation thresholds (no profile needed);
+* ours (MPC) gets the capacity table, the cold start's ``lead_quantile`` as its lead time.
+
+The trace, the perf model, the cold-start draws, the initial fleet and the bounds are the same for all.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import polars as pl
+
+from planner.autoscale.coldstart import DEFAULT_COLD_START, ColdStartDistribution
+from planner.autoscale.context import PolicyName
+from planner.autoscale.dynamo import DynamoParams, DynamoProfile, Predictor, dynamo_sla
+from planner.autoscale.hpa import HPAParams, MetricTarget, VllmMetric, hpa
+from planner.autoscale.keda import KEDAParams, keda
+from planner.autoscale.loop import LoopConfig, LoopResult, run_policy, static_policy
+from planner.autoscale.ray_serve import RayServeParams, ray_serve
+from planner.autoscale.types import PolicyFn
+from planner.autoscale.wva import WVAParams, wva
+from planner.perf.api import ReplicaPerf
+from planner.sim.config import EngineConfig, SLOTarget
+from solvers.scaling.capacity import CapacityTable, ReplicaCapacity, capacity_table, replica_capacity
+from solvers.scaling.policy import MPCParams, mpc
+from traces.errors import InputError
+from traces.schema import RequestTrace
+
+DEFAULT_POLICIES: tuple[PolicyName, ...] = (
+    PolicyName.HPA, PolicyName.KEDA, PolicyName.RAY_SERVE, PolicyName.DYNAMO_SLA, PolicyName.WVA,
+    PolicyName.MPC,
+)
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """What the comparison holds equal across policies.
+
+    Attributes:
+        slo: TTFT/TPOT targets.
+        engine: per-replica scheduler.
+        cold_start: cold-start distribution (draws shared by policies).
+        min_replicas, max_replicas: bounds for every policy.
+        initial_replicas: ready at 0 (None: what the first 5 minutes' mean rate needs at capacity).
+        tick_s: control tick of the loop.
+        lead_quantile: the cold-start quantile our MPC plans its lead time for.
+        seed: cold-start draws.
+        static_reference: also replay the smallest-peak static fleet (replicas for the peak 5-minute rate).
+    """
+
+    slo: SLOTarget = field(default_factory=lambda: SLOTarget(ttft_s=2.0, tpot_s=0.1))
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    cold_start: ColdStartDistribution = DEFAULT_COLD_START
+    min_replicas: int = 1
+    max_replicas: int = 64
+    initial_replicas: int | None = None
+    tick_s: float = 5.0
+    lead_quantile: float = 0.9
+    seed: int = 0
+    static_reference: bool = True
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Per-policy results and the shared facts they were tuned with."""
+
+    results: dict[str, LoopResult]
+    capacity: ReplicaCapacity
+    initial_replicas: int
+
+    def table(self) -> pl.DataFrame:
+        """One row per policy (the summary's fields)."""
+        return pl.DataFrame([r.summary.as_dict() for r in self.results.values()])
+
+    def timelines(self) -> pl.DataFrame:
+        """All replica timelines, long format with a ``policy`` column."""
+        return pl.concat([r.timeline.with_columns(pl.lit(k).alias("policy")) for k, r in self.results.items()])
+
+
+def dynamo_profile(perf: ReplicaPerf, engine: EngineConfig) -> DynamoProfile:
+    """The profile Dynamo's profiler would measure, computed from the perf model.
+
+    Prefill: one request of each ISL alone, chunked by the step budget (TTFT, and ISL / TTFT / GPUs).
+    Decode: a 24 x 24 grid of KV usage x context; concurrency = usage x KV capacity / context.
+    """
+    g = int(perf.gpus)
+    isl = np.geomspace(64, 32768, 20)
+    ttft = []
+    for n in isl:
+        done = 0.0
+        t = 0.0
+        while done < n:
+            c = min(engine.max_batched_tokens, n - done)
+            t += float(np.asarray(perf.step_time_s(c, c * (done + (c + 1) / 2), 0.0, 0.0)))
+            done += c
+        ttft.append(t)
+    kv_axis = np.linspace(0.02, 1.0, 24)
+    ctx_axis = np.geomspace(128, 32768, 24)
+    cap = float(perf.kv_capacity_tokens)
+    conc = np.clip(kv_axis[:, None] * cap / ctx_axis[None, :], 1.0, engine.max_num_seqs)
+    itl = np.asarray(perf.step_time_s(0.0, 0.0, conc, conc * ctx_axis[None, :]), dtype=np.float64)
+    itl = np.broadcast_to(itl, conc.shape)
+    thpt = conc / itl / g
+    return DynamoProfile(
+        prefill_isl=tuple(float(x) for x in isl), prefill_ttft_s=tuple(ttft),
+        prefill_thpt_per_gpu=tuple(float(n / t / g) for n, t in zip(isl, ttft, strict=True)),
+        decode_kv_usage=tuple(float(x) for x in kv_axis), decode_context=tuple(float(x) for x in ctx_axis),
+        decode_itl_s=tuple(tuple(float(x) for x in row) for row in itl),
+        decode_thpt_per_gpu=tuple(tuple(float(x) for x in row) for row in thpt),
+        kv_capacity_tokens=int(perf.kv_capacity_tokens), gpus_per_engine=g,
+    )
+
+
+def build_policies(names: Sequence[PolicyName], *, perf: ReplicaPerf, cap: ReplicaCapacity,
+                   table: CapacityTable, config: CompareConfig) -> dict[str, PolicyFn]:
+    """Each named policy bound to parameters derived from the same replica facts."""
+    target = max(1.0, cap.concurrency)
+    lo, hi = config.min_replicas, config.max_replicas
+    out: dict[str, PolicyFn] = {}
+    for name in names:
+        fn: PolicyFn
+        if name is PolicyName.HPA:
+            fn = functools.partial(hpa, params=HPAParams(
+                metrics=(MetricTarget(VllmMetric.IN_SYSTEM, target),), min_replicas=lo, max_replicas=hi))
+        elif name is PolicyName.KEDA:
+            fn = functools.partial(keda, params=KEDAParams(threshold=target, min_replica_count=lo,
+                                                           max_replica_count=hi))
+        elif name is PolicyName.RAY_SERVE:
+            fn = functools.partial(ray_serve, params=RayServeParams(target_ongoing_requests=target,
+                                                                    min_replicas=lo, max_replicas=hi))
+        elif name is PolicyName.DYNAMO_SLA:
+            fn = functools.partial(dynamo_sla, params=DynamoParams(
+                profile=dynamo_profile(perf, config.engine), ttft_sla_s=config.slo.ttft_s,
+                itl_sla_s=config.slo.tpot_s, predictor=Predictor.ARIMA, min_endpoint=lo,
+                max_gpu_budget=hi * int(perf.gpus)))
+        elif name is PolicyName.WVA:
+            fn = functools.partial(wva, params=WVAParams(min_replicas=lo, max_replicas=hi))
+        elif name is PolicyName.MPC:
+            fn = functools.partial(mpc, params=MPCParams(
+                capacity=table, gpus_per_replica=int(perf.gpus), min_replicas=lo, max_replicas=hi,
+                lead_time_s=config.cold_start.quantile(config.lead_quantile)))
+        else:
+            raise InputError(f"policy {name.value!r} is not part of the comparison", field="policies",
+                             expected=", ".join(p.value for p in DEFAULT_POLICIES))
+        out[name.value] = fn
+    return out
+
+
+def calibrate_capacity(trace: RequestTrace, perf: ReplicaPerf, cap: ReplicaCapacity, *, slo: SLOTarget,
+                       engine: EngineConfig, target_attainment: float = 0.99, duration_s: float = 900.0,
+                       seed: int = 0) -> ReplicaCapacity:
+    """Verify the analytic capacity by replay and correct it.
+
+    Why: the analytic fixed point is about mean step times, while the SLO is about tails (a decode step
+    that shares the batch with a long prefill chunk). One replica is replayed on Poisson arrivals whose
+    lengths are drawn from the trace; the rate is bisected until ``target_attainment`` of the requests meet
+    the SLO. The returned capacity has that rate and the replay's mean requests in the replica.
+    """
+    rng = np.random.default_rng(seed)
+    df = trace.df
+    idx_all = np.arange(df.height)
+
+    def run(rate: float) -> tuple[float, float]:
+        n = max(20, int(rate * duration_s))
+        arr = np.cumsum(rng.exponential(1.0 / rate, n))
+        pick = rng.choice(idx_all, n)
+        sub = pl.DataFrame({"arrival_s": arr - arr[0],
+                            "input_tokens": df["input_tokens"].to_numpy()[pick],
+                            "output_tokens": df["output_tokens"].to_numpy()[pick]},
+                           schema_overrides={"input_tokens": pl.Int32, "output_tokens": pl.Int32})
+        res = run_policy(RequestTrace(sub, trace.meta), perf, static_policy(1),
+                         config=LoopConfig(initial_replicas=1, max_replicas=1, slo=slo, engine=engine,
+                                           tick_s=10.0, drain_limit_s=600.0))
+        conc = float(res.timeline["in_system"].mean() or 0.0)  # type: ignore[arg-type]
+        return res.summary.attainment, conc
+
+    lo, hi = 0.0, cap.rps * 1.5
+    conc_lo = 0.0
+    for _ in range(9):
+        mid = (lo + hi) / 2
+        att, conc = run(mid)
+        if att >= target_attainment:
+            lo, conc_lo = mid, conc
+        else:
+            hi = mid
+    if lo == 0.0:
+        raise InputError(f"one replica cannot reach {target_attainment:.0%} SLO attainment at any tested rate",
+                         field="slo", expected="looser SLO targets or a faster replica layout")
+    return ReplicaCapacity(isl=cap.isl, osl=cap.osl, rps=lo, concurrency=max(conc_lo, 1.0), step_s=cap.step_s)
+
+
+def _replicas_for(rate: float, cap: ReplicaCapacity) -> int:
+    return max(1, int(np.ceil(rate / max(cap.rps, 1e-9))))
+
+
+def compare_autoscalers(
+    trace: RequestTrace,
+    perf: ReplicaPerf,
+    *,
+    policies: Sequence[PolicyName] = DEFAULT_POLICIES,
+    config: CompareConfig | None = None,
+    on_policy: Callable[[str], None] | None = None,
+) -> Comparison:
+    """Replay ``trace`` once per policy and collect GPU-hours, SLO attainment and scaling activity.
+
+    Args:
+        trace: the request trace.
+        perf: one replica's performance model.
+        policies: which policies to run (names of :data:`planner.autoscale.context.POLICIES`).
+        config: what is held equal across policies.
+        on_policy: called with each policy's name before its replay (progress).
+
+    Returns:
+        Per-policy :class:`LoopResult` plus the replica capacity they were tuned with.
+
+    Raises:
+        InputError: an empty trace, a policy outside the comparison, or an SLO no replica can meet.
+    """
+    cfg = config or CompareConfig()
+    df = trace.df
+    if df.height == 0:
+        raise InputError("the trace has no request", path=trace.meta.source, expected="at least one request")
+    isl = float(df["input_tokens"].mean())  # type: ignore[arg-type]
+    osl = float(df["output_tokens"].mean())  # type: ignore[arg-type]
+    analytic = replica_capacity(perf, isl=isl, osl=osl, slo=cfg.slo, engine=cfg.engine)
+    cap = calibrate_capacity(trace, perf, analytic, slo=cfg.slo, engine=cfg.engine, seed=cfg.seed)
+    table = capacity_table(perf, slo=cfg.slo, engine=cfg.engine).scaled(cap.rps / analytic.rps)
+    arr = df["arrival_s"].to_numpy()
+    first = float((arr < 300.0).sum()) / min(300.0, max(float(arr[-1]), 1.0))
+    init = cfg.initial_replicas if cfg.initial_replicas is not None else _replicas_for(first, cap)
+    init = max(cfg.min_replicas, min(cfg.max_replicas, init))
+    loop = LoopConfig(initial_replicas=init, max_replicas=cfg.max_replicas, tick_s=cfg.tick_s,
+                      cold_start=cfg.cold_start, engine=cfg.engine, slo=cfg.slo, seed=cfg.seed)
+    fns = build_policies(policies, perf=perf, cap=cap, table=table, config=cfg)
+    if cfg.static_reference:
+        counts = np.bincount((arr // 300).astype(np.int64))
+        peak = float(counts.max()) / 300.0
+        fns = {f"static-peak({_replicas_for(peak, cap)})": static_policy(_replicas_for(peak, cap)), **fns}
+        n_static = _replicas_for(peak, cap)
+        loop_static = LoopConfig(initial_replicas=min(cfg.max_replicas, n_static), max_replicas=cfg.max_replicas,
+                                 tick_s=cfg.tick_s, cold_start=cfg.cold_start, engine=cfg.engine, slo=cfg.slo,
+                                 seed=cfg.seed)
+    results: dict[str, LoopResult] = {}
+    for name, fn in fns.items():
+        if on_policy is not None:
+            on_policy(name)
+        lc = loop_static if name.startswith("static-peak") else loop
+        results[name] = run_policy(trace, perf, fn, config=lc, name=name)
+    return Comparison(results=results, capacity=cap, initial_replicas=init)

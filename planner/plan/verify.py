@@ -1,0 +1,257 @@
+"""Replay verification: a plan is never trusted from the queueing model alone.
+
+Each plan variant (the solver's plan and the next-best single-configuration plans) is replayed window by
+window: the requests that arrive in a window go through that window's replicas (shifted to start at 0,
+queues empty at the window start). Where a window runs several configurations, its requests are split
+between them in proportion to their goodput. A disaggregated plan is checked approximately, because the
+simulator has no P/D pools yet: TTFT from the prefill pool replaying one-token answers, TPOT from the
+decode pool replaying whole requests (its TPOT is pessimistic: it also runs the prefills).
+
+For each variant the report gives the predicted attainment (the queueing estimate at the rate each
+replica actually sees) next to the replayed one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from planner.catalog.schema import GPUSpec, ModelSpec
+from planner.perf.api import Parallelism
+from planner.perf.model import RooflinePerf, build_replica_perf
+from planner.sim import EngineConfig, SimConfig, SLOTarget, replay
+from solvers.capacity import SLO, CapacityPlan, Config, LengthMix, Role, Window, predict
+from traces.schema import RequestTrace
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A plan to verify: a label, its configurations and replicas per window."""
+
+    label: str
+    configs: tuple[Config, ...]
+    replicas: tuple[tuple[tuple[str, int], ...], ...]
+    cost_usd: float
+
+
+@dataclass(frozen=True, eq=False)
+class ReplayTask:
+    """One replay: a slice of the trace through ``replicas`` replicas of one configuration."""
+
+    model: ModelSpec
+    gpu: GPUSpec
+    config: Config
+    replicas: int
+    trace: RequestTrace
+    slo: SLO
+    seed: int
+
+
+@dataclass(frozen=True, eq=False)
+class ReplayOut:
+    """Per request of the task's slice: TTFT and TPOT (nan when not served)."""
+
+    ttft_s: FloatArray
+    tpot_s: FloatArray
+
+
+def run_replay(task: ReplayTask) -> ReplayOut:
+    """Replay one task (the unit a Ray task runs)."""
+    c = task.config
+    perf = build_replica_perf(task.model, task.gpu, Parallelism(tp=c.tp, pp=c.pp, ep=c.ep),
+                              max_batch_tokens=c.max_batched_tokens)
+    engine = EngineConfig(max_batched_tokens=max(c.max_batched_tokens, c.max_num_seqs),
+                          max_num_seqs=c.max_num_seqs)
+    cfg = SimConfig(replicas=max(1, task.replicas), engine=engine, seed=task.seed,
+                    default_slo=SLOTarget(ttft_s=task.slo.ttft_s, tpot_s=task.slo.tpot_s))
+    res = replay(task.trace, perf, config=cfg, gpu=task.gpu)
+    req = res.requests
+    ttft = req["ttft_s"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
+    tpot = req["tpot_s"].cast(pl.Float64).fill_null(0.0).to_numpy()
+    rejected = req["rejected"].to_numpy().astype(bool)
+    ttft = np.where(rejected, np.inf, ttft)
+    return ReplayOut(ttft_s=np.asarray(ttft, dtype=np.float64), tpot_s=np.asarray(tpot, dtype=np.float64))
+
+
+MapFn = Callable[[Sequence[ReplayTask]], list[ReplayOut]]
+
+
+def map_local(tasks: Sequence[ReplayTask]) -> list[ReplayOut]:
+    """Run replay tasks one after the other in this process."""
+    return [run_replay(t) for t in tasks]
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Predicted vs replayed outcome of one variant over the replayed windows.
+
+    Attributes:
+        label: ``plan`` or ``alt-N``.
+        configs: the configuration keys.
+        cost_usd: the variant's cost over the whole trace.
+        windows: windows replayed.
+        requests: requests replayed.
+        predicted_attainment: share meeting both SLOs, queueing estimate.
+        replayed_attainment: share meeting both SLOs in the replay.
+        replayed_ttft_p99_s: replayed TTFT at p99.
+        replayed_tpot_p99_s: replayed TPOT at p99.
+        meets_slo: replayed p99 TTFT and TPOT within the targets.
+        approximate: True for disaggregated variants (see the module docstring).
+    """
+
+    label: str
+    configs: tuple[str, ...]
+    cost_usd: float
+    windows: int
+    requests: int
+    predicted_attainment: float
+    replayed_attainment: float
+    replayed_ttft_p99_s: float
+    replayed_tpot_p99_s: float
+    meets_slo: bool
+    approximate: bool
+
+
+def plan_variant(plan: CapacityPlan) -> Variant:
+    """The solver's plan as a variant."""
+    reps = tuple(tuple(sorted(plan.replicas(w).items())) for w in range(len(plan.windows)))
+    return Variant(label="plan", configs=plan.configs, replicas=reps, cost_usd=plan.objective_usd or 0.0)
+
+
+def single_variants(configs: Sequence[Config], windows: Sequence[Window], *, exclude: Sequence[str],
+                    count: int) -> list[Variant]:
+    """The next-best aggregated configurations alone, each sized per window by ``ceil(D / goodput)``."""
+    agg = sorted((c for c in configs if c.role is Role.AGGREGATED and c.key not in exclude),
+                 key=lambda c: c.cost_per_goodput)
+    out = []
+    for k, c in enumerate(agg[:count]):
+        reps = tuple(((c.key, int(np.ceil(w.demand_rps / c.goodput_rps - 1e-9))),) if w.demand_rps > 0 else ()
+                     for w in windows)
+        cost = sum(n * c.price_per_hour * w.duration_s / 3600.0 for r, w in zip(reps, windows, strict=True)
+                   for _k, n in r)
+        out.append(Variant(label=f"alt-{k + 1}", configs=(c,), replicas=reps, cost_usd=cost))
+    return out
+
+
+def pick_windows(windows: Sequence[Window], max_windows: int) -> list[int]:
+    """All windows, or the busiest plus evenly spaced others up to ``max_windows``."""
+    n = len(windows)
+    if n <= max_windows:
+        return list(range(n))
+    peak = max(range(n), key=lambda i: windows[i].demand_rps)
+    spaced = {round(x) for x in np.linspace(0, n - 1, max_windows - 1)}
+    return sorted(spaced | {peak})[:max_windows]
+
+
+def _slice(trace: RequestTrace, w: Window) -> RequestTrace:
+    t = pl.col("arrival_s")
+    df = trace.df.filter((t >= w.start_s) & (t < w.start_s + w.duration_s))
+    df = df.with_columns(pl.col("arrival_s") - w.start_s)
+    return RequestTrace(df=df, meta=trace.meta)
+
+
+def _split(n: int, weights: Sequence[float], seed: int) -> NDArray[np.int64]:
+    """Assign ``n`` requests to parts in proportion to ``weights`` (seeded, deterministic)."""
+    rng = np.random.default_rng(seed)
+    p = np.asarray(weights, dtype=np.float64)
+    return rng.choice(len(p), size=n, p=p / p.sum()).astype(np.int64)
+
+
+def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec, gpus: dict[str, GPUSpec],
+           windows: Sequence[Window], mix: LengthMix, slo: SLO, max_windows: int = 12, seed: int = 0,
+           map_fn: MapFn = map_local) -> list[Verification]:
+    """Replay every variant on the chosen windows and compare with the queueing estimate."""
+    chosen = pick_windows(windows, max_windows)
+    tasks: list[ReplayTask] = []
+    index: list[tuple[int, int, str, NDArray[np.int64], str]] = []  # variant, window, config, rows, kind
+    predicted: dict[int, list[tuple[float, int]]] = {}
+    for vi, v in enumerate(variants):
+        by_key = {c.key: c for c in v.configs}
+        for w in chosen:
+            sl = _slice(trace, windows[w])
+            reps = dict(v.replicas[w])
+            if sl.num_requests == 0 or not reps:
+                continue
+            rate = sl.num_requests / windows[w].duration_s
+            agg = [k for k in reps if by_key[k].role is Role.AGGREGATED]
+            groups: list[tuple[list[str], str]] = []
+            if agg:
+                groups.append((agg, "both"))
+            pre = [k for k in reps if by_key[k].role is Role.PREFILL]
+            dec = [k for k in reps if by_key[k].role is Role.DECODE]
+            if pre:
+                groups.append((pre, "ttft"))
+            if dec:
+                groups.append((dec, "tpot"))
+            for keys, kind in groups:
+                wts = [by_key[k].goodput_rps * reps[k] for k in keys]
+                part = _split(sl.num_requests, wts, seed + w)
+                for j, k in enumerate(keys):
+                    rows = np.flatnonzero(part == j)
+                    if rows.size == 0:
+                        continue
+                    sub = RequestTrace(df=sl.df[rows.tolist()], meta=sl.meta)
+                    if kind == "ttft":
+                        one = pl.lit(1, dtype=pl.Int32).alias("output_tokens")
+                        sub = RequestTrace(df=sub.df.with_columns(one), meta=sub.meta)
+                    c = by_key[k]
+                    tasks.append(ReplayTask(model=model, gpu=gpus[c.gpu], config=c, replicas=reps[k],
+                                            trace=sub, slo=slo, seed=seed))
+                    index.append((vi, w, k, rows, kind))
+                    lam = rate * wts[j] / sum(wts) / reps[k]
+                    pr = predict(_perf_of(model, gpus[c.gpu], c), c.role, mix, slo, np.array([lam]),
+                                 max_num_seqs=c.max_num_seqs, max_batched_tokens=c.max_batched_tokens)
+                    predicted.setdefault(vi, []).append((float(pr.attainment[0]), int(rows.size)))
+    outs = map_fn(tasks)
+    results = []
+    for vi, v in enumerate(variants):
+        ttft_parts: dict[int, FloatArray] = {}
+        tpot_parts: dict[int, FloatArray] = {}
+        for (vj, w, _k, rows, kind), out in zip(index, outs, strict=True):
+            if vj != vi:
+                continue
+            if kind in ("both", "ttft"):
+                ttft_parts.setdefault(w, np.full(_count(index, vi, w), np.nan))[rows] = out.ttft_s
+            if kind in ("both", "tpot"):
+                tpot_parts.setdefault(w, np.full(_count(index, vi, w), np.nan))[rows] = out.tpot_s
+        ws = sorted(set(ttft_parts) | set(tpot_parts))
+        # a window replayed for one phase only (cannot happen for whole plans) counts as met for the other
+        sizes = {w: _count(index, vi, w) for w in ws}
+        ttft = np.concatenate([ttft_parts.get(w, np.zeros(sizes[w])) for w in ws] or [np.zeros(0)])
+        tpot = np.concatenate([tpot_parts.get(w, np.zeros(sizes[w])) for w in ws] or [np.zeros(0)])
+        ok = (np.nan_to_num(ttft, nan=np.inf) <= slo.ttft_s) & (np.nan_to_num(tpot, nan=np.inf) <= slo.tpot_s)
+        preds = predicted.get(vi, [])
+        n_pred = sum(n for _a, n in preds)
+        pred = sum(a * n for a, n in preds) / n_pred if n_pred else float("nan")
+        t99 = float(np.percentile(np.nan_to_num(ttft, nan=np.inf), 99)) if ttft.size else float("nan")
+        p99 = float(np.percentile(np.nan_to_num(tpot, nan=np.inf), 99)) if tpot.size else float("nan")
+        results.append(Verification(
+            label=v.label, configs=tuple(c.key for c in v.configs), cost_usd=v.cost_usd, windows=len(ws),
+            requests=int(ttft.size), predicted_attainment=pred,
+            replayed_attainment=float(ok.mean()) if ok.size else float("nan"),
+            replayed_ttft_p99_s=t99, replayed_tpot_p99_s=p99,
+            meets_slo=bool(t99 <= slo.ttft_s and p99 <= slo.tpot_s),
+            approximate=any(c.role is not Role.AGGREGATED for c in v.configs)))
+    return results
+
+
+def _count(index: Sequence[tuple[int, int, str, NDArray[np.int64], str]], vi: int, w: int) -> int:
+    """Requests of variant ``vi`` in window ``w`` (rows are split across configs of one kind)."""
+    kinds: dict[str, int] = {}
+    for vj, ww, _k, rows, kind in index:
+        if vj == vi and ww == w:
+            kinds[kind] = kinds.get(kind, 0) + int(rows.size)
+    return max(kinds.values()) if kinds else 0
+
+
+def _perf_of(model: ModelSpec, gpu: GPUSpec, c: Config) -> RooflinePerf:
+    return build_replica_perf(model, gpu, Parallelism(tp=c.tp, pp=c.pp, ep=c.ep),
+                              max_batch_tokens=c.max_batched_tokens)
+
+
