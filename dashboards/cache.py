@@ -16,7 +16,7 @@ import streamlit as st
 
 from dashboards import scenario as sc
 from planner.autoscale.context import TargetParams
-from planner.plan import PlanResult
+from planner.plan import PlanReport
 from planner.sim import SimResult
 from solvers.experts import (
     Cluster,
@@ -46,7 +46,7 @@ def stats(src: sc.TraceSource, load_factor: float, seed: int, window_s: float) -
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def plan(src: sc.TraceSource, load_factor: float, seed: int, spec: sc.PlanSpec) -> PlanResult:
+def plan(src: sc.TraceSource, load_factor: float, seed: int, spec: sc.PlanSpec) -> PlanReport:
     """:func:`dashboards.scenario.run_plan` on the cached trace."""
     return sc.run_plan(trace(src, load_factor, seed), spec)
 
@@ -63,19 +63,11 @@ def scenario(
 ) -> sc.ScenarioOutcome:
     """Size (when asked) and replay one Compare scenario."""
     tr = trace(src, case.load_factor, seed)
-    replicas, planned = sc.sized_replicas(tr, case, model=model, ttft_s=ttft_s, tpot_s=tpot_s)
-    spec = sc.ReplaySpec(
-        model=model,
-        gpu=case.gpu,
-        tp=case.tp,
-        replicas=replicas,
-        router=router,
-        ttft_s=ttft_s,
-        tpot_s=tpot_s,
-        seed=seed,
+    spec, planned = sc.scenario_spec(
+        tr, case, model=model, router=router, ttft_s=ttft_s, tpot_s=tpot_s, seed=seed
     )
     return sc.ScenarioOutcome(
-        scenario=case, planned=planned, replicas=replicas, result=replay(src, case.load_factor, seed, spec)
+        scenario=case, spec=spec, planned=planned, result=replay(src, case.load_factor, seed, spec)
     )
 
 

@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 import polars as pl
 from plotly.subplots import make_subplots
 
-from planner.plan import PlanResult
+from planner.plan import PlanReport
 from planner.sim import SimResult
 from traces.schema import RequestTrace
 from traces.stats import TraceStats
@@ -116,23 +116,54 @@ def length_figure(trace: RequestTrace, *, bins: int = 60) -> go.Figure:
     return _layout(fig, "Request lengths", height=340)
 
 
-def plan_cost_figure(plan: PlanResult) -> go.Figure:
-    """Cost per hour of every feasible candidate, the chosen one highlighted."""
-    feasible = sorted((c for c in plan.candidates if c.feasible), key=lambda c: c.cost_per_hour)
-    labels = [f"{c.gpu} TP{c.tp}" for c in feasible]
-    colors = [PALETTE[2] if c is plan.best else "#9aa5b1" for c in feasible]
-    fig = go.Figure(
-        go.Bar(
-            x=labels,
-            y=[c.cost_per_hour for c in feasible],
-            marker_color=colors,
-            text=[f"{c.replicas} x {c.gpus_per_replica} GPU" for c in feasible],
-            textposition="outside",
-            hovertemplate="%{x}: $%{y:.2f}/h<br>%{text}<extra></extra>",
+def plan_cost_figure(report: PlanReport) -> go.Figure:
+    """Cheapest feasible candidate per GPU type and role, in $ per million requests; plan's GPUs in green."""
+    fig = go.Figure()
+    sc = report.scored
+    if sc.height:
+        best = (
+            sc.filter(pl.col("feasible"))
+            .group_by("gpu", "role")
+            .agg(pl.col("usd_per_million_requests").min())
+            .sort("usd_per_million_requests")
         )
+        used = {c.gpu for c in report.plan.configs}
+        fig.add_bar(
+            x=[f"{g} ({r})" for g, r in zip(best["gpu"], best["role"], strict=True)],
+            y=best["usd_per_million_requests"].to_list(),
+            marker_color=[PALETTE[2] if g in used else "#9aa5b1" for g in best["gpu"]],
+            hovertemplate="%{x}: $%{y:.2f} per million requests<extra></extra>",
+        )
+    fig.update_yaxes(title_text="$ per million requests", rangemode="tozero")
+    return _layout(fig, "Cheapest feasible candidate per GPU type (plan's GPU types in green)")
+
+
+def plan_windows_figure(report: PlanReport) -> go.Figure:
+    """Replicas of each configuration per planning window (stacked), and the window's demand."""
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    wins = report.problem.windows
+    x = [w.start_s / 60.0 for w in wins]
+    for i, c in enumerate(report.plan.configs):
+        fig.add_bar(
+            x=x,
+            y=[report.plan.replicas(k).get(c.key, 0) for k in range(len(wins))],
+            name=c.key,
+            marker_color=PALETTE[i % len(PALETTE)],
+            secondary_y=False,
+        )
+    fig.add_scatter(
+        x=x,
+        y=[w.demand_rps for w in wins],
+        name="demand req/s",
+        mode="lines+markers",
+        line={"color": "black", "shape": "hv"},
+        secondary_y=True,
     )
-    fig.update_yaxes(title_text="$ / hour", rangemode="tozero")
-    return _layout(fig, "Feasible candidates by cost (chosen in green)")
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title_text="window start, minutes")
+    fig.update_yaxes(title_text="replicas", rangemode="tozero", secondary_y=False)
+    fig.update_yaxes(title_text="demand, req/s", rangemode="tozero", secondary_y=True)
+    return _layout(fig, "Replicas per window")
 
 
 def _ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

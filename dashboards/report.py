@@ -22,7 +22,7 @@ import plotly.graph_objects as go
 import polars as pl
 
 from dashboards import figures, tables
-from planner.plan import PlanResult
+from planner.plan import PlanReport
 from planner.sim import SimResult
 from traces.schema import RequestTrace
 from traces.stats import TraceStats
@@ -107,14 +107,23 @@ def trace_section(trace: RequestTrace, stats: TraceStats, *, label: str) -> Sect
     )
 
 
-def plan_section(plan: PlanResult, *, model: str) -> Section:
+def plan_section(report: PlanReport, *, model: str) -> Section:
     """The Plan page as a report section."""
+    figs: list[go.Figure] = []
+    if report.plan.feasible:
+        figs.append(figures.plan_windows_figure(report))
+    if report.scored.height and int(report.scored["feasible"].sum()):
+        figs.append(figures.plan_cost_figure(report))
+    tabs = [tables.plan_table(report)] if report.plan.feasible else []
+    if report.verification:
+        tabs.append(tables.verification_table(report))
+    tabs.append(tables.candidates_table(report, limit=40))
     return Section(
         title="Plan",
-        headline=tables.plan_headline(plan, model),
-        text=tables.plan_why(plan),
-        tables=(tables.plan_table(plan),),
-        figures=(figures.plan_cost_figure(plan),) if any(c.feasible for c in plan.candidates) else (),
+        headline=tables.plan_headline(report, model),
+        text=tables.plan_why(report),
+        tables=tuple(tabs),
+        figures=tuple(figs),
     )
 
 

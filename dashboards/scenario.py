@@ -25,8 +25,8 @@ from pathlib import Path
 from planner.autoscale.context import ScalingContext, TargetParams, TargetState, target_tracking
 from planner.catalog import load_catalog
 from planner.perf import Parallelism, build_replica_perf
-from planner.plan import SLO, Candidate, PlanProblem, PlanResult, demand_from_trace, solve
-from planner.sim import RouterName, SimConfig, SimResult, SLOTarget, replay
+from planner.plan import PlanReport, PlanRequest, plan_fleet
+from planner.sim import EngineConfig, RouterName, SimConfig, SimResult, SLOTarget, replay
 from traces.errors import InputError
 from traces.schema import RequestTrace
 
@@ -164,19 +164,33 @@ class PlanSpec:
         model: catalog model.
         gpus: catalog GPU types to consider.
         ttft_p99_s, tpot_p99_s: SLO targets.
-        tp_options: tensor-parallel degrees to try.
+        inventory: ``(gpu, count)`` GPUs available per type (types not listed: unlimited).
+        power_budget_kw: fleet power cap, kW (None: no cap).
+        disaggregation: ``auto``, ``on`` or ``off`` (prefill/decode split).
+        window_s: planning window (replicas may change per window).
+        time_limit_s: CP-SAT time limit.
+        verify: replay the plan and its alternatives.
+        seed: solver and replay seed.
     """
 
     model: str
     gpus: tuple[str, ...]
     ttft_p99_s: float = 2.0
     tpot_p99_s: float = 0.1
-    tp_options: tuple[int, ...] = (1, 2, 4, 8)
+    inventory: tuple[tuple[str, int], ...] = ()
+    power_budget_kw: float | None = None
+    disaggregation: str = "auto"
+    window_s: float = 300.0
+    time_limit_s: float = 5.0
+    verify: bool = True
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if not self.gpus:
             raise InputError("no GPU type selected", field="gpus", expected="at least one catalog GPU")
         _check_slo(self.ttft_p99_s, self.tpot_p99_s)
+        if self.power_budget_kw is not None and not self.power_budget_kw > 0:
+            raise InputError("power budget must be positive", field="power_budget_kw", expected="kW > 0")
 
 
 @dataclass(frozen=True)
@@ -191,6 +205,7 @@ class ReplaySpec:
         ttft_s, tpot_s: SLO targets for every class.
         seed: seeds routing choices.
         interval_s: time-series resolution.
+        max_num_seqs, max_batched_tokens: the engine's caps (the planner picks them per configuration).
     """
 
     model: str
@@ -202,6 +217,8 @@ class ReplaySpec:
     tpot_s: float = 0.1
     seed: int = 0
     interval_s: float = 10.0
+    max_num_seqs: int = 256
+    max_batched_tokens: int = 8192
 
     def __post_init__(self) -> None:
         _check_slo(self.ttft_s, self.tpot_s)
@@ -214,21 +231,42 @@ def _check_slo(ttft_s: float, tpot_s: float) -> None:
         raise InputError("SLO targets must be positive", field="slo", expected="TTFT and TPOT > 0")
 
 
-def run_plan(trace: RequestTrace, spec: PlanSpec) -> PlanResult:
-    """Size the fleet with :func:`planner.plan.solve` (every candidate, the cheapest feasible wins).
+def run_plan(trace: RequestTrace, spec: PlanSpec) -> PlanReport:
+    """Size the fleet with :func:`planner.plan.plan_fleet` (CP-SAT over scored candidates, replay-verified).
 
     Raises:
-        InputError: unknown model or GPU names, or an empty trace.
+        InputError: unknown model or GPU names, or a request the planner rejects.
     """
+    from solvers.capacity import SLO, Disaggregation, SolveParams
+
     cat = load_catalog()
-    problem = PlanProblem(
+    request = PlanRequest(
         model=cat.model(spec.model),
         gpus=tuple(cat.gpu(g) for g in spec.gpus),
-        demand=demand_from_trace(trace),
-        slo=SLO(ttft_p99_s=spec.ttft_p99_s, tpot_p99_s=spec.tpot_p99_s),
-        tp_options=spec.tp_options,
+        slo=SLO(ttft_s=spec.ttft_p99_s, tpot_s=spec.tpot_p99_s),
+        window_s=spec.window_s,
+        inventory=spec.inventory,
+        power_budget_w=None if spec.power_budget_kw is None else spec.power_budget_kw * 1e3,
+        disaggregation=Disaggregation(spec.disaggregation),
+        params=SolveParams(max_time_in_seconds=spec.time_limit_s, random_seed=spec.seed),
+        verify=spec.verify,
+        seed=spec.seed,
     )
-    return solve(problem)
+    return plan_fleet(trace, request)
+
+
+def planned_fleet(report: PlanReport) -> tuple[str, int, int, int, int] | None:
+    """The plan's main configuration as ``(gpu, tp, peak replicas, max_num_seqs, max_batched_tokens)``.
+
+    Why only one: the Replay page replays one configuration; for a plan that mixes configurations (or
+    splits prefill and decode) it starts from the one with the most GPU-hours.
+    """
+    lines = report.cost_breakdown()
+    if not report.plan.feasible or not lines:
+        return None
+    main = max(lines, key=lambda line: line.gpu_hours)
+    cfg = next(c for c in report.plan.configs if c.key == main.config)
+    return cfg.gpu, cfg.tp, main.peak_replicas, cfg.max_num_seqs, cfg.max_batched_tokens
 
 
 def run_replay(trace: RequestTrace, spec: ReplaySpec, *, progress: ProgressFn | None = None) -> SimResult:
@@ -245,6 +283,7 @@ def run_replay(trace: RequestTrace, spec: ReplaySpec, *, progress: ProgressFn | 
         router=RouterName(spec.router),
         seed=spec.seed,
         interval_s=spec.interval_s,
+        engine=EngineConfig(max_num_seqs=spec.max_num_seqs, max_batched_tokens=spec.max_batched_tokens),
         default_slo=SLOTarget(ttft_s=spec.ttft_s, tpot_s=spec.tpot_s),
     )
     return replay(trace, perf, config=config, gpu=gpu, progress=progress)
@@ -258,8 +297,8 @@ class Scenario:
         name: what the user called it.
         load_factor: request-rate multiplier applied to the trace.
         gpu: catalog GPU type.
-        tp: tensor-parallel degree.
-        replicas: replicas; 0 asks the planner for the count on this GPU and TP.
+        tp: tensor-parallel degree (ignored when the planner sizes the scenario).
+        replicas: replicas; 0 asks the planner for the layout and the peak replica count on this GPU.
     """
 
     name: str
@@ -271,39 +310,72 @@ class Scenario:
 
 @dataclass(frozen=True)
 class ScenarioOutcome:
-    """A scenario's sizing (when the planner chose the replica count) and its replay."""
+    """A scenario's replay, and the replay spec it ran (the planner's when it sized the scenario)."""
 
     scenario: Scenario
-    planned: Candidate | None
-    replicas: int
+    spec: ReplaySpec
+    planned: bool
     result: SimResult
 
 
-def sized_replicas(
-    trace: RequestTrace, scenario: Scenario, *, model: str, ttft_s: float, tpot_s: float
-) -> tuple[int, Candidate | None]:
-    """The scenario's replica count: its own, or the planner's for its GPU and TP.
+def scenario_spec(
+    trace: RequestTrace,
+    scenario: Scenario,
+    *,
+    model: str,
+    router: str,
+    ttft_s: float,
+    tpot_s: float,
+    seed: int,
+) -> tuple[ReplaySpec, bool]:
+    """The replay spec of a scenario: its own fleet, or the planner's (aggregated, on its GPU type).
 
     Raises:
-        InputError: the planner finds no feasible configuration for this GPU and TP.
+        InputError: the planner finds no feasible configuration on this GPU type.
     """
     if scenario.replicas > 0:
-        return scenario.replicas, None
-    plan = run_plan(
+        return ReplaySpec(
+            model=model,
+            gpu=scenario.gpu,
+            tp=scenario.tp,
+            replicas=scenario.replicas,
+            router=router,
+            ttft_s=ttft_s,
+            tpot_s=tpot_s,
+            seed=seed,
+        ), False
+    report = run_plan(
         trace,
         PlanSpec(
-            model=model, gpus=(scenario.gpu,), ttft_p99_s=ttft_s, tpot_p99_s=tpot_s, tp_options=(scenario.tp,)
+            model=model,
+            gpus=(scenario.gpu,),
+            ttft_p99_s=ttft_s,
+            tpot_p99_s=tpot_s,
+            disaggregation="off",
+            verify=False,
+            seed=seed,
         ),
     )
-    if plan.best is None:
-        reasons = "; ".join(sorted({c.reason for c in plan.candidates})) or "no candidate"
+    fleet = planned_fleet(report)
+    if fleet is None:
         raise InputError(
-            f"scenario {scenario.name!r}: no feasible {model} layout on {scenario.gpu} TP{scenario.tp} "
-            f"({reasons})",
+            f"scenario {scenario.name!r}: no feasible {model} plan on {scenario.gpu} ({report.why})",
             field="scenario",
-            expected="another GPU/TP, a looser SLO, or a fixed replica count",
+            expected="another GPU type, a looser SLO, or a fixed replica count",
         )
-    return plan.best.replicas, plan.best
+    gpu, tp, replicas, seqs, tokens = fleet
+    return ReplaySpec(
+        model=model,
+        gpu=gpu,
+        tp=tp,
+        replicas=replicas,
+        router=router,
+        ttft_s=ttft_s,
+        tpot_s=tpot_s,
+        seed=seed,
+        max_num_seqs=seqs,
+        max_batched_tokens=tokens,
+    ), True
 
 
 @dataclass(frozen=True)

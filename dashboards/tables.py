@@ -4,13 +4,8 @@ Each function formats what the library computed (no new numbers): it picks field
 turns seconds into milliseconds. ``plan_headline`` and ``replay_headline`` are the one-line answers the
 pages print above the details; the browser test looks for them.
 
->>> from planner.plan import Candidate, Demand, PlanResult
->>> d = Demand(peak_rate_rps=8.0, mean_rate_rps=5.5, mean_input_tokens=1000, mean_output_tokens=200,
-...            duration_s=3600.0, requests=19800)
->>> c = Candidate(gpu="H100-SXM", tp=1, gpus_per_replica=1, feasible=True, reason="ok", replicas=2,
-...               cost_per_hour=6.0)
->>> plan_headline(PlanResult(best=c, candidates=(c,), demand=d, hours=1.0), "Llama-3.1-8B")
-'Plan: 2 x Llama-3.1-8B on H100-SXM (TP1) = 2 GPUs, $6.00/hour, $6.00 for the trace (1.00 h)'
+>>> _ms(0.0123)
+'12.3'
 """
 
 from __future__ import annotations
@@ -19,7 +14,7 @@ import math
 
 import polars as pl
 
-from planner.plan import PlanResult
+from planner.plan import PlanReport
 from planner.sim import SimResult
 from traces.schema import RequestTrace
 from traces.stats import TraceStats
@@ -61,57 +56,123 @@ def trace_table(trace: RequestTrace, stats: TraceStats) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=["statistic", "value"], orient="row")
 
 
-def plan_headline(plan: PlanResult, model: str) -> str:
-    """One line: the chosen fleet and its cost, or that nothing meets the SLO."""
-    b = plan.best
-    if b is None:
-        return f"No candidate meets the SLO for {model}: see the reasons in the table."
-    return (
-        f"Plan: {b.replicas} x {model} on {b.gpu} (TP{b.tp}) = {b.gpus_total} GPUs, "
-        f"${b.cost_per_hour:,.2f}/hour, ${plan.total_cost:,.2f} for the trace ({plan.hours:.2f} h)"
-    )
-
-
-def plan_why(plan: PlanResult) -> str:
-    """Why the planner chose what it chose, in its own terms (demand, capacity, the rule)."""
-    d = plan.demand
+def plan_headline(report: PlanReport, model: str) -> str:
+    """One line: the chosen fleet and its cost, or why there is none."""
+    plan = report.plan
+    if not plan.feasible:
+        return f"No plan for {model}: {plan.note or report.why}"
+    lines = report.cost_breakdown()
+    fleet = " + ".join(f"{line.peak_replicas} x {line.config}" for line in lines)
+    gpus = sum(line.peak_replicas * line.gpus_per_replica for line in lines)
+    hours = report.duration_s / 3600.0
     text = (
-        f"Demand: peak {d.peak_rate_rps:,.2f} req/s (mean {d.mean_rate_rps:,.2f}) over 1-minute windows, "
-        f"mean prompt {d.mean_input_tokens:,.0f} and output {d.mean_output_tokens:,.0f} tokens. "
+        f"Plan: {fleet} for {model} (peak {gpus} GPUs), ${plan.objective_usd or 0.0:,.2f} for the trace's "
+        f"{hours:.2f} h"
     )
-    feasible = sum(c.feasible for c in plan.candidates)
-    text += f"{feasible} of {len(plan.candidates)} candidates meet the SLO; the cheapest feasible one wins"
-    if plan.best is not None:
-        b = plan.best
+    rec = report.recommended
+    if report.verification:
         text += (
-            f": one {b.gpu} TP{b.tp} replica serves {b.replica_rps:,.2f} req/s at the target utilisation "
-            f"(decode batch {b.decode_batch}, KV {b.kv_capacity_tokens:,} tokens), so "
-            f"{b.replicas} replicas cover the peak."
+            "; meets the SLO in replay"
+            if rec is not None and rec.label == "plan"
+            else ("; misses the SLO in replay" + (f" (recommended: {rec.label})" if rec is not None else ""))
         )
-    else:
-        text += "."
     return text
 
 
-def plan_table(plan: PlanResult) -> pl.DataFrame:
-    """Every candidate, feasible ones first by cost, with the planner's reason for the others."""
-    rows = []
-    for c in sorted(plan.candidates, key=lambda c: (not c.feasible, c.cost_per_hour, c.gpu, c.tp)):
-        rows.append(
-            {
-                "chosen": "best" if c is plan.best else "",
-                "GPU": c.gpu,
-                "TP": c.tp,
-                "replicas": c.replicas if c.feasible else None,
-                "GPUs": c.gpus_total if c.feasible else None,
-                "$/hour": round(c.cost_per_hour, 2) if c.feasible else None,
-                "req/s per replica": round(c.replica_rps, 2) if c.feasible else None,
-                "decode batch": c.decode_batch or None,
-                "KV tokens": c.kv_capacity_tokens or None,
-                "note": "ok" if c.feasible else c.reason,
-            }
+def plan_why(report: PlanReport) -> str:
+    """Why the planner chose what it chose, in its own words, with the solver's status."""
+    plan = report.plan
+    sc = report.scored
+    n_ok = int(sc["feasible"].sum()) if sc.height else 0
+    parts = [
+        f"{sc.height:,} candidates scored, {n_ok:,} meet the SLO, {len(report.problem.configs)} went to the "
+        f"solver; {len(report.problem.windows)} windows of {report.window_s:.0f} s."
+    ]
+    if plan.feasible:
+        gap = plan.gap
+        parts.append(
+            f"Solver {plan.solver}: {plan.status.value} in {plan.wall_s:.2f} s, bound "
+            f"${plan.bound_usd or 0.0:,.2f} (gap {0.0 if gap is None else gap * 100:.1f} %)"
+            + (f", greedy baseline ${plan.greedy_usd:,.2f}." if plan.greedy_usd is not None else ".")
         )
-    return pl.DataFrame(rows, infer_schema_length=None)
+    parts.append(f"Why: {report.why}")
+    parts.extend(f"Note: {n}" for n in report.notes)
+    return " ".join(parts)
+
+
+def plan_table(report: PlanReport) -> pl.DataFrame:
+    """The plan's cost breakdown: one row per configuration it uses."""
+    return pl.DataFrame(
+        [
+            {
+                "configuration": line.config,
+                "role": line.role,
+                "GPUs/replica": line.gpus_per_replica,
+                "peak replicas": line.peak_replicas,
+                "mean replicas": round(line.mean_replicas, 2),
+                "GPU-hours": round(line.gpu_hours, 2),
+                "$/GPU-hour": round(line.price_per_gpu_hour, 2),
+                "cost $": round(line.cost_usd, 2),
+            }
+            for line in report.cost_breakdown()
+        ],
+        schema={
+            "configuration": pl.String,
+            "role": pl.String,
+            "GPUs/replica": pl.Int64,
+            "peak replicas": pl.Int64,
+            "mean replicas": pl.Float64,
+            "GPU-hours": pl.Float64,
+            "$/GPU-hour": pl.Float64,
+            "cost $": pl.Float64,
+        },
+    )
+
+
+def candidates_table(report: PlanReport, *, limit: int = 300) -> pl.DataFrame:
+    """The scored candidates, feasible ones first by cost per request, with the reason for the others."""
+    sc = report.scored
+    if sc.height == 0:
+        return pl.DataFrame(
+            {"configuration": [], "note": []}, schema={"configuration": pl.String, "note": pl.String}
+        )
+    chosen = {c.key for c in report.plan.configs}
+    return (
+        sc.sort(["feasible", "usd_per_million_requests"], descending=[True, False], nulls_last=True)
+        .head(limit)
+        .select(
+            pl.col("key").is_in(list(chosen)).replace_strict({True: "plan", False: ""}).alias("in plan"),
+            pl.col("key").alias("configuration"),
+            "role",
+            "gpus",
+            pl.col("goodput_rps").round(2).alias("goodput req/s"),
+            pl.col("usd_per_million_requests").round(2).alias("$ per M requests"),
+            pl.col("pred_ttft_p99_s").mul(1e3).round(1).alias("TTFT p99 ms (pred.)"),
+            pl.col("pred_tpot_p99_s").mul(1e3).round(1).alias("TPOT p99 ms (pred.)"),
+            pl.when(pl.col("feasible")).then(pl.lit("ok")).otherwise(pl.col("reason")).alias("note"),
+        )
+    )
+
+
+def verification_table(report: PlanReport) -> pl.DataFrame:
+    """Predicted vs replayed SLO attainment of the plan and its alternatives."""
+    return pl.DataFrame(
+        [
+            {
+                "variant": v.label + (" (approx.)" if v.approximate else ""),
+                "configurations": ", ".join(v.configs),
+                "cost $": round(v.cost_usd, 2),
+                "windows": v.windows,
+                "requests": v.requests,
+                "predicted": f"{v.predicted_attainment:.2%}",
+                "replayed": f"{v.replayed_attainment:.2%}",
+                "TTFT p99 ms": _ms(v.replayed_ttft_p99_s),
+                "TPOT p99 ms": _ms(v.replayed_tpot_p99_s),
+                "SLO met": "yes" if v.meets_slo else "no",
+            }
+            for v in report.verification
+        ]
+    )
 
 
 def replay_headline(result: SimResult) -> str:

@@ -81,7 +81,7 @@ def render(inputs: Inputs) -> None:
     src, _ = got
     gpus = gpu_names()
     st.markdown(
-        "One row per scenario. **Replicas 0** asks the planner for the count on that GPU and TP; "
+        "One row per scenario. **Replicas 0** asks the planner for the layout and peak replicas on that GPU; "
         "the sidebar's load factor is ignored here (each row has its own)."
     )
     edited = st.data_editor(
@@ -134,7 +134,7 @@ def render(inputs: Inputs) -> None:
     bar.empty()
     named: dict[str, SimResult] = {o.scenario.name: o.result for o in outcomes}
     sized = [
-        f"{o.scenario.name}: planner chose {o.replicas} replicas" for o in outcomes if o.planned is not None
+        f"{o.scenario.name}: planner chose {o.spec.replicas} x TP{o.spec.tp}" for o in outcomes if o.planned
     ]
     st.success("Compared " + ", ".join(named) + (". " + "; ".join(sized) + "." if sized else "."))
     show_facts(tables.compare_table(named))

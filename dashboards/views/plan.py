@@ -1,15 +1,13 @@
-"""Plan page: which GPU, which tensor-parallel degree and how many replicas, at what cost, and why."""
+"""Plan page: which GPUs, which layout, how many replicas per window, at what cost, and why."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboards import cache, figures, tables
-from dashboards.scenario import PlanSpec
+from dashboards.scenario import PlanSpec, planned_fleet
 from dashboards.ui import Inputs, gpu_names
-from dashboards.views.common import current_trace, remember_run, show_figure, show_table
-
-TP_CHOICES: tuple[int, ...] = (1, 2, 4, 8)
+from dashboards.views.common import current_trace, remember_run, show_facts, show_figure, show_table
 
 
 def render(inputs: Inputs) -> None:
@@ -19,40 +17,64 @@ def render(inputs: Inputs) -> None:
         return
     src, _ = got
     names = list(gpu_names())
-    c1, c2 = st.columns([3, 1])
-    gpus = c1.multiselect("GPU types to consider", names, default=names, key="plan_gpus")
-    tps = c2.multiselect("TP degrees", TP_CHOICES, default=list(TP_CHOICES), key="plan_tp")
-    clicked = st.button("Run plan", type="primary", key="plan_run", icon=":material/play_arrow:")
-    spec = (
-        PlanSpec(
-            model=inputs.model,
-            gpus=tuple(gpus),
-            ttft_p99_s=inputs.ttft_s,
-            tpot_p99_s=inputs.tpot_s,
-            tp_options=tuple(sorted(tps)) or TP_CHOICES,
-        )
-        if gpus
-        else None
+    gpus = st.multiselect("GPU types to consider", names, default=names, key="plan_gpus")
+    c1, c2, c3, c4 = st.columns(4)
+    inventory_text = c1.text_input(
+        "Inventory (GPU=COUNT, comma-separated)",
+        key="plan_inventory",
+        placeholder="H100-SXM=16, H200-SXM=8",
+        help="GPU types not listed: unlimited.",
     )
-    if spec is None:
+    budget_kw = c2.number_input(
+        "Power budget, kW (0: none)", min_value=0.0, value=0.0, step=5.0, key="plan_budget"
+    )
+    disagg = c3.selectbox("Prefill/decode split", ("auto", "on", "off"), key="plan_disagg")
+    window_s = c4.selectbox(
+        "Planning window",
+        (300.0, 600.0, 900.0, 1800.0, 3600.0),
+        key="plan_window",
+        format_func=lambda s: f"{s / 60:g} min",
+    )
+    if not gpus:
         st.warning("Select at least one GPU type.")
         return
-    request = (src, inputs.load_factor, inputs.seed, spec)
-    last = remember_run("plan_request", request, clicked)
-    if last is None:
-        st.caption("Press **Run plan** to size a fleet for this trace.")
-        return
-    with st.spinner("Evaluating candidates..."):
-        result = cache.plan(*last)
-    model = last[3].model
-    headline = tables.plan_headline(result, model)
-    (st.success if result.best is not None else st.error)(headline)
-    st.markdown(tables.plan_why(result))
-    if result.best is not None:
-        st.session_state["planned_fleet"] = (model, result.best.gpu, result.best.tp, result.best.replicas)
-        show_figure(figures.plan_cost_figure(result), key="plan_cost")
-    show_table(tables.plan_table(result))
-    st.caption(
-        "The planner sizes from peak demand and the performance model; verify the plan on the "
-        "Replay page (its defaults follow this plan)."
+    from planner.cli.plan_cmd import parse_inventory
+
+    items = [x.strip() for x in inventory_text.split(",") if x.strip()]
+    spec = PlanSpec(
+        model=inputs.model,
+        gpus=tuple(gpus),
+        ttft_p99_s=inputs.ttft_s,
+        tpot_p99_s=inputs.tpot_s,
+        inventory=parse_inventory(items, set(gpus)),
+        power_budget_kw=budget_kw or None,
+        disaggregation=str(disagg),
+        window_s=float(window_s),
+        seed=inputs.seed,
     )
+    clicked = st.button("Run plan", type="primary", key="plan_run", icon=":material/play_arrow:")
+    last = remember_run("plan_request", (src, inputs.load_factor, inputs.seed, spec), clicked)
+    if last is None:
+        st.caption(
+            "Press **Run plan** to size a fleet for this trace (scoring, CP-SAT, then a replay to verify)."
+        )
+        return
+    with st.spinner("Scoring candidates, solving, verifying by replay..."):
+        report = cache.plan(*last)
+    model = last[3].model
+    headline = tables.plan_headline(report, model)
+    (st.success if report.plan.feasible else st.error)(headline)
+    st.markdown(tables.plan_why(report))
+    fleet = planned_fleet(report)
+    if fleet is not None:
+        st.session_state["planned_fleet"] = (model, *fleet)
+        show_facts(tables.plan_table(report))
+        show_figure(figures.plan_windows_figure(report), key="plan_windows")
+    if report.verification:
+        st.subheader("Verification by replay")
+        show_facts(tables.verification_table(report))
+    st.subheader("Candidates")
+    if report.scored.height and int(report.scored["feasible"].sum()):
+        show_figure(figures.plan_cost_figure(report), key="plan_cost")
+    show_table(tables.candidates_table(report), height=360)
+    st.caption("The Replay page's defaults follow this plan's main configuration at its peak replica count.")

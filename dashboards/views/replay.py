@@ -20,9 +20,9 @@ def fleet_inputs(inputs: Inputs, *, prefix: str) -> ReplaySpec:
     """
     names = list(gpu_names())
     planned = st.session_state.get("planned_fleet")
-    gpu0, tp0, rep0 = "H100-SXM", 1, 2
+    gpu0, tp0, rep0, seqs, tokens = "H100-SXM", 1, 2, 256, 8192
     if planned is not None and planned[0] == inputs.model:
-        _, gpu0, tp0, rep0 = planned
+        _, gpu0, tp0, rep0, seqs, tokens = planned
     c1, c2, c3, c4 = st.columns(4)
     gpu = c1.selectbox("GPU", names, index=names.index(gpu0) if gpu0 in names else 0, key=f"{prefix}_gpu")
     tp = c2.selectbox(
@@ -44,6 +44,8 @@ def fleet_inputs(inputs: Inputs, *, prefix: str) -> ReplaySpec:
         ttft_s=inputs.ttft_s,
         tpot_s=inputs.tpot_s,
         seed=inputs.seed,
+        max_num_seqs=seqs,
+        max_batched_tokens=tokens,
     )
 
 

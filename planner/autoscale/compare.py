@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 import polars as pl
@@ -28,7 +29,7 @@ from planner.autoscale.context import PolicyName
 from planner.autoscale.dynamo import DynamoParams, DynamoProfile, Predictor, dynamo_sla
 from planner.autoscale.hpa import HPAParams, MetricTarget, VllmMetric, hpa
 from planner.autoscale.keda import KEDAParams, keda
-from planner.autoscale.loop import LoopConfig, LoopResult, run_policy, static_policy
+from planner.autoscale.loop import LoopConfig, LoopResult, run_policy, static_policy, summarize
 from planner.autoscale.ray_serve import RayServeParams, ray_serve
 from planner.autoscale.types import PolicyFn
 from planner.autoscale.wva import WVAParams, wva
@@ -38,6 +39,19 @@ from solvers.scaling.capacity import CapacityTable, ReplicaCapacity, capacity_ta
 from solvers.scaling.policy import MPCParams, mpc
 from traces.errors import InputError
 from traces.schema import RequestTrace
+
+
+class Simulator(StrEnum):
+    """Which closed loop replays the trace.
+
+    ``replay``: the project's replay simulator with ``SimConfig.autoscale`` (:func:`planner.sim.replay`);
+    ``loop``: the stand-in of :mod:`planner.autoscale.loop` (same engine rules; equal per request to the
+    replay simulator for a fixed fleet), kept because it is lighter and needs no Ray.
+    """
+
+    REPLAY = "replay"
+    LOOP = "loop"
+
 
 DEFAULT_POLICIES: tuple[PolicyName, ...] = (
     PolicyName.HPA, PolicyName.KEDA, PolicyName.RAY_SERVE, PolicyName.DYNAMO_SLA, PolicyName.WVA,
@@ -59,6 +73,7 @@ class CompareConfig:
         lead_quantile: the cold-start quantile our MPC plans its lead time for.
         seed: cold-start draws.
         static_reference: also replay the smallest-peak static fleet (replicas for the peak 5-minute rate).
+        simulator: which closed loop replays the trace.
     """
 
     slo: SLOTarget = field(default_factory=lambda: SLOTarget(ttft_s=2.0, tpot_s=0.1))
@@ -71,6 +86,7 @@ class CompareConfig:
     lead_quantile: float = 0.9
     seed: int = 0
     static_reference: bool = True
+    simulator: Simulator = Simulator.REPLAY
 
 
 @dataclass(frozen=True)
@@ -202,6 +218,41 @@ def calibrate_capacity(trace: RequestTrace, perf: ReplicaPerf, cap: ReplicaCapac
     return ReplicaCapacity(isl=cap.isl, osl=cap.osl, rps=lo, concurrency=max(conc_lo, 1.0), step_s=cap.step_s)
 
 
+def replay_policy(trace: RequestTrace, perf: ReplicaPerf, policy: PolicyFn, *, config: LoopConfig, name: str,
+                  min_replicas: int = 1) -> LoopResult:
+    """Run ``policy`` inside :func:`planner.sim.replay` (``SimConfig.autoscale``) and summarise it like the
+    stand-in loop does (same SLO, violation-minute and oscillation definitions)."""
+    from planner.sim import SimConfig, replay
+    from planner.sim.config import AutoscaleConfig
+
+    sim = SimConfig(
+        replicas=max(1, config.initial_replicas), engine=config.engine, default_slo=config.slo,
+        interval_s=config.tick_s, seed=config.seed,
+        autoscale=AutoscaleConfig(policy=policy, interval_s=config.tick_s, min_replicas=max(1, min_replicas),
+                                  max_replicas=config.max_replicas, cold_start=config.cold_start,
+                                  seed=config.seed))
+    res = replay(trace, perf, config=sim)
+    rq = res.requests
+    requests = pl.DataFrame({
+        "arrival_s": rq["arrival_s"], "input_tokens": rq["input_tokens"], "output_tokens": rq["output_tokens"],
+        "ttft_s": rq["ttft_s"].fill_null(np.nan), "tpot_s": rq["tpot_s"].fill_null(np.nan),
+        "finish_s": rq["finish_s"].fill_null(np.nan), "rejected": rq["rejected"],
+    })
+    ts = res.timeseries
+    timeline = pl.DataFrame({
+        "t_s": ts["t_s"],
+        "desired": (ts["replicas_serving"] + ts["replicas_starting"]).round(0).cast(pl.Int32),
+        "ready": ts["replicas_serving"].round(0).cast(pl.Int32),
+        "starting": ts["replicas_starting"].round(0).cast(pl.Int32),
+        "draining": ts["replicas_draining"].round(0).cast(pl.Int32),
+        "in_system": (ts["running"] + ts["waiting"]).round(0).cast(pl.Int64),
+        "at_gateway": pl.Series([0] * ts.height, dtype=pl.Int64),
+    })
+    summary = summarize(name, requests, timeline, gpu_hours=res.summary.gpu_hours,
+                        makespan_s=res.summary.makespan_s, config=config)
+    return LoopResult(requests=requests, timeline=timeline, summary=summary)
+
+
 def _replicas_for(rate: float, cap: ReplicaCapacity) -> int:
     return max(1, int(np.ceil(rate / max(cap.rps, 1e-9))))
 
@@ -258,5 +309,8 @@ def compare_autoscalers(
         if on_policy is not None:
             on_policy(name)
         lc = loop_static if name.startswith("static-peak") else loop
-        results[name] = run_policy(trace, perf, fn, config=lc, name=name)
+        if cfg.simulator is Simulator.LOOP:
+            results[name] = run_policy(trace, perf, fn, config=lc, name=name)
+        else:
+            results[name] = replay_policy(trace, perf, fn, config=lc, name=name, min_replicas=cfg.min_replicas)
     return Comparison(results=results, capacity=cap, initial_replicas=init)

@@ -222,8 +222,8 @@ def dynamo_sla(ctx: ScalingContext, *, params: DynamoParams | None = None) -> Sc
     if obs.num_req <= 0:
         return ScalingDecision(ctx.replicas, st)  # no request: metrics are NaN, the planner skips
     w = p.window
-    st = replace(st, num_req=(st.num_req + (float(obs.num_req),))[-w:], isl=(st.isl + (obs.isl,))[-w:],
-                 osl=(st.osl + (obs.osl,))[-w:])
+    st = replace(st, num_req=((*st.num_req, float(obs.num_req)))[-w:], isl=((*st.isl, obs.isl))[-w:],
+                 osl=((*st.osl, obs.osl))[-w:])
     p_corr, d_corr = correction_factors(obs, p.profile)
     nxt = (predict(st.num_req, p.predictor), predict(st.isl, p.predictor), predict(st.osl, p.predictor))
     pg, dg = size_pools(nxt[0], max(nxt[1], 1.0), max(nxt[2], 1.0), p_corr, d_corr, p, p.profile)

@@ -35,7 +35,6 @@ from planner.sim.config import EngineConfig, SLOTarget
 from traces.errors import InputError
 from traces.schema import RequestTrace
 
-
 TTFT_BUCKETS_S: tuple[float, ...] = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0,
                                      2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0)
 """``le`` bounds of ``vllm:time_to_first_token_seconds`` (vLLM v1's buckets)."""

@@ -95,7 +95,7 @@ def wva(ctx: ScalingContext, *, params: WVAParams | None = None) -> ScalingDecis
     idx = [i for i in range(len(ctx.running)) if is_ready(ctx, i) and is_scraped(ctx, i)]
     sample: Sample = (ctx.now_s, tuple(ctx.kv_cache_usage_perc[i] for i in idx),
                       tuple(float(ctx.waiting[i]) for i in idx))
-    samples = tuple(s for s in st.samples if s[0] > ctx.now_s - p.window_s) + (sample,)
+    samples = (*tuple(s for s in st.samples if s[0] > ctx.now_s - p.window_s), sample)
     if st.last_s is not None and ctx.now_s - st.last_s < p.interval_s - 1e-9:
         return ScalingDecision(ctx.replicas, WVAState(samples, st.last_s))
     st = WVAState(samples, ctx.now_s)

@@ -25,6 +25,7 @@ VERB_MODULES: tuple[str, ...] = (
     "planner.cli.profile_cmd",
     "planner.cli.replay_cmd",
     "planner.cli.experts_cmd",
+    "planner.cli.power_cmd",
     "planner.cli.bench_cmd",
 )
 

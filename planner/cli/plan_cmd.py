@@ -96,6 +96,7 @@ def report_json(report: PlanReport, model: str) -> dict[str, object]:
                        "feasible": int(report.scored["feasible"].sum()) if report.scored.height else 0,
                        "to_solver": len(report.problem.configs)},
         "note": plan.note,
+        "recommended": None if report.recommended is None else report.recommended.label,
     }
 
 
@@ -149,6 +150,15 @@ def _render(report: PlanReport, model: str, console: Console) -> None:
                        f"{v.replayed_attainment:.4f}", f"{v.replayed_ttft_p99_s:.3f}",
                        f"{v.replayed_tpot_p99_s:.4f}", "yes" if v.meets_slo else "[red]no[/]")
         console.print(vt)
+        rec = report.recommended
+        if rec is None:
+            console.print("[bold red]no variant meets the SLO in replay[/]: "
+                          "tighten the SLO margin or add GPUs")
+        elif rec.label != "plan":
+            console.print("[bold yellow]the solver's plan misses the SLO in replay[/]; "
+                          f"recommended: {rec.label} ({', '.join(rec.configs)}, ${rec.cost_usd:.2f})")
+        else:
+            console.print("[bold green]the plan meets the SLO in replay[/]")
 
 
 def register(app: typer.Typer) -> None:

@@ -37,9 +37,12 @@ EXAMPLE = (
 
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise power``."""
-    app.command("power", help="Plan servers per row under a power budget with POLCA-style clock locking; "
-                "print the Pareto curve (extra servers vs time capped vs p99 inflation) beside nameplate "
-                "and NVIDIA Dynamo's cap x replicas rule." + EXAMPLE)(power_cmd)
+    app.command(
+        "power",
+        help="Plan servers per row under a power budget with POLCA-style clock locking; "
+        "print the Pareto curve (extra servers vs time capped vs p99 inflation) beside nameplate "
+        "and NVIDIA Dynamo's cap x replicas rule." + EXAMPLE,
+    )(power_cmd)
 
 
 def _load(trace: str) -> RequestTrace:
@@ -57,7 +60,9 @@ def power_cmd(
     model: Annotated[str, typer.Option(help="catalog model key")] = "Llama-3.1-70B",
     gpu: Annotated[str, typer.Option(help="catalog GPU key")] = "H100-SXM",
     tp: Annotated[int, typer.Option(help="tensor-parallel degree of a replica")] = 8,
-    nameplate_servers: Annotated[int, typer.Option(help="servers the row budget is sized for at nameplate")] = 40,
+    nameplate_servers: Annotated[
+        int, typer.Option(help="servers the row budget is sized for at nameplate")
+    ] = 40,
     pool_servers: Annotated[int, typer.Option(help="servers replayed (the most a plan may deploy)")] = 64,
     rps_per_server: Annotated[float, typer.Option(help="requests/s each server carries")] = 4.0,
     server_base_w: Annotated[float, typer.Option(help="non-GPU watts per server (estimate)")] = 1500.0,
@@ -85,40 +90,84 @@ def power_cmd(
     pareto_step: Annotated[int, typer.Option(help="server step of the Pareto curve")] = 2,
     time_limit_s: Annotated[float, typer.Option(help="CP-SAT time limit")] = 20.0,
     seed: Annotated[int, typer.Option(help="CP-SAT seed")] = 0,
-    power_trace: Annotated[Path | None, typer.Option(help="run the policy over this power trace instead")] = None,
+    power_trace: Annotated[
+        Path | None, typer.Option(help="run the policy over this power trace instead")
+    ] = None,
     budget_kw: Annotated[float | None, typer.Option(help="row budget for --power-trace, kW")] = None,
     out: Annotated[Path | None, typer.Option(help="Parquet file for the Pareto curve")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
 ) -> int:
     """Run the study (or the policy over a power trace) and print it."""
-    for name, v in (("--slo-ttft-ms", slo_ttft_ms), ("--slo-tpot-ms", slo_tpot_ms),
-                    ("--time-limit-s", time_limit_s)):
+    for name, v in (
+        ("--slo-ttft-ms", slo_ttft_ms),
+        ("--slo-tpot-ms", slo_tpot_ms),
+        ("--time-limit-s", time_limit_s),
+    ):
         if not v > 0:
             raise InputError(f"{name} must be positive", field=name, expected="a number > 0")
     if seeds < 1 or pareto_step < 1:
-        raise InputError("--seeds and --pareto-step must be >= 1", field="--seeds/--pareto-step",
-                         expected="an integer >= 1")
-    policy = PolcaParams(t1=t1, t2=t2, t_brake=t_brake, hysteresis=hysteresis, dwell_s=dwell_s,
-                         telemetry_period_s=telemetry_period_s, actuation_latency_s=actuation_latency_s,
-                         brake_latency_s=brake_latency_s, lp_clock_mhz=lp_clock_mhz,
-                         lp_min_clock_mhz=lp_min_clock_mhz, hp_clock_mhz=hp_clock_mhz)
+        raise InputError(
+            "--seeds and --pareto-step must be >= 1",
+            field="--seeds/--pareto-step",
+            expected="an integer >= 1",
+        )
+    policy = PolcaParams(
+        t1=t1,
+        t2=t2,
+        t_brake=t_brake,
+        hysteresis=hysteresis,
+        dwell_s=dwell_s,
+        telemetry_period_s=telemetry_period_s,
+        actuation_latency_s=actuation_latency_s,
+        brake_latency_s=brake_latency_s,
+        lp_clock_mhz=lp_clock_mhz,
+        lp_min_clock_mhz=lp_min_clock_mhz,
+        hp_clock_mhz=hp_clock_mhz,
+    )
     cat = load_catalog()
     gpu_spec = cat.gpu(gpu)
     if power_trace is not None:
-        return _trace_mode(power_trace, budget_kw, policy, server_base_w, hp_share, gpu_spec.idle_w,
-                           gpu_spec.gpus_per_node, gpu_spec.max_sm_clock_mhz, as_json)
-    spec = RowSpec(gpus_per_server=gpu_spec.gpus_per_node, tp=tp, nameplate_servers=nameplate_servers,
-                   pool_servers=pool_servers, rps_per_server=rps_per_server, base_w=server_base_w,
-                   slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),
-                   seeds=tuple(range(seeds)), sm_clock_mhz=sm_clock_mhz)
+        return _trace_mode(
+            power_trace,
+            budget_kw,
+            policy,
+            server_base_w,
+            hp_share,
+            gpu_spec.idle_w,
+            gpu_spec.gpus_per_node,
+            gpu_spec.max_sm_clock_mhz,
+            as_json,
+        )
+    spec = RowSpec(
+        gpus_per_server=gpu_spec.gpus_per_node,
+        tp=tp,
+        nameplate_servers=nameplate_servers,
+        pool_servers=pool_servers,
+        rps_per_server=rps_per_server,
+        base_w=server_base_w,
+        slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),
+        seeds=tuple(range(seeds)),
+        sm_clock_mhz=sm_clock_mhz,
+    )
     console = Console(stderr=True)
-    with console.status("replaying the row, solving and verifying", spinner="dots") if not as_json \
-            else _Null():
-        study = run_study(_load(trace), model=cat.model(model), gpu=gpu_spec, spec=spec, policy=policy,
-                          targets=Targets(max_capped_fraction=max_capped, hp_inflation=hp_inflation,
-                                          lp_inflation=lp_inflation),
-                          params=SolveParams(time_limit_s=time_limit_s, seed=seed), min_hp_share=hp_share,
-                          dynamo_cap_w=dynamo_cap_w, dynamo_headroom=dynamo_headroom, pareto_step=pareto_step)
+    with (
+        console.status("replaying the row, solving and verifying", spinner="dots") if not as_json else _Null()
+    ):
+        study = run_study(
+            _load(trace),
+            model=cat.model(model),
+            gpu=gpu_spec,
+            spec=spec,
+            policy=policy,
+            targets=Targets(
+                max_capped_fraction=max_capped, hp_inflation=hp_inflation, lp_inflation=lp_inflation
+            ),
+            params=SolveParams(time_limit_s=time_limit_s, seed=seed),
+            min_hp_share=hp_share,
+            dynamo_cap_w=dynamo_cap_w,
+            dynamo_headroom=dynamo_headroom,
+            pareto_step=pareto_step,
+        )
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         study.pareto.write_parquet(out)
@@ -141,57 +190,128 @@ def _print_study(study: PowerStudy, console: Console, out: Path | None) -> None:
     d = study.as_dict()
     plan = study.verified.plan
     ver = study.verified.verification
-    t = Table(title=f"row budget {study.row.budget_w / 1e3:,.1f} kW ({study.row.spec.base_w:,.0f} W base/server)",
-              show_header=True)
-    for col in ("provisioning", "servers", "vs nameplate", "time capped", "brakes", "HP p99 infl.",
-                "LP p99 infl.", "SLO attain."):
+    t = Table(
+        title=f"row budget {study.row.budget_w / 1e3:,.1f} kW ({study.row.spec.base_w:,.0f} W base/server)",
+        show_header=True,
+    )
+    for col in (
+        "provisioning",
+        "servers",
+        "vs nameplate",
+        "time capped",
+        "brakes",
+        "HP p99 infl.",
+        "LP p99 infl.",
+        "SLO attain.",
+    ):
         t.add_column(col)
     t.add_row("nameplate (TDP x GPUs + base)", str(study.nameplate), "+0.0%", "0", "0", "0", "0", "")
     dy = study.dynamo
-    t.add_row(f"Dynamo cap {dy.cap_w:.0f} W x replicas, {dy.headroom:.0%} of budget", str(dy.servers),
-              f"{dy.servers / study.nameplate - 1:+.1%}", f"cap always ({dy.cap_clock_mhz:.0f} MHz)", "0", "", "",
-              f"{dy.attainment:.2%}")
-    t.add_row(f"fleetwise POLCA t1={plan.t1:.2f} t2={plan.t2:.2f} ({plan.hp_servers} HP / {plan.lp_servers} LP)",
-              str(plan.servers), f"{study.extra_vs_nameplate:+.1%}", f"{ver.capped_fraction:.2%}",
-              str(ver.brake_events), f"{ver.hp.inflation:.2%}" if ver.hp else "-",
-              f"{ver.lp.inflation:.2%}" if ver.lp else "-", f"{study.plan_attainment:.2%}")
+    t.add_row(
+        f"Dynamo cap {dy.cap_w:.0f} W x replicas, {dy.headroom:.0%} of budget",
+        str(dy.servers),
+        f"{dy.servers / study.nameplate - 1:+.1%}",
+        f"cap always ({dy.cap_clock_mhz:.0f} MHz)",
+        "0",
+        "",
+        "",
+        f"{dy.attainment:.2%}",
+    )
+    t.add_row(
+        f"fleetwise POLCA t1={plan.t1:.2f} t2={plan.t2:.2f} ({plan.hp_servers} HP / {plan.lp_servers} LP)",
+        str(plan.servers),
+        f"{study.extra_vs_nameplate:+.1%}",
+        f"{ver.capped_fraction:.2%}",
+        str(ver.brake_events),
+        f"{ver.hp.inflation:.2%}" if ver.hp else "-",
+        f"{ver.lp.inflation:.2%}" if ver.lp else "-",
+        f"{study.plan_attainment:.2%}",
+    )
     console.print(t)
-    console.print(f"vs Dynamo: {study.extra_vs_dynamo:+.1%} servers; CP-SAT {plan.status.value} objective "
-                  f"{plan.objective:g} bound {plan.bound:g} in {plan.wall_s:.1f} s, {d['plan']['rounds']} "  # type: ignore[index]
-                  f"round(s); targets {'met' if study.verified.meets_targets else 'NOT met'}; study "
-                  f"{study.wall_s:.0f} s", highlight=False)
+    console.print(
+        f"vs Dynamo: {study.extra_vs_dynamo:+.1%} servers; CP-SAT {plan.status.value} objective "
+        f"{plan.objective:g} bound {plan.bound:g} in {plan.wall_s:.1f} s, {d['plan']['rounds']} "  # type: ignore[index]
+        f"round(s); targets {'met' if study.verified.meets_targets else 'NOT met'}; study "
+        f"{study.wall_s:.0f} s",
+        highlight=False,
+    )
     c = Table(title="Pareto curve (verified by replay)")
-    for col in ("servers", "extra", "t1/t2", "time capped", "HP locked", "brakes", "peak row", "HP p99 infl.",
-                "LP p99 infl.", "pareto"):
+    for col in (
+        "servers",
+        "extra",
+        "t1/t2",
+        "time capped",
+        "HP locked",
+        "brakes",
+        "peak row",
+        "HP p99 infl.",
+        "LP p99 infl.",
+        "pareto",
+    ):
         c.add_column(col)
     for r in study.pareto.iter_rows(named=True):
-        c.add_row(str(r["servers"]), f"{r['extra_servers_pct']:+.0f}%", f"{r['t1']:.2f}/{r['t2']:.2f}",
-                  f"{r['capped_fraction']:.2%}", f"{r['hp_locked_fraction']:.2%}", str(r["brake_events"]),
-                  f"{r['peak_row_fraction']:.1%}", f"{r['hp_p99_inflation']:.2%}", f"{r['lp_p99_inflation']:.2%}",
-                  "*" if r["pareto"] else "")
+        c.add_row(
+            str(r["servers"]),
+            f"{r['extra_servers_pct']:+.0f}%",
+            f"{r['t1']:.2f}/{r['t2']:.2f}",
+            f"{r['capped_fraction']:.2%}",
+            f"{r['hp_locked_fraction']:.2%}",
+            str(r["brake_events"]),
+            f"{r['peak_row_fraction']:.1%}",
+            f"{r['hp_p99_inflation']:.2%}",
+            f"{r['lp_p99_inflation']:.2%}",
+            "*" if r["pareto"] else "",
+        )
     console.print(c)
     if out is not None:
         console.print(f"Pareto curve written to {out}")
 
 
-def _trace_mode(path: Path, budget_kw: float | None, policy: PolcaParams, base_w: float, hp_share: float,
-                idle_w: float, gpus: int, max_clock: float, as_json: bool) -> int:
+def _trace_mode(
+    path: Path,
+    budget_kw: float | None,
+    policy: PolcaParams,
+    base_w: float,
+    hp_share: float,
+    idle_w: float,
+    gpus: int,
+    max_clock: float,
+    as_json: bool,
+) -> int:
     if budget_kw is None or not budget_kw > 0:
         raise InputError("--power-trace needs a row budget", field="--budget-kw", expected="kilowatts > 0")
     tl = timeline_from_power_trace(path, gpu_only_w=base_w)
-    n_hp = int(round(hp_share * tl.servers))
+    n_hp = round(hp_share * tl.servers)
     prio = tuple([HP] * n_hp + [LP] * (tl.servers - n_hp))
     # without a perf model for the recorded servers: the POLCA-anchored rule that locking cuts dynamic
     # power by about 20 % at the LP clock and more below it (design notes A1), idle untouched
-    cm = ClockModel(max_clock_mhz=max_clock, idle_w=idle_w, gpus_per_server=gpus,
-                    clocks_mhz=(policy.brake_clock_mhz, policy.lp_min_clock_mhz, policy.lp_clock_mhz,
-                                policy.hp_clock_mhz),
-                    power_ratio=(0.45, 0.65, 0.75, 0.85), slowdown=(1.3, 1.1, 1.06, 1.03))
-    run = run_policy(tl, priorities=prio, budget_w=budget_kw * 1e3, base_w=base_w, params=policy, clock_model=cm)
-    res = {"servers": tl.servers, "samples": tl.samples, "dt_s": tl.dt_s, "capped_fraction": run.capped_fraction,
-           "hp_locked_fraction": run.hp_locked_fraction, "lp_locked_fraction": run.lp_locked_fraction,
-           "brake_events": run.brake_events, "peak_row_fraction": run.peak_row_w / run.budget_w,
-           "peak_row_unlocked_fraction": run.peak_row_unlocked_w / run.budget_w}
+    cm = ClockModel(
+        max_clock_mhz=max_clock,
+        idle_w=idle_w,
+        gpus_per_server=gpus,
+        clocks_mhz=(
+            policy.brake_clock_mhz,
+            policy.lp_min_clock_mhz,
+            policy.lp_clock_mhz,
+            policy.hp_clock_mhz,
+        ),
+        power_ratio=(0.45, 0.65, 0.75, 0.85),
+        slowdown=(1.3, 1.1, 1.06, 1.03),
+    )
+    run = run_policy(
+        tl, priorities=prio, budget_w=budget_kw * 1e3, base_w=base_w, params=policy, clock_model=cm
+    )
+    res = {
+        "servers": tl.servers,
+        "samples": tl.samples,
+        "dt_s": tl.dt_s,
+        "capped_fraction": run.capped_fraction,
+        "hp_locked_fraction": run.hp_locked_fraction,
+        "lp_locked_fraction": run.lp_locked_fraction,
+        "brake_events": run.brake_events,
+        "peak_row_fraction": run.peak_row_w / run.budget_w,
+        "peak_row_unlocked_fraction": run.peak_row_unlocked_w / run.budget_w,
+    }
     if as_json:
         typer.echo(json.dumps(res, indent=2))
     else:

@@ -17,6 +17,7 @@ from rich.table import Table
 from planner.catalog import load_catalog
 from planner.perf import Parallelism, build_replica_perf
 from planner.sim import EngineConfig, RouterName, SimConfig, SLOTarget, replay
+from planner.sim.config import AutoscaleConfig, PowerConfig
 from planner.sim.result import SimResult
 from planner.sim.writer import summary_json, write_result
 from traces.errors import InputError
@@ -26,7 +27,9 @@ EXAMPLE = (
     "Example:\n\n"
     "  fleetwise replay --trace default --model Llama-3.1-8B --gpu H100-SXM --replicas 4\n\n"
     "  fleetwise replay --trace conv.csv --model Llama-3.1-70B --gpu H100-SXM --tp 4 --replicas 8 "
-    "--router prefix-affinity --slo-ttft-ms 1000 --slo-tpot-ms 60 --out runs/r1 --json"
+    "--router prefix-affinity --slo-ttft-ms 1000 --slo-tpot-ms 60 --out runs/r1 --json\n\n"
+    "  fleetwise replay --trace default --replicas 2 --autoscale target-tracking --max-replicas 16 "
+    "--row-budget-w 20000 --capping polca"
 )
 
 
@@ -66,6 +69,18 @@ def replay_cmd(
     shards: Annotated[int, typer.Option(help="replica groups, each behind its own router")] = 1,
     ray_address: Annotated[str | None, typer.Option(help="run shards on this Ray cluster ('local' starts "
                                                      "one here)")] = None,
+    autoscale: Annotated[str | None, typer.Option(help="autoscaling policy in the loop (a name from "
+                                                  "planner.autoscale POLICIES, e.g. target-tracking)")] = None,
+    autoscale_interval_s: Annotated[float, typer.Option(help="autoscaler control interval, s")] = 15.0,
+    min_replicas: Annotated[int, typer.Option(help="autoscaler lower bound")] = 1,
+    max_replicas: Annotated[int, typer.Option(help="autoscaler upper bound")] = 64,
+    row_budget_w: Annotated[float | None, typer.Option(help="row power budget, W: turns on power in the "
+                                                        "loop (per-step GPU power, telemetry)")] = None,
+    capping: Annotated[str, typer.Option(help="capping policy with --row-budget-w (none, polca)")] = "none",
+    telemetry_period_s: Annotated[float, typer.Option(help="power telemetry and capping period, s")] = 1.0,
+    actuation_latency_s: Annotated[float, typer.Option(help="clock-lock actuation latency, s")] = 0.1,
+    server_base_w: Annotated[float | None, typer.Option(help="non-GPU power per server, W (default: the "
+                                                         "node's max minus its GPUs' TDP)")] = None,
     out: Annotated[Path | None, typer.Option(help="folder for Parquet tables and summary.json")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> int:
@@ -77,6 +92,8 @@ def replay_cmd(
     gpu_spec = cat.gpu(gpu)
     perf = build_replica_perf(cat.model(model), gpu_spec, Parallelism(tp=tp, pp=pp))
     config = SimConfig(
+        autoscale=_autoscale(autoscale, autoscale_interval_s, min_replicas, max_replicas, seed),
+        power=_power(row_budget_w, capping, telemetry_period_s, actuation_latency_s, server_base_w),
         replicas=replicas, router=router, seed=seed, shards=shards, interval_s=interval_s,
         engine=EngineConfig(max_batched_tokens=max_batched_tokens, max_num_seqs=max_num_seqs,
                             block_size=block_size, enable_prefix_caching=prefix_caching),
@@ -103,6 +120,37 @@ def replay_cmd(
     else:
         print_summary(result, Console(), title=f"{model} on {gpu} x{replicas} ({router.value})", out=out)
     return 0
+
+
+def _autoscale(name: str | None, interval_s: float, lo: int, hi: int, seed: int) -> AutoscaleConfig | None:
+    if name is None:
+        return None
+    from planner.autoscale.context import POLICIES, PolicyName
+
+    try:
+        policy = POLICIES[PolicyName(name)]
+    except ValueError:
+        raise InputError(f"unknown autoscaling policy {name!r}", field="--autoscale",
+                         expected=", ".join(p.value for p in PolicyName)) from None
+    return AutoscaleConfig(policy=policy, interval_s=interval_s, min_replicas=lo, max_replicas=hi, seed=seed)
+
+
+def _power(budget: float | None, capping: str, period: float, latency: float,
+           base: float | None) -> PowerConfig | None:
+    if budget is None:
+        if capping != "none":
+            raise InputError("a capping policy needs a row budget", field="--row-budget-w",
+                             expected="watts, with --capping")
+        return None
+    from planner.power.policy import POLICIES, PolcaParams, PolicyName
+
+    try:
+        factory = POLICIES[PolicyName(capping)]
+    except ValueError:
+        raise InputError(f"unknown capping policy {capping!r}", field="--capping",
+                         expected=", ".join(p.value for p in PolicyName)) from None
+    return PowerConfig(row_budget_w=budget, policy=factory(PolcaParams()), telemetry_period_s=period,
+                       actuation_latency_s=latency, server_base_w=base)
 
 
 def print_summary(result: SimResult, console: Console, *, title: str, out: Path | None) -> None:
@@ -139,6 +187,15 @@ def print_summary(result: SimResult, console: Console, *, title: str, out: Path 
                   f"{k.ttft_target_s * 1e3:,.0f} / {k.tpot_target_s * 1e3:,.0f}",
                   "yes" if k.p99_met else "no")
     console.print(c)
+    for p in result.pools:
+        if p.scale_ups or p.scale_downs:
+            console.print(f"autoscaling ({p.name}): {p.scale_ups} scale-ups, {p.scale_downs} scale-downs, "
+                          f"peak {p.peak_replicas} replicas")
+    if result.capping is not None:
+        k = result.capping
+        console.print(f"power: row peak {k.peak_row_w:,.0f} W / mean {k.mean_row_w:,.0f} W of "
+                      f"{k.row_budget_w:,.0f} W budget; over budget {k.over_budget_s:,.0f} s, capped "
+                      f"{k.capped_s:,.0f} s, brake events {k.brake_events}")
     if s.violations:
         console.print(f"[bold red]engine invariant violations: {s.violations}[/]")
     if out is not None:

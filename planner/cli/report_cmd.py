@@ -81,42 +81,33 @@ def report(
             if gpus == "all"
             else tuple(g.strip() for g in gpus.split(",") if g.strip())
         )
-        with console.status("sizing the fleet..."):
-            plan = sc.run_plan(tr, sc.PlanSpec(model=model, gpus=names, ttft_p99_s=ttft_s, tpot_p99_s=tpot_s))
+        with console.status("scoring candidates, solving, verifying by replay..."):
+            plan = sc.run_plan(
+                tr, sc.PlanSpec(model=model, gpus=names, ttft_p99_s=ttft_s, tpot_p99_s=tpot_s, seed=seed)
+            )
         sections.append(rp.plan_section(plan, model=model))
-        best = plan.best
-        spec = (
-            None
-            if best is None
-            else sc.ReplaySpec(
+        fleet = sc.planned_fleet(plan)
+        spec = None
+        if fleet is not None:
+            g, t, n, seqs, tokens = fleet
+            spec = sc.ReplaySpec(
                 model=model,
-                gpu=best.gpu,
-                tp=best.tp,
-                replicas=best.replicas,
+                gpu=g,
+                tp=t,
+                replicas=n,
                 router=router.value,
                 ttft_s=ttft_s,
                 tpot_s=tpot_s,
                 seed=seed,
+                max_num_seqs=seqs,
+                max_batched_tokens=tokens,
             )
-        )
         heading = f"{model} plan" if title is None else title
-    else:
-        spec = sc.ReplaySpec(
-            model=model,
-            gpu=gpu,
-            tp=tp,
-            replicas=replicas,
-            router=router.value,
-            ttft_s=ttft_s,
-            tpot_s=tpot_s,
-            seed=seed,
-        )
-        heading = f"{model} on {gpu} TP{tp} x{replicas}" if title is None else title
     if spec is not None:
         with console.status(f"replaying {tr.num_requests:,} requests..."):
             result = sc.run_replay(tr, spec)
         name = f"{spec.gpu} TP{spec.tp} x{spec.replicas}"
-        sec_title = f"verification of the plan, {name}" if kind is ReportKind.PLAN else name
+        sec_title = f"the plan's main configuration at peak, {name}" if kind is ReportKind.PLAN else name
         sections.append(rp.replay_section(result, title=sec_title, ttft_s=ttft_s, tpot_s=tpot_s))
     html = rp.render_report(f"fleetwise report: {heading}", sections, generated=datetime.now(UTC))
     out.parent.mkdir(parents=True, exist_ok=True)

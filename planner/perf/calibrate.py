@@ -9,13 +9,24 @@ What is fitted, from what (least squares on log time ratios, i.e. relative error
 ================  ===========================================  ===================================
 curve             parameters                                   data
 ================  ===========================================  ===================================
-GEMM (per dtype)  ec_max, m_half, w_half, em_max, p, launch_s   ``gemm.parquet``
-prefill attention prefill_ec, x_half, em, launch_s             ``attention.parquet`` phase prefill
-decode attention  decode_em, per_seq_s, launch_s (ec for MLA)  ``attention.parquet`` phase decode
-elementwise       ew_em, ew_launch_s                           ``elementwise.parquet``
+GEMM (per dtype)  ec_max, m_half, w_half, em_max, p, launch_s,  ``gemm.parquet``
+                  floor_p
+prefill attention ec, x_half, w_half, bal_half, em, p,         ``attention.parquet`` phase prefill
+                  launch_s
+decode attention  em, em_nosplit, unit_frac, q, l_half,        ``attention.parquet`` phase decode
+                  launch_s (ec from the MLA rows)
+elementwise       ew_em (adds), ew_em_silu, ew_em_rope,        ``elementwise.parquet``
+                  ew_em_norm, ew_norm_rows_half, ew_launch_s,
+                  ew_floor_p
 step overhead     step_s, per_seq_s                            ``steps.parquet`` (train split)
 power             idle_w, busy_w, compute_w, mem_w (NNLS)      ``power.parquet`` idle + train steps
 ================  ===========================================  ===================================
+
+Every curve is a roofline: achieved fractions of the catalog peaks, each in (0, 1] and rising with
+the operator's size, plus a fixed per-kernel cost. The profile times small operators by CUDA-graph
+replay (meta.json, "why graphs"), so those costs are GPU-side launch/ramp/tail times (1-10 us), not
+the ~45 us of host dispatch an eager loop pays; the step model charges them per kernel as well. The
+decode split-KV threshold is not fitted: it is the profiled GPU's SM count (meta ``sm_count``).
 
 Held-out split (deterministic, documented): a row is held out when ``crc32(key) % 4 == 0`` where the
 key is the operator *shape* without the token count for GEMMs (``"n,k,dtype"``: every ``m`` of a held-out
@@ -74,9 +85,19 @@ REQUIRED: dict[str, tuple[str, ...]] = {
     "power": ("phase", "power_w_mean"),
     "memcpy": ("bytes", "time_s"),
 }
-ELEMENTWISE_BYTES: dict[str, float] = {"rmsnorm": 2.0, "silu_mul": 3.0, "rope": 2.0, "add": 3.0}
-"""Tensor passes (reads + writes of ``tokens x hidden`` bf16) per elementwise operator; for silu_mul
-``hidden`` is the intermediate width (read gate and up, write one)."""
+ELEMENTWISE_OPS: dict[str, tuple[float, float]] = {
+    "rmsnorm": (2.0, 1.0),
+    "add": (3.0, 1.0),
+    "silu_mul": (5.0, 2.0),
+    "rope": (9.0, 7.0),
+}
+"""``(tensor passes, kernels)`` of each elementwise operator *as the profiler runs it*
+(:mod:`planner.profile.micro`); a pass is a read or write of ``tokens x hidden`` bf16 values.
+``rmsnorm`` is ``F.rms_norm`` (read, write). ``add`` reads two halves and writes one (3 passes).
+``silu_mul`` is ``silu(a) * b``, two kernels: silu reads and writes ``a`` (2), mul reads two, writes
+one (3). ``rope`` is the unfused rotate-half: four half-width products (1 pass each), two half-width
+sums (1.5 each) and a ``cat`` (2): 9 passes in 7 kernels. Serving engines fuse these; the step model
+counts fused passes (:mod:`planner.perf.model`) at the fractions of peak fitted here."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +199,7 @@ def _row(family: str, split: str, pred: Arr, meas: Arr) -> ErrorRow:
 
 
 def _soft(t: Arr, floor: float, q: float) -> Arr:
-    """Host floor and GPU time combined: ``(t**q + floor**q) ** (1/q)``."""
+    """A kernel's streaming time and its fixed cost combined: ``(t**q + floor**q) ** (1/q)``."""
     return np.asarray((t**q + floor**q) ** (1.0 / q), dtype=np.float64)
 
 
@@ -199,7 +220,7 @@ def predict_gemm(df: pl.DataFrame, gpu: GPUSpec, cal: Calibration) -> Arr:
 
 
 def _attn_shapes(df: pl.DataFrame) -> dict[str, Arr]:
-    """Aggregates of each attention row: tokens, pairs, kv, FLOPs per pair/kv token, bytes."""
+    """Aggregates of each attention row: tokens, pairs, sequences, kv, work units, FLOPs and bytes."""
     b = df["batch"].cast(pl.Float64).to_numpy()
     q = df["q_len"].cast(pl.Float64).to_numpy()
     c = df["kv_len"].cast(pl.Float64).to_numpy()
@@ -215,12 +236,23 @@ def _attn_shapes(df: pl.DataFrame) -> dict[str, Arr]:
         "tokens": b * q,
         "pairs": b * q * (ctx + (q + 1) / 2),
         "seqs": b,
+        "heads": hq,
         "kv": b * c,
+        "units_per_seq": hkv,
         "flops_per_pair": 2.0 * hq * (d + v_dim),
-        "bytes_per_token": (2 * hq * d + 2 * hkv * d) * 2.0,
+        "bytes_per_token": 2 * hq * d * 2.0,
+        "kv_bytes_per_token": 2 * hkv * d * kvb,
         "bytes_per_kv": np.where(mla, d, 2 * hkv * d) * kvb,
         "flops_per_kv": 2.0 * hq * (d + v_dim),
     }
+
+
+def split_units(profile_meta: dict[str, Any]) -> float:
+    """Decode work units from which the kernel stops splitting KV: the profiled GPU's SM count."""
+    try:
+        return float(profile_meta.get("sm_count", 132))
+    except (TypeError, ValueError):
+        raise InputError("sm_count is not a number", field="sm_count", expected="an integer") from None
 
 
 def predict_attention(df: pl.DataFrame, gpu: GPUSpec, cal: Calibration) -> Arr:
@@ -232,23 +264,35 @@ def predict_attention(df: pl.DataFrame, gpu: GPUSpec, cal: Calibration) -> Arr:
     phase = df["phase"].to_numpy()
     for i in range(df.height):
         if phase[i] == "prefill":
-            out[i] = kn.prefill_attn_time(s["tokens"][i], s["pairs"][i], s["flops_per_pair"][i],
-                                          s["bytes_per_token"][i], peak, bw, a.prefill_ec, a.prefill_x_half,
-                                          a.prefill_em, 0.0)
+            out[i] = kn.prefill_attn_time(
+                s["tokens"][i], s["pairs"][i], s["seqs"][i], s["flops_per_pair"][i], s["bytes_per_token"][i],
+                s["kv_bytes_per_token"][i], s["heads"][i], peak, bw, a.prefill_ec, a.prefill_x_half,
+                a.prefill_em, a.prefill_w_half, a.prefill_bal_half, a.prefill_p, a.prefill_launch_s)
         else:
-            out[i] = kn.decode_attn_time(s["seqs"][i], s["kv"][i], s["bytes_per_kv"][i], s["flops_per_kv"][i],
-                                         peak, bw, a.decode_em, a.decode_ec, a.decode_per_seq_s,
-                                         0.0)
-    floor = np.where(phase == "prefill", a.prefill_launch_s, a.decode_launch_s)
-    return np.asarray(np.maximum(out, floor), dtype=np.float64)
+            out[i] = kn.decode_attn_time(
+                s["seqs"][i], s["kv"][i], s["units_per_seq"][i], s["bytes_per_kv"][i], s["flops_per_kv"][i],
+                peak, bw, a.decode_em, a.decode_em_nosplit, a.decode_split_units, a.decode_unit_frac,
+                a.decode_q, a.decode_l_half, a.decode_ec, a.decode_launch_s)
+    return out
 
 
 def predict_elementwise(df: pl.DataFrame, gpu: GPUSpec, cal: Calibration) -> Arr:
-    """Predicted seconds for each row of an elementwise table."""
-    passes = df["op"].replace_strict(ELEMENTWISE_BYTES, default=2.0, return_dtype=pl.Float64).to_numpy()
-    elems = df["tokens"].cast(pl.Float64).to_numpy() * df["hidden"].cast(pl.Float64).to_numpy()
-    nbytes = passes * elems * 2.0
-    return _soft(nbytes / (gpu.hbm_tbps * 1e12 * cal.ew_em), cal.ew_launch_s, cal.ew_floor_p)
+    """Predicted seconds for each row of an elementwise table (see :data:`ELEMENTWISE_OPS`)."""
+    ops = df["op"].to_list()
+    unknown = sorted({o for o in ops if o not in ELEMENTWISE_OPS})
+    if unknown:
+        raise InputError(f"unknown elementwise op {unknown[0]!r}", field="op",
+                         expected=", ".join(ELEMENTWISE_OPS))
+    passes = np.array([ELEMENTWISE_OPS[o][0] for o in ops])
+    kernels = np.array([ELEMENTWISE_OPS[o][1] for o in ops])
+    frac = np.array([cal.ew_fraction(o) for o in ops])
+    tokens = df["tokens"].cast(pl.Float64).to_numpy()
+    elems = tokens * df["hidden"].cast(pl.Float64).to_numpy()
+    norm = np.array([o == "rmsnorm" for o in ops])
+    # RMSNorm runs one row per CTA: few rows leave SMs idle
+    frac = np.where(norm, frac * tokens / (tokens + cal.ew_norm_rows_half), frac)
+    per_kernel = passes * elems * 2.0 / kernels / (gpu.hbm_tbps * 1e12 * frac)
+    return np.asarray(kernels * _soft(per_kernel, cal.ew_launch_s, cal.ew_floor_p), dtype=np.float64)
 
 
 def step_perf(gpu: GPUSpec, cal: Calibration, model: ModelSpec) -> RooflinePerf:
@@ -307,45 +351,64 @@ def fit_gemm(df: pl.DataFrame, gpu: GPUSpec, dtype: str, start: GemmCurve) -> Ge
 
 
 def fit_attention(df: pl.DataFrame, gpu: GPUSpec, start: AttentionCurve) -> AttentionCurve:
-    """Fit prefill and decode attention curves to the given (training) rows."""
+    """Fit prefill and decode attention curves to the given (training) rows.
+
+    ``start.decode_split_units`` is kept (a property of the GPU, not fitted).
+    """
     cur = start
     pre = df.filter(pl.col("phase") == "prefill")
-    if pre.height >= 4:
+    if pre.height >= 8:
         meas = pre["time_s"].cast(pl.Float64).to_numpy()
 
         def fp(v: Arr) -> Arr:
-            c = replace(cur, prefill_ec=v[0], prefill_x_half=v[1], prefill_em=v[2], prefill_launch_s=v[3])
+            c = replace(cur, prefill_ec=v[0], prefill_x_half=v[1], prefill_em=v[2], prefill_launch_s=v[3],
+                        prefill_w_half=v[4], prefill_bal_half=v[5], prefill_p=v[6])
             return predict_attention(pre, gpu, replace(PRIOR, attention=c))
 
-        v = _fit_log(fp, meas, [cur.prefill_ec, cur.prefill_x_half, cur.prefill_em, cur.prefill_launch_s],
-                     lo=[0.02, 0.0, 0.02, 0.0], hi=[1.0, 65536.0, 1.0, 1e-3])
+        v = _fit_log(fp, meas, [cur.prefill_ec, cur.prefill_x_half, cur.prefill_em, cur.prefill_launch_s,
+                                cur.prefill_w_half, cur.prefill_bal_half, cur.prefill_p],
+                     lo=[0.02, 0.0, 0.02, 0.0, 0.0, 0.0, 1.0], hi=[1.0, 65536.0, 1.0, 1e-3, 1e5, 1e6, 16.0])
         cur = replace(cur, prefill_ec=float(v[0]), prefill_x_half=float(v[1]), prefill_em=float(v[2]),
-                      prefill_launch_s=float(v[3]))
+                      prefill_launch_s=float(v[3]), prefill_w_half=float(v[4]), prefill_bal_half=float(v[5]),
+                      prefill_p=float(v[6]))
     dec = df.filter(pl.col("phase") == "decode")
-    if dec.height >= 4:
+    if dec.height >= 8:
         meas = dec["time_s"].cast(pl.Float64).to_numpy()
 
         def fd(v: Arr) -> Arr:
-            c = replace(cur, decode_em=v[0], decode_ec=v[1], decode_per_seq_s=v[2], decode_launch_s=v[3])
+            c = replace(cur, decode_em=v[0], decode_em_nosplit=v[1], decode_unit_frac=v[2], decode_q=v[3],
+                        decode_l_half=v[4], decode_ec=v[5], decode_launch_s=v[6])
             return predict_attention(dec, gpu, replace(PRIOR, attention=c))
 
-        v = _fit_log(fd, meas, [cur.decode_em, cur.decode_ec, cur.decode_per_seq_s, cur.decode_launch_s],
-                     lo=[0.02, 0.02, 0.0, 0.0], hi=[1.0, 1.0, 1e-4, 1e-3])
-        cur = replace(cur, decode_em=float(v[0]), decode_ec=float(v[1]), decode_per_seq_s=float(v[2]),
-                      decode_launch_s=float(v[3]))
+        v = _fit_log(fd, meas, [cur.decode_em, cur.decode_em_nosplit or cur.decode_em, cur.decode_unit_frac,
+                                cur.decode_q, cur.decode_l_half, cur.decode_ec, cur.decode_launch_s],
+                     lo=[0.02, 0.02, 1e-4, 0.5, 0.0, 0.01, 0.0], hi=[1.0, 1.0, 1.0, 16.0, 1e5, 1.0, 1e-3])
+        cur = replace(cur, decode_em=float(v[0]), decode_em_nosplit=float(v[1]), decode_unit_frac=float(v[2]),
+                      decode_q=float(v[3]), decode_l_half=float(v[4]), decode_ec=float(v[5]),
+                      decode_launch_s=float(v[6]))
     return cur
 
 
-def fit_elementwise(df: pl.DataFrame, gpu: GPUSpec, start: Calibration) -> tuple[float, float, float]:
-    """``(ew_em, ew_launch_s, ew_floor_p)`` fitted to the given (training) rows."""
+def _with_ew(cal: Calibration, v: Sequence[float]) -> Calibration:
+    """``cal`` with the elementwise fields set from ``v`` (order of :func:`fit_elementwise`)."""
+    return replace(cal, ew_em=float(v[0]), ew_em_silu=float(v[1]), ew_em_rope=float(v[2]),
+                   ew_em_norm=float(v[3]), ew_norm_rows_half=float(v[4]), ew_launch_s=float(v[5]),
+                   ew_floor_p=float(v[6]))
+
+
+def fit_elementwise(df: pl.DataFrame, gpu: GPUSpec, start: Calibration) -> Calibration:
+    """``start`` with its elementwise fields (per-kind bandwidth fractions, RMSNorm rows at half
+    efficiency, per-kernel cost and its soft-sum exponent) fitted to the given (training) rows."""
     meas = df["time_s"].cast(pl.Float64).to_numpy()
 
     def fn(v: Arr) -> Arr:
-        return predict_elementwise(df, gpu, replace(start, ew_em=v[0], ew_launch_s=v[1], ew_floor_p=v[2]))
+        return predict_elementwise(df, gpu, _with_ew(start, v))
 
-    v = _fit_log(fn, meas, [start.ew_em, start.ew_launch_s, start.ew_floor_p], lo=[0.02, 0.0, 1.0],
-                 hi=[1.0, 1e-3, 16.0])
-    return float(v[0]), float(v[1]), float(v[2])
+    fracs = [f if f > 0 else 0.6 for f in (start.ew_em, start.ew_em_silu, start.ew_em_rope, start.ew_em_norm)]
+    x0 = [*fracs, start.ew_norm_rows_half, start.ew_launch_s, start.ew_floor_p]
+    v = _fit_log(fn, meas, x0, lo=[0.02, 0.02, 0.02, 0.02, 0.0, 0.0, 1.0],
+                 hi=[1.0, 1.0, 1.0, 1.0, 1e6, 1e-3, 16.0])
+    return _with_ew(start, v)
 
 
 def fit_overhead(df: pl.DataFrame, gpu: GPUSpec, cal: Calibration,
@@ -378,7 +441,13 @@ def _utilisation(df: pl.DataFrame, perf: RooflinePerf) -> tuple[Arr, Arr, Arr]:
 
 
 def _phase_fractions(power: pl.DataFrame, gpu: GPUSpec) -> tuple[Arr, Arr]:
-    """Achieved compute and bandwidth fractions per power phase (column names vary; zero if absent)."""
+    """Achieved compute and bandwidth fractions per power phase (column names vary; zero if absent).
+
+    The compute fraction is that of the phase's *work at full clock*: a phase that held the power limit
+    ran its SMs below the maximum clock (``sm_clock_mhz_mean``), so its achieved FLOP/s over the
+    peak understates what the same work demands unthrottled (``tflops_frac / r``, clipped at 1); the
+    model's prediction for it is then clipped at TDP like the measurement.
+    """
     n = power.height
     uc = np.zeros(n)
     um = np.zeros(n)
@@ -400,6 +469,9 @@ def _phase_fractions(power: pl.DataFrame, gpu: GPUSpec) -> tuple[Arr, Arr]:
             if c in power.columns:
                 um = power[c].cast(pl.Float64).fill_null(0.0).to_numpy() / (gpu.hbm_tbps * 1e3)
                 break
+    if "sm_clock_mhz_mean" in power.columns:
+        clk = power["sm_clock_mhz_mean"].cast(pl.Float64).fill_null(gpu.max_sm_clock_mhz).to_numpy()
+        uc = uc * gpu.max_sm_clock_mhz / np.clip(clk, gpu.min_sm_clock_mhz, gpu.max_sm_clock_mhz)
     return np.clip(uc, 0.0, 1.0), np.clip(um, 0.0, 1.0)
 
 
@@ -487,11 +559,11 @@ def fit_profile(profile: Profile, gpu: GPUSpec, model: ModelSpec, *, start: Cali
                     cal = replace(cal, gemm_fp8=fit_gemm(tr, gpu, dt, cal.gemm_fp8))
     if profile.attention is not None:
         tr = profile.attention.filter(pl.Series(~_attn_keys(profile.attention)))
-        cal = replace(cal, attention=fit_attention(tr, gpu, cal.attention))
+        start_attn = replace(cal.attention, decode_split_units=split_units(profile.meta))
+        cal = replace(cal, attention=fit_attention(tr, gpu, start_attn))
     if profile.elementwise is not None:
         tr = profile.elementwise.filter(pl.Series(~_ew_keys(profile.elementwise)))
-        em, launch, fq = fit_elementwise(tr, gpu, cal)
-        cal = replace(cal, ew_em=em, ew_launch_s=launch, ew_floor_p=fq)
+        cal = fit_elementwise(tr, gpu, cal)
     steps_tr = None
     if profile.steps is not None:
         steps_tr = profile.steps.filter(pl.Series(~_step_keys(profile.steps)))

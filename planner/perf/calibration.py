@@ -21,17 +21,32 @@ GEMM (per dtype)
     matrices and few rows cannot fill the SMs) and ``tm = bytes / (bw * em_max)``. ``p`` softens the
     roofline corner (large ``p`` is the classic ``max``).
 Attention prefill
-    ``max(flops / (peak * ec * x/(x+x_half)), bytes / (bw * em))`` where ``x`` is the average
-    context a query attends to (``pairs / tokens``): short sequences leave FlashAttention tiles idle.
+    ``(tc**p + tm**p + launch_s**p) ** (1/p)`` with ``tc = flops / (peak * ec)``, ``tm = bytes / (bw * em)``
+    (bytes: queries and outputs of the new tokens, keys and values of the whole context)
+    and the achieved compute fraction ``ec = prefill_ec * x/(x+x_half) * W/(W+w_half) * bal(W)``:
+    ``x`` is the average context a query attends to (``pairs / tokens``: short rows leave the
+    FlashAttention key loop short), ``W = heads * tokens / 128`` the number of 128-query tiles (CTAs) to
+    spread over the SMs, and ``bal = x/c + (1 - x/c) * W/(W+bal_half)`` the causal load balance: with
+    few tiles the tile that sees all ``c`` keys is the critical path (``x/c`` is the mean over the
+    longest tile's work, 1/2 for a square causal block), with many tiles the SMs even it out.
 Attention decode
-    ``per_seq_s * seqs + kv * max(bytes_per_kv / (bw * em), flops_per_kv / (peak * ec))``:
-    bound by reading the KV cache, affine in the KV tokens read.
+    ``launch_s + (kv + seqs * l_half) * max(bytes_per_kv / (bw * em_u), flops_per_kv / (peak * ec))``:
+    bound by reading the KV cache, affine in the KV tokens read. The work units are (sequence, KV
+    head) pairs ``U = seqs * kv_heads``: ``em_u = (em**-q + (U*u)**-q) ** (-1/q)`` where ``u`` is what
+    one unit's stream achieves (split-KV spreads one unit over several SMs, but not all of them);
+    ``em`` is ``decode_em`` while ``U < split_units`` (split-KV regime, the SM count of the profiled
+    GPU) and ``decode_em_nosplit`` from there on (one CTA streams a unit's whole cache: the kernel
+    reaches a lower fraction of peak; the measured H100 drop is 0.91 -> 0.79). ``l_half`` tokens of
+    per-unit work (tile fill, split combine) make short caches read at a lower rate. Absorbed MLA has
+    one latent "head" shared by all query heads and is bound by ``flops_per_kv / (peak * ec)``.
 Elementwise (norms, RoPE, SiLU*mul, residual adds, embedding gather)
-    ``bytes / (bw * em)`` per operator.
-Host floors (``launch_s`` of each curve)
-    a micro-benchmark times one eager call, so small operators measure the host's dispatch time, not
-    the GPU's: operator-level predictions are ``max(gpu_time, launch_s)``. Inside a step (CUDA graphs
-    in serving engines) the floor does not apply; each kernel costs ``kernel_s`` instead.
+    per kernel ``((bytes/(bw * em))**p + ew_launch_s**p) ** (1/p)``, ``em`` per operator kind
+    (pointwise adds ``ew_em``, SiLU*mul ``ew_em_silu``, RoPE ``ew_em_rope``, RMSNorm ``ew_em_norm``
+    times ``T/(T+ew_norm_rows_half)``: one row per CTA, so few rows leave the SMs idle).
+Kernel overheads (``launch_s`` of each curve, ``ew_launch_s``)
+    the profile replays small operators from CUDA graphs (meta.json, "why graphs"), so these are the
+    per-kernel GPU-side fixed costs (launch, ramp-up, tail), not host dispatch; they apply inside a
+    step too, where engines replay graphs. GEMMs combine theirs softly: ``(t**q + launch**q)**(1/q)``.
 Collectives
     alpha-beta: ``collective_base_s`` per collective, ``alpha_s`` per ring hop (``2 (tp-1)`` for an
     all-reduce, ``ep-1`` for an all-to-all) plus bytes over ``link_eff * link bandwidth``. A single-GPU
@@ -113,8 +128,23 @@ class AttentionCurve:
     prefill_launch_s: float
     decode_em: float
     decode_ec: float
-    decode_per_seq_s: float
     decode_launch_s: float
+    prefill_w_half: float = 0.0
+    """128-query tiles at which the SMs are half filled."""
+    prefill_bal_half: float = 0.0
+    """Tiles at which causal load imbalance is half evened out (0: always balanced)."""
+    prefill_p: float = 16.0
+    """Soft-max exponent between compute and memory time."""
+    decode_em_nosplit: float = 0.0
+    """Bandwidth fraction once units reach ``decode_split_units`` (0: same as ``decode_em``)."""
+    decode_split_units: float = 1.0e9
+    """Units (sequence x KV head) from which the kernel stops splitting the KV sequence."""
+    decode_unit_frac: float = 1.0
+    """Fraction of peak bandwidth one unit's stream reaches on its own."""
+    decode_q: float = 8.0
+    """Sharpness of the corner between per-unit and whole-GPU bandwidth."""
+    decode_l_half: float = 0.0
+    """Per-unit fixed work in KV tokens (tile fill, split-KV combine)."""
 
 
 @dataclass(frozen=True)
@@ -138,12 +168,12 @@ class Calibration:
         gemm_bf16: GEMM curve for bf16 weights.
         gemm_fp8: GEMM curve for fp8 weights (relative to the fp8 peak).
         attention: attention curves.
-        ew_em: achieved fraction of peak bandwidth for elementwise operators.
-        ew_launch_s: host floor of one eager elementwise call in the micro-benchmarks.
-        ew_floor_p: soft-max exponent combining that floor with GPU time (see :class:`GemmCurve`).
-        kernel_s: GPU time per kernel boundary inside a (graph-replayed) step; on one model's steps it
-            cannot be told apart from ``step_s`` (the kernel count is fixed), so the fit keeps it 0 and
-            ``step_s`` carries it.
+        ew_em: achieved fraction of peak bandwidth for pointwise operators (residual adds, gathers).
+        ew_launch_s: fixed GPU cost of one elementwise kernel (graph-replayed).
+        ew_floor_p: soft-max exponent combining that cost with the streaming time.
+        kernel_s: extra time per kernel boundary inside a step beyond the operators' own fixed costs;
+            on one model's steps it cannot be told apart from ``step_s`` (the kernel count is fixed),
+            so the fit keeps it 0 and ``step_s`` carries it.
         step_s: fixed per-step overhead.
         per_seq_s: per-sequence per-step overhead (sampling, bookkeeping).
         alpha_s: collective latency per ring hop.
@@ -158,6 +188,10 @@ class Calibration:
         engine_per_seq_s: extra per-sequence per-step time of that engine.
         engine: which engine those two were fitted on.
         holdout_errors: error summary of the fit on held-out shapes (informational).
+        ew_em_silu: bandwidth fraction of SiLU*mul passes.
+        ew_em_rope: bandwidth fraction of RoPE passes.
+        ew_em_norm: bandwidth fraction of RMSNorm with many rows.
+        ew_norm_rows_half: rows at which RMSNorm reaches half of ``ew_em_norm``.
     """
 
     gemm_bf16: GemmCurve
@@ -180,24 +214,38 @@ class Calibration:
     engine_per_seq_s: float = 0.0
     engine: str = ""
     holdout_errors: dict[str, float] = field(default_factory=dict, compare=False, hash=False)
+    ew_em_silu: float = 0.0
+    ew_em_rope: float = 0.0
+    ew_em_norm: float = 0.0
+    ew_norm_rows_half: float = 0.0
+
+    def ew_fraction(self, kind: str) -> float:
+        """Bandwidth fraction of one elementwise kind (``add``, ``silu_mul``, ``rope``, ``rmsnorm``);
+        kinds without their own fitted value fall back to ``ew_em``."""
+        own = {"silu_mul": self.ew_em_silu, "rope": self.ew_em_rope,
+               "rmsnorm": self.ew_em_norm}.get(kind, 0.0)
+        return own if own > 0.0 else self.ew_em
 
     def to_json(self) -> str:
         """Serialise (stable key order) for shipping as data."""
         return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
 
 
-_PRIOR_GEMM = GemmCurve(ec_max=0.75, m_half=48.0, w_half=2.0e6, em_max=0.85, p=4.0, launch_s=6e-6)
+_PRIOR_GEMM = GemmCurve(ec_max=0.75, m_half=48.0, w_half=2.0e6, em_max=0.85, p=4.0, launch_s=4e-6,
+                        floor_p=1.2)
 
 PRIOR = Calibration(
     gemm_bf16=_PRIOR_GEMM,
     gemm_fp8=replace(_PRIOR_GEMM, ec_max=0.65),
     attention=AttentionCurve(
-        prefill_ec=0.55, prefill_x_half=256.0, prefill_em=0.7, prefill_launch_s=1e-5,
-        decode_em=0.7, decode_ec=0.4, decode_per_seq_s=2e-7, decode_launch_s=1e-5,
+        prefill_ec=0.4, prefill_x_half=64.0, prefill_em=0.9, prefill_launch_s=1e-5,
+        decode_em=0.7, decode_ec=0.4, decode_launch_s=1e-5, prefill_w_half=4.0, prefill_bal_half=500.0,
+        prefill_p=1.5, decode_em_nosplit=0.7, decode_split_units=132.0, decode_unit_frac=0.1, decode_q=2.0,
+        decode_l_half=30.0,
     ),
-    ew_em=0.75,
-    ew_launch_s=5e-6,
-    ew_floor_p=1.0,
+    ew_em=0.6,
+    ew_launch_s=2e-6,
+    ew_floor_p=1.2,
     kernel_s=0.0,
     step_s=1e-3,
     per_seq_s=1e-5,
@@ -209,6 +257,10 @@ PRIOR = Calibration(
                       clock_exp=polca_clock_exponent(700.0, 70.0), tdp_w=700.0),
     gpu=REFERENCE_GPU,
     source="prior: uncalibrated starting values (fitter's initial guess), not measured",
+    ew_em_silu=0.55,
+    ew_em_rope=0.6,
+    ew_em_norm=0.65,
+    ew_norm_rows_half=300.0,
 )
 """Uncalibrated starting point; used only when no calibration file ships at all."""
 

@@ -49,7 +49,7 @@ H_PF_FLOPS_PER_PAIR = 23
 H_PF_BYTES_PER_TOKEN = 24
 H_DEC_EM = 25
 H_DEC_EC = 26
-H_DEC_SEQ = 27
+H_DEC_UNIT_FRAC = 27
 H_DEC_LAUNCH = 28
 H_DEC_BYTES_PER_KV = 29
 H_DEC_FLOPS_PER_KV = 30
@@ -77,7 +77,20 @@ H_TDP = 51
 H_BW_NOMINAL = 52
 H_N_OPS = 53
 H_COLL_BASE = 54
-HEADER = 55
+H_G16_FLOORP = 55
+H_G8_FLOORP = 56
+H_PF_WHALF = 57
+H_PF_BALHALF = 58
+H_PF_P = 59
+H_PF_HEADS = 60
+H_DEC_EM_NOSPLIT = 61
+H_DEC_SPLIT_UNITS = 62
+H_DEC_Q = 63
+H_DEC_LHALF = 64
+H_DEC_UNITS_PER_SEQ = 65
+H_EW_P = 66
+H_PF_KV_BYTES_PER_TOKEN = 67
+HEADER = 68
 H_NAMES: tuple[str, ...] = (
     "PEAK_BF16",
     "PEAK_FP8",
@@ -106,7 +119,7 @@ H_NAMES: tuple[str, ...] = (
     "PF_BYTES_PER_TOKEN",
     "DEC_EM",
     "DEC_EC",
-    "DEC_SEQ",
+    "DEC_UNIT_FRAC",
     "DEC_LAUNCH",
     "DEC_BYTES_PER_KV",
     "DEC_FLOPS_PER_KV",
@@ -134,6 +147,19 @@ H_NAMES: tuple[str, ...] = (
     "BW_NOMINAL",
     "N_OPS",
     "COLL_BASE",
+    "G16_FLOORP",
+    "G8_FLOORP",
+    "PF_WHALF",
+    "PF_BALHALF",
+    "PF_P",
+    "PF_HEADS",
+    "DEC_EM_NOSPLIT",
+    "DEC_SPLIT_UNITS",
+    "DEC_Q",
+    "DEC_LHALF",
+    "DEC_UNITS_PER_SEQ",
+    "EW_P",
+    "PF_KV_BYTES_PER_TOKEN",
 )
 
 # ---- GEMM operator table -------------------------------------------------------------------------
@@ -189,25 +215,67 @@ def gemm_time(m: float, n: float, k: float, wbytes: float, peak: float, bw: floa
 
 
 @njit(cache=True)
-def prefill_attn_time(pt: float, pairs: float, flops_per_pair: float, bytes_per_token: float,
-                      peak: float, bw: float, ec: float, xhalf: float, em: float, launch: float) -> float:
-    """One layer's prefill attention over ``pt`` new tokens and ``pairs`` causal query-key pairs."""
-    if pt <= 0.0:
-        return 0.0
-    x = pairs / pt
-    tc = flops_per_pair * pairs / (peak * ec * x / (x + xhalf))
-    tm = bytes_per_token * pt / (bw * em)
-    return float(max(tc, tm) + launch)
+def soft_sum(t: float, floor: float, q: float) -> float:
+    """A kernel's streaming time ``t`` and its fixed cost ``floor`` combined: ``(t**q + floor**q)**(1/q)``
+    (``q = 1`` adds them; a large ``q`` takes the larger)."""
+    if floor <= 0.0:
+        return t
+    return float((t**q + floor**q) ** (1.0 / q))
+
+
+PF_TILE = 128.0
+"""Query rows per FlashAttention tile (one CTA each) in the prefill parallelism feature."""
 
 
 @njit(cache=True)
-def decode_attn_time(ds: float, kv: float, bytes_per_kv: float, flops_per_kv: float,
-                     peak: float, bw: float, em: float, ec: float, per_seq: float, launch: float) -> float:
-    """One layer's decode attention: ``ds`` sequences reading ``kv`` cached tokens in total."""
+def prefill_kv_len(pt: float, pairs: float, seqs: float) -> float:
+    """Keys each of ``seqs`` equal causal chunks of ``pt`` tokens in total attends to at its last query
+    (cached context plus the chunk), recovered from the pair count."""
+    if pt <= 0.0:
+        return 0.0
+    return pairs / pt + (pt / max(seqs, 1.0) - 1.0) / 2.0
+
+
+@njit(cache=True)
+def prefill_attn_bytes(pt: float, pairs: float, seqs: float, bytes_per_token: float,
+                       kv_bytes_per_token: float) -> float:
+    """Bytes one layer's prefill attention moves: queries and outputs of the new tokens, and the keys
+    and values of every sequence's whole context."""
+    return bytes_per_token * pt + kv_bytes_per_token * max(seqs, 1.0) * prefill_kv_len(pt, pairs, seqs)
+
+
+@njit(cache=True)
+def prefill_attn_time(pt: float, pairs: float, seqs: float, flops_per_pair: float, bytes_per_token: float,
+                      kv_bytes_per_token: float, heads: float, peak: float, bw: float, ec: float,
+                      xhalf: float, em: float, whalf: float, balhalf: float, p: float,
+                      launch: float) -> float:
+    """One layer's prefill attention: ``seqs`` equal chunks, ``pt`` new tokens, ``pairs`` causal
+    query-key pairs, ``heads`` query heads (see :mod:`planner.perf.calibration`)."""
+    if pt <= 0.0:
+        return 0.0
+    x = pairs / pt
+    ctx = prefill_kv_len(pt, pairs, seqs)
+    bal = x / ctx if ctx > 0.0 else 1.0
+    w = heads * pt / PF_TILE
+    eff = ec * (x / (x + xhalf)) * (w / (w + whalf)) * (bal + (1.0 - bal) * w / (w + balhalf))
+    tc = flops_per_pair * pairs / (peak * eff)
+    tm = prefill_attn_bytes(pt, pairs, seqs, bytes_per_token, kv_bytes_per_token) / (bw * em)
+    return float((tc**p + tm**p + launch**p) ** (1.0 / p))
+
+
+@njit(cache=True)
+def decode_attn_time(ds: float, kv: float, units_per_seq: float, bytes_per_kv: float, flops_per_kv: float,
+                     peak: float, bw: float, em: float, em_nosplit: float, split_units: float,
+                     unit_frac: float, q: float, lhalf: float, ec: float, launch: float) -> float:
+    """One layer's decode attention: ``ds`` sequences reading ``kv`` cached tokens in total; affine in
+    ``kv`` for a given ``ds`` (see :mod:`planner.perf.calibration`)."""
     if ds <= 0.0:
         return 0.0
-    per_kv = max(bytes_per_kv / (bw * em), flops_per_kv / (peak * ec))
-    return float(launch + per_seq * ds + per_kv * kv)
+    units = ds * units_per_seq
+    e = em if (units < split_units or em_nosplit <= 0.0) else em_nosplit
+    e_u = (e ** (-q) + (units * unit_frac) ** (-q)) ** (-1.0 / q)
+    per_kv = max(bytes_per_kv / (bw * e_u), flops_per_kv / (peak * ec))
+    return float(launch + (kv + ds * lhalf) * per_kv)
 
 
 @njit(cache=True)
@@ -253,15 +321,17 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
             count = count * frac
         if rows <= 0.0 or count <= 0.0:
             continue
-        launches = prm[b + OP_LAUNCHES]
+        launches = max(prm[b + OP_LAUNCHES], 1.0)
+        # each launch runs count/launches GEMMs (grouped experts) and pays its fixed cost softly
         if wb == 1.0:
-            t = count * gemm_time(rows, n, k, wb, prm[H_PEAK_FP8], bw, prm[H_G8_EC], prm[H_G8_MHALF],
-                                  prm[H_G8_WHALF], prm[H_G8_EM], prm[H_G8_P], 0.0) + (
-                                      launches * prm[H_G8_LAUNCH])
+            g = count / launches * gemm_time(rows, n, k, wb, prm[H_PEAK_FP8], bw, prm[H_G8_EC],
+                                             prm[H_G8_MHALF], prm[H_G8_WHALF], prm[H_G8_EM], prm[H_G8_P], 0.0)
+            t = launches * soft_sum(g, prm[H_G8_LAUNCH], prm[H_G8_FLOORP])
         else:
-            t = count * gemm_time(rows, n, k, wb, prm[H_PEAK_BF16], bw, prm[H_G16_EC], prm[H_G16_MHALF],
-                                  prm[H_G16_WHALF], prm[H_G16_EM], prm[H_G16_P], 0.0) + (
-                                      launches * prm[H_G16_LAUNCH])
+            g = count / launches * gemm_time(rows, n, k, wb, prm[H_PEAK_BF16], bw, prm[H_G16_EC],
+                                             prm[H_G16_MHALF], prm[H_G16_WHALF], prm[H_G16_EM], prm[H_G16_P],
+                                             0.0)
+            t = launches * soft_sum(g, prm[H_G16_LAUNCH], prm[H_G16_FLOORP])
         total += t
         flops += count * 2.0 * rows * n * k
         nbytes += count * (n * k * wb + rows * (n + k) * ACT_BYTES)
@@ -271,18 +341,23 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
     peak_attn = prm[H_PEAK_BF16]
     # attention, prefill part
     if pt > 0.0:
-        t = layers * prefill_attn_time(pt, pairs, prm[H_PF_FLOPS_PER_PAIR], prm[H_PF_BYTES_PER_TOKEN],
-                                       peak_attn, bw, prm[H_PF_EC], prm[H_PF_XHALF], prm[H_PF_EM],
-                                       prm[H_PF_LAUNCH])
+        # the step's prefill tokens are taken as one chunk (one sequence)
+        t = layers * prefill_attn_time(pt, pairs, 1.0, prm[H_PF_FLOPS_PER_PAIR], prm[H_PF_BYTES_PER_TOKEN],
+                                       prm[H_PF_KV_BYTES_PER_TOKEN], prm[H_PF_HEADS], peak_attn, bw,
+                                       prm[H_PF_EC], prm[H_PF_XHALF], prm[H_PF_EM], prm[H_PF_WHALF],
+                                       prm[H_PF_BALHALF], prm[H_PF_P], prm[H_PF_LAUNCH])
         total += t
         flops += layers * prm[H_PF_FLOPS_PER_PAIR] * pairs
-        nbytes += layers * prm[H_PF_BYTES_PER_TOKEN] * pt
+        nbytes += layers * prefill_attn_bytes(pt, pairs, 1.0, prm[H_PF_BYTES_PER_TOKEN],
+                                              prm[H_PF_KV_BYTES_PER_TOKEN])
         if write:
             out[F_ATTN_PREFILL] += scale * t
     # attention, decode part (affine in kv)
     if ds > 0.0:
-        t = layers * decode_attn_time(ds, kv, prm[H_DEC_BYTES_PER_KV], prm[H_DEC_FLOPS_PER_KV], peak_attn, bw,
-                                      prm[H_DEC_EM], prm[H_DEC_EC], prm[H_DEC_SEQ], prm[H_DEC_LAUNCH])
+        t = layers * decode_attn_time(ds, kv, prm[H_DEC_UNITS_PER_SEQ], prm[H_DEC_BYTES_PER_KV],
+                                      prm[H_DEC_FLOPS_PER_KV], peak_attn, bw, prm[H_DEC_EM],
+                                      prm[H_DEC_EM_NOSPLIT], prm[H_DEC_SPLIT_UNITS], prm[H_DEC_UNIT_FRAC],
+                                      prm[H_DEC_Q], prm[H_DEC_LHALF], prm[H_DEC_EC], prm[H_DEC_LAUNCH])
         total += t
         flops += layers * prm[H_DEC_FLOPS_PER_KV] * kv
         nbytes += layers * prm[H_DEC_BYTES_PER_KV] * kv
@@ -291,7 +366,8 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
     # elementwise
     if T > 0.0:
         by = prm[H_EW_BYTES_PER_TOKEN] * T
-        t = prm[H_EW_LAUNCHES] * prm[H_EW_LAUNCH] + by / (bw * prm[H_EW_EM])
+        nk = max(prm[H_EW_LAUNCHES], 1.0)
+        t = nk * soft_sum(by / nk / (bw * prm[H_EW_EM]), prm[H_EW_LAUNCH], prm[H_EW_P])
         total += t
         nbytes += by
         if write:

@@ -235,30 +235,43 @@ def _params(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, cal:
     prm[kn.H_LAYERS] = lay.stage_layers
     prm[kn.H_OVER_STEP] = cal.step_s
     prm[kn.H_OVER_SEQ] = cal.per_seq_s
-    for base, g in ((kn.H_G16_EC, cal.gemm_bf16), (kn.H_G8_EC, cal.gemm_fp8)):
-        prm[base:base + 6] = [g.ec_max, g.m_half, g.w_half, g.em_max, g.p, cal.kernel_s]
+    # operator fixed costs (launch, ramp-up, tail) were measured under CUDA-graph replay, as engines run
+    # a step, so they apply here; kernel_s is any extra per-kernel cost on top (0 unless fitted)
+    for base, g, fp in ((kn.H_G16_EC, cal.gemm_bf16, kn.H_G16_FLOORP),
+                        (kn.H_G8_EC, cal.gemm_fp8, kn.H_G8_FLOORP)):
+        prm[base:base + 6] = [g.ec_max, g.m_half, g.w_half, g.em_max, g.p, g.launch_s + cal.kernel_s]
+        prm[fp] = g.floor_p
     a = cal.attention
     prm[kn.H_PF_EC], prm[kn.H_PF_XHALF], prm[kn.H_PF_EM], prm[kn.H_PF_LAUNCH] = (
-        a.prefill_ec, a.prefill_x_half, a.prefill_em, cal.kernel_s)
-    prm[kn.H_DEC_EM], prm[kn.H_DEC_EC], prm[kn.H_DEC_SEQ], prm[kn.H_DEC_LAUNCH] = (
-        a.decode_em, a.decode_ec, a.decode_per_seq_s, cal.kernel_s)
+        a.prefill_ec, a.prefill_x_half, a.prefill_em, a.prefill_launch_s + cal.kernel_s)
+    prm[kn.H_PF_WHALF], prm[kn.H_PF_BALHALF], prm[kn.H_PF_P] = (
+        a.prefill_w_half, a.prefill_bal_half, a.prefill_p)
+    prm[kn.H_PF_HEADS] = lay.hq
+    prm[kn.H_DEC_EM], prm[kn.H_DEC_EC], prm[kn.H_DEC_LAUNCH] = (
+        a.decode_em, a.decode_ec, a.decode_launch_s + cal.kernel_s)
+    prm[kn.H_DEC_EM_NOSPLIT], prm[kn.H_DEC_SPLIT_UNITS] = a.decode_em_nosplit, a.decode_split_units
+    prm[kn.H_DEC_UNIT_FRAC], prm[kn.H_DEC_Q], prm[kn.H_DEC_LHALF] = (
+        a.decode_unit_frac, a.decode_q, a.decode_l_half)
+    # decode work units per sequence: KV heads on this GPU (MLA: the one shared latent)
+    prm[kn.H_DEC_UNITS_PER_SEQ] = 1.0 if model.mla is not None else lay.hkv
     if model.mla is None:
         d = model.head_dim
         prm[kn.H_PF_FLOPS_PER_PAIR] = 4.0 * lay.hq * d
-        prm[kn.H_PF_BYTES_PER_TOKEN] = (2 * lay.hq + 2 * lay.hkv) * d * kn.ACT_BYTES
+        prm[kn.H_PF_BYTES_PER_TOKEN] = 2 * lay.hq * d * kn.ACT_BYTES  # queries in, outputs out
+        prm[kn.H_PF_KV_BYTES_PER_TOKEN] = 2 * lay.hkv * d * kvb  # keys and values of the context
         prm[kn.H_DEC_FLOPS_PER_KV] = 4.0 * lay.hq * d
     else:
         m = model.mla
         qk = m.qk_nope_head_dim + m.qk_rope_head_dim
         prm[kn.H_PF_FLOPS_PER_PAIR] = 2.0 * lay.hq * (qk + m.v_head_dim)
-        prm[kn.H_PF_BYTES_PER_TOKEN] = lay.hq * (2 * qk + 2 * m.v_head_dim) * kn.ACT_BYTES
+        prm[kn.H_PF_BYTES_PER_TOKEN] = lay.hq * (qk + m.v_head_dim) * kn.ACT_BYTES
+        prm[kn.H_PF_KV_BYTES_PER_TOKEN] = lay.hq * (qk + m.v_head_dim) * kn.ACT_BYTES  # up-projected k, v
         prm[kn.H_DEC_FLOPS_PER_KV] = 2.0 * lay.hq * (2 * m.kv_lora_rank + m.qk_rope_head_dim)
     prm[kn.H_DEC_BYTES_PER_KV] = lay.kv_values * kvb
     # elementwise bytes per token over the stage: 2 rmsnorm (r+w h), 2 residual adds (2r+w h),
     # RoPE on q and k (r+w), SiLU*mul (read 2f, write f); embedding gather and final norm
     q_rope = lay.hq * (model.head_dim if model.mla is None else model.mla.qk_rope_head_dim)
     k_rope = lay.hkv * (model.head_dim if model.mla is None else model.mla.qk_rope_head_dim)
-    per_layer = 2 * 2 * h + 2 * 3 * h + 2 * (q_rope + k_rope)
     act_dense = 0.0
     if lay.dense_layers:
         ffn = model.ffn_size if model.moe is None else model.moe.dense_ffn_size
@@ -268,10 +281,20 @@ def _params(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, cal:
         e = model.moe
         fe = e.expert_ffn_size / (par.tp // par.ep)
         act_moe = lay.moe_layers * 3 * fe * (e.experts_per_token * imbalance / par.ep + e.num_shared_experts)
-    prm[kn.H_EW_BYTES_PER_TOKEN] = (lay.stage_layers * per_layer + act_dense + act_moe + 4 * h) * kn.ACT_BYTES
+    # bytes per token by operator kind, each streamed at its own fitted fraction of peak bandwidth
+    kinds = {
+        "rmsnorm": lay.stage_layers * 2 * 2 * h + 2 * h,
+        "add": lay.stage_layers * 2 * 3 * h + 2 * h,
+        "rope": lay.stage_layers * 2 * (q_rope + k_rope),
+        "silu_mul": act_dense + act_moe,
+    }
+    ew_bytes = sum(kinds.values()) * kn.ACT_BYTES
+    ew_time = sum(v / cal.ew_fraction(k) for k, v in kinds.items()) * kn.ACT_BYTES
+    prm[kn.H_EW_BYTES_PER_TOKEN] = ew_bytes
     prm[kn.H_EW_LAUNCHES] = 6 * lay.stage_layers + 2
-    prm[kn.H_EW_EM] = cal.ew_em
-    prm[kn.H_EW_LAUNCH] = cal.kernel_s
+    prm[kn.H_EW_EM] = ew_bytes / ew_time
+    prm[kn.H_EW_LAUNCH] = cal.ew_launch_s + cal.kernel_s
+    prm[kn.H_EW_P] = cal.ew_floor_p
     # communication
     slice_ = par.tp // par.ep
     moe_allreduce = lay.moe_layers if slice_ > 1 else 0

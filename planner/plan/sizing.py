@@ -176,6 +176,13 @@ class PlanReport:
     verify_s: float
     notes: tuple[str, ...] = ()
 
+    @property
+    def recommended(self) -> Verification | None:
+        """The cheapest variant that meets the SLO in replay (the solver's plan when it does); None when
+        nothing was replayed or nothing held up."""
+        ok = [v for v in self.verification if v.meets_slo]
+        return min(ok, key=lambda v: (v.cost_usd, v.label != "plan")) if ok else None
+
     def cost_breakdown(self) -> list[CostLine]:
         """Per configuration: replicas, GPU-hours, the price used and cost."""
         out = []

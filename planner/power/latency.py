@@ -92,9 +92,15 @@ def _attain(ttft: F64, tpot: F64, t_ttft: float, t_tpot: float) -> float:
     return float(ok.mean()) if ok.size else float("nan")
 
 
-def estimate_inflation(requests: pl.DataFrame, run: PolicyRun, *, server_of_replica: I64,
-                       priorities: Sequence[str], slo_ttft_s: float | None = None,
-                       slo_tpot_s: float | None = None) -> tuple[TierLatency, ...]:
+def estimate_inflation(
+    requests: pl.DataFrame,
+    run: PolicyRun,
+    *,
+    server_of_replica: I64,
+    priorities: Sequence[str],
+    slo_ttft_s: float | None = None,
+    slo_tpot_s: float | None = None,
+) -> tuple[TierLatency, ...]:
     """p99 TTFT/TPOT per tier with the run's locks added to the replay's request times.
 
     Args:
@@ -117,8 +123,11 @@ def estimate_inflation(requests: pl.DataFrame, run: PolicyRun, *, server_of_repl
         df = df.filter(~pl.col("rejected"))
     rep = df["replica"].to_numpy().astype(np.int64)
     if rep.size and (rep.min() < 0 or rep.max() >= server_of_replica.size):
-        raise InputError("a request ran on a replica with no server", field="replica",
-                         expected=f"replica ids 0..{server_of_replica.size - 1}")
+        raise InputError(
+            "a request ran on a replica with no server",
+            field="replica",
+            expected=f"replica ids 0..{server_of_replica.size - 1}",
+        )
     srv = server_of_replica[rep] if rep.size else np.zeros(0, dtype=np.int64)
     keep = srv < n_srv
     srv = srv[keep]
@@ -152,8 +161,17 @@ def estimate_inflation(requests: pl.DataFrame, run: PolicyRun, *, server_of_repl
         if slo_ttft_s is not None and slo_tpot_s is not None:
             att_base = _attain(ttft[sel], tpot[sel], slo_ttft_s, slo_tpot_s)
             att = _attain(ttft_new[sel], tpot_new[sel], slo_ttft_s, slo_tpot_s)
-        res.append(TierLatency(tier=tier, requests=int(sel.sum()), affected=float(hit[sel].mean()),
-                               ttft_p99_base_s=_p99(ttft[sel]), ttft_p99_s=_p99(ttft_new[sel]),
-                               tpot_p99_base_s=_p99(tpot[sel]), tpot_p99_s=_p99(tpot_new[sel]),
-                               attainment_base=att_base, attainment=att))
+        res.append(
+            TierLatency(
+                tier=tier,
+                requests=int(sel.sum()),
+                affected=float(hit[sel].mean()),
+                ttft_p99_base_s=_p99(ttft[sel]),
+                ttft_p99_s=_p99(ttft_new[sel]),
+                tpot_p99_base_s=_p99(tpot[sel]),
+                tpot_p99_s=_p99(tpot_new[sel]),
+                attainment_base=att_base,
+                attainment=att,
+            )
+        )
     return tuple(res)

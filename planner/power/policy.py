@@ -84,11 +84,17 @@ class PolcaParams:
 
     def __post_init__(self) -> None:
         if not 0.0 < self.t1 < self.t2 <= self.t_brake:
-            raise InputError(f"thresholds t1={self.t1}, t2={self.t2}, t_brake={self.t_brake} out of order",
-                             field="t1/t2/t_brake", expected="0 < t1 < t2 <= t_brake")
+            raise InputError(
+                f"thresholds t1={self.t1}, t2={self.t2}, t_brake={self.t_brake} out of order",
+                field="t1/t2/t_brake",
+                expected="0 < t1 < t2 <= t_brake",
+            )
         if not 0.0 <= self.hysteresis < self.t1:
-            raise InputError(f"hysteresis {self.hysteresis} out of range", field="hysteresis",
-                             expected="0 <= hysteresis < t1")
+            raise InputError(
+                f"hysteresis {self.hysteresis} out of range",
+                field="hysteresis",
+                expected="0 <= hysteresis < t1",
+            )
         for name in ("telemetry_period_s",):
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be positive", field=name, expected="seconds > 0")
@@ -99,13 +105,17 @@ class PolcaParams:
             if not getattr(self, name) > 0:
                 raise InputError(f"{name} must be positive", field=name, expected="MHz > 0")
         if self.lp_min_clock_mhz > self.lp_clock_mhz:
-            raise InputError("lp_min_clock_mhz above lp_clock_mhz", field="lp_min_clock_mhz",
-                             expected=f"<= lp_clock_mhz ({self.lp_clock_mhz:g})")
+            raise InputError(
+                "lp_min_clock_mhz above lp_clock_mhz",
+                field="lp_min_clock_mhz",
+                expected=f"<= lp_clock_mhz ({self.lp_clock_mhz:g})",
+            )
 
     def threshold(self, level: CapLevel) -> float:
         """The entry threshold of ``level`` as a fraction of the budget (0 for ``NONE``)."""
-        return {CapLevel.NONE: 0.0, CapLevel.LP: self.t1, CapLevel.HP: self.t2,
-                CapLevel.BRAKE: self.t_brake}[level]
+        return {CapLevel.NONE: 0.0, CapLevel.LP: self.t1, CapLevel.HP: self.t2, CapLevel.BRAKE: self.t_brake}[
+            level
+        ]
 
     def clocks(self, level: CapLevel, priority: str) -> float | None:
         """The clock a server of ``priority`` runs at under ``level`` (``None`` = unlocked)."""
@@ -152,9 +162,13 @@ def next_state(state: PolcaState, *, now_s: float, row_fraction: float, params: 
     """One step of the level machine: escalate at once, release one level after the dwell."""
     target = target_level(row_fraction, params)
     if target > state.level:
-        return replace(state, level=target, below_since_s=None,
-                       brake_events=state.brake_events + (target is CapLevel.BRAKE),
-                       escalations=state.escalations + 1)
+        return replace(
+            state,
+            level=target,
+            below_since_s=None,
+            brake_events=state.brake_events + (target is CapLevel.BRAKE),
+            escalations=state.escalations + 1,
+        )
     if state.level is CapLevel.NONE:
         return state
     release_at = params.threshold(state.level) - params.hysteresis
@@ -184,8 +198,9 @@ def polca_decide(ctx: PowerContext, *, params: PolcaParams) -> CapDecision:
         raise InputError(f"row budget {ctx.row_budget_w} W", field="row_budget_w", expected="watts > 0")
     bad = [p for p in ctx.server_priority if p not in (HP, LP)]
     if bad:
-        raise InputError(f"unknown server priority {bad[0]!r}", field="server_priority",
-                         expected="'hp' or 'lp'")
+        raise InputError(
+            f"unknown server priority {bad[0]!r}", field="server_priority", expected="'hp' or 'lp'"
+        )
     prev = ctx.state if isinstance(ctx.state, PolcaState) else PolcaState()
     state = next_state(prev, now_s=ctx.now_s, row_fraction=ctx.row_power_w / ctx.row_budget_w, params=params)
     clocks = tuple(params.clocks(state.level, p) for p in ctx.server_priority)

@@ -109,8 +109,11 @@ def run_policy(
     n_srv = timeline.servers
     prio = tuple(priorities)
     if len(prio) != n_srv:
-        raise InputError(f"{len(prio)} priorities for {n_srv} servers", field="server_priority",
-                         expected="one 'hp'/'lp' per server")
+        raise InputError(
+            f"{len(prio)} priorities for {n_srv} servers",
+            field="server_priority",
+            expected="one 'hp'/'lp' per server",
+        )
     if any(p not in (HP, LP) for p in prio):
         raise InputError("unknown server priority", field="server_priority", expected="'hp' or 'lp'")
     if not budget_w > 0:
@@ -120,9 +123,12 @@ def run_policy(
     dt = timeline.dt_s
     period = round(params.telemetry_period_s / dt)
     if period < 1 or abs(period * dt - params.telemetry_period_s) > 1e-6 * max(dt, 1.0):
-        raise InputError(f"telemetry period {params.telemetry_period_s:g} s is not a whole number of "
-                         f"{dt:g} s samples", path=timeline.source, field="telemetry_period_s",
-                         expected=f"a multiple of {dt:g} s")
+        raise InputError(
+            f"telemetry period {params.telemetry_period_s:g} s is not a whole number of {dt:g} s samples",
+            path=timeline.source,
+            field="telemetry_period_s",
+            expected=f"a multiple of {dt:g} s",
+        )
     decide = policy if policy is not None else make_polca(params)
     n = timeline.samples
     gpu = timeline.gpu_w
@@ -131,7 +137,7 @@ def run_policy(
     cache: dict[float, F64] = {}
 
     def power_at(i: int, clocks: F64) -> F64:
-        out = gpu[i].copy()
+        out: F64 = np.array(gpu[i], dtype=np.float64)
         for c in np.unique(clocks[~np.isnan(clocks)]):
             if float(c) not in cache:
                 cache[float(c)] = clock_model.locked_gpu_w(gpu, float(c))
@@ -141,7 +147,9 @@ def run_policy(
 
     current = np.full(n_srv, np.nan)
     brake_now = False
-    pending: list[tuple[float, F64, bool]] = []  # (time in force, clocks, brake), in decision order
+    pending: list[
+        tuple[float, F64 | None, bool | None]
+    ] = []  # (time in force, clocks, brake), in decision order
     row = np.zeros(n)
     clock_hist = np.full((n, n_srv), np.nan)
     locked = np.zeros((n, n_srv))
@@ -172,8 +180,8 @@ def run_policy(
         acc_locked = np.zeros(n_srv)
         acc_extra = np.zeros(n_srv)
         acc_brake = 0.0
-        for ts, clocks, brk in [*due, (t1, current, brake_now)]:
-            ts = min(max(ts, t0), t1)
+        for at, clocks, brk in [*due, (t1, None, None)]:
+            ts = min(max(at, t0), t1)
             span = ts - seg_start
             if span > 0:
                 acc_srv += span * power_at(i, current)
@@ -181,7 +189,8 @@ def run_policy(
                 acc_extra += span * slow_of(current)
                 acc_brake += span * brake_now
                 seg_start = ts
-            current, brake_now = clocks, brk
+            if clocks is not None and brk is not None:  # a change coming into force (not the sample end)
+                current, brake_now = clocks, brk
         srv_w = acc_srv / dt
         row[i] = float(srv_w.sum()) + base_row
         locked[i] = acc_locked / dt
@@ -191,10 +200,14 @@ def run_policy(
         win_w += srv_w
         win_n += 1
         if win_n == period:
-            ctx = PowerContext(now_s=t1, server_power_w=tuple(float(x) + base_w for x in win_w / win_n),
-                               server_priority=prio,
-                               server_clock_mhz=tuple(None if np.isnan(c) else float(c) for c in current),
-                               row_budget_w=budget_w, state=state)
+            ctx = PowerContext(
+                now_s=t1,
+                server_power_w=tuple(float(x) + base_w for x in win_w / win_n),
+                server_priority=prio,
+                server_clock_mhz=tuple(None if np.isnan(c) else float(c) for c in current),
+                row_budget_w=budget_w,
+                state=state,
+            )
             win_w = np.zeros(n_srv)
             win_n = 0
             dec = decide(ctx)
@@ -210,8 +223,14 @@ def run_policy(
     hp_cols = ~lp_cols
     any_locked = locked.max(axis=1) if n_srv else np.zeros(n)
     return PolicyRun(
-        t_s=timeline.t_s, dt_s=dt, row_w=row, row_unlocked_w=unlocked_row, clock_mhz=clock_hist,
-        locked_share=locked, slow_extra=extra, budget_w=float(budget_w),
+        t_s=timeline.t_s,
+        dt_s=dt,
+        row_w=row,
+        row_unlocked_w=unlocked_row,
+        clock_mhz=clock_hist,
+        locked_share=locked,
+        slow_extra=extra,
+        budget_w=float(budget_w),
         capped_fraction=float(any_locked.mean()) if n else 0.0,
         lp_locked_fraction=float(locked[:, lp_cols].max(axis=1).mean()) if n and lp_cols.any() else 0.0,
         hp_locked_fraction=float(locked[:, hp_cols].max(axis=1).mean()) if n and hp_cols.any() else 0.0,
@@ -221,4 +240,3 @@ def run_policy(
         peak_row_w=float(row.max()) if n else 0.0,
         peak_row_unlocked_w=float(unlocked_row.max()) if n else 0.0,
     )
-

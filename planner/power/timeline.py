@@ -48,15 +48,24 @@ class PowerTimeline:
 
     def __post_init__(self) -> None:
         if self.gpu_w.ndim != 2 or self.gpu_w.shape != (self.t_s.size, len(self.server_ids)):
-            raise InputError(f"power matrix of shape {self.gpu_w.shape} for {self.t_s.size} samples and "
-                             f"{len(self.server_ids)} servers", path=self.source, field="power_w",
-                             expected="one sample per server per time")
+            raise InputError(
+                f"power matrix of shape {self.gpu_w.shape} for {self.t_s.size} samples and "
+                f"{len(self.server_ids)} servers",
+                path=self.source,
+                field="power_w",
+                expected="one sample per server per time",
+            )
         if not (self.dt_s > 0 and math.isfinite(self.dt_s)):
-            raise InputError(f"sample length {self.dt_s}", path=self.source, field="t_s",
-                             expected="a uniform time grid with a positive step")
+            raise InputError(
+                f"sample length {self.dt_s}",
+                path=self.source,
+                field="t_s",
+                expected="a uniform time grid with a positive step",
+            )
         if self.gpu_w.size and not (np.isfinite(self.gpu_w).all() and (self.gpu_w >= 0).all()):
-            raise InputError("non-finite or negative power", path=self.source, field="power_w",
-                             expected="watts >= 0")
+            raise InputError(
+                "non-finite or negative power", path=self.source, field="power_w", expected="watts >= 0"
+            )
 
     @property
     def samples(self) -> int:
@@ -73,8 +82,12 @@ class PowerTimeline:
     def first(self, n: int) -> PowerTimeline:
         """The first ``n`` servers (a row of ``n`` servers from a larger replayed pool)."""
         if not 1 <= n <= self.servers:
-            raise InputError(f"{n} servers asked of a timeline with {self.servers}", path=self.source,
-                             field="servers", expected=f"1..{self.servers}")
+            raise InputError(
+                f"{n} servers asked of a timeline with {self.servers}",
+                path=self.source,
+                field="servers",
+                expected=f"1..{self.servers}",
+            )
         return PowerTimeline(self.t_s, self.dt_s, self.gpu_w[:, :n], self.server_ids[:n], self.source)
 
     def resample(self, period_s: float) -> PowerTimeline:
@@ -84,14 +97,18 @@ class PowerTimeline:
             return self
         m = self.samples // k
         w = self.gpu_w[: m * k].reshape(m, k, self.servers).mean(axis=1)
-        return PowerTimeline(self.t_s[: m * k: k], self.dt_s * k, w, self.server_ids, self.source)
+        return PowerTimeline(self.t_s[: m * k : k], self.dt_s * k, w, self.server_ids, self.source)
 
 
 def _multiple(period_s: float, dt_s: float, source: str) -> int:
     k = round(period_s / dt_s)
     if k < 1 or abs(k * dt_s - period_s) > 1e-6 * max(period_s, 1.0):
-        raise InputError(f"period {period_s:g} s is not a whole multiple of the {dt_s:g} s samples",
-                         path=source, field="telemetry_period_s", expected=f"a multiple of {dt_s:g} s")
+        raise InputError(
+            f"period {period_s:g} s is not a whole multiple of the {dt_s:g} s samples",
+            path=source,
+            field="telemetry_period_s",
+            expected=f"a multiple of {dt_s:g} s",
+        )
     return int(k)
 
 
@@ -109,8 +126,12 @@ def timeline_from_power_frame(df: pl.DataFrame, *, source: str, gpu_only_w: floa
     """
     srv = df.filter(pl.col("scope") == "server")
     if srv.height == 0:
-        raise InputError("no server-scope samples", path=source, field="scope",
-                         expected="rows with scope 'server' (per-server power)")
+        raise InputError(
+            "no server-scope samples",
+            path=source,
+            field="scope",
+            expected="rows with scope 'server' (per-server power)",
+        )
     wide = srv.pivot(on="id", index="t_s", values="power_w", aggregate_function="first").sort("t_s")
     ids = [c for c in wide.columns if c != "t_s"]
     ids.sort(key=_natural_key)
@@ -118,27 +139,39 @@ def timeline_from_power_frame(df: pl.DataFrame, *, source: str, gpu_only_w: floa
     t = wide["t_s"].to_numpy().astype(np.float64)
     if np.isnan(mat).any():
         r, c = np.argwhere(np.isnan(mat))[0]
-        raise InputError(f"server {ids[c]} has no sample at t_s={t[r]:g}", path=source, field="power_w",
-                         expected="every server sampled at every time")
+        raise InputError(
+            f"server {ids[c]} has no sample at t_s={t[r]:g}",
+            path=source,
+            field="power_w",
+            expected="every server sampled at every time",
+        )
     if t.size >= 2:
         d = np.diff(t)
         dt = float(np.median(d))
         if not np.allclose(d, dt, rtol=1e-6, atol=1e-9):
             i = int(np.argmax(np.abs(d - dt) > 1e-6 * max(dt, 1.0)))
-            raise InputError(f"time step {d[i]:g} s at t_s={t[i + 1]:g} differs from {dt:g} s", path=source,
-                             field="t_s", expected="a uniform sampling period")
+            raise InputError(
+                f"time step {d[i]:g} s at t_s={t[i + 1]:g} differs from {dt:g} s",
+                path=source,
+                field="t_s",
+                expected="a uniform sampling period",
+            )
     else:
         dt = 1.0
     gpu = mat - gpu_only_w
     if gpu_only_w and (gpu < 0).any():
-        raise InputError(f"a server sample is below the {gpu_only_w:g} W base", path=source, field="power_w",
-                         expected="server watts >= the non-GPU base power")
+        raise InputError(
+            f"a server sample is below the {gpu_only_w:g} W base",
+            path=source,
+            field="power_w",
+            expected="server watts >= the non-GPU base power",
+        )
     return PowerTimeline(t_s=t, dt_s=dt, gpu_w=gpu, server_ids=tuple(ids), source=source)
 
 
 def _natural_key(name: str) -> tuple[str, int]:
     head = name.rstrip("0123456789")
-    tail = name[len(head):]
+    tail = name[len(head) :]
     return head, int(tail) if tail else -1
 
 
@@ -162,8 +195,12 @@ def timeline_from_replay(power: pl.DataFrame | None, *, source: str = "replay") 
         InputError: the replay ran without a GPU spec (no power table).
     """
     if power is None:
-        raise InputError("the replay has no power table", path=source, field="gpu",
-                         expected="a replay run with the GPU spec (replay(..., gpu=...))")
+        raise InputError(
+            "the replay has no power table",
+            path=source,
+            field="gpu",
+            expected="a replay run with the GPU spec (replay(..., gpu=...))",
+        )
     return timeline_from_power_frame(power, source=source)
 
 
@@ -231,16 +268,23 @@ def mix_from_replay(timeseries: pl.DataFrame, requests: pl.DataFrame) -> StepMix
         raise InputError("the replay ran no engine step", field="steps", expected="a non-empty replay")
     pt = float(timeseries["prefill_tokens"].sum()) / steps
     ds = float(timeseries["decode_tokens"].sum()) / steps
-    mean_in = float(requests["input_tokens"].mean() or 0.0)
-    mean_out = float(requests["output_tokens"].mean() or 0.0)
+    mean_in = float(np.mean(requests["input_tokens"].to_numpy())) if requests.height else 0.0
+    mean_out = float(np.mean(requests["output_tokens"].to_numpy())) if requests.height else 0.0
     chunk = min(pt, mean_in) if pt > 0 else 0.0
     pairs = pt * ((chunk + 1.0) / 2.0)  # chunks starting at context 0 (prefix hits shift them: ignored)
     kv = ds * (mean_in + mean_out / 2.0)
     return StepMix(prefill_tokens=pt, prefill_pairs=pairs, decode_seqs=ds, decode_kv=kv)
 
 
-def clock_model_from_perf(perf: ReplicaPerf, *, mix: StepMix, max_clock_mhz: float, idle_w: float,
-                          gpus_per_server: int, clocks_mhz: Sequence[float]) -> ClockModel:
+def clock_model_from_perf(
+    perf: ReplicaPerf,
+    *,
+    mix: StepMix,
+    max_clock_mhz: float,
+    idle_w: float,
+    gpus_per_server: int,
+    clocks_mhz: Sequence[float],
+) -> ClockModel:
     """Tabulate power ratio and slowdown of ``perf`` locked at each clock, at the step ``mix``.
 
     Args:
@@ -271,6 +315,11 @@ def clock_model_from_perf(perf: ReplicaPerf, *, mix: StepMix, max_clock_mhz: flo
         p = perf.at_clock(c)
         ratios.append(min(1.0, max(0.0, (float(p.step_power_w(*xs)) - idle_w) / dyn)))
         slows.append(max(1.0, float(p.step_time_s(*xs)) / t_max))
-    return ClockModel(max_clock_mhz=float(max_clock_mhz), idle_w=float(idle_w),
-                      gpus_per_server=int(gpus_per_server), clocks_mhz=tuple(clocks),
-                      power_ratio=tuple(ratios), slowdown=tuple(slows))
+    return ClockModel(
+        max_clock_mhz=float(max_clock_mhz),
+        idle_w=float(idle_w),
+        gpus_per_server=int(gpus_per_server),
+        clocks_mhz=tuple(clocks),
+        power_ratio=tuple(ratios),
+        slowdown=tuple(slows),
+    )

@@ -342,8 +342,9 @@ def replay_cluster(trace: RequestTrace, pools: Sequence[Pool], *, config: Cluste
                 if len(clocks) != n_servers:
                     raise InputError(f"capping policy returned {len(clocks)} clocks for {n_servers} servers",
                                      field="server_clock_mhz", expected=f"{n_servers} entries")
-                if dec.brake:
-                    clocks = tuple(_brake_clock(runs, power) for _ in range(n_servers))
+                if dec.brake:  # the hard cap holds every server: at the policy's clock or the brake clock
+                    hold = _brake_clock(runs, power)
+                    clocks = tuple(hold if c is None else c for c in clocks)
                 brake = bool(dec.brake)
                 actuations.append((t + power.actuation_latency_s, clocks, brake))
             k_tel += 1
@@ -976,7 +977,7 @@ def _power_table(runs: Sequence[_PoolRun], gpu_w: Sequence[F64], config: Cluster
                  makespan: float) -> tuple[pl.DataFrame, F64, float]:
     """Average watts per GPU, server (plus base power), rack and row at the engine's resolution."""
     period = runs[0].eng.dt
-    n_f = min(w.shape[0] for w in gpu_w)
+    n_f = min(min(w.shape[0] for w in gpu_w), max(1, math.ceil(makespan / period - 1e-9)))
     t0: F64 = np.arange(n_f, dtype=np.float64) * period
     t1: F64 = np.minimum(t0 + period, max(makespan, period)).astype(np.float64)
     span = np.maximum(t1 - t0, 1e-12)

@@ -996,9 +996,10 @@ def run_arrivals(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq
         if t >= t_stop:
             break
         for r in range(nrep):
-            ts = _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent,
-                          ent_hash, tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, ts,
-                          dt, mh, tb, ib, r, t)
+            if pi[r, P_MODE] != MODE_IDLE and pf[r, Q_BUSY_UNTIL] < t:  # (the common case skips the call)
+                ts = _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent,
+                              ent_hash, tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, ts,
+                              dt, mh, tb, ib, r, t)
         r = _route(pi, ci, route, rkey, akey, inp, q)
         rq[q, R_REP] = r
         mh[M_ARRIVED] += 1

@@ -1,7 +1,7 @@
 """Write a :class:`~planner.sim.result.SimResult` to a folder (the only I/O of the simulator).
 
-Files: ``requests.parquet``, ``timeseries.parquet``, ``power.parquet`` (when the replay had a GPU spec)
-and ``summary.json``.
+Files: ``requests.parquet``, ``timeseries.parquet``, ``power.parquet`` (when the replay had a GPU spec),
+``replicas.parquet`` (replica lifecycles, for autoscaled / multi-pool replays) and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ def _clean(v: object) -> object:
 
 def summary_json(result: SimResult) -> str:
     """The summary as JSON (NaN and infinities become null)."""
-    return json.dumps(_clean(result.summary.as_dict()), indent=2, sort_keys=True)
+    d = result.summary.as_dict()
+    if result.pools:
+        d["pools"] = [{"name": p.name, "role": p.role, "scale_ups": p.scale_ups, "scale_downs": p.scale_downs,
+                       "scale_ups_deferred": p.scale_ups_deferred, "peak_replicas": p.peak_replicas,
+                       "summary": p.summary.as_dict()} for p in result.pools]
+    if result.capping is not None:
+        d["capping"] = result.capping.as_dict()
+    return json.dumps(_clean(d), indent=2, sort_keys=True)
 
 
 def write_result(result: SimResult, out_dir: Path) -> list[Path]:
@@ -41,6 +48,9 @@ def write_result(result: SimResult, out_dir: Path) -> list[Path]:
     if result.power is not None:
         paths.append(out_dir / "power.parquet")
         result.power.write_parquet(paths[-1])
+    if result.replicas is not None:
+        paths.append(out_dir / "replicas.parquet")
+        result.replicas.write_parquet(paths[-1])
     paths.append(out_dir / "summary.json")
     paths[-1].write_text(summary_json(result) + "\n")
     return paths

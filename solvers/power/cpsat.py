@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -47,6 +47,9 @@ from solvers.power.problem import PowerPlan, PowerProblem, SolveParams, SolveSta
 from traces.errors import InputError
 
 F64 = NDArray[np.float64]
+
+WATT_UNITS = 100
+"""Model units per watt (centiwatts): integer coefficients without rounding away a threshold crossing."""
 
 _STATUS = {
     cp_model.OPTIMAL: SolveStatus.OPTIMAL,
@@ -74,9 +77,14 @@ def _series(p: PowerProblem) -> _Series:
     hp = np.concatenate([s.hp_gpu_w for s in p.scenarios])
     lp = np.concatenate([s.lp_gpu_w for s in p.scenarios])
     prev = np.concatenate([np.r_[False, np.ones(s.hp_gpu_w.size - 1, dtype=bool)] for s in p.scenarios])
-    return _Series(hp_un=hp + b, lp_un=lp + b, lp_l1=cm.locked_gpu_w(lp, pol.lp_clock_mhz) + b,
-                   hp_l2=cm.locked_gpu_w(hp, pol.hp_clock_mhz) + b,
-                   lp_l2=cm.locked_gpu_w(lp, pol.lp_min_clock_mhz) + b, has_prev=prev)
+    return _Series(
+        hp_un=hp + b,
+        lp_un=lp + b,
+        lp_l1=cm.locked_gpu_w(lp, pol.lp_clock_mhz) + b,
+        hp_l2=cm.locked_gpu_w(hp, pol.hp_clock_mhz) + b,
+        lp_l2=cm.locked_gpu_w(lp, pol.lp_min_clock_mhz) + b,
+        has_prev=prev,
+    )
 
 
 @dataclass(frozen=True)
@@ -89,8 +97,9 @@ class Check:
     brake_periods: int
 
 
-def evaluate(p: PowerProblem, hp_servers: int, lp_servers: int, t1: float, t2: float,
-             series: _Series | None = None) -> Check:
+def evaluate(
+    p: PowerProblem, hp_servers: int, lp_servers: int, t1: float, t2: float, series: _Series | None = None
+) -> Check:
     """Check one ``(n_hp, n_lp, t1, t2)`` against the model's constraints.
 
     >>> from solvers.power.testing import toy_problem
@@ -109,9 +118,12 @@ def evaluate(p: PowerProblem, hp_servers: int, lp_servers: int, t1: float, t2: f
     brake = ((un >= tb) & ~z1p) | ((l1 >= tb) & ~z2p) | (l2 >= tb)
     n = un.size
     cf, hf = float(z1.mean()), float(z2.mean())
-    ok = (int(z1.sum()) <= int(np.floor(p.max_capped_fraction * n + 1e-9))
-          and int(z2.sum()) <= int(np.floor(p.max_hp_locked_fraction * n + 1e-9))
-          and not brake.any() and hp_servers >= p.hp_min(hp_servers + lp_servers))
+    ok = (
+        int(z1.sum()) <= int(np.floor(p.max_capped_fraction * n + 1e-9))
+        and int(z2.sum()) <= int(np.floor(p.max_hp_locked_fraction * n + 1e-9))
+        and not brake.any()
+        and hp_servers >= p.hp_min(hp_servers + lp_servers)
+    )
     return Check(feasible=bool(ok), capped_fraction=cf, hp_locked_fraction=hf, brake_periods=int(brake.sum()))
 
 
@@ -162,13 +174,23 @@ def greedy(p: PowerProblem, *, cuts: Mapping[tuple[float, float], int] | None = 
     if best is None:
         return None
     hp, lp, t1, t2, chk = best
-    return PowerPlan(hp_servers=hp, lp_servers=lp, t1=t1, t2=t2, capped_fraction=chk.capped_fraction,
-                     hp_locked_fraction=chk.hp_locked_fraction, status=SolveStatus.GREEDY,
-                     objective=float(hp + lp), bound=float(p.max_servers), wall_s=time.perf_counter() - t0)
+    return PowerPlan(
+        hp_servers=hp,
+        lp_servers=lp,
+        t1=t1,
+        t2=t2,
+        capped_fraction=chk.capped_fraction,
+        hp_locked_fraction=chk.hp_locked_fraction,
+        status=SolveStatus.GREEDY,
+        objective=float(hp + lp),
+        bound=float(p.max_servers),
+        wall_s=time.perf_counter() - t0,
+    )
 
 
-def solve(p: PowerProblem, *, params: SolveParams,
-          cuts: Mapping[tuple[float, float], int] | None = None) -> PowerPlan:
+def solve(
+    p: PowerProblem, *, params: SolveParams, cuts: Mapping[tuple[float, float], int] | None = None
+) -> PowerPlan:
     """Solve the CP-SAT model (hinted with :func:`greedy`; greedy is the fallback).
 
     Args:
@@ -198,100 +220,129 @@ def solve(p: PowerProblem, *, params: SolveParams,
     m = cp_model.CpModel()
     # --- variables
     nmax = upper_bound(p, s)
-    n_hp = m.NewIntVar(0, nmax, "n_hp")
-    n_lp = m.NewIntVar(0, nmax, "n_lp")
-    x = {a: m.NewBoolVar(f"t1_{a}") for a in t1s}
-    y = {b: m.NewBoolVar(f"t2_{b}") for b in t2s}
+    n_hp = m.new_int_var(0, nmax, "n_hp")
+    n_lp = m.new_int_var(0, nmax, "n_lp")
+    x = {a: m.new_bool_var(f"t1_{a}") for a in t1s}
+    y = {b: m.new_bool_var(f"t2_{b}") for b in t2s}
     # --- structure: one threshold each, a valid pair, row size, HP share
-    m.AddExactlyOne(x.values())
-    m.AddExactlyOne(y.values())
+    m.add_exactly_one(x.values())
+    m.add_exactly_one(y.values())
     valid = set(pairs)
     for a in t1s:
         for b in t2s:
             if (a, b) not in valid:
-                m.AddBoolOr([x[a].Not(), y[b].Not()])
-    m.Add(n_hp + n_lp >= p.min_servers)
-    m.Add(n_hp + n_lp <= nmax)
+                m.add_bool_or([x[a].negated(), y[b].negated()])
+    m.add(n_hp + n_lp >= p.min_servers)
+    if hint is not None:  # greedy's row is feasible: the optimum has at least as many servers
+        m.add(n_hp + n_lp >= hint.servers)
+    m.add(n_hp + n_lp <= nmax)
     share = round(p.min_hp_share * 1000)
-    m.Add(1000 * n_hp >= share * (n_hp + n_lp))  # n_hp >= min_hp_share * n
+    m.add(1000 * n_hp >= share * (n_hp + n_lp))  # n_hp >= min_hp_share * n
     # cuts from failed verifications: with this pair, at most `cap` servers
     for (a, b), cap in cuts.items():
         if a in x and b in y:
-            m.Add(n_hp + n_lp <= cap).OnlyEnforceIf([x[a], y[b]])
-    t1B = sum(round(a * B) * x[a] for a in t1s)
-    t2B = sum(round(b * B) * y[b] for b in t2s)
-    tb = round(p.policy.t_brake * B)
+            m.add(n_hp + n_lp <= cap).only_enforce_if([x[a], y[b]])
+    q = WATT_UNITS
+    t1B = sum(round(a * B * q) * x[a] for a in t1s)
+    t2B = sum(round(b * B * q) * y[b] for b in t2s)
+    tb = round(p.policy.t_brake * B * q)
     # --- per period: levels decided (exact indicators), pruned where the answer is fixed
     n_per = s.hp_un.size
     z1: list[cp_model.IntVar | int] = []
     z2: list[cp_model.IntVar | int] = []
     for i in range(n_per):
-        hu, lu, l1, h2, l2 = (round(float(v[i])) for v in (s.hp_un, s.lp_un, s.lp_l1, s.hp_l2, s.lp_l2))
+        hu, lu, l1, h2, l2 = (round(float(v[i]) * q) for v in (s.hp_un, s.lp_un, s.lp_l1, s.hp_l2, s.lp_l2))
         un = hu * n_hp + lu * n_lp
         p1 = hu * n_hp + l1 * n_lp
-        if max(hu, lu) * nmax < min(t1s) * B:  # uncapped at any allowed size
+        if max(hu, lu) * nmax < min(t1s) * B * q:  # uncapped at any allowed size
             z1.append(0)
         else:
-            v = m.NewBoolVar(f"z1_{i}")
-            m.Add(un >= t1B).OnlyEnforceIf(v)
-            m.Add(un <= t1B - 1).OnlyEnforceIf(v.Not())
+            v = m.new_bool_var(f"z1_{i}")
+            m.add(un >= t1B).only_enforce_if(v)
+            m.add(un <= t1B - 1).only_enforce_if(v.negated())
             z1.append(v)
-        if max(hu, l1) * nmax < min(t2s) * B:
+        if max(hu, l1) * nmax < min(t2s) * B * q:
             z2.append(0)
         else:
-            w = m.NewBoolVar(f"z2_{i}")
-            m.Add(p1 >= t2B).OnlyEnforceIf(w)
-            m.Add(p1 <= t2B - 1).OnlyEnforceIf(w.Not())
+            w = m.new_bool_var(f"z2_{i}")
+            m.add(p1 >= t2B).only_enforce_if(w)
+            m.add(p1 <= t2B - 1).only_enforce_if(w.negated())
             z2.append(w)
         # zero brake events: the power in force stays under the brake level
         if max(hu, lu) * nmax >= tb:
             prev1 = z1[i - 1] if s.has_prev[i] else 0
             if isinstance(prev1, int):
-                m.Add(un <= tb - 1)
+                m.add(un <= tb - 1)
             else:
-                m.Add(un <= tb - 1).OnlyEnforceIf(prev1.Not())
+                m.add(un <= tb - 1).only_enforce_if(prev1.negated())
         if max(hu, l1) * nmax >= tb:
             prev2 = z2[i - 1] if s.has_prev[i] else 0
             if isinstance(prev2, int):
-                m.Add(p1 <= tb - 1)
+                m.add(p1 <= tb - 1)
             else:
-                m.Add(p1 <= tb - 1).OnlyEnforceIf(prev2.Not())
+                m.add(p1 <= tb - 1).only_enforce_if(prev2.negated())
         if max(h2, l2) * nmax >= tb:
-            m.Add(h2 * n_hp + l2 * n_lp <= tb - 1)
+            m.add(h2 * n_hp + l2 * n_lp <= tb - 1)
     # --- chance constraints over all periods of all scenarios
-    m.Add(sum(z1) <= int(np.floor(p.max_capped_fraction * n_per + 1e-9)))
-    m.Add(sum(z2) <= int(np.floor(p.max_hp_locked_fraction * n_per + 1e-9)))
+    m.add(sum(z1) <= int(np.floor(p.max_capped_fraction * n_per + 1e-9)))
+    m.add(sum(z2) <= int(np.floor(p.max_hp_locked_fraction * n_per + 1e-9)))
     # --- objective: servers first, then HP servers
-    m.Maximize((nmax + 1) * (n_hp + n_lp) + n_hp)
+    m.maximize((nmax + 1) * (n_hp + n_lp) + n_hp)
     if hint is not None:
-        m.AddHint(n_hp, hint.hp_servers)
-        m.AddHint(n_lp, hint.lp_servers)
+        m.add_hint(n_hp, hint.hp_servers)
+        m.add_hint(n_lp, hint.lp_servers)
         for a in t1s:
-            m.AddHint(x[a], int(a == hint.t1))
+            m.add_hint(x[a], int(a == hint.t1))
         for b in t2s:
-            m.AddHint(y[b], int(b == hint.t2))
+            m.add_hint(y[b], int(b == hint.t2))
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = float(params.time_limit_s)
     solver.parameters.num_workers = int(params.workers)
     solver.parameters.random_seed = int(params.seed)
-    code = solver.Solve(m)
+    code = solver.solve(m)
     status = _STATUS.get(code, SolveStatus.UNKNOWN)
     wall = time.perf_counter() - t0
     if status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
-        hp, lp = int(solver.Value(n_hp)), int(solver.Value(n_lp))
-        a = next(k for k in t1s if solver.Value(x[k]))
-        b = next(k for k in t2s if solver.Value(y[k]))
+        hp, lp = int(solver.value(n_hp)), int(solver.value(n_lp))
+        a = next(k for k in t1s if solver.value(x[k]))
+        b = next(k for k in t2s if solver.value(y[k]))
         chk = evaluate(p, hp, lp, a, b, s)
-        return PowerPlan(hp_servers=hp, lp_servers=lp, t1=a, t2=b, capped_fraction=chk.capped_fraction,
-                         hp_locked_fraction=chk.hp_locked_fraction, status=status,
-                         objective=float(hp + lp),
-                         bound=float(np.floor(solver.BestObjectiveBound() / (nmax + 1))),
-                         wall_s=wall)
+        if hint is not None and (hint.servers > hp + lp or not chk.feasible):
+            # rounding to model units can only cost a boundary server: never answer worse than greedy
+            return replace(
+                hint,
+                status=status,
+                bound=float(max(hint.servers, np.floor(solver.best_objective_bound / (nmax + 1)))),
+                wall_s=wall,
+            )
+        return PowerPlan(
+            hp_servers=hp,
+            lp_servers=lp,
+            t1=a,
+            t2=b,
+            capped_fraction=chk.capped_fraction,
+            hp_locked_fraction=chk.hp_locked_fraction,
+            status=status,
+            objective=float(hp + lp),
+            bound=float(np.floor(solver.best_objective_bound / (nmax + 1))),
+            wall_s=wall,
+        )
     if hint is not None:
-        return PowerPlan(hp_servers=hint.hp_servers, lp_servers=hint.lp_servers, t1=hint.t1, t2=hint.t2,
-                         capped_fraction=hint.capped_fraction, hp_locked_fraction=hint.hp_locked_fraction,
-                         status=SolveStatus.GREEDY, objective=hint.objective,
-                         bound=float(p.max_servers), wall_s=wall)
-    raise InputError(f"no row of {p.min_servers} or more servers fits the {B:.0f} W budget under the "
-                     f"constraints (CP-SAT: {status.value})", field="budget_w",
-                     expected="a larger budget, fewer servers, or looser capping limits")
+        return PowerPlan(
+            hp_servers=hint.hp_servers,
+            lp_servers=hint.lp_servers,
+            t1=hint.t1,
+            t2=hint.t2,
+            capped_fraction=hint.capped_fraction,
+            hp_locked_fraction=hint.hp_locked_fraction,
+            status=SolveStatus.GREEDY,
+            objective=hint.objective,
+            bound=float(p.max_servers),
+            wall_s=wall,
+        )
+    raise InputError(
+        f"no row of {p.min_servers} or more servers fits the {B:.0f} W budget under the "
+        f"constraints (CP-SAT: {status.value})",
+        field="budget_w",
+        expected="a larger budget, fewer servers, or looser capping limits",
+    )

@@ -57,9 +57,12 @@ class PowerScenario:
 
     def __post_init__(self) -> None:
         if self.hp_gpu_w.shape != self.lp_gpu_w.shape or self.hp_gpu_w.ndim != 1 or self.hp_gpu_w.size < 2:
-            raise InputError(f"scenario {self.name}: tier series of shapes {self.hp_gpu_w.shape} and "
-                             f"{self.lp_gpu_w.shape}", field="scenario", expected="two equal 1-D series, >= 2 "
-                             "periods")
+            raise InputError(
+                f"scenario {self.name}: tier series of shapes {self.hp_gpu_w.shape} and "
+                f"{self.lp_gpu_w.shape}",
+                field="scenario",
+                expected="two equal 1-D series, >= 2 periods",
+            )
 
 
 @dataclass(frozen=True, eq=False)
@@ -101,28 +104,44 @@ class PowerProblem:
         if not self.budget_w > 0:
             raise InputError(f"row budget {self.budget_w} W", field="budget_w", expected="watts > 0")
         if self.base_w < 0 or self.gpus_per_server < 1 or self.tdp_w <= 0:
-            raise InputError("bad server description", field="base_w/gpus_per_server/tdp_w",
-                             expected="base >= 0 W, >= 1 GPU, TDP > 0 W")
+            raise InputError(
+                "bad server description",
+                field="base_w/gpus_per_server/tdp_w",
+                expected="base >= 0 W, >= 1 GPU, TDP > 0 W",
+            )
         if not self.scenarios:
             raise InputError("no scenario", field="scenarios", expected="at least one trace scenario")
         if not (0 <= self.max_capped_fraction < 1 and 0 <= self.max_hp_locked_fraction < 1):
-            raise InputError("capped-time fractions out of range", field="max_capped_fraction",
-                             expected="0 <= fraction < 1")
+            raise InputError(
+                "capped-time fractions out of range",
+                field="max_capped_fraction",
+                expected="0 <= fraction < 1",
+            )
         if not 0 <= self.min_hp_share <= 1:
             raise InputError(f"min_hp_share {self.min_hp_share}", field="min_hp_share", expected="0..1")
         if not 1 <= self.min_servers <= self.max_servers:
-            raise InputError(f"servers {self.min_servers}..{self.max_servers}", field="max_servers",
-                             expected="1 <= min_servers <= max_servers")
+            raise InputError(
+                f"servers {self.min_servers}..{self.max_servers}",
+                field="max_servers",
+                expected="1 <= min_servers <= max_servers",
+            )
         pairs = self.threshold_pairs()
         if not pairs:
-            raise InputError("no (t1, t2) pair with t1 + hysteresis < t2 <= t_brake", field="t1_grid/t2_grid",
-                             expected="thresholds below the brake level, t2 above t1")
+            raise InputError(
+                "no (t1, t2) pair with t1 + hysteresis < t2 <= t_brake",
+                field="t1_grid/t2_grid",
+                expected="thresholds below the brake level, t2 above t1",
+            )
 
     def threshold_pairs(self) -> tuple[tuple[float, float], ...]:
         """Candidate ``(t1, t2)`` pairs the policy accepts (``t1 < t2 <= t_brake``)."""
         tb = self.policy.t_brake
-        return tuple((a, b) for a in sorted(self.t1_grid) for b in sorted(self.t2_grid)
-                     if 0 < a < b <= tb and self.policy.hysteresis < a)
+        return tuple(
+            (a, b)
+            for a in sorted(self.t1_grid)
+            for b in sorted(self.t2_grid)
+            if 0 < a < b <= tb and self.policy.hysteresis < a
+        )
 
     def hp_min(self, servers: int) -> int:
         """High-priority servers required in a row of ``servers``."""

@@ -10,8 +10,7 @@ power and adding the locks' slowdown to the replayed requests.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,7 +21,13 @@ from planner.perf.api import ReplicaPerf
 from planner.power.latency import TierLatency, estimate_inflation
 from planner.power.policy import HP, LP, PolcaParams
 from planner.power.simulate import PolicyRun, run_policy
-from planner.power.timeline import ClockModel, PowerTimeline, clock_model_from_perf, mix_from_replay, timeline_from_replay
+from planner.power.timeline import (
+    ClockModel,
+    PowerTimeline,
+    clock_model_from_perf,
+    mix_from_replay,
+    timeline_from_replay,
+)
 from planner.sim import SimConfig, SLOTarget, replay
 from planner.sim.result import SimResult
 from solvers.power.problem import PowerPlan, PowerScenario
@@ -57,18 +62,24 @@ class RowSpec:
     pool_servers: int = 64
     rps_per_server: float = 4.0
     base_w: float = 1500.0
-    slo: SLOTarget = SLOTarget(ttft_s=2.0, tpot_s=0.1)
+    slo: SLOTarget = field(default_factory=lambda: SLOTarget(ttft_s=2.0, tpot_s=0.1))
     interval_s: float = 1.0
     seeds: tuple[int, ...] = (0,)
     sm_clock_mhz: float | None = None
 
     def __post_init__(self) -> None:
         if self.tp < 1 or self.gpus_per_server % self.tp:
-            raise InputError(f"tp={self.tp} does not divide the {self.gpus_per_server} GPUs of a server",
-                             field="tp", expected="a divisor of the GPUs per server (1, 2, 4, 8)")
+            raise InputError(
+                f"tp={self.tp} does not divide the {self.gpus_per_server} GPUs of a server",
+                field="tp",
+                expected="a divisor of the GPUs per server (1, 2, 4, 8)",
+            )
         if not 1 <= self.nameplate_servers <= self.pool_servers:
-            raise InputError(f"nameplate servers {self.nameplate_servers}, pool {self.pool_servers}",
-                             field="pool_servers", expected="pool_servers >= nameplate_servers >= 1")
+            raise InputError(
+                f"nameplate servers {self.nameplate_servers}, pool {self.pool_servers}",
+                field="pool_servers",
+                expected="pool_servers >= nameplate_servers >= 1",
+            )
         if not self.rps_per_server > 0:
             raise InputError(f"rate {self.rps_per_server}", field="rps_per_server", expected="requests/s > 0")
         if self.base_w < 0:
@@ -120,24 +131,37 @@ class Row:
 
 def pool_config(spec: RowSpec, seed: int) -> SimConfig:
     """The replay configuration of the pool (one shard, least-outstanding routing)."""
-    return SimConfig(replicas=spec.pool_servers * spec.replicas_per_server, interval_s=spec.interval_s,
-                     seed=seed, default_slo=spec.slo, servers_per_rack=4,
-                     racks_per_row=max(1, -(-spec.pool_servers // 4)))
+    return SimConfig(
+        replicas=spec.pool_servers * spec.replicas_per_server,
+        interval_s=spec.interval_s,
+        seed=seed,
+        default_slo=spec.slo,
+        servers_per_rack=4,
+        racks_per_row=max(1, -(-spec.pool_servers // 4)),
+    )
 
 
-def build_row(trace: RequestTrace, *, model: ModelSpec, gpu: GPUSpec, spec: RowSpec,
-              policy: PolcaParams) -> Row:
+def build_row(
+    trace: RequestTrace, *, model: ModelSpec, gpu: GPUSpec, spec: RowSpec, policy: PolcaParams
+) -> Row:
     """Replay ``trace`` scaled to ``spec.pool_servers`` servers at ``spec.rps_per_server`` each.
 
     Raises:
         InputError: a layout that does not fit, an empty trace, or a spec that does not match the GPU.
     """
     if spec.gpus_per_server != gpu.gpus_per_node:
-        raise InputError(f"{spec.gpus_per_server} GPUs per server, {gpu.name} boards have {gpu.gpus_per_node}",
-                         field="gpus_per_server", expected=str(gpu.gpus_per_node))
+        raise InputError(
+            f"{spec.gpus_per_server} GPUs per server, {gpu.name} boards have {gpu.gpus_per_node}",
+            field="gpus_per_server",
+            expected=str(gpu.gpus_per_node),
+        )
     if trace.num_requests < 2 or trace.duration_s <= 0:
-        raise InputError("the trace has fewer than two requests", path=trace.meta.source, field="arrival_s",
-                         expected="a trace spanning some time")
+        raise InputError(
+            "the trace has fewer than two requests",
+            path=trace.meta.source,
+            field="arrival_s",
+            expected="a trace spanning some time",
+        )
     perf = build_replica_perf(model, gpu, Parallelism(tp=spec.tp), sm_clock_mhz=spec.sm_clock_mhz)
     top = gpu.max_sm_clock_mhz if spec.sm_clock_mhz is None else spec.sm_clock_mhz
     factor = spec.pool_servers * spec.rps_per_server * trace.duration_s / trace.num_requests
@@ -145,21 +169,40 @@ def build_row(trace: RequestTrace, *, model: ModelSpec, gpu: GPUSpec, spec: RowS
     for seed in spec.seeds:
         scaled = scale_rate(trace, factor, seed=seed)
         res = replay(scaled, perf, config=pool_config(spec, seed), gpu=gpu)
-        scen.append(RowScenario(seed=seed, result=res,
-                                timeline=timeline_from_replay(res.power, source=f"replay seed {seed}")))
+        scen.append(
+            RowScenario(
+                seed=seed, result=res, timeline=timeline_from_replay(res.power, source=f"replay seed {seed}")
+            )
+        )
     first = scen[0].result
-    clocks = {policy.lp_clock_mhz, policy.lp_min_clock_mhz, policy.hp_clock_mhz, policy.brake_clock_mhz,
-              float(gpu.min_sm_clock_mhz)}
+    clocks = {
+        policy.lp_clock_mhz,
+        policy.lp_min_clock_mhz,
+        policy.hp_clock_mhz,
+        policy.brake_clock_mhz,
+        float(gpu.min_sm_clock_mhz),
+    }
     clocks = {c for c in clocks if gpu.min_sm_clock_mhz <= c < top}
-    cm = clock_model_from_perf(perf, mix=mix_from_replay(first.timeseries, first.requests),
-                               max_clock_mhz=top,
-                               idle_w=float(perf.step_power_w(0.0, 0.0, 0.0, 0.0)),
-                               gpus_per_server=spec.gpus_per_server, clocks_mhz=sorted(clocks))
+    cm = clock_model_from_perf(
+        perf,
+        mix=mix_from_replay(first.timeseries, first.requests),
+        max_clock_mhz=top,
+        idle_w=float(perf.step_power_w(0.0, 0.0, 0.0, 0.0)),
+        gpus_per_server=spec.gpus_per_server,
+        clocks_mhz=sorted(clocks),
+    )
     reps = spec.pool_servers * spec.replicas_per_server
     sor = (np.arange(reps, dtype=np.int64) * spec.tp) // spec.gpus_per_server
     budget = spec.nameplate_servers * (gpu.tdp_w * spec.gpus_per_server + spec.base_w)
-    return Row(spec=spec, gpu=gpu, perf=perf, budget_w=float(budget), scenarios=tuple(scen),
-               server_of_replica=sor, clock_model=cm)
+    return Row(
+        spec=spec,
+        gpu=gpu,
+        perf=perf,
+        budget_w=float(budget),
+        scenarios=tuple(scen),
+        server_of_replica=sor,
+        clock_model=cm,
+    )
 
 
 def scenarios(row: Row, *, telemetry_period_s: float) -> tuple[PowerScenario, ...]:
@@ -201,22 +244,32 @@ class Verification:
 
     def meets(self, *, max_capped_fraction: float, hp_inflation: float, lp_inflation: float) -> bool:
         """Whether the targets hold: time capped, no brake, p99 inflation per tier."""
-        return (self.capped_fraction <= max_capped_fraction + 1e-12 and self.brake_events == 0
-                and (self.hp is None or self.hp.inflation <= hp_inflation)
-                and (self.lp is None or self.lp.inflation <= lp_inflation))
+        return (
+            self.capped_fraction <= max_capped_fraction + 1e-12
+            and self.brake_events == 0
+            and (self.hp is None or self.hp.inflation <= hp_inflation)
+            and (self.lp is None or self.lp.inflation <= lp_inflation)
+        )
 
 
 def _worse(a: TierLatency | None, b: TierLatency) -> TierLatency:
     return b if a is None or b.inflation > a.inflation else a
 
 
-def run_row(row: Row, scenario: RowScenario, *, hp_servers: int, lp_servers: int,
-            policy: PolcaParams) -> tuple[PolicyRun, tuple[str, ...]]:
+def run_row(
+    row: Row, scenario: RowScenario, *, hp_servers: int, lp_servers: int, policy: PolcaParams
+) -> tuple[PolicyRun, tuple[str, ...]]:
     """Run ``policy`` over the first ``hp_servers + lp_servers`` servers of one scenario."""
     n = hp_servers + lp_servers
     prio = tuple([HP] * hp_servers + [LP] * lp_servers)
-    run = run_policy(scenario.timeline.first(n), priorities=prio, budget_w=row.budget_w,
-                     base_w=row.spec.base_w, params=policy, clock_model=row.clock_model)
+    run = run_policy(
+        scenario.timeline.first(n),
+        priorities=prio,
+        budget_w=row.budget_w,
+        base_w=row.spec.base_w,
+        params=policy,
+        clock_model=row.clock_model,
+    )
     return run, prio
 
 
@@ -228,8 +281,11 @@ def verify(row: Row, *, hp_servers: int, lp_servers: int, policy: PolcaParams) -
     """
     n = hp_servers + lp_servers
     if not 1 <= n <= row.spec.pool_servers:
-        raise InputError(f"{n} servers asked of a pool of {row.spec.pool_servers}", field="servers",
-                         expected=f"1..{row.spec.pool_servers} (replay a larger pool)")
+        raise InputError(
+            f"{n} servers asked of a pool of {row.spec.pool_servers}",
+            field="servers",
+            expected=f"1..{row.spec.pool_servers} (replay a larger pool)",
+        )
     capped, hpf, lpf, peak = [], [], [], []
     brakes = 0
     hp_lat: TierLatency | None = None
@@ -241,20 +297,38 @@ def verify(row: Row, *, hp_servers: int, lp_servers: int, policy: PolcaParams) -
         lpf.append(run.lp_locked_fraction)
         peak.append(run.peak_row_w / row.budget_w)
         brakes += run.brake_events
-        for tl in estimate_inflation(sc.result.requests, run, server_of_replica=row.server_of_replica,
-                                     priorities=prio, slo_ttft_s=row.spec.slo.ttft_s,
-                                     slo_tpot_s=row.spec.slo.tpot_s):
+        for tl in estimate_inflation(
+            sc.result.requests,
+            run,
+            server_of_replica=row.server_of_replica,
+            priorities=prio,
+            slo_ttft_s=row.spec.slo.ttft_s,
+            slo_tpot_s=row.spec.slo.tpot_s,
+        ):
             if tl.tier == HP:
                 hp_lat = _worse(hp_lat, tl)
             else:
                 lp_lat = _worse(lp_lat, tl)
-    return Verification(servers=n, hp_servers=hp_servers, t1=policy.t1, t2=policy.t2,
-                        capped_fraction=float(np.mean(capped)), hp_locked_fraction=float(np.mean(hpf)),
-                        lp_locked_fraction=float(np.mean(lpf)), brake_events=brakes,
-                        peak_row_fraction=float(max(peak)), hp=hp_lat, lp=lp_lat)
+    return Verification(
+        servers=n,
+        hp_servers=hp_servers,
+        t1=policy.t1,
+        t2=policy.t2,
+        capped_fraction=float(np.mean(capped)),
+        hp_locked_fraction=float(np.mean(hpf)),
+        lp_locked_fraction=float(np.mean(lpf)),
+        brake_events=brakes,
+        peak_row_fraction=float(max(peak)),
+        hp=hp_lat,
+        lp=lp_lat,
+    )
 
 
 def verify_plan(row: Row, plan: PowerPlan, policy: PolcaParams) -> Verification:
     """:func:`verify` at the plan's size and thresholds."""
-    return verify(row, hp_servers=plan.hp_servers, lp_servers=plan.lp_servers,
-                  policy=replace(policy, t1=plan.t1, t2=plan.t2))
+    return verify(
+        row,
+        hp_servers=plan.hp_servers,
+        lp_servers=plan.lp_servers,
+        policy=replace(policy, t1=plan.t1, t2=plan.t2),
+    )

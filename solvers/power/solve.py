@@ -46,19 +46,34 @@ class VerifiedPlan:
     meets_targets: bool
 
 
-def problem_for(row: Row, policy: PolcaParams, *, targets: Targets, min_hp_share: float = 0.5,
-                max_hp_locked_fraction: float = 0.002) -> PowerProblem:
+def problem_for(
+    row: Row,
+    policy: PolcaParams,
+    *,
+    targets: Targets,
+    min_hp_share: float = 0.5,
+    max_hp_locked_fraction: float = 0.002,
+) -> PowerProblem:
     """The solver's problem for a replayed row (budget, base, scenarios, clock model)."""
-    return PowerProblem(budget_w=row.budget_w, base_w=row.spec.base_w, gpus_per_server=row.spec.gpus_per_server,
-                        tdp_w=row.gpu.tdp_w, scenarios=scenarios(row, telemetry_period_s=policy.telemetry_period_s),
-                        clock_model=row.clock_model, policy=policy,
-                        max_capped_fraction=targets.max_capped_fraction,
-                        max_hp_locked_fraction=max_hp_locked_fraction, min_hp_share=min_hp_share,
-                        max_servers=row.spec.pool_servers, min_servers=1)
+    return PowerProblem(
+        budget_w=row.budget_w,
+        base_w=row.spec.base_w,
+        gpus_per_server=row.spec.gpus_per_server,
+        tdp_w=row.gpu.tdp_w,
+        scenarios=scenarios(row, telemetry_period_s=policy.telemetry_period_s),
+        clock_model=row.clock_model,
+        policy=policy,
+        max_capped_fraction=targets.max_capped_fraction,
+        max_hp_locked_fraction=max_hp_locked_fraction,
+        min_hp_share=min_hp_share,
+        max_servers=row.spec.pool_servers,
+        min_servers=1,
+    )
 
 
-def plan_and_verify(row: Row, problem: PowerProblem, *, params: SolveParams, targets: Targets,
-                    max_rounds: int = 5) -> VerifiedPlan:
+def plan_and_verify(
+    row: Row, problem: PowerProblem, *, params: SolveParams, targets: Targets, max_rounds: int = 5
+) -> VerifiedPlan:
     """Solve, verify by replay, cut and re-solve until the verified plan meets ``targets``.
 
     Each failed round forbids the failed size for its threshold pair and scales the model's chance
@@ -71,8 +86,11 @@ def plan_and_verify(row: Row, problem: PowerProblem, *, params: SolveParams, tar
     for r in range(1, max_rounds + 1):
         plan = solve(p, params=params, cuts=cuts)
         ver = verify_plan(row, plan, problem.policy)
-        ok = ver.meets(max_capped_fraction=targets.max_capped_fraction, hp_inflation=targets.hp_inflation,
-                       lp_inflation=targets.lp_inflation)
+        ok = ver.meets(
+            max_capped_fraction=targets.max_capped_fraction,
+            hp_inflation=targets.hp_inflation,
+            lp_inflation=targets.lp_inflation,
+        )
         last = VerifiedPlan(plan=plan, verification=ver, rounds=r, meets_targets=ok)
         if ok:
             return last
@@ -98,11 +116,12 @@ def nameplate_servers(budget_w: float, *, gpus_per_server: int, tdp_w: float, ba
     >>> nameplate_servers(284_000, gpus_per_server=8, tdp_w=700, base_w=1500)
     40
     """
-    return int(math.floor(budget_w / (tdp_w * gpus_per_server + base_w) + 1e-9))
+    return math.floor(budget_w / (tdp_w * gpus_per_server + base_w) + 1e-9)
 
 
-def dynamo_servers(budget_w: float, *, gpus_per_server: int, cap_w: float, base_w: float,
-                   headroom: float = 0.9) -> int:
+def dynamo_servers(
+    budget_w: float, *, gpus_per_server: int, cap_w: float, base_w: float, headroom: float = 0.9
+) -> int:
     """NVIDIA Dynamo's power-planner rule: per-pod GPU caps x replicas within the budget.
 
     Dynamo budgets ``total_gpu_power_limit = rack_W * (0.85..0.9) - non-GPU overhead`` and admits
@@ -114,11 +133,17 @@ def dynamo_servers(budget_w: float, *, gpus_per_server: int, cap_w: float, base_
     """
     if not 0 < headroom <= 1:
         raise InputError(f"headroom {headroom}", field="headroom", expected="0 < headroom <= 1")
-    return int(math.floor(headroom * budget_w / (cap_w * gpus_per_server + base_w) + 1e-9))
+    return math.floor(headroom * budget_w / (cap_w * gpus_per_server + base_w) + 1e-9)
 
 
-def cap_clock_mhz(perf: ReplicaPerf, *, cap_w: float, max_clock_mhz: float, min_clock_mhz: float,
-                  max_batched_tokens: int = 8192) -> float:
+def cap_clock_mhz(
+    perf: ReplicaPerf,
+    *,
+    cap_w: float,
+    max_clock_mhz: float,
+    min_clock_mhz: float,
+    max_batched_tokens: int = 8192,
+) -> float:
     """The highest clock at which the hungriest step (a full prefill batch) stays under ``cap_w`` per GPU:
     how a power cap is modelled for the replay (the GPU's power manager lowers the clock until it fits)."""
     n = float(max_batched_tokens)
@@ -136,15 +161,17 @@ def cap_clock_mhz(perf: ReplicaPerf, *, cap_w: float, max_clock_mhz: float, min_
     return lo
 
 
-def capped_attainment(trace: RequestTrace, perf: ReplicaPerf, *, row: Row, servers: int, clock_mhz: float,
-                      seed: int = 0) -> float:
+def capped_attainment(
+    trace: RequestTrace, perf: ReplicaPerf, *, row: Row, servers: int, clock_mhz: float, seed: int = 0
+) -> float:
     """SLO attainment of ``servers`` servers at the row's per-server load with every GPU at ``clock_mhz``
     (a real replay: how Dynamo's capped pods serve the same traffic)."""
     spec = row.spec
     p = perf.at_clock(clock_mhz) if clock_mhz < row.gpu.max_sm_clock_mhz else perf
     factor = servers * spec.rps_per_server * trace.duration_s / trace.num_requests
-    cfg = pool_config(replace(spec, pool_servers=servers, nameplate_servers=min(spec.nameplate_servers, servers)),
-                      seed)
+    cfg = pool_config(
+        replace(spec, pool_servers=servers, nameplate_servers=min(spec.nameplate_servers, servers)), seed
+    )
     res = replay(scale_rate(trace, factor, seed=seed), p, config=cfg)
     cls = res.summary.classes
     total = sum(c.requests for c in cls)
@@ -152,17 +179,28 @@ def capped_attainment(trace: RequestTrace, perf: ReplicaPerf, *, row: Row, serve
 
 
 PARETO_SCHEMA: dict[str, type[pl.DataType]] = {
-    "servers": pl.Int64, "hp_servers": pl.Int64, "extra_servers_pct": pl.Float64, "t1": pl.Float64,
-    "t2": pl.Float64, "capped_fraction": pl.Float64, "hp_locked_fraction": pl.Float64,
-    "lp_locked_fraction": pl.Float64, "brake_events": pl.Int64, "peak_row_fraction": pl.Float64,
-    "hp_p99_inflation": pl.Float64, "lp_p99_inflation": pl.Float64, "hp_attainment": pl.Float64,
-    "lp_attainment": pl.Float64, "pareto": pl.Boolean,
+    "servers": pl.Int64,
+    "hp_servers": pl.Int64,
+    "extra_servers_pct": pl.Float64,
+    "t1": pl.Float64,
+    "t2": pl.Float64,
+    "capped_fraction": pl.Float64,
+    "hp_locked_fraction": pl.Float64,
+    "lp_locked_fraction": pl.Float64,
+    "brake_events": pl.Int64,
+    "peak_row_fraction": pl.Float64,
+    "hp_p99_inflation": pl.Float64,
+    "lp_p99_inflation": pl.Float64,
+    "hp_attainment": pl.Float64,
+    "lp_attainment": pl.Float64,
+    "pareto": pl.Boolean,
 }
 """Columns of the Pareto table (one row per row size)."""
 
 
-def pareto(row: Row, problem: PowerProblem, *, nameplate: int, step: int = 1,
-           max_servers: int | None = None) -> pl.DataFrame:
+def pareto(
+    row: Row, problem: PowerProblem, *, nameplate: int, step: int = 1, max_servers: int | None = None
+) -> pl.DataFrame:
     """Extra servers vs time capped vs latency inflation, one verified row per size.
 
     For each size from ``nameplate`` up to ``max_servers`` (default: the pool), the threshold pair with
@@ -181,16 +219,28 @@ def pareto(row: Row, problem: PowerProblem, *, nameplate: int, step: int = 1,
                 best = (chk.capped_fraction, t1, t2)
         if best is None:
             break
-        v = verify(row, hp_servers=hp, lp_servers=n - hp, policy=replace(problem.policy, t1=best[1], t2=best[2]))
-        rows.append({
-            "servers": n, "hp_servers": hp, "extra_servers_pct": 100.0 * (n / nameplate - 1.0),
-            "t1": best[1], "t2": best[2], "capped_fraction": v.capped_fraction,
-            "hp_locked_fraction": v.hp_locked_fraction, "lp_locked_fraction": v.lp_locked_fraction,
-            "brake_events": v.brake_events, "peak_row_fraction": v.peak_row_fraction,
-            "hp_p99_inflation": v.hp.inflation if v.hp else 0.0, "lp_p99_inflation": v.lp.inflation if v.lp else 0.0,
-            "hp_attainment": v.hp.attainment if v.hp else float("nan"),
-            "lp_attainment": v.lp.attainment if v.lp else float("nan"), "pareto": False,
-        })
+        v = verify(
+            row, hp_servers=hp, lp_servers=n - hp, policy=replace(problem.policy, t1=best[1], t2=best[2])
+        )
+        rows.append(
+            {
+                "servers": n,
+                "hp_servers": hp,
+                "extra_servers_pct": 100.0 * (n / nameplate - 1.0),
+                "t1": best[1],
+                "t2": best[2],
+                "capped_fraction": v.capped_fraction,
+                "hp_locked_fraction": v.hp_locked_fraction,
+                "lp_locked_fraction": v.lp_locked_fraction,
+                "brake_events": v.brake_events,
+                "peak_row_fraction": v.peak_row_fraction,
+                "hp_p99_inflation": v.hp.inflation if v.hp else 0.0,
+                "lp_p99_inflation": v.lp.inflation if v.lp else 0.0,
+                "hp_attainment": v.hp.attainment if v.hp else float("nan"),
+                "lp_attainment": v.lp.attainment if v.lp else float("nan"),
+                "pareto": False,
+            }
+        )
     df = pl.DataFrame(rows, schema=PARETO_SCHEMA)
     if df.height == 0:
         return df
@@ -200,16 +250,23 @@ def pareto(row: Row, problem: PowerProblem, *, nameplate: int, step: int = 1,
 def _non_dominated(df: pl.DataFrame) -> list[bool]:
     """More servers is better; less time capped and less inflation are better; brakes disqualify."""
     n = df["servers"].to_numpy()
-    cost = np.column_stack([df["capped_fraction"].to_numpy(),
-                            np.maximum(df["hp_p99_inflation"].to_numpy(), 0.0),
-                            np.maximum(df["lp_p99_inflation"].to_numpy(), 0.0)])
+    cost = np.column_stack(
+        [
+            df["capped_fraction"].to_numpy(),
+            np.maximum(df["hp_p99_inflation"].to_numpy(), 0.0),
+            np.maximum(df["lp_p99_inflation"].to_numpy(), 0.0),
+        ]
+    )
     brake = df["brake_events"].to_numpy() > 0
     out = []
     for i in range(df.height):
         dominated = brake[i] or any(
-            not brake[j] and n[j] >= n[i] and (cost[j] <= cost[i] + 1e-12).all()
+            not brake[j]
+            and n[j] >= n[i]
+            and (cost[j] <= cost[i] + 1e-12).all()
             and (n[j] > n[i] or (cost[j] < cost[i] - 1e-12).any())
-            for j in range(df.height) if j != i)
+            for j in range(df.height)
+            if j != i
+        )
         out.append(not dominated)
     return out
-

@@ -82,26 +82,53 @@ class PowerStudy:
         v = self.verified.verification
         p = self.verified.plan
         return {
-            "budget_w": self.row.budget_w, "base_w": self.row.spec.base_w, "nameplate_servers": self.nameplate,
+            "budget_w": self.row.budget_w,
+            "base_w": self.row.spec.base_w,
+            "nameplate_servers": self.nameplate,
             "dynamo": self.dynamo.__dict__.copy(),
-            "plan": {"servers": p.servers, "hp_servers": p.hp_servers, "lp_servers": p.lp_servers, "t1": p.t1,
-                     "t2": p.t2, "status": p.status.value, "objective": p.objective, "bound": p.bound,
-                     "wall_s": p.wall_s, "rounds": self.verified.rounds},
-            "verified": {"capped_fraction": v.capped_fraction, "hp_locked_fraction": v.hp_locked_fraction,
-                         "lp_locked_fraction": v.lp_locked_fraction, "brake_events": v.brake_events,
-                         "peak_row_fraction": v.peak_row_fraction,
-                         "hp_p99_inflation": v.hp.inflation if v.hp else None,
-                         "lp_p99_inflation": v.lp.inflation if v.lp else None,
-                         "attainment": self.plan_attainment, "meets_targets": self.verified.meets_targets},
-            "extra_vs_nameplate": self.extra_vs_nameplate, "extra_vs_dynamo": self.extra_vs_dynamo,
+            "plan": {
+                "servers": p.servers,
+                "hp_servers": p.hp_servers,
+                "lp_servers": p.lp_servers,
+                "t1": p.t1,
+                "t2": p.t2,
+                "status": p.status.value,
+                "objective": p.objective,
+                "bound": p.bound,
+                "wall_s": p.wall_s,
+                "rounds": self.verified.rounds,
+            },
+            "verified": {
+                "capped_fraction": v.capped_fraction,
+                "hp_locked_fraction": v.hp_locked_fraction,
+                "lp_locked_fraction": v.lp_locked_fraction,
+                "brake_events": v.brake_events,
+                "peak_row_fraction": v.peak_row_fraction,
+                "hp_p99_inflation": v.hp.inflation if v.hp else None,
+                "lp_p99_inflation": v.lp.inflation if v.lp else None,
+                "attainment": self.plan_attainment,
+                "meets_targets": self.verified.meets_targets,
+            },
+            "extra_vs_nameplate": self.extra_vs_nameplate,
+            "extra_vs_dynamo": self.extra_vs_dynamo,
             "wall_s": self.wall_s,
         }
 
 
-def run_study(trace: RequestTrace, *, model: ModelSpec, gpu: GPUSpec, spec: RowSpec, policy: PolcaParams,
-              targets: Targets, params: SolveParams, min_hp_share: float = 0.5,
-              dynamo_cap_w: float | None = None, dynamo_headroom: float = 0.9,
-              pareto_step: int = 2) -> PowerStudy:
+def run_study(
+    trace: RequestTrace,
+    *,
+    model: ModelSpec,
+    gpu: GPUSpec,
+    spec: RowSpec,
+    policy: PolcaParams,
+    targets: Targets,
+    params: SolveParams,
+    min_hp_share: float = 0.5,
+    dynamo_cap_w: float | None = None,
+    dynamo_headroom: float = 0.9,
+    pareto_step: int = 2,
+) -> PowerStudy:
     """Replay the row, plan and verify it, and put nameplate and Dynamo beside it.
 
     Args:
@@ -122,17 +149,31 @@ def run_study(trace: RequestTrace, *, model: ModelSpec, gpu: GPUSpec, spec: RowS
     verified = plan_and_verify(row, problem, params=params, targets=targets)
     ver = verified.verification
     att = [t.attainment for t in (ver.hp, ver.lp) if t is not None]
-    n0 = nameplate_servers(row.budget_w, gpus_per_server=spec.gpus_per_server, tdp_w=gpu.tdp_w, base_w=spec.base_w)
+    n0 = nameplate_servers(
+        row.budget_w, gpus_per_server=spec.gpus_per_server, tdp_w=gpu.tdp_w, base_w=spec.base_w
+    )
     cap = 0.7 * gpu.tdp_w if dynamo_cap_w is None else dynamo_cap_w
-    n_dyn = dynamo_servers(row.budget_w, gpus_per_server=spec.gpus_per_server, cap_w=cap, base_w=spec.base_w,
-                           headroom=dynamo_headroom)
+    n_dyn = dynamo_servers(
+        row.budget_w,
+        gpus_per_server=spec.gpus_per_server,
+        cap_w=cap,
+        base_w=spec.base_w,
+        headroom=dynamo_headroom,
+    )
     top = gpu.max_sm_clock_mhz if spec.sm_clock_mhz is None else spec.sm_clock_mhz
     clk = cap_clock_mhz(row.perf, cap_w=cap, max_clock_mhz=top, min_clock_mhz=gpu.min_sm_clock_mhz)
-    dyn_att = capped_attainment(trace, row.perf, row=row, servers=max(1, min(n_dyn, 8)), clock_mhz=clk,
-                                seed=spec.seeds[0])
+    dyn_att = capped_attainment(
+        trace, row.perf, row=row, servers=max(1, min(n_dyn, 8)), clock_mhz=clk, seed=spec.seeds[0]
+    )
     curve = pareto(row, problem, nameplate=n0, step=pareto_step)
-    return PowerStudy(row=row, nameplate=n0,
-                      dynamo=DynamoBaseline(servers=n_dyn, cap_w=cap, headroom=dynamo_headroom, cap_clock_mhz=clk,
-                                            attainment=dyn_att),
-                      verified=verified, plan_attainment=min(att) if att else float("nan"), pareto=curve,
-                      wall_s=time.perf_counter() - t0)
+    return PowerStudy(
+        row=row,
+        nameplate=n0,
+        dynamo=DynamoBaseline(
+            servers=n_dyn, cap_w=cap, headroom=dynamo_headroom, cap_clock_mhz=clk, attainment=dyn_att
+        ),
+        verified=verified,
+        plan_attainment=min(att) if att else float("nan"),
+        pareto=curve,
+        wall_s=time.perf_counter() - t0,
+    )

@@ -55,7 +55,8 @@ class Forecast:
 def damped_holt(y: F64, *, alpha: float, beta: float, phi: float) -> tuple[float, float, float]:
     """``(level, trend, sigma)`` after smoothing ``y`` (sigma: RMS one-step error)."""
     level = float(y[0])
-    trend = 0.0
+    k = min(y.size - 1, 4)
+    trend = float(y[k] - y[0]) / k if k > 0 else 0.0  # initial slope from the first few bins
     errs = []
     for v in y[1:]:
         pred = level + phi * trend
@@ -68,7 +69,7 @@ def damped_holt(y: F64, *, alpha: float, beta: float, phi: float) -> tuple[float
 
 
 def forecast_rate(y: F64, *, bin_s: float, steps: int, levels: tuple[float, ...] = (0.5, 0.9, 0.99),
-                  alpha: float = 0.3, beta: float = 0.05, phi: float = 0.9) -> Forecast:
+                  alpha: float = 0.4, beta: float = 0.1, phi: float = 0.98) -> Forecast:
     """Forecast a non-negative rate series ``steps`` bins ahead, with quantiles.
 
     Args:

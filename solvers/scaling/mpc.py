@@ -211,7 +211,7 @@ def solve(problem: ScalingProblem, *, params: SolveParams) -> ScalingPlan:
     shortfall = []
     for l_i, w in enumerate(problem.weights):
         for k in range(k_n):
-            d = int(math.ceil(problem.demand[l_i][k] * SCALE))
+            d = math.ceil(problem.demand[l_i][k] * SCALE)
             s = m.new_int_var(0, max(d, 0), f"s{l_i}_{k}")
             # Shortfall against this demand quantile (milli-replicas).
             m.add(s >= d - SCALE * y[k])

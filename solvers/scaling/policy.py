@@ -47,6 +47,7 @@ class MPCParams:
         weights: shortfall penalty per replica-step per level, as multiples of one replica-step's GPU cost.
         action_cost: price of one start or stop, in replica-steps.
         backlog_drain_s: queued requests are planned to be cleared within this time.
+        min_history_bins: below this many bins of history the policy scales up only.
         max_up, max_down: ramp limits per step.
         solve: CP-SAT limits.
     """
@@ -67,6 +68,7 @@ class MPCParams:
     weights: tuple[float, ...] = (8.0, 2.0, 0.6)
     action_cost: float = 0.3
     backlog_drain_s: float = 60.0
+    min_history_bins: int = 6
     max_up: int = 16
     max_down: int = 4
     solve: SolveParams = field(default_factory=lambda: SolveParams(time_limit_s=0.2))
@@ -92,7 +94,7 @@ def record(ctx: ScalingContext, st: MPCState, p: MPCParams) -> MPCState:
     if st.samples and ctx.now_s - st.samples[-1][0] < p.bin_s - 1e-9:
         return st
     kept = tuple(x for x in st.samples if x[0] >= ctx.now_s - p.history_s)
-    return replace(st, samples=kept + (s,))
+    return replace(st, samples=(*kept, s))
 
 
 def rates(samples: tuple[Sample, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -132,7 +134,7 @@ def demand_levels(ctx: ScalingContext, st: MPCState, p: MPCParams, steps: int) -
         ])
         per_step = per_bin.reshape(steps, bins_per_step).max(axis=1)
         per_step[:drain_steps] += backlog
-        if req.size < 6:  # too little history to forecast: hold today's load
+        if req.size < p.min_history_bins:  # too little history to forecast: hold today's load
             per_step = np.maximum(per_step, now_need)
         out.append(tuple(float(x) for x in per_step))
     return tuple(out)
@@ -180,6 +182,9 @@ def mpc(ctx: ScalingContext, *, params: MPCParams | None = None) -> ScalingDecis
         action_cost=p.action_cost * c,
     )
     plan = solve(problem, params=p.solve)
-    desired = clamp(ctx.replicas + plan.change_now, p.min_replicas, p.max_replicas)
+    change = plan.change_now
+    if len(st.samples) < p.min_history_bins + 1:
+        change = max(change, 0)  # too little history to trust a forecast of less load: never shrink yet
+    desired = clamp(ctx.replicas + change, p.min_replicas, p.max_replicas)
     new_starts = mine + tuple(ctx.now_s for _ in range(max(0, desired - ctx.replicas)))
     return ScalingDecision(desired, replace(st, last_plan_s=ctx.now_s, starts_s=new_starts, plan=plan))

@@ -60,14 +60,36 @@ def test_plan_runs_on_the_bundled_trace(app: AppTest) -> None:
     app.multiselect(key="plan_gpus").set_value(["H100-SXM", "H200-SXM"]).run()
     app.button(key="plan_run").click().run()
     assert not app.exception
+    assert not app.error, app.error[0].value
     headline = app.success[0].value
-    assert headline.startswith("Plan: ") and "Llama-3.1-8B" in headline and "/hour" in headline
-    table = app.dataframe[0].value
-    assert set(table["GPU"]) == {"H100-SXM", "H200-SXM"}
-    assert (table["chosen"] == "best").sum() == 1
+    assert headline.startswith("Plan: ") and "for Llama-3.1-8B" in headline and "$" in headline
+    breakdown = app.table[0].value
+    assert set(breakdown["configuration"].str.split(" ").str[0]) <= {"H100-SXM", "H200-SXM"}
+    assert (breakdown["cost $"] > 0).all()
+    candidates = app.dataframe[0].value
+    assert (candidates["in plan"] == "plan").sum() == len(breakdown)
     # the result stays on screen on the next rerun (read back from the cache)
     app.run()
     assert app.success[0].value == headline
+
+
+def test_impossible_slo_shows_the_planners_reason(app: AppTest) -> None:
+    goto(app, "Plan")
+    app.sidebar.number_input(key="tpot").set_value(1.0).run()
+    app.multiselect(key="plan_gpus").set_value(["L40S"]).run()
+    app.button(key="plan_run").click().run()
+    assert not app.exception
+    assert app.error[0].value.startswith("No plan for Llama-3.1-8B: ")
+
+
+def test_bad_inventory_is_a_clear_error(app: AppTest) -> None:
+    goto(app, "Plan")
+    app.text_input(key="plan_inventory").set_value("H100-SXM=lots").run()
+    assert not app.exception
+    assert (
+        app.error[0].value
+        == "field --inventory: bad inventory item 'H100-SXM=lots' (expected GPU=COUNT, e.g. H100-SXM=16)"
+    )
 
 
 def test_replay_runs_and_draws_cdfs_and_timelines(app: AppTest) -> None:
@@ -86,6 +108,7 @@ def test_plan_feeds_the_replay_defaults(app: AppTest) -> None:
     goto(app, "Plan")
     app.multiselect(key="plan_gpus").set_value(["H200-SXM"]).run()
     app.button(key="plan_run").click().run()
+    assert not app.error, app.error[0].value
     goto(app, "Replay")
     assert app.selectbox(key="replay_gpu").value == "H200-SXM"
 
@@ -136,6 +159,7 @@ def test_compare_runs_three_scenarios(app: AppTest) -> None:
     gpus = dict(zip(table["metric"], table["H100 load x2"], strict=True))["GPUs"]
     base = dict(zip(table["metric"], table["H100 baseline"], strict=True))["GPUs"]
     assert int(gpus) >= int(base)  # twice the load never needs fewer GPUs
+    assert "planner chose" in app.success[0].value
 
 
 def test_bad_upload_shows_the_trace_layers_error(app: AppTest) -> None:

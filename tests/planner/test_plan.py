@@ -1,87 +1,128 @@
-"""The walking-skeleton planner: demand from a trace, candidate sizing, the cheapest feasible choice."""
+"""The planner end to end: scored candidates, CP-SAT plan, replay verification, and the CLI."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 
 from planner.catalog import load_catalog
 from planner.cli.main import main
-from planner.plan import SLO, PlanProblem, demand_from_trace, solve
+from planner.plan import PlanReport, PlanRequest, plan_fleet, window_length
+from solvers.capacity import SLO, Disaggregation, SolveParams, SolveStatus
 from traces.default import default_trace
 from traces.errors import InputError
 from traces.schema import RequestTrace
 
+FAST = dict(max_num_seqs=(128, 256), max_batched_tokens=(8192,), verify_windows=4, alternatives=1,
+            params=SolveParams(max_time_in_seconds=10.0))
+
 
 @pytest.fixture(scope="module")
-def problem() -> PlanProblem:
+def report() -> PlanReport:
     cat = load_catalog()
-    return PlanProblem(
-        model=cat.model("Llama-3.1-8B"),
-        gpus=(cat.gpu("H100-SXM"),),
-        demand=demand_from_trace(default_trace()),
-    )
+    req = PlanRequest(model=cat.model("Llama-3.1-8B"), gpus=(cat.gpu("H100-SXM"), cat.gpu("A100-80GB-SXM")),
+                      **FAST)  # type: ignore[arg-type]
+    return plan_fleet(default_trace(), req)
 
 
-def test_demand_matches_the_trace() -> None:
-    tr = default_trace()
-    d = demand_from_trace(tr)
-    assert d.requests == tr.num_requests
-    assert d.peak_rate_rps >= d.mean_rate_rps > 0
-    assert d.mean_input_tokens == pytest.approx(float(tr.df["input_tokens"].mean()))
+def test_plan_covers_every_window_at_the_optimum(report: PlanReport) -> None:
+    plan = report.plan
+    assert plan.status is SolveStatus.OPTIMAL and plan.gap == 0.0
+    assert plan.objective_usd is not None and plan.greedy_usd is not None
+    assert plan.objective_usd <= plan.greedy_usd + 1e-9
+    by_key = {c.key: c for c in plan.configs}
+    for w, win in enumerate(report.problem.windows):
+        served = sum(by_key[k].goodput_rps * n for k, n in plan.replicas(w).items())
+        assert served >= win.demand_rps
+    total = sum(line.cost_usd for line in report.cost_breakdown())
+    assert total == pytest.approx(plan.objective_usd, rel=1e-4)
+    assert all(line.price_per_gpu_hour > 0 for line in report.cost_breakdown())
 
 
-def test_plan_picks_the_cheapest_feasible_candidate(problem: PlanProblem) -> None:
-    result = solve(problem)
-    feasible = [c for c in result.candidates if c.feasible]
-    assert result.best is not None and feasible
-    assert result.best.cost_per_hour == min(c.cost_per_hour for c in feasible)
-    # capacity covers the peak rate
-    assert result.best.replicas * result.best.replica_rps >= problem.demand.peak_rate_rps
+def test_plan_is_verified_by_replay(report: PlanReport) -> None:
+    ver = report.verification
+    assert ver and ver[0].label == "plan" and len(ver) == 2
+    for v in ver:
+        assert v.requests > 1000 and 0.0 <= v.replayed_attainment <= 1.0
+    # the plan the solver trusts also holds up in the simulator
+    assert ver[0].meets_slo and ver[0].replayed_attainment >= 0.98
+    assert ver[0].predicted_attainment >= 0.99
+    assert report.recommended is not None and report.recommended.label == "plan"
 
 
-def test_more_load_never_needs_fewer_gpus(problem: PlanProblem) -> None:
-    base = solve(problem).best
-    heavy = solve(
-        replace(problem, demand=replace(problem.demand, peak_rate_rps=problem.demand.peak_rate_rps * 20))
-    )
-    assert base is not None and heavy.best is not None
-    assert heavy.best.gpus_total > base.gpus_total
+def test_more_load_needs_more_gpus(report: PlanReport) -> None:
+    cat = load_catalog()
+    opts = {k: v for k, v in FAST.items() if k not in ("verify_windows", "alternatives")}
+    req = PlanRequest(model=cat.model("Llama-3.1-8B"), gpus=(cat.gpu("H100-SXM"),), load_factor=20.0,
+                      verify=False, **opts)  # type: ignore[arg-type]
+    heavy = plan_fleet(default_trace(), req)
+    peak = max(sum(c.gpus * n for c in report.plan.configs for k, n in report.plan.replicas(w).items()
+                   if k == c.key) for w in range(len(report.problem.windows)))
+    heavy_peak = max(sum(c.gpus * n for c in heavy.plan.configs for k, n in heavy.plan.replicas(w).items()
+                         if k == c.key) for w in range(len(heavy.problem.windows)))
+    assert heavy_peak > peak
 
 
-def test_tighter_tpot_slo_shrinks_the_decode_batch(problem: PlanProblem) -> None:
-    loose = solve(problem).best
-    tight = solve(replace(problem, slo=SLO(ttft_p99_s=2.0, tpot_p99_s=0.012))).best
-    assert loose is not None and tight is not None
-    assert tight.decode_batch < loose.decode_batch
+def test_impossible_slo_gives_no_plan() -> None:
+    cat = load_catalog()
+    req = PlanRequest(model=cat.model("Llama-3.1-8B"), gpus=(cat.gpu("H100-SXM"),), slo=SLO(tpot_s=1e-4),
+                      disaggregation=Disaggregation.OFF, verify=False, max_num_seqs=(256,),
+                      max_batched_tokens=(8192,))
+    rep = plan_fleet(default_trace(), req)
+    assert not rep.plan.feasible and rep.verification == ()
+    assert not rep.scored["feasible"].any() and all(rep.scored["reason"].to_list())
 
 
-def test_impossible_slo_gives_no_plan_with_reasons(problem: PlanProblem) -> None:
-    result = solve(replace(problem, slo=SLO(ttft_p99_s=2.0, tpot_p99_s=1e-4)))
-    assert result.best is None
-    assert all(not c.feasible and c.reason for c in result.candidates)
+def test_long_traces_get_longer_windows() -> None:
+    assert window_length(7 * 86400.0, 300.0, 96) == 6300.0
+    with pytest.raises(InputError, match="window"):
+        window_length(3600.0, -1.0, 96)
 
 
 def test_empty_trace_is_a_clear_error() -> None:
     tr = default_trace()
-    empty = RequestTrace(df=tr.df.head(0), meta=tr.meta)
+    cat = load_catalog()
+    req = PlanRequest(model=cat.model("Llama-3.1-8B"), gpus=(cat.gpu("H100-SXM"),))
     with pytest.raises(InputError, match="no requests"):
-        demand_from_trace(empty)
+        plan_fleet(RequestTrace(df=tr.df.head(0), meta=tr.meta), req)
 
 
+@pytest.mark.slow
 def test_cli_plan_on_default_trace_json(capsys: pytest.CaptureFixture[str]) -> None:
     """The Quickstart's main job, end to end on local Ray."""
-    rc = main(["plan", "--gpus", "H100-SXM", "--json"])
+    rc = main(["plan", "--gpus", "H100-SXM", "--json", "--time-limit-s", "5"])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0
-    assert out["best"]["gpu"] == "H100-SXM"
-    assert out["best"]["replicas"] >= 1 and out["total_cost"] > 0
+    assert out["status"] == "OPTIMAL" and out["objective_usd"] > 0
+    assert out["configs"][0]["gpu"] == "H100-SXM" and out["cost_breakdown"][0]["price_per_gpu_hour"] == 2.99
+    assert out["verification"][0]["label"] == "plan" and out["verification"][0]["replayed_attainment"] > 0.9
+    assert out["why"]
 
 
-def test_cli_plan_unknown_gpu_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["plan", "--gpus", "H999"])
+def test_cli_inventory_forces_a_second_gpu_type(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["plan", "--gpus", "H100-SXM,A100-80GB-SXM", "--inventory", "A100-80GB-SXM=0",
+               "--inventory", "H100-SXM=1", "--no-verify", "--json", "--disaggregate", "off"])
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0
+    assert {c["gpu"] for c in out["configs"]} == {"H100-SXM"}
+    assert all(sum(w["replicas"].values()) <= 1 for w in out["windows"])
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--gpus", "H999"], "unknown GPU 'H999'"),
+    (["--gpus", "H100-SXM", "--inventory", "H100-SXM:4"], "bad inventory item"),
+    (["--gpus", "H100-SXM", "--inventory", "B200=4"], "not planned"),
+    (["--gpus", "H100-SXM", "--power-budget-kw", "-3"], "power budget"),
+])
+def test_cli_bad_input_exits_2(capsys: pytest.CaptureFixture[str], args: list[str], needle: str) -> None:
+    rc = main(["plan", *args])
     err = capsys.readouterr().err
     assert rc == 2
-    assert "unknown GPU 'H999'" in err and "Traceback" not in err
+    assert needle in err and "Traceback" not in err
+
+
+def test_request_rejects_inventory_for_unplanned_gpu() -> None:
+    cat = load_catalog()
+    with pytest.raises(InputError, match="not among those planned"):
+        PlanRequest(model=cat.model("Llama-3.1-8B"), gpus=(cat.gpu("H100-SXM"),), inventory=(("B200", 2),))

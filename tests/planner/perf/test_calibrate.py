@@ -128,17 +128,20 @@ def test_shipped_calibration_meets_its_error_bounds(catalog: Catalog) -> None:
     gpu, model = catalog.gpu("H100-SXM"), catalog.model(STEP_MODEL)
     cal = load_calibration(SHIPPED_CAL)
     held = _heldout(errors_frame(evaluate_profile(load_profile(SHIPPED), gpu, model, cal)))
-    # issue #3 targets: step <= 10 % and power per phase <= 10 % (met); operators <= 5 % is met by decode
-    # attention only. The other bounds are regression guards at the achieved error plus a margin.
+    # issue #3 targets, all met on held-out shapes: every operator family <= 5 %, steps <= 10 %, power
+    # per phase <= 10 % (graph-timed H100 profile of 2026-11-22)
+    for fam in ("gemm_bf16", "gemm_fp8", "attn_prefill", "attn_decode", "elementwise"):
+        assert held[fam] <= 5.0, (fam, held[fam])
     assert held["step_all"] <= 10.0
     assert held["power_phase_prefill"] <= 10.0
     assert held["power_phase_decode"] <= 10.0
-    assert held["attn_decode"] <= 5.0
-    assert held["gemm_bf16"] <= 9.0
-    assert held["gemm_fp8"] <= 11.0
-    assert held["attn_prefill"] <= 10.0
-    assert held["elementwise"] <= 25.0
-    assert held["power_step_decode"] <= 15.0
+    assert held["power_step_decode"] <= 10.0
+    # the fitted curves stay physical: fractions of the catalog peaks in (0, 1]
+    a = cal.attention
+    for frac in (cal.gemm_bf16.ec_max, cal.gemm_bf16.em_max, cal.gemm_fp8.ec_max, a.prefill_ec, a.prefill_em,
+                 a.decode_em, a.decode_em_nosplit, a.decode_ec, a.decode_unit_frac, cal.ew_em, cal.ew_em_silu,
+                 cal.ew_em_rope, cal.ew_em_norm):
+        assert 0.0 < frac <= 1.0
     # the shipped file is what the fitter produces from the shipped profile (reproducible)
     refit = fit_profile(load_profile(SHIPPED), gpu, model).calibration
     assert refit.gemm_bf16.ec_max == pytest.approx(cal.gemm_bf16.ec_max, rel=1e-6)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from planner.power.contract import CapDecision, PowerContext
@@ -9,21 +11,36 @@ from planner.power.policy import POLICIES, CapLevel, PolcaParams, PolcaState, Po
 from traces.errors import InputError
 
 PRIO = ("hp", "lp", "lp")
-PARAMS = PolcaParams(t1=0.8, t2=0.9, t_brake=1.0, hysteresis=0.05, dwell_s=3.0, lp_clock_mhz=1400.0,
-                     lp_min_clock_mhz=1200.0, hp_clock_mhz=1600.0, brake_clock_mhz=900.0)
+PARAMS = PolcaParams(
+    t1=0.8,
+    t2=0.9,
+    t_brake=1.0,
+    hysteresis=0.05,
+    dwell_s=3.0,
+    lp_clock_mhz=1400.0,
+    lp_min_clock_mhz=1200.0,
+    hp_clock_mhz=1600.0,
+    brake_clock_mhz=900.0,
+)
 
 
 def tick(policy: object, now: float, row_w: float, state: object | None) -> CapDecision:
     """One telemetry tick at ``now`` with the row at ``row_w`` of a 1000 W budget."""
-    ctx = PowerContext(now_s=now, server_power_w=(row_w / 3,) * 3, server_priority=PRIO,
-                       server_clock_mhz=(None, None, None), row_budget_w=1000.0, state=state)
+    ctx = PowerContext(
+        now_s=now,
+        server_power_w=(row_w / 3,) * 3,
+        server_priority=PRIO,
+        server_clock_mhz=(None, None, None),
+        row_budget_w=1000.0,
+        state=state,
+    )
     assert callable(policy)
     dec = policy(ctx)
     assert isinstance(dec, CapDecision)
     return dec
 
 
-def run(powers: list[float], period: float = 1.0) -> list[CapDecision]:
+def run(powers: Sequence[float], period: float = 1.0) -> list[CapDecision]:
     policy = make_polca(PARAMS)
     state: object | None = None
     out = []
@@ -94,9 +111,18 @@ def test_registry_and_no_capping() -> None:
     assert level(tick(POLICIES[PolicyName.POLCA](PARAMS), 0.0, 2000.0, None)) is CapLevel.BRAKE
 
 
-@pytest.mark.parametrize("kw", [dict(t1=0.9, t2=0.8), dict(t2=1.1), dict(hysteresis=0.9),
-                                dict(telemetry_period_s=0.0), dict(dwell_s=-1.0),
-                                dict(lp_min_clock_mhz=1500.0), dict(hp_clock_mhz=0.0)])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(t1=0.9, t2=0.8),
+        dict(t2=1.1),
+        dict(hysteresis=0.9),
+        dict(telemetry_period_s=0.0),
+        dict(dwell_s=-1.0),
+        dict(lp_min_clock_mhz=1500.0),
+        dict(hp_clock_mhz=0.0),
+    ],
+)
 def test_bad_params_are_input_errors(kw: dict[str, float]) -> None:
     with pytest.raises(InputError):
         PolcaParams(**kw)
