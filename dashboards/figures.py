@@ -168,7 +168,7 @@ def plan_windows_figure(report: PlanReport) -> go.Figure:
 
 def _ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted values and their cumulative fractions, thinned to about ``_CDF_POINTS`` points."""
-    v = np.sort(values[np.isfinite(values)])
+    v = np.sort(values[np.isfinite(values) & (values > 0)])  # log axis: zero latencies cannot be drawn
     if v.size == 0:
         return v, v
     q = np.arange(1, v.size + 1) / v.size

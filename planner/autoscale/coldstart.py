@@ -54,7 +54,8 @@ DEFAULT_COLD_START = ColdStartDistribution(
             "alibaba/clusterdata cluster-trace-v2026-GenAI basemodel_update_latency_anon.csv (value in ms): "
             "median 13.4 s; the data are bimodal (about 2.6 s and 23 s), so p10/p90 are approximate"),
 )
-"""Default cold start: fitted once (see ``tests/planner/autoscale/test_context.py``), only the parameters ship."""
+"""Default cold start: fitted once (see ``tests/planner/autoscale/test_context.py``); only the
+parameters ship."""
 
 LLM_COLD_START_MEDIANS_S: dict[str, float] = {
     "Llama-3-8B-TP1": 104.2,

@@ -103,7 +103,8 @@ class Comparison:
 
     def timelines(self) -> pl.DataFrame:
         """All replica timelines, long format with a ``policy`` column."""
-        return pl.concat([r.timeline.with_columns(pl.lit(k).alias("policy")) for k, r in self.results.items()])
+        return pl.concat([r.timeline.with_columns(pl.lit(k).alias("policy"))
+                          for k, r in self.results.items()])
 
 
 def dynamo_profile(perf: ReplicaPerf, engine: EngineConfig) -> DynamoProfile:
@@ -213,7 +214,7 @@ def calibrate_capacity(trace: RequestTrace, perf: ReplicaPerf, cap: ReplicaCapac
         else:
             hi = mid
     if lo == 0.0:
-        raise InputError(f"one replica cannot reach {target_attainment:.0%} SLO attainment at any tested rate",
+        raise InputError(f"one replica cannot reach {target_attainment:.0%} SLO attainment at any rate",
                          field="slo", expected="looser SLO targets or a faster replica layout")
     return ReplicaCapacity(isl=cap.isl, osl=cap.osl, rps=lo, concurrency=max(conc_lo, 1.0), step_s=cap.step_s)
 
@@ -234,7 +235,8 @@ def replay_policy(trace: RequestTrace, perf: ReplicaPerf, policy: PolicyFn, *, c
     res = replay(trace, perf, config=sim)
     rq = res.requests
     requests = pl.DataFrame({
-        "arrival_s": rq["arrival_s"], "input_tokens": rq["input_tokens"], "output_tokens": rq["output_tokens"],
+        "arrival_s": rq["arrival_s"], "input_tokens": rq["input_tokens"],
+        "output_tokens": rq["output_tokens"],
         "ttft_s": rq["ttft_s"].fill_null(np.nan), "tpot_s": rq["tpot_s"].fill_null(np.nan),
         "finish_s": rq["finish_s"].fill_null(np.nan), "rejected": rq["rejected"],
     })
@@ -301,7 +303,8 @@ def compare_autoscalers(
         peak = float(counts.max()) / 300.0
         fns = {f"static-peak({_replicas_for(peak, cap)})": static_policy(_replicas_for(peak, cap)), **fns}
         n_static = _replicas_for(peak, cap)
-        loop_static = LoopConfig(initial_replicas=min(cfg.max_replicas, n_static), max_replicas=cfg.max_replicas,
+        loop_static = LoopConfig(initial_replicas=min(cfg.max_replicas, n_static),
+                                 max_replicas=cfg.max_replicas,
                                  tick_s=cfg.tick_s, cold_start=cfg.cold_start, engine=cfg.engine, slo=cfg.slo,
                                  seed=cfg.seed)
     results: dict[str, LoopResult] = {}
@@ -312,5 +315,6 @@ def compare_autoscalers(
         if cfg.simulator is Simulator.LOOP:
             results[name] = run_policy(trace, perf, fn, config=lc, name=name)
         else:
-            results[name] = replay_policy(trace, perf, fn, config=lc, name=name, min_replicas=cfg.min_replicas)
+            results[name] = replay_policy(trace, perf, fn, config=lc, name=name,
+                                          min_replicas=cfg.min_replicas)
     return Comparison(results=results, capacity=cap, initial_replicas=init)

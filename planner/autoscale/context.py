@@ -78,7 +78,8 @@ def apply_delay(n: int, ctx: ScalingContext, state: TargetState,
     return ScalingDecision(ctx.replicas, TargetState(below_since_s=since))
 
 
-def target_tracking(ctx: ScalingContext, *, params: TargetParams | None = None) -> ScalingDecision[TargetState]:
+def target_tracking(ctx: ScalingContext, *,
+                    params: TargetParams | None = None) -> ScalingDecision[TargetState]:
     """The default policy: :func:`apply_scaling_factors` -> :func:`apply_bounds` -> :func:`apply_delay`."""
     p = params or TargetParams()
     state = own_state(ctx, TargetState, TargetState)

@@ -5,7 +5,8 @@ autoscaling yet); this loop lets a policy change the count every control tick, w
 and a gateway queue while no replica is ready. It is deliberately smaller than the replay engine:
 
 * one step per event (no closed-form decode runs): the step time comes from the perf model's kernel
-  (:meth:`planner.perf.api.ReplicaPerf.kernel`), ``step(prefill tokens, prefill pairs, decode seqs, decode kv)``;
+  (:meth:`planner.perf.api.ReplicaPerf.kernel`),
+  ``step(prefill tokens, prefill pairs, decode seqs, decode kv)``;
 * a step's batch: every decoding sequence takes one token, then prefilling sequences take chunks FCFS
   within ``max_batched_tokens`` (chunked prefill); waiting requests are admitted FCFS at a step's start
   while ``max_num_seqs`` and the KV cache allow, each reserving ``input + output`` tokens of KV (no
@@ -183,7 +184,7 @@ def _end_step(r, arr, inp, out, rq, rf, pi, pf, run, ci, cf, tb, th, ib, ih) -> 
         ci[C_ITL_N] += ndec
         cf[CF_ITL_SUM] += ndec * st
         ih[_bucket(ib, st)] += ndec
-    return te
+    return float(te)
 
 
 @nb.njit(cache=True)
@@ -261,7 +262,7 @@ def run_until(kernel, kp, t_end, i0, arr, inp, out, rq, rf, pi, pf, run, ci, cf,
     for r in range(nrep):
         if pi[r, PI_BUSY] == 1:
             _advance(kernel, kp, r, t_end, arr, inp, out, rq, rf, pi, pf, run, ci, cf, tb, th, ib, ih)
-    return i
+    return int(i)
 
 
 @nb.njit(cache=True)

@@ -20,7 +20,8 @@ Where the controller keeps per-HPA maps (recommendations, scale events) in memor
 them; time is the context's ``now_s``.
 
 >>> p = HPAParams(metrics=(MetricTarget(VllmMetric.IN_SYSTEM, 10.0),), max_replicas=20)
->>> ctx = ScalingContext(now_s=0.0, replicas=2, running=(30, 30), waiting=(0, 0), kv_cache_usage_perc=(0.5, 0.5))
+>>> ctx = ScalingContext(now_s=0.0, replicas=2, running=(30, 30), waiting=(0, 0),
+...                      kv_cache_usage_perc=(0.5, 0.5))
 >>> hpa(ctx, params=p).desired_replicas
 6
 """

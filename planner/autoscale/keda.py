@@ -23,7 +23,7 @@ The PromQL query becomes one of :class:`PromQuery` over the context's vLLM gauge
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from planner.autoscale.hpa import (
@@ -97,7 +97,7 @@ class KEDAParams:
 class KEDAState:
     """KEDA's memory (last poll, last active time) and its HPA's."""
 
-    hpa: HPAState = HPAState()
+    hpa: HPAState = field(default_factory=HPAState)
     last_poll_s: float | None = None
     last_active_s: float | None = None
 

@@ -236,9 +236,10 @@ def run_policy(trace: RequestTrace, perf: ReplicaPerf, policy: PolicyFn, *, conf
         E.try_idle_stop(t, pi, pf)
         # releases: drained replicas hand back their GPUs
         freed = np.flatnonzero((pi[:, E.PI_STATE] == E.STATE_FREE) & ~np.isnan(alloc_t))
-        for r in freed:
-            gpu_s += max(0.0, float(pf[r, E.PF_STOP]) - float(alloc_t[r]))
-            alloc_t[r] = np.nan
+        for fr in freed:
+            r_ = int(fr)
+            gpu_s += max(0.0, float(pf[r_, E.PF_STOP]) - float(alloc_t[r_]))
+            alloc_t[r_] = np.nan
         # readiness
         became = np.flatnonzero((pi[:, E.PI_STATE] == E.STATE_STARTING) & (ready_at <= t))
         if became.size:
@@ -287,9 +288,9 @@ def run_policy(trace: RequestTrace, perf: ReplicaPerf, policy: PolicyFn, *, conf
     finish = rf[:, E.RF_FINISH]
     makespan = float(np.nanmax(finish)) if n and not np.all(np.isnan(finish)) else t
     end_t = max(makespan, 0.0)
-    for r in np.flatnonzero(~np.isnan(alloc_t)):
-        stop = float(pf[r, E.PF_STOP]) if pi[r, E.PI_STATE] == E.STATE_FREE else end_t
-        gpu_s += max(0.0, min(stop, end_t) - float(alloc_t[r]))
+    for held in np.flatnonzero(~np.isnan(alloc_t)):
+        stop = float(pf[held, E.PF_STOP]) if pi[held, E.PI_STATE] == E.STATE_FREE else end_t
+        gpu_s += max(0.0, min(stop, end_t) - float(alloc_t[held]))
     first = rf[:, E.RF_FIRST]
     rejected = a["rq"][:, E.RQ_PHASE] == 5
     requests = _request_table(arr, inp, out, first, finish, rejected)

@@ -17,7 +17,8 @@ state keeps *when* the wish started and compares timestamps, which is the same r
 Ray's own tests note ("int(delay / interval) undercounts when float division yields 5.999...").
 
 >>> p = RayServeParams(target_ongoing_requests=2, max_replicas=10, upscale_delay_s=0.0)
->>> ctx = ScalingContext(now_s=0.0, replicas=2, running=(5, 5), waiting=(0, 0), kv_cache_usage_perc=(0.1, 0.1))
+>>> ctx = ScalingContext(now_s=0.0, replicas=2, running=(5, 5), waiting=(0, 0),
+...                      kv_cache_usage_perc=(0.1, 0.1))
 >>> ray_serve(ctx, params=p).desired_replicas
 5
 """

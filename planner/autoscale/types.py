@@ -8,7 +8,8 @@ The context carries exactly what a live autoscaler can read from vLLM's Promethe
 in ``../shared/design/algorithms-and-numbers.md`` B10) plus the deployment's own replica counts, so the
 same policy code runs against the replay simulator and, later, against live Prometheus data.
 
->>> ctx = ScalingContext(now_s=0.0, replicas=2, running=(3, 1), waiting=(0, 2), kv_cache_usage_perc=(0.2, 0.1))
+>>> ctx = ScalingContext(now_s=0.0, replicas=2, running=(3, 1), waiting=(0, 2),
+...                      kv_cache_usage_perc=(0.2, 0.1))
 >>> in_system(ctx), ready_count(ctx)
 (6, 2)
 """
@@ -37,7 +38,8 @@ class ScalingContext:
         waiting: ``vllm:num_requests_waiting`` per listed replica.
         kv_cache_usage_perc: ``vllm:kv_cache_usage_perc`` (0..1) per listed replica.
         ttft_buckets_s: upper bounds (``le``) of the ``vllm:time_to_first_token_seconds`` histogram.
-        ttft_counts: cumulative counts per bucket (Prometheus ``_bucket``: observations <= ``le``, since start).
+        ttft_counts: cumulative counts per bucket (Prometheus ``_bucket``: observations <= ``le``,
+            since start).
         itl_buckets_s: upper bounds of ``vllm:inter_token_latency_seconds``.
         itl_counts: its cumulative counts per bucket.
         state: the state the policy returned last time (None on the first tick). Policies accept only their

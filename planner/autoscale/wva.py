@@ -15,7 +15,8 @@ Source: ``llm-d/llm-d-workload-variant-autoscaler`` ``docs/saturation-analyzer.m
 Replicas are matched across samples by their position in the context's tuples.
 
 >>> p = WVAParams(max_replicas=10)
->>> ctx = ScalingContext(now_s=0.0, replicas=2, running=(50, 50), waiting=(4, 4), kv_cache_usage_perc=(0.6, 0.6))
+>>> ctx = ScalingContext(now_s=0.0, replicas=2, running=(50, 50), waiting=(4, 4),
+...                      kv_cache_usage_perc=(0.6, 0.6))
 >>> wva(ctx, params=p).desired_replicas
 3
 """

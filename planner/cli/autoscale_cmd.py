@@ -27,14 +27,18 @@ from traces.schema import RequestTrace
 
 EXAMPLE = (
     "Example:\n\n"
-    "  fleetwise autoscale-compare --trace ../shared/data/traces/azure_llm_2023/AzureLLMInferenceTrace_conv.csv "
+    "  fleetwise autoscale-compare --trace AzureLLMInferenceTrace_conv.csv "
     "--rate-factor 8 --model Llama-3.1-70B --tp 4 --cold-start-median-s 360 --out runs/autoscale"
 )
 
 
+DEFAULT_POLICY_LIST = ",".join(p.value for p in DEFAULT_POLICIES)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise autoscale-compare``."""
-    app.command("autoscale-compare", help="Replay a trace with HPA, KEDA, Ray Serve, Dynamo SLA, llm-d WVA and "
+    app.command("autoscale-compare", help="Replay a trace with HPA, KEDA, Ray Serve, Dynamo SLA, llm-d WVA "
+                "and "
                 "fleetwise's forecast-driven MPC in the loop; report GPU-hours, SLO attainment, violation "
                 "minutes and scaling actions per policy.\n\n" + EXAMPLE)(autoscale_compare_cmd)
 
@@ -63,7 +67,8 @@ def _policies(names: str) -> tuple[PolicyName, ...]:
             out.append(PolicyName(key))
         except ValueError:
             raise InputError(f"unknown policy {key!r}", field="--policies",
-                             expected="a comma-separated list of " + ", ".join(p.value for p in DEFAULT_POLICIES)
+                             expected="a comma-separated list of "
+                             + ", ".join(p.value for p in DEFAULT_POLICIES)
                              ) from None
     return tuple(out)
 
@@ -74,8 +79,7 @@ def autoscale_compare_cmd(
     model: Annotated[str, typer.Option(help="catalog model key")] = "Llama-3.1-8B",
     gpu: Annotated[str, typer.Option(help="catalog GPU key")] = "H100-SXM",
     tp: Annotated[int, typer.Option(help="tensor-parallel degree per replica")] = 1,
-    policies: Annotated[str, typer.Option(help="comma-separated policies")] = ",".join(
-        p.value for p in DEFAULT_POLICIES),
+    policies: Annotated[str, typer.Option(help="comma-separated policies")] = DEFAULT_POLICY_LIST,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms")] = 2000.0,
     slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms")] = 100.0,
     cold_start_median_s: Annotated[float | None, typer.Option(
@@ -84,7 +88,8 @@ def autoscale_compare_cmd(
     min_replicas: Annotated[int, typer.Option(help="lower bound for every policy")] = 1,
     max_replicas: Annotated[int, typer.Option(help="upper bound for every policy")] = 64,
     tick_s: Annotated[float, typer.Option(help="control tick, s")] = 5.0,
-    simulator: Annotated[Simulator, typer.Option(help="closed loop that replays the trace")] = Simulator.REPLAY,
+    simulator: Annotated[Simulator, typer.Option(help="closed loop that replays the trace")] = (
+        Simulator.REPLAY),
     seed: Annotated[int, typer.Option(help="seed of cold-start draws and rate scaling")] = 0,
     out: Annotated[Path | None, typer.Option(help="folder for summary.parquet and timelines.parquet")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the per-policy summary as JSON")] = False,
@@ -107,7 +112,8 @@ def autoscale_compare_cmd(
     perf = build_replica_perf(cat.model(model), cat.gpu(gpu), Parallelism(tp=tp))
     cold = (DEFAULT_COLD_START if cold_start_median_s is None
             else ColdStartDistribution(math.log(cold_start_median_s), cold_start_sigma,
-                                       f"lognormal, median {cold_start_median_s:g} s, sigma {cold_start_sigma:g}"))
+                                       f"lognormal, median {cold_start_median_s:g} s, "
+                                       f"sigma {cold_start_sigma:g}"))
     cfg = CompareConfig(slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),
                         engine=EngineConfig(), cold_start=cold, min_replicas=min_replicas,
                         max_replicas=max_replicas, tick_s=tick_s, seed=seed, simulator=simulator)

@@ -78,9 +78,13 @@ def bench(
     ray: Annotated[bool, typer.Option(help="also time 2 shards on 2 local Ray workers")] = True,
     seed: Annotated[int, typer.Option(help="workload seed")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    validate: Annotated[bool, typer.Option(help="instead: replay the real-GPU validation data "
+                                           "(planner/perf/data/validation/H100-SXM) and compare")] = False,
 ) -> int:
     """Run the benchmark and print what was measured."""
     console = Console(stderr=as_json)
+    if validate:
+        return _validate(console, as_json)
     cat = load_catalog()
     gpu = cat.gpu("H100-SXM")
     perf = build_replica_perf(cat.model("Llama-3.1-8B"), gpu, Parallelism(tp=1))
@@ -196,6 +200,33 @@ def bench(
     prof.add_row(f"  of which perf kernel ({kernel_steps:,} calls; {steps - kernel_steps:,} decode steps "
                  "summed in closed form)", f"{kernel_s:.2f}")
     console.print(prof)
+    return 0
+
+
+def _validate(console: Console, as_json: bool) -> int:
+    from pathlib import Path
+
+    from planner.sim.validate import METRICS, THRESHOLDS, report_json, validate_replay
+
+    cat = load_catalog()
+    folder = Path(__file__).resolve().parents[1] / "perf" / "data" / "validation" / "H100-SXM"
+    rep = validate_replay(folder, model=cat.model("Llama-3.1-8B"), gpu=cat.gpu("H100-SXM"))
+    if as_json:
+        typer.echo(report_json(rep))
+        return 0
+    tab = Table(title=f"replay vs {rep.engine} (H100): predicted / measured - 1")
+    for col in ("load", "split", "requests", *METRICS):
+        tab.add_column(col, justify="right")
+    for lv in rep.levels:
+        tab.add_row(f"{lv.level:g}", lv.split, str(lv.requests),
+                    *(f"{lv.errors[m]:+.1%} ({lv.measured[m] * 1e3:,.0f} ms)" for m in METRICS))
+    console.print(tab)
+    e = rep.terms
+    console.print(f"engine terms fitted on the 'fit' levels: {e[0] * 1e3:.1f} ms/step + {e[1] * 1e3:.2f} "
+                  f"ms/seq + {e[2] * 1e6:.1f} us/prefill token + {e[3] * 1e9:.2f} ns/KV token + "
+                  f"{e[4] * 1e12:.1f} ps/(prefill token x KV token)")
+    limits = ", ".join(f"{m} {v:.0%}" for m, v in THRESHOLDS.items())
+    console.print(f"held-out levels within ({limits}): {'yes' if rep.passed else 'no'}")
     return 0
 
 

@@ -69,8 +69,9 @@ def replay_cmd(
     shards: Annotated[int, typer.Option(help="replica groups, each behind its own router")] = 1,
     ray_address: Annotated[str | None, typer.Option(help="run shards on this Ray cluster ('local' starts "
                                                      "one here)")] = None,
-    autoscale: Annotated[str | None, typer.Option(help="autoscaling policy in the loop (a name from "
-                                                  "planner.autoscale POLICIES, e.g. target-tracking)")] = None,
+    autoscale: Annotated[str | None, typer.Option(
+        help="autoscaling policy in the loop (a name from planner.autoscale POLICIES, e.g. target-tracking)",
+    )] = None,
     autoscale_interval_s: Annotated[float, typer.Option(help="autoscaler control interval, s")] = 15.0,
     min_replicas: Annotated[int, typer.Option(help="autoscaler lower bound")] = 1,
     max_replicas: Annotated[int, typer.Option(help="autoscaler upper bound")] = 64,
@@ -192,10 +193,10 @@ def print_summary(result: SimResult, console: Console, *, title: str, out: Path 
             console.print(f"autoscaling ({p.name}): {p.scale_ups} scale-ups, {p.scale_downs} scale-downs, "
                           f"peak {p.peak_replicas} replicas")
     if result.capping is not None:
-        k = result.capping
-        console.print(f"power: row peak {k.peak_row_w:,.0f} W / mean {k.mean_row_w:,.0f} W of "
-                      f"{k.row_budget_w:,.0f} W budget; over budget {k.over_budget_s:,.0f} s, capped "
-                      f"{k.capped_s:,.0f} s, brake events {k.brake_events}")
+        cap = result.capping
+        console.print(f"power: row peak {cap.peak_row_w:,.0f} W / mean {cap.mean_row_w:,.0f} W of "
+                      f"{cap.row_budget_w:,.0f} W budget; over budget {cap.over_budget_s:,.0f} s, capped "
+                      f"{cap.capped_s:,.0f} s, brake events {cap.brake_events}")
     if s.violations:
         console.print(f"[bold red]engine invariant violations: {s.violations}[/]")
     if out is not None:

@@ -198,9 +198,11 @@ def _row(family: str, split: str, pred: Arr, meas: Arr) -> ErrorRow:
 # operator-level predictions (the same kernel functions the step model uses)
 
 
-def _soft(t: Arr, floor: float, q: float) -> Arr:
-    """A kernel's streaming time and its fixed cost combined: ``(t**q + floor**q) ** (1/q)``."""
-    return np.asarray((t**q + floor**q) ** (1.0 / q), dtype=np.float64)
+def _soft(t: Arr, floor: float, a: float) -> Arr:
+    """A kernel's streaming time and its fixed cost combined (:func:`planner.perf.kernel.soft_sum`)."""
+    if floor <= 0.0:
+        return t
+    return np.asarray(t + floor * floor / (floor + a * t), dtype=np.float64)
 
 
 def predict_gemm(df: pl.DataFrame, gpu: GPUSpec, cal: Calibration) -> Arr:
@@ -344,8 +346,8 @@ def fit_gemm(df: pl.DataFrame, gpu: GPUSpec, dtype: str, start: GemmCurve) -> Ge
         return _soft(kn.gemm_times(m, n, k, wb, peak, bw, cv), v[5], v[6])
 
     x0 = [start.ec_max, start.m_half, start.w_half, start.em_max, start.p, start.launch_s, start.floor_p]
-    v = _fit_log(fn, meas, x0, lo=[0.05, 0.0, 0.0, 0.05, 1.0, 0.0, 1.0],
-                 hi=[1.0, 4096.0, 1e9, 1.0, 16.0, 1e-3, 16.0])
+    v = _fit_log(fn, meas, x0, lo=[0.05, 0.0, 0.0, 0.05, 1.0, 0.0, 0.0],
+                 hi=[1.0, 4096.0, 1e9, 1.0, 16.0, 1e-3, 1e3])
     return GemmCurve(ec_max=float(v[0]), m_half=float(v[1]), w_half=float(v[2]), em_max=float(v[3]),
                      p=float(v[4]), launch_s=float(v[5]), floor_p=float(v[6]))
 
@@ -389,7 +391,7 @@ def fit_attention(df: pl.DataFrame, gpu: GPUSpec, start: AttentionCurve) -> Atte
     return cur
 
 
-def _with_ew(cal: Calibration, v: Sequence[float]) -> Calibration:
+def _with_ew(cal: Calibration, v: Sequence[float] | Arr) -> Calibration:
     """``cal`` with the elementwise fields set from ``v`` (order of :func:`fit_elementwise`)."""
     return replace(cal, ew_em=float(v[0]), ew_em_silu=float(v[1]), ew_em_rope=float(v[2]),
                    ew_em_norm=float(v[3]), ew_norm_rows_half=float(v[4]), ew_launch_s=float(v[5]),
@@ -406,8 +408,8 @@ def fit_elementwise(df: pl.DataFrame, gpu: GPUSpec, start: Calibration) -> Calib
 
     fracs = [f if f > 0 else 0.6 for f in (start.ew_em, start.ew_em_silu, start.ew_em_rope, start.ew_em_norm)]
     x0 = [*fracs, start.ew_norm_rows_half, start.ew_launch_s, start.ew_floor_p]
-    v = _fit_log(fn, meas, x0, lo=[0.02, 0.02, 0.02, 0.02, 0.0, 0.0, 1.0],
-                 hi=[1.0, 1.0, 1.0, 1.0, 1e6, 1e-3, 16.0])
+    v = _fit_log(fn, meas, x0, lo=[0.02, 0.02, 0.02, 0.02, 0.0, 0.0, 0.0],
+                 hi=[1.0, 1.0, 1.0, 1.0, 1e6, 1e-3, 1e3])
     return _with_ew(start, v)
 
 

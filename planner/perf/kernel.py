@@ -200,6 +200,17 @@ ACT_BYTES = 2.0
 
 
 @njit(cache=True)
+def pnorm(a: float, b: float, p: float) -> float:
+    """``(a**p + b**p) ** (1/p)`` for ``a, b >= 0`` with two powers instead of three (hot loop)."""
+    if p == 1.0:
+        return a + b
+    hi, lo = (a, b) if a >= b else (b, a)
+    if hi <= 0.0:
+        return 0.0
+    return float(hi * (1.0 + (lo / hi) ** p) ** (1.0 / p))
+
+
+@njit(cache=True)
 def gemm_time(m: float, n: float, k: float, wbytes: float, peak: float, bw: float,
               ec: float, mhalf: float, whalf: float, em: float, p: float, launch: float) -> float:
     """Time of one ``M x K @ K x N`` GEMM (see :mod:`planner.perf.calibration`)."""
@@ -211,16 +222,17 @@ def gemm_time(m: float, n: float, k: float, wbytes: float, peak: float, bw: floa
     eff = ec * (m / (m + mhalf)) * (w / (w + whalf))
     tc = flops / (peak * eff)
     tm = nbytes / (bw * em)
-    return float((tc**p + tm**p) ** (1.0 / p) + launch)
+    return float(pnorm(tc, tm, p) + launch)
 
 
 @njit(cache=True)
-def soft_sum(t: float, floor: float, q: float) -> float:
-    """A kernel's streaming time ``t`` and its fixed cost ``floor`` combined: ``(t**q + floor**q)**(1/q)``
-    (``q = 1`` adds them; a large ``q`` takes the larger)."""
+def soft_sum(t: float, floor: float, a: float) -> float:
+    """A kernel's streaming time ``t`` and its fixed cost ``floor`` combined without powers (hot loop):
+    ``t + floor * floor / (floor + a * t)``. ``a = 0`` adds them; a larger ``a`` hides more of the fixed
+    cost behind long streams (ramp-up overlapping the previous wave). Equals ``floor`` at ``t = 0``."""
     if floor <= 0.0:
         return t
-    return float((t**q + floor**q) ** (1.0 / q))
+    return t + floor * floor / (floor + a * t)
 
 
 PF_TILE = 128.0
@@ -260,6 +272,8 @@ def prefill_attn_time(pt: float, pairs: float, seqs: float, flops_per_pair: floa
     eff = ec * (x / (x + xhalf)) * (w / (w + whalf)) * (bal + (1.0 - bal) * w / (w + balhalf))
     tc = flops_per_pair * pairs / (peak * eff)
     tm = prefill_attn_bytes(pt, pairs, seqs, bytes_per_token, kv_bytes_per_token) / (bw * em)
+    if p == 1.0:
+        return tc + tm + launch
     return float((tc**p + tm**p + launch**p) ** (1.0 / p))
 
 
@@ -273,7 +287,8 @@ def decode_attn_time(ds: float, kv: float, units_per_seq: float, bytes_per_kv: f
         return 0.0
     units = ds * units_per_seq
     e = em if (units < split_units or em_nosplit <= 0.0) else em_nosplit
-    e_u = (e ** (-q) + (units * unit_frac) ** (-q)) ** (-1.0 / q)
+    # soft minimum of the whole-GPU fraction and what ``units`` streams reach: 1/e_u = ||1/e, 1/(U u)||_q
+    e_u = 1.0 / pnorm(1.0 / e, 1.0 / (units * unit_frac), q)
     per_kv = max(bytes_per_kv / (bw * e_u), flops_per_kv / (peak * ec))
     return float(launch + (kv + ds * lhalf) * per_kv)
 

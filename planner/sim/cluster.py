@@ -977,7 +977,7 @@ def _power_table(runs: Sequence[_PoolRun], gpu_w: Sequence[F64], config: Cluster
                  makespan: float) -> tuple[pl.DataFrame, F64, float]:
     """Average watts per GPU, server (plus base power), rack and row at the engine's resolution."""
     period = runs[0].eng.dt
-    n_f = min(min(w.shape[0] for w in gpu_w), max(1, math.ceil(makespan / period - 1e-9)))
+    n_f = min(*(w.shape[0] for w in gpu_w), max(1, math.ceil(makespan / period - 1e-9)))
     t0: F64 = np.arange(n_f, dtype=np.float64) * period
     t1: F64 = np.minimum(t0 + period, max(makespan, period)).astype(np.float64)
     span = np.maximum(t1 - t0, 1e-12)

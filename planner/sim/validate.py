@@ -28,12 +28,12 @@ import numba as nb
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
-from scipy.optimize import minimize
+from scipy.optimize import minimize, nnls
 
 from planner.catalog.schema import GPUSpec, ModelSpec
-from planner.perf.calibration import Calibration, resolve_calibration
-from planner.perf.engine_check import REQUEST_COLUMNS, engine_model, fit_engine, load_requests
 from planner.perf import kernel as kn
+from planner.perf.calibration import Calibration, resolve_calibration
+from planner.perf.engine_check import REQUEST_COLUMNS, engine_model, load_requests
 from planner.perf.model import RooflinePerf, build_replica_perf
 from planner.sim.config import EngineConfig, SimConfig
 from planner.sim.replay import replay
@@ -78,13 +78,13 @@ class ValidationReport:
 
     Attributes:
         engine: the validated engine's name.
-        terms: the calibrated engine overhead: seconds per step, per sequence, per prefill token and per
-            decode KV token (see :class:`EnginePerf`).
+        terms: the calibrated engine overhead: seconds per step, per sequence, per prefill token, per
+            decode KV token and per prefill-token x KV-token (see :class:`EnginePerf`).
         levels: one :class:`LevelCheck` per load level.
     """
 
     engine: str
-    terms: tuple[float, float, float, float]
+    terms: tuple[float, float, float, float, float]
     levels: tuple[LevelCheck, ...]
 
     @property
@@ -96,6 +96,7 @@ class ValidationReport:
         """Plain data for ``--json``."""
         return {"engine": self.engine, "engine_step_s": self.terms[0], "engine_per_seq_s": self.terms[1],
                 "engine_per_prefill_token_s": self.terms[2], "engine_per_kv_token_s": self.terms[3],
+                "engine_per_prefill_token_kv_token_s": self.terms[4],
                 "passed": self.passed,
                 "thresholds": THRESHOLDS,
                 "levels": [{"level": lv.level, "split": lv.split, "requests": lv.requests,
@@ -162,8 +163,9 @@ def _predict(g: pl.DataFrame, ok_ids: pl.Series, perf: EnginePerf, eng: EngineCo
     return _pcts(ttft, tpot)
 
 
-N_TERMS = 4
-"""Engine terms: per step, per sequence, per prefill token, per decode KV token (seconds each)."""
+N_TERMS = 5
+"""Engine terms (seconds each): per step, per sequence, per prefill token, per decode KV token, and per
+prefill token per KV token of the batch (padded attention over the batch's gathered cache)."""
 
 
 @nb.njit(cache=True)
@@ -174,7 +176,7 @@ def engine_step_time(prm: NDArray[np.float64], pt: float, pairs: float, ds: floa
     if seqs <= 0.0:
         return 0.0
     base = kn.step_time(prm[N_TERMS:], pt, pairs, ds, kv)
-    return float(base + prm[0] + prm[1] * seqs + prm[2] * pt + prm[3] * kv)
+    return float(base + prm[0] + prm[1] * seqs + prm[2] * pt + prm[3] * kv + prm[4] * pt * kv)
 
 
 @dataclass(frozen=True)
@@ -192,7 +194,7 @@ class EnginePerf:
     """
 
     base: RooflinePerf
-    terms: tuple[float, float, float, float]
+    terms: tuple[float, float, float, float, float]
     kv_tokens: int
 
     @property
@@ -206,7 +208,7 @@ class EnginePerf:
     def _extra(self, pt: Arr, ds: Arr, kv: Arr) -> Arr:
         e = self.terms
         seqs = ds + (pt > 0)
-        out: Arr = np.where(seqs > 0, e[0] + e[1] * seqs + e[2] * pt + e[3] * kv, 0.0)
+        out: Arr = np.where(seqs > 0, e[0] + e[1] * seqs + e[2] * pt + e[3] * kv + e[4] * pt * kv, 0.0)
         return out
 
     def step_time_s(self, prefill_tokens: Arr | float, prefill_pairs: Arr | float, decode_seqs: Arr | float,
@@ -232,6 +234,54 @@ class EnginePerf:
         return replace(self, base=self.base.at_clock(sm_clock_mhz))
 
 
+def _decode_terms(root: Path, fit_levels: set[float], base: RooflinePerf) -> tuple[float, float, float]:
+    """Engine time per step, per sequence and per KV token from the fit levels' token timestamps.
+
+    Every gap between two consecutive tokens of a request is one engine step; the batch then is every
+    request between its first and last token, its KV their prompts plus the tokens they have so far.
+    Gaps in which another request got its first token carried a prefill and are left out. The engine's
+    time is the gap minus the bare step model's decode step, fitted by non-negative least squares.
+    """
+    path = root / "engine_tokens.parquet"
+    if not path.is_file():
+        raise InputError("per-token timestamps not found", path=str(path))
+    tok = pl.read_parquet(path)
+    req = pl.read_parquet(root / "engine_requests.parquet").select("load_level", "request_id", "input_tokens")
+    rows_b: list[np.ndarray] = []
+    rows_kv: list[np.ndarray] = []
+    rows_y: list[np.ndarray] = []
+    for lv in sorted(fit_levels):
+        t = tok.filter(pl.col("load_level") == lv).join(req, on=["load_level", "request_id"]).sort(
+            "request_id", "token_index")
+        if t.height == 0:
+            continue
+        t = t.with_columns(prev=pl.col("t_s").shift(1).over("request_id"))
+        spans = t.group_by("request_id").agg(pl.col("t_s").min().alias("a"), pl.col("t_s").max().alias("b"),
+                                             pl.col("input_tokens").first().alias("inp"))
+        a, b, inp = (spans[c].to_numpy().astype(np.float64) for c in ("a", "b", "inp"))
+        g = t.filter(pl.col("prev").is_not_null())
+        now = g["t_s"].to_numpy()
+        prev = g["prev"].to_numpy()
+        live = (a[None, :] <= prev[:, None]) & (b[None, :] >= now[:, None])
+        joined = ((a[None, :] > prev[:, None]) & (a[None, :] <= now[:, None])).any(axis=1)
+        # tokens a live request has by `now`: its share of (b - a) elapsed, times its token count
+        n_tok = t.group_by("request_id").agg(pl.len().alias("n"))["n"].to_numpy().astype(np.float64)
+        frac = np.clip((now[:, None] - a[None, :]) / np.maximum(b - a, 1e-9)[None, :], 0.0, 1.0)
+        kv = (live * (inp[None, :] + frac * n_tok[None, :])).sum(axis=1)
+        bsz = live.sum(axis=1).astype(np.float64)
+        ok = ~joined & (bsz > 0)
+        gap = now - prev
+        rows_b.append(bsz[ok])
+        rows_kv.append(kv[ok])
+        rows_y.append(gap[ok] - base.step_time_s(0.0, 0.0, bsz[ok], kv[ok]))
+    if not rows_y:
+        return 0.0, 0.0, 0.0
+    bsz, kv, y = np.concatenate(rows_b), np.concatenate(rows_kv), np.concatenate(rows_y)
+    A = np.column_stack([np.ones_like(bsz), bsz, kv])
+    sol, _ = nnls(A, y)
+    return float(sol[0]), float(sol[1]), float(sol[2])
+
+
 def validate_replay(folder: str | Path, *, model: ModelSpec, gpu: GPUSpec,
                     calibration: Calibration | None = None, max_iter: int = 300) -> ValidationReport:
     """Calibrate the engine term on the even load levels by replay, check the odd ones.
@@ -247,7 +297,7 @@ def validate_replay(folder: str | Path, *, model: ModelSpec, gpu: GPUSpec,
         InputError: missing files, columns or engine configuration.
     """
     root = Path(folder)
-    ok_all, meta = load_requests(root)
+    _, meta = load_requests(root)
     eng, kv_tokens = engine_config_from_meta(meta, path=str(root / "engine_meta.json"))
     served = engine_model(model, meta)
     cal = calibration if calibration is not None else resolve_calibration(gpu)
@@ -258,11 +308,10 @@ def validate_replay(folder: str | Path, *, model: ModelSpec, gpu: GPUSpec,
     meas = {lv: _measured(levels[lv]) for lv in order}
     base = build_replica_perf(served, gpu, calibration=bare, max_batch_tokens=eng.max_batched_tokens,
                               min_kv_tokens=1)
-    start = fit_engine(ok_all, base, str(meta.get("engine", "")))  # the per-request fit as a start
 
-    def terms_of(x: np.ndarray) -> tuple[float, float, float, float]:
+    def terms_of(x: np.ndarray) -> tuple[float, float, float, float, float]:
         v = np.exp(x)
-        return float(v[0]), float(v[1]), float(v[2]), float(v[3])
+        return float(v[0]), float(v[1]), float(v[2]), float(v[3]), float(v[4])
 
     def loss(x: np.ndarray) -> float:
         perf = EnginePerf(base=base, terms=terms_of(x), kv_tokens=kv_tokens)
@@ -274,14 +323,21 @@ def validate_replay(folder: str | Path, *, model: ModelSpec, gpu: GPUSpec,
                 err += math.log(max(p[k], 1e-9) / m[k]) ** 2 if math.isfinite(p[k]) else 1e3
         return err
 
-    # starts: the per-request TPOT fit, and a split of it between the step and its sequences
-    starts = [np.log([max(start.engine_step_s, 1e-4), max(start.engine_per_seq_s, 1e-6), 1e-6, 1e-10]),
-              np.log([max(start.engine_step_s, 1e-4) / 2, 1e-3, 1e-4, 1e-10]),
-              np.log([max(start.engine_step_s, 1e-4) / 4, 3e-3, 3e-4, 1e-9])]
-    fits = [minimize(loss, x0, method="Nelder-Mead", options={"maxiter": max_iter, "xatol": 1e-3,
-                                                              "fatol": 1e-4}) for x0 in starts]
-    best = min(fits, key=lambda f: float(f.fun))
-    terms = terms_of(best.x)
+    e0, e1, e3 = _decode_terms(root, fit_levels, base)
+    x0 = np.log([max(e0, 1e-6), max(e1, 1e-7), 1e-5, max(e3, 1e-12), 1e-12])
+
+    def loss_prefill(z: np.ndarray) -> float:
+        x = x0.copy()
+        x[2], x[4] = z[0], z[1]
+        return loss(x)
+
+    # the decode terms come from the token gaps; the two prefill terms from replaying the fit levels
+    grid = [(a, c) for a in np.log(np.geomspace(1e-6, 1e-3, 7)) for c in np.log(np.geomspace(1e-12, 1e-8, 5))]
+    z0 = np.array(grid[int(np.argmin([loss_prefill(np.array(g)) for g in grid]))])
+    best = minimize(loss_prefill, z0, method="Nelder-Mead",
+                    options={"maxiter": max_iter, "xatol": 1e-3, "fatol": 1e-5})
+    x0[2], x0[4] = float(best.x[0]), float(best.x[1])
+    terms = terms_of(x0)
     perf = EnginePerf(base=base, terms=terms, kv_tokens=kv_tokens)
     checks = []
     for lv in order:

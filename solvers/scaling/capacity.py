@@ -17,7 +17,8 @@ and a prompt's prefill (``ceil(isl / free budget)`` steps) within ``ttft_margin 
 >>> from planner.sim.config import EngineConfig, SLOTarget
 >>> cat = load_catalog()
 >>> perf = build_replica_perf(cat.model("Llama-3.1-8B"), cat.gpu("H100-SXM"), Parallelism(tp=1))
->>> cap = replica_capacity(perf, isl=1000, osl=200, slo=SLOTarget(ttft_s=2.0, tpot_s=0.1), engine=EngineConfig())
+>>> cap = replica_capacity(perf, isl=1000, osl=200, slo=SLOTarget(ttft_s=2.0, tpot_s=0.1),
+...                        engine=EngineConfig())
 >>> cap.rps > 1.0
 True
 """
@@ -58,7 +59,8 @@ def _steady_step(perf: ReplicaPerf, lam: float, isl: float, osl: float) -> float
     for _ in range(60):
         b = lam * osl * s
         p = lam * isl * s
-        s_new = float(np.asarray(perf.step_time_s(p, p * isl / 2.0, max(b, 1.0), max(b, 1.0) * (isl + osl / 2))))
+        d = max(b, 1.0)
+        s_new = float(np.asarray(perf.step_time_s(p, p * isl / 2.0, d, d * (isl + osl / 2))))
         if not math.isfinite(s_new) or s_new > 60.0:
             return math.inf
         if abs(s_new - s) <= 1e-7 * s:
@@ -83,7 +85,8 @@ def _feasible(perf: ReplicaPerf, lam: float, isl: float, osl: float, slo: SLOTar
 
 
 def replica_capacity(perf: ReplicaPerf, *, isl: float, osl: float, slo: SLOTarget, engine: EngineConfig,
-                     tpot_margin: float = 0.8, ttft_margin: float = 0.5, kv_fill: float = 0.9) -> ReplicaCapacity:
+                     tpot_margin: float = 0.8, ttft_margin: float = 0.5,
+                     kv_fill: float = 0.9) -> ReplicaCapacity:
     """The largest sustainable request rate of one replica at the SLO (see the module docstring).
 
     Args:

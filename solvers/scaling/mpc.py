@@ -140,7 +140,8 @@ class ScalingPlan:
         return self.starts[0] - self.stops[0]
 
 
-def evaluate(problem: ScalingProblem, starts: list[int], stops: list[int]) -> tuple[list[int], list[int], float]:
+def evaluate(problem: ScalingProblem, starts: list[int],
+             stops: list[int]) -> tuple[list[int], list[int], float]:
     """``(ready, held, objective)`` of given actions (the same accounting as the model)."""
     k_n = problem.horizon
     L = problem.lead_steps
@@ -183,7 +184,8 @@ def greedy_plan(problem: ScalingProblem) -> ScalingPlan:
         if held[k] + add < problem.min_replicas:
             starts[k] = min(problem.max_up, problem.min_replicas - held[k])
     ready, held, cost = evaluate(problem, starts, stops)
-    return ScalingPlan(SolveStatus.GREEDY, tuple(starts), tuple(stops), tuple(ready), tuple(held), cost, -math.inf,
+    return ScalingPlan(SolveStatus.GREEDY, tuple(starts), tuple(stops), tuple(ready), tuple(held), cost,
+                       -math.inf,
                        time.perf_counter() - t0)
 
 

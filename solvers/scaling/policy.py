@@ -108,7 +108,8 @@ def rates(samples: tuple[Sample, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return d[:, 0], d[:, 1], d[:, 2]
 
 
-def demand_levels(ctx: ScalingContext, st: MPCState, p: MPCParams, steps: int) -> tuple[tuple[float, ...], ...]:
+def demand_levels(ctx: ScalingContext, st: MPCState, p: MPCParams,
+                  steps: int) -> tuple[tuple[float, ...], ...]:
     """Ready replicas needed per MPC step for each quantile level."""
     req, pt, gt = rates(st.samples)
     bins_per_step = max(1, round(p.step_s / p.bin_s))
@@ -140,7 +141,8 @@ def demand_levels(ctx: ScalingContext, st: MPCState, p: MPCParams, steps: int) -
     return tuple(out)
 
 
-def arrivals(ctx: ScalingContext, st: MPCState, p: MPCParams, steps: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
+def arrivals(ctx: ScalingContext, st: MPCState, p: MPCParams,
+             steps: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """Replicas already starting, by the step they should be ready, and the start times still pending.
 
     Our own start times are kept; the oldest are dropped as replicas become ready (the context only says

@@ -55,6 +55,7 @@ def test_each_page_shows_its_inputs_without_running(app: AppTest, page: str) -> 
     assert not app.get("plotly_chart") or page == "Autoscaling"
 
 
+@pytest.mark.slow
 def test_plan_runs_on_the_bundled_trace(app: AppTest) -> None:
     goto(app, "Plan")
     app.multiselect(key="plan_gpus").set_value(["H100-SXM", "H200-SXM"]).run()

@@ -19,7 +19,8 @@ PROFILE = DynamoProfile(
 )
 
 
-def dctx(t: float, reqs: int, prompt: int, gen: int, state: object | None, *, ttft: tuple[float, int] = (0.0, 0),
+def dctx(t: float, reqs: int, prompt: int, gen: int, state: object | None, *,
+         ttft: tuple[float, int] = (0.0, 0),
          itl: tuple[float, int] = (0.0, 0), replicas: int = 1, running: int = 10) -> ScalingContext:
     return ScalingContext(now_s=t, replicas=replicas, running=(running,) * replicas, waiting=(0,) * replicas,
                           kv_cache_usage_perc=(0.1,) * replicas, state=state, requests_total=reqs,
@@ -34,8 +35,10 @@ def test_dynamo_constant_predictor_sizes_by_the_published_formulas() -> None:
     assert d.desired_replicas == 1  # first tick only records the counters
     d = dynamo_sla(dctx(100.0, 900, 900 * 10_000, 900 * 100, d.state), params=p)
     assert d.desired_replicas == 1  # before the 180 s interval nothing happens
-    # 1800 requests in 180 s, ISL 10 000, OSL 100; TTFT obs 2.0 s (profile 1.0 -> p_corr 2, capped by min(1, .));
-    # ITL obs 0.05 at concurrency 10, ctx 10050 -> nearest ctx 1000, kv 10*10050/1e5 = 1.005 -> 0.05 -> d_corr 1.
+    # 1800 requests in 180 s, ISL 10 000, OSL 100; TTFT obs 2.0 s (profile 1.0 -> p_corr 2,
+    # capped by min(1, .));
+    # ITL obs 0.05 at concurrency 10, ctx 10050 -> nearest ctx 1000, kv 10*10050/1e5 = 1.005
+    # -> 0.05 -> d_corr 1.
     d = dynamo_sla(dctx(180.0, 1800, 1800 * 10_000, 1800 * 100, d.state, ttft=(2.0 * 1800, 1800),
                         itl=(0.05 * 18_000, 18_000)), params=p)
     prefill_gpus = 1800 * 10_000 / 180 * 1.0 / 10_000  # = 10
@@ -98,7 +101,8 @@ def test_arima_recovers_an_ar1_and_forecasts_with_its_equation() -> None:
 WP = WVAParams(min_replicas=1, max_replicas=10)
 
 
-def wctx(t: float, kv: list[float], q: list[int], state: object | None, *, starting: int = 0) -> ScalingContext:
+def wctx(t: float, kv: list[float], q: list[int], state: object | None, *,
+         starting: int = 0) -> ScalingContext:
     n = len(kv)
     return ScalingContext(now_s=t, replicas=n + starting, running=(10,) * n, waiting=tuple(q),
                           kv_cache_usage_perc=tuple(kv), state=state, starting=starting)

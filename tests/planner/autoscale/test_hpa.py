@@ -1,4 +1,4 @@
-"""HPA tick by tick: tolerance, unready/missing pods, stabilization windows, behavior policies, sync period."""
+"""HPA tick by tick: tolerance, unready/missing pods, stabilization windows, behavior policies, sync."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ def test_tolerance_keeps_count_within_ten_percent() -> None:
     assert pods_metric_replicas((11.5, 11.5), unready=0, missing=0, target=10.0, current=2).replicas == 3
     # per-direction tolerance (KEP-4951): a 5 % scale-up tolerance acts on 1.08
     tight = ScalingRules(0.0, (RatePolicy(PolicyType.PERCENT, 100, 15.0),), tolerance=0.05)
-    assert pods_metric_replicas((10.8, 10.8), unready=0, missing=0, target=10.0, current=2, up=tight).replicas == 3
+    r = pods_metric_replicas((10.8, 10.8), unready=0, missing=0, target=10.0, current=2, up=tight)
+    assert r.replicas == 3
 
 
 def test_missing_pods_count_at_target_on_scale_down_and_zero_on_scale_up() -> None:
@@ -61,7 +62,8 @@ def test_unready_pods_count_zero_on_scale_up_only() -> None:
 
 
 def test_context_grouping_unready_and_missing() -> None:
-    # replica 1 not ready, replica 2 scrape failed: ready values (30,) -> scale-up: [30, 0(missing), 0(unready)]
+    # replica 1 not ready, replica 2 scrape failed: ready values (30,)
+    # -> scale-up: [30, 0 (missing), 0 (unready)]
     c = ctx(0.0, [30, 99, 99], None, ready=(True, False, True), scraped=(True, True, False))
     assert hpa(c, params=P).desired_replicas == 3  # ratio 1.0 after padding -> keep
 

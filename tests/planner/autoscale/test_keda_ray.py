@@ -91,7 +91,8 @@ def test_ray_smoothing_stuck_steps_down_by_one_and_zero_replicas_start() -> None
     assert desired_replicas(30.0, 4, RayServeParams(target_ongoing_requests=10.0, downscaling_factor=0.01,
                                                    max_replicas=10)) == 3
     p = RayServeParams(target_ongoing_requests=2.0, min_replicas=0, max_replicas=5)
-    z = ScalingContext(now_s=0.0, replicas=0, running=(), waiting=(), kv_cache_usage_perc=(), pending_at_router=3)
+    z = ScalingContext(now_s=0.0, replicas=0, running=(), waiting=(), kv_cache_usage_perc=(),
+                       pending_at_router=3)
     assert ray_serve(z, params=p).desired_replicas == 1
     # unready replicas do not count as running: all starting -> the zero-replica rule applies
     s = ScalingContext(now_s=0.0, replicas=2, running=(0, 0), waiting=(0, 0), kv_cache_usage_perc=(0.0, 0.0),

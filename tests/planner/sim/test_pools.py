@@ -47,8 +47,8 @@ def test_each_pool_matches_its_own_replay() -> None:
     res = replay_cluster(tr, pools, config=ClusterConfig())
     ids = np.flatnonzero(np.arange(600) % 2 == 1)
     alone = replay(RequestTrace(tr.df[ids.tolist()], tr.meta), LinearPerf(), config=SimConfig(replicas=2))
-    np.testing.assert_allclose(res.requests["finish_s"].to_numpy()[ids], alone.requests["finish_s"].to_numpy(),
-                               atol=1e-9)
+    np.testing.assert_allclose(res.requests["finish_s"].to_numpy()[ids],
+                               alone.requests["finish_s"].to_numpy(), atol=1e-9)
 
 
 def test_unmatched_requests_are_input_errors() -> None:
@@ -67,7 +67,8 @@ LINK = KVLink(gbytes_per_s=2.0, latency_s=0.005, kv_bytes_per_token=131_072.0)
 
 
 def _pd(tr: RequestTrace, link: KVLink = LINK) -> pl.DataFrame:
-    pools = [Pool("prefill", LinearPerf(), SimConfig(replicas=2), role=PoolRole.PREFILL, decode_pool="decode"),
+    pools = [Pool("prefill", LinearPerf(), SimConfig(replicas=2), role=PoolRole.PREFILL,
+                  decode_pool="decode"),
              Pool("decode", LinearPerf(), SimConfig(replicas=2), role=PoolRole.DECODE)]
     res = replay_cluster(tr, pools, config=ClusterConfig(link=link))
     assert res.summary.violations == 0
@@ -111,5 +112,5 @@ def test_default_link_comes_from_the_gpu_nic() -> None:
     res = replay_cluster(tr, pools, config=ClusterConfig(link=KVLink(kv_bytes_per_token=1e5)))
     multi = res.requests.filter(pl.col("output_tokens") >= 2)
     bw = gpu.nic_gbit / 8 * 1e9
-    np.testing.assert_allclose(multi["kv_transfer_s"].to_numpy(),
-                               (2e-4 + 1e5 * multi["input_tokens"].cast(pl.Float64) / bw).to_numpy(), rtol=1e-9)
+    expect = 2e-4 + 1e5 * multi["input_tokens"].cast(pl.Float64) / bw
+    np.testing.assert_allclose(multi["kv_transfer_s"].to_numpy(), expect.to_numpy(), rtol=1e-9)

@@ -18,7 +18,8 @@ def problem(demand: list[float], *, ready: int = 2, lead: int = 2, lo: int = 1, 
             arriving: list[int] | None = None) -> ScalingProblem:
     k = len(demand)
     return ScalingProblem(step_s=30.0, demand=(tuple(demand),), weights=(10 * 30 / 3600,), ready_now=ready,
-                          arriving=tuple(arriving or [0] * k), lead_steps=lead, min_replicas=lo, max_replicas=hi)
+                          arriving=tuple(arriving or [0] * k), lead_steps=lead, min_replicas=lo,
+                          max_replicas=hi)
 
 
 def test_starts_ahead_of_a_ramp_by_the_lead_time() -> None:
