@@ -15,6 +15,7 @@ then reports as a result.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -192,19 +193,21 @@ def latency_cdf_figure(results: Mapping[str, SimResult], *, metric: str, slo_s: 
     """
     label = {"ttft_s": "time to first token", "tpot_s": "time per output token"}[metric]
     fig = go.Figure()
+    slo_ms = slo_s * 1e3
+    lo, hi = slo_ms, slo_ms
     for i, (name, res) in enumerate(results.items()):
         x, y = _ecdf(res.requests[metric].drop_nulls().to_numpy().astype(np.float64))
+        if x.size:
+            lo, hi = min(lo, float(x[0]) * 1e3), max(hi, float(x[-1]) * 1e3)
         fig.add_scatter(x=x * 1e3, y=y, mode="lines", name=name, line={"color": PALETTE[i % len(PALETTE)]})
-    fig.add_vline(
-        x=slo_s * 1e3,
-        line_dash="dash",
-        line_color="black",
-        annotation_text=f"SLO {slo_s * 1e3:g} ms",
-        annotation_position="bottom right",
+    # On a log axis plotly places annotations in log10 units (shapes in data units): label by hand.
+    fig.add_vline(x=slo_ms, line_dash="dash", line_color="black")
+    fig.add_annotation(
+        x=math.log10(slo_ms), y=0.05, text=f" SLO {slo_ms:g} ms", showarrow=False, xanchor="left"
     )
-    fig.add_hline(
-        y=0.99, line_dash="dot", line_color="grey", annotation_text="p99", annotation_position="bottom right"
-    )
+    fig.add_hline(y=0.99, line_dash="dot", line_color="grey")
+    fig.add_annotation(x=0.0, xref="paper", y=0.99, text="p99 ", showarrow=False, xanchor="right")
+    fig.update_xaxes(range=[math.log10(lo / 1.5), math.log10(hi * 1.5)])
     fig.update_xaxes(title_text=f"{label}, ms (log scale)", type="log")
     fig.update_yaxes(title_text="fraction of requests", range=[0, 1.02])
     return _layout(fig, f"{label.capitalize()}: CDF")

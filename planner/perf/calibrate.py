@@ -10,14 +10,14 @@ What is fitted, from what (least squares on log time ratios, i.e. relative error
 curve             parameters                                   data
 ================  ===========================================  ===================================
 GEMM (per dtype)  ec_max, m_half, w_half, em_max, p, launch_s,  ``gemm.parquet``
-                  floor_p
+                  overlap
 prefill attention ec, x_half, w_half, bal_half, em, p,         ``attention.parquet`` phase prefill
                   launch_s
 decode attention  em, em_nosplit, unit_frac, q, l_half,        ``attention.parquet`` phase decode
                   launch_s (ec from the MLA rows)
 elementwise       ew_em (adds), ew_em_silu, ew_em_rope,        ``elementwise.parquet``
                   ew_em_norm, ew_norm_rows_half, ew_launch_s,
-                  ew_floor_p
+                  ew_overlap
 step overhead     step_s, per_seq_s                            ``steps.parquet`` (train split)
 power             idle_w, busy_w, compute_w, mem_w (NNLS)      ``power.parquet`` idle + train steps
 ================  ===========================================  ===================================
@@ -217,7 +217,7 @@ def predict_gemm(df: pl.DataFrame, gpu: GPUSpec, cal: Calibration) -> Arr:
         cv = np.array([curve.ec_max, curve.m_half, curve.w_half, curve.em_max, curve.p, 0.0])
         m, n, k = (sub[c].cast(pl.Float64).to_numpy() for c in ("m", "n", "k"))
         t = kn.gemm_times(m, n, k, DTYPE_BYTES[dt], peak, gpu.hbm_tbps * 1e12, cv)
-        res[sel] = _soft(t, curve.launch_s, curve.floor_p)
+        res[sel] = _soft(t, curve.launch_s, curve.overlap)
     return res
 
 
@@ -294,7 +294,7 @@ def predict_elementwise(df: pl.DataFrame, gpu: GPUSpec, cal: Calibration) -> Arr
     # RMSNorm runs one row per CTA: few rows leave SMs idle
     frac = np.where(norm, frac * tokens / (tokens + cal.ew_norm_rows_half), frac)
     per_kernel = passes * elems * 2.0 / kernels / (gpu.hbm_tbps * 1e12 * frac)
-    return np.asarray(kernels * _soft(per_kernel, cal.ew_launch_s, cal.ew_floor_p), dtype=np.float64)
+    return np.asarray(kernels * _soft(per_kernel, cal.ew_launch_s, cal.ew_overlap), dtype=np.float64)
 
 
 def step_perf(gpu: GPUSpec, cal: Calibration, model: ModelSpec) -> RooflinePerf:
@@ -345,11 +345,11 @@ def fit_gemm(df: pl.DataFrame, gpu: GPUSpec, dtype: str, start: GemmCurve) -> Ge
         cv[5] = 0.0
         return _soft(kn.gemm_times(m, n, k, wb, peak, bw, cv), v[5], v[6])
 
-    x0 = [start.ec_max, start.m_half, start.w_half, start.em_max, start.p, start.launch_s, start.floor_p]
+    x0 = [start.ec_max, start.m_half, start.w_half, start.em_max, start.p, start.launch_s, start.overlap]
     v = _fit_log(fn, meas, x0, lo=[0.05, 0.0, 0.0, 0.05, 1.0, 0.0, 0.0],
                  hi=[1.0, 4096.0, 1e9, 1.0, 16.0, 1e-3, 1e3])
     return GemmCurve(ec_max=float(v[0]), m_half=float(v[1]), w_half=float(v[2]), em_max=float(v[3]),
-                     p=float(v[4]), launch_s=float(v[5]), floor_p=float(v[6]))
+                     p=float(v[4]), launch_s=float(v[5]), overlap=float(v[6]))
 
 
 def fit_attention(df: pl.DataFrame, gpu: GPUSpec, start: AttentionCurve) -> AttentionCurve:
@@ -395,7 +395,7 @@ def _with_ew(cal: Calibration, v: Sequence[float] | Arr) -> Calibration:
     """``cal`` with the elementwise fields set from ``v`` (order of :func:`fit_elementwise`)."""
     return replace(cal, ew_em=float(v[0]), ew_em_silu=float(v[1]), ew_em_rope=float(v[2]),
                    ew_em_norm=float(v[3]), ew_norm_rows_half=float(v[4]), ew_launch_s=float(v[5]),
-                   ew_floor_p=float(v[6]))
+                   ew_overlap=float(v[6]))
 
 
 def fit_elementwise(df: pl.DataFrame, gpu: GPUSpec, start: Calibration) -> Calibration:
@@ -407,7 +407,7 @@ def fit_elementwise(df: pl.DataFrame, gpu: GPUSpec, start: Calibration) -> Calib
         return predict_elementwise(df, gpu, _with_ew(start, v))
 
     fracs = [f if f > 0 else 0.6 for f in (start.ew_em, start.ew_em_silu, start.ew_em_rope, start.ew_em_norm)]
-    x0 = [*fracs, start.ew_norm_rows_half, start.ew_launch_s, start.ew_floor_p]
+    x0 = [*fracs, start.ew_norm_rows_half, start.ew_launch_s, start.ew_overlap]
     v = _fit_log(fn, meas, x0, lo=[0.02, 0.02, 0.02, 0.02, 0.0, 0.0, 0.0],
                  hi=[1.0, 1.0, 1.0, 1.0, 1e6, 1e-3, 1e3])
     return _with_ew(start, v)

@@ -40,13 +40,14 @@ Attention decode
     per-unit work (tile fill, split combine) make short caches read at a lower rate. Absorbed MLA has
     one latent "head" shared by all query heads and is bound by ``flops_per_kv / (peak * ec)``.
 Elementwise (norms, RoPE, SiLU*mul, residual adds, embedding gather)
-    per kernel ``((bytes/(bw * em))**p + ew_launch_s**p) ** (1/p)``, ``em`` per operator kind
+    per kernel ``soft_sum(bytes/(bw * em), ew_launch_s, ew_overlap)``, ``em`` per operator kind
     (pointwise adds ``ew_em``, SiLU*mul ``ew_em_silu``, RoPE ``ew_em_rope``, RMSNorm ``ew_em_norm``
     times ``T/(T+ew_norm_rows_half)``: one row per CTA, so few rows leave the SMs idle).
 Kernel overheads (``launch_s`` of each curve, ``ew_launch_s``)
     the profile replays small operators from CUDA graphs (meta.json, "why graphs"), so these are the
     per-kernel GPU-side fixed costs (launch, ramp-up, tail), not host dispatch; they apply inside a
-    step too, where engines replay graphs. GEMMs combine theirs softly: ``(t**q + launch**q)**(1/q)``.
+    step too, where engines replay graphs. GEMMs and elementwise kernels combine theirs softly:
+    ``t + launch**2 / (launch + overlap * t)`` (no powers: the step kernel is a hot loop).
 Collectives
     alpha-beta: ``collective_base_s`` per collective, ``alpha_s`` per ring hop (``2 (tp-1)`` for an
     all-reduce, ``ep-1`` for an all-to-all) plus bytes over ``link_eff * link bandwidth``. A single-GPU
@@ -113,9 +114,10 @@ class GemmCurve:
     em_max: float
     p: float
     launch_s: float
-    floor_p: float = 1.0
-    """How the host floor combines with GPU time in micro-benchmarks: ``(t**q + floor**q)**(1/q)``
-    (1 adds them, large values take the larger)."""
+    overlap: float = 0.0
+    """How the fixed cost combines with streaming time: ``t + launch**2 / (launch + overlap * t)``
+    (0 adds them; larger values hide more of it behind long kernels). See
+    :func:`planner.perf.kernel.soft_sum`."""
 
 
 @dataclass(frozen=True)
@@ -170,7 +172,7 @@ class Calibration:
         attention: attention curves.
         ew_em: achieved fraction of peak bandwidth for pointwise operators (residual adds, gathers).
         ew_launch_s: fixed GPU cost of one elementwise kernel (graph-replayed).
-        ew_floor_p: soft-max exponent combining that cost with the streaming time.
+        ew_overlap: how much of that cost long kernels hide (see :class:`GemmCurve`).
         kernel_s: extra time per kernel boundary inside a step beyond the operators' own fixed costs;
             on one model's steps it cannot be told apart from ``step_s`` (the kernel count is fixed),
             so the fit keeps it 0 and ``step_s`` carries it.
@@ -199,7 +201,7 @@ class Calibration:
     attention: AttentionCurve
     ew_em: float
     ew_launch_s: float
-    ew_floor_p: float
+    ew_overlap: float
     kernel_s: float
     step_s: float
     per_seq_s: float
@@ -232,7 +234,7 @@ class Calibration:
 
 
 _PRIOR_GEMM = GemmCurve(ec_max=0.75, m_half=48.0, w_half=2.0e6, em_max=0.85, p=4.0, launch_s=4e-6,
-                        floor_p=1.2)
+                        overlap=0.1)
 
 PRIOR = Calibration(
     gemm_bf16=_PRIOR_GEMM,
@@ -245,7 +247,7 @@ PRIOR = Calibration(
     ),
     ew_em=0.6,
     ew_launch_s=2e-6,
-    ew_floor_p=1.2,
+    ew_overlap=0.1,
     kernel_s=0.0,
     step_s=1e-3,
     per_seq_s=1e-5,

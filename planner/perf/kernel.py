@@ -77,8 +77,8 @@ H_TDP = 51
 H_BW_NOMINAL = 52
 H_N_OPS = 53
 H_COLL_BASE = 54
-H_G16_FLOORP = 55
-H_G8_FLOORP = 56
+H_G16_OVERLAP = 55
+H_G8_OVERLAP = 56
 H_PF_WHALF = 57
 H_PF_BALHALF = 58
 H_PF_P = 59
@@ -88,7 +88,7 @@ H_DEC_SPLIT_UNITS = 62
 H_DEC_Q = 63
 H_DEC_LHALF = 64
 H_DEC_UNITS_PER_SEQ = 65
-H_EW_P = 66
+H_EW_OVERLAP = 66
 H_PF_KV_BYTES_PER_TOKEN = 67
 HEADER = 68
 H_NAMES: tuple[str, ...] = (
@@ -147,8 +147,8 @@ H_NAMES: tuple[str, ...] = (
     "BW_NOMINAL",
     "N_OPS",
     "COLL_BASE",
-    "G16_FLOORP",
-    "G8_FLOORP",
+    "G16_OVERLAP",
+    "G8_OVERLAP",
     "PF_WHALF",
     "PF_BALHALF",
     "PF_P",
@@ -158,7 +158,7 @@ H_NAMES: tuple[str, ...] = (
     "DEC_Q",
     "DEC_LHALF",
     "DEC_UNITS_PER_SEQ",
-    "EW_P",
+    "EW_OVERLAP",
     "PF_KV_BYTES_PER_TOKEN",
 )
 
@@ -341,12 +341,12 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
         if wb == 1.0:
             g = count / launches * gemm_time(rows, n, k, wb, prm[H_PEAK_FP8], bw, prm[H_G8_EC],
                                              prm[H_G8_MHALF], prm[H_G8_WHALF], prm[H_G8_EM], prm[H_G8_P], 0.0)
-            t = launches * soft_sum(g, prm[H_G8_LAUNCH], prm[H_G8_FLOORP])
+            t = launches * soft_sum(g, prm[H_G8_LAUNCH], prm[H_G8_OVERLAP])
         else:
             g = count / launches * gemm_time(rows, n, k, wb, prm[H_PEAK_BF16], bw, prm[H_G16_EC],
                                              prm[H_G16_MHALF], prm[H_G16_WHALF], prm[H_G16_EM], prm[H_G16_P],
                                              0.0)
-            t = launches * soft_sum(g, prm[H_G16_LAUNCH], prm[H_G16_FLOORP])
+            t = launches * soft_sum(g, prm[H_G16_LAUNCH], prm[H_G16_OVERLAP])
         total += t
         flops += count * 2.0 * rows * n * k
         nbytes += count * (n * k * wb + rows * (n + k) * ACT_BYTES)
@@ -382,7 +382,7 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
     if T > 0.0:
         by = prm[H_EW_BYTES_PER_TOKEN] * T
         nk = max(prm[H_EW_LAUNCHES], 1.0)
-        t = nk * soft_sum(by / nk / (bw * prm[H_EW_EM]), prm[H_EW_LAUNCH], prm[H_EW_P])
+        t = nk * soft_sum(by / nk / (bw * prm[H_EW_EM]), prm[H_EW_LAUNCH], prm[H_EW_OVERLAP])
         total += t
         nbytes += by
         if write:

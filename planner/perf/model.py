@@ -237,10 +237,10 @@ def _params(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, cal:
     prm[kn.H_OVER_SEQ] = cal.per_seq_s
     # operator fixed costs (launch, ramp-up, tail) were measured under CUDA-graph replay, as engines run
     # a step, so they apply here; kernel_s is any extra per-kernel cost on top (0 unless fitted)
-    for base, g, fp in ((kn.H_G16_EC, cal.gemm_bf16, kn.H_G16_FLOORP),
-                        (kn.H_G8_EC, cal.gemm_fp8, kn.H_G8_FLOORP)):
+    for base, g, fp in ((kn.H_G16_EC, cal.gemm_bf16, kn.H_G16_OVERLAP),
+                        (kn.H_G8_EC, cal.gemm_fp8, kn.H_G8_OVERLAP)):
         prm[base:base + 6] = [g.ec_max, g.m_half, g.w_half, g.em_max, g.p, g.launch_s + cal.kernel_s]
-        prm[fp] = g.floor_p
+        prm[fp] = g.overlap
     a = cal.attention
     prm[kn.H_PF_EC], prm[kn.H_PF_XHALF], prm[kn.H_PF_EM], prm[kn.H_PF_LAUNCH] = (
         a.prefill_ec, a.prefill_x_half, a.prefill_em, a.prefill_launch_s + cal.kernel_s)
@@ -294,7 +294,7 @@ def _params(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, cal:
     prm[kn.H_EW_LAUNCHES] = 6 * lay.stage_layers + 2
     prm[kn.H_EW_EM] = ew_bytes / ew_time
     prm[kn.H_EW_LAUNCH] = cal.ew_launch_s + cal.kernel_s
-    prm[kn.H_EW_P] = cal.ew_floor_p
+    prm[kn.H_EW_OVERLAP] = cal.ew_overlap
     # communication
     slice_ = par.tp // par.ep
     moe_allreduce = lay.moe_layers if slice_ > 1 else 0

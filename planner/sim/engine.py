@@ -752,13 +752,13 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
     return False
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=False)  # takes a kernel function: numba cannot cache it reliably
 def _set_step_time(kernel, kparams, pi, pf, r):  # type: ignore[no-untyped-def]  # pragma: no cover
     pf[r, Q_BUSY_UNTIL] = pf[r, Q_T0] + kernel(kparams[pi[r, P_LVL]], pf[r, Q_P], pf[r, Q_PAIRS],
                                                float(pi[r, P_D]), pf[r, Q_DKV])
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=False)  # takes a kernel function: numba cannot cache it reliably
 def _set_power(pkernel, pparams, pi, pf, r):  # type: ignore[no-untyped-def]  # pragma: no cover
     """Power per GPU of the step (or run, at its middle step's composition) just put in flight."""
     d = float(pi[r, P_D])
@@ -959,7 +959,7 @@ def _route(pi, ci, route, rkey, akey, inp, q):  # type: ignore[no-untyped-def]  
     return c1 if l1 <= l2 else c2
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=False)  # takes a kernel function: numba cannot cache it reliably
 def _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash,  # type: ignore[no-untyped-def]  # pragma: no cover
              tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, ts, dt, mh, tb, ib, r, t):
     """Run replica ``r`` through its step boundaries strictly before ``t`` (``inf``: until idle)."""
@@ -974,7 +974,7 @@ def _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf
     return ts
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=False)  # takes a kernel function: numba cannot cache it reliably
 def run_arrivals(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash,  # type: ignore[no-untyped-def]  # pragma: no cover
                  tab_ent, ent_free, ph, ph_off, arr, inp, out, rkey, akey, route, lst, hist, scratch, ts,
                  dt, mh, tb, ib, i0, i1, t_stop, advance_to, drain):

@@ -36,7 +36,7 @@ TRUE = replace(
                              prefill_bal_half=400.0, prefill_p=1.5, decode_em_nosplit=0.7,
                              decode_split_units=132.0, decode_unit_frac=0.12, decode_q=2.5,
                              decode_l_half=40.0),
-    ew_em=0.7, ew_launch_s=3e-6, ew_floor_p=1.2, ew_em_silu=0.55, ew_em_rope=0.6, ew_em_norm=0.75,
+    ew_em=0.7, ew_launch_s=3e-6, ew_overlap=0.1, ew_em_silu=0.55, ew_em_rope=0.6, ew_em_norm=0.75,
     ew_norm_rows_half=250.0, step_s=2.5e-3, per_seq_s=2e-5,
     power=PowerCoeffs(idle_w=72.0, busy_w=120.0, compute_w=520.0, mem_w=180.0, clock_exp=4.0, tdp_w=700.0),
     gpu="H100-SXM", source="synthetic truth",
