@@ -203,7 +203,7 @@ def latency_cdf_figure(results: Mapping[str, SimResult], *, metric: str, slo_s: 
     # On a log axis plotly places annotations in log10 units (shapes in data units): label by hand.
     fig.add_vline(x=slo_ms, line_dash="dash", line_color="black")
     fig.add_annotation(
-        x=math.log10(slo_ms), y=0.05, text=f" SLO {slo_ms:g} ms", showarrow=False, xanchor="left"
+        x=math.log10(slo_ms), y=0.05, text=f"SLO {slo_ms:g} ms ", showarrow=False, xanchor="right"
     )
     fig.add_hline(y=0.99, line_dash="dot", line_color="grey")
     fig.add_annotation(x=0.0, xref="paper", y=0.99, text="p99 ", showarrow=False, xanchor="right")

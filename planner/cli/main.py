@@ -26,6 +26,8 @@ VERB_MODULES: tuple[str, ...] = (
     "planner.cli.replay_cmd",
     "planner.cli.experts_cmd",
     "planner.cli.power_cmd",
+    "planner.cli.dashboard_cmd",
+    "planner.cli.report_cmd",
     "planner.cli.bench_cmd",
 )
 

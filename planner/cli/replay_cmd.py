@@ -201,4 +201,5 @@ def print_summary(result: SimResult, console: Console, *, title: str, out: Path 
         console.print(f"[bold red]engine invariant violations: {s.violations}[/]")
     if out is not None:
         console.print(f"wrote {out}/requests.parquet, timeseries.parquet, summary.json"
-                      + (", power.parquet" if result.power is not None else ""))
+                      + (", power.parquet" if result.power is not None else "")
+                      + (", replicas.parquet" if result.replicas is not None else ""))

@@ -87,7 +87,7 @@ def report(
             )
         sections.append(rp.plan_section(plan, model=model))
         fleet = sc.planned_fleet(plan)
-        spec = None
+        spec: sc.ReplaySpec | None = None
         if fleet is not None:
             g, t, n, seqs, tokens = fleet
             spec = sc.ReplaySpec(
@@ -103,6 +103,18 @@ def report(
                 max_batched_tokens=tokens,
             )
         heading = f"{model} plan" if title is None else title
+    else:
+        spec = sc.ReplaySpec(
+            model=model,
+            gpu=gpu,
+            tp=tp,
+            replicas=replicas,
+            router=router.value,
+            ttft_s=ttft_s,
+            tpot_s=tpot_s,
+            seed=seed,
+        )
+        heading = f"{model} on {gpu} TP{tp} x{replicas}" if title is None else title
     if spec is not None:
         with console.status(f"replaying {tr.num_requests:,} requests..."):
             result = sc.run_replay(tr, spec)

@@ -1,13 +1,17 @@
-"""Trace replay simulator: vLLM-class engines, routers, prefix cache, sharded on Ray.
+"""Trace replay simulator: vLLM-class engines, routers, prefix cache, sharded on Ray; autoscaling, power
+capping and prefill/decode pools in the loop (:mod:`planner.sim.cluster`).
 
 >>> from planner.sim import SimConfig, replay
 >>> SimConfig(replicas=4).router.value
 'least-outstanding'
 """
 
-from planner.sim.config import EngineConfig, RouterName, SimConfig, SLOTarget
+from planner.sim.cluster import ClusterConfig, KVLink, Pool, PoolRole, replay_cluster
+from planner.sim.coldstart import DEFAULT_COLD_START_MIXTURE, LognormalMixture
+from planner.sim.config import AutoscaleConfig, EngineConfig, PowerConfig, RouterName, SimConfig, SLOTarget
 from planner.sim.replay import replay
-from planner.sim.result import ClassSummary, SimResult, SimSummary
+from planner.sim.result import CappingStats, ClassSummary, PoolSummary, SimResult, SimSummary
 
-__all__ = ["ClassSummary", "EngineConfig", "RouterName", "SLOTarget", "SimConfig", "SimResult", "SimSummary",
-           "replay"]
+__all__ = ["DEFAULT_COLD_START_MIXTURE", "AutoscaleConfig", "CappingStats", "ClassSummary", "ClusterConfig",
+           "EngineConfig", "KVLink", "LognormalMixture", "Pool", "PoolRole", "PoolSummary", "PowerConfig",
+           "RouterName", "SLOTarget", "SimConfig", "SimResult", "SimSummary", "replay", "replay_cluster"]

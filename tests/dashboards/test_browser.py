@@ -207,19 +207,23 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("screenshots")
 
 
-PAGES: tuple[tuple[str, str | None, str, int], ...] = (
+PAGES: tuple[Any, ...] = (
     # page, its Run button, text the result shows, plotly charts drawn
-    ("Trace", None, "19,902 requests over 60.0 min", 3),
-    ("Plan", "Run plan", "Plan: ", 1),
-    ("Replay", "Run replay", "Replay: 19,902 of 19,902 requests served on 2 replicas", 3),
-    ("Autoscaling", "Run policies", "Target tracking asks for", 2),
-    ("Power", "Run replay", "kW board power", 2),
-    ("Experts", "Place experts", "Busiest GPU over mean", 2),
-    ("Compare", "Run comparison", "Compared H100 baseline, H100 load x2, H200 baseline", 3),
+    pytest.param("Trace", None, "19,902 requests over 60.0 min", 3, id="Trace"),
+    pytest.param("Plan", "Run plan", "Plan: ", 1, marks=pytest.mark.slow, id="Plan"),
+    pytest.param(
+        "Replay", "Run replay", "Replay: 19,902 of 19,902 requests served on 2 replicas", 3, id="Replay"
+    ),
+    pytest.param("Autoscaling", "Run policies", "Target tracking asks for", 2, id="Autoscaling"),
+    pytest.param("Power", "Run replay", "kW board power", 2, id="Power"),
+    pytest.param("Experts", "Place experts", "Busiest GPU over mean", 2, id="Experts"),
+    pytest.param(
+        "Compare", "Run comparison", "Compared H100 baseline, H100 load x2, H200 baseline", 3, id="Compare"
+    ),
 )
 
 
-@pytest.mark.parametrize(("name", "button", "expect", "charts"), PAGES, ids=[p[0] for p in PAGES])
+@pytest.mark.parametrize(("name", "button", "expect", "charts"), PAGES)
 def test_page_runs_in_chromium(
     server: str, page: Page, shots: Path, name: str, button: str | None, expect: str, charts: int
 ) -> None:

@@ -102,3 +102,31 @@ def test_replay_cli_on_real_azure_trace(shared_traces: Path, tmp_path: Path) -> 
     assert float(ts["utilization"].max()) <= 1.0 + 1e-9  # type: ignore[arg-type]
     assert float(ts["kv_usage"].max()) <= 1.0  # type: ignore[arg-type]
     assert (tmp_path / "power.parquet").exists()
+
+
+def test_replay_cli_with_autoscaler_and_power_cap(shared_traces: Path, tmp_path: Path) -> None:
+    trace = shared_traces / "azure_llm_2023" / "AzureLLMInferenceTrace_conv.csv"
+    result = CliRunner().invoke(_app(), [
+        "replay", "--trace", str(trace), "--replicas", "2", "--autoscale", "target-tracking",
+        "--max-replicas", "6", "--row-budget-w", "6000", "--capping", "polca", "--server-base-w", "1000",
+        "--json", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["completed"] == doc["requests"] == 19366 and doc["violations"] == 0
+    assert doc["pools"][0]["name"] == "default"
+    cap = doc["capping"]
+    assert cap["row_budget_w"] == 6000 and cap["policy_calls"] > 0
+    reps = pl.read_parquet(tmp_path / "replicas.parquet")
+    assert reps.height >= 2 and (reps["stopped_s"] >= reps["requested_s"]).all()
+    ts = pl.read_parquet(tmp_path / "timeseries.parquet")
+    assert {"replicas_serving", "replicas_starting", "replicas_draining"} <= set(ts.columns)
+    power = pl.read_parquet(tmp_path / "power.parquet")
+    assert set(power["scope"].unique()) == {"gpu", "server", "rack", "row"}
+
+
+def test_replay_cli_rejects_unknown_policies() -> None:
+    # (the real CLI turns InputError into one line and exit 2; this bare app lets it through)
+    bad = CliRunner().invoke(_app(), ["replay", "--replicas", "1", "--autoscale", "nope"])
+    assert isinstance(bad.exception, InputError) and "unknown autoscaling policy" in str(bad.exception)
+    bad = CliRunner().invoke(_app(), ["replay", "--replicas", "1", "--capping", "polca"])
+    assert isinstance(bad.exception, InputError) and "row budget" in str(bad.exception)

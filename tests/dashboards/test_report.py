@@ -1,0 +1,71 @@
+"""``fleetwise report`` and ``fleetwise dashboard`` wiring: real runs on the bundled trace, bad input."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import typer
+from typer.testing import CliRunner
+
+from dashboards.report import Section, render_report
+from planner.cli import dashboard_cmd, report_cmd
+from traces.errors import InputError
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+    report_cmd.register(app)
+    dashboard_cmd.register(app)
+    return app
+
+
+def test_replay_report_is_self_contained(tmp_path: Path) -> None:
+    out = tmp_path / "r.html"
+    res = CliRunner().invoke(
+        _app(), ["report", "--out", str(out), "--kind", "replay", "--gpu", "H100-SXM", "--replicas", "2"]
+    )
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    assert "Replay: 19,902 of 19,902 requests served on 2 replicas" in html
+    assert "Trace: bundled default trace" in html
+    assert html.count('class="plotly-graph-div"') == 5  # rate, lengths, two CDFs, timelines
+    assert not re.search(r"<script[^>]+src=", html)  # plotly.js inline, nothing fetched
+    assert "Plotly.newPlot" in html and len(html) > 3_000_000
+
+
+def test_plan_report_has_the_plan_and_its_replay(tmp_path: Path) -> None:
+    out = tmp_path / "plan.html"
+    res = CliRunner().invoke(_app(), ["report", "--out", str(out), "--gpus", "H100-SXM"])
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    assert "Plan: " in html and "for Llama-3.1-8B" in html
+    assert "Replay: the plan&#x27;s main configuration at peak" in html  # apostrophe HTML-escaped
+
+
+def test_report_refuses_a_non_html_path(tmp_path: Path) -> None:
+    res = CliRunner().invoke(_app(), ["report", "--out", str(tmp_path / "r.pdf")])
+    assert isinstance(res.exception, InputError)
+    assert "expected a path ending in .html" in str(res.exception)
+
+
+def test_render_report_escapes_text() -> None:
+    html = render_report("<t>", [Section("a&b", text="<script>x</script>")])
+    assert "<script>x</script>" not in html and "&lt;script&gt;" in html and "a&amp;b" in html
+
+
+def test_dashboard_command_runs_the_app_script() -> None:
+    cmd = dashboard_cmd.streamlit_command(port=8555, address="127.0.0.1", headless=True)
+    assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"]
+    assert Path(cmd[-1]).name == "app.py" and Path(cmd[-1]).is_file()
+    assert "--server.maxUploadSize=200" in cmd
+
+
+def test_dashboard_rejects_a_bad_port() -> None:
+    try:
+        dashboard_cmd.streamlit_command(port=70000, address="127.0.0.1", headless=True)
+    except InputError as exc:
+        assert exc.field == "--port"
+    else:
+        raise AssertionError("port 70000 accepted")
