@@ -127,3 +127,14 @@ def test_power_config_is_validated(h100: GPUSpec) -> None:
     with pytest.raises(InputError, match="GPU spec"):
         replay(poisson_trace(10, 1.0, 1), LinearPerf(),
                config=SimConfig(replicas=1, power=PowerConfig(row_budget_w=1.0)))
+
+
+def test_power_kernel_is_step_power_w(h100: GPUSpec) -> None:
+    perf = build_replica_perf(load_catalog().model("Llama-3.1-8B"), h100)
+    fn, prm = perf.power_kernel()
+    cases = ((2048.0, 2.1e6, 0.0, 0.0), (0.0, 0.0, 64.0, 64_000.0), (512.0, 1.3e5, 32.0, 3e4))
+    for pt, pairs, ds, kv in cases:
+        assert fn(prm, pt, pairs, ds, kv) == pytest.approx(float(perf.step_power_w(pt, pairs, ds, kv)))  # type: ignore[operator]
+    slow = perf.at_clock(990.0)
+    sfn, sprm = slow.power_kernel()
+    assert sfn(sprm, 0.0, 0.0, 64.0, 64_000.0) < fn(prm, 0.0, 0.0, 64.0, 64_000.0)  # type: ignore[operator]
