@@ -28,6 +28,7 @@ VERB_MODULES: tuple[str, ...] = (
     "planner.cli.power_cmd",
     "planner.cli.dashboard_cmd",
     "planner.cli.report_cmd",
+    "planner.cli.autoscale_cmd",
     "planner.cli.bench_cmd",
 )
 

@@ -59,7 +59,7 @@ class MPCParams:
     min_replicas: int = 1
     max_replicas: int = 100
     interval_s: float = 15.0
-    bin_s: float = 10.0
+    bin_s: float = 30.0
     step_s: float = 30.0
     lead_time_s: float = 60.0
     horizon_s: float = 600.0
