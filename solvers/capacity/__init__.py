@@ -23,7 +23,6 @@ from solvers.capacity.problem import (
     Disaggregation,
     Role,
     SolveParams,
-    SolveStatus,
     Window,
 )
 from solvers.capacity.scoring import (
@@ -40,6 +39,7 @@ from solvers.capacity.scoring import (
     select_configs,
 )
 from solvers.capacity.solve import bindings, explain, solve
+from solvers.status import SolveStatus
 
 __all__ = [
     "SCORE_SCHEMA",

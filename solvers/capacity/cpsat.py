@@ -40,16 +40,9 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from solvers.capacity.greedy import Assignment
-from solvers.capacity.problem import CapacityProblem, Disaggregation, Role, SolveParams, SolveStatus
+from solvers.capacity.problem import CapacityProblem, Disaggregation, Role, SolveParams
 from solvers.capacity.units import COST_SCALE, Units
-
-_STATUS = {
-    cp_model.OPTIMAL: SolveStatus.OPTIMAL,
-    cp_model.FEASIBLE: SolveStatus.FEASIBLE,
-    cp_model.INFEASIBLE: SolveStatus.INFEASIBLE,
-    cp_model.UNKNOWN: SolveStatus.UNKNOWN,
-    cp_model.MODEL_INVALID: SolveStatus.MODEL_INVALID,
-}
+from solvers.status import SolveStatus, from_cpsat
 
 
 @dataclass(frozen=True)
@@ -186,7 +179,7 @@ def solve_model(problem: CapacityProblem, units: Units, *, params: SolveParams,
     solver.parameters.random_seed = params.random_seed
     solver.parameters.linearization_level = 2
     code = solver.solve(model)
-    status = _STATUS.get(code, SolveStatus.UNKNOWN)
+    status = from_cpsat(code)
     wall = time.perf_counter() - t0
 
     # --- Read the solution

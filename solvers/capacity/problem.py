@@ -13,18 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from solvers.status import SolveStatus
 from traces.errors import InputError
-
-
-class SolveStatus(StrEnum):
-    """CP-SAT's statuses, as data on the plan (OR-Tools names); ``GREEDY`` when only the baseline ran."""
-
-    OPTIMAL = "OPTIMAL"
-    FEASIBLE = "FEASIBLE"
-    INFEASIBLE = "INFEASIBLE"
-    UNKNOWN = "UNKNOWN"
-    MODEL_INVALID = "MODEL_INVALID"
-    GREEDY = "GREEDY"
 
 
 class Role(StrEnum):

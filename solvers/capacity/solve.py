@@ -23,9 +23,9 @@ from solvers.capacity.problem import (
     CapacityProblem,
     Role,
     SolveParams,
-    SolveStatus,
 )
 from solvers.capacity.units import COST_SCALE, Units
+from solvers.status import SolveStatus
 
 
 def solve(problem: CapacityProblem, *, params: SolveParams | None = None) -> CapacityPlan:

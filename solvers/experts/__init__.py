@@ -20,9 +20,9 @@ from solvers.experts.problem import (
     PlacementProblem,
     PlacementSolution,
     SolveParams,
-    SolveStatus,
 )
 from solvers.experts.solve import assign_groups, solve
+from solvers.status import SolveStatus
 
 __all__ = [
     "Cluster",

@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 from ortools.sat.python import cp_model
 
-from solvers.experts.problem import SolveStatus
+from solvers.status import SolveStatus, from_cpsat
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
@@ -41,13 +41,6 @@ BoolArray = NDArray[np.bool_]
 SCALE = 1_000_000
 """Integer units for the busiest replica load: relative rounding error below 1e-6."""
 
-_STATUS = {
-    cp_model.OPTIMAL: SolveStatus.OPTIMAL,
-    cp_model.FEASIBLE: SolveStatus.FEASIBLE,
-    cp_model.INFEASIBLE: SolveStatus.INFEASIBLE,
-    cp_model.UNKNOWN: SolveStatus.UNKNOWN,
-    cp_model.MODEL_INVALID: SolveStatus.MODEL_INVALID,
-}
 
 
 @dataclass(frozen=True, eq=False)
@@ -161,7 +154,7 @@ def solve_layer(
     solver.parameters.num_workers = num_workers
     solver.parameters.random_seed = random_seed
     code = solver.solve(model)
-    status = _STATUS.get(code, SolveStatus.UNKNOWN)
+    status = from_cpsat(code)
     wall = time.perf_counter() - started
     if status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
         return LayerModelResult(x=None, status=status, objective=math.nan, bound=math.nan, wall_s=wall)

@@ -15,19 +15,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from solvers.experts.placement import Cluster, Placement
+from solvers.status import SolveStatus
 from traces.errors import InputError
 
 FloatArray = NDArray[np.float64]
 
 
-class SolveStatus(StrEnum):
-    """CP-SAT's statuses, as data on the solution (OR-Tools names)."""
-
-    OPTIMAL = "OPTIMAL"
-    FEASIBLE = "FEASIBLE"
-    INFEASIBLE = "INFEASIBLE"
-    UNKNOWN = "UNKNOWN"
-    MODEL_INVALID = "MODEL_INVALID"
 
 
 class Locality(StrEnum):

@@ -44,8 +44,8 @@ from solvers.experts.problem import (
     PlacementProblem,
     PlacementSolution,
     SolveParams,
-    SolveStatus,
 )
+from solvers.status import SolveStatus
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]

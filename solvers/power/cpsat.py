@@ -43,7 +43,8 @@ import numpy as np
 from numpy.typing import NDArray
 from ortools.sat.python import cp_model
 
-from solvers.power.problem import PowerPlan, PowerProblem, SolveParams, SolveStatus
+from solvers.power.problem import PowerPlan, PowerProblem, SolveParams
+from solvers.status import SolveStatus, from_cpsat
 from traces.errors import InputError
 
 F64 = NDArray[np.float64]
@@ -51,13 +52,6 @@ F64 = NDArray[np.float64]
 WATT_UNITS = 100
 """Model units per watt (centiwatts): integer coefficients without rounding away a threshold crossing."""
 
-_STATUS = {
-    cp_model.OPTIMAL: SolveStatus.OPTIMAL,
-    cp_model.FEASIBLE: SolveStatus.FEASIBLE,
-    cp_model.INFEASIBLE: SolveStatus.INFEASIBLE,
-    cp_model.UNKNOWN: SolveStatus.UNKNOWN,
-    cp_model.MODEL_INVALID: SolveStatus.MODEL_INVALID,
-}
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,7 +294,7 @@ def solve(
     solver.parameters.num_workers = int(params.workers)
     solver.parameters.random_seed = int(params.seed)
     code = solver.solve(m)
-    status = _STATUS.get(code, SolveStatus.UNKNOWN)
+    status = from_cpsat(code)
     wall = time.perf_counter() - t0
     if status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
         hp, lp = int(solver.value(n_hp)), int(solver.value(n_lp))

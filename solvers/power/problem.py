@@ -9,27 +9,18 @@ thresholds ``t1``/``t2`` and answers with a :class:`PowerPlan`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 from numpy.typing import NDArray
 
 from planner.power.policy import PolcaParams
 from planner.power.timeline import ClockModel
+from solvers.status import SolveStatus
 from traces.errors import InputError
 
 F64 = NDArray[np.float64]
 
 
-class SolveStatus(StrEnum):
-    """CP-SAT's statuses (OR-Tools names); ``GREEDY`` when only the baseline answered."""
-
-    OPTIMAL = "OPTIMAL"
-    FEASIBLE = "FEASIBLE"
-    INFEASIBLE = "INFEASIBLE"
-    UNKNOWN = "UNKNOWN"
-    MODEL_INVALID = "MODEL_INVALID"
-    GREEDY = "GREEDY"
 
 
 @dataclass(frozen=True)

@@ -33,25 +33,16 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from enum import StrEnum
 
 from ortools.sat.python import cp_model
 
+from solvers.status import SolveStatus
 from traces.errors import InputError
 
 SCALE = 1000
 """Fixed-point scale of demand (milli-replicas) and costs."""
 
 
-class SolveStatus(StrEnum):
-    """CP-SAT statuses as data; ``GREEDY`` when the baseline answered alone."""
-
-    OPTIMAL = "OPTIMAL"
-    FEASIBLE = "FEASIBLE"
-    INFEASIBLE = "INFEASIBLE"
-    UNKNOWN = "UNKNOWN"
-    MODEL_INVALID = "MODEL_INVALID"
-    GREEDY = "GREEDY"
 
 
 @dataclass(frozen=True)
