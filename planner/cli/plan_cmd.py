@@ -161,6 +161,31 @@ def _render(report: PlanReport, model: str, console: Console) -> None:
             console.print("[bold green]the plan meets the SLO in replay[/]")
 
 
+def main_aggregated_config(report: PlanReport) -> tuple[str, int]:
+    """``(gpu, tp)`` of the aggregated configuration carrying most of the plan's GPU-hours.
+
+    Raises:
+        InputError: the plan has no aggregated configuration (a pure P/D plan).
+    """
+    lines = [line for line in report.cost_breakdown() if line.role == "aggregated"]
+    if not lines:
+        raise InputError("--autoscale compares policies on an aggregated configuration, and this plan has "
+                         "none", field="--autoscale", expected="--disaggregate off")
+    key = max(lines, key=lambda line: line.gpu_hours).config
+    cfg = next(c for c in report.plan.configs if c.key == key)
+    return cfg.gpu, cfg.tp
+
+
+def _compare_autoscalers(report: PlanReport, trace: str, model: str, slo_ttft_ms: float, slo_tpot_ms: float,
+                         seed: int, as_json: bool) -> None:
+    """The issue's ``fleetwise plan --autoscale``: the autoscaler comparison on the planned configuration."""
+    from planner.cli.autoscale_cmd import autoscale_compare_cmd
+
+    gpu, tp = main_aggregated_config(report)
+    autoscale_compare_cmd(trace=trace, model=model, gpu=gpu, tp=tp, slo_ttft_ms=slo_ttft_ms,
+                          slo_tpot_ms=slo_tpot_ms, seed=seed, as_json=as_json)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise plan``."""
 
@@ -194,7 +219,13 @@ def register(app: typer.Typer) -> None:
             str | None, typer.Option(help="Ray cluster address; default: local Ray")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+        autoscale: Annotated[bool, typer.Option(
+            "--autoscale", help="then replay the trace with HPA, KEDA, Ray Serve, Dynamo, WVA and our MPC "
+            "scaling the plan's main aggregated configuration, side by side")] = False,
     ) -> None:
+        if autoscale and as_json:
+            raise InputError("--autoscale prints tables; for JSON run the plan and then "
+                             "'fleetwise autoscale-compare --json'", field="--autoscale/--json")
         cat = load_catalog(catalog or [])
         spec = cat.model(model)
         names = list(cat.gpus) if gpus == "all" else [g.strip() for g in gpus.split(",") if g.strip()]
@@ -226,3 +257,5 @@ def register(app: typer.Typer) -> None:
             _render(report, spec.name, console)
         if not report.plan.feasible:
             raise typer.Exit(1)
+        if autoscale:
+            _compare_autoscalers(report, trace, spec.name, slo_ttft_ms, slo_tpot_ms, seed, as_json)

@@ -126,3 +126,18 @@ def test_request_rejects_inventory_for_unplanned_gpu() -> None:
     cat = load_catalog()
     with pytest.raises(InputError, match="not among those planned"):
         PlanRequest(model=cat.model("Llama-3.1-8B"), gpus=(cat.gpu("H100-SXM"),), inventory=(("B200", 2),))
+
+
+def test_autoscale_compares_on_the_plans_main_aggregated_config(report: PlanReport) -> None:
+    from planner.cli.plan_cmd import main_aggregated_config
+
+    gpu, tp = main_aggregated_config(report)
+    main = max((c for c in report.cost_breakdown() if c.role == "aggregated"), key=lambda c: c.gpu_hours)
+    assert gpu == main.gpu and tp >= 1
+    assert any(c.gpu == gpu and c.tp == tp for c in report.plan.configs)
+
+
+def test_autoscale_with_json_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["plan", "--autoscale", "--json"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "autoscale-compare --json" in err and "Traceback" not in err
