@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -142,5 +143,5 @@ def autoscale_compare_cmd(
                   f"{r['tpot_p99_s']:.3f}", str(r["violation_minutes"]),
                   f"{r['burst_violation_minutes']}/{r['burst_minutes']}", str(r["scale_actions"]),
                   str(r["oscillations"]), str(r["peak_replicas"]))
-    Console().print(t)
+    Console(width=None if sys.stdout.isatty() else 140).print(t)
     return 0
