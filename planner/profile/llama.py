@@ -34,13 +34,18 @@ class StackWeights:
 
 
 def build_weights(
-    torch: Any, shape: ModelShape, *, num_layers: int, seed: int, device: str = "cuda"
+    torch: Any, shape: ModelShape, *, num_layers: int, seed: int, device: str = "cuda", tp: int = 1
 ) -> StackWeights:
-    """Random bf16 weights scaled ``1/sqrt(fan_in)`` so activations stay finite through the stack."""
+    """Random bf16 weights scaled ``1/sqrt(fan_in)`` so activations stay finite through the stack.
+
+    With ``tp > 1`` these are one rank's Megatron-style shards: QKV and gate/up split by output
+    (heads, FFN columns), O and down split by input, the LM head split by vocabulary rows.
+    """
     gen = torch.Generator(device=device)
     gen.manual_seed(seed)
     h, d = shape.hidden_size, shape.head_dim
-    qkv = (shape.num_heads + 2 * shape.num_kv_heads) * d
+    hq, hk, ffn = shape.num_heads // tp, max(1, shape.num_kv_heads // tp), shape.ffn_size // tp
+    qkv = (hq + 2 * hk) * d
 
     def rand(*dims: int) -> Any:
         t = torch.randn(*dims, device=device, dtype=torch.bfloat16, generator=gen)
@@ -53,14 +58,14 @@ def build_weights(
         {
             "n1": norm(),
             "qkv": rand(qkv, h),
-            "o": rand(h, shape.num_heads * d),
+            "o": rand(h, hq * d),
             "n2": norm(),
-            "gu": rand(2 * shape.ffn_size, h),
-            "down": rand(h, shape.ffn_size),
+            "gu": rand(2 * ffn, h),
+            "down": rand(h, ffn),
         }
         for _ in range(num_layers)
     )
-    return StackWeights(rand(shape.vocab_size, h), rand(shape.vocab_size, h), norm(), layers)
+    return StackWeights(rand(shape.vocab_size, h), rand(shape.vocab_size // tp, h), norm(), layers)
 
 
 def linear_params(shape: ModelShape) -> int:
@@ -86,6 +91,11 @@ class Stack:
     l2_bytes: int
     max_pos: int = 65536
     device: str = "cuda"
+    tp: int = 1
+    reduce: Callable[[Any], Any] | None = None
+    """Tensor-parallel sum of partial outputs (after O and down projections), in place; None on one GPU."""
+    gather: Callable[[Any], Any] | None = None
+    """Tensor-parallel gather of vocabulary-split logits; None on one GPU."""
 
     def __post_init__(self) -> None:
         torch = self.torch
@@ -106,7 +116,7 @@ class Stack:
     def _caches(self, seqs: int, length: int) -> list[tuple[Any, Any]]:
         """Distinct random KV caches (k, v), each ``seqs x kv_heads x length x head_dim``."""
         torch = self.torch
-        hk, d = self.shape.num_kv_heads, self.shape.head_dim
+        hk, d = max(1, self.shape.num_kv_heads // self.tp), self.shape.head_dim
         per_layer = 2 * seqs * hk * length * d * 2
         n = min(len(self.weights.layers), rotation_count(per_layer, self.l2_bytes, cap=64))
         return [
@@ -122,9 +132,13 @@ class Stack:
         torch = self.torch
         fn = torch.nn.functional
         shape = self.shape
-        h, hq, hk, d = shape.hidden_size, shape.num_heads, shape.num_kv_heads, shape.head_dim
+        tp = self.tp
+        h, d = shape.hidden_size, shape.head_dim
+        hq, hk = shape.num_heads // tp, max(1, shape.num_kv_heads // tp)
         group = hq // hk
-        ffn = shape.ffn_size
+        ffn = shape.ffn_size // tp
+        reduce = self.reduce or (lambda t: t)
+        gather = self.gather or (lambda t: t)
         s, n, ctx = case.prefill_seqs, case.prefill_len, case.prefill_ctx
         b, kvl = case.decode_seqs, case.decode_len
         ptok = s * n
@@ -186,12 +200,12 @@ class Stack:
                 q = self._rope(q, pos)
                 k = self._rope(k, pos)
                 a = attention(q, k, v, i)
-                x = x + fn.linear(a, lw["o"])
+                x = x + reduce(fn.linear(a, lw["o"]))
                 y = fn.rms_norm(x, (h,), lw["n2"], 1e-5)
                 gu = fn.linear(y, lw["gu"])
-                x = x + fn.linear(fn.silu(gu[:, :ffn]) * gu[:, ffn:], lw["down"])
+                x = x + reduce(fn.linear(fn.silu(gu[:, :ffn]) * gu[:, ffn:], lw["down"]))
             xs = fn.rms_norm(x[sample_idx], (h,), w.final_norm, 1e-5)
-            return fn.linear(xs, w.lm_head)
+            return gather(fn.linear(xs, w.lm_head))
 
         return step
 

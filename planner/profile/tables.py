@@ -6,8 +6,10 @@ unexpected column, so a profiler change cannot silently ship a different format.
 
 Layout (``<GPU key>`` is the catalog key, e.g. ``H100-SXM``)::
 
-    planner/perf/data/profiles/<GPU key>/   meta.json gemm attention memcpy elementwise steps power (.parquet)
-    planner/perf/data/validation/<GPU key>/ engine_requests engine_tokens engine_power (.parquet)
+    planner/perf/data/profiles/<GPU key>/   meta.json gemm attention memcpy elementwise steps power
+                                            collectives (.parquet) collectives_meta.json
+    planner/perf/data/validation/<GPU key>/ engine_requests engine_tokens engine_power tp_steps ep_moe
+                                            (.parquet)
                                             engine_meta.json
 """
 
@@ -109,6 +111,47 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("sm_clock_mhz", pa.float64()),
         ]
     ),
+    "collectives": pa.schema(
+        [
+            ("op", pa.string()),
+            ("gpus", pa.int64()),
+            ("bytes", pa.int64()),
+            ("mode", pa.string()),
+            ("time_s", pa.float64()),
+            ("algbw_gbps", pa.float64()),
+            ("busbw_gbps", pa.float64()),
+        ]
+    ),
+    "tp_steps": pa.schema(
+        [
+            ("model", pa.string()),
+            ("layers", pa.int64()),
+            ("tp", pa.int64()),
+            ("kind", pa.string()),
+            ("prefill_tokens", pa.int64()),
+            ("prefill_pairs", pa.float64()),
+            ("decode_seqs", pa.int64()),
+            ("decode_kv", pa.int64()),
+            ("time_s", pa.float64()),
+            ("mode", pa.string()),
+        ]
+    ),
+    "ep_moe": pa.schema(
+        [
+            ("model", pa.string()),
+            ("ep", pa.int64()),
+            ("tokens_per_gpu", pa.int64()),
+            ("top_k", pa.int64()),
+            ("local_experts", pa.int64()),
+            ("layers", pa.int64()),
+            ("dispatch_s", pa.float64()),
+            ("experts_s", pa.float64()),
+            ("combine_s", pa.float64()),
+            ("total_s", pa.float64()),
+            ("a2a_bytes_per_gpu", pa.int64()),
+            ("expert_kernel", pa.string()),
+        ]
+    ),
 }
 """Column names and Arrow types of every shipped table, keyed by file stem."""
 
@@ -118,10 +161,14 @@ PHASES: dict[str, frozenset[str]] = {
     "power": frozenset({"idle", "prefill", "decode", "gemm", "memcpy"}),
     "gemm": frozenset({"bf16", "fp8"}),
     "elementwise": frozenset({"rmsnorm", "silu_mul", "rope", "add"}),
+    "collectives": frozenset({"all_reduce", "all_gather", "all_to_all"}),
+    "tp_steps": frozenset({"prefill", "decode", "mixed"}),
 }
 """Allowed values of each table's categorical column (``phase``, ``kind``, ``dtype`` or ``op``)."""
 
 _CATEGORY_COLUMN = {
+    "collectives": "op",
+    "tp_steps": "kind",
     "attention": "phase",
     "steps": "kind",
     "power": "phase",

@@ -1,0 +1,244 @@
+"""A small client of Prometheus' HTTP API that reads one vLLM pool's metrics with PromQL.
+
+Why our own: the autoscaler needs a dozen instant queries (``GET /api/v1/query``), nothing more, and the
+standard library does that without another dependency. The reader accepts vLLM's old and new names in
+one query each, preferring the new one (PromQL ``or`` keeps the left side's series and adds the right
+side's only for label sets the left lacks; set operators ignore ``__name__`` when matching)::
+
+    vllm:kv_cache_usage_perc{sel} or vllm:gpu_cache_usage_perc{sel}
+    vllm:inter_token_latency_seconds_* or vllm:time_per_output_token_seconds_*
+
+Counters and histogram buckets are read per replica (``sum by (pod)``), not summed over the pool: when a
+replica goes away its counters leave the sum, and only per-replica values let the controller tell that
+from a decrease (:class:`planner.live.controller.CounterBook`).
+
+>>> selector_text((("model_name", 'my "m"'), ("namespace", "prod")))
+'{model_name="my \\\\"m\\\\"",namespace="prod"}'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from planner.live.config import PoolSpec
+from traces.errors import InputError
+
+KV_NAMES: tuple[str, str] = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
+"""New and old name of the KV-cache usage gauge (0..1)."""
+ITL_NAMES: tuple[str, str] = ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")
+"""New and old name of the inter-token latency histogram."""
+TTFT_NAME = "vllm:time_to_first_token_seconds"
+RUNNING = "vllm:num_requests_running"
+WAITING = "vllm:num_requests_waiting"
+PROMPT_TOKENS = "vllm:prompt_tokens_total"
+GENERATION_TOKENS = "vllm:generation_tokens_total"
+
+COUNTER_KEYS: tuple[str, ...] = ("prompt_tokens", "generation_tokens", "ttft_sum", "ttft_count", "itl_sum",
+                                 "itl_count")
+"""Counter keys of :attr:`PoolReading.counters` besides the histogram buckets (``ttft_le:<le>``,
+``itl_le:<le>``)."""
+
+
+class PromQueryError(InputError):
+    """Prometheus could not be asked, or refused the query (unreachable, HTTP error, bad PromQL)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One series of an instant-vector result: its labels, the evaluation time and the value."""
+
+    labels: tuple[tuple[str, str], ...]
+    t_s: float
+    value: float
+
+    def label(self, name: str) -> str:
+        """A label's value (``""`` when absent, as in PromQL)."""
+        return next((v for k, v in self.labels if k == name), "")
+
+
+Fetch = Callable[[str, float], bytes]
+"""``fetch(url, timeout_s) -> body``; injected so tests and the CLI can swap the transport."""
+
+
+def urllib_fetch(url: str, timeout_s: float) -> bytes:
+    """GET ``url`` with the standard library; an HTTP error's body is returned (Prometheus explains there).
+
+    Raises:
+        PromQueryError: connection refused, DNS failure or timeout.
+    """
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+            body: bytes = resp.read()
+            return body
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+        return body
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise PromQueryError(f"cannot reach Prometheus: {reason}", path=url.split("/api/", maxsplit=1)[0],
+                             field="--prometheus-url", expected="a reachable Prometheus server") from None
+
+
+@dataclass(frozen=True)
+class PromClient:
+    """Instant queries against ``base_url`` (e.g. ``http://prometheus:9090``).
+
+    Attributes:
+        base_url: the server's root URL.
+        timeout_s: per-request timeout.
+        fetch: the transport (default :func:`urllib_fetch`).
+    """
+
+    base_url: str
+    timeout_s: float = 5.0
+    fetch: Fetch = urllib_fetch
+
+    def query(self, expr: str) -> list[Sample]:
+        """Evaluate ``expr`` now; an instant vector (or a scalar, as one unlabelled sample).
+
+        Raises:
+            PromQueryError: unreachable server, non-JSON answer, or a Prometheus error (bad PromQL).
+        """
+        url = self.base_url.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        raw = self.fetch(url, self.timeout_s)
+        try:
+            doc = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise PromQueryError("answer is not JSON", path=self.base_url, field="--prometheus-url",
+                                 expected="a Prometheus server (its /api/v1/query)") from None
+        if not isinstance(doc, dict) or doc.get("status") != "success":
+            err = doc.get("error", "unknown error") if isinstance(doc, dict) else "unknown error"
+            raise PromQueryError(f"query {expr!r} failed: {err}", path=self.base_url, field="query",
+                                 expected="valid PromQL")
+        data = doc.get("data") or {}
+        kind = data.get("resultType")
+        res = data.get("result")
+        if kind == "scalar" and isinstance(res, list):
+            return [Sample((), float(res[0]), float(res[1]))]
+        if kind != "vector" or not isinstance(res, list):
+            raise PromQueryError(f"query {expr!r} returned {kind}", path=self.base_url, field="query",
+                                 expected="an instant vector")
+        out = []
+        for s in res:
+            t, v = s["value"]
+            out.append(Sample(tuple(sorted(s.get("metric", {}).items())), float(t), float(v)))
+        return out
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("\"", "\\\"").replace("\n", "\\n")
+
+
+def selector_text(selector: tuple[tuple[str, str], ...]) -> str:
+    """PromQL label matchers ``{k="v",...}`` with values escaped."""
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in selector) + "}"
+
+
+@dataclass(frozen=True)
+class PoolReading:
+    """One read of a pool's vLLM metrics (per replica; nothing summed that could hide a reset).
+
+    Attributes:
+        pool: the pool's name.
+        eval_s: when Prometheus evaluated the queries (Unix seconds).
+        newest_sample_s: timestamp of the newest ``num_requests_running`` sample (None: no series).
+        pods: replica names (value of the pool's replica label), sorted.
+        running, waiting, kv_cache_usage_perc: per pod (NaN where a pod lacks the series).
+        counters: ``(key, pod, value)`` for the keys in :data:`COUNTER_KEYS` plus ``ttft_le:<le>`` and
+            ``itl_le:<le>`` histogram buckets (cumulative since the pod started).
+        ttft_buckets_s, itl_buckets_s: the finite ``le`` bounds seen, ascending.
+        names: the metric names the pool exposes for the renamed series (new or old).
+        spec_replicas: the Deployment's replicas from ``replicas_query`` (None without one).
+        pending: requests queued at the gateway from ``pending_query`` (0 without one).
+    """
+
+    pool: str
+    eval_s: float
+    newest_sample_s: float | None
+    pods: tuple[str, ...]
+    running: tuple[float, ...]
+    waiting: tuple[float, ...]
+    kv_cache_usage_perc: tuple[float, ...]
+    counters: tuple[tuple[str, str, float], ...] = ()
+    ttft_buckets_s: tuple[float, ...] = ()
+    itl_buckets_s: tuple[float, ...] = ()
+    names: tuple[str, ...] = ()
+    spec_replicas: float | None = None
+    pending: float = 0.0
+
+
+def _by_pod(samples: list[Sample], label: str) -> dict[str, float]:
+    return {s.label(label): s.value for s in samples}
+
+
+def _hist(client: PromClient, base: tuple[str, str] | str, sel: str, label: str, key: str,
+          out: list[tuple[str, str, float]]) -> tuple[float, ...]:
+    """Bucket, sum and count counters of one histogram (old/new names joined by ``or``) per pod."""
+    names = (base,) if isinstance(base, str) else base
+    les: set[float] = set()
+    for suffix in ("bucket", "sum", "count"):
+        expr = " or ".join(f"{n}_{suffix}{sel}" for n in names)
+        group = f"{label}, le" if suffix == "bucket" else label
+        for s in client.query(f"sum by ({group}) ({expr})"):
+            if suffix == "bucket":
+                le = float(s.label("le"))
+                if math.isinf(le):
+                    continue
+                les.add(le)
+                out.append((f"{key}_le:{le:g}", s.label(label), s.value))
+            else:
+                out.append((f"{key}_{suffix}", s.label(label), s.value))
+    return tuple(sorted(les))
+
+
+def read_pool(client: PromClient, pool: PoolSpec) -> PoolReading:
+    """Read one pool's vLLM series from Prometheus.
+
+    Raises:
+        PromQueryError: Prometheus unreachable or a query refused.
+    """
+    sel = selector_text(pool.selector)
+    lab = pool.replica_label
+    run = client.query(f"{RUNNING}{sel}")
+    wait = _by_pod(client.query(f"{WAITING}{sel}"), lab)
+    kv_s = client.query(f"{KV_NAMES[0]}{sel} or {KV_NAMES[1]}{sel}")
+    kv = _by_pod(kv_s, lab)
+    stamps = client.query(f"timestamp({RUNNING}{sel})")
+    running = _by_pod(run, lab)
+    pods = tuple(sorted(running))
+    counters: list[tuple[str, str, float]] = []
+    for key, name in (("prompt_tokens", PROMPT_TOKENS), ("generation_tokens", GENERATION_TOKENS)):
+        for s in client.query(f"sum by ({lab}) ({name}{sel})"):
+            counters.append((key, s.label(lab), s.value))
+    ttft_b = _hist(client, TTFT_NAME, sel, lab, "ttft", counters)
+    itl_b = _hist(client, ITL_NAMES, sel, lab, "itl", counters)
+    names = tuple(sorted({s.label("__name__") for s in kv_s}))
+    spec = None
+    if pool.replicas_query:
+        r = client.query(pool.replicas_query)
+        spec = sum(s.value for s in r) if r else None
+    pending = 0.0
+    if pool.pending_query:
+        pending = sum(s.value for s in client.query(pool.pending_query))
+    nan = float("nan")
+    return PoolReading(
+        pool=pool.name,
+        eval_s=max((s.t_s for s in run), default=max((s.t_s for s in stamps), default=nan)),
+        newest_sample_s=max((s.value for s in stamps), default=None),
+        pods=pods,
+        running=tuple(running[p] for p in pods),
+        waiting=tuple(wait.get(p, nan) for p in pods),
+        kv_cache_usage_perc=tuple(kv.get(p, nan) for p in pods),
+        counters=tuple(counters),
+        ttft_buckets_s=ttft_b,
+        itl_buckets_s=itl_b,
+        names=names,
+        spec_replicas=spec,
+        pending=pending,
+    )
