@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.catalog import load_catalog
-from planner.perf import build_replica_perf
+from planner.perf import build_replica_perf, comm, multi_check
 from planner.perf.calibrate import (
     STEP_MODEL,
     errors_frame,
@@ -29,7 +29,7 @@ from planner.perf.calibrate import (
     profile_dir,
     validation_dir,
 )
-from planner.perf.calibration import calibration_dir, load_calibration
+from planner.perf.calibration import calibration_dir, load_calibration, resolve_calibration
 from planner.perf.engine_check import engine_errors, engine_model, load_requests
 from traces.errors import InputError
 
@@ -94,8 +94,10 @@ def bench_perf(
         engine_rows = [{"load_level": r[0], "split": r[1], "n": r[2], "tpot_median_ape": r[3],
                         "tpot_p90_ape": r[4]} for r in engine_errors(reqs, perf)]
     if as_json:
+        multi = {k: {name: df.to_dicts() for name, df in v.items()} for k, v in multi_frames().items()}
         typer.echo(json.dumps({"gpu": g.name, "calibration": cal.source, "heldout": held.to_dicts(),
-                               "engine_tpot": engine_rows, "compositions_per_s": cps}, indent=2))
+                               "engine_tpot": engine_rows, "compositions_per_s": cps, "multi_gpu": multi},
+                              indent=2))
         return 0
     con = Console()
     t = Table(title=f"Per-node model vs measurements on {g.name}, held-out shapes (APE %)")
@@ -113,6 +115,64 @@ def bench_perf(
             et.add_row(f"{r['load_level']:g}", str(r["split"]), str(r["n"]), f"{r['tpot_median_ape']:.1f}",
                        f"{r['tpot_p90_ape']:.1f}")
         con.print(et)
+    for line in multi_tables(con):
+        con.print(line)
     con.print(f"vectorised step_time_s: {cps:,.0f} compositions/s (1M random compositions)")
     con.print(f"[dim]calibration: {cal.source}[/]")
     return 0
+
+
+def multi_frames() -> dict[str, dict[str, pl.DataFrame]]:
+    """Per GPU with a multi-GPU profile: collective, TP-step and EP tables (empty when none shipped)."""
+    cat = load_catalog()
+    out: dict[str, dict[str, pl.DataFrame]] = {}
+    for folder in sorted(profile_dir().iterdir()):
+        coll = comm.load_collectives(folder)
+        if coll is None:
+            continue
+        g = cat.gpu(folder.name)
+        cal = resolve_calibration(g)
+        frames = {"collectives": multi_check.comm_table(coll, cal, g.link_gbps)}
+        vfolder = validation_dir() / g.name
+        steps = multi_check.load_tp_steps(vfolder)
+        if steps is not None:
+            pred = multi_check.tp_step_predictions(steps, cat, g, cal)
+            frames["tp_steps"] = multi_check.tp_step_summary(pred)
+        if (vfolder / "ep_moe.parquet").is_file():
+            frames["ep_moe"] = multi_check.ep_table(pl.read_parquet(vfolder / "ep_moe.parquet"), cat, cal, g)
+        out[g.name] = frames
+    return out
+
+
+def multi_tables(con: Console) -> list[Table]:
+    """Rich tables of :func:`multi_frames` (communication error, TP steps, EP all-to-all)."""
+    tables: list[Table] = []
+    for gname, frames in multi_frames().items():
+        t = Table(title=f"Collectives on {gname} (NCCL in CUDA graphs), APE % over 4 KiB-1 GiB")
+        for c in ("op", "GPUs", "split", "sizes", "median", "max", "target", ""):
+            t.add_column(c, justify="left" if c in ("op", "split") else "right")
+        for r in frames["collectives"].iter_rows(named=True):
+            ok = r["median_err_pct"] <= multi_check.COMM_TARGET_PCT
+            t.add_row(r["op"], str(r["gpus"]), r["split"], str(r["sizes"]), f"{r['median_err_pct']:.1f}",
+                      f"{r['max_err_pct']:.1f}", f"<= {multi_check.COMM_TARGET_PCT:.0f}",
+                      "ok" if ok else "[red]miss[/]")
+        tables.append(t)
+        if "tp_steps" in frames:
+            s = Table(title=f"Tensor-parallel whole steps on {gname} (graph-replayed; none used in fits)")
+            for c in ("model", "TP", "steps", "median APE", "max APE", "bias %", ""):
+                s.add_column(c, justify="left" if c == "model" else "right")
+            for r in frames["tp_steps"].iter_rows(named=True):
+                ok = r["median_ape"] <= multi_check.TP_TARGET_PCT
+                s.add_row(r["model"], str(r["tp"]), str(r["n"]), f"{r['median_ape']:.1f}",
+                          f"{r['max_ape']:.1f}", f"{r['bias_pct']:+.1f}", "ok" if ok else "[red]miss[/]")
+            tables.append(s)
+        if "ep_moe" in frames:
+            e = Table(title=f"EP MoE layer on {gname} (DeepSeek-V3 shape): dispatch + combine vs two "
+                      "all-to-alls")
+            for c in ("EP", "tokens/GPU", "measured ms", "model ms", "explained %", "layer ms"):
+                e.add_column(c, justify="right")
+            for r in frames["ep_moe"].iter_rows(named=True):
+                e.add_row(str(r["ep"]), str(r["tokens_per_gpu"]), f"{r['measured_a2a_ms']:.3f}",
+                          f"{r['model_a2a_ms']:.3f}", f"{r['explained_pct']:.0f}", f"{r['layer_ms']:.2f}")
+            tables.append(e)
+    return tables

@@ -21,7 +21,7 @@ from planner.power.simulate import run_policy
 from planner.power.timeline import ClockModel, timeline_from_power_trace
 from planner.sim import SLOTarget
 from solvers.power.problem import SolveParams
-from solvers.power.row import RowSpec
+from solvers.power.row import DEFAULT_BASE_W, RowSpec
 from solvers.power.solve import Targets
 from solvers.power.study import PowerStudy, run_study
 from traces.errors import InputError
@@ -30,8 +30,8 @@ from traces.schema import RequestTrace
 EXAMPLE = (
     "\n\nExample:\n\n"
     "  fleetwise power --trace AzureLLMInferenceTrace_conv.csv --model Llama-3.1-70B --gpu H100-SXM --tp 8 "
-    "--nameplate-servers 40 --pool-servers 72 --rps-per-server 4 --out pareto.parquet\n\n"
-    "  fleetwise power --power-trace row_power.csv --budget-kw 280 --server-base-w 1500"
+    "--nameplate-servers 40 --pool-servers 72 --rps-per-server 4 --window-s 1200 --out pareto.parquet\n\n"
+    "  fleetwise power --power-trace row_power.csv --budget-kw 340 --server-base-w 2880"
 )
 
 
@@ -65,7 +65,13 @@ def power_cmd(
     ] = 40,
     pool_servers: Annotated[int, typer.Option(help="servers replayed (the most a plan may deploy)")] = 64,
     rps_per_server: Annotated[float, typer.Option(help="requests/s each server carries")] = 4.0,
-    server_base_w: Annotated[float, typer.Option(help="non-GPU watts per server (estimate)")] = 1500.0,
+    server_base_w: Annotated[
+        float,
+        typer.Option(help="non-GPU watts per server (default: 8.48 kW measured 8xH100 node max - 8 x 700 W)"),
+    ] = DEFAULT_BASE_W,
+    window_s: Annotated[
+        float | None, typer.Option(help="replay only the first this many seconds of the trace (all: 0)")
+    ] = 1200.0,
     sm_clock_mhz: Annotated[float | None, typer.Option(help="static clock lock for every GPU")] = None,
     hp_share: Annotated[float, typer.Option(help="least share of high-priority servers")] = 0.5,
     max_capped: Annotated[float, typer.Option(help="fraction of time capped allowed (epsilon)")] = 0.01,
@@ -82,12 +88,14 @@ def power_cmd(
     lp_clock_mhz: Annotated[float, typer.Option(help="LP clock at the first level")] = 1400.0,
     lp_min_clock_mhz: Annotated[float, typer.Option(help="LP clock at the second level")] = 1200.0,
     hp_clock_mhz: Annotated[float, typer.Option(help="HP clock at the second level")] = 1600.0,
-    dynamo_cap_w: Annotated[float | None, typer.Option(help="Dynamo per-GPU cap (default 70 % TDP)")] = None,
     dynamo_headroom: Annotated[float, typer.Option(help="share of the budget Dynamo hands out")] = 0.9,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms")] = 2000.0,
     slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms")] = 100.0,
     seeds: Annotated[int, typer.Option(help="trace scenarios (seeded shifts)")] = 1,
     pareto_step: Annotated[int, typer.Option(help="server step of the Pareto curve")] = 2,
+    pareto_verify: Annotated[
+        int, typer.Option(help="Pareto sizes verified by in-loop replay besides the plan's")
+    ] = 3,
     time_limit_s: Annotated[float, typer.Option(help="CP-SAT time limit")] = 20.0,
     seed: Annotated[int, typer.Option(help="CP-SAT seed")] = 0,
     power_trace: Annotated[
@@ -154,7 +162,7 @@ def power_cmd(
         console.status("replaying the row, solving and verifying", spinner="dots") if not as_json else _Null()
     ):
         study = run_study(
-            _load(trace),
+            _window(_load(trace), window_s),
             model=cat.model(model),
             gpu=gpu_spec,
             spec=spec,
@@ -164,9 +172,9 @@ def power_cmd(
             ),
             params=SolveParams(time_limit_s=time_limit_s, seed=seed),
             min_hp_share=hp_share,
-            dynamo_cap_w=dynamo_cap_w,
             dynamo_headroom=dynamo_headroom,
             pareto_step=pareto_step,
+            pareto_verify=pareto_verify,
         )
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -178,6 +186,14 @@ def power_cmd(
     return 0
 
 
+def _window(trace: RequestTrace, window_s: float | None) -> RequestTrace:
+    if window_s is None or window_s <= 0 or window_s >= trace.duration_s:
+        return trace
+    from traces.transforms import slice_time
+
+    return slice_time(trace, 0.0, window_s)
+
+
 class _Null:
     def __enter__(self) -> None:
         return None
@@ -186,12 +202,17 @@ class _Null:
         return None
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2%}"
+
+
 def _print_study(study: PowerStudy, console: Console, out: Path | None) -> None:
-    d = study.as_dict()
     plan = study.verified.plan
     ver = study.verified.verification
+    dy = study.dynamo
     t = Table(
-        title=f"row budget {study.row.budget_w / 1e3:,.1f} kW ({study.row.spec.base_w:,.0f} W base/server)",
+        title=f"row budget {study.row.budget_w / 1e3:,.1f} kW ({study.row.spec.base_w:,.0f} W base/server); "
+        f"all rows replayed ({ver.requests:,} requests at {study.row.spec.rps_per_server:g} req/s/server)",
         show_header=True,
     )
     for col in (
@@ -206,9 +227,9 @@ def _print_study(study: PowerStudy, console: Console, out: Path | None) -> None:
     ):
         t.add_column(col)
     t.add_row("nameplate (TDP x GPUs + base)", str(study.nameplate), "+0.0%", "0", "0", "0", "0", "")
-    dy = study.dynamo
     t.add_row(
-        f"Dynamo cap {dy.cap_w:.0f} W x replicas, {dy.headroom:.0%} of budget",
+        f"Dynamo rule: cap ceil({dy.aic_power_w:.0f} W x max(1, {dy.c_power:.2f})) = {dy.cap_w:.0f} W "
+        f"x replicas, {dy.headroom:.0%} of budget (batch {dy.batch})",
         str(dy.servers),
         f"{dy.servers / study.nameplate - 1:+.1%}",
         f"cap always ({dy.cap_clock_mhz:.0f} MHz)",
@@ -223,23 +244,28 @@ def _print_study(study: PowerStudy, console: Console, out: Path | None) -> None:
         f"{study.extra_vs_nameplate:+.1%}",
         f"{ver.capped_fraction:.2%}",
         str(ver.brake_events),
-        f"{ver.hp.inflation:.2%}" if ver.hp else "-",
-        f"{ver.lp.inflation:.2%}" if ver.lp else "-",
+        _pct(ver.hp.inflation if ver.hp else None),
+        _pct(ver.lp.inflation if ver.lp else None),
         f"{study.plan_attainment:.2%}",
     )
     console.print(t)
     console.print(
-        f"vs Dynamo: {study.extra_vs_dynamo:+.1%} servers; CP-SAT {plan.status.value} objective "
-        f"{plan.objective:g} bound {plan.bound:g} in {plan.wall_s:.1f} s, {d['plan']['rounds']} "  # type: ignore[index]
-        f"round(s); targets {'met' if study.verified.meets_targets else 'NOT met'}; study "
-        f"{study.wall_s:.0f} s",
+        f"vs Dynamo: {study.extra_vs_dynamo:+.1%} servers at "
+        f"{'equal or better' if study.attainment_at_least_dynamo else 'LOWER'} SLO attainment "
+        f"({study.plan_attainment:.2%} vs {dy.attainment:.2%}); HP locked {ver.hp_locked_fraction:.2%}, "
+        f"LP locked {ver.lp_locked_fraction:.2%}, peak row {ver.peak_row_fraction:.1%} of budget; "
+        f"CP-SAT {plan.status.value} objective {plan.objective:g} bound {plan.bound:g} "
+        f"in {plan.wall_s:.1f} s, "
+        f"{study.verified.rounds} round(s); targets {'met' if study.verified.meets_targets else 'NOT met'} "
+        f"by replay; study {study.wall_s:.0f} s",
         highlight=False,
     )
-    c = Table(title="Pareto curve (verified by replay)")
+    c = Table(title="Pareto curve (replayed = capping in the simulator loop; model = estimate)")
     for col in (
         "servers",
         "extra",
         "t1/t2",
+        "source",
         "time capped",
         "HP locked",
         "brakes",
@@ -254,6 +280,7 @@ def _print_study(study: PowerStudy, console: Console, out: Path | None) -> None:
             str(r["servers"]),
             f"{r['extra_servers_pct']:+.0f}%",
             f"{r['t1']:.2f}/{r['t2']:.2f}",
+            "replayed" if r["verified"] else "model",
             f"{r['capped_fraction']:.2%}",
             f"{r['hp_locked_fraction']:.2%}",
             str(r["brake_events"]),

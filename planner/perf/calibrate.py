@@ -57,11 +57,13 @@ from scipy.optimize import least_squares, nnls
 
 from planner.catalog.load import load_catalog
 from planner.catalog.schema import GPUSpec, ModelSpec
+from planner.perf import comm
 from planner.perf import kernel as kn
 from planner.perf.calibration import (
     PRIOR,
     AttentionCurve,
     Calibration,
+    CommFit,
     GemmCurve,
     PowerCoeffs,
     calibration_dir,
@@ -541,7 +543,8 @@ def _step_keys(df: pl.DataFrame) -> NDArray[np.bool_]:
     return holdout_mask(_keys(df, ["kind", "prefill_tokens", "prefill_pairs", "decode_seqs", "decode_kv"]))
 
 
-def fit_profile(profile: Profile, gpu: GPUSpec, model: ModelSpec, *, start: Calibration = PRIOR) -> FitResult:
+def fit_profile(profile: Profile, gpu: GPUSpec, model: ModelSpec, *, start: Calibration = PRIOR,
+                collectives_folder: Path | None = None) -> FitResult:
     """Fit every curve on the training split of each table; report errors on both splits.
 
     Args:
@@ -572,14 +575,45 @@ def fit_profile(profile: Profile, gpu: GPUSpec, model: ModelSpec, *, start: Cali
         s, q = fit_overhead(steps_tr, gpu, cal, model)
         cal = replace(cal, step_s=s, per_seq_s=q)
     cal = replace(cal, power=fit_power(profile.power, steps_tr, gpu, cal, model))
-    errors = evaluate_profile(profile, gpu, model, cal)
+    coll_from = collectives_folder or Path(profile.folder)
+    coll = comm.load_collectives(coll_from)
+    comm_rows: list[ErrorRow] = []
+    if coll is not None and coll.height:
+        fits = comm.fit_all(coll, gpu.link_gbps)
+        cal = replace(cal, allreduce=fits.get("all_reduce"), alltoall=fits.get("all_to_all"),
+                      allgather=fits.get("all_gather"))
+        comm_rows = comm_errors(coll, fits, gpu.link_gbps)
+    errors = evaluate_profile(profile, gpu, model, cal) + tuple(comm_rows)
     held = {f"{e.family}_median_ape": round(e.median_ape, 3) for e in errors if e.split == "heldout"}
     date = profile.meta.get("date", "unknown date")
     cal = replace(cal, holdout_errors=held,
                   source=f"fitted by planner.perf.calibrate on {profile.meta.get('gpu_name', gpu.name)} "
-                         f"profile of {date}; collectives (alpha_s, collective_base_s, link_eff) and the "
-                         "clock response are not measured on one GPU: prior/POLCA-anchored values")
+                         f"profile of {date}; " + (
+                             "collectives fitted on the multi-GPU profile "
+                             f"{coll_from.name}/collectives.parquet (NCCL in CUDA graphs); " if comm_rows else
+                             "collectives (alpha_s, collective_base_s, link_eff) are the prior; ")
+                         + "the clock response is POLCA-anchored, not measured")
     return FitResult(calibration=cal, errors=errors)
+
+
+def comm_errors(coll: pl.DataFrame, fits: dict[str, CommFit], link_gbps: float) -> list[ErrorRow]:
+    """Collective errors: ``train`` is the fit on every GPU count; ``heldout`` refits on the smaller
+    groups only and predicts the largest (how the fit extrapolates to more GPUs)."""
+    rows: list[ErrorRow] = []
+    top = int(coll["gpus"].max())  # type: ignore[arg-type]
+    small = coll.filter(pl.col("gpus") < top)
+    for op, fit in fits.items():
+        d = coll.filter(pl.col("op") == op)
+        meas = d["time_s"].to_numpy()
+        pred = comm.predict(op, d["gpus"].cast(pl.Float64).to_numpy(), d["bytes"].cast(pl.Float64).to_numpy(),
+                            fit, link_gbps)
+        rows.append(_row(f"comm_{op}", "train", pred, meas))
+        if small.filter(pl.col("op") == op).height >= 6:
+            f_small = comm.fit(small, link_gbps, op)
+            big = d.filter(pl.col("gpus") == top)
+            pb = comm.predict(op, float(top), big["bytes"].cast(pl.Float64).to_numpy(), f_small, link_gbps)
+            rows.append(_row(f"comm_{op}", "heldout", pb, big["time_s"].to_numpy()))
+    return rows
 
 
 def evaluate_profile(profile: Profile, gpu: GPUSpec, model: ModelSpec,
@@ -668,6 +702,25 @@ def validation_dir() -> Path:
     return calibration_dir().parent / "validation"
 
 
+def collectives_source(root: Path, gpu: GPUSpec) -> Path | None:
+    """Where ``gpu``'s collectives come from: its own multi-GPU profile, else that of a profiled GPU
+    with the same NVLink (per-direction bandwidth and GPUs per node: H100 and H200 SXM share NVLink 4
+    and NVSwitch), else None (the prior)."""
+    if (root / gpu.name / "collectives.parquet").is_file():
+        return root / gpu.name
+    cat = load_catalog()
+    for folder in sorted(root.iterdir()):
+        if not (folder / "collectives.parquet").is_file():
+            continue
+        try:
+            other = cat.gpu(folder.name)
+        except (KeyError, InputError):
+            continue
+        if other.link_gbps == gpu.link_gbps and other.gpus_per_node == gpu.gpus_per_node:
+            return folder
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Fit the shipped profile of a GPU and write its calibration JSON; print the error table."""
     ap = argparse.ArgumentParser(prog="python -m planner.perf.calibrate", description=__doc__.split("\n")[0])
@@ -679,8 +732,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cat = load_catalog()
         gpu = cat.gpu(args.gpu)
-        prof = load_profile(Path(args.profiles or profile_dir()) / gpu.name)
-        res = fit_profile(prof, gpu, cat.model(STEP_MODEL))
+        root = Path(args.profiles or profile_dir())
+        prof = load_profile(root / gpu.name)
+        res = fit_profile(prof, gpu, cat.model(STEP_MODEL), collectives_folder=collectives_source(root, gpu))
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -150,6 +150,29 @@ class AttentionCurve:
 
 
 @dataclass(frozen=True)
+class CommFit:
+    """One collective's time model over NVLink, two NCCL protocols (NCCL runs the faster one).
+
+    ``t = hops * alpha_s + min(base_s + x / (ll_eff * link), simple_base_s + x / (simple_eff * link))``
+    with ``x`` the bytes each link carries. The low-latency protocol starts fast and moves data slowly,
+    the simple one the other way round: one alpha-beta line misses the middle sizes by 20-40 %.
+
+    Attributes:
+        base_s: fixed cost of a low-latency-protocol call.
+        alpha_s: cost per ring latency step.
+        ll_eff: low-latency protocol's fraction of the link bandwidth.
+        simple_base_s: fixed cost of a simple-protocol call.
+        simple_eff: simple protocol's fraction of the link bandwidth.
+    """
+
+    base_s: float
+    alpha_s: float
+    ll_eff: float
+    simple_base_s: float
+    simple_eff: float
+
+
+@dataclass(frozen=True)
 class PowerCoeffs:
     """Per-GPU power model coefficients, watts (see module doc)."""
 
@@ -220,6 +243,18 @@ class Calibration:
     ew_em_rope: float = 0.0
     ew_em_norm: float = 0.0
     ew_norm_rows_half: float = 0.0
+    allreduce: CommFit | None = None
+    alltoall: CommFit | None = None
+    allgather: CommFit | None = None
+
+    def comm(self, op: str) -> CommFit:
+        """The fitted model of ``op`` (``all_reduce``, ``all_to_all``, ``all_gather``), else the prior's
+        single alpha-beta line (``collective_base_s``, ``alpha_s``, ``link_eff``) as a CommFit."""
+        fitted = {"all_reduce": self.allreduce, "all_to_all": self.alltoall, "all_gather": self.allgather}[op]
+        if fitted is not None:
+            return fitted
+        return CommFit(self.collective_base_s, self.alpha_s, self.link_eff, self.collective_base_s,
+                       self.link_eff)
 
     def ew_fraction(self, kind: str) -> float:
         """Bandwidth fraction of one elementwise kind (``add``, ``silu_mul``, ``rope``, ``rmsnorm``);
@@ -267,6 +302,20 @@ PRIOR = Calibration(
 """Uncalibrated starting point; used only when no calibration file ships at all."""
 
 
+_COMM_FIELDS = ("allreduce", "alltoall", "allgather")
+
+
+def _rest(d: dict[str, Any]) -> dict[str, Any]:
+    """The flat fields, with the collectives' nested records turned into :class:`CommFit`."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if k in _COMM_FIELDS:
+            out[k] = CommFit(**v) if v is not None else None
+        elif k not in {"gemm_bf16", "gemm_fp8", "attention", "power"}:
+            out[k] = v
+    return out
+
+
 def _from_dict(d: dict[str, Any], path: str) -> Calibration:
     try:
         return Calibration(
@@ -274,7 +323,7 @@ def _from_dict(d: dict[str, Any], path: str) -> Calibration:
             gemm_fp8=GemmCurve(**d["gemm_fp8"]),
             attention=AttentionCurve(**d["attention"]),
             power=PowerCoeffs(**d["power"]),
-            **{k: v for k, v in d.items() if k not in {"gemm_bf16", "gemm_fp8", "attention", "power"}},
+            **_rest(d),
         )
     except (KeyError, TypeError) as exc:
         raise InputError(f"malformed calibration ({exc})", path=path,

@@ -90,7 +90,18 @@ H_DEC_LHALF = 64
 H_DEC_UNITS_PER_SEQ = 65
 H_EW_OVERLAP = 66
 H_PF_KV_BYTES_PER_TOKEN = 67
-HEADER = 68
+# collectives, two NCCL protocols each (low-latency and simple; NCCL runs the faster one)
+H_AR_BASE = 68
+H_AR_ALPHA = 69
+H_AR_BW_LL = 70
+H_AR_BASE_SIMPLE = 71
+H_AR_BW_SIMPLE = 72
+H_A2A_BASE = 73
+H_A2A_ALPHA = 74
+H_A2A_BW_LL = 75
+H_A2A_BASE_SIMPLE = 76
+H_A2A_BW_SIMPLE = 77
+HEADER = 78
 H_NAMES: tuple[str, ...] = (
     "PEAK_BF16",
     "PEAK_FP8",
@@ -160,6 +171,16 @@ H_NAMES: tuple[str, ...] = (
     "DEC_UNITS_PER_SEQ",
     "EW_OVERLAP",
     "PF_KV_BYTES_PER_TOKEN",
+    "AR_BASE",
+    "AR_ALPHA",
+    "AR_BW_LL",
+    "AR_BASE_SIMPLE",
+    "AR_BW_SIMPLE",
+    "A2A_BASE",
+    "A2A_ALPHA",
+    "A2A_BW_LL",
+    "A2A_BASE_SIMPLE",
+    "A2A_BW_SIMPLE",
 )
 
 # ---- GEMM operator table -------------------------------------------------------------------------
@@ -390,8 +411,9 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
     # tensor-parallel all-reduce (ring: 2(tp-1) hops, 2(tp-1)/tp of the data over each link)
     tp = prm[H_TP]
     if tp > 1.0 and T > 0.0:
-        per = prm[H_COLL_BASE] + 2.0 * (tp - 1.0) * prm[H_ALPHA] + (
-            2.0 * (tp - 1.0) / tp * prm[H_AR_BYTES_PER_TOKEN] * T / prm[H_LINK_BW])
+        x = 2.0 * (tp - 1.0) / tp * prm[H_AR_BYTES_PER_TOKEN] * T
+        lat = 2.0 * (tp - 1.0) * prm[H_AR_ALPHA]
+        per = lat + min(prm[H_AR_BASE] + x / prm[H_AR_BW_LL], prm[H_AR_BASE_SIMPLE] + x / prm[H_AR_BW_SIMPLE])
         t = prm[H_AR_CALLS] * per
         total += t
         if write:
@@ -399,7 +421,10 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
     # expert-parallel dispatch + combine (pairwise all-to-all)
     ep = prm[H_EP]
     if ep > 1.0 and T > 0.0:
-        per = prm[H_COLL_BASE] + (ep - 1.0) * prm[H_ALPHA] + prm[H_A2A_BYTES_PER_TOKEN] * T / prm[H_LINK_BW]
+        x = prm[H_A2A_BYTES_PER_TOKEN] * T
+        lat = (ep - 1.0) * prm[H_A2A_ALPHA]
+        per = lat + min(prm[H_A2A_BASE] + x / prm[H_A2A_BW_LL],
+                        prm[H_A2A_BASE_SIMPLE] + x / prm[H_A2A_BW_SIMPLE])
         t = prm[H_A2A_CALLS] * per
         total += t
         if write:

@@ -313,6 +313,19 @@ def _params(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, cal:
         # the busiest GPU receives `imbalance` times the mean
         prm[kn.H_A2A_BYTES_PER_TOKEN] = (model.moe.experts_per_token * h * kn.ACT_BYTES * imbalance
                                         * (par.ep - 1) / par.ep / par.ep)
+    for op, slots, n in (("all_reduce", (kn.H_AR_BASE, kn.H_AR_ALPHA, kn.H_AR_BW_LL, kn.H_AR_BASE_SIMPLE,
+                                          kn.H_AR_BW_SIMPLE), par.tp),
+                         ("all_to_all", (kn.H_A2A_BASE, kn.H_A2A_ALPHA, kn.H_A2A_BW_LL, kn.H_A2A_BASE_SIMPLE,
+                                         kn.H_A2A_BW_SIMPLE), par.ep)):
+        cf = cal.comm(op)
+        if n <= gpu.gpus_per_node:  # NVLink: the fitted protocols
+            vals = (cf.base_s, cf.alpha_s, cf.ll_eff * gpu.link_gbps * 1e9, cf.simple_base_s,
+                    cf.simple_eff * gpu.link_gbps * 1e9)
+        else:  # across nodes the NIC bounds both protocols (not measured: the prior's line)
+            nic = gpu.nic_gbit / 8 * 1e9 * cal.link_eff
+            vals = (cal.collective_base_s, cal.alpha_s, nic, cal.collective_base_s, nic)
+        for slot, v in zip(slots, vals, strict=True):
+            prm[slot] = v
     prm[kn.H_PP_BYTES_PER_TOKEN] = h * kn.ACT_BYTES
     prm[kn.H_PP_LINK_BW] = (gpu.link_gbps * 1e9 if in_node else gpu.nic_gbit / 8 * 1e9) * cal.link_eff
     pw = cal.power

@@ -4,8 +4,19 @@
 POLCA's experiment adds servers that carry proportionally more traffic), keeps the per-server power
 timeline, the per-request results and the clock model, and sizes the row budget by nameplate for
 ``nameplate_servers``. :func:`scenarios` turns it into the solver's :class:`PowerScenario` list and
-:func:`verify` checks a plan by running the POLCA policy tick by tick over the first ``n`` servers' real
-power and adding the locks' slowdown to the replayed requests.
+:func:`estimate` screens a plan by running the POLCA policy tick by tick over the first ``n`` servers'
+replayed power and adding the locks' slowdown to the replayed requests (a model, used to choose which
+points to verify); the verdict on a plan is :func:`solvers.power.verify.verify_by_replay`, with the
+policy in the simulator loop.
+
+Server base (non-GPU) power, :data:`DEFAULT_BASE_W`: Latif et al., "Single-Node Power Demand During AI
+Training: Measurements on an 8-GPU NVIDIA H100 System", IEEE Access 13:61740-61747 (2025), arXiv
+2412.08602, measured at most about 8.4 kW (8.48 kW peak) at the wall of an 8 x H100 SXM HGX node with
+the GPUs near full utilization, against the 10.2 kW rating of the NVIDIA DGX H100 datasheet. With the
+eight GPUs at their 700 W board limit that leaves 8,480 - 5,600 = 2,880 W for CPUs, memory, NICs,
+NVSwitches, fans and power-supply losses. We hold it constant (fans and PSU losses fall with GPU load,
+so this is conservative for an inference row); nameplate is ``TDP x GPUs + base`` = 8.48 kW, the
+measured maximum, below the 10.2 kW rating (a row sized by the rating would hold 20 % more power).
 """
 
 from __future__ import annotations
@@ -31,11 +42,16 @@ from planner.power.timeline import (
 from planner.sim import SimConfig, SLOTarget, replay
 from planner.sim.result import SimResult
 from solvers.power.problem import PowerPlan, PowerScenario
+from solvers.power.verify import RowReplay
 from traces.errors import InputError
 from traces.schema import RequestTrace
 from traces.transforms import scale_rate
 
 I64 = NDArray[np.int64]
+
+DEFAULT_BASE_W = 2880.0
+"""Non-GPU power of an 8 x H100 SXM server: measured node maximum 8.48 kW (Latif et al., IEEE Access 2025)
+minus 8 x 700 W GPUs (module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +64,8 @@ class RowSpec:
         nameplate_servers: servers the row's budget was sized for at nameplate (TDP x GPUs + base).
         pool_servers: servers replayed (the most the plan may deploy).
         rps_per_server: request rate each server carries (the trace is scaled to the pool).
-        base_w: non-GPU power of a server (CPUs, NICs, switches, fans), assumed constant.
+        base_w: non-GPU power of a server (CPUs, NICs, switches, fans), assumed constant
+            (default :data:`DEFAULT_BASE_W`, sourced in the module docstring).
         slo: latency targets for attainment.
         interval_s: power sample length of the replay (finer than the telemetry period).
         seeds: one scenario per seed (the scaled trace's copies are shifted by seeded offsets).
@@ -61,7 +78,7 @@ class RowSpec:
     nameplate_servers: int = 40
     pool_servers: int = 64
     rps_per_server: float = 4.0
-    base_w: float = 1500.0
+    base_w: float = DEFAULT_BASE_W
     slo: SLOTarget = field(default_factory=lambda: SLOTarget(ttft_s=2.0, tpot_s=0.1))
     interval_s: float = 1.0
     seeds: tuple[int, ...] = (0,)
@@ -113,6 +130,7 @@ class Row:
         scenarios: one replay per seed.
         server_of_replica: the server each replica of the pool runs on.
         clock_model: effect of clock locks at the workload's average step.
+        trace: the (unscaled) request trace the row serves; verification replays scale it again.
     """
 
     spec: RowSpec
@@ -122,6 +140,19 @@ class Row:
     scenarios: tuple[RowScenario, ...]
     server_of_replica: I64
     clock_model: ClockModel
+    trace: RequestTrace
+
+    @property
+    def replay_setup(self) -> RowReplay:
+        """What :func:`solvers.power.verify.verify_by_replay` needs from this row."""
+        return RowReplay(
+            perf=self.perf,
+            gpu=self.gpu,
+            replicas_per_server=self.spec.replicas_per_server,
+            budget_w=self.budget_w,
+            base_w=self.spec.base_w,
+            slo=self.spec.slo,
+        )
 
     @property
     def nameplate_server_w(self) -> float:
@@ -202,6 +233,7 @@ def build_row(
         scenarios=tuple(scen),
         server_of_replica=sor,
         clock_model=cm,
+        trace=trace,
     )
 
 
@@ -218,7 +250,7 @@ def scenarios(row: Row, *, telemetry_period_s: float) -> tuple[PowerScenario, ..
 
 @dataclass(frozen=True)
 class Verification:
-    """A plan checked against the replayed power and requests (pooled over scenarios).
+    """A plan's model estimate from the replayed power and requests (pooled over scenarios).
 
     Attributes:
         servers, hp_servers: the row checked.
@@ -273,8 +305,9 @@ def run_row(
     return run, prio
 
 
-def verify(row: Row, *, hp_servers: int, lp_servers: int, policy: PolcaParams) -> Verification:
-    """Check a row size and thresholds against every scenario of ``row``.
+def estimate(row: Row, *, hp_servers: int, lp_servers: int, policy: PolcaParams) -> Verification:
+    """Estimate a row size and thresholds over every scenario of ``row`` (policy over the replayed
+    power, lock slowdown added to the replayed requests: no spill-over of queues; a screen, not a verdict).
 
     Raises:
         InputError: more servers than the replayed pool.
@@ -324,9 +357,9 @@ def verify(row: Row, *, hp_servers: int, lp_servers: int, policy: PolcaParams) -
     )
 
 
-def verify_plan(row: Row, plan: PowerPlan, policy: PolcaParams) -> Verification:
-    """:func:`verify` at the plan's size and thresholds."""
-    return verify(
+def estimate_plan(row: Row, plan: PowerPlan, policy: PolcaParams) -> Verification:
+    """:func:`estimate` at the plan's size and thresholds."""
+    return estimate(
         row,
         hp_servers=plan.hp_servers,
         lp_servers=plan.lp_servers,

@@ -1,11 +1,13 @@
-"""Plan a row, verify it by replay, compare with nameplate and Dynamo, and trace the Pareto curve.
+"""Plan a row, verify it by in-loop replay, and trace the Pareto curve.
 
-* :func:`plan_and_verify`: CP-SAT plan over the row's scenarios, checked by running the policy over the
-  replayed per-server power and adding the locks to the replayed requests; a plan that fails gets a cut
-  (fewer servers with those thresholds) and a tighter chance constraint, then the model is solved again.
-* :func:`nameplate_servers` and :func:`dynamo_servers`: the two provisioning rules to beat.
-* :func:`pareto`: for each row size from nameplate up, the thresholds with the least time capped and no
-  brake, verified; the rows that no other row beats on servers, time capped and latency are marked.
+* :func:`plan_and_verify`: CP-SAT plan over the row's scenarios, then the plan is replayed with the POLCA
+  policy in the simulator loop (:mod:`solvers.power.verify`); a plan that fails gets a cut (fewer servers
+  with those thresholds) and a tighter chance constraint, then the model is solved again.
+* :func:`nameplate_servers`: provisioning by nameplate, the first rule to beat (Dynamo's rule, the
+  second, is :mod:`solvers.power.dynamo`).
+* :func:`pareto`: for each row size from nameplate up, the thresholds with the least model time capped and
+  no brake; the plan's size and a few others are verified by replay (``verified``), the rest are the
+  model's estimate; the rows that no other row beats on servers, time capped and latency are marked.
 """
 
 from __future__ import annotations
@@ -16,15 +18,11 @@ from dataclasses import dataclass, replace
 import numpy as np
 import polars as pl
 
-from planner.perf.api import ReplicaPerf
 from planner.power.policy import PolcaParams
-from planner.sim import replay
 from solvers.power.cpsat import _series, evaluate, solve
 from solvers.power.problem import PowerPlan, PowerProblem, SolveParams
-from solvers.power.row import Row, Verification, pool_config, scenarios, verify, verify_plan
-from traces.errors import InputError
-from traces.schema import RequestTrace
-from traces.transforms import scale_rate
+from solvers.power.row import Row, estimate, scenarios
+from solvers.power.verify import ReplayVerification, verify_by_replay
 
 
 @dataclass(frozen=True)
@@ -38,10 +36,10 @@ class Targets:
 
 @dataclass(frozen=True)
 class VerifiedPlan:
-    """A plan and its verification, with the solve rounds it took."""
+    """A plan and its verification by in-loop replay, with the solve rounds it took."""
 
     plan: PowerPlan
-    verification: Verification
+    verification: ReplayVerification
     rounds: int
     meets_targets: bool
 
@@ -71,21 +69,39 @@ def problem_for(
     )
 
 
+def replay_check(row: Row, *, hp_servers: int, lp_servers: int, policy: PolcaParams) -> ReplayVerification:
+    """:func:`solvers.power.verify.verify_by_replay` on the row's trace, load and first seed."""
+    return verify_by_replay(
+        row.trace,
+        row.replay_setup,
+        hp_servers=hp_servers,
+        lp_servers=lp_servers,
+        rps_per_server=row.spec.rps_per_server,
+        policy=policy,
+        seed=row.spec.seeds[0],
+    )
+
+
 def plan_and_verify(
     row: Row, problem: PowerProblem, *, params: SolveParams, targets: Targets, max_rounds: int = 5
 ) -> VerifiedPlan:
-    """Solve, verify by replay, cut and re-solve until the verified plan meets ``targets``.
+    """Solve, verify by in-loop replay, cut and re-solve until the verified plan meets ``targets``.
 
     Each failed round forbids the failed size for its threshold pair and scales the model's chance
-    constraints down by how far the verification overshot, so the loop ends within ``max_rounds``.
-    Returns the last plan (``meets_targets`` False when none passed).
+    constraints down by how far the replay overshot, so the loop ends within ``max_rounds``. Returns the
+    last plan (``meets_targets`` False when none passed): what is reported is always what was replayed.
     """
     cuts: dict[tuple[float, float], int] = {}
     p = problem
     last: VerifiedPlan | None = None
     for r in range(1, max_rounds + 1):
         plan = solve(p, params=params, cuts=cuts)
-        ver = verify_plan(row, plan, problem.policy)
+        ver = replay_check(
+            row,
+            hp_servers=plan.hp_servers,
+            lp_servers=plan.lp_servers,
+            policy=replace(problem.policy, t1=plan.t1, t2=plan.t2),
+        )
         ok = ver.meets(
             max_capped_fraction=targets.max_capped_fraction,
             hp_inflation=targets.hp_inflation,
@@ -113,69 +129,10 @@ def plan_and_verify(
 def nameplate_servers(budget_w: float, *, gpus_per_server: int, tdp_w: float, base_w: float) -> int:
     """Servers a budget takes at nameplate: ``floor(B / (TDP x GPUs + base))``.
 
-    >>> nameplate_servers(284_000, gpus_per_server=8, tdp_w=700, base_w=1500)
+    >>> nameplate_servers(339_200, gpus_per_server=8, tdp_w=700, base_w=2880)
     40
     """
     return math.floor(budget_w / (tdp_w * gpus_per_server + base_w) + 1e-9)
-
-
-def dynamo_servers(
-    budget_w: float, *, gpus_per_server: int, cap_w: float, base_w: float, headroom: float = 0.9
-) -> int:
-    """NVIDIA Dynamo's power-planner rule: per-pod GPU caps x replicas within the budget.
-
-    Dynamo budgets ``total_gpu_power_limit = rack_W * (0.85..0.9) - non-GPU overhead`` and admits
-    replicas while ``sum(cap x GPUs)`` fits (design notes area A3); with the non-GPU overhead of each
-    server counted, that is ``floor(headroom B / (cap x GPUs + base))``.
-
-    >>> dynamo_servers(284_000, gpus_per_server=8, cap_w=490, base_w=1500)
-    47
-    """
-    if not 0 < headroom <= 1:
-        raise InputError(f"headroom {headroom}", field="headroom", expected="0 < headroom <= 1")
-    return math.floor(headroom * budget_w / (cap_w * gpus_per_server + base_w) + 1e-9)
-
-
-def cap_clock_mhz(
-    perf: ReplicaPerf,
-    *,
-    cap_w: float,
-    max_clock_mhz: float,
-    min_clock_mhz: float,
-    max_batched_tokens: int = 8192,
-) -> float:
-    """The highest clock at which the hungriest step (a full prefill batch) stays under ``cap_w`` per GPU:
-    how a power cap is modelled for the replay (the GPU's power manager lowers the clock until it fits)."""
-    n = float(max_batched_tokens)
-
-    def power(c: float) -> float:
-        p = perf.at_clock(c) if c < max_clock_mhz else perf
-        return float(p.step_power_w(n, n * (n + 1) / 2, 0.0, 0.0))
-
-    if power(max_clock_mhz) <= cap_w:
-        return max_clock_mhz
-    lo, hi = min_clock_mhz, max_clock_mhz
-    for _ in range(30):
-        mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if power(mid) <= cap_w else (lo, mid)
-    return lo
-
-
-def capped_attainment(
-    trace: RequestTrace, perf: ReplicaPerf, *, row: Row, servers: int, clock_mhz: float, seed: int = 0
-) -> float:
-    """SLO attainment of ``servers`` servers at the row's per-server load with every GPU at ``clock_mhz``
-    (a real replay: how Dynamo's capped pods serve the same traffic)."""
-    spec = row.spec
-    p = perf.at_clock(clock_mhz) if clock_mhz < row.gpu.max_sm_clock_mhz else perf
-    factor = servers * spec.rps_per_server * trace.duration_s / trace.num_requests
-    cfg = pool_config(
-        replace(spec, pool_servers=servers, nameplate_servers=min(spec.nameplate_servers, servers)), seed
-    )
-    res = replay(scale_rate(trace, factor, seed=seed), p, config=cfg)
-    cls = res.summary.classes
-    total = sum(c.requests for c in cls)
-    return float(sum(c.attainment * c.requests for c in cls) / total) if total else float("nan")
 
 
 PARETO_SCHEMA: dict[str, type[pl.DataType]] = {
@@ -184,6 +141,7 @@ PARETO_SCHEMA: dict[str, type[pl.DataType]] = {
     "extra_servers_pct": pl.Float64,
     "t1": pl.Float64,
     "t2": pl.Float64,
+    "verified": pl.Boolean,
     "capped_fraction": pl.Float64,
     "hp_locked_fraction": pl.Float64,
     "lp_locked_fraction": pl.Float64,
@@ -195,22 +153,46 @@ PARETO_SCHEMA: dict[str, type[pl.DataType]] = {
     "lp_attainment": pl.Float64,
     "pareto": pl.Boolean,
 }
-"""Columns of the Pareto table (one row per row size)."""
+"""Columns of the Pareto table (one row per row size; ``verified``: from an in-loop replay, else the
+model's estimate)."""
+
+
+def _pick(sizes: list[int], must: set[int], k: int) -> set[int]:
+    """``must`` plus up to ``k`` sizes spread evenly over ``sizes`` (the ends first)."""
+    if k <= 0 or not sizes:
+        return must & set(sizes)
+    idx = np.unique(np.round(np.linspace(0, len(sizes) - 1, min(k, len(sizes)))).astype(int))
+    return (must & set(sizes)) | {sizes[int(i)] for i in idx}
 
 
 def pareto(
-    row: Row, problem: PowerProblem, *, nameplate: int, step: int = 1, max_servers: int | None = None
+    row: Row,
+    problem: PowerProblem,
+    *,
+    nameplate: int,
+    step: int = 1,
+    max_servers: int | None = None,
+    verify_sizes: int = 3,
+    verified: dict[int, ReplayVerification] | None = None,
 ) -> pl.DataFrame:
-    """Extra servers vs time capped vs latency inflation, one verified row per size.
+    """Extra servers vs time capped vs latency inflation, one row per size.
 
     For each size from ``nameplate`` up to ``max_servers`` (default: the pool), the threshold pair with
-    the least model time capped and no brake period is verified by replay; sizes whose model already
-    brakes with every pair end the curve.
+    the least model time capped and no brake period is chosen; sizes whose model already brakes with
+    every pair end the curve. ``verify_sizes`` sizes spread over the curve (and every size in
+    ``verified``, replays already run, e.g. the plan's) are replayed with the policy in the loop; the
+    others carry the model's estimate (``verified`` False).
     """
     s = _series(problem)
     top = row.spec.pool_servers if max_servers is None else min(max_servers, row.spec.pool_servers)
-    rows: list[dict[str, object]] = []
-    for n in range(max(1, nameplate), top + 1, max(1, step)):
+    chosen: list[tuple[int, int, float, float]] = []
+    done = dict(verified or {})
+    lo = max(1, nameplate)
+    sizes = sorted(set(range(lo, top + 1, max(1, step))) | {k for k in done if lo <= k <= top})
+    for n in sizes:
+        if n in done:
+            chosen.append((n, done[n].hp_servers, done[n].t1, done[n].t2))
+            continue
         hp = problem.hp_min(n)
         best: tuple[float, float, float] | None = None
         for t1, t2 in problem.threshold_pairs():
@@ -219,25 +201,39 @@ def pareto(
                 best = (chk.capped_fraction, t1, t2)
         if best is None:
             break
-        v = verify(
-            row, hp_servers=hp, lp_servers=n - hp, policy=replace(problem.policy, t1=best[1], t2=best[2])
-        )
+        chosen.append((n, hp, best[1], best[2]))
+    replay_at = _pick([c[0] for c in chosen], set(done), verify_sizes)
+    rows: list[dict[str, object]] = []
+    for n, hp, t1, t2 in chosen:
+        pol = replace(problem.policy, t1=t1, t2=t2)
+        rv = done.get(n)
+        if rv is None and n in replay_at:
+            rv = replay_check(row, hp_servers=hp, lp_servers=n - hp, policy=pol)
+        if rv is not None:
+            vals = (rv.t1, rv.t2, rv.capped_fraction, rv.hp_locked_fraction, rv.lp_locked_fraction,
+                    rv.brake_events, rv.peak_row_fraction, rv.hp, rv.lp, rv.hp_servers)
+        else:
+            e = estimate(row, hp_servers=hp, lp_servers=n - hp, policy=pol)
+            vals = (t1, t2, e.capped_fraction, e.hp_locked_fraction, e.lp_locked_fraction,
+                    e.brake_events, e.peak_row_fraction, e.hp, e.lp, hp)
+        r1, r2, capf, hpf, lpf, brakes, peak, hpl, lpl, hps = vals
         rows.append(
             {
                 "servers": n,
-                "hp_servers": hp,
+                "hp_servers": hps,
                 "extra_servers_pct": 100.0 * (n / nameplate - 1.0),
-                "t1": best[1],
-                "t2": best[2],
-                "capped_fraction": v.capped_fraction,
-                "hp_locked_fraction": v.hp_locked_fraction,
-                "lp_locked_fraction": v.lp_locked_fraction,
-                "brake_events": v.brake_events,
-                "peak_row_fraction": v.peak_row_fraction,
-                "hp_p99_inflation": v.hp.inflation if v.hp else 0.0,
-                "lp_p99_inflation": v.lp.inflation if v.lp else 0.0,
-                "hp_attainment": v.hp.attainment if v.hp else float("nan"),
-                "lp_attainment": v.lp.attainment if v.lp else float("nan"),
+                "t1": r1,
+                "t2": r2,
+                "verified": rv is not None,
+                "capped_fraction": capf,
+                "hp_locked_fraction": hpf,
+                "lp_locked_fraction": lpf,
+                "brake_events": brakes,
+                "peak_row_fraction": peak,
+                "hp_p99_inflation": hpl.inflation if hpl else 0.0,
+                "lp_p99_inflation": lpl.inflation if lpl else 0.0,
+                "hp_attainment": hpl.attainment if hpl else float("nan"),
+                "lp_attainment": lpl.attainment if lpl else float("nan"),
                 "pareto": False,
             }
         )

@@ -92,6 +92,8 @@ def test_study_writes_the_pareto_parquet(
         monkeypatch,
     )
     assert code == 0, (text, err)
-    assert "Pareto curve" in text and "row budget 21.3 kW" in text
+    assert "Pareto curve" in text and "row budget 25.4 kW" in text  # 3 x (8 x 700 W + 2880 W)
+    assert "vs Dynamo" in text and "by replay" in text
     df = pl.read_parquet(out)
     assert df.height >= 1 and {"servers", "capped_fraction", "hp_p99_inflation", "pareto"} <= set(df.columns)
+    assert df["verified"].any()  # at least the plan's size was replayed with capping in the loop

@@ -10,9 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from solvers.power.cpsat import evaluate, greedy, solve, upper_bound
-from solvers.power.problem import PowerScenario, SolveParams, SolveStatus
-from solvers.power.solve import dynamo_servers, nameplate_servers
+from solvers.power.dynamo import dynamo_servers_for_cap
+from solvers.power.problem import PowerScenario, SolveParams
+from solvers.power.solve import nameplate_servers
 from solvers.power.testing import toy_problem
+from solvers.status import SolveStatus
 from traces.errors import InputError
 
 PARAMS = SolveParams(time_limit_s=10, workers=1, seed=0)
@@ -63,9 +65,9 @@ def test_bad_problems_are_input_errors() -> None:
 
 def test_baseline_rules() -> None:
     assert nameplate_servers(284_000, gpus_per_server=8, tdp_w=700, base_w=1500) == 40
-    assert dynamo_servers(284_000, gpus_per_server=8, cap_w=490, base_w=1500, headroom=1.0) == 52
+    assert dynamo_servers_for_cap(284_000, gpus_per_server=8, cap_w=490, base_w=1500, headroom=1.0) == 52
     with pytest.raises(InputError):
-        dynamo_servers(1.0, gpus_per_server=8, cap_w=490, base_w=0, headroom=1.5)
+        dynamo_servers_for_cap(1.0, gpus_per_server=8, cap_w=490, base_w=0, headroom=1.5)
 
 
 @settings(max_examples=15, deadline=None)
