@@ -48,7 +48,8 @@ INSTALL_HINT = (
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise profile``."""
 
-    @app.command("profile", help="Measure this GPU (GEMMs, attention, copies, steps, power)." + EXAMPLE)
+    @app.command("profile", help="Measure this GPU (GEMMs, attention, copies, steps, power); with "
+                 "--collectives, this host's GPUs together (NCCL, TP and EP steps)." + EXAMPLE)
     def profile(
         out: Annotated[
             Path, typer.Option("--out", help="data folder to write profiles/ and validation/ in")
@@ -66,7 +67,14 @@ def register(app: typer.Typer) -> None:
         resume: Annotated[
             bool, typer.Option("--resume", help="keep GEMM/attention rows already in --out, measure the rest")
         ] = False,
+        collectives: Annotated[
+            bool, typer.Option("--collectives", help="multi-GPU host: NCCL collectives, TP steps and an EP "
+                               "MoE layer over every GPU, one process each (planner/profile/collectives.py)")
+        ] = False,
     ) -> None:
+        if collectives:
+            _collectives(out, quick, budget_s)
+            return
         try:
             sections = parse_only(only)
         except ValueError as exc:
@@ -91,3 +99,21 @@ def register(app: typer.Typer) -> None:
         )
         for path in run_profile(options):
             typer.echo(f"wrote {path}")
+
+
+def _collectives(out: Path, quick: bool, budget_s: float) -> None:
+    """``--collectives``: the multi-GPU sections (needs torch and at least two GPUs)."""
+    reason = unavailable_reason()
+    if reason is not None:
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(reason)}; {escape(INSTALL_HINT)}",
+                                   highlight=False)
+        raise typer.Exit(code=2)
+    from planner.profile.collectives import MultiOptions, run_multi
+
+    try:
+        paths = run_multi(MultiOptions(out=out, budget_s=budget_s, quick=quick))
+    except RuntimeError as exc:  # fewer than two GPUs
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(code=2) from None
+    for path in paths:
+        typer.echo(f"wrote {path}")
