@@ -60,6 +60,7 @@ class ProfileOptions:
         resume: keep the GEMM and attention rows already in the profile folder and measure only the
             missing shapes (a run cut short by a time limit continues where it stopped).
         engine_levels: load levels (fractions of capacity) for the engine validation; empty: defaults.
+        engine_level_seconds: arrival window per load level (longer: more requests, steadier p99).
         engine_capacity_rps: use this capacity instead of the burst's estimate (to add levels to an
             earlier run on the same scale).
     """
@@ -74,6 +75,7 @@ class ProfileOptions:
     resume: bool = False
     engine_levels: tuple[float, ...] = ()
     engine_capacity_rps: float | None = None
+    engine_level_seconds: float | None = None
 
     def sections(self) -> list[str]:
         """The sections to run, in run order.
@@ -382,6 +384,8 @@ def _run_engine(run: Run, val_dir: Path, sampler: Any) -> list[Path]:
         kwargs["levels"] = run.options.engine_levels
     if run.options.engine_capacity_rps is not None:
         kwargs["capacity_rps"] = run.options.engine_capacity_rps
+    if run.options.engine_level_seconds is not None:
+        kwargs["level_seconds"] = run.options.engine_level_seconds
         kwargs["probe_requests"] = 8
     if quick:
         kwargs = {
@@ -439,6 +443,7 @@ def main_args(argv: Iterable[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true", help="keep GEMM/attention rows already measured")
     parser.add_argument("--engine-levels", default="", help="comma-separated load levels, e.g. 0.25,0.5,1")
     parser.add_argument("--engine-capacity", type=float, default=None, help="req/s that load level 1 means")
+    parser.add_argument("--engine-level-seconds", type=float, default=None, help="arrival window per level")
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
         only = parse_only(args.only)
@@ -460,6 +465,7 @@ def main_args(argv: Iterable[str] | None = None) -> int:
         resume=args.resume,
         engine_levels=tuple(float(x) for x in args.engine_levels.split(",") if x.strip()),
         engine_capacity_rps=args.engine_capacity,
+        engine_level_seconds=args.engine_level_seconds,
         budget_s=args.budget_s,
         engine_budget_s=args.engine_budget_s,
         seed=args.seed,
