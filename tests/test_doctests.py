@@ -25,5 +25,6 @@ def modules() -> list[str]:
 @pytest.mark.parametrize("name", modules())
 def test_docstring_examples(name: str) -> None:
     module = importlib.import_module(name)
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    result = doctest.testmod(module, optionflags=flags, verbose=False)
     assert result.failed == 0, f"{name}: {result.failed} of {result.attempted} docstring examples failed"

@@ -24,7 +24,7 @@ from enum import StrEnum
 import numpy as np
 import polars as pl
 
-from planner.autoscale.coldstart import DEFAULT_COLD_START, ColdStartDistribution
+from planner.autoscale.coldstart import FITTED_COLD_START, ColdStart
 from planner.autoscale.context import PolicyName
 from planner.autoscale.dynamo import DynamoParams, DynamoProfile, Predictor, dynamo_sla
 from planner.autoscale.hpa import HPAParams, MetricTarget, VllmMetric, hpa
@@ -74,11 +74,13 @@ class CompareConfig:
         seed: cold-start draws.
         static_reference: also replay the smallest-peak static fleet (replicas for the peak 5-minute rate).
         simulator: which closed loop replays the trace.
+        calibration_replicas: fleet size the per-replica capacity is calibrated in (see
+            :func:`calibrate_capacity`); every policy is tuned from that capacity.
     """
 
     slo: SLOTarget = field(default_factory=lambda: SLOTarget(ttft_s=2.0, tpot_s=0.1))
     engine: EngineConfig = field(default_factory=EngineConfig)
-    cold_start: ColdStartDistribution = DEFAULT_COLD_START
+    cold_start: ColdStart = FITTED_COLD_START
     min_replicas: int = 1
     max_replicas: int = 64
     initial_replicas: int | None = None
@@ -87,6 +89,7 @@ class CompareConfig:
     seed: int = 0
     static_reference: bool = True
     simulator: Simulator = Simulator.REPLAY
+    calibration_replicas: int = 8
 
 
 @dataclass(frozen=True)
@@ -142,9 +145,14 @@ def dynamo_profile(perf: ReplicaPerf, engine: EngineConfig) -> DynamoProfile:
 
 
 def build_policies(names: Sequence[PolicyName], *, perf: ReplicaPerf, cap: ReplicaCapacity,
-                   table: CapacityTable, config: CompareConfig) -> dict[str, PolicyFn]:
-    """Each named policy bound to parameters derived from the same replica facts."""
-    target = max(1.0, cap.concurrency)
+                   table: CapacityTable, config: CompareConfig,
+                   target_scale: float = 1.0) -> dict[str, PolicyFn]:
+    """Each named policy bound to parameters derived from the same replica facts.
+
+    ``target_scale`` multiplies the per-replica target of the target-tracking baselines (HPA, KEDA,
+    Ray Serve): below 1 it is the more generous target an operator sets to buy attainment.
+    """
+    target = max(1.0, cap.concurrency) * target_scale
     lo, hi = config.min_replicas, config.max_replicas
     out: dict[str, PolicyFn] = {}
     for name in names:
@@ -178,30 +186,35 @@ def build_policies(names: Sequence[PolicyName], *, perf: ReplicaPerf, cap: Repli
 
 def calibrate_capacity(trace: RequestTrace, perf: ReplicaPerf, cap: ReplicaCapacity, *, slo: SLOTarget,
                        engine: EngineConfig, target_attainment: float = 0.99, duration_s: float = 900.0,
-                       seed: int = 0) -> ReplicaCapacity:
+                       seed: int = 0, replicas: int = 1) -> ReplicaCapacity:
     """Verify the analytic capacity by replay and correct it.
 
     Why: the analytic fixed point is about mean step times, while the SLO is about tails (a decode step
-    that shares the batch with a long prefill chunk). One replica is replayed on Poisson arrivals whose
-    lengths are drawn from the trace; the rate is bisected until ``target_attainment`` of the requests meet
-    the SLO. The returned capacity has that rate and the replay's mean requests in the replica.
+    that shares the batch with a long prefill chunk). ``replicas`` replicas behind the loop's
+    least-outstanding router are replayed on Poisson arrivals whose lengths are drawn from the trace; the
+    rate is bisected until ``target_attainment`` of the requests meet the SLO. The returned capacity has
+    that rate per replica and the replay's mean requests per replica.
+
+    Why more than one replica: a router spreading arrivals over several replicas smooths what each one
+    sees (two long prompts landing together go to two replicas), so one replica alone understates what a
+    replica of a fleet sustains; on prompt-heavy traffic (Azure code, 70B TP4) by a factor of about 1.5.
     """
     rng = np.random.default_rng(seed)
     df = trace.df
     idx_all = np.arange(df.height)
 
     def run(rate: float) -> tuple[float, float]:
-        n = max(20, int(rate * duration_s))
-        arr = np.cumsum(rng.exponential(1.0 / rate, n))
+        n = max(20, int(rate * replicas * duration_s))
+        arr = np.cumsum(rng.exponential(1.0 / (rate * replicas), n))
         pick = rng.choice(idx_all, n)
         sub = pl.DataFrame({"arrival_s": arr - arr[0],
                             "input_tokens": df["input_tokens"].to_numpy()[pick],
                             "output_tokens": df["output_tokens"].to_numpy()[pick]},
                            schema_overrides={"input_tokens": pl.Int32, "output_tokens": pl.Int32})
-        res = run_policy(RequestTrace(sub, trace.meta), perf, static_policy(1),
-                         config=LoopConfig(initial_replicas=1, max_replicas=1, slo=slo, engine=engine,
-                                           tick_s=10.0, drain_limit_s=600.0))
-        conc = float(res.timeline["in_system"].mean() or 0.0)  # type: ignore[arg-type]
+        res = run_policy(RequestTrace(sub, trace.meta), perf, static_policy(replicas),
+                         config=LoopConfig(initial_replicas=replicas, max_replicas=replicas, slo=slo,
+                                           engine=engine, tick_s=10.0, drain_limit_s=600.0))
+        conc = float(res.timeline["in_system"].mean() or 0.0) / replicas  # type: ignore[arg-type]
         return res.summary.attainment, conc
 
     lo, hi = 0.0, cap.rps * 1.5
@@ -289,7 +302,8 @@ def compare_autoscalers(
     isl = float(df["input_tokens"].mean())  # type: ignore[arg-type]
     osl = float(df["output_tokens"].mean())  # type: ignore[arg-type]
     analytic = replica_capacity(perf, isl=isl, osl=osl, slo=cfg.slo, engine=cfg.engine)
-    cap = calibrate_capacity(trace, perf, analytic, slo=cfg.slo, engine=cfg.engine, seed=cfg.seed)
+    cap = calibrate_capacity(trace, perf, analytic, slo=cfg.slo, engine=cfg.engine, seed=cfg.seed,
+                             replicas=cfg.calibration_replicas)
     table = capacity_table(perf, slo=cfg.slo, engine=cfg.engine).scaled(cap.rps / analytic.rps)
     arr = df["arrival_s"].to_numpy()
     first = float((arr < 300.0).sum()) / min(300.0, max(float(arr[-1]), 1.0))
@@ -318,3 +332,55 @@ def compare_autoscalers(
             results[name] = replay_policy(trace, perf, fn, config=lc, name=name,
                                           min_replicas=cfg.min_replicas)
     return Comparison(results=results, capacity=cap, initial_replicas=init)
+
+
+GENEROUS_SCALES: tuple[float, ...] = (0.8, 0.6, 0.45, 0.33, 0.25, 0.18)
+"""Target multipliers tried, in order, by :func:`match_attainment`."""
+
+
+def match_attainment(trace: RequestTrace, perf: ReplicaPerf, comparison: Comparison, *,
+                     config: CompareConfig | None = None, reference: str = PolicyName.MPC.value,
+                     policies: Sequence[PolicyName] = (PolicyName.HPA, PolicyName.KEDA, PolicyName.RAY_SERVE),
+                     scales: Sequence[float] = GENEROUS_SCALES) -> dict[str, LoopResult]:
+    """Re-run target-tracking baselines with ever more generous targets until they reach ``reference``'s
+    attainment: the honest comparison when every baseline at its default target attains less.
+
+    Each baseline in ``policies`` whose attainment in ``comparison`` is below the reference's is replayed
+    with its per-replica target multiplied by each of ``scales`` in turn; the first run that reaches the
+    reference's attainment is kept (or the last one tried), named ``"<policy>@<scale>"``.
+
+    Raises:
+        InputError: ``reference`` is not in the comparison.
+    """
+    cfg = config or CompareConfig()
+    if reference not in comparison.results:
+        raise InputError(f"policy {reference!r} is not in the comparison", field="reference",
+                         expected=", ".join(comparison.results))
+    goal = comparison.results[reference].summary.attainment
+    df = trace.df
+    isl = float(df["input_tokens"].mean())  # type: ignore[arg-type]
+    osl = float(df["output_tokens"].mean())  # type: ignore[arg-type]
+    analytic = replica_capacity(perf, isl=isl, osl=osl, slo=cfg.slo, engine=cfg.engine)
+    table = capacity_table(perf, slo=cfg.slo, engine=cfg.engine).scaled(
+        comparison.capacity.rps / analytic.rps)
+    loop = LoopConfig(initial_replicas=comparison.initial_replicas, max_replicas=cfg.max_replicas,
+                      tick_s=cfg.tick_s, cold_start=cfg.cold_start, engine=cfg.engine, slo=cfg.slo,
+                      seed=cfg.seed)
+    out: dict[str, LoopResult] = {}
+    for name in policies:
+        base = comparison.results.get(name.value)
+        if base is not None and base.summary.attainment >= goal:
+            continue
+        for scale in scales:
+            fn = build_policies([name], perf=perf, cap=comparison.capacity, table=table, config=cfg,
+                                target_scale=scale)[name.value]
+            label = f"{name.value}@{scale:g}"
+            if cfg.simulator is Simulator.LOOP:
+                res = run_policy(trace, perf, fn, config=loop, name=label)
+            else:
+                res = replay_policy(trace, perf, fn, config=loop, name=label, min_replicas=cfg.min_replicas)
+            kept = res
+            if res.summary.attainment >= goal:
+                break
+        out[kept.summary.policy] = kept
+    return out

@@ -15,6 +15,11 @@ and a gateway queue while no replica is ready. It is deliberately smaller than t
 * routing: least outstanding (running + waiting) among ready replicas; with none ready, the gateway
   queues the request until one is.
 
+The kernels are compiled per process (``cache=False``): they take the perf model's step function as a
+first-class function argument, and numba's on-disk cache keys such signatures by the function object
+itself, so every process added a cache entry and saving one failed intermittently
+("underlying object has vanished") once the object it pickled had been collected.
+
 Replica slots are rows of ``pi``/``pf``; the Python side (:mod:`planner.autoscale.loop`) starts, readies
 and drains them between calls.
 """
@@ -75,7 +80,7 @@ STATE_READY = 2
 STATE_DRAINING = 3
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=False)  # no on-disk cache (module docstring)
 def _bucket(bounds: np.ndarray, x: float) -> int:
     for i in range(bounds.size):
         if x <= bounds[i]:
@@ -83,7 +88,7 @@ def _bucket(bounds: np.ndarray, x: float) -> int:
     return bounds.size
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=False)  # no on-disk cache (module docstring)
 def _start_step(kernel, kp, r, t, inp, out, rq, pi, pf, run, ci) -> None:  # type: ignore[no-untyped-def]
     maxseq = ci[C_MAXSEQ]
     kvcap = ci[C_KVCAP]
@@ -139,7 +144,7 @@ def _start_step(kernel, kp, r, t, inp, out, rq, pi, pf, run, ci) -> None:  # typ
     pi[r, PI_BUSY] = 1
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=False)  # no on-disk cache (module docstring)
 def _end_step(r, arr, inp, out, rq, rf, pi, pf, run, ci, cf, tb, th, ib, ih) -> float:  # type: ignore[no-untyped-def]
     te = pf[r, PF_END]
     st = te - pf[r, PF_START]
@@ -187,14 +192,14 @@ def _end_step(r, arr, inp, out, rq, rf, pi, pf, run, ci, cf, tb, th, ib, ih) -> 
     return float(te)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=False)  # no on-disk cache (module docstring)
 def _advance(kernel, kp, r, t, arr, inp, out, rq, rf, pi, pf, run, ci, cf, tb, th, ib, ih) -> None:  # type: ignore[no-untyped-def]
     while pi[r, PI_BUSY] == 1 and pf[r, PF_END] <= t:
         te = _end_step(r, arr, inp, out, rq, rf, pi, pf, run, ci, cf, tb, th, ib, ih)
         _start_step(kernel, kp, r, te, inp, out, rq, pi, pf, run, ci)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=False)  # no on-disk cache (module docstring)
 def _enqueue(kernel, kp, r, q, t, inp, out, rq, pi, pf, run, ci) -> None:  # type: ignore[no-untyped-def]
     rq[q, RQ_PHASE] = 2
     rq[q, RQ_REP] = r
@@ -209,7 +214,7 @@ def _enqueue(kernel, kp, r, q, t, inp, out, rq, pi, pf, run, ci) -> None:  # typ
         _start_step(kernel, kp, r, t, inp, out, rq, pi, pf, run, ci)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=False)  # no on-disk cache (module docstring)
 def _pick(pi) -> int:  # type: ignore[no-untyped-def]
     best = -1
     load = 1 << 62
@@ -222,7 +227,7 @@ def _pick(pi) -> int:  # type: ignore[no-untyped-def]
     return best
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=False)  # no on-disk cache (module docstring)
 def dispatch_gateway(kernel, kp, t, inp, out, rq, pi, pf, run, ci, gate) -> None:  # type: ignore[no-untyped-def]
     """Hand requests held at the gateway to ready replicas (after some became ready)."""
     while ci[C_RHEAD] < ci[C_RTAIL]:
@@ -234,7 +239,7 @@ def dispatch_gateway(kernel, kp, t, inp, out, rq, pi, pf, run, ci, gate) -> None
         _enqueue(kernel, kp, r, q, t, inp, out, rq, pi, pf, run, ci)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=False)  # no on-disk cache (module docstring)
 def run_until(kernel, kp, t_end, i0, arr, inp, out, rq, rf, pi, pf, run, ci, cf,  # type: ignore[no-untyped-def]
               tb, th, ib, ih, gate) -> int:
     """Route the arrivals before ``t_end`` (from index ``i0``) and advance every replica to ``t_end``.
@@ -265,7 +270,7 @@ def run_until(kernel, kp, t_end, i0, arr, inp, out, rq, rf, pi, pf, run, ci, cf,
     return int(i)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=False)  # no on-disk cache (module docstring)
 def try_idle_stop(t, pi, pf) -> None:  # type: ignore[no-untyped-def]
     """Draining replicas with nothing left stop now."""
     for r in range(pi.shape[0]):

@@ -28,7 +28,7 @@ import numpy as np
 import polars as pl
 
 from planner.autoscale import engine as E  # noqa: N812 (field constants read as E.PI_*)
-from planner.autoscale.coldstart import DEFAULT_COLD_START, ColdStartDistribution
+from planner.autoscale.coldstart import FITTED_COLD_START, ColdStart
 from planner.autoscale.types import PolicyFn, ScalingContext
 from planner.perf.api import ReplicaPerf
 from planner.sim.config import EngineConfig, SLOTarget
@@ -67,7 +67,7 @@ class LoopConfig:
     initial_replicas: int = 1
     max_replicas: int = 64
     tick_s: float = 5.0
-    cold_start: ColdStartDistribution = DEFAULT_COLD_START
+    cold_start: ColdStart = FITTED_COLD_START
     engine: EngineConfig = field(default_factory=EngineConfig)
     slo: SLOTarget = field(default_factory=lambda: SLOTarget(ttft_s=2.0, tpot_s=0.1))
     seed: int = 0

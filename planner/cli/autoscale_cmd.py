@@ -13,13 +13,22 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
+import polars as pl
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from planner.autoscale.coldstart import DEFAULT_COLD_START, ColdStartDistribution
-from planner.autoscale.compare import DEFAULT_POLICIES, CompareConfig, Simulator, compare_autoscalers
+from planner.autoscale.coldstart import ColdStartShape, cold_start_for
+from planner.autoscale.compare import (
+    DEFAULT_POLICIES,
+    CompareConfig,
+    Comparison,
+    Simulator,
+    compare_autoscalers,
+    match_attainment,
+)
 from planner.autoscale.context import PolicyName
+from planner.autoscale.workloads import WORKLOADS, Workload, load_workload
 from planner.catalog import load_catalog
 from planner.perf import Parallelism, build_replica_perf
 from planner.sim.config import EngineConfig, SLOTarget
@@ -27,7 +36,8 @@ from traces.errors import InputError
 from traces.schema import RequestTrace
 
 EXAMPLE = (
-    "Example:\n\n"
+    "Examples:\n\n"
+    "  fleetwise autoscale-compare --workload azure-code --out runs/code\n\n"
     "  fleetwise autoscale-compare --trace AzureLLMInferenceTrace_conv.csv "
     "--rate-factor 8 --model Llama-3.1-70B --tp 4 --cold-start-median-s 360 --out runs/autoscale"
 )
@@ -83,15 +93,28 @@ def autoscale_compare_cmd(
     policies: Annotated[str, typer.Option(help="comma-separated policies")] = DEFAULT_POLICY_LIST,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms")] = 2000.0,
     slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms")] = 100.0,
+    cold_start: Annotated[ColdStartShape, typer.Option(
+        help="cold-start distribution: the simulator's fitted Alibaba GenAI mixture (median 22.8 s) or "
+             "the older single lognormal")] = ColdStartShape.MIXTURE,
     cold_start_median_s: Annotated[float | None, typer.Option(
-        help="median cold start, s (default: the shipped Alibaba GenAI fit, 13.4 s)")] = None,
-    cold_start_sigma: Annotated[float, typer.Option(help="lognormal sigma of the cold start")] = 0.2,
+        help="move the cold start's median here, s, keeping its shape (default: the fitted one)")] = None,
+    cold_start_sigma: Annotated[float | None, typer.Option(
+        help="--cold-start lognormal only: its log-spread (default: the fitted 1.17)")] = None,
     min_replicas: Annotated[int, typer.Option(help="lower bound for every policy")] = 1,
     max_replicas: Annotated[int, typer.Option(help="upper bound for every policy")] = 64,
     tick_s: Annotated[float, typer.Option(help="control tick, s")] = 5.0,
     simulator: Annotated[Simulator, typer.Option(help="closed loop that replays the trace")] = (
         Simulator.REPLAY),
     seed: Annotated[int, typer.Option(help="seed of cold-start draws and rate scaling")] = 0,
+    workload: Annotated[Workload | None, typer.Option(
+        help="a benchmark workload (sets trace, rate scale, model, GPU, TP, tick and bounds)")] = None,
+    data_root: Annotated[Path, typer.Option(help="folder of the shared traces, for --workload")] = Path(
+        "../shared/data/traces"),
+    duration_s: Annotated[float | None, typer.Option(
+        help="replay only the first this many seconds of the trace")] = None,
+    match: Annotated[bool, typer.Option(
+        "--match-attainment", help="also re-run HPA, KEDA and Ray Serve with more generous targets until "
+        "they reach the MPC's attainment (rows named policy@scale)")] = False,
     out: Annotated[Path | None, typer.Option(help="folder for summary.parquet and timelines.parquet")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the per-policy summary as JSON")] = False,
 ) -> int:
@@ -106,24 +129,36 @@ def autoscale_compare_cmd(
                          expected="1 <= min <= max")
     if cold_start_median_s is not None and not cold_start_median_s > 0:
         raise InputError("cold start must be positive", field="--cold-start-median-s", expected="seconds > 0")
-    if not cold_start_sigma > 0:
-        raise InputError("sigma must be positive", field="--cold-start-sigma", expected="a number > 0")
+    if duration_s is not None and not duration_s > 0:
+        raise InputError(f"bad duration {duration_s}", field="--duration-s", expected="seconds > 0")
     names = _policies(policies)
+    if workload is not None:
+        spec = WORKLOADS[workload]
+        model, gpu, tp, tick_s, max_replicas = spec.model, spec.gpu, spec.tp, spec.tick_s, spec.max_replicas
+        tr = load_workload(spec, data_root=data_root, seed=seed)
+    else:
+        tr = _load(trace, rate_factor, seed)
+    if duration_s is not None:
+        from traces.transforms import slice_time
+
+        tr = slice_time(tr, 0.0, duration_s)
     cat = load_catalog()
     perf = build_replica_perf(cat.model(model), cat.gpu(gpu), Parallelism(tp=tp))
-    cold = (DEFAULT_COLD_START if cold_start_median_s is None
-            else ColdStartDistribution(math.log(cold_start_median_s), cold_start_sigma,
-                                       f"lognormal, median {cold_start_median_s:g} s, "
-                                       f"sigma {cold_start_sigma:g}"))
+    price = float(cat.gpu(gpu).price_per_hour)
+    cold = cold_start_for(cold_start, median_s=cold_start_median_s, sigma=cold_start_sigma)
     cfg = CompareConfig(slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),
                         engine=EngineConfig(), cold_start=cold, min_replicas=min_replicas,
                         max_replicas=max_replicas, tick_s=tick_s, seed=seed, simulator=simulator)
     console = Console(stderr=True)
-    tr = _load(trace, rate_factor, seed)
     with console.status("replaying...") as status:
         cmp = compare_autoscalers(tr, perf, policies=names, config=cfg,
                                   on_policy=lambda n: status.update(f"replaying with {n}..."))
-    table = cmp.table()
+    if match and PolicyName.MPC in names:
+        with console.status("re-running baselines with generous targets..."):
+            extra = match_attainment(tr, perf, cmp, config=cfg)
+        cmp = Comparison(results={**cmp.results, **extra}, capacity=cmp.capacity,
+                         initial_replicas=cmp.initial_replicas)
+    table = cmp.table().with_columns(cost_usd=pl.col("gpu_hours") * price)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         table.write_parquet(out / "summary.parquet")
@@ -135,11 +170,12 @@ def autoscale_compare_cmd(
         return 0
     t = Table(title=f"{tr.meta.source}: {tr.num_requests} requests, {model} TP{tp} on {gpu}, "
               f"capacity {cmp.capacity.rps:.2f} req/s per replica")
-    for col in ("policy", "GPU-h", "attain", "TTFT p99 s", "TPOT p99 s", "viol min", "burst viol",
+    for col in ("policy", "GPU-h", "cost $", "attain", "TTFT p99 s", "TPOT p99 s", "viol min", "burst viol",
                 "actions", "oscill", "peak"):
         t.add_column(col, justify="right" if col != "policy" else "left")
     for r in table.iter_rows(named=True):
-        t.add_row(r["policy"], f"{r['gpu_hours']:.1f}", f"{r['attainment']:.4f}", f"{r['ttft_p99_s']:.2f}",
+        t.add_row(r["policy"], f"{r['gpu_hours']:.1f}", f"{r['cost_usd']:.0f}", f"{r['attainment']:.4f}",
+                  f"{r['ttft_p99_s']:.2f}",
                   f"{r['tpot_p99_s']:.3f}", str(r["violation_minutes"]),
                   f"{r['burst_violation_minutes']}/{r['burst_minutes']}", str(r["scale_actions"]),
                   str(r["oscillations"]), str(r["peak_replicas"]))

@@ -34,8 +34,14 @@ from solvers.experts import (
 )
 from traces.errors import InputError
 
+_TARGET = 1.05
+"""The issue's node-local balance target; the verb says on how many layers no plan can reach it."""
+
 EXAMPLE = """
 Example: fleetwise experts --model DeepSeek-V3 --gpus 64 --redundant 32 --sigma 1.0 --replan-drift 0.2
+
+Node-local (EPLB's hierarchical policy) incremental re-plan, with the lower bound on max/mean:
+fleetwise experts --gpus 32 --node-local --sigma 0.5 --replan-drift 0.2
 """
 
 
@@ -212,7 +218,11 @@ def _print(
                 "slots": cluster.num_slots,
             },
             "locality": str(loc),
-            "imbalance_bound": ours.bound,
+            "imbalance_bound": ours.imbalance_bound,
+            "imbalance_bound_worst": max(r.lower_bound for r in ours.layers),
+            "layers_bound_over_1_05": sum(r.lower_bound > 1.05 for r in ours.layers),
+            "moves_bound": ours.moves_bound,
+            "moves_ratio": _ratio(rows),
             "rows": [r.__dict__ for r in rows],
         }
         console.print_json(json.dumps(doc))
@@ -241,5 +251,29 @@ def _print(
         "current plan; remote: tokens sent off their group's node.",
         soft_wrap=True,
     )
-    if ours.bound is not None:
-        console.print(f"lower bound on max/mean (avg over layers): {ours.bound:.4f}")
+    bounds = [r.lower_bound for r in ours.layers]
+    over = sum(b > _TARGET for b in bounds)
+    console.print(
+        f"lower bound on max/mean under the {loc} rule (no plan beats it): {ours.imbalance_bound:.4f} "
+        f"avg over layers, worst layer {max(bounds):.4f}; achieved {ours.imbalance:.4f}. "
+        f"max/mean <= {_TARGET} is impossible in {over} of {len(bounds)} layers"
+        + (" and on average." if ours.imbalance_bound > _TARGET else "."),
+        soft_wrap=True,
+    )
+    ratio = _ratio(rows)
+    if ratio is not None:
+        line = f"moves: EPLB greedy / fleetwise = {ratio:.1f}x"
+        if ours.moves_bound is not None:
+            best = (rows[0].moves or 0) / max(ours.moves_bound, 1)
+            line += (
+                f"; at least {ours.moves_bound} copies are forced (groups that must change node to "
+                f"reach each layer's balance), so no plan beats {best:.1f}x"
+            )
+        console.print(line + ".", soft_wrap=True)
+
+
+def _ratio(rows: list[_Row]) -> float | None:
+    greedy, ours = rows[0].moves, rows[-1].moves
+    if greedy is None or ours is None:
+        return None
+    return greedy / max(ours, 1)

@@ -30,6 +30,8 @@ VERB_MODULES: tuple[str, ...] = (
     "planner.cli.report_cmd",
     "planner.cli.autoscale_cmd",
     "planner.cli.bench_cmd",
+    "planner.cli.serve_metrics_cmd",
+    "planner.cli.live_autoscale_cmd",
 )
 
 

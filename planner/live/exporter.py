@@ -181,11 +181,11 @@ def families(snap: Snapshot, *, build_version: str) -> Iterator[Metric]:
     """
     g = _gauge(N.DESIRED_REPLICAS)
     for d in snap.desired:
-        g.add_metric([d.pool, d.role, d.model, d.gpu], d.replicas)
+        g.add_metric([d.pool, d.role, d.model, d.gpu], float(d.replicas))
     yield g
     g = _gauge(N.CURRENT_REPLICAS)
     for cur in snap.current:
-        g.add_metric([cur.pool, cur.role], cur.replicas)
+        g.add_metric([cur.pool, cur.role], float(cur.replicas))
     yield g
     g = _gauge(N.POWER_CAP)
     for p in snap.power_caps:

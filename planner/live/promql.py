@@ -1,12 +1,16 @@
 """A small client of Prometheus' HTTP API that reads one vLLM pool's metrics with PromQL.
 
 Why our own: the autoscaler needs a dozen instant queries (``GET /api/v1/query``), nothing more, and the
-standard library does that without another dependency. The reader accepts vLLM's old and new names in
-one query each, preferring the new one (PromQL ``or`` keeps the left side's series and adds the right
-side's only for label sets the left lacks; set operators ignore ``__name__`` when matching)::
+standard library does that without another dependency. The reader accepts vLLM's old and new names,
+preferring the new one where a replica exposes both:
 
-    vllm:kv_cache_usage_perc{sel} or vllm:gpu_cache_usage_perc{sel}
-    vllm:inter_token_latency_seconds_* or vllm:time_per_output_token_seconds_*
+* the gauges come in one query (``{__name__=~"vllm:num_requests_running|...|vllm:gpu_cache_usage_perc"}``),
+  one evaluation, so replicas coming and going between queries cannot look like missing series;
+* histograms join the names with PromQL ``or``, which keeps the left side's series and adds the right
+  side's only for label sets the left lacks (set operators ignore ``__name__`` when matching)::
+
+    sum by (pod, le) (vllm:inter_token_latency_seconds_bucket{sel}
+                      or vllm:time_per_output_token_seconds_bucket{sel})
 
 Counters and histogram buckets are read per replica (``sum by (pod)``), not summed over the pool: when a
 replica goes away its counters leave the sum, and only per-replica values let the controller tell that
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -173,10 +178,6 @@ class PoolReading:
     pending: float = 0.0
 
 
-def _by_pod(samples: list[Sample], label: str) -> dict[str, float]:
-    return {s.label(label): s.value for s in samples}
-
-
 def _hist(client: PromClient, base: tuple[str, str] | str, sel: str, label: str, key: str,
           out: list[tuple[str, str, float]]) -> tuple[float, ...]:
     """Bucket, sum and count counters of one histogram (old/new names joined by ``or``) per pod."""
@@ -205,12 +206,18 @@ def read_pool(client: PromClient, pool: PoolSpec) -> PoolReading:
     """
     sel = selector_text(pool.selector)
     lab = pool.replica_label
-    run = client.query(f"{RUNNING}{sel}")
-    wait = _by_pod(client.query(f"{WAITING}{sel}"), lab)
-    kv_s = client.query(f"{KV_NAMES[0]}{sel} or {KV_NAMES[1]}{sel}")
-    kv = _by_pod(kv_s, lab)
+    # One query for every gauge: one evaluation, so a replica that comes or goes between two queries cannot
+    # look like a replica with a missing series.
+    wanted = "|".join(re.escape(n) for n in (RUNNING, WAITING, *KV_NAMES))
+    gauges = client.query("{" + f'__name__=~"{wanted}",' + selector_text(pool.selector)[1:])
+    by_name: dict[str, dict[str, float]] = {}
+    for s in gauges:
+        by_name.setdefault(s.label("__name__"), {})[s.label(lab)] = s.value
+    running = by_name.get(RUNNING, {})
+    wait = by_name.get(WAITING, {})
+    kv = {**by_name.get(KV_NAMES[1], {}), **by_name.get(KV_NAMES[0], {})}  # the new name wins
+    run = [s for s in gauges if s.label("__name__") == RUNNING]
     stamps = client.query(f"timestamp({RUNNING}{sel})")
-    running = _by_pod(run, lab)
     pods = tuple(sorted(running))
     counters: list[tuple[str, str, float]] = []
     for key, name in (("prompt_tokens", PROMPT_TOKENS), ("generation_tokens", GENERATION_TOKENS)):
@@ -218,7 +225,7 @@ def read_pool(client: PromClient, pool: PoolSpec) -> PoolReading:
             counters.append((key, s.label(lab), s.value))
     ttft_b = _hist(client, TTFT_NAME, sel, lab, "ttft", counters)
     itl_b = _hist(client, ITL_NAMES, sel, lab, "itl", counters)
-    names = tuple(sorted({s.label("__name__") for s in kv_s}))
+    names = tuple(n for n in KV_NAMES if n in by_name)
     spec = None
     if pool.replicas_query:
         r = client.query(pool.replicas_query)

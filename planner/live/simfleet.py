@@ -78,7 +78,7 @@ class Workload:
 
         >>> w = Workload.from_steps(((0.0, 2.0), (50.0, 10.0)), 100.0, input_tokens=100, output_tokens=10,
         ...                         seed=1)
-        >>> 0.15 < (w.arrival_s < 50).sum() / (w.arrival_s >= 50).sum() < 0.25
+        >>> bool(0.15 < (w.arrival_s < 50).sum() / (w.arrival_s >= 50).sum() < 0.25)
         True
         """
         if not steps or any(r < 0 for _, r in steps) or not duration_s > 0:

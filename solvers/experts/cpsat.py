@@ -42,7 +42,6 @@ SCALE = 1_000_000
 """Integer units for the busiest replica load: relative rounding error below 1e-6."""
 
 
-
 @dataclass(frozen=True, eq=False)
 class LayerModelResult:
     """CP-SAT's answer for one layer (``x`` is None when it found no solution)."""

@@ -157,7 +157,9 @@ def _improve_kernel(
     for _ in range(max_iters):
         g = int(np.argmax(load))
         lg = load[g]
-        if lg <= target:
+        # At the target, an incremental search goes on with swaps that copy nothing (balance for free).
+        free_only = lg <= target
+        if free_only and not use_x0:
             break
         tol = 1e-12 * max(lg, 1.0)
         best = np.inf
@@ -185,6 +187,8 @@ def _improve_kernel(
                     score = max(lg - d, load[h] + d)
                     if use_x0:
                         cost = (not x0[a, h]) + (not x0[b, g]) - (not x0[a, g]) - (not x0[b, h])
+                        if free_only and cost > 0:
+                            continue
                         score += cost * 4.0 * lg
                     if score < best:
                         best, ba, bb, bh = score, a, b, h
@@ -218,7 +222,8 @@ def improve(
 
     Each step swaps a replica ``a`` of the busiest GPU ``g`` with a lighter replica ``b`` of another GPU
     ``h`` such that both end below ``load[g]``, choosing the swap that lands closest to the pair's mean
-    (with ``x0``: the one that copies fewest new experts first). Slot counts never change.
+    (with ``x0``: the one that copies fewest new experts first; once ``target`` is reached, only swaps
+    that copy nothing more, so balance below the target comes free). Slot counts never change.
 
     Args:
         x: starting plan (not modified).
@@ -247,6 +252,88 @@ def improve(
     return out
 
 
+def counts_near(
+    w: FloatArray, base: IntArray, expert_node: IntArray, node_slots: IntArray, max_count: int
+) -> IntArray:
+    """Replica counts that fill every node's slots while staying as close to ``base`` as possible.
+
+    Incremental re-plans start from the counts running now: an expert that keeps its count copies
+    nothing. Per node, counts are clipped to ``[1, max_count]``, then the surplus is taken from the
+    experts whose replicas grow least (``min w / (c - 1)``) and the shortfall given to the heaviest
+    replicas (``argmax w / c``, EPLB's rule).
+
+    >>> counts_near(np.array([5.0, 1.0, 1.0]), np.array([1, 3, 1]), np.zeros(3, dtype=np.int64),
+    ...             np.array([6]), 3).tolist()
+    [2, 3, 1]
+    """
+    counts = np.clip(base, 1, max_count).astype(np.int64)
+    for node, slots in enumerate(node_slots):
+        mine = np.flatnonzero(expert_node == node)
+        if mine.size == 0:
+            continue
+        c, wn = counts[mine], w[mine]
+        while c.sum() > slots:
+            e = int(np.argmin(np.where(c > 1, wn / np.maximum(c - 1, 1), np.inf)))
+            c[e] -= 1
+        while c.sum() < min(int(slots), mine.size * max_count):
+            e = int(np.argmax(np.where(c < max_count, wn / c, -np.inf)))
+            c[e] += 1
+        counts[mine] = c
+    return counts
+
+
+def repair(
+    x: BoolArray,
+    w: FloatArray,
+    counts: IntArray,
+    caps: IntArray,
+    allowed: BoolArray,
+    *,
+    home: IntArray | None = None,
+    node_of: IntArray | None = None,
+) -> BoolArray:
+    """Complete a partial plan to ``counts`` replicas per expert and full GPUs, keeping what it can.
+
+    ``x`` may hold replicas where ``allowed`` now forbids them (dropped), more replicas than ``counts``
+    (the extra ones leave their busiest GPUs), or fewer (an expert whose group changed node has none).
+    Missing replicas, heaviest first, go to the lightest allowed GPU with a free slot that lacks them
+    (an expert's first replica on its home node when ``home`` is given), moving a third replica out of
+    the way when every such GPU already holds the expert.
+    """
+    x = x & allowed
+    q = w / counts
+    homed = home is not None and node_of is not None
+    for e in np.flatnonzero(x.sum(axis=1) > counts):
+        for _ in range(int(x[e].sum() - counts[e])):
+            gpus = np.flatnonzero(x[e])
+            if homed:
+                assert home is not None and node_of is not None
+                at_home = node_of[gpus] == home[e]
+                if home[e] >= 0 and at_home.sum() == 1:
+                    gpus = gpus[~at_home]  # keep the last replica on the home node
+            load = q @ x
+            x[e, int(gpus[np.argmax(load[gpus])])] = False
+    free = caps.astype(np.int64) - x.sum(axis=0)
+    load = q @ x
+    missing = counts - x.sum(axis=1)
+    for e in np.argsort(-q, kind="stable"):
+        for _ in range(int(missing[e])):
+            ok = (free > 0) & ~x[e] & allowed[e]
+            if homed:
+                assert home is not None and node_of is not None
+                if home[e] >= 0 and not (x[e] & (node_of == home[e])).any():
+                    ok &= node_of == home[e]
+            if ok.any():
+                g = int(np.argmin(np.where(ok, load, np.inf)))
+            else:
+                g = _make_room(x, int(e), free, allowed)
+                load = q @ x
+            x[e, g] = True
+            free[g] -= 1
+            load[g] += q[e]
+    return x
+
+
 def adapt_counts(
     x0: BoolArray,
     w: FloatArray,
@@ -256,52 +343,10 @@ def adapt_counts(
     home: IntArray | None = None,
     node_of: IntArray | None = None,
 ) -> BoolArray:
-    """Turn the current plan ``x0`` into one with the new ``counts`` while copying few experts.
+    """Turn the current plan ``x0`` (full GPUs) into one with the new ``counts`` while copying few experts.
 
     Experts losing replicas drop them from their busiest GPUs; experts gaining replicas take the freed
-    slots on the lightest GPU that lacks them (swapping through a third expert when needed).
+    slots on the lightest GPU that lacks them (see :func:`repair`).
     """
-    x = x0.copy()
-    have = x.sum(axis=1)
-    q = w / counts
-    freed: list[int] = []
-    for e in np.flatnonzero(have > counts):
-        for _ in range(int(have[e] - counts[e])):
-            gpus = np.flatnonzero(x[e])
-            if home is not None and node_of is not None and home[e] >= 0:
-                at_home = node_of[gpus] == home[e]
-                if at_home.sum() == 1:
-                    gpus = gpus[~at_home]  # keep the last replica on the home node
-            load = q @ x
-            g = int(gpus[np.argmax(load[gpus])])
-            x[e, g] = False
-            freed.append(g)
-    for e in np.flatnonzero(have < counts)[np.argsort(-q[have < counts], kind="stable")]:
-        for _ in range(int(counts[e] - have[e])):
-            load = q @ x
-            options = [g for g in set(freed) if not x[e, g] and allowed[e, g]]
-            if options:
-                g = min(options, key=lambda k: (load[k], k))
-                x[e, g] = True
-                freed.remove(g)
-                continue
-            # Every freed GPU already holds e: move some b from a freed GPU k' ... via a third GPU.
-            g = _swap_into(x, e, freed, allowed, load)
-            freed.remove(g)
-    return x
-
-
-def _swap_into(x: BoolArray, e: int, freed: list[int], allowed: BoolArray, load: FloatArray) -> int:
-    """Place ``e`` on some GPU k by moving a replica b from k to a freed GPU f (which holds e)."""
-    for f in sorted(set(freed), key=lambda k: load[k]):
-        for k_raw in np.argsort(load):
-            k = int(k_raw)
-            if x[e, k] or not allowed[e, k]:
-                continue
-            movable = x[:, k] & ~x[:, f] & allowed[:, f]
-            if movable.any():
-                b = int(np.flatnonzero(movable)[0])
-                x[b, k], x[b, f] = False, True
-                x[e, k] = True
-                return f
-    raise ValueError(f"no legal GPU for a new replica of expert {e}")
+    caps = x0.sum(axis=0).astype(np.int64)
+    return repair(x0, w, counts, caps, allowed, home=home, node_of=node_of)

@@ -21,8 +21,6 @@ from traces.errors import InputError
 FloatArray = NDArray[np.float64]
 
 
-
-
 class Locality(StrEnum):
     """Where an expert's replicas may live.
 
@@ -148,7 +146,13 @@ class SolveParams:
 
 @dataclass(frozen=True)
 class LayerReport:
-    """How one layer was solved."""
+    """How one layer was solved.
+
+    ``lower_bound`` is a lower bound on max/mean that no plan under the locality rule can beat
+    (:func:`~solvers.experts.groups.lower_bound`). ``min_moves`` (node-local re-plans only) is a lower
+    bound on the copies any plan reaching the layer's balance target must make
+    (:func:`~solvers.experts.groups.forced_moves`).
+    """
 
     status: SolveStatus
     imbalance: float
@@ -157,6 +161,7 @@ class LayerReport:
     method: str
     wall_s: float
     remote_share: float = 0.0
+    min_moves: int | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -168,7 +173,7 @@ class PlacementSolution:
         status: worst status over layers (OPTIMAL only when every layer was proven optimal).
         objective: mean over layers of max/mean GPU load, the quantity minimised (incremental mode: total
             experts moved).
-        bound: mean over layers of a valid lower bound on max/mean (incremental: None).
+        bound: lower bound on the objective: ``imbalance_bound`` (incremental: None).
         imbalance: mean over layers of max/mean GPU load; feed this to the performance model (the MoE
             step runs as slow as its busiest GPU, and each layer waits for its own busiest GPU).
         worst_imbalance: the worst layer's max/mean.
@@ -177,6 +182,11 @@ class PlacementSolution:
             (0 for global placements, where no home is defined, and for ``Locality.NODE``).
         wall_s: solve wall time in seconds.
         layers: per-layer reports.
+        imbalance_bound: mean over layers of a lower bound on max/mean that no plan under the locality
+            rule beats (for ``Locality.NODE``, any group->node assignment; see
+            :func:`~solvers.experts.groups.node_local_bound`). Set in incremental mode too.
+        moves_bound: node-local re-plans: the copies no plan reaching the per-layer targets can avoid
+            (groups that must change node); None otherwise.
     """
 
     placement: Placement
@@ -189,3 +199,5 @@ class PlacementSolution:
     wall_s: float
     layers: tuple[LayerReport, ...]
     remote_share: float = 0.0
+    imbalance_bound: float = 1.0
+    moves_bound: int | None = None

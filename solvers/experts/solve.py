@@ -32,11 +32,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
-from ortools.sat.python import cp_model
 
 from solvers.experts import cpsat
 from solvers.experts.eplb_greedy import eplb_placement
-from solvers.experts.heuristic import adapt_counts, capped_counts, home_counts, improve, lpt_pack
+from solvers.experts.groups import assign_groups, forced_moves, lower_bound, regroup
+from solvers.experts.heuristic import capped_counts, counts_near, home_counts, improve, lpt_pack, repair
 from solvers.experts.placement import Cluster, placement_from_matrices
 from solvers.experts.problem import (
     LayerReport,
@@ -66,6 +66,9 @@ _STATUS_RANK = {
 _RESERVE_S = 0.8
 """Wall time kept aside for process start and result assembly when sharing the budget among layers."""
 _MIN_CPSAT_S = 0.03
+_REGROUP_MARGINS = (0.0, 0.003, 0.01)
+"""Node-local re-plans: if the cheapest group re-assignment leaves too little room to pack within the
+target, the next asks each node's floor to sit this far below it."""
 """Below this much time left, CP-SAT is not started (the heuristic plan stands)."""
 
 
@@ -92,6 +95,7 @@ class _Layout:
     lower: float
     home: IntArray | None
     node_of: IntArray
+    expert_node: IntArray | None
 
 
 def solve(problem: PlacementProblem, *, params: SolveParams | None = None) -> PlacementSolution:
@@ -158,6 +162,7 @@ def solve(problem: PlacementProblem, *, params: SolveParams | None = None) -> Pl
     moves = None if problem.current is None else int(placement.moves_from(problem.current).sum())
     status = max((r.status for r in reports), key=lambda s: _STATUS_RANK[s])
     bound = float(np.mean([r.lower_bound for r in reports]))
+    floors = [r.min_moves for r in reports]
     return PlacementSolution(
         placement=placement,
         status=status,
@@ -169,6 +174,8 @@ def solve(problem: PlacementProblem, *, params: SolveParams | None = None) -> Pl
         wall_s=time.perf_counter() - started,
         layers=reports,
         remote_share=float(np.mean([r.remote_share for r in reports])),
+        imbalance_bound=bound,
+        moves_bound=None if moves is None or None in floors else sum(f for f in floors if f is not None),
     )
 
 
@@ -183,21 +190,36 @@ def _cpsat_time(task: _LayerTask) -> float:
 
 def _solve_task(task: _LayerTask) -> tuple[BoolArray, LayerReport]:
     started = time.perf_counter()
-    lay = _layout(task)
     mean = float(task.w.sum()) / task.cluster.num_gpus
     if task.x0 is not None and task.target_imbalance is not None:
-        x, counts, status, method = _incremental(task, lay)
+        found = None
+        for margin in _REGROUP_MARGINS:
+            lay = _layout(task, homes=_incremental_homes(task, margin=margin))
+            found = _incremental(task, lay)
+            if found is not None or task.locality is not Locality.NODE:
+                break
+        if found is None:
+            # Out of reach from the current plan: plan afresh, homes too.
+            lay = _layout(replace(task, x0=None))
+            x, counts, status, _ = _fresh(replace(task, x0=None), lay, lay.counts)
+            method = "fresh (target out of reach incrementally)"
+        else:
+            x, counts, status, method = found
     else:
+        lay = _layout(task)
         x, counts, status, method = _fresh(task, lay, lay.counts)
     q = task.w / counts
     report = LayerReport(
         status=status,
         imbalance=float((q @ x).max()) / mean,
-        lower_bound=lay.lower / mean,
+        lower_bound=float(
+            lower_bound(task.w[None, :], task.cluster, num_groups=task.num_groups, locality=task.locality)[0]
+        ),
         moves=None if task.x0 is None else int((x & ~task.x0).sum()),
         method=method,
         wall_s=time.perf_counter() - started,
         remote_share=_remote_share(x, q, lay),
+        min_moves=_forced_moves(task),
     )
     return x, report
 
@@ -339,31 +361,42 @@ def _home_needed(lay: _Layout, x: BoolArray, experts: IntArray, gpus: IntArray) 
     return np.where(at_home_outside, -1, lay.home[experts]).astype(np.int64)
 
 
-def _incremental(task: _LayerTask, lay: _Layout) -> tuple[BoolArray, IntArray, SolveStatus, str]:
-    """Fewest copies that reach the balance target, starting from the current plan."""
+def _incremental(task: _LayerTask, lay: _Layout) -> tuple[BoolArray, IntArray, SolveStatus, str] | None:
+    """Fewest copies that reach the balance target, starting from the current plan.
+
+    The objective is lexicographic: the busiest GPU within the target first, then fewest copies. Two
+    count vectors are tried (the counts running now, refitted to the nodes' slots, and the fresh greedy
+    counts); each starts from the current plan with what the locality rule still allows kept
+    (:func:`~solvers.experts.heuristic.repair`), and the swap search prefers swaps that copy nothing.
+    None when neither reaches the target.
+    """
     assert task.x0 is not None and task.target_imbalance is not None
-    w, x0 = task.w, task.x0
-    mean = float(w.sum()) / task.cluster.num_gpus
+    w, x0, c = task.w, task.x0, task.cluster
+    mean = float(w.sum()) / c.num_gpus
     target = max(task.target_imbalance * mean, lay.lower)
-    old_counts = x0.sum(axis=1).astype(np.int64)
-    legal = bool((lay.allowed | ~x0).all())
+    caps = np.asarray(c.slots_per_gpu, dtype=np.int64)
+    if task.locality is Locality.NODE:
+        assert lay.expert_node is not None
+        near = counts_near(w, x0.sum(axis=1), lay.expert_node, np.asarray(c.slots_per_node), c.gpus_per_node)
+    else:
+        near = counts_near(
+            w, x0.sum(axis=1), np.zeros(w.shape[0], dtype=np.int64), np.array([c.num_slots]), c.num_gpus
+        )
     candidates: list[tuple[int, BoolArray, IntArray]] = []
-    for cnt in [old_counts, lay.counts] if legal else [lay.counts]:
-        if not legal:
-            start = lpt_pack(w, cnt, lay.caps, lay.allowed, home=lay.home, node_of=lay.node_of)
-        elif (cnt == old_counts).all():
-            start = x0
-        else:
-            start = adapt_counts(x0, w, cnt, lay.allowed, home=lay.home, node_of=lay.node_of)
+    for cnt in (near, lay.counts):
+        start = repair(x0, w, cnt, caps, lay.allowed, home=lay.home, node_of=lay.node_of)
         x = improve(start, w, cnt, lay.allowed, target=target, x0=x0, home=lay.home, node_of=lay.node_of)
         if float(((w / cnt) @ x).max()) <= target * (1 + 1e-9):
             candidates.append((int((x & ~x0).sum()), x, cnt))
     if not candidates:
-        # Out of reach from here (node-local rules keep the current group homes): plan afresh, homes too.
-        fresh_task = replace(task, x0=None)
-        fresh_lay = _layout(fresh_task)
-        x, cnt, status, _ = _fresh(fresh_task, fresh_lay, fresh_lay.counts)
-        return x, cnt, status, "fresh (target out of reach incrementally)"
+        # The copy-averse search got stuck above the target: balance first from the same starts.
+        for cnt in (near, lay.counts):
+            start = repair(x0, w, cnt, caps, lay.allowed, home=lay.home, node_of=lay.node_of)
+            x = improve(start, w, cnt, lay.allowed, target=target, home=lay.home, node_of=lay.node_of)
+            if float(((w / cnt) @ x).max()) <= target * (1 + 1e-9):
+                candidates.append((int((x & ~x0).sum()), x, cnt))
+    if not candidates:
+        return None
     moves, x, cnt = min(candidates, key=lambda t: t[0])
     if moves == 0:
         return x, cnt, SolveStatus.OPTIMAL, "unchanged"
@@ -380,8 +413,11 @@ def _incremental(task: _LayerTask, lay: _Layout) -> tuple[BoolArray, IntArray, S
     return x, cnt, SolveStatus.FEASIBLE, "incremental swap"
 
 
-def _layout(task: _LayerTask) -> _Layout:
-    """Allowed GPUs per expert, replica counts, home nodes and the lower bound on the busiest GPU."""
+def _layout(task: _LayerTask, *, homes: IntArray | None = None) -> _Layout:
+    """Allowed GPUs per expert, replica counts, home nodes and the lower bound on the busiest GPU.
+
+    ``homes`` (node of every group) is used for node-local rules when given; else it is solved.
+    """
     w, c = task.w, task.cluster
     n = w.shape[0]
     caps = np.asarray(c.slots_per_gpu, dtype=np.int64)
@@ -396,8 +432,9 @@ def _layout(task: _LayerTask) -> _Layout:
             lower=max(mean, float((w / counts).max())),
             home=None,
             node_of=node_of,
+            expert_node=None,
         )
-    expert_node = np.repeat(_group_homes(task), n // task.num_groups)
+    expert_node = np.repeat(_group_homes(task) if homes is None else homes, n // task.num_groups)
     if task.locality is Locality.HOME:
         # Two count rules (plain greedy, node-aware greedy): keep the one whose packing balances better.
         allowed = np.ones((n, c.num_gpus), dtype=bool)
@@ -425,6 +462,7 @@ def _layout(task: _LayerTask) -> _Layout:
             lower=max(mean, float((w / counts).max())),
             home=expert_node,
             node_of=node_of,
+            expert_node=expert_node,
         )
     counts = np.ones(n, dtype=np.int64)
     node_bound = 0.0
@@ -439,70 +477,78 @@ def _layout(task: _LayerTask) -> _Layout:
         lower=max(mean, float((w / counts).max()), node_bound),
         home=None,
         node_of=node_of,
+        expert_node=expert_node,
     )
+
+
+def _current_homes(task: _LayerTask) -> IntArray | None:
+    """Node of every group in the current plan (the node holding most of its replicas), if it fits.
+
+    None when there is no current plan or it does not put an equal number of groups on every node
+    (and, for ``NODE``, all of a group's replicas on one node).
+    """
+    if task.x0 is None:
+        return None
+    c = task.cluster
+    group_size = task.w.shape[0] // task.num_groups
+    node_hits = np.zeros((task.num_groups, c.num_nodes), dtype=np.int64)
+    np.add.at(node_hits, (np.nonzero(task.x0)[0] // group_size, c.node_of_gpu[np.nonzero(task.x0)[1]]), 1)
+    homes = np.asarray(node_hits.argmax(axis=1), dtype=np.int64)
+    pure = bool(((node_hits > 0).sum(axis=1) == 1).all()) or task.locality is Locality.HOME
+    if pure and (np.bincount(homes, minlength=c.num_nodes) == task.num_groups // c.num_nodes).all():
+        return homes
+    return None
 
 
 def _group_homes(task: _LayerTask) -> IntArray:
     """Node of every expert group: kept from the current plan when it fits the rule, else solved."""
-    c = task.cluster
-    n = task.w.shape[0]
-    group_size = n // task.num_groups
-    per_node = task.num_groups // c.num_nodes
-    if task.x0 is not None:
-        node_hits = np.zeros((task.num_groups, c.num_nodes), dtype=np.int64)
-        for e, g in zip(*np.nonzero(task.x0), strict=True):
-            node_hits[e // group_size, c.node_of_gpu[g]] += 1
-        homes = node_hits.argmax(axis=1)
-        pure = bool(((node_hits > 0).sum(axis=1) == 1).all()) or task.locality is Locality.HOME
-        if pure and (np.bincount(homes, minlength=c.num_nodes) == per_node).all():
-            return np.asarray(homes, dtype=np.int64)
+    homes = _current_homes(task)
+    if homes is not None:
+        return homes
+    group_size = task.w.shape[0] // task.num_groups
     return assign_groups(
         task.w.reshape(task.num_groups, group_size).sum(axis=1),
-        c.num_nodes,
+        task.cluster.num_nodes,
         time_limit_s=min(task.time_limit_s, 0.05),
         random_seed=task.params.random_seed,
     )
 
 
-def assign_groups(
-    group_loads: FloatArray, num_nodes: int, *, time_limit_s: float = 1.0, random_seed: int = 0
-) -> IntArray:
-    """Groups to nodes, equal count per node, minimising the busiest node (a tiny exact CP-SAT model).
+def _forced_moves(task: _LayerTask) -> int | None:
+    """Node-local re-plan at a per-layer target: the copies no plan can avoid (group moves), else None."""
+    if task.locality is not Locality.NODE or task.x0 is None or task.target_imbalance is None:
+        return None
+    old = _current_homes(task)
+    if old is None:
+        return None
+    group_size = task.w.shape[0] // task.num_groups
+    move_cost = task.x0.sum(axis=1).reshape(task.num_groups, group_size).sum(axis=1).astype(np.float64)
+    mean = float(task.w.sum()) / task.cluster.num_gpus
+    cost = forced_moves(
+        task.w, task.cluster, task.num_groups, old, move_cost, max_gpu_load=task.target_imbalance * mean
+    )
+    return None if cost is None else round(cost)
 
-    >>> assign_groups(np.array([5.0, 4.0, 3.0, 2.0]), 2).tolist()
-    [0, 1, 1, 0]
+
+def _incremental_homes(task: _LayerTask, *, margin: float = 0.0) -> IntArray | None:
+    """Node-local re-plan: the group->node assignment moving fewest replicas that can reach the target.
+
+    Keeping every group where it is costs nothing and is chosen whenever every node can still reach
+    the target; otherwise the fewest groups change node (each copies all its replicas). ``margin`` asks
+    every node's floor to sit that much below the target (room for packing). ``None`` (other rules, or
+    no assignment reaches the target) leaves the choice to :func:`_group_homes`.
     """
-    # --- data
-    n = group_loads.shape[0]
-    per_node = n // num_nodes
-    q, _ = cpsat.scaled_loads(group_loads, np.ones(n, dtype=np.int64))
-    # --- model and variables
-    model = cp_model.CpModel()
-    y = {(i, k): model.new_bool_var(f"y_{i}_{k}") for i in range(n) for k in range(num_nodes)}
-    busiest = model.new_int_var(0, int(q.sum()), "busiest_node")
-    # --- constraints
-    for i in range(n):
-        # Each group lives on exactly one node.
-        model.add_exactly_one(y[i, k] for k in range(num_nodes))
-    for k in range(num_nodes):
-        # Every node hosts the same number of groups (its slots are sized for that many experts).
-        model.add(sum(y[i, k] for i in range(n)) == per_node)
-        # A node's tokens bound the busiest-node load.
-        model.add(sum(int(q[i]) * y[i, k] for i in range(n)) <= busiest)
-    # Symmetry: nodes are interchangeable, so the heaviest group goes to node 0.
-    model.add(y[int(np.argmax(q)), 0] == 1)
-    # --- objective
-    model.minimize(busiest)
-    # --- solve
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = time_limit_s
-    solver.parameters.num_workers = 1
-    solver.parameters.random_seed = random_seed
-    code = solver.solve(model)
-    if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return np.asarray(np.arange(n) // per_node, dtype=np.int64)  # contiguous fallback, always valid
-    return np.array(
-        [next(k for k in range(num_nodes) if solver.boolean_value(y[i, k])) for i in range(n)], dtype=np.int64
+    if task.locality is not Locality.NODE or task.x0 is None or task.target_imbalance is None:
+        return None
+    c = task.cluster
+    group_size = task.w.shape[0] // task.num_groups
+    old = _current_homes(task)
+    if old is None:
+        old = np.full(task.num_groups, -1, dtype=np.int64)
+    move_cost = task.x0.sum(axis=1).reshape(task.num_groups, group_size).sum(axis=1).astype(np.float64)
+    mean = float(task.w.sum()) / c.num_gpus
+    return regroup(
+        task.w, c, task.num_groups, old, move_cost, max_gpu_load=task.target_imbalance * mean / (1 + margin)
     )
 
 

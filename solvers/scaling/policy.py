@@ -3,12 +3,14 @@
 Every ``interval_s`` the policy:
 
 1. bins the context's counters (``requests_total``, ``prompt_tokens_total``,
-   ``generation_tokens_total``) into per-bin rates (:func:`record`);
-2. forecasts the request rate and both token rates over a horizon of at least the lead time (the cold start
-   quantile ``lead_quantile``), with quantiles (:mod:`solvers.scaling.forecast`);
-3. turns them into ready replicas needed per MPC step and quantile: the rate divided by one replica's
-   capacity at the SLO for the recent length mix (:class:`~solvers.scaling.capacity.CapacityTable`), the
-   step's worst bin, plus what clearing today's backlog takes (:func:`demand_levels`);
+   ``generation_tokens_total``) and turns each bin into its *need*: replicas kept busy at the SLO, the
+   bin's requests over one replica's capacity for that bin's own length mix, so prompt-heavy bins weigh
+   their prefill work (:func:`bin_need`, :func:`record`);
+2. forecasts the need over a horizon of at least the lead time (the cold start quantile
+   ``lead_quantile``) as quantiles of each step's peak: today's level plus empirical excesses learned from
+   the history (:func:`~solvers.scaling.forecast.peak_forecast`; the Holt forecast is an option);
+3. adds what clearing today's backlog takes, and today's in-system load as a floor for the first steps
+   (:func:`demand_levels`);
 4. solves :mod:`solvers.scaling.mpc` for starts and stops and applies the first step's.
 
 It sees only the :class:`~planner.autoscale.types.ScalingContext`, so it runs unchanged on live metrics.
@@ -18,13 +20,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 import numpy as np
 
 from planner.autoscale.types import ScalingContext, ScalingDecision, clamp, is_ready, own_state
 from solvers.scaling.capacity import CapacityTable
-from solvers.scaling.forecast import forecast_rate
+from solvers.scaling.forecast import forecast_rate, peak_forecast
 from solvers.scaling.mpc import ScalingPlan, ScalingProblem, SolveParams, solve
+
+
+class Forecaster(StrEnum):
+    """How the MPC forecasts need: empirical peak quantiles (default) or damped Holt with Gaussian bands."""
+
+    PEAK = "peak"
+    HOLT = "holt"
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,12 @@ class MPCParams:
         backlog_drain_s: queued requests are planned to be cleared within this time.
         min_history_bins: below this many bins of history the policy scales up only.
         max_up, max_down: ramp limits per step.
+        forecaster: peak quantiles (default) or the Holt forecast.
+        level_alpha: EWMA weight of the newest bin in the peak forecaster's level.
+        reactive_floor: the first steps need at least this fraction of the replicas today's in-system
+            requests fill at capacity (0: forecast only).
+        hold_s: each step's peak is forecast over at least this long (see
+            :func:`~solvers.scaling.forecast.peak_forecast`'s ``hold_bins``).
         solve: CP-SAT limits.
     """
 
@@ -59,7 +75,7 @@ class MPCParams:
     min_replicas: int = 1
     max_replicas: int = 100
     interval_s: float = 15.0
-    bin_s: float = 30.0
+    bin_s: float = 10.0
     step_s: float = 30.0
     lead_time_s: float = 60.0
     horizon_s: float = 600.0
@@ -71,6 +87,10 @@ class MPCParams:
     min_history_bins: int = 6
     max_up: int = 16
     max_down: int = 4
+    forecaster: Forecaster = Forecaster.PEAK
+    level_alpha: float = 0.1
+    hold_s: float = 120.0
+    reactive_floor: float = 1.0
     solve: SolveParams = field(default_factory=lambda: SolveParams(time_limit_s=0.2))
 
 
@@ -80,21 +100,46 @@ Sample = tuple[float, int, int, int]
 
 @dataclass(frozen=True)
 class MPCState:
-    """History at bin boundaries, our own pending starts, the last plan."""
+    """History at bin boundaries (counters, and each bin's need), our own pending starts, the last plan."""
 
     samples: tuple[Sample, ...] = ()
+    need: tuple[float, ...] = ()
     last_plan_s: float | None = None
     starts_s: tuple[float, ...] = ()
     plan: ScalingPlan | None = None
 
 
+def bin_need(prev: Sample, cur: Sample, p: MPCParams) -> float:
+    """Replicas the bin between two counter samples kept busy at the SLO (its *need*).
+
+    The bin's requests divided by what one replica sustains at the SLO *for that bin's own length mix*
+    (``prompt / requests``, ``generation / requests``; :class:`~solvers.scaling.capacity.CapacityTable`).
+    Why per bin: a bin of long prompts costs a replica far more prefill time than the same number of
+    chat requests, so prompt-heavy bursts show up as need, not only as request rate; and one need series
+    (instead of separate request, prompt-token and generation-token forecasts whose upper quantiles are
+    combined by a max) keeps the noise of one heavy-tailed series from setting the fleet size.
+    """
+    dt = max(cur[0] - prev[0], 1e-9)
+    n_req = cur[1] - prev[1]
+    if n_req <= 0:
+        return 0.0
+    isl = (cur[2] - prev[2]) / n_req
+    osl = (cur[3] - prev[3]) / n_req
+    cap = p.capacity.rps_at(isl, osl) if p.capacity is not None else p.replica_rps
+    return n_req / dt / max(cap, 1e-9)
+
+
 def record(ctx: ScalingContext, st: MPCState, p: MPCParams) -> MPCState:
-    """Append a counter sample when a bin has elapsed; keep ``history_s``."""
+    """Append a counter sample (and its bin's need) when a bin has elapsed; keep ``history_s``."""
     s: Sample = (ctx.now_s, ctx.requests_total, ctx.prompt_tokens_total, ctx.generation_tokens_total)
     if st.samples and ctx.now_s - st.samples[-1][0] < p.bin_s - 1e-9:
         return st
-    kept = tuple(x for x in st.samples if x[0] >= ctx.now_s - p.history_s)
-    return replace(st, samples=(*kept, s))
+    need = (*st.need, bin_need(st.samples[-1], s, p)) if st.samples else st.need
+    cut = 0
+    while cut < len(st.samples) and st.samples[cut][0] < ctx.now_s - p.history_s:
+        cut += 1
+    # need[j] is the bin between samples[j] and samples[j + 1]: drop as many needs as samples
+    return replace(st, samples=(*st.samples[cut:], s), need=need[cut:])
 
 
 def rates(samples: tuple[Sample, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -108,35 +153,59 @@ def rates(samples: tuple[Sample, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return d[:, 0], d[:, 1], d[:, 2]
 
 
+def recent_capacity(st: MPCState, p: MPCParams, window_s: float = 300.0) -> float:
+    """Requests/s one replica sustains at the SLO for the last ``window_s``' length mix."""
+    if p.capacity is None:
+        return p.replica_rps
+    req, pt, gt = rates(st.samples)
+    k = max(1, round(window_s / p.bin_s))
+    n = float(req[-k:].sum()) if req.size else 0.0
+    if n <= 0:
+        return p.capacity.rps_at(1000.0, 200.0)
+    return p.capacity.rps_at(float(pt[-k:].sum()) / n, float(gt[-k:].sum()) / n)
+
+
 def demand_levels(ctx: ScalingContext, st: MPCState, p: MPCParams,
                   steps: int) -> tuple[tuple[float, ...], ...]:
-    """Ready replicas needed per MPC step for each quantile level."""
-    req, pt, gt = rates(st.samples)
+    """Ready replicas needed per MPC step for each quantile level.
+
+    The bins' need series (:func:`bin_need`) is forecast ``steps`` MPC steps ahead with quantiles of
+    each step's busiest bin (:func:`~solvers.scaling.forecast.peak_forecast`, or the Holt forecast when
+    ``forecaster`` says so); the backlog queued now is added to the steps that should clear it, and
+    with too little history to forecast, today's load in the replicas (in-system requests over a
+    replica's concurrency at capacity) is the floor.
+    """
+    need = np.asarray(st.need, dtype=np.float64)
     bins_per_step = max(1, round(p.step_s / p.bin_s))
-    n_bins = steps * bins_per_step
-    recent = slice(-max(1, round(300 / p.bin_s)), None)
-    isl = float(pt[recent].sum() / req[recent].sum()) if req.size and req[recent].sum() > 0 else 1000.0
-    osl = float(gt[recent].sum() / req[recent].sum()) if req.size and req[recent].sum() > 0 else 200.0
-    cap = p.capacity.rps_at(isl, osl) if p.capacity is not None else p.replica_rps
-    f_req = forecast_rate(req, bin_s=p.bin_s, steps=n_bins, levels=p.levels)
-    f_pt = forecast_rate(pt, bin_s=p.bin_s, steps=n_bins, levels=p.levels)
-    f_gt = forecast_rate(gt, bin_s=p.bin_s, steps=n_bins, levels=p.levels)
-    conc = p.capacity.concurrency_at(isl, osl) if p.capacity is not None else p.replica_concurrency
+    cap = recent_capacity(st, p)
+    if p.forecaster is Forecaster.PEAK:
+        f = peak_forecast(need, bin_s=p.bin_s, bins_per_step=bins_per_step, steps=steps, levels=p.levels,
+                          alpha=p.level_alpha, hold_bins=max(1, round(p.hold_s / p.bin_s)))
+        per_level = [np.asarray(f.quantile(lv)) for lv in p.levels]
+    else:
+        fh = forecast_rate(need, bin_s=p.bin_s, steps=steps * bins_per_step, levels=p.levels)
+        per_level = [np.asarray(fh.quantile(lv)).reshape(steps, bins_per_step).max(axis=1)
+                     for lv in p.levels]
+    if p.capacity is not None:
+        isl, osl = 1000.0, 200.0
+        req, pt, gt = rates(st.samples)
+        if req.size and req[-10:].sum() > 0:
+            isl, osl = float(pt[-10:].sum() / req[-10:].sum()), float(gt[-10:].sum() / req[-10:].sum())
+        conc = p.capacity.concurrency_at(isl, osl)
+    else:
+        conc = p.replica_concurrency
     now_need = (sum(ctx.running) + sum(ctx.waiting) + ctx.pending_at_router) / max(conc, 1e-9)
     queued = sum(ctx.waiting) + ctx.pending_at_router
     backlog = queued / max(cap * p.backlog_drain_s, 1e-9)
     drain_steps = max(1, math.ceil(p.backlog_drain_s / p.step_s))
     out = []
-    for lv in p.levels:
-        per_bin = np.maximum.reduce([
-            np.asarray(f_req.quantile(lv)) / cap,
-            np.asarray(f_pt.quantile(lv)) / max(cap * isl, 1e-9),
-            np.asarray(f_gt.quantile(lv)) / max(cap * osl, 1e-9),
-        ])
-        per_step = per_bin.reshape(steps, bins_per_step).max(axis=1)
+    for lv_need in per_level:
+        per_step = np.array(lv_need, dtype=np.float64)
         per_step[:drain_steps] += backlog
-        if req.size < p.min_history_bins:  # too little history to forecast: hold today's load
+        if need.size < p.min_history_bins:  # too little history to forecast: hold today's load
             per_step = np.maximum(per_step, now_need)
+        else:  # a burst the forecast missed: what is in the system now must be served until it drains
+            per_step[:drain_steps] = np.maximum(per_step[:drain_steps], now_need * p.reactive_floor)
         out.append(tuple(float(x) for x in per_step))
     return tuple(out)
 

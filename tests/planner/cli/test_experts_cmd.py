@@ -70,6 +70,14 @@ def test_table_output_and_bad_load_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(_app(), [*SMALL, "--replan-drift", "0.2"])
     assert result.exit_code == 0, result.output
     assert "EPLB greedy" in result.output and "expert copies moved" in result.output
+    assert "lower bound on max/mean" in result.output and "moves: EPLB greedy / fleetwise" in result.output
+    node = CliRunner().invoke(_app(), [*SMALL, "--node-local", "--replan-drift", "0.2", "--json"])
+    assert node.exit_code == 0, node.output
+    doc = json.loads(node.output)
+    greedy, ours = doc["rows"]
+    assert doc["locality"] == "node" and 1.0 <= doc["imbalance_bound"] <= ours["imbalance"]
+    assert doc["moves_bound"] is not None and doc["moves_bound"] <= ours["moves"] < greedy["moves"]
+    assert doc["moves_ratio"] == pytest.approx(greedy["moves"] / max(ours["moves"], 1))
     bad = tmp_path / "w.csv"
     bad.write_text("1,2\n3,oops\n")
     with pytest.raises(InputError, match="row 2"):

@@ -8,9 +8,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner.autoscale.types import ScalingContext
-from solvers.scaling.forecast import forecast_rate
-from solvers.scaling.mpc import ScalingProblem, SolveParams, SolveStatus, evaluate, greedy_plan, solve
-from solvers.scaling.policy import MPCParams, MPCState, mpc
+from solvers.scaling.forecast import forecast_rate, peak_forecast
+from solvers.scaling.mpc import ScalingProblem, SolveParams, evaluate, greedy_plan, solve
+from solvers.scaling.policy import MPCParams, MPCState, bin_need, mpc, record
+from solvers.status import SolveStatus
 from traces.errors import InputError
 
 
@@ -95,3 +96,55 @@ def test_policy_never_shrinks_without_history() -> None:
     p = MPCParams(replica_rps=5.0, max_replicas=10)
     d = mpc(ctx(0.0, 0, 6, None, load=0), params=p)
     assert d.desired_replicas == 6
+
+
+def test_peak_forecast_covers_recurring_bursts_and_stays_near_a_flat_level() -> None:
+    bursty = np.tile([4.0, 4.0, 4.0, 12.0], 30)  # a burst every fourth bin
+    f = peak_forecast(bursty, bin_s=10.0, bins_per_step=1, steps=4, levels=(0.5, 0.9), hold_bins=4)
+    assert min(f.quantile(0.9)) >= 11.9  # holding 4 bins always sees the next burst
+    flat = np.full(120, 6.0)
+    g = peak_forecast(flat, bin_s=10.0, bins_per_step=3, steps=5, levels=(0.5, 0.9, 0.99))
+    assert np.allclose(g.quantile(0.99), 6.0)  # no band without variation (unlike a Gaussian floor)
+    q = [np.asarray(g.quantile(lv)) for lv in (0.5, 0.9, 0.99)]
+    assert np.all(q[0] <= q[1]) and np.all(q[1] <= q[2])
+
+
+def test_peak_forecast_band_is_additive_after_quiet_bins() -> None:
+    # a burst right after silence: a multiplicative band would blow up; the additive one stays bounded
+    y = np.concatenate([np.zeros(30), np.full(30, 5.0), [20.0], np.full(30, 5.0)])
+    f = peak_forecast(y, bin_s=10.0, bins_per_step=1, steps=3, levels=(0.9, 0.99), alpha=0.3)
+    assert max(f.quantile(0.99)) <= 5.0 + 20.0
+
+
+def test_short_history_falls_back_to_the_holt_forecast() -> None:
+    y = np.array([3.0, 3.0, 3.0])
+    f = peak_forecast(y, bin_s=10.0, bins_per_step=1, steps=2, levels=(0.5,))
+    h = forecast_rate(y, bin_s=10.0, steps=2, levels=(0.5,))
+    assert f.quantile(0.5) == pytest.approx(h.quantile(0.5))
+
+
+def test_a_bin_of_long_prompts_needs_more_replicas_than_the_same_count_of_short_ones() -> None:
+    from planner.catalog import load_catalog
+    from planner.perf import Parallelism, build_replica_perf
+    from planner.sim.config import EngineConfig, SLOTarget
+    from solvers.scaling.capacity import capacity_table
+
+    cat = load_catalog()
+    perf = build_replica_perf(cat.model("Llama-3.1-8B"), cat.gpu("H100-SXM"), Parallelism(tp=1))
+    table = capacity_table(perf, slo=SLOTarget(ttft_s=2.0, tpot_s=0.1), engine=EngineConfig(),
+                           isl_grid=(256, 4096), osl_grid=(32, 256))
+    p = MPCParams(capacity=table)
+    short = bin_need((0.0, 0, 0, 0), (10.0, 100, 100 * 300, 100 * 30), p)
+    long_ = bin_need((0.0, 0, 0, 0), (10.0, 100, 100 * 4000, 100 * 30), p)
+    assert long_ > 3 * short > 0  # prefill-token work, not the request count, sets the need
+    assert bin_need((0.0, 5, 5, 5), (10.0, 5, 5, 5), p) == 0.0
+
+
+def test_record_keeps_needs_aligned_with_samples() -> None:
+    p = MPCParams(replica_rps=2.0, bin_s=10.0, history_s=50.0)
+    st = MPCState()
+    for k in range(12):
+        st = record(ctx(10.0 * k, 20 * k, 1, None), st, p)
+    assert len(st.need) == len(st.samples) - 1
+    assert st.need[-1] == pytest.approx(1.0)  # 2 req/s over 2 req/s per replica
+    assert st.samples[0][0] >= 110.0 - 50.0 - 1e-9

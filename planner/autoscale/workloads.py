@@ -1,0 +1,192 @@
+"""The benchmark workloads of the autoscaler comparison, one call each.
+
+Why a module: the issue's evidence is three workloads (Azure code and conversation 2023, and 14 days of
+ServeGen ``m-small``), each with a rate scale and a model layout chosen once, so that
+``fleetwise autoscale-compare --workload NAME`` reproduces the published table without a page of flags.
+
+ServeGen's ``m-small`` folder describes about 1.4 billion requests over 14 days (1,174 req/s on average
+across its 43 clients), the traffic of a whole region. Replaying it request by request through a
+per-step engine would take days, so :func:`servegen_thinned` *thins* it: each client's count in each
+10-minute window is a binomial draw with probability ``fraction`` (a thinned renewal process keeps the
+windows' rates, diurnal cycle, weekly pattern, client mix and per-window length distributions; only its
+scale changes). The requests of a window get arrival times from the window's published inter-arrival
+shape (Gamma or Weibull), scaled to span the window, as :mod:`traces.readers.servegen` does, and
+lengths from the client's 6-hour PDFs (the nearest window with data; a client with none borrows from
+the client closest in volume). At ``fraction = 1/400`` the 14 days are about 3.5 million requests with
+2.9 req/s on average and 10 req/s in the busiest window: a 70B TP4 fleet of a handful to about twenty
+replicas.
+
+>>> sorted(w.value for w in Workload)
+['azure-code', 'azure-conv', 'servegen-m-small-14d']
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from traces.errors import InputError
+from traces.readers.servegen import ClientWindows, Pdf, read_client_windows, read_dataset
+from traces.schema import RequestTrace, TraceMeta
+
+SERVEGEN_FRACTION = 1.0 / 400.0
+"""Default thinning of ServeGen ``m-small`` (see the module docstring)."""
+
+_TRACE_RE = re.compile(r"^chunk-(\d+)-trace\.csv$")
+_DATASET_WINDOW_S = 21600
+
+
+class Workload(StrEnum):
+    """The three benchmark workloads."""
+
+    AZURE_CODE = "azure-code"
+    AZURE_CONV = "azure-conv"
+    SERVEGEN_M_SMALL = "servegen-m-small-14d"
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """A workload's trace and the cluster it is replayed on.
+
+    Attributes:
+        name: the workload.
+        path: trace path relative to the shared data root (``../shared/data/traces``).
+        rate_factor: Azure: request-rate multiplier; ServeGen: the thinning fraction.
+        model, gpu, tp: the replica layout.
+        tick_s: control tick of the loop.
+        max_replicas: upper bound for every policy.
+    """
+
+    name: Workload
+    path: str
+    rate_factor: float
+    model: str
+    gpu: str
+    tp: int
+    tick_s: float
+    max_replicas: int
+
+
+WORKLOADS: dict[Workload, WorkloadSpec] = {
+    Workload.AZURE_CODE: WorkloadSpec(Workload.AZURE_CODE, "azure_llm_2023/AzureLLMInferenceTrace_code.csv",
+                                      3.0, "Llama-3.1-70B", "H100-SXM", 4, 5.0, 64),
+    Workload.AZURE_CONV: WorkloadSpec(Workload.AZURE_CONV, "azure_llm_2023/AzureLLMInferenceTrace_conv.csv",
+                                      8.0, "Llama-3.1-70B", "H100-SXM", 4, 5.0, 64),
+    Workload.SERVEGEN_M_SMALL: WorkloadSpec(Workload.SERVEGEN_M_SMALL, "servegen/language/m-small",
+                                            SERVEGEN_FRACTION, "Llama-3.1-70B", "H100-SXM", 4, 15.0, 64),
+}
+"""The benchmark's fixed choices (rate scale, layout, tick)."""
+
+
+def load_workload(spec: WorkloadSpec, *, data_root: Path, seed: int = 0) -> RequestTrace:
+    """The workload's request trace.
+
+    Args:
+        spec: which workload.
+        data_root: the folder holding ``azure_llm_2023/`` and ``servegen/`` (``../shared/data/traces``).
+        seed: seeds rate scaling and ServeGen's generation.
+
+    Raises:
+        InputError: the data are missing or malformed.
+    """
+    path = data_root / spec.path
+    if not path.exists():
+        raise InputError("workload data not found", path=str(path),
+                         expected="the shared traces folder (--data-root)")
+    if spec.name is Workload.SERVEGEN_M_SMALL:
+        return servegen_thinned(path, fraction=spec.rate_factor, seed=seed)
+    from traces.load import load_trace
+    from traces.transforms import scale_rate
+
+    return scale_rate(load_trace(str(path)), spec.rate_factor, seed=seed)
+
+
+def _pdf_source(client: int, clients: Mapping[int, ClientWindows],
+                datasets: Mapping[int, dict[int, tuple[Pdf, Pdf]]], path: Path) -> int:
+    if datasets[client]:
+        return client
+    target = math.log1p(clients[client].volume)
+    for c in sorted(clients, key=lambda k: (abs(math.log1p(clients[k].volume) - target), k)):
+        if datasets[c]:
+            return c
+    raise InputError("no client has token-length data", path=str(path),
+                     expected="at least one non-empty chunk-N-dataset.json")
+
+
+def _unit_gaps(rng: np.random.Generator, pattern: str, shape: float, n: int) -> np.ndarray:
+    """``n`` renewal gaps of the window's shape, any scale (normalised by the caller), in log space."""
+    if pattern == "Weibull":
+        logs = np.log(rng.standard_exponential(n)) / shape
+    else:  # Gamma(a) = Gamma(a + 1) * U ** (1 / a): representable for tiny a
+        logs = np.log(rng.standard_gamma(shape + 1.0, n)) + np.log(rng.random(n)) / shape
+    top = float(logs.max())
+    out: np.ndarray = np.exp(logs - top) if math.isfinite(top) else np.ones(n)
+    return out
+
+
+def servegen_thinned(folder: Path, *, fraction: float, seed: int = 0, start_s: float = 0.0,
+                     duration_s: float = math.inf) -> RequestTrace:
+    """All clients of a ServeGen folder over ``[start_s, start_s + duration_s)``, thinned to ``fraction``.
+
+    Args:
+        folder: a ServeGen client folder (``chunk-N-trace.csv`` and ``chunk-N-dataset.json`` files).
+        fraction: probability that a published request is kept, in (0, 1].
+        seed: generator seed (per client: ``default_rng([seed, client])``).
+        start_s, duration_s: the span of the 14-day timeline to generate.
+
+    Raises:
+        InputError: a fraction outside (0, 1], no trace file, or malformed files.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise InputError(f"thinning fraction {fraction}", field="fraction", expected="0 < fraction <= 1")
+    if not folder.is_dir():
+        raise InputError("not a folder", path=str(folder), expected="a ServeGen client folder")
+    files = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _TRACE_RE.match(p.name)))
+    if not files:
+        raise InputError("no chunk-N-trace.csv files", path=str(folder), expected="a ServeGen client folder")
+    clients = {c: read_client_windows(p, c) for c, p in files}
+    datasets = {c: (read_dataset(folder / f"chunk-{c}-dataset.json")
+                    if (folder / f"chunk-{c}-dataset.json").is_file() else {}) for c in clients}
+    end_s = start_s + duration_s
+    times: list[np.ndarray] = []
+    ins: list[np.ndarray] = []
+    outs: list[np.ndarray] = []
+    for c, w in clients.items():
+        pdfs = datasets[_pdf_source(c, clients, datasets, folder)]
+        keys = np.array(sorted(pdfs), dtype=np.int64)
+        rng = np.random.default_rng([seed, c])
+        kept = rng.binomial(w.count, fraction)
+        for i in np.flatnonzero(kept):
+            lo = float(w.start_s[i])
+            if lo + w.window_s <= start_s or lo >= end_s:
+                continue
+            n = int(kept[i])
+            cum = np.cumsum(_unit_gaps(rng, w.pattern[i], float(w.shape[i]), n + 1))
+            t = np.minimum(lo + w.window_s * cum[:n] / cum[-1], np.nextafter(lo + w.window_s, lo))
+            own = int(w.start_s[i]) - int(w.start_s[i]) % _DATASET_WINDOW_S
+            key = int(keys[np.argmin(np.abs(keys - own))])
+            pin, pout = pdfs[key]
+            sel = (t >= start_s) & (t < end_s)
+            times.append(t[sel] - start_s)
+            ins.append(pin.sample(rng, n)[sel])
+            outs.append(pout.sample(rng, n)[sel])
+    if not times:
+        raise InputError("no request kept", path=str(folder), field="fraction",
+                         expected="a larger fraction or span")
+    df = pl.DataFrame({
+        "arrival_s": np.concatenate(times), "input_tokens": np.concatenate(ins).astype(np.int32),
+        "output_tokens": np.concatenate(outs).astype(np.int32),
+    })
+    # the shared validation drops requests with no token (PDFs that allow 0), as the reader does
+    df = df.filter((pl.col("input_tokens") >= 1) & (pl.col("output_tokens") >= 1)).sort("arrival_s")
+    meta = TraceMeta(source=str(folder), format="servegen",
+                     extra=(("thinning_fraction", repr(fraction)), ("seed", str(seed)),
+                            ("start_s", repr(start_s)), ("duration_s", repr(duration_s))))
+    return RequestTrace(df, meta)
