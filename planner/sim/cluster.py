@@ -346,7 +346,10 @@ def replay_cluster(trace: RequestTrace, pools: Sequence[Pool], *, config: Cluste
                     hold = _brake_clock(runs, power)
                     clocks = tuple(hold if c is None else c for c in clocks)
                 brake = bool(dec.brake)
-                actuations.append((t + power.actuation_latency_s, clocks, brake))
+                # the brake is an out-of-band power cap (BMC/Redfish: seconds), clock locks in-band (~0.1 s)
+                lat = power.brake_latency_s if brake and power.brake_latency_s is not None \
+                    else power.actuation_latency_s
+                actuations.append((t + lat, clocks, brake))
             k_tel += 1
         for idx in list(next_ctrl):
             if next_ctrl[idx] <= t + 1e-12:

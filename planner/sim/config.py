@@ -153,6 +153,8 @@ class PowerConfig:
             node's maximum: conservative, what a budget must allow for).
         brake_clock_mhz: clock every server is held at while the policy's out-of-band brake is engaged;
             None: the GPU's lowest clock.
+        brake_latency_s: from a decision that engages the brake to the cap holding (out-of-band caps
+            take seconds, POLCA); None: ``actuation_latency_s``.
     """
 
     row_budget_w: float
@@ -161,8 +163,12 @@ class PowerConfig:
     actuation_latency_s: float = 0.1
     server_base_w: float | None = None
     brake_clock_mhz: float | None = None
+    brake_latency_s: float | None = None
 
     def __post_init__(self) -> None:
+        if self.brake_latency_s is not None and not self.brake_latency_s >= 0:
+            raise InputError("brake latency must not be negative", field="power.brake_latency_s",
+                             expected="seconds >= 0")
         if not self.row_budget_w > 0:
             raise InputError("row budget must be positive", field="power.row_budget_w", expected="watts > 0")
         if not self.telemetry_period_s > 0:

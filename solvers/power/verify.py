@@ -224,10 +224,11 @@ def replay_tiers(
     ]
     log: list[tuple[float, int]] = []
     cap: CappingPolicy | None = None
-    tel, act, brake = 1.0, 0.1, None
+    tel, act, brake, brake_lat = 1.0, 0.1, None, None
     if policy is not None:
         cap = _recording(make_polca(policy), log)
         tel, act, brake = policy.telemetry_period_s, policy.actuation_latency_s, policy.brake_clock_mhz
+        brake_lat = policy.brake_latency_s
     interval = max(1, round(setup.interval_s / tel)) * tel
     power = PowerConfig(
         row_budget_w=setup.budget_w,
@@ -236,6 +237,7 @@ def replay_tiers(
         actuation_latency_s=act,
         server_base_w=setup.base_w,
         brake_clock_mhz=brake,
+        brake_latency_s=brake_lat,
     )
     cc = ClusterConfig(
         interval_s=interval,

@@ -138,3 +138,27 @@ def test_power_kernel_is_step_power_w(h100: GPUSpec) -> None:
     slow = perf.at_clock(990.0)
     sfn, sprm = slow.power_kernel()
     assert sfn(sprm, 0.0, 0.0, 64.0, 64_000.0) < fn(prm, 0.0, 0.0, 64.0, 64_000.0)  # type: ignore[operator]
+
+
+def test_brake_takes_its_own_latency(h100: GPUSpec) -> None:
+    """An out-of-band brake engaged at 5 s holds only after ``brake_latency_s``; clock locks after the
+    in-band ``actuation_latency_s``."""
+    def brake_from_5s(ctx: PowerContext) -> CapDecision:
+        return CapDecision(ctx.server_clock_mhz, state=None, brake=ctx.now_s >= 5.0)
+
+    tr = poisson_trace(1200, 40.0, 5)
+
+    def capped_s(brake_latency_s: float | None) -> tuple[float, float]:
+        cfg = SimConfig(replicas=4, interval_s=1.0, power=PowerConfig(
+            row_budget_w=1e6, policy=brake_from_5s, actuation_latency_s=0.1, server_base_w=0.0,
+            brake_latency_s=brake_latency_s))
+        res = replay(tr, LinearPerf(), gpu=h100, config=cfg)
+        assert res.capping is not None
+        return res.capping.brake_s, res.summary.makespan_s
+
+    fast, span_fast = capped_s(None)
+    slow, span_slow = capped_s(3.0)
+    assert fast == pytest.approx(span_fast - 5.1, abs=1e-6)
+    assert slow == pytest.approx(span_slow - 8.0, abs=1e-6)
+    with pytest.raises(InputError, match="brake latency"):
+        PowerConfig(row_budget_w=1.0, brake_latency_s=-1.0)
