@@ -216,7 +216,9 @@ def register(app: typer.Typer) -> None:
             "--verify/--no-verify", help="replay the plan and alternatives")] = True,
         catalog: Annotated[list[Path] | None, typer.Option(help="extra catalog YAML (repeatable)")] = None,
         ray_address: Annotated[
-            str | None, typer.Option(help="Ray cluster address; default: local Ray")
+            str | None, typer.Option(help="Ray cluster: host:port (GCS), ray://host:10001 (Ray Client), auto "
+                                     "(RAY_ADDRESS or the cluster started on this machine), local; default: "
+                                     "RAY_ADDRESS if set, else a local Ray")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
         autoscale: Annotated[bool, typer.Option(
