@@ -7,17 +7,23 @@ and an edited trace file misses the cache while an unchanged one hits it. Functi
 
 Nothing here calls a Streamlit element: cached functions replay their elements on a hit, and progress
 bars belong to the page that runs the work.
+
+The long computations (plans, replays, autoscaler comparisons, power studies) do not go through
+``st.cache_data``: they run in a child process (:mod:`dashboards.jobs`) so that they can be cancelled,
+and their results are kept in :func:`results`, a small store shared by the server's sessions and keyed
+on the same hashable inputs.
 """
 
 from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable
 
 import numpy as np
 import streamlit as st
 
 from dashboards import scenario as sc
-from planner.autoscale.context import TargetParams
-from planner.plan import PlanReport
-from planner.sim import SimResult
 from solvers.experts import (
     Cluster,
     MoEShape,
@@ -43,32 +49,6 @@ def trace(src: sc.TraceSource, load_factor: float, seed: int) -> RequestTrace:
 def stats(src: sc.TraceSource, load_factor: float, seed: int, window_s: float) -> TraceStats:
     """:func:`traces.stats.describe` of the cached trace."""
     return describe(trace(src, load_factor, seed), window_s=window_s)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def plan(src: sc.TraceSource, load_factor: float, seed: int, spec: sc.PlanSpec) -> PlanReport:
-    """:func:`dashboards.scenario.run_plan` on the cached trace."""
-    return sc.run_plan(trace(src, load_factor, seed), spec)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def replay(src: sc.TraceSource, load_factor: float, seed: int, spec: sc.ReplaySpec) -> SimResult:
-    """:func:`dashboards.scenario.run_replay` on the cached trace."""
-    return sc.run_replay(trace(src, load_factor, seed), spec)
-
-
-@st.cache_data(show_spinner=False, max_entries=16)
-def scenario(
-    src: sc.TraceSource, seed: int, case: sc.Scenario, model: str, router: str, ttft_s: float, tpot_s: float
-) -> sc.ScenarioOutcome:
-    """Size (when asked) and replay one Compare scenario."""
-    tr = trace(src, case.load_factor, seed)
-    spec, planned = sc.scenario_spec(
-        tr, case, model=model, router=router, ttft_s=ttft_s, tpot_s=tpot_s, seed=seed
-    )
-    return sc.ScenarioOutcome(
-        scenario=case, spec=spec, planned=planned, result=replay(src, case.load_factor, seed, spec)
-    )
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
@@ -108,9 +88,42 @@ def expert_plans(
     return static, greedy, ours
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def policy_preview(
-    src: sc.TraceSource, load_factor: float, seed: int, spec: sc.ReplaySpec, params: TargetParams
-) -> sc.PolicyPreview:
-    """:func:`dashboards.scenario.policy_preview` over the cached replay."""
-    return sc.policy_preview(replay(src, load_factor, seed, spec), params)
+class ResultStore:
+    """Results of finished jobs, least recently used dropped first; safe across sessions' threads.
+
+    Why not ``st.cache_data``: a cached function cannot show a live progress bar or be interrupted in
+    the middle; the page runs the job itself (:func:`dashboards.views.common.computed`) and files the
+    result here. Results are frozen dataclasses and polars frames, read and never changed by the pages.
+
+    >>> store = ResultStore(max_entries=1)
+    >>> store.put("a", 1); store.put("b", 2)
+    >>> store.get("a") is None, store.get("b")
+    (True, 2)
+    """
+
+    def __init__(self, *, max_entries: int) -> None:
+        self._max = max_entries
+        self._items: OrderedDict[Hashable, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> object | None:
+        """The stored result, or None."""
+        with self._lock:
+            if key not in self._items:
+                return None
+            self._items.move_to_end(key)
+            return self._items[key]
+
+    def put(self, key: Hashable, value: object) -> None:
+        """Store ``value`` (dropping the least recently used beyond ``max_entries``)."""
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._max:
+                self._items.popitem(last=False)
+
+
+@st.cache_resource(show_spinner=False)
+def results() -> ResultStore:
+    """The server's one store of job results (created on first use)."""
+    return ResultStore(max_entries=48)

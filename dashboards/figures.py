@@ -45,6 +45,15 @@ def _layout(fig: go.Figure, title: str, *, height: int = 360) -> go.Figure:
     return fig
 
 
+def _legend_under_title(fig: go.Figure) -> go.Figure:
+    """Legend on its own line between a long title and the plot (side by side they overlapped)."""
+    fig.update_layout(
+        margin={"t": 95},
+        legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0.0, "xanchor": "left"},
+    )
+    return fig
+
+
 def arrival_rate_figure(stats: TraceStats) -> go.Figure:
     """Requests per second in each window of :func:`traces.stats.describe`'s series."""
     s = stats.series
@@ -206,7 +215,9 @@ def latency_cdf_figure(results: Mapping[str, SimResult], *, metric: str, slo_s: 
         x=math.log10(slo_ms), y=0.05, text=f"SLO {slo_ms:g} ms ", showarrow=False, xanchor="right"
     )
     fig.add_hline(y=0.99, line_dash="dot", line_color="grey")
-    fig.add_annotation(x=0.0, xref="paper", y=0.99, text="p99 ", showarrow=False, xanchor="right")
+    fig.add_annotation(
+        x=1.0, xref="paper", y=0.99, text="p99", showarrow=False, xanchor="right", yanchor="top"
+    )
     fig.update_xaxes(range=[math.log10(lo / 1.5), math.log10(hi * 1.5)])
     fig.update_xaxes(title_text=f"{label}, ms (log scale)", type="log")
     fig.update_yaxes(title_text="fraction of requests", range=[0, 1.02])
@@ -350,3 +361,256 @@ def expert_heatmap(gpu_loads: np.ndarray, *, title: str, zmax: float | None = No
     )
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, title, height=max(300, 18 * rel.shape[0] + 120))
+
+
+POLICY_COLORS: tuple[str, ...] = (
+    "#1f77b4",
+    "#d62728",
+    "#2ca02c",
+    "#9467bd",
+    "#ff7f0e",
+    "#17becf",
+    "#8c564b",
+    "#e377c2",
+)
+"""Autoscaling policies' colours (the static reference is drawn grey and dashed)."""
+
+
+def _policy_style(i: int, name: str) -> dict[str, object]:
+    if name.startswith("static"):
+        return {"color": "#7f7f7f", "dash": "dash", "width": 1.5}
+    return {"color": POLICY_COLORS[i % len(POLICY_COLORS)], "width": 1.5}
+
+
+def autoscale_timeline_figure(timelines: pl.DataFrame, stats: TraceStats) -> go.Figure:
+    """The trace's arrival rate above one panel of serving replicas per policy (``Comparison.timelines()``).
+
+    Why one panel per policy on one time axis: replica counts of several policies overlap into an
+    unreadable tangle on a shared plot, and a policy's line only means something next to the load it
+    followed (a scale-up that lags a burst shows as a step to the right of the burst).
+    """
+    names = timelines["policy"].unique(maintain_order=True).to_list()
+    top = float(timelines["ready"].max() or 1)  # type: ignore[arg-type]
+    fig = make_subplots(
+        rows=len(names) + 1,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.025,
+        row_heights=[1.6] + [1.0] * len(names),
+    )
+    s = stats.series
+    fig.add_scatter(
+        x=(s["start_s"] / 60.0).to_list(),
+        y=s["rate_rps"].to_list(),
+        mode="lines",
+        name="arrivals",
+        line={"shape": "hv", "color": "black", "width": 1.2},
+        showlegend=False,
+        hovertemplate="%{y:.1f} req/s at %{x:.1f} min<extra></extra>",
+        row=1,
+        col=1,
+    )
+    fig.update_yaxes(title_text=f"req/s ({stats.window_s:g} s)", rangemode="tozero", row=1, col=1)
+    for i, name in enumerate(names, start=0):
+        one = timelines.filter(pl.col("policy") == name)
+        style = _policy_style(i, name)
+        fig.add_scatter(
+            x=(one["t_s"] / 60.0).to_list(),
+            y=one["ready"].to_list(),
+            mode="lines",
+            name=name,
+            showlegend=False,
+            line={"shape": "hv", **style},
+            fill="tozeroy",
+            hovertemplate=f"{name}: %{{y}} replicas at %{{x:.1f}} min<extra></extra>",
+            row=i + 2,
+            col=1,
+        )
+        fig.update_yaxes(
+            title_text=name,
+            title_standoff=4,
+            range=[0, top * 1.15],
+            nticks=3,
+            row=i + 2,
+            col=1,
+        )
+    fig.update_xaxes(title_text="minutes", row=len(names) + 1, col=1)
+    return _layout(fig, "Arrival rate and replicas serving, per policy", height=150 + 95 * len(names))
+
+
+def autoscale_bars_figure(table: pl.DataFrame) -> go.Figure:
+    """GPU-hours and SLO-violation minutes per policy (``Comparison.table()``), side by side."""
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        horizontal_spacing=0.12,
+        subplot_titles=("GPU-hours (less is cheaper)", "minutes below the SLO floor (fewer is better)"),
+    )
+    names = table["policy"].to_list()
+    colors = [str(_policy_style(i, n)["color"]) for i, n in enumerate(names)]
+    fig.add_bar(
+        x=names,
+        y=table["gpu_hours"].to_list(),
+        marker_color=colors,
+        showlegend=False,
+        hovertemplate="%{x}: %{y:.2f} GPU-hours<extra></extra>",
+        row=1,
+        col=1,
+    )
+    fig.add_bar(
+        x=names,
+        y=table["violation_minutes"].to_list(),
+        marker_color=colors,
+        showlegend=False,
+        hovertemplate="%{x}: %{y} violation minutes<extra></extra>",
+        row=1,
+        col=2,
+    )
+    if not any(table["violation_minutes"].to_list()):
+        fig.add_annotation(
+            x=0.5,
+            y=0.5,
+            xref="x2 domain",
+            yref="y2 domain",
+            text="no policy had a minute below the SLO floor",
+            showarrow=False,
+            font={"color": "grey"},
+        )
+    fig.update_yaxes(title_text="GPU-hours", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="minutes", rangemode="tozero", row=1, col=2)
+    fig.update_xaxes(tickangle=-30)
+    return _layout(fig, "Cost and SLO violations per policy", height=380)
+
+
+def pareto_figure(
+    pareto: pl.DataFrame, *, nameplate: int, dynamo_servers: int, plan_servers: int
+) -> go.Figure:
+    """The oversubscription Pareto curve: servers in the row against time capped and p99 inflation.
+
+    Filled markers are Pareto-optimal sizes, open ones dominated; vertical lines mark nameplate
+    provisioning, Dynamo's cap x replicas rule and the verified plan (labels merge where they coincide).
+    """
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.06,
+    )
+    n = pareto["servers"].to_list()
+    on = pareto["pareto"].to_list()
+    symbols = ["circle" if p else "circle-open" for p in on]
+    extra = [f"{x:+.0f} % vs nameplate" for x in pareto["extra_servers_pct"].to_list()]
+    series = (
+        (1, "capped_fraction", "time capped", PALETTE[0]),
+        (1, "hp_locked_fraction", "HP servers locked", PALETTE[3]),
+        (2, "hp_p99_inflation", "HP p99 inflation", PALETTE[3]),
+        (2, "lp_p99_inflation", "LP p99 inflation", PALETTE[1]),
+    )
+    for row, col, name, color in series:
+        fig.add_scatter(
+            x=n,
+            y=(pareto[col] * 100.0).to_list(),
+            mode="lines+markers",
+            name=name,
+            customdata=extra,
+            marker={"symbol": symbols, "size": 10, "color": color, "line": {"width": 2, "color": color}},
+            line={"color": color, "width": 1.5},
+            hovertemplate=f"{name}: %{{y:.2f}} % at %{{x}} servers (%{{customdata}})<extra></extra>",
+            row=row,
+            col=1,
+        )
+    marks: dict[int, list[str]] = {}
+    for x, label in ((nameplate, "nameplate"), (dynamo_servers, "Dynamo"), (plan_servers, "plan")):
+        marks.setdefault(x, []).append(label)
+    for x, labels in marks.items():
+        color = PALETTE[2] if "plan" in labels else "grey"
+        fig.add_vline(x=x, line_dash="dot", line_color=color, row="all", col=1)  # type: ignore[arg-type]
+    # the marks' names go under their tick (annotations on the panels collided with titles and data)
+    ticks = sorted(set(n) | set(marks))
+    text = [f"{t}<br>{' / '.join(marks[t])}" if t in marks else str(t) for t in ticks]
+    fig.update_yaxes(title_text="time capped, %", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="p99 inflation, %", rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(tickvals=ticks, ticktext=text, row=2, col=1)
+    fig.update_xaxes(title_text="servers in the row (filled markers: Pareto-optimal)", row=2, col=1)
+    fig = _layout(fig, "Oversubscription: more servers under the same budget, at what price", height=540)
+    return _legend_under_title(fig)
+
+
+def capping_timeline_figure(
+    t_s: Sequence[float],
+    row_w: Sequence[float],
+    row_unlocked_w: Sequence[float],
+    hp_locked: Sequence[float],
+    lp_locked: Sequence[float],
+    *,
+    budget_w: float,
+    t1: float,
+    t2: float,
+    title: str,
+) -> go.Figure:
+    """Row power with and without the clock locks against the budget and thresholds; servers locked."""
+    x = np.asarray(t_s) / 60.0
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        row_heights=[0.65, 0.35],
+    )
+    fig.add_scatter(
+        x=x,
+        y=np.asarray(row_unlocked_w) / 1e3,
+        mode="lines",
+        name="without capping",
+        line={"color": "#9aa5b1", "width": 1},
+        row=1,
+        col=1,
+    )
+    fig.add_scatter(
+        x=x,
+        y=np.asarray(row_w) / 1e3,
+        mode="lines",
+        name="with POLCA capping",
+        line={"color": PALETTE[0], "width": 1.2},
+        row=1,
+        col=1,
+    )
+    for level, text, dash in (
+        (1.0, "budget", "dash"),
+        (t2, f"t2 {t2:.2f}", "dot"),
+        (t1, f"t1 {t1:.2f}", "dot"),
+    ):
+        fig.add_hline(
+            y=level * budget_w / 1e3,
+            line_dash=dash,
+            line_color="black" if level == 1.0 else "grey",
+            annotation_text=f"{text} ({level * budget_w / 1e3:,.1f} kW)",
+            annotation_position="bottom left" if level != 1.0 else "top left",
+            row=1,  # type: ignore[arg-type]
+            col=1,  # type: ignore[arg-type]
+        )
+    for name, ys, color in (("HP locked", hp_locked, PALETTE[3]), ("LP locked", lp_locked, PALETTE[1])):
+        fig.add_scatter(
+            x=x,
+            y=list(ys),
+            mode="lines",
+            name=name,
+            stackgroup="locked",
+            line={"color": color, "width": 0.5},
+            row=2,
+            col=1,
+        )
+    if not (np.any(np.asarray(hp_locked) > 0) or np.any(np.asarray(lp_locked) > 0)):
+        fig.add_annotation(
+            x=0.5,
+            y=0.5,
+            xref="x domain",
+            yref="y2 domain",
+            text="no server was clock-locked at this size",
+            showarrow=False,
+            font={"color": "grey"},
+        )
+    fig.update_yaxes(title_text="row power, kW", row=1, col=1)
+    fig.update_yaxes(title_text="servers locked", rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(title_text="minutes", row=2, col=1)
+    return _legend_under_title(_layout(fig, title, height=580))

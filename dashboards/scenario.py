@@ -21,14 +21,23 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from planner.autoscale.context import ScalingContext, TargetParams, TargetState, target_tracking
+import numpy as np
+import polars as pl
+
+from dashboards.jobs import Report
 from planner.catalog import load_catalog
 from planner.perf import Parallelism, build_replica_perf
 from planner.plan import PlanReport, PlanRequest, plan_fleet
 from planner.sim import EngineConfig, RouterName, SimConfig, SimResult, SLOTarget, replay
 from traces.errors import InputError
 from traces.schema import RequestTrace
+
+if TYPE_CHECKING:
+    from planner.autoscale.compare import Comparison
+    from solvers.power.solve import VerifiedPlan
+    from solvers.power.study import DynamoBaseline
 
 MAX_UPLOAD_MB = 200
 """Largest trace upload the dashboard accepts (bigger traces: give a file path instead)."""
@@ -378,54 +387,353 @@ def scenario_spec(
     ), True
 
 
+# --- jobs: what the pages run in a child process (dashboards.jobs) ---------------------------------------
+# Each takes hashable inputs (the page's cache key) and ``report``, loads the trace itself (a path and an
+# mtime travel to the child, not a 20,000-row frame) and returns what the page draws.
+
+
+def source_trace(src: TraceSource, load_factor: float, seed: int) -> RequestTrace:
+    """The trace of ``src`` at ``load_factor`` times its rate (what every job starts from)."""
+    return with_load(load_source(src), load_factor, seed=seed)
+
+
+def replay_job(
+    src: TraceSource, load_factor: float, seed: int, spec: ReplaySpec, *, report: Report
+) -> SimResult:
+    """:func:`run_replay` with the simulator's request count as progress."""
+    report(None, "loading the trace")
+    tr = source_trace(src, load_factor, seed)
+    return run_replay(
+        tr, spec, progress=lambda done, n: report(done / max(n, 1), f"replayed {done:,} of {n:,} requests")
+    )
+
+
+def plan_job(
+    src: TraceSource, load_factor: float, seed: int, spec: PlanSpec, *, report: Report
+) -> PlanReport:
+    """:func:`run_plan` (the planner reports no progress of its own: scoring, CP-SAT, verification)."""
+    report(None, "loading the trace")
+    tr = source_trace(src, load_factor, seed)
+    report(None, "scoring candidates, solving, verifying by replay")
+    return run_plan(tr, spec)
+
+
+def scenario_job(
+    src: TraceSource,
+    seed: int,
+    case: Scenario,
+    model: str,
+    router: str,
+    ttft_s: float,
+    tpot_s: float,
+    *,
+    report: Report,
+) -> ScenarioOutcome:
+    """Size (when asked) and replay one Compare scenario."""
+    report(None, f"{case.name}: loading the trace")
+    tr = source_trace(src, case.load_factor, seed)
+    if case.replicas == 0:
+        report(None, f"{case.name}: sizing the fleet with the planner")
+    spec, planned = scenario_spec(
+        tr, case, model=model, router=router, ttft_s=ttft_s, tpot_s=tpot_s, seed=seed
+    )
+    result = run_replay(
+        tr,
+        spec,
+        progress=lambda done, n: report(
+            done / max(n, 1), f"{case.name}: replayed {done:,} of {n:,} requests"
+        ),
+    )
+    return ScenarioOutcome(scenario=case, spec=spec, planned=planned, result=result)
+
+
 @dataclass(frozen=True)
-class PolicyPreview:
-    """What an autoscaling policy asks for, tick by tick, over a fixed-size replay's load (open loop).
+class AutoscaleSpec:
+    """Inputs of an autoscaler comparison besides the trace (``fleetwise autoscale-compare``'s flags).
 
     Attributes:
-        t_s: tick times (the replay's interval starts).
-        replicas: the policy's desired replicas at each tick.
-        gpu_hours: GPU-hours if the fleet followed the policy exactly (no cold starts).
+        model, gpu, tp: one replica.
+        policies: :class:`planner.autoscale.context.PolicyName` values to compare.
+        ttft_s, tpot_s: SLO targets.
+        min_replicas, max_replicas: bounds for every policy.
+        cold_start_median_s: median cold start (None: the shipped fit).
+        tick_s: control tick.
+        static_reference: also replay the static fleet sized for the peak.
+        seed: cold-start draws.
     """
 
-    t_s: tuple[float, ...]
-    replicas: tuple[int, ...]
-    gpu_hours: float
+    model: str
+    gpu: str
+    tp: int = 1
+    policies: tuple[str, ...] = ()
+    ttft_s: float = 2.0
+    tpot_s: float = 0.1
+    min_replicas: int = 1
+    max_replicas: int = 64
+    cold_start_median_s: float | None = None
+    tick_s: float = 5.0
+    static_reference: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_slo(self.ttft_s, self.tpot_s)
+        if not self.policies:
+            raise InputError("no policy selected", field="policies", expected="at least one policy")
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise InputError(
+                f"bounds {self.min_replicas}..{self.max_replicas}",
+                field="min_replicas/max_replicas",
+                expected="1 <= min <= max",
+            )
+        if self.cold_start_median_s is not None and not self.cold_start_median_s > 0:
+            raise InputError(
+                "cold start must be positive", field="cold_start_median_s", expected="seconds > 0"
+            )
 
 
-def policy_preview(result: SimResult, params: TargetParams) -> PolicyPreview:
-    """Run :func:`planner.autoscale.context.target_tracking` over the replay's observed load.
+def autoscale_job(
+    src: TraceSource, load_factor: float, seed: int, spec: AutoscaleSpec, *, report: Report
+) -> Comparison:
+    """:func:`planner.autoscale.compare.compare_autoscalers` with every policy in the replay loop.
 
-    Why open loop: the replay does not yet run policies in the loop (a fixed replica count serves the
-    trace), so this shows what the policy *would ask for* given the load the fixed fleet saw, not the
-    latency it would get; cold starts are not applied.
+    Raises:
+        InputError: unknown names, a layout that does not fit, or an SLO no replica can meet.
     """
-    ts = result.timeseries
-    state = TargetState()
-    n = result.summary.replicas
-    desired: list[int] = []
-    rows = zip(
-        ts["t_s"].to_list(),
-        ts["running"].to_list(),
-        ts["waiting"].to_list(),
-        ts["kv_usage"].to_list(),
-        strict=True,
-    )
-    for t, running, waiting, kv in rows:
-        ctx = ScalingContext(
-            now_s=float(t),
-            replicas=n,
-            running=(round(running),),
-            waiting=(round(waiting),),
-            kv_cache_usage_perc=(float(kv),),
-            state=state,
+    from planner.autoscale.coldstart import DEFAULT_COLD_START, ColdStartDistribution
+    from planner.autoscale.compare import CompareConfig, compare_autoscalers
+    from planner.autoscale.context import PolicyName
+
+    names: list[PolicyName] = []
+    for p in spec.policies:
+        try:
+            names.append(PolicyName(p))
+        except ValueError:
+            raise InputError(
+                f"unknown policy {p!r}", field="policies", expected=", ".join(n.value for n in PolicyName)
+            ) from None
+    cold = (
+        DEFAULT_COLD_START
+        if spec.cold_start_median_s is None
+        else ColdStartDistribution(
+            math.log(spec.cold_start_median_s),
+            DEFAULT_COLD_START.sigma,
+            f"lognormal, median {spec.cold_start_median_s:g} s, sigma {DEFAULT_COLD_START.sigma:g}",
         )
-        decision = target_tracking(ctx, params=params)
-        n, state = decision.desired_replicas, decision.state
-        desired.append(n)
-    t_list = [float(t) for t in ts["t_s"].to_list()]
-    ends = [*t_list[1:], result.summary.makespan_s]
-    gpu_s = sum(r * max(e - t, 0.0) for r, t, e in zip(desired, t_list, ends, strict=True))
-    return PolicyPreview(
-        t_s=tuple(t_list), replicas=tuple(desired), gpu_hours=gpu_s * result.summary.gpus_per_replica / 3600.0
+    )
+    cfg = CompareConfig(
+        slo=SLOTarget(ttft_s=spec.ttft_s, tpot_s=spec.tpot_s),
+        cold_start=cold,
+        min_replicas=spec.min_replicas,
+        max_replicas=spec.max_replicas,
+        tick_s=spec.tick_s,
+        seed=spec.seed,
+        static_reference=spec.static_reference,
+    )
+    cat = load_catalog()
+    perf = build_replica_perf(cat.model(spec.model), cat.gpu(spec.gpu), Parallelism(tp=spec.tp))
+    report(None, "loading the trace")
+    tr = source_trace(src, load_factor, seed)
+    total = len(names) + (1 if spec.static_reference else 0)
+    done: list[str] = []
+
+    def on_policy(name: str) -> None:
+        report(len(done) / total, f"replaying with {name} ({len(done) + 1} of {total})")
+        done.append(name)
+
+    report(0.0, "measuring one replica's capacity at the SLO (calibration replays)")
+    return compare_autoscalers(tr, perf, policies=names, config=cfg, on_policy=on_policy)
+
+
+@dataclass(frozen=True)
+class PowerSpec:
+    """Inputs of a row power study besides the trace (``fleetwise power``'s flags).
+
+    Attributes:
+        model, gpu, tp: what the servers run.
+        nameplate_servers: servers the row budget is sized for at nameplate.
+        pool_servers: servers replayed (the most a plan may deploy, the end of the Pareto curve).
+        rps_per_server: requests/s each server carries.
+        server_base_w: non-GPU watts per server.
+        hp_share: least share of high-priority servers.
+        max_capped: fraction of time capped allowed.
+        hp_inflation, lp_inflation: p99 TTFT/TPOT inflation allowed per tier.
+        ttft_s, tpot_s: SLO targets.
+        pareto_step: server step of the Pareto curve.
+        time_limit_s: CP-SAT time limit.
+        seed: CP-SAT seed.
+    """
+
+    model: str
+    gpu: str
+    tp: int = 1
+    nameplate_servers: int = 4
+    pool_servers: int = 6
+    rps_per_server: float = 4.0
+    server_base_w: float = 1500.0
+    hp_share: float = 0.5
+    max_capped: float = 0.01
+    hp_inflation: float = 0.05
+    lp_inflation: float = 0.10
+    ttft_s: float = 2.0
+    tpot_s: float = 0.1
+    pareto_step: int = 1
+    time_limit_s: float = 10.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check_slo(self.ttft_s, self.tpot_s)
+        if not 1 <= self.nameplate_servers <= self.pool_servers:
+            raise InputError(
+                f"{self.nameplate_servers} nameplate servers, pool of {self.pool_servers}",
+                field="nameplate_servers/pool_servers",
+                expected="1 <= nameplate <= pool",
+            )
+        if not (self.rps_per_server > 0 and self.server_base_w >= 0 and self.time_limit_s > 0):
+            raise InputError(
+                "rate, base power and time limit must be positive",
+                field="rps_per_server/server_base_w/time_limit_s",
+                expected="numbers > 0",
+            )
+
+
+@dataclass(frozen=True, eq=False)
+class CappingTimeline:
+    """What POLCA capping did over the first replayed scenario at one row size.
+
+    Attributes:
+        servers, hp_servers: the row.
+        t1, t2: the thresholds (fractions of the budget).
+        t_s: telemetry sample starts.
+        row_w: row power with the locks in force.
+        row_unlocked_w: row power had nothing been locked.
+        hp_locked, lp_locked: servers of each tier locked per sample (time-weighted).
+        capped_fraction, brake_events: the run's own totals.
+    """
+
+    servers: int
+    hp_servers: int
+    t1: float
+    t2: float
+    t_s: tuple[float, ...]
+    row_w: tuple[float, ...]
+    row_unlocked_w: tuple[float, ...]
+    hp_locked: tuple[float, ...]
+    lp_locked: tuple[float, ...]
+    capped_fraction: float
+    brake_events: int
+
+
+@dataclass(frozen=True, eq=False)
+class PowerOutcome:
+    """A power study reduced to what the page draws (the replayed row itself stays in the child).
+
+    Attributes:
+        budget_w, base_w: the row budget and the base power per server.
+        nameplate: servers at nameplate.
+        dynamo: Dynamo's rule on the same row.
+        verified: our plan and its verification by replay.
+        plan_attainment: SLO attainment of the plan's requests with the locks (worst tier).
+        pareto: the Pareto table (:data:`solvers.power.solve.PARETO_SCHEMA`).
+        timelines: capping timeline per row size (the plan's and each Pareto row's).
+        wall_s: the study's wall time.
+    """
+
+    budget_w: float
+    base_w: float
+    nameplate: int
+    dynamo: DynamoBaseline
+    verified: VerifiedPlan
+    plan_attainment: float
+    pareto: pl.DataFrame
+    timelines: dict[int, CappingTimeline]
+    wall_s: float
+
+
+def power_job(
+    src: TraceSource, load_factor: float, seed: int, spec: PowerSpec, *, report: Report
+) -> PowerOutcome:
+    """:func:`solvers.power.study.run_study` (as ``fleetwise power`` runs it) plus the capping timelines.
+
+    Raises:
+        InputError: unknown names, a layout that does not fit a server, or a bad row description.
+    """
+    from dataclasses import replace
+
+    from planner.power.policy import HP, PolcaParams
+    from solvers.power.problem import SolveParams as PowerSolveParams
+    from solvers.power.row import RowSpec, run_row
+    from solvers.power.solve import Targets
+    from solvers.power.study import run_study
+
+    cat = load_catalog()
+    gpu = cat.gpu(spec.gpu)
+    model = cat.model(spec.model)
+    row_spec = RowSpec(
+        gpus_per_server=gpu.gpus_per_node,
+        tp=spec.tp,
+        nameplate_servers=spec.nameplate_servers,
+        pool_servers=spec.pool_servers,
+        rps_per_server=spec.rps_per_server,
+        base_w=spec.server_base_w,
+        slo=SLOTarget(ttft_s=spec.ttft_s, tpot_s=spec.tpot_s),
+        seeds=(spec.seed,),
+    )
+    report(None, "loading the trace")
+    tr = source_trace(src, load_factor, seed)
+    report(
+        None,
+        f"replaying {spec.pool_servers} servers at {spec.rps_per_server:g} req/s each, planning with CP-SAT, "
+        "verifying, tracing the Pareto curve",
+    )
+    policy = PolcaParams()
+    study = run_study(
+        tr,
+        model=model,
+        gpu=gpu,
+        spec=row_spec,
+        policy=policy,
+        targets=Targets(
+            max_capped_fraction=spec.max_capped,
+            hp_inflation=spec.hp_inflation,
+            lp_inflation=spec.lp_inflation,
+        ),
+        params=PowerSolveParams(time_limit_s=spec.time_limit_s, seed=spec.seed),
+        min_hp_share=spec.hp_share,
+        pareto_step=spec.pareto_step,
+    )
+    report(None, "capping timelines")
+    plan = study.verified.plan
+    sizes = {plan.servers: (plan.hp_servers, plan.t1, plan.t2)}
+    for r in study.pareto.iter_rows(named=True):
+        sizes.setdefault(int(r["servers"]), (int(r["hp_servers"]), float(r["t1"]), float(r["t2"])))
+    timelines: dict[int, CappingTimeline] = {}
+    scen = study.row.scenarios[0]
+    for n, (hp, t1, t2) in sorted(sizes.items()):
+        run, prio = run_row(
+            study.row, scen, hp_servers=hp, lp_servers=n - hp, policy=replace(policy, t1=t1, t2=t2)
+        )
+        is_hp = np.array([p == HP for p in prio])
+        timelines[n] = CappingTimeline(
+            servers=n,
+            hp_servers=hp,
+            t1=t1,
+            t2=t2,
+            t_s=tuple(float(x) for x in run.t_s),
+            row_w=tuple(float(x) for x in run.row_w),
+            row_unlocked_w=tuple(float(x) for x in run.row_unlocked_w),
+            hp_locked=tuple(float(x) for x in run.locked_share[:, is_hp].sum(axis=1)),
+            lp_locked=tuple(float(x) for x in run.locked_share[:, ~is_hp].sum(axis=1)),
+            capped_fraction=run.capped_fraction,
+            brake_events=run.brake_events,
+        )
+    return PowerOutcome(
+        budget_w=study.row.budget_w,
+        base_w=study.row.spec.base_w,
+        nameplate=study.nameplate,
+        dynamo=study.dynamo,
+        verified=study.verified,
+        plan_attainment=study.plan_attainment,
+        pareto=study.pareto,
+        timelines=timelines,
+        wall_s=study.wall_s,
     )

@@ -16,12 +16,13 @@ import polars as pl
 
 from planner.plan import PlanReport
 from planner.sim import SimResult
+from planner.sim.summary_rows import summary_rows
 from traces.schema import RequestTrace
 from traces.stats import TraceStats
 
 
 def _ms(x: float) -> str:
-    return "-" if not math.isfinite(x) else f"{x * 1e3:,.1f}"
+    return "n/a" if not math.isfinite(x) else f"{x * 1e3:,.1f}"
 
 
 def trace_table(trace: RequestTrace, stats: TraceStats) -> pl.DataFrame:
@@ -101,30 +102,33 @@ def plan_why(report: PlanReport) -> str:
 
 
 def plan_table(report: PlanReport) -> pl.DataFrame:
-    """The plan's cost breakdown: one row per configuration it uses."""
+    """The plan's cost breakdown: one row per configuration it uses (numbers formatted for reading)."""
     return pl.DataFrame(
         [
             {
                 "configuration": line.config,
                 "role": line.role,
-                "GPUs/replica": line.gpus_per_replica,
-                "peak replicas": line.peak_replicas,
-                "mean replicas": round(line.mean_replicas, 2),
-                "GPU-hours": round(line.gpu_hours, 2),
-                "$/GPU-hour": round(line.price_per_gpu_hour, 2),
-                "cost $": round(line.cost_usd, 2),
+                "GPUs/replica": str(line.gpus_per_replica),
+                "peak replicas": str(line.peak_replicas),
+                "mean replicas": f"{line.mean_replicas:,.2f}",
+                "GPU-hours": f"{line.gpu_hours:,.2f}",
+                "$/GPU-hour": f"{line.price_per_gpu_hour:,.2f}",
+                "cost $": f"{line.cost_usd:,.2f}",
             }
             for line in report.cost_breakdown()
         ],
         schema={
-            "configuration": pl.String,
-            "role": pl.String,
-            "GPUs/replica": pl.Int64,
-            "peak replicas": pl.Int64,
-            "mean replicas": pl.Float64,
-            "GPU-hours": pl.Float64,
-            "$/GPU-hour": pl.Float64,
-            "cost $": pl.Float64,
+            k: pl.String
+            for k in (
+                "configuration",
+                "role",
+                "GPUs/replica",
+                "peak replicas",
+                "mean replicas",
+                "GPU-hours",
+                "$/GPU-hour",
+                "cost $",
+            )
         },
     )
 
@@ -190,26 +194,9 @@ def replay_headline(result: SimResult) -> str:
 
 
 def replay_table(result: SimResult) -> pl.DataFrame:
-    """The replay summary as (metric, value) rows."""
-    s = result.summary
-    rows: list[tuple[str, str]] = [
-        ("requests (completed / rejected)", f"{s.requests:,} ({s.completed:,} / {s.rejected:,})"),
-        ("replicas x GPUs per replica", f"{s.replicas} x {s.gpus_per_replica}"),
-        ("makespan", f"{s.makespan_s:,.1f} s"),
-        ("throughput", f"{s.throughput_rps:,.2f} req/s, {s.output_tokens_per_s:,.0f} output tok/s"),
-        ("goodput (met SLO)", f"{s.goodput_rps:,.2f} req/s"),
-        ("busy fraction", f"{s.utilization:.1%}"),
-        ("preemptions", f"{s.preemptions:,}"),
-        ("cached prefix tokens", f"{s.cached_prefix_tokens:,} of {s.prompt_tokens:,}"),
-        ("GPU-hours", f"{s.gpu_hours:,.2f}"),
-    ]
-    if s.energy_kwh is not None:
-        rows.append(("energy", f"{s.energy_kwh:,.2f} kWh"))
-    if s.cost_usd is not None:
-        rows.append(("cost", f"${s.cost_usd:,.2f}"))
-    if s.violations:
-        rows.append(("engine invariant violations", f"{s.violations:,}"))
-    return pl.DataFrame(rows, schema=["metric", "value"], orient="row")
+    """The replay summary as (metric, value) rows: :func:`planner.sim.summary_rows.summary_rows`, the same
+    rows ``fleetwise replay`` prints."""
+    return pl.DataFrame(list(summary_rows(result)), schema=["metric", "value"], orient="row")
 
 
 def class_table(result: SimResult) -> pl.DataFrame:
@@ -257,7 +244,7 @@ def compare_table(named: dict[str, SimResult]) -> pl.DataFrame:
             f"{s.goodput_rps:,.2f}",
             f"{s.utilization:.1%}",
             f"{s.gpu_hours:,.2f}",
-            "-" if s.energy_kwh is None else f"{s.energy_kwh:,.2f}",
-            "-" if s.cost_usd is None else f"{s.cost_usd:,.2f}",
+            "n/a" if s.energy_kwh is None else f"{s.energy_kwh:,.2f}",
+            "n/a" if s.cost_usd is None else f"{s.cost_usd:,.2f}",
         ]
     return pl.DataFrame(cols)

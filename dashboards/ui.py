@@ -5,14 +5,15 @@ The script Streamlit runs is :mod:`dashboards.app` (``fleetwise dashboard`` star
 
 Layout: the sidebar holds what every page shares (the page, the trace and its load factor, the model and
 the SLOs); each page in :mod:`dashboards.views` renders one question. The page is also in the URL
-(``?page=Plan``) so a view can be linked to.
+(``?page=Plan``, optionally ``&load=2`` for the load factor) so a view can be linked to.
 
 Errors: every bad input (a broken upload, a missing file, an unknown GPU, an infeasible layout) is an
 :class:`~traces.errors.InputError` from the library, shown in the page as one red line, never a
 traceback.
 
-Long runs (Compare, Experts, replays of big traces) show a progress bar; Streamlit's Stop button or any
-change of an input cancels them at the next step (Streamlit interrupts a script at its next element call).
+Long runs (plans, replays, Compare, Autoscaling, Power) run in a child process (:mod:`dashboards.jobs`)
+and show their progress with a Cancel button; Cancel, Streamlit's Stop or any change of an input
+terminates the child at once, in the middle of a library call (:func:`dashboards.views.common.computed`).
 """
 
 from __future__ import annotations
@@ -124,7 +125,7 @@ def _sidebar(pages: list[str]) -> tuple[PageName, Inputs]:
         "Load factor (x request rate)",
         min_value=0.05,
         max_value=20.0,
-        value=1.0,
+        value=_load_from_url(),
         step=0.5,
         key="load_factor",
         help="Scales the rate at the same duration (traces.transforms).",
@@ -151,6 +152,16 @@ def _sidebar(pages: list[str]) -> tuple[PageName, Inputs]:
         ttft_s=float(ttft_ms) / 1e3,
         tpot_s=float(tpot_ms) / 1e3,
     )
+
+
+def _load_from_url() -> float:
+    """The load factor a link asked for (``?load=2``), 1 when absent or not a number in range."""
+    raw = st.query_params.get("load", "1")
+    try:
+        value = float(raw)
+    except ValueError:
+        return 1.0
+    return value if 0.05 <= value <= 20.0 else 1.0
 
 
 @st.cache_resource(show_spinner=False)

@@ -1,4 +1,10 @@
-"""Autoscaling page: the policies that exist, side by side with a fixed fleet, over the replay's load."""
+"""Autoscaling page: every policy in the replay loop on the same trace, cluster and cold starts.
+
+The work is :func:`planner.autoscale.compare.compare_autoscalers` (``fleetwise autoscale-compare``): the
+same replica capacity, measured once at the SLO, tunes HPA, KEDA, Ray Serve, Dynamo's SLA planner, llm-d's
+WVA and fleetwise's forecast-driven MPC; each replays the trace with cold starts drawn from the same
+distribution. The page lays out its table and timelines.
+"""
 
 from __future__ import annotations
 
@@ -7,80 +13,137 @@ import polars as pl
 import streamlit as st
 
 from dashboards import cache, figures
-from dashboards.ui import Inputs
-from dashboards.views.common import current_trace, remember_run, show_facts, show_figure
-from dashboards.views.replay import fleet_inputs
-from planner.autoscale.context import DEFAULT_COLD_START, POLICIES, TargetParams
+from dashboards.scenario import AutoscaleSpec, autoscale_job
+from dashboards.ui import Inputs, gpu_names
+from dashboards.views.common import computed, current_trace, remember_run, show_facts, show_figure
+from dashboards.views.replay import TP_CHOICES
+from planner.autoscale.compare import DEFAULT_POLICIES
+from planner.autoscale.context import DEFAULT_COLD_START
+
+POLICY_HELP = (
+    "hpa: Kubernetes HPA on vLLM's running+waiting; keda: KEDA's Prometheus scaler (30 s polling, 300 s "
+    "cooldown); ray-serve: Ray Serve's ongoing-requests target; dynamo-sla: NVIDIA Dynamo's SLA planner "
+    "(ARIMA forecast, profile from the perf model); wva: llm-d's saturation-based variant autoscaler; "
+    "mpc: fleetwise's forecast-driven model-predictive policy."
+)
+
+
+def policy_table(table: pl.DataFrame) -> pl.DataFrame:
+    """``Comparison.table()`` with the columns people read, in their units (no new numbers)."""
+    return pl.DataFrame(
+        [
+            {
+                "policy": r["policy"],
+                "GPU-hours": f"{r['gpu_hours']:,.2f}",
+                "SLO attainment": f"{r['attainment']:.2%}",
+                "TTFT p99 ms": f"{r['ttft_p99_s'] * 1e3:,.0f}",
+                "TPOT p99 ms": f"{r['tpot_p99_s'] * 1e3:,.1f}",
+                "violation min": str(r["violation_minutes"]),
+                "burst min violated": f"{r['burst_violation_minutes']} / {r['burst_minutes']}",
+                "scale actions": str(r["scale_actions"]),
+                "oscillations": str(r["oscillations"]),
+                "replicas mean / peak": f"{r['mean_replicas']:.1f} / {r['peak_replicas']}",
+            }
+            for r in table.iter_rows(named=True)
+        ]
+    )
 
 
 def render(inputs: Inputs) -> None:
-    """Target tracking (``planner.autoscale``) against the fixed fleet of the replay, open loop."""
-    st.info(
-        "Pending in the library: the replay simulator does not yet run autoscaling policies in the loop "
-        "(fixed replica count, no cold starts). This page replays the fixed fleet, then runs each policy "
-        "tick by tick over the load that fleet saw: the replica timeline and GPU-hours are what the policy "
-        "would ask for; its latency and SLO violations need the closed loop.",
-        icon=":material/pending:",
-    )
+    """Compare autoscaling policies in the loop and show GPU-hours, violations and replica timelines."""
     got = current_trace(inputs)
     if got is None:
         return
     src, _ = got
-    spec = fleet_inputs(inputs, prefix="auto")
-    st.markdown(f"**Policies available:** {', '.join(p.value for p in POLICIES)}")
+    names = list(gpu_names())
     c1, c2, c3, c4 = st.columns(4)
-    params = TargetParams(
-        target_running_per_replica=float(
-            c1.number_input(
-                "Target requests per replica", min_value=1.0, value=64.0, step=8.0, key="auto_target"
-            )
-        ),
-        min_replicas=int(c2.number_input("Min replicas", min_value=1, value=1, key="auto_min")),
-        max_replicas=int(c3.number_input("Max replicas", min_value=1, value=64, key="auto_max")),
-        scale_down_delay_s=float(
-            c4.number_input("Scale-down delay, s", min_value=0.0, value=300.0, step=30.0, key="auto_delay")
-        ),
+    gpu = c1.selectbox(
+        "GPU", names, index=names.index("H100-SXM") if "H100-SXM" in names else 0, key="auto_gpu"
     )
-    if params.max_replicas < params.min_replicas:
-        st.error("Max replicas must be at least min replicas.")
+    tp = c2.selectbox("TP", TP_CHOICES, key="auto_tp")
+    lo = int(c3.number_input("Min replicas", min_value=1, value=1, key="auto_min"))
+    hi = int(c4.number_input("Max replicas", min_value=1, value=64, key="auto_max"))
+    all_policies = [p.value for p in DEFAULT_POLICIES]
+    chosen = st.multiselect(
+        "Policies", all_policies, default=all_policies, key="auto_policies", help=POLICY_HELP
+    )
+    c5, c6, c7 = st.columns(3)
+    cold = float(
+        c5.number_input(
+            "Median cold start, s",
+            min_value=1.0,
+            value=round(DEFAULT_COLD_START.median_s, 1),
+            step=5.0,
+            key="auto_cold",
+            help=f"Lognormal; default: {DEFAULT_COLD_START.source}.",
+        )
+    )
+    tick = float(c6.selectbox("Control tick", (5.0, 10.0, 15.0, 30.0), key="auto_tick", format_func=_secs))
+    static = c7.checkbox("Also replay the static fleet sized for the peak", value=True, key="auto_static")
+    if hi < lo:
+        st.error("Max replicas must be at least min replicas.", icon=":material/error:")
         return
+    if not chosen:
+        st.warning("Select at least one policy.")
+        return
+    spec = AutoscaleSpec(
+        model=inputs.model,
+        gpu=str(gpu),
+        tp=int(tp),
+        policies=tuple(str(p) for p in chosen),
+        ttft_s=inputs.ttft_s,
+        tpot_s=inputs.tpot_s,
+        min_replicas=lo,
+        max_replicas=hi,
+        cold_start_median_s=None if abs(cold - round(DEFAULT_COLD_START.median_s, 1)) < 1e-9 else cold,
+        tick_s=tick,
+        static_reference=bool(static),
+        seed=inputs.seed,
+    )
     clicked = st.button("Run policies", type="primary", key="auto_run", icon=":material/play_arrow:")
-    last = remember_run("auto_request", (src, inputs.load_factor, inputs.seed, spec, params), clicked)
+    last = remember_run("auto_request", (src, inputs.load_factor, inputs.seed, spec), clicked)
     if last is None:
-        st.caption("Press **Run policies** to replay the fixed fleet and run the policies over its load.")
-    else:
-        with st.spinner("Replaying the fixed fleet and running the policy..."):
-            result = cache.replay(*last[:4])
-            preview = cache.policy_preview(*last)
-        fixed = result.summary
-        t = result.timeseries["t_s"].to_list()
-        series = {
-            f"fixed x{fixed.replicas}": (t, [fixed.replicas] * len(t)),
-            "target-tracking (open loop)": (list(preview.t_s), list(preview.replicas)),
-        }
-        st.success(
-            f"Target tracking asks for {min(preview.replicas)} to {max(preview.replicas)} replicas: "
-            f"{preview.gpu_hours:,.2f} GPU-hours against {fixed.gpu_hours:,.2f} for the fixed fleet."
+        st.caption(
+            "Press **Run policies** to replay the trace once per policy, each in the loop with cold starts "
+            "(about 2 s per policy per 20,000 requests, after a one-off capacity calibration)."
         )
-        show_facts(
-            pl.DataFrame(
-                {
-                    "policy": [f"fixed x{fixed.replicas}", "target-tracking"],
-                    "GPU-hours": [round(fixed.gpu_hours, 2), round(preview.gpu_hours, 2)],
-                    "replicas min / max": [
-                        f"{fixed.replicas} / {fixed.replicas}",
-                        f"{min(preview.replicas)} / {max(preview.replicas)}",
-                    ],
-                    "SLO attainment": [
-                        f"{min(c.attainment for c in fixed.classes):.1%}",
-                        "pending (closed loop)",
-                    ],
-                }
-            )
-        )
-        show_figure(figures.replicas_figure(series), key="auto_timeline")
-    st.subheader("Cold starts")
-    cs = DEFAULT_COLD_START
-    samples = cs.sample(np.random.default_rng(inputs.seed), 5000)
-    show_figure(figures.cold_start_figure(samples, median_s=cs.median_s), key="auto_coldstart")
-    st.caption(f"Lognormal(mu={cs.mu:.3f}, sigma={cs.sigma:.3f}); source: {cs.source}.")
+        _cold_start_section(inputs.seed)
+        return
+    cmp = computed("auto_request", autoscale_job, last, label="Comparing autoscalers")
+    if cmp is None:
+        return
+    run_spec: AutoscaleSpec = last[3]
+    table = cmp.table()
+    best = table.filter(pl.col("attainment") >= 0.99).sort("gpu_hours")
+    cheapest = (
+        f"cheapest at >= 99 % SLO attainment: **{best['policy'][0]}** ({best['gpu_hours'][0]:,.2f} GPU-hours)"
+        if best.height
+        else "no policy reaches 99 % SLO attainment: allow more replicas or a looser SLO"
+    )
+    (st.success if best.height else st.warning)(
+        f"{len(cmp.results)} policies replayed on {run_spec.model} TP{run_spec.tp} {run_spec.gpu}; one "
+        f"replica holds {cmp.capacity.rps:,.2f} req/s at the SLO, {cmp.initial_replicas} ready at the start; "
+        + cheapest
+        + "."
+    )
+    show_facts(policy_table(table))
+    show_figure(figures.autoscale_bars_figure(table), key="auto_bars")
+    stats = cache.stats(last[0], last[1], last[2], 60.0)
+    show_figure(figures.autoscale_timeline_figure(cmp.timelines(), stats), key="auto_timeline")
+    st.caption(
+        "Violation minutes: minutes whose arrivals met the SLO less often than the floor; burst minutes: "
+        "minutes with arrivals well above the median minute. Every policy sees the same cold-start draws."
+    )
+    _cold_start_section(inputs.seed)
+
+
+def _secs(s: float) -> str:
+    return f"{s:g} s"
+
+
+def _cold_start_section(seed: int) -> None:
+    with st.expander("Cold-start distribution (shared by every policy)"):
+        cs = DEFAULT_COLD_START
+        samples = cs.sample(np.random.default_rng(seed), 5000)
+        show_figure(figures.cold_start_figure(samples, median_s=cs.median_s), key="auto_coldstart")
+        st.caption(f"Lognormal(mu={cs.mu:.3f}, sigma={cs.sigma:.3f}); source: {cs.source}.")

@@ -8,10 +8,10 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
-from dashboards import cache, figures, tables
-from dashboards.scenario import Scenario, ScenarioOutcome
+from dashboards import figures, tables
+from dashboards.scenario import Scenario, ScenarioOutcome, scenario_job
 from dashboards.ui import Inputs, gpu_names
-from dashboards.views.common import current_trace, remember_run, show_facts, show_figure
+from dashboards.views.common import computed, current_trace, remember_run, show_facts, show_figure
 from planner.sim import RouterName, SimResult
 from traces.errors import InputError
 
@@ -123,15 +123,17 @@ def render(inputs: Inputs) -> None:
         st.caption("Press **Run comparison** to replay every scenario.")
         return
     run_src, seed, run_cases, model, run_router, ttft_s, tpot_s = last
-    bar = st.progress(0.0, text="Starting...")
     outcomes: list[ScenarioOutcome] = []
     for i, case in enumerate(run_cases):
-        # Between scenarios Streamlit can act on Stop or on a changed input: the run is cancelled here.
-        bar.progress(
-            i / len(run_cases), text=f"Scenario {i + 1} of {len(run_cases)}: {case.name} (Stop cancels)"
+        got_one = computed(
+            "cmp_request",
+            scenario_job,
+            (run_src, seed, case, model, run_router, ttft_s, tpot_s),
+            label=f"Scenario {i + 1} of {len(run_cases)}",
         )
-        outcomes.append(cache.scenario(run_src, seed, case, model, run_router, ttft_s, tpot_s))
-    bar.empty()
+        if got_one is None:
+            return
+        outcomes.append(got_one)
     named: dict[str, SimResult] = {o.scenario.name: o.result for o in outcomes}
     sized = [
         f"{o.scenario.name}: planner chose {o.spec.replicas} x TP{o.spec.tp}" for o in outcomes if o.planned

@@ -62,7 +62,7 @@ def render(inputs: Inputs) -> None:
         w = cache.expert_loads(last[0], last[1], last[2])
     rows = []
     for name, placement, status, wall in (
-        ("static (one copy each, in order)", static, "-", None),
+        ("static (one copy each, in order)", static, "fixed", None),
         ("EPLB greedy", greedy, "heuristic", None),
         ("fleetwise", ours.placement, str(ours.status).lower(), ours.wall_s),
     ):

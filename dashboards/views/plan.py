@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import cache, figures, tables
-from dashboards.scenario import PlanSpec, planned_fleet
+from dashboards import figures, tables
+from dashboards.scenario import PlanSpec, plan_job, planned_fleet
 from dashboards.ui import Inputs, gpu_names
-from dashboards.views.common import current_trace, remember_run, show_facts, show_figure, show_table
+from dashboards.views.common import (
+    computed,
+    current_trace,
+    remember_run,
+    show_facts,
+    show_figure,
+    show_table,
+)
 
 
 def render(inputs: Inputs) -> None:
@@ -59,8 +66,9 @@ def render(inputs: Inputs) -> None:
             "Press **Run plan** to size a fleet for this trace (scoring, CP-SAT, then a replay to verify)."
         )
         return
-    with st.spinner("Scoring candidates, solving, verifying by replay..."):
-        report = cache.plan(*last)
+    report = computed("plan_request", plan_job, last, label="Sizing the fleet")
+    if report is None:
+        return
     model = last[3].model
     headline = tables.plan_headline(report, model)
     (st.success if report.plan.feasible else st.error)(headline)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import cache, figures, tables
-from dashboards.scenario import ReplaySpec
+from dashboards import figures, tables
+from dashboards.scenario import ReplaySpec, replay_job
 from dashboards.ui import Inputs, gpu_names
-from dashboards.views.common import current_trace, remember_run, show_facts, show_figure
+from dashboards.views.common import computed, current_trace, remember_run, show_facts, show_figure
 from planner.sim import RouterName
 
 TP_CHOICES: tuple[int, ...] = (1, 2, 4, 8)
@@ -61,8 +61,9 @@ def render(inputs: Inputs) -> None:
     if last is None:
         st.caption(f"Press **Run replay** to simulate {tr.num_requests:,} requests through this fleet.")
         return
-    with st.spinner(f"Replaying {tr.num_requests:,} requests (Stop cancels)..."):
-        result = cache.replay(*last)
+    result = computed("replay_request", replay_job, last, label=f"Replaying {tr.num_requests:,} requests")
+    if result is None:
+        return
     run_spec = last[3]
     s = result.summary
     ok = all(c.p99_met for c in s.classes)

@@ -19,6 +19,7 @@ from planner.perf import Parallelism, build_replica_perf
 from planner.sim import EngineConfig, RouterName, SimConfig, SLOTarget, replay
 from planner.sim.config import AutoscaleConfig, PowerConfig
 from planner.sim.result import SimResult
+from planner.sim.summary_rows import VIOLATIONS_ROW, summary_rows
 from planner.sim.writer import summary_json, write_result
 from traces.errors import InputError
 from traces.schema import RequestTrace
@@ -67,8 +68,9 @@ def replay_cmd(
     interval_s: Annotated[float, typer.Option(help="time-series resolution, seconds")] = 10.0,
     seed: Annotated[int, typer.Option(help="seed of every random choice")] = 0,
     shards: Annotated[int, typer.Option(help="replica groups, each behind its own router")] = 1,
-    ray_address: Annotated[str | None, typer.Option(help="run shards on this Ray cluster ('local' starts "
-                                                     "one here)")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        help="run shards on Ray: host:port (GCS), ray://host:10001 (Ray Client), auto (RAY_ADDRESS or the "
+             "cluster started on this machine), local (start one here); default: no Ray")] = None,
     autoscale: Annotated[str | None, typer.Option(
         help="autoscaling policy in the loop (a name from planner.autoscale POLICIES, e.g. target-tracking)",
     )] = None,
@@ -111,7 +113,7 @@ def replay_cmd(
         else:
             from planner.sim.ray_runner import ray_map_shards
 
-            mapper = ray_map_shards(address=None if ray_address == "local" else ray_address,
+            mapper = ray_map_shards(address=ray_address,
                                     on_done=lambda done, _n: bar.update(job, completed=done))
             result = replay(tr, perf, config=config, gpu=gpu_spec, map_shards=mapper)
     if out is not None:
@@ -155,28 +157,15 @@ def _power(budget: float | None, capping: str, period: float, latency: float,
 
 
 def print_summary(result: SimResult, console: Console, *, title: str, out: Path | None) -> None:
-    """The summary as rich tables (nothing computed here)."""
-    s = result.summary
+    """The summary as rich tables; the rows are :func:`planner.sim.summary_rows.summary_rows` (nothing
+    computed or worded here, so the dashboard and the report show the same lines)."""
     t = Table(title=title, show_header=False)
     t.add_column("metric")
     t.add_column("value", justify="right")
-    rows: list[tuple[str, str]] = [
-        ("requests (completed / rejected)", f"{s.requests:,} ({s.completed:,} / {s.rejected:,})"),
-        ("makespan", f"{s.makespan_s:,.1f} s"),
-        ("throughput", f"{s.throughput_rps:,.2f} req/s, {s.output_tokens_per_s:,.0f} tok/s"),
-        ("goodput (met SLO)", f"{s.goodput_rps:,.2f} req/s"),
-        ("busy fraction", f"{s.utilization:.1%}"),
-        ("preemptions", f"{s.preemptions:,}"),
-        ("cached prefix tokens", f"{s.cached_prefix_tokens:,} of {s.prompt_tokens:,}"),
-        ("GPU-hours", f"{s.gpu_hours:,.2f}"),
-    ]
-    if s.energy_kwh is not None:
-        rows.append(("energy", f"{s.energy_kwh:,.2f} kWh"))
-    if s.cost_usd is not None:
-        rows.append(("cost", f"${s.cost_usd:,.2f}"))
-    for name, value in rows:
-        t.add_row(name, value)
+    for name, value in summary_rows(result):
+        t.add_row(name, value, style="bold red" if name == VIOLATIONS_ROW else None)
     console.print(t)
+    s = result.summary
     c = Table(title="SLO classes")
     for col in ("class", "requests", "attainment", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "target ms",
                 "p99 met"):
@@ -188,17 +177,6 @@ def print_summary(result: SimResult, console: Console, *, title: str, out: Path 
                   f"{k.ttft_target_s * 1e3:,.0f} / {k.tpot_target_s * 1e3:,.0f}",
                   "yes" if k.p99_met else "no")
     console.print(c)
-    for p in result.pools:
-        if p.scale_ups or p.scale_downs:
-            console.print(f"autoscaling ({p.name}): {p.scale_ups} scale-ups, {p.scale_downs} scale-downs, "
-                          f"peak {p.peak_replicas} replicas")
-    if result.capping is not None:
-        cap = result.capping
-        console.print(f"power: row peak {cap.peak_row_w:,.0f} W / mean {cap.mean_row_w:,.0f} W of "
-                      f"{cap.row_budget_w:,.0f} W budget; over budget {cap.over_budget_s:,.0f} s, capped "
-                      f"{cap.capped_s:,.0f} s, brake events {cap.brake_events}")
-    if s.violations:
-        console.print(f"[bold red]engine invariant violations: {s.violations}[/]")
     if out is not None:
         console.print(f"wrote {out}/requests.parquet, timeseries.parquet, summary.json"
                       + (", power.parquet" if result.power is not None else "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -66,7 +67,7 @@ def test_plan_runs_on_the_bundled_trace(app: AppTest) -> None:
     assert headline.startswith("Plan: ") and "for Llama-3.1-8B" in headline and "$" in headline
     breakdown = app.table[0].value
     assert set(breakdown["configuration"].str.split(" ").str[0]) <= {"H100-SXM", "H200-SXM"}
-    assert (breakdown["cost $"] > 0).all()
+    assert (breakdown["cost $"].str.replace(",", "").astype(float) > 0).all()
     candidates = app.dataframe[0].value
     assert (candidates["in plan"] == "plan").sum() == len(breakdown)
     # the result stays on screen on the next rerun (read back from the cache)
@@ -114,27 +115,54 @@ def test_plan_feeds_the_replay_defaults(app: AppTest) -> None:
     assert app.selectbox(key="replay_gpu").value == "H200-SXM"
 
 
-def test_autoscaling_runs_the_policy_open_loop(app: AppTest) -> None:
+@pytest.mark.slow
+def test_autoscaling_compares_policies_in_the_loop(app: AppTest) -> None:
+    app.sidebar.number_input(key="load_factor").set_value(3.0).run()
     goto(app, "Autoscaling")
-    assert "Pending in the library" in app.info[0].value
-    app.number_input(key="auto_replicas").set_value(4)
-    app.number_input(key="auto_target").set_value(8.0)
+    app.multiselect(key="auto_policies").set_value(["hpa", "mpc"]).run()
     app.button(key="auto_run").click().run()
     assert not app.exception
-    assert app.success[0].value.startswith("Target tracking asks for")
+    assert not app.error, app.error[0].value
+    headline = app.success[0].value
+    assert headline.startswith("3 policies replayed on Llama-3.1-8B TP1 H100-SXM; one replica holds ")
     table = app.table[0].value
-    assert list(table["policy"]) == ["fixed x4", "target-tracking"]
-    # a fleet of 4 fixed replicas holds 4 GPU-hours per hour; the policy asks for fewer at this load
-    assert table["GPU-hours"][1] < table["GPU-hours"][0]
+    assert list(table["policy"])[1:] == ["hpa", "mpc"] and table["policy"][0].startswith("static-peak(")
+    gpu_h = dict(zip(table["policy"], table["GPU-hours"].astype(float), strict=True))
+    # at 3x the bundled hour's rate the peak-sized static fleet holds more GPUs than either policy
+    assert gpu_h["hpa"] < gpu_h[table["policy"][0]] and gpu_h["mpc"] < gpu_h[table["policy"][0]]
+    assert all(float(a.rstrip("%")) > 90 for a in table["SLO attainment"])
+    assert len(app.get("plotly_chart")) == 3  # bars, timelines, cold starts (in the expander)
 
 
-def test_power_page_measures_the_replay(app: AppTest) -> None:
+def test_autoscaling_refuses_inverted_bounds(app: AppTest) -> None:
+    goto(app, "Autoscaling")
+    app.number_input(key="auto_min").set_value(8).run()
+    app.number_input(key="auto_max").set_value(2).run()
+    assert not app.exception
+    assert app.error[0].value == "Max replicas must be at least min replicas."
+    assert "auto_run" not in [b.key for b in app.button]
+
+
+@pytest.mark.slow
+def test_power_study_draws_the_pareto_curve_and_a_capping_timeline(app: AppTest) -> None:
     goto(app, "Power")
+    app.number_input(key="power_nameplate").set_value(2)
+    app.number_input(key="power_pool").set_value(4)
+    app.number_input(key="power_rps").set_value(3.0)
     app.button(key="power_run").click().run()
     assert not app.exception
+    assert not app.error, app.error[0].value
     msg = (app.success or app.warning)[0].value
-    assert "kW" in msg and "energy" in msg
-    assert len(app.get("plotly_chart")) == 2
+    assert msg.startswith("Row budget ") and "at nameplate" in msg
+    provisioning = app.table[0].value
+    assert int(provisioning["servers"][0]) == 2  # nameplate, as asked
+    plan_servers = int(provisioning["servers"][2])
+    assert plan_servers >= 2  # capping never holds fewer servers than nameplate
+    pareto = app.table[1].value
+    assert [int(x) for x in pareto["servers"]] == list(range(2, 2 + len(pareto)))
+    assert len(app.get("plotly_chart")) == 2  # Pareto curve, capping timeline
+    sizes = app.selectbox(key="power_size")
+    assert sizes.value == plan_servers and len(sizes.options) >= len(pareto)
 
 
 def test_experts_page_balances_better_than_static(app: AppTest) -> None:
@@ -216,3 +244,46 @@ def test_shared_azure_trace_by_path_plans(shared_traces: Path) -> None:
     at.button(key="plan_run").click().run()
     assert not at.exception
     assert at.success[0].value.startswith("Plan: ")
+
+
+SHARED: tuple[Any, ...] = (
+    # trace, its request count, TTFT p99 target in ms (Mooncake's prompts average 15k tokens)
+    pytest.param(
+        "azure_llm_2023/AzureLLMInferenceTrace_conv.csv", "19,366 requests", 2000.0, id="azure-conv"
+    ),
+    pytest.param("azure_llm_2023/AzureLLMInferenceTrace_code.csv", "8,819 requests", 2000.0, id="azure-code"),
+    pytest.param("mooncake/synthetic_trace.jsonl", "3,993 requests", 10000.0, id="mooncake"),
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("rel", "count", "ttft_ms"), SHARED)
+def test_shared_trace_on_every_trace_driven_page(
+    shared_traces: Path, rel: str, count: str, ttft_ms: float
+) -> None:
+    """Trace, Replay, Autoscaling and Power on a real trace, picked by path (Plan: the Azure test above)."""
+    at = AppTest.from_file(str(APP), default_timeout=400)
+    at.run()
+    at.sidebar.radio(key="source").set_value("File path").run()
+    at.sidebar.text_input(key="path").set_value(str(shared_traces / rel)).run()
+    at.sidebar.number_input(key="ttft").set_value(ttft_ms).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.success[0].value.startswith(f"{Path(rel).name}: {count}")
+    goto(at, "Replay")
+    at.number_input(key="replay_replicas").set_value(4)
+    at.button(key="replay_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert (at.success or at.warning)[0].value.startswith(f"Replay: {count.split(maxsplit=1)[0]} of ")
+    goto(at, "Autoscaling")
+    at.multiselect(key="auto_policies").set_value(["hpa"]).run()
+    at.button(key="auto_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert list(at.table[0].value["policy"])[1:] == ["hpa"]
+    goto(at, "Power")
+    at.number_input(key="power_nameplate").set_value(1)
+    at.number_input(key="power_pool").set_value(2)
+    at.number_input(key="power_rps").set_value(1.0)
+    at.button(key="power_run").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert (at.success or at.warning)[0].value.startswith("Row budget ")
+    assert len(at.get("plotly_chart")) == 2

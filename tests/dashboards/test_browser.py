@@ -208,32 +208,44 @@ def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 PAGES: tuple[Any, ...] = (
-    # page, its Run button, text the result shows, plotly charts drawn
-    pytest.param("Trace", None, "19,902 requests over 60.0 min", 3, id="Trace"),
-    pytest.param("Plan", "Run plan", "Plan: ", 1, marks=pytest.mark.slow, id="Plan"),
+    # page, URL query, its Run button, text the result shows, plotly charts drawn
+    pytest.param("Trace", "", None, "19,902 requests over 60.0 min", 3, id="Trace"),
+    pytest.param("Plan", "", "Run plan", "Plan: ", 1, marks=pytest.mark.slow, id="Plan"),
     pytest.param(
-        "Replay", "Run replay", "Replay: 19,902 of 19,902 requests served on 2 replicas", 3, id="Replay"
+        "Replay", "", "Run replay", "Replay: 19,902 of 19,902 requests served on 2 replicas", 3, id="Replay"
     ),
-    pytest.param("Autoscaling", "Run policies", "Target tracking asks for", 2, id="Autoscaling"),
-    pytest.param("Power", "Run replay", "kW board power", 2, id="Power"),
-    pytest.param("Experts", "Place experts", "Busiest GPU over mean", 2, id="Experts"),
+    pytest.param("Autoscaling", "&load=3", "Run policies", "policies replayed on", 2, id="Autoscaling"),
+    pytest.param("Power", "", "Run power study", "Row budget", 2, id="Power"),
+    pytest.param("Experts", "", "Place experts", "Busiest GPU over mean", 2, id="Experts"),
     pytest.param(
-        "Compare", "Run comparison", "Compared H100 baseline, H100 load x2, H200 baseline", 3, id="Compare"
+        "Compare",
+        "",
+        "Run comparison",
+        "Compared H100 baseline, H100 load x2, H200 baseline",
+        3,
+        id="Compare",
     ),
 )
 
 
-@pytest.mark.parametrize(("name", "button", "expect", "charts"), PAGES)
+@pytest.mark.parametrize(("name", "query", "button", "expect", "charts"), PAGES)
 def test_page_runs_in_chromium(
-    server: str, page: Page, shots: Path, name: str, button: str | None, expect: str, charts: int
+    server: str,
+    page: Page,
+    shots: Path,
+    name: str,
+    query: str,
+    button: str | None,
+    expect: str,
+    charts: int,
 ) -> None:
-    page.send("Page.navigate", url=f"{server}/?page={name}")
+    page.send("Page.navigate", url=f"{server}/?page={name}{query}")
     page.wait_for_text(f"fleetwise · {name}")
     if button is not None:
         page.wait_for_text(button)
         page.wait_idle()
         page.click_button(button)
-    body = page.wait_for_text(expect)
+    body = page.wait_for_text(expect, timeout_s=240)
     page.wait_idle()
     deadline = time.monotonic() + 30
     while (
@@ -250,3 +262,20 @@ def test_page_runs_in_chromium(
         line = next(x for x in body.splitlines() if x.startswith("Plan: "))
         assert "for Llama-3.1-8B" in line and "$" in line, line
         assert "candidates scored" in body
+
+
+def test_cancel_stops_a_running_study(server: str, page: Page, shots: Path) -> None:
+    """Cancel in the middle of the power study: the page says so and does not start it again."""
+    page.send("Page.navigate", url=f"{server}/?page=Power&load=1.5")
+    page.wait_for_text("Run power study")
+    page.wait_idle()
+    page.click_button("Run power study")
+    page.wait_for_text("Power study:")  # the progress line of the running job
+    page.screenshot(shots / "power-running.png")
+    page.click_button("Cancel")
+    body = page.wait_for_text("Cancelled: the run was stopped before it finished", timeout_s=30)
+    page.wait_idle()
+    page.screenshot(shots / "power-cancelled.png")
+    assert "Row budget" not in body
+    time.sleep(2.0)  # nothing restarts the job on its own
+    assert "Power study:" not in page.text()

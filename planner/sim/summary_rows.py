@@ -1,0 +1,73 @@
+"""A replay's summary as (metric, value) rows: the one wording the CLI, the dashboard and reports share.
+
+Why a module of its own: ``fleetwise replay`` prints the summary as a rich table, the dashboard and the
+HTML report show it as a table too; when each surface chose its own rows they drifted apart (one showed
+the fleet size, the other did not). The rows are formatted here once, from
+:class:`~planner.sim.result.SimResult` fields only: nothing is computed that the result does not hold.
+
+>>> from planner.sim import SimConfig, replay
+>>> from planner.sim.testing import LinearPerf, poisson_trace
+>>> res = replay(poisson_trace(50, 2.0, 0), LinearPerf(), config=SimConfig(replicas=2))
+>>> rows = dict(summary_rows(res))
+>>> rows["replicas x GPUs per replica"], rows["requests (completed / rejected)"]
+('2 x 1', '50 (50 / 0)')
+"""
+
+from __future__ import annotations
+
+from planner.sim.result import SimResult
+
+VIOLATIONS_ROW = "engine invariant violations"
+"""Name of the row that only appears when the engine broke an invariant (surfaces may highlight it)."""
+
+
+def summary_rows(result: SimResult) -> tuple[tuple[str, str], ...]:
+    """The replay's headline numbers as ``(metric, value)`` pairs, in reading order.
+
+    Rows that do not apply are left out rather than shown empty: energy and cost need a GPU spec,
+    the autoscaling row appears for pools whose autoscaler acted, the power row when capping was in the
+    loop, and :data:`VIOLATIONS_ROW` only when the engine broke an invariant.
+
+    Args:
+        result: what :func:`planner.sim.replay` returned.
+
+    Returns:
+        Pairs of metric name and formatted value.
+    """
+    s = result.summary
+    rows: list[tuple[str, str]] = [
+        ("requests (completed / rejected)", f"{s.requests:,} ({s.completed:,} / {s.rejected:,})"),
+        ("replicas x GPUs per replica", f"{s.replicas} x {s.gpus_per_replica}"),
+        ("makespan", f"{s.makespan_s:,.1f} s"),
+        ("throughput", f"{s.throughput_rps:,.2f} req/s, {s.output_tokens_per_s:,.0f} output tok/s"),
+        ("goodput (met SLO)", f"{s.goodput_rps:,.2f} req/s"),
+        ("busy fraction", f"{s.utilization:.1%}"),
+        ("preemptions", f"{s.preemptions:,}"),
+        ("cached prefix tokens", f"{s.cached_prefix_tokens:,} of {s.prompt_tokens:,}"),
+        ("GPU-hours", f"{s.gpu_hours:,.2f}"),
+    ]
+    if s.energy_kwh is not None:
+        rows.append(("energy", f"{s.energy_kwh:,.2f} kWh"))
+    if s.cost_usd is not None:
+        rows.append(("cost", f"${s.cost_usd:,.2f}"))
+    for p in result.pools:
+        if p.scale_ups or p.scale_downs:
+            rows.append(
+                (
+                    f"autoscaling ({p.name})",
+                    f"{p.scale_ups} scale-ups, {p.scale_downs} scale-downs, peak {p.peak_replicas} replicas",
+                )
+            )
+    if result.capping is not None:
+        cap = result.capping
+        rows.append(
+            (
+                "row power (capping in the loop)",
+                f"peak {cap.peak_row_w:,.0f} W / mean {cap.mean_row_w:,.0f} W of {cap.row_budget_w:,.0f} W; "
+                f"over budget {cap.over_budget_s:,.0f} s, capped {cap.capped_s:,.0f} s, "
+                f"brake events {cap.brake_events}",
+            )
+        )
+    if s.violations:
+        rows.append((VIOLATIONS_ROW, f"{s.violations:,}"))
+    return tuple(rows)
