@@ -31,6 +31,7 @@ from planner.catalog import load_catalog
 from planner.perf import Parallelism, build_replica_perf
 from planner.plan import PlanReport, PlanRequest, plan_fleet
 from planner.sim import EngineConfig, RouterName, SimConfig, SimResult, SLOTarget, replay
+from solvers.power.row import DEFAULT_BASE_W
 from traces.errors import InputError
 from traces.schema import RequestTrace
 
@@ -569,7 +570,7 @@ class PowerSpec:
     nameplate_servers: int = 4
     pool_servers: int = 6
     rps_per_server: float = 4.0
-    server_base_w: float = 1500.0
+    server_base_w: float = DEFAULT_BASE_W  # sourced in solvers/power/row.py
     hp_share: float = 0.5
     max_capped: float = 0.01
     hp_inflation: float = 0.05
