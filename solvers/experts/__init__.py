@@ -15,6 +15,7 @@ from solvers.experts.eplb_greedy import eplb_placement, rebalance_experts
 from solvers.experts.loads import MoEShape, Skew, moe_shape_of, read_loads, synthetic_loads, validate_loads
 from solvers.experts.placement import Cluster, EplbPlan, Placement, load_plan, make_placement, save_plan
 from solvers.experts.problem import (
+    Balance,
     LayerReport,
     Locality,
     PlacementProblem,
@@ -25,6 +26,7 @@ from solvers.experts.solve import assign_groups, solve
 from solvers.status import SolveStatus
 
 __all__ = [
+    "Balance",
     "Cluster",
     "EplbPlan",
     "LayerReport",

@@ -16,7 +16,9 @@ one expert). So for any plan, ``max GPU >= min over assignments of max_k f(S_k, 
 
 The same programme re-assigns groups in incremental mode (:func:`regroup`): fewest replicas moved
 (a group that changes node copies all its replicas), subject to every node's ``f`` staying within the
-balance target.
+balance target. Kept as Pareto sets instead of single values, it gives the whole trade-off between
+copies forced by group moves and the balance they allow (:func:`move_frontier`), which bounds the moves
+of re-plans held to an aggregate balance over layers (:mod:`solvers.experts.aggregate`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -323,6 +327,87 @@ def forced_moves(
     return None if found is None else found[1]
 
 
+@dataclass(frozen=True)
+class GroupMove:
+    """One point of a layer's trade-off between group moves and balance (:func:`move_frontier`).
+
+    Attributes:
+        copies: replicas copied because their group changes node (a lower bound on the plan's copies).
+        floor: the busiest GPU no plan under this assignment can beat (``max_k f(S_k, k)``, tokens).
+        home: node of every group.
+    """
+
+    copies: int
+    floor: float
+    home: tuple[int, ...]
+
+
+def move_frontier(
+    w: FloatArray,
+    cluster: Cluster,
+    num_groups: int,
+    old_home: IntArray,
+    move_cost: FloatArray,
+) -> list[GroupMove]:
+    """Every useful trade-off of one layer between forced copies and the busiest GPU's floor.
+
+    Each group->node assignment forces the copies of the groups it moves (``move_cost``, see
+    :func:`forced_moves`) and lets no plan beat ``max_k f(S_k, k)`` on the busiest GPU. The Pareto
+    front over all assignments, copies ascending and floors strictly descending, is computed exactly by
+    the subset programme with a Pareto set per state. Any strict node-local plan of the layer copies at
+    least the ``copies`` of some front point and runs its busiest GPU at least at its ``floor``; the
+    first point whose floor is within a target is what :func:`regroup` returns for that target. Empty
+    for more than :data:`MAX_EXACT_GROUPS` groups (no bound claimed).
+
+    >>> w = np.array([4.0, 4.0, 1.0, 1.0, 3.0, 3.0, 1.0, 1.0])  # groups of 8, 2, 6, 2 tokens
+    >>> c = Cluster(num_gpus=2, gpus_per_node=1, num_slots=8)
+    >>> [(p.copies, p.floor, p.home) for p in
+    ...  move_frontier(w, c, 4, np.array([0, 1, 0, 1]), np.array([2.0, 5.0, 2.0, 2.0]))]
+    [(0, 14.0, (0, 1, 0, 1)), (4, 10.0, (0, 1, 1, 0))]
+    """
+    if num_groups > MAX_EXACT_GROUPS:
+        return []
+    group_size = w.shape[0] // num_groups
+    per_node = num_groups // cluster.num_nodes
+    floor_of = _floor_fn(w, cluster, group_size)
+    cost = [round(float(v)) for v in move_cost]
+    # A state's front: (copies, floor, group set of every node so far).
+    Point = tuple[int, float, tuple[tuple[int, ...], ...]]
+    fronts: dict[int, list[Point]] = {0: [(0, 0.0, ())]}
+    for k in range(cluster.num_nodes):
+        grown: dict[int, list[Point]] = {}
+        for mask, front in fronts.items():
+            free = [i for i in range(num_groups) if not mask >> i & 1]
+            for subset in itertools.combinations(free, per_node):
+                floor = floor_of(subset, k)[0]
+                extra = sum(cost[i] for i in subset if old_home[i] != k)
+                new_mask = mask | sum(1 << i for i in subset)
+                grown.setdefault(new_mask, []).extend(
+                    (c + extra, max(f, floor), (*sets, subset)) for c, f, sets in front
+                )
+        fronts = {mask: _front(points) for mask, points in grown.items()}
+    out = []
+    for copies, floor, sets in fronts.get((1 << num_groups) - 1, []):
+        home = [0] * num_groups
+        for k, subset in enumerate(sets):
+            for g in subset:
+                home[g] = k
+        out.append(GroupMove(copies=copies, floor=floor, home=tuple(home)))
+    return out
+
+
+_P = TypeVar("_P", bound=tuple[int, float, tuple[tuple[int, ...], ...]])
+
+
+def _front(points: list[_P]) -> list[_P]:
+    """Pareto front: copies ascending, each point with a strictly lower floor (ties: first found)."""
+    out: list[_P] = []
+    for p in sorted(points, key=lambda p: (p[0], p[1])):
+        if not out or p[1] < out[-1][1]:
+            out.append(p)
+    return out
+
+
 def _regroup(
     w: FloatArray,
     cluster: Cluster,
@@ -355,10 +440,12 @@ def _regroup(
 
 
 __all__ = [
+    "GroupMove",
     "assign_groups",
     "forced_moves",
     "heaviest_replica",
     "lower_bound",
+    "move_frontier",
     "node_floor",
     "node_local_bound",
     "regroup",

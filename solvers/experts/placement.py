@@ -181,6 +181,16 @@ class Placement:
         g = self.gpu_loads(loads)
         return np.asarray(g.max(axis=1) / g.mean(axis=1), dtype=np.float64)
 
+    def aggregate_imbalance(self, loads: FloatArray) -> float:
+        """``sum_l max_l / sum_l mean_l``: the step-time imbalance (each MoE layer waits for its busiest GPU).
+
+        This is the ``expert_imbalance`` the performance model wants: a step's MoE time follows the sum
+        of the per-layer maxima. It equals the mean of :meth:`layer_imbalance` when every layer routes
+        the same tokens.
+        """
+        g = self.gpu_loads(loads)
+        return float(g.max(axis=1).sum() / g.mean(axis=1).sum())
+
     def moves_from(self, previous: Placement) -> IntArray:
         """Per layer, expert copies this plan needs that ``previous`` did not have on the same GPU.
 

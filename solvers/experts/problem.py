@@ -37,6 +37,21 @@ class Locality(StrEnum):
     HOME = "home"
 
 
+class Balance(StrEnum):
+    """What "as balanced as a fresh plan" means for an incremental re-plan.
+
+    ``AGGREGATE`` (default): the sum over layers of the busiest GPU's load may not exceed the reference
+    plan's, i.e. ``sum_l max_l / sum_l mean_l`` (the step-time imbalance: every MoE layer waits for its
+    own busiest GPU, so a step's MoE time follows the sum). A layer may then stay a little less balanced
+    than the reference (keeping its expert groups where they are) while another is balanced better.
+    ``LAYER``: every layer separately at least as balanced as the reference's same layer (stricter; it
+    forces more copies, most of all node-local, where a group that changes node copies all its replicas).
+    """
+
+    AGGREGATE = "aggregate"
+    LAYER = "layer"
+
+
 @dataclass(frozen=True, eq=False)
 class PlacementProblem:
     """What to place.
@@ -47,8 +62,10 @@ class PlacementProblem:
         num_groups: expert groups (group-limited routing); used by ``Locality.NODE``.
         locality: replica locality rule.
         current: the placement running now; when given, the solver minimises experts moved.
-        max_imbalance: incremental mode only: the balance (max/mean GPU load) each layer must reach.
-            ``None`` means "as good as a fresh EPLB plan of the new loads", layer by layer.
+        max_imbalance: incremental mode only: the balance (max/mean GPU load) to reach, for the
+            aggregate over layers or for each layer (``balance``). ``None`` means "as good as a fresh
+            EPLB plan of the new loads" under the same statement.
+        balance: incremental mode only: aggregate (step-time) balance or per-layer balance.
     """
 
     loads: FloatArray
@@ -57,6 +74,7 @@ class PlacementProblem:
     locality: Locality = Locality.GLOBAL
     current: Placement | None = None
     max_imbalance: float | None = None
+    balance: Balance = Balance.AGGREGATE
 
     def __post_init__(self) -> None:
         layers, experts = self.loads.shape
@@ -102,6 +120,8 @@ class PlacementProblem:
                 field="incremental-from",
                 expected=f"{layers} layers x {experts} experts on {c}",
             )
+        if not isinstance(self.balance, Balance):
+            raise InputError(f"balance {self.balance!r}", field="balance", expected="aggregate | layer")
         if self.max_imbalance is not None and self.max_imbalance < 1.0:
             raise InputError(f"max_imbalance {self.max_imbalance}", field="max-imbalance", expected=">= 1.0")
 
@@ -174,8 +194,7 @@ class PlacementSolution:
         objective: mean over layers of max/mean GPU load, the quantity minimised (incremental mode: total
             experts moved).
         bound: lower bound on the objective: ``imbalance_bound`` (incremental: None).
-        imbalance: mean over layers of max/mean GPU load; feed this to the performance model (the MoE
-            step runs as slow as its busiest GPU, and each layer waits for its own busiest GPU).
+        imbalance: mean over layers of max/mean GPU load.
         worst_imbalance: the worst layer's max/mean.
         moves: total expert copies moved from ``problem.current`` (None without a current placement).
         remote_share: mean over layers of the share of tokens dispatched off their group's home node
@@ -185,8 +204,16 @@ class PlacementSolution:
         imbalance_bound: mean over layers of a lower bound on max/mean that no plan under the locality
             rule beats (for ``Locality.NODE``, any group->node assignment; see
             :func:`~solvers.experts.groups.node_local_bound`). Set in incremental mode too.
-        moves_bound: node-local re-plans: the copies no plan reaching the per-layer targets can avoid
-            (groups that must change node); None otherwise.
+        moves_bound: node-local re-plans: the copies no plan holding the same balance statement can
+            avoid (groups that must change node): per-layer targets under ``Balance.LAYER``, the
+            aggregate budget under ``Balance.AGGREGATE``; None otherwise.
+        aggregate_imbalance: ``sum_l max_l / sum_l mean_l``; feed this to the performance model's
+            ``expert_imbalance`` (each MoE layer waits for its own busiest GPU, so a step's MoE time
+            follows the sum of the per-layer maxima). Equals ``imbalance`` when all layers carry the
+            same tokens.
+        balance: incremental re-plans: the balance statement held (None for fresh plans).
+        balance_target: incremental re-plans under ``Balance.AGGREGATE``: the aggregate imbalance the
+            plan had to reach (the reference plan's, or ``max_imbalance``); None otherwise.
     """
 
     placement: Placement
@@ -201,3 +228,6 @@ class PlacementSolution:
     remote_share: float = 0.0
     imbalance_bound: float = 1.0
     moves_bound: int | None = None
+    aggregate_imbalance: float = 1.0
+    balance: Balance | None = None
+    balance_target: float | None = None

@@ -85,3 +85,29 @@ def test_table_output_and_bad_load_file(tmp_path: Path) -> None:
     np.save(tmp_path / "w.npy", np.ones((2, 64)))
     ok = CliRunner().invoke(_app(), [*SMALL, "--loads", str(tmp_path / "w.npy"), "--json"])
     assert ok.exit_code == 0, ok.output
+
+
+def test_replan_balance_statements_are_reported() -> None:
+    # Default: the aggregate (step-time) statement, held to greedy's, and said so.
+    agg = CliRunner().invoke(_app(), [*SMALL, "--node-local", "--replan-drift", "0.2", "--json"])
+    assert agg.exit_code == 0, agg.output
+    doc = json.loads(agg.output)
+    greedy, ours = doc["rows"]
+    assert doc["balance"] == "aggregate"
+    assert doc["balance_target"] == pytest.approx(greedy["aggregate"])
+    assert ours["aggregate"] <= greedy["aggregate"] * (1 + 1e-12)
+    assert 0 <= doc["layers_less_balanced_than_greedy"] <= 4
+    # Per layer: every layer held to greedy's same layer.
+    per_layer = CliRunner().invoke(
+        _app(), [*SMALL, "--node-local", "--replan-drift", "0.2", "--balance", "layer", "--json"]
+    )
+    assert per_layer.exit_code == 0, per_layer.output
+    doc_l = json.loads(per_layer.output)
+    assert doc_l["balance"] == "layer" and doc_l["balance_target"] is None
+    assert doc_l["layers_less_balanced_than_greedy"] == 0
+    table = CliRunner().invoke(_app(), [*SMALL, "--node-local", "--replan-drift", "0.2"])
+    assert table.exit_code == 0, table.output
+    assert "re-plan balance: aggregate (default)" in table.output
+    assert "to reach the aggregate balance" in table.output
+    bad = CliRunner().invoke(_app(), [*SMALL, "--replan-drift", "0.2", "--balance", "both"])
+    assert bad.exit_code == 2

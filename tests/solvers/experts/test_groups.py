@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from solvers.experts import (
+    Balance,
     Cluster,
     Locality,
     MoEShape,
@@ -134,10 +135,17 @@ def test_node_local_replan_moves_five_times_fewer_experts_at_per_layer_equal_bal
     fresh = eplb_placement(windows[1], cluster, num_groups=8, hierarchical=True)
     sol = solve(
         PlacementProblem(
-            loads=windows[1], cluster=cluster, num_groups=8, locality=Locality.NODE, current=current
+            loads=windows[1],
+            cluster=cluster,
+            num_groups=8,
+            locality=Locality.NODE,
+            current=current,
+            balance=Balance.LAYER,
         ),
         params=params,
     )
+    assert sol.balance is Balance.LAYER and sol.balance_target is None
+    assert not any(r.method.startswith("aggregate") for r in sol.layers)
     assert sol.placement.duplicates() == 0
     node_of_slot = cluster.gpu_of_slot // 8
     for layer in range(shape.layers):  # still strictly node-local

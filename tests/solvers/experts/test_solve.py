@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from solvers.experts import (
+    Balance,
     Cluster,
     Locality,
     MoEShape,
@@ -165,18 +166,26 @@ def test_incremental_moves_five_times_fewer_experts_at_equal_balance() -> None:
     params = SolveParams(max_time_in_seconds=4.0, processes=1)
     current = solve(PlacementProblem(loads=windows[0], cluster=cluster), params=params).placement
     fresh = eplb_placement(windows[1], cluster, hierarchical=False)
-    sol = solve(PlacementProblem(loads=windows[1], cluster=cluster, current=current), params=params)
+    sol = solve(
+        PlacementProblem(loads=windows[1], cluster=cluster, current=current, balance=Balance.LAYER),
+        params=params,
+    )
+    assert sol.balance is Balance.LAYER
     _check_invariants(sol.placement, windows[1], cluster)
     assert sol.moves is not None and sol.moves == int(sol.placement.moves_from(current).sum())
     assert (sol.placement.layer_imbalance(windows[1]) <= fresh.layer_imbalance(windows[1]) + 1e-6).all()
     assert 5 * sol.moves <= int(fresh.moves_from(current).sum())
 
 
-def test_incremental_with_unchanged_loads_moves_nothing() -> None:
+@pytest.mark.parametrize("balance", list(Balance))
+def test_incremental_with_unchanged_loads_moves_nothing(balance: Balance) -> None:
     w = synthetic_loads(MoEShape(layers=2, experts=32), sigma=0.5, seed=1)[0]
     cluster = Cluster(num_gpus=8, gpus_per_node=8, num_slots=40)
     current = solve(PlacementProblem(loads=w, cluster=cluster), params=FAST).placement
-    again = solve(PlacementProblem(loads=w, cluster=cluster, current=current, max_imbalance=1.5), params=FAST)
+    again = solve(
+        PlacementProblem(loads=w, cluster=cluster, current=current, max_imbalance=1.5, balance=balance),
+        params=FAST,
+    )
     assert again.moves == 0
     assert (again.placement.phy2log == current.phy2log).all()
 
