@@ -33,6 +33,7 @@ from solvers.experts import (
     solve,
     synthetic_loads,
 )
+from solvers.experts.effect import CHUNK_TOKENS, CONTEXT_TOKENS, EffectRow, ep_layout, placement_effect
 from traces.errors import InputError
 
 _TARGET = 1.05
@@ -46,6 +47,11 @@ fleetwise experts --gpus 32 --node-local --sigma 0.5 --replan-drift 0.2
 
 Re-plans hold EPLB's step-time balance (sum over layers of the busiest GPU) by default; --balance layer
 holds every layer to EPLB's same layer instead (more copies).
+
+The effect table runs the perf model for --model on --gpu at tp = ep = --gpus (the only layout whose
+expert-parallel group is the placement's GPUs) with each plan's step imbalance: decode TPOT, a prefill
+chunk's time and decode tokens/s at --tpot-slo-ms. Feed the JSON's rows[-1].aggregate into
+fleetwise replay/plan --expert-imbalance.
 """
 
 
@@ -119,6 +125,13 @@ def experts(
     time_limit: Annotated[float, typer.Option(help="Solver wall-time budget, seconds (all layers).")] = 7.0,
     processes: Annotated[int, typer.Option(help="Layers solved in parallel processes.")] = 2,
     out: Annotated[Path | None, typer.Option(help="Write our plan (EPLB tensors) to .npz or .json.")] = None,
+    gpu: Annotated[str, typer.Option(help="Catalog GPU of the effect table (perf model).")] = "H200-SXM",
+    weight_dtype: Annotated[
+        str, typer.Option(help="Weight dtype of the effect table: bf16 or fp8 (DeepSeek-V3 ships fp8).")
+    ] = "fp8",
+    tpot_slo_ms: Annotated[
+        float, typer.Option(help="TPOT target of the effect table's decode capacity, ms.")
+    ] = 50.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """Balance expert load over GPUs and print balance, moves and solve time beside EPLB's greedy."""
@@ -163,7 +176,8 @@ def experts(
     if out is not None:
         save_plan(ours.placement, out)
     worse = int((ours.placement.layer_imbalance(w) > greedy.layer_imbalance(w) + 1e-9).sum())
-    _print(rows, shape, cluster, loc, ours, worse, as_json=as_json)
+    effect, skipped = _effect(model, gpu, gpus, rows, weight_dtype=weight_dtype, tpot_slo_ms=tpot_slo_ms)
+    _print(rows, shape, cluster, loc, ours, worse, as_json=as_json, effect=(effect, skipped))
 
 
 def _shape(model: str, layers: int | None, experts: int | None, groups: int | None) -> MoEShape:
@@ -231,8 +245,10 @@ def _print(
     worse: int,
     *,
     as_json: bool,
+    effect: tuple[_Effect | None, str | None],
 ) -> None:
-    """Table or JSON; ``worse``: layers where our plan is less balanced than greedy's same layer."""
+    """Table or JSON; ``worse``: layers where our plan is less balanced than greedy's same layer;
+    ``effect``: the perf model's view of each plan's imbalance, or why there is none."""
     console = Console()
     if as_json:
         doc = {
@@ -252,6 +268,7 @@ def _print(
             "balance_target": ours.balance_target,
             "layers_less_balanced_than_greedy": worse,
             "rows": [r.__dict__ for r in rows],
+            "effect": _effect_json(*effect),
         }
         console.print_json(json.dumps(doc))
         return
@@ -340,6 +357,7 @@ def _print(
                 f"reach {held}), so no plan beats {best:.1f}x"
             )
         console.print(line + ".", soft_wrap=True)
+    _print_effect(console, *effect)
 
 
 def _ratio(rows: list[_Row]) -> float | None:
@@ -347,3 +365,100 @@ def _ratio(rows: list[_Row]) -> float | None:
     if greedy is None or ours is None:
         return None
     return greedy / max(ours, 1)
+
+
+@dataclass(frozen=True)
+class _Effect:
+    model: str
+    gpu: str
+    layout: str
+    weight_dtype: str
+    tpot_slo_ms: float
+    rows: tuple[EffectRow, ...]
+
+
+def _effect(
+    model: str, gpu: str, gpus: int, rows: list[_Row], *, weight_dtype: str, tpot_slo_ms: float
+) -> tuple[_Effect | None, str | None]:
+    """Each plan's step imbalance through the perf model, beside a perfectly balanced one.
+
+    A layout the perf model rejects (an expert count ``--gpus`` does not divide, a model that does not
+    fit) is not an error of the placement, so it comes back as the reason instead of raising.
+    """
+    from planner.catalog import load_catalog
+
+    cat = load_catalog()
+    spec, gpu_spec = cat.model(model), cat.gpu(gpu)
+    par = ep_layout(gpus)
+    imbalances = {"uniform": 1.0, **{r.name: r.aggregate for r in rows}}
+    try:
+        table = placement_effect(
+            spec, gpu_spec, par, imbalances, weight_dtype=weight_dtype, tpot_slo_s=tpot_slo_ms / 1000.0
+        )
+    except InputError as exc:
+        return None, exc.message
+    layout = f"tp={par.tp} pp={par.pp} ep={par.ep}"
+    return _Effect(model, gpu, layout, weight_dtype, tpot_slo_ms, tuple(table)), None
+
+
+def _effect_json(effect: _Effect | None, skipped: str | None) -> dict[str, object]:
+    if effect is None:
+        return {"skipped": skipped}
+    return {
+        "model": effect.model,
+        "gpu": effect.gpu,
+        "layout": effect.layout,
+        "weight_dtype": effect.weight_dtype,
+        "tpot_slo_ms": effect.tpot_slo_ms,
+        "rows": [
+            {
+                "plan": r.name,
+                "imbalance": r.imbalance,
+                "tpot_s": dict(zip([str(b) for b in r.batches], r.tpot_s, strict=True)),
+                "prefill_chunk_s": r.prefill_chunk_s,
+                "decode_tokens_per_s": r.decode_tokens_per_s,
+                "decode_batch": r.decode_batch,
+            }
+            for r in effect.rows
+        ],
+    }
+
+
+def _print_effect(console: Console, effect: _Effect | None, skipped: str | None) -> None:
+    if effect is None:
+        console.print(f"no latency effect table: {skipped}", soft_wrap=True)
+        return
+    table = Table(
+        title=f"effect on {effect.model} ({effect.weight_dtype}) on {effect.gpu}, {effect.layout}, "
+        "perf model at each plan's step imbalance"
+    )
+    first = effect.rows[0]
+    cols = [
+        "plan",
+        "step",
+        *(f"@{b}" for b in first.batches),
+        "chunk",
+        "tok/s",
+        "vs uniform",
+    ]
+    for col in cols:
+        table.add_column(col, justify="left" if col == "plan" else "right")
+    base = first.decode_tokens_per_s
+    for r in effect.rows:
+        loss = "-" if base <= 0 else f"{r.decode_tokens_per_s / base - 1:+.2%}"
+        table.add_row(
+            r.name,
+            f"{r.imbalance:.4f}",
+            *(f"{t * 1000:.2f}" for t in r.tpot_s),
+            f"{r.prefill_chunk_s * 1000:.1f}",
+            f"{r.decode_tokens_per_s:,.0f}",
+            loss,
+        )
+    console.print(table)
+    console.print(
+        f"@B: decode step time (TPOT), ms, of B sequences at {CONTEXT_TOKENS} KV tokens each; chunk: one "
+        f"{CHUNK_TOKENS}-token prefill chunk, ms (TTFT proxy); tok/s: decode tokens/s of one replica "
+        f"with TPOT <= {effect.tpot_slo_ms:g} ms; vs uniform: that capacity against a perfect balance. "
+        "Feed a plan's step imbalance to fleetwise replay/plan --expert-imbalance.",
+        soft_wrap=True,
+    )

@@ -221,6 +221,9 @@ def register(app: typer.Typer) -> None:
                                      "RAY_ADDRESS if set, else a local Ray")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+        expert_imbalance: Annotated[float, typer.Option(
+            help="MoE busiest-GPU expert load over the mean (>= 1): a plan's step imbalance from "
+                 "'fleetwise experts --json'; dense models ignore it")] = 1.0,
         autoscale: Annotated[bool, typer.Option(
             "--autoscale", help="then replay the trace with HPA, KEDA, Ray Serve, Dynamo, WVA and our MPC "
             "scaling the plan's main aggregated configuration, side by side")] = False,
@@ -245,7 +248,8 @@ def register(app: typer.Typer) -> None:
             window_s=window_s, inventory=parse_inventory(inventory or [], {g.name for g in gpu_specs}),
             power_budget_w=None if power_budget_kw is None else power_budget_kw * 1000.0,
             disaggregation=disaggregate, max_configs_per_role=max_configs, power_basis=power_basis,
-            params=SolveParams(max_time_in_seconds=time_limit_s, random_seed=seed), verify=verify, seed=seed)
+            params=SolveParams(max_time_in_seconds=time_limit_s, random_seed=seed), verify=verify, seed=seed,
+            expert_imbalance=expert_imbalance)
         tr = load_trace_arg(trace, fmt)
         from planner.plan.run import plan_on_ray
 

@@ -58,6 +58,10 @@ def replay_cmd(
     replicas: Annotated[int, typer.Option(help="replicas of the model")] = 1,
     tp: Annotated[int, typer.Option(help="tensor-parallel degree per replica")] = 1,
     pp: Annotated[int, typer.Option(help="pipeline-parallel degree per replica")] = 1,
+    ep: Annotated[int, typer.Option(help="expert-parallel degree per replica (MoE; divides tp)")] = 1,
+    expert_imbalance: Annotated[float, typer.Option(
+        help="MoE busiest-GPU expert load over the mean (>= 1), e.g. the aggregate of fleetwise experts "
+             "--json; ignored for dense models")] = 1.0,
     router: Annotated[RouterName, typer.Option(help="request router")] = RouterName.LEAST_OUTSTANDING,
     max_batched_tokens: Annotated[int, typer.Option(help="token budget per engine step")] = 8192,
     max_num_seqs: Annotated[int, typer.Option(help="running sequences per replica at most")] = 256,
@@ -93,7 +97,8 @@ def replay_cmd(
                          expected="milliseconds > 0")
     cat = load_catalog()
     gpu_spec = cat.gpu(gpu)
-    perf = build_replica_perf(cat.model(model), gpu_spec, Parallelism(tp=tp, pp=pp))
+    perf = build_replica_perf(cat.model(model), gpu_spec, Parallelism(tp=tp, pp=pp, ep=ep),
+                              expert_imbalance=expert_imbalance)  # dense models have no expert term
     config = SimConfig(
         autoscale=_autoscale(autoscale, autoscale_interval_s, min_replicas, max_replicas, seed),
         power=_power(row_budget_w, capping, telemetry_period_s, actuation_latency_s, server_base_w),

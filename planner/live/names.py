@@ -42,7 +42,8 @@ FORECAST_RATE = MetricName(
     "fleetwise_forecast_requests_per_second", Kind.GAUGE, ("pool", "forecast_quantile", "horizon_seconds"),
     "Forecast request arrival rate at a horizon, per quantile.")
 FORECAST_TOKENS = MetricName(
-    "fleetwise_forecast_tokens_per_second", Kind.GAUGE, ("pool", "kind", "forecast_quantile", "horizon_seconds"),
+    "fleetwise_forecast_tokens_per_second", Kind.GAUGE,
+    ("pool", "kind", "forecast_quantile", "horizon_seconds"),
     "Forecast token demand (kind=prompt|generation) at a horizon, per quantile.")
 PREDICTED_SLO = MetricName(
     "fleetwise_predicted_slo_attainment_ratio", Kind.GAUGE, ("pool", "slo_class"),

@@ -80,6 +80,8 @@ class PlanRequest:
         verify_windows: windows replayed at most.
         alternatives: next-best single-configuration plans replayed next to the plan.
         seed: replay seed.
+        expert_imbalance: MoE busiest-GPU expert load over the mean (>= 1), from ``fleetwise experts``
+            (the plan's step imbalance); 1.0 is a perfect balance.
     """
 
     model: ModelSpec
@@ -102,8 +104,12 @@ class PlanRequest:
     verify_windows: int = 12
     alternatives: int = 2
     seed: int = 0
+    expert_imbalance: float = 1.0
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.expert_imbalance) and self.expert_imbalance >= 1.0):
+            raise InputError(f"expert imbalance {self.expert_imbalance}", field="expert_imbalance",
+                             expected="max/mean expert load >= 1")
         if not self.gpus:
             raise InputError("no GPU types to plan on", field="gpus", expected="at least one catalog GPU")
         if self.max_windows < 1:
@@ -122,7 +128,7 @@ class PlanRequest:
             (Role.AGGREGATED, Role.PREFILL, Role.DECODE))
         return ScoringOptions(slo=self.slo, max_num_seqs=self.max_num_seqs,
                               max_batched_tokens=self.max_batched_tokens, roles=roles,
-                              power_basis=self.power_basis)
+                              power_basis=self.power_basis, expert_imbalance=self.expert_imbalance)
 
 
 @dataclass(frozen=True)
@@ -233,6 +239,9 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
     if window_s != request.window_s:
         notes.append(f"window lengthened from {request.window_s:.0f} s to {window_s:.0f} s "
                      f"(at most {request.max_windows} windows)")
+    if request.expert_imbalance != 1.0 and request.model.moe is not None:
+        notes.append(f"MoE expert imbalance {request.expert_imbalance:g} (from the placement) applied to "
+                     "candidate scoring and replay verification")
     mix = length_mix(trace)
     windows = demand_windows(trace, window_s=window_s, burst_s=request.burst_s,
                              load_factor=request.load_factor)
@@ -249,7 +258,8 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
             problem.configs, windows, exclude=[c.key for c in plan.configs], count=request.alternatives)]
         checks = tuple(verify(trace, variants, model=request.model, gpus={g.name: g for g in request.gpus},
                               windows=windows, mix=mix, slo=request.slo, max_windows=request.verify_windows,
-                              seed=request.seed, map_fn=replay_map))
+                              seed=request.seed, map_fn=replay_map,
+                              expert_imbalance=request.expert_imbalance))
     t3 = time.perf_counter()
     return PlanReport(trace_source=trace.meta.source, requests=trace.num_requests,
                       duration_s=trace.duration_s, window_s=window_s, mix=mix, scored=scored,

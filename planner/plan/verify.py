@@ -51,6 +51,7 @@ class ReplayTask:
     trace: RequestTrace
     slo: SLO
     seed: int
+    expert_imbalance: float = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,7 +66,7 @@ def run_replay(task: ReplayTask) -> ReplayOut:
     """Replay one task (the unit a Ray task runs)."""
     c = task.config
     perf = build_replica_perf(task.model, task.gpu, Parallelism(tp=c.tp, pp=c.pp, ep=c.ep),
-                              max_batch_tokens=c.max_batched_tokens)
+                              max_batch_tokens=c.max_batched_tokens, expert_imbalance=task.expert_imbalance)
     engine = EngineConfig(max_batched_tokens=max(c.max_batched_tokens, c.max_num_seqs),
                           max_num_seqs=c.max_num_seqs)
     cfg = SimConfig(replicas=max(1, task.replicas), engine=engine, seed=task.seed,
@@ -165,7 +166,7 @@ def _split(n: int, weights: Sequence[float], seed: int) -> NDArray[np.int64]:
 
 def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec, gpus: dict[str, GPUSpec],
            windows: Sequence[Window], mix: LengthMix, slo: SLO, max_windows: int = 12, seed: int = 0,
-           map_fn: MapFn = map_local) -> list[Verification]:
+           map_fn: MapFn = map_local, expert_imbalance: float = 1.0) -> list[Verification]:
     """Replay every variant on the chosen windows and compare with the queueing estimate."""
     chosen = pick_windows(windows, max_windows)
     tasks: list[ReplayTask] = []
@@ -202,10 +203,11 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
                         sub = RequestTrace(df=sub.df.with_columns(one), meta=sub.meta)
                     c = by_key[k]
                     tasks.append(ReplayTask(model=model, gpu=gpus[c.gpu], config=c, replicas=reps[k],
-                                            trace=sub, slo=slo, seed=seed))
+                                            trace=sub, slo=slo, seed=seed, expert_imbalance=expert_imbalance))
                     index.append((vi, w, k, rows, kind))
                     lam = rate * wts[j] / sum(wts) / reps[k]
-                    pr = predict(_perf_of(model, gpus[c.gpu], c), c.role, mix, slo, np.array([lam]),
+                    pr = predict(_perf_of(model, gpus[c.gpu], c, expert_imbalance), c.role, mix, slo,
+                                 np.array([lam]),
                                  max_num_seqs=c.max_num_seqs, max_batched_tokens=c.max_batched_tokens)
                     predicted.setdefault(vi, []).append((float(pr.attainment[0]), int(rows.size)))
     outs = map_fn(tasks)
@@ -250,8 +252,8 @@ def _count(index: Sequence[tuple[int, int, str, NDArray[np.int64], str]], vi: in
     return max(kinds.values()) if kinds else 0
 
 
-def _perf_of(model: ModelSpec, gpu: GPUSpec, c: Config) -> RooflinePerf:
+def _perf_of(model: ModelSpec, gpu: GPUSpec, c: Config, expert_imbalance: float = 1.0) -> RooflinePerf:
     return build_replica_perf(model, gpu, Parallelism(tp=c.tp, pp=c.pp, ep=c.ep),
-                              max_batch_tokens=c.max_batched_tokens)
+                              max_batch_tokens=c.max_batched_tokens, expert_imbalance=expert_imbalance)
 
 

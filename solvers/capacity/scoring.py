@@ -92,6 +92,8 @@ class ScoringOptions:
         max_gpus: GPUs per replica at most.
         kv_headroom: share of the KV cache the mean decode batch may fill (the rest absorbs variance).
         power_basis: how replica power is counted.
+        expert_imbalance: MoE busiest-GPU expert load over the mean (the placement's step imbalance,
+            from ``fleetwise experts``); 1.0 is a perfect balance.
     """
 
     slo: SLO = SLO()
@@ -101,6 +103,7 @@ class ScoringOptions:
     max_gpus: int = 8
     kv_headroom: float = 0.9
     power_basis: PowerBasis = PowerBasis.PERF
+    expert_imbalance: float = 1.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -416,7 +419,8 @@ def score_gpu(model: ModelSpec, gpu: GPUSpec, mix: LengthMix, options: ScoringOp
                 perf = None
                 reason = ""
                 try:
-                    perf = build_replica_perf(model, gpu, par, max_batch_tokens=int(tokens))
+                    perf = build_replica_perf(model, gpu, par, max_batch_tokens=int(tokens),
+                                              expert_imbalance=options.expert_imbalance)
                 except InputError as exc:
                     reason = exc.message
                 if perf is not None and steady is None:

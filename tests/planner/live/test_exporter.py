@@ -148,7 +148,8 @@ def test_plan_json_and_reload_on_change(tmp_path: Path) -> None:
               "model": "Llama-3.1-8B", "gpu": "H100-SXM"}
     assert reg.get_sample_value("fleetwise_desired_replicas", labels) == 3.0
     assert reg.get_sample_value("fleetwise_forecast_requests_per_second",
-                                {"pool": "Llama-3.1-8B", "forecast_quantile": "1", "horizon_seconds": "300"}) == 6.5
+                                {"pool": "Llama-3.1-8B", "forecast_quantile": "1",
+                                 "horizon_seconds": "300"}) == 6.5
     assert reg.get_sample_value("fleetwise_last_solve_duration_seconds", {"solver": "cp-sat"}) == 0.21
     doc["cost_breakdown"][0]["peak_replicas"] = 5  # type: ignore[index]
     (tmp_path / "plan.json").write_text(json.dumps(doc) + " ")

@@ -116,3 +116,16 @@ def test_real_trace_mix_changes_the_scores(shared_traces: Path, mix: LengthMix) 
     b = goodput(perf, Role.AGGREGATED, code, SLO(), max_num_seqs=256, max_batched_tokens=8192)
     assert a.goodput_rps > 0 and b.goodput_rps > 0
     assert not np.isclose(a.goodput_rps, b.goodput_rps, rtol=0.1)
+
+
+def test_expert_imbalance_lowers_moe_goodput(mix: LengthMix) -> None:
+    """The placement's imbalance reaches the planner: MoE expert-parallel candidates lose goodput."""
+    cat = load_catalog()
+    model, gpu = cat.model("Mixtral-8x7B"), cat.gpu("H200-SXM")
+    base = ScoringOptions(max_num_seqs=(128,), max_batched_tokens=(8192,), roles=(Role.AGGREGATED,),
+                          max_gpus=2)
+    even = score_gpu(model, gpu, mix, base).filter(pl.col("feasible") & (pl.col("ep") > 1))
+    skew = score_gpu(model, gpu, mix, replace(base, expert_imbalance=1.5)).filter(
+        pl.col("feasible") & (pl.col("ep") > 1))
+    assert even.height > 0 and even.height == skew.height
+    assert (skew["goodput_rps"] < even["goodput_rps"]).all()
