@@ -21,7 +21,6 @@ per-bin rate also carries Poisson noise that a short history underestimates, the
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,23 +83,17 @@ def forecast_rate(y: F64, *, bin_s: float, steps: int, levels: tuple[float, ...]
         zeros = tuple(0.0 for _ in range(steps))
         return Forecast(bin_s, zeros, levels, tuple(zeros for _ in levels))
     level, trend, sigma = damped_holt(y, alpha=alpha, beta=beta, phi=phi)
-    means = []
-    sds = []
-    cum_phi = 0.0
-    var_sum = 0.0
-    for h in range(1, steps + 1):
-        cum_phi += phi ** h
-        m = max(0.0, level + cum_phi * trend)
-        if h > 1:
-            cj = sum(phi ** i for i in range(1, h))
-            var_sum += (alpha + alpha * beta * cj) ** 2
-        var = sigma * sigma * (1.0 + var_sum)
-        var = max(var, m / bin_s)
-        means.append(m)
-        sds.append(math.sqrt(var))
-    vals = tuple(tuple(max(0.0, m + float(norm.ppf(q)) * s) for m, s in zip(means, sds, strict=True))
-                 for q in levels)
-    return Forecast(bin_s, tuple(means), levels, vals)
+    h = np.arange(1, steps + 1, dtype=np.float64)
+    cum_phi = np.cumsum(phi ** h)  # phi + ... + phi^h
+    means = np.maximum(0.0, level + cum_phi * trend)
+    # c_j = phi + ... + phi^j for j = 1..h-1; the h-step variance sums (alpha + alpha beta c_j)^2 over j < h
+    c = np.concatenate(([0.0], cum_phi[:-1])) if steps else np.zeros(0)
+    terms = np.where(h > 1, (alpha + alpha * beta * c) ** 2, 0.0)
+    var = np.maximum(sigma * sigma * (1.0 + np.cumsum(terms)), means / bin_s)
+    sds = np.sqrt(var)
+    z = norm.ppf(np.asarray(levels, dtype=np.float64))  # one vectorized call: this runs every control tick
+    vals = tuple(tuple(float(x) for x in np.maximum(0.0, means + float(zq) * sds)) for zq in z)
+    return Forecast(bin_s, tuple(float(x) for x in means), levels, vals)
 
 
 def ewma_levels(y: F64, *, alpha: float) -> F64:
@@ -151,15 +144,22 @@ def peak_forecast(y: F64, *, bin_s: float, bins_per_step: int, steps: int,
     """
     y = np.asarray(y, dtype=np.float64)
     n_bins = steps * bins_per_step
-    fallback = forecast_rate(y, bin_s=bin_s, steps=n_bins, levels=levels)
-    fb = np.asarray(fallback.values).reshape(len(levels), steps, bins_per_step).max(axis=2)
+
+    def gaussian() -> np.ndarray:  # only computed when some step lacks origins (a short history)
+        fallback = forecast_rate(y, bin_s=bin_s, steps=n_bins, levels=levels)
+        vals = np.asarray(fallback.values).reshape(len(levels), steps, bins_per_step)
+        out_fb: np.ndarray = vals.max(axis=2)
+        return out_fb
+
     if y.size == 0:
-        return Forecast(bin_s, tuple(float(x) for x in fb[0]), levels, tuple(tuple(float(x) for x in r)
-                                                                               for r in fb))
+        g = gaussian()
+        return Forecast(bin_s, tuple(float(x) for x in g[0]), levels, tuple(tuple(float(x) for x in r)
+                                                                              for r in g))
     lev = ewma_levels(y, alpha=alpha)
     now = max(float(lev[-1]), 0.0)
     out = np.empty((len(levels), steps))
     have: np.ndarray | None = None
+    fb: np.ndarray | None = None
     for k in range(steps):
         width = max(bins_per_step, hold_bins)
         lo = 1 + k * bins_per_step
@@ -169,6 +169,7 @@ def peak_forecast(y: F64, *, bin_s: float, bins_per_step: int, steps: int,
             win = np.lib.stride_tricks.sliding_window_view(y[lo:], width)[:n_org].max(axis=1)
             have = np.quantile(win - lev[:n_org], levels, method="higher")
         if have is None:
+            fb = gaussian() if fb is None else fb
             out[:, k] = fb[:, k]
         else:
             out[:, k] = np.maximum(now + have, 0.0)

@@ -47,11 +47,22 @@ SCALE = 1000
 
 @dataclass(frozen=True)
 class SolveParams:
-    """Solver limits: always a time limit, a seed and a worker count (determinism)."""
+    """Solver limits: always a time limit, a seed and a worker count (determinism).
+
+    Attributes:
+        time_limit_s: wall-clock limit (a safety net).
+        seed: CP-SAT's random seed.
+        workers: search workers (1: deterministic).
+        deterministic_time_s: CP-SAT's deterministic-time limit (None: none). Why: with only a wall-clock
+            limit a solve cut short on a busy machine returns another plan than on an idle one, and a
+            closed loop amplifies one different action into a different run; a deterministic limit makes
+            a replay reproducible wherever it runs.
+    """
 
     time_limit_s: float = 0.5
     seed: int = 0
     workers: int = 1
+    deterministic_time_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -225,6 +236,8 @@ def solve(problem: ScalingProblem, *, params: SolveParams) -> ScalingPlan:
     solver.parameters.max_time_in_seconds = params.time_limit_s
     solver.parameters.num_workers = params.workers
     solver.parameters.random_seed = params.seed
+    if params.deterministic_time_s is not None:
+        solver.parameters.max_deterministic_time = params.deterministic_time_s
     code = solver.solve(m)
     status = SolveStatus(solver.status_name(code))
     if status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):

@@ -63,9 +63,16 @@ class MPCParams:
         level_alpha: EWMA weight of the newest bin in the peak forecaster's level.
         reactive_floor: the first steps need at least this fraction of the replicas today's in-system
             requests fill at capacity (0: forecast only).
+        season_s: period of the seasonal component (86,400: the same time yesterday), 0 for none. The
+            forecast level of a step ``tau`` ahead moves by what the need did from ``now - season_s`` to
+            ``now - season_s + tau`` (:func:`seasonal_delta`), so a daily ramp is started before it shows
+            in today's bins; learned only from the past.
+        season_bin_s: resolution of the seasonal memory (mean need per bin of this length).
+        season_weight: multiplier of the seasonal delta (1: yesterday's ramp as it was).
         hold_s: each step's peak is forecast over at least this long (see
             :func:`~solvers.scaling.forecast.peak_forecast`'s ``hold_bins``).
-        solve: CP-SAT limits.
+        solve: CP-SAT limits (a deterministic-time budget, so that a replay gives the same numbers on a
+            busy and an idle machine; typical solves need well under a tenth of it).
     """
 
     capacity: CapacityTable | None = None
@@ -91,7 +98,11 @@ class MPCParams:
     level_alpha: float = 0.1
     hold_s: float = 120.0
     reactive_floor: float = 1.0
-    solve: SolveParams = field(default_factory=lambda: SolveParams(time_limit_s=0.2))
+    season_s: float = 0.0
+    season_bin_s: float = 300.0
+    season_weight: float = 1.0
+    solve: SolveParams = field(
+        default_factory=lambda: SolveParams(time_limit_s=5.0, deterministic_time_s=0.05))
 
 
 Sample = tuple[float, int, int, int]
@@ -100,13 +111,22 @@ Sample = tuple[float, int, int, int]
 
 @dataclass(frozen=True)
 class MPCState:
-    """History at bin boundaries (counters, and each bin's need), our own pending starts, the last plan."""
+    """History at bin boundaries (counters, and each bin's need), our own pending starts, the last plan.
+
+    The seasonal memory (only with ``season_s > 0``): ``season[j]`` is the mean need over the coarse bin
+    ``season_first + j`` (``season_bin_s`` long, counted from t = 0); ``season_open`` is the coarse bin
+    being filled and ``season_acc`` its ``(sum of need x seconds, seconds)``.
+    """
 
     samples: tuple[Sample, ...] = ()
     need: tuple[float, ...] = ()
     last_plan_s: float | None = None
     starts_s: tuple[float, ...] = ()
     plan: ScalingPlan | None = None
+    season: tuple[float, ...] = ()
+    season_first: int = 0
+    season_open: int = -1
+    season_acc: tuple[float, float] = (0.0, 0.0)
 
 
 def bin_need(prev: Sample, cur: Sample, p: MPCParams) -> float:
@@ -134,12 +154,66 @@ def record(ctx: ScalingContext, st: MPCState, p: MPCParams) -> MPCState:
     s: Sample = (ctx.now_s, ctx.requests_total, ctx.prompt_tokens_total, ctx.generation_tokens_total)
     if st.samples and ctx.now_s - st.samples[-1][0] < p.bin_s - 1e-9:
         return st
-    need = (*st.need, bin_need(st.samples[-1], s, p)) if st.samples else st.need
+    new_need = bin_need(st.samples[-1], s, p) if st.samples else None
+    need = (*st.need, new_need) if new_need is not None else st.need
     cut = 0
     while cut < len(st.samples) and st.samples[cut][0] < ctx.now_s - p.history_s:
         cut += 1
     # need[j] is the bin between samples[j] and samples[j + 1]: drop as many needs as samples
-    return replace(st, samples=(*st.samples[cut:], s), need=need[cut:])
+    st = replace(st, samples=(*st.samples[cut:], s), need=need[cut:])
+    if p.season_s > 0 and new_need is not None:
+        st = record_season(st, p, t0=st.samples[-2][0], t1=ctx.now_s, need=new_need)
+    return st
+
+
+def record_season(st: MPCState, p: MPCParams, *, t0: float, t1: float, need: float) -> MPCState:
+    """Add one bin's need to the seasonal memory; close the coarse bin when the bin starts a new one.
+
+    Keeps one period plus two coarse bins: enough to look up the same time one period ago and the
+    horizon after it (the horizon is far shorter than a period).
+    """
+    idx = int(((t0 + t1) / 2) // p.season_bin_s)
+    acc_sum, acc_dt = st.season_acc
+    season, first, open_ = st.season, st.season_first, st.season_open
+    if open_ >= 0 and idx != open_:
+        mean = acc_sum / acc_dt if acc_dt > 0 else 0.0
+        if not season:
+            first = open_
+        # coarse bins without any sample (no tick in them) repeat the last mean
+        season = (*season, *([mean] * max(1, open_ - (first + len(season)) + 1)))
+        keep = math.ceil(p.season_s / p.season_bin_s) + 2
+        if len(season) > keep:
+            first += len(season) - keep
+            season = season[-keep:]
+        acc_sum, acc_dt = 0.0, 0.0
+    dt = max(t1 - t0, 0.0)
+    return replace(st, season=season, season_first=first, season_open=idx,
+                   season_acc=(acc_sum + need * dt, acc_dt + dt))
+
+
+def seasonal_delta(st: MPCState, p: MPCParams, now_s: float, ahead_s: np.ndarray) -> np.ndarray:
+    """How much the need rose (or fell) one period ago over each ``ahead_s``: ``S(now - P + a) - S(now - P)``.
+
+    ``S`` is the seasonal memory interpolated linearly between coarse-bin centres. Zero until a full
+    period of memory covers ``now - P`` (never a guess from the future).
+
+    >>> p = MPCParams(season_s=600.0, season_bin_s=100.0)
+    >>> st = MPCState()
+    >>> for k in range(12):   # need ramps 0, 1, 2, ... per 100 s bin
+    ...     st = record_season(st, p, t0=100.0 * k, t1=100.0 * k + 100.0, need=float(k))
+    >>> seasonal_delta(st, p, 1000.0, np.array([100.0, 200.0])).round(6).tolist()
+    [1.0, 2.0]
+    """
+    out = np.zeros(ahead_s.shape, dtype=np.float64)
+    if p.season_s <= 0 or not st.season:
+        return out
+    centres = (st.season_first + np.arange(len(st.season)) + 0.5) * p.season_bin_s
+    base = now_s - p.season_s
+    if base < centres[0]:
+        return out
+    vals = np.asarray(st.season, dtype=np.float64)
+    out = np.interp(base + ahead_s, centres, vals) - float(np.interp(base, centres, vals))
+    return out * p.season_weight
 
 
 def rates(samples: tuple[Sample, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -198,9 +272,10 @@ def demand_levels(ctx: ScalingContext, st: MPCState, p: MPCParams,
     queued = sum(ctx.waiting) + ctx.pending_at_router
     backlog = queued / max(cap * p.backlog_drain_s, 1e-9)
     drain_steps = max(1, math.ceil(p.backlog_drain_s / p.step_s))
+    season = seasonal_delta(st, p, ctx.now_s, p.step_s * np.arange(1, steps + 1, dtype=np.float64))
     out = []
     for lv_need in per_level:
-        per_step = np.array(lv_need, dtype=np.float64)
+        per_step = np.maximum(np.array(lv_need, dtype=np.float64) + season, 0.0)
         per_step[:drain_steps] += backlog
         if need.size < p.min_history_bins:  # too little history to forecast: hold today's load
             per_step = np.maximum(per_step, now_need)

@@ -63,3 +63,52 @@ def test_unknown_policy_and_empty_trace_are_input_errors(shared_traces: Path) ->
     empty = RequestTrace(tr.df.clear(), tr.meta)
     with pytest.raises(InputError, match="no request"):
         compare_autoscalers(empty, perf8())
+
+
+def test_mpc_tuning_in_the_config_reaches_the_policy() -> None:
+    from planner.autoscale.compare import build_policies
+    from planner.sim.config import EngineConfig, SLOTarget
+    from solvers.scaling.capacity import capacity_table, replica_capacity
+    from solvers.scaling.policy import MPCParams
+
+    perf = perf8()
+    slo = SLOTarget(ttft_s=2.0, tpot_s=0.1)
+    cap = replica_capacity(perf, isl=1000.0, osl=200.0, slo=slo, engine=EngineConfig())
+    table = capacity_table(perf, slo=slo, engine=EngineConfig(), isl_grid=(256, 4096), osl_grid=(32, 256))
+    cfg = CompareConfig(cold_start=COLD, max_replicas=12,
+                        mpc=MPCParams(step_s=15.0, hold_s=60.0, season_s=86_400.0, max_replicas=3))
+    fn = build_policies([PolicyName.MPC], perf=perf, cap=cap, table=table, config=cfg)["mpc"]
+    p = fn.keywords["params"]  # type: ignore[attr-defined]
+    assert (p.step_s, p.hold_s, p.season_s) == (15.0, 60.0, 86_400.0)  # the tuning is kept
+    assert p.max_replicas == 12 and p.capacity is table  # the shared facts override the template's
+    assert p.lead_time_s == pytest.approx(COLD.quantile(cfg.lead_quantile))
+
+
+@pytest.mark.parametrize("flag,value", [("--mpc-step-s", "0"), ("--mpc-hold-s", "-5"),
+                                        ("--mpc-interval-s", "nan"), ("--mpc-season-s", "-1")])
+def test_bad_mpc_flags_are_input_errors(flag: str, value: str) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from planner.cli import autoscale_cmd
+
+    app = typer.Typer()
+    autoscale_cmd.register(app)
+
+    @app.command()
+    def _other() -> None:  # keeps "autoscale-compare" a sub-command
+        """Placeholder."""
+
+    res = CliRunner().invoke(app, ["autoscale-compare", flag, value])
+    assert isinstance(res.exception, InputError)
+    assert flag in str(res.exception)
+
+
+def test_long_runs_can_drop_request_tables_but_keep_summaries(shared_traces: Path) -> None:
+    tr = trace(shared_traces)
+    cfg = CompareConfig(cold_start=COLD, max_replicas=16, simulator=Simulator.REPLAY, static_reference=False,
+                        keep_requests=False)
+    cmp = compare_autoscalers(tr, perf8(), policies=[PolicyName.HPA], config=cfg)
+    res = cmp.results["hpa"]
+    assert res.requests.height == 0 and res.summary.requests == tr.num_requests
+    assert res.timeline.height > 0 and 0.0 < res.summary.attainment <= 1.0

@@ -148,3 +148,77 @@ def test_record_keeps_needs_aligned_with_samples() -> None:
     assert len(st.need) == len(st.samples) - 1
     assert st.need[-1] == pytest.approx(1.0)  # 2 req/s over 2 req/s per replica
     assert st.samples[0][0] >= 110.0 - 50.0 - 1e-9
+
+
+def test_forecast_rate_matches_the_ets_variance_formula_step_by_step() -> None:
+    # the vectorized forecast must equal the textbook loop: mean l + (phi+..+phi^h) b and the h-step
+    # variance sigma^2 (1 + sum_{j<h} (alpha + alpha beta (phi+..+phi^j))^2), floored at mean / bin_s
+    from scipy.stats import norm
+
+    from solvers.scaling.forecast import damped_holt
+
+    y = np.array([3.0, 5.0, 4.0, 7.0, 6.0, 9.0, 8.0, 11.0])
+    alpha, beta, phi = 0.4, 0.1, 0.98
+    f = forecast_rate(y, bin_s=10.0, steps=5, levels=(0.5, 0.9), alpha=alpha, beta=beta, phi=phi)
+    level, trend, sigma = damped_holt(y, alpha=alpha, beta=beta, phi=phi)
+    for h in range(1, 6):
+        mean = max(0.0, level + sum(phi ** i for i in range(1, h + 1)) * trend)
+        var = sigma ** 2 * (1 + sum((alpha + alpha * beta * sum(phi ** i for i in range(1, j + 1))) ** 2
+                                    for j in range(1, h)))
+        sd = max(var, mean / 10.0) ** 0.5
+        assert f.mean[h - 1] == pytest.approx(mean)
+        assert f.quantile(0.9)[h - 1] == pytest.approx(mean + float(norm.ppf(0.9)) * sd)
+
+
+def test_seasonal_memory_is_learned_from_the_past_only() -> None:
+    from solvers.scaling.policy import record_season, seasonal_delta
+
+    p = MPCParams(season_s=1000.0, season_bin_s=100.0)
+    st = MPCState()
+    for k in range(15):  # need 0, 1, 2, ... per 100-s coarse bin, recorded in 25-s bins
+        for j in range(4):
+            st = record_season(st, p, t0=100.0 * k + 25.0 * j, t1=100.0 * k + 25.0 * (j + 1), need=float(k))
+    ahead = np.array([50.0, 150.0])
+    # one period ago the need rose by 1 per 100 s: the forecast moves up by that much
+    assert seasonal_delta(st, p, 1400.0, ahead).tolist() == pytest.approx([0.5, 1.5])
+    # no full period of memory behind "now" yet: no seasonal guess
+    assert seasonal_delta(st, p, 900.0, ahead).tolist() == [0.0, 0.0]
+    assert len(st.season) <= 12  # one period plus two coarse bins
+    off = MPCParams()
+    assert seasonal_delta(st, off, 1400.0, ahead).tolist() == [0.0, 0.0]
+
+
+def test_seasonal_mpc_prescales_before_yesterdays_ramp() -> None:
+    # a daily step in load (period 1,000 s here): with the seasonal component on, the replicas are up
+    # before the second day's step arrives; without it the policy only reacts after it.
+    def run(season_s: float) -> int:
+        p = MPCParams(replica_rps=5.0, max_replicas=40, lead_time_s=120.0, interval_s=60.0, step_s=60.0,
+                      horizon_s=300.0, history_s=600.0, season_s=season_s, season_bin_s=100.0)
+        state: object | None = None
+        reqs = 0.0
+        replicas = 2
+        t = 0.0
+        before = 0
+        while t < 1700.0:
+            rate = 30.0 if (t % 1000.0) >= 700.0 else 5.0  # 1 -> 6 replicas at 700 s each period
+            d = mpc(ctx(t, int(reqs), replicas, state), params=p)
+            state, replicas = d.state, d.desired_replicas
+            if 1640.0 <= t < 1700.0:  # the minute before the second day's step (at 1,700 s)
+                before = max(before, replicas)
+            reqs += rate * 10.0
+            t += 10.0
+        return before
+
+    assert run(1000.0) >= 5 > run(0.0)
+
+
+def test_deterministic_time_limit_gives_the_same_plan_every_time() -> None:
+    demand = [3.0 + (k % 7) * 1.3 for k in range(40)]
+    p = ScalingProblem(step_s=15.0, demand=(tuple(demand), tuple(d + 2 for d in demand)),
+                       weights=(0.05, 0.01), ready_now=3, arriving=(0,) * 40, lead_steps=3, min_replicas=1,
+                       max_replicas=20, action_cost=0.001)
+    params = SolveParams(time_limit_s=10.0, deterministic_time_s=0.05)
+    plans = [solve(p, params=params) for _ in range(3)]
+    assert all(q.starts == plans[0].starts and q.stops == plans[0].stops for q in plans)
+    assert plans[0].status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+    assert plans[0].objective <= greedy_plan(p).objective + 1e-9
