@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -174,6 +175,13 @@ def _catalog_names() -> tuple[tuple[str, ...], tuple[str, ...]]:
 def gpu_names() -> tuple[str, ...]:
     """Catalog GPU names, for the pages' selectors."""
     return _catalog_names()[0]
+
+
+def select_gpu(container: Any, key: str, default: str = "H100-SXM") -> str:
+    """A GPU selectbox in ``container`` (a column), ``default`` first chosen when the catalog has it."""
+    names = list(gpu_names())
+    index = names.index(default) if default in names else 0
+    return str(container.selectbox("GPU", names, index=index, key=key))
 
 
 def _views() -> dict[PageName, Callable[[Inputs], None]]:

@@ -14,7 +14,7 @@ import streamlit as st
 
 from dashboards import cache, figures
 from dashboards.scenario import AutoscaleSpec, autoscale_job
-from dashboards.ui import Inputs, gpu_names
+from dashboards.ui import Inputs, select_gpu
 from dashboards.views.common import computed, current_trace, remember_run, show_facts, show_figure
 from dashboards.views.replay import TP_CHOICES
 from planner.autoscale.compare import DEFAULT_POLICIES
@@ -55,11 +55,8 @@ def render(inputs: Inputs) -> None:
     if got is None:
         return
     src, _ = got
-    names = list(gpu_names())
     c1, c2, c3, c4 = st.columns(4)
-    gpu = c1.selectbox(
-        "GPU", names, index=names.index("H100-SXM") if "H100-SXM" in names else 0, key="auto_gpu"
-    )
+    gpu = select_gpu(c1, "auto_gpu")
     tp = c2.selectbox("TP", TP_CHOICES, key="auto_tp")
     lo = int(c3.number_input("Min replicas", min_value=1, value=1, key="auto_min"))
     hi = int(c4.number_input("Max replicas", min_value=1, value=64, key="auto_max"))

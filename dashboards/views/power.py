@@ -14,7 +14,7 @@ import streamlit as st
 
 from dashboards import figures
 from dashboards.scenario import PowerOutcome, PowerSpec, power_job
-from dashboards.ui import Inputs, gpu_names
+from dashboards.ui import Inputs, select_gpu
 from dashboards.views.common import computed, current_trace, remember_run, show_facts, show_figure
 from dashboards.views.replay import TP_CHOICES
 from solvers.power.row import DEFAULT_BASE_W
@@ -69,11 +69,8 @@ def render(inputs: Inputs) -> None:
     if got is None:
         return
     src, _ = got
-    names = list(gpu_names())
     c1, c2, c3, c4 = st.columns(4)
-    gpu = c1.selectbox(
-        "GPU", names, index=names.index("H100-SXM") if "H100-SXM" in names else 0, key="power_gpu"
-    )
+    gpu = select_gpu(c1, "power_gpu")
     tp = c2.selectbox("TP", TP_CHOICES, key="power_tp", help="GPUs per replica; a server holds 8 / TP.")
     nameplate = int(
         c3.number_input(
