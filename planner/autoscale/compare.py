@@ -28,6 +28,7 @@ import polars as pl
 from planner.autoscale.coldstart import FITTED_COLD_START, ColdStart
 from planner.autoscale.context import PolicyName
 from planner.autoscale.dynamo import DynamoParams, DynamoProfile, Predictor, dynamo_sla
+from planner.autoscale.hindsight import hindsight, hindsight_params, need_gpu_hours, need_series
 from planner.autoscale.hpa import HPAParams, MetricTarget, VllmMetric, hpa
 from planner.autoscale.keda import KEDAParams, keda
 from planner.autoscale.loop import LoopConfig, LoopResult, run_policy, static_policy, summarize
@@ -70,6 +71,12 @@ class Simulator(StrEnum):
     LOOP = "loop"
 
 
+HINDSIGHT = "hindsight"
+"""Row-name prefix of the clairvoyant reference runs."""
+
+NEED_BIN_S = 5.0
+"""Bin of the need series behind the hindsight references."""
+
 DEFAULT_POLICIES: tuple[PolicyName, ...] = (
     PolicyName.HPA, PolicyName.KEDA, PolicyName.RAY_SERVE, PolicyName.DYNAMO_SLA, PolicyName.WVA,
     PolicyName.MPC,
@@ -98,6 +105,9 @@ class CompareConfig:
         keep_requests: keep each policy's per-request table in its result. Off for long traces: 14
             days of ServeGen at 1/100 are 14 million rows per policy, and a dozen policies' tables do not
             fit in memory (summaries and timelines are kept either way).
+        hindsight_factors: also replay the clairvoyant reference (:mod:`planner.autoscale.hindsight`)
+            at each of these headroom factors, as rows ``hindsight@<factor>``: what perfect foresight
+            attains per GPU-hour on this trace (a bound to read the others against, not a contender).
     """
 
     slo: SLOTarget = field(default_factory=lambda: SLOTarget(ttft_s=2.0, tpot_s=0.1))
@@ -114,15 +124,21 @@ class CompareConfig:
     calibration_replicas: int = 8
     mpc: MPCParams = field(default_factory=MPCParams)
     keep_requests: bool = True
+    hindsight_factors: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
 class Comparison:
-    """Per-policy results and the shared facts they were tuned with."""
+    """Per-policy results and the shared facts they were tuned with.
+
+    ``need_gpu_hours``: GPU-hours of a fleet that is exactly the trace's need at every 5 s
+    (:func:`~planner.autoscale.hindsight.need_gpu_hours`; no cold start, no headroom).
+    """
 
     results: dict[str, LoopResult]
     capacity: ReplicaCapacity
     initial_replicas: int
+    need_gpu_hours: float = 0.0
 
     def table(self) -> pl.DataFrame:
         """One row per policy (the summary's fields)."""
@@ -336,6 +352,11 @@ def compare_autoscalers(
     loop = LoopConfig(initial_replicas=init, max_replicas=cfg.max_replicas, tick_s=cfg.tick_s,
                       cold_start=cfg.cold_start, engine=cfg.engine, slo=cfg.slo, seed=cfg.seed)
     fns = build_policies(policies, perf=perf, cap=cap, table=table, config=cfg)
+    need = need_series(trace, table, bin_s=NEED_BIN_S)
+    for f in cfg.hindsight_factors:
+        fns[f"{HINDSIGHT}@{f:g}"] = functools.partial(hindsight, params=hindsight_params(
+            need, bin_s=NEED_BIN_S, lookahead_s=cfg.cold_start.quantile(0.99) + cfg.tick_s, factor=f,
+            min_replicas=cfg.min_replicas, max_replicas=cfg.max_replicas))
     if cfg.static_reference:
         counts = np.bincount((arr // 300).astype(np.int64))
         peak = float(counts.max()) / 300.0
@@ -357,7 +378,8 @@ def compare_autoscalers(
                                           min_replicas=cfg.min_replicas)
         if not cfg.keep_requests:
             results[name] = dataclasses.replace(results[name], requests=results[name].requests.clear())
-    return Comparison(results=results, capacity=cap, initial_replicas=init)
+    return Comparison(results=results, capacity=cap, initial_replicas=init,
+                      need_gpu_hours=need_gpu_hours(need, bin_s=NEED_BIN_S, gpus_per_replica=int(perf.gpus)))
 
 
 GENEROUS_SCALES: tuple[float, ...] = (0.8, 0.6, 0.45, 0.33, 0.25, 0.18)
@@ -410,3 +432,94 @@ def match_attainment(trace: RequestTrace, perf: ReplicaPerf, comparison: Compari
                 break
         out[kept.summary.policy] = kept
     return out
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The issue's test, read off one comparison: our GPU-hours against the cheapest baseline run that
+    attains at least as much, and the hindsight reference at that attainment.
+
+    Attributes:
+        reference: our row (``mpc``).
+        attainment, gpu_hours, burst_violation_minutes: its numbers.
+        best_baseline: the cheapest baseline row (any target, default or re-targeted) whose attainment is
+            at least ``attainment``; None when no baseline run reaches it.
+        baseline_gpu_hours, baseline_burst_violation_minutes: that row's numbers.
+        saving: ``1 - gpu_hours / baseline_gpu_hours`` (None without a baseline).
+        hindsight: the cheapest clairvoyant row reaching ``attainment`` (None: none run or none reaches).
+        hindsight_gpu_hours: its GPU-hours.
+        need_gpu_hours: the trace's need integral (:attr:`Comparison.need_gpu_hours`).
+    """
+
+    reference: str
+    attainment: float
+    gpu_hours: float
+    burst_violation_minutes: int
+    best_baseline: str | None
+    baseline_gpu_hours: float | None
+    baseline_burst_violation_minutes: int | None
+    saving: float | None
+    hindsight: str | None
+    hindsight_gpu_hours: float | None
+    need_gpu_hours: float
+
+    def lines(self) -> list[str]:
+        """The verdict as printable sentences."""
+        out = [f"{self.reference}: {self.gpu_hours:.1f} GPU-h at attainment {self.attainment:.4f}, "
+               f"{self.burst_violation_minutes} burst minutes in violation"]
+        if self.best_baseline is None:
+            out.append("no baseline run reaches that attainment (re-run with --match-attainment)")
+        else:
+            out.append(f"cheapest baseline at >= that attainment: {self.best_baseline} "
+                       f"{self.baseline_gpu_hours:.1f} GPU-h, {self.baseline_burst_violation_minutes} burst "
+                       f"minutes: {self.reference} saves {self.saving:+.1%}")
+        if self.hindsight is not None:
+            out.append(f"clairvoyant reference at >= that attainment: {self.hindsight} "
+                       f"{self.hindsight_gpu_hours:.1f} GPU-h")
+        out.append(f"need integral (no cold start, no headroom): {self.need_gpu_hours:.1f} GPU-h")
+        return out
+
+
+def _family(name: str) -> str:
+    return name.split("@", 1)[0]
+
+
+def verdict(comparison: Comparison, *, reference: str = PolicyName.MPC.value) -> Verdict:
+    """Compare ``reference`` with the cheapest baseline run attaining at least as much.
+
+    Baselines are the rows of :data:`DEFAULT_POLICIES` other than the reference, at any target (their
+    ``"<policy>@<scale>"`` re-runs included); static fleets and hindsight rows are references, not
+    baselines.
+
+    Raises:
+        InputError: ``reference`` is not in the comparison.
+
+    >>> from planner.autoscale.loop import LoopSummary
+    >>> def row(name, gpu_h, att):
+    ...     return LoopResult(requests=pl.DataFrame(), timeline=pl.DataFrame(), summary=LoopSummary(
+    ...         name, 10, gpu_h, att, 0, 0, 0, 0, 1, 2, 0, 0, 1, 1.0, 0, 0, 0.0))
+    >>> cmp = Comparison(results={"hpa": row("hpa", 8.0, 0.95), "hpa@0.6": row("hpa@0.6", 12.0, 0.99),
+    ...                           "mpc": row("mpc", 9.0, 0.99)},
+    ...                  capacity=ReplicaCapacity(1, 1, 1, 1, 1), initial_replicas=1)
+    >>> v = verdict(cmp)
+    >>> v.best_baseline, round(v.saving, 2)
+    ('hpa@0.6', 0.25)
+    """
+    if reference not in comparison.results:
+        raise InputError(f"policy {reference!r} is not in the comparison", field="reference",
+                         expected=", ".join(comparison.results))
+    ours = comparison.results[reference].summary
+    families = {p.value for p in DEFAULT_POLICIES} - {reference}
+    rows = [r.summary for r in comparison.results.values()]
+    base = [s for s in rows if _family(s.policy) in families and s.attainment >= ours.attainment]
+    seer = [s for s in rows if _family(s.policy) == HINDSIGHT and s.attainment >= ours.attainment]
+    b = min(base, key=lambda s: s.gpu_hours) if base else None
+    h = min(seer, key=lambda s: s.gpu_hours) if seer else None
+    return Verdict(
+        reference=reference, attainment=ours.attainment, gpu_hours=ours.gpu_hours,
+        burst_violation_minutes=ours.burst_violation_minutes,
+        best_baseline=b.policy if b else None, baseline_gpu_hours=b.gpu_hours if b else None,
+        baseline_burst_violation_minutes=b.burst_violation_minutes if b else None,
+        saving=1.0 - ours.gpu_hours / b.gpu_hours if b and b.gpu_hours > 0 else None,
+        hindsight=h.policy if h else None, hindsight_gpu_hours=h.gpu_hours if h else None,
+        need_gpu_hours=comparison.need_gpu_hours)

@@ -94,10 +94,10 @@ from planner.autoscale.coldstart import ColdStartShape, cold_start_for
 from planner.autoscale.compare import (
     DEFAULT_POLICIES,
     CompareConfig,
-    Comparison,
     Simulator,
     compare_autoscalers,
     match_attainment,
+    verdict,
 )
 from planner.autoscale.context import PolicyName
 from planner.autoscale.workloads import WORKLOADS, Workload, load_workload
@@ -157,6 +157,22 @@ def _policies(names: str) -> tuple[PolicyName, ...]:
     return tuple(out)
 
 
+def _factors(text: str) -> tuple[float, ...]:
+    """``--bounds``: positive headroom factors."""
+    out: list[float] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            f = float(part)
+        except ValueError:
+            f = math.nan
+        if not (f > 0 and math.isfinite(f)):
+            raise InputError(f"bad factor {part!r}", field="--bounds", expected="comma-separated numbers > 0")
+        out.append(f)
+    return tuple(out)
+
+
 def autoscale_compare_cmd(
     trace: Annotated[str, typer.Option(help="trace file (any supported format) or 'default'")] = "default",
     rate_factor: Annotated[float, typer.Option(help="scale the request rate by this factor")] = 1.0,
@@ -198,7 +214,11 @@ def autoscale_compare_cmd(
     match: Annotated[bool, typer.Option(
         "--match-attainment", help="also re-run HPA, KEDA and Ray Serve with more generous targets until "
         "they reach the MPC's attainment (rows named policy@scale)")] = False,
-    out: Annotated[Path | None, typer.Option(help="folder for summary.parquet and timelines.parquet")] = None,
+    bounds: Annotated[str, typer.Option(
+        help="also replay the clairvoyant reference (knows the trace's future need) at these headroom "
+             "factors, comma-separated, as rows hindsight@factor; '' for none")] = "",
+    out: Annotated[Path | None, typer.Option(
+        help="folder for summary.parquet, timelines.parquet and verdict.json")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the per-policy summary as JSON")] = False,
 ) -> int:
     """Run the comparison and print the table."""
@@ -221,6 +241,7 @@ def autoscale_compare_cmd(
     if mpc_season_s is not None and not (mpc_season_s >= 0 and math.isfinite(mpc_season_s)):
         raise InputError(f"bad value {mpc_season_s}", field="--mpc-season-s", expected="seconds >= 0")
     names = _policies(policies)
+    factors = _factors(bounds)
     mpc_params = MPCParams()
     if workload is not None:
         spec = WORKLOADS[workload]
@@ -246,7 +267,7 @@ def autoscale_compare_cmd(
     cfg = CompareConfig(slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),
                         engine=EngineConfig(), cold_start=cold, min_replicas=min_replicas,
                         max_replicas=max_replicas, tick_s=tick_s, seed=seed, simulator=simulator,
-                        mpc=mpc_params, keep_requests=False)
+                        mpc=mpc_params, keep_requests=False, hindsight_factors=factors)
     console = Console(stderr=True)
     with console.status("replaying...") as status:
         cmp = compare_autoscalers(tr, perf, policies=names, config=cfg,
@@ -254,16 +275,19 @@ def autoscale_compare_cmd(
     if match and PolicyName.MPC in names:
         with console.status("re-running baselines with generous targets..."):
             extra = match_attainment(tr, perf, cmp, config=cfg)
-        cmp = Comparison(results={**cmp.results, **extra}, capacity=cmp.capacity,
-                         initial_replicas=cmp.initial_replicas)
+        cmp = dataclasses.replace(cmp, results={**cmp.results, **extra})
     table = cmp.table().with_columns(cost_usd=pl.col("gpu_hours") * price)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         table.write_parquet(out / "summary.parquet")
         cmp.timelines().write_parquet(out / "timelines.parquet")
+    judged = verdict(cmp) if PolicyName.MPC.value in cmp.results else None
+    if out is not None and judged is not None:
+        (out / "verdict.json").write_text(json.dumps(dataclasses.asdict(judged), indent=2) + "\n")
     if as_json:
         typer.echo(json.dumps({"capacity_rps_per_replica": cmp.capacity.rps,
-                               "initial_replicas": cmp.initial_replicas, "policies": table.to_dicts()},
+                               "initial_replicas": cmp.initial_replicas, "policies": table.to_dicts(),
+                               "verdict": dataclasses.asdict(judged) if judged else None},
                               indent=2, default=float))
         return 0
     t = Table(title=f"{tr.meta.source}: {tr.num_requests} requests, {model} TP{tp} on {gpu}, "
@@ -277,5 +301,8 @@ def autoscale_compare_cmd(
                   f"{r['tpot_p99_s']:.3f}", str(r["violation_minutes"]),
                   f"{r['burst_violation_minutes']}/{r['burst_minutes']}", str(r["scale_actions"]),
                   str(r["oscillations"]), str(r["peak_replicas"]))
-    Console(width=None if sys.stdout.isatty() else 140).print(t)
+    console_out = Console(width=None if sys.stdout.isatty() else 140)
+    console_out.print(t)
+    for line in judged.lines() if judged else ():
+        console_out.print(line, highlight=False)
     return 0

@@ -31,11 +31,13 @@ def test_compare_writes_tables(shared_traces: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     res = CliRunner().invoke(_app(), ["autoscale-compare", "--trace", str(small), "--policies", "hpa,mpc",
                                       "--cold-start-median-s", "30", "--max-replicas", "8",
-                                      "--simulator", "loop", "--out", str(out), "--json"])
+                                      "--simulator", "loop", "--bounds", "1.5", "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
-    assert {p["policy"] for p in data["policies"]} >= {"hpa", "mpc"}
-    assert pl.read_parquet(out / "summary.parquet").height == 3
+    assert {p["policy"] for p in data["policies"]} >= {"hpa", "mpc", "hindsight@1.5"}
+    assert pl.read_parquet(out / "summary.parquet").height == 4
+    verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict == data["verdict"] and verdict["reference"] == "mpc" and verdict["need_gpu_hours"] > 0
     assert "policy" in pl.read_parquet(out / "timelines.parquet").columns
 
 
@@ -43,3 +45,9 @@ def test_bad_policy_name_is_an_input_error() -> None:
     res = CliRunner().invoke(_app(), ["autoscale-compare", "--policies", "hpa,nope"])
     assert res.exit_code != 0
     assert "nope" in str(res.exception)
+
+
+def test_bad_bounds_are_an_input_error() -> None:
+    res = CliRunner().invoke(_app(), ["autoscale-compare", "--bounds", "1,zero"])
+    assert res.exit_code != 0
+    assert "--bounds" in str(res.exception) and "zero" in str(res.exception)
