@@ -212,8 +212,8 @@ def autoscale_compare_cmd(
         help="MPC seasonal period, s (86400: same time yesterday; 0: none; default: the workload's, "
              "else 0)")] = None,
     match: Annotated[bool, typer.Option(
-        "--match-attainment", help="also re-run HPA, KEDA and Ray Serve with more generous targets until "
-        "they reach the MPC's attainment (rows named policy@scale)")] = False,
+        "--match-attainment", help="also re-run HPA, KEDA and Ray Serve (those in --policies) with more "
+        "generous targets until they reach the MPC's attainment (rows named policy@scale)")] = False,
     bounds: Annotated[str, typer.Option(
         help="also replay the clairvoyant reference (knows the trace's future need) at these headroom "
              "factors, comma-separated, as rows hindsight@factor; '' for none")] = "",
@@ -274,7 +274,8 @@ def autoscale_compare_cmd(
                                   on_policy=lambda n: status.update(f"replaying with {n}..."))
     if match and PolicyName.MPC in names:
         with console.status("re-running baselines with generous targets..."):
-            extra = match_attainment(tr, perf, cmp, config=cfg)
+            extra = match_attainment(tr, perf, cmp, config=cfg, policies=[
+                p for p in (PolicyName.HPA, PolicyName.KEDA, PolicyName.RAY_SERVE) if p in names])
         cmp = dataclasses.replace(cmp, results={**cmp.results, **extra})
     table = cmp.table().with_columns(cost_usd=pl.col("gpu_hours") * price)
     if out is not None:
