@@ -186,7 +186,8 @@ def autoscale_compare_cmd(
         help="cold-start distribution: the simulator's fitted Alibaba GenAI mixture (median 22.8 s) or "
              "the older single lognormal")] = ColdStartShape.MIXTURE,
     cold_start_median_s: Annotated[float | None, typer.Option(
-        help="move the cold start's median here, s, keeping its shape (default: the fitted one)")] = None,
+        help="move the cold start's median here, s, keeping its shape (default: the workload's, else the "
+             "fitted 22.8 s)")] = None,
     cold_start_sigma: Annotated[float | None, typer.Option(
         help="--cold-start lognormal only: its log-spread (default: the fitted 1.17)")] = None,
     min_replicas: Annotated[int, typer.Option(help="lower bound for every policy")] = 1,
@@ -246,6 +247,8 @@ def autoscale_compare_cmd(
     if workload is not None:
         spec = WORKLOADS[workload]
         model, gpu, tp, tick_s, max_replicas = spec.model, spec.gpu, spec.tp, spec.tick_s, spec.max_replicas
+        if cold_start_median_s is None:
+            cold_start_median_s = spec.cold_start_median_s
         mpc_params = spec.mpc
         tr = load_workload(spec, data_root=data_root, seed=seed)
     else:

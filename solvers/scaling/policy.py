@@ -51,7 +51,10 @@ class MPCParams:
         bin_s: history resolution.
         step_s: MPC step.
         lead_time_s: start-to-ready time planned for (use a high quantile of the cold start).
-        horizon_s: planning horizon (at least ``lead_time_s`` + one step).
+        horizon_s: how far the plan looks *past the lead time* (the MPC plans ``lead_time_s + horizon_s``).
+            Why past it: a start pays GPU time from now but serves only after the lead, so a horizon that
+            ends soon after the lead never finds a start worth its cold start; with 70B cold starts of
+            six minutes the old "at least the lead plus one step" horizon never scaled up at all.
         history_s: history kept for the forecast.
         levels: demand quantile levels.
         weights: shortfall penalty per replica-step per level, as multiples of one replica-step's GPU cost.
@@ -308,7 +311,7 @@ def mpc(ctx: ScalingContext, *, params: MPCParams | None = None) -> ScalingDecis
     st = record(ctx, own_state(ctx, MPCState, MPCState), p)
     if st.last_plan_s is not None and ctx.now_s - st.last_plan_s < p.interval_s - 1e-9:
         return ScalingDecision(ctx.replicas, st)
-    steps = max(2, math.ceil(max(p.horizon_s, p.lead_time_s + p.step_s) / p.step_s))
+    steps = max(2, math.ceil((p.lead_time_s + p.horizon_s) / p.step_s))
     lead = max(1, math.ceil(p.lead_time_s / p.step_s))
     arriving, mine = arrivals(ctx, st, p, steps)
     ready_now = sum(1 for i in range(len(ctx.running)) if is_ready(ctx, i))
