@@ -21,7 +21,7 @@ published traffic (some 350 million requests). On L40S the replay-calibrated cap
 per replica (the tail of long prompts sets it), so 1/100 (14.2 million requests, 11.7 req/s on average,
 about 80 req/s in the busiest minute) gives a fleet of a few replicas at night and 15 to 30 at the
 daily peaks, and the replay simulator (:mod:`planner.sim`) runs a reactive policy over the 14 days in
-about two minutes on one core. The MPC is tuned for day-long traffic: it re-plans every minute over
+about two minutes on one core. The MPC is tuned for day-long traffic: it re-plans every two minutes over
 one-minute steps (the ticks are 15 s) and carries the seasonal component (the same time yesterday).
 
 >>> sorted(w.value for w in Workload)
