@@ -16,23 +16,14 @@ from planner.autoscale.compare import CompareConfig, Simulator, compare_autoscal
 from planner.autoscale.context import PolicyName
 from planner.autoscale.hindsight import hindsight, hindsight_params, need_gpu_hours, need_series
 from planner.autoscale.types import ScalingContext
-from planner.catalog import load_catalog
-from planner.perf import Parallelism, build_replica_perf
-from planner.perf.api import ReplicaPerf
 from planner.sim.config import EngineConfig, SLOTarget
 from solvers.scaling.capacity import CapacityTable, capacity_table
+from tests.planner.autoscale.test_compare import perf8
+from tests.planner.autoscale.test_compare import trace as code_slice
 from traces.errors import InputError
-from traces.load import load_trace
 from traces.schema import RequestTrace, TraceMeta
-from traces.transforms import scale_rate, slice_time
 
 COLD = ColdStartDistribution(math.log(30.0), 0.2, "test: 30 s median")
-
-
-@functools.cache
-def perf8() -> ReplicaPerf:
-    cat = load_catalog()
-    return build_replica_perf(cat.model("Llama-3.1-8B"), cat.gpu("H100-SXM"), Parallelism(tp=1))
 
 
 @functools.cache
@@ -89,8 +80,7 @@ def test_clairvoyant_policy_starts_before_a_burst_and_releases_after_it() -> Non
 @pytest.mark.slow
 def test_hindsight_rows_trace_attainment_against_gpu_hours_and_stay_out_of_the_baselines(
         shared_traces: Path) -> None:
-    t = load_trace(shared_traces / "azure_llm_2023" / "AzureLLMInferenceTrace_code.csv")
-    tr = scale_rate(slice_time(t, 0.0, 900.0), 6.0, seed=0)
+    tr = code_slice(shared_traces)
     cfg = CompareConfig(cold_start=COLD, max_replicas=16, simulator=Simulator.REPLAY, static_reference=False,
                         hindsight_factors=(1.0, 2.0), keep_requests=False)
     cmp = compare_autoscalers(tr, perf8(), policies=[PolicyName.HPA, PolicyName.MPC], config=cfg)
