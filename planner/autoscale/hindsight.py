@@ -59,7 +59,7 @@ def need_series(trace: RequestTrace, table: CapacityTable, *, bin_s: float = 5.0
     osl = np.bincount(b, weights=df["output_tokens"].to_numpy().astype(np.float64), minlength=nb)
     out = np.zeros(nb)
     for k in np.flatnonzero(n):
-        out[k] = n[k] / bin_s / max(table.rps_at(isl[k] / n[k], osl[k] / n[k]), 1e-9)
+        out[k] = table.need(n[k], isl[k], osl[k], bin_s)
     return out
 
 

@@ -169,6 +169,13 @@ class CapacityTable:
         """Requests in one replica at that capacity."""
         return self._interp(self.concurrency, isl, osl)
 
+    def need(self, requests: float, prompt_tokens: float, generation_tokens: float, seconds: float) -> float:
+        """Replicas a span of ``seconds`` with these totals keeps busy at the SLO (its own length mix)."""
+        if requests <= 0:
+            return 0.0
+        rps = self.rps_at(prompt_tokens / requests, generation_tokens / requests)
+        return requests / max(seconds, 1e-9) / max(rps, 1e-9)
+
 
 def capacity_table(perf: ReplicaPerf, *, slo: SLOTarget, engine: EngineConfig,
                    isl_grid: tuple[float, ...] = (128, 512, 1024, 2048, 4096, 8192),

@@ -146,10 +146,9 @@ def bin_need(prev: Sample, cur: Sample, p: MPCParams) -> float:
     n_req = cur[1] - prev[1]
     if n_req <= 0:
         return 0.0
-    isl = (cur[2] - prev[2]) / n_req
-    osl = (cur[3] - prev[3]) / n_req
-    cap = p.capacity.rps_at(isl, osl) if p.capacity is not None else p.replica_rps
-    return n_req / dt / max(cap, 1e-9)
+    if p.capacity is not None:
+        return p.capacity.need(n_req, cur[2] - prev[2], cur[3] - prev[3], dt)
+    return n_req / dt / max(p.replica_rps, 1e-9)
 
 
 def record(ctx: ScalingContext, st: MPCState, p: MPCParams) -> MPCState:
