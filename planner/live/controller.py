@@ -197,7 +197,10 @@ def build_context(reading: PoolReading, book: CounterBook, *, replicas: int, now
     """The :class:`ScalingContext` a policy sees, from a checked reading and the counter totals.
 
     ``replicas`` is the count asked for (the Deployment's spec); listed replicas are those exposing
-    metrics, all ready (vLLM serves ``/metrics`` only once up), and the rest are ``starting``.
+    metrics, all ready (vLLM serves ``/metrics`` only once up), and the rest are ``starting``. The policy's
+    replica count is the spec even when more pods are listed: Prometheus lags a scale-down by up to a scrape,
+    and a policy that holds "the current count" against the lagging list would undo every scale-down (HPA's
+    ``currentReplicas`` is the scale subresource's spec for the same reason).
     ``requests_total`` is the TTFT histogram's count (vLLM has no arrival counter; this counts requests that
     started, which lags arrivals by their TTFT).
     """
@@ -205,7 +208,7 @@ def build_context(reading: PoolReading, book: CounterBook, *, replicas: int, now
     total = book.total
     return ScalingContext(
         now_s=now_s,
-        replicas=max(replicas, listed),
+        replicas=replicas,
         running=tuple(round(x) for x in reading.running),
         waiting=tuple(round(x) for x in reading.waiting),
         kv_cache_usage_perc=reading.kv_cache_usage_perc,

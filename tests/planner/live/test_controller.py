@@ -59,6 +59,24 @@ def test_healthy_reads_scale_with_ramp_limits_tick_by_tick() -> None:
     assert st.actions_down == 4
 
 
+def test_a_scrape_that_still_lists_drained_pods_does_not_undo_a_scale_down() -> None:
+    """Prometheus lags the fleet by up to a scrape: right after a scale-down, the next read can still list the
+    drained pods. The count the policy holds against is the one asked for (as HPA's ``currentReplicas`` is the
+    scale's spec), not the pods listed; otherwise every scale-down bounced back up (CI saw 6 -> 2 -> 6 ...)."""
+    pool = _pool(max_step_up=10, max_step_down=10,
+                 params={"target_running_per_replica": 10, "scale_down_delay_s": 2})
+    st, d = step(PoolState(), _read(0.0, (60.0,) * 6), 0.0, pool=pool, stale_after_s=STALE)
+    assert d.desired == 10  # 360 / 10, capped by max_replicas
+    quiet = (2.0,) * 10  # 20 in system: 2 wanted
+    seen = []
+    for k in range(1, 6):
+        st, d = step(st, _read(float(k), quiet), float(k), pool=pool, stale_after_s=STALE)
+        seen.append(d.desired)
+    assert seen == [10, 10, 2, 2, 2]  # the wish lasts the 2 s delay, then applies
+    # and reads lagging by a scrape still list the ten pods, carrying the same 20 requests
+    assert st.desired == 2 and st.current == 10
+
+
 def test_bounds_hold_whatever_the_policy_wants() -> None:
     pool = _pool(max_step_up=100, max_step_down=100, max_replicas=5, min_replicas=2)
     st, d = step(PoolState(), _read(0.0, (500.0,)), 0.0, pool=pool, stale_after_s=STALE)
