@@ -74,6 +74,10 @@ class MPCParams:
         season_weight: multiplier of the seasonal delta (1: yesterday's ramp as it was).
         hold_s: each step's peak is forecast over at least this long (see
             :func:`~solvers.scaling.forecast.peak_forecast`'s ``hold_bins``).
+        tail_from: levels above this quantile level come from an exponential tail fitted to the forecast
+            excesses (:func:`~solvers.scaling.forecast.excess_quantiles`); None: empirical quantiles only.
+        min_origins: past origins a forecast step needs for its own excess quantiles; steps with fewer pool
+            the nearer steps' (see :func:`~solvers.scaling.forecast.peak_forecast`).
         solve: CP-SAT limits (a deterministic-time budget, so that a replay gives the same numbers on a
             busy and an idle machine; typical solves need well under a tenth of it).
     """
@@ -104,6 +108,8 @@ class MPCParams:
     season_s: float = 0.0
     season_bin_s: float = 300.0
     season_weight: float = 1.0
+    tail_from: float | None = None
+    min_origins: int = 8
     solve: SolveParams = field(
         default_factory=lambda: SolveParams(time_limit_s=5.0, deterministic_time_s=0.05))
 
@@ -256,7 +262,8 @@ def demand_levels(ctx: ScalingContext, st: MPCState, p: MPCParams,
     cap = recent_capacity(st, p)
     if p.forecaster is Forecaster.PEAK:
         f = peak_forecast(need, bin_s=p.bin_s, bins_per_step=bins_per_step, steps=steps, levels=p.levels,
-                          alpha=p.level_alpha, hold_bins=max(1, round(p.hold_s / p.bin_s)))
+                          alpha=p.level_alpha, hold_bins=max(1, round(p.hold_s / p.bin_s)),
+                          tail_from=p.tail_from, min_origins=p.min_origins)
         per_level = [np.asarray(f.quantile(lv)) for lv in p.levels]
     else:
         fh = forecast_rate(need, bin_s=p.bin_s, steps=steps * bins_per_step, levels=p.levels)

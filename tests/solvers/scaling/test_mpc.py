@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner.autoscale.types import ScalingContext
-from solvers.scaling.forecast import forecast_rate, peak_forecast
+from solvers.scaling.forecast import excess_quantiles, forecast_rate, peak_forecast
 from solvers.scaling.mpc import ScalingProblem, SolveParams, evaluate, greedy_plan, solve
 from solvers.scaling.policy import MPCParams, MPCState, bin_need, mpc, record
 from solvers.status import SolveStatus
@@ -114,6 +114,28 @@ def test_peak_forecast_band_is_additive_after_quiet_bins() -> None:
     y = np.concatenate([np.zeros(30), np.full(30, 5.0), [20.0], np.full(30, 5.0)])
     f = peak_forecast(y, bin_s=10.0, bins_per_step=1, steps=3, levels=(0.9, 0.99), alpha=0.3)
     assert max(f.quantile(0.99)) <= 5.0 + 20.0
+
+
+def test_far_steps_of_a_young_history_pool_the_nearer_steps_instead_of_forgetting_an_early_burst() -> None:
+    # one burst early, then quiet: the far steps have few origins, all of whose windows are quiet; alone
+    # they would forecast nothing (the last step with eight origins never saw the burst)
+    y = np.concatenate([np.full(6, 2.0), np.full(3, 18.0), np.full(45, 0.5)])
+    f = peak_forecast(y, bin_s=10.0, bins_per_step=2, steps=30, levels=(0.5, 0.99), alpha=0.1, hold_bins=6)
+    far = np.asarray(f.quantile(0.99))[4:]
+    assert far.min() >= 10.0  # the burst is still in the band this far ahead
+
+
+def test_exponential_tail_estimates_a_quantile_beyond_the_sample() -> None:
+    # excesses from an exponential with scale 2: the 0.9999 quantile is 2 ln(10^4) = 18.4, beyond what 2,000
+    # draws show (their maximum, about 2 ln 2000 = 15.2); the fitted tail finds it, the empirical cannot
+    truth = 2.0 * np.log(1e4)
+    for seed in range(5):
+        e = np.random.default_rng(seed).exponential(2.0, size=2_000)
+        emp = excess_quantiles(e, (0.5, 0.9999), None)
+        tail = excess_quantiles(e, (0.5, 0.9999), 0.9)
+        assert tail[0] == emp[0]  # below tail_from nothing changes
+        assert emp[1] < 0.93 * truth
+        assert abs(tail[1] - truth) < 0.1 * truth, (seed, tail[1])
 
 
 def test_short_history_falls_back_to_the_holt_forecast() -> None:
