@@ -62,7 +62,7 @@ def test_healthy_reads_scale_with_ramp_limits_tick_by_tick() -> None:
 def test_a_scrape_that_still_lists_drained_pods_does_not_undo_a_scale_down() -> None:
     """Prometheus lags the fleet by up to a scrape: right after a scale-down, the next read can still list the
     drained pods. The count the policy holds against is the one asked for (as HPA's ``currentReplicas`` is the
-    scale's spec), not the pods listed; otherwise every scale-down bounced back up (CI saw 6 -> 2 -> 6 ...)."""
+    scale's spec), not the pods listed; otherwise every scale-down bounced back up (CI: 6, 2, 6, ...)."""
     pool = _pool(max_step_up=10, max_step_down=10,
                  params={"target_running_per_replica": 10, "scale_down_delay_s": 2})
     st, d = step(PoolState(), _read(0.0, (60.0,) * 6), 0.0, pool=pool, stale_after_s=STALE)
