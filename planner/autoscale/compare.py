@@ -382,7 +382,7 @@ def compare_autoscalers(
                       need_gpu_hours=need_gpu_hours(need, bin_s=NEED_BIN_S, gpus_per_replica=int(perf.gpus)))
 
 
-GENEROUS_SCALES: tuple[float, ...] = (0.8, 0.6, 0.45, 0.33, 0.25, 0.18)
+GENEROUS_SCALES: tuple[float, ...] = (0.8, 0.6, 0.45, 0.33, 0.25, 0.18, 0.12, 0.08)
 """Target multipliers tried, in order, by :func:`match_attainment`."""
 
 

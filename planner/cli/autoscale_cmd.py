@@ -110,7 +110,7 @@ from planner.autoscale.workloads import WORKLOADS, Workload, load_workload
 from planner.catalog import load_catalog
 from planner.perf import Parallelism, build_replica_perf
 from planner.sim.config import EngineConfig, SLOTarget
-from solvers.scaling.policy import MPCParams
+from solvers.scaling.policy import MPCParams, Risk, with_risk
 from traces.errors import InputError
 from traces.schema import RequestTrace
 
@@ -218,6 +218,9 @@ def autoscale_compare_cmd(
     mpc_season_s: Annotated[float | None, typer.Option(
         help="MPC seasonal period, s (86400: same time yesterday; 0: none; default: the workload's, "
              "else 0)")] = None,
+    mpc_risk: Annotated[Risk, typer.Option(
+        help="MPC risk setting: default (buys for the bursts its history has shown) or burst-averse "
+             "(also for larger ones: a 0.999 level with an exponential tail)")] = Risk.DEFAULT,
     match: Annotated[bool, typer.Option(
         "--match-attainment", help="also re-run HPA, KEDA and Ray Serve (those in --policies) with more "
         "generous targets until they reach the MPC's attainment (rows named policy@scale)")] = False,
@@ -265,6 +268,7 @@ def autoscale_compare_cmd(
         hold_s=mpc_hold_s if mpc_hold_s is not None else mpc_params.hold_s,
         interval_s=mpc_interval_s if mpc_interval_s is not None else mpc_params.interval_s,
         season_s=mpc_season_s if mpc_season_s is not None else mpc_params.season_s)
+    mpc_params = with_risk(mpc_params, mpc_risk)
     if duration_s is not None:
         from traces.transforms import slice_time
 

@@ -37,6 +37,13 @@ class Forecaster(StrEnum):
     HOLT = "holt"
 
 
+class Risk(StrEnum):
+    """How much of a burst's tail the MPC buys for (:func:`with_risk`)."""
+
+    DEFAULT = "default"
+    BURST_AVERSE = "burst-averse"
+
+
 @dataclass(frozen=True)
 class MPCParams:
     """Tuning of the MPC policy.
@@ -112,6 +119,22 @@ class MPCParams:
     min_origins: int = 8
     solve: SolveParams = field(
         default_factory=lambda: SolveParams(time_limit_s=5.0, deterministic_time_s=0.05))
+
+
+def with_risk(p: MPCParams, risk: Risk) -> MPCParams:
+    """``p`` at a risk setting: ``default`` leaves it; ``burst-averse`` buys for a 0.999 level of each
+    step's peak, extrapolated past the largest burst seen by an exponential tail from the 0.8 quantile,
+    with shortfall weights (8, 4, 2).
+
+    Why a preset and not a per-trace tuning: the default levels cover what the history has shown, so a
+    burst larger than any before it (Azure code's minutes 9 and 14, each a new record) is missed whatever
+    the cold start; the burst-averse setting pays for the records it has not seen yet. Measured (70B TP4,
+    360 s cold starts): Azure code 78.3 GPU-h at 0.9833 with 4 of 18 burst minutes in violation (default)
+    against 140.4 at 0.9976 with none (burst-averse).
+    """
+    if risk is Risk.DEFAULT:
+        return p
+    return replace(p, levels=(0.5, 0.9, 0.999), weights=(8.0, 4.0, 2.0), tail_from=0.8)
 
 
 Sample = tuple[float, int, int, int]

@@ -51,3 +51,20 @@ def test_bad_bounds_are_an_input_error() -> None:
     res = CliRunner().invoke(_app(), ["autoscale-compare", "--bounds", "1,zero"])
     assert res.exit_code != 0
     assert "--bounds" in str(res.exception) and "zero" in str(res.exception)
+
+
+def test_burst_averse_risk_buys_more_than_the_default(shared_traces: Path, tmp_path: Path) -> None:
+    src = shared_traces / "azure_llm_2023" / "AzureLLMInferenceTrace_code.csv"
+    small = tmp_path / "code.csv"
+    small.write_text("\n".join(src.read_text().splitlines()[:1200]) + "\n")
+    gpu_h = {}
+    for risk in ("default", "burst-averse"):
+        res = CliRunner().invoke(_app(), ["autoscale-compare", "--trace", str(small), "--policies", "mpc",
+                                          "--cold-start-median-s", "30", "--max-replicas", "8",
+                                          "--simulator", "loop", "--mpc-risk", risk, "--json"])
+        assert res.exit_code == 0, res.output
+        row = next(p for p in json.loads(res.output)["policies"] if p["policy"] == "mpc")
+        gpu_h[risk] = row["gpu_hours"]
+    assert gpu_h["burst-averse"] > gpu_h["default"] > 0
+    res = CliRunner().invoke(_app(), ["autoscale-compare", "--mpc-risk", "reckless"])
+    assert res.exit_code != 0 and "reckless" in res.output

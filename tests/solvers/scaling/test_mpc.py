@@ -244,3 +244,20 @@ def test_deterministic_time_limit_gives_the_same_plan_every_time() -> None:
     assert all(q.starts == plans[0].starts and q.stops == plans[0].stops for q in plans)
     assert plans[0].status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
     assert plans[0].objective <= greedy_plan(p).objective + 1e-9
+
+
+def test_burst_averse_risk_buys_past_the_record_burst_and_default_does_not() -> None:
+    from solvers.scaling.policy import Risk, with_risk
+
+    base = MPCParams()
+    assert with_risk(base, Risk.DEFAULT) == base
+    rng = np.random.default_rng(5)
+    y = np.where(rng.random(180) < 0.08, rng.uniform(10.0, 20.0, 180), 1.0)  # sparse bursts, record < 20
+    top = {}
+    for risk in Risk:
+        p = with_risk(base, risk)
+        f = peak_forecast(y, bin_s=10.0, bins_per_step=3, steps=10, levels=p.levels, alpha=p.level_alpha,
+                          hold_bins=6, tail_from=p.tail_from)
+        top[risk] = max(f.quantile(p.levels[-1]))
+    # the default's top level is the largest excess seen (over today's level); the fitted tail goes past it
+    assert top[Risk.BURST_AVERSE] > max(top[Risk.DEFAULT], float(y.max())) + 2.0
