@@ -449,6 +449,9 @@ class Verdict:
         hindsight: the cheapest clairvoyant row reaching ``attainment`` (None: none run or none reaches).
         hindsight_gpu_hours: its GPU-hours.
         need_gpu_hours: the trace's need integral (:attr:`Comparison.need_gpu_hours`).
+        closest_baseline: when no baseline run reaches ``attainment``, the one that came nearest (highest
+            attainment, then fewest GPU-hours); None otherwise or without baselines.
+        closest_attainment, closest_gpu_hours, closest_burst_violation_minutes: its numbers.
     """
 
     reference: str
@@ -462,6 +465,10 @@ class Verdict:
     hindsight: str | None
     hindsight_gpu_hours: float | None
     need_gpu_hours: float
+    closest_baseline: str | None = None
+    closest_attainment: float | None = None
+    closest_gpu_hours: float | None = None
+    closest_burst_violation_minutes: int | None = None
 
     def lines(self) -> list[str]:
         """The verdict as printable sentences."""
@@ -469,6 +476,10 @@ class Verdict:
                f"{self.burst_violation_minutes} burst minutes in violation"]
         if self.best_baseline is None:
             out.append("no baseline run reaches that attainment (re-run with --match-attainment)")
+            if self.closest_baseline is not None:
+                out.append(f"closest baseline: {self.closest_baseline} {self.closest_gpu_hours:.1f} GPU-h at "
+                           f"{self.closest_attainment:.4f}, {self.closest_burst_violation_minutes} burst "
+                           f"minutes")
         else:
             out.append(f"cheapest baseline at >= that attainment: {self.best_baseline} "
                        f"{self.baseline_gpu_hours:.1f} GPU-h, {self.baseline_burst_violation_minutes} burst "
@@ -504,6 +515,10 @@ def verdict(comparison: Comparison, *, reference: str = PolicyName.MPC.value) ->
     >>> v = verdict(cmp)
     >>> v.best_baseline, round(v.saving, 2)
     ('hpa@0.6', 0.25)
+    >>> cmp = dataclasses.replace(cmp, results={**cmp.results, "mpc": row("mpc", 9.0, 0.995)})
+    >>> v = verdict(cmp)
+    >>> v.best_baseline, v.closest_baseline, v.closest_attainment
+    (None, 'hpa@0.6', 0.99)
     """
     if reference not in comparison.results:
         raise InputError(f"policy {reference!r} is not in the comparison", field="reference",
@@ -515,6 +530,8 @@ def verdict(comparison: Comparison, *, reference: str = PolicyName.MPC.value) ->
     seer = [s for s in rows if _family(s.policy) == HINDSIGHT and s.attainment >= ours.attainment]
     b = min(base, key=lambda s: s.gpu_hours) if base else None
     h = min(seer, key=lambda s: s.gpu_hours) if seer else None
+    near = [s for s in rows if _family(s.policy) in families]
+    c = max(near, key=lambda s: (s.attainment, -s.gpu_hours)) if near and b is None else None
     return Verdict(
         reference=reference, attainment=ours.attainment, gpu_hours=ours.gpu_hours,
         burst_violation_minutes=ours.burst_violation_minutes,
@@ -522,4 +539,7 @@ def verdict(comparison: Comparison, *, reference: str = PolicyName.MPC.value) ->
         baseline_burst_violation_minutes=b.burst_violation_minutes if b else None,
         saving=1.0 - ours.gpu_hours / b.gpu_hours if b and b.gpu_hours > 0 else None,
         hindsight=h.policy if h else None, hindsight_gpu_hours=h.gpu_hours if h else None,
-        need_gpu_hours=comparison.need_gpu_hours)
+        need_gpu_hours=comparison.need_gpu_hours,
+        closest_baseline=c.policy if c else None, closest_attainment=c.attainment if c else None,
+        closest_gpu_hours=c.gpu_hours if c else None,
+        closest_burst_violation_minutes=c.burst_violation_minutes if c else None)
