@@ -108,10 +108,11 @@ def excess_quantiles(e: F64, levels: tuple[float, ...], tail_from: float | None)
     True
     """
     lv = np.asarray(levels, dtype=np.float64)
-    emp: F64 = np.quantile(e, lv, method="higher")
     if tail_from is None or not (lv > tail_from).any():
-        return emp
-    u = float(np.quantile(e, tail_from, method="higher"))
+        only: F64 = np.quantile(e, lv, method="higher")
+        return only
+    both = np.quantile(e, np.append(lv, tail_from), method="higher")  # one sort on the per-tick path
+    emp, u = both[:-1], float(both[-1])
     over = e[e > u] - u
     sigma = float(over.mean()) if over.size else 0.0
     tail = u + sigma * np.log((1.0 - tail_from) / (1.0 - np.minimum(lv, 1.0 - 1e-9)))

@@ -23,11 +23,16 @@ def _app() -> typer.Typer:
     return app
 
 
-def test_compare_writes_tables(shared_traces: Path, tmp_path: Path) -> None:
+def _code_slice(shared_traces: Path, tmp_path: Path) -> Path:
+    """The first 1,199 requests of Azure code 2023 as their own CSV."""
     src = shared_traces / "azure_llm_2023" / "AzureLLMInferenceTrace_code.csv"
     small = tmp_path / "code.csv"
-    lines = src.read_text().splitlines()[:1200]
-    small.write_text("\n".join(lines) + "\n")
+    small.write_text("\n".join(src.read_text().splitlines()[:1200]) + "\n")
+    return small
+
+
+def test_compare_writes_tables(shared_traces: Path, tmp_path: Path) -> None:
+    small = _code_slice(shared_traces, tmp_path)
     out = tmp_path / "out"
     res = CliRunner().invoke(_app(), ["autoscale-compare", "--trace", str(small), "--policies", "hpa,mpc",
                                       "--cold-start-median-s", "30", "--max-replicas", "8",
@@ -54,9 +59,7 @@ def test_bad_bounds_are_an_input_error() -> None:
 
 
 def test_burst_averse_risk_buys_more_than_the_default(shared_traces: Path, tmp_path: Path) -> None:
-    src = shared_traces / "azure_llm_2023" / "AzureLLMInferenceTrace_code.csv"
-    small = tmp_path / "code.csv"
-    small.write_text("\n".join(src.read_text().splitlines()[:1200]) + "\n")
+    small = _code_slice(shared_traces, tmp_path)
     gpu_h = {}
     for risk in ("default", "burst-averse"):
         res = CliRunner().invoke(_app(), ["autoscale-compare", "--trace", str(small), "--policies", "mpc",

@@ -116,7 +116,7 @@ def test_peak_forecast_band_is_additive_after_quiet_bins() -> None:
     assert max(f.quantile(0.99)) <= 5.0 + 20.0
 
 
-def test_far_steps_of_a_young_history_pool_the_nearer_steps_instead_of_forgetting_an_early_burst() -> None:
+def test_far_steps_of_a_young_history_keep_the_nearer_steps_band_and_the_early_burst() -> None:
     # one burst early, then quiet: the far steps have few origins, all of whose windows are quiet; alone
     # they would forecast nothing (the last step with eight origins never saw the burst)
     y = np.concatenate([np.full(6, 2.0), np.full(3, 18.0), np.full(45, 0.5)])
