@@ -42,7 +42,14 @@ import polars as pl
 
 from solvers.scaling.policy import MPCParams
 from traces.errors import InputError
-from traces.readers.servegen import ClientWindows, Pdf, read_client_windows, read_dataset
+from traces.readers.servegen import (
+    ClientWindows,
+    Pdf,
+    collection_holes,
+    fill_holes,
+    read_client_windows,
+    read_dataset,
+)
 from traces.schema import RequestTrace, TraceMeta
 
 SERVEGEN_FRACTION = 1.0 / 100.0
@@ -74,6 +81,8 @@ class WorkloadSpec:
         cold_start_median_s: median time from "scale up" to "serving" of one replica of this layout
             (the fitted cold-start mixture's shape is moved to it; see :data:`COLD_START_70B_TP4_S`).
         mpc: the MPC's tuning for this workload (see :class:`~solvers.scaling.policy.MPCParams`).
+        fill_gaps: ServeGen only: fill the published statistics' collection gaps (see
+            :func:`servegen_thinned`).
     """
 
     name: Workload
@@ -86,6 +95,7 @@ class WorkloadSpec:
     max_replicas: int
     cold_start_median_s: float
     mpc: MPCParams = field(default_factory=MPCParams)
+    fill_gaps: bool = False
 
 
 COLD_START_70B_TP4_S = 359.6
@@ -106,7 +116,7 @@ WORKLOADS: dict[Workload, WorkloadSpec] = {
     Workload.SERVEGEN_M_SMALL: WorkloadSpec(
         Workload.SERVEGEN_M_SMALL, "servegen/language/m-small", SERVEGEN_FRACTION, "Llama-3.1-70B", "L40S", 4,
         15.0, 64, COLD_START_70B_TP4_S, mpc=MPCParams(interval_s=120.0, step_s=60.0, bin_s=15.0, hold_s=60.0,
-                                weights=(4.0, 1.0, 0.3), season_s=86_400.0)),
+                                weights=(4.0, 1.0, 0.3), season_s=86_400.0), fill_gaps=True),
 }
 """The benchmark's fixed choices (rate scale, layout, tick)."""
 
@@ -127,7 +137,7 @@ def load_workload(spec: WorkloadSpec, *, data_root: Path, seed: int = 0) -> Requ
         raise InputError("workload data not found", path=str(path),
                          expected="the shared traces folder (--data-root)")
     if spec.name is Workload.SERVEGEN_M_SMALL:
-        return servegen_thinned(path, fraction=spec.rate_factor, seed=seed)
+        return servegen_thinned(path, fraction=spec.rate_factor, seed=seed, fill_gaps=spec.fill_gaps)
     from traces.load import load_trace
     from traces.transforms import scale_rate
 
@@ -158,7 +168,7 @@ def _unit_gaps(rng: np.random.Generator, pattern: str, shape: float, n: int) -> 
 
 
 def servegen_thinned(folder: Path, *, fraction: float, seed: int = 0, start_s: float = 0.0,
-                     duration_s: float = math.inf) -> RequestTrace:
+                     duration_s: float = math.inf, fill_gaps: bool = False) -> RequestTrace:
     """All clients of a ServeGen folder over ``[start_s, start_s + duration_s)``, thinned to ``fraction``.
 
     Args:
@@ -166,6 +176,9 @@ def servegen_thinned(folder: Path, *, fraction: float, seed: int = 0, start_s: f
         fraction: probability that a published request is kept, in (0, 1].
         seed: generator seed (per client: ``default_rng([seed, client])``).
         start_s, duration_s: the span of the 14-day timeline to generate.
+        fill_gaps: fill the windows in which every client reports nothing between windows with traffic
+            (:func:`traces.readers.servegen.collection_holes`, :func:`~traces.readers.servegen.fill_holes`);
+            the number of filled windows goes to the trace's metadata (``gap_windows_filled``).
 
     Raises:
         InputError: a fraction outside (0, 1], no trace file, or malformed files.
@@ -178,6 +191,11 @@ def servegen_thinned(folder: Path, *, fraction: float, seed: int = 0, start_s: f
     if not files:
         raise InputError("no chunk-N-trace.csv files", path=str(folder), expected="a ServeGen client folder")
     clients = {c: read_client_windows(p, c) for c, p in files}
+    holes = collection_holes(clients) if fill_gaps else ()
+    if holes:
+        clients = fill_holes(clients, holes)
+    window = next(iter(clients.values())).window_s
+    filled = sum((hi - lo) // window for lo, hi in holes)
     datasets = {c: (read_dataset(folder / f"chunk-{c}-dataset.json")
                     if (folder / f"chunk-{c}-dataset.json").is_file() else {}) for c in clients}
     end_s = start_s + duration_s
@@ -214,5 +232,6 @@ def servegen_thinned(folder: Path, *, fraction: float, seed: int = 0, start_s: f
     df = df.filter((pl.col("input_tokens") >= 1) & (pl.col("output_tokens") >= 1)).sort("arrival_s")
     meta = TraceMeta(source=str(folder), format="servegen",
                      extra=(("thinning_fraction", repr(fraction)), ("seed", str(seed)),
-                            ("start_s", repr(start_s)), ("duration_s", repr(duration_s))))
+                            ("start_s", repr(start_s)), ("duration_s", repr(duration_s)),
+                            ("gap_windows_filled", str(filled))))
     return RequestTrace(df, meta)

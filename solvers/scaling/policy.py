@@ -85,6 +85,10 @@ class MPCParams:
             excesses (:func:`~solvers.scaling.forecast.excess_quantiles`); None: empirical quantiles only.
         min_origins: past origins a forecast step needs for its own excess quantiles; steps with fewer pool
             the nearer steps' (see :func:`~solvers.scaling.forecast.peak_forecast`).
+        replan_on_surge: re-plan before ``interval_s`` is up when the bin just closed needed more replicas
+            than the fleet holds (ready and starting). Why: a long interval keeps a 14-day replay cheap,
+            but a surge the plan did not foresee (a step up of the load, traffic back after an outage)
+            would wait up to ``interval_s`` on top of the cold start; reactive baselines look every tick.
         solve: CP-SAT limits (a deterministic-time budget, so that a replay gives the same numbers on a
             busy and an idle machine; typical solves need well under a tenth of it).
     """
@@ -117,6 +121,7 @@ class MPCParams:
     season_weight: float = 1.0
     tail_from: float | None = None
     min_origins: int = 8
+    replan_on_surge: bool = True
     solve: SolveParams = field(
         default_factory=lambda: SolveParams(time_limit_s=5.0, deterministic_time_s=0.05))
 
@@ -334,11 +339,29 @@ def arrivals(ctx: ScalingContext, st: MPCState, p: MPCParams,
     return tuple(out), tuple(mine)
 
 
+def surged(ctx: ScalingContext, before: MPCState, after: MPCState) -> bool:
+    """Whether the bin closed at this tick needed more replicas than the fleet holds (ready and starting).
+
+    >>> ctx = ScalingContext(now_s=30.0, replicas=2, running=(0,), waiting=(0,), kv_cache_usage_perc=(0.0,))
+    >>> a = MPCState(samples=((0.0, 0, 0, 0), (15.0, 9, 0, 0)), need=(1.0,))
+    >>> surged(ctx, a, replace(a, samples=(*a.samples, (30.0, 50, 0, 0)), need=(1.0, 3.5)))
+    True
+    >>> surged(ctx, a, replace(a, samples=(*a.samples, (30.0, 20, 0, 0)), need=(1.0, 1.5)))
+    False
+    >>> surged(ctx, a, a)   # no bin closed at this tick
+    False
+    """
+    closed = after.samples[-1:] != before.samples[-1:] and len(after.samples) >= 2  # record() took a sample
+    return closed and bool(after.need) and after.need[-1] > ctx.replicas
+
+
 def mpc(ctx: ScalingContext, *, params: MPCParams | None = None) -> ScalingDecision[MPCState]:
     """One tick of the MPC policy (re-plans every ``interval_s``)."""
     p = params or MPCParams()
-    st = record(ctx, own_state(ctx, MPCState, MPCState), p)
-    if st.last_plan_s is not None and ctx.now_s - st.last_plan_s < p.interval_s - 1e-9:
+    before = own_state(ctx, MPCState, MPCState)
+    st = record(ctx, before, p)
+    if st.last_plan_s is not None and ctx.now_s - st.last_plan_s < p.interval_s - 1e-9 \
+            and not (p.replan_on_surge and surged(ctx, before, st)):
         return ScalingDecision(ctx.replicas, st)
     steps = max(2, math.ceil((p.lead_time_s + p.horizon_s) / p.step_s))
     lead = max(1, math.ceil(p.lead_time_s / p.step_s))

@@ -36,6 +36,7 @@ path loads that client. Fourteen days of all clients are about 1.4 billion reque
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -388,3 +389,70 @@ def _number(text: str, name: str, *, minimum: float) -> float:
     if not math.isfinite(value) or value < minimum:
         raise InputError(f"out of range: {text!r}", field=name, expected=f"a number >= {minimum:g}")
     return value
+
+
+def collection_holes(clients: Mapping[int, ClientWindows]) -> tuple[tuple[int, int], ...]:
+    """Runs of windows in which *every* client reports no request, with traffic before and after them:
+    ``(first window start, end)`` in seconds, end exclusive.
+
+    Why: in ``m-small`` the whole region goes from about 800-2,000 req/s to nothing for 10 to 70 minutes
+    and back to the same rate, twelve times in 14 days (370 minutes), always on window boundaries. Those
+    are gaps in the published statistics, not outages: a replay that takes them literally lets every
+    autoscaler drain to its minimum and then hits it with the full load at once, and charges the minutes
+    after each gap to the autoscaler.
+
+    >>> w = lambda c, counts: ClientWindows(c, Path("x"), np.arange(len(counts), dtype=np.int64) * 600,
+    ...     np.asarray(counts, dtype=np.int64), ("Gamma",) * len(counts), np.ones(len(counts)), 600)
+    >>> collection_holes({0: w(0, [0, 5, 0, 0, 4, 0]), 1: w(1, [0, 3, 0, 0, 0, 0])})
+    ((1200, 2400),)
+    """
+    total: dict[int, int] = {}
+    for w in clients.values():
+        for s, n in zip(w.start_s.tolist(), w.count.tolist(), strict=True):
+            total[s] = total.get(s, 0) + n
+    starts = sorted(total)
+    busy = [i for i, s in enumerate(starts) if total[s] > 0]
+    holes: list[tuple[int, int]] = []
+    for a, b in itertools.pairwise(busy):
+        if b > a + 1:
+            holes.append((starts[a + 1], starts[b]))
+    return tuple(holes)
+
+
+def fill_holes(clients: Mapping[int, ClientWindows],
+               holes: tuple[tuple[int, int], ...]) -> dict[int, ClientWindows]:
+    """Each client's windows with every hole of :func:`collection_holes` filled from its neighbours.
+
+    A window inside a hole gets the client's count interpolated linearly between the window just before
+    the hole and the one just after it, and the renewal shape of the nearer of the two that has traffic
+    (a client silent on both sides stays silent). What the published data would have said is unknown;
+    this assumes only that the load moved smoothly across the gap, as it does around it.
+
+    >>> w = ClientWindows(0, Path("x"), np.arange(5, dtype=np.int64) * 600, np.array([0, 6, 0, 0, 12]),
+    ...     ("", "Gamma", "", "", "Weibull"), np.array([np.nan, 0.5, np.nan, np.nan, 2.0]), 600)
+    >>> f = fill_holes({0: w}, collection_holes({0: w}))[0]
+    >>> f.count.tolist(), f.pattern, f.shape.tolist()[2:4]
+    ([0, 6, 8, 10, 12], ('', 'Gamma', 'Gamma', 'Weibull', 'Weibull'), [0.5, 2.0])
+    """
+    out: dict[int, ClientWindows] = {}
+    for c, w in clients.items():
+        count = w.count.copy()
+        pattern = list(w.pattern)
+        shape = w.shape.copy()
+        for lo, hi in holes:
+            i0 = int(np.searchsorted(w.start_s, lo))
+            i1 = int(np.searchsorted(w.start_s, hi))  # first window after the hole
+            if i0 == 0 or i1 >= w.start_s.size or i1 <= i0:
+                continue
+            before, after = i0 - 1, i1
+            span = float(w.start_s[after] - w.start_s[before])
+            for i in range(i0, i1):
+                x = float(w.start_s[i] - w.start_s[before]) / span
+                count[i] = round((1.0 - x) * float(w.count[before]) + x * float(w.count[after]))
+                near = [j for j in ((before, after) if x <= 0.5 else (after, before)) if w.count[j] > 0]
+                if count[i] > 0 and near:
+                    pattern[i], shape[i] = w.pattern[near[0]], w.shape[near[0]]
+                else:
+                    count[i] = 0
+        out[c] = ClientWindows(w.client, w.path, w.start_s, count, tuple(pattern), shape, w.window_s)
+    return out

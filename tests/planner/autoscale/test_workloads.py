@@ -68,3 +68,32 @@ def test_servegen_workload_is_a_fair_size_fleet_at_the_daily_peak(shared_traces:
     assert hpa_s.peak_replicas >= 8 and mpc_s.peak_replicas >= 8
     assert hpa_s.requests == mpc_s.requests == tr.num_requests
     assert mpc_s.attainment >= hpa_s.attainment - 0.01
+
+
+def test_m_small_collection_gaps_are_found_and_filled_from_their_neighbours(shared_traces: Path) -> None:
+    from traces.readers.servegen import collection_holes, fill_holes
+
+    folder = shared_traces / M_SMALL
+    clients = {int(p.name.split("-")[1]): read_client_windows(p, int(p.name.split("-")[1]))
+               for p in folder.glob("chunk-*-trace.csv")}
+    holes = collection_holes(clients)
+    # twelve region-wide gaps, 370 minutes in all, the longest 70 minutes from minute 14,760
+    assert len(holes) == 12 and sum(b - a for a, b in holes) == 370 * 60
+    assert (14760 * 60, 14830 * 60) in holes
+    filled = fill_holes(clients, holes)
+    lo, hi = 14760 * 60, 14830 * 60
+    total = {s: 0 for s in range(lo - 600, hi + 600, 600)}
+    for w in filled.values():
+        for s, n in zip(w.start_s.tolist(), w.count.tolist(), strict=True):
+            if s in total:
+                total[s] += n
+    rates = [total[s] / 600.0 for s in sorted(total)]
+    # the region's rate crosses the gap between the rates on either side (~1,490 and ~1,560 req/s)
+    assert all(min(rates[0], rates[-1]) * 0.97 <= r <= max(rates[0], rates[-1]) * 1.03 for r in rates)
+    untouched = [s for s in clients if not np.array_equal(clients[s].count[:100], filled[s].count[:100])]
+    assert untouched == []  # windows outside the gaps are not changed
+    tr = servegen_thinned(folder, fraction=1e-3, start_s=lo - 1800.0, duration_s=hi - lo + 3600.0,
+                          fill_gaps=True)
+    minute = (tr.df["arrival_s"].to_numpy() // 60).astype(int)
+    assert np.bincount(minute).min() > 0  # no empty minute where the published data has a gap
+    assert dict(tr.meta.extra)["gap_windows_filled"] == "37"

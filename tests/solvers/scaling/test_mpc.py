@@ -261,3 +261,26 @@ def test_burst_averse_risk_buys_past_the_record_burst_and_default_does_not() -> 
         top[risk] = max(f.quantile(p.levels[-1]))
     # the default's top level is the largest excess seen (over today's level); the fitted tail goes past it
     assert top[Risk.BURST_AVERSE] > max(top[Risk.DEFAULT], float(y.max())) + 2.0
+
+
+def test_a_surge_between_plans_is_answered_at_the_next_bin_not_the_next_interval() -> None:
+    # a long re-planning interval; the load jumps from 2 to 40 req/s (1 to 8 replicas) right after a plan
+    def run(replan: bool) -> list[int]:
+        p = MPCParams(replica_rps=5.0, max_replicas=40, lead_time_s=60.0, interval_s=300.0, bin_s=15.0,
+                      step_s=60.0, replan_on_surge=replan)
+        state: object | None = None
+        reqs, replicas, out = 0.0, 1, []
+        for k in range(70):
+            t = 15.0 * k
+            d = mpc(ctx(t, int(reqs), replicas, state, load=2), params=p)
+            state, replicas = d.state, d.desired_replicas
+            out.append(replicas)
+            reqs += (2.0 if t < 620.0 else 40.0) * 15.0
+        return out
+
+    fast, slow = run(True), run(False)
+    assert fast[:43] == slow[:43]  # nothing changes before the surge
+    before = fast[42]
+    # the tick at 645 s closes the first bin of the new load: a re-plan there; without, the 900 s plan
+    assert fast[43] > before and slow[43:60] == [before] * 17 and slow[60] > before
+    assert fast[59] >= 8 and fast[59] > slow[59]
