@@ -24,6 +24,14 @@ daily peaks, and the replay simulator (:mod:`planner.sim`) runs a reactive polic
 about two minutes on one core. The MPC is tuned for day-long traffic: it re-plans every two minutes over
 one-minute steps (the ticks are 15 s) and carries the seasonal component (the same time yesterday).
 
+The published m-small statistics have twelve *collection gaps*: 10 to 70 minutes (370 in all, from day 7
+on) in which all 43 clients report nothing, between windows at 800 to 2,000 req/s
+(:func:`traces.readers.servegen.collection_holes`). Replayed literally, each is an outage that drains
+every autoscaler to its minimum followed by the full load at once, and the minutes after it (a third of
+the MPC's burst minutes in violation and two fifths of HPA's, session 5) measure the data, not the
+policy. The benchmark workload fills them from each client's neighbouring windows
+(``WorkloadSpec.fill_gaps``; ``fleetwise autoscale-compare --keep-gaps`` replays them as published).
+
 >>> sorted(w.value for w in Workload)
 ['azure-code', 'azure-conv', 'servegen-m-small-14d']
 """

@@ -228,6 +228,10 @@ def autoscale_compare_cmd(
     mpc_risk: Annotated[Risk, typer.Option(
         help="MPC risk setting: default (buys for the bursts its history has shown) or burst-averse "
              "(also for larger ones: a 0.999 level with an exponential tail)")] = Risk.DEFAULT,
+    keep_gaps: Annotated[bool, typer.Option(
+        "--keep-gaps", help="ServeGen workload: replay the published statistics' collection gaps "
+                            "(windows where every client reports nothing) as no traffic instead of "
+                            "filling them")] = False,
     match: Annotated[bool, typer.Option(
         "--match-attainment", help="also re-run HPA, KEDA and Ray Serve (those in --policies) with more "
         "generous targets until they reach the MPC's attainment (rows named policy@scale)")] = False,
@@ -266,6 +270,8 @@ def autoscale_compare_cmd(
         if cold_start_median_s is None:
             cold_start_median_s = spec.cold_start_median_s
         mpc_params = spec.mpc
+        if keep_gaps:
+            spec = dataclasses.replace(spec, fill_gaps=False)
         tr = load_workload(spec, data_root=data_root, seed=seed)
     else:
         tr = _load(trace, rate_factor, seed)
