@@ -75,6 +75,8 @@ Each row is one replay with the command's engine, capacity and cold starts:
 =================  ======  ======  ====  =========
 policy             GPU-h   attain  viol  burst
 =================  ======  ======  ====  =========
+static-peak(12)    16,128  0.9990  198   43/4350
+hindsight@1.25     18,757  0.9993  83    3/4350
 hpa                10,743  0.9943  2910  733/4350
 hpa@0.6            16,810  0.9976  622   161/4350
 hpa@0.45           21,618  0.9987  235   37/4350
