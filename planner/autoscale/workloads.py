@@ -200,10 +200,10 @@ def servegen_thinned(folder: Path, *, fraction: float, seed: int = 0, start_s: f
         raise InputError("no chunk-N-trace.csv files", path=str(folder), expected="a ServeGen client folder")
     clients = {c: read_client_windows(p, c) for c, p in files}
     holes = collection_holes(clients) if fill_gaps else ()
+    filled = 0
     if holes:
         clients = fill_holes(clients, holes)
-    window = next(iter(clients.values())).window_s
-    filled = sum((hi - lo) // window for lo, hi in holes)
+        filled = sum((hi - lo) // next(iter(clients.values())).window_s for lo, hi in holes)
     datasets = {c: (read_dataset(folder / f"chunk-{c}-dataset.json")
                     if (folder / f"chunk-{c}-dataset.json").is_file() else {}) for c in clients}
     end_s = start_s + duration_s
