@@ -245,6 +245,9 @@ def autoscale_compare_cmd(
     match: Annotated[bool, typer.Option(
         "--match-attainment", help="also re-run HPA, KEDA and Ray Serve (those in --policies) with more "
         "generous targets until they reach the MPC's attainment (rows named policy@scale)")] = False,
+    match_refine: Annotated[int, typer.Option(
+        "--match-refine", min=0, max=8, help="bisection steps between the last target that fell short of the "
+        "MPC's attainment and the first that reached it (the cheapest matching target; 0: the grid's)")] = 2,
     bounds: Annotated[str, typer.Option(
         help="also replay the clairvoyant reference (knows the trace's future need) at these headroom "
              "factors, comma-separated, as rows hindsight@factor; '' for none")] = "",
@@ -311,7 +314,8 @@ def autoscale_compare_cmd(
     if match and PolicyName.MPC in names:
         with console.status("re-running baselines with generous targets..."):
             extra = match_attainment(tr, perf, cmp, config=cfg, policies=[
-                p for p in (PolicyName.HPA, PolicyName.KEDA, PolicyName.RAY_SERVE) if p in names])
+                p for p in (PolicyName.HPA, PolicyName.KEDA, PolicyName.RAY_SERVE) if p in names],
+                refine=match_refine)
         cmp = dataclasses.replace(cmp, results={**cmp.results, **extra})
     table = cmp.table().with_columns(cost_usd=pl.col("gpu_hours") * price)
     if out is not None:
