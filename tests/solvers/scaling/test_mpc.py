@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -284,3 +286,41 @@ def test_a_surge_between_plans_is_answered_at_the_next_bin_not_the_next_interval
     # the tick at 645 s closes the first bin of the new load: a re-plan there; without, the 900 s plan
     assert fast[43] > before and slow[43:60] == [before] * 17 and slow[60] > before
     assert fast[59] >= 8 and fast[59] > slow[59]
+
+
+def test_busy_steps_get_a_high_quantile_row_and_quiet_steps_none() -> None:
+    from solvers.scaling.policy import demand_levels
+
+    rng = np.random.default_rng(3)
+    p = MPCParams(replica_rps=5.0, bin_s=10.0, step_s=30.0, season_s=3600.0, season_bin_s=100.0,
+                  busy_factor=1.25)
+
+    def rows(level: float, busy_factor: float) -> tuple[tuple[float, ...], ...]:
+        need = level + np.where(rng.random(120) < 0.05, rng.uniform(3.0, 8.0, 120), 0.0)  # rare spikes
+        rate = need * p.replica_rps  # requests/s giving that need
+        t = 10.0 * np.arange(121)
+        total = np.concatenate([[0.0], np.cumsum(rate * 10.0)]).astype(int)
+        st = MPCState(samples=tuple((float(a), int(b), 0, 0) for a, b in zip(t, total, strict=True)),
+                      need=tuple(float(x) for x in need), season=(2.0,) * 20)  # a typical level of 2
+        c = ScalingContext(now_s=1200.0, replicas=3, running=(0,) * 3, waiting=(0,) * 3,
+                           kv_cache_usage_perc=(0.0,) * 3)
+        return demand_levels(c, st, replace(p, busy_factor=busy_factor), steps=8)
+
+    quiet, busy = rows(2.0, 1.25), rows(4.0, 1.25)
+    assert len(quiet) == len(busy) == len(p.levels) + 1
+    assert quiet[-1] == (0.0,) * 8  # at the typical level: no extra row
+    # at twice the typical level every step buys past the default's top level (the tail beyond the spikes)
+    assert all(b > d for b, d in zip(busy[-1], busy[-2], strict=True))
+    assert len(rows(4.0, 0.0)) == len(p.levels)  # off: the default rows only
+    # the policy plans with the extra row (a weight per row, else ScalingProblem refuses) and scales up
+    state: object | None = None
+    reqs, replicas = 0.0, 1
+    for k in range(80):
+        d = mpc(ctx(10.0 * k, int(reqs), replicas, state, load=2), params=replace(p, season_s=0.0))
+        state, replicas = d.state, d.desired_replicas
+        reqs += (5.0 if k < 60 else 15.0) * 10.0
+    assert isinstance(state, MPCState) and state.plan is not None and replicas >= 3
+    from solvers.scaling.policy import Risk, with_risk
+
+    lf = with_risk(MPCParams(), Risk.LOAD_FOLLOWING)  # the preset: default rows, the busy row on
+    assert lf.levels == MPCParams().levels and lf.weights == MPCParams().weights and lf.busy_factor > 0
