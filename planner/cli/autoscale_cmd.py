@@ -244,9 +244,10 @@ def autoscale_compare_cmd(
         help="MPC seasonal period, s (86400: same time yesterday; 0: none; default: the workload's, "
              "else 0)")] = None,
     mpc_risk: Annotated[Risk, typer.Option(
-        help="MPC risk setting: default (buys for the bursts its history has shown), burst-averse "
-             "(also for larger ones: a 0.999 level with an exponential tail) or load-following (that "
-             "level only in steps busier than the typical level)")] = Risk.DEFAULT,
+        help="MPC risk setting: load-following (buys for the bursts its history has shown, and in the "
+             "steps busier than the typical level also for larger ones: a 0.999 level with an "
+             "exponential tail), plain (never past what the history has shown) or burst-averse (that "
+             "0.999 level all day)")] = Risk.LOAD_FOLLOWING,
     keep_gaps: Annotated[bool, typer.Option(
         "--keep-gaps", help="ServeGen workload: replay the published statistics' collection gaps "
                             "(windows where every client reports nothing) as no traffic instead of "

@@ -40,7 +40,7 @@ class Forecaster(StrEnum):
 class Risk(StrEnum):
     """How much of a burst's tail the MPC buys for (:func:`with_risk`)."""
 
-    DEFAULT = "default"
+    PLAIN = "plain"
     BURST_AVERSE = "burst-averse"
     LOAD_FOLLOWING = "load-following"
 
@@ -144,7 +144,7 @@ class MPCParams:
 def with_risk(p: MPCParams, risk: Risk) -> MPCParams:
     """``p`` at a risk setting.
 
-    * ``default`` leaves it.
+    * ``plain`` leaves it.
     * ``burst-averse`` buys for a 0.999 level of each step's peak, extrapolated past the largest burst
       seen by an exponential tail from the 0.8 quantile, with shortfall weights (8, 4, 2), all day.
     * ``load-following`` keeps the default levels and adds that 0.999 row (weight 1.5) only in busy steps:
@@ -153,14 +153,14 @@ def with_risk(p: MPCParams, risk: Risk) -> MPCParams:
     Why presets and not a per-trace tuning: the default levels cover what the history has shown, so a
     burst larger than any before it (Azure code's minutes 9 and 14, each a new record) is missed whatever
     the cold start; burst-averse pays for the records it has not seen yet. Measured (70B TP4, 360 s cold
-    starts): Azure code 78.3 GPU-h at 0.9833 with 4 of 18 burst minutes in violation (default) against
+    starts): Azure code 78.3 GPU-h at 0.9833 with 4 of 18 burst minutes in violation (plain) against
     140.4 at 0.9976 with none (burst-averse). On a diurnal workload burst-averse also pays for the
     headroom at night, when the default levels suffice; load-following spends it where the busy minutes
     are (ServeGen m-small 14 d: 13,998 GPU-h at 0.9982 with 42 of 4,350 burst minutes in violation,
-    against the default's 11,399 at 0.9977 with 81 and burst-averse's 17,239 at 0.9989 with 21; with
+    against plain's 11,399 at 0.9977 with 81 and burst-averse's 17,239 at 0.9989 with 21; with
     weight 2, 15,355 at 0.9984 with 28; busy from 1.25 x the typical level, 13,481 at 0.9979 with 54).
     """
-    if risk is Risk.DEFAULT:
+    if risk is Risk.PLAIN:
         return p
     if risk is Risk.LOAD_FOLLOWING:
         return replace(p, busy_factor=1.0, busy_level=0.999, busy_weight=1.5, busy_tail_from=0.8)

@@ -58,17 +58,17 @@ def test_bad_bounds_are_an_input_error() -> None:
     assert "--bounds" in str(res.exception) and "zero" in str(res.exception)
 
 
-def test_averse_and_load_following_risks_buy_more_than_default(shared_traces: Path, tmp_path: Path) -> None:
+def test_averse_and_load_following_risks_buy_more_than_plain(shared_traces: Path, tmp_path: Path) -> None:
     small = _code_slice(shared_traces, tmp_path)
     gpu_h = {}
-    for risk in ("default", "burst-averse", "load-following"):
+    for risk in ("plain", "burst-averse", "load-following"):
         res = CliRunner().invoke(_app(), ["autoscale-compare", "--trace", str(small), "--policies", "mpc",
                                           "--cold-start-median-s", "30", "--max-replicas", "8",
                                           "--simulator", "loop", "--mpc-risk", risk, "--json"])
         assert res.exit_code == 0, res.output
         row = next(p for p in json.loads(res.output)["policies"] if p["policy"] == "mpc")
         gpu_h[risk] = row["gpu_hours"]
-    assert gpu_h["burst-averse"] > gpu_h["default"] > 0
-    assert gpu_h["load-following"] > gpu_h["default"]  # the busy row adds demand in the busier steps
+    assert gpu_h["burst-averse"] > gpu_h["plain"] > 0
+    assert gpu_h["load-following"] > gpu_h["plain"]  # the busy row adds demand in the busier steps
     res = CliRunner().invoke(_app(), ["autoscale-compare", "--mpc-risk", "reckless"])
     assert res.exit_code != 0 and "reckless" in res.output

@@ -252,7 +252,7 @@ def test_burst_averse_risk_buys_past_the_record_burst_and_default_does_not() -> 
     from solvers.scaling.policy import Risk, with_risk
 
     base = MPCParams()
-    assert with_risk(base, Risk.DEFAULT) == base
+    assert with_risk(base, Risk.PLAIN) == base
     rng = np.random.default_rng(5)
     y = np.where(rng.random(180) < 0.08, rng.uniform(10.0, 20.0, 180), 1.0)  # sparse bursts, record < 20
     top = {}
@@ -262,7 +262,7 @@ def test_burst_averse_risk_buys_past_the_record_burst_and_default_does_not() -> 
                           hold_bins=6, tail_from=p.tail_from)
         top[risk] = max(f.quantile(p.levels[-1]))
     # the default's top level is the largest excess seen (over today's level); the fitted tail goes past it
-    assert top[Risk.BURST_AVERSE] > max(top[Risk.DEFAULT], float(y.max())) + 2.0
+    assert top[Risk.BURST_AVERSE] > max(top[Risk.PLAIN], float(y.max())) + 2.0
 
 
 def test_a_surge_between_plans_is_answered_at_the_next_bin_not_the_next_interval() -> None:
