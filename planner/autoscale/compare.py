@@ -39,7 +39,7 @@ from planner.autoscale.wva import WVAParams, wva
 from planner.perf.api import ReplicaPerf
 from planner.sim.config import EngineConfig, SLOTarget
 from solvers.scaling.capacity import CapacityTable, ReplicaCapacity, capacity_table, replica_capacity
-from solvers.scaling.policy import MPCParams, mpc
+from solvers.scaling.policy import MPCParams, Risk, mpc, with_risk
 from traces.errors import InputError
 from traces.schema import RequestTrace
 
@@ -102,7 +102,8 @@ class CompareConfig:
         calibration_replicas: fleet size the per-replica capacity is calibrated in (see
             :func:`calibrate_capacity`); every policy is tuned from that capacity.
         mpc: the MPC's tuning (step, hold, interval, seasonal component...); its capacity, GPUs,
-            bounds and lead time are filled in from the shared facts above.
+            bounds and lead time are filled in from the shared facts above. Default: the
+            ``load-following`` risk (:func:`~solvers.scaling.policy.with_risk`), as in the CLI.
         keep_requests: keep each policy's per-request table in its result. Off for long traces: 14
             days of ServeGen at 1/100 are 14 million rows per policy, and a dozen policies' tables do not
             fit in memory (summaries and timelines are kept either way).
@@ -123,7 +124,7 @@ class CompareConfig:
     static_reference: bool = True
     simulator: Simulator = Simulator.REPLAY
     calibration_replicas: int = 8
-    mpc: MPCParams = field(default_factory=MPCParams)
+    mpc: MPCParams = field(default_factory=lambda: with_risk(MPCParams(), Risk.LOAD_FOLLOWING))
     keep_requests: bool = True
     hindsight_factors: tuple[float, ...] = ()
 
