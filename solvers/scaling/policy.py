@@ -135,7 +135,7 @@ class MPCParams:
     replan_on_surge: bool = True
     busy_factor: float = 0.0
     busy_level: float = 0.999
-    busy_weight: float = 2.0
+    busy_weight: float = 1.5
     busy_tail_from: float | None = 0.8
     solve: SolveParams = field(
         default_factory=lambda: SolveParams(time_limit_s=5.0, deterministic_time_s=0.05))
