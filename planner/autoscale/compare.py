@@ -373,15 +373,19 @@ def compare_autoscalers(
         if on_policy is not None:
             on_policy(name)
         lc = loop_static if name.startswith("static-peak") else loop
-        if cfg.simulator is Simulator.LOOP:
-            results[name] = run_policy(trace, perf, fn, config=lc, name=name)
-        else:
-            results[name] = replay_policy(trace, perf, fn, config=lc, name=name,
-                                          min_replicas=cfg.min_replicas)
-        if not cfg.keep_requests:
-            results[name] = dataclasses.replace(results[name], requests=results[name].requests.clear())
+        results[name] = run_in(cfg, trace, perf, fn, loop=lc, name=name)
     return Comparison(results=results, capacity=cap, initial_replicas=init,
                       need_gpu_hours=need_gpu_hours(need, bin_s=NEED_BIN_S, gpus_per_replica=int(perf.gpus)))
+
+
+def run_in(cfg: CompareConfig, trace: RequestTrace, perf: ReplicaPerf, fn: PolicyFn, *, loop: LoopConfig,
+           name: str) -> LoopResult:
+    """One policy's run in the comparison's simulator, its request table dropped unless ``keep_requests``."""
+    if cfg.simulator is Simulator.LOOP:
+        res = run_policy(trace, perf, fn, config=loop, name=name)
+    else:
+        res = replay_policy(trace, perf, fn, config=loop, name=name, min_replicas=cfg.min_replicas)
+    return res if cfg.keep_requests else dataclasses.replace(res, requests=res.requests.clear())
 
 
 GENEROUS_SCALES: tuple[float, ...] = (0.8, 0.6, 0.45, 0.33, 0.25, 0.18, 0.12, 0.08)
@@ -427,12 +431,7 @@ def match_attainment(trace: RequestTrace, perf: ReplicaPerf, comparison: Compari
     def run_at(name: PolicyName, scale: float) -> LoopResult:
         fn = build_policies([name], perf=perf, cap=comparison.capacity, table=table, config=cfg,
                             target_scale=scale)[name.value]
-        label = f"{name.value}@{scale:.3g}"
-        if cfg.simulator is Simulator.LOOP:
-            res = run_policy(trace, perf, fn, config=loop, name=label)
-        else:
-            res = replay_policy(trace, perf, fn, config=loop, name=label, min_replicas=cfg.min_replicas)
-        return res if cfg.keep_requests else dataclasses.replace(res, requests=res.requests.clear())
+        return run_in(cfg, trace, perf, fn, loop=loop, name=f"{name.value}@{scale:.3g}")
 
     out: dict[str, LoopResult] = {}
     for name in policies:

@@ -358,6 +358,8 @@ def busy_row(need: np.ndarray, st: MPCState, p: MPCParams, steps: int, season: n
     typical = float(np.median(st.season)) if len(st.season) >= 12 else float(np.median(need))
     recent = float(need[-max(1, round(300.0 / p.bin_s)):].mean())
     busy = (recent + season) >= p.busy_factor * max(typical, 1e-9)
+    if not busy.any():  # quiet hours: no second forecast
+        return tuple(0.0 for _ in range(steps))
     f = peak_forecast(need, bin_s=p.bin_s, bins_per_step=bins_per_step, steps=steps, levels=(p.busy_level,),
                       alpha=p.level_alpha, hold_bins=max(1, round(p.hold_s / p.bin_s)),
                       tail_from=p.busy_tail_from, min_origins=p.min_origins)
