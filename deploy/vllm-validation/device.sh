@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# On the GPU host (device tool), from the repo root. Steps, one device call each, back to back:
+#   device.sh recv          move the carried .devcarry/part.* to /tmp/vparts (repeat per part)
+#   device.sh install       unpack vLLM and its wheels into /tmp/site, check the import
+#   device.sh launch PLAN   start PLAN (a file of lines "NAME ARGS...") as a detached job writing /tmp/vr
+#   device.sh wait SECONDS  wait for the job (or SECONDS), print its log, pack /tmp/vr into $OUT
+set -uo pipefail
+cmd=${1:-}; shift || true
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 VLLM_NO_USAGE_STATS=1 HF_HUB_OFFLINE=1 VLLM_CONFIGURE_LOGGING=1
+case "$cmd" in
+recv)
+  mkdir -p /tmp/vparts && mv .devcarry/part.* /tmp/vparts/ && ls -la /tmp/vparts ;;
+install)
+  set -e
+  mkdir -p /tmp/site /tmp/vb && cat /tmp/vparts/part.* | tar xf - -C /tmp/vb
+  python3 - <<'PY'
+import lzma, tarfile
+with lzma.open("/tmp/vb/vllm-slim.tar.xz") as fh, tarfile.open(fileobj=fh, mode="r|") as tf:
+    tf.extractall("/tmp/site")
+PY
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site /tmp/vb/need/*.whl
+  python3 -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__, torch.cuda.get_device_name(0))"
+  nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm --format=csv ;;
+launch)
+  plan=$1; mkdir -p /tmp/vr; cp "$plan" /tmp/vr/plan.txt; cp -r planner /tmp/vr/planner
+  cat > /tmp/vr/job.sh <<'JOB'
+cd /tmp/vr
+while read -r name args; do
+  [ -z "$name" ] && continue; case "$name" in \#*) continue;; esac
+  echo "=== $name $(date +%T)"
+  if [ "$name" = attention ]; then python3 -m planner.profile.vllm_run --attention --out /tmp/vr/$name
+  else python3 -m planner.profile.vllm_run $args --out /tmp/vr/$name; fi
+  echo "=== $name rc=$? $(date +%T)"
+done < plan.txt
+echo ALLDONE
+JOB
+  PYTHONPATH=/tmp/site:/tmp/vr setsid nohup bash /tmp/vr/job.sh > /tmp/vr/log 2>&1 < /dev/null &
+  sleep 20; tail -5 /tmp/vr/log ;;
+wait)
+  secs=${1:-60}; end=$((SECONDS + secs))
+  while [ $SECONDS -lt $end ] && ! grep -q ALLDONE /tmp/vr/log; do sleep 5; done
+  grep -E "^\[|^===|Error|error" /tmp/vr/log | tail -40
+  (cd /tmp/vr && tar czf - $(ls -d */ 2>/dev/null | grep -v planner) plan.txt 2>/dev/null | split -b 15m -d - "$OUT/vr.tgz.")
+  tail -c 200000 /tmp/vr/log > "$OUT/log.txt"; ls -la "$OUT" ;;
+*) echo "unknown step: $cmd"; exit 2 ;;
+esac
