@@ -436,8 +436,6 @@ def run_engine(args: argparse.Namespace) -> int:
         meta["startup_s"] = drv.startup_s
         meta["resolved"] = drv.resolved_config()
         log(f"engine up in {drv.startup_s:.1f}s: {meta['resolved']}")
-        windows = load(WORKLOADS / f"{args.workload}.json")
-        meta["workload"] = args.workload
         runs: list[dict[str, Any]] = []
         meta["runs"] = runs
         # Warm-up (not analysed): a few short requests, then idle power of a GPU holding a live engine.
@@ -446,24 +444,31 @@ def run_engine(args: argparse.Namespace) -> int:
         t_idle = time.perf_counter()
         time.sleep(args.idle_s)
         meta["idle_window_perf"] = [t_idle, time.perf_counter()]
-        cap = args.capacity_rps
-        if not cap:
-            r = drv.run_window(windows["probe"], rate_rps=math.inf, level=0.0, label="burst", max_tokens_out=args.max_output)
-            rows = [x for x in drv.requests if x["label"] == "burst"]
-            cap = capacity_from_burst(rows)
-            r["capacity_rps"] = cap
-            runs.append(r)
-            log(f"burst: {r['seconds']:.1f}s, capacity {cap:.2f} req/s")
-            write_outputs(out, drv, sampler, meta)
-        meta["capacity_rps"] = cap
-        levels = [float(x) for x in args.levels.split(",") if x]
-        for k, lv in enumerate(levels):
-            wname = f"w{k + 1}"
-            time.sleep(args.gap_s)
-            r = drv.run_window(windows[wname], rate_rps=lv * cap, level=lv, label=f"L{lv:g}", max_tokens_out=args.max_output)
-            runs.append(r)
-            log(f"level {lv}: {r['seconds']:.1f}s")
-            write_outputs(out, drv, sampler, meta)
+        specs = [(args.workload, args.levels)] + [tuple(a.split(":", 1)) for a in args.also]
+        meta["workloads"] = {}
+        for workload, level_text in specs:
+            windows = load(WORKLOADS / f"{workload}.json")
+            cap = args.capacity_rps
+            if not cap:
+                r = drv.run_window(windows["probe"], rate_rps=math.inf, level=0.0, label=f"{workload}/burst",
+                                   max_tokens_out=args.max_output)
+                rows = [x for x in drv.requests if x["label"] == f"{workload}/burst"]
+                cap = capacity_from_burst(rows)
+                r["capacity_rps"] = cap
+                r["workload"] = workload
+                runs.append(r)
+                log(f"{workload} burst: {r['seconds']:.1f}s, capacity {cap:.2f} req/s")
+                write_outputs(out, drv, sampler, meta)
+            meta["workloads"][workload] = {"capacity_rps": cap, "levels": level_text}
+            levels = [float(x) for x in level_text.split(",") if x]
+            for k, lv in enumerate(levels):
+                time.sleep(args.gap_s)
+                r = drv.run_window(windows[f"w{k + 1}"], rate_rps=lv * cap, level=lv, label=f"{workload}/L{lv:g}",
+                                   max_tokens_out=args.max_output)
+                r["workload"] = workload
+                runs.append(r)
+                log(f"{workload} level {lv}: {r['seconds']:.1f}s")
+                write_outputs(out, drv, sampler, meta)
     except Exception as exc:  # noqa: BLE001 - the run's partial results must still be written
         meta["errors"].append(f"{type(exc).__name__}: {exc}")
         meta["traceback"] = traceback.format_exc()
@@ -581,6 +586,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default="llama-3.1-8b", choices=sorted(HF_CONFIGS))
     p.add_argument("--workload", default="azure-conv")
     p.add_argument("--levels", default="0.1,0.3,0.5,0.7,0.9,1.1")
+    p.add_argument("--also", action="append", default=[], help="WORKLOAD:LEVELS replayed after the first on the same engine")
     p.add_argument("--capacity-rps", type=float, default=0.0, help="skip the burst and use this capacity")
     p.add_argument("--quantization", default="")
     p.add_argument("--kv-cache-dtype", default="")
