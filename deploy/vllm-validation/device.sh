@@ -6,7 +6,7 @@
 #   device.sh wait SECONDS  wait for the job (or SECONDS), print its log, pack /tmp/vr into $OUT
 set -uo pipefail
 cmd=${1:-}; shift || true
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 VLLM_NO_USAGE_STATS=1 HF_HUB_OFFLINE=1 VLLM_CONFIGURE_LOGGING=1
+export VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 VLLM_NO_USAGE_STATS=1 HF_HUB_OFFLINE=1 VLLM_CONFIGURE_LOGGING=1
 case "$cmd" in
 recv)
   mkdir -p /tmp/vparts && mv .devcarry/part.* /tmp/vparts/ && ls -la /tmp/vparts ;;

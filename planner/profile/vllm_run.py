@@ -415,7 +415,8 @@ def write_outputs(out: Path, drv: Driver | None, sampler: Sampler | None, meta: 
 
 def run_engine(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    meta: dict[str, Any] = {"argv": sys.argv, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "errors": []}
+    meta: dict[str, Any] = {"argv": sys.argv, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "errors": [],
+                            "environment": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")}}
     got = nvml_reader(0)
     sampler = Sampler(got[0], period_s=0.05).start() if got else None
     meta["gpu"] = got[1] if got else {}
