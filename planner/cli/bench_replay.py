@@ -30,6 +30,7 @@ from planner.sim.reference import reference_shard
 from planner.sim.replay import engine_setup, make_shard_tasks, simulate_shard
 from planner.sim.result import build_result
 from planner.sim.synth import azure_conv_like
+from traces.errors import InputError
 from traces.schema import RequestTrace
 
 EXAMPLE = (
@@ -79,12 +80,19 @@ def bench(
     seed: Annotated[int, typer.Option(help="workload seed")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
     validate: Annotated[bool, typer.Option(help="instead: replay the real-GPU validation data "
-                                           "(planner/perf/data/validation/H100-SXM) and compare")] = False,
+                                           "(planner/perf/data/validation) and compare")] = False,
+    engine: Annotated[str, typer.Option(help="with --validate: the measured engine, vllm (fit an "
+                                        "engine profile, check held-out levels and traces) or "
+                                        "transformers")] = "vllm",
 ) -> int:
     """Run the benchmark and print what was measured."""
     console = Console(stderr=as_json)
     if validate:
-        return _validate(console, as_json)
+        if engine == "transformers":
+            return _validate(console, as_json)
+        if engine != "vllm":
+            raise InputError(f"unknown engine {engine!r}", field="--engine", expected="vllm or transformers")
+        return _validate_engine(console, as_json, engine)
     cat = load_catalog()
     gpu = cat.gpu("H100-SXM")
     perf = build_replica_perf(cat.model("Llama-3.1-8B"), gpu, Parallelism(tp=1))
@@ -227,6 +235,36 @@ def _validate(console: Console, as_json: bool) -> int:
                   f"{e[4] * 1e12:.1f} ps/(prefill token x KV token)")
     limits = ", ".join(f"{m} {v:.0%}" for m, v in THRESHOLDS.items())
     console.print(f"held-out levels within ({limits}): {'yes' if rep.passed else 'no'}")
+    return 0
+
+
+def _validate_engine(console: Console, as_json: bool, engine: str) -> int:
+    from planner.sim.engine_validate import LATENCY, TARGETS, validate_engine
+
+    cat = load_catalog()
+    val = validate_engine(engine, models=cat.models, gpus=cat.gpus)
+    if as_json:
+        typer.echo(json.dumps(val.as_dict(), indent=1))
+        return 0
+    for p in val.profiles:
+        console.print(f"[bold]{p.engine} {p.version} on {p.gpu}[/]: {(p.step_s or 0.0) * 1e3:.3f} ms/step + "
+                      f"{(p.per_seq_s or 0.0) * 1e3:.4f} ms/seq, hand-over {p.output_delay_s * 1e3:.1f} ms, "
+                      f"attention {'FA3 curves' if p.attention else 'calibration'}; {p.source}")
+    cols = (*LATENCY, "throughput", "energy_per_token")
+    heads = ("TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "tok/s", "J/tok")
+    where = ", ".join(sorted({f"{r.model} on {r.gpu}" for r in val.rows}))
+    tab = Table(title=f"replay vs {engine} ({where}): predicted / measured - 1; H held out, F fitted")
+    for col in ("trace", "load", "", "n", *heads):
+        tab.add_column(col, justify="right")
+    for r in val.rows:
+        e = r.errors
+        tab.add_row(r.trace, "burst" if r.level == 0 else f"{r.level:g}", "H" if r.held_out else "F",
+                    str(r.requests), *(f"{e[k]:+.0%}" if e.get(k) == e.get(k) else "-" for k in cols))
+    console.print(tab)
+    s = val.as_dict()["summary"]
+    console.print("held-out load levels: " + "; ".join(
+        f"{k} median |err| {v['median_abs_err']:.1%} (max {v['max_abs_err']:.1%}, target {TARGETS[k]:.0%}: "
+        f"{'met' if v['met'] else 'not met'})" for k, v in s.items() if v["median_abs_err"] is not None))
     return 0
 
 

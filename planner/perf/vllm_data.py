@@ -36,7 +36,9 @@ def gpu_key(meta: dict[str, Any]) -> str:
     for word, key in GPU_KEYS.items():
         if word in name:
             return key
-    raise InputError(f"unknown GPU {name!r} in the run's meta", field="gpu.gpu_name", expected="an H100 or H200")
+    raise InputError(
+        f"unknown GPU {name!r} in the run's meta", field="gpu.gpu_name", expected="an H100 or H200"
+    )
 
 
 def _atomic_parquet(df: pl.DataFrame, path: Path) -> None:
@@ -72,37 +74,69 @@ def split_run(run: str | Path, dest_root: str | Path) -> list[Path]:
         wruns = [r for r in runs if r.get("workload") == wl]
         dest = Path(dest_root) / gpu_key(meta) / f"vllm-{version}" / model / wl
         dest.mkdir(parents=True, exist_ok=True)
-        rows = []
-        toks = []
-        pw = []
-        levels = []
+        rows: list[dict[str, Any]] = []
+        toks: list[tuple[float, int, int, float]] = []
+        pw: list[pl.DataFrame] = []
+        levels: list[dict[str, Any]] = []
         for r in wruns:
             g = req.filter(pl.col("label") == r["label"]).sort("arrival_s")
             t0 = float(r["t0_perf"])
             for i, row in enumerate(g.iter_rows(named=True)):
                 rid = len(rows)
-                rows.append({"load_level": float(r["level"]), "rate_rps": float(r["rate_rps"]), "request_id": rid,
-                             "arrival_s": float(row["arrival_s"]), "input_tokens": int(row["input_tokens"]),
-                             "output_tokens": int(row["tokens"]), "ttft_s": row["ttft_s"], "tpot_s": row["tpot_s"],
-                             "e2e_s": row["e2e_s"], "queued_s": row.get("queued_time_s"),
-                             "prefill_s": row.get("prefill_time_s"), "cached_tokens": row.get("cached_tokens"),
-                             "order": i})
+                rows.append(
+                    {
+                        "load_level": float(r["level"]),
+                        "rate_rps": float(r["rate_rps"]),
+                        "request_id": rid,
+                        "arrival_s": float(row["arrival_s"]),
+                        "input_tokens": int(row["input_tokens"]),
+                        "output_tokens": int(row["tokens"]),
+                        "ttft_s": row["ttft_s"],
+                        "tpot_s": row["tpot_s"],
+                        "e2e_s": row["e2e_s"],
+                        "queued_s": row.get("queued_time_s"),
+                        "prefill_s": row.get("prefill_time_s"),
+                        "cached_tokens": row.get("cached_tokens"),
+                        "order": i,
+                    }
+                )
                 for k, t in enumerate(row["token_times"] or []):
                     toks.append((float(r["level"]), rid, k, float(t)))
             if power is not None:
                 w = power.filter((pl.col("t") >= t0) & (pl.col("t") <= float(r["t1_perf"])))
                 pw.append(w.with_columns(load_level=pl.lit(float(r["level"])), t_s=pl.col("t") - t0))
             energy = _energy(power, t0, float(r["t1_perf"]))
-            levels.append({"level": float(r["level"]), "rate_rps": float(r["rate_rps"]), "seconds": float(r["seconds"]),
-                           "submitted": int(r["requests"]), "output_tokens": int(r["output_tokens"]),
-                           "energy_j": energy, "t0_perf": t0, "t1_perf": float(r["t1_perf"])})
+            levels.append(
+                {
+                    "level": float(r["level"]),
+                    "rate_rps": float(r["rate_rps"]),
+                    "seconds": float(r["seconds"]),
+                    "submitted": int(r["requests"]),
+                    "output_tokens": int(r["output_tokens"]),
+                    "energy_j": energy,
+                    "t0_perf": t0,
+                    "t1_perf": float(r["t1_perf"]),
+                }
+            )
         _atomic_parquet(pl.DataFrame(rows), dest / "engine_requests.parquet")
-        _atomic_parquet(pl.DataFrame(toks, schema=["load_level", "request_id", "token_index", "t_s"], orient="row"),
-                        dest / "engine_tokens.parquet")
+        _atomic_parquet(
+            pl.DataFrame(toks, schema=["load_level", "request_id", "token_index", "t_s"], orient="row"),
+            dest / "engine_tokens.parquet",
+        )
         if pw:
-            _atomic_parquet(pl.concat(pw).select("load_level", "t_s", "power_w", "power_avg_w", "energy_j",
-                                                 "sm_clock_mhz", "mem_clock_mhz", "gpu_util"),
-                            dest / "engine_power.parquet")
+            _atomic_parquet(
+                pl.concat(pw).select(
+                    "load_level",
+                    "t_s",
+                    "power_w",
+                    "power_avg_w",
+                    "energy_j",
+                    "sm_clock_mhz",
+                    "mem_clock_mhz",
+                    "gpu_util",
+                ),
+                dest / "engine_power.parquet",
+            )
         if steps is not None:
             lo = min(float(r["t0_perf"]) for r in wruns)
             hi = max(float(r["t1_perf"]) for r in wruns)

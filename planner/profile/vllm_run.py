@@ -264,16 +264,24 @@ class Driver:
         )
         grab(
             cfg.cache_config,
-            ["block_size", "num_gpu_blocks", "cache_dtype", "enable_prefix_caching", "gpu_memory_utilization"],
+            [
+                "block_size",
+                "num_gpu_blocks",
+                "cache_dtype",
+                "enable_prefix_caching",
+                "gpu_memory_utilization",
+            ],
             "cache.",
         )
-        grab(cfg.compilation_config, ["cudagraph_capture_sizes", "cudagraph_mode", "mode", "level"], "compilation.")
+        grab(
+            cfg.compilation_config,
+            ["cudagraph_capture_sizes", "cudagraph_mode", "mode", "level"],
+            "compilation.",
+        )
         grab(cfg.model_config, ["dtype", "max_model_len", "quantization"], "model.")
-        grab(getattr(cfg, "parallel_config", None), ["tensor_parallel_size", "data_parallel_size"], "parallel.")
-        try:
-            from vllm.attention.selector import get_attn_backend  # noqa: F401
-        except Exception:
-            pass
+        grab(
+            getattr(cfg, "parallel_config", None), ["tensor_parallel_size", "data_parallel_size"], "parallel."
+        )
         return out
 
     def params(self, out_tokens: int) -> Any:
@@ -303,7 +311,10 @@ class Driver:
         n = len(window)
         scale = 0.0 if math.isinf(rate_rps) else 1.0 / rate_rps
         arrivals = [a * scale for a in window.arrival_s]
-        ins = [min(v, self.args.max_model_len - min(o, max_tokens_out) - 8) for v, o in zip(window.input_tokens, window.output_tokens, strict=True)]
+        ins = [
+            min(v, self.args.max_model_len - min(o, max_tokens_out) - 8)
+            for v, o in zip(window.input_tokens, window.output_tokens, strict=True)
+        ]
         outs = [min(o, max_tokens_out) for o in window.output_tokens]
         prompts = [self.prompt(v) for v in ins]
         state: dict[str, dict[str, Any]] = {}
@@ -383,7 +394,7 @@ def capacity_from_burst(rows: list[dict[str, Any]], frac: float = 0.8) -> float:
     if not fin:
         return math.nan
     k = max(1, int(len(fin) * frac))
-    return k / fin[k - 1]
+    return float(k / fin[k - 1])
 
 
 def write_outputs(out: Path, drv: Driver | None, sampler: Sampler | None, meta: dict[str, Any]) -> None:
@@ -404,7 +415,16 @@ def write_outputs(out: Path, drv: Driver | None, sampler: Sampler | None, meta: 
     if sampler is not None:
         ss = sampler.snapshot()
         if ss:
-            names = ["t", "power_w", "power_avg_w", "energy_j", "sm_clock_mhz", "mem_clock_mhz", "gpu_util", "mem_util"]
+            names = [
+                "t",
+                "power_w",
+                "power_avg_w",
+                "energy_j",
+                "sm_clock_mhz",
+                "mem_clock_mhz",
+                "gpu_util",
+                "mem_util",
+            ]
             pq.write_table(
                 pa.table({n: [getattr(s, n) for s in ss] for n in names}), out / "power.parquet.tmp"
             )
@@ -415,8 +435,12 @@ def write_outputs(out: Path, drv: Driver | None, sampler: Sampler | None, meta: 
 
 def run_engine(args: argparse.Namespace) -> int:
     out = Path(args.out)
-    meta: dict[str, Any] = {"argv": sys.argv, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "errors": [],
-                            "environment": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")}}
+    meta: dict[str, Any] = {
+        "argv": sys.argv,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "errors": [],
+        "environment": {k: v for k, v in os.environ.items() if k.startswith("VLLM_")},
+    }
     got = nvml_reader(0)
     sampler = Sampler(got[0], period_s=0.05).start() if got else None
     meta["gpu"] = got[1] if got else {}
@@ -440,7 +464,12 @@ def run_engine(args: argparse.Namespace) -> int:
         runs: list[dict[str, Any]] = []
         meta["runs"] = runs
         # Warm-up (not analysed): a few short requests, then idle power of a GPU holding a live engine.
-        warm = Window("warmup", tuple(0.0 for _ in range(16)), tuple(256 for _ in range(16)), tuple(16 for _ in range(16)))
+        warm = Window(
+            "warmup",
+            tuple(0.0 for _ in range(16)),
+            tuple(256 for _ in range(16)),
+            tuple(16 for _ in range(16)),
+        )
         runs.append(drv.run_window(warm, rate_rps=math.inf, level=-1.0, label="warmup", max_tokens_out=16))
         t_idle = time.perf_counter()
         time.sleep(args.idle_s)
@@ -451,8 +480,13 @@ def run_engine(args: argparse.Namespace) -> int:
             windows = load(WORKLOADS / f"{workload}.json")
             cap = args.capacity_rps
             if not cap:
-                r = drv.run_window(windows["probe"], rate_rps=math.inf, level=0.0, label=f"{workload}/burst",
-                                   max_tokens_out=args.max_output)
+                r = drv.run_window(
+                    windows["probe"],
+                    rate_rps=math.inf,
+                    level=0.0,
+                    label=f"{workload}/burst",
+                    max_tokens_out=args.max_output,
+                )
                 rows = [x for x in drv.requests if x["label"] == f"{workload}/burst"]
                 cap = capacity_from_burst(rows)
                 r["capacity_rps"] = cap
@@ -464,13 +498,18 @@ def run_engine(args: argparse.Namespace) -> int:
             levels = [float(x) for x in level_text.split(",") if x]
             for k, lv in enumerate(levels):
                 time.sleep(args.gap_s)
-                r = drv.run_window(windows[f"w{k + 1}"], rate_rps=lv * cap, level=lv, label=f"{workload}/L{lv:g}",
-                                   max_tokens_out=args.max_output)
+                r = drv.run_window(
+                    windows[f"w{k + 1}"],
+                    rate_rps=lv * cap,
+                    level=lv,
+                    label=f"{workload}/L{lv:g}",
+                    max_tokens_out=args.max_output,
+                )
                 r["workload"] = workload
                 runs.append(r)
                 log(f"{workload} level {lv}: {r['seconds']:.1f}s")
                 write_outputs(out, drv, sampler, meta)
-    except Exception as exc:  # noqa: BLE001 - the run's partial results must still be written
+    except Exception as exc:
         meta["errors"].append(f"{type(exc).__name__}: {exc}")
         meta["traceback"] = traceback.format_exc()
         log(traceback.format_exc())
@@ -496,7 +535,7 @@ def time_ms(fn: Any, reps: int = 20, warm: int = 3) -> float:
         b.record()
         b.synchronize()
         times.append(a.elapsed_time(b))
-    return float(np.median(times))
+    return float(np.median(np.asarray(times, dtype=np.float64)))
 
 
 def run_attention(args: argparse.Namespace) -> int:
@@ -522,12 +561,29 @@ def run_attention(args: argparse.Namespace) -> int:
     def add(phase: str, batch: int, q_len: int, kv_len: int, hq: int, hkv: int, dtype: str, fn: Any) -> None:
         try:
             ms, err = time_ms(fn), ""
-        except Exception as exc:  # noqa: BLE001 - one failed shape must not lose the others
+        except Exception as exc:
             ms, err = math.nan, f"{type(exc).__name__}: {exc}"[:200]
-        rows.append({"phase": phase, "batch": batch, "q_len": q_len, "kv_len": kv_len, "num_heads": hq,
-                     "num_kv_heads": hkv, "head_dim": d, "dtype": dtype, "time_s": ms / 1e3, "error": err})
+        rows.append(
+            {
+                "phase": phase,
+                "batch": batch,
+                "q_len": q_len,
+                "kv_len": kv_len,
+                "num_heads": hq,
+                "num_kv_heads": hkv,
+                "head_dim": d,
+                "dtype": dtype,
+                "time_s": ms / 1e3,
+                "error": err,
+            }
+        )
 
-    for hq, hkv, dtypes in ((32, 8, ("bf16", "fp8")), (64, 8, ("bf16",)), (32, 4, ("bf16",)), (16, 2, ("bf16",))):
+    for hq, hkv, dtypes in (
+        (32, 8, ("bf16", "fp8")),
+        (64, 8, ("bf16",)),
+        (32, 4, ("bf16",)),
+        (16, 2, ("bf16",)),
+    ):
         for dtype_name in dtypes:
             kv_dtype = torch.bfloat16 if dtype_name == "bf16" else torch.float8_e4m3fn
             for batch in (1, 2, 4, 8, 16, 32, 64, 128, 256):
@@ -535,7 +591,9 @@ def run_attention(args: argparse.Namespace) -> int:
                     if batch * ctx > 2_200_000:
                         continue
                     nblk = (ctx + block - 1) // block
-                    kc = torch.randn(batch * nblk, block, hkv, d, device=dev, dtype=torch.bfloat16).to(kv_dtype)
+                    kc = torch.randn(batch * nblk, block, hkv, d, device=dev, dtype=torch.bfloat16).to(
+                        kv_dtype
+                    )
                     vc = torch.randn_like(kc, dtype=torch.bfloat16).to(kv_dtype)
                     q = torch.randn(batch, hq, d, device=dev, dtype=torch.bfloat16)
                     if dtype_name == "fp8":
@@ -549,11 +607,31 @@ def run_attention(args: argparse.Namespace) -> int:
                         one = torch.ones(batch, hkv, device=dev, dtype=torch.float32)
                         kw = {"q_descale": one, "k_descale": one, "v_descale": one}
 
-                    def call(q: Any = q, kc: Any = kc, vc: Any = vc, cu_q: Any = cu_q, ctx: int = ctx,
-                             seqused: Any = seqused, bt: Any = bt, outb: Any = outb, kw: Any = kw) -> None:
-                        flash_attn_varlen_func(q, kc, vc, max_seqlen_q=1, cu_seqlens_q=cu_q, max_seqlen_k=ctx,
-                                               seqused_k=seqused, causal=True, block_table=bt, out=outb,
-                                               fa_version=3, **kw)
+                    def call(
+                        q: Any = q,
+                        kc: Any = kc,
+                        vc: Any = vc,
+                        cu_q: Any = cu_q,
+                        ctx: int = ctx,
+                        seqused: Any = seqused,
+                        bt: Any = bt,
+                        outb: Any = outb,
+                        kw: Any = kw,
+                    ) -> None:
+                        flash_attn_varlen_func(
+                            q,
+                            kc,
+                            vc,
+                            max_seqlen_q=1,
+                            cu_seqlens_q=cu_q,
+                            max_seqlen_k=ctx,
+                            seqused_k=seqused,
+                            causal=True,
+                            block_table=bt,
+                            out=outb,
+                            fa_version=3,
+                            **kw,
+                        )
 
                     add("decode", batch, 1, ctx, hq, hkv, dtype_name, call)
                     del kc, vc
@@ -568,26 +646,47 @@ def run_attention(args: argparse.Namespace) -> int:
                 cu = torch.arange(0, batch * seq + 1, seq, device=dev, dtype=torch.int32)
 
                 def pcall(q: Any = q, k: Any = k, v: Any = v, cu: Any = cu, seq: int = seq) -> None:
-                    flash_attn_varlen_func(q, k, v, max_seqlen_q=seq, cu_seqlens_q=cu, max_seqlen_k=seq,
-                                           cu_seqlens_k=cu, causal=True, fa_version=3)
+                    flash_attn_varlen_func(
+                        q,
+                        k,
+                        v,
+                        max_seqlen_q=seq,
+                        cu_seqlens_q=cu,
+                        max_seqlen_k=seq,
+                        cu_seqlens_k=cu,
+                        causal=True,
+                        fa_version=3,
+                    )
 
                 add("prefill", batch, seq, seq, hq, hkv, "bf16", pcall)
         log(f"prefill {hq}/{hkv}: {len(rows)} rows")
     pq.write_table(pa.Table.from_pylist(rows), out / "attention.parquet")
     got = nvml_reader(0)
-    meta = {"gpu": got[1] if got else {}, "torch_name": torch.cuda.get_device_name(0),
-            "kernel": "vllm.vllm_flash_attn.flash_attn_varlen_func(fa_version=3)", "block_size": block,
-            "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "errors": sorted({r["error"] for r in rows if r["error"]})}
+    meta = {
+        "gpu": got[1] if got else {},
+        "torch_name": torch.cuda.get_device_name(0),
+        "kernel": "vllm.vllm_flash_attn.flash_attn_varlen_func(fa_version=3)",
+        "block_size": block,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "errors": sorted({r["error"] for r in rows if r["error"]}),
+    }
     (out / "attention_meta.json").write_text(json.dumps(meta, indent=1, default=str))
     return 0
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m planner.profile.vllm_run", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m planner.profile.vllm_run", description=__doc__.splitlines()[0]
+    )
     p.add_argument("--model", default="llama-3.1-8b", choices=sorted(HF_CONFIGS))
     p.add_argument("--workload", default="azure-conv")
     p.add_argument("--levels", default="0.1,0.3,0.5,0.7,0.9,1.1")
-    p.add_argument("--also", action="append", default=[], help="WORKLOAD:LEVELS replayed after the first on the same engine")
+    p.add_argument(
+        "--also",
+        action="append",
+        default=[],
+        help="WORKLOAD:LEVELS replayed after the first on the same engine",
+    )
     p.add_argument("--capacity-rps", type=float, default=0.0, help="skip the burst and use this capacity")
     p.add_argument("--quantization", default="")
     p.add_argument("--kv-cache-dtype", default="")

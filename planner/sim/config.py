@@ -67,17 +67,26 @@ class EngineConfig:
         max_num_seqs: running sequences at most (``--max-num-seqs``).
         block_size: tokens per KV block (``--block-size``).
         enable_prefix_caching: reuse cached prompt blocks named by the trace's ``prefix_hashes``.
+        output_delay_s: seconds from the end of the step that made a token to the client seeing it. An
+            engine that schedules one step ahead (vLLM's async scheduling) hands each step's tokens over
+            while the next step runs, and its front end adds IPC; every token of a request, the first
+            included, is seen that much later (TTFT and end-to-end grow by it, TPOT does not). Part of
+            an engine profile (:mod:`planner.perf.engine_profile`); 0 for the bare model.
     """
 
     max_batched_tokens: int = 8192
     max_num_seqs: int = 256
     block_size: int = 16
     enable_prefix_caching: bool = True
+    output_delay_s: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("max_batched_tokens", "max_num_seqs", "block_size"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be positive", field=name, expected="an integer >= 1")
+        if not 0.0 <= self.output_delay_s < 60.0:
+            raise InputError(f"output_delay_s {self.output_delay_s} out of range", field="output_delay_s",
+                             expected="seconds in [0, 60)")
         if self.max_batched_tokens < self.max_num_seqs:
             # every running sequence must be able to decode in every step (vLLM enforces the same)
             raise InputError(

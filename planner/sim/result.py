@@ -214,6 +214,9 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
     out = df["output_tokens"].to_numpy()
     classes = (df["slo_class"].fill_null(DEFAULT_CLASS) if "slo_class" in df.columns
                else pl.Series("slo_class", [DEFAULT_CLASS] * n, dtype=pl.String))
+    # the engine's hand-over latency shifts every token the client sees (NaN stays NaN)
+    first = first + config.engine.output_delay_s
+    finish = finish + config.engine.output_delay_s
     ttft = first - arrival
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(out > 1, (finish - first) / np.maximum(out - 1, 1), np.nan)

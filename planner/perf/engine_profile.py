@@ -1,0 +1,180 @@
+"""Engine profiles: what a serving engine adds to the bare step model, as data.
+
+The step model (:mod:`planner.perf.model`) times the GPU kernels of one engine step. A serving engine
+adds its own time around them: scheduling, sampling, Python, and the hand-over of tokens to the client.
+How much depends on the engine. vLLM's V1 engine replays whole decode steps from CUDA graphs and
+schedules one step ahead (async scheduling), so on an H100 its decode steps take what the kernels take
+(measured: ``data/validation/H100-SXM/vllm-0.26.0``), but every token reaches the client a step or so
+after the step that made it. A bare torch layer stack (the profiler's ``steps.parquet``) pays about
+2 ms of launch and Python time per step and hands tokens over at once.
+
+A profile holds three numbers and, where the engine's kernels were timed, its attention curves, all
+fitted from the engine's own measurements (:func:`planner.sim.engine_validate.fit_engine_profile`):
+
+- ``step_s``: engine time per step (replaces the calibration's ``step_s``),
+- ``per_seq_s``: engine time per running sequence per step (replaces ``per_seq_s``),
+- ``output_delay_s``: hand-over latency added to every token the client sees
+  (:attr:`planner.sim.config.EngineConfig.output_delay_s`),
+- ``attention``: the prefill and decode attention curves of the engine's kernels (replaces the
+  calibration's, which were fitted on the profiler's own kernel).
+
+Shipped profiles: ``data/engines/<engine>/<GPU key>.json``. ``bare`` is not a file: it is the
+calibration as fitted on the profiler's layer stack, with no hand-over latency. A GPU without a profile
+of the asked engine gets the profile of the nearest measured GPU (H100 for every Hopper part), and its
+``source`` says so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from planner.perf.calibration import AttentionCurve, Calibration
+from traces.errors import InputError
+
+ENGINES = ("vllm", "bare")
+"""Engine profiles the planner knows; ``vllm`` is the default."""
+
+DEFAULT_ENGINE = "vllm"
+
+FALLBACK_GPU = "H100-SXM"
+"""The GPU whose profile stands in for a GPU without its own."""
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """What one engine adds to the bare step model on one GPU (see module doc).
+
+    Attributes:
+        engine: engine name (``vllm``, ``bare``).
+        version: engine version measured (empty for ``bare``).
+        gpu: catalog GPU key the profile was fitted on.
+        step_s: engine seconds per step; None keeps the calibration's.
+        per_seq_s: engine seconds per running sequence per step; None keeps the calibration's.
+        output_delay_s: seconds between a step's end and its tokens reaching the client.
+        source: where the numbers come from (measurement, fit levels, data folder).
+        fit: fit statistics (residuals, samples) for the record.
+        attention: attention curves of the engine's own kernels (FA3 for vLLM on Hopper), fitted by
+            :func:`planner.perf.engine_kernels.fit_engine_attention`; None keeps the calibration's.
+    """
+
+    engine: str
+    version: str
+    gpu: str
+    step_s: float | None
+    per_seq_s: float | None
+    output_delay_s: float
+    source: str
+    fit: dict[str, Any]
+    attention: AttentionCurve | None = None
+
+    def apply(self, cal: Calibration) -> Calibration:
+        """``cal`` with this engine's per-step terms (the GPU-kernel curves untouched)."""
+        out = cal
+        if self.step_s is not None:
+            out = replace(out, step_s=self.step_s)
+        if self.per_seq_s is not None:
+            out = replace(out, per_seq_s=self.per_seq_s)
+        if self.attention is not None:
+            out = replace(out, attention=self.attention)
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+BARE = EngineProfile(
+    engine="bare",
+    version="",
+    gpu="",
+    step_s=None,
+    per_seq_s=None,
+    output_delay_s=0.0,
+    source="the calibration's own step overhead (bare torch layer stack), no hand-over latency",
+    fit={},
+)
+
+
+def engines_dir() -> Path:
+    return Path(__file__).resolve().parent / "data" / "engines"
+
+
+def profile_path(engine: str, gpu_key: str, root: Path | None = None) -> Path:
+    return (root or engines_dir()) / engine / f"{gpu_key}.json"
+
+
+def load_engine_profile(engine: str, gpu_key: str, *, root: Path | None = None) -> EngineProfile:
+    """The shipped profile of ``engine`` on ``gpu_key`` (or on :data:`FALLBACK_GPU`, said in ``source``).
+
+    Raises:
+        InputError: unknown engine, or no profile for it at all.
+    """
+    if engine == "bare":
+        return BARE
+    if engine not in ENGINES:
+        raise InputError(
+            f"unknown engine {engine!r}", field="engine", expected="one of " + ", ".join(ENGINES)
+        )
+    path = profile_path(engine, gpu_key, root)
+    fallback = False
+    if not path.is_file():
+        path = profile_path(engine, FALLBACK_GPU, root)
+        fallback = True
+    if not path.is_file():
+        raise InputError(
+            f"no {engine} engine profile",
+            path=str(path),
+            expected="a profile fitted by `fleetwise profile --engine vllm`",
+        )
+    prof = read_engine_profile(path)
+    if fallback:
+        prof = replace(prof, source=f"{prof.source}; measured on {prof.gpu}, applied to {gpu_key} unmeasured")
+    return prof
+
+
+def read_engine_profile(path: str | Path) -> EngineProfile:
+    """A profile from its JSON file.
+
+    Raises:
+        InputError: unreadable file or a missing/negative field.
+    """
+    p = Path(path)
+    try:
+        doc = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise InputError(f"unreadable engine profile ({exc})", path=str(p)) from None
+    try:
+        prof = EngineProfile(
+            engine=str(doc["engine"]),
+            version=str(doc.get("version", "")),
+            gpu=str(doc["gpu"]),
+            step_s=None if doc.get("step_s") is None else float(doc["step_s"]),
+            per_seq_s=None if doc.get("per_seq_s") is None else float(doc["per_seq_s"]),
+            output_delay_s=float(doc["output_delay_s"]),
+            source=str(doc.get("source", "")),
+            fit=dict(doc.get("fit", {})),
+            attention=None if doc.get("attention") is None else AttentionCurve(**doc["attention"]),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(
+            f"engine profile incomplete ({exc})",
+            path=str(p),
+            expected="engine, gpu, step_s, per_seq_s, output_delay_s",
+        ) from None
+    for name in ("step_s", "per_seq_s", "output_delay_s"):
+        v = getattr(prof, name)
+        if v is not None and not v >= 0.0:
+            raise InputError(f"{name} must be >= 0", path=str(p), field=name, expected="seconds >= 0")
+    return prof
+
+
+def write_engine_profile(prof: EngineProfile, path: str | Path) -> None:
+    """Write ``prof`` as JSON, atomically."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_suffix(".tmp")
+    tmp.write_text(json.dumps(prof.as_dict(), indent=1) + "\n")
+    os.replace(tmp, p)

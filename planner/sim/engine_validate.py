@@ -1,0 +1,482 @@
+"""Fit an engine profile on a real engine's measurements and check the replay against held-out ones.
+
+A dataset is one validation folder written by :func:`planner.perf.vllm_data.split_run`: one model on one
+GPU under one trace's lengths, a burst (level 0) and several open-loop load levels. The fit uses the
+*fit* levels of the calibration trace only (even positions of its sorted levels); every other level, the
+burst and every level of the other traces are held out.
+
+The fit, in two steps:
+
+1. **Per-step terms** from vLLM's own per-step statistics (``steps.parquet``): every pure-decode step
+   (no prompt tokens in it or in the step before) gives the interval between two steps' outputs, the
+   batch (running decodes) and the KV tokens in use (KV usage times the engine's capacity). The engine
+   time is that interval minus the bare step model's decode step, fitted as ``step_s + per_seq_s *
+   batch`` by non-negative least squares (vLLM's CUDA graphs leave next to nothing).
+2. **Hand-over latency** by replaying the fit levels: TTFT in the replay plus ``output_delay_s`` against
+   the measured TTFT p50 and p99 (a 0.25 ms grid; the delay shifts TTFT without changing the schedule,
+   so each level is replayed once).
+
+The check replays every level of every dataset with the fitted profile and compares TTFT and TPOT p50
+and p99, throughput (output tokens over first arrival to last finish) and energy per output token
+(NVML's energy counter against the power model), each as a signed relative error
+``predicted / measured - 1``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from scipy.optimize import nnls
+
+from planner.catalog.schema import GPUSpec, ModelSpec
+from planner.perf.calibrate import profile_dir
+from planner.perf.calibration import Calibration, resolve_calibration
+from planner.perf.engine_kernels import fit_engine_attention
+from planner.perf.engine_profile import EngineProfile
+from planner.perf.model import RooflinePerf, build_replica_perf
+from planner.sim.config import EngineConfig, SimConfig
+from planner.sim.replay import replay
+from traces.errors import InputError
+from traces.schema import RequestTrace, TraceMeta
+
+TARGETS: dict[str, float] = {
+    "ttft_p50": 0.10,
+    "tpot_p50": 0.10,
+    "ttft_p99": 0.20,
+    "tpot_p99": 0.20,
+    "throughput": 0.05,
+    "energy_per_token": 0.10,
+}
+"""Largest |error| accepted on held-out levels (issue 17's targets)."""
+
+LATENCY = ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99")
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One validation folder: meta, requests per load level and the engine's per-step statistics."""
+
+    folder: Path
+    meta: dict[str, Any]
+    levels: dict[float, pl.DataFrame]
+    steps: pl.DataFrame | None
+
+    @property
+    def workload(self) -> str:
+        return str(self.meta.get("workload", self.folder.name))
+
+    @property
+    def gpu_key(self) -> str:
+        return str(self.meta.get("gpu", {}).get("catalog_gpu", ""))
+
+    @property
+    def model_name(self) -> str:
+        return str(self.meta.get("catalog_model", ""))
+
+    def engine(self, output_delay_s: float = 0.0) -> EngineConfig:
+        """The measured engine's scheduler (prompts are random, so its prefix cache never hits)."""
+        cfg = self.meta["engine_config"]
+        mbt = int(cfg["max_batch_tokens"])
+        return EngineConfig(
+            max_batched_tokens=mbt,
+            max_num_seqs=min(int(cfg["max_requests_per_batch"]), mbt),
+            block_size=int(cfg["block_size"]),
+            enable_prefix_caching=False,
+            output_delay_s=output_delay_s,
+        )
+
+    @property
+    def kv_tokens(self) -> int:
+        cfg = self.meta["engine_config"]
+        return int(cfg["num_blocks"]) * int(cfg["block_size"])
+
+    def level_meta(self, level: float) -> dict[str, Any]:
+        for lv in self.meta.get("levels", []):
+            if abs(float(lv["level"]) - level) < 1e-9:
+                return dict(lv)
+        return {}
+
+
+def load_dataset(folder: str | Path) -> Dataset:
+    """Read a validation folder.
+
+    Raises:
+        InputError: a missing file, column or engine configuration.
+    """
+    root = Path(folder)
+    mpath = root / "engine_meta.json"
+    rpath = root / "engine_requests.parquet"
+    for p in (mpath, rpath):
+        if not p.is_file():
+            raise InputError("validation data not found", path=str(p))
+    meta = json.loads(mpath.read_text())
+    if not isinstance(meta.get("engine_config"), dict):
+        raise InputError("no engine_config in the validation meta", path=str(mpath), field="engine_config")
+    df = pl.read_parquet(rpath)
+    need = (
+        "load_level",
+        "request_id",
+        "arrival_s",
+        "input_tokens",
+        "output_tokens",
+        "ttft_s",
+        "tpot_s",
+        "e2e_s",
+    )
+    for c in need:
+        if c not in df.columns:
+            raise InputError(f"missing column {c!r}", path=str(rpath), field=c, expected=", ".join(need))
+    levels = {float(k[0]): g.sort("arrival_s") for k, g in df.group_by("load_level")}  # type: ignore[arg-type]
+    spath = root / "steps.parquet"
+    steps = pl.read_parquet(spath) if spath.is_file() else None
+    return Dataset(folder=root, meta=meta, levels=levels, steps=steps)
+
+
+def split_levels(ds: Dataset) -> tuple[list[float], list[float]]:
+    """(fit, check) load levels of a calibration dataset: even / odd positions of the sorted levels > 0."""
+    order = sorted(lv for lv in ds.levels if lv > 0)
+    return order[0::2], order[1::2]
+
+
+def bare_perf(model: ModelSpec, gpu: GPUSpec, cal: Calibration, ds: Dataset) -> RooflinePerf:
+    """The kernel-only step model of the measured engine (no engine time per step)."""
+    return build_replica_perf(
+        model,
+        gpu,
+        calibration=replace(cal, step_s=0.0, per_seq_s=0.0),
+        max_batch_tokens=ds.engine().max_batched_tokens,
+        min_kv_tokens=1,
+    )
+
+
+def decode_samples(ds: Dataset, levels: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(interval_s, batch, kv_tokens)`` of the pure-decode steps inside the given levels' windows."""
+    if ds.steps is None:
+        raise InputError("per-step statistics not found", path=str(ds.folder / "steps.parquet"))
+    s = ds.steps.sort("t").with_columns(dt=pl.col("t").diff(), prev_ctx=pl.col("ctx_tokens").shift(1))
+    keep = pl.lit(False)
+    for lv in levels:
+        m = ds.level_meta(lv)
+        if "t0_perf" in m:
+            keep = keep | ((pl.col("t") >= float(m["t0_perf"])) & (pl.col("t") <= float(m["t1_perf"])))
+    d = s.filter(
+        keep
+        & (pl.col("ctx_tokens") == 0)
+        & (pl.col("prev_ctx") == 0)
+        & (pl.col("gen_requests") > 0)
+        & (pl.col("dt") > 0)
+        & (pl.col("dt") < 0.25)
+    )
+    return (
+        d["dt"].to_numpy().astype(np.float64),
+        d["gen_requests"].to_numpy().astype(np.float64),
+        (d["kv_usage"].to_numpy() * ds.kv_tokens).astype(np.float64),
+    )
+
+
+def _trace(g: pl.DataFrame) -> RequestTrace:
+    arr = g["arrival_s"].cast(pl.Float64).to_numpy()
+    df = pl.DataFrame(
+        {
+            "arrival_s": arr - arr.min(),
+            "input_tokens": g["input_tokens"].cast(pl.Int32),
+            "output_tokens": g["output_tokens"].cast(pl.Int32),
+        }
+    )
+    return RequestTrace(df, TraceMeta("validation", "engine_requests"))
+
+
+@dataclass(frozen=True)
+class LevelResult:
+    """One level's measured and predicted figures and the signed errors (``predicted / measured - 1``)."""
+
+    gpu: str
+    model: str
+    trace: str
+    level: float
+    held_out: bool
+    requests: int
+    measured: dict[str, float]
+    predicted: dict[str, float]
+
+    @property
+    def errors(self) -> dict[str, float]:
+        out = {}
+        for k, m in self.measured.items():
+            p = self.predicted.get(k, math.nan)
+            out[k] = p / m - 1.0 if (math.isfinite(m) and m > 0 and math.isfinite(p)) else math.nan
+        return out
+
+    def within(self) -> bool:
+        e = self.errors
+        return all(abs(e[k]) <= TARGETS[k] for k in TARGETS if k in e and math.isfinite(e[k]))
+
+    def as_dict(self) -> dict[str, Any]:
+        e = self.errors
+        row: dict[str, Any] = {
+            "gpu": self.gpu,
+            "model": self.model,
+            "trace": self.trace,
+            "level": self.level,
+            "held_out": self.held_out,
+            "requests": self.requests,
+        }
+        for k in (*LATENCY, "throughput", "energy_per_token"):
+            row[f"{k}_err"] = None if not math.isfinite(e.get(k, math.nan)) else round(e[k], 4)
+        row["measured"] = {k: round(v, 6) for k, v in self.measured.items() if math.isfinite(v)}
+        row["predicted"] = {k: round(v, 6) for k, v in self.predicted.items() if math.isfinite(v)}
+        return row
+
+
+def _pcts(ttft: np.ndarray, tpot: np.ndarray) -> dict[str, float]:
+    return {
+        "ttft_p50": float(np.percentile(ttft, 50)),
+        "ttft_p99": float(np.percentile(ttft, 99)),
+        "tpot_p50": float(np.percentile(tpot, 50)),
+        "tpot_p99": float(np.percentile(tpot, 99)),
+    }
+
+
+def _measured(ds: Dataset, level: float, g: pl.DataFrame) -> tuple[np.ndarray, dict[str, float]]:
+    sel = (g["output_tokens"].to_numpy() >= 2) & np.isfinite(
+        g["tpot_s"].cast(pl.Float64).fill_null(np.nan).to_numpy()
+    )
+    ttft = g["ttft_s"].cast(pl.Float64).to_numpy()[sel]
+    tpot = g["tpot_s"].cast(pl.Float64).to_numpy()[sel]
+    m = _pcts(ttft, tpot)
+    arr = g["arrival_s"].cast(pl.Float64).to_numpy()
+    fin = (g["arrival_s"] + g["e2e_s"]).cast(pl.Float64).to_numpy()
+    toks = float(g["output_tokens"].sum())
+    span = float(np.nanmax(fin) - np.nanmin(arr))
+    m["throughput"] = toks / span if span > 0 else math.nan
+    e = ds.level_meta(level).get("energy_j")
+    m["energy_per_token"] = float(e) / toks if e and toks else math.nan
+    return sel, m
+
+
+def _predicted(
+    g: pl.DataFrame, sel: np.ndarray, perf: RooflinePerf, eng: EngineConfig, gpu: GPUSpec
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    res = replay(_trace(g), perf, config=SimConfig(replicas=1, engine=eng), gpu=gpu)
+    req = res.requests
+    ttft = req["ttft_s"].fill_null(np.nan).to_numpy()
+    tpot = req["tpot_s"].fill_null(np.nan).to_numpy()
+    p: dict[str, float] = {}
+    if not (np.isnan(ttft[sel]).any() or np.isnan(tpot[sel]).any()):
+        p = _pcts(ttft[sel], tpot[sel])
+    fin = req["finish_s"].fill_null(np.nan).to_numpy()
+    arr = req["arrival_s"].to_numpy()
+    toks = float(req["output_tokens"].sum())
+    span = float(np.nanmax(fin) - np.nanmin(arr))
+    p["throughput"] = toks / span if span > 0 else math.nan
+    ekwh = res.summary.energy_kwh
+    p["energy_per_token"] = ekwh * 3.6e6 / toks if ekwh is not None and toks else math.nan
+    return ttft, tpot, p
+
+
+def fit_engine_profile(
+    ds: Dataset,
+    *,
+    model: ModelSpec,
+    gpu: GPUSpec,
+    engine: str = "vllm",
+    calibration: Calibration | None = None,
+) -> EngineProfile:
+    """Fit ``step_s``, ``per_seq_s`` and ``output_delay_s`` on the fit levels of ``ds`` (module doc)."""
+    cal = calibration if calibration is not None else resolve_calibration(gpu)
+    attention = None
+    kernels = ds.folder.parent.parent / "kernels" / "attention.parquet"
+    prof_attn = profile_dir() / ds.gpu_key / "attention.parquet"
+    if kernels.is_file() and prof_attn.is_file():
+        pmeta_path = prof_attn.parent / "meta.json"
+        pmeta = json.loads(pmeta_path.read_text()) if pmeta_path.is_file() else {}
+        attention = fit_engine_attention(kernels, prof_attn, gpu, cal, pmeta)
+        cal = replace(cal, attention=attention)
+    fit, _ = split_levels(ds)
+    base = bare_perf(model, gpu, cal, ds)
+    dt, b, kv = decode_samples(ds, fit)
+    if dt.size < 50:
+        raise InputError(
+            "too few pure-decode steps to fit the engine's per-step time",
+            path=str(ds.folder / "steps.parquet"),
+            expected=">= 50 steps in the fit levels",
+        )
+    y = dt - base.step_time_s(0.0, 0.0, b, kv)
+    sol, _ = nnls(np.column_stack([np.ones_like(b), b]), y)
+    step_s, per_seq_s = float(sol[0]), float(sol[1])
+    resid = y - (step_s + per_seq_s * b)
+    prof_cal = replace(cal, step_s=step_s, per_seq_s=per_seq_s)
+    perf = build_replica_perf(
+        model, gpu, calibration=prof_cal, max_batch_tokens=ds.engine().max_batched_tokens, min_kv_tokens=1
+    )
+    # one replay per fit level at zero delay; the delay only shifts TTFT
+    pairs = []
+    for lv in fit:
+        g = ds.levels[lv]
+        sel, m = _measured(ds, lv, g)
+        ttft, _, _ = _predicted(g, sel, perf, ds.engine(0.0), gpu)
+        pairs.append((ttft[sel], m))
+    grid = np.arange(0.0, 0.1, 0.00025)
+
+    def loss(d: float) -> float:
+        return float(
+            sum(
+                math.log((np.percentile(t, 50) + d) / m["ttft_p50"]) ** 2
+                + math.log((np.percentile(t, 99) + d) / m["ttft_p99"]) ** 2
+                for t, m in pairs
+            )
+        )
+
+    losses = [loss(float(d)) for d in grid]
+    delay = float(grid[int(np.argmin(losses))])
+    version = str(ds.meta.get("engine_version", ""))
+    return EngineProfile(
+        engine=engine,
+        version=version,
+        gpu=ds.gpu_key,
+        step_s=step_s,
+        per_seq_s=per_seq_s,
+        output_delay_s=delay,
+        source=(
+            f"fitted on {engine} {version} measurements, {ds.model_name} on {ds.gpu_key}, "
+            f"{ds.workload} levels {', '.join(f'{x:g}' for x in fit)} "
+            f"({ds.folder.as_posix().split('planner/')[-1]})"
+        ),
+        fit={
+            "decode_steps": int(dt.size),
+            "decode_resid_median_ms": round(float(np.median(resid)) * 1e3, 4),
+            "decode_resid_p90_abs_ms": round(float(np.percentile(np.abs(resid), 90)) * 1e3, 4),
+            "decode_interval_median_ms": round(float(np.median(dt)) * 1e3, 4),
+            "fit_levels": fit,
+            "trace": ds.workload,
+            "model": ds.model_name,
+            "attention_kernels": kernels.as_posix().split("planner/")[-1] if attention is not None else None,
+        },
+        attention=attention,
+    )
+
+
+def check(
+    datasets: list[tuple[Dataset, bool]],
+    profile: EngineProfile,
+    *,
+    models: dict[str, ModelSpec],
+    gpus: dict[str, GPUSpec],
+    calibration: Calibration | None = None,
+) -> list[LevelResult]:
+    """Replay every level (the burst too) of each dataset with ``profile``.
+
+    ``datasets`` pairs each dataset with whether it is the calibration trace (its fit levels are then
+    marked ``held_out=False``; every other level is held out).
+    """
+    rows: list[LevelResult] = []
+    for ds, is_cal in datasets:
+        gpu = gpus[ds.gpu_key]
+        model = models[ds.model_name]
+        cal = calibration if calibration is not None else resolve_calibration(gpu)
+        perf = build_replica_perf(
+            model,
+            gpu,
+            calibration=profile.apply(cal),
+            max_batch_tokens=ds.engine().max_batched_tokens,
+            min_kv_tokens=1,
+        )
+        fit = set(split_levels(ds)[0]) if is_cal else set()
+        for lv in sorted(ds.levels):
+            g = ds.levels[lv]
+            sel, m = _measured(ds, lv, g)
+            _, _, p = _predicted(g, sel, perf, ds.engine(profile.output_delay_s), gpu)
+            rows.append(
+                LevelResult(
+                    gpu=ds.gpu_key,
+                    model=ds.model_name,
+                    trace=ds.workload,
+                    level=lv,
+                    held_out=lv not in fit,
+                    requests=int(sel.sum()),
+                    measured=m,
+                    predicted=p,
+                )
+            )
+    return rows
+
+
+def summary(rows: list[LevelResult]) -> dict[str, Any]:
+    """Median |error| per metric over held-out rows, and whether each target holds on all of them."""
+    out: dict[str, Any] = {}
+    held = [r for r in rows if r.held_out and r.level > 0]
+    for k, target in TARGETS.items():
+        v = [abs(r.errors[k]) for r in held if math.isfinite(r.errors.get(k, math.nan))]
+        out[k] = {
+            "median_abs_err": round(float(np.median(v)), 4) if v else None,
+            "max_abs_err": round(float(np.max(v)), 4) if v else None,
+            "target": target,
+            "met": bool(v) and max(v) <= target,
+        }
+    return out
+
+
+def validation_root() -> Path:
+    """Root of the shipped validation data (``<GPU>/<engine>-<version>/<model>/<trace>/``)."""
+    return Path(__file__).resolve().parents[1] / "perf" / "data" / "validation"
+
+
+CALIBRATION_TRACE = "azure-conv"
+"""Trace whose fit levels calibrate a profile; every other trace of the same model is held out."""
+
+
+@dataclass(frozen=True)
+class EngineValidation:
+    """A fitted profile per (GPU, model) measured, and every level's comparison."""
+
+    engine: str
+    profiles: tuple[EngineProfile, ...]
+    rows: tuple[LevelResult, ...]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "engine": self.engine,
+            "profiles": [{k: v for k, v in p.as_dict().items() if k != "attention"} for p in self.profiles],
+            "targets": TARGETS,
+            "summary": summary(list(self.rows)),
+            "levels": [r.as_dict() for r in self.rows],
+        }
+
+
+def validate_engine(
+    engine: str = "vllm", *, root: Path | None = None, models: dict[str, ModelSpec], gpus: dict[str, GPUSpec]
+) -> EngineValidation:
+    """Fit a profile on each measured (GPU, model)'s calibration trace and check every trace's levels.
+
+    Raises:
+        InputError: no measurements of ``engine`` under ``root``.
+    """
+    base = root or validation_root()
+    runs = sorted(p for p in base.glob(f"*/{engine}-*/*") if p.is_dir() and p.name != "kernels")
+    if not runs:
+        raise InputError(
+            f"no {engine} measurements", path=str(base), expected=f"<GPU>/{engine}-<version>/<model>/"
+        )
+    profiles: list[EngineProfile] = []
+    rows: list[LevelResult] = []
+    for model_dir in runs:
+        sets = {
+            p.name: load_dataset(p) for p in sorted(model_dir.iterdir()) if (p / "engine_meta.json").is_file()
+        }
+        if CALIBRATION_TRACE not in sets:
+            continue
+        cal_ds = sets[CALIBRATION_TRACE]
+        prof = fit_engine_profile(
+            cal_ds, model=models[cal_ds.model_name], gpu=gpus[cal_ds.gpu_key], engine=engine
+        )
+        profiles.append(prof)
+        rows += check(
+            [(ds, name == CALIBRATION_TRACE) for name, ds in sets.items()], prof, models=models, gpus=gpus
+        )
+    return EngineValidation(engine=engine, profiles=tuple(profiles), rows=tuple(rows))
