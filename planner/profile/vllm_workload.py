@@ -67,7 +67,7 @@ def cut_windows(
     >>> w = cut_windows([0.0, 1.0, 3.0, 4.0, 8.0, 9.0], [5, 6, 7, 8, 9, 10], [1, 0, 3, 4, 5, 6],
     ...                 names=["a", "b"], size=3)
     >>> w[0].arrival_s, w[0].output_tokens, w[1].arrival_s
-    ((0.0, 1.0, 3.0), (1, 1, 3), (0.0, 2.0, 3.0))
+    ((0.0, 0.666667, 2.0), (1, 1, 3), (0.0, 1.6, 2.0))
     """
     windows = []
     for k, name in enumerate(names):

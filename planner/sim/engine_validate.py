@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from planner.catalog.schema import GPUSpec, ModelSpec
 from planner.perf.calibrate import profile_dir
 from planner.perf.calibration import Calibration, resolve_calibration
 from planner.perf.engine_kernels import fit_engine_attention
-from planner.perf.engine_profile import EngineProfile
+from planner.perf.engine_profile import EngineProfile, profile_path, write_engine_profile
 from planner.perf.model import RooflinePerf, build_replica_perf
 from planner.sim.config import EngineConfig, SimConfig
 from planner.sim.replay import replay
@@ -480,3 +481,29 @@ def validate_engine(
             [(ds, name == CALIBRATION_TRACE) for name, ds in sets.items()], prof, models=models, gpus=gpus
         )
     return EngineValidation(engine=engine, profiles=tuple(profiles), rows=tuple(rows))
+
+
+def write_profiles(val: EngineValidation, root: Path | None = None) -> list[Path]:
+    """Write each fitted profile to ``data/engines/<engine>/<GPU>.json`` (or under ``root``)."""
+    out = []
+    for p in val.profiles:
+        path = profile_path(p.engine, p.gpu, root)
+        write_engine_profile(p, path)
+        out.append(path)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m planner.sim.engine_validate [ENGINE]``: refit and write the shipped engine profiles."""
+    from planner.catalog import load_catalog
+
+    args = argv if argv is not None else sys.argv[1:]
+    cat = load_catalog()
+    val = validate_engine(args[0] if args else "vllm", models=cat.models, gpus=cat.gpus)
+    for path in write_profiles(val):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

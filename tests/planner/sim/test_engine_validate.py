@@ -1,0 +1,132 @@
+"""Engine profiles against the vLLM 0.26.0 measurements shipped for the H100 (Llama-3.1-8B, Azure lengths).
+
+The data: ``planner/perf/data/validation/H100-SXM/vllm-0.26.0/`` (300 requests per level, open-loop at
+the trace's own inter-arrival times; conversation levels 0.1-1.1 of the burst capacity, code levels 0.2
+and 0.6). Fitted on conversation levels 0.1, 0.5 and 0.9; everything else is held out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from planner.catalog import load_catalog
+from planner.cli.main import main
+from planner.perf.calibration import resolve_calibration
+from planner.perf.engine_profile import BARE, load_engine_profile, read_engine_profile, write_engine_profile
+from planner.perf.model import build_replica_perf
+from planner.sim.config import EngineConfig, SimConfig
+from planner.sim.engine_validate import check, fit_engine_profile, load_dataset, split_levels, validation_root
+from planner.sim.replay import replay
+from planner.sim.synth import azure_conv_like
+from traces.errors import InputError
+
+ROOT = validation_root() / "H100-SXM" / "vllm-0.26.0" / "llama-3.1-8b"
+needs_data = pytest.mark.skipif(not (ROOT / "azure-conv" / "engine_meta.json").is_file(),
+                                reason="no vLLM validation data shipped")
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[object, object, object, object]:
+    cat = load_catalog()
+    conv, code = load_dataset(ROOT / "azure-conv"), load_dataset(ROOT / "azure-code")
+    model, gpu = cat.model("Llama-3.1-8B"), cat.gpu("H100-SXM")
+    return conv, code, fit_engine_profile(conv, model=model, gpu=gpu), cat
+
+
+@needs_data
+def test_vllm_hides_its_step_overhead_and_hands_tokens_over_a_step_late(fitted: tuple[object, ...]) -> None:
+    conv, _, prof, _ = fitted
+    assert split_levels(conv) == ([0.1, 0.5, 0.9], [0.3, 0.7, 1.1])  # type: ignore[arg-type]
+    # CUDA graphs + async scheduling: far below the bare stack's ~2.2 ms per step
+    assert prof.step_s is not None and prof.step_s < 5e-4  # type: ignore[attr-defined]
+    assert prof.per_seq_s is not None and prof.per_seq_s < 2e-4  # type: ignore[attr-defined]
+    # about two decode steps (6.6 ms each here) between a token's step and the client
+    assert 0.005 < prof.output_delay_s < 0.04  # type: ignore[attr-defined]
+    assert prof.fit["decode_steps"] > 10_000  # type: ignore[attr-defined]
+    # FA3 prefill attention is faster than the profiled kernel's curve at long prompts
+    cal = resolve_calibration(load_catalog().gpu("H100-SXM"))
+    assert prof.attention is not None  # type: ignore[attr-defined]
+    assert prof.attention.prefill_ec > cal.attention.prefill_ec  # type: ignore[attr-defined]
+
+
+@needs_data
+def test_profile_beats_the_bare_model_on_held_out_light_load(fitted: tuple[object, ...]) -> None:
+    conv, code, prof, cat = fitted
+    kw = {"models": cat.models, "gpus": cat.gpus}  # type: ignore[attr-defined]
+    ours = {(r.trace, r.level): r for r in check([(conv, True), (code, False)], prof, **kw)}  # type: ignore[arg-type]
+    bare = {(r.trace, r.level): r for r in check([(conv, True), (code, False)], BARE, **kw)}  # type: ignore[arg-type]
+    assert ours[("azure-conv", 0.3)].held_out and ours[("azure-code", 0.2)].held_out
+    assert not ours[("azure-conv", 0.1)].held_out
+    for key in (("azure-conv", 0.3), ("azure-code", 0.2)):
+        e = ours[key].errors
+        assert abs(e["ttft_p50"]) <= 0.10 and abs(e["tpot_p50"]) <= 0.10, (key, e)
+        assert abs(e["ttft_p99"]) <= 0.20 and abs(e["tpot_p99"]) <= 0.20, (key, e)
+        assert abs(e["energy_per_token"]) <= 0.10, (key, e)
+    # the bare model (2.2 ms/step, no hand-over) is a third slow on decode and fast on TTFT
+    assert bare[("azure-conv", 0.3)].errors["tpot_p50"] > 0.25
+    assert bare[("azure-conv", 0.3)].errors["ttft_p50"] < -0.15
+    # what is still wrong, pinned so a fix shows: decode under heavy prefill load is predicted slow
+    assert ours[("azure-conv", 1.1)].errors["tpot_p50"] > 0.3
+
+
+@needs_data
+def test_shipped_profile_is_the_fit_of_the_shipped_data(fitted: tuple[object, ...]) -> None:
+    _, _, prof, _ = fitted
+    shipped = load_engine_profile("vllm", "H100-SXM")
+    assert math.isclose(shipped.output_delay_s, prof.output_delay_s, abs_tol=5e-4)  # type: ignore[attr-defined]
+    assert math.isclose(shipped.step_s or 0.0, prof.step_s or 0.0, abs_tol=5e-5)  # type: ignore[attr-defined]
+    h200 = load_engine_profile("vllm", "H200-SXM")
+    assert h200.gpu == "H100-SXM" and "unmeasured" in h200.source
+
+
+@needs_data
+def test_bench_validate_json_has_every_level_with_signed_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "replay", "--validate", "--engine", "vllm", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["engine"] == "vllm"
+    rows = doc["levels"]
+    assert {r["trace"] for r in rows} == {"azure-conv", "azure-code"}
+    assert len(rows) == 10 and all(r["requests"] == 300 for r in rows)
+    for r in rows:
+        for k in ("gpu", "model", "level", "held_out", "ttft_p50_err", "ttft_p99_err", "tpot_p50_err",
+                  "tpot_p99_err", "throughput_err", "energy_per_token_err"):
+            assert k in r
+    assert sum(not r["held_out"] for r in rows) == 3
+    assert doc["summary"]["energy_per_token"]["met"] is True
+
+
+def test_output_delay_shifts_every_token_the_client_sees() -> None:
+    cat = load_catalog()
+    perf = build_replica_perf(cat.model("Llama-3.1-8B"), cat.gpu("H100-SXM"))
+    tr = azure_conv_like(300, rate_rps=4.0, seed=3)
+    a = replay(tr, perf, config=SimConfig(replicas=1, engine=EngineConfig())).requests
+    b = replay(tr, perf, config=SimConfig(replicas=1, engine=EngineConfig(output_delay_s=0.02))).requests
+    np.testing.assert_allclose(b["ttft_s"].to_numpy() - a["ttft_s"].to_numpy(), 0.02, atol=1e-9)
+    np.testing.assert_allclose(b["tpot_s"].fill_null(0).to_numpy(), a["tpot_s"].fill_null(0).to_numpy())
+    with pytest.raises(InputError, match="output_delay_s"):
+        EngineConfig(output_delay_s=-1.0)
+
+
+def test_profile_file_roundtrip_and_bad_files(tmp_path: Path) -> None:
+    prof = replace(BARE, engine="vllm", gpu="H100-SXM", step_s=1e-4, per_seq_s=0.0, output_delay_s=0.01)
+    write_engine_profile(prof, tmp_path / "vllm" / "H100-SXM.json")
+    back = load_engine_profile("vllm", "H100-SXM", root=tmp_path)
+    assert back == prof
+    cal = resolve_calibration(load_catalog().gpu("H100-SXM"))
+    assert back.apply(cal).step_s == 1e-4 and back.apply(cal).gemm_bf16 == cal.gemm_bf16
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"engine": "vllm", "gpu": "H100-SXM", "step_s": -1, "per_seq_s": 0,
+                               "output_delay_s": 0}))
+    with pytest.raises(InputError, match="step_s must be >= 0"):
+        read_engine_profile(bad)
+    bad.write_text("{not json")
+    with pytest.raises(InputError, match="unreadable"):
+        read_engine_profile(bad)
+    with pytest.raises(InputError, match="unknown engine"):
+        load_engine_profile("tgi", "H100-SXM", root=tmp_path)
