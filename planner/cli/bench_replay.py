@@ -248,7 +248,9 @@ def _validate_engine(console: Console, as_json: bool, engine: str) -> int:
         return 0
     for p in val.profiles:
         console.print(f"[bold]{p.engine} {p.version} on {p.gpu}[/]: {(p.step_s or 0.0) * 1e3:.3f} ms/step + "
-                      f"{(p.per_seq_s or 0.0) * 1e3:.4f} ms/seq, hand-over {p.output_delay_s * 1e3:.1f} ms, "
+                      f"{(p.per_seq_s or 0.0) * 1e3:.4f} ms/seq, hand-over {p.output_delay_s * 1e3:.1f} ms + "
+                      f"{p.output_delay_steps:g} steps, GEMMs "
+                      f"{'at full clock' if p.gemm_bf16 else 'as calibrated'}, "
                       f"attention {'FA3 curves' if p.attention else 'calibration'}; {p.source}")
     cols = (*LATENCY, "throughput", "energy_per_token")
     heads = ("TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "tok/s", "J/tok")

@@ -8,15 +8,18 @@ schedules one step ahead (async scheduling), so on an H100 its decode steps take
 after the step that made it. A bare torch layer stack (the profiler's ``steps.parquet``) pays about
 2 ms of launch and Python time per step and hands tokens over at once.
 
-A profile holds three numbers and, where the engine's kernels were timed, its attention curves, all
+A profile holds four numbers and, where the engine's kernels were timed, its attention curves, all
 fitted from the engine's own measurements (:func:`planner.sim.engine_validate.fit_engine_profile`):
 
 - ``step_s``: engine time per step (replaces the calibration's ``step_s``),
 - ``per_seq_s``: engine time per running sequence per step (replaces ``per_seq_s``),
-- ``output_delay_s``: hand-over latency added to every token the client sees
+- ``output_delay_s`` and ``output_delay_steps``: hand-over latency added to every token the client
+  sees, fixed plus a number of the replica's current step times
   (:attr:`planner.sim.config.EngineConfig.output_delay_s`),
 - ``attention``: the prefill and decode attention curves of the engine's kernels (replaces the
-  calibration's, which were fitted on the profiler's own kernel).
+  calibration's, which were fitted on the profiler's own kernel),
+- ``gemm_bf16``: the GEMM curve at the clock the engine's GEMMs run at (the calibration's was fitted on
+  power-throttled profiler loops).
 
 Shipped profiles: ``data/engines/<engine>/<GPU key>.json``. ``bare`` is not a file: it is the
 calibration as fitted on the profiler's layer stack, with no hand-over latency. A GPU without a profile
@@ -32,7 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from planner.perf.calibration import AttentionCurve, Calibration
+from planner.perf.calibration import AttentionCurve, Calibration, GemmCurve
 from traces.errors import InputError
 
 ENGINES = ("vllm", "bare")
@@ -59,6 +62,9 @@ class EngineProfile:
         fit: fit statistics (residuals, samples) for the record.
         attention: attention curves of the engine's own kernels (FA3 for vLLM on Hopper), fitted by
             :func:`planner.perf.engine_kernels.fit_engine_attention`; None keeps the calibration's.
+        output_delay_steps: more hand-over latency in steps of the replica's current step time.
+        gemm_bf16: the bf16 GEMM curve at the clock the engine runs its GEMMs at (full clock, not the
+            profiler's power-throttled one: :func:`planner.perf.engine_kernels.fit_gemm_at_max_clock`).
     """
 
     engine: str
@@ -70,6 +76,8 @@ class EngineProfile:
     source: str
     fit: dict[str, Any]
     attention: AttentionCurve | None = None
+    gemm_bf16: GemmCurve | None = None
+    output_delay_steps: float = 0.0
 
     def apply(self, cal: Calibration) -> Calibration:
         """``cal`` with this engine's per-step terms (the GPU-kernel curves untouched)."""
@@ -80,6 +88,8 @@ class EngineProfile:
             out = replace(out, per_seq_s=self.per_seq_s)
         if self.attention is not None:
             out = replace(out, attention=self.attention)
+        if self.gemm_bf16 is not None:
+            out = replace(out, gemm_bf16=self.gemm_bf16)
         return out
 
     def as_dict(self) -> dict[str, Any]:
@@ -157,6 +167,8 @@ def read_engine_profile(path: str | Path) -> EngineProfile:
             source=str(doc.get("source", "")),
             fit=dict(doc.get("fit", {})),
             attention=None if doc.get("attention") is None else AttentionCurve(**doc["attention"]),
+            gemm_bf16=None if doc.get("gemm_bf16") is None else GemmCurve(**doc["gemm_bf16"]),
+            output_delay_steps=float(doc.get("output_delay_steps", 0.0)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(
@@ -164,7 +176,7 @@ def read_engine_profile(path: str | Path) -> EngineProfile:
             path=str(p),
             expected="engine, gpu, step_s, per_seq_s, output_delay_s",
         ) from None
-    for name in ("step_s", "per_seq_s", "output_delay_s"):
+    for name in ("step_s", "per_seq_s", "output_delay_s", "output_delay_steps"):
         v = getattr(prof, name)
         if v is not None and not v >= 0.0:
             raise InputError(f"{name} must be >= 0", path=str(p), field=name, expected="seconds >= 0")

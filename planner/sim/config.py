@@ -72,6 +72,8 @@ class EngineConfig:
             while the next step runs, and its front end adds IPC; every token of a request, the first
             included, is seen that much later (TTFT and end-to-end grow by it, TPOT does not). Part of
             an engine profile (:mod:`planner.perf.engine_profile`); 0 for the bare model.
+        output_delay_steps: more hand-over latency, in the replica's current mean step time (the part
+            of the lag that is a step of the engine's pipeline grows with the step).
     """
 
     max_batched_tokens: int = 8192
@@ -79,6 +81,7 @@ class EngineConfig:
     block_size: int = 16
     enable_prefix_caching: bool = True
     output_delay_s: float = 0.0
+    output_delay_steps: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("max_batched_tokens", "max_num_seqs", "block_size"):
@@ -87,6 +90,9 @@ class EngineConfig:
         if not 0.0 <= self.output_delay_s < 60.0:
             raise InputError(f"output_delay_s {self.output_delay_s} out of range", field="output_delay_s",
                              expected="seconds in [0, 60)")
+        if not 0.0 <= self.output_delay_steps <= 16.0:
+            raise InputError(f"output_delay_steps {self.output_delay_steps} out of range",
+                             field="output_delay_steps", expected="steps in [0, 16]")
         if self.max_batched_tokens < self.max_num_seqs:
             # every running sequence must be able to decode in every step (vLLM enforces the same)
             raise InputError(

@@ -38,13 +38,16 @@ from scipy.optimize import nnls
 from planner.catalog.schema import GPUSpec, ModelSpec
 from planner.perf.calibrate import profile_dir
 from planner.perf.calibration import Calibration, resolve_calibration
-from planner.perf.engine_kernels import fit_engine_attention
+from planner.perf.engine_kernels import fit_engine_attention, fit_gemm_at_max_clock
 from planner.perf.engine_profile import EngineProfile, profile_path, write_engine_profile
 from planner.perf.model import RooflinePerf, build_replica_perf
 from planner.sim.config import EngineConfig, SimConfig
 from planner.sim.replay import replay
 from traces.errors import InputError
 from traces.schema import RequestTrace, TraceMeta
+
+STEP_DELAYS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+"""Hand-over lags, in steps, tried by the fit (vLLM's async scheduling: about one to two)."""
 
 TARGETS: dict[str, float] = {
     "ttft_p50": 0.10,
@@ -80,7 +83,7 @@ class Dataset:
     def model_name(self) -> str:
         return str(self.meta.get("catalog_model", ""))
 
-    def engine(self, output_delay_s: float = 0.0) -> EngineConfig:
+    def engine(self, output_delay_s: float = 0.0, output_delay_steps: float = 0.0) -> EngineConfig:
         """The measured engine's scheduler (prompts are random, so its prefix cache never hits)."""
         cfg = self.meta["engine_config"]
         mbt = int(cfg["max_batch_tokens"])
@@ -90,6 +93,7 @@ class Dataset:
             block_size=int(cfg["block_size"]),
             enable_prefix_caching=False,
             output_delay_s=output_delay_s,
+            output_delay_steps=output_delay_steps,
         )
 
     @property
@@ -299,6 +303,11 @@ def fit_engine_profile(
         pmeta = json.loads(pmeta_path.read_text()) if pmeta_path.is_file() else {}
         attention = fit_engine_attention(kernels, prof_attn, gpu, cal, pmeta)
         cal = replace(cal, attention=attention)
+    gemm = None
+    gemm_path = profile_dir() / ds.gpu_key / "gemm.parquet"
+    if gemm_path.is_file():
+        gemm = fit_gemm_at_max_clock(gemm_path, gpu, cal.gemm_bf16)
+        cal = replace(cal, gemm_bf16=gemm)
     fit, _ = split_levels(ds)
     base = bare_perf(model, gpu, cal, ds)
     dt, b, kv = decode_samples(ds, fit)
@@ -316,26 +325,23 @@ def fit_engine_profile(
     perf = build_replica_perf(
         model, gpu, calibration=prof_cal, max_batch_tokens=ds.engine().max_batched_tokens, min_kv_tokens=1
     )
-    # one replay per fit level at zero delay; the delay only shifts TTFT
-    pairs = []
-    for lv in fit:
-        g = ds.levels[lv]
-        sel, m = _measured(ds, lv, g)
-        ttft, _, _ = _predicted(g, sel, perf, ds.engine(0.0), gpu)
-        pairs.append((ttft[sel], m))
+    # per candidate step multiple k, one replay per fit level with no fixed delay; the fixed part only
+    # shifts TTFT, so it is found on a grid without replaying
     grid = np.arange(0.0, 0.1, 0.00025)
-
-    def loss(d: float) -> float:
-        return float(
-            sum(
-                math.log((np.percentile(t, 50) + d) / m["ttft_p50"]) ** 2
-                + math.log((np.percentile(t, 99) + d) / m["ttft_p99"]) ** 2
-                for t, m in pairs
-            )
-        )
-
-    losses = [loss(float(d)) for d in grid]
-    delay = float(grid[int(np.argmin(losses))])
+    best = (math.inf, 0.0, 0.0)
+    for k in STEP_DELAYS:
+        pairs = []
+        for lv in fit:
+            g = ds.levels[lv]
+            sel, m = _measured(ds, lv, g)
+            ttft, _, _ = _predicted(g, sel, perf, ds.engine(0.0, k), gpu)
+            pairs.append((np.percentile(ttft[sel], 50), np.percentile(ttft[sel], 99), m))
+        for d in grid:
+            loss = sum(math.log((p50 + d) / m["ttft_p50"]) ** 2 + math.log((p99 + d) / m["ttft_p99"]) ** 2
+                       for p50, p99, m in pairs)
+            if loss < best[0]:
+                best = (float(loss), float(d), float(k))
+    delay, delay_steps = best[1], best[2]
     version = str(ds.meta.get("engine_version", ""))
     return EngineProfile(
         engine=engine,
@@ -344,6 +350,7 @@ def fit_engine_profile(
         step_s=step_s,
         per_seq_s=per_seq_s,
         output_delay_s=delay,
+        output_delay_steps=delay_steps,
         source=(
             f"fitted on {engine} {version} measurements, {ds.model_name} on {ds.gpu_key}, "
             f"{ds.workload} levels {', '.join(f'{x:g}' for x in fit)} "
@@ -360,6 +367,7 @@ def fit_engine_profile(
             "attention_kernels": kernels.as_posix().split("planner/")[-1] if attention is not None else None,
         },
         attention=attention,
+        gemm_bf16=gemm,
     )
 
 
@@ -392,7 +400,8 @@ def check(
         for lv in sorted(ds.levels):
             g = ds.levels[lv]
             sel, m = _measured(ds, lv, g)
-            _, _, p = _predicted(g, sel, perf, ds.engine(profile.output_delay_s), gpu)
+            eng = ds.engine(profile.output_delay_s, profile.output_delay_steps)
+            _, _, p = _predicted(g, sel, perf, eng, gpu)
             rows.append(
                 LevelResult(
                     gpu=ds.gpu_key,
