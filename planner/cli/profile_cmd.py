@@ -32,6 +32,8 @@ Examples:
   fleetwise profile --quick --out /tmp/prof           # reduced grid, about a minute
   fleetwise profile --only gemm,attention --resume    # finish a run cut short
   fleetwise profile --only engine --validate-engine   # end-to-end check against transformers' engine
+  fleetwise profile --engine vllm --out cal/          # vLLM under trace load here -> engine profile
+  fleetwise profile --engine vllm --from-run RUN --out cal/   # fit a run measured elsewhere
 
 Writes <out>/profiles/<GPU key>/{meta.json, gemm, attention, memcpy, elementwise, steps, power .parquet}
 and, with --validate-engine, <out>/validation/<GPU key>/{engine_requests, engine_tokens, engine_power
@@ -71,7 +73,22 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--collectives", help="multi-GPU host: NCCL collectives, TP steps and an EP "
                                "MoE layer over every GPU, one process each (planner/profile/collectives.py)")
         ] = False,
+        engine: Annotated[
+            str | None, typer.Option("--engine", help="vllm: measure vLLM under trace load here and fit an "
+                                     "engine profile (writes <out>/engines/vllm/<GPU>.json)")
+        ] = None,
+        model: Annotated[
+            str, typer.Option("--model", help="with --engine: architecture served with random weights "
+                              "(llama-3.1-8b, qwen3-32b, qwen3-30b-a3b)")
+        ] = "llama-3.1-8b",
+        from_run: Annotated[
+            Path | None, typer.Option("--from-run", help="with --engine: fit on a run measured before "
+                                      "(python -m planner.profile.vllm_run --out DIR) instead of measuring")
+        ] = None,
     ) -> None:
+        if engine is not None:
+            _engine(engine, out, model, from_run)
+            return
         if collectives:
             _collectives(out, quick, budget_s)
             return
@@ -99,6 +116,17 @@ def register(app: typer.Typer) -> None:
         )
         for path in run_profile(options):
             typer.echo(f"wrote {path}")
+
+
+def _engine(engine: str, out: Path, model: str, from_run: Path | None) -> None:
+    """``--engine vllm``: measure (or take ``--from-run``), fit and write an engine profile."""
+    from planner.cli.profile_engine import ingest, measure
+
+    if engine != "vllm":
+        raise InputError(f"unknown engine {engine!r}", field="--engine", expected="vllm")
+    run = from_run if from_run is not None else measure(out, model)
+    for path in ingest(run, out, Console(stderr=True)):
+        typer.echo(f"wrote {path}")
 
 
 def _collectives(out: Path, quick: bool, budget_s: float) -> None:

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from planner.catalog import load_catalog
 from planner.perf import Parallelism, build_replica_perf
+from planner.perf.engine_profile import engine_perf_inputs
 from planner.sim import EngineConfig, RouterName, SimConfig, SLOTarget, replay
 from planner.sim.config import AutoscaleConfig, PowerConfig
 from planner.sim.result import SimResult
@@ -88,6 +89,10 @@ def replay_cmd(
     actuation_latency_s: Annotated[float, typer.Option(help="clock-lock actuation latency, s")] = 0.1,
     server_base_w: Annotated[float | None, typer.Option(help="non-GPU power per server, W (default: the "
                                                          "node's max minus its GPUs' TDP)")] = None,
+    engine: Annotated[str, typer.Option(help="engine profile the replay models: bare (the profiler's layer "
+                                        "stack) or vllm (fitted on vLLM 0.26 measurements)")] = "bare",
+    engine_profile: Annotated[Path | None, typer.Option(
+        help="your own engine profile (JSON from fleetwise profile --engine vllm); overrides --engine")] = None,
     out: Annotated[Path | None, typer.Option(help="folder for Parquet tables and summary.json")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> int:
@@ -96,15 +101,16 @@ def replay_cmd(
         raise InputError("SLO targets must be positive", field="--slo-ttft-ms/--slo-tpot-ms",
                          expected="milliseconds > 0")
     cat = load_catalog()
-    gpu_spec = cat.gpu(gpu)
-    perf = build_replica_perf(cat.model(model), gpu_spec, Parallelism(tp=tp, pp=pp, ep=ep),
+    prof, cal, gpu_spec = engine_perf_inputs(engine, cat.gpu(gpu), profile_file=engine_profile)
+    perf = build_replica_perf(cat.model(model), gpu_spec, Parallelism(tp=tp, pp=pp, ep=ep), calibration=cal,
                               expert_imbalance=expert_imbalance)  # dense models have no expert term
     config = SimConfig(
         autoscale=_autoscale(autoscale, autoscale_interval_s, min_replicas, max_replicas, seed),
         power=_power(row_budget_w, capping, telemetry_period_s, actuation_latency_s, server_base_w),
         replicas=replicas, router=router, seed=seed, shards=shards, interval_s=interval_s,
         engine=EngineConfig(max_batched_tokens=max_batched_tokens, max_num_seqs=max_num_seqs,
-                            block_size=block_size, enable_prefix_caching=prefix_caching),
+                            block_size=block_size, enable_prefix_caching=prefix_caching,
+                            output_delay_s=prof.output_delay_s, output_delay_steps=prof.output_delay_steps),
         default_slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),
     )
     tr = _load(trace)
@@ -127,6 +133,7 @@ def replay_cmd(
         typer.echo(summary_json(result))
     else:
         print_summary(result, Console(), title=f"{model} on {gpu} x{replicas} ({router.value})", out=out)
+        Console().print(prof.describe())
     return 0
 
 

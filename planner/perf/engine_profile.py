@@ -35,7 +35,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from planner.perf.calibration import AttentionCurve, Calibration, GemmCurve
+from planner.catalog.schema import GPUSpec
+from planner.perf.calibration import AttentionCurve, Calibration, GemmCurve, resolve_calibration
 from traces.errors import InputError
 
 ENGINES = ("vllm", "bare")
@@ -63,6 +64,8 @@ class EngineProfile:
         attention: attention curves of the engine's own kernels (FA3 for vLLM on Hopper), fitted by
             :func:`planner.perf.engine_kernels.fit_engine_attention`; None keeps the calibration's.
         output_delay_steps: more hand-over latency in steps of the replica's current step time.
+        idle_w: watts of an idle GPU that holds a live engine (measured between loads); it replaces the
+            catalog's idle figure (a bare, unloaded board) for the profile's own GPU.
         gemm_bf16: the bf16 GEMM curve at the clock the engine runs its GEMMs at (full clock, not the
             profiler's power-throttled one: :func:`planner.perf.engine_kernels.fit_gemm_at_max_clock`).
     """
@@ -78,6 +81,7 @@ class EngineProfile:
     attention: AttentionCurve | None = None
     gemm_bf16: GemmCurve | None = None
     output_delay_steps: float = 0.0
+    idle_w: float | None = None
 
     def apply(self, cal: Calibration) -> Calibration:
         """``cal`` with this engine's per-step terms (the GPU-kernel curves untouched)."""
@@ -91,6 +95,19 @@ class EngineProfile:
         if self.gemm_bf16 is not None:
             out = replace(out, gemm_bf16=self.gemm_bf16)
         return out
+
+    def gpu_spec(self, gpu: GPUSpec) -> GPUSpec:
+        """``gpu`` with this engine's measured idle power, where it was measured on that GPU."""
+        if self.idle_w is not None and self.gpu == gpu.name:
+            return replace(gpu, idle_w=self.idle_w)
+        return gpu
+
+    def describe(self) -> str:
+        """One line for reports: which engine model the numbers rest on, and where it comes from."""
+        if self.engine == "bare":
+            return "engine: bare step model (profiler's layer stack, ~2 ms/step; not fitted to a serving engine)"
+        return (f"engine: {self.engine} {self.version} profile ({self.source}; held-out errors: "
+                f"fleetwise bench replay --validate --engine {self.engine})")
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,6 +123,17 @@ BARE = EngineProfile(
     source="the calibration's own step overhead (bare torch layer stack), no hand-over latency",
     fit={},
 )
+
+
+def engine_perf_inputs(engine: str, gpu: GPUSpec, *, profile_file: str | Path | None = None
+                       ) -> tuple[EngineProfile, Calibration, GPUSpec]:
+    """What a replay of ``engine`` on ``gpu`` needs: the profile, the calibration with it applied, and
+    the GPU spec with its idle power (the one place the CLI, reports and dashboard get them from).
+
+    ``profile_file`` (a user's own profile, ``fleetwise profile --engine vllm``) overrides the shipped one.
+    """
+    prof = read_engine_profile(profile_file) if profile_file else load_engine_profile(engine, gpu.name)
+    return prof, prof.apply(resolve_calibration(gpu)), prof.gpu_spec(gpu)
 
 
 def engines_dir() -> Path:
@@ -169,6 +197,7 @@ def read_engine_profile(path: str | Path) -> EngineProfile:
             attention=None if doc.get("attention") is None else AttentionCurve(**doc["attention"]),
             gemm_bf16=None if doc.get("gemm_bf16") is None else GemmCurve(**doc["gemm_bf16"]),
             output_delay_steps=float(doc.get("output_delay_steps", 0.0)),
+            idle_w=None if doc.get("idle_w") is None else float(doc["idle_w"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(
@@ -176,7 +205,7 @@ def read_engine_profile(path: str | Path) -> EngineProfile:
             path=str(p),
             expected="engine, gpu, step_s, per_seq_s, output_delay_s",
         ) from None
-    for name in ("step_s", "per_seq_s", "output_delay_s", "output_delay_steps"):
+    for name in ("step_s", "per_seq_s", "output_delay_s", "output_delay_steps", "idle_w"):
         v = getattr(prof, name)
         if v is not None and not v >= 0.0:
             raise InputError(f"{name} must be >= 0", path=str(p), field=name, expected="seconds >= 0")
