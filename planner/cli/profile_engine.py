@@ -39,9 +39,9 @@ def measure(out: Path, model: str) -> Path:
         raise InputError("vLLM is not installed here", field="--engine",
                          expected="a GPU host with vllm (pip install vllm), or --from-run DIR")
     run = out / "runs" / f"vllm-{model}"
-    cmd = [sys.executable, "-m", "planner.profile.vllm_run", "--model", model, "--workload", CALIBRATION_TRACE,
-           "--levels", LEVELS[CALIBRATION_TRACE], "--also", f"azure-code:{LEVELS['azure-code']}",
-           "--out", str(run)]
+    cmd = [sys.executable, "-m", "planner.profile.vllm_run", "--model", model,
+           "--workload", CALIBRATION_TRACE, "--levels", LEVELS[CALIBRATION_TRACE],
+           "--also", f"azure-code:{LEVELS['azure-code']}", "--out", str(run)]
     subprocess.run(cmd, check=True)
     subprocess.run([sys.executable, "-m", "planner.profile.vllm_run", "--attention",
                     "--out", str(run / "attention")], check=True)
@@ -52,7 +52,8 @@ def ingest(run: Path, out: Path, console: Console) -> list[Path]:
     """Split ``run``, fit and check a profile, write it; returns the files written."""
     folders = split_run(run, out / "validation")
     if not folders:
-        raise InputError("the run has no load levels", path=str(run / "meta.json"), expected="runs with levels")
+        raise InputError("the run has no load levels", path=str(run / "meta.json"),
+                         expected="runs with levels")
     attn = run / "attention" / "attention.parquet"
     if attn.is_file():
         kdir = folders[0].parent.parent / "kernels"

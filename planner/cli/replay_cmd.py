@@ -92,7 +92,8 @@ def replay_cmd(
     engine: Annotated[str, typer.Option(help="engine profile the replay models: bare (the profiler's layer "
                                         "stack) or vllm (fitted on vLLM 0.26 measurements)")] = "bare",
     engine_profile: Annotated[Path | None, typer.Option(
-        help="your own engine profile (JSON from fleetwise profile --engine vllm); overrides --engine")] = None,
+        help="your own engine profile (JSON from fleetwise profile --engine vllm); overrides --engine"),
+    ] = None,
     out: Annotated[Path | None, typer.Option(help="folder for Parquet tables and summary.json")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> int:

@@ -105,7 +105,8 @@ class EngineProfile:
     def describe(self) -> str:
         """One line for reports: which engine model the numbers rest on, and where it comes from."""
         if self.engine == "bare":
-            return "engine: bare step model (profiler's layer stack, ~2 ms/step; not fitted to a serving engine)"
+            return ("engine: bare step model (profiler's layer stack, ~2 ms/step; not fitted to a serving "
+                    "engine)")
         return (f"engine: {self.engine} {self.version} profile ({self.source}; held-out errors: "
                 f"fleetwise bench replay --validate --engine {self.engine})")
 
