@@ -29,6 +29,7 @@ import polars as pl
 from dashboards.jobs import Report
 from planner.catalog import load_catalog
 from planner.perf import Parallelism, build_replica_perf
+from planner.perf.engine_profile import engine_perf_inputs
 from planner.plan import PlanReport, PlanRequest, plan_fleet
 from planner.sim import EngineConfig, RouterName, SimConfig, SimResult, SLOTarget, replay
 from solvers.power.row import DEFAULT_BASE_W
@@ -216,6 +217,7 @@ class ReplaySpec:
         seed: seeds routing choices.
         interval_s: time-series resolution.
         max_num_seqs, max_batched_tokens: the engine's caps (the planner picks them per configuration).
+        engine: the engine profile replayed (``bare`` or ``vllm``: :mod:`planner.perf.engine_profile`).
     """
 
     model: str
@@ -229,6 +231,7 @@ class ReplaySpec:
     interval_s: float = 10.0
     max_num_seqs: int = 256
     max_batched_tokens: int = 8192
+    engine: str = "bare"
 
     def __post_init__(self) -> None:
         _check_slo(self.ttft_s, self.tpot_s)
@@ -279,6 +282,11 @@ def planned_fleet(report: PlanReport) -> tuple[str, int, int, int, int] | None:
     return cfg.gpu, cfg.tp, main.peak_replicas, cfg.max_num_seqs, cfg.max_batched_tokens
 
 
+def engine_line(engine: str, gpu: str) -> str:
+    """Where the replay's engine numbers come from (the same line the CLI prints)."""
+    return engine_perf_inputs(engine, load_catalog().gpu(gpu))[0].describe()
+
+
 def run_replay(trace: RequestTrace, spec: ReplaySpec, *, progress: ProgressFn | None = None) -> SimResult:
     """Replay the trace through ``spec.replicas`` replicas with :func:`planner.sim.replay`.
 
@@ -286,14 +294,15 @@ def run_replay(trace: RequestTrace, spec: ReplaySpec, *, progress: ProgressFn | 
         InputError: unknown names, a layout that does not fit the GPU, or a trace the engine rejects.
     """
     cat = load_catalog()
-    gpu = cat.gpu(spec.gpu)
-    perf = build_replica_perf(cat.model(spec.model), gpu, Parallelism(tp=spec.tp))
+    prof, cal, gpu = engine_perf_inputs(spec.engine, cat.gpu(spec.gpu))
+    perf = build_replica_perf(cat.model(spec.model), gpu, Parallelism(tp=spec.tp), calibration=cal)
     config = SimConfig(
         replicas=spec.replicas,
         router=RouterName(spec.router),
         seed=spec.seed,
         interval_s=spec.interval_s,
-        engine=EngineConfig(max_num_seqs=spec.max_num_seqs, max_batched_tokens=spec.max_batched_tokens),
+        engine=EngineConfig(max_num_seqs=spec.max_num_seqs, max_batched_tokens=spec.max_batched_tokens,
+                            output_delay_s=prof.output_delay_s, output_delay_steps=prof.output_delay_steps),
         default_slo=SLOTarget(ttft_s=spec.ttft_s, tpot_s=spec.tpot_s),
     )
     return replay(trace, perf, config=config, gpu=gpu, progress=progress)
