@@ -75,8 +75,13 @@ def fit_engine_attention(
     gpu: GPUSpec,
     cal: Calibration,
     profile_meta: dict[str, object] | None = None,
+    *,
+    phases: tuple[str, ...] = ("prefill", "decode"),
 ) -> AttentionCurve:
     """Attention curves of the engine's kernels (``kernels``: its ``attention.parquet``).
+
+    ``phases``: which curves to refit; the others keep ``cal``'s (decode alone is what the vLLM profile
+    uses: its decode timings read a paged cache as the engine does, its prefill timings do not).
 
     Raises:
         InputError: a table is missing.
@@ -91,7 +96,14 @@ def fit_engine_attention(
         if profile_meta
         else cal.attention.decode_split_units,
     )
-    return fit_attention(df, gpu, start)
+    fitted = fit_attention(df.filter(pl.col("phase").is_in(list(phases))), gpu, start)
+    if "prefill" not in phases:
+        k = cal.attention
+        fitted = replace(fitted, prefill_ec=k.prefill_ec, prefill_x_half=k.prefill_x_half,
+                         prefill_em=k.prefill_em, prefill_launch_s=k.prefill_launch_s,
+                         prefill_w_half=k.prefill_w_half, prefill_bal_half=k.prefill_bal_half,
+                         prefill_p=k.prefill_p)
+    return fitted
 
 
 def fit_gemm_at_max_clock(gemm_table: str | Path, gpu: GPUSpec, start: GemmCurve,

@@ -292,24 +292,25 @@ def fit_engine_profile(
     gpu: GPUSpec,
     engine: str = "vllm",
     calibration: Calibration | None = None,
-    kernel_attention: bool = False,
+    attention_phases: tuple[str, ...] = (),
 ) -> EngineProfile:
     """Fit ``step_s``, ``per_seq_s`` and ``output_delay_s`` on the fit levels of ``ds`` (module doc).
 
-    ``kernel_attention``: refit the attention curves on the engine kernel's op-level timings where they
-    were measured beside the run (``../../kernels/attention.parquet``). Off by default: on the H100 the
-    FA3 timings (contiguous keys, no cache write) made the replay's prompts too fast (held-out TTFT p50
-    -19 % on code at 0.6 load, against -10 % with the profiled curve), since vLLM's prefill reads a paged
-    cache and writes it every layer; the GEMM refit at full clock is what the measurements support.
+    ``attention_phases``: attention curves refitted on the engine kernel's op-level timings where they
+    were measured beside the run (``../../kernels/attention.parquet``). None by default, as measured on
+    the H100 (held-out code at 0.6 load, TTFT p50): the profiled curves -10 %; FA3 decode -14 %; FA3
+    prefill and decode -19 % (the prefill timings read contiguous keys and write no cache, unlike the
+    engine). The FA3 decode curve reaches the HBM roofline fraction, which is what should carry to the
+    H200; that needs a measured H200 run to confirm.
     """
     cal = calibration if calibration is not None else resolve_calibration(gpu)
     attention = None
     kernels = ds.folder.parent.parent / "kernels" / "attention.parquet"
     prof_attn = profile_dir() / ds.gpu_key / "attention.parquet"
-    if kernel_attention and kernels.is_file() and prof_attn.is_file():
+    if attention_phases and kernels.is_file() and prof_attn.is_file():
         pmeta_path = prof_attn.parent / "meta.json"
         pmeta = json.loads(pmeta_path.read_text()) if pmeta_path.is_file() else {}
-        attention = fit_engine_attention(kernels, prof_attn, gpu, cal, pmeta)
+        attention = fit_engine_attention(kernels, prof_attn, gpu, cal, pmeta, phases=attention_phases)
         cal = replace(cal, attention=attention)
     gemm = None
     gemm_path = profile_dir() / ds.gpu_key / "gemm.parquet"

@@ -75,6 +75,15 @@ def test_fa3_prefill_attention_is_faster_than_the_profiled_kernel_at_long_prompt
     assert k.height >= 20
     assert np.median(old) > 1.4  # the profiled curve: 1.4-2x FA3's time from 2k tokens on
     assert abs(np.median(new) - 1.0) < 0.15
+    # decode alone (paged cache, as the engine reads it): the refit keeps the prefill curve untouched
+    dec = fit_engine_attention(ROOT.parent / "kernels" / "attention.parquet",
+                               profile_dir() / "H100-SXM" / "attention.parquet", gpu, cal, phases=("decode",))
+    assert dec.prefill_ec == cal.attention.prefill_ec
+    d = pl.read_parquet(ROOT.parent / "kernels" / "attention.parquet").filter(
+        (pl.col("error") == "") & (pl.col("dtype") == "bf16") & (pl.col("time_s") >= GPU_BOUND_S)
+        & (pl.col("phase") == "decode")).drop("error")
+    ape = np.abs(predict_attention(d, gpu, replace(cal, attention=dec)) / d["time_s"].to_numpy() - 1)
+    assert d.height >= 30 and np.median(ape) <= 0.10
 
 
 @needs_data
