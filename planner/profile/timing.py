@@ -69,7 +69,8 @@ def inner_calls(first_s: float, policy: TimingPolicy) -> int:
     return int(min(64, max(2, round(policy.graph_span_s / max(first_s, 1e-7)))))
 
 
-def _event_time(torch: Any, fn: Callable[[], object]) -> float:
+def event_time(torch: Any, fn: Callable[[], object]) -> float:
+    """Seconds ``fn`` took on the GPU, between two CUDA events around it."""
     start = torch.cuda.Event(enable_timing=True)
     end = torch.cuda.Event(enable_timing=True)
     start.record()
@@ -129,7 +130,7 @@ def time_op(
             op(calls)
             calls += 1
         torch.cuda.synchronize()
-    first = _event_time(torch, lambda: op(calls))
+    first = event_time(torch, lambda: op(calls))
     calls += 1
     captured = None
     inner = 1
@@ -137,7 +138,7 @@ def time_op(
         inner = inner_calls(first, policy)
         captured = _capture(torch, op, calls, inner)
         if captured is not None:
-            first = _event_time(torch, captured.replay) / inner
+            first = event_time(torch, captured.replay) / inner
         else:
             inner = 1
     reps = repeats_for(first * inner, target_s=policy.target_s, lo=policy.lo, hi=policy.hi)

@@ -26,6 +26,7 @@ Usage on the GPU host::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -38,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from planner.profile.nvml import Sampler, nvml_reader
+from planner.profile.nvml import Sample, Sampler, nvml_reader
+from planner.profile.timing import event_time
 from planner.profile.vllm_workload import Window, load
 
 WORKLOADS = Path(__file__).resolve().parents[1] / "perf" / "data" / "validation" / "workloads"
@@ -415,16 +417,7 @@ def write_outputs(out: Path, drv: Driver | None, sampler: Sampler | None, meta: 
     if sampler is not None:
         ss = sampler.snapshot()
         if ss:
-            names = [
-                "t",
-                "power_w",
-                "power_avg_w",
-                "energy_j",
-                "sm_clock_mhz",
-                "mem_clock_mhz",
-                "gpu_util",
-                "mem_util",
-            ]
+            names = [f.name for f in dataclasses.fields(Sample)]
             pq.write_table(
                 pa.table({n: [getattr(s, n) for s in ss] for n in names}), out / "power.parquet.tmp"
             )
@@ -526,15 +519,7 @@ def time_ms(fn: Any, reps: int = 20, warm: int = 3) -> float:
     for _ in range(warm):
         fn()
     torch.cuda.synchronize()
-    times = []
-    for _ in range(reps):
-        a = torch.cuda.Event(enable_timing=True)
-        b = torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
+    times = [event_time(torch, fn) * 1e3 for _ in range(reps)]
     return float(np.median(np.asarray(times, dtype=np.float64)))
 
 

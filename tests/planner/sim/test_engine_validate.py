@@ -7,6 +7,7 @@ and 0.6). Fitted on conversation levels 0.1, 0.5 and 0.9; everything else is hel
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 from dataclasses import replace
@@ -162,3 +163,31 @@ def test_profile_file_roundtrip_and_bad_files(tmp_path: Path) -> None:
         read_engine_profile(bad)
     with pytest.raises(InputError, match="unknown engine"):
         load_engine_profile("tgi", "H100-SXM", root=tmp_path)
+
+
+@needs_data
+def test_profile_engine_from_a_raw_run_writes_a_profile_replay_can_use(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    raw = ROOT.parent / "raw" / "llama-3.1-8b"
+    assert main(["profile", "--engine", "vllm", "--from-run", str(raw), "--out", str(tmp_path)]) in (0, None)
+    path = tmp_path / "engines" / "vllm" / "H100-SXM.json"
+    mine = read_engine_profile(path)
+    shipped = load_engine_profile("vllm", "H100-SXM")
+    assert math.isclose(mine.output_delay_s, shipped.output_delay_s, abs_tol=5e-4)
+    assert (tmp_path / "validation" / "H100-SXM" / "vllm-0.26.0" / "llama-3.1-8b" / "azure-code"
+            / "engine_requests.parquet").is_file()
+    capsys.readouterr()
+    assert main(["replay", "--trace", "default", "--engine-profile", str(path), "--json"]) == 0
+    ours = json.loads(capsys.readouterr().out)
+    assert main(["replay", "--trace", "default", "--json"]) == 0
+    bare = json.loads(capsys.readouterr().out)
+    assert ours != bare
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed: would measure")
+def test_profile_engine_without_vllm_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["profile", "--engine", "vllm", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 2 and "vLLM is not installed here" in err and "Traceback" not in err
+    rc = main(["replay", "--trace", "default", "--engine", "tgi"])
+    assert rc == 2 and "unknown engine 'tgi'" in capsys.readouterr().err
