@@ -185,7 +185,8 @@ def test_profile_engine_from_a_raw_run_writes_a_profile_replay_can_use(
 
 
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vLLM is installed: would measure")
-def test_profile_engine_without_vllm_is_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_profile_engine_without_vllm_is_one_clear_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["profile", "--engine", "vllm", "--out", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 2 and "vLLM is not installed here" in err and "Traceback" not in err
