@@ -94,6 +94,9 @@ def replay_cmd(
     engine_profile: Annotated[Path | None, typer.Option(
         help="your own engine profile (JSON from fleetwise profile --engine vllm); overrides --engine"),
     ] = None,
+    calibration: Annotated[Path | None, typer.Option(
+        help="folder written by fleetwise profile --engine vllm --out DIR: its engines/<engine>/<GPU>.json "
+             "replaces the shipped profile of --engine")] = None,
     out: Annotated[Path | None, typer.Option(help="folder for Parquet tables and summary.json")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> int:
@@ -102,7 +105,8 @@ def replay_cmd(
         raise InputError("SLO targets must be positive", field="--slo-ttft-ms/--slo-tpot-ms",
                          expected="milliseconds > 0")
     cat = load_catalog()
-    prof, cal, gpu_spec = engine_perf_inputs(engine, cat.gpu(gpu), profile_file=engine_profile)
+    prof, cal, gpu_spec = engine_perf_inputs(engine, cat.gpu(gpu), profile_file=engine_profile,
+                                               calibration_dir=calibration)
     perf = build_replica_perf(cat.model(model), gpu_spec, Parallelism(tp=tp, pp=pp, ep=ep), calibration=cal,
                               expert_imbalance=expert_imbalance)  # dense models have no expert term
     config = SimConfig(

@@ -126,14 +126,23 @@ BARE = EngineProfile(
 )
 
 
-def engine_perf_inputs(engine: str, gpu: GPUSpec, *, profile_file: str | Path | None = None
-                       ) -> tuple[EngineProfile, Calibration, GPUSpec]:
+def engine_perf_inputs(
+    engine: str, gpu: GPUSpec, *, profile_file: str | Path | None = None,
+    calibration_dir: str | Path | None = None,
+) -> tuple[EngineProfile, Calibration, GPUSpec]:
     """What a replay of ``engine`` on ``gpu`` needs: the profile, the calibration with it applied, and
     the GPU spec with its idle power (the one place the CLI, reports and dashboard get them from).
 
-    ``profile_file`` (a user's own profile, ``fleetwise profile --engine vllm``) overrides the shipped one.
+    ``profile_file`` (a user's own profile) overrides everything; ``calibration_dir`` is the ``--out`` of
+    ``fleetwise profile --engine vllm`` (its ``engines/<engine>/<GPU>.json`` is used when present).
     """
-    prof = read_engine_profile(profile_file) if profile_file else load_engine_profile(engine, gpu.name)
+    own = profile_path(engine, gpu.name, Path(calibration_dir) / "engines") if calibration_dir else None
+    if profile_file:
+        prof = read_engine_profile(profile_file)
+    elif own is not None and engine != "bare" and own.is_file():
+        prof = read_engine_profile(own)
+    else:
+        prof = load_engine_profile(engine, gpu.name)
     return prof, prof.apply(resolve_calibration(gpu)), prof.gpu_spec(gpu)
 
 
