@@ -182,7 +182,8 @@ def test_profile_engine_from_a_raw_run_writes_a_profile_replay_can_use(
     assert main(["replay", "--trace", "default", "--json"]) == 0
     bare = json.loads(capsys.readouterr().out)
     assert ours != bare
-    assert main(["replay", "--trace", "default", "--engine", "vllm", "--calibration", str(tmp_path), "--json"]) == 0
+    assert main(["replay", "--trace", "default", "--engine", "vllm", "--calibration", str(tmp_path),
+                 "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == ours
 
 
