@@ -5,7 +5,8 @@
 # library, the vllm-rs server binary, Blackwell-only FMHA sources, DeepGEMM builds for other Pythons, the
 # Swagger UI), xz-compressed, plus the wheels of its Python requirements that the GPU image lacks
 # (its package list: ../shared/design/gpu-machine-pip-freeze.txt). GPU-kernel packages vLLM lists
-# (flashinfer, tilelang, cutlass-dsl ...) are left out: the FA3 path does not import them.
+# (flashinfer, tilelang, cutlass-dsl ...) are left out: the FA3 path does not import them, except the
+# FlashInfer top-k/top-p sampler probe, which device.sh turns off (VLLM_USE_FLASHINFER_SAMPLER=0).
 set -euo pipefail
 VERSION=${1:-0.26.0}
 W=${WORK:-/tmp/vllm-bundle}
@@ -19,6 +20,9 @@ unzip -p "$WHL" '*/METADATA' | grep ^Requires-Dist | grep -v extra | sed 's/Requ
 python3 -m pip download -q $PLAT -d "$W/deps" -r "$W/reqs.txt"
 unzip -p "$WHL" '*/METADATA' | grep ^Requires-Dist | grep -E 'compressed-tensors|xgrammar' | sed 's/Requires-Dist: //; s/;.*//' > "$W/nodeps.txt"
 python3 -m pip download -q --no-deps $PLAT -d "$W/deps" -r "$W/nodeps.txt"
+# xgrammar 0.2.9 calls tvm_ffi.load_lib_module(extra_lib_paths=...), which vLLM's pin (0.1.10) lacks:
+# the newest apache-tvm-ffi works (seen 2026-12-06 with 0.1.15.post2)
+python3 -m pip download -q --no-deps $PLAT --platform manylinux_2_24_x86_64 -d "$W/deps" apache-tvm-ffi
 python3 - "$W" "$FREEZE" <<'PY'
 import os, re, shutil, sys
 w, freeze = sys.argv[1], sys.argv[2]
