@@ -29,7 +29,7 @@ from planner.perf.vllm_data import split_run
 from planner.sim.engine_validate import CALIBRATION_TRACE, check, fit_engine_profile, load_dataset, summary
 from traces.errors import InputError
 
-LEVELS = {"azure-conv": "0.1,0.3,0.5,0.7,0.9,1.1", "azure-code": "0.2,0.6,1.0"}
+LEVELS = {"azure-conv": "0.1,0.3,0.5,0.7,0.9,1.1,1.4,1.8", "azure-code": "0.2,0.6,1.0"}
 """Load levels measured per trace (fractions of the burst capacity); conversation calibrates."""
 
 
