@@ -227,6 +227,9 @@ def register(app: typer.Typer) -> None:
         autoscale: Annotated[bool, typer.Option(
             "--autoscale", help="then replay the trace with HPA, KEDA, Ray Serve, Dynamo, WVA and our MPC "
             "scaling the plan's main aggregated configuration, side by side")] = False,
+        engine: Annotated[str, typer.Option(
+            help="engine profile for scoring and verification: bare (the profiler's layer stack) or vllm "
+                 "(fitted on vLLM 0.26; fleetwise bench replay --validate --engine vllm)")] = "bare",
     ) -> None:
         if autoscale and as_json:
             raise InputError("--autoscale prints tables; for JSON run the plan and then "
@@ -249,7 +252,7 @@ def register(app: typer.Typer) -> None:
             power_budget_w=None if power_budget_kw is None else power_budget_kw * 1000.0,
             disaggregation=disaggregate, max_configs_per_role=max_configs, power_basis=power_basis,
             params=SolveParams(max_time_in_seconds=time_limit_s, random_seed=seed), verify=verify, seed=seed,
-            expert_imbalance=expert_imbalance)
+            expert_imbalance=expert_imbalance, engine=engine)
         tr = load_trace_arg(trace, fmt)
         from planner.plan.run import plan_on_ray
 

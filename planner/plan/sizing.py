@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from planner.catalog import GPUSpec, ModelSpec
+from planner.perf.engine_profile import ENGINES, engine_perf_inputs
 from planner.plan.verify import MapFn, Verification, map_local, plan_variant, single_variants, verify
 from solvers.capacity import (
     SLO,
@@ -80,6 +81,7 @@ class PlanRequest:
         verify_windows: windows replayed at most.
         alternatives: next-best single-configuration plans replayed next to the plan.
         seed: replay seed.
+        engine: engine profile for scoring and verification (``bare`` or ``vllm``).
         expert_imbalance: MoE busiest-GPU expert load over the mean (>= 1), from ``fleetwise experts``
             (the plan's step imbalance); 1.0 is a perfect balance.
     """
@@ -105,8 +107,11 @@ class PlanRequest:
     alternatives: int = 2
     seed: int = 0
     expert_imbalance: float = 1.0
+    engine: str = "bare"
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise InputError(f"unknown engine {self.engine!r}", field="engine", expected=" or ".join(ENGINES))
         if not (math.isfinite(self.expert_imbalance) and self.expert_imbalance >= 1.0):
             raise InputError(f"expert imbalance {self.expert_imbalance}", field="expert_imbalance",
                              expected="max/mean expert load >= 1")
@@ -128,7 +133,8 @@ class PlanRequest:
             (Role.AGGREGATED, Role.PREFILL, Role.DECODE))
         return ScoringOptions(slo=self.slo, max_num_seqs=self.max_num_seqs,
                               max_batched_tokens=self.max_batched_tokens, roles=roles,
-                              power_basis=self.power_basis, expert_imbalance=self.expert_imbalance)
+                              power_basis=self.power_basis, expert_imbalance=self.expert_imbalance,
+                              engine=self.engine)
 
 
 @dataclass(frozen=True)
@@ -242,6 +248,8 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
     if request.expert_imbalance != 1.0 and request.model.moe is not None:
         notes.append(f"MoE expert imbalance {request.expert_imbalance:g} (from the placement) applied to "
                      "candidate scoring and replay verification")
+    if request.engine != "bare":
+        notes.append(engine_perf_inputs(request.engine, request.gpus[0])[0].describe())
     mix = length_mix(trace)
     windows = demand_windows(trace, window_s=window_s, burst_s=request.burst_s,
                              load_factor=request.load_factor)
@@ -259,7 +267,7 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
         checks = tuple(verify(trace, variants, model=request.model, gpus={g.name: g for g in request.gpus},
                               windows=windows, mix=mix, slo=request.slo, max_windows=request.verify_windows,
                               seed=request.seed, map_fn=replay_map,
-                              expert_imbalance=request.expert_imbalance))
+                              expert_imbalance=request.expert_imbalance, engine=request.engine))
     t3 = time.perf_counter()
     return PlanReport(trace_source=trace.meta.source, requests=trace.num_requests,
                       duration_s=trace.duration_s, window_s=window_s, mix=mix, scored=scored,

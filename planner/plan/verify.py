@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from planner.catalog.schema import GPUSpec, ModelSpec
 from planner.perf.api import Parallelism
+from planner.perf.engine_profile import engine_perf_inputs
 from planner.perf.model import RooflinePerf, build_replica_perf
 from planner.sim import EngineConfig, SimConfig, SLOTarget, replay
 from solvers.capacity import SLO, CapacityPlan, Config, LengthMix, Role, Window, predict
@@ -52,6 +53,7 @@ class ReplayTask:
     slo: SLO
     seed: int
     expert_imbalance: float = 1.0
+    engine: str = "bare"
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,13 +67,15 @@ class ReplayOut:
 def run_replay(task: ReplayTask) -> ReplayOut:
     """Replay one task (the unit a Ray task runs)."""
     c = task.config
-    perf = build_replica_perf(task.model, task.gpu, Parallelism(tp=c.tp, pp=c.pp, ep=c.ep),
+    prof, cal, gpu = engine_perf_inputs(task.engine, task.gpu)
+    perf = build_replica_perf(task.model, gpu, Parallelism(tp=c.tp, pp=c.pp, ep=c.ep), calibration=cal,
                               max_batch_tokens=c.max_batched_tokens, expert_imbalance=task.expert_imbalance)
     engine = EngineConfig(max_batched_tokens=max(c.max_batched_tokens, c.max_num_seqs),
-                          max_num_seqs=c.max_num_seqs)
+                          max_num_seqs=c.max_num_seqs, output_delay_s=prof.output_delay_s,
+                          output_delay_steps=prof.output_delay_steps)
     cfg = SimConfig(replicas=max(1, task.replicas), engine=engine, seed=task.seed,
                     default_slo=SLOTarget(ttft_s=task.slo.ttft_s, tpot_s=task.slo.tpot_s))
-    res = replay(task.trace, perf, config=cfg, gpu=task.gpu)
+    res = replay(task.trace, perf, config=cfg, gpu=gpu)
     req = res.requests
     ttft = req["ttft_s"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
     tpot = req["tpot_s"].cast(pl.Float64).fill_null(0.0).to_numpy()
@@ -166,7 +170,8 @@ def _split(n: int, weights: Sequence[float], seed: int) -> NDArray[np.int64]:
 
 def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec, gpus: dict[str, GPUSpec],
            windows: Sequence[Window], mix: LengthMix, slo: SLO, max_windows: int = 12, seed: int = 0,
-           map_fn: MapFn = map_local, expert_imbalance: float = 1.0) -> list[Verification]:
+           map_fn: MapFn = map_local, expert_imbalance: float = 1.0,
+           engine: str = "bare") -> list[Verification]:
     """Replay every variant on the chosen windows and compare with the queueing estimate."""
     chosen = pick_windows(windows, max_windows)
     tasks: list[ReplayTask] = []
@@ -203,10 +208,11 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
                         sub = RequestTrace(df=sub.df.with_columns(one), meta=sub.meta)
                     c = by_key[k]
                     tasks.append(ReplayTask(model=model, gpu=gpus[c.gpu], config=c, replicas=reps[k],
-                                            trace=sub, slo=slo, seed=seed, expert_imbalance=expert_imbalance))
+                                            trace=sub, slo=slo, seed=seed, expert_imbalance=expert_imbalance,
+                                            engine=engine))
                     index.append((vi, w, k, rows, kind))
                     lam = rate * wts[j] / sum(wts) / reps[k]
-                    pr = predict(_perf_of(model, gpus[c.gpu], c, expert_imbalance), c.role, mix, slo,
+                    pr = predict(_perf_of(model, gpus[c.gpu], c, expert_imbalance, engine), c.role, mix, slo,
                                  np.array([lam]),
                                  max_num_seqs=c.max_num_seqs, max_batched_tokens=c.max_batched_tokens)
                     predicted.setdefault(vi, []).append((float(pr.attainment[0]), int(rows.size)))
@@ -252,8 +258,10 @@ def _count(index: Sequence[tuple[int, int, str, NDArray[np.int64], str]], vi: in
     return max(kinds.values()) if kinds else 0
 
 
-def _perf_of(model: ModelSpec, gpu: GPUSpec, c: Config, expert_imbalance: float = 1.0) -> RooflinePerf:
-    return build_replica_perf(model, gpu, Parallelism(tp=c.tp, pp=c.pp, ep=c.ep),
+def _perf_of(model: ModelSpec, gpu: GPUSpec, c: Config, expert_imbalance: float = 1.0,
+             engine: str = "bare") -> RooflinePerf:
+    _prof, cal, gpu = engine_perf_inputs(engine, gpu)
+    return build_replica_perf(model, gpu, Parallelism(tp=c.tp, pp=c.pp, ep=c.ep), calibration=cal,
                               max_batch_tokens=c.max_batched_tokens, expert_imbalance=expert_imbalance)
 
 

@@ -43,6 +43,7 @@ from scipy.special import ndtr, ndtri
 
 from planner.catalog.schema import GPUSpec, ModelSpec
 from planner.perf.api import Parallelism, ReplicaPerf
+from planner.perf.engine_profile import engine_perf_inputs
 from planner.perf.layouts import enumerate_layouts
 from planner.perf.model import build_replica_perf
 from solvers.capacity.demand import LengthMix
@@ -94,6 +95,8 @@ class ScoringOptions:
         power_basis: how replica power is counted.
         expert_imbalance: MoE busiest-GPU expert load over the mean (the placement's step imbalance,
             from ``fleetwise experts``); 1.0 is a perfect balance.
+        engine: engine profile whose step terms and curves the candidates are scored with
+            (:mod:`planner.perf.engine_profile`: ``bare`` or ``vllm``).
     """
 
     slo: SLO = SLO()
@@ -104,6 +107,7 @@ class ScoringOptions:
     kv_headroom: float = 0.9
     power_basis: PowerBasis = PowerBasis.PERF
     expert_imbalance: float = 1.0
+    engine: str = "bare"
 
 
 @dataclass(frozen=True, eq=False)
@@ -405,6 +409,7 @@ def score_gpu(model: ModelSpec, gpu: GPUSpec, mix: LengthMix, options: ScoringOp
         A frame in :data:`SCORE_SCHEMA`, infeasible candidates included with their reason.
     """
     layouts = enumerate_layouts(model, [gpu.name], max_gpus=min(options.max_gpus, 64))
+    _prof, cal, gpu = engine_perf_inputs(options.engine, gpu)
     rows: list[dict[str, object]] = []
     slo = options.slo
     for tp, pp, ep in zip(layouts["tp"].to_list(), layouts["pp"].to_list(), layouts["ep"].to_list(),
@@ -419,7 +424,7 @@ def score_gpu(model: ModelSpec, gpu: GPUSpec, mix: LengthMix, options: ScoringOp
                 perf = None
                 reason = ""
                 try:
-                    perf = build_replica_perf(model, gpu, par, max_batch_tokens=int(tokens),
+                    perf = build_replica_perf(model, gpu, par, max_batch_tokens=int(tokens), calibration=cal,
                                               expert_imbalance=options.expert_imbalance)
                 except InputError as exc:
                     reason = exc.message
