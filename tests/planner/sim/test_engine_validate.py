@@ -200,7 +200,8 @@ def test_profile_engine_without_vllm_is_one_clear_line(
 @pytest.mark.slow
 @needs_data
 def test_plan_with_the_vllm_profile_scores_and_verifies_with_it(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["plan", "--gpus", "H100-SXM", "--engine", "vllm", "--time-limit-s", "2", "--json"]) in (0, None)
+    argv = ["plan", "--gpus", "H100-SXM", "--engine", "vllm", "--time-limit-s", "2", "--json"]
+    assert main(argv) in (0, None)
     doc = json.loads(capsys.readouterr().out)
     text = json.dumps(doc)
     assert "vllm 0.26.0 profile" in text  # the plan says which engine its numbers rest on
