@@ -182,6 +182,7 @@ class PlanSpec:
         time_limit_s: CP-SAT time limit.
         verify: replay the plan and its alternatives.
         seed: solver and replay seed.
+        engine: engine profile for scoring and verification (``bare`` or ``vllm``).
     """
 
     model: str
@@ -195,6 +196,7 @@ class PlanSpec:
     time_limit_s: float = 5.0
     verify: bool = True
     seed: int = 0
+    engine: str = "bare"
 
     def __post_init__(self) -> None:
         if not self.gpus:
@@ -264,6 +266,7 @@ def run_plan(trace: RequestTrace, spec: PlanSpec) -> PlanReport:
         params=SolveParams(max_time_in_seconds=spec.time_limit_s, random_seed=spec.seed),
         verify=spec.verify,
         seed=spec.seed,
+        engine=spec.engine,
     )
     return plan_fleet(trace, request)
 

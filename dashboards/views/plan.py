@@ -42,6 +42,8 @@ def render(inputs: Inputs) -> None:
         key="plan_window",
         format_func=lambda s: f"{s / 60:g} min",
     )
+    engine = st.radio("Engine model", ("bare", "vllm"), horizontal=True, key="plan_engine",
+                      help="the engine profile candidates are scored and the plan verified with")
     if not gpus:
         st.warning("Select at least one GPU type.")
         return
@@ -58,6 +60,7 @@ def render(inputs: Inputs) -> None:
         disaggregation=str(disagg),
         window_s=float(window_s),
         seed=inputs.seed,
+        engine=str(engine),
     )
     clicked = st.button("Run plan", type="primary", key="plan_run", icon=":material/play_arrow:")
     last = remember_run("plan_request", (src, inputs.load_factor, inputs.seed, spec), clicked)

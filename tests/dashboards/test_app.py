@@ -75,6 +75,16 @@ def test_plan_runs_on_the_bundled_trace(app: AppTest) -> None:
     assert app.success[0].value == headline
 
 
+def test_plan_with_the_vllm_engine_names_it(app: AppTest) -> None:
+    goto(app, "Plan")
+    app.multiselect(key="plan_gpus").set_value(["H100-SXM"])
+    app.radio(key="plan_engine").set_value("vllm").run()
+    app.button(key="plan_run").click().run()
+    assert not app.exception
+    assert not app.error, app.error[0].value
+    assert any("vllm 0.26.0 profile" in m.value for m in app.markdown)
+
+
 def test_impossible_slo_shows_the_planners_reason(app: AppTest) -> None:
     goto(app, "Plan")
     app.sidebar.number_input(key="tpot").set_value(1.0).run()
