@@ -263,7 +263,12 @@ def _validate_engine(console: Console, as_json: bool, engine: str) -> int:
         tab.add_row(r.trace, "burst" if r.level == 0 else f"{r.level:g}", "H" if r.held_out else "F",
                     str(r.requests), *(f"{e[k]:+.0%}" if e.get(k) == e.get(k) else "-" for k in cols))
     console.print(tab)
-    s = val.as_dict()["summary"]
+    doc = val.as_dict()
+    b = doc["bare_summary"]
+    console.print("bare model on the same held-out levels: " + "; ".join(
+        f"{k} median |err| {v['median_abs_err']:.1%} (max {v['max_abs_err']:.1%})"
+        for k, v in b.items() if v["median_abs_err"] is not None))
+    s = doc["summary"]
     console.print("held-out load levels: " + "; ".join(
         f"{k} median |err| {v['median_abs_err']:.1%} (max {v['max_abs_err']:.1%}, target {TARGETS[k]:.0%}: "
         f"{'met' if v['met'] else 'not met'})" for k, v in s.items() if v["median_abs_err"] is not None))

@@ -39,7 +39,7 @@ from planner.catalog.schema import GPUSpec, ModelSpec
 from planner.perf.calibrate import profile_dir
 from planner.perf.calibration import Calibration, resolve_calibration
 from planner.perf.engine_kernels import fit_engine_attention, fit_gemm_at_max_clock
-from planner.perf.engine_profile import EngineProfile, profile_path, write_engine_profile
+from planner.perf.engine_profile import BARE, EngineProfile, profile_path, write_engine_profile
 from planner.perf.model import RooflinePerf, build_replica_perf
 from planner.sim.config import EngineConfig, SimConfig
 from planner.sim.replay import replay
@@ -458,13 +458,17 @@ class EngineValidation:
     engine: str
     profiles: tuple[EngineProfile, ...]
     rows: tuple[LevelResult, ...]
+    baseline: tuple[LevelResult, ...] = ()
+    """The same levels replayed with the bare model (what the replay did before any engine profile)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "engine": self.engine,
-            "profiles": [{k: v for k, v in p.as_dict().items() if k != "attention"} for p in self.profiles],
+            "profiles": [{k: v for k, v in p.as_dict().items() if k not in ("attention", "gemm_bf16")}
+                         for p in self.profiles],
             "targets": TARGETS,
             "summary": summary(list(self.rows)),
+            "bare_summary": summary(list(self.baseline)),
             "levels": [r.as_dict() for r in self.rows],
         }
 
@@ -484,6 +488,7 @@ def validate_engine(
             f"no {engine} measurements", path=str(base), expected=f"<GPU>/{engine}-<version>/<model>/"
         )
     profiles: list[EngineProfile] = []
+    bare_rows: list[LevelResult] = []
     rows: list[LevelResult] = []
     for model_dir in runs:
         sets = {
@@ -496,10 +501,10 @@ def validate_engine(
             cal_ds, model=models[cal_ds.model_name], gpu=gpus[cal_ds.gpu_key], engine=engine
         )
         profiles.append(prof)
-        rows += check(
-            [(ds, name == CALIBRATION_TRACE) for name, ds in sets.items()], prof, models=models, gpus=gpus
-        )
-    return EngineValidation(engine=engine, profiles=tuple(profiles), rows=tuple(rows))
+        pairs = [(ds, name == CALIBRATION_TRACE) for name, ds in sets.items()]
+        rows += check(pairs, prof, models=models, gpus=gpus)
+        bare_rows += check(pairs, BARE, models=models, gpus=gpus)
+    return EngineValidation(engine=engine, profiles=tuple(profiles), rows=tuple(rows), baseline=tuple(bare_rows))
 
 
 def write_profiles(val: EngineValidation, root: Path | None = None) -> list[Path]:
