@@ -504,7 +504,8 @@ def validate_engine(
         pairs = [(ds, name == CALIBRATION_TRACE) for name, ds in sets.items()]
         rows += check(pairs, prof, models=models, gpus=gpus)
         bare_rows += check(pairs, BARE, models=models, gpus=gpus)
-    return EngineValidation(engine=engine, profiles=tuple(profiles), rows=tuple(rows), baseline=tuple(bare_rows))
+    return EngineValidation(engine=engine, profiles=tuple(profiles), rows=tuple(rows),
+                            baseline=tuple(bare_rows))
 
 
 def write_profiles(val: EngineValidation, root: Path | None = None) -> list[Path]:
