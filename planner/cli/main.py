@@ -8,14 +8,53 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.metadata
 import sys
+from typing import Annotated
 
 import click
 import typer
 from rich.console import Console
 
 from traces.errors import InputError
+
+
+def _classes(name: str) -> tuple[type[BaseException], ...]:
+    """Every class called ``name`` that a usage error or an exit can raise: click's own, typer's
+    (``typer.Exit``/``typer.Abort``), and the click copy typer 0.26 and later vendors (``typer._click``),
+    whose classes are not click's, so catching click's alone lets them through as tracebacks."""
+    found: list[type[BaseException]] = []
+    sources: list[object] = [click.exceptions, typer]
+    with contextlib.suppress(ImportError):
+        sources.append(importlib.import_module("typer._click.exceptions"))
+    for src in sources:
+        cls = getattr(src, name, None)
+        if isinstance(cls, type) and issubclass(cls, BaseException) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+_EXIT = _classes("Exit")
+_ABORT = _classes("Abort")
+_CLICK_ERROR = _classes("ClickException")
+_USAGE_ERROR = _classes("UsageError")
+_NO_ARGS = _classes("NoArgsIsHelpError")
+
+
+def version() -> str:
+    """The installed distribution's version (``unknown`` when run from a source tree not installed)."""
+    try:
+        return importlib.metadata.version("fleetwise")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"fleetwise {version()}")
+        raise typer.Exit(0)
 
 VERB_MODULES: tuple[str, ...] = (
     "planner.cli.plan_cmd",
@@ -45,6 +84,15 @@ def build_app() -> typer.Typer:
         pretty_exceptions_enable=False,
         rich_markup_mode="rich",
     )
+
+
+    @app.callback()
+    def _root(
+        show_version: Annotated[bool, typer.Option("--version", callback=_show_version, is_eager=True,
+                                                   help="print the version and exit")] = False,
+    ) -> None:
+        """Trace-driven capacity planner and autoscaler for LLM inference clusters."""
+
     for name in VERB_MODULES:
         importlib.import_module(name).register(app)
     return app
@@ -58,13 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True, markup=True)
         return 2
-    except click.exceptions.Exit as exc:
-        return int(exc.exit_code)
-    except click.exceptions.Abort:
+    except _EXIT as exc:
+        return int(exc.exit_code)  # type: ignore[attr-defined]
+    except _ABORT:
         return 130
-    except click.ClickException as exc:
-        exc.show()
-        return exc.exit_code
+    except _NO_ARGS as exc:
+        exc.show()  # type: ignore[attr-defined]  # the help page
+        return 2
+    except _USAGE_ERROR as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = f" (try '{ctx.command_path} --help')" if ctx is not None else ""
+        Console(stderr=True).print(f"[bold red]error:[/] {exc.format_message()}{where}",  # type: ignore[attr-defined]
+                                   highlight=False, soft_wrap=True, markup=True)
+        return 2
+    except _CLICK_ERROR as exc:
+        exc.show()  # type: ignore[attr-defined]
+        return int(exc.exit_code)  # type: ignore[attr-defined]
     return int(result) if isinstance(result, int) else 0
 
 

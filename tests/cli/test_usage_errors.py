@@ -1,0 +1,44 @@
+"""Usage errors through the installed ``fleetwise`` console script: one line on stderr, exit code 2.
+
+Run as a user runs it (a subprocess of the venv's script), with whatever typer pip installed: typer 0.26
+and later raise their vendored click's exceptions, which a handler for click's own lets through.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(sys.executable).parent / "fleetwise"
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(not SCRIPT.is_file(), reason="the console script is not installed in this environment")
+@pytest.mark.parametrize(("args", "needle"), [
+    (("replay", "--replicas", "abc"), "Invalid value for '--replicas'"),
+    (("replya",), "No such command 'replya'"),
+    (("replay", "--bogus"), "No such option: --bogus"),
+    (("traces", "inspect"), "Missing argument"),
+    (("replay", "--engine", "tgi"), "unknown engine 'tgi'"),
+])
+def test_usage_error_is_one_line_and_exit_2(args: tuple[str, ...], needle: str) -> None:
+    res = run(*args)
+    assert res.returncode == 2, res.stderr
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and needle in lines[0], res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.skipif(not SCRIPT.is_file(), reason="the console script is not installed in this environment")
+def test_no_arguments_shows_help_and_version_prints_one_line() -> None:
+    res = run()
+    assert res.returncode == 2 and "Traceback" not in res.stderr + res.stdout
+    assert "replay" in res.stdout + res.stderr
+    ver = run("--version")
+    assert ver.returncode == 0 and ver.stdout.startswith("fleetwise ") and len(ver.stdout.splitlines()) == 1
