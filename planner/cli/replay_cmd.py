@@ -104,6 +104,9 @@ def replay_cmd(
     if slo_ttft_ms <= 0 or slo_tpot_ms <= 0:
         raise InputError("SLO targets must be positive", field="--slo-ttft-ms/--slo-tpot-ms",
                          expected="milliseconds > 0")
+    if out is not None and out.exists() and not out.is_dir():  # refuse before replaying, not after
+        raise InputError("--out names an existing file", path=str(out),
+                         expected="a folder (new or existing)")
     cat = load_catalog()
     prof, cal, gpu_spec = engine_perf_inputs(engine, cat.gpu(gpu), profile_file=engine_profile,
                                                calibration_dir=calibration)

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 from planner.sim.result import SimResult
+from traces.errors import InputError
 
 
 def _clean(v: object) -> object:
@@ -38,19 +41,33 @@ def summary_json(result: SimResult) -> str:
 def write_result(result: SimResult, out_dir: Path) -> list[Path]:
     """Write the result's tables as Parquet and the summary as JSON under ``out_dir`` (created).
 
+    Each file is written beside its final name and renamed into place, so an interrupted write never
+    leaves a truncated table where a complete one was.
+
     Returns:
         The paths written.
+
+    Raises:
+        InputError: ``out_dir`` exists and is not a folder.
     """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise InputError("--out names an existing file", path=str(out_dir),
+                         expected="a folder (new or existing)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "requests.parquet", out_dir / "timeseries.parquet"]
-    result.requests.write_parquet(paths[0])
-    result.timeseries.write_parquet(paths[1])
+    paths: list[Path] = []
+
+    def put(name: str, write: Callable[[Path], object]) -> None:
+        final = out_dir / name
+        tmp = out_dir / f".{name}.tmp"
+        write(tmp)
+        os.replace(tmp, final)
+        paths.append(final)
+
+    put("requests.parquet", result.requests.write_parquet)
+    put("timeseries.parquet", result.timeseries.write_parquet)
     if result.power is not None:
-        paths.append(out_dir / "power.parquet")
-        result.power.write_parquet(paths[-1])
+        put("power.parquet", result.power.write_parquet)
     if result.replicas is not None:
-        paths.append(out_dir / "replicas.parquet")
-        result.replicas.write_parquet(paths[-1])
-    paths.append(out_dir / "summary.json")
-    paths[-1].write_text(summary_json(result) + "\n")
+        put("replicas.parquet", result.replicas.write_parquet)
+    put("summary.json", lambda p: p.write_text(summary_json(result) + "\n"))
     return paths

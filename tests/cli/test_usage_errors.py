@@ -16,7 +16,8 @@ SCRIPT = Path(sys.executable).parent / "fleetwise"
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=120,
+                          check=False)
 
 
 @pytest.mark.skipif(not SCRIPT.is_file(), reason="the console script is not installed in this environment")
@@ -42,3 +43,13 @@ def test_no_arguments_shows_help_and_version_prints_one_line() -> None:
     assert "replay" in res.stdout + res.stderr
     ver = run("--version")
     assert ver.returncode == 0 and ver.stdout.startswith("fleetwise ") and len(ver.stdout.splitlines()) == 1
+
+
+@pytest.mark.skipif(not SCRIPT.is_file(), reason="the console script is not installed in this environment")
+def test_replay_out_onto_an_existing_file_is_refused_before_replaying(tmp_path: Path) -> None:
+    target = tmp_path / "taken.txt"
+    target.write_text("mine")
+    res = run("replay", "--trace", "default", "--out", str(target))
+    assert res.returncode == 2 and "--out names an existing file" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert target.read_text() == "mine"
