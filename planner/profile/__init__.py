@@ -15,5 +15,7 @@ imported only once the caller has checked that torch and CUDA are present:
 - :mod:`planner.profile.llama`: a random-weight Llama-shaped layer stack for whole-step timings.
 - :mod:`planner.profile.power`: sustained-load power phases.
 - :mod:`planner.profile.engine`: end-to-end validation against transformers' continuous batching.
+- :mod:`planner.profile.vllm_run`: vLLM under open-loop trace load (per request, per step, power) and
+  its FlashAttention-3 kernels; :mod:`planner.profile.vllm_workload`: the trace windows it replays.
 - :mod:`planner.profile.runner`: orchestration (``python -m planner.profile`` on the GPU host).
 """
