@@ -333,19 +333,34 @@ def _fit_log(fn: Callable[[Arr], Arr], meas: Arr, x0: Sequence[float], lo: Seque
     return np.asarray(r.x, dtype=np.float64)
 
 
-def fit_gemm(df: pl.DataFrame, gpu: GPUSpec, dtype: str, start: GemmCurve) -> GemmCurve:
-    """Fit one dtype's GEMM curve to the given (training) rows."""
+def fit_gemm(df: pl.DataFrame, gpu: GPUSpec, dtype: str, start: GemmCurve, *,
+             at_max_clock: bool = False) -> GemmCurve:
+    """Fit one dtype's GEMM curve to the given (training) rows.
+
+    ``at_max_clock``: read each row at the SM clock it ran at (column ``sm_clock_mhz``: its compute peak
+    scaled by clock over maximum), so the curve is the unthrottled chip's
+    (:func:`planner.perf.engine_kernels.fit_gemm_at_max_clock` says why).
+    """
     sub = df.filter(pl.col("dtype") == dtype)
     meas = sub["time_s"].cast(pl.Float64).to_numpy()
     m, n, k = (sub[c].cast(pl.Float64).to_numpy() for c in ("m", "n", "k"))
     peak = (gpu.fp8_tflops if dtype == "fp8" else gpu.bf16_tflops) * 1e12
     bw = gpu.hbm_tbps * 1e12
     wb = DTYPE_BYTES[dtype]
+    ratio = np.ones(sub.height)
+    if at_max_clock:
+        ratio = np.clip(sub["sm_clock_mhz"].cast(pl.Float64).fill_null(gpu.max_sm_clock_mhz).to_numpy()
+                        / gpu.max_sm_clock_mhz, 0.1, 1.0)
+    groups = np.unique(ratio)
 
     def fn(v: Arr) -> Arr:
         cv = np.ascontiguousarray(v).copy()
         cv[5] = 0.0
-        return _soft(kn.gemm_times(m, n, k, wb, peak, bw, cv), v[5], v[6])
+        out = np.empty(meas.shape[0])
+        for r in groups:
+            sel = ratio == r
+            out[sel] = kn.gemm_times(m[sel], n[sel], k[sel], wb, peak * float(r), bw, cv)
+        return _soft(out, v[5], v[6])
 
     x0 = [start.ec_max, start.m_half, start.w_half, start.em_max, start.p, start.launch_s, start.overlap]
     v = _fit_log(fn, meas, x0, lo=[0.05, 0.0, 0.0, 0.05, 1.0, 0.0, 0.0],

@@ -17,15 +17,11 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import polars as pl
-from numpy.typing import NDArray
 
 from planner.catalog.schema import GPUSpec
-from planner.perf import kernel as kn
-from planner.perf.calibrate import _fit_log, _soft, fit_attention, split_units
+from planner.perf.calibrate import fit_attention, fit_gemm, split_units
 from planner.perf.calibration import AttentionCurve, Calibration, GemmCurve
-from planner.perf.model import DTYPE_BYTES
 from traces.errors import InputError
 
 GPU_BOUND_S = 2.5e-4
@@ -124,29 +120,7 @@ def fit_gemm_at_max_clock(gemm_table: str | Path, gpu: GPUSpec, start: GemmCurve
     path = Path(gemm_table)
     if not path.is_file():
         raise InputError("gemm table not found", path=str(path))
-    df = pl.read_parquet(path).filter(pl.col("dtype") == dtype)
-    if "sm_clock_mhz" not in df.columns or df.height < 6:
+    df = pl.read_parquet(path)
+    if "sm_clock_mhz" not in df.columns or df.filter(pl.col("dtype") == dtype).height < 6:
         raise InputError("gemm table lacks per-row clocks", path=str(path), field="sm_clock_mhz")
-    meas = df["time_s"].cast(pl.Float64).to_numpy()
-    m, n, k = (df[c].cast(pl.Float64).to_numpy() for c in ("m", "n", "k"))
-    ratio = np.clip(df["sm_clock_mhz"].cast(pl.Float64).fill_null(gpu.max_sm_clock_mhz).to_numpy()
-                    / gpu.max_sm_clock_mhz, 0.1, 1.0)
-    peak = (gpu.fp8_tflops if dtype == "fp8" else gpu.bf16_tflops) * 1e12
-    bw = gpu.hbm_tbps * 1e12
-    wb = DTYPE_BYTES[dtype]
-    groups = np.unique(ratio)
-
-    def fn(v: NDArray[np.float64]) -> NDArray[np.float64]:
-        out = np.empty(meas.shape[0])
-        cv = np.ascontiguousarray(v[:6]).copy()
-        cv[5] = 0.0
-        for r in groups:
-            sel = ratio == r
-            out[sel] = kn.gemm_times(m[sel], n[sel], k[sel], wb, peak * float(r), bw, cv)
-        return _soft(out, float(v[5]), float(v[6]))
-
-    x0 = [start.ec_max, start.m_half, start.w_half, start.em_max, start.p, start.launch_s, start.overlap]
-    v = _fit_log(fn, meas, x0, lo=[0.05, 0.0, 0.0, 0.05, 1.0, 0.0, 0.0],
-                 hi=[1.0, 4096.0, 1e9, 1.0, 16.0, 1e-3, 1e3])
-    return GemmCurve(ec_max=float(v[0]), m_half=float(v[1]), w_half=float(v[2]), em_max=float(v[3]),
-                     p=float(v[4]), launch_s=float(v[5]), overlap=float(v[6]))
+    return fit_gemm(df, gpu, dtype, start, at_max_clock=True)

@@ -338,12 +338,12 @@ def fit_engine_profile(
     # shifts TTFT, so it is found on a grid without replaying
     grid = np.arange(0.0, 0.1, 0.00025)
     best = (math.inf, 0.0, 0.0)
+    measured = {lv: _measured(ds, lv, ds.levels[lv]) for lv in fit}
     for k in STEP_DELAYS:
         pairs = []
         for lv in fit:
-            g = ds.levels[lv]
-            sel, m = _measured(ds, lv, g)
-            ttft, _, _ = _predicted(g, sel, perf, ds.engine(0.0, k), gpu)
+            sel, m = measured[lv]
+            ttft, _, _ = _predicted(ds.levels[lv], sel, perf, ds.engine(0.0, k), gpu)
             pairs.append((np.percentile(ttft[sel], 50), np.percentile(ttft[sel], 99), m))
         for d in grid:
             loss = sum(math.log((p50 + d) / m["ttft_p50"]) ** 2 + math.log((p99 + d) / m["ttft_p99"]) ** 2
