@@ -63,6 +63,8 @@ Power (per GPU, averaged over a step)
     maximum. Memory-system power does not scale with the SM clock.
 Clock
     compute peaks scale with ``r``; bandwidth-bound work slows by ``1 + mem_clock_sensitivity*(1/r - 1)``.
+    With ``throttle_exp`` set, a step that would draw more than the board limit runs at the clock that
+    holds it (:func:`planner.perf.kernel.step_eval`).
 """
 
 from __future__ import annotations
@@ -246,6 +248,10 @@ class Calibration:
     allreduce: CommFit | None = None
     alltoall: CommFit | None = None
     allgather: CommFit | None = None
+    throttle_exp: float = 0.0
+    """Exponent of dynamic power in the SM clock when a step holds the board at its power limit; 0: no
+    throttling in the step model (curves fitted on power-throttled loops already carry it). Set by an
+    engine profile whose GEMM curve is the unthrottled chip's (:mod:`planner.perf.engine_profile`)."""
 
     def comm(self, op: str) -> CommFit:
         """The fitted model of ``op`` (``all_reduce``, ``all_to_all``, ``all_gather``), else the prior's

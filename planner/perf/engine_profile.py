@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from planner.catalog.schema import GPUSpec
-from planner.perf.calibration import AttentionCurve, Calibration, GemmCurve, resolve_calibration
+from planner.perf.calibration import AttentionCurve, Calibration, GemmCurve, PowerCoeffs, resolve_calibration
 from traces.errors import InputError
 
 ENGINES = ("vllm", "bare")
@@ -68,6 +68,10 @@ class EngineProfile:
             catalog's idle figure (a bare, unloaded board) for the profile's own GPU.
         gemm_bf16: the bf16 GEMM curve at the clock the engine runs its GEMMs at (full clock, not the
             profiler's power-throttled one: :func:`planner.perf.engine_kernels.fit_gemm_at_max_clock`).
+        throttle_exp: with a full-clock GEMM curve, how the step model throttles at the power limit
+            (:attr:`planner.perf.calibration.Calibration.throttle_exp`), fitted on the engine's steps.
+        power: power coefficients refitted on the engine's steps and NVML energy
+            (:func:`planner.sim.engine_validate.fit_engine_power`); None keeps the calibration's.
     """
 
     engine: str
@@ -82,6 +86,8 @@ class EngineProfile:
     gemm_bf16: GemmCurve | None = None
     output_delay_steps: float = 0.0
     idle_w: float | None = None
+    throttle_exp: float = 0.0
+    power: PowerCoeffs | None = None
 
     def apply(self, cal: Calibration) -> Calibration:
         """``cal`` with this engine's per-step terms (the GPU-kernel curves untouched)."""
@@ -93,7 +99,9 @@ class EngineProfile:
         if self.attention is not None:
             out = replace(out, attention=self.attention)
         if self.gemm_bf16 is not None:
-            out = replace(out, gemm_bf16=self.gemm_bf16)
+            out = replace(out, gemm_bf16=self.gemm_bf16, throttle_exp=self.throttle_exp)
+        if self.power is not None and self.gpu == cal.gpu:
+            out = replace(out, power=self.power)
         return out
 
     def gpu_spec(self, gpu: GPUSpec) -> GPUSpec:
@@ -208,6 +216,8 @@ def read_engine_profile(path: str | Path) -> EngineProfile:
             gemm_bf16=None if doc.get("gemm_bf16") is None else GemmCurve(**doc["gemm_bf16"]),
             output_delay_steps=float(doc.get("output_delay_steps", 0.0)),
             idle_w=None if doc.get("idle_w") is None else float(doc["idle_w"]),
+            throttle_exp=float(doc.get("throttle_exp", 0.0)),
+            power=None if doc.get("power") is None else PowerCoeffs(**doc["power"]),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(
@@ -215,7 +225,7 @@ def read_engine_profile(path: str | Path) -> EngineProfile:
             path=str(p),
             expected="engine, gpu, step_s, per_seq_s, output_delay_s",
         ) from None
-    for name in ("step_s", "per_seq_s", "output_delay_s", "output_delay_steps", "idle_w"):
+    for name in ("step_s", "per_seq_s", "output_delay_s", "output_delay_steps", "idle_w", "throttle_exp"):
         v = getattr(prof, name)
         if v is not None and not v >= 0.0:
             raise InputError(f"{name} must be >= 0", path=str(p), field=name, expected="seconds >= 0")

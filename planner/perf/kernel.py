@@ -101,7 +101,8 @@ H_A2A_ALPHA = 74
 H_A2A_BW_LL = 75
 H_A2A_BASE_SIMPLE = 76
 H_A2A_BW_SIMPLE = 77
-HEADER = 78
+H_THROTTLE_EXP = 78
+HEADER = 79
 H_NAMES: tuple[str, ...] = (
     "PEAK_BF16",
     "PEAK_FP8",
@@ -181,6 +182,7 @@ H_NAMES: tuple[str, ...] = (
     "A2A_BW_LL",
     "A2A_BASE_SIMPLE",
     "A2A_BW_SIMPLE",
+    "THROTTLE_EXP",
 )
 
 # ---- GEMM operator table -------------------------------------------------------------------------
@@ -215,7 +217,9 @@ F_OVERHEAD = 13
 OUT_FLOPS = len(FAMILIES)
 OUT_BYTES = OUT_FLOPS + 1
 OUT_BUSY = OUT_FLOPS + 2
-OUT_SIZE = OUT_FLOPS + 3
+OUT_CLOCK = OUT_FLOPS + 3
+"""SM clock the step ran at, as a fraction of the replica's set clock (below 1: held at the power limit)."""
+OUT_SIZE = OUT_FLOPS + 4
 ACT_BYTES = 2.0
 """Activations are bf16 throughout."""
 
@@ -436,10 +440,9 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
 
 
 @njit(cache=True)
-def step_eval(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float,
+def _step_at_clock(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float,
               out: NDArray[np.float64]) -> float:
-    """Step time in seconds; fills ``out`` (length :data:`OUT_SIZE`, or 0 to skip) with the
-    per-family seconds, the FLOPs and bytes per GPU and the GPU busy seconds."""
+    """:func:`step_eval` at the replica's set clock (no power-limit throttling)."""
     write = out.shape[0] > 0
     if write:
         out[:] = 0.0
@@ -479,6 +482,68 @@ def step_eval(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: 
     return float(total)
 
 
+THROTTLE_MIN_CLOCK = 0.3
+"""Lowest clock fraction the power-limit search goes to (H100/H200 boards floor near 0.3 of boost)."""
+
+
+@njit(cache=True)
+def _clock_stretch(f: float, s: float) -> float:
+    """Kernel time at clock fraction ``s`` over time at full clock: the compute-bound share ``f`` slows
+    as ``1/s``, memory-bound work does not (decode latency is nearly flat in the SM clock)."""
+    return f / s + (1.0 - f)
+
+
+@njit(cache=True)
+def _power_at(prm: NDArray[np.float64], t: float, out: NDArray[np.float64], f: float, s: float) -> float:
+    """Unclipped watts of the step in ``out`` (timed ``t`` at the set clock) run at clock fraction ``s``."""
+    ts = t * _clock_stretch(f, s)
+    busy = min(out[OUT_BUSY] / t, 1.0)
+    uc = min(out[OUT_FLOPS] / (prm[H_PEAK_BF16] * s * ts), 1.0)
+    um = min(out[OUT_BYTES] / (prm[H_BW_NOMINAL] * ts), 1.0)
+    g = prm[H_CLOCK_R] ** prm[H_CLOCK_EXP] * s ** prm[H_THROTTLE_EXP]
+    return float(prm[H_P_IDLE] + g * (prm[H_P_BUSY] * busy + prm[H_P_COMPUTE] * uc) + prm[H_P_MEM] * um)
+
+
+@njit(cache=True)
+def step_eval(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float,
+              out: NDArray[np.float64]) -> float:
+    """Step time in seconds; fills ``out`` (length :data:`OUT_SIZE`, or 0 to skip) with the
+    per-family seconds, the FLOPs and bytes per GPU, the GPU busy seconds and the clock fraction.
+
+    With ``H_THROTTLE_EXP`` set (curves fitted at full clock), a step whose power would pass the board
+    limit runs at the clock that holds the limit, found by bisection on :func:`_power_at` (dynamic
+    power scales as clock to ``H_THROTTLE_EXP``), and its kernels stretch by :func:`_clock_stretch`.
+    Without it the step keeps its set clock (curves fitted on throttled loops already include it).
+    """
+    if prm[H_THROTTLE_EXP] <= 0.0:
+        t = _step_at_clock(prm, pt, pairs, ds, kv, out)
+        if out.shape[0] > 0:
+            out[OUT_CLOCK] = 1.0
+        return t
+    buf = out if out.shape[0] > 0 else np.empty(OUT_SIZE)
+    t = _step_at_clock(prm, pt, pairs, ds, kv, buf)
+    buf[OUT_CLOCK] = 1.0
+    if t <= 0.0:
+        return t
+    f = min(buf[OUT_FLOPS] / (prm[H_PEAK_BF16] * t * max(prm[H_G16_EC], 1e-3)), 1.0)
+    if _power_at(prm, t, buf, f, 1.0) <= prm[H_TDP]:
+        return t
+    lo, hi = THROTTLE_MIN_CLOCK, 1.0
+    for _ in range(24):
+        mid = 0.5 * (lo + hi)
+        if _power_at(prm, t, buf, f, mid) > prm[H_TDP]:
+            hi = mid
+        else:
+            lo = mid
+    k = _clock_stretch(f, lo)
+    over = buf[F_OVERHEAD]
+    for i in range(F_OVERHEAD):
+        buf[i] *= k
+    buf[OUT_BUSY] *= k
+    buf[OUT_CLOCK] = lo
+    return float(over + (t - over) * k)
+
+
 @njit(cache=True)
 def step_time(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float) -> float:
     """The simulator's entry: step seconds of one batch composition (callable from njit code)."""
@@ -490,6 +555,8 @@ def power_of(prm: NDArray[np.float64], step_s: float, out: NDArray[np.float64]) 
     """Average power per GPU over a step whose :func:`step_eval` ``out`` vector is given."""
     if step_s <= 0.0:
         return float(prm[H_P_IDLE])
+    if 0.0 < out[OUT_CLOCK] < 1.0:  # held at the limit by throttling (step_eval)
+        return float(prm[H_TDP])
     busy = min(out[OUT_BUSY] / step_s, 1.0)
     uc = min(out[OUT_FLOPS] / (prm[H_PEAK_BF16] * step_s), 1.0)
     um = min(out[OUT_BYTES] / (prm[H_BW_NOMINAL] * step_s), 1.0)

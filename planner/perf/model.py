@@ -334,6 +334,7 @@ def _params(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, cal:
     prm[kn.H_CLOCK_R] = clock_r
     prm[kn.H_CLOCK_EXP] = pw.clock_exp
     prm[kn.H_TDP] = gpu.tdp_w
+    prm[kn.H_THROTTLE_EXP] = cal.throttle_exp
     prm[kn.H_N_OPS] = len(ops)
     for j, row in enumerate(ops):
         prm[kn.HEADER + j * kn.OP_WIDTH: kn.HEADER + (j + 1) * kn.OP_WIDTH] = row

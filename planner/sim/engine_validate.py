@@ -11,7 +11,8 @@ The fit, in two steps:
    (no prompt tokens in it or in the step before) gives the interval between two steps' outputs, the
    batch (running decodes) and the KV tokens in use (KV usage times the engine's capacity). The engine
    time is that interval minus the bare step model's decode step, fitted as ``step_s + per_seq_s *
-   batch`` by non-negative least squares (vLLM's CUDA graphs leave next to nothing).
+   batch`` by a robust non-negative fit (:func:`robust_affine`; vLLM's CUDA graphs leave next to
+   nothing).
 2. **Hand-over latency** by replaying the fit levels: TTFT in the replay plus ``output_delay_s`` against
    the measured TTFT p50 and p99 (a 0.25 ms grid; the delay shifts TTFT without changing the schedule,
    so each level is replayed once).
@@ -28,16 +29,18 @@ import json
 import math
 import sys
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy.optimize import nnls
+from scipy.optimize import least_squares, nnls
 
 from planner.catalog.schema import GPUSpec, ModelSpec
+from planner.perf import kernel as kn
 from planner.perf.calibrate import profile_dir
-from planner.perf.calibration import Calibration, resolve_calibration
+from planner.perf.calibration import Calibration, PowerCoeffs, resolve_calibration
 from planner.perf.engine_kernels import fit_engine_attention, fit_gemm_at_max_clock
 from planner.perf.engine_profile import BARE, EngineProfile, profile_path, write_engine_profile
 from planner.perf.model import RooflinePerf, build_replica_perf
@@ -46,7 +49,7 @@ from planner.sim.replay import replay
 from traces.errors import InputError
 from traces.schema import RequestTrace, TraceMeta
 
-STEP_DELAYS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+STEP_DELAYS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
 """Hand-over lags, in steps, tried by the fit (vLLM's async scheduling: about one to two)."""
 
 TARGETS: dict[str, float] = {
@@ -185,6 +188,26 @@ def decode_samples(ds: Dataset, levels: list[float]) -> tuple[np.ndarray, np.nda
     )
 
 
+DECODE_NOISE_S = 2.5e-4
+"""Scale of ordinary step-to-step jitter in a decode interval; larger residuals count linearly."""
+
+
+def robust_affine(b: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Non-negative ``(c0, c1)`` with ``y ~ c0 + c1 * b``, robust to the long right tail of ``y``.
+
+    Why robust: with async scheduling a prompt chunk's GPU time can land in the interval of a later
+    step than the one that held it, so a few "pure-decode" intervals carry prefill time (up to 0.25 s);
+    busy levels have both more of those and larger batches, and plain least squares turned that into a
+    per-sequence cost (H100: 0.049 ms/seq, 12 ms at 256 sequences, where the decode steps themselves
+    match the kernels within 0.3 ms up to 128 sequences). A soft-L1 loss follows the bulk.
+    """
+    x = np.column_stack([np.ones_like(b), b])
+    start, _ = nnls(x, np.clip(y, -DECODE_NOISE_S * 20, DECODE_NOISE_S * 20))
+    res = least_squares(lambda c: x @ c - y, np.maximum(start, 1e-9), bounds=(0.0, np.inf),
+                        loss="soft_l1", f_scale=DECODE_NOISE_S)
+    return float(res.x[0]), float(res.x[1])
+
+
 def _trace(g: pl.DataFrame) -> RequestTrace:
     arr = g["arrival_s"].cast(pl.Float64).to_numpy()
     df = pl.DataFrame(
@@ -285,6 +308,98 @@ def _predicted(
     return ttft, tpot, p
 
 
+THROTTLE_EXPS = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0)
+"""Power-clock exponents tried for throttling at the power limit (0: never throttle)."""
+
+
+def fit_throttle(
+    ds: Dataset,
+    fit: list[float],
+    measured: dict[float, tuple[np.ndarray, dict[str, float]]],
+    model: ModelSpec,
+    gpu: GPUSpec,
+    cal: Calibration,
+) -> float:
+    """The throttling exponent (:attr:`Calibration.throttle_exp`) whose replay of the fit levels best
+    matches their TPOT p50 and p99 (squared log ratios).
+
+    Why TPOT: the prompt steps that would pass the 700 W limit slow the decodes that share them, and TPOT
+    carries no hand-over latency (fitted after this). The NVML clock shows the throttling: on the H100,
+    Llama-3.1-8B's mean SM clock fell from 1,963 MHz at 0.1 load to 1,780 at 1.1 and 1,505 in the code
+    burst (of 1,980).
+    """
+    best = (math.inf, 0.0)
+    for e in THROTTLE_EXPS:
+        perf = build_replica_perf(model, gpu, calibration=replace(cal, throttle_exp=e),
+                                  max_batch_tokens=ds.engine().max_batched_tokens, min_kv_tokens=1)
+        loss = 0.0
+        for lv in fit:
+            sel, m = measured[lv]
+            _, _, p = _predicted(ds.levels[lv], sel, perf, ds.engine(), gpu)
+            loss += sum(math.log(p[k] / m[k]) ** 2 for k in ("tpot_p50", "tpot_p99"))
+        if loss < best[0]:
+            best = (loss, e)
+    return best[1]
+
+
+POWER_BIN_S = 1.0
+"""Width of the windows over which NVML's energy counter is matched to the steps run in them."""
+
+
+def fit_engine_power(ds: Dataset, fit: list[float], perf: RooflinePerf, idle_w: float) -> PowerCoeffs | None:
+    """Power coefficients refitted on the engine's own steps and NVML energy (fit levels only).
+
+    Over each :data:`POWER_BIN_S` window the energy counter's increase, less ``idle_w`` for the window,
+    is matched by non-negative least squares to the sums, over the steps vLLM ran in it (their measured
+    composition), of the step model's GPU-busy seconds, FLOPs over peak and bytes over bandwidth: the
+    three dynamic terms of the power model, which are linear in its coefficients. Why: the shipped
+    coefficients were fitted on the profiler's loops; against the engine they read decode steps about
+    5 % high and busy prompt-heavy windows a few per cent low (H100, Llama-3.1-8B). None when the
+    dataset has no power samples or steps.
+    """
+    path = ds.folder / "engine_power.parquet"
+    if ds.steps is None or not path.is_file():
+        return None
+    power = pl.read_parquet(path)
+    prm = perf.params
+    out = np.zeros(kn.OUT_SIZE)
+    xs: list[np.ndarray] = []
+    ys: list[float] = []
+    steps = ds.steps.sort("t")
+    for lv in fit:
+        m = ds.level_meta(lv)
+        if "t0_perf" not in m:
+            continue
+        t0, t1 = float(m["t0_perf"]), float(m["t1_perf"])
+        w = steps.filter((pl.col("t") >= t0) & (pl.col("t") <= t1))
+        pw = power.filter(pl.col("load_level") == lv).sort("t_s")
+        if w.height == 0 or pw.height < 2:
+            continue
+        pt = pw["t_s"].to_numpy() + t0
+        ej = pw["energy_j"].to_numpy()
+        ct = w["ctx_tokens"].to_numpy().astype(np.float64)
+        cr = np.maximum(w["ctx_requests"].to_numpy().astype(np.float64), 1.0)
+        gr = w["gen_requests"].to_numpy().astype(np.float64)
+        kv = w["kv_usage"].to_numpy() * ds.kv_tokens
+        tt = w["t"].to_numpy()
+        feats = np.zeros((tt.size, 3))
+        for i in range(tt.size):
+            kn.step_eval(prm, ct[i], ct[i] * ct[i] / (2.0 * cr[i]), gr[i], max(kv[i] - ct[i], 0.0), out)
+            k = out[kn.OUT_CLOCK]
+            feats[i] = (out[kn.OUT_BUSY] / k, out[kn.OUT_FLOPS] / prm[kn.H_PEAK_BF16],
+                        out[kn.OUT_BYTES] / prm[kn.H_BW_NOMINAL])
+        edges = np.arange(t0, t1, POWER_BIN_S)
+        for a, b in pairwise(edges):
+            sel = (tt >= a) & (tt < b)
+            xs.append(feats[sel].sum(axis=0))
+            ys.append(float(np.interp(b, pt, ej) - np.interp(a, pt, ej)) - idle_w * POWER_BIN_S)
+    if len(ys) < 20:
+        return None
+    coef, _ = nnls(np.array(xs), np.array(ys))
+    base = perf.calibration.power
+    return replace(base, idle_w=idle_w, busy_w=float(coef[0]), compute_w=float(coef[1]), mem_w=float(coef[2]))
+
+
 def fit_engine_profile(
     ds: Dataset,
     *,
@@ -327,10 +442,19 @@ def fit_engine_profile(
             expected=">= 50 steps in the fit levels",
         )
     y = dt - base.step_time_s(0.0, 0.0, b, kv)
-    sol, _ = nnls(np.column_stack([np.ones_like(b), b]), y)
-    step_s, per_seq_s = float(sol[0]), float(sol[1])
+    step_s, per_seq_s = robust_affine(b, y)
     resid = y - (step_s + per_seq_s * b)
+    measured = {lv: _measured(ds, lv, ds.levels[lv]) for lv in fit}
     prof_cal = replace(cal, step_s=step_s, per_seq_s=per_seq_s)
+    idle = ds.meta.get("idle_power_w")
+    power = None if idle is None else fit_engine_power(
+        ds, fit, build_replica_perf(model, gpu, calibration=prof_cal, min_kv_tokens=1), round(float(idle), 2))
+    if power is not None:
+        prof_cal = replace(prof_cal, power=power)
+    throttle_exp = 0.0
+    if gemm is not None:
+        throttle_exp = fit_throttle(ds, fit, measured, model, gpu, prof_cal)
+    prof_cal = replace(prof_cal, throttle_exp=throttle_exp)
     perf = build_replica_perf(
         model, gpu, calibration=prof_cal, max_batch_tokens=ds.engine().max_batched_tokens, min_kv_tokens=1
     )
@@ -338,7 +462,6 @@ def fit_engine_profile(
     # shifts TTFT, so it is found on a grid without replaying
     grid = np.arange(0.0, 0.1, 0.00025)
     best = (math.inf, 0.0, 0.0)
-    measured = {lv: _measured(ds, lv, ds.levels[lv]) for lv in fit}
     for k in STEP_DELAYS:
         pairs = []
         for lv in fit:
@@ -378,6 +501,8 @@ def fit_engine_profile(
         },
         attention=attention,
         gemm_bf16=gemm,
+        throttle_exp=throttle_exp,
+        power=power,
     )
 
 
