@@ -145,13 +145,9 @@ def load_source(src: TraceSource) -> RequestTrace:
     Raises:
         InputError: anything the readers or validators reject (file, row, field, expected).
     """
-    if src.kind == "default":
-        from traces.default import default_trace
+    from traces.default import DEFAULT_NAME, load_trace_arg
 
-        return default_trace()
-    from traces.load import load_trace
-
-    return load_trace(src.path, format=src.format)
+    return load_trace_arg(DEFAULT_NAME if src.kind == "default" else src.path, format=src.format)
 
 
 def with_load(trace: RequestTrace, factor: float, *, seed: int = 0) -> RequestTrace:

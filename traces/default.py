@@ -113,6 +113,25 @@ def default_trace(path: Path | None = None) -> RequestTrace:
     return RequestTrace(df=df, meta=meta)
 
 
+DEFAULT_NAME = "default"
+"""What a user types for the bundled trace wherever a trace file is asked for."""
+
+
+def trace_path(spec: str | Path) -> Path:
+    """The file a trace argument names: the bundled trace for :data:`DEFAULT_NAME`, else the path itself."""
+    return DEFAULT_TRACE_PATH if str(spec) == DEFAULT_NAME else Path(spec)
+
+
+def load_trace_arg(spec: str | Path, *, format: str | None = None) -> RequestTrace:
+    """A trace argument loaded: :func:`default_trace` for :data:`DEFAULT_NAME`, else
+    :func:`traces.load.load_trace` (the one place surfaces resolve a trace argument)."""
+    if str(spec) == DEFAULT_NAME:
+        return default_trace()
+    from traces.load import load_trace
+
+    return load_trace(spec, format=format)
+
+
 def write_default(path: Path = DEFAULT_TRACE_PATH) -> Path:
     """Generate the default trace from :func:`default_spec` and write it to ``path``."""
     return write_parquet(synthesize(default_spec()), path, compression_level=_COMPRESSION_LEVEL)

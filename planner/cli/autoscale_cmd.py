@@ -164,14 +164,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _load(trace: str, rate_factor: float, seed: int) -> RequestTrace:
-    if trace == "default":
-        from traces.default import default_trace
+    from traces.default import load_trace_arg
 
-        t = default_trace()
-    else:
-        from traces.load import load_trace
-
-        t = load_trace(trace)
+    t = load_trace_arg(trace)
     if rate_factor != 1.0:
         from traces.transforms import scale_rate
 

@@ -17,7 +17,6 @@ from planner.catalog import load_catalog
 from planner.plan import PlanReport, PlanRequest
 from solvers.capacity import SLO, Disaggregation, PowerBasis, SolveParams
 from traces.errors import InputError
-from traces.schema import RequestTrace
 
 EXAMPLE = """
 Example:
@@ -26,17 +25,6 @@ Example:
   fleetwise plan --trace conv.csv --model Llama-3.1-70B --gpus H100-SXM,H200-SXM --slo-tpot-ms 50 --json
   fleetwise plan --inventory H100-SXM=16 --power-budget-kw 12 --disaggregate on --window-s 900
 """
-
-
-def load_trace_arg(trace: str, fmt: str | None) -> RequestTrace:
-    """``default`` means the bundled synthetic trace; anything else is a path for the trace loaders."""
-    if trace == "default":
-        from traces.default import default_trace
-
-        return default_trace()
-    from traces.load import load_trace
-
-    return load_trace(trace, format=fmt)
 
 
 def parse_inventory(items: list[str], known: set[str]) -> tuple[tuple[str, int], ...]:
@@ -221,6 +209,9 @@ def register(app: typer.Typer) -> None:
                                      "RAY_ADDRESS if set, else a local Ray")
         ] = None,
         as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+        out: Annotated[Path | None, typer.Option(
+            help="also write the result as JSON to this new file (written even when no plan is feasible)")]
+        = None,
         expert_imbalance: Annotated[float, typer.Option(
             help="MoE busiest-GPU expert load over the mean (>= 1): a plan's step imbalance from "
                  "'fleetwise experts --json'; dense models ignore it")] = 1.0,
@@ -234,6 +225,9 @@ def register(app: typer.Typer) -> None:
         if autoscale and as_json:
             raise InputError("--autoscale prints tables; for JSON run the plan and then "
                              "'fleetwise autoscale-compare --json'", field="--autoscale/--json")
+        from planner.sim.writer import refuse_existing_file, write_text_atomic
+
+        refuse_existing_file(out)
         cat = load_catalog(catalog or [])
         spec = cat.model(model)
         names = list(cat.gpus) if gpus == "all" else [g.strip() for g in gpus.split(",") if g.strip()]
@@ -253,13 +247,17 @@ def register(app: typer.Typer) -> None:
             disaggregation=disaggregate, max_configs_per_role=max_configs, power_basis=power_basis,
             params=SolveParams(max_time_in_seconds=time_limit_s, random_seed=seed), verify=verify, seed=seed,
             expert_imbalance=expert_imbalance, engine=engine)
-        tr = load_trace_arg(trace, fmt)
+        from traces.default import load_trace_arg
+
+        tr = load_trace_arg(trace, format=fmt)
         from planner.plan.run import plan_on_ray
 
         # A pipe gets a wide table rather than rich's 80-column default.
         console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 140)
         with console.status("scoring candidates, solving, replaying on Ray..."):
             report = plan_on_ray(tr, request, address=ray_address)
+        if out is not None:
+            write_text_atomic(out, json.dumps(report_json(report, spec.name), indent=2) + "\n")
         if as_json:
             typer.echo(json.dumps(report_json(report, spec.name), indent=2))
         else:

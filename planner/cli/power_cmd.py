@@ -45,16 +45,6 @@ def register(app: typer.Typer) -> None:
     )(power_cmd)
 
 
-def _load(trace: str) -> RequestTrace:
-    if trace == "default":
-        from traces.default import default_trace
-
-        return default_trace()
-    from traces.load import load_trace
-
-    return load_trace(trace)
-
-
 def power_cmd(
     trace: Annotated[str, typer.Option(help="request trace (any supported format) or 'default'")] = "default",
     model: Annotated[str, typer.Option(help="catalog model key")] = "Llama-3.1-70B",
@@ -157,12 +147,14 @@ def power_cmd(
         seeds=tuple(range(seeds)),
         sm_clock_mhz=sm_clock_mhz,
     )
+    from traces.default import load_trace_arg
+
     console = Console(stderr=True)
     with (
         console.status("replaying the row, solving and verifying", spinner="dots") if not as_json else _Null()
     ):
         study = run_study(
-            _window(_load(trace), window_s),
+            _window(load_trace_arg(trace), window_s),
             model=cat.model(model),
             gpu=gpu_spec,
             spec=spec,

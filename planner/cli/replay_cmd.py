@@ -23,7 +23,6 @@ from planner.sim.result import SimResult
 from planner.sim.summary_rows import VIOLATIONS_ROW, summary_rows
 from planner.sim.writer import summary_json, write_result
 from traces.errors import InputError
-from traces.schema import RequestTrace
 
 EXAMPLE = (
     "Example:\n\n"
@@ -40,16 +39,6 @@ def register(app: typer.Typer) -> None:
     app.command("replay", help="Replay a request trace through N replicas (vLLM-class engines, router, "
                 "prefix cache) and report latency, SLO attainment, GPU-hours, energy and cost.\n\n"
                 + EXAMPLE)(replay_cmd)
-
-
-def _load(trace: str) -> RequestTrace:
-    if trace == "default":
-        from traces.default import default_trace
-
-        return default_trace()
-    from traces.load import load_trace
-
-    return load_trace(trace)
 
 
 def replay_cmd(
@@ -121,7 +110,9 @@ def replay_cmd(
                             output_delay_s=prof.output_delay_s, output_delay_steps=prof.output_delay_steps),
         default_slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),
     )
-    tr = _load(trace)
+    from traces.default import load_trace_arg
+
+    tr = load_trace_arg(trace)
     console = Console(stderr=True)
     with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=as_json) as bar:

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from traces.convert import convert_to_parquet
-from traces.default import INPUT_SHAPE, OUTPUT_SHAPE, default_spec
+from traces.default import INPUT_SHAPE, OUTPUT_SHAPE, default_spec, trace_path
 from traces.errors import InputError
 from traces.load import scan_trace_with_meta
 from traces.schema import TraceMeta
@@ -313,7 +313,7 @@ def register(app: typer.Typer) -> None:
         "inspect", help="Detect the format, load, validate and summarize a trace." + INSPECT_EXAMPLE
     )
     def inspect_cmd(
-        file: Annotated[Path, typer.Argument(help="trace file (or ServeGen client folder)")],
+        file: Annotated[Path, typer.Argument(help="trace file (or ServeGen client folder), or 'default'")],
         format: FormatOpt = None,
         map_: MapOpt = None,
         window: Annotated[
@@ -327,7 +327,7 @@ def register(app: typer.Typer) -> None:
         mapping = parse_mapping(map_)
         with _status(f"reading {file}"):
             # Lazy: a multi-million-row trace is validated and measured in streaming passes, never held.
-            lf, meta = scan_trace_with_meta(file, format=format, mapping=mapping)
+            lf, meta = scan_trace_with_meta(trace_path(file), format=format, mapping=mapping)
             stats = describe(lf, window_s=window)
             if plot is not None:
                 write_plot(stats, lf.select("input_tokens", "output_tokens").collect(), meta.source, plot)

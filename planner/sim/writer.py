@@ -38,6 +38,21 @@ def summary_json(result: SimResult) -> str:
     return json.dumps(_clean(d), indent=2, sort_keys=True)
 
 
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` beside ``path`` and rename it into place (an interrupted write leaves no half file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def refuse_existing_file(path: Path | None, flag: str = "--out") -> None:
+    """Stop before a long job whose result file already exists (one line, exit 2, nothing overwritten)."""
+    if path is not None and path.exists():
+        raise InputError(f"{flag} already exists", path=str(path), expected="a new file name")
+
+
 def write_result(result: SimResult, out_dir: Path) -> list[Path]:
     """Write the result's tables as Parquet and the summary as JSON under ``out_dir`` (created).
 

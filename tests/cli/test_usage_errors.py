@@ -53,3 +53,13 @@ def test_replay_out_onto_an_existing_file_is_refused_before_replaying(tmp_path: 
     assert res.returncode == 2 and "--out names an existing file" in res.stderr
     assert "Traceback" not in res.stderr
     assert target.read_text() == "mine"
+
+
+@pytest.mark.skipif(not SCRIPT.is_file(), reason="the console script is not installed in this environment")
+def test_default_is_a_trace_for_inspect_too() -> None:
+    import json
+
+    res = run("traces", "inspect", "default", "--json")
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["stats"]["requests"] == 19_902 and doc["format"] == "canonical"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -89,11 +90,13 @@ def test_empty_trace_is_a_clear_error() -> None:
 
 
 @pytest.mark.slow
-def test_cli_plan_on_default_trace_json(capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_plan_on_default_trace_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     """The Quickstart's main job, end to end on local Ray."""
-    rc = main(["plan", "--gpus", "H100-SXM", "--json", "--time-limit-s", "5"])
+    dest = tmp_path / "plans" / "plan.json"
+    rc = main(["plan", "--gpus", "H100-SXM", "--json", "--time-limit-s", "5", "--out", str(dest)])
     out = json.loads(capsys.readouterr().out)
     assert rc == 0
+    assert json.loads(dest.read_text()) == out
     assert out["status"] == "OPTIMAL" and out["objective_usd"] > 0
     assert out["configs"][0]["gpu"] == "H100-SXM" and out["cost_breakdown"][0]["price_per_gpu_hour"] == 2.99
     assert out["verification"][0]["label"] == "plan" and out["verification"][0]["replayed_attainment"] > 0.9
@@ -114,6 +117,7 @@ def test_cli_inventory_forces_a_second_gpu_type(capsys: pytest.CaptureFixture[st
     (["--gpus", "H100-SXM", "--inventory", "H100-SXM:4"], "bad inventory item"),
     (["--gpus", "H100-SXM", "--inventory", "B200=4"], "not planned"),
     (["--gpus", "H100-SXM", "--power-budget-kw", "-3"], "power budget"),
+    (["--gpus", "H100-SXM", "--out", __file__], "--out already exists"),
 ])
 def test_cli_bad_input_exits_2(capsys: pytest.CaptureFixture[str], args: list[str], needle: str) -> None:
     rc = main(["plan", *args])
