@@ -129,21 +129,39 @@ WORKLOADS: dict[Workload, WorkloadSpec] = {
 """The benchmark's fixed choices (rate scale, layout, tick)."""
 
 
-def load_workload(spec: WorkloadSpec, *, data_root: Path, seed: int = 0) -> RequestTrace:
+SHARED_TRACES_ENV = "FLEETWISE_SHARED_TRACES"
+"""Environment variable naming the shared traces folder (overrides the checkout's sibling ``shared``)."""
+
+
+def shared_traces_root() -> Path:
+    """Where the shared traces are by default: ``$FLEETWISE_SHARED_TRACES``, else ``shared/data/traces``
+    beside the repository this package runs from (not the current folder), else ``../shared/data/traces``
+    from the current folder (an installed copy outside a checkout)."""
+    import os
+
+    env = os.environ.get(SHARED_TRACES_ENV)
+    if env:
+        return Path(env)
+    beside_repo = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "traces"
+    return beside_repo if beside_repo.is_dir() else Path("../shared/data/traces")
+
+
+def load_workload(spec: WorkloadSpec, *, data_root: Path | None = None, seed: int = 0) -> RequestTrace:
     """The workload's request trace.
 
     Args:
         spec: which workload.
-        data_root: the folder holding ``azure_llm_2023/`` and ``servegen/`` (``../shared/data/traces``).
+        data_root: the folder holding ``azure_llm_2023/`` and ``servegen/``; None:
+            :func:`shared_traces_root`.
         seed: seeds rate scaling and ServeGen's generation.
 
     Raises:
         InputError: the data are missing or malformed.
     """
-    path = data_root / spec.path
+    path = (data_root if data_root is not None else shared_traces_root()) / spec.path
     if not path.exists():
         raise InputError("workload data not found", path=str(path),
-                         expected="the shared traces folder (--data-root)")
+                         expected=f"the shared traces folder (--data-root or ${SHARED_TRACES_ENV})")
     if spec.name is Workload.SERVEGEN_M_SMALL:
         return servegen_thinned(path, fraction=spec.rate_factor, seed=seed, fill_gaps=spec.fill_gaps)
     from traces.load import load_trace

@@ -229,8 +229,9 @@ def autoscale_compare_cmd(
     seed: Annotated[int, typer.Option(help="seed of cold-start draws and rate scaling")] = 0,
     workload: Annotated[Workload | None, typer.Option(
         help="a benchmark workload (sets trace, rate scale, model, GPU, TP, tick and bounds)")] = None,
-    data_root: Annotated[Path, typer.Option(help="folder of the shared traces, for --workload")] = Path(
-        "../shared/data/traces"),
+    data_root: Annotated[Path | None, typer.Option(
+        help="folder of the shared traces, for --workload (default: $FLEETWISE_SHARED_TRACES, else "
+             "shared/data/traces beside the repository)")] = None,
     duration_s: Annotated[float | None, typer.Option(
         help="replay only the first this many seconds of the trace")] = None,
     mpc_step_s: Annotated[float | None, typer.Option(

@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from planner.autoscale.workloads import WORKLOADS, Workload, load_workload, servegen_thinned
+from planner.autoscale.workloads import (
+    SHARED_TRACES_ENV,
+    WORKLOADS,
+    Workload,
+    load_workload,
+    servegen_thinned,
+    shared_traces_root,
+)
 from traces.errors import InputError
 from traces.readers.servegen import read_client_windows
 
@@ -97,3 +104,17 @@ def test_m_small_collection_gaps_are_found_and_filled_from_their_neighbours(shar
     minute = (tr.df["arrival_s"].to_numpy() // 60).astype(int)
     assert np.bincount(minute).min() > 0  # no empty minute where the published data has a gap
     assert dict(tr.meta.extra)["gap_windows_filled"] == "37"
+
+
+def test_shared_traces_are_found_beside_the_repository_from_any_folder(
+    shared_traces: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(SHARED_TRACES_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)  # ../shared from here is not the shared folder
+    assert shared_traces_root().resolve() == shared_traces.resolve()
+    tr = load_workload(WORKLOADS[Workload.AZURE_CODE])
+    assert tr.num_requests > 1000
+    monkeypatch.setenv(SHARED_TRACES_ENV, str(tmp_path))
+    assert shared_traces_root() == tmp_path
+    with pytest.raises(InputError, match="FLEETWISE_SHARED_TRACES"):
+        load_workload(WORKLOADS[Workload.AZURE_CODE])
