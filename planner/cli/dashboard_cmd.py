@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -64,7 +65,30 @@ def register(app: typer.Typer) -> None:
     ) -> int:
         cmd = streamlit_command(port=port, address=address, headless=headless)
         typer.echo(f"fleetwise dashboard on http://{address}:{port} (Ctrl+C stops it)", err=True)
-        try:
-            return subprocess.call(cmd)
-        except KeyboardInterrupt:
-            return 0
+        return run_until_stopped(cmd)
+
+
+def run_until_stopped(cmd: list[str], grace_s: float = 10.0) -> int:
+    """Run the server and take it down with this process: Ctrl+C, SIGTERM or SIGHUP to ``fleetwise``
+    stop the server too (a plain child would outlive a SIGTERM sent to its parent alone, keeping the port).
+    """
+    proc = subprocess.Popen(cmd)
+
+    def forward(signum: int, _frame: object) -> None:
+        proc.send_signal(signum)
+
+    old = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:  # the server got the terminal's SIGINT as well
+        return 0
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -63,3 +63,36 @@ def test_default_is_a_trace_for_inspect_too() -> None:
     assert res.returncode == 0, res.stderr
     doc = json.loads(res.stdout)
     assert doc["stats"]["requests"] == 19_902 and doc["format"] == "canonical"
+
+
+@pytest.mark.skipif(not SCRIPT.is_file(), reason="the console script is not installed in this environment")
+def test_stopping_the_dashboard_verb_stops_its_server() -> None:
+    import signal
+    import socket
+    import time
+
+    with socket.socket() as s:  # a free port
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def listening() -> bool:
+        with socket.socket() as c:
+            c.settimeout(0.5)
+            return c.connect_ex(("127.0.0.1", port)) == 0
+
+    proc = subprocess.Popen([str(SCRIPT), "dashboard", "--headless", "--address", "127.0.0.1",
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not listening():
+            assert proc.poll() is None and time.monotonic() < deadline, "the server never listened"
+            time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)  # to fleetwise only, as a service manager would
+        proc.wait(30)
+        deadline = time.monotonic() + 20
+        while listening():
+            assert time.monotonic() < deadline, "the Streamlit server outlived fleetwise"
+            time.sleep(0.3)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
