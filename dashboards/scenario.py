@@ -300,8 +300,8 @@ def run_replay(trace: RequestTrace, spec: ReplaySpec, *, progress: ProgressFn | 
         router=RouterName(spec.router),
         seed=spec.seed,
         interval_s=spec.interval_s,
-        engine=EngineConfig(max_num_seqs=spec.max_num_seqs, max_batched_tokens=spec.max_batched_tokens,
-                            output_delay_s=prof.output_delay_s, output_delay_steps=prof.output_delay_steps),
+        engine=EngineConfig(max_num_seqs=spec.max_num_seqs,
+                            max_batched_tokens=spec.max_batched_tokens).with_profile(prof),
         default_slo=SLOTarget(ttft_s=spec.ttft_s, tpot_s=spec.tpot_s),
     )
     return replay(trace, perf, config=config, gpu=gpu, progress=progress)

@@ -3,3 +3,7 @@
 Kept import-light on purpose: ``planner.profile`` must run on GPU hosts that have torch but not the
 planner's own dependencies.
 """
+
+from planner.numba_cache import configure as _configure_numba_cache
+
+_configure_numba_cache()

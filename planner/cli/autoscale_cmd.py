@@ -139,6 +139,7 @@ from planner.autoscale.context import PolicyName
 from planner.autoscale.workloads import WORKLOADS, Workload, load_workload
 from planner.catalog import load_catalog
 from planner.perf import Parallelism, build_replica_perf
+from planner.perf.engine_profile import engine_perf_inputs
 from planner.sim.config import EngineConfig, SLOTarget
 from solvers.scaling.policy import MPCParams, Risk, with_risk
 from traces.errors import InputError
@@ -265,6 +266,9 @@ def autoscale_compare_cmd(
     out: Annotated[Path | None, typer.Option(
         help="folder for summary.parquet, timelines.parquet and verdict.json")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the per-policy summary as JSON")] = False,
+    engine: Annotated[str, typer.Option(
+        help="engine profile every policy's replay models: bare (the profiler's layer stack) or vllm "
+             "(fitted on vLLM 0.26; fleetwise bench replay --validate --engine vllm)")] = "bare",
 ) -> int:
     """Run the comparison and print the table."""
     if slo_ttft_ms <= 0 or slo_tpot_ms <= 0:
@@ -311,11 +315,12 @@ def autoscale_compare_cmd(
 
         tr = slice_time(tr, 0.0, duration_s)
     cat = load_catalog()
-    perf = build_replica_perf(cat.model(model), cat.gpu(gpu), Parallelism(tp=tp))
+    prof, cal, gpu_spec = engine_perf_inputs(engine, cat.gpu(gpu))
+    perf = build_replica_perf(cat.model(model), gpu_spec, Parallelism(tp=tp), calibration=cal)
     price = float(cat.gpu(gpu).price_per_hour)
     cold = cold_start_for(cold_start, median_s=cold_start_median_s, sigma=cold_start_sigma)
     cfg = CompareConfig(slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),
-                        engine=EngineConfig(), cold_start=cold, min_replicas=min_replicas,
+                        engine=EngineConfig().with_profile(prof), cold_start=cold, min_replicas=min_replicas,
                         max_replicas=max_replicas, tick_s=tick_s, seed=seed, simulator=simulator,
                         mpc=mpc_params, keep_requests=False, hindsight_factors=factors)
     console = Console(stderr=True)
@@ -337,7 +342,8 @@ def autoscale_compare_cmd(
     if out is not None and judged is not None:
         (out / "verdict.json").write_text(json.dumps(dataclasses.asdict(judged), indent=2) + "\n")
     if as_json:
-        typer.echo(json.dumps({"capacity_rps_per_replica": cmp.capacity.rps,
+        typer.echo(json.dumps({"engine": prof.engine, "engine_source": prof.describe(),
+                               "capacity_rps_per_replica": cmp.capacity.rps,
                                "initial_replicas": cmp.initial_replicas, "policies": table.to_dicts(),
                                "verdict": dataclasses.asdict(judged) if judged else None},
                               indent=2, default=float))
@@ -355,6 +361,7 @@ def autoscale_compare_cmd(
                   str(r["oscillations"]), str(r["peak_replicas"]))
     console_out = Console(width=None if sys.stdout.isatty() else 140)
     console_out.print(t)
+    console_out.print(prof.describe(), highlight=False)
     for line in judged.lines() if judged else ():
         console_out.print(line, highlight=False)
     return 0

@@ -94,6 +94,9 @@ def power_cmd(
     budget_kw: Annotated[float | None, typer.Option(help="row budget for --power-trace, kW")] = None,
     out: Annotated[Path | None, typer.Option(help="Parquet file for the Pareto curve")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    engine: Annotated[str, typer.Option(
+        help="engine profile the row's replays model: bare (the profiler's layer stack) or vllm (fitted on "
+             "vLLM 0.26: its power coefficients, idle power and throttling at the power limit)")] = "bare",
 ) -> int:
     """Run the study (or the policy over a power trace) and print it."""
     for name, v in (
@@ -146,6 +149,7 @@ def power_cmd(
         slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),
         seeds=tuple(range(seeds)),
         sm_clock_mhz=sm_clock_mhz,
+        engine=engine,
     )
     from traces.default import load_trace_arg
 
@@ -204,7 +208,8 @@ def _print_study(study: PowerStudy, console: Console, out: Path | None) -> None:
     dy = study.dynamo
     t = Table(
         title=f"row budget {study.row.budget_w / 1e3:,.1f} kW ({study.row.spec.base_w:,.0f} W base/server); "
-        f"all rows replayed ({ver.requests:,} requests at {study.row.spec.rps_per_server:g} req/s/server)",
+        f"all rows replayed ({ver.requests:,} requests at {study.row.spec.rps_per_server:g} req/s/server, "
+        f"engine {study.row.spec.engine})",
         show_header=True,
     )
     for col in (

@@ -106,8 +106,7 @@ def replay_cmd(
         power=_power(row_budget_w, capping, telemetry_period_s, actuation_latency_s, server_base_w),
         replicas=replicas, router=router, seed=seed, shards=shards, interval_s=interval_s,
         engine=EngineConfig(max_batched_tokens=max_batched_tokens, max_num_seqs=max_num_seqs,
-                            block_size=block_size, enable_prefix_caching=prefix_caching,
-                            output_delay_s=prof.output_delay_s, output_delay_steps=prof.output_delay_steps),
+                            block_size=block_size, enable_prefix_caching=prefix_caching).with_profile(prof),
         default_slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),
     )
     from traces.default import load_trace_arg

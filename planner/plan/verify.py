@@ -71,8 +71,7 @@ def run_replay(task: ReplayTask) -> ReplayOut:
     perf = build_replica_perf(task.model, gpu, Parallelism(tp=c.tp, pp=c.pp, ep=c.ep), calibration=cal,
                               max_batch_tokens=c.max_batched_tokens, expert_imbalance=task.expert_imbalance)
     engine = EngineConfig(max_batched_tokens=max(c.max_batched_tokens, c.max_num_seqs),
-                          max_num_seqs=c.max_num_seqs, output_delay_s=prof.output_delay_s,
-                          output_delay_steps=prof.output_delay_steps)
+                          max_num_seqs=c.max_num_seqs).with_profile(prof)
     cfg = SimConfig(replicas=max(1, task.replicas), engine=engine, seed=task.seed,
                     default_slo=SLOTarget(ttft_s=task.slo.ttft_s, tpot_s=task.slo.tpot_s))
     res = replay(task.trace, perf, config=cfg, gpu=gpu)

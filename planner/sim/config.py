@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +17,7 @@ from planner.sim.coldstart import DEFAULT_COLD_START_MIXTURE, ColdStartSampler
 from traces.errors import InputError
 
 if TYPE_CHECKING:
+    from planner.perf.engine_profile import EngineProfile
     from planner.power.contract import CappingPolicy
 
 
@@ -82,6 +83,11 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     output_delay_s: float = 0.0
     output_delay_steps: float = 0.0
+
+    def with_profile(self, profile: EngineProfile) -> EngineConfig:
+        """This scheduler with ``profile``'s hand-over latency (where a profile reaches the engine)."""
+        return replace(self, output_delay_s=profile.output_delay_s,
+                       output_delay_steps=profile.output_delay_steps)
 
     def __post_init__(self) -> None:
         for name in ("max_batched_tokens", "max_num_seqs", "block_size"):

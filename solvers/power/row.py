@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from planner.catalog.schema import GPUSpec, ModelSpec
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.api import ReplicaPerf
+from planner.perf.engine_profile import ENGINES, engine_perf_inputs
 from planner.power.latency import TierLatency, estimate_inflation
 from planner.power.policy import HP, LP, PolcaParams
 from planner.power.simulate import PolicyRun, run_policy
@@ -39,7 +40,7 @@ from planner.power.timeline import (
     mix_from_replay,
     timeline_from_replay,
 )
-from planner.sim import SimConfig, SLOTarget, replay
+from planner.sim import EngineConfig, SimConfig, SLOTarget, replay
 from planner.sim.result import SimResult
 from solvers.power.problem import PowerPlan, PowerScenario
 from solvers.power.verify import RowReplay
@@ -71,6 +72,8 @@ class RowSpec:
         seeds: one scenario per seed (the scaled trace's copies are shifted by seeded offsets).
         sm_clock_mhz: a static clock lock on every GPU of the row (None = unlocked); the policy's locks
             act below it. Static locks are verified by the replay itself, not estimated.
+        engine: engine profile the replays model (``bare`` or ``vllm``: its step terms, hand-over,
+            power coefficients and throttling; :mod:`planner.perf.engine_profile`).
     """
 
     gpus_per_server: int = 8
@@ -83,8 +86,11 @@ class RowSpec:
     interval_s: float = 1.0
     seeds: tuple[int, ...] = (0,)
     sm_clock_mhz: float | None = None
+    engine: str = "bare"
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise InputError(f"unknown engine {self.engine!r}", field="engine", expected=", ".join(ENGINES))
         if self.tp < 1 or self.gpus_per_server % self.tp:
             raise InputError(
                 f"tp={self.tp} does not divide the {self.gpus_per_server} GPUs of a server",
@@ -141,6 +147,7 @@ class Row:
     server_of_replica: I64
     clock_model: ClockModel
     trace: RequestTrace
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
     @property
     def replay_setup(self) -> RowReplay:
@@ -152,6 +159,7 @@ class Row:
             budget_w=self.budget_w,
             base_w=self.spec.base_w,
             slo=self.spec.slo,
+            engine=self.engine,
         )
 
     @property
@@ -160,9 +168,10 @@ class Row:
         return self.gpu.tdp_w * self.spec.gpus_per_server + self.spec.base_w
 
 
-def pool_config(spec: RowSpec, seed: int) -> SimConfig:
+def pool_config(spec: RowSpec, seed: int, engine: EngineConfig) -> SimConfig:
     """The replay configuration of the pool (one shard, least-outstanding routing)."""
     return SimConfig(
+        engine=engine,
         replicas=spec.pool_servers * spec.replicas_per_server,
         interval_s=spec.interval_s,
         seed=seed,
@@ -193,13 +202,16 @@ def build_row(
             field="arrival_s",
             expected="a trace spanning some time",
         )
-    perf = build_replica_perf(model, gpu, Parallelism(tp=spec.tp), sm_clock_mhz=spec.sm_clock_mhz)
+    prof, cal, gpu = engine_perf_inputs(spec.engine, gpu)
+    engine = EngineConfig().with_profile(prof)
+    perf = build_replica_perf(model, gpu, Parallelism(tp=spec.tp), sm_clock_mhz=spec.sm_clock_mhz,
+                              calibration=cal)
     top = gpu.max_sm_clock_mhz if spec.sm_clock_mhz is None else spec.sm_clock_mhz
     factor = spec.pool_servers * spec.rps_per_server * trace.duration_s / trace.num_requests
     scen = []
     for seed in spec.seeds:
         scaled = scale_rate(trace, factor, seed=seed)
-        res = replay(scaled, perf, config=pool_config(spec, seed), gpu=gpu)
+        res = replay(scaled, perf, config=pool_config(spec, seed, engine), gpu=gpu)
         scen.append(
             RowScenario(
                 seed=seed, result=res, timeline=timeline_from_replay(res.power, source=f"replay seed {seed}")
@@ -234,6 +246,7 @@ def build_row(
         server_of_replica=sor,
         clock_model=cm,
         trace=trace,
+        engine=engine,
     )
 
 

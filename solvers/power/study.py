@@ -114,6 +114,7 @@ class PowerStudy:
         v = self.verified.verification
         p = self.verified.plan
         return {
+            "engine": self.row.spec.engine,
             "budget_w": self.row.budget_w,
             "base_w": self.row.spec.base_w,
             "nameplate_servers": self.nameplate,
@@ -197,7 +198,7 @@ def dynamo_baseline(row: Row, *, headroom: float = 0.9, max_rounds: int = 3) -> 
         res = replay(
             tr, perf, gpu=row.gpu,
             config=SimConfig(replicas=ch.servers * spec.replicas_per_server, interval_s=10.0,
-                             default_slo=spec.slo),
+                             default_slo=spec.slo, engine=row.engine),
         )
         key = (ch.cap_w, ch.servers)
         new = corrections_from_replay(res.requests, res.power, ch.point)

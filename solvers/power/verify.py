@@ -24,7 +24,7 @@ levels the policy decided (recorded by a wrapper around the policy, local to one
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -33,7 +33,7 @@ from numpy.typing import NDArray
 from planner.power.contract import CapDecision, CappingPolicy, PowerContext
 from planner.power.latency import TierLatency
 from planner.power.policy import HP, LP, CapLevel, PolcaParams, PolcaState, make_polca
-from planner.sim import SimConfig, SLOTarget, replay
+from planner.sim import EngineConfig, SimConfig, SLOTarget, replay
 from planner.sim.cluster import ClusterConfig, Pool, replay_cluster
 from planner.sim.config import PowerConfig
 from planner.sim.replay import splitmix64_np
@@ -101,6 +101,7 @@ class RowReplay:
     base_w: float
     slo: SLOTarget
     interval_s: float = 10.0
+    engine: EngineConfig = field(default_factory=EngineConfig)
 
 
 @dataclass(frozen=True)
@@ -214,7 +215,8 @@ def replay_tiers(
         Pool(
             name=tier,
             perf=setup.perf,  # type: ignore[arg-type]
-            config=SimConfig(replicas=n * rps, interval_s=setup.interval_s, default_slo=setup.slo),
+            config=SimConfig(replicas=n * rps, interval_s=setup.interval_s, default_slo=setup.slo,
+                             engine=setup.engine),
             gpu=setup.gpu,  # type: ignore[arg-type]
             slo_classes=(tier,),
             priority=tier,
@@ -258,7 +260,8 @@ def _tier_reference(trace: RequestTrace, setup: RowReplay, tier: str, servers: i
         sub,
         setup.perf,  # type: ignore[arg-type]
         config=SimConfig(
-            replicas=servers * setup.replicas_per_server, interval_s=setup.interval_s, default_slo=setup.slo
+            replicas=servers * setup.replicas_per_server, interval_s=setup.interval_s, default_slo=setup.slo,
+            engine=setup.engine,
         ),
     )
     return res.requests
