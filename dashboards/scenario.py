@@ -469,6 +469,7 @@ class AutoscaleSpec:
         tick_s: control tick.
         static_reference: also replay the static fleet sized for the peak.
         seed: cold-start draws.
+        engine: the engine profile replayed (``bare`` or ``vllm``: :mod:`planner.perf.engine_profile`).
     """
 
     model: str
@@ -483,6 +484,7 @@ class AutoscaleSpec:
     tick_s: float = 5.0
     static_reference: bool = True
     seed: int = 0
+    engine: str = "bare"
 
     def __post_init__(self) -> None:
         _check_slo(self.ttft_s, self.tpot_s)
@@ -508,7 +510,7 @@ def autoscale_job(
     Raises:
         InputError: unknown names, a layout that does not fit, or an SLO no replica can meet.
     """
-    from planner.autoscale.coldstart import DEFAULT_COLD_START, ColdStartDistribution
+    from planner.autoscale.coldstart import ColdStartShape, cold_start_for
     from planner.autoscale.compare import CompareConfig, compare_autoscalers
     from planner.autoscale.context import PolicyName
 
@@ -520,16 +522,12 @@ def autoscale_job(
             raise InputError(
                 f"unknown policy {p!r}", field="policies", expected=", ".join(n.value for n in PolicyName)
             ) from None
-    cold = (
-        DEFAULT_COLD_START
-        if spec.cold_start_median_s is None
-        else ColdStartDistribution(
-            math.log(spec.cold_start_median_s),
-            DEFAULT_COLD_START.sigma,
-            f"lognormal, median {spec.cold_start_median_s:g} s, sigma {DEFAULT_COLD_START.sigma:g}",
-        )
-    )
+    # the CLI's cold start (the fitted mixture, re-centred on a given median): one rule for both surfaces
+    cold = cold_start_for(ColdStartShape.MIXTURE, median_s=spec.cold_start_median_s)
+    cat = load_catalog()
+    prof, cal, gpu = engine_perf_inputs(spec.engine, cat.gpu(spec.gpu))
     cfg = CompareConfig(
+        engine=EngineConfig().with_profile(prof),
         slo=SLOTarget(ttft_s=spec.ttft_s, tpot_s=spec.tpot_s),
         cold_start=cold,
         min_replicas=spec.min_replicas,
@@ -538,8 +536,7 @@ def autoscale_job(
         seed=spec.seed,
         static_reference=spec.static_reference,
     )
-    cat = load_catalog()
-    perf = build_replica_perf(cat.model(spec.model), cat.gpu(spec.gpu), Parallelism(tp=spec.tp))
+    perf = build_replica_perf(cat.model(spec.model), gpu, Parallelism(tp=spec.tp), calibration=cal)
     report(None, "loading the trace")
     tr = source_trace(src, load_factor, seed)
     total = len(names) + (1 if spec.static_reference else 0)
@@ -570,6 +567,7 @@ class PowerSpec:
         pareto_step: server step of the Pareto curve.
         time_limit_s: CP-SAT time limit.
         seed: CP-SAT seed.
+        engine: the engine profile replayed (``bare`` or ``vllm``).
     """
 
     model: str
@@ -588,6 +586,7 @@ class PowerSpec:
     pareto_step: int = 1
     time_limit_s: float = 10.0
     seed: int = 0
+    engine: str = "bare"
 
     def __post_init__(self) -> None:
         _check_slo(self.ttft_s, self.tpot_s)
@@ -686,6 +685,7 @@ def power_job(
         base_w=spec.server_base_w,
         slo=SLOTarget(ttft_s=spec.ttft_s, tpot_s=spec.tpot_s),
         seeds=(spec.seed,),
+        engine=spec.engine,
     )
     report(None, "loading the trace")
     tr = source_trace(src, load_factor, seed)

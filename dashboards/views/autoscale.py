@@ -15,10 +15,17 @@ import streamlit as st
 from dashboards import cache, figures
 from dashboards.scenario import AutoscaleSpec, autoscale_job
 from dashboards.ui import Inputs, select_gpu
-from dashboards.views.common import computed, current_trace, remember_run, show_facts, show_figure
+from dashboards.views.common import (
+    computed,
+    current_trace,
+    engine_choice,
+    remember_run,
+    show_facts,
+    show_figure,
+)
 from dashboards.views.replay import TP_CHOICES
+from planner.autoscale.coldstart import FITTED_COLD_START, ColdStartShape, cold_start_for
 from planner.autoscale.compare import DEFAULT_POLICIES
-from planner.autoscale.context import DEFAULT_COLD_START
 
 POLICY_HELP = (
     "hpa: Kubernetes HPA on vLLM's running+waiting; keda: KEDA's Prometheus scaler (30 s polling, 300 s "
@@ -69,10 +76,11 @@ def render(inputs: Inputs) -> None:
         c5.number_input(
             "Median cold start, s",
             min_value=1.0,
-            value=round(DEFAULT_COLD_START.median_s, 1),
+            value=FITTED_MEDIAN_S,
             step=5.0,
             key="auto_cold",
-            help=f"Lognormal; default: {DEFAULT_COLD_START.source}.",
+            help=f"The fitted mixture ({FITTED_COLD_START.source}), the same as fleetwise "
+            "autoscale-compare's; another median rescales it.",
         )
     )
     tick = float(c6.selectbox("Control tick", (5.0, 10.0, 15.0, 30.0), key="auto_tick", format_func=_secs))
@@ -92,10 +100,11 @@ def render(inputs: Inputs) -> None:
         tpot_s=inputs.tpot_s,
         min_replicas=lo,
         max_replicas=hi,
-        cold_start_median_s=None if abs(cold - round(DEFAULT_COLD_START.median_s, 1)) < 1e-9 else cold,
+        cold_start_median_s=None if abs(cold - FITTED_MEDIAN_S) < 1e-9 else cold,
         tick_s=tick,
         static_reference=bool(static),
         seed=inputs.seed,
+        engine=engine_choice("auto_engine", str(gpu)),
     )
     clicked = st.button("Run policies", type="primary", key="auto_run", icon=":material/play_arrow:")
     last = remember_run("auto_request", (src, inputs.load_factor, inputs.seed, spec), clicked)
@@ -104,7 +113,7 @@ def render(inputs: Inputs) -> None:
             "Press **Run policies** to replay the trace once per policy, each in the loop with cold starts "
             "(about 2 s per policy per 20,000 requests, after a one-off capacity calibration)."
         )
-        _cold_start_section(inputs.seed)
+        _cold_start_section(inputs.seed, spec.cold_start_median_s)
         return
     cmp = computed("auto_request", autoscale_job, last, label="Comparing autoscalers")
     if cmp is None:
@@ -131,16 +140,20 @@ def render(inputs: Inputs) -> None:
         "Violation minutes: minutes whose arrivals met the SLO less often than the floor; burst minutes: "
         "minutes with arrivals well above the median minute. Every policy sees the same cold-start draws."
     )
-    _cold_start_section(inputs.seed)
+    _cold_start_section(inputs.seed, spec.cold_start_median_s)
 
 
 def _secs(s: float) -> str:
     return f"{s:g} s"
 
 
-def _cold_start_section(seed: int) -> None:
+FITTED_MEDIAN_S = round(FITTED_COLD_START.quantile(0.5), 1)
+"""The median cold start of the fitted mixture, the page's default."""
+
+
+def _cold_start_section(seed: int, median_s: float | None) -> None:
     with st.expander("Cold-start distribution (shared by every policy)"):
-        cs = DEFAULT_COLD_START
+        cs = cold_start_for(ColdStartShape.MIXTURE, median_s=median_s)
         samples = cs.sample(np.random.default_rng(seed), 5000)
-        show_figure(figures.cold_start_figure(samples, median_s=cs.median_s), key="auto_coldstart")
-        st.caption(f"Lognormal(mu={cs.mu:.3f}, sigma={cs.sigma:.3f}); source: {cs.source}.")
+        show_figure(figures.cold_start_figure(samples, median_s=cs.quantile(0.5)), key="auto_coldstart")
+        st.caption(f"Source: {cs.source}.")

@@ -148,3 +148,17 @@ def computed(request_key: str, fn: Callable[..., R], args: tuple[Any, ...], *, l
     slot.empty()
     store.put(key, result)
     return result
+
+
+def engine_choice(key: str, gpu: str) -> str:
+    """The engine-profile radio every page that replays shows, with the line saying where its numbers
+    come from (the same line the CLI prints)."""
+    from dashboards.scenario import engine_line
+    from planner.perf.engine_profile import ENGINES
+
+    engine = str(st.radio(
+        "Engine model", sorted(ENGINES), horizontal=True, key=key,
+        help="bare: the profiler's layer stack; vllm: fitted on vLLM 0.26 under Azure load "
+        "(fleetwise bench replay --validate --engine vllm shows its held-out errors)"))
+    st.caption(engine_line(engine, gpu))
+    return engine

@@ -10,6 +10,7 @@ from dashboards.ui import Inputs, gpu_names
 from dashboards.views.common import (
     computed,
     current_trace,
+    engine_choice,
     remember_run,
     show_facts,
     show_figure,
@@ -42,12 +43,11 @@ def render(inputs: Inputs) -> None:
         key="plan_window",
         format_func=lambda s: f"{s / 60:g} min",
     )
-    engine = st.radio("Engine model", ("bare", "vllm"), horizontal=True, key="plan_engine",
-                      help="the engine profile candidates are scored and the plan verified with")
+    engine = engine_choice("plan_engine", gpus[0] if gpus else names[0])
     if not gpus:
         st.warning("Select at least one GPU type.")
         return
-    from planner.cli.plan_cmd import parse_inventory
+    from planner.plan.inventory import parse_inventory
 
     items = [x.strip() for x in inventory_text.split(",") if x.strip()]
     spec = PlanSpec(

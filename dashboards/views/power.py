@@ -15,7 +15,14 @@ import streamlit as st
 from dashboards import figures
 from dashboards.scenario import PowerOutcome, PowerSpec, power_job
 from dashboards.ui import Inputs, select_gpu
-from dashboards.views.common import computed, current_trace, remember_run, show_facts, show_figure
+from dashboards.views.common import (
+    computed,
+    current_trace,
+    engine_choice,
+    remember_run,
+    show_facts,
+    show_figure,
+)
 from dashboards.views.replay import TP_CHOICES
 from solvers.power.row import DEFAULT_BASE_W
 
@@ -131,6 +138,7 @@ def render(inputs: Inputs) -> None:
         tpot_s=inputs.tpot_s,
         time_limit_s=limit,
         seed=inputs.seed,
+        engine=engine_choice("power_engine", str(gpu)),
     )
     clicked = st.button("Run power study", type="primary", key="power_run", icon=":material/play_arrow:")
     last = remember_run("power_request", (src, inputs.load_factor, inputs.seed, spec), clicked)

@@ -7,13 +7,19 @@ from dataclasses import replace
 import streamlit as st
 
 from dashboards import figures, tables
-from dashboards.scenario import ReplaySpec, engine_line, replay_job
+from dashboards.scenario import ReplaySpec, replay_job
 from dashboards.ui import Inputs, gpu_names
-from dashboards.views.common import computed, current_trace, remember_run, show_facts, show_figure
+from dashboards.views.common import (
+    computed,
+    current_trace,
+    engine_choice,
+    remember_run,
+    show_facts,
+    show_figure,
+)
 from planner.sim import RouterName
 
 TP_CHOICES: tuple[int, ...] = (1, 2, 4, 8)
-ENGINES: tuple[str, ...] = ("bare", "vllm")
 
 
 def fleet_inputs(inputs: Inputs, *, prefix: str) -> ReplaySpec:
@@ -59,11 +65,7 @@ def render(inputs: Inputs) -> None:
         return
     src, tr = got
     spec = fleet_inputs(inputs, prefix="replay")
-    engine = st.radio("Engine model", ENGINES, horizontal=True, key="replay_engine",
-                      help="bare: the profiler's layer stack; vllm: fitted on vLLM 0.26 under Azure load "
-                      "(fleetwise bench replay --validate --engine vllm shows its held-out errors)")
-    spec = replace(spec, engine=str(engine))
-    st.caption(engine_line(spec.engine, spec.gpu))
+    spec = replace(spec, engine=engine_choice("replay_engine", spec.gpu))
     clicked = st.button("Run replay", type="primary", key="replay_run", icon=":material/play_arrow:")
     last = remember_run("replay_request", (src, inputs.load_factor, inputs.seed, spec), clicked)
     if last is None:

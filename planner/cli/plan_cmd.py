@@ -15,6 +15,7 @@ from rich.table import Table
 
 from planner.catalog import load_catalog
 from planner.plan import PlanReport, PlanRequest
+from planner.plan.inventory import parse_inventory
 from solvers.capacity import SLO, Disaggregation, PowerBasis, SolveParams
 from traces.errors import InputError
 
@@ -25,28 +26,6 @@ Example:
   fleetwise plan --trace conv.csv --model Llama-3.1-70B --gpus H100-SXM,H200-SXM --slo-tpot-ms 50 --json
   fleetwise plan --inventory H100-SXM=16 --power-budget-kw 12 --disaggregate on --window-s 900
 """
-
-
-def parse_inventory(items: list[str], known: set[str]) -> tuple[tuple[str, int], ...]:
-    """``NAME=COUNT`` items to ``((name, count), ...)``.
-
-    Raises:
-        InputError: malformed item, unknown GPU or negative count.
-
-    >>> parse_inventory(["H100-SXM=16"], {"H100-SXM"})
-    (('H100-SXM', 16),)
-    """
-    out: list[tuple[str, int]] = []
-    for item in items:
-        name, sep, count = item.partition("=")
-        if not sep or not count.strip().isdigit():
-            raise InputError(f"bad inventory item {item!r}", field="--inventory",
-                             expected="GPU=COUNT, e.g. H100-SXM=16")
-        if name.strip() not in known:
-            raise InputError(f"inventory names GPU {name.strip()!r}, which is not planned",
-                             field="--inventory", expected=f"one of {', '.join(sorted(known))}")
-        out.append((name.strip(), int(count)))
-    return tuple(out)
 
 
 def report_json(report: PlanReport, model: str) -> dict[str, object]:
