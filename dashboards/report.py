@@ -127,12 +127,15 @@ def plan_section(report: PlanReport, *, model: str) -> Section:
     )
 
 
-def replay_section(result: SimResult, *, title: str, ttft_s: float, tpot_s: float) -> Section:
-    """The Replay page as a report section (summary, SLO classes, CDFs, timelines)."""
+def replay_section(result: SimResult, *, title: str, ttft_s: float, tpot_s: float,
+                   engine: str = "") -> Section:
+    """The Replay page as a report section (summary, SLO classes, CDFs, timelines); ``engine``: the line
+    saying which engine model the numbers rest on (:func:`dashboards.scenario.engine_line`)."""
     named = {title: result}
     return Section(
         title=f"Replay: {title}",
         headline=tables.replay_headline(result),
+        text=engine,
         tables=(tables.replay_table(result), tables.class_table(result)),
         figures=(
             figures.latency_cdf_figure(named, metric="ttft_s", slo_s=ttft_s),

@@ -57,6 +57,9 @@ def report(
     slo_tpot_ms: Annotated[float, typer.Option(help="TPOT p99 target, ms")] = 100.0,
     seed: Annotated[int, typer.Option(help="seed of load scaling and routing")] = 0,
     title: Annotated[str | None, typer.Option(help="report title")] = None,
+    engine: Annotated[str, typer.Option(
+        help="engine profile scored, verified and replayed: bare (the profiler's layer stack) or vllm "
+             "(fitted on vLLM 0.26; fleetwise bench replay --validate --engine vllm)")] = "bare",
 ) -> int:
     """Build the report and write it to ``out``."""
     from dashboards import report as rp
@@ -83,7 +86,8 @@ def report(
         )
         with console.status("scoring candidates, solving, verifying by replay..."):
             plan = sc.run_plan(
-                tr, sc.PlanSpec(model=model, gpus=names, ttft_p99_s=ttft_s, tpot_p99_s=tpot_s, seed=seed)
+                tr, sc.PlanSpec(model=model, gpus=names, ttft_p99_s=ttft_s, tpot_p99_s=tpot_s, seed=seed,
+                                engine=engine)
             )
         sections.append(rp.plan_section(plan, model=model))
         fleet = sc.planned_fleet(plan)
@@ -101,6 +105,7 @@ def report(
                 seed=seed,
                 max_num_seqs=seqs,
                 max_batched_tokens=tokens,
+                engine=engine,
             )
         heading = f"{model} plan" if title is None else title
     else:
@@ -113,6 +118,7 @@ def report(
             ttft_s=ttft_s,
             tpot_s=tpot_s,
             seed=seed,
+            engine=engine,
         )
         heading = f"{model} on {gpu} TP{tp} x{replicas}" if title is None else title
     if spec is not None:
@@ -120,7 +126,8 @@ def report(
             result = sc.run_replay(tr, spec)
         name = f"{spec.gpu} TP{spec.tp} x{spec.replicas}"
         sec_title = f"the plan's main configuration at peak, {name}" if kind is ReportKind.PLAN else name
-        sections.append(rp.replay_section(result, title=sec_title, ttft_s=ttft_s, tpot_s=tpot_s))
+        sections.append(rp.replay_section(result, title=sec_title, ttft_s=ttft_s, tpot_s=tpot_s,
+                                          engine=sc.engine_line(spec.engine, spec.gpu)))
     html = rp.render_report(f"fleetwise report: {heading}", sections, generated=datetime.now(UTC))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(html, encoding="utf-8")

@@ -33,6 +33,15 @@ def test_replay_report_is_self_contained(tmp_path: Path) -> None:
     assert html.count('class="plotly-graph-div"') == 5  # rate, lengths, two CDFs, timelines
     assert not re.search(r"<script[^>]+src=", html)  # plotly.js inline, nothing fetched
     assert "Plotly.newPlot" in html and len(html) > 3_000_000
+    assert "engine: bare step model" in html  # which engine model the numbers rest on
+
+
+def test_replay_report_with_the_vllm_engine_says_so(tmp_path: Path) -> None:
+    out = tmp_path / "v.html"
+    res = CliRunner().invoke(_app(), ["report", "--out", str(out), "--kind", "replay", "--replicas", "2",
+                                      "--engine", "vllm"])
+    assert res.exit_code == 0, res.output
+    assert "engine: vllm 0.26.0 profile" in out.read_text()
 
 
 def test_plan_report_has_the_plan_and_its_replay(tmp_path: Path) -> None:
