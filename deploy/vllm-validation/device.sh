@@ -2,7 +2,7 @@
 # On the GPU host (device tool), from the repo root. Steps, one device call each, back to back:
 #   device.sh recv          move the carried .devcarry/part.* to /tmp/vparts (repeat per part)
 #   device.sh install       unpack vLLM and its wheels into /tmp/site, check the import
-#   device.sh launch PLAN   start PLAN (a file of lines "NAME ARGS...") as a detached job writing /tmp/vr
+#   device.sh launch PLAN   start PLAN (a file of lines "NAME ARGS..."; auto: by GPU) as a detached job writing /tmp/vr
 #   device.sh wait SECONDS  wait for the job (or SECONDS), print its log, pack /tmp/vr into $OUT
 set -uo pipefail
 cmd=${1:-}; shift || true
@@ -22,7 +22,14 @@ PY
   python3 -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__, torch.cuda.get_device_name(0))"
   nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm --format=csv ;;
 launch)
-  plan=$1; mkdir -p /tmp/vr; cp "$plan" /tmp/vr/plan.txt; cp -r planner /tmp/vr/planner
+  plan=$1
+  if [ "$plan" = auto ]; then  # the plan for the GPU that came (a call may get an H100 or an H200)
+    case "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" in
+      *H200*) plan=planner/profile/vllm_plans/h200.txt ;;
+      *) plan=planner/profile/vllm_plans/h100-models.txt ;;
+    esac
+  fi
+  echo "plan: $plan"; mkdir -p /tmp/vr; cp "$plan" /tmp/vr/plan.txt; cp -r planner /tmp/vr/planner
   cat > /tmp/vr/job.sh <<'JOB'
 cd /tmp/vr
 while read -r name args; do
