@@ -34,8 +34,8 @@ from planner.autoscale.hpa import HPAParams, MetricTarget, VllmMetric, hpa
 from planner.autoscale.keda import KEDAParams, keda
 from planner.autoscale.loop import LoopConfig, LoopResult, run_policy, static_policy, summarize
 from planner.autoscale.ray_serve import RayServeParams, ray_serve
-from planner.autoscale.types import PolicyFn
 from planner.autoscale.wva import WVAParams, wva
+from planner.contracts.scaling import PolicyFn
 from planner.perf.api import ReplicaPerf
 from planner.sim.config import EngineConfig, SLOTarget
 from solvers.scaling.capacity import CapacityTable, ReplicaCapacity, capacity_table, replica_capacity

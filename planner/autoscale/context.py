@@ -28,8 +28,8 @@ from planner.autoscale.dynamo import dynamo_sla
 from planner.autoscale.hpa import hpa
 from planner.autoscale.keda import keda
 from planner.autoscale.ray_serve import ray_serve
-from planner.autoscale.types import PolicyFn, ScalingContext, ScalingDecision, own_state
 from planner.autoscale.wva import wva
+from planner.contracts.scaling import PolicyFn, ScalingContext, ScalingDecision, own_state
 from solvers.scaling.policy import mpc
 
 

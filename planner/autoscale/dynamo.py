@@ -32,7 +32,7 @@ from enum import StrEnum
 import numpy as np
 
 from planner.autoscale.arima import arima_forecast
-from planner.autoscale.types import ScalingContext, ScalingDecision, clamp, is_ready, own_state
+from planner.contracts.scaling import ScalingContext, ScalingDecision, clamp, is_ready, own_state
 
 
 class Predictor(StrEnum):

@@ -18,7 +18,7 @@ live):
 >>> import numpy as np
 >>> need = np.array([1.0, 1.0, 6.0, 1.0, 1.0, 1.0])
 >>> from dataclasses import replace
->>> from planner.autoscale.types import ScalingContext
+>>> from planner.contracts.scaling import ScalingContext
 >>> ctx = ScalingContext(now_s=0.0, replicas=1, running=(0,), waiting=(0,), kv_cache_usage_perc=(0.0,))
 >>> p = hindsight_params(need, bin_s=10.0, lookahead_s=20.0, smooth_bins=1)
 >>> hindsight(ctx, params=p).desired_replicas, hindsight(replace(ctx, now_s=30.0), params=p).desired_replicas
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.autoscale.types import ScalingContext, ScalingDecision, clamp
+from planner.contracts.scaling import ScalingContext, ScalingDecision, clamp
 from solvers.scaling.capacity import CapacityTable
 from traces.errors import InputError
 from traces.schema import RequestTrace

@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from planner.autoscale.types import ScalingContext, ScalingDecision, is_ready, is_scraped, own_state
+from planner.contracts.scaling import ScalingContext, ScalingDecision, is_ready, is_scraped, own_state
 
 MAX_PERIOD_S = 1800.0
 """``periodSeconds`` may not exceed 30 minutes (API validation)."""

@@ -38,7 +38,7 @@ from planner.autoscale.hpa import (
     reconcile,
     sync_due,
 )
-from planner.autoscale.types import ScalingContext, ScalingDecision, is_scraped, own_state
+from planner.contracts.scaling import ScalingContext, ScalingDecision, is_scraped, own_state
 
 
 class PromQuery(StrEnum):

@@ -4,7 +4,7 @@
 
 1. advances the engine (:mod:`planner.autoscale.engine`) to the tick, routing arrivals on the way;
 2. marks starting replicas whose cold start is over as ready, and hands them the gateway's queue;
-3. builds the :class:`~planner.autoscale.types.ScalingContext` a live exporter would build from vLLM's
+3. builds the :class:`~planner.contracts.scaling.ScalingContext` a live exporter would build from vLLM's
    metrics (gauges per replica, cumulative counters and histograms), calls the policy, and applies the
    decision: new replicas start with a cold start drawn from the seeded distribution (the k-th start of
    every policy gets the same draw, so policies are compared on the same luck); removed replicas are
@@ -29,7 +29,7 @@ import polars as pl
 
 from planner.autoscale import engine as E  # noqa: N812 (field constants read as E.PI_*)
 from planner.autoscale.coldstart import FITTED_COLD_START, ColdStart
-from planner.autoscale.types import PolicyFn, ScalingContext
+from planner.contracts.scaling import PolicyFn, ScalingContext
 from planner.perf.api import ReplicaPerf
 from planner.sim.config import EngineConfig, SLOTarget
 from traces.errors import InputError
@@ -361,7 +361,7 @@ def summarize(name: str, requests: pl.DataFrame, timeline: pl.DataFrame, *, gpu_
 
 def static_policy(replicas: int) -> PolicyFn:
     """A fixed fleet, as a policy (the reference every autoscaler is measured against)."""
-    from planner.autoscale.types import ScalingDecision
+    from planner.contracts.scaling import ScalingDecision
 
     def decide(ctx: ScalingContext) -> ScalingDecision[None]:
         return ScalingDecision(replicas, None)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from planner.autoscale.types import (
+from planner.contracts.scaling import (
     ScalingContext,
     ScalingDecision,
     clamp,

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.autoscale.types import ScalingContext, ScalingDecision, clamp, is_ready, is_scraped, own_state
+from planner.contracts.scaling import ScalingContext, ScalingDecision, clamp, is_ready, is_scraped, own_state
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from pydantic import (
 )
 
 from planner.autoscale.context import POLICIES, PolicyName
-from planner.autoscale.types import PolicyFn
+from planner.contracts.scaling import PolicyFn
 from traces.errors import InputError
 
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")

@@ -5,7 +5,7 @@ The core is one pure function per pool and tick::
     step(state, reading, now_s, *, pool, stale_after_s) -> (state, decision)
 
 It calls the SAME policy function as the simulator (``POLICIES[name]`` bound to the pool's parameters in
-:mod:`planner.live.config`), on the same :class:`~planner.autoscale.types.ScalingContext`, then applies the
+:mod:`planner.live.config`), on the same :class:`~planner.contracts.scaling.ScalingContext`, then applies the
 guards a live cluster needs and a simulator does not:
 
 1. **input checks**: a read that is missing (Prometheus unreachable, no series while replicas should
@@ -35,7 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from planner.autoscale.types import ScalingContext
+from planner.contracts.scaling import ScalingContext
 from planner.live.config import LiveConfig, PoolSpec
 from planner.live.exporter import Count, Current, Desired, PoolValue, Snapshot, SnapshotHolder, Solve
 from planner.live.promql import PoolReading, PromClient, PromQueryError, read_pool

@@ -1,4 +1,4 @@
-"""POLCA-style tiered clock locking as a pure :data:`~planner.power.contract.CappingPolicy`.
+"""POLCA-style tiered clock locking as a pure :data:`~planner.contracts.power.CappingPolicy`.
 
 The policy follows area A2 of the design notes (POLCA, Patel et al., arXiv 2308.12908): row power is
 compared with fractions of the row budget ``B`` at every telemetry tick, and the cheapest lever acts
@@ -34,7 +34,7 @@ from dataclasses import dataclass, replace
 from enum import IntEnum, StrEnum
 from functools import partial
 
-from planner.power.contract import CapDecision, CappingPolicy, PowerContext, no_capping
+from planner.contracts.power import CapDecision, CappingPolicy, PowerContext, no_capping
 from traces.errors import InputError
 
 HP = "hp"

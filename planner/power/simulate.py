@@ -2,7 +2,7 @@
 
 This is the row-level POLCA experiment on recorded or replayed power: every ``telemetry_period_s`` the row
 power *as it would have been* under the clocks then in force is averaged over the period, the policy is
-called with a :class:`~planner.power.contract.PowerContext`, and its clock locks take effect
+called with a :class:`~planner.contracts.power.PowerContext`, and its clock locks take effect
 ``actuation_latency_s`` later (the brake ``brake_latency_s`` later). A locked server's GPU power is the
 timeline's unlocked power passed through :meth:`~planner.power.timeline.ClockModel.locked_gpu_w`.
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from planner.power.contract import CappingPolicy, PowerContext
+from planner.contracts.power import CappingPolicy, PowerContext
 from planner.power.policy import HP, LP, PolcaParams, make_polca
 from planner.power.timeline import ClockModel, PowerTimeline
 from traces.errors import InputError
@@ -97,7 +97,7 @@ def run_policy(
         base_w: non-GPU power of one server (constant; clock locks do not change it).
         params: telemetry period and latencies (and the POLCA knobs when ``policy`` is None).
         clock_model: power and slowdown of a locked server.
-        policy: any :data:`~planner.power.contract.CappingPolicy`.
+        policy: any :data:`~planner.contracts.power.CappingPolicy`.
 
     Returns:
         The :class:`PolicyRun`.

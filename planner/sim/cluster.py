@@ -370,7 +370,7 @@ def replay_cluster(trace: RequestTrace, pools: Sequence[Pool], *, config: Cluste
 
 
 def _power_types() -> tuple[Any, Any]:
-    from planner.power.contract import CapDecision, PowerContext
+    from planner.contracts.power import CapDecision, PowerContext
 
     return PowerContext, CapDecision
 
@@ -600,7 +600,7 @@ def _server_power(runs: Sequence[_PoolRun], power: PowerConfig, t: float, period
 
 
 def _autoscale_tick(r: _PoolRun, t: float, inst_counter: list[int]) -> None:
-    from planner.autoscale.types import ScalingContext
+    from planner.contracts.scaling import ScalingContext
 
     auto = r.pool.config.autoscale
     assert auto is not None

@@ -17,8 +17,8 @@ from planner.sim.coldstart import DEFAULT_COLD_START_MIXTURE, ColdStartSampler
 from traces.errors import InputError
 
 if TYPE_CHECKING:
+    from planner.contracts.power import CappingPolicy
     from planner.perf.engine_profile import EngineProfile
-    from planner.power.contract import CappingPolicy
 
 
 class RouterName(StrEnum):

@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from planner.power.contract import CapDecision, CappingPolicy, PowerContext
+from planner.contracts.power import CapDecision, CappingPolicy, PowerContext
 from planner.power.latency import TierLatency
 from planner.power.policy import HP, LP, CapLevel, PolcaParams, PolcaState, make_polca
 from planner.sim import EngineConfig, SimConfig, SLOTarget, replay

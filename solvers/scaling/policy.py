@@ -13,7 +13,7 @@ Every ``interval_s`` the policy:
    (:func:`demand_levels`);
 4. solves :mod:`solvers.scaling.mpc` for starts and stops and applies the first step's.
 
-It sees only the :class:`~planner.autoscale.types.ScalingContext`, so it runs unchanged on live metrics.
+It sees only the :class:`~planner.contracts.scaling.ScalingContext`, so it runs unchanged on live metrics.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from planner.autoscale.types import ScalingContext, ScalingDecision, clamp, is_ready, own_state
+from planner.contracts.scaling import ScalingContext, ScalingDecision, clamp, is_ready, own_state
 from solvers.scaling.capacity import CapacityTable
 from solvers.scaling.forecast import forecast_rate, peak_forecast
 from solvers.scaling.mpc import ScalingPlan, ScalingProblem, SolveParams, solve

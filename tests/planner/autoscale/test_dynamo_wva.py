@@ -9,8 +9,8 @@ import pytest
 
 from planner.autoscale.arima import arima_forecast, best_fit
 from planner.autoscale.dynamo import DynamoParams, DynamoProfile, DynamoState, Predictor, dynamo_sla
-from planner.autoscale.types import ScalingContext
 from planner.autoscale.wva import WVAParams, wva
+from planner.contracts.scaling import ScalingContext
 
 PROFILE = DynamoProfile(
     prefill_isl=(100.0, 10_000.0), prefill_ttft_s=(0.1, 1.0), prefill_thpt_per_gpu=(1000.0, 10_000.0),

@@ -15,7 +15,7 @@ from planner.autoscale.coldstart import ColdStartDistribution
 from planner.autoscale.compare import CompareConfig, Simulator, compare_autoscalers, verdict
 from planner.autoscale.context import PolicyName
 from planner.autoscale.hindsight import hindsight, hindsight_params, need_gpu_hours, need_series
-from planner.autoscale.types import ScalingContext
+from planner.contracts.scaling import ScalingContext
 from planner.sim.config import EngineConfig, SLOTarget
 from solvers.scaling.capacity import CapacityTable, capacity_table
 from tests.planner.autoscale.test_compare import perf8

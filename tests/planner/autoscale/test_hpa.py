@@ -20,7 +20,7 @@ from planner.autoscale.hpa import (
     pods_metric_replicas,
     replicas_for_metrics,
 )
-from planner.autoscale.types import ScalingContext
+from planner.contracts.scaling import ScalingContext
 
 P = HPAParams(metrics=(MetricTarget(VllmMetric.IN_SYSTEM, 10.0),), min_replicas=1, max_replicas=50)
 

@@ -6,7 +6,7 @@ import pytest
 
 from planner.autoscale.keda import KEDAParams, KEDAState, keda
 from planner.autoscale.ray_serve import RayServeParams, desired_replicas, ray_serve
-from planner.autoscale.types import ScalingContext
+from planner.contracts.scaling import ScalingContext
 
 
 def c(t: float, loads: list[int], state: object | None, *, gateway: int = 0,

@@ -11,7 +11,7 @@ import pytest
 
 from planner.autoscale.coldstart import ColdStartDistribution
 from planner.autoscale.loop import LoopConfig, run_policy, static_policy
-from planner.autoscale.types import ScalingContext, ScalingDecision
+from planner.contracts.scaling import ScalingContext, ScalingDecision
 from planner.perf.api import ReplicaPerf
 from planner.sim import SimConfig, SLOTarget, replay
 from planner.sim.testing import LinearPerf

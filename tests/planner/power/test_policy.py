@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from planner.power.contract import CapDecision, PowerContext
+from planner.contracts.power import CapDecision, PowerContext
 from planner.power.policy import POLICIES, CapLevel, PolcaParams, PolcaState, PolicyName, make_polca
 from traces.errors import InputError
 

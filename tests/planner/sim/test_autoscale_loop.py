@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from planner.autoscale.types import ScalingContext, ScalingDecision
+from planner.contracts.scaling import ScalingContext, ScalingDecision
 from planner.sim import SimConfig, replay
 from planner.sim.config import AutoscaleConfig
 from planner.sim.testing import LinearPerf, make_trace

@@ -8,8 +8,8 @@ import pytest
 
 from planner.catalog import load_catalog
 from planner.catalog.schema import GPUSpec
+from planner.contracts.power import CapDecision, PowerContext, no_capping
 from planner.perf import build_replica_perf
-from planner.power.contract import CapDecision, PowerContext, no_capping
 from planner.sim import SimConfig, replay
 from planner.sim.config import PowerConfig
 from planner.sim.synth import azure_conv_like

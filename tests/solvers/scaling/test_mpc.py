@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.autoscale.types import ScalingContext
+from planner.contracts.scaling import ScalingContext
 from solvers.scaling.forecast import excess_quantiles, forecast_rate, peak_forecast
 from solvers.scaling.mpc import ScalingProblem, SolveParams, evaluate, greedy_plan, solve
 from solvers.scaling.policy import MPCParams, MPCState, bin_need, mpc, record
