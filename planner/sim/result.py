@@ -346,19 +346,23 @@ def _handover(t: np.ndarray, replica: np.ndarray, ts: np.ndarray, config: SimCon
 def _replica_power(ts: np.ndarray, span: np.ndarray, perf: ReplicaPerf, idle_w: float) -> np.ndarray:
     """Average watts per GPU for each (interval, replica).
 
-    Why from per-interval averages: the perf contract gives power only as a vectorised Python method,
-    not inside the numba loop; each interval's busy time is charged at the power of its average step
-    composition and the idle remainder at ``idle_w``.
+    Why from per-interval averages: the loop keeps only per-interval sums (power in the loop is for
+    capping). Each interval's steps are charged the *energy* of its average step composition above idle
+    (the dynamic terms are linear in FLOPs, bytes and steps, which average exactly) and the whole
+    interval ``idle_w``. Charging the average step's *power* over the interval's busy time instead
+    read high wherever a few prompt steps mix with many decode steps (a short average step at high
+    power times the long real busy time): +5 to +11 % energy per token against vLLM on the H100.
     """
     steps = ts[:, :, E.T_STEPS]
     safe = np.maximum(steps, 1e-12)
-    busy = ts[:, :, E.T_BUSY]
-    p_busy = np.asarray(perf.step_power_w(ts[:, :, E.T_PREFILL] / safe, ts[:, :, E.T_PAIRS] / safe,
-                                          ts[:, :, E.T_DECODE] / safe, ts[:, :, E.T_DKV] / safe),
-                        dtype=np.float64)
-    p_busy = np.broadcast_to(p_busy, steps.shape)
-    busy = np.minimum(busy, span[:, None])
-    energy = np.where(steps > 0, busy * p_busy, 0.0) + (span[:, None] - busy) * idle_w
+    comp = (ts[:, :, E.T_PREFILL] / safe, ts[:, :, E.T_PAIRS] / safe, ts[:, :, E.T_DECODE] / safe,
+            ts[:, :, E.T_DKV] / safe)
+    p_step = np.broadcast_to(np.asarray(perf.step_power_w(*comp), dtype=np.float64), steps.shape)
+    t_step = np.broadcast_to(np.asarray(perf.step_time_s(*comp), dtype=np.float64), steps.shape)
+    p_floor = float(np.asarray(perf.step_power_w(0.0, 0.0, 0.0, 0.0)))  # the model's idle term
+    dynamic = np.where(steps > 0, steps * t_step * np.maximum(p_step - p_floor, 0.0), 0.0)
+    busy = np.minimum(ts[:, :, E.T_BUSY], span[:, None])
+    energy = dynamic + busy * p_floor + (span[:, None] - busy) * idle_w
     out: np.ndarray = energy / span[:, None]
     return out
 
