@@ -8,8 +8,8 @@ schedules one step ahead (async scheduling), so on an H100 its decode steps take
 after the step that made it. A bare torch layer stack (the profiler's ``steps.parquet``) pays about
 2 ms of launch and Python time per step and hands tokens over at once.
 
-A profile holds four numbers and, where the engine's kernels were timed, its attention curves, all
-fitted from the engine's own measurements (:func:`planner.sim.engine_validate.fit_engine_profile`):
+A profile holds these, all fitted from the engine's own measurements
+(:func:`planner.sim.engine_validate.fit_engine_profile`):
 
 - ``step_s``: engine time per step (replaces the calibration's ``step_s``),
 - ``per_seq_s``: engine time per running sequence per step (replaces ``per_seq_s``),
@@ -19,7 +19,10 @@ fitted from the engine's own measurements (:func:`planner.sim.engine_validate.fi
 - ``attention``: the prefill and decode attention curves of the engine's kernels (replaces the
   calibration's, which were fitted on the profiler's own kernel),
 - ``gemm_bf16``: the GEMM curve at the clock the engine's GEMMs run at (the calibration's was fitted on
-  power-throttled profiler loops).
+  power-throttled profiler loops),
+- ``throttle_exp``: with that full-clock curve, how steps slow at the board's power limit,
+- ``power``: power coefficients refitted on the engine's NVML energy, and ``idle_w``,
+- ``async_scheduling``: whether the engine plans a step ahead (the replay's scheduler then does too).
 
 Shipped profiles: ``data/engines/<engine>/<GPU key>.json``. ``bare`` is not a file: it is the
 calibration as fitted on the profiler's layer stack, with no hand-over latency. A GPU without a profile
@@ -72,6 +75,8 @@ class EngineProfile:
             (:attr:`planner.perf.calibration.Calibration.throttle_exp`), fitted on the engine's steps.
         power: power coefficients refitted on the engine's steps and NVML energy
             (:func:`planner.sim.engine_validate.fit_engine_power`); None keeps the calibration's.
+        async_scheduling: the engine plans a step ahead (:attr:`planner.sim.config.EngineConfig.
+            async_scheduling`), as the measured run's resolved configuration says.
     """
 
     engine: str
@@ -88,6 +93,7 @@ class EngineProfile:
     idle_w: float | None = None
     throttle_exp: float = 0.0
     power: PowerCoeffs | None = None
+    async_scheduling: bool = False
 
     def apply(self, cal: Calibration) -> Calibration:
         """``cal`` with this engine's per-step terms (the GPU-kernel curves untouched)."""
@@ -218,6 +224,7 @@ def read_engine_profile(path: str | Path) -> EngineProfile:
             idle_w=None if doc.get("idle_w") is None else float(doc["idle_w"]),
             throttle_exp=float(doc.get("throttle_exp", 0.0)),
             power=None if doc.get("power") is None else PowerCoeffs(**doc["power"]),
+            async_scheduling=bool(doc.get("async_scheduling", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(

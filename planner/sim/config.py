@@ -75,6 +75,9 @@ class EngineConfig:
             an engine profile (:mod:`planner.perf.engine_profile`); 0 for the bare model.
         output_delay_steps: more hand-over latency, in the replica's current mean step time (the part
             of the lag that is a step of the engine's pipeline grows with the step).
+        async_scheduling: the engine plans each step while the previous one runs (vLLM's
+            ``--async-scheduling``, on by default in 0.26), so a request that arrives during a step
+            joins the step after the next, unless the engine is idle. Part of an engine profile.
     """
 
     max_batched_tokens: int = 8192
@@ -83,11 +86,14 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     output_delay_s: float = 0.0
     output_delay_steps: float = 0.0
+    async_scheduling: bool = False
 
     def with_profile(self, profile: EngineProfile) -> EngineConfig:
-        """This scheduler with ``profile``'s hand-over latency (where a profile reaches the engine)."""
+        """This scheduler with ``profile``'s hand-over latency and scheduling (where a profile reaches
+        the engine)."""
         return replace(self, output_delay_s=profile.output_delay_s,
-                       output_delay_steps=profile.output_delay_steps)
+                       output_delay_steps=profile.output_delay_steps,
+                       async_scheduling=profile.async_scheduling)
 
     def __post_init__(self) -> None:
         for name in ("max_batched_tokens", "max_num_seqs", "block_size"):

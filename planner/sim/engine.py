@@ -138,7 +138,8 @@ C_NROUTE = 11  # routable replicas: the first C_NROUTE entries of the route list
 C_POWER = 12  # power in the loop: step power from the power kernel into T_ENERGY
 C_METRICS = 13  # vLLM-style counters and histograms into the metrics vector
 C_PRELOAD = 14  # requests arrive with their prompt's KV already present (decode pool of a P/D split)
-N_CI = 15
+C_ASYNC = 15  # async scheduling: a request that arrives during a step joins the step after the next
+N_CI = 16
 
 # routers (codes; names in planner.sim.config.RouterName)
 ROUTER_ROUND_ROBIN = 0
@@ -626,8 +627,12 @@ def _used_blocks(pi, ci, r):  # type: ignore[no-untyped-def]  # pragma: no cover
 
 @nb.njit(cache=True)
 def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free,  # type: ignore[no-untyped-def]  # pragma: no cover
-              ph, ph_off, inp, out, lst, hist, scratch, r, t):
+              ph, ph_off, arr, inp, out, lst, hist, scratch, r, t, t_seen):
     """Plan the next step of replica ``r`` at boundary ``t`` and put it in flight (or go idle).
+
+    ``t_seen``: with async scheduling (``C_ASYNC``) the step starting at ``t`` was planned when the
+    previous one started, so requests that arrived after that (``arr >= t_seen``) wait for the step
+    after, unless nothing is running (an idle engine plans at once); ``inf`` sees every arrival.
 
     Order (decodes first, as vLLM's chunked prefill does): every decoding sequence takes one token;
     sequences in prefill take ``min(remaining, budget left)`` in admission order; then the queue is
@@ -670,8 +675,11 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
             pairs += n * (done + (n + 1) / 2.0)
     d = pi[r, P_D]
     dkv = float(pi[r, P_SUMBASE] + d * x)
+    lagging = pi[r, P_NRUN] > 0
     while pi[r, P_NWAIT] > 0 and pi[r, P_NRUN] < ci[C_MAXSEQ] and budget > 0:
         q = pi[r, P_HEAD]
+        if lagging and arr[q] >= t_seen:
+            break  # not yet seen by the scheduler that planned this step (FCFS: nor is anyone behind)
         target = rq[q, R_TARGET]
         # prefix-cache lookup: leading hash blocks present on this replica
         nh = 0
@@ -740,6 +748,8 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
     avail = pi[r, P_FREE] if pi[r, P_NWAIT] > 0 else pi[r, P_FREE] + pi[r, P_EVICT]
     k_safe = 1 + bs * (avail // d)
     k = min(k, k_safe)
+    if pi[r, P_NWAIT] > 0 and arr[pi[r, P_HEAD]] >= t_seen:
+        k = 1  # the queue's head becomes visible after this step
     k = max(k, 1)
     a = a_tab[pi[r, P_LVL], d]
     b = b_tab[pi[r, P_LVL], d]
@@ -966,8 +976,10 @@ def _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf
     while pi[r, P_MODE] != MODE_IDLE and pf[r, Q_BUSY_UNTIL] < t:
         ts = _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, out,
                      lst, hist, ts, dt, r, arr, mh, tb, ib)
+        t_seen = pf[r, Q_T0] if ci[C_ASYNC] != 0 else np.inf
         if _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
-                     ent_free, ph, ph_off, inp, out, lst, hist, scratch, r, pf[r, Q_BUSY_UNTIL]):
+                     ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, r, pf[r, Q_BUSY_UNTIL],
+                     t_seen):
             _set_step_time(kernel, kparams, pi, pf, r)
         if ci[C_POWER] != 0:
             _set_power(pkernel, pparams, pi, pf, r)
@@ -1015,7 +1027,8 @@ def run_arrivals(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq
         mode = pi[r, P_MODE]
         if mode == MODE_IDLE:
             if _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
-                         ent_free, ph, ph_off, inp, out, lst, hist, scratch, r, max(t, pf[r, Q_NOW])):
+                         ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, r, max(t, pf[r, Q_NOW]),
+                         np.inf):
                 _set_step_time(kernel, kparams, pi, pf, r)
             if power:
                 _set_power(pkernel, pparams, pi, pf, r)

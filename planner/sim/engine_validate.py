@@ -97,7 +97,13 @@ class Dataset:
             enable_prefix_caching=False,
             output_delay_s=output_delay_s,
             output_delay_steps=output_delay_steps,
+            async_scheduling=self.async_scheduling,
         )
+
+    @property
+    def async_scheduling(self) -> bool:
+        """Whether the measured engine planned a step ahead (its resolved configuration)."""
+        return bool(self.meta.get("resolved", {}).get("scheduler.async_scheduling", False))
 
     @property
     def kv_tokens(self) -> int:
@@ -407,16 +413,17 @@ def fit_engine_profile(
     gpu: GPUSpec,
     engine: str = "vllm",
     calibration: Calibration | None = None,
-    attention_phases: tuple[str, ...] = (),
+    attention_phases: tuple[str, ...] = ("prefill",),
 ) -> EngineProfile:
-    """Fit ``step_s``, ``per_seq_s`` and ``output_delay_s`` on the fit levels of ``ds`` (module doc).
+    """Fit the engine's per-step terms, power, throttling and hand-over on the fit levels of ``ds``
+    (module doc).
 
     ``attention_phases``: attention curves refitted on the engine kernel's op-level timings where they
-    were measured beside the run (``../../kernels/attention.parquet``). None by default, as measured on
-    the H100 (held-out code at 0.6 load, TTFT p50): the profiled curves -10 %; FA3 decode -14 %; FA3
-    prefill and decode -19 % (the prefill timings read contiguous keys and write no cache, unlike the
-    engine). The FA3 decode curve reaches the HBM roofline fraction, which is what should carry to the
-    H200; that needs a measured H200 run to confirm.
+    were measured beside the run (``../../kernels/attention.parquet``). Prefill by default: FA3 is what
+    vLLM runs on Hopper, and the profiled kernel takes 1.4-1.9x its time on 2k-16k-token prompts, which
+    made the code trace's long prompts slow (held-out code at 0.6 load, TTFT p50 +20 % with the profiled
+    curve, +11 % with FA3's). The FA3 decode curve is not used: its ungraphed timings at small batch
+    measure the host, and with it held-out TPOT on code at 0.6 read +18 %.
     """
     cal = calibration if calibration is not None else resolve_calibration(gpu)
     attention = None
@@ -503,6 +510,7 @@ def fit_engine_profile(
         gemm_bf16=gemm,
         throttle_exp=throttle_exp,
         power=power,
+        async_scheduling=ds.async_scheduling,
     )
 
 
@@ -535,7 +543,7 @@ def check(
         for lv in sorted(ds.levels):
             g = ds.levels[lv]
             sel, m = _measured(ds, lv, g)
-            eng = ds.engine(profile.output_delay_s, profile.output_delay_steps)
+            eng = ds.engine().with_profile(profile)
             _, _, p = _predicted(g, sel, perf, eng, gpu)
             rows.append(
                 LevelResult(

@@ -111,6 +111,7 @@ class ShardEngine:
         ci[E.C_POWER] = 1 if power else 0
         ci[E.C_METRICS] = 1 if metrics else 0
         ci[E.C_PRELOAD] = 1 if preload else 0
+        ci[E.C_ASYNC] = 1 if eng.async_scheduling else 0
         self.ci = ci
         pi = np.zeros((slots, E.N_PI), dtype=np.int64)
         pi[:, E.P_HEAD] = -1
