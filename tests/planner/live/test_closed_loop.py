@@ -23,7 +23,8 @@ import pytest
 from planner.autoscale.coldstart import ColdStartDistribution
 from planner.catalog import load_catalog
 from planner.live.promql import PromClient
-from planner.live.simfleet import (
+from planner.perf import build_replica_perf
+from tests.support.simfleet import (
     FleetConfig,
     SimFleet,
     Workload,
@@ -32,7 +33,6 @@ from planner.live.simfleet import (
     fleet_registry,
     serve_text,
 )
-from planner.perf import build_replica_perf
 
 SPEED = 15.0  # simulated seconds per wall second
 LOW, HIGH = 15.0, 45.0  # requests/s

@@ -16,8 +16,8 @@ from planner.cli.main import main
 from planner.live.config import parse_config
 from planner.live.controller import PoolState, step
 from planner.live.promql import KV_NAMES, PromClient, PromQueryError, read_pool, selector_text
-from planner.live.simfleet import FleetConfig, SimFleet, Workload, fleet_registry, serve_text
 from planner.perf import build_replica_perf
+from tests.support.simfleet import FleetConfig, SimFleet, Workload, fleet_registry, serve_text
 
 
 def _fleet(model: str, legacy: bool) -> SimFleet:

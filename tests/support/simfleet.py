@@ -1,4 +1,4 @@
-"""A simulated vLLM fleet behind a real ``/metrics`` endpoint, for closed-loop tests and demos.
+"""Test support (not shipped): a simulated vLLM fleet behind a real ``/metrics`` endpoint.
 
 The fleet is the closed-loop replay's engine (:mod:`planner.autoscale.engine`, the same numba kernels and
 the same replica life cycle as :mod:`planner.autoscale.loop`: cold starts drawn from a seeded
