@@ -54,6 +54,7 @@ class _Req:
     first: float = math.nan
     finish: float = math.nan
     sched: float = math.nan
+    arr: float = 0.0
 
 
 @dataclass
@@ -92,6 +93,7 @@ class _Engine:
         self.hbt = setup.hash_block_tokens
         self.hb = self.hbt // self.bs
         self.prefix = False
+        self.async_scheduling = eng.async_scheduling
         self.reps = [_Replica(free=setup.blocks) for _ in range(nrep)]
 
     # --- blocks -------------------------------------------------------------------------------------
@@ -148,7 +150,9 @@ class _Engine:
         q.chunk = 0
         p.waiting.appendleft(q)
 
-    def schedule(self, p: _Replica, t: float) -> None:
+    def schedule(self, p: _Replica, t: float, t_seen: float = math.inf) -> None:
+        """Plan the step starting at ``t``; with async scheduling, requests that arrived at or after
+        ``t_seen`` (the previous step's start) wait for the next one while anything runs."""
         while True:  # decodes first, then prefill chunks in admission order; preempt the newest if short
             decoding = [q for q in p.running if q.decoding]
             prefilling = [q for q in p.running if not q.decoding]
@@ -170,8 +174,11 @@ class _Engine:
         pairs = sum(q.chunk * (q.done + (q.chunk + 1) / 2.0) for q in prefilling)
         d = len(decoding)
         dkv = float(sum(q.inp + q.gen for q in decoding))
+        lagging = bool(p.running)
         while p.waiting and len(p.running) < self.maxseq and budget > 0:
             q = p.waiting[0]
+            if lagging and q.arr >= t_seen:
+                break
             hits: list[_Entry] = []
             if self.prefix:
                 lim = min(len(q.hashes), (q.target - 1) // self.hbt + 1, q.inp // self.hbt)
@@ -266,7 +273,7 @@ def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> S
         for p in eng.reps:
             while p.busy_until < t:
                 eng.commit(p)
-                eng.schedule(p, p.busy_until)
+                eng.schedule(p, p.busy_until, p.t0 if eng.async_scheduling else math.inf)
         router = config.router
         if nrep == 1:
             r = 0
@@ -294,6 +301,7 @@ def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> S
             rejected[q.i] = True
             continue
         q.target = q.inp
+        q.arr = t
         p = eng.reps[r]
         p.waiting.append(q)
         if p.busy_until == math.inf:
@@ -301,7 +309,7 @@ def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> S
     for p in eng.reps:
         while p.busy_until < math.inf:
             eng.commit(p)
-            eng.schedule(p, p.busy_until)
+            eng.schedule(p, p.busy_until, p.t0 if eng.async_scheduling else math.inf)
     n = len(reqs)
     rq = np.zeros((n, E.N_RQ), dtype=np.int64)
     rf = np.full((n, E.N_RF), np.nan)

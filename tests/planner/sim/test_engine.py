@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,14 +25,17 @@ def _both(trace, perf, cfg) -> tuple[ShardOutput, ShardOutput, np.ndarray]:  # t
 
 
 @pytest.mark.parametrize("router", EXACT_ROUTERS, ids=str)
-@pytest.mark.parametrize(("kv_tokens", "prefix", "max_seqs"),
-                         [(200_000, False, 256), (20_000, False, 64), (30_000, True, 32), (8_000, True, 256)],
-                         ids=["roomy", "preempting", "prefix", "prefix-preempting"])
+@pytest.mark.parametrize(("kv_tokens", "prefix", "max_seqs", "async_"),
+                         [(200_000, False, 256, False), (20_000, False, 64, False), (30_000, True, 32, False),
+                          (8_000, True, 256, False), (200_000, False, 256, True), (8_000, True, 256, True)],
+                         ids=["roomy", "preempting", "prefix", "prefix-preempting", "async",
+                              "async-preempting"])
 def test_fast_loop_matches_step_by_step_reference(router: RouterName, kv_tokens: int, prefix: bool,
-                                                  max_seqs: int) -> None:
+                                                  max_seqs: int, async_: bool) -> None:
     trace = poisson_trace(600, 40.0, 1, prefix_groups=5 if prefix else 0)
     cfg = SimConfig(replicas=3, router=router,
-                    engine=EngineConfig(max_num_seqs=max_seqs, max_batched_tokens=2048))
+                    engine=EngineConfig(max_num_seqs=max_seqs, max_batched_tokens=2048,
+                                        async_scheduling=async_))
     fast, ref, _ = _both(trace, LinearPerf(kv_tokens=kv_tokens), cfg)
     np.testing.assert_allclose(fast.rf, ref.rf, rtol=0, atol=1e-9)
     for field in (E.R_REP, E.R_PREEMPT, E.R_CACHED, E.R_GEN):
@@ -41,6 +46,17 @@ def test_fast_loop_matches_step_by_step_reference(router: RouterName, kv_tokens:
         assert fast.rq[:, E.R_PREEMPT].sum() > 0  # the case really exercises preemption
     if prefix:
         assert fast.rq[:, E.R_CACHED].sum() > 0
+
+
+def test_async_scheduling_delays_admission_by_a_step() -> None:
+    # one replica at a moderate rate: most requests arrive while a step runs and wait one more step
+    trace = poisson_trace(400, 2.0, 1)
+    eng = EngineConfig(max_num_seqs=256, max_batched_tokens=2048)
+    on, _, _ = _both(trace, LinearPerf(), SimConfig(replicas=1, engine=replace(eng, async_scheduling=True)))
+    off, _, _ = _both(trace, LinearPerf(), SimConfig(replicas=1, engine=eng))
+    later = on.rf[:, 0] - off.rf[:, 0]  # first-token times
+    assert (later > 1e-6).mean() > 0.8 and (later < -1e-9).mean() < 0.05
+    assert np.median(later) > 0.0
 
 
 def test_runs_jump_over_decode_steps() -> None:
