@@ -6,8 +6,16 @@ import json
 
 import pytest
 
-from dashboards.scenario import AutoscaleSpec, autoscale_job, default_source
+from dashboards.scenario import (
+    AutoscaleSpec,
+    ReplaySpec,
+    autoscale_job,
+    default_source,
+    load_source,
+    run_replay,
+)
 from planner.cli.main import main
+from planner.sim.writer import summary_json
 
 
 @pytest.mark.slow
@@ -24,3 +32,16 @@ def test_autoscaling_page_and_cli_agree(capsys: pytest.CaptureFixture[str], engi
     for name, row in cli.items():
         for k in ("gpu_hours", "attainment", "scale_actions", "peak_replicas"):
             assert dash[name][k] == pytest.approx(row[k], rel=1e-9), (name, k)
+
+
+@pytest.mark.parametrize("engine", ["bare", "vllm"])
+def test_replay_page_and_cli_agree(capsys: pytest.CaptureFixture[str], engine: str) -> None:
+    rc = main(["replay", "--gpu", "H100-SXM", "--replicas", "2", "--engine", engine, "--json"])
+    assert rc == 0
+    cli = json.loads(capsys.readouterr().out)
+    spec = ReplaySpec(model="Llama-3.1-8B", gpu="H100-SXM", replicas=2, engine=engine)
+    page = json.loads(summary_json(run_replay(load_source(default_source()), spec)))
+    for k in ("completed", "steps", "cached_prefix_tokens", "preemptions", "makespan_s", "gpu_hours",
+              "energy_kwh"):
+        assert page[k] == pytest.approx(cli[k], rel=1e-9), k
+    assert page["classes"] == cli["classes"]
