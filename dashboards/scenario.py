@@ -32,6 +32,7 @@ from planner.perf import Parallelism, build_replica_perf
 from planner.perf.engine_profile import engine_perf_inputs
 from planner.plan import PlanReport, PlanRequest, plan_fleet
 from planner.sim import EngineConfig, RouterName, SimConfig, SimResult, SLOTarget, replay
+from solvers.capacity.problem import SolveParams
 from solvers.power.row import DEFAULT_BASE_W
 from traces.errors import InputError
 from traces.schema import RequestTrace
@@ -189,7 +190,7 @@ class PlanSpec:
     power_budget_kw: float | None = None
     disaggregation: str = "auto"
     window_s: float = 300.0
-    time_limit_s: float = 5.0
+    time_limit_s: float = SolveParams.max_time_in_seconds  # the CLI's default too: one home
     verify: bool = True
     seed: int = 0
     engine: str = "bare"

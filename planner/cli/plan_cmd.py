@@ -177,7 +177,8 @@ def register(app: typer.Typer) -> None:
         window_s: Annotated[float, typer.Option(
             help="planning window, s (replicas may change per window)")] = 300.0,
         max_configs: Annotated[int, typer.Option(help="distinct configurations per role")] = 2,
-        time_limit_s: Annotated[float, typer.Option(help="CP-SAT time limit, s")] = 10.0,
+        time_limit_s: Annotated[float, typer.Option(
+            help="CP-SAT time limit, s")] = SolveParams.max_time_in_seconds,
         seed: Annotated[int, typer.Option(help="CP-SAT and replay seed")] = 0,
         verify: Annotated[bool, typer.Option(
             "--verify/--no-verify", help="replay the plan and alternatives")] = True,

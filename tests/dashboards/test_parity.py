@@ -8,13 +8,16 @@ import pytest
 
 from dashboards.scenario import (
     AutoscaleSpec,
+    PlanSpec,
     ReplaySpec,
     autoscale_job,
     default_source,
     load_source,
+    run_plan,
     run_replay,
 )
 from planner.cli.main import main
+from planner.cli.plan_cmd import report_json
 from planner.sim.writer import summary_json
 
 
@@ -45,3 +48,14 @@ def test_replay_page_and_cli_agree(capsys: pytest.CaptureFixture[str], engine: s
               "energy_kwh"):
         assert page[k] == pytest.approx(cli[k], rel=1e-9), k
     assert page["classes"] == cli["classes"]
+
+
+@pytest.mark.slow
+def test_plan_page_and_cli_agree(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["plan", "--gpus", "H100-SXM", "--json"])
+    assert rc == 0
+    cli = json.loads(capsys.readouterr().out)
+    report = run_plan(load_source(default_source()), PlanSpec(model="Llama-3.1-8B", gpus=("H100-SXM",)))
+    page = json.loads(json.dumps(report_json(report, "Llama-3.1-8B")))
+    for k in ("status", "objective_usd", "configs", "windows", "verification"):
+        assert page[k] == cli[k], k
