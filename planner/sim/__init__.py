@@ -6,9 +6,10 @@ capping and prefill/decode pools in the loop (:mod:`planner.sim.cluster`).
 'least-outstanding'
 """
 
-from planner.sim.cluster import ClusterConfig, KVLink, Pool, PoolRole, replay_cluster
+from planner.sim.cluster import replay_cluster
 from planner.sim.coldstart import DEFAULT_COLD_START_MIXTURE, LognormalMixture
 from planner.sim.config import AutoscaleConfig, EngineConfig, PowerConfig, RouterName, SimConfig, SLOTarget
+from planner.sim.pools import ClusterConfig, KVLink, Pool, PoolRole
 from planner.sim.replay import replay
 from planner.sim.result import CappingStats, ClassSummary, PoolSummary, SimResult, SimSummary
 

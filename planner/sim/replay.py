@@ -275,7 +275,8 @@ def replay(
         InputError: the trace cannot be replayed as configured (empty prompts, no KV room...).
     """
     if config.autoscale is not None or config.power is not None:
-        from planner.sim.cluster import ClusterConfig, Pool, replay_cluster
+        from planner.sim.cluster import replay_cluster
+        from planner.sim.pools import ClusterConfig, Pool
 
         cc = ClusterConfig(interval_s=config.interval_s, power=config.power,
                            servers_per_rack=config.servers_per_rack, racks_per_row=config.racks_per_row,

@@ -34,8 +34,9 @@ from planner.contracts.power import CapDecision, CappingPolicy, PowerContext
 from planner.power.latency import TierLatency
 from planner.power.policy import HP, LP, CapLevel, PolcaParams, PolcaState, make_polca
 from planner.sim import EngineConfig, SimConfig, SLOTarget, replay
-from planner.sim.cluster import ClusterConfig, Pool, replay_cluster
+from planner.sim.cluster import replay_cluster
 from planner.sim.config import PowerConfig
+from planner.sim.pools import ClusterConfig, Pool
 from planner.sim.replay import splitmix64_np
 from planner.sim.result import SimResult
 from traces.errors import InputError

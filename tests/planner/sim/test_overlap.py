@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.sim.cluster import _overlap
+from planner.sim.cluster_result import overlap as _overlap
 
 _intervals = st.lists(st.tuples(st.floats(0, 100), st.floats(-5, 60), st.booleans()), max_size=25)
 

@@ -8,7 +8,8 @@ import pytest
 
 from planner.catalog import load_catalog
 from planner.sim import SimConfig, replay
-from planner.sim.cluster import ClusterConfig, KVLink, Pool, PoolRole, assign_pools, replay_cluster
+from planner.sim.cluster import replay_cluster
+from planner.sim.pools import ClusterConfig, KVLink, Pool, PoolRole, assign_pools
 from planner.sim.testing import LinearPerf, poisson_trace
 from traces.errors import InputError
 from traces.schema import RequestTrace
