@@ -1,5 +1,5 @@
-"""Power in the cluster loop: clock locks applied to a pool, server power per telemetry period,
-the row's power table and the capping statistics of a run."""
+"""Power in the cluster loop: clock locks applied to a pool and server power per telemetry period (the
+row's power table and capping statistics are assembled in :mod:`planner.sim.cluster_result`)."""
 
 from __future__ import annotations
 
