@@ -133,6 +133,8 @@ def experts(
         float, typer.Option(help="TPOT target of the effect table's decode capacity, ms.")
     ] = 50.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    engine: Annotated[str, typer.Option(
+        help="engine profile of the effect table's step model: bare or vllm (fitted on vLLM 0.26)")] = "bare",
 ) -> None:
     """Balance expert load over GPUs and print balance, moves and solve time beside EPLB's greedy."""
     loc = locality if locality is not None else (Locality.NODE if node_local else Locality.GLOBAL)
@@ -176,7 +178,8 @@ def experts(
     if out is not None:
         save_plan(ours.placement, out)
     worse = int((ours.placement.layer_imbalance(w) > greedy.layer_imbalance(w) + 1e-9).sum())
-    effect, skipped = _effect(model, gpu, gpus, rows, weight_dtype=weight_dtype, tpot_slo_ms=tpot_slo_ms)
+    effect, skipped = _effect(model, gpu, gpus, rows, weight_dtype=weight_dtype, tpot_slo_ms=tpot_slo_ms,
+                              engine=engine)
     _print(rows, shape, cluster, loc, ours, worse, as_json=as_json, effect=(effect, skipped))
 
 
@@ -378,7 +381,8 @@ class _Effect:
 
 
 def _effect(
-    model: str, gpu: str, gpus: int, rows: list[_Row], *, weight_dtype: str, tpot_slo_ms: float
+    model: str, gpu: str, gpus: int, rows: list[_Row], *, weight_dtype: str, tpot_slo_ms: float,
+    engine: str = "bare",
 ) -> tuple[_Effect | None, str | None]:
     """Each plan's step imbalance through the perf model, beside a perfectly balanced one.
 
@@ -386,18 +390,21 @@ def _effect(
     fit) is not an error of the placement, so it comes back as the reason instead of raising.
     """
     from planner.catalog import load_catalog
+    from planner.perf.engine_profile import engine_perf_inputs
 
     cat = load_catalog()
-    spec, gpu_spec = cat.model(model), cat.gpu(gpu)
+    spec = cat.model(model)
+    prof, cal, gpu_spec = engine_perf_inputs(engine, cat.gpu(gpu))
     par = ep_layout(gpus)
     imbalances = {"uniform": 1.0, **{r.name: r.aggregate for r in rows}}
     try:
         table = placement_effect(
-            spec, gpu_spec, par, imbalances, weight_dtype=weight_dtype, tpot_slo_s=tpot_slo_ms / 1000.0
+            spec, gpu_spec, par, imbalances, weight_dtype=weight_dtype, tpot_slo_s=tpot_slo_ms / 1000.0,
+            calibration=cal,
         )
     except InputError as exc:
         return None, exc.message
-    layout = f"tp={par.tp} pp={par.pp} ep={par.ep}"
+    layout = f"tp={par.tp} pp={par.pp} ep={par.ep}, engine {prof.engine}"
     return _Effect(model, gpu, layout, weight_dtype, tpot_slo_ms, tuple(table)), None
 
 

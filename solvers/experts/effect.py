@@ -28,6 +28,7 @@ import numpy as np
 
 from planner.catalog import GPUSpec, ModelSpec
 from planner.perf import Parallelism, build_replica_perf
+from planner.perf.calibration import Calibration
 from traces.errors import InputError
 
 DECODE_BATCHES: tuple[int, ...] = (1, 32, 128, 256)
@@ -89,6 +90,7 @@ def placement_effect(
     chunk_tokens: int = CHUNK_TOKENS,
     tpot_slo_s: float = 0.05,
     max_batch: int = 1024,
+    calibration: Calibration | None = None,
 ) -> list[EffectRow]:
     """Decode TPOT, prefill chunk time and decode capacity of one replica, per placement.
 
@@ -103,6 +105,8 @@ def placement_effect(
         chunk_tokens: new tokens of the prefill chunk timed.
         tpot_slo_s: decode step-time target for the capacity figure.
         max_batch: largest decode batch tried for capacity.
+        calibration: the step model's calibration (an engine profile's, from
+            :func:`planner.perf.engine_profile.engine_perf_inputs`); None: the GPU's own.
 
     Returns:
         One :class:`EffectRow` per entry of ``imbalances``, in order.
@@ -126,7 +130,7 @@ def placement_effect(
             raise InputError(f"imbalance {imb} of placement {name!r}", field="imbalance",
                              expected="max/mean load >= 1")
         perf = build_replica_perf(model, gpu, par, weight_dtype=weight_dtype, expert_imbalance=imb,
-                                  max_batch_tokens=chunk_tokens)
+                                  max_batch_tokens=chunk_tokens, calibration=calibration)
         b = np.asarray(batches, dtype=np.float64)
         tpot = perf.step_time_s(0.0, 0.0, b, b * context_tokens)
         n = float(chunk_tokens)
