@@ -34,6 +34,7 @@ from planner.autoscale.compare import (
 from planner.autoscale.context import PolicyName
 from planner.autoscale.workloads import WORKLOADS, Workload, load_workload
 from planner.catalog import load_catalog
+from planner.cli.scenario_config import ConfigOpt
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.engine_profile import engine_perf_inputs
 from planner.sim.config import EngineConfig, SLOTarget
@@ -102,6 +103,7 @@ def _factors(text: str) -> tuple[float, ...]:
 
 
 def autoscale_compare_cmd(
+    scenario: ConfigOpt = None,
     trace: Annotated[str, typer.Option(help="trace file (any supported format) or 'default'")] = "default",
     rate_factor: Annotated[float, typer.Option(help="scale the request rate by this factor")] = 1.0,
     model: Annotated[str, typer.Option(help="catalog model key")] = "Llama-3.1-8B",

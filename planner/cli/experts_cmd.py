@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from planner.cli.scenario_config import ConfigOpt
 from solvers.experts import (
     Balance,
     Cluster,
@@ -76,6 +77,7 @@ def register(app: typer.Typer) -> None:
 
 
 def experts(
+    scenario: ConfigOpt = None,
     model: Annotated[str, typer.Option(help="Catalog MoE model (shape: MoE layers, experts, groups).")] = (
         "DeepSeek-V3"
     ),

@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.catalog import load_catalog
+from planner.cli.scenario_config import ConfigOpt
 from planner.plan import PlanReport, PlanRequest
 from planner.plan.inventory import parse_inventory
 from solvers.capacity import SLO, Disaggregation, PowerBasis, SolveParams
@@ -159,6 +160,7 @@ def register(app: typer.Typer) -> None:
     @app.command("plan", help="Size a fleet for a trace, a model and SLOs (CP-SAT, verified by replay)."
                  + EXAMPLE)
     def plan(
+        scenario: ConfigOpt = None,
         trace: Annotated[
             str, typer.Option(help="trace file, or 'default' for the bundled synthetic one")
         ] = "default",

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.catalog import load_catalog
+from planner.cli.scenario_config import ConfigOpt
 from planner.power.policy import HP, LP, PolcaParams
 from planner.power.simulate import run_policy
 from planner.power.timeline import ClockModel, timeline_from_power_trace
@@ -46,6 +47,7 @@ def register(app: typer.Typer) -> None:
 
 
 def power_cmd(
+    scenario: ConfigOpt = None,
     trace: Annotated[str, typer.Option(help="request trace (any supported format) or 'default'")] = "default",
     model: Annotated[str, typer.Option(help="catalog model key")] = "Llama-3.1-70B",
     gpu: Annotated[str, typer.Option(help="catalog GPU key")] = "H100-SXM",

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from planner.catalog import load_catalog
+from planner.cli.scenario_config import ConfigOpt
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.engine_profile import engine_perf_inputs
 from planner.sim import EngineConfig, RouterName, SimConfig, SLOTarget, replay
@@ -42,6 +43,7 @@ def register(app: typer.Typer) -> None:
 
 
 def replay_cmd(
+    scenario: ConfigOpt = None,
     trace: Annotated[str, typer.Option(help="trace file (any supported format) or 'default'")] = "default",
     model: Annotated[str, typer.Option(help="catalog model key, e.g. Llama-3.1-8B")] = "Llama-3.1-8B",
     gpu: Annotated[str, typer.Option(help="catalog GPU key, e.g. H100-SXM")] = "H100-SXM",
