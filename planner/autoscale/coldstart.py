@@ -97,8 +97,8 @@ LLM_COLD_START_MEDIANS_S: dict[str, float] = {
     "Llama-3-70B-TP4": 359.6,
     "Qwen3-235B-A22B-TP8": 994.7,
 }
-"""Time to first token from zero replicas, 8 x H100 on EC2, no optimisations (Ray Serve LLM docs; B9 in
-``../shared/design/algorithms-and-numbers.md``). Use with :meth:`ColdStartDistribution.with_median`."""
+"""Time to first token from zero replicas, 8 x H100 on EC2, no optimisations (Ray Serve LLM
+documentation's cold-start benchmark). Use with :meth:`ColdStartDistribution.with_median`."""
 
 
 FITTED_COLD_START: LognormalMixture = DEFAULT_COLD_START_MIXTURE

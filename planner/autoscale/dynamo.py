@@ -1,7 +1,7 @@
 """NVIDIA Dynamo's SLA planner (throughput mode): predict the next interval's load, size from a profile.
 
 Source: ``ai-dynamo/dynamo`` ``planner_core.py``, ``load_predictor.py``, ``perf_interpolation.py`` and the
-planner design doc (B5 in ``../shared/design/algorithms-and-numbers.md``). Every ``adjustment_interval``
+planner design doc (``docs/design-docs/planner-design.md``). Every ``adjustment_interval``
 (180 s):
 
 1. observe over the interval (here from counter deltas): request count, mean ISL and OSL, mean TTFT and ITL

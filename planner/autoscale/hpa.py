@@ -1,7 +1,8 @@
 """Kubernetes HorizontalPodAutoscaler (autoscaling/v2), step by step as the controller computes it.
 
 Source: ``kubernetes/kubernetes`` ``pkg/controller/podautoscaler/{horizontal.go,replica_calculator.go}`` and
-the HPA concept page (summarised in ``../shared/design/algorithms-and-numbers.md`` B1). The steps:
+the HPA concept page (``kubernetes/website``
+``content/en/docs/concepts/workloads/autoscaling/horizontal-pod-autoscale.md``). The steps:
 
 1. every ``sync_period_s`` (15 s) the controller computes, per metric, a replica count
    (:func:`pods_metric_replicas` for per-pod ``AverageValue`` metrics with the unready/missing-pod rules,

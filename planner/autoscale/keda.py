@@ -1,7 +1,7 @@
 """KEDA ScaledObject with one Prometheus trigger: activation (0 <-> 1) by KEDA, 1 <-> N by the HPA it owns.
 
-Source: ``kedacore/keda-docs`` ScaledObject spec and the Prometheus scaler page (B2 in
-``../shared/design/algorithms-and-numbers.md``):
+Source: ``kedacore/keda-docs`` ScaledObject spec (``reference/scaledobject-spec.md``) and the Prometheus
+scaler page:
 
 * every ``pollingInterval`` (30 s) KEDA runs the query; the trigger is *active* when the value is above
   ``activationThreshold``. Active at 0 replicas: scale to ``max(minReplicaCount, 1)``. Inactive for longer

@@ -1,7 +1,7 @@
 """Ray Serve's default autoscaling policy (``replica_queue_length_autoscaling_policy``).
 
-Source: ``ray-project/ray`` ``python/ray/serve/autoscaling_policy.py`` and the AutoscalingConfig reference
-(B4 in ``../shared/design/algorithms-and-numbers.md``):
+Source: ``ray-project/ray`` ``python/ray/serve/autoscaling_policy.py`` and Ray Serve's AutoscalingConfig
+API reference:
 
 * ``total`` = ongoing requests (running + queued at replicas and handles), averaged over
   ``look_back_period_s`` (30 s, mean aggregation);

@@ -107,12 +107,11 @@ class WorkloadSpec:
 
 
 COLD_START_70B_TP4_S = 359.6
-"""Llama-3-70B TP4 from zero replicas to first token, 359.6 s (Ray Serve LLM docs, 8 x H100 on EC2:
-213.5 s model load, 60.8 s torch.compile; 126.0 s with every optimisation; quoted in
-``../shared/design/algorithms-and-numbers.md`` B9). Why not the Alibaba GenAI load latencies (median
-22.8 s) the simulator's mixture was fitted on: those are base-model swaps in a warm production cluster
-of mostly smaller models, and a 70B replica that must be placed, loaded and compiled takes minutes; a
-benchmark with 23 s cold starts lets a reactive policy catch up with any ramp and hides what planning
+"""Llama-3-70B TP4 from zero replicas to first token, 359.6 s (Ray Serve LLM docs, 8 x H100 on EC2: 213.5 s
+model load, 60.8 s torch.compile; 126.0 s with every optimisation). Why not the Alibaba GenAI load latencies
+(median 22.8 s) the simulator's mixture was fitted on: those are base-model swaps in a warm production
+cluster of mostly smaller models, and a 70B replica that must be placed, loaded and compiled takes minutes;
+a benchmark with 23 s cold starts lets a reactive policy catch up with any ramp and hides what planning
 ahead is for. The mixture's shape (its spread) is kept and moved to this median."""
 
 WORKLOADS: dict[Workload, WorkloadSpec] = {

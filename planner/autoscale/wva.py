@@ -1,7 +1,6 @@
 """llm-d Workload Variant Autoscaler, saturation analyzer (one variant).
 
-Source: ``llm-d/llm-d-workload-variant-autoscaler`` ``docs/saturation-analyzer.md`` (B6 in
-``../shared/design/algorithms-and-numbers.md``):
+Source: ``llm-d/llm-d-workload-variant-autoscaler`` ``docs/saturation-analyzer.md``:
 
 * per replica, ``max_over_time[1m]`` of ``vllm:kv_cache_usage_perc`` and ``vllm:num_requests_waiting``
   (:func:`window_max`);

@@ -4,8 +4,8 @@ Why a module of its own: the policies (HPA, KEDA, Ray Serve, Dynamo, WVA, ours) 
 :mod:`planner.autoscale.context` imports the policies to build the :data:`POLICIES` map; keeping the types
 here breaks that cycle.
 
-The context carries exactly what a live autoscaler can read from vLLM's Prometheus endpoint (metric names
-in ``../shared/design/algorithms-and-numbers.md`` B10) plus the deployment's own replica counts, so the
+The context carries exactly what a live autoscaler can read from vLLM's Prometheus endpoint (the metric
+names of ``vllm/v1/metrics/loggers.py``) plus the deployment's own replica counts, so the
 same policy code runs against the replay simulator and, later, against live Prometheus data.
 
 >>> ctx = ScalingContext(now_s=0.0, replicas=2, running=(3, 1), waiting=(0, 2),

@@ -97,6 +97,8 @@ def replay_cluster(trace: RequestTrace, pools: Sequence[Pool], *, config: Cluste
         InputError: inconsistent pools (duplicate names, a prefill pool without decode pool, power
             without a GPU spec or power kernel) or requests that match no pool.
 
+    >>> from planner.sim import SimConfig
+    >>> from planner.sim.pools import ClusterConfig, Pool
     >>> from planner.sim.testing import LinearPerf, poisson_trace
     >>> tr = poisson_trace(50, 5.0, 1)
     >>> res = replay_cluster(tr, [Pool("a", LinearPerf(), SimConfig(replicas=2))], config=ClusterConfig())

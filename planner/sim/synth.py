@@ -1,8 +1,9 @@
 """Synthetic request traces for benchmarks and tests (seeded, pure).
 
-Why lognormal: the Azure LLM conversation trace (2023) has input tokens with median 1,020 / mean 1,155
-and output tokens with median 129 / mean 211 (``../shared/data/traces/DATA.md``); a lognormal with
-``mu = ln(median)`` and ``sigma = sqrt(2 ln(mean / median))`` has exactly that median and mean.
+Why lognormal: the Azure LLM conversation trace (2023) has input tokens with median 1,020 / mean 1,155 and
+output tokens with median 129 / mean 211 (Microsoft's ``AzurePublicDataset``, AzureLLMInferenceTrace_conv);
+a lognormal with ``mu = ln(median)`` and ``sigma = sqrt(2 ln(mean / median))`` has exactly that median and
+mean.
 
 >>> tr = azure_conv_like(1000, rate_rps=10.0, seed=1)
 >>> tr.num_requests, float(tr.df["arrival_s"][0])
