@@ -54,6 +54,7 @@ class GPURecord(_Strict):
     """One GPU entry as written in YAML (see :class:`~planner.catalog.schema.GPUSpec` for meanings)."""
 
     vendor: Annotated[str, Field(min_length=1)]
+    arch: str = ""
     bf16_tflops: PosFloat
     fp8_tflops: NonNegFloat
     hbm_gb: PosFloat
@@ -158,7 +159,7 @@ class ModelRecord(_Strict):
 
 _RECORDS: dict[str, type[_Strict]] = {"gpus": GPURecord, "models": ModelRecord}
 _BLOCKS: dict[str, type[_Strict]] = {"moe": MoERecord, "mla": MLARecord}
-_UNSOURCED = frozenset({"vendor", "hf_id", "aliases", "sources"})
+_UNSOURCED = frozenset({"vendor", "arch", "hf_id", "aliases", "sources"})
 """Fields that are names or text, not numbers: they need no source."""
 _OWN_SOURCE = frozenset({"params_b", "active_params_b"})
 """Model fields that need a source of their own (published counts, not config.json shapes)."""

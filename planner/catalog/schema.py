@@ -25,6 +25,8 @@ class GPUSpec:
     Attributes:
         name: catalog key, e.g. ``H100-SXM``.
         vendor: ``NVIDIA``, ``AMD`` ...
+        arch: GPU architecture (``hopper``, ``ampere``, ``ada``, ``blackwell``, ``cdna3``; empty if unknown):
+            what decides whether kernel curves measured on one GPU carry to another.
         bf16_tflops: dense BF16 tensor-core peak.
         fp8_tflops: dense FP8 tensor-core peak (0 when the GPU has no FP8 units).
         hbm_gb: device memory capacity.
@@ -58,6 +60,7 @@ class GPUSpec:
     min_sm_clock_mhz: float
     price_per_hour: float
     node_max_w: float | None = None
+    arch: str = ""
     aliases: tuple[str, ...] = ()
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 

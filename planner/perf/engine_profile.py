@@ -75,6 +75,8 @@ class EngineProfile:
             (:attr:`planner.perf.calibration.Calibration.throttle_exp`), fitted on the engine's steps.
         power: power coefficients refitted on the engine's steps and NVML energy
             (:func:`planner.sim.engine_validate.fit_engine_power`); None keeps the calibration's.
+        arch: architecture of the GPU it was measured on (catalog ``arch``): its kernel curves
+            (attention, GEMM at full clock, throttling) carry only to GPUs of the same architecture.
         async_scheduling: the engine plans a step ahead (:attr:`planner.sim.config.EngineConfig.
             async_scheduling`), as the measured run's resolved configuration says.
     """
@@ -94,6 +96,7 @@ class EngineProfile:
     throttle_exp: float = 0.0
     power: PowerCoeffs | None = None
     async_scheduling: bool = False
+    arch: str = ""
 
     def apply(self, cal: Calibration) -> Calibration:
         """``cal`` with this engine's per-step terms (the GPU-kernel curves untouched)."""
@@ -115,6 +118,18 @@ class EngineProfile:
         if self.idle_w is not None and self.gpu == gpu.name:
             return replace(gpu, idle_w=self.idle_w)
         return gpu
+
+    def for_gpu(self, gpu: GPUSpec) -> EngineProfile:
+        """This profile as it applies to ``gpu``: whole on the GPU it was measured on or one of the same
+        architecture; on another architecture only its engine terms (step time, hand-over, scheduling),
+        since its kernels' curves describe other silicon (FA3 and these GEMM fractions are Hopper's)."""
+        if gpu.name == self.gpu or (self.arch and self.arch == gpu.arch):
+            return self
+        if self.attention is None and self.gemm_bf16 is None and self.throttle_exp == 0.0:
+            return self
+        return replace(self, attention=None, gemm_bf16=None, throttle_exp=0.0,
+                       source=f"{self.source}; kernel curves not carried ({self.arch or 'unknown'} -> "
+                              f"{gpu.arch or 'unknown'} architecture)")
 
     def describe(self) -> str:
         """One line for reports: which engine model the numbers rest on, and where it comes from."""
@@ -157,6 +172,7 @@ def engine_perf_inputs(
         prof = read_engine_profile(own)
     else:
         prof = load_engine_profile(engine, gpu.name)
+    prof = prof.for_gpu(gpu)
     return prof, prof.apply(resolve_calibration(gpu)), prof.gpu_spec(gpu)
 
 
@@ -225,6 +241,7 @@ def read_engine_profile(path: str | Path) -> EngineProfile:
             throttle_exp=float(doc.get("throttle_exp", 0.0)),
             power=None if doc.get("power") is None else PowerCoeffs(**doc["power"]),
             async_scheduling=bool(doc.get("async_scheduling", False)),
+            arch=str(doc.get("arch", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(

@@ -511,6 +511,7 @@ def fit_engine_profile(
         throttle_exp=throttle_exp,
         power=power,
         async_scheduling=ds.async_scheduling,
+        arch=gpu.arch,
     )
 
 

@@ -263,3 +263,15 @@ def test_h200_decode_attention_under_the_vllm_profile_runs_at_the_hbm3e_ratio() 
     ratio = attn("H100-SXM", "vllm") / attn("H200-SXM", "vllm")
     assert 1.3 < ratio < 1.5
     assert attn("H100-SXM", "bare") / attn("H200-SXM", "bare") < 1.05  # the bare fit's gap, kept visible
+
+
+@needs_data
+def test_kernel_curves_carry_only_to_gpus_of_the_measured_architecture() -> None:
+    cat = load_catalog()
+    h200, _, _ = engine_perf_inputs("vllm", cat.gpu("H200-SXM"))
+    a100, cal, _ = engine_perf_inputs("vllm", cat.gpu("A100-80GB-SXM"))
+    assert h200.attention is not None and h200.throttle_exp > 0  # Hopper -> Hopper
+    assert a100.attention is None and a100.gemm_bf16 is None and a100.throttle_exp == 0.0
+    assert "kernel curves not carried (hopper -> ampere" in a100.source
+    assert a100.async_scheduling and a100.output_delay_steps == h200.output_delay_steps  # engine terms stay
+    assert cal.attention == resolve_calibration(cat.gpu("A100-80GB-SXM")).attention
