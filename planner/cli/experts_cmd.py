@@ -380,6 +380,7 @@ class _Effect:
     weight_dtype: str
     tpot_slo_ms: float
     rows: tuple[EffectRow, ...]
+    engine: str = "bare"
 
 
 def _effect(
@@ -406,8 +407,8 @@ def _effect(
         )
     except InputError as exc:
         return None, exc.message
-    layout = f"tp={par.tp} pp={par.pp} ep={par.ep}, engine {prof.engine}"
-    return _Effect(model, gpu, layout, weight_dtype, tpot_slo_ms, tuple(table)), None
+    layout = f"tp={par.tp} pp={par.pp} ep={par.ep}"
+    return _Effect(model, gpu, layout, weight_dtype, tpot_slo_ms, tuple(table), prof.engine), None
 
 
 def _effect_json(effect: _Effect | None, skipped: str | None) -> dict[str, object]:
@@ -417,6 +418,7 @@ def _effect_json(effect: _Effect | None, skipped: str | None) -> dict[str, objec
         "model": effect.model,
         "gpu": effect.gpu,
         "layout": effect.layout,
+        "engine": effect.engine,
         "weight_dtype": effect.weight_dtype,
         "tpot_slo_ms": effect.tpot_slo_ms,
         "rows": [
@@ -439,6 +441,7 @@ def _print_effect(console: Console, effect: _Effect | None, skipped: str | None)
         return
     table = Table(
         title=f"effect on {effect.model} ({effect.weight_dtype}) on {effect.gpu}, {effect.layout}, "
+              f"engine {effect.engine}, "
         "perf model at each plan's step imbalance"
     )
     first = effect.rows[0]

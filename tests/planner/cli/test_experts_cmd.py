@@ -119,6 +119,6 @@ def test_effect_table_uses_the_chosen_engine_profile() -> None:
         result = CliRunner().invoke(_app(), [*SMALL, "--json", "--engine", engine])
         assert result.exit_code == 0, result.output
         docs[engine] = json.loads(result.output)["effect"]
-    assert docs["vllm"]["layout"].endswith("engine vllm") and docs["bare"]["layout"].endswith("engine bare")
+    assert docs["vllm"]["engine"] == "vllm" and docs["bare"]["engine"] == "bare"
     # the vLLM profile has no ~2 ms of per-step engine time: small-batch decode is faster
     assert docs["vllm"]["rows"][0]["tpot_s"]["1"] < docs["bare"]["rows"][0]["tpot_s"]["1"]
