@@ -15,7 +15,7 @@ from planner.sim.cluster_power import server_base_w
 from planner.sim.config import PowerConfig, SimConfig
 from planner.sim.pool_run import PoolRun
 from planner.sim.pools import F64, I64, ClusterConfig, Pool, PoolRole
-from planner.sim.result import DEFAULT_CLASS, CappingStats, PoolSummary, SimResult, summarize
+from planner.sim.result import DEFAULT_CLASS, CappingStats, PoolSummary, SimResult, handover_s, summarize
 from traces.schema import POWER_POLARS_SCHEMA, RequestTrace
 
 
@@ -81,6 +81,7 @@ def build_result(trace: RequestTrace, pools: Sequence[Pool], runs: Sequence[Pool
     inp = df["input_tokens"].to_numpy()
     out = df["output_tokens"].to_numpy()
     first = np.full(n, np.nan)
+    first_step = np.full(n, np.nan)  # the first token's step end, before the hand-over (P/D transfer start)
     finish = np.full(n, np.nan)
     sched = np.full(n, np.nan)
     replica = np.full(n, -1, dtype=np.int64)
@@ -105,9 +106,15 @@ def build_result(trace: RequestTrace, pools: Sequence[Pool], runs: Sequence[Pool
         rq = eng.rq[:m]
         rf = eng.rf[:m]
         slot = rq[:, E.R_REP]
+        if r.pool.role is not PoolRole.DECODE:
+            first_step[rows] = rf[:, E.F_FIRST]
+        # the engine's hand-over latency shifts every token the client sees, in every pool
+        rf = rf.copy()
+        for f in (E.F_FIRST, E.F_FINISH):
+            rf[:, f] += handover_s(rf[:, f], slot, eng.ts, r.pool.config.engine, eng.dt)
         if r.pool.role is PoolRole.DECODE:
             finish[rows] = rf[:, E.F_FINISH]
-            xfer[rows] = eng.arr[:m] - first[rows]
+            xfer[rows] = eng.arr[:m] - first_step[rows]
             dreplica[rows] = replica_of(r, slot, eng.arr[:m])
             dpool_col[rows] = r.pool.name
             preempt[rows] += rq[:, E.R_PREEMPT]

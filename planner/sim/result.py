@@ -16,7 +16,7 @@ import polars as pl
 from planner.catalog.schema import GPUSpec
 from planner.perf.api import ReplicaPerf
 from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
-from planner.sim.config import SimConfig
+from planner.sim.config import EngineConfig, SimConfig
 from traces.schema import POWER_POLARS_SCHEMA, RequestTrace
 
 if TYPE_CHECKING:
@@ -215,8 +215,8 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
     classes = (df["slo_class"].fill_null(DEFAULT_CLASS) if "slo_class" in df.columns
                else pl.Series("slo_class", [DEFAULT_CLASS] * n, dtype=pl.String))
     # the engine's hand-over latency shifts every token the client sees (NaN stays NaN)
-    first = first + _handover(first, replica, ts, config)
-    finish = finish + _handover(finish, replica, ts, config)
+    first = first + handover_s(first, replica, ts, config.engine, config.interval_s)
+    finish = finish + handover_s(finish, replica, ts, config.engine, config.interval_s)
     ttft = first - arrival
     with np.errstate(invalid="ignore", divide="ignore"):
         tpot = np.where(out > 1, (finish - first) / np.maximum(out - 1, 1), np.nan)
@@ -326,18 +326,20 @@ def summarize(requests: pl.DataFrame, *, config: SimConfig, replicas: int, gpus_
     )
 
 
-def _handover(t: np.ndarray, replica: np.ndarray, ts: np.ndarray, config: SimConfig) -> np.ndarray:
+def handover_s(t: np.ndarray, replica: np.ndarray, ts: np.ndarray, eng: EngineConfig,
+               dt: float) -> np.ndarray:
     """Seconds from a token's step to the client: ``output_delay_s`` plus ``output_delay_steps`` times the
     replica's mean step time in the interval the token was made in (async scheduling hands a step's
-    tokens over while the next step runs, so the lag grows with the step)."""
-    eng = config.engine
+    tokens over while the next step runs, so the lag grows with the step). ``ts``: the engine's time
+    series at resolution ``dt``; ``replica``: its slot of each token's request (the single-pool replay
+    and every pool of a cluster use this one rule)."""
     out = np.full(t.shape, eng.output_delay_s)
     if eng.output_delay_steps <= 0.0 or ts.shape[0] == 0 or t.size == 0:
         return out
     steps = ts[:, :, E.T_STEPS]
     mean_step = np.where(steps > 0, ts[:, :, E.T_BUSY] / np.maximum(steps, 1e-12), 0.0)
     ok = np.isfinite(t) & (replica >= 0)
-    idx = np.clip((np.where(ok, t, 0.0) // config.interval_s).astype(np.int64), 0, ts.shape[0] - 1)
+    idx = np.clip((np.where(ok, t, 0.0) // dt).astype(np.int64), 0, ts.shape[0] - 1)
     rep = np.maximum(replica, 0).astype(np.int64)
     out += np.where(ok, eng.output_delay_steps * mean_step[idx, rep], 0.0)
     return out

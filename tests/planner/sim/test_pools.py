@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from planner.catalog import load_catalog
-from planner.sim import SimConfig, replay
+from planner.sim import EngineConfig, SimConfig, replay
 from planner.sim.cluster import replay_cluster
 from planner.sim.pools import ClusterConfig, KVLink, Pool, PoolRole, assign_pools
 from planner.sim.testing import LinearPerf, poisson_trace
@@ -115,3 +115,16 @@ def test_default_link_comes_from_the_gpu_nic() -> None:
     bw = gpu.nic_gbit / 8 * 1e9
     expect = 2e-4 + 1e5 * multi["input_tokens"].cast(pl.Float64) / bw
     np.testing.assert_allclose(multi["kv_transfer_s"].to_numpy(), expect.to_numpy(), rtol=1e-9)
+
+
+def test_every_pool_hands_tokens_over_as_a_single_pool_replay_does() -> None:
+    tr = poisson_trace(200, 5.0, 1)
+    eng = EngineConfig(output_delay_s=0.05, output_delay_steps=1.0)
+    cfg = SimConfig(replicas=2, engine=eng)
+    pool = replay_cluster(tr, [Pool("a", LinearPerf(), cfg)], config=ClusterConfig()).requests
+    single = replay(tr, LinearPerf(), config=cfg).requests
+    plain = SimConfig(replicas=2)
+    bare = replay_cluster(tr, [Pool("a", LinearPerf(), plain)], config=ClusterConfig()).requests
+    lag = (pool["ttft_s"] - bare["ttft_s"]).to_numpy()
+    assert lag.min() >= 0.05 - 1e-12 and lag.max() > 0.05  # fixed part plus a step of the pool's engine
+    np.testing.assert_allclose(pool["ttft_s"].to_numpy(), single["ttft_s"].to_numpy(), rtol=1e-9)
