@@ -207,7 +207,8 @@ def register(app: typer.Typer) -> None:
         if autoscale and as_json:
             raise InputError("--autoscale prints tables; for JSON run the plan and then "
                              "'fleetwise autoscale-compare --json'", field="--autoscale/--json")
-        from planner.sim.writer import refuse_existing_file, write_text_atomic
+        from planner.sim.writer import refuse_existing_file
+        from traces.atomic import write_text_atomic
 
         refuse_existing_file(out)
         cat = load_catalog(catalog or [])

@@ -33,13 +33,13 @@ of the asked engine gets the profile of the nearest measured GPU (H100 for every
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from planner.catalog.schema import GPUSpec
 from planner.perf.calibration import AttentionCurve, Calibration, GemmCurve, PowerCoeffs, resolve_calibration
+from traces.atomic import write_text_atomic
 from traces.errors import InputError
 
 ENGINES = ("vllm", "bare")
@@ -258,8 +258,4 @@ def read_engine_profile(path: str | Path) -> EngineProfile:
 
 def write_engine_profile(prof: EngineProfile, path: str | Path) -> None:
     """Write ``prof`` as JSON, atomically."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(".tmp")
-    tmp.write_text(json.dumps(prof.as_dict(), indent=1) + "\n")
-    os.replace(tmp, p)
+    write_text_atomic(path, json.dumps(prof.as_dict(), indent=1) + "\n")

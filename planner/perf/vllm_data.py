@@ -12,13 +12,13 @@ Shipped layout: ``planner/perf/data/validation/<GPU>/vllm-<version>/<model>/<wor
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
 
+from traces.atomic import write_atomic, write_text_atomic
 from traces.errors import InputError
 
 GPU_KEYS = {"H100": "H100-SXM", "H200": "H200-SXM"}
@@ -42,9 +42,7 @@ def gpu_key(meta: dict[str, Any]) -> str:
 
 
 def _atomic_parquet(df: pl.DataFrame, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    df.write_parquet(tmp)
-    os.replace(tmp, path)
+    write_atomic(path, df.write_parquet)
 
 
 def split_run(run: str | Path, dest_root: str | Path) -> list[Path]:
@@ -168,9 +166,7 @@ def split_run(run: str | Path, dest_root: str | Path) -> list[Path]:
             "startup_s": meta.get("startup_s"),
             "errors": meta.get("errors", []),
         }
-        tmp = dest / "engine_meta.json.tmp"
-        tmp.write_text(json.dumps(emeta, indent=1, default=str) + "\n")
-        os.replace(tmp, dest / "engine_meta.json")
+        write_text_atomic(dest / "engine_meta.json", json.dumps(emeta, indent=1, default=str) + "\n")
         out_dirs.append(dest)
     return out_dirs
 

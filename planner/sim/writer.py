@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from planner.sim.result import SimResult
+from traces.atomic import write_atomic
 from traces.errors import InputError
 
 
@@ -36,15 +36,6 @@ def summary_json(result: SimResult) -> str:
     if result.capping is not None:
         d["capping"] = result.capping.as_dict()
     return json.dumps(_clean(d), indent=2, sort_keys=True)
-
-
-def write_text_atomic(path: Path, text: str) -> Path:
-    """Write ``text`` beside ``path`` and rename it into place (an interrupted write leaves no half file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 def refuse_existing_file(path: Path | None, flag: str = "--out") -> None:
@@ -72,11 +63,7 @@ def write_result(result: SimResult, out_dir: Path) -> list[Path]:
     paths: list[Path] = []
 
     def put(name: str, write: Callable[[Path], object]) -> None:
-        final = out_dir / name
-        tmp = out_dir / f".{name}.tmp"
-        write(tmp)
-        os.replace(tmp, final)
-        paths.append(final)
+        paths.append(write_atomic(out_dir / name, write))
 
     put("requests.parquet", result.requests.write_parquet)
     put("timeseries.parquet", result.timeseries.write_parquet)
