@@ -511,9 +511,9 @@ def autoscale_job(
     Raises:
         InputError: unknown names, a layout that does not fit, or an SLO no replica can meet.
     """
-    from planner.autoscale.coldstart import ColdStartShape, cold_start_for
     from planner.autoscale.compare import CompareConfig, compare_autoscalers
     from planner.autoscale.context import PolicyName
+    from planner.sim.coldstart import ColdStartShape, cold_start_for
 
     names: list[PolicyName] = []
     for p in spec.policies:

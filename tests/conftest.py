@@ -23,9 +23,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     With an empty on-disk cache (a fresh clone, as in CI) several processes would otherwise compile and
     write the same cache entries at once; numba's cache is not built for that (its index is read, changed
-    and rewritten). A tiny replay and a tiny closed loop fill the cache first, so later processes only read.
+    and rewritten). A tiny replay and a tiny closed loop (the cluster path) fill the cache first, so later
+    processes only read.
     """
-    from planner.autoscale.loop import LoopConfig, run_policy, static_policy
+    from planner.autoscale.closed_loop import LoopConfig, run_policy, static_policy
     from planner.catalog import load_catalog
     from planner.perf import build_replica_perf
     from planner.sim import replay

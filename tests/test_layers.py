@@ -40,7 +40,6 @@ SOLVER_MAY_IMPORT = {"traces", "planner.catalog", "planner.contracts", "planner.
 KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
     ("solvers.power", "planner.sim"): "verification by replay moves to the application layer",
     ("solvers.power", "planner.power"): "the row replay and POLCA simulation move with it",
-    ("solvers.scaling", "planner.sim"): "capacity calibration by replay moves to planner.autoscale",
 }
 
 

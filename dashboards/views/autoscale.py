@@ -24,8 +24,8 @@ from dashboards.views.common import (
     show_figure,
 )
 from dashboards.views.replay import TP_CHOICES
-from planner.autoscale.coldstart import FITTED_COLD_START, ColdStartShape, cold_start_for
 from planner.autoscale.compare import DEFAULT_POLICIES
+from planner.sim.coldstart import FITTED_COLD_START, ColdStartShape, cold_start_for
 
 POLICY_HELP = (
     "hpa: Kubernetes HPA on vLLM's running+waiting; keda: KEDA's Prometheus scaler (30 s polling, 300 s "

@@ -29,7 +29,8 @@ w, freeze = sys.argv[1], sys.argv[2]
 norm = lambda s: s.lower().replace("_", "-")
 have = {norm(l.split("==")[0]) for l in open(freeze) if "==" in l}
 for f in os.listdir(f"{w}/deps"):
-    if norm(f.split("-")[0]) not in have:
+    # apache-tvm-ffi always: the image's copy (if any) may be older than xgrammar needs
+    if norm(f.split("-")[0]) not in have or norm(f.split("-")[0]) == "apache-tvm-ffi":
         shutil.copy(f"{w}/deps/{f}", f"{w}/need/{f}")
 PY
 rm -rf "$W/x" && mkdir "$W/x" && (cd "$W/x" && unzip -q "$WHL" \

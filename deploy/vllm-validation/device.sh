@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # On the GPU host (device tool), from the repo root. Steps, one device call each, back to back:
-#   device.sh recv          move the carried .devcarry/part.* to /tmp/vparts (repeat per part)
+#   device.sh recv          move the carried .devcarry/part.* (and .devcarry/extra/*.whl) to /tmp/vparts (per part)
 #   device.sh install       unpack vLLM and its wheels into /tmp/site, check the import
 #   device.sh launch PLAN   start PLAN (a file of lines "NAME ARGS..."; auto: by GPU) as a detached job writing /tmp/vr
 #   device.sh wait SECONDS  wait for the job (or SECONDS), print its log, pack /tmp/vr into $OUT
@@ -9,7 +9,10 @@ cmd=${1:-}; shift || true
 export VLLM_USE_FLASHINFER_SAMPLER=0 PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 VLLM_NO_USAGE_STATS=1 HF_HUB_OFFLINE=1 VLLM_CONFIGURE_LOGGING=1
 case "$cmd" in
 recv)
-  mkdir -p /tmp/vparts && mv .devcarry/part.* /tmp/vparts/ && ls -la /tmp/vparts ;;
+  mkdir -p /tmp/vparts/extra
+  for f in .devcarry/part.* .devcarry/extra/*.whl; do [ -e "$f" ] || continue
+    case "$f" in *.whl) mv "$f" /tmp/vparts/extra/ ;; *) mv "$f" /tmp/vparts/ ;; esac; done
+  ls -la /tmp/vparts /tmp/vparts/extra ;;
 install)
   set -e
   mkdir -p /tmp/site /tmp/vb && cat /tmp/vparts/part.* | tar xf - -C /tmp/vb
@@ -19,6 +22,10 @@ with lzma.open("/tmp/vb/vllm-slim.tar.xz") as fh, tarfile.open(fileobj=fh, mode=
     tf.extractall("/tmp/site")
 PY
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site /tmp/vb/need/*.whl
+  # wheels carried beside the parts (.devcarry/extra), e.g. one the GPU image stopped shipping
+  if ls /tmp/vparts/extra/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site /tmp/vparts/extra/*.whl
+  fi
   python3 -c "import vllm, torch; print('vllm', vllm.__version__, 'torch', torch.__version__, torch.cuda.get_device_name(0))"
   nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm --format=csv ;;
 launch)

@@ -21,56 +21,26 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import numpy as np
 import polars as pl
 
-from planner.autoscale.coldstart import FITTED_COLD_START, ColdStart
+from planner.autoscale.closed_loop import LoopConfig, LoopResult, run_policy, static_policy
 from planner.autoscale.context import PolicyName
 from planner.autoscale.dynamo import DynamoParams, DynamoProfile, Predictor, dynamo_sla
 from planner.autoscale.hindsight import hindsight, hindsight_params, need_gpu_hours, need_series
 from planner.autoscale.hpa import HPAParams, MetricTarget, VllmMetric, hpa
 from planner.autoscale.keda import KEDAParams, keda
-from planner.autoscale.loop import LoopConfig, LoopResult, run_policy, static_policy, summarize
 from planner.autoscale.ray_serve import RayServeParams, ray_serve
 from planner.autoscale.wva import WVAParams, wva
 from planner.contracts.scaling import PolicyFn
 from planner.perf.api import ReplicaPerf
+from planner.sim.coldstart import FITTED_COLD_START, ColdStart
 from planner.sim.config import EngineConfig, SLOTarget
 from solvers.scaling.capacity import CapacityTable, ReplicaCapacity, capacity_table, replica_capacity
 from solvers.scaling.policy import MPCParams, Risk, mpc, with_risk
 from traces.errors import InputError
 from traces.schema import RequestTrace
-
-
-class Simulator(StrEnum):
-    """Which closed loop replays the trace.
-
-    ``replay``: the project's replay simulator with ``SimConfig.autoscale`` (:func:`planner.sim.replay`);
-    ``loop``: the stand-in of :mod:`planner.autoscale.loop` (same engine rules; equal per request to the
-    replay simulator for a fixed fleet), kept because it is lighter and needs no Ray.
-
-    With a policy in the loop the two differ in their cold-start draws (the loop takes one seeded
-    stream in start order, the replay one seeded generator per pool) and in when a drained replica gives
-    its GPUs back, and a bursty closed loop amplifies such differences. Measured on Azure code x3 (70B
-    TP4 H100, whole hour, published defaults, the MPC at its then default 30 s step / 120 s hold), both
-    rank the baselines the same way (HPA = KEDA ahead of Ray Serve on attainment, Dynamo and WVA far
-    behind); the MPC's lead shrinks on ``replay``:
-
-    ======== ================= ================= ================= =================
-    sim      MPC GPU-h/attain  HPA               Ray Serve         WVA
-    ======== ================= ================= ================= =================
-    loop     78.0 / 0.9839     62.1 / 0.9493     69.4 / 0.9284     14.4 / 0.3423
-    replay   70.7 / 0.9657     60.4 / 0.9655     70.1 / 0.9305     12.5 / 0.2821
-    ======== ================= ================= ================= =================
-
-    The static fleet gives the same numbers in both (23.0 GPU-h, 0.7393).
-    """
-
-    REPLAY = "replay"
-    LOOP = "loop"
-
 
 HINDSIGHT = "hindsight"
 """Row-name prefix of the clairvoyant reference runs."""
@@ -98,7 +68,6 @@ class CompareConfig:
         lead_quantile: the cold-start quantile our MPC plans its lead time for.
         seed: cold-start draws.
         static_reference: also replay the smallest-peak static fleet (replicas for the peak 5-minute rate).
-        simulator: which closed loop replays the trace.
         calibration_replicas: fleet size the per-replica capacity is calibrated in (see
             :func:`calibrate_capacity`); every policy is tuned from that capacity.
         mpc: the MPC's tuning (step, hold, interval, seasonal component...); its capacity, GPUs,
@@ -122,7 +91,6 @@ class CompareConfig:
     lead_quantile: float = 0.9
     seed: int = 0
     static_reference: bool = True
-    simulator: Simulator = Simulator.REPLAY
     calibration_replicas: int = 8
     mpc: MPCParams = field(default_factory=lambda: with_risk(MPCParams(), Risk.LOAD_FOLLOWING))
     keep_requests: bool = True
@@ -232,8 +200,8 @@ def calibrate_capacity(trace: RequestTrace, perf: ReplicaPerf, cap: ReplicaCapac
     """Verify the analytic capacity by replay and correct it.
 
     Why: the analytic fixed point is about mean step times, while the SLO is about tails (a decode step
-    that shares the batch with a long prefill chunk). ``replicas`` replicas behind the loop's
-    least-outstanding router are replayed on Poisson arrivals whose lengths are drawn from the trace; the
+    that shares the batch with a long prefill chunk). ``replicas`` replicas behind the replay's
+    default router are replayed on Poisson arrivals whose lengths are drawn from the trace; the
     rate is bisected until ``target_attainment`` of the requests meet the SLO. The returned capacity has
     that rate per replica and the replay's mean requests per replica.
 
@@ -255,7 +223,7 @@ def calibrate_capacity(trace: RequestTrace, perf: ReplicaPerf, cap: ReplicaCapac
                            schema_overrides={"input_tokens": pl.Int32, "output_tokens": pl.Int32})
         res = run_policy(RequestTrace(sub, trace.meta), perf, static_policy(replicas),
                          config=LoopConfig(initial_replicas=replicas, max_replicas=replicas, slo=slo,
-                                           engine=engine, tick_s=10.0, drain_limit_s=600.0))
+                                           engine=engine, tick_s=10.0))
         conc = float(res.timeline["in_system"].mean() or 0.0) / replicas  # type: ignore[arg-type]
         return res.summary.attainment, conc
 
@@ -272,42 +240,6 @@ def calibrate_capacity(trace: RequestTrace, perf: ReplicaPerf, cap: ReplicaCapac
         raise InputError(f"one replica cannot reach {target_attainment:.0%} SLO attainment at any rate",
                          field="slo", expected="looser SLO targets or a faster replica layout")
     return ReplicaCapacity(isl=cap.isl, osl=cap.osl, rps=lo, concurrency=max(conc_lo, 1.0), step_s=cap.step_s)
-
-
-def replay_policy(trace: RequestTrace, perf: ReplicaPerf, policy: PolicyFn, *, config: LoopConfig, name: str,
-                  min_replicas: int = 1) -> LoopResult:
-    """Run ``policy`` inside :func:`planner.sim.replay` (``SimConfig.autoscale``) and summarise it like the
-    stand-in loop does (same SLO, violation-minute and oscillation definitions)."""
-    from planner.sim import SimConfig, replay
-    from planner.sim.config import AutoscaleConfig
-
-    sim = SimConfig(
-        replicas=max(1, config.initial_replicas), engine=config.engine, default_slo=config.slo,
-        interval_s=config.tick_s, seed=config.seed,
-        autoscale=AutoscaleConfig(policy=policy, interval_s=config.tick_s, min_replicas=max(1, min_replicas),
-                                  max_replicas=config.max_replicas, cold_start=config.cold_start,
-                                  seed=config.seed))
-    res = replay(trace, perf, config=sim)
-    rq = res.requests
-    requests = pl.DataFrame({
-        "arrival_s": rq["arrival_s"], "input_tokens": rq["input_tokens"],
-        "output_tokens": rq["output_tokens"],
-        "ttft_s": rq["ttft_s"].fill_null(np.nan), "tpot_s": rq["tpot_s"].fill_null(np.nan),
-        "finish_s": rq["finish_s"].fill_null(np.nan), "rejected": rq["rejected"],
-    })
-    ts = res.timeseries
-    timeline = pl.DataFrame({
-        "t_s": ts["t_s"],
-        "desired": (ts["replicas_serving"] + ts["replicas_starting"]).round(0).cast(pl.Int32),
-        "ready": ts["replicas_serving"].round(0).cast(pl.Int32),
-        "starting": ts["replicas_starting"].round(0).cast(pl.Int32),
-        "draining": ts["replicas_draining"].round(0).cast(pl.Int32),
-        "in_system": (ts["running"] + ts["waiting"]).round(0).cast(pl.Int64),
-        "at_gateway": pl.Series([0] * ts.height, dtype=pl.Int64),
-    })
-    summary = summarize(name, requests, timeline, gpu_hours=res.summary.gpu_hours,
-                        makespan_s=res.summary.makespan_s, config=config)
-    return LoopResult(requests=requests, timeline=timeline, summary=summary)
 
 
 def _replicas_for(rate: float, cap: ReplicaCapacity) -> int:
@@ -351,8 +283,9 @@ def compare_autoscalers(
     first = float((arr < 300.0).sum()) / min(300.0, max(float(arr[-1]), 1.0))
     init = cfg.initial_replicas if cfg.initial_replicas is not None else _replicas_for(first, cap)
     init = max(cfg.min_replicas, min(cfg.max_replicas, init))
-    loop = LoopConfig(initial_replicas=init, max_replicas=cfg.max_replicas, tick_s=cfg.tick_s,
-                      cold_start=cfg.cold_start, engine=cfg.engine, slo=cfg.slo, seed=cfg.seed)
+    loop = LoopConfig(initial_replicas=init, min_replicas=cfg.min_replicas, max_replicas=cfg.max_replicas,
+                      tick_s=cfg.tick_s, cold_start=cfg.cold_start, engine=cfg.engine, slo=cfg.slo,
+                      seed=cfg.seed)
     fns = build_policies(policies, perf=perf, cap=cap, table=table, config=cfg)
     need = need_series(trace, table, bin_s=NEED_BIN_S)
     for f in cfg.hindsight_factors:
@@ -364,10 +297,8 @@ def compare_autoscalers(
         peak = float(counts.max()) / 300.0
         fns = {f"static-peak({_replicas_for(peak, cap)})": static_policy(_replicas_for(peak, cap)), **fns}
         n_static = _replicas_for(peak, cap)
-        loop_static = LoopConfig(initial_replicas=min(cfg.max_replicas, n_static),
-                                 max_replicas=cfg.max_replicas,
-                                 tick_s=cfg.tick_s, cold_start=cfg.cold_start, engine=cfg.engine, slo=cfg.slo,
-                                 seed=cfg.seed)
+        loop_static = dataclasses.replace(
+            loop, initial_replicas=max(cfg.min_replicas, min(cfg.max_replicas, n_static)))
     results: dict[str, LoopResult] = {}
     for name, fn in fns.items():
         if on_policy is not None:
@@ -380,11 +311,8 @@ def compare_autoscalers(
 
 def run_in(cfg: CompareConfig, trace: RequestTrace, perf: ReplicaPerf, fn: PolicyFn, *, loop: LoopConfig,
            name: str) -> LoopResult:
-    """One policy's run in the comparison's simulator, its request table dropped unless ``keep_requests``."""
-    if cfg.simulator is Simulator.LOOP:
-        res = run_policy(trace, perf, fn, config=loop, name=name)
-    else:
-        res = replay_policy(trace, perf, fn, config=loop, name=name, min_replicas=cfg.min_replicas)
+    """One policy's run in the closed loop, its request table dropped unless ``keep_requests``."""
+    res = run_policy(trace, perf, fn, config=loop, name=name)
     return res if cfg.keep_requests else dataclasses.replace(res, requests=res.requests.clear())
 
 
@@ -424,7 +352,8 @@ def match_attainment(trace: RequestTrace, perf: ReplicaPerf, comparison: Compari
     analytic = replica_capacity(perf, isl=isl, osl=osl, slo=cfg.slo, engine=cfg.engine)
     table = capacity_table(perf, slo=cfg.slo, engine=cfg.engine).scaled(
         comparison.capacity.rps / analytic.rps)
-    loop = LoopConfig(initial_replicas=comparison.initial_replicas, max_replicas=cfg.max_replicas,
+    loop = LoopConfig(initial_replicas=comparison.initial_replicas, min_replicas=cfg.min_replicas,
+                      max_replicas=cfg.max_replicas,
                       tick_s=cfg.tick_s, cold_start=cfg.cold_start, engine=cfg.engine, slo=cfg.slo,
                       seed=cfg.seed)
 
@@ -529,7 +458,7 @@ def verdict(comparison: Comparison, *, reference: str = PolicyName.MPC.value) ->
     Raises:
         InputError: ``reference`` is not in the comparison.
 
-    >>> from planner.autoscale.loop import LoopSummary
+    >>> from planner.autoscale.closed_loop import LoopSummary
     >>> def row(name, gpu_h, att):
     ...     return LoopResult(requests=pl.DataFrame(), timeline=pl.DataFrame(), summary=LoopSummary(
     ...         name, 10, gpu_h, att, 0, 0, 0, 0, 1, 2, 0, 0, 1, 1.0, 0, 0, 0.0))

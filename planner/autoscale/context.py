@@ -1,4 +1,4 @@
-"""Autoscaling seam: pure policies over the metrics a live autoscaler sees, cold starts, the registry.
+"""Autoscaling seam: pure policies over the metrics a live autoscaler sees, and their registry.
 
 Designed so the same policy code runs in the simulator and, later, against live Prometheus data: a
 policy is ``decide(ctx: ScalingContext) -> ScalingDecision``, a pure function of a frozen context that
@@ -23,7 +23,6 @@ import math
 from dataclasses import dataclass
 from enum import StrEnum
 
-from planner.autoscale.coldstart import DEFAULT_COLD_START, ColdStartDistribution
 from planner.autoscale.dynamo import dynamo_sla
 from planner.autoscale.hpa import hpa
 from planner.autoscale.keda import keda
@@ -110,7 +109,7 @@ POLICIES: dict[PolicyName, PolicyFn] = {
 """Explicit registry (no import-time self-registration), default parameters."""
 
 __all__ = [
-    "DEFAULT_COLD_START", "POLICIES", "ColdStartDistribution", "PolicyFn", "PolicyName", "ScalingContext",
+    "POLICIES", "PolicyFn", "PolicyName", "ScalingContext",
     "ScalingDecision", "TargetParams", "TargetState", "apply_bounds", "apply_delay", "apply_scaling_factors",
     "target_tracking",
 ]

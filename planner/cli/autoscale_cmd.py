@@ -22,11 +22,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from planner.autoscale.coldstart import ColdStartShape, cold_start_for
 from planner.autoscale.compare import (
     DEFAULT_POLICIES,
     CompareConfig,
-    Simulator,
     compare_autoscalers,
     match_attainment,
     verdict,
@@ -37,6 +35,7 @@ from planner.catalog import load_catalog
 from planner.cli.scenario_config import ConfigOpt
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.engine_profile import engine_perf_inputs
+from planner.sim.coldstart import ColdStartShape, cold_start_for
 from planner.sim.config import EngineConfig, SLOTarget
 from solvers.scaling.policy import MPCParams, Risk, with_risk
 from traces.errors import InputError
@@ -123,8 +122,6 @@ def autoscale_compare_cmd(
     min_replicas: Annotated[int, typer.Option(help="lower bound for every policy")] = 1,
     max_replicas: Annotated[int, typer.Option(help="upper bound for every policy")] = 64,
     tick_s: Annotated[float, typer.Option(help="control tick, s")] = 5.0,
-    simulator: Annotated[Simulator, typer.Option(help="closed loop that replays the trace")] = (
-        Simulator.REPLAY),
     seed: Annotated[int, typer.Option(help="seed of cold-start draws and rate scaling")] = 0,
     workload: Annotated[Workload | None, typer.Option(
         help="a benchmark workload (sets trace, rate scale, model, GPU, TP, tick and bounds)")] = None,
@@ -219,7 +216,7 @@ def autoscale_compare_cmd(
     cold = cold_start_for(cold_start, median_s=cold_start_median_s, sigma=cold_start_sigma)
     cfg = CompareConfig(slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),
                         engine=EngineConfig().with_profile(prof), cold_start=cold, min_replicas=min_replicas,
-                        max_replicas=max_replicas, tick_s=tick_s, seed=seed, simulator=simulator,
+                        max_replicas=max_replicas, tick_s=tick_s, seed=seed,
                         mpc=mpc_params, keep_requests=False, hindsight_factors=factors)
     console = Console(stderr=True)
     with console.status("replaying...") as status:

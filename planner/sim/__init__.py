@@ -7,12 +7,12 @@ capping and prefill/decode pools in the loop (:mod:`planner.sim.cluster`).
 """
 
 from planner.sim.cluster import replay_cluster
-from planner.sim.coldstart import DEFAULT_COLD_START_MIXTURE, LognormalMixture
+from planner.sim.coldstart import FITTED_COLD_START, LognormalMixture
 from planner.sim.config import AutoscaleConfig, EngineConfig, PowerConfig, RouterName, SimConfig, SLOTarget
 from planner.sim.pools import ClusterConfig, KVLink, Pool, PoolRole
 from planner.sim.replay import replay
 from planner.sim.result import CappingStats, ClassSummary, PoolSummary, SimResult, SimSummary
 
-__all__ = ["DEFAULT_COLD_START_MIXTURE", "AutoscaleConfig", "CappingStats", "ClassSummary", "ClusterConfig",
+__all__ = ["FITTED_COLD_START", "AutoscaleConfig", "CappingStats", "ClassSummary", "ClusterConfig",
            "EngineConfig", "KVLink", "LognormalMixture", "Pool", "PoolRole", "PoolSummary", "PowerConfig",
            "RouterName", "SLOTarget", "SimConfig", "SimResult", "SimSummary", "replay", "replay_cluster"]

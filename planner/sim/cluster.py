@@ -31,26 +31,26 @@ actuation latency, cutting decode runs in flight so the slower steps start at on
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import polars as pl
 
+from planner.contracts.power import PowerContext
+from planner.contracts.scaling import ScalingContext
 from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
 from planner.sim.cluster_power import (
     apply_clocks,
     brake_clock,
-    power_types,
     server_power,
 )
 from planner.sim.cluster_result import (
     build_result,
 )
-from planner.sim.pool_run import DRAINING, OFF, SERVING, STARTING, Instance, PoolRun
-from planner.sim.pools import ClusterConfig, KVLink, Pool, PoolRole, assign_pools, sub_trace
-from planner.sim.replay import ShardTask, engine_setup, make_shard_tasks, shard_engine, splitmix64_np
+from planner.sim.lifecycle import become_ready, finish_drains, scale_to
+from planner.sim.pool_run import STARTING, PoolRun, build_runs
+from planner.sim.pools import ClusterConfig, KVLink, Pool, PoolRole
+from planner.sim.replay import splitmix64_np
 from planner.sim.result import SimResult
 from traces.errors import InputError
 from traces.schema import RequestTrace
@@ -106,7 +106,7 @@ def replay_cluster(trace: RequestTrace, pools: Sequence[Pool], *, config: Cluste
     (50, 'a')
     """
     _check_pools(pools, config)
-    runs = _build_runs(trace, pools, config)
+    runs = build_runs(trace, pools, config)
     total = trace.num_requests
     power = config.power
     dt = config.interval_s
@@ -145,8 +145,8 @@ def replay_cluster(trace: RequestTrace, pools: Sequence[Pool], *, config: Cluste
         if progress is not None:
             progress(sum(r.eng.q_next for r in runs if r.pool.role is not PoolRole.DECODE), total)
         for r in runs:
-            _finish_drains(r)
-            _become_ready(r, t)
+            finish_drains(r)
+            become_ready(r, t)
         due = [a for a in actuations if a[0] <= t]
         if due:
             actuations = [a for a in actuations if a[0] > t]
@@ -156,11 +156,10 @@ def replay_cluster(trace: RequestTrace, pools: Sequence[Pool], *, config: Cluste
                 for r in runs:
                     apply_clocks(r, server_clock, t)
         if power is not None and t >= k_tel * tel - 1e-12:
-            ctx_cls, _ = power_types()
             watts = server_power(runs, power, t, tel, n_servers)
-            ctx = ctx_cls(now_s=t, server_power_w=tuple(float(w) for w in watts), server_priority=priorities,
-                          server_clock_mhz=tuple(server_clock), row_budget_w=power.row_budget_w,
-                          state=cap_state)
+            ctx = PowerContext(now_s=t, server_power_w=tuple(float(w) for w in watts),
+                               server_priority=priorities, server_clock_mhz=tuple(server_clock),
+                               row_budget_w=power.row_budget_w, state=cap_state)
             if power.policy is not None:
                 dec = power.policy(ctx)
                 calls += 1
@@ -192,7 +191,7 @@ def replay_cluster(trace: RequestTrace, pools: Sequence[Pool], *, config: Cluste
             _hand_off(r, runs[r.decode_of], config.link, math.inf)
             runs[r.decode_of].eng.drain()
     for r in runs:
-        _finish_drains(r)
+        finish_drains(r)
     return build_result(trace, pools, runs, config, applied, calls)
 
 
@@ -215,82 +214,6 @@ def _check_pools(pools: Sequence[Pool], config: ClusterConfig) -> None:
             if getattr(p.perf, "power_kernel", None) is None:
                 raise InputError(f"pool {p.name}: the perf model has no power_kernel()", field="perf",
                                  expected="a perf model with a numba power kernel")
-
-
-def _slots_of(pool: Pool) -> int:
-    auto = pool.config.autoscale
-    if auto is None:
-        return pool.config.replicas
-    # draining replicas keep their slots while new ones start: room for a full second set
-    return 2 * auto.max_replicas
-
-
-def _build_runs(trace: RequestTrace, pools: Sequence[Pool], config: ClusterConfig) -> list[PoolRun]:
-    which = assign_pools(trace, pools)
-    names = [p.name for p in pools]
-    runs: list[PoolRun] = []
-    server0 = 0
-    dt_eng = config.power.telemetry_period_s if config.power is not None else config.interval_s
-    inst = 0
-    for i, p in enumerate(pools):
-        cfg = dataclasses.replace(p.config, shards=1, autoscale=None, power=None)
-        slots = _slots_of(p)
-        auto = p.config.autoscale
-        if p.role is PoolRole.DECODE:
-            feeders = [j for j, q in enumerate(pools) if q.decode_pool == p.name]
-            src = np.flatnonzero(np.isin(which, feeders))
-            n = int((trace.df["output_tokens"].to_numpy()[src] >= 2).sum())
-            task = _empty_task(n)
-            setup = engine_setup(p.perf, sub_trace(trace, np.zeros(0, dtype=np.int64)), cfg)
-            rows = np.full(n, -1, dtype=np.int64)
-            known: int | None = 0
-        else:
-            rows = np.flatnonzero(which == i).astype(np.int64)
-            sub = sub_trace(trace, rows)
-            if p.role is PoolRole.PREFILL:
-                sub = RequestTrace(sub.df.with_columns(pl.lit(1, dtype=pl.Int32).alias("output_tokens")),
-                                   sub.meta)
-            setup = engine_setup(p.perf, sub, cfg)
-            task = make_shard_tasks(sub, cfg)[0]
-            known = None
-        init = p.config.replicas
-        eng = shard_engine(task, setup, cfg, slots=slots, routable=list(range(init)), dt=dt_eng,
-                           metrics=auto is not None, power=config.power is not None,
-                           preload=p.role is PoolRole.DECODE,
-                           ttft_buckets=auto.ttft_buckets_s if auto else (),
-                           itl_buckets=auto.itl_buckets_s if auto else (), known=known)
-        state = np.zeros(slots, dtype=np.int8)
-        state[:init] = SERVING
-        history: list[list[Instance]] = [[] for _ in range(slots)]
-        slot_inst: list[Instance | None] = [None] * slots
-        for s in range(init):
-            it = Instance(inst=inst, pool=i, slot=s, t_request=0.0, t_ready=0.0)
-            inst += 1
-            history[s].append(it)
-            slot_inst[s] = it
-        g = int(p.perf.gpus)
-        per_node = p.gpu.gpus_per_node if p.gpu is not None else 8
-        n_servers = math.ceil(slots * g / per_node)
-        run = PoolRun(index=i, pool=p, eng=eng, rows=rows, slots=slots, state=state, slot_inst=slot_inst,
-                       history=history, gpus=g, server0=server0, n_servers=n_servers,
-                       rng=np.random.default_rng([auto.seed if auto else 0, i]),
-                       lock_since=np.full(slots, np.nan), locks=[[] for _ in range(slots)],
-                       slot_mhz=[None] * slots)
-        if p.role is PoolRole.PREFILL:
-            run.decode_of = names.index(str(p.decode_pool))
-            run.full_out = trace.df["output_tokens"].to_numpy().astype(np.int64)[rows]
-        runs.append(run)
-        server0 += n_servers
-    return runs
-
-
-def _empty_task(n: int) -> ShardTask:
-    z = np.zeros(0, dtype=np.int64)
-    return ShardTask(index=0, replica_ids=z, request_ids=z,
-                     arrival_s=np.zeros(n), input_tokens=np.zeros(n, dtype=np.int64),
-                     output_tokens=np.ones(n, dtype=np.int64), prefix_hashes=np.zeros(0, dtype=np.uint64),
-                     prefix_offsets=np.zeros(n + 1, dtype=np.int64), route_key=np.zeros(n, dtype=np.uint64),
-                     affinity_key=np.zeros(n, dtype=np.uint64))
 
 
 def _hand_off(pre: PoolRun, dec: PoolRun, link: KVLink, t: float) -> None:
@@ -321,31 +244,7 @@ def _hand_off(pre: PoolRun, dec: PoolRun, link: KVLink, t: float) -> None:
     dec.rows[lo:hi + go.size] = np.concatenate([dec.rows[lo:hi], req])[perm]
 
 
-def _finish_drains(r: PoolRun) -> None:
-    for s in (int(v) for v in np.flatnonzero(r.state == DRAINING)):
-        if r.eng.idle(s):
-            it = r.slot_inst[s]
-            assert it is not None
-            it.t_stop = max(it.t_drain, float(r.eng.pf[s, E.Q_NOW]))
-            r.state[s] = OFF
-            r.slot_inst[s] = None
-
-
-def _become_ready(r: PoolRun, t: float) -> None:
-    if not r.pending_ready:
-        return
-    now = [i for i in r.pending_ready if i.t_ready <= t]
-    if not now:
-        return
-    r.pending_ready = [i for i in r.pending_ready if i.t_ready > t]
-    for it in now:
-        r.state[it.slot] = SERVING
-    r.eng.set_routable(r.serving())
-
-
 def _autoscale_tick(r: PoolRun, t: float, inst_counter: list[int]) -> None:
-    from planner.contracts.scaling import ScalingContext
-
     auto = r.pool.config.autoscale
     assert auto is not None
     eng = r.eng
@@ -357,68 +256,27 @@ def _autoscale_tick(r: PoolRun, t: float, inst_counter: list[int]) -> None:
     ntb = len(auto.ttft_buckets_s)
     nib = len(auto.itl_buckets_s)
     itl0 = E.M_HIST + ntb + 1
-    values: dict[str, object] = {
-        "now_s": t,
-        "replicas": len(listed),
-        "running": tuple(int(eng.pi[s, E.P_NRUN]) for s in listed),
-        "waiting": tuple(int(eng.pi[s, E.P_NWAIT]) for s in listed),
-        "kv_cache_usage_perc": tuple(float(kv[s]) for s in listed),
-        "ready": tuple([True] * len(serving) + [False] * len(starting)),
-        "ttft_buckets_s": tuple(auto.ttft_buckets_s),
-        "ttft_counts": tuple(int(x) for x in mh[E.M_HIST:E.M_HIST + ntb]),
-        "ttft_count": int(mh[E.M_HIST + ntb]),
-        "ttft_sum_s": float(mh[E.M_TTFT_SUM_US]) / 1e6,
-        "itl_buckets_s": tuple(auto.itl_buckets_s),
-        "itl_counts": tuple(int(x) for x in mh[itl0:itl0 + nib]),
-        "itl_count": int(mh[itl0 + nib]),
-        "itl_sum_s": float(mh[E.M_ITL_SUM_US]) / 1e6,
-        "requests_total": int(mh[E.M_ARRIVED]),
-        "request_success_total": int(mh[E.M_SUCCESS]),
-        "prompt_tokens_total": int(mh[E.M_PROMPT]),
-        "generation_tokens_total": int(mh[E.M_GEN]),
-        "state": r.policy_state,
-    }
-    names = {f.name for f in dataclasses.fields(ScalingContext)}
-    ctx = ScalingContext(**{k: v for k, v in values.items() if k in names})  # type: ignore[arg-type]
+    ctx = ScalingContext(
+        now_s=t,
+        replicas=len(listed),
+        running=tuple(int(eng.pi[s, E.P_NRUN]) for s in listed),
+        waiting=tuple(int(eng.pi[s, E.P_NWAIT]) for s in listed),
+        kv_cache_usage_perc=tuple(float(kv[s]) for s in listed),
+        ready=tuple([True] * len(serving) + [False] * len(starting)),
+        ttft_buckets_s=tuple(auto.ttft_buckets_s),
+        ttft_counts=tuple(int(x) for x in mh[E.M_HIST:E.M_HIST + ntb]),
+        ttft_count=int(mh[E.M_HIST + ntb]),
+        ttft_sum_s=float(mh[E.M_TTFT_SUM_US]) / 1e6,
+        itl_buckets_s=tuple(auto.itl_buckets_s),
+        itl_counts=tuple(int(x) for x in mh[itl0:itl0 + nib]),
+        itl_count=int(mh[itl0 + nib]),
+        itl_sum_s=float(mh[E.M_ITL_SUM_US]) / 1e6,
+        requests_total=int(mh[E.M_ARRIVED]),
+        prompt_tokens_total=int(mh[E.M_PROMPT]),
+        generation_tokens_total=int(mh[E.M_GEN]),
+        state=r.policy_state,
+    )
     dec = auto.policy(ctx)
     r.policy_state = dec.state
     desired = max(auto.min_replicas, min(auto.max_replicas, int(dec.desired_replicas)))
-    current = len(serving) + len(starting)
-    if desired > current:
-        for _ in range(desired - current):
-            free = np.flatnonzero(r.state == OFF)
-            if free.size == 0:
-                r.deferred += 1
-                break
-            s = int(free[0])
-            if r.history[s]:
-                eng.flush(s)
-            cold = float(auto.cold_start.sample(r.rng, 1)[0])
-            it = Instance(inst=inst_counter[0], pool=r.index, slot=s, t_request=t,
-                           t_ready=t + max(cold, 0.0))
-            inst_counter[0] += 1
-            r.history[s].append(it)
-            r.slot_inst[s] = it
-            r.state[s] = STARTING
-            r.pending_ready.append(it)
-            r.scale_ups += 1
-    elif desired < current:
-        k = current - desired
-        for it in sorted(r.pending_ready, key=lambda i: -i.t_request)[:k]:
-            it.t_stop = t
-            it.t_ready = math.inf
-            r.state[it.slot] = OFF
-            r.slot_inst[it.slot] = None
-            r.pending_ready.remove(it)
-            r.scale_downs += 1
-            k -= 1
-        if k > 0:
-            load = [(int(eng.pi[s, E.P_NRUN] + eng.pi[s, E.P_NWAIT]), -s, s) for s in serving]
-            for _, _, s in sorted(load)[:k]:
-                r.state[s] = DRAINING
-                held = r.slot_inst[s]
-                assert held is not None
-                held.t_drain = t
-                r.scale_downs += 1
-            eng.set_routable(r.serving())
-            _finish_drains(r)
+    scale_to(r, desired, t, cold_start=auto.cold_start, next_instance=inst_counter)

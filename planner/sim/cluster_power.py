@@ -4,7 +4,6 @@ row's power table and capping statistics are assembled in :mod:`planner.sim.clus
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -13,12 +12,6 @@ from planner.sim import engine as E  # noqa: N812 (the engine's field constants 
 from planner.sim.config import PowerConfig
 from planner.sim.pool_run import OFF, PoolRun
 from planner.sim.pools import F64
-
-
-def power_types() -> tuple[Any, Any]:
-    from planner.contracts.power import CapDecision, PowerContext
-
-    return PowerContext, CapDecision
 
 
 def apply_clocks(r: PoolRun, server_clock: list[float | None], t: float) -> None:

@@ -1,17 +1,24 @@
-"""Cold-start times: a lognormal mixture fitted on Alibaba's GenAI model-load latencies.
+"""Cold starts: the time from "scale up" to "replica serving", one home for every run.
 
-Why a mixture: the 7,531 load latencies of ``alibaba/clusterdata`` cluster-trace-v2026-GenAI
+Why a mixture by default: the 7,531 load latencies of ``alibaba/clusterdata`` cluster-trace-v2026-GenAI
 (``basemodel_update_latency_anon.csv``, values in ms) are bimodal: a third of the loads take about 3 s
-(weights already on the node), the rest 20-50 s (pulled over the network). One lognormal puts its median
-at 13.4 s where the data's is 22.7 s, and its p99 far out. Two components still overshoot p99 by 19 %
-(the slow mode has a shoulder at about 23 s and a peak at about 39 s); three components match median,
-p90 and p99 within 3 % (see ``tests/planner/sim/test_coldstart.py``, which refits on the shared data).
+(weights already on the node), the rest 20-50 s (pulled over the network). One lognormal
+(:data:`LOGNORMAL_COLD_START`, kept as an option) puts its median at 13.4 s where the data's is 22.7 s,
+and its p99 far out. Two components still overshoot p99 by 19 % (the slow mode has a shoulder at about
+23 s and a peak at about 39 s); three components (:data:`FITTED_COLD_START`) match median, p90 and p99
+within 3 % (``tests/planner/sim/test_coldstart.py`` refits them on the shared data).
 
-:class:`LognormalMixture` has the same ``sample(rng, n)`` method as
-:class:`planner.autoscale.context.ColdStartDistribution`, so either can be the simulator's cold start.
+Both shapes satisfy :class:`ColdStart` (``sample(rng, n)`` and ``quantile(q)``); :func:`rescaled` moves
+either to another median (a larger model loads longer) and keeps its shape; :func:`cold_start_for` is
+what the CLI and the dashboard call.
 
->>> import numpy as np
->>> x = DEFAULT_COLD_START_MIXTURE.sample(np.random.default_rng(0), 100_000)
+>>> round(LOGNORMAL_COLD_START.median_s, 1)
+13.4
+>>> round(FITTED_COLD_START.quantile(0.5), 1), round(FITTED_COLD_START.quantile(0.9), 1)
+(22.8, 42.5)
+>>> round(rescaled(FITTED_COLD_START, 360.0).quantile(0.5))
+360
+>>> x = FITTED_COLD_START.sample(np.random.default_rng(0), 100_000)
 >>> 20.0 < float(np.median(x)) < 25.0
 True
 """
@@ -20,19 +27,30 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.stats import norm
 
 from traces.errors import InputError
 
 
-class ColdStartSampler(Protocol):
-    """Anything that draws cold-start seconds from a caller-owned generator."""
+class ColdStart(Protocol):
+    """What a run needs of a cold-start distribution: draws for the simulator, a quantile for the MPC's
+    lead time.
+
+    Why a protocol: the replay only draws times and the MPC only reads a quantile, so the single
+    lognormal and the fitted mixture are interchangeable without a common base class.
+    """
 
     def sample(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
-        """``n`` cold-start times in seconds."""
+        """``n`` cold-start times in seconds (the caller owns the seeded generator)."""
+        ...
+
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile in seconds."""
         ...
 
 
@@ -137,10 +155,112 @@ ALIBABA_SOURCE = (
     "data median 22.7 s, p90 42.0 s, p99 51.8 s; mixture 22.8 s, 42.5 s, 50.7 s"
 )
 
-DEFAULT_COLD_START_MIXTURE = LognormalMixture(
+FITTED_COLD_START = LognormalMixture(
     weights=(0.36797, 0.24413, 0.38790),
     mu=(1.12069, 3.11671, 3.65954),
     sigma=(0.39703, 0.10495, 0.13739),
     source=ALIBABA_SOURCE,
 )
-"""The simulator's default cold start (only the parameters ship; the test refits them on the data)."""
+"""The default cold start of every run (replay, autoscaling comparison, dashboard): median 22.8 s,
+p90 42.5 s, p99 50.7 s. Only the parameters ship; ``tests/planner/sim/test_coldstart.py`` refits them on
+the data."""
+
+
+@dataclass(frozen=True)
+class ColdStartDistribution:
+    """Lognormal time from "scale up" to "replica serving", seconds.
+
+    Attributes:
+        mu, sigma: parameters of ``log(seconds)``.
+        source: where the numbers come from.
+    """
+
+    mu: float
+    sigma: float
+    source: str = ""
+
+    @property
+    def median_s(self) -> float:
+        return math.exp(self.mu)
+
+    def quantile(self, q: float) -> float:
+        """The ``q`` quantile in seconds (a planner's lead time: start this early to be ready in time)."""
+        return float(math.exp(self.mu + self.sigma * float(norm.ppf(q))))
+
+    def sample(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
+        """``n`` cold-start times (the caller owns the seeded generator)."""
+        out: NDArray[np.float64] = rng.lognormal(self.mu, self.sigma, n)
+        return out
+
+    def with_median(self, median_s: float) -> ColdStartDistribution:
+        """The same spread around another median (e.g. a larger model's load time)."""
+        return ColdStartDistribution(math.log(median_s), self.sigma,
+                                     f"{self.source}; median rescaled to {median_s:g} s")
+
+
+LOGNORMAL_COLD_START = ColdStartDistribution(
+    mu=2.5928,
+    sigma=1.1722,
+    source=("maximum-likelihood lognormal fitted on the 7,531 model-load latencies of "
+            "alibaba/clusterdata cluster-trace-v2026-GenAI basemodel_update_latency_anon.csv (value in ms): "
+            "median 13.4 s; the data are bimodal (about 2.6 s and 23 s), so p10/p90 are approximate"),
+)
+"""The older single lognormal fitted on the same data (an option, ``--cold-start lognormal``): it misplaces
+the median, 13.4 s against the data's 22.7 s, because the data are bimodal."""
+
+class ColdStartShape(StrEnum):
+    """Which distribution a run draws cold starts from (CLI ``--cold-start``)."""
+
+    MIXTURE = "mixture"
+    LOGNORMAL = "lognormal"
+
+
+def rescaled(dist: ColdStartDistribution | LognormalMixture, median_s: float) -> ColdStartDistribution | \
+        LognormalMixture:
+    """``dist`` with its median moved to ``median_s`` and its shape (log-spread, modes) kept.
+
+    Why: the fitted data are model loads of a production cluster; a 70B model at TP4 loads for minutes
+    (B9: 360 s from zero), so the CLI shifts the whole distribution in log space rather than inventing a
+    new spread.
+
+    Raises:
+        InputError: a median that is not positive.
+    """
+    if not median_s > 0 or not math.isfinite(median_s):
+        raise InputError(f"bad cold-start median {median_s}", field="cold_start_median_s",
+                         expected="seconds > 0")
+    if isinstance(dist, ColdStartDistribution):
+        return dist.with_median(median_s)
+    shift = math.log(median_s) - math.log(dist.quantile(0.5))
+    return LognormalMixture(weights=dist.weights, mu=tuple(m + shift for m in dist.mu), sigma=dist.sigma,
+                            source=f"{dist.source}; shifted to median {median_s:g} s")
+
+
+def cold_start_for(shape: ColdStartShape, *, median_s: float | None = None,
+                   sigma: float | None = None) -> ColdStartDistribution | LognormalMixture:
+    """The cold start a run uses: the fitted mixture (default) or a lognormal, optionally re-centred.
+
+    Args:
+        shape: mixture or single lognormal.
+        median_s: move the median here (None: the fitted one).
+        sigma: lognormal only: its log-spread (None: the fitted 1.17).
+
+    Raises:
+        InputError: a non-positive median or sigma, or a sigma given for the mixture.
+
+    >>> round(cold_start_for(ColdStartShape.LOGNORMAL, median_s=60.0, sigma=0.2).quantile(0.5))
+    60
+    """
+    if sigma is not None and (not sigma > 0 or not math.isfinite(sigma)):
+        raise InputError(f"bad sigma {sigma}", field="cold_start_sigma", expected="a number > 0")
+    if shape is ColdStartShape.MIXTURE:
+        if sigma is not None:
+            raise InputError("a sigma applies to the lognormal only", field="cold_start_sigma",
+                             expected="--cold-start lognormal, or no sigma")
+        return FITTED_COLD_START if median_s is None else rescaled(FITTED_COLD_START, median_s)
+    base = LOGNORMAL_COLD_START if sigma is None else ColdStartDistribution(LOGNORMAL_COLD_START.mu, sigma,
+                                                                           "lognormal")
+    if median_s is None:
+        return base
+    return ColdStartDistribution(math.log(median_s), base.sigma,
+                                 f"lognormal, median {median_s:g} s, sigma {base.sigma:g}")

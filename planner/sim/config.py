@@ -8,17 +8,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from planner.sim.coldstart import DEFAULT_COLD_START_MIXTURE, ColdStartSampler
+from planner.contracts.scaling import PolicyFn
+from planner.contracts.serving import EngineConfig, SLOTarget
+from planner.sim.coldstart import FITTED_COLD_START, ColdStart
 from traces.errors import InputError
 
 if TYPE_CHECKING:
     from planner.contracts.power import CappingPolicy
-    from planner.perf.engine_profile import EngineProfile
 
 
 class RouterName(StrEnum):
@@ -59,69 +59,6 @@ _ROUTER_CODES: dict[RouterName, int] = {
 }
 
 
-@dataclass(frozen=True)
-class EngineConfig:
-    """One replica's scheduler, after vLLM's engine arguments of the same names.
-
-    Attributes:
-        max_batched_tokens: token budget of one step (``--max-num-batched-tokens``).
-        max_num_seqs: running sequences at most (``--max-num-seqs``).
-        block_size: tokens per KV block (``--block-size``).
-        enable_prefix_caching: reuse cached prompt blocks named by the trace's ``prefix_hashes``.
-        output_delay_s: seconds from the end of the step that made a token to the client seeing it. An
-            engine that schedules one step ahead (vLLM's async scheduling) hands each step's tokens over
-            while the next step runs, and its front end adds IPC; every token of a request, the first
-            included, is seen that much later (TTFT and end-to-end grow by it, TPOT does not). Part of
-            an engine profile (:mod:`planner.perf.engine_profile`); 0 for the bare model.
-        output_delay_steps: more hand-over latency, in the replica's current mean step time (the part
-            of the lag that is a step of the engine's pipeline grows with the step).
-        async_scheduling: the engine plans each step while the previous one runs (vLLM's
-            ``--async-scheduling``, on by default in 0.26), so a request that arrives during a step
-            joins the step after the next, unless the engine is idle. Part of an engine profile.
-    """
-
-    max_batched_tokens: int = 8192
-    max_num_seqs: int = 256
-    block_size: int = 16
-    enable_prefix_caching: bool = True
-    output_delay_s: float = 0.0
-    output_delay_steps: float = 0.0
-    async_scheduling: bool = False
-
-    def with_profile(self, profile: EngineProfile) -> EngineConfig:
-        """This scheduler with ``profile``'s hand-over latency and scheduling (where a profile reaches
-        the engine)."""
-        return replace(self, output_delay_s=profile.output_delay_s,
-                       output_delay_steps=profile.output_delay_steps,
-                       async_scheduling=profile.async_scheduling)
-
-    def __post_init__(self) -> None:
-        for name in ("max_batched_tokens", "max_num_seqs", "block_size"):
-            if getattr(self, name) < 1:
-                raise InputError(f"{name} must be positive", field=name, expected="an integer >= 1")
-        if not 0.0 <= self.output_delay_s < 60.0:
-            raise InputError(f"output_delay_s {self.output_delay_s} out of range", field="output_delay_s",
-                             expected="seconds in [0, 60)")
-        if not 0.0 <= self.output_delay_steps <= 16.0:
-            raise InputError(f"output_delay_steps {self.output_delay_steps} out of range",
-                             field="output_delay_steps", expected="steps in [0, 16]")
-        if self.max_batched_tokens < self.max_num_seqs:
-            # every running sequence must be able to decode in every step (vLLM enforces the same)
-            raise InputError(
-                f"max_batched_tokens {self.max_batched_tokens} < max_num_seqs {self.max_num_seqs}",
-                field="max_batched_tokens",
-                expected="max_batched_tokens >= max_num_seqs",
-            )
-
-
-@dataclass(frozen=True)
-class SLOTarget:
-    """Latency targets of one SLO class (seconds): a request meets its SLO when both hold."""
-
-    ttft_s: float
-    tpot_s: float
-
-
 VLLM_TTFT_BUCKETS_S: tuple[float, ...] = (
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
     80.0, 160.0, 640.0, 2560.0)
@@ -142,16 +79,16 @@ class AutoscaleConfig:
         min_replicas, max_replicas: bounds the simulator enforces on the policy's wish.
         cold_start: time from a scale-up decision to the replica serving (seconds; the GPU is held,
             and counted, from the decision). Default: the Alibaba GenAI fit
-            (:data:`planner.sim.coldstart.DEFAULT_COLD_START_MIXTURE`).
+            (:data:`planner.sim.coldstart.FITTED_COLD_START`).
         seed: seeds the cold-start draws.
         ttft_buckets_s, itl_buckets_s: histogram bounds the policy sees (vLLM's by default).
     """
 
-    policy: Callable[[Any], Any]
+    policy: PolicyFn
     interval_s: float = 15.0
     min_replicas: int = 1
     max_replicas: int = 64
-    cold_start: ColdStartSampler = DEFAULT_COLD_START_MIXTURE
+    cold_start: ColdStart = FITTED_COLD_START
     seed: int = 0
     ttft_buckets_s: tuple[float, ...] = VLLM_TTFT_BUCKETS_S
     itl_buckets_s: tuple[float, ...] = VLLM_ITL_BUCKETS_S
@@ -275,3 +212,9 @@ class SimConfig:
             if name == slo_class:
                 return target
         return self.default_slo
+
+
+__all__ = [  # EngineConfig and SLOTarget live in planner.contracts (the solvers share them); re-exported
+    "VLLM_ITL_BUCKETS_S", "VLLM_TTFT_BUCKETS_S", "AutoscaleConfig", "EngineConfig", "PowerConfig",
+    "RouterName", "SLOTarget", "SimConfig",
+]

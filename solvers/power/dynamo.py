@@ -39,7 +39,7 @@ import numpy as np
 import polars as pl
 
 from planner.perf.api import ReplicaPerf
-from planner.sim import SLOTarget
+from planner.contracts.serving import SLOTarget
 from traces.errors import InputError
 
 EMA_ALPHA = 0.3

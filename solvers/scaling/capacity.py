@@ -14,7 +14,7 @@ and a prompt's prefill (``ceil(isl / free budget)`` steps) within ``ttft_margin 
 
 >>> from planner.catalog import load_catalog
 >>> from planner.perf import Parallelism, build_replica_perf
->>> from planner.sim.config import EngineConfig, SLOTarget
+>>> from planner.contracts.serving import EngineConfig, SLOTarget
 >>> cat = load_catalog()
 >>> perf = build_replica_perf(cat.model("Llama-3.1-8B"), cat.gpu("H100-SXM"), Parallelism(tp=1))
 >>> cap = replica_capacity(perf, isl=1000, osl=200, slo=SLOTarget(ttft_s=2.0, tpot_s=0.1),
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from planner.perf.api import ReplicaPerf
-from planner.sim.config import EngineConfig, SLOTarget
+from planner.contracts.serving import EngineConfig, SLOTarget
 from traces.errors import InputError
 
 

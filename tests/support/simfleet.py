@@ -1,18 +1,19 @@
 """Test support (not shipped): a simulated vLLM fleet behind a real ``/metrics`` endpoint.
 
-The fleet is the closed-loop replay's engine (:mod:`planner.autoscale.engine`, the same numba kernels and
-the same replica life cycle as :mod:`planner.autoscale.loop`: cold starts drawn from a seeded
-distribution, least-loaded draining on scale-down, a gateway queue while no replica is ready), advanced to
-"now" on a clock that may run faster than real time. Prometheus scrapes it like a vLLM Deployment:
+The fleet is one pool of the replay simulator (:mod:`planner.sim`: the same engine state
+:class:`~planner.sim.state.ShardEngine` and the same replica life cycle, :mod:`planner.sim.lifecycle`:
+cold starts drawn from a seeded distribution, newest starts cancelled first and least-loaded replicas
+drained on scale-down), advanced to "now" on a clock that may run faster than real time. It keeps at
+least one replica (the replay's bounds start at 1). Prometheus scrapes it like a vLLM Deployment:
 
 * per ready replica (label ``pod``, plus ``model_name``): ``vllm:num_requests_running``,
   ``vllm:num_requests_waiting``, ``vllm:kv_cache_usage_perc`` (or the old ``vllm:gpu_cache_usage_perc``);
   counters ``vllm:prompt_tokens_total``, ``vllm:generation_tokens_total``, ``vllm:request_success_total``;
   histograms ``vllm:time_to_first_token_seconds`` and ``vllm:inter_token_latency_seconds`` (or the old
   ``vllm:time_per_output_token_seconds``) with ``_bucket``/``_sum``/``_count`` and the bounds of
-  :data:`planner.autoscale.loop.TTFT_BUCKETS_S` / :data:`~planner.autoscale.loop.ITL_BUCKETS_S`.
-* A replica that starts gets a new pod name, and its counters start at 0; a replica that drains or is
-  still loading exposes nothing (vLLM serves ``/metrics`` only while its server is up).
+  :data:`planner.sim.config.VLLM_TTFT_BUCKETS_S` / :data:`~planner.sim.config.VLLM_ITL_BUCKETS_S`.
+* A replica that starts gets a new pod name (``sim-<instance>``), and its counters start at 0; a replica
+  that drains or is still loading exposes nothing (vLLM serves ``/metrics`` only while its server is up).
 
 Per-replica counters and histograms are computed from the request records (which pod served each
 request): TTFT observations are exact; an inter-token-latency observation is counted when its request
@@ -38,14 +39,22 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from planner.autoscale import engine as E  # noqa: N812 (field constants read as E.PI_*)
-from planner.autoscale.coldstart import DEFAULT_COLD_START, ColdStartDistribution
-from planner.autoscale.loop import ITL_BUCKETS_S, TTFT_BUCKETS_S
 from planner.live.names import DESIRED_REPLICAS
 from planner.perf.api import ReplicaPerf
-from planner.sim.config import EngineConfig
+from planner.sim import engine as E  # noqa: N812 (field constants read as E.P_*)
+from planner.sim.coldstart import FITTED_COLD_START, ColdStart
+from planner.sim.config import (
+    VLLM_ITL_BUCKETS_S,
+    VLLM_TTFT_BUCKETS_S,
+    AutoscaleConfig,
+    EngineConfig,
+    SimConfig,
+)
+from planner.sim.lifecycle import asked, become_ready, finish_drains, scale_to
+from planner.sim.pool_run import DRAINING, SERVING, STARTING, build_runs
+from planner.sim.pools import ClusterConfig, Pool
 from traces.errors import InputError
-from traces.schema import RequestTrace
+from traces.schema import RequestTrace, TraceMeta
 
 
 @dataclass(frozen=True)
@@ -111,8 +120,8 @@ class FleetConfig:
 
     Attributes:
         model_name: the ``model_name`` label (vLLM's served model name).
-        initial_replicas: replicas ready at time 0.
-        max_replicas: slots (scale-ups beyond are ignored, as a full node pool).
+        initial_replicas: replicas ready at time 0 (at least 1).
+        max_replicas: the most replicas asked for at once (more are ignored, as a full node pool).
         cold_start: time from scale-up to ready, simulated seconds.
         engine: per-replica scheduler limits.
         seed: seeds the cold-start draws.
@@ -122,7 +131,7 @@ class FleetConfig:
     model_name: str = "sim-model"
     initial_replicas: int = 1
     max_replicas: int = 32
-    cold_start: ColdStartDistribution = DEFAULT_COLD_START
+    cold_start: ColdStart = FITTED_COLD_START
     engine: EngineConfig = field(default_factory=EngineConfig)
     seed: int = 0
     legacy_names: bool = False
@@ -138,171 +147,140 @@ class SimFleet:
         config: options.
 
     Raises:
-        InputError: the replica has no KV room, or a request asks for no output.
+        InputError: the replica has no KV room, a request asks for no output, or the replica bounds are
+            out of range.
     """
 
     def __init__(self, workload: Workload, perf: ReplicaPerf, *, config: FleetConfig) -> None:
         if workload.output_tokens.size and int(workload.output_tokens.min()) < 1:
             raise InputError("a request asks for no output token", field="output_tokens", expected=">= 1")
-        kvcap = int(perf.kv_capacity_tokens)
-        if kvcap < 1:
+        if int(perf.kv_capacity_tokens) < 1:
             raise InputError("the replica has no room for KV cache", field="kv_capacity_tokens",
                              expected="a model/GPU layout that leaves memory for the KV cache")
-        if not 0 <= config.initial_replicas <= config.max_replicas:
+        if not 1 <= config.initial_replicas <= config.max_replicas:
             raise InputError("initial replicas out of range", field="initial_replicas",
-                             expected="0 <= initial_replicas <= max_replicas")
+                             expected="1 <= initial_replicas <= max_replicas")
         self.lock = threading.Lock()
         self.config = config
         self.w = workload
-        self._gpus = int(perf.gpus)
-        self._kvcap = kvcap
+        trace = RequestTrace(pl.DataFrame({
+            "arrival_s": workload.arrival_s, "input_tokens": workload.input_tokens.astype(np.int32),
+            "output_tokens": workload.output_tokens.astype(np.int32)}), TraceMeta("simfleet", "synthetic"))
+        auto = AutoscaleConfig(policy=_no_policy, max_replicas=config.max_replicas,
+                               cold_start=config.cold_start, seed=config.seed)
+        pool = Pool("fleet", perf, SimConfig(replicas=config.initial_replicas, engine=config.engine,
+                                             autoscale=auto))
+        (self._run,) = build_runs(trace, [pool], ClusterConfig())
+        self._instances = [config.initial_replicas]
+        self._tb = np.array(VLLM_TTFT_BUCKETS_S)
+        self._ib = np.array(VLLM_ITL_BUCKETS_S)
         n = workload.arrival_s.size
-        slots = config.max_replicas * 2 + 4
-        self._a = E.new_arrays(n, slots, config.engine.max_num_seqs)
-        ci = self._a["ci"]
-        ci[E.C_MBT] = config.engine.max_batched_tokens
-        ci[E.C_MAXSEQ] = config.engine.max_num_seqs
-        ci[E.C_KVCAP] = kvcap
-        self._tb = np.array(TTFT_BUCKETS_S)
-        self._ib = np.array(ITL_BUCKETS_S)
-        self._th = np.zeros(self._tb.size + 1, dtype=np.int64)
-        self._ih = np.zeros(self._ib.size + 1, dtype=np.int64)
-        self._kernel, self._kp = perf.kernel()
-        self._alloc_t = np.full(slots, np.nan)
-        self._ready_at = np.full(slots, np.inf)
-        self._draws = config.cold_start.sample(np.random.default_rng(config.seed), 4096)
-        self._starts = 0
-        self._slot_pod = np.full(slots, -1, dtype=np.int64)
-        self._req_pod = np.full(n, -1, dtype=np.int64)
-        self._next_pod = 0
-        self._i = 0
+        self._req = self._run.rows  # engine row -> workload row
+        self._req_pod = np.full(n, -1, dtype=np.int64)  # per engine row: the instance that served it
         self.t_s = 0.0
-        self.gpu_s = 0.0
         self.timeline: list[tuple[float, int, int, int, int]] = []
-        pi = self._a["pi"]
-        for r in range(config.initial_replicas):
-            pi[r, E.PI_STATE] = E.STATE_READY
-            self._alloc_t[r] = 0.0
-            self._new_pod(r)
-
-    def _new_pod(self, r: int) -> None:
-        self._slot_pod[r] = self._next_pod
-        self._next_pod += 1
 
     @property
     def asked(self) -> int:
         """Replicas asked for: starting plus ready (the Deployment's spec.replicas)."""
-        st = self._a["pi"][:, E.PI_STATE]
-        return int(((st == E.STATE_STARTING) | (st == E.STATE_READY)).sum())
+        return asked(self._run)
 
     def counts(self) -> tuple[int, int, int]:
         """``(ready, starting, draining)`` replicas now."""
-        st = self._a["pi"][:, E.PI_STATE]
-        return (int((st == E.STATE_READY).sum()), int((st == E.STATE_STARTING).sum()),
-                int((st == E.STATE_DRAINING).sum()))
+        st = self._run.state
+        return int((st == SERVING).sum()), int((st == STARTING).sum()), int((st == DRAINING).sum())
+
+    @property
+    def gpu_s(self) -> float:
+        """GPU-seconds held so far (loading, serving, draining)."""
+        total = 0.0
+        for hist in self._run.history:
+            for it in hist:
+                total += max(0.0, min(it.t_stop, self.t_s) - it.t_request)
+        return total * self._run.gpus
 
     def advance(self, t_s: float) -> None:
         """Run the fleet to simulated time ``t_s`` (no-op when already there)."""
         if t_s <= self.t_s:
             return
-        a = self._a
-        pi, pf, rq = a["pi"], a["pf"], a["rq"]
-        w = self.w
-        self._i = E.run_until(self._kernel, self._kp, t_s, self._i, w.arrival_s, w.input_tokens,
-                              w.output_tokens, rq, a["rf"], pi, pf, a["run"], a["ci"], a["cf"], self._tb,
-                              self._th, self._ib, self._ih, a["gate"])
-        E.try_idle_stop(t_s, pi, pf)
-        self._release()
-        became = np.flatnonzero((pi[:, E.PI_STATE] == E.STATE_STARTING) & (self._ready_at <= t_s))
-        if became.size:
-            pi[became, E.PI_STATE] = E.STATE_READY
-            self._ready_at[became] = np.inf
-        E.dispatch_gateway(self._kernel, self._kp, t_s, w.input_tokens, w.output_tokens, rq, pi, pf, a["run"],
-                           a["ci"], a["gate"])
-        routed = (self._req_pod < 0) & (rq[:, E.RQ_REP] >= 0)
-        self._req_pod[routed] = self._slot_pod[rq[routed, E.RQ_REP]]
+        r = self._run
+        r.eng.run_until(t_s)
+        self._note_routes()
+        finish_drains(r)
+        become_ready(r, t_s)
         self.t_s = t_s
         ready, starting, draining = self.counts()
         self.timeline.append((t_s, self.asked, ready, starting, draining))
 
-    def _release(self) -> None:
-        pi, pf = self._a["pi"], self._a["pf"]
-        freed = np.flatnonzero((pi[:, E.PI_STATE] == E.STATE_FREE) & ~np.isnan(self._alloc_t))
-        for r in freed:
-            self.gpu_s += max(0.0, float(pf[r, E.PF_STOP]) - float(self._alloc_t[r])) * self._gpus
-            self._alloc_t[r] = np.nan
+    def _note_routes(self) -> None:
+        rep = self._run.eng.rq[:, E.R_REP]
+        new = np.flatnonzero((self._req_pod < 0) & (rep >= 0))
+        for q in new:
+            it = self._run.slot_inst[int(rep[q])]
+            assert it is not None
+            self._req_pod[q] = it.inst
 
     def scale_to(self, desired: int) -> None:
-        """Apply a replica count at the current time, as :func:`planner.autoscale.loop.run_policy` does."""
-        pi = self._a["pi"]
-        t = self.t_s
-        desired = max(0, min(self.config.max_replicas, desired))
-        cur = self.asked
-        if desired > cur:
-            free = np.flatnonzero((pi[:, E.PI_STATE] == E.STATE_FREE) & np.isnan(self._alloc_t))
-            for r in free[: desired - cur]:
-                pi[r, E.PI_STATE] = E.STATE_STARTING
-                self._alloc_t[r] = t
-                self._ready_at[r] = t + float(self._draws[self._starts % self._draws.size])
-                self._starts += 1
-                self._new_pod(int(r))
-        elif desired < cur:
-            drop = cur - desired
-            starting = np.flatnonzero(pi[:, E.PI_STATE] == E.STATE_STARTING)
-            starting = starting[np.argsort(-self._ready_at[starting], kind="stable")]
-            for r in starting[:drop]:
-                pi[r, E.PI_STATE] = E.STATE_FREE
-                self.gpu_s += (t - float(self._alloc_t[r])) * self._gpus
-                self._alloc_t[r] = np.nan
-                self._ready_at[r] = np.inf
-            drop -= min(drop, starting.size)
-            if drop:
-                ready = np.flatnonzero(pi[:, E.PI_STATE] == E.STATE_READY)
-                load = pi[ready, E.PI_NRUN] + pi[ready, E.PI_NWAIT]
-                for r in ready[np.argsort(load, kind="stable")][:drop]:
-                    pi[r, E.PI_STATE] = E.STATE_DRAINING
-            E.try_idle_stop(t, pi, self._a["pf"])
-            self._release()
+        """Apply a replica count at the current time (kept within 1 and ``max_replicas``)."""
+        desired = max(1, min(self.config.max_replicas, desired))
+        scale_to(self._run, desired, self.t_s, cold_start=self.config.cold_start,
+                 next_instance=self._instances)
 
     def requests(self) -> pl.DataFrame:
         """One row per request of the workload: arrival, TTFT, TPOT, finish (NaN while unfinished)."""
-        rf = self._a["rf"]
+        eng = self._run.eng
+        n = self.w.arrival_s.size
+        first = np.full(n, np.nan)
+        finish = np.full(n, np.nan)
+        rejected = np.zeros(n, dtype=bool)
+        first[self._req] = eng.rf[:, E.F_FIRST]
+        finish[self._req] = eng.rf[:, E.F_FINISH]
+        rejected[self._req] = eng.rq[:, E.R_PHASE] == E.PH_REJECTED
         w = self.w
-        first, finish = rf[:, E.RF_FIRST], rf[:, E.RF_FINISH]
         with np.errstate(invalid="ignore", divide="ignore"):
             tpot = np.where(w.output_tokens > 1, (finish - first) / np.maximum(w.output_tokens - 1, 1),
                             np.nan)
         return pl.DataFrame({"arrival_s": w.arrival_s, "ttft_s": first - w.arrival_s, "tpot_s": tpot,
-                             "finish_s": finish, "rejected": self._a["rq"][:, E.RQ_PHASE] == 5})
+                             "finish_s": finish, "rejected": rejected})
+
+    def _generated(self) -> np.ndarray:
+        """Tokens generated so far per engine row (a decoding request counts its replica's steps)."""
+        eng = self._run.eng
+        rq = eng.rq
+        rep = np.maximum(rq[:, E.R_REP], 0)
+        decoding = rq[:, E.R_PHASE] == E.PH_DECODE
+        return np.where(decoding, eng.pi[rep, E.P_X] - rq[:, E.R_C], rq[:, E.R_GEN])
 
     # ------------------------------------------------------------ exposition
 
     def families(self) -> list[Metric]:
         """The fleet's ``vllm:*`` families now (call under :attr:`lock`)."""
-        a = self._a
-        pi, rq, rf = a["pi"], a["rq"], a["rf"]
-        w = self.w
-        ready = np.flatnonzero(pi[:, E.PI_STATE] == E.STATE_READY)
+        r = self._run
+        eng = r.eng
+        pi, rq, rf = eng.pi, eng.rq, eng.rf
+        ready = r.serving()
         model = self.config.model_name
         legacy = self.config.legacy_names
         lab = ["model_name", "pod"]
-        pods = [f"sim-{int(self._slot_pod[r])}" for r in ready]
+        ids = np.array([r.slot_inst[s].inst for s in ready], dtype=np.int64)  # type: ignore[union-attr]
+        pods = [f"sim-{int(i)}" for i in ids]
+        kv_use = eng.kv_usage()
         run = GaugeMetricFamily("vllm:num_requests_running", "Requests in the model's batch.", labels=lab)
         wait = GaugeMetricFamily("vllm:num_requests_waiting", "Requests waiting to be scheduled.", labels=lab)
         kv = GaugeMetricFamily("vllm:gpu_cache_usage_perc" if legacy else "vllm:kv_cache_usage_perc",
                                "KV-cache usage, 0..1.", labels=lab)
-        for r, pod in zip(ready, pods, strict=True):
-            run.add_metric([model, pod], float(pi[r, E.PI_NRUN]))
-            wait.add_metric([model, pod], float(pi[r, E.PI_NWAIT]))
-            kv.add_metric([model, pod], float(pi[r, E.PI_KV]) / self._kvcap)
+        for s, pod in zip(ready, pods, strict=True):
+            run.add_metric([model, pod], float(pi[s, E.P_NRUN]))
+            wait.add_metric([model, pod], float(pi[s, E.P_NWAIT]))
+            kv.add_metric([model, pod], float(kv_use[s]))
         out: list[Metric] = [run, wait, kv]
-        ids = self._slot_pod[ready]
-        npods = int(self._next_pod)
+        npods = self._instances[0]
         routed = self._req_pod >= 0
         rp = self._req_pod[routed]
-        prompt = np.bincount(rp, weights=w.input_tokens[routed].astype(np.float64), minlength=npods)
-        gen = np.bincount(rp, weights=rq[routed, E.RQ_GEN].astype(np.float64), minlength=npods)
-        done = np.bincount(rp, weights=(rq[routed, E.RQ_PHASE] == 4).astype(np.float64), minlength=npods)
+        prompt = np.bincount(rp, weights=eng.inp[routed].astype(np.float64), minlength=npods)
+        gen = np.bincount(rp, weights=self._generated()[routed].astype(np.float64), minlength=npods)
+        done = np.bincount(rp, weights=(rq[routed, E.R_PHASE] == E.PH_DONE).astype(np.float64),
+                           minlength=npods)
         for name, help_, vals in (("vllm:prompt_tokens", "Prefill tokens processed.", prompt),
                                   ("vllm:generation_tokens", "Generation tokens processed.", gen),
                                   ("vllm:request_success", "Requests finished.", done)):
@@ -310,14 +288,14 @@ class SimFleet:
             for pid, pod in zip(ids, pods, strict=True):
                 c.add_metric([model, pod], float(vals[pid]))
             out.append(c)
-        first = rf[:, E.RF_FIRST]
+        first = rf[:, E.F_FIRST]
         has_first = routed & ~np.isnan(first)
-        ttft = first[has_first] - w.arrival_s[has_first]
+        ttft = first[has_first] - eng.arr[has_first]
         out.append(self._histogram("vllm:time_to_first_token_seconds", "Time to first token, s.",
                                    self._tb, self._req_pod[has_first], ttft, np.ones(ttft.size), ids, pods))
-        finish = rf[:, E.RF_FINISH]
-        fin = routed & ~np.isnan(finish) & (w.output_tokens > 1) & ~np.isnan(first)
-        steps = (w.output_tokens[fin] - 1).astype(np.float64)
+        finish = rf[:, E.F_FINISH]
+        fin = routed & ~np.isnan(finish) & (eng.out > 1) & ~np.isnan(first)
+        steps = (eng.out[fin] - 1).astype(np.float64)
         mean_itl = (finish[fin] - first[fin]) / steps
         out.append(self._histogram(
             "vllm:time_per_output_token_seconds" if legacy else "vllm:inter_token_latency_seconds",
@@ -326,7 +304,7 @@ class SimFleet:
 
     def _histogram(self, name: str, help_: str, bounds: np.ndarray, pod_of: np.ndarray, x: np.ndarray,
                    weight: np.ndarray, ids: np.ndarray, pods: list[str]) -> HistogramMetricFamily:
-        npods = int(self._next_pod)
+        npods = self._instances[0]
         nb = bounds.size + 1
         idx = np.searchsorted(bounds, x, side="left")
         per = np.bincount(pod_of * nb + idx, weights=weight, minlength=npods * nb).reshape(npods, nb)
@@ -460,3 +438,8 @@ def drive(fleet: SimFleet, stop: threading.Event, *, clock: Callable[[], float],
             fleet.advance((now - t0) * speed)
         if stop.wait(step_s):
             break
+
+
+def _no_policy(ctx: object) -> object:
+    """The fleet's pool has no policy of its own: its count comes from :meth:`SimFleet.scale_to`."""
+    raise AssertionError("the simulated fleet is scaled from outside")

@@ -1,4 +1,4 @@
-"""The comparison on a real trace: every policy runs in both closed loops and reports sane numbers."""
+"""The comparison on a real trace: every policy runs in the closed loop and reports sane numbers."""
 
 from __future__ import annotations
 
@@ -9,21 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from planner.autoscale.coldstart import ColdStartDistribution
+from planner.autoscale.closed_loop import LoopConfig, run_policy
 from planner.autoscale.compare import (
     GENEROUS_SCALES,
     CompareConfig,
-    Simulator,
     build_policies,
     compare_autoscalers,
     match_attainment,
-    replay_policy,
 )
 from planner.autoscale.context import PolicyName
-from planner.autoscale.loop import LoopConfig
 from planner.catalog import load_catalog
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.api import ReplicaPerf
+from planner.sim.coldstart import ColdStartDistribution
 from solvers.scaling.capacity import capacity_table
 from traces.errors import InputError
 from traces.load import load_trace
@@ -45,10 +43,9 @@ def trace(shared: Path) -> RequestTrace:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("simulator", [Simulator.LOOP, Simulator.REPLAY])
-def test_every_policy_runs_and_reports(shared_traces: Path, simulator: Simulator) -> None:
+def test_every_policy_runs_and_reports(shared_traces: Path) -> None:
     tr = trace(shared_traces)
-    cfg = CompareConfig(cold_start=COLD, max_replicas=16, simulator=simulator)
+    cfg = CompareConfig(cold_start=COLD, max_replicas=16)
     cmp = compare_autoscalers(tr, perf8(), config=cfg)
     table = cmp.table()
     assert set(table["policy"].to_list()) >= {p.value for p in (PolicyName.HPA, PolicyName.KEDA,
@@ -69,8 +66,7 @@ def test_unknown_policy_and_empty_trace_are_input_errors(shared_traces: Path) ->
     tr = trace(shared_traces)
     with pytest.raises(InputError, match="not part of the comparison"):
         compare_autoscalers(tr, perf8(), policies=[PolicyName.TARGET_TRACKING],
-                            config=CompareConfig(cold_start=COLD, simulator=Simulator.LOOP,
-                                                 static_reference=False))
+                            config=CompareConfig(cold_start=COLD, static_reference=False))
     empty = RequestTrace(tr.df.clear(), tr.meta)
     with pytest.raises(InputError, match="no request"):
         compare_autoscalers(empty, perf8())
@@ -117,7 +113,7 @@ def test_bad_mpc_flags_are_input_errors(flag: str, value: str) -> None:
 
 def test_long_runs_can_drop_request_tables_but_keep_summaries(shared_traces: Path) -> None:
     tr = trace(shared_traces)
-    cfg = CompareConfig(cold_start=COLD, max_replicas=16, simulator=Simulator.REPLAY, static_reference=False,
+    cfg = CompareConfig(cold_start=COLD, max_replicas=16, static_reference=False,
                         keep_requests=False)
     cmp = compare_autoscalers(tr, perf8(), policies=[PolicyName.HPA], config=cfg)
     res = cmp.results["hpa"]
@@ -135,7 +131,7 @@ def test_matching_bisects_to_the_least_generous_target_reaching_the_reference(sh
     of HPA at 0.7 x its target (between the grid's 0.8 and 0.6), standing in the MPC's row."""
     t = load_trace(shared_traces / "azure_llm_2023" / "AzureLLMInferenceTrace_conv.csv")
     tr = scale_rate(slice_time(t, 0.0, 900.0), 4.0, seed=0)
-    cfg = CompareConfig(cold_start=COLD, max_replicas=16, simulator=Simulator.REPLAY, static_reference=False,
+    cfg = CompareConfig(cold_start=COLD, max_replicas=16, static_reference=False,
                         keep_requests=False)
     cmp = compare_autoscalers(tr, perf8(), policies=[PolicyName.HPA], config=cfg)
     table = capacity_table(perf8(), slo=cfg.slo, engine=cfg.engine)
@@ -143,7 +139,7 @@ def test_matching_bisects_to_the_least_generous_target_reaching_the_reference(sh
                         target_scale=0.7)["hpa"]
     loop = LoopConfig(initial_replicas=cmp.initial_replicas, max_replicas=16, tick_s=cfg.tick_s,
                       cold_start=COLD, engine=cfg.engine, slo=cfg.slo, seed=cfg.seed)
-    ref = replay_policy(tr, perf8(), fn, config=loop, name="mpc")
+    ref = run_policy(tr, perf8(), fn, config=loop, name="mpc")
     cmp = dataclasses.replace(cmp, results={**cmp.results, "mpc": ref})
     goal = ref.summary.attainment
     assert cmp.results["hpa"].summary.attainment < goal  # the default target falls short: matching applies

@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
-import polars as pl
-import pytest
-
 from planner.autoscale.context import (
-    DEFAULT_COLD_START,
     POLICIES,
     PolicyName,
     ScalingContext,
@@ -40,13 +33,3 @@ def test_scale_up_at_once_bounded_and_scale_down_after_delay() -> None:
     d = target_tracking(_ctx(80.0, replicas, 3, state), params=P)
     assert d.desired_replicas == 1 and d.state.below_since_s is None
     assert POLICIES[PolicyName.TARGET_TRACKING] is target_tracking
-
-
-def test_shipped_cold_start_matches_a_refit(shared_traces: Path) -> None:
-    path = shared_traces / "alibaba_genai" / "basemodel_update_latency_anon.csv"
-    seconds = pl.read_csv(path)["value"].to_numpy() / 1000.0
-    logs = np.log(seconds[seconds > 0])
-    assert logs.mean() == pytest.approx(DEFAULT_COLD_START.mu, abs=1e-3)
-    assert logs.std(ddof=1) == pytest.approx(DEFAULT_COLD_START.sigma, abs=1e-3)
-    draws = DEFAULT_COLD_START.sample(np.random.default_rng(0), 50_000)
-    assert np.median(draws) == pytest.approx(np.median(seconds), rel=0.5)  # bimodal data: median only roughly

@@ -11,11 +11,11 @@ import numpy as np
 import polars as pl
 import pytest
 
-from planner.autoscale.coldstart import ColdStartDistribution
-from planner.autoscale.compare import CompareConfig, Simulator, compare_autoscalers, verdict
+from planner.autoscale.compare import CompareConfig, compare_autoscalers, verdict
 from planner.autoscale.context import PolicyName
 from planner.autoscale.hindsight import hindsight, hindsight_params, need_gpu_hours, need_series
 from planner.contracts.scaling import ScalingContext
+from planner.sim.coldstart import ColdStartDistribution
 from planner.sim.config import EngineConfig, SLOTarget
 from solvers.scaling.capacity import CapacityTable, capacity_table
 from tests.planner.autoscale.test_compare import perf8
@@ -81,7 +81,7 @@ def test_clairvoyant_policy_starts_before_a_burst_and_releases_after_it() -> Non
 def test_hindsight_rows_trace_attainment_against_gpu_hours_and_stay_out_of_the_baselines(
         shared_traces: Path) -> None:
     tr = code_slice(shared_traces)
-    cfg = CompareConfig(cold_start=COLD, max_replicas=16, simulator=Simulator.REPLAY, static_reference=False,
+    cfg = CompareConfig(cold_start=COLD, max_replicas=16, static_reference=False,
                         hindsight_factors=(1.0, 2.0), keep_requests=False)
     cmp = compare_autoscalers(tr, perf8(), policies=[PolicyName.HPA, PolicyName.MPC], config=cfg)
     lo, hi = cmp.results["hindsight@1"].summary, cmp.results["hindsight@2"].summary

@@ -58,7 +58,7 @@ def test_servegen_workload_is_a_fair_size_fleet_at_the_daily_peak(shared_traces:
     # two evening hours of day 1 at the workload's thinning, on its layout, in the replay simulator:
     # the fleet reaches several replicas (not one or two), and the MPC with its workload tuning
     # (seasonal memory empty on day 1) serves it at an attainment close to HPA's
-    from planner.autoscale.compare import CompareConfig, Simulator, compare_autoscalers
+    from planner.autoscale.compare import CompareConfig, compare_autoscalers
     from planner.autoscale.context import PolicyName
     from planner.catalog import load_catalog
     from planner.perf import Parallelism, build_replica_perf
@@ -68,7 +68,7 @@ def test_servegen_workload_is_a_fair_size_fleet_at_the_daily_peak(shared_traces:
                           duration_s=2 * 3600.0)
     cat = load_catalog()
     perf = build_replica_perf(cat.model(spec.model), cat.gpu(spec.gpu), Parallelism(tp=spec.tp))
-    cfg = CompareConfig(tick_s=spec.tick_s, max_replicas=spec.max_replicas, simulator=Simulator.REPLAY,
+    cfg = CompareConfig(tick_s=spec.tick_s, max_replicas=spec.max_replicas,
                         mpc=spec.mpc, static_reference=False)
     cmp = compare_autoscalers(tr, perf, policies=(PolicyName.HPA, PolicyName.MPC), config=cfg)
     hpa_s, mpc_s = cmp.results["hpa"].summary, cmp.results["mpc"].summary

@@ -36,7 +36,7 @@ def test_compare_writes_tables(shared_traces: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     res = CliRunner().invoke(_app(), ["autoscale-compare", "--trace", str(small), "--policies", "hpa,mpc",
                                       "--cold-start-median-s", "30", "--max-replicas", "8",
-                                      "--simulator", "loop", "--bounds", "1.5", "--out", str(out), "--json"])
+                                      "--bounds", "1.5", "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     data = json.loads(res.output)
     assert {p["policy"] for p in data["policies"]} >= {"hpa", "mpc", "hindsight@1.5"}
@@ -64,7 +64,7 @@ def test_averse_and_load_following_risks_buy_more_than_plain(shared_traces: Path
     for risk in ("plain", "burst-averse", "load-following"):
         res = CliRunner().invoke(_app(), ["autoscale-compare", "--trace", str(small), "--policies", "mpc",
                                           "--cold-start-median-s", "30", "--max-replicas", "8",
-                                          "--simulator", "loop", "--mpc-risk", risk, "--json"])
+                                          "--mpc-risk", risk, "--json"])
         assert res.exit_code == 0, res.output
         row = next(p for p in json.loads(res.output)["policies"] if p["policy"] == "mpc")
         gpu_h[risk] = row["gpu_hours"]

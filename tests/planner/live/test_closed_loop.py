@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from planner.autoscale.coldstart import ColdStartDistribution
 from planner.catalog import load_catalog
 from planner.live.promql import PromClient
 from planner.perf import build_replica_perf
+from planner.sim.coldstart import ColdStartDistribution
 from tests.support.simfleet import (
     FleetConfig,
     SimFleet,

@@ -9,11 +9,12 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from planner.autoscale.coldstart import ColdStartDistribution
-from planner.autoscale.loop import ITL_BUCKETS_S, TTFT_BUCKETS_S
 from planner.catalog import load_catalog
 from planner.perf import build_replica_perf
 from planner.perf.api import ReplicaPerf
+from planner.sim.coldstart import ColdStartDistribution
+from planner.sim.config import VLLM_ITL_BUCKETS_S as ITL_BUCKETS_S
+from planner.sim.config import VLLM_TTFT_BUCKETS_S as TTFT_BUCKETS_S
 from tests.support.simfleet import FleetConfig, SimFleet, Workload, fleet_registry, parse_desired
 from traces.errors import InputError
 from traces.load import load_trace
