@@ -40,7 +40,7 @@ PRELOAD: tuple[str, ...] = (
     "planner.sim",
     "planner.plan",
     "planner.autoscale.compare",
-    "solvers.power.study",
+    "planner.power_study.study",
 )
 """Modules the fork server imports once, so that every job starts with them loaded."""
 

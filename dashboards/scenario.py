@@ -31,16 +31,16 @@ from planner.catalog import load_catalog
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.engine_profile import engine_perf_inputs
 from planner.plan import PlanReport, PlanRequest, plan_fleet
+from planner.power_study.row import DEFAULT_BASE_W
 from planner.sim import EngineConfig, RouterName, SimConfig, SimResult, SLOTarget, replay
 from solvers.capacity.problem import SolveParams
-from solvers.power.row import DEFAULT_BASE_W
 from traces.errors import InputError
 from traces.schema import RequestTrace
 
 if TYPE_CHECKING:
     from planner.autoscale.compare import Comparison
-    from solvers.power.solve import VerifiedPlan
-    from solvers.power.study import DynamoBaseline
+    from planner.power_study.plan import VerifiedPlan
+    from planner.power_study.study import DynamoBaseline
 
 MAX_UPLOAD_MB = 200
 """Largest trace upload the dashboard accepts (bigger traces: give a file path instead)."""
@@ -577,7 +577,7 @@ class PowerSpec:
     nameplate_servers: int = 4
     pool_servers: int = 6
     rps_per_server: float = 4.0
-    server_base_w: float = DEFAULT_BASE_W  # sourced in solvers/power/row.py
+    server_base_w: float = DEFAULT_BASE_W  # sourced in planner/power_study/row.py
     hp_share: float = 0.5
     max_capped: float = 0.01
     hp_inflation: float = 0.05
@@ -642,7 +642,7 @@ class PowerOutcome:
         dynamo: Dynamo's rule on the same row.
         verified: our plan and its verification by replay.
         plan_attainment: SLO attainment of the plan's requests with the locks (worst tier).
-        pareto: the Pareto table (:data:`solvers.power.solve.PARETO_SCHEMA`).
+        pareto: the Pareto table (:data:`planner.power_study.plan.PARETO_SCHEMA`).
         timelines: capping timeline per row size (the plan's and each Pareto row's).
         wall_s: the study's wall time.
     """
@@ -661,18 +661,19 @@ class PowerOutcome:
 def power_job(
     src: TraceSource, load_factor: float, seed: int, spec: PowerSpec, *, report: Report
 ) -> PowerOutcome:
-    """:func:`solvers.power.study.run_study` (as ``fleetwise power`` runs it) plus the capping timelines.
+    """:func:`planner.power_study.study.run_study` (as ``fleetwise power`` runs it) plus the capping
+    timelines.
 
     Raises:
         InputError: unknown names, a layout that does not fit a server, or a bad row description.
     """
     from dataclasses import replace
 
-    from planner.power.policy import HP, PolcaParams
+    from planner.contracts.power import HP, PolcaParams
+    from planner.power_study.plan import Targets
+    from planner.power_study.row import RowSpec, run_row
+    from planner.power_study.study import run_study
     from solvers.power.problem import SolveParams as PowerSolveParams
-    from solvers.power.row import RowSpec, run_row
-    from solvers.power.solve import Targets
-    from solvers.power.study import run_study
 
     cat = load_catalog()
     gpu = cat.gpu(spec.gpu)

@@ -2,8 +2,8 @@
 
 Every ``import`` in the shipped packages, module level or inside a function, is an edge between two
 groups (``traces``, ``dashboards``, and each subpackage of ``planner`` and ``solvers``). The groups sit
-in layers; an edge may only point to the same or a lower layer, and the group graph has no cycle.
-Exceptions are listed by edge, each with what removes it, so the list can only shrink.
+in layers; an edge may only point to the same or a lower layer, and the group graph has no cycle. There
+are no exceptions (the last ones, solvers importing the simulator, went in session 9).
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ LAYERS: dict[str, int] = {
     "planner.power": 3, "planner.sim": 3,
     # 4: solvers: OR-Tools models over frozen problems
     "solvers.capacity": 4, "solvers.experts": 4, "solvers.scaling": 4, "solvers.power": 4,
-    # 5: the application layer: plan, autoscaling comparison, live controller
-    "planner.plan": 5, "planner.autoscale": 5, "planner.live": 5, "planner.ray_cluster_testing": 5,
+    # 5: the application layer: plan, autoscaling comparison, power study, live controller
+    "planner.plan": 5, "planner.autoscale": 5, "planner.live": 5, "planner.power_study": 5,
+    "planner.ray_cluster_testing": 5,
     # 6: surfaces
     "planner.cli": 6, "dashboards": 6, "planner": 6,
 }
@@ -36,12 +37,6 @@ LAYERS: dict[str, int] = {
 SOLVER_MAY_IMPORT = {"traces", "planner.catalog", "planner.contracts", "planner.perf", "solvers.status",
                      "planner.numba_cache"}
 """Solvers are pure models: catalog and perf types at most, never a replay."""
-
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("solvers.power", "planner.sim"): "verification by replay moves to the application layer",
-    ("solvers.power", "planner.power"): "the row replay and POLCA simulation move with it",
-}
-
 
 def _group(module: str) -> str | None:
     parts = module.split(".")
@@ -79,21 +74,15 @@ def test_every_group_has_a_layer() -> None:
 
 def test_no_import_points_up_a_layer() -> None:
     bad = {e: where for e, where in _edges().items()
-           if LAYERS[e[1]] > LAYERS[e[0]] and e not in KNOWN_EXCEPTIONS}
+           if LAYERS[e[1]] > LAYERS[e[0]]}
     assert not bad, bad
 
 
 def test_solvers_import_only_catalog_and_perf_types() -> None:
     bad = {e: where for e, where in _edges().items()
            if e[0].startswith("solvers.") and not e[1].startswith("solvers.")
-           and e[1] not in SOLVER_MAY_IMPORT and e not in KNOWN_EXCEPTIONS}
+           and e[1] not in SOLVER_MAY_IMPORT}
     assert not bad, bad
-
-
-def test_known_exceptions_still_exist() -> None:
-    # an exception whose edge is gone must leave the list (it can only shrink)
-    edges = _edges()
-    assert all(e in edges for e in KNOWN_EXCEPTIONS), [e for e in KNOWN_EXCEPTIONS if e not in edges]
 
 
 def test_the_group_graph_has_no_cycle() -> None:

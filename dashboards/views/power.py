@@ -1,10 +1,10 @@
 """Power page: how many more servers a row's power budget holds with POLCA-style capping, at what price.
 
-The work is :func:`solvers.power.study.run_study` (``fleetwise power``): replay a pool of servers, plan the
-row with CP-SAT (servers per priority tier and the two capping thresholds), verify the plan by replay,
-put nameplate provisioning and Dynamo's cap x replicas rule beside it, and trace the Pareto curve of
+The work is :func:`planner.power_study.study.run_study` (``fleetwise power``): replay a pool of servers,
+plan the row with CP-SAT (servers per priority tier and the two capping thresholds), verify the plan by
+replay, put nameplate provisioning and Dynamo's cap x replicas rule beside it, and trace the Pareto curve of
 extra servers against time capped and p99 inflation. The capping timeline is the policy run of
-:func:`solvers.power.row.run_row` at the chosen size. The page lays them out.
+:func:`planner.power_study.row.run_row` at the chosen size. The page lays them out.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dashboards.views.common import (
     show_figure,
 )
 from dashboards.views.replay import TP_CHOICES
-from solvers.power.row import DEFAULT_BASE_W
+from planner.power_study.row import DEFAULT_BASE_W
 
 
 def pareto_table(outcome: PowerOutcome) -> pl.DataFrame:

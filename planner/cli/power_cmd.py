@@ -1,6 +1,6 @@
 """``fleetwise power``: row power oversubscription (POLCA-style capping) beside nameplate and Dynamo.
 
-Flags are validated here (the edge); the work is :func:`solvers.power.study.run_study` (replay, CP-SAT
+Flags are validated here (the edge); the work is :func:`planner.power_study.study.run_study` (replay, CP-SAT
 plan, verification, baselines, Pareto curve) or, with ``--power-trace``, a policy run over a recorded
 power trace (:func:`planner.power.simulate.run_policy`). Nothing is computed here.
 """
@@ -17,14 +17,14 @@ from rich.table import Table
 
 from planner.catalog import load_catalog
 from planner.cli.scenario_config import ConfigOpt
-from planner.power.policy import HP, LP, PolcaParams
+from planner.contracts.power import HP, LP, ClockModel, PolcaParams
 from planner.power.simulate import run_policy
-from planner.power.timeline import ClockModel, timeline_from_power_trace
+from planner.power.timeline import timeline_from_power_trace
+from planner.power_study.plan import Targets
+from planner.power_study.row import DEFAULT_BASE_W, RowSpec
+from planner.power_study.study import PowerStudy, run_study
 from planner.sim import SLOTarget
 from solvers.power.problem import SolveParams
-from solvers.power.row import DEFAULT_BASE_W, RowSpec
-from solvers.power.solve import Targets
-from solvers.power.study import PowerStudy, run_study
 from traces.errors import InputError
 from traces.schema import RequestTrace
 

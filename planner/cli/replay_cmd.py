@@ -157,7 +157,8 @@ def _power(budget: float | None, capping: str, period: float, latency: float,
             raise InputError("a capping policy needs a row budget", field="--row-budget-w",
                              expected="watts, with --capping")
         return None
-    from planner.power.policy import POLICIES, PolcaParams, PolicyName
+    from planner.contracts.power import PolcaParams
+    from planner.power.policy import POLICIES, PolicyName
 
     try:
         factory = POLICIES[PolicyName(capping)]

@@ -8,7 +8,7 @@ over the output tokens) and compares p99 per priority tier with the unlocked rep
 Why an estimate: queues that build up during a lock and drain after it also delay requests that arrive
 just after the lock; that spill-over needs the in-loop replay (the simulator applying the locks through
 ``ReplicaPerf.at_clock``). At a fraction of time capped of about 1 % the spill-over is a second-order
-term; :func:`solvers.power.verify` also reports a bound from a replay with the tier locked all the time.
+term; :func:`planner.power_study.verify` also reports a bound from a replay with the tier locked all the time.
 
 >>> import numpy as np, polars as pl
 >>> from planner.power.simulate import PolicyRun
@@ -31,7 +31,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from planner.power.policy import HP, LP
+from planner.contracts.power import HP, LP
 from planner.power.simulate import PolicyRun
 from traces.errors import InputError
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from planner.contracts.power import CappingPolicy, PowerContext
-from planner.power.policy import HP, LP, PolcaParams, make_polca
-from planner.power.timeline import ClockModel, PowerTimeline
+from planner.contracts.power import HP, LP, CappingPolicy, ClockModel, PolcaParams, PowerContext
+from planner.power.policy import make_polca
+from planner.power.timeline import PowerTimeline
 from traces.errors import InputError
 
 F64 = NDArray[np.float64]

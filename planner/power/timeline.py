@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from planner.contracts.power import ClockModel
 from planner.perf.api import ReplicaPerf
 from traces.errors import InputError
 
@@ -202,46 +203,6 @@ def timeline_from_replay(power: pl.DataFrame | None, *, source: str = "replay") 
             expected="a replay run with the GPU spec (replay(..., gpu=...))",
         )
     return timeline_from_power_frame(power, source=source)
-
-
-@dataclass(frozen=True)
-class ClockModel:
-    """Effect of locking the SM clock, per clock, for one replica type and workload mix.
-
-    Attributes:
-        max_clock_mhz: the unlocked clock.
-        idle_w: per-GPU power that no lock removes (the perf model's idle power).
-        gpus_per_server: GPUs in one server.
-        clocks_mhz: the clocks tabulated (ascending).
-        power_ratio: ``(P(f) - idle) / (P(max) - idle)`` at the mix, per clock.
-        slowdown: ``step_time(f) / step_time(max)`` at the mix, per clock.
-    """
-
-    max_clock_mhz: float
-    idle_w: float
-    gpus_per_server: int
-    clocks_mhz: tuple[float, ...]
-    power_ratio: tuple[float, ...]
-    slowdown: tuple[float, ...]
-
-    def ratio(self, clock_mhz: float | None) -> float:
-        """Power ratio at ``clock_mhz`` (1 when unlocked), interpolated between tabulated clocks."""
-        if clock_mhz is None or clock_mhz >= self.max_clock_mhz or not self.clocks_mhz:
-            return 1.0
-        return float(np.interp(clock_mhz, self.clocks_mhz, self.power_ratio))
-
-    def slow(self, clock_mhz: float | None) -> float:
-        """Step-time factor at ``clock_mhz`` (1 when unlocked)."""
-        if clock_mhz is None or clock_mhz >= self.max_clock_mhz or not self.clocks_mhz:
-            return 1.0
-        return float(np.interp(clock_mhz, self.clocks_mhz, self.slowdown))
-
-    def locked_gpu_w(self, gpu_w: F64 | float, clock_mhz: float | None) -> F64:
-        """Server GPU watts under a lock: idle stays, the dynamic part scales by :meth:`ratio`."""
-        idle = self.idle_w * self.gpus_per_server
-        g = np.asarray(gpu_w, dtype=np.float64)
-        out: F64 = idle + np.maximum(g - idle, 0.0) * self.ratio(clock_mhz) + np.minimum(g - idle, 0.0)
-        return out
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ Constraints:
   brake level: ``U_si < t_brake B`` unless ``z1_s,i-1``; ``P1_si < t_brake B`` unless ``z2_s,i-1``;
   ``P2_si < t_brake B`` always;
 * ``n_hp >= min_hp_share (n_hp + n_lp)``, ``min_servers <= n_hp + n_lp <= max_servers``, ``t1 < t2``;
-* extra cuts from verification (:func:`solvers.power.solve.plan_and_verify`): ``n <= cap`` for a
+* extra cuts from verification (:func:`planner.power_study.plan.plan_and_verify`): ``n <= cap`` for a
   threshold pair whose plan failed the replay check.
 
 The greedy baseline (:func:`greedy`) scans the threshold pairs and, for each, the row size downward at the

@@ -38,8 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
-from planner.perf.api import ReplicaPerf
 from planner.contracts.serving import SLOTarget
+from planner.perf.api import ReplicaPerf
 from traces.errors import InputError
 
 EMA_ALPHA = 0.3

@@ -8,13 +8,13 @@ thresholds ``t1``/``t2`` and answers with a :class:`PowerPlan`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from planner.power.policy import PolcaParams
-from planner.power.timeline import ClockModel
+from planner.contracts.power import ClockModel, PolcaParams
 from solvers.status import SolveStatus
 from traces.errors import InputError
 
@@ -166,3 +166,12 @@ class PowerPlan:
     @property
     def servers(self) -> int:
         return self.hp_servers + self.lp_servers
+
+
+def nameplate_servers(budget_w: float, *, gpus_per_server: int, tdp_w: float, base_w: float) -> int:
+    """Servers a budget takes at nameplate: ``floor(B / (TDP x GPUs + base))``.
+
+    >>> nameplate_servers(339_200, gpus_per_server=8, tdp_w=700, base_w=2880)
+    40
+    """
+    return math.floor(budget_w / (tdp_w * gpus_per_server + base_w) + 1e-9)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from planner.power.policy import PolcaParams
-from planner.power.timeline import ClockModel
+from planner.contracts.power import ClockModel, PolcaParams
 from solvers.power.problem import PowerProblem, PowerScenario
 
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from planner.perf.api import ReplicaPerf
 from planner.contracts.serving import EngineConfig, SLOTarget
+from planner.perf.api import ReplicaPerf
 from traces.errors import InputError
 
 

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from planner.contracts.power import CapDecision, PowerContext
-from planner.power.policy import POLICIES, CapLevel, PolcaParams, PolcaState, PolicyName, make_polca
+from planner.contracts.power import CapDecision, CapLevel, PolcaParams, PowerContext
+from planner.power.policy import POLICIES, PolcaState, PolicyName, make_polca
 from traces.errors import InputError
 
 PRIO = ("hp", "lp", "lp")

@@ -9,12 +9,11 @@ import polars as pl
 import pytest
 
 from planner.catalog import load_catalog
+from planner.contracts.power import ClockModel, PolcaParams
 from planner.perf import Parallelism, build_replica_perf
 from planner.power.latency import estimate_inflation
-from planner.power.policy import PolcaParams
 from planner.power.simulate import run_policy
 from planner.power.timeline import (
-    ClockModel,
     PowerTimeline,
     clock_model_from_perf,
     mix_from_replay,

@@ -11,8 +11,7 @@ from hypothesis import strategies as st
 
 from solvers.power.cpsat import evaluate, greedy, solve, upper_bound
 from solvers.power.dynamo import dynamo_servers_for_cap
-from solvers.power.problem import PowerScenario, SolveParams
-from solvers.power.solve import nameplate_servers
+from solvers.power.problem import PowerScenario, SolveParams, nameplate_servers
 from solvers.power.testing import toy_problem
 from solvers.status import SolveStatus
 from traces.errors import InputError

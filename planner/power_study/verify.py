@@ -30,9 +30,9 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from planner.contracts.power import CapDecision, CappingPolicy, PowerContext
+from planner.contracts.power import HP, LP, CapDecision, CapLevel, CappingPolicy, PolcaParams, PowerContext
 from planner.power.latency import TierLatency
-from planner.power.policy import HP, LP, CapLevel, PolcaParams, PolcaState, make_polca
+from planner.power.policy import PolcaState, make_polca
 from planner.sim import EngineConfig, SimConfig, SLOTarget, replay
 from planner.sim.cluster import replay_cluster
 from planner.sim.config import PowerConfig

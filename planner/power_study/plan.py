@@ -1,10 +1,8 @@
 """Plan a row, verify it by in-loop replay, and trace the Pareto curve.
 
 * :func:`plan_and_verify`: CP-SAT plan over the row's scenarios, then the plan is replayed with the POLCA
-  policy in the simulator loop (:mod:`solvers.power.verify`); a plan that fails gets a cut (fewer servers
-  with those thresholds) and a tighter chance constraint, then the model is solved again.
-* :func:`nameplate_servers`: provisioning by nameplate, the first rule to beat (Dynamo's rule, the
-  second, is :mod:`solvers.power.dynamo`).
+  policy in the simulator loop (:mod:`planner.power_study.verify`); a plan that fails gets a cut (fewer
+  servers with those thresholds) and a tighter chance constraint, then the model is solved again.
 * :func:`pareto`: for each row size from nameplate up, the thresholds with the least model time capped and
   no brake; the plan's size and a few others are verified by replay (``verified``), the rest are the
   model's estimate; the rows that no other row beats on servers, time capped and latency are marked.
@@ -12,17 +10,16 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
 
-from planner.power.policy import PolcaParams
+from planner.contracts.power import PolcaParams
+from planner.power_study.row import Row, estimate, scenarios
+from planner.power_study.verify import ReplayVerification, verify_by_replay
 from solvers.power.cpsat import _series, evaluate, solve
 from solvers.power.problem import PowerPlan, PowerProblem, SolveParams
-from solvers.power.row import Row, estimate, scenarios
-from solvers.power.verify import ReplayVerification, verify_by_replay
 
 
 @dataclass(frozen=True)
@@ -70,7 +67,7 @@ def problem_for(
 
 
 def replay_check(row: Row, *, hp_servers: int, lp_servers: int, policy: PolcaParams) -> ReplayVerification:
-    """:func:`solvers.power.verify.verify_by_replay` on the row's trace, load and first seed."""
+    """:func:`planner.power_study.verify.verify_by_replay` on the row's trace, load and first seed."""
     return verify_by_replay(
         row.trace,
         row.replay_setup,
@@ -124,15 +121,6 @@ def plan_and_verify(
             break
     assert last is not None
     return last
-
-
-def nameplate_servers(budget_w: float, *, gpus_per_server: int, tdp_w: float, base_w: float) -> int:
-    """Servers a budget takes at nameplate: ``floor(B / (TDP x GPUs + base))``.
-
-    >>> nameplate_servers(339_200, gpus_per_server=8, tdp_w=700, base_w=2880)
-    40
-    """
-    return math.floor(budget_w / (tdp_w * gpus_per_server + base_w) + 1e-9)
 
 
 PARETO_SCHEMA: dict[str, type[pl.DataType]] = {

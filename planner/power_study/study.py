@@ -12,7 +12,16 @@ import numpy as np
 import polars as pl
 
 from planner.catalog.schema import GPUSpec, ModelSpec
-from planner.power.policy import PolcaParams
+from planner.contracts.power import PolcaParams
+from planner.power_study.plan import (
+    Targets,
+    VerifiedPlan,
+    pareto,
+    plan_and_verify,
+    problem_for,
+)
+from planner.power_study.row import Row, RowSpec, build_row
+from planner.power_study.verify import attainment, row_trace
 from planner.sim import SimConfig, replay
 from solvers.power.dynamo import (
     Corrections,
@@ -22,17 +31,7 @@ from solvers.power.dynamo import (
     corrections_from_replay,
     operating_points,
 )
-from solvers.power.problem import SolveParams
-from solvers.power.row import Row, RowSpec, build_row
-from solvers.power.solve import (
-    Targets,
-    VerifiedPlan,
-    nameplate_servers,
-    pareto,
-    plan_and_verify,
-    problem_for,
-)
-from solvers.power.verify import attainment, row_trace
+from solvers.power.problem import SolveParams, nameplate_servers
 from traces.schema import RequestTrace
 
 ATTAINMENT_TOLERANCE = 0.001
@@ -80,7 +79,7 @@ class PowerStudy:
         nameplate: servers at nameplate (TDP x GPUs + base).
         dynamo: Dynamo's rule and its replayed attainment.
         verified: our plan and its verification by in-loop replay.
-        pareto: the Pareto table (:data:`solvers.power.solve.PARETO_SCHEMA`).
+        pareto: the Pareto table (:data:`planner.power_study.plan.PARETO_SCHEMA`).
         wall_s: the study's wall time.
     """
 

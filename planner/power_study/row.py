@@ -6,7 +6,7 @@ timeline, the per-request results and the clock model, and sizes the row budget 
 ``nameplate_servers``. :func:`scenarios` turns it into the solver's :class:`PowerScenario` list and
 :func:`estimate` screens a plan by running the POLCA policy tick by tick over the first ``n`` servers'
 replayed power and adding the locks' slowdown to the replayed requests (a model, used to choose which
-points to verify); the verdict on a plan is :func:`solvers.power.verify.verify_by_replay`, with the
+points to verify); the verdict on a plan is :func:`planner.power_study.verify.verify_by_replay`, with the
 policy in the simulator loop.
 
 Server base (non-GPU) power, :data:`DEFAULT_BASE_W`: Latif et al., "Single-Node Power Demand During AI
@@ -27,23 +27,17 @@ import numpy as np
 from numpy.typing import NDArray
 
 from planner.catalog.schema import GPUSpec, ModelSpec
+from planner.contracts.power import HP, LP, ClockModel, PolcaParams
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.api import ReplicaPerf
 from planner.perf.engine_profile import ENGINES, engine_perf_inputs
 from planner.power.latency import TierLatency, estimate_inflation
-from planner.power.policy import HP, LP, PolcaParams
 from planner.power.simulate import PolicyRun, run_policy
-from planner.power.timeline import (
-    ClockModel,
-    PowerTimeline,
-    clock_model_from_perf,
-    mix_from_replay,
-    timeline_from_replay,
-)
+from planner.power.timeline import PowerTimeline, clock_model_from_perf, mix_from_replay, timeline_from_replay
+from planner.power_study.verify import RowReplay
 from planner.sim import EngineConfig, SimConfig, SLOTarget, replay
 from planner.sim.result import SimResult
 from solvers.power.problem import PowerPlan, PowerScenario
-from solvers.power.verify import RowReplay
 from traces.errors import InputError
 from traces.schema import RequestTrace
 from traces.transforms import scale_rate
@@ -151,7 +145,7 @@ class Row:
 
     @property
     def replay_setup(self) -> RowReplay:
-        """What :func:`solvers.power.verify.verify_by_replay` needs from this row."""
+        """What :func:`planner.power_study.verify.verify_by_replay` needs from this row."""
         return RowReplay(
             perf=self.perf,
             gpu=self.gpu,
