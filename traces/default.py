@@ -17,7 +17,7 @@ How they map onto the generator (:mod:`traces.synth`):
 - Arrivals: Poisson at 5.53 req/s, time-rescaled by a sinusoid of amplitude 0.4 and period one hour
   that starts at its minimum and peaks mid-hour (a slow swell, as in the conversation hour). That gives
   the published peak-to-mean (about 1.5) and a mild inter-arrival CV of about 1.09.
-- Lengths: :meth:`traces.synth.QuantileLengths.fit` through the published median and p99 with the mean
+- Lengths: :meth:`traces.synth_spec.QuantileLengths.fit` through the published median and p99 with the mean
   matched exactly; the extremes (input 16..16,384 tokens, output 4..1,024) are our assumptions, not
   published numbers. Input and output are drawn independently.
 - Tenants and prefixes (our assumptions, no published source): 16 tenants with Zipf(1) shares, each with
@@ -39,16 +39,10 @@ import polars as pl
 from traces.errors import InputError
 from traces.readers.canonical import stored_meta
 from traces.schema import REQUEST_POLARS_SCHEMA, RequestTrace, TraceMeta, canonical_columns
-from traces.synth import (
-    IndependentLengths,
-    PoissonArrivals,
-    QuantileConfig,
-    SinusoidModulation,
-    SynthSpec,
-    TenantSpec,
-    synthesize,
-    write_parquet,
-)
+from traces.synth import synthesize
+from traces.synth_config import QuantileConfig
+from traces.synth_spec import IndependentLengths, PoissonArrivals, SinusoidModulation, SynthSpec, TenantSpec
+from traces.write import write_parquet
 
 DEFAULT_TRACE_PATH: Path = Path(__file__).resolve().parent / "data" / "default_trace.parquet"
 """Where the bundled default trace lives inside the installed package."""
@@ -63,7 +57,7 @@ OUTPUT_SHAPE = QuantileConfig(dist="quantile", mean=211, median=129, p99=601, mi
 
 
 def default_spec() -> SynthSpec:
-    """The :class:`~traces.synth.SynthSpec` of the bundled default trace (see the module docstring).
+    """The :class:`~traces.synth_spec.SynthSpec` of the bundled default trace (see the module docstring).
 
     >>> default_spec().duration_s
     3600.0

@@ -27,7 +27,9 @@ from traces.errors import InputError
 from traces.load import scan_trace_with_meta
 from traces.schema import TraceMeta
 from traces.stats import TraceStats, describe
-from traces.synth import QuantileConfig, load_spec, parse_config, synthesize, write_parquet
+from traces.synth import synthesize
+from traces.synth_config import QuantileConfig, load_spec, parse_config
+from traces.write import write_parquet
 
 OVERVIEW_EXAMPLE = """
 Examples:
@@ -62,7 +64,7 @@ Examples:
   fleetwise traces synth --out day.parquet --spec day.yaml
 
 Without length flags, lengths follow the bundled default trace (Azure LLM conversation 2023 shape).
-A spec file is the YAML form of traces.synth.SynthConfig, e.g.:
+A spec file is the YAML form of traces.synth_config.SynthConfig, e.g.:
 
   duration_s: 3600
   arrival: {kind: gamma, rate: 5.5, cv: 1.5}
@@ -251,7 +253,7 @@ def synth_config_from_flags(
     block_size: int | None,
     model: str | None,
 ) -> dict[str, Any]:
-    """The :class:`~traces.synth.SynthConfig` mapping that the ``synth`` flags describe.
+    """The :class:`~traces.synth_config.SynthConfig` mapping that the ``synth`` flags describe.
 
     Lengths not given fall back to the default trace's shapes (:mod:`traces.default`).
     """
@@ -394,7 +396,7 @@ def register(app: typer.Typer) -> None:
     def synth_cmd(
         out: Annotated[Path, typer.Option("--out", help="Parquet file to write")],
         spec: Annotated[
-            Path | None, typer.Option("--spec", help="YAML spec (traces.synth.SynthConfig)")
+            Path | None, typer.Option("--spec", help="YAML spec (traces.synth_config.SynthConfig)")
         ] = None,
         rate: Annotated[float | None, typer.Option("--rate", help="mean requests per second")] = None,
         duration: Annotated[

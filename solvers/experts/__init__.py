@@ -12,6 +12,7 @@ True
 """
 
 from solvers.experts.eplb_greedy import eplb_placement, rebalance_experts
+from solvers.experts.groups import assign_groups
 from solvers.experts.loads import MoEShape, Skew, moe_shape_of, read_loads, synthetic_loads, validate_loads
 from solvers.experts.placement import Cluster, EplbPlan, Placement, load_plan, make_placement, save_plan
 from solvers.experts.problem import (
@@ -22,7 +23,7 @@ from solvers.experts.problem import (
     PlacementSolution,
     SolveParams,
 )
-from solvers.experts.solve import assign_groups, solve
+from solvers.experts.solve import solve
 from solvers.status import SolveStatus
 
 __all__ = [

@@ -60,6 +60,11 @@ def scaled_loads(w: FloatArray, counts: IntArray) -> tuple[IntArray, float]:
     return np.rint(q * k).astype(np.int64), k
 
 
+WALL_SAFETY = 4.0
+"""Wall-clock limit of a CP-SAT call as a multiple of its deterministic-time limit (a safety net that a
+machine would have to be this much slower than CP-SAT's work units assume to reach)."""
+
+
 def solve_layer(
     w: FloatArray,
     counts: IntArray,
@@ -83,7 +88,10 @@ def solve_layer(
         caps: slots per GPU ``[G]``.
         allowed: ``[E, G]`` locality mask.
         hint: a plan to start from (the greedy/local-search plan).
-        time_limit_s, num_workers, random_seed: always set on the solver.
+        time_limit_s: CP-SAT's deterministic-time limit (its work units, about a second each on a
+            typical core), so the same problem gives the same plan however loaded the machine is; a
+            wall-clock limit of :data:`WALL_SAFETY` times it (plus a second) is only a safety net.
+        num_workers, random_seed: always set on the solver (one worker: a deterministic search).
         x0: current placement; with ``max_load`` switches to incremental mode (minimise new copies).
         max_load: the busiest-GPU load (in ``w`` units) incremental mode must respect.
         home, node_of: home node per expert (-1: none) and node per GPU (``Locality.HOME``).
@@ -149,7 +157,8 @@ def solve_layer(
 
     # --- solve
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = max(time_limit_s, 0.01)
+    solver.parameters.max_deterministic_time = max(time_limit_s, 0.01)
+    solver.parameters.max_time_in_seconds = WALL_SAFETY * max(time_limit_s, 0.01) + 1.0
     solver.parameters.num_workers = num_workers
     solver.parameters.random_seed = random_seed
     code = solver.solve(model)

@@ -131,7 +131,8 @@ class SolveParams:
     """Solver knobs; all are always set on CP-SAT (house rule).
 
     Attributes:
-        max_time_in_seconds: wall-time budget for the whole solve (all layers together).
+        max_time_in_seconds: budget for the whole solve (all layers together), spent as CP-SAT
+            deterministic time (so the plan does not depend on machine load; wall time may differ).
         num_workers: CP-SAT search workers per layer model.
         random_seed: CP-SAT seed (and tie-breaking), so runs repeat.
         processes: layers solved in parallel processes (1 = in this process).

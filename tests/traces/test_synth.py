@@ -14,7 +14,9 @@ from traces.default import DEFAULT_TRACE_PATH, default_spec, default_trace, writ
 from traces.errors import InputError
 from traces.load import load_trace
 from traces.stats import describe
-from traces.synth import (
+from traces.synth import synthesize, weibull_shape_for_cv
+from traces.synth_config import load_spec, parse_config
+from traces.synth_spec import (
     EmpiricalLengths,
     GammaArrivals,
     IndependentLengths,
@@ -27,13 +29,9 @@ from traces.synth import (
     SynthSpec,
     TenantSpec,
     WeibullArrivals,
-    load_spec,
-    parse_config,
-    synthesize,
-    weibull_shape_for_cv,
-    write_parquet,
 )
 from traces.validate import validate_trace
+from traces.write import write_parquet
 
 SHORT = IndependentLengths(
     LognormalLengths(mu=5.0, sigma=0.5, max_tokens=4096), LognormalLengths(mu=4.0, sigma=0.5, max_tokens=1024)

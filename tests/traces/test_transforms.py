@@ -12,14 +12,8 @@ from traces.errors import InputError
 from traces.load import load_trace
 from traces.schema import RequestTrace, TraceMeta
 from traces.stats import describe
-from traces.synth import (
-    GammaArrivals,
-    IndependentLengths,
-    LognormalLengths,
-    SynthSpec,
-    TenantSpec,
-    synthesize,
-)
+from traces.synth import synthesize
+from traces.synth_spec import GammaArrivals, IndependentLengths, LognormalLengths, SynthSpec, TenantSpec
 from traces.transforms import compress_time, filter_trace, merge_tenants, scale_rate, slice_time
 from traces.validate import validate_trace
 
