@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from planner.ray_cluster_testing import LocalRayCluster, summary_without
 from planner.ray_runtime import AddressKind, parse_ray_address
+from tests.support.ray_cluster import LocalRayCluster, summary_without
 from traces.errors import InputError
 
 FLEETWISE = str(Path(sys.executable).parent / "fleetwise")
@@ -183,7 +183,7 @@ def test_address_forms() -> None:
 
 
 def test_unreachable_address_is_one_line_input_error(tmp_path: Path) -> None:
-    from planner.ray_cluster_testing import free_ports
+    from tests.support.ray_cluster import free_ports
 
     (port,) = free_ports(1)
     proc = subprocess.run([FLEETWISE, *REPLAY, "--ray-address", f"127.0.0.1:{port}"], capture_output=True,
@@ -197,8 +197,14 @@ def test_map_tasks_reruns_lost_tasks_but_not_task_errors(tmp_path: Path) -> None
     """On a local Ray: a task whose worker keeps dying is re-run past Ray's own retries; an error raised by
     the task's code surfaces at once, unwrapped, after one call."""
     pytest.importorskip("ray")
-    from planner.ray_cluster_testing import crash_worker_until, raise_input_error
+    import ray.cloudpickle
+
+    import tests.support.ray_cluster as support
     from planner.ray_runtime import MAX_RETRIES, map_tasks, ray_session
+    from tests.support.ray_cluster import crash_worker_until, raise_input_error
+
+    # test support is not installed: the workers get these functions by value, not by import
+    ray.cloudpickle.register_pickle_by_value(support)
 
     crashes = MAX_RETRIES + 1  # one more than Ray retries by itself: map_tasks must re-submit once
     counters = [tmp_path / "a", tmp_path / "b"]

@@ -1,4 +1,4 @@
-"""A real multi-node Ray cluster on one machine, for tests and demos of ``--ray-address``.
+"""Test support (not shipped): a real multi-node Ray cluster on one machine, for tests of ``--ray-address``.
 
 :class:`LocalRayCluster` runs ``ray start --head`` and ``ray start --address`` (worker nodes) as child
 processes of this one, each with ``--block`` in its own session, so that each node's processes (raylet,
