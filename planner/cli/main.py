@@ -71,6 +71,7 @@ VERB_MODULES: tuple[str, ...] = (
     "planner.cli.bench_cmd",
     "planner.cli.serve_metrics_cmd",
     "planner.cli.live_autoscale_cmd",
+    "planner.cli.calibrate_cmd",
 )
 
 

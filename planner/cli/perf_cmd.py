@@ -17,7 +17,6 @@ from rich.table import Table
 
 from planner.catalog import load_catalog
 from planner.perf import Parallelism, build_replica_perf
-from planner.perf.calibrate import main as calibrate_main
 from traces.errors import InputError
 
 EXAMPLE = (
@@ -47,13 +46,9 @@ def perf(
     kv_dtype: Annotated[str, typer.Option(help="bf16 or fp8 KV cache")] = "bf16",
     expert_imbalance: Annotated[float, typer.Option(help="MoE busiest-GPU load over mean (>= 1)")] = 1.0,
     catalog: Annotated[list[Path] | None, typer.Option(help="extra catalog YAML (repeatable)")] = None,
-    calibrate: Annotated[bool, typer.Option("--calibrate", help="refit the shipped calibration of --gpu "
-                                            "from its shipped profile, then exit")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> int:
     """Print one step's latency breakdown, memory and power."""
-    if calibrate:
-        return calibrate_main(["--gpu", gpu or "H100-SXM"])
     if model is None or gpu is None:
         raise InputError("--model and --gpu are required",
                          expected="e.g. --model Llama-3.1-8B --gpu H100-SXM")

@@ -523,4 +523,27 @@ def register(app: typer.Typer) -> None:
             highlight=False,
         )
 
+    @traces_app.command("default", hidden=True, help="Maintainers: regenerate the bundled default trace "
+                        "(--write) or check it (--check).")
+    def default_cmd(
+        write: Annotated[bool, typer.Option(
+            "--write", help="regenerate traces/data/default_trace.parquet")] = False,
+        check: Annotated[bool, typer.Option(
+            "--check", help="exit 1 unless regenerating gives the same bytes")] = False,
+    ) -> int:
+        from traces.default import DEFAULT_TRACE_PATH, default_is_current, write_default
+
+        if write == check:
+            raise InputError("give exactly one of --write and --check", field="--write/--check",
+                             expected="--write or --check")
+        if write:
+            out = write_default()
+            _console().print(f"wrote {out} ({out.stat().st_size:,} bytes)", highlight=False)
+            return 0
+        if default_is_current():
+            _console().print(f"{DEFAULT_TRACE_PATH} is up to date", highlight=False)
+            return 0
+        _console().print("default trace differs: run fleetwise traces default --write", highlight=False)
+        return 1
+
     app.add_typer(traces_app, name="traces")

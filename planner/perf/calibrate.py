@@ -1,6 +1,6 @@
 """Fit the per-node model to measured profiles, and score it on shapes the fit never saw.
 
-``python -m planner.perf.calibrate [--gpu H100-SXM]`` reads ``data/profiles/<GPU>/`` (written by
+``fleetwise calibrate [--gpu H100-SXM]`` (:func:`calibrate_gpu`) reads ``data/profiles/<GPU>/`` (written by
 ``fleetwise profile``) and writes ``data/calibration/<GPU>.json``, so the shipped calibration is
 reproducible from the shipped measurements.
 
@@ -41,9 +41,7 @@ POLCA and arXiv 2605.11999 anchor it, see :mod:`planner.perf.calibration`).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -71,6 +69,7 @@ from planner.perf.calibration import (
 )
 from planner.perf.engine_check import engine_model, fit_engine, load_requests
 from planner.perf.model import DTYPE_BYTES, RooflinePerf, build_replica_perf
+from traces.atomic import write_text_atomic
 from traces.errors import InputError
 
 Arr = NDArray[np.float64]
@@ -736,49 +735,43 @@ def collectives_source(root: Path, gpu: GPUSpec) -> Path | None:
     return None
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Fit the shipped profile of a GPU and write its calibration JSON; print the error table."""
-    ap = argparse.ArgumentParser(prog="python -m planner.perf.calibrate", description=__doc__.split("\n")[0])
-    ap.add_argument("--gpu", default="H100-SXM", help="catalog GPU key (profile folder name)")
-    ap.add_argument("--profiles", default=None, help="profiles root (default: the shipped data)")
-    ap.add_argument("--out", default=None, help="calibration folder (default: the shipped data)")
-    ap.add_argument("--validation", default=None, help="engine validation root (default: the shipped data)")
-    args = ap.parse_args(argv)
-    try:
-        cat = load_catalog()
-        gpu = cat.gpu(args.gpu)
-        root = Path(args.profiles or profile_dir())
-        prof = load_profile(root / gpu.name)
-        res = fit_profile(prof, gpu, cat.model(STEP_MODEL), collectives_folder=collectives_source(root, gpu))
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+EngineRows = tuple[tuple[float, str, int, float, float], ...]
+"""Engine TPOT check per load level: (level, split, n, median APE %, p90 APE %)."""
+
+
+def calibrate_gpu(gpu_key: str, *, profiles: Path | None = None, out: Path | None = None,
+                  validation: Path | None = None) -> tuple[Path, pl.DataFrame, EngineRows]:
+    """Fit the shipped profile of a GPU and write its calibration JSON (atomically).
+
+    Args:
+        gpu_key: catalog GPU key (the profile folder's name).
+        profiles: profiles root (None: the shipped data).
+        out: calibration folder (None: the shipped data).
+        validation: engine validation root (None: the shipped data); its engine fit is applied when
+            the GPU has one.
+
+    Returns:
+        The file written, the fit's error table, and the engine TPOT rows (level, split, n, median APE
+        %, p90 APE %; empty without engine data).
+
+    Raises:
+        InputError: an unknown GPU, a missing or malformed profile or validation file.
+    """
+    cat = load_catalog()
+    gpu = cat.gpu(gpu_key)
+    root = Path(profiles or profile_dir())
+    prof = load_profile(root / gpu.name)
+    res = fit_profile(prof, gpu, cat.model(STEP_MODEL), collectives_folder=collectives_source(root, gpu))
     cal = res.calibration
-    vfolder = Path(args.validation or validation_dir()) / gpu.name
-    engine_rows: tuple[tuple[float, str, int, float, float], ...] = ()
+    vfolder = Path(validation or validation_dir()) / gpu.name
+    engine_rows: EngineRows = ()
     if (vfolder / "engine_requests.parquet").is_file():
-        try:
-            reqs, meta = load_requests(vfolder)
-            ef = fit_engine(reqs, step_perf(gpu, cal, engine_model(cat.model(STEP_MODEL), meta)),
-                            str(meta.get("engine", "engine")))
-        except InputError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
+        reqs, meta = load_requests(vfolder)
+        ef = fit_engine(reqs, step_perf(gpu, cal, engine_model(cat.model(STEP_MODEL), meta)),
+                        str(meta.get("engine", "engine")))
         cal = replace(cal, engine_step_s=ef.engine_step_s, engine_per_seq_s=ef.engine_per_seq_s,
                       engine=ef.engine)
         engine_rows = ef.levels
-    out = Path(args.out or calibration_dir())
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{gpu.name}.json").write_text(cal.to_json(), encoding="utf-8")
-    with pl.Config(tbl_rows=100):
-        print(errors_frame(res.errors))
-        if engine_rows:
-            print("engine TPOT (load level, split, n, median APE %, p90 APE %):")
-            for row in engine_rows:
-                print(f"  {row[0]:g} {row[1]} n={row[2]} median={row[3]:.1f} p90={row[4]:.1f}")
-    print(f"wrote {out / f'{gpu.name}.json'}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    target = Path(out or calibration_dir()) / f"{gpu.name}.json"
+    write_text_atomic(target, cal.to_json())
+    return target, errors_frame(res.errors), engine_rows

@@ -9,7 +9,7 @@ Where a calibration comes from, in order (:func:`resolve_calibration`):
 
 1. the ``calibration`` argument given to :func:`planner.perf.build_replica_perf`;
 2. ``planner/perf/data/calibration/<GPU key>.json`` shipped for that GPU (fitted by
-   ``python -m planner.perf.calibrate`` from the measured profiles in ``data/profiles/<GPU key>/``);
+   ``fleetwise calibrate`` from the measured profiles in ``data/profiles/<GPU key>/``);
 3. the H100-SXM calibration rescaled to the GPU's catalog idle and TDP (``source`` says so);
 4. :data:`PRIOR`, an explicitly *uncalibrated* starting point (also the fitter's initial guess).
 
@@ -333,7 +333,7 @@ def _from_dict(d: dict[str, Any], path: str) -> Calibration:
         )
     except (KeyError, TypeError) as exc:
         raise InputError(f"malformed calibration ({exc})", path=path,
-                         expected="a file written by python -m planner.perf.calibrate") from None
+                         expected="a file written by fleetwise calibrate") from None
 
 
 def calibration_dir() -> Path:

@@ -256,3 +256,12 @@ def test_synth_bad_input_is_one_line(capsys: pytest.CaptureFixture[str], tmp_pat
     code, _, err = run(capsys, "traces", "synth", "--out", out_file, "--spec", str(tmp_path / "none.yaml"))
     assert_one_line_error(code, err, "none.yaml", "cannot read spec")
     assert not Path(out_file).exists()
+
+
+def test_default_trace_check_and_flag_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["traces", "default", "--check"]) == 0  # the shipped file is what the spec generates
+    assert "up to date" in capsys.readouterr().out
+    assert main(["traces", "default"]) == 2
+    assert main(["traces", "default", "--write", "--check"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("exactly one of --write and --check") == 2 and "Traceback" not in err

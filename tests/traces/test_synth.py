@@ -284,7 +284,7 @@ def test_default_trace_regenerates_bit_identically(tmp_path: Path) -> None:
     fresh = write_default(tmp_path / "default_trace.parquet")
     assert DEFAULT_TRACE_PATH.stat().st_size < 1_000_000
     assert fresh.read_bytes() == DEFAULT_TRACE_PATH.read_bytes(), (
-        "bundled default trace is stale: run `python -m traces.default --write`"
+        "bundled default trace is stale: run `fleetwise traces default --write`"
     )
 
 

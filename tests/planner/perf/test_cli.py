@@ -9,7 +9,6 @@ import pytest
 
 import planner.cli.bench_perf as bp
 from planner.cli.main import main
-from planner.perf.calibrate import main as calibrate_main
 from planner.perf.calibrate import profile_dir
 from planner.perf.calibration import calibration_dir
 
@@ -72,7 +71,7 @@ def test_bench_perf_json(capsys: pytest.CaptureFixture[str]) -> None:
 def test_bench_perf_on_a_synthetic_profile(synthetic_profile: Path, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    assert calibrate_main(["--profiles", str(synthetic_profile.parent), "--out", str(tmp_path)]) == 0
+    assert main(["calibrate", "--profiles", str(synthetic_profile.parent), "--out", str(tmp_path)]) == 0
     capsys.readouterr()
     monkeypatch.setattr(bp, "profile_dir", lambda: synthetic_profile.parent)
     monkeypatch.setattr(bp, "calibration_dir", lambda: tmp_path)
