@@ -18,6 +18,7 @@ from rich.table import Table
 from planner.catalog import GPUSpec, ModelSpec, load_catalog
 from planner.catalog.load import ARCHITECTURE_SOURCE, source_of
 from planner.catalog.schema import Catalog
+from planner.cli.console import Col, fitted_table, table_console
 from traces.errors import InputError
 
 EXAMPLE = """
@@ -58,9 +59,7 @@ def model_record(spec: ModelSpec) -> dict[str, Any]:
 
 
 def _console() -> Console:
-    console = Console()
-    # Piped output gets a wide fixed width so rows are not folded into unreadable columns.
-    return console if console.is_terminal else Console(width=200)
+    return table_console()
 
 
 def _attention(spec: ModelSpec) -> str:
@@ -69,32 +68,32 @@ def _attention(spec: ModelSpec) -> str:
     return "MHA" if spec.num_kv_heads == spec.num_heads else f"GQA/{spec.num_heads // spec.num_kv_heads}"
 
 
-def _gpu_table(cat: Catalog) -> Table:
-    t = Table(title="GPUs (dense peaks, per GPU)")
-    for col in ("name", "vendor", "BF16 TF", "FP8 TF", "mem GB", "TB/s", "TDP W", "idle W",
-                "link GB/s", "NIC Gb/s", "clock MHz", "$/GPU-h"):
-        t.add_column(col, no_wrap=True, justify="left" if col in ("name", "vendor") else "right")
-    for g in cat.gpus.values():
-        t.add_row(g.name, g.vendor, f"{g.bf16_tflops:g}", f"{g.fp8_tflops:g}", f"{g.hbm_gb:g}",
-                  f"{g.hbm_tbps:g}", f"{g.tdp_w:g}", f"{g.idle_w:g}", f"{g.link_gbps:g}",
-                  f"{g.nic_gbit:g}", f"{g.min_sm_clock_mhz:g}-{g.max_sm_clock_mhz:g}",
-                  f"{g.price_per_hour:.2f}")
-    return t
+def _gpu_table(cat: Catalog, console: Console) -> Table:
+    cols = (Col("name", left=True, keep=9), Col("vendor", left=True), Col("BF16 TF", keep=6),
+            Col("FP8 TF", keep=5), Col("mem GB", keep=8), Col("TB/s", keep=7), Col("TDP W", keep=4),
+            Col("idle W", keep=1), Col("link GB/s", keep=3), Col("NIC Gb/s", keep=1),
+            Col("clock MHz", keep=2), Col("$/GPU-h", keep=8))
+    rows = [(g.name, g.vendor, f"{g.bf16_tflops:g}", f"{g.fp8_tflops:g}", f"{g.hbm_gb:g}", f"{g.hbm_tbps:g}",
+             f"{g.tdp_w:g}", f"{g.idle_w:g}", f"{g.link_gbps:g}", f"{g.nic_gbit:g}",
+             f"{g.min_sm_clock_mhz:g}-{g.max_sm_clock_mhz:g}", f"{g.price_per_hour:.2f}")
+            for g in cat.gpus.values()]
+    return fitted_table(console, "GPUs (dense peaks, per GPU)", cols, rows)
 
 
-def _model_table(cat: Catalog) -> Table:
-    t = Table(title="Models (sizes at BF16)")
-    for col in ("name", "params B", "active B", "layers", "hidden", "heads", "attention", "experts",
-                "weights GB", "KV KiB/token", "context"):
-        t.add_column(col, no_wrap=True, justify="left" if col in ("name", "attention") else "right")
+def _model_table(cat: Catalog, console: Console) -> Table:
+    cols = (Col("name", left=True, keep=9), Col("params B", keep=8), Col("active B", keep=6),
+            Col("layers", keep=2), Col("hidden", keep=1), Col("heads", keep=1),
+            Col("attention", left=True, keep=4), Col("experts", left=True, keep=5, wrap=True),
+            Col("weights GB", keep=7), Col("KV KiB/token", keep=6), Col("context", keep=3))
+    rows = []
     for m in cat.models.values():
         experts = "-" if m.moe is None else f"{m.moe.num_experts} top-{m.moe.experts_per_token}" + (
             f" +{m.moe.num_shared_experts}" if m.moe.num_shared_experts else "")
-        t.add_row(m.name, f"{m.params_b:g}", f"{m.active_params() / 1e9:.1f}", str(m.num_layers),
-                  str(m.hidden_size), str(m.num_heads), _attention(m), experts,
-                  f"{m.weight_bytes(2.0) / 1e9:.1f}", f"{m.kv_bytes_per_token(2.0) / 1024:g}",
-                  "-" if m.context_length is None else str(m.context_length))
-    return t
+        rows.append((m.name, f"{m.params_b:g}", f"{m.active_params() / 1e9:.1f}", str(m.num_layers),
+                     str(m.hidden_size), str(m.num_heads), _attention(m), experts,
+                     f"{m.weight_bytes(2.0) / 1e9:.1f}", f"{m.kv_bytes_per_token(2.0) / 1024:g}",
+                     "-" if m.context_length is None else str(m.context_length)))
+    return fitted_table(console, "Models (sizes at BF16)", cols, rows)
 
 
 def _show_table(spec: GPUSpec | ModelSpec) -> Table:
@@ -169,8 +168,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(doc, indent=2))
             return
         console = _console()
-        console.print(_gpu_table(cat))
-        console.print(_model_table(cat))
+        console.print(_gpu_table(cat, console))
+        console.print(_model_table(cat, console))
 
     @catalog_app.command("show", help="Show one GPU or model, field by field, with sources." + EXAMPLE)
     def show_cmd(

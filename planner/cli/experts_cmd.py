@@ -293,8 +293,9 @@ def _print(
         "time s",
         "status",
     ]
-    for col in cols:
-        table.add_column(col, justify="left" if col == "plan" else "right")
+    for col in cols:  # the plan's name wraps, never truncates (80-column terminals)
+        table.add_column(col, justify="left" if col == "plan" else "right", overflow="fold",
+                         min_width=9 if col == "plan" else None)
     for r in rows:
         cells = [
             r.name,
@@ -453,8 +454,9 @@ def _print_effect(console: Console, effect: _Effect | None, skipped: str | None)
         "tok/s",
         "vs uniform",
     ]
-    for col in cols:
-        table.add_column(col, justify="left" if col == "plan" else "right")
+    for col in cols:  # the plan's name wraps, never truncates (80-column terminals)
+        table.add_column(col, justify="left" if col == "plan" else "right", overflow="fold",
+                         min_width=9 if col == "plan" else None)
     base = first.decode_tokens_per_s
     for r in effect.rows:
         loss = "-" if base <= 0 else f"{r.decode_tokens_per_s / base - 1:+.2%}"

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from planner.catalog import load_catalog
+from planner.cli.console import Col, fitted_table, table_console
 from planner.cli.scenario_config import ConfigOpt
 from planner.plan import PlanReport, PlanRequest
 from planner.plan.inventory import parse_inventory
@@ -92,14 +91,14 @@ def _render(report: PlanReport, model: str, console: Console) -> None:
         f"cost ${plan.objective_usd:,.2f}, bound ${plan.bound_usd or 0:,.2f} "
         f"(gap {0 if gap is None else gap * 100:.1f} %), greedy "
         + (f"${plan.greedy_usd:,.2f}" if plan.greedy_usd is not None else "found nothing"))
-    table = Table(title=f"plan for {model} ({'disaggregated' if plan.disaggregated else 'aggregated'})")
-    for col in ("configuration", "role", "GPUs/replica", "peak replicas", "mean replicas", "GPU-hours",
-                "$/GPU-hour", "cost $"):
-        table.add_column(col, justify="left" if col in ("configuration", "role") else "right")
-    for line in report.cost_breakdown():
-        table.add_row(line.config, line.role, str(line.gpus_per_replica), str(line.peak_replicas),
-                      f"{line.mean_replicas:.2f}", f"{line.gpu_hours:.2f}", f"{line.price_per_gpu_hour:.2f}",
-                      f"{line.cost_usd:.2f}")
+    cols = (Col("configuration", left=True, keep=9, wrap=True), Col("role", left=True, keep=5),
+            Col("GPUs/replica", keep=3), Col("peak replicas", keep=7), Col("mean replicas", keep=4),
+            Col("GPU-hours", keep=6), Col("$/GPU-hour", keep=2), Col("cost $", keep=8))
+    rows = [(line.config, line.role, str(line.gpus_per_replica), str(line.peak_replicas),
+             f"{line.mean_replicas:.2f}", f"{line.gpu_hours:.2f}", f"{line.price_per_gpu_hour:.2f}",
+             f"{line.cost_usd:.2f}") for line in report.cost_breakdown()]
+    kind = "disaggregated" if plan.disaggregated else "aggregated"
+    table = fitted_table(console, f"plan for {model} ({kind})", cols, rows)
     console.print(table)
     per_window = ", ".join(
         "+".join(str(n) for n in plan.replicas(i).values()) or "0" for i in range(len(wins)))
@@ -108,15 +107,16 @@ def _render(report: PlanReport, model: str, console: Console) -> None:
     for b in plan.bindings[:4]:
         console.print(f"  {b.name}: {b.used:,.0f} / {b.limit:,.0f}{' (tight)' if b.tight else ''}")
     if report.verification:
-        vt = Table(title=f"verification by replay ({report.verify_s:.1f} s)")
-        for col in ("variant", "configurations", "cost $", "windows", "requests", "predicted", "replayed",
-                    "TTFT p99 s", "TPOT p99 s", "SLO met"):
-            vt.add_column(col, justify="left" if col in ("variant", "configurations") else "right")
-        for v in report.verification:
-            vt.add_row(v.label + (" ~" if v.approximate else ""), "\n".join(v.configs), f"{v.cost_usd:.2f}",
-                       str(v.windows), f"{v.requests:,}", f"{v.predicted_attainment:.4f}",
-                       f"{v.replayed_attainment:.4f}", f"{v.replayed_ttft_p99_s:.3f}",
-                       f"{v.replayed_tpot_p99_s:.4f}", "yes" if v.meets_slo else "[red]no[/]")
+        vcols = (Col("variant", left=True, keep=9), Col("configurations", left=True, keep=8, wrap=True),
+                 Col("cost $", keep=7), Col("windows", keep=1), Col("requests", keep=2),
+                 Col("predicted", keep=4), Col("replayed", keep=6), Col("TTFT p99 s", keep=5),
+                 Col("TPOT p99 s", keep=5), Col("SLO met", keep=9))
+        vrows = [(v.label + (" ~" if v.approximate else ""), "\n".join(v.configs), f"{v.cost_usd:.2f}",
+                  str(v.windows), f"{v.requests:,}", f"{v.predicted_attainment:.4f}",
+                  f"{v.replayed_attainment:.4f}", f"{v.replayed_ttft_p99_s:.3f}",
+                  f"{v.replayed_tpot_p99_s:.4f}", "yes" if v.meets_slo else "[red]no[/]")
+                 for v in report.verification]
+        vt = fitted_table(console, f"verification by replay ({report.verify_s:.1f} s)", vcols, vrows)
         console.print(vt)
         rec = report.recommended
         if rec is None:
@@ -235,8 +235,7 @@ def register(app: typer.Typer) -> None:
         tr = load_trace_arg(trace, format=fmt)
         from planner.plan.run import plan_on_ray
 
-        # A pipe gets a wide table rather than rich's 80-column default.
-        console = Console(stderr=as_json, width=None if sys.stdout.isatty() else 140)
+        console = table_console(stderr=as_json)
         with console.status("scoring candidates, solving, replaying on Ray..."):
             report = plan_on_ray(tr, request, address=ray_address)
         if out is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -212,42 +213,29 @@ def _print_study(study: PowerStudy, console: Console, out: Path | None) -> None:
         title=f"row budget {study.row.budget_w / 1e3:,.1f} kW ({study.row.spec.base_w:,.0f} W base/server); "
         f"all rows replayed ({ver.requests:,} requests at {study.row.spec.rps_per_server:g} req/s/server, "
         f"engine {study.row.spec.engine})",
-        show_header=True,
+        box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
     )
-    for col in (
-        "provisioning",
-        "servers",
-        "vs nameplate",
-        "time capped",
-        "brakes",
-        "HP p99 infl.",
-        "LP p99 infl.",
-        "SLO attain.",
-    ):
-        t.add_column(col)
-    t.add_row("nameplate (TDP x GPUs + base)", str(study.nameplate), "+0.0%", "0", "0", "0", "0", "")
-    t.add_row(
-        f"Dynamo rule: cap ceil({dy.aic_power_w:.0f} W x max(1, {dy.c_power:.2f})) = {dy.cap_w:.0f} W "
-        f"x replicas, {dy.headroom:.0%} of budget (batch {dy.batch})",
-        str(dy.servers),
-        f"{dy.servers / study.nameplate - 1:+.1%}",
-        f"cap always ({dy.cap_clock_mhz:.0f} MHz)",
-        "0",
-        "",
-        "",
-        f"{dy.attainment:.2%}",
-    )
-    t.add_row(
-        f"fleetwise POLCA t1={plan.t1:.2f} t2={plan.t2:.2f} ({plan.hp_servers} HP / {plan.lp_servers} LP)",
-        str(plan.servers),
-        f"{study.extra_vs_nameplate:+.1%}",
-        f"{ver.capped_fraction:.2%}",
-        str(ver.brake_events),
-        _pct(ver.hp.inflation if ver.hp else None),
-        _pct(ver.lp.inflation if ver.lp else None),
-        f"{study.plan_attainment:.2%}",
-    )
+    # short names in the table, what each rule is in the notes under it (80-column terminals)
+    for col in ("rule", "servers", "extra", "capped", "brakes", "HP infl", "LP infl", "SLO met"):
+        t.add_column(col, justify="left" if col == "rule" else "right", no_wrap=True)
+    t.add_row("nameplate", str(study.nameplate), "+0.0%", "0", "0", "0", "0", "")
+    t.add_row("Dynamo [1]", str(dy.servers), f"{dy.servers / study.nameplate - 1:+.1%}",
+              "always", "0", "", "", f"{dy.attainment:.2%}")
+    t.add_row("fleetwise [2]", str(plan.servers), f"{study.extra_vs_nameplate:+.1%}",
+              f"{ver.capped_fraction:.2%}", str(ver.brake_events),
+              _pct(ver.hp.inflation if ver.hp else None), _pct(ver.lp.inflation if ver.lp else None),
+              f"{study.plan_attainment:.2%}")
     console.print(t)
+    console.print(
+        "extra: servers over nameplate; capped: share of time the row held clocks down; HP/LP infl: p99 "
+        "latency inflation of the high/low-priority tier; nameplate: TDP x GPUs + base per server.\n"
+        f"[1] Dynamo's rule: cap ceil({dy.aic_power_w:.0f} W x max(1, {dy.c_power:.2f})) = {dy.cap_w:.0f} W "
+        f"per replica, {dy.headroom:.0%} of budget (batch {dy.batch}); capped always at "
+        f"{dy.cap_clock_mhz:.0f} MHz.\n"
+        f"[2] fleetwise POLCA t1={plan.t1:.2f} t2={plan.t2:.2f} "
+        f"({plan.hp_servers} HP / {plan.lp_servers} LP).",
+        highlight=False,
+    )
     console.print(
         f"vs Dynamo: {study.extra_vs_dynamo:+.1%} servers at "
         f"{'equal or better' if study.attainment_at_least_dynamo else 'LOWER'} SLO attainment "
@@ -259,36 +247,30 @@ def _print_study(study: PowerStudy, console: Console, out: Path | None) -> None:
         f"by replay; study {study.wall_s:.0f} s",
         highlight=False,
     )
-    c = Table(title="Pareto curve (replayed = capping in the simulator loop; model = estimate)")
-    for col in (
-        "servers",
-        "extra",
-        "t1/t2",
-        "source",
-        "time capped",
-        "HP locked",
-        "brakes",
-        "peak row",
-        "HP p99 infl.",
-        "LP p99 infl.",
-        "pareto",
-    ):
-        c.add_column(col)
-    for r in study.pareto.iter_rows(named=True):
+    rows = list(study.pareto.iter_rows(named=True))
+    braked = any(int(r["brake_events"]) for r in rows)
+    c = Table(title="Pareto curve", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    cols = ["servers", "extra", "t1/t2", "capped", "HP lock", "peak", "HP infl", "LP infl",
+            *(["brakes"] if braked else []), "*"]
+    for col in cols:
+        c.add_column(col, justify="right", no_wrap=True)
+    for r in rows:
         c.add_row(
-            str(r["servers"]),
+            f"{r['servers']} {'r' if r['verified'] else 'm'}",
             f"{r['extra_servers_pct']:+.0f}%",
             f"{r['t1']:.2f}/{r['t2']:.2f}",
-            "replayed" if r["verified"] else "model",
-            f"{r['capped_fraction']:.2%}",
-            f"{r['hp_locked_fraction']:.2%}",
-            str(r["brake_events"]),
-            f"{r['peak_row_fraction']:.1%}",
-            f"{r['hp_p99_inflation']:.2%}",
-            f"{r['lp_p99_inflation']:.2%}",
+            f"{r['capped_fraction']:.1%}",
+            f"{r['hp_locked_fraction']:.1%}",
+            f"{r['peak_row_fraction']:.0%}",
+            f"{r['hp_p99_inflation']:.1%}",
+            f"{r['lp_p99_inflation']:.1%}",
+            *([str(r["brake_events"])] if braked else []),
             "*" if r["pareto"] else "",
         )
     console.print(c)
+    console.print("r: replayed with capping in the simulator loop, m: the model's estimate; peak: peak row "
+                  "power over budget; *: on the Pareto front" + ("" if braked else "; no brake events"),
+                  highlight=False)
     if out is not None:
         console.print(f"Pareto curve written to {out}")
 

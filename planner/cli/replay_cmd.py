@@ -180,9 +180,9 @@ def print_summary(result: SimResult, console: Console, *, title: str, out: Path 
     console.print(t)
     s = result.summary
     c = Table(title="SLO classes")
-    for col in ("class", "requests", "attainment", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "target ms",
+    for col in ("class", "requests", "met SLO", "TTFT p50/p99 ms", "TPOT p50/p99 ms", "target ms",
                 "p99 met"):
-        c.add_column(col)
+        c.add_column(col, overflow="fold")  # wrap, never truncate (80-column terminals)
     for k in s.classes:
         c.add_row(k.slo_class, f"{k.requests:,}", f"{k.attainment:.1%}",
                   f"{k.ttft_p50_s * 1e3:,.0f} / {k.ttft_p99_s * 1e3:,.0f}",

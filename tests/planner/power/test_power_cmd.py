@@ -74,6 +74,7 @@ def test_study_writes_the_pareto_parquet(
     small = tmp_path / "conv_head.csv"
     src.write_csv(small)
     out = tmp_path / "pareto.parquet"
+    monkeypatch.setenv("COLUMNS", "80")  # the tables must stay readable in an 80-column terminal
     code, text, err = _run(
         [
             "power",
@@ -94,6 +95,8 @@ def test_study_writes_the_pareto_parquet(
     assert code == 0, (text, err)
     assert "Pareto curve" in text and "row budget 25.4 kW" in text  # 3 x (8 x 700 W + 2880 W)
     assert "vs Dynamo" in text and "by replay" in text
+    assert "…" not in text  # nothing cut to an ellipsis
+    assert max(len(line) for line in text.splitlines() if "─" in line) <= 80  # no table rule wider
     df = pl.read_parquet(out)
     assert df.height >= 1 and {"servers", "capped_fraction", "hp_p99_inflation", "pareto"} <= set(df.columns)
     assert df["verified"].any()  # at least the plan's size was replayed with capping in the loop
