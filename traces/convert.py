@@ -3,7 +3,7 @@
 The conversion is two passes over the source, both on polars' streaming engine: one aggregate pass that
 validates every row and finds the first arrival, then ``sink_parquet`` of the normalized plan; the
 arrival order is then checked on the written file (one float column, batch by batch). Neither pass holds
-the table: memory stays at polars' read budget plus a few morsels (see :mod:`traces.bench_large` for
+the table: memory stays at polars' read budget plus a few morsels (see :mod:`planner.bench.large_trace` for
 measured numbers). Arrivals that are out of order need a sort of the written file, which does hold the
 columns in memory; that is the one case that is not bounded, and it is noted in the repairs.
 The output carries the :class:`TraceMeta` as JSON in its

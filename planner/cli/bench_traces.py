@@ -5,7 +5,7 @@ Example::
     fleetwise bench traces --rows 20000000
     fleetwise bench traces --rows 200000 --json
 
-See :mod:`traces.bench_large` for what is measured and how.
+See :mod:`planner.bench.large_trace` for what is measured and how.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from traces.bench_large import DEFAULT_ROWS, BenchResult, run_benchmark
+from planner.bench.large_trace import DEFAULT_ROWS, BenchResult, run_benchmark
 
 
 def register(bench_app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from polars.testing import assert_frame_equal
 
-from traces.bench_large import generate_azure2024_csv, run_benchmark
+from planner.bench.large_trace import generate_azure2024_csv, run_benchmark
 from traces.convert import convert_to_parquet, count_inversions
 from traces.errors import InputError
 from traces.load import load_trace

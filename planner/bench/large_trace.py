@@ -172,7 +172,7 @@ def run_benchmark(
 
 
 def _run_child(mode: str, csv_path: Path, out: Path) -> PhaseResult:
-    cmd = [sys.executable, "-m", "traces.bench_large", mode, str(csv_path), str(out)]
+    cmd = [sys.executable, "-m", "planner.bench.large_trace", mode, str(csv_path), str(out)]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(
