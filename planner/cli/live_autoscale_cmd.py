@@ -68,11 +68,12 @@ def live_autoscale_cmd(
     def current() -> Snapshot:
         return merge(holder.get(), extra()) if extra is not None else holder.get()
 
-    server, _ = serve(build_registry(current), port=port, host=host)
+    server, _ = serve(build_registry(current), port=port, host=host, health=lambda: ctl.health(time.time()))
     every = interval_s or cfg.interval_s
     Console(stderr=True).print(
         f"autoscaling {len(cfg.pools)} pool(s) from {prometheus_url} every {every:g} s; "
-        f"decisions on http://{host}:{server.server_port}/metrics (Ctrl-C stops)", highlight=False)
+        f"decisions on http://{host}:{server.server_port}/metrics, liveness on /healthz (Ctrl-C stops)",
+        highlight=False)
     stop = threading.Event()
     worker = threading.Thread(target=ctl.run, args=(stop,), kwargs={"interval_s": every}, daemon=True,
                               name="fleetwise-autoscale")

@@ -34,14 +34,13 @@ import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PositiveFloat,
     PositiveInt,
     ValidationError,
     model_validator,
@@ -92,12 +91,22 @@ class PoolModel(_Strict):
         return self
 
 
+Seconds = Annotated[float, Field(gt=0, le=86_400, allow_inf_nan=False)]
+"""A finite period: more than 0, at most a day (``.inf`` or ``nan`` in a config is an input error)."""
+
+
 class ConfigModel(_Strict):
     """The whole ``pools.yaml``."""
 
-    scrape_interval_s: PositiveFloat = Field(15.0, description="scrape interval of the vLLM targets, s")
-    stale_after_scrapes: PositiveFloat = Field(3.0, description="samples older than this many scrapes: stale")
-    interval_s: PositiveFloat = Field(15.0, description="control period, s")
+    scrape_interval_s: Seconds = Field(15.0, description="scrape interval of the vLLM targets, s")
+    stale_after_scrapes: Annotated[float, Field(gt=0, le=1_000, allow_inf_nan=False)] = Field(
+        3.0, description="samples older than this many scrapes: stale")
+    interval_s: Seconds = Field(15.0, description="control period, s")
+    max_requests_per_replica: Annotated[float, Field(gt=0, allow_inf_nan=False)] = Field(
+        100_000.0, description="plausibility limit: a replica reporting more running + waiting requests is "
+        "absurd input, not load")
+    unhealthy_deadline_s: Seconds = Field(
+        300.0, description="the liveness endpoint fails once every tick has failed for this long")
     pools: dict[str, PoolModel] = Field(description="pools by name")
 
     @model_validator(mode="after")
@@ -146,6 +155,8 @@ class LiveConfig:
     stale_after_scrapes: float
     interval_s: float
     pools: tuple[PoolSpec, ...]
+    max_requests_per_replica: float = 100_000.0
+    unhealthy_deadline_s: float = 300.0
 
     @property
     def stale_after_s(self) -> float:
@@ -227,7 +238,9 @@ def parse_config(data: object, *, source: str) -> LiveConfig:
                  pending_query=p.pending_query)
         for name, p in m.pools.items())
     return LiveConfig(scrape_interval_s=m.scrape_interval_s, stale_after_scrapes=m.stale_after_scrapes,
-                      interval_s=m.interval_s, pools=pools)
+                      interval_s=m.interval_s, pools=pools,
+                      max_requests_per_replica=m.max_requests_per_replica,
+                      unhealthy_deadline_s=m.unhealthy_deadline_s)
 
 
 def load_config(path: Path) -> LiveConfig:

@@ -56,6 +56,10 @@ class BadInput(StrEnum):
     STALE = "stale"
     ABSURD = "absurd"
     POLICY_ERROR = "policy_error"
+    READ_ERROR = "read_error"
+    """Reading the pool raised something other than a Prometheus query error (a malformed answer)."""
+    INTERNAL_ERROR = "internal_error"
+    """The tick itself failed (a bug): the last decision is held and the loop goes on."""
 
 
 @dataclass(frozen=True)
@@ -163,8 +167,11 @@ def _finite_nonneg(xs: tuple[float, ...]) -> bool:
 
 
 def check_reading(reading: PoolReading, state: PoolState, now_s: float, *, pool: PoolSpec,
-                  stale_after_s: float) -> BadInput | None:
+                  stale_after_s: float, max_requests: float = math.inf) -> BadInput | None:
     """Why ``reading`` must not reach the policy (None: it may).
+
+    ``max_requests`` is the plausibility limit on one replica's running + waiting requests (a scrape
+    that reports 1e12 waiting requests is broken, not busy).
 
     >>> from planner.live.config import parse_config
     >>> p = parse_config({"pools": {"a": {"selector": {"m": "x"}, "max_replicas": 4}}}, source="-").pools[0]
@@ -185,6 +192,8 @@ def check_reading(reading: PoolReading, state: PoolState, now_s: float, *, pool:
     if not _finite_nonneg(values) or not _finite_nonneg(tuple(v for _, _, v in reading.counters)):
         return BadInput.ABSURD
     if max(reading.kv_cache_usage_perc) > KV_MAX:
+        return BadInput.ABSURD
+    if any(r + w > max_requests for r, w in zip(reading.running, reading.waiting, strict=False)):
         return BadInput.ABSURD
     if n > pool.max_replicas or (reading.spec_replicas is not None
                                  and not 0 <= reading.spec_replicas <= pool.max_replicas):
@@ -239,8 +248,9 @@ def _hold(state: PoolState, reading: PoolReading | None, reason: BadInput, now_s
           pool: PoolSpec) -> tuple[PoolState, LiveDecision]:
     desired = state.desired
     if desired is None and reading is not None and reading.spec_replicas is not None and reason is not (
-            BadInput.ABSURD):
-        desired = int(reading.spec_replicas)  # nothing decided yet: hold what the cluster runs
+            BadInput.ABSURD) and math.isfinite(reading.spec_replicas):
+        # nothing decided yet: hold what the cluster runs, within the bounds (they always apply)
+        desired = max(pool.min_replicas, min(pool.max_replicas, int(reading.spec_replicas)))
     stale = (now_s - reading.newest_sample_s if reading is not None and reading.newest_sample_s is not None
              else state.staleness_s)
     st = replace(state, desired=desired, healthy=False, staleness_s=stale,
@@ -263,7 +273,8 @@ def apply_limits(raw: int, previous: int, pool: PoolSpec) -> tuple[int, bool]:
 
 
 def step(state: PoolState, reading: PoolReading | None, now_s: float, *, pool: PoolSpec,
-         stale_after_s: float) -> tuple[PoolState, LiveDecision]:
+         stale_after_s: float, max_requests: float = math.inf,
+         read_failed: BadInput = BadInput.UNREACHABLE) -> tuple[PoolState, LiveDecision]:
     """One control tick of one pool (pure).
 
     Args:
@@ -272,13 +283,16 @@ def step(state: PoolState, reading: PoolReading | None, now_s: float, *, pool: P
         now_s: the tick's time (injected clock; Unix seconds when comparing with sample timestamps).
         pool: the pool's frozen config with its bound policy.
         stale_after_s: samples older than this are stale.
+        max_requests: plausibility limit on one replica's running + waiting requests.
+        read_failed: the reason recorded when ``reading`` is None.
 
     Returns:
         The next state and the decision (held on bad input).
     """
     if reading is None:
-        return _hold(state, None, BadInput.UNREACHABLE, now_s, pool)
-    bad = check_reading(reading, state, now_s, pool=pool, stale_after_s=stale_after_s)
+        return _hold(state, None, read_failed, now_s, pool)
+    bad = check_reading(reading, state, now_s, pool=pool, stale_after_s=stale_after_s,
+                        max_requests=max_requests)
     if bad is not None:
         return _hold(state, reading, bad, now_s, pool)
     book = accumulate(state.book, reading.counters, now_s)
@@ -327,8 +341,8 @@ def snapshot(config: LiveConfig, states: dict[str, PoolState], *, durations_s: d
         bad.extend(Count(p.name, r.value, float(s.bad_count(r))) for r in BadInput)
         actions.extend((Count(p.name, "up", float(s.actions_up)),
                         Count(p.name, "down", float(s.actions_down))))
-        status = ("feasible" if s.healthy else "error" if s.last_reason is BadInput.POLICY_ERROR
-                  else "unknown")
+        errors = (BadInput.POLICY_ERROR, BadInput.READ_ERROR, BadInput.INTERNAL_ERROR)
+        status = "feasible" if s.healthy else "error" if s.last_reason in errors else "unknown"
         solves.append(Solve(f"{p.policy_name}/{p.name}", status, durations_s.get(p.name), now_s))
     return Snapshot(desired=tuple(desired), current=tuple(current), staleness_s=tuple(stale),
                     healthy=tuple(healthy), bad_input=tuple(bad), scaling_actions=tuple(actions),
@@ -360,6 +374,10 @@ class Controller:
         self._log = log
         self.states: dict[str, PoolState] = {p.name: PoolState() for p in config.pools}
         self._durations: dict[str, float] = {}
+        self._warned: dict[str, set[str]] = {}
+        self.last_tick_s: float | None = None
+        self.failing_since_s: float | None = None
+        self.interval_s: float | None = None
 
     @classmethod
     def for_prometheus(cls, config: LiveConfig, url: str, *, clock: Callable[[], float],
@@ -369,24 +387,64 @@ class Controller:
         return cls(config, lambda p: read_pool(client, p), clock=clock, holder=holder)
 
     def tick(self) -> list[LiveDecision]:
-        """Read, step and publish every pool once."""
+        """Read, step and publish every pool once. Never raises: a failing read or step holds the pool's
+        last decision with a reason, logged once per distinct error."""
         out = []
         for p in self.config.pools:
             t0 = self._clock()
+            failed = BadInput.UNREACHABLE
             try:
                 reading: PoolReading | None = self._read(p)
             except PromQueryError as exc:
-                self._log(f"warning: pool {p.name}: {exc}")
+                self._warn(p.name, f"Prometheus: {exc}")
                 reading = None
+            except Exception as exc:  # a malformed answer (bad bucket label, truncated body...): hold
+                self._warn(p.name, f"reading failed: {type(exc).__name__}: {exc}")
+                reading, failed = None, BadInput.READ_ERROR
             now = self._clock()
-            self.states[p.name], d = step(self.states[p.name], reading, now, pool=p,
-                                          stale_after_s=self.config.stale_after_s)
+            try:
+                self.states[p.name], d = step(self.states[p.name], reading, now, pool=p,
+                                              stale_after_s=self.config.stale_after_s,
+                                              max_requests=self.config.max_requests_per_replica,
+                                              read_failed=failed)
+            except Exception as exc:  # a bug in a tick must not stop the loop: hold, say why
+                self._warn(p.name, f"tick failed: {type(exc).__name__}: {exc}")
+                self.states[p.name], d = _hold(self.states[p.name], None, BadInput.INTERNAL_ERROR, now, p)
             self._durations[p.name] = self._clock() - t0
             if d.held:
-                self._log(f"warning: pool {p.name}: {d.reason} input, holding {d.desired}")
+                self._warn(p.name, f"{d.reason} input, holding {d.desired}")
+            else:
+                self._warned.pop(p.name, None)
             out.append(d)
-        self.holder.set(snapshot(self.config, self.states, durations_s=self._durations, now_s=self._clock()))
+        now = self._clock()
+        self.last_tick_s = now
+        if all(d.held for d in out):
+            self.failing_since_s = now if self.failing_since_s is None else self.failing_since_s
+        else:
+            self.failing_since_s = None
+        self.holder.set(snapshot(self.config, self.states, durations_s=self._durations, now_s=now))
         return out
+
+    def _warn(self, pool: str, message: str) -> None:
+        """Log ``message`` for ``pool`` once while the pool stays unhealthy (a healthy tick re-arms it)."""
+        seen = self._warned.setdefault(pool, set())
+        if message not in seen:
+            seen.add(message)
+            self._log(f"warning: pool {pool}: {message}")
+
+    def health(self, now_s: float) -> tuple[bool, str]:
+        """Liveness: ``(ok, reason)``. Fails when no tick ended for three intervals (the loop is stuck or
+        dead) or every pool has been held for longer than ``unhealthy_deadline_s`` (a restart may help;
+        the alert rule fires either way)."""
+        every = self.interval_s or self.config.interval_s
+        if self.last_tick_s is None:
+            return True, "starting"
+        if now_s - self.last_tick_s > 3 * every + 30.0:
+            return False, f"no control tick for {now_s - self.last_tick_s:.0f} s"
+        held_s = 0.0 if self.failing_since_s is None else now_s - self.failing_since_s
+        if held_s > self.config.unhealthy_deadline_s:
+            return False, f"every pool held for {held_s:.0f} s"
+        return True, "ok"
 
     def run(self, stop: threading.Event, *, interval_s: float | None = None,
             on_tick: Callable[[list[LiveDecision]], None] | None = None) -> None:
@@ -395,11 +453,15 @@ class Controller:
         Ticks keep a fixed cadence; a tick that overruns is followed at once by the next, not by a burst.
         """
         every = interval_s or self.config.interval_s
+        self.interval_s = every
         next_t = self._clock()
         while not stop.is_set():
-            decisions = self.tick()
-            if on_tick is not None:
-                on_tick(decisions)
+            try:
+                decisions = self.tick()
+                if on_tick is not None:
+                    on_tick(decisions)
+            except Exception as exc:  # last line of defence: the loop outlives any tick
+                self._warn("*", f"control loop: {type(exc).__name__}: {exc}")
             next_t += every
             wait = next_t - self._clock()
             if wait < 0:

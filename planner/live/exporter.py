@@ -28,12 +28,14 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from planner.live import names as N  # noqa: N812 (the names module reads as N.DESIRED_REPLICAS)
@@ -279,8 +281,55 @@ class SnapshotHolder:
             return self._snap
 
 
-def serve(registry: CollectorRegistry, *, port: int, host: str = "127.0.0.1") -> tuple[Any, threading.Thread]:
-    """Serve ``registry`` on ``http://host:port/metrics`` in a daemon thread.
+MAX_HANDLERS = 256
+"""Connections served at once (slow clients included); more wait in the listen backlog."""
+LISTEN_BACKLOG = 512
+"""Pending connections the kernel holds while every handler is busy."""
+CLIENT_TIMEOUT_S = 5.0
+"""A client that sends nothing (or reads nothing) for this long is dropped, freeing its handler."""
+
+Health = Callable[[], tuple[bool, str]]
+"""``() -> (ok, reason)`` behind ``/healthz`` (200 or 503 with the reason)."""
+
+
+class _ExporterServer(ThreadingHTTPServer):
+    """A threading server with a bounded number of handler threads and a long listen backlog.
+
+    Why not prometheus-client's server: its backlog of 5 makes 200 concurrent scrapes time out, and a
+    slow client holds its thread forever; here a semaphore caps the threads (the accept loop waits for
+    a free one, the backlog queues the rest) and every connection has a socket timeout.
+    """
+
+    daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_HANDLERS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._slots.acquire()
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def serve(registry: CollectorRegistry, *, port: int, host: str = "127.0.0.1",
+          health: Health | None = None) -> tuple[Any, threading.Thread]:
+    """Serve ``registry`` on ``http://host:port/metrics`` (and ``/healthz``) in a daemon thread.
+
+    Args:
+        registry: what ``/metrics`` renders (text format, or OpenMetrics when asked for).
+        port, host: where to listen (port 0: a free one).
+        health: behind ``/healthz`` (None: always 200).
 
     Returns:
         ``(server, thread)``: ``server.server_port`` is the bound port (pass ``port=0`` for a free one),
@@ -289,11 +338,39 @@ def serve(registry: CollectorRegistry, *, port: int, host: str = "127.0.0.1") ->
     Raises:
         InputError: the address cannot be bound.
     """
+
+    class Handler(BaseHTTPRequestHandler):
+        timeout = CLIENT_TIMEOUT_S
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/healthz":
+                ok, reason = health() if health is not None else (True, "ok")
+                self._send(200 if ok else 503, CONTENT_TYPE_LATEST, f"{reason}\n".encode())
+            elif path in ("/metrics", "/"):
+                encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
+                self._send(200, ctype, encoder(registry))
+            else:
+                self.send_error(404)
+
+        def _send(self, code: int, ctype: str, body: bytes) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
     try:
-        return start_http_server(port, addr=host, registry=registry)
+        server = _ExporterServer((host, port), Handler)
     except OSError as exc:
         raise InputError(f"cannot listen on {host}:{port}: {exc.strerror or exc}", field="--port/--host",
                          expected="a free port on a local address") from None
+    thread = threading.Thread(target=server.serve_forever, daemon=True, name="fleetwise-metrics")
+    thread.start()
+    return server, thread
 
 
 # ---------------------------------------------------------------- results folders
