@@ -139,6 +139,28 @@ def _probe(target: RayTarget) -> None:
                          ) from None
 
 
+def _resolve_auto() -> RayTarget:
+    """The cluster ``auto`` names, as Ray finds it (``RAY_ADDRESS``, then the address the last ``ray
+    start`` on this machine recorded, then any running GCS), so that it can be probed before joining.
+
+    Why: ``ray.init(address="auto")`` with a recorded cluster that is gone waits minutes; resolved and
+    probed here, a dead cluster is one clear line in seconds, like the other address forms.
+    """
+    from ray._private.services import get_ray_address_from_environment
+
+    try:
+        found = get_ray_address_from_environment("auto", None)
+    except ConnectionError:
+        found = None
+    if not found or found == "auto":
+        raise InputError("auto: no Ray cluster is running or recorded on this machine", field=ADDRESS_FIELD,
+                         expected="start one (ray start --head) or give its address: " + ADDRESS_EXPECTED)
+    resolved = parse_ray_address(found, environ={})
+    if resolved.kind is AddressKind.LOCAL or resolved.kind is AddressKind.AUTO:
+        raise InputError(f"auto resolved to {found!r}", field=ADDRESS_FIELD, expected=ADDRESS_EXPECTED)
+    return resolved
+
+
 def init_ray(address: str | None = None, *, num_cpus: int | None = None,
              environ: Mapping[str, str] | None = None) -> RayTarget:
     """``ray.init`` for ``address`` (see the module docstring); returns what was joined or started.
@@ -157,6 +179,8 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None,
         ray.init(address="local", num_cpus=num_cpus or max(1, os.cpu_count() or 1), include_dashboard=False,
                  log_to_driver=False, logging_level=logging.WARNING, configure_logging=True)
         return target
+    if target.kind is AddressKind.AUTO:
+        target = _resolve_auto()
     _probe(target)
     try:
         if target.kind is AddressKind.CLIENT:

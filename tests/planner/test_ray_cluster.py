@@ -219,3 +219,17 @@ def test_map_tasks_reruns_lost_tasks_but_not_task_errors(tmp_path: Path) -> None
         with pytest.raises(InputError, match="bad value in a task"):
             map_tasks(raise_input_error, [(bad,)])
         assert len(bad.read_text().splitlines()) == 1
+
+
+def test_auto_with_a_dead_cluster_fails_fast_as_one_line() -> None:
+    """``auto`` resolves the cluster first (here ``RAY_ADDRESS``, naming a port nobody listens on) and
+    probes it like the other forms, instead of letting ``ray.init`` wait for minutes."""
+    from tests.support.ray_cluster import free_ports
+
+    (port,) = free_ports(1)
+    env = {**os.environ, "RAY_ADDRESS": f"127.0.0.1:{port}"}
+    t0 = time.monotonic()
+    proc = subprocess.run([FLEETWISE, *REPLAY, "--ray-address", "auto"], capture_output=True, text=True,
+                          timeout=120, check=False, env=env)
+    assert proc.returncode == 2 and time.monotonic() - t0 < 60
+    assert "no Ray cluster answers" in proc.stderr and "Traceback" not in proc.stderr
