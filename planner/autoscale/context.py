@@ -68,12 +68,17 @@ def apply_bounds(n: int, params: TargetParams) -> int:
 
 def apply_delay(n: int, ctx: ScalingContext, state: TargetState,
                 params: TargetParams) -> ScalingDecision[TargetState]:
-    """Scale up at once; scale down only after the wish has lasted ``scale_down_delay_s``."""
+    """Scale up at once; scale down only after the wish to be lower has lasted ``scale_down_delay_s``.
+
+    The wish's start is kept while it lasts, also after a step down: a ramp limit that removes one
+    replica per tick then sheds the rest one tick after another, instead of waiting the delay again at
+    every step (as a stabilization window does: HPA's looks back over the window, it does not re-arm).
+    """
     if n >= ctx.replicas:
         return ScalingDecision(n, TargetState(below_since_s=None))
     since = state.below_since_s if state.below_since_s is not None else ctx.now_s
     if ctx.now_s - since >= params.scale_down_delay_s:
-        return ScalingDecision(n, TargetState(below_since_s=None))
+        return ScalingDecision(n, TargetState(below_since_s=since))
     return ScalingDecision(ctx.replicas, TargetState(below_since_s=since))
 
 

@@ -31,5 +31,33 @@ def test_scale_up_at_once_bounded_and_scale_down_after_delay() -> None:
         assert d.desired_replicas == 5
         state = d.state
     d = target_tracking(_ctx(80.0, replicas, 3, state), params=P)
-    assert d.desired_replicas == 1 and d.state.below_since_s is None
+    assert d.desired_replicas == 1 and d.state.below_since_s == 20.0  # the wish goes on
     assert POLICIES[PolicyName.TARGET_TRACKING] is target_tracking
+
+
+def test_a_ramped_scale_down_does_not_wait_the_delay_again_at_every_step() -> None:
+    """A ramp that removes one replica per tick (the live loop's max_step_down) sheds 15 replicas in 15
+    ticks once the delay has passed, not in 15 delays (issue 19: 75 minutes at a 300 s delay)."""
+    from planner.live.config import parse_config
+    from planner.live.controller import PoolState, step
+    from planner.live.promql import PoolReading
+
+    pool = parse_config({"pools": {"chat": {
+        "selector": {"m": "x"}, "min_replicas": 1, "max_replicas": 20, "max_step_down": 1,
+        "params": {"target_running_per_replica": 10, "scale_down_delay_s": 300}}}}, source="t").pools[0]
+    st = PoolState(desired=16)
+    t = 0.0
+    spec = 16
+    history = []
+    while t <= 300.0 + 15 * 15.0 + 15.0:
+        pods = tuple(f"p{i}" for i in range(spec))
+        reading = PoolReading("chat", t, t - 0.5, pods, tuple(0.5 for _ in pods), tuple(0.0 for _ in pods),
+                              tuple(0.1 for _ in pods), (), spec_replicas=float(spec))
+        st, d = step(st, reading, t, pool=pool, stale_after_s=30.0)
+        assert d.desired is not None
+        spec = d.desired  # the Deployment follows
+        history.append((t, spec))
+        t += 15.0
+    assert all(n == 16 for tt, n in history if tt < 300.0)  # the delay holds
+    assert history[-1][1] == 1  # then one replica per tick, without re-arming
+    assert next(tt for tt, n in history if n == 1) <= 300.0 + 15 * 15.0
