@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from traces.atomic import write_atomic
 from traces.errors import InputError
 from traces.readers.canonical import META_KEY, meta_to_json
 from traces.schema import RequestTrace
@@ -36,17 +37,16 @@ def write_parquet(trace: RequestTrace, path: str | Path, *, compression_level: i
     out = Path(path)
     table = trace.to_arrow()
     table = table.replace_schema_metadata({META_KEY.encode(): meta_to_json(trace.meta).encode()})
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(
+    try:  # beside the final name, then renamed: a killed writer leaves no partial file at ``path``
+        write_atomic(out, lambda tmp: pq.write_table(
             table,
-            out,
+            tmp,
             compression="zstd",
             compression_level=compression_level,
             use_dictionary=["tenant", "model"],
             write_statistics=True,
             row_group_size=1 << 20,
-        )
+        ))
     except OSError as exc:
         raise InputError(f"cannot write Parquet: {exc.strerror or exc}", path=str(out)) from exc
     return out

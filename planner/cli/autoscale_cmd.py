@@ -14,6 +14,7 @@ import dataclasses
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +39,7 @@ from planner.perf.engine_profile import engine_perf_inputs
 from planner.sim.coldstart import ColdStartShape, cold_start_for
 from planner.sim.config import EngineConfig, SLOTarget
 from solvers.scaling.policy import MPCParams, Risk, with_risk
+from traces.atomic import write_folder_atomic
 from traces.errors import InputError
 from traces.schema import RequestTrace
 
@@ -229,13 +231,14 @@ def autoscale_compare_cmd(
                 refine=match_refine)
         cmp = dataclasses.replace(cmp, results={**cmp.results, **extra})
     table = cmp.table().with_columns(cost_usd=pl.col("gpu_hours") * price)
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        table.write_parquet(out / "summary.parquet")
-        cmp.timelines().write_parquet(out / "timelines.parquet")
     judged = verdict(cmp) if PolicyName.MPC.value in cmp.results else None
-    if out is not None and judged is not None:
-        (out / "verdict.json").write_text(json.dumps(dataclasses.asdict(judged), indent=2) + "\n")
+    if out is not None:  # one run's files, replaced whole (with a manifest)
+        files: dict[str, Callable[[Path], object]] = {"summary.parquet": table.write_parquet,
+                                                      "timelines.parquet": cmp.timelines().write_parquet}
+        if judged is not None:
+            doc = json.dumps(dataclasses.asdict(judged), indent=2) + "\n"
+            files["verdict.json"] = lambda p: p.write_text(doc)
+        write_folder_atomic(out, files, tool="fleetwise autoscale-compare")
     if as_json:
         typer.echo(json.dumps({"engine": prof.engine, "engine_source": prof.describe(),
                                "capacity_rps_per_replica": cmp.capacity.rps,

@@ -26,6 +26,7 @@ from planner.power_study.row import DEFAULT_BASE_W, RowSpec
 from planner.power_study.study import PowerStudy, run_study
 from planner.sim import SLOTarget
 from solvers.power.problem import SolveParams
+from traces.atomic import write_atomic
 from traces.errors import InputError
 from traces.schema import RequestTrace
 
@@ -176,8 +177,7 @@ def power_cmd(
             pareto_verify=pareto_verify,
         )
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        study.pareto.write_parquet(out)
+        write_atomic(out, study.pareto.write_parquet)
     if as_json:
         typer.echo(json.dumps(study.as_dict(), indent=2, default=str))
     else:

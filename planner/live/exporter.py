@@ -39,6 +39,7 @@ from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from planner.live import names as N  # noqa: N812 (the names module reads as N.DESIRED_REPLICAS)
+from traces.atomic import check_folder
 from traces.errors import InputError
 
 SOLVE_STATUSES: tuple[str, ...] = ("optimal", "feasible", "infeasible", "unknown", "error")
@@ -389,11 +390,19 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+PLAUSIBLE_MAX = 1e12
+"""Every number the exporter reads from a results file is a count, a duration, a rate, a fraction or
+dollars: non-negative and below this (``gpu_hours: 1e308`` would export as +Inf)."""
+
+
 def _num(d: dict[str, Any], key: str, path: Path, where: str) -> float:
     v = d.get(key)
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(float(v)):
         raise InputError(f"missing or non-numeric {key!r}", path=str(path), field=f"{where}{key}",
                          expected="a finite number")
+    if not 0.0 <= float(v) <= PLAUSIBLE_MAX:
+        raise InputError(f"{key!r} = {v} is out of range", path=str(path), field=f"{where}{key}",
+                         expected=f"a number in [0, {PLAUSIBLE_MAX:g}]")
     return float(v)
 
 
@@ -537,6 +546,7 @@ def load_results(folder: Path, *, now_s: float) -> Snapshot:
     if not folder.is_dir():
         raise InputError("results folder not found", path=str(folder), field="--results",
                          expected="a folder with plan.json and/or summary.json")
+    check_folder(folder)  # a replay folder's files must be one run's (its manifest)
     fp = _fingerprint(folder)
     if not fp:
         raise InputError("no plan.json or summary.json here", path=str(folder), field="--results",
@@ -585,9 +595,9 @@ class ResultsSource:
                 try:
                     self._base = load_results(self._folder, now_s=self._clock())
                     self._error = False
-                except InputError as exc:
+                except Exception as exc:  # any bad file: keep serving the last good one, flagged
                     self._error = True
-                    self._log(f"warning: keeping the last good results: {exc}")
+                    self._log(f"warning: keeping the last good results: {type(exc).__name__}: {exc}")
             base = self._base
             newest = max((m for _, m, _ in self._fp), default=0) / 1e9
             age = (PoolValue("results", max(0.0, self._clock() - newest)),) if newest else base.staleness_s

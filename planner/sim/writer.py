@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from planner.sim.result import SimResult
-from traces.atomic import write_atomic
+from traces.atomic import write_folder_atomic
 from traces.errors import InputError
 
 
@@ -45,31 +45,25 @@ def refuse_existing_file(path: Path | None, flag: str = "--out") -> None:
 
 
 def write_result(result: SimResult, out_dir: Path) -> list[Path]:
-    """Write the result's tables as Parquet and the summary as JSON under ``out_dir`` (created).
+    """Write the result's tables as Parquet and the summary as JSON under ``out_dir``, as one run.
 
-    Each file is written beside its final name and renamed into place, so an interrupted write never
-    leaves a truncated table where a complete one was.
+    The folder is replaced whole (:func:`traces.atomic.write_folder_atomic`): a replay killed while
+    writing leaves the previous run or nothing, never new tables beside an old summary; the manifest
+    lets readers (``serve-metrics``, reports) refuse a folder whose files do not belong together.
 
     Returns:
-        The paths written.
+        The paths written (the manifest last).
 
     Raises:
         InputError: ``out_dir`` exists and is not a folder.
     """
-    if out_dir.exists() and not out_dir.is_dir():
-        raise InputError("--out names an existing file", path=str(out_dir),
-                         expected="a folder (new or existing)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths: list[Path] = []
-
-    def put(name: str, write: Callable[[Path], object]) -> None:
-        paths.append(write_atomic(out_dir / name, write))
-
-    put("requests.parquet", result.requests.write_parquet)
-    put("timeseries.parquet", result.timeseries.write_parquet)
+    files: dict[str, Callable[[Path], object]] = {
+        "requests.parquet": result.requests.write_parquet,
+        "timeseries.parquet": result.timeseries.write_parquet,
+    }
     if result.power is not None:
-        put("power.parquet", result.power.write_parquet)
+        files["power.parquet"] = result.power.write_parquet
     if result.replicas is not None:
-        put("replicas.parquet", result.replicas.write_parquet)
-    put("summary.json", lambda p: p.write_text(summary_json(result) + "\n"))
-    return paths
+        files["replicas.parquet"] = result.replicas.write_parquet
+    files["summary.json"] = lambda p: p.write_text(summary_json(result) + "\n")
+    return write_folder_atomic(out_dir, files, tool="fleetwise replay")
