@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -77,20 +78,56 @@ def default_source() -> TraceSource:
     return TraceSource(kind="default")
 
 
-def file_source(path: str | Path, *, format: str | None = None, label: str | None = None) -> TraceSource:
+DATA_ROOTS_ENV = "FLEETWISE_DATA_ROOTS"
+"""Folders (``os.pathsep``-separated) the dashboard may read traces from, besides its uploads."""
+
+
+def data_roots(environ: Mapping[str, str] | None = None) -> tuple[Path, ...]:
+    """The folders a path typed into the dashboard may lie under: ``$FLEETWISE_DATA_ROOTS``, else the
+    working folder and the shared traces folder (``$FLEETWISE_SHARED_TRACES`` or the repository's)."""
+    env = os.environ if environ is None else environ
+    raw = env.get(DATA_ROOTS_ENV, "").strip()
+    if raw:
+        return tuple(Path(r).expanduser().resolve() for r in raw.split(os.pathsep) if r.strip())
+    from planner.autoscale.workloads import shared_traces_root
+
+    return (Path.cwd().resolve(), shared_traces_root().resolve())
+
+
+def file_source(path: str | Path, *, format: str | None = None, label: str | None = None,
+                roots: Sequence[Path] | None = None) -> TraceSource:
     """A trace file or ServeGen folder, stamped with its mtime and size.
 
+    Args:
+        path: the file or folder.
+        format: reader name (None: detect).
+        label: what the page calls it.
+        roots: when given, the path (symlinks resolved) must lie under one of them: a dashboard reachable
+            from a browser must not read whatever the process can (``/etc``, ``/proc``); the message
+            never shows anything of the file.
+
     Raises:
-        InputError: the path does not exist.
+        InputError: the path does not exist or lies outside ``roots``.
 
     >>> file_source("/no/such/trace.csv")
     Traceback (most recent call last):
     ...
     traces.errors.InputError: /no/such/trace.csv: no such file or folder (expected a trace file or folder)
+    >>> try:
+    ...     file_source("/etc/hostname", roots=[Path("/srv/traces")])
+    ... except InputError as exc:
+    ...     print(str(exc).split(" (")[0])
+    /etc/hostname: outside the dashboard's data folders
     """
     p = Path(path).expanduser()
     if not str(path).strip():
         raise InputError("no path given", field="path", expected="a trace file or ServeGen folder")
+    if roots is not None:
+        real = Path(os.path.realpath(p))
+        if not any(real == r or r in real.parents for r in roots):
+            raise InputError("outside the dashboard's data folders", path=str(p),
+                             expected="a trace under " + ", ".join(str(r) for r in roots)
+                             + f" (set {DATA_ROOTS_ENV} to allow others)")
     if not p.exists():
         raise InputError("no such file or folder", path=str(p), expected="a trace file or folder")
     st = p.stat()
@@ -133,11 +170,15 @@ def save_upload(
         )
     digest = hashlib.sha256(data).hexdigest()[:16]
     folder = dest_dir / digest
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = folder / Path(name).name
-    if not target.exists():
-        target.write_bytes(data)
-    return file_source(target, format=format, label=f"upload {Path(name).name}")
+    if not target.is_file() or target.is_symlink():
+        target.unlink(missing_ok=True)
+        # O_EXCL | O_NOFOLLOW: never write through a planted link
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+    return file_source(target, format=format, label=f"upload {Path(name).name}", roots=[dest_dir.resolve()])
 
 
 def load_source(src: TraceSource) -> RequestTrace:

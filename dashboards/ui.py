@@ -18,6 +18,7 @@ terminates the child at once, in the middle of a library call (:func:`dashboards
 
 from __future__ import annotations
 
+import functools
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,8 +68,12 @@ class Inputs:
     tpot_s: float
 
 
-UPLOAD_DIR = Path(tempfile.gettempdir()) / "fleetwise-uploads"
-"""Where uploads are saved (by content hash) so the readers can scan them as files."""
+@functools.cache
+def upload_dir() -> Path:
+    """Where this process saves uploads (by content hash) so the readers can scan them as files: a
+    private folder (mode 0700, unpredictable name) made once per process, so no other user can plant a
+    link where an upload will be written."""
+    return Path(tempfile.mkdtemp(prefix="fleetwise-uploads-"))
 
 SOURCE_CHOICES: tuple[str, ...] = ("Bundled default", "File path", "Upload")
 
@@ -105,7 +110,7 @@ def _sidebar(pages: list[str]) -> tuple[PageName, Inputs]:
                 help="A trace file or a ServeGen client folder.",
             )
             if path.strip():
-                source = sc.file_source(path.strip(), format=fmt)
+                source = sc.file_source(path.strip(), format=fmt, roots=sc.data_roots())
             else:
                 error = "Enter the path of a trace file or ServeGen folder in the sidebar."
         else:
@@ -117,7 +122,7 @@ def _sidebar(pages: list[str]) -> tuple[PageName, Inputs]:
                 help=f"At most {sc.MAX_UPLOAD_MB} MB; give a path for bigger traces.",
             )
             if up is not None:
-                source = sc.save_upload(up.name, up.getvalue(), dest_dir=UPLOAD_DIR, format=fmt)
+                source = sc.save_upload(up.name, up.getvalue(), dest_dir=upload_dir(), format=fmt)
             else:
                 error = "Upload a trace file in the sidebar."
     except InputError as exc:

@@ -234,7 +234,8 @@ def test_unreadable_upload_type_is_refused(app: AppTest) -> None:
     assert "notes.csv" in app.error[0].value
 
 
-def test_missing_path_is_a_clear_error(app: AppTest, tmp_path: Path) -> None:
+def test_missing_path_is_a_clear_error(app: AppTest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLEETWISE_DATA_ROOTS", str(tmp_path))
     app.sidebar.radio(key="source").set_value("File path").run()
     app.sidebar.text_input(key="path").set_value(str(tmp_path / "nope.csv")).run()
     assert not app.exception
@@ -242,6 +243,42 @@ def test_missing_path_is_a_clear_error(app: AppTest, tmp_path: Path) -> None:
         app.error[0].value
         == f"{tmp_path / 'nope.csv'}: no such file or folder (expected a trace file or folder)"
     )
+
+
+def test_a_file_outside_the_data_folders_is_never_read_or_shown(app: AppTest, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 19: the path field showed the first line of any readable file (/etc/passwd). Now a path
+    outside the data folders (symlinks resolved) is refused before it is opened, naming only the path."""
+    secret = tmp_path / "secret" / "passwd"
+    secret.parent.mkdir()
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    roots = tmp_path / "data"
+    roots.mkdir()
+    (roots / "trace.csv").symlink_to(secret)  # a link inside the data folder pointing out of it
+    monkeypatch.setenv("FLEETWISE_DATA_ROOTS", str(roots))
+    app.sidebar.radio(key="source").set_value("File path").run()
+    for path in (secret, roots / "trace.csv", Path("/etc/passwd"), Path("/proc/self/environ")):
+        app.sidebar.text_input(key="path").set_value(str(path)).run()
+        assert not app.exception
+        shown = " ".join(e.value for e in app.error) + " ".join(m.value for m in app.markdown)
+        assert "outside the dashboard's data folders" in shown
+        assert "root:x" not in shown and "PATH=" not in shown
+
+
+def test_an_upload_is_never_written_through_a_planted_link(tmp_path: Path) -> None:
+    from dashboards.scenario import save_upload
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    good = b"arrival_s,input_tokens,output_tokens\n0.0,10,5\n"
+    import hashlib
+
+    folder = tmp_path / "uploads" / hashlib.sha256(good).hexdigest()[:16]
+    folder.mkdir(parents=True)
+    (folder / "t.csv").symlink_to(victim)
+    src = save_upload("t.csv", good, dest_dir=tmp_path / "uploads")
+    assert victim.read_text() == "keep me"
+    assert Path(src.path).read_bytes() == good and not Path(src.path).is_symlink()
 
 
 def test_good_upload_is_described(app: AppTest) -> None:
