@@ -18,7 +18,6 @@ from planner.perf.calibrate import (
     fit_profile,
     holdout_mask,
     load_profile,
-    main,
     profile_dir,
 )
 from planner.perf.calibration import (
@@ -69,7 +68,10 @@ def test_holdout_split_is_deterministic_and_nonempty() -> None:
 
 def test_calibrate_command_writes_a_loadable_calibration(synthetic_profile: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
-    rc = main(["--gpu", "H100-SXM", "--profiles", str(synthetic_profile.parent), "--out", str(tmp_path)])
+    from planner.cli.main import main
+
+    rc = main(["calibrate", "--gpu", "H100-SXM", "--profiles", str(synthetic_profile.parent),
+               "--out", str(tmp_path)])
     assert rc == 0
     assert "gemm_bf16" in capsys.readouterr().out
     cal = load_calibration(tmp_path / "H100-SXM.json")
