@@ -201,6 +201,50 @@ def check_reading(reading: PoolReading, state: PoolState, now_s: float, *, pool:
     return None
 
 
+def explain(reading: PoolReading | None, reason: BadInput, now_s: float, *, stale_after_s: float,
+            max_requests: float = math.inf) -> str:
+    """What in ``reading`` made it ``reason``: the pod, series and value, for the log line.
+
+    >>> r = PoolReading("a", 100.0, 90.0, ("p0", "p1"), (3.0, 2.0), (1.0, 9e12), (0.2, 0.3))
+    >>> explain(r, BadInput.ABSURD, 100.0, stale_after_s=3.0, max_requests=1e5)
+    'pod p1: running + waiting = 9e+12 > 100000'
+    >>> explain(r, BadInput.STALE, 100.0, stale_after_s=3.0)
+    'newest sample 10 s old (limit 3 s)'
+    """
+    if reading is None:
+        return ""
+    pods = reading.pods
+    if reason is BadInput.MISSING:
+        if not pods:
+            return "no replica exposes vllm:* series"
+        for name, vals in (("waiting", reading.waiting),
+                           ("kv_cache_usage_perc", reading.kv_cache_usage_perc)):
+            for pod, v in zip(pods, vals, strict=False):
+                if math.isnan(v):
+                    return f"pod {pod}: no {name} sample"
+        return ""
+    if reason is BadInput.STALE:
+        if reading.newest_sample_s is None:
+            return "no sample timestamp"
+        return f"newest sample {now_s - reading.newest_sample_s:.0f} s old (limit {stale_after_s:g} s)"
+    if reason is BadInput.ABSURD:
+        for name, vals in (("running", reading.running), ("waiting", reading.waiting),
+                           ("kv_cache_usage_perc", reading.kv_cache_usage_perc)):
+            for pod, v in zip(pods, vals, strict=False):
+                if not math.isfinite(v) or v < 0 or (name == "kv_cache_usage_perc" and v > KV_MAX):
+                    return f"pod {pod}: {name} = {v:g}"
+        for pod, r, w in zip(pods, reading.running, reading.waiting, strict=False):
+            if r + w > max_requests:
+                return f"pod {pod}: running + waiting = {r + w:g} > {max_requests:g}"
+        for key, pod, v in reading.counters:
+            if not math.isfinite(v) or v < 0:
+                return f"pod {pod}: counter {key} = {v:g}"
+        if not (math.isfinite(reading.pending) and reading.pending >= 0):
+            return f"pending = {reading.pending:g}"
+        return f"{len(pods)} replicas listed, spec {reading.spec_replicas}"
+    return ""
+
+
 def build_context(reading: PoolReading, book: CounterBook, *, replicas: int, now_s: float,
                   policy_state: object | None) -> ScalingContext:
     """The :class:`ScalingContext` a policy sees, from a checked reading and the counter totals.
@@ -409,10 +453,17 @@ class Controller:
                                               read_failed=failed)
             except Exception as exc:  # a bug in a tick must not stop the loop: hold, say why
                 self._warn(p.name, f"tick failed: {type(exc).__name__}: {exc}")
+                reading = None
                 self.states[p.name], d = _hold(self.states[p.name], None, BadInput.INTERNAL_ERROR, now, p)
             self._durations[p.name] = self._clock() - t0
-            if d.held:
-                self._warn(p.name, f"{d.reason} input, holding {d.desired}")
+            if d.held and d.reason is not None:
+                try:
+                    why = explain(reading, d.reason, now, stale_after_s=self.config.stale_after_s,
+                                  max_requests=self.config.max_requests_per_replica)
+                except Exception:  # explaining must not be what breaks the loop
+                    why = ""
+                self._warn(p.name, f"{d.reason} input{': ' + why if why else ''}, holding {d.desired}",
+                           key=f"held:{d.reason}")
             else:
                 self._warned.pop(p.name, None)
             out.append(d)
@@ -425,11 +476,13 @@ class Controller:
         self.holder.set(snapshot(self.config, self.states, durations_s=self._durations, now_s=now))
         return out
 
-    def _warn(self, pool: str, message: str) -> None:
-        """Log ``message`` for ``pool`` once while the pool stays unhealthy (a healthy tick re-arms it)."""
+    def _warn(self, pool: str, message: str, *, key: str | None = None) -> None:
+        """Log ``message`` for ``pool`` once per ``key`` (default: the message) while the pool stays
+        unhealthy (a healthy tick re-arms it)."""
         seen = self._warned.setdefault(pool, set())
-        if message not in seen:
-            seen.add(message)
+        k = message if key is None else key
+        if k not in seen:
+            seen.add(k)
             self._log(f"warning: pool {pool}: {message}")
 
     def health(self, now_s: float) -> tuple[bool, str]:

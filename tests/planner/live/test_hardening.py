@@ -159,3 +159,15 @@ def test_exporter_takes_200_concurrent_scrapes_beside_150_silent_clients() -> No
         server.shutdown()
     assert codes == [200] * 200 and took < 20.0
     assert peak <= MAX_HANDLERS + 200 + 5  # the server's threads stay bounded (plus this test's own)
+
+
+def test_a_held_read_is_logged_once_with_the_pod_series_and_value() -> None:
+    cfg = LiveConfig(1.0, 3.0, 1.0, (_pool(),), max_requests_per_replica=1e5)
+    t = [100.0]
+    logs: list[str] = []
+    ctl = Controller(cfg, lambda p: _read(t[0], (5.0, 5.0), waiting=1e12), clock=lambda: t[0],
+                     log=logs.append)
+    for _ in range(3):
+        ctl.tick()
+        t[0] += 1.0
+    assert len(logs) == 1 and "absurd input: pod p0: running + waiting = 1e+12 > 100000" in logs[0]
