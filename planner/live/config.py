@@ -78,6 +78,10 @@ class PoolModel(_Strict):
         "autoscaler's own last decision")
     pending_query: str | None = Field(
         None, description="PromQL for requests queued at the gateway (the load signal at zero replicas)")
+    ready_query: str | None = Field(
+        None, description="PromQL for the pool's ready replicas (kube-state-metrics' "
+        "kube_deployment_status_replicas_ready): fewer replicas exposing vLLM series than ready ones is "
+        "a partial scrape (unhealthy), not a lighter load")
 
     @model_validator(mode="after")
     def _bounds(self) -> PoolModel:
@@ -128,7 +132,7 @@ class PoolSpec:
         policy: the bound policy function (``POLICIES[name]`` with ``params=``).
         min_replicas, max_replicas: hard bounds applied after the policy.
         max_step_up, max_step_down: ramp limits per control interval.
-        replicas_query, pending_query: optional PromQL (see :class:`PoolModel`).
+        replicas_query, pending_query, ready_query: optional PromQL (see :class:`PoolModel`).
     """
 
     name: str
@@ -145,6 +149,7 @@ class PoolSpec:
     max_step_down: int
     replicas_query: str | None = None
     pending_query: str | None = None
+    ready_query: str | None = None
 
 
 @dataclass(frozen=True)
@@ -234,7 +239,7 @@ def parse_config(data: object, *, source: str) -> LiveConfig:
         PoolSpec(name=name, role=p.role, model=p.model, gpu=p.gpu, selector=tuple(sorted(p.selector.items())),
                  replica_label=p.replica_label, policy_name=p.policy.value, policy=_bind(name, p, source),
                  min_replicas=p.min_replicas, max_replicas=p.max_replicas, max_step_up=p.max_step_up,
-                 max_step_down=p.max_step_down, replicas_query=p.replicas_query,
+                 max_step_down=p.max_step_down, replicas_query=p.replicas_query, ready_query=p.ready_query,
                  pending_query=p.pending_query)
         for name, p in m.pools.items())
     return LiveConfig(scrape_interval_s=m.scrape_interval_s, stale_after_scrapes=m.stale_after_scrapes,

@@ -188,6 +188,9 @@ def check_reading(reading: PoolReading, state: PoolState, now_s: float, *, pool:
         return BadInput.MISSING
     if reading.newest_sample_s is None or now_s - reading.newest_sample_s > stale_after_s:
         return BadInput.STALE
+    if reading.ready_replicas is not None and math.isfinite(reading.ready_replicas) and (
+            n < reading.ready_replicas):
+        return BadInput.MISSING  # a partial scrape: the missing replicas' load is unknown, not zero
     values = reading.running + reading.waiting + reading.kv_cache_usage_perc + (reading.pending,)
     if not _finite_nonneg(values) or not _finite_nonneg(tuple(v for _, _, v in reading.counters)):
         return BadInput.ABSURD
@@ -217,6 +220,8 @@ def explain(reading: PoolReading | None, reason: BadInput, now_s: float, *, stal
     if reason is BadInput.MISSING:
         if not pods:
             return "no replica exposes vllm:* series"
+        if reading.ready_replicas is not None and len(pods) < reading.ready_replicas:
+            return f"{len(pods)} replicas expose vllm:* series of {reading.ready_replicas:g} ready"
         for name, vals in (("waiting", reading.waiting),
                            ("kv_cache_usage_perc", reading.kv_cache_usage_perc)):
             for pod, v in zip(pods, vals, strict=False):

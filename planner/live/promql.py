@@ -161,6 +161,7 @@ class PoolReading:
         names: the metric names the pool exposes for the renamed series (new or old).
         spec_replicas: the Deployment's replicas from ``replicas_query`` (None without one).
         pending: requests queued at the gateway from ``pending_query`` (0 without one).
+        ready_replicas: ready replicas from ``ready_query`` (None without one).
     """
 
     pool: str
@@ -176,6 +177,7 @@ class PoolReading:
     names: tuple[str, ...] = ()
     spec_replicas: float | None = None
     pending: float = 0.0
+    ready_replicas: float | None = None
 
 
 def _hist(client: PromClient, base: tuple[str, str] | str, sel: str, label: str, key: str,
@@ -233,6 +235,10 @@ def read_pool(client: PromClient, pool: PoolSpec) -> PoolReading:
     pending = 0.0
     if pool.pending_query:
         pending = sum(s.value for s in client.query(pool.pending_query))
+    ready = None
+    if pool.ready_query:
+        rr = client.query(pool.ready_query)
+        ready = sum(s.value for s in rr) if rr else None
     nan = float("nan")
     return PoolReading(
         pool=pool.name,
@@ -248,4 +254,5 @@ def read_pool(client: PromClient, pool: PoolSpec) -> PoolReading:
         names=names,
         spec_replicas=spec,
         pending=pending,
+        ready_replicas=ready,
     )

@@ -171,3 +171,21 @@ def test_a_held_read_is_logged_once_with_the_pod_series_and_value() -> None:
         ctl.tick()
         t[0] += 1.0
     assert len(logs) == 1 and "absurd input: pod p0: running + waiting = 1e+12 > 100000" in logs[0]
+
+
+def test_fewer_series_than_ready_replicas_is_a_partial_scrape_not_less_load() -> None:
+    """Issue 19: when one of two pods' series vanished, the pool looked half as loaded and scaled down
+    8 -> 4. With a ready-replicas query the loss is seen and the last decision holds."""
+    pool = _pool(ready_query="sum(kube_deployment_status_replicas_ready{deployment='chat'})")
+    full = _read(0.0, (50.0, 50.0, 50.0, 50.0))
+    st, d = step(PoolState(desired=8), full, 0.0, pool=pool, stale_after_s=STALE)
+    assert not d.held
+    half = _read(15.0, (50.0, 50.0))
+    half = PoolReading(half.pool, half.eval_s, half.newest_sample_s, half.pods, half.running, half.waiting,
+                       half.kv_cache_usage_perc, (), ready_replicas=4.0)
+    st2, d2 = step(st, half, 15.0, pool=pool, stale_after_s=STALE)
+    assert d2.held and d2.reason is BadInput.MISSING and d2.desired == d.desired and not st2.healthy
+    from planner.live.controller import explain
+
+    assert explain(half, BadInput.MISSING, 15.0, stale_after_s=STALE) == (
+        "2 replicas expose vllm:* series of 4 ready")
