@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-import planner.cli.bench_perf as bp
+import planner.bench.perf_accuracy as bp
 from planner.cli.main import main
 from planner.perf.calibrate import profile_dir
 from planner.perf.calibration import calibration_dir
