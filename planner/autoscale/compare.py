@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -253,6 +253,8 @@ def compare_autoscalers(
     policies: Sequence[PolicyName] = DEFAULT_POLICIES,
     config: CompareConfig | None = None,
     on_policy: Callable[[str], None] | None = None,
+    done: Mapping[str, LoopResult] | None = None,
+    on_result: Callable[[str, LoopResult], None] | None = None,
 ) -> Comparison:
     """Replay ``trace`` once per policy and collect GPU-hours, SLO attainment and scaling activity.
 
@@ -262,6 +264,9 @@ def compare_autoscalers(
         policies: which policies to run (names of :data:`planner.autoscale.context.POLICIES`).
         config: what is held equal across policies.
         on_policy: called with each policy's name before its replay (progress).
+        done: policies already replayed by an earlier, interrupted run of the same comparison
+            (:mod:`planner.autoscale.checkpoint`): taken as they are, not replayed again.
+        on_result: called with each policy's name and result as soon as its replay ends.
 
     Returns:
         Per-policy :class:`LoopResult` plus the replica capacity they were tuned with.
@@ -301,10 +306,15 @@ def compare_autoscalers(
             loop, initial_replicas=max(cfg.min_replicas, min(cfg.max_replicas, n_static)))
     results: dict[str, LoopResult] = {}
     for name, fn in fns.items():
+        if done is not None and name in done:
+            results[name] = done[name]
+            continue
         if on_policy is not None:
             on_policy(name)
         lc = loop_static if name.startswith("static-peak") else loop
         results[name] = run_in(cfg, trace, perf, fn, loop=lc, name=name)
+        if on_result is not None:
+            on_result(name, results[name])
     return Comparison(results=results, capacity=cap, initial_replicas=init,
                       need_gpu_hours=need_gpu_hours(need, bin_s=NEED_BIN_S, gpus_per_replica=int(perf.gpus)))
 

@@ -23,6 +23,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from planner.autoscale.checkpoint import PolicyCheckpoint, comparison_key
+from planner.autoscale.closed_loop import LoopResult
 from planner.autoscale.compare import (
     DEFAULT_POLICIES,
     CompareConfig,
@@ -221,9 +223,21 @@ def autoscale_compare_cmd(
                         max_replicas=max_replicas, tick_s=tick_s, seed=seed,
                         mpc=mpc_params, keep_requests=False, hindsight_factors=factors)
     console = Console(stderr=True)
+    ckpt = None
+    done: dict[str, LoopResult] = {}
+    if out is not None:  # an interrupted run resumes from the policies it finished
+        key = comparison_key(cfg, names, model, gpu, tp, engine, tr.num_requests,
+                             float(tr.df["arrival_s"].sum()), int(tr.df["input_tokens"].sum()),
+                             int(tr.df["output_tokens"].sum()))
+        ckpt = PolicyCheckpoint.beside(out, key)
+        done = ckpt.load()
+        if done:
+            console.print(f"resuming: {len(done)} policies finished earlier ({', '.join(done)}), "
+                          f"from {ckpt.folder}", highlight=False)
     with console.status("replaying...") as status:
-        cmp = compare_autoscalers(tr, perf, policies=names, config=cfg,
-                                  on_policy=lambda n: status.update(f"replaying with {n}..."))
+        cmp = compare_autoscalers(tr, perf, policies=names, config=cfg, done=done,
+                                  on_policy=lambda n: status.update(f"replaying with {n}..."),
+                                  on_result=None if ckpt is None else ckpt.save)
     if match and PolicyName.MPC in names:
         with console.status("re-running baselines with generous targets..."):
             extra = match_attainment(tr, perf, cmp, config=cfg, policies=[
@@ -239,6 +253,8 @@ def autoscale_compare_cmd(
             doc = json.dumps(dataclasses.asdict(judged), indent=2) + "\n"
             files["verdict.json"] = lambda p: p.write_text(doc)
         write_folder_atomic(out, files, tool="fleetwise autoscale-compare")
+        if ckpt is not None:
+            ckpt.clear()
     if as_json:
         typer.echo(json.dumps({"engine": prof.engine, "engine_source": prof.describe(),
                                "capacity_rps_per_replica": cmp.capacity.rps,

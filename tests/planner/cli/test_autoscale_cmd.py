@@ -72,3 +72,40 @@ def test_averse_and_load_following_risks_buy_more_than_plain(shared_traces: Path
     assert gpu_h["load-following"] > gpu_h["plain"]  # the busy row adds demand in the busier steps
     res = CliRunner().invoke(_app(), ["autoscale-compare", "--mpc-risk", "reckless"])
     assert res.exit_code != 0 and "reckless" in res.output
+
+
+def test_an_interrupted_comparison_resumes_from_its_finished_policies(shared_traces: Path,
+                                                                      tmp_path: Path) -> None:
+    """kill -9 once the first policy is checkpointed; the re-run takes it from the checkpoint, replays only
+    the rest, and ends with the same table as a run never interrupted (and no checkpoint left)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    small = _code_slice(shared_traces, tmp_path)
+    fleetwise = str(Path(sys.executable).with_name("fleetwise"))
+    args = ["autoscale-compare", "--trace", str(small), "--policies", "hpa,keda,ray-serve,mpc",
+            "--cold-start-median-s", "30", "--max-replicas", "8", "--bounds", ""]
+    whole = tmp_path / "whole"
+    assert subprocess.run([fleetwise, *args, "--out", str(whole)], capture_output=True, timeout=600,
+                          check=False).returncode == 0
+    out = tmp_path / "cut"
+    ckpt = tmp_path / ".cut.checkpoint"
+    proc = subprocess.Popen([fleetwise, *args, "--out", str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    end = time.monotonic() + 300
+    while time.monotonic() < end and len(list(ckpt.glob("*.summary.json"))) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    saved = len(list(ckpt.glob("*.summary.json")))
+    assert saved >= 1 and not out.exists()
+    again = subprocess.run([fleetwise, *args, "--out", str(out)], capture_output=True, text=True, timeout=600,
+                           check=False)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert f"resuming: {saved} policies finished earlier" in again.stderr
+    a = pl.read_parquet(whole / "summary.parquet").sort("policy")
+    b = pl.read_parquet(out / "summary.parquet").sort("policy")
+    assert a.equals(b) and not ckpt.exists()
