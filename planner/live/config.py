@@ -87,6 +87,11 @@ class PoolModel(_Strict):
     def _bounds(self) -> PoolModel:
         if self.max_replicas < self.min_replicas:
             raise ValueError(f"max_replicas {self.max_replicas} < min_replicas {self.min_replicas}")
+        if self.min_replicas == 0 and not self.pending_query:
+            # at zero replicas no vLLM series exist: without the gateway's queue nothing could ever
+            # say that load came back, and the pool would stay at zero reporting healthy
+            raise ValueError("min_replicas 0 needs a pending_query (the gateway's queue is the only load "
+                             "signal at zero replicas)")
         if not self.selector:
             raise ValueError("selector is empty: give at least one label matcher")
         for k in (*self.selector, self.replica_label):

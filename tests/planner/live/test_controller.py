@@ -99,8 +99,8 @@ def test_stale_reads_hold_the_last_decision_and_count() -> None:
 
 
 def test_missing_data_never_scales_to_zero() -> None:
-    pool = _pool(min_replicas=0, params={"target_running_per_replica": 10, "scale_down_delay_s": 0,
-                                          "min_replicas": 0})
+    pool = _pool(min_replicas=0, pending_query="sum(gateway_queue)",
+                 params={"target_running_per_replica": 10, "scale_down_delay_s": 0, "min_replicas": 0})
     st, d = step(PoolState(), _read(0.0, (20.0, 20.0, 20.0)), 0.0, pool=pool, stale_after_s=STALE)
     assert d.desired == 5  # 60 in system / 10, ramp +2 from 3 listed
     for k, reading in enumerate((None, _read(2.0, ()), None), start=1):
@@ -116,8 +116,8 @@ def test_missing_data_never_scales_to_zero() -> None:
 
 
 def test_scaled_to_zero_on_purpose_is_not_missing() -> None:
-    pool = _pool(min_replicas=0, params={"target_running_per_replica": 10, "scale_down_delay_s": 0,
-                                          "min_replicas": 0})
+    pool = _pool(min_replicas=0, pending_query="sum(gateway_queue)",
+                 params={"target_running_per_replica": 10, "scale_down_delay_s": 0, "min_replicas": 0})
     st = PoolState(desired=0)
     st, d = step(st, _read(0.0, ()), 0.0, pool=pool, stale_after_s=STALE)
     assert not d.held and d.desired == 0

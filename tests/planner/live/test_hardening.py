@@ -189,3 +189,10 @@ def test_fewer_series_than_ready_replicas_is_a_partial_scrape_not_less_load() ->
 
     assert explain(half, BadInput.MISSING, 15.0, stale_after_s=STALE) == (
         "2 replicas expose vllm:* series of 4 ready")
+
+
+def test_scale_to_zero_without_a_gateway_queue_is_refused_at_load() -> None:
+    # issue 19: min_replicas 0 without a pending query reached 0 and stayed there, reporting healthy
+    with pytest.raises(InputError, match="min_replicas 0 needs a pending_query"):
+        _pool(min_replicas=0)
+    assert _pool(min_replicas=0, pending_query="sum(gateway_queue)").min_replicas == 0
