@@ -16,6 +16,7 @@ from rich.console import Console
 
 from planner.catalog import load_catalog
 from planner.sim import RouterName
+from traces.atomic import write_text_atomic
 from traces.errors import InputError
 
 EXAMPLE = """
@@ -129,8 +130,7 @@ def report(
         sections.append(rp.replay_section(result, title=sec_title, ttft_s=ttft_s, tpot_s=tpot_s,
                                           engine=sc.engine_line(spec.engine, spec.gpu)))
     html = rp.render_report(f"fleetwise report: {heading}", sections, generated=datetime.now(UTC))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(html, encoding="utf-8")
+    write_text_atomic(out, html)
     console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
     for sec in sections:
         if sec.headline:

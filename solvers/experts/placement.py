@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from traces.atomic import write_atomic, write_text_atomic
 from traces.errors import InputError
 
 IntArray = NDArray[np.int64]
@@ -288,7 +289,8 @@ def placement_from_matrices(
 
 
 def save_plan(placement: Placement, path: str | Path) -> None:
-    """Write a plan as ``.npz`` (arrays) or ``.json`` (lists), both with EPLB's three tensors."""
+    """Write a plan as ``.npz`` (arrays) or ``.json`` (lists), both with EPLB's three tensors (beside the
+    final name, then renamed: a killed run leaves no half-written plan for EPLB to load)."""
     p = Path(path)
     e = placement.to_eplb()
     meta = {
@@ -300,7 +302,11 @@ def save_plan(placement: Placement, path: str | Path) -> None:
     if p.suffix.lower() == ".npz":
         arrays: dict[str, IntArray] = {"phy2log": e.phy2log, "log2phy": e.log2phy, "logcnt": e.logcnt}
         arrays.update({k: np.asarray(v, dtype=np.int64) for k, v in meta.items()})
-        np.savez_compressed(p, allow_pickle=False, **arrays)
+        def write_npz(tmp: Path) -> None:
+            with tmp.open("wb") as fh:  # a file object: numpy would append .npz to a temporary name
+                np.savez_compressed(fh, allow_pickle=False, **arrays)
+
+        write_atomic(p, write_npz)
     elif p.suffix.lower() == ".json":
         doc = {
             **meta,
@@ -308,7 +314,7 @@ def save_plan(placement: Placement, path: str | Path) -> None:
             "log2phy": e.log2phy.tolist(),
             "logcnt": e.logcnt.tolist(),
         }
-        p.write_text(json.dumps(doc))
+        write_text_atomic(p, json.dumps(doc))
     else:
         raise InputError(f"unknown plan file type {p.suffix!r}", path=str(p), expected=".npz or .json")
 
