@@ -86,3 +86,50 @@ def test_the_exporter_refuses_implausible_numbers_and_mixed_folders(tmp_path: Pa
     (run / "summary.json").write_text(json.dumps({"replicas": 3, "gpu_hours": 1.0, "classes": []}))
     with pytest.raises(InputError, match="does not match the run's manifest"):
         load_results(run, now_s=0.0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("writer", ["synth", "power"])
+def test_other_writers_killed_at_random_leave_the_old_file_or_a_whole_new_one(tmp_path: Path,
+                                                                              writer: str) -> None:
+    """kill -9 ``traces synth`` and ``power --out`` at random moments (bounded count; ``plan --out`` and
+    reports go through the same :mod:`traces.atomic` helpers):
+    the output path then holds nothing or a whole new file, never a torn one (a hidden temporary file
+    may be left beside it)."""
+    from traces.load import load_trace
+
+    out = tmp_path / "t.parquet"
+    if writer == "synth":
+        cmd = [FLEETWISE, "traces", "synth", "--out", str(out), "--rate", "60", "--duration", "3600",
+               "--tenants", "8", "--block-size", "16"]
+    else:
+        cmd = [FLEETWISE, "power", "--nameplate-servers", "3", "--pool-servers", "4", "--time-limit-s", "2",
+               "--pareto-verify", "0", "--out", str(out)]
+
+    def intact() -> None:
+        if not out.exists():
+            return
+        if writer == "synth":
+            assert load_trace(out).num_requests > 0
+        else:
+            import polars as pl
+
+            assert pl.read_parquet(out).height >= 1
+
+    t0 = time.monotonic()
+    assert subprocess.run(cmd, capture_output=True, timeout=600, check=False).returncode == 0
+    full = time.monotonic() - t0
+    intact()
+    rng = random.Random(11)
+    for _ in range(2):
+        moved = out.with_suffix(".prev")
+        out.replace(moved)  # each killed run starts without the file: what is there after is its own
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.6, 1.0) * full)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        intact()
+        if not out.exists():
+            moved.replace(out)
+        else:
+            moved.unlink()
