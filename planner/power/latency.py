@@ -33,6 +33,7 @@ from numpy.typing import NDArray
 
 from planner.contracts.power import HP, LP
 from planner.power.simulate import PolicyRun
+from planner.sim.result import tpot_s
 from traces.errors import InputError
 
 F64 = NDArray[np.float64]
@@ -146,9 +147,8 @@ def estimate_inflation(
         e_first[sel] = np.interp(first[sel], grid, cum[:, s])
         e_fin[sel] = np.interp(fin[sel], grid, cum[:, s])
     ttft = first - arr
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(out > 1, (fin - first) / np.maximum(out - 1, 1), np.nan)
-        tpot_new = np.where(out > 1, (fin - first + e_fin - e_first) / np.maximum(out - 1, 1), np.nan)
+    tpot = tpot_s(first, fin, out)
+    tpot_new = tpot_s(first + e_first, fin + e_fin, out)  # every token later by the extra time so far
     ttft_new = ttft + (e_first - e_arr)
     hit = (e_fin - e_arr) > 0
     tiers = np.array([priorities[s] for s in srv], dtype=object) if srv.size else np.zeros(0, dtype=object)

@@ -15,7 +15,15 @@ from planner.sim.cluster_power import server_base_w
 from planner.sim.config import PowerConfig, SimConfig
 from planner.sim.pool_run import PoolRun
 from planner.sim.pools import F64, I64, ClusterConfig, Pool, PoolRole
-from planner.sim.result import DEFAULT_CLASS, CappingStats, PoolSummary, SimResult, handover_s, summarize
+from planner.sim.result import (
+    DEFAULT_CLASS,
+    CappingStats,
+    PoolSummary,
+    SimResult,
+    handover_s,
+    summarize,
+    tpot_s,
+)
 from traces.schema import POWER_POLARS_SCHEMA, RequestTrace
 
 
@@ -138,8 +146,7 @@ def build_result(trace: RequestTrace, pools: Sequence[Pool], runs: Sequence[Pool
                                 end_guess)
     classes = (df["slo_class"].fill_null(DEFAULT_CLASS) if "slo_class" in df.columns
                else pl.Series("slo_class", [DEFAULT_CLASS] * n, dtype=pl.String))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(out > 1, (finish - first) / np.maximum(out - 1, 1), np.nan)
+    tpot = tpot_s(first, finish, out)
     requests = pl.DataFrame({
         "request_id": np.arange(n, dtype=np.int64),
         "arrival_s": arrival,

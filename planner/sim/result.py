@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from planner.catalog.schema import GPUSpec
 from planner.perf.api import ReplicaPerf
@@ -165,6 +166,16 @@ class CappingStats:
         return dict(self.__dict__)
 
 
+
+def tpot_s(first: NDArray[np.float64], finish: NDArray[np.float64], output_tokens: NDArray[Any]
+           ) -> NDArray[np.float64]:
+    """Time per output token after the first: ``(finish - first) / (outputs - 1)``, NaN for one-token
+    answers and unfinished requests (the one definition every replay table uses)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out: NDArray[np.float64] = np.where(output_tokens > 1,
+                                            (finish - first) / np.maximum(output_tokens - 1, 1), np.nan)
+    return out
+
 def _pct(x: np.ndarray, q: float) -> float:
     x = x[~np.isnan(x)]
     return float(np.percentile(x, q)) if x.size else float("nan")
@@ -218,8 +229,7 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
     first = first + handover_s(first, replica, ts, config.engine, config.interval_s)
     finish = finish + handover_s(finish, replica, ts, config.engine, config.interval_s)
     ttft = first - arrival
-    with np.errstate(invalid="ignore", divide="ignore"):
-        tpot = np.where(out > 1, (finish - first) / np.maximum(out - 1, 1), np.nan)
+    tpot = tpot_s(first, finish, out)
     requests = pl.DataFrame({
         "request_id": np.arange(n, dtype=np.int64),
         "arrival_s": arrival,

@@ -53,6 +53,7 @@ from planner.sim.config import (
 from planner.sim.lifecycle import asked, become_ready, finish_drains, scale_to
 from planner.sim.pool_run import DRAINING, SERVING, STARTING, build_runs
 from planner.sim.pools import ClusterConfig, Pool
+from planner.sim.result import tpot_s
 from traces.errors import InputError
 from traces.schema import RequestTrace, TraceMeta
 
@@ -237,9 +238,7 @@ class SimFleet:
         finish[self._req] = eng.rf[:, E.F_FINISH]
         rejected[self._req] = eng.rq[:, E.R_PHASE] == E.PH_REJECTED
         w = self.w
-        with np.errstate(invalid="ignore", divide="ignore"):
-            tpot = np.where(w.output_tokens > 1, (finish - first) / np.maximum(w.output_tokens - 1, 1),
-                            np.nan)
+        tpot = tpot_s(first, finish, w.output_tokens)
         return pl.DataFrame({"arrival_s": w.arrival_s, "ttft_s": first - w.arrival_s, "tpot_s": tpot,
                              "finish_s": finish, "rejected": rejected})
 
