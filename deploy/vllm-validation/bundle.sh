@@ -23,6 +23,8 @@ python3 -m pip download -q --no-deps $PLAT -d "$W/deps" -r "$W/nodeps.txt"
 # xgrammar 0.2.9 calls tvm_ffi.load_lib_module(extra_lib_paths=...), which vLLM's pin (0.1.10) lacks:
 # the newest apache-tvm-ffi works (seen 2026-12-06 with 0.1.15.post2)
 python3 -m pip download -q --no-deps $PLAT --platform manylinux_2_24_x86_64 -d "$W/deps" apache-tvm-ffi
+# compressed-tensors (vLLM's fp8 path) imports loguru, which is not among vLLM's own requirements
+python3 -m pip download -q --no-deps $PLAT -d "$W/deps" loguru
 python3 - "$W" "$FREEZE" <<'PY'
 import os, re, shutil, sys
 w, freeze = sys.argv[1], sys.argv[2]
@@ -37,5 +39,5 @@ rm -rf "$W/x" && mkdir "$W/x" && (cd "$W/x" && unzip -q "$WHL" \
   && rm -f vllm/vllm_flash_attn/_vllm_fa2_C.abi3.so vllm/vllm-rs vllm/third_party/deep_gemm/_C.cpython-31[0134]-*.so \
   && rm -rf vllm/third_party/fmha_sm100 vllm/entrypoints/serve/instrumentator/static \
   && tar cf - vllm vllm-*.dist-info | xz -9 -T2 > "$W/vllm-slim.tar.xz")
-tar cf - -C "$W" vllm-slim.tar.xz need | split -b 55m -d - .devcarry/part.
+tar cf - -C "$W" vllm-slim.tar.xz need | split -b 48m -d - .devcarry/part.
 ls -la .devcarry

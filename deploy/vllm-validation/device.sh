@@ -30,6 +30,8 @@ PY
   nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm --format=csv ;;
 launch)
   plan=$1
+  # one engine at a time: a second job would fight the first for GPU memory and overwrite its log
+  if pgrep -f "bash /tmp/vr/job.sh" >/dev/null; then echo "a job is still running (device.sh wait)"; exit 3; fi
   if [ "$plan" = auto ]; then  # the plan for the GPU that came (a call may get an H100 or an H200)
     case "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" in
       *H200*) plan=planner/profile/vllm_plans/h200.txt ;;

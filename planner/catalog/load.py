@@ -58,6 +58,7 @@ class GPURecord(_Strict):
     bf16_tflops: PosFloat
     fp8_tflops: NonNegFloat
     hbm_gb: PosFloat
+    cuda_memory_gib: NonNegFloat = 0.0
     hbm_tbps: PosFloat
     tdp_w: PosFloat
     idle_w: PosFloat
@@ -75,6 +76,8 @@ class GPURecord(_Strict):
     def _check(self) -> GPURecord:
         if self.idle_w >= self.tdp_w:
             raise ValueError(f"idle_w ({self.idle_w:g}) must be below tdp_w ({self.tdp_w:g})")
+        if self.cuda_memory_gib * 2**30 > self.hbm_gb * 1.1e9:
+            raise ValueError(f"cuda_memory_gib ({self.cuda_memory_gib:g}) exceeds hbm_gb ({self.hbm_gb:g} GB)")
         if self.min_sm_clock_mhz > self.max_sm_clock_mhz:
             raise ValueError(f"min_sm_clock_mhz ({self.min_sm_clock_mhz:g}) must not exceed "
                              f"max_sm_clock_mhz ({self.max_sm_clock_mhz:g})")

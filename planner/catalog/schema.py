@@ -29,7 +29,9 @@ class GPUSpec:
             what decides whether kernel curves measured on one GPU carry to another.
         bf16_tflops: dense BF16 tensor-core peak.
         fp8_tflops: dense FP8 tensor-core peak (0 when the GPU has no FP8 units).
-        hbm_gb: device memory capacity.
+        hbm_gb: device memory capacity (datasheet).
+        cuda_memory_gib: the device memory CUDA reports as total (GiB), which is what an engine's
+            ``gpu_memory_utilization`` is a fraction of; 0 when not measured (``hbm_gb`` GB is then used).
         hbm_tbps: device memory bandwidth.
         tdp_w: board power limit (TDP / TBP).
         idle_w: power at idle with the driver loaded.
@@ -61,8 +63,14 @@ class GPUSpec:
     price_per_hour: float
     node_max_w: float | None = None
     arch: str = ""
+    cuda_memory_gib: float = 0.0
     aliases: tuple[str, ...] = ()
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+    @property
+    def memory_bytes(self) -> float:
+        """Device memory an engine sizes its KV cache against (see ``cuda_memory_gib``)."""
+        return self.cuda_memory_gib * 2**30 if self.cuda_memory_gib > 0 else self.hbm_gb * 1e9
 
     @property
     def has_fp8(self) -> bool:

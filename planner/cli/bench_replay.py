@@ -153,15 +153,25 @@ def _validate_engine(console: Console, as_json: bool, engine: str) -> int:
                       f"attention {'FA3 curves' if p.attention else 'calibration'}; {p.source}")
     cols = (*LATENCY, "throughput", "energy_per_token")
     heads = ("TTFT p50", "TTFT p99", "TPOT p50", "TPOT p99", "tok/s", "J/tok")
-    where = ", ".join(sorted({f"{r.model} on {r.gpu}" for r in val.rows}))
-    tab = Table(title=f"replay vs {engine} ({where}): predicted / measured - 1; H held out, F fitted")
-    for col in ("trace", "load", "", "n", *heads):
-        tab.add_column(col, justify="right")
-    for r in val.rows:
-        e = r.errors
-        tab.add_row(r.trace, "burst" if r.level == 0 else f"{r.level:g}", "H" if r.held_out else "F",
-                    str(r.requests), *(f"{e[k]:+.0%}" if e.get(k) == e.get(k) else "-" for k in cols))
-    console.print(tab)
+    runs = sorted({(r.gpu, r.variant) for r in val.rows})
+    for gpu, variant in runs:
+        tab = Table(title=f"replay vs {engine}: {variant} on {gpu}, predicted / measured - 1; "
+                          "H held out, F fitted")
+        tab.add_column("trace", min_width=10, no_wrap=True)
+        for col in ("load", "", "n", *heads):
+            tab.add_column(col, justify="right")
+        for r in val.rows:
+            if (r.gpu, r.variant) != (gpu, variant):
+                continue
+            e = r.errors
+            tab.add_row(r.trace, "burst" if r.level == 0 else f"{r.level:g}", "H" if r.held_out else "F",
+                        str(r.requests), *(f"{e[k]:+.0%}" if e.get(k) == e.get(k) else "-" for k in cols))
+        console.print(tab)
+    for m in val.memory:
+        err = m["kv_tokens_err"]
+        console.print(f"KV cache, {m['variant']} on {m['gpu']} at {m['mem_fraction']:g} of memory: model "
+                      f"{m['kv_tokens_model']:,} tokens, engine {m['kv_tokens_engine']:,}"
+                      + (f" ({err:+.1%})" if err is not None else ""))
     doc = val.as_dict()
     b = doc["bare_summary"]
     console.print("bare model on the same held-out levels: " + "; ".join(

@@ -252,6 +252,16 @@ class Calibration:
     """Exponent of dynamic power in the SM clock when a step holds the board at its power limit; 0: no
     throttling in the step model (curves fitted on power-throttled loops already carry it). Set by an
     engine profile whose GEMM curve is the unthrottled chip's (:mod:`planner.perf.engine_profile`)."""
+    kv_fp8_attn_slowdown: float = 1.0
+    moe_compute_slowdown: float = 1.0
+    """How far below the dense GEMM curve's compute rate grouped expert GEMMs run (1: as dense; 1.3: at
+    1/1.3 of it); their memory-bound (small-batch) time is unchanged. Set by an engine profile."""
+    moe_launch_s: float = 0.0
+    """Fixed seconds per grouped expert GEMM launch beyond a dense GEMM's (the engine's routing kernels:
+    top-k, token sort and permutation), two launches per MoE layer. Set by an engine profile."""
+    """How much slower than the bf16 kernel decode attention streams an fp8 KV cache, per byte (1: as
+    fast, so fp8 halves its time; 2: fp8 saves no time). Engines dequantize fp8 KV in the attention
+    kernel; an engine profile sets it from the engine's own fp8 steps."""
 
     def comm(self, op: str) -> CommFit:
         """The fitted model of ``op`` (``all_reduce``, ``all_to_all``, ``all_gather``), else the prior's

@@ -71,6 +71,14 @@ class EngineProfile:
             catalog's idle figure (a bare, unloaded board) for the profile's own GPU.
         gemm_bf16: the bf16 GEMM curve at the clock the engine runs its GEMMs at (full clock, not the
             profiler's power-throttled one: :func:`planner.perf.engine_kernels.fit_gemm_at_max_clock`).
+        gemm_fp8: the fp8 GEMM curve at full clock, as ``gemm_bf16``, its fixed cost per GEMM raised by
+            the engine's activation quantization (a kernel per fp8 linear layer, fitted on the engine's
+            fp8 decode steps); None keeps the calibration's.
+        kv_fp8_attn_slowdown: :attr:`planner.perf.calibration.Calibration.kv_fp8_attn_slowdown` fitted
+            on the engine's fp8-KV decode steps (1.0: not measured).
+        moe_compute_slowdown, moe_launch_s: the grouped expert GEMMs' terms
+            (:attr:`planner.perf.calibration.Calibration.moe_compute_slowdown`, ``moe_launch_s``) fitted
+            on the engine's MoE steps (1.0 and 0.0: not measured).
         throttle_exp: with a full-clock GEMM curve, how the step model throttles at the power limit
             (:attr:`planner.perf.calibration.Calibration.throttle_exp`), fitted on the engine's steps.
         power: power coefficients refitted on the engine's steps and NVML energy
@@ -97,6 +105,10 @@ class EngineProfile:
     power: PowerCoeffs | None = None
     async_scheduling: bool = False
     arch: str = ""
+    gemm_fp8: GemmCurve | None = None
+    kv_fp8_attn_slowdown: float = 1.0
+    moe_compute_slowdown: float = 1.0
+    moe_launch_s: float = 0.0
 
     def apply(self, cal: Calibration) -> Calibration:
         """``cal`` with this engine's per-step terms (the GPU-kernel curves untouched)."""
@@ -109,6 +121,12 @@ class EngineProfile:
             out = replace(out, attention=self.attention)
         if self.gemm_bf16 is not None:
             out = replace(out, gemm_bf16=self.gemm_bf16, throttle_exp=self.throttle_exp)
+        if self.gemm_fp8 is not None:
+            out = replace(out, gemm_fp8=self.gemm_fp8)
+        if self.kv_fp8_attn_slowdown != 1.0:
+            out = replace(out, kv_fp8_attn_slowdown=self.kv_fp8_attn_slowdown)
+        if self.moe_compute_slowdown != 1.0 or self.moe_launch_s != 0.0:
+            out = replace(out, moe_compute_slowdown=self.moe_compute_slowdown, moe_launch_s=self.moe_launch_s)
         if self.power is not None and self.gpu == cal.gpu:
             out = replace(out, power=self.power)
         return out
@@ -125,9 +143,11 @@ class EngineProfile:
         since its kernels' curves describe other silicon (FA3 and these GEMM fractions are Hopper's)."""
         if gpu.name == self.gpu or (self.arch and self.arch == gpu.arch):
             return self
-        if self.attention is None and self.gemm_bf16 is None and self.throttle_exp == 0.0:
+        engine_only = replace(self, attention=None, gemm_bf16=None, gemm_fp8=None, throttle_exp=0.0,
+                              kv_fp8_attn_slowdown=1.0, moe_compute_slowdown=1.0, moe_launch_s=0.0)
+        if engine_only == self:
             return self
-        return replace(self, attention=None, gemm_bf16=None, throttle_exp=0.0,
+        return replace(engine_only,
                        source=f"{self.source}; kernel curves not carried ({self.arch or 'unknown'} -> "
                               f"{gpu.arch or 'unknown'} architecture)")
 
@@ -242,6 +262,10 @@ def read_engine_profile(path: str | Path) -> EngineProfile:
             power=None if doc.get("power") is None else PowerCoeffs(**doc["power"]),
             async_scheduling=bool(doc.get("async_scheduling", False)),
             arch=str(doc.get("arch", "")),
+            gemm_fp8=None if doc.get("gemm_fp8") is None else GemmCurve(**doc["gemm_fp8"]),
+            kv_fp8_attn_slowdown=float(doc.get("kv_fp8_attn_slowdown", 1.0)),
+            moe_compute_slowdown=float(doc.get("moe_compute_slowdown", 1.0)),
+            moe_launch_s=float(doc.get("moe_launch_s", 0.0)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise InputError(

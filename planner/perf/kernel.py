@@ -102,7 +102,9 @@ H_A2A_BW_LL = 75
 H_A2A_BASE_SIMPLE = 76
 H_A2A_BW_SIMPLE = 77
 H_THROTTLE_EXP = 78
-HEADER = 79
+H_MOE_SLOWDOWN = 79
+H_MOE_LAUNCH = 80
+HEADER = 81
 H_NAMES: tuple[str, ...] = (
     "PEAK_BF16",
     "PEAK_FP8",
@@ -183,6 +185,8 @@ H_NAMES: tuple[str, ...] = (
     "A2A_BASE_SIMPLE",
     "A2A_BW_SIMPLE",
     "THROTTLE_EXP",
+    "MOE_SLOWDOWN",
+    "MOE_LAUNCH",
 )
 
 # ---- GEMM operator table -------------------------------------------------------------------------
@@ -362,16 +366,21 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
         if rows <= 0.0 or count <= 0.0:
             continue
         launches = max(prm[b + OP_LAUNCHES], 1.0)
+        # grouped expert GEMMs (fused MoE) reach less of the compute peak than dense GEMMs and pay
+        # their routing kernels (top-k, sort, permute) once per launch
+        grouped = fam == F_EXPERTS
+        slow = prm[H_MOE_SLOWDOWN] if grouped and prm[H_MOE_SLOWDOWN] > 0.0 else 1.0
+        extra = prm[H_MOE_LAUNCH] if grouped else 0.0
         # each launch runs count/launches GEMMs (grouped experts) and pays its fixed cost softly
         if wb == 1.0:
-            g = count / launches * gemm_time(rows, n, k, wb, prm[H_PEAK_FP8], bw, prm[H_G8_EC],
+            g = count / launches * gemm_time(rows, n, k, wb, prm[H_PEAK_FP8] / slow, bw, prm[H_G8_EC],
                                              prm[H_G8_MHALF], prm[H_G8_WHALF], prm[H_G8_EM], prm[H_G8_P], 0.0)
-            t = launches * soft_sum(g, prm[H_G8_LAUNCH], prm[H_G8_OVERLAP])
+            t = launches * (soft_sum(g, prm[H_G8_LAUNCH], prm[H_G8_OVERLAP]) + extra)
         else:
-            g = count / launches * gemm_time(rows, n, k, wb, prm[H_PEAK_BF16], bw, prm[H_G16_EC],
+            g = count / launches * gemm_time(rows, n, k, wb, prm[H_PEAK_BF16] / slow, bw, prm[H_G16_EC],
                                              prm[H_G16_MHALF], prm[H_G16_WHALF], prm[H_G16_EM], prm[H_G16_P],
                                              0.0)
-            t = launches * soft_sum(g, prm[H_G16_LAUNCH], prm[H_G16_OVERLAP])
+            t = launches * (soft_sum(g, prm[H_G16_LAUNCH], prm[H_G16_OVERLAP]) + extra)
         total += t
         flops += count * 2.0 * rows * n * k
         nbytes += count * (n * k * wb + rows * (n + k) * ACT_BYTES)

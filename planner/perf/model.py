@@ -212,7 +212,7 @@ def _memory(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, *, w
     acts = max_batch_tokens * (4 * h + qkv_w + 3 * ffn_w) * 2.0
     acts += min(max_batch_tokens, 256) * model.vocab_size / tp * 4.0
     kv_per_token = lay.stage_layers * lay.kv_values * kvb
-    usable = mem_fraction * gpu.hbm_gb * 1e9
+    usable = mem_fraction * gpu.memory_bytes
     reserve = FRAMEWORK_RESERVE_GB * 1e9
     free = usable - weights - acts - reserve
     cap = int(max(free, 0.0) // kv_per_token)
@@ -233,6 +233,8 @@ def _params(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, cal:
     prm[kn.H_BW_NOMINAL] = bw_nominal
     prm[kn.H_PP] = par.pp
     prm[kn.H_LAYERS] = lay.stage_layers
+    prm[kn.H_MOE_SLOWDOWN] = cal.moe_compute_slowdown
+    prm[kn.H_MOE_LAUNCH] = cal.moe_launch_s
     prm[kn.H_OVER_STEP] = cal.step_s
     prm[kn.H_OVER_SEQ] = cal.per_seq_s
     # operator fixed costs (launch, ramp-up, tail) were measured under CUDA-graph replay, as engines run
@@ -247,9 +249,11 @@ def _params(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, cal:
     prm[kn.H_PF_WHALF], prm[kn.H_PF_BALHALF], prm[kn.H_PF_P] = (
         a.prefill_w_half, a.prefill_bal_half, a.prefill_p)
     prm[kn.H_PF_HEADS] = lay.hq
+    # an fp8 cache is dequantized in the kernel: it streams its (half as many) bytes less efficiently
+    slow = cal.kv_fp8_attn_slowdown if kvb < 2.0 else 1.0
     prm[kn.H_DEC_EM], prm[kn.H_DEC_EC], prm[kn.H_DEC_LAUNCH] = (
-        a.decode_em, a.decode_ec, a.decode_launch_s + cal.kernel_s)
-    prm[kn.H_DEC_EM_NOSPLIT], prm[kn.H_DEC_SPLIT_UNITS] = a.decode_em_nosplit, a.decode_split_units
+        a.decode_em / slow, a.decode_ec, a.decode_launch_s + cal.kernel_s)
+    prm[kn.H_DEC_EM_NOSPLIT], prm[kn.H_DEC_SPLIT_UNITS] = a.decode_em_nosplit / slow, a.decode_split_units
     prm[kn.H_DEC_UNIT_FRAC], prm[kn.H_DEC_Q], prm[kn.H_DEC_LHALF] = (
         a.decode_unit_frac, a.decode_q, a.decode_l_half)
     # decode work units per sequence: KV heads on this GPU (MLA: the one shared latent)

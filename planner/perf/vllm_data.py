@@ -6,7 +6,8 @@ A run folder holds ``requests.parquet`` (a row per request, with each token's ar
 schema :mod:`planner.sim.validate` reads (``engine_requests.parquet``, ``engine_tokens.parquet``,
 ``engine_power.parquet``, ``engine_meta.json``), with the raw ``steps.parquet`` beside them.
 
-Shipped layout: ``planner/perf/data/validation/<GPU>/vllm-<version>/<model>/<workload>/``.
+Shipped layout: ``planner/perf/data/validation/<GPU>/vllm-<version>/<variant>/<workload>/``, the variant
+being the model and what its engine changed (:func:`variant`).
 """
 
 from __future__ import annotations
@@ -41,12 +42,35 @@ def gpu_key(meta: dict[str, Any]) -> str:
     )
 
 
+def precisions(meta: dict[str, Any]) -> tuple[str, str]:
+    """``(weight_dtype, kv_dtype)`` of a run, in the perf model's names, from its engine arguments."""
+    args = meta.get("engine_args", {}) if isinstance(meta.get("engine_args"), dict) else {}
+    quant = str(args.get("quantization") or "")
+    if quant not in ("", "fp8"):
+        raise InputError(f"unsupported quantization {quant!r}", field="engine_args.quantization",
+                         expected="none or fp8")
+    kv = str(args.get("kv_cache_dtype") or "auto")
+    return ("fp8" if quant == "fp8" else "bf16"), ("fp8" if kv.startswith("fp8") else "bf16")
+
+
+def variant(meta: dict[str, Any]) -> str:
+    """The run's folder name: the model, then what differs from the calibration run's engine (bf16
+    weights and KV, prefix caching on), e.g. ``llama-3.1-8b-fp8-kvfp8`` or ``llama-3.1-8b-noprefix``."""
+    weights, kv = precisions(meta)
+    args = meta.get("engine_args", {}) if isinstance(meta.get("engine_args"), dict) else {}
+    parts = [str(meta.get("model"))]
+    parts += ["fp8"] if weights == "fp8" else []
+    parts += ["kvfp8"] if kv == "fp8" else []
+    parts += [] if args.get("enable_prefix_caching", True) else ["noprefix"]
+    return "-".join(parts)
+
+
 def _atomic_parquet(df: pl.DataFrame, path: Path) -> None:
     write_atomic(path, df.write_parquet)
 
 
 def split_run(run: str | Path, dest_root: str | Path) -> list[Path]:
-    """Write one validation folder per workload of the run under ``dest_root/<GPU>/vllm-<v>/<model>/``.
+    """Write one validation folder per workload of the run under ``dest_root/<GPU>/vllm-<v>/<variant>/``.
 
     Returns:
         The folders written.
@@ -65,12 +89,13 @@ def split_run(run: str | Path, dest_root: str | Path) -> list[Path]:
     version = str(meta.get("versions", {}).get("vllm", "unknown"))
     model = str(meta.get("model"))
     resolved: dict[str, Any] = meta.get("resolved", {})
+    weights, kv_dtype = precisions(meta)
     runs = [r for r in meta.get("runs", []) if r.get("level", -1) >= 0]
     out_dirs: list[Path] = []
     workloads = sorted({str(r.get("workload")) for r in runs})
     for wl in workloads:
         wruns = [r for r in runs if r.get("workload") == wl]
-        dest = Path(dest_root) / gpu_key(meta) / f"vllm-{version}" / model / wl
+        dest = Path(dest_root) / gpu_key(meta) / f"vllm-{version}" / variant(meta) / wl
         dest.mkdir(parents=True, exist_ok=True)
         rows: list[dict[str, Any]] = []
         toks: list[tuple[float, int, int, float]] = []
@@ -146,6 +171,8 @@ def split_run(run: str | Path, dest_root: str | Path) -> list[Path]:
             "engine_version": version,
             "model": model,
             "catalog_model": CATALOG_MODELS.get(model, model),
+            "weight_dtype": weights,
+            "kv_dtype": kv_dtype,
             "workload": wl,
             "trace_source": _workload_source(wl),
             "engine_args": meta.get("engine_args", {}),

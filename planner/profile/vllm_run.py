@@ -444,6 +444,8 @@ def run_engine(args: argparse.Namespace) -> int:
 
         meta["versions"] = {"vllm": vllm.__version__, "torch": torch.__version__, "cuda": torch.version.cuda}
         meta["gpu"]["torch_name"] = torch.cuda.get_device_name(0)
+        # what gpu_memory_utilization is a fraction of (the catalog's cuda_memory_gib)
+        meta["gpu"]["cuda_total_gib"] = round(torch.cuda.mem_get_info(0)[1] / 2**30, 3)
         log(f"starting engine {args.model} {args.quantization or 'bf16'} prefix={not args.no_prefix_caching}")
         drv = Driver(args)
         meta["engine"] = "vllm"
@@ -650,6 +652,7 @@ def run_attention(args: argparse.Namespace) -> int:
     meta = {
         "gpu": got[1] if got else {},
         "torch_name": torch.cuda.get_device_name(0),
+        "cuda_total_gib": round(torch.cuda.mem_get_info(0)[1] / 2**30, 3),
         "kernel": "vllm.vllm_flash_attn.flash_attn_varlen_func(fa_version=3)",
         "block_size": block,
         "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

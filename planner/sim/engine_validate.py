@@ -44,6 +44,7 @@ from planner.perf.calibration import Calibration, PowerCoeffs, resolve_calibrati
 from planner.perf.engine_kernels import fit_engine_attention, fit_gemm_at_max_clock
 from planner.perf.engine_profile import BARE, EngineProfile, profile_path, write_engine_profile
 from planner.perf.model import RooflinePerf, build_replica_perf
+from planner.perf.vllm_data import precisions
 from planner.sim.config import EngineConfig, SimConfig
 from planner.sim.replay import replay
 from traces.errors import InputError
@@ -85,6 +86,28 @@ class Dataset:
     @property
     def model_name(self) -> str:
         return str(self.meta.get("catalog_model", ""))
+
+    @property
+    def variant(self) -> str:
+        """The run's folder: model plus what its engine changed (:func:`planner.perf.vllm_data.variant`)."""
+        return self.folder.parent.name
+
+    @property
+    def precisions(self) -> tuple[str, str]:
+        """``(weight_dtype, kv_dtype)`` the measured engine served in."""
+        return precisions(self.meta)
+
+    def perf(self, model: ModelSpec, gpu: GPUSpec, calibration: Calibration) -> RooflinePerf:
+        """The step model of this engine's replica (its precisions and batch-token budget)."""
+        weights, kv = self.precisions
+        return build_replica_perf(model, gpu, calibration=calibration, weight_dtype=weights, kv_dtype=kv,
+                                  mem_fraction=self.mem_fraction,
+                                  max_batch_tokens=self.engine().max_batched_tokens, min_kv_tokens=1)
+
+    @property
+    def mem_fraction(self) -> float:
+        """The engine's ``gpu_memory_utilization`` (vLLM's default 0.9 when the run did not set it)."""
+        return float(self.meta.get("engine_args", {}).get("gpu_memory_utilization") or 0.9)
 
     def engine(self, output_delay_s: float = 0.0, output_delay_steps: float = 0.0) -> EngineConfig:
         """The measured engine's scheduler (prompts are random, so its prefix cache never hits)."""
@@ -160,13 +183,7 @@ def split_levels(ds: Dataset) -> tuple[list[float], list[float]]:
 
 def bare_perf(model: ModelSpec, gpu: GPUSpec, cal: Calibration, ds: Dataset) -> RooflinePerf:
     """The kernel-only step model of the measured engine (no engine time per step)."""
-    return build_replica_perf(
-        model,
-        gpu,
-        calibration=replace(cal, step_s=0.0, per_seq_s=0.0),
-        max_batch_tokens=ds.engine().max_batched_tokens,
-        min_kv_tokens=1,
-    )
+    return ds.perf(model, gpu, replace(cal, step_s=0.0, per_seq_s=0.0))
 
 
 def decode_samples(ds: Dataset, levels: list[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -232,6 +249,8 @@ class LevelResult:
 
     gpu: str
     model: str
+    variant: str
+    """The measured run (:attr:`Dataset.variant`): the model and its engine's precisions and caching."""
     trace: str
     level: float
     held_out: bool
@@ -256,6 +275,7 @@ class LevelResult:
         row: dict[str, Any] = {
             "gpu": self.gpu,
             "model": self.model,
+            "variant": self.variant,
             "trace": self.trace,
             "level": self.level,
             "held_out": self.held_out,
@@ -336,8 +356,7 @@ def fit_throttle(
     """
     best = (math.inf, 0.0)
     for e in THROTTLE_EXPS:
-        perf = build_replica_perf(model, gpu, calibration=replace(cal, throttle_exp=e),
-                                  max_batch_tokens=ds.engine().max_batched_tokens, min_kv_tokens=1)
+        perf = ds.perf(model, gpu, replace(cal, throttle_exp=e))
         loss = 0.0
         for lv in fit:
             sel, m = measured[lv]
@@ -414,6 +433,10 @@ def fit_engine_profile(
     engine: str = "vllm",
     calibration: Calibration | None = None,
     attention_phases: tuple[str, ...] = ("prefill",),
+    fp8: Dataset | None = None,
+    fp8_model: ModelSpec | None = None,
+    moe: Dataset | None = None,
+    moe_model: ModelSpec | None = None,
 ) -> EngineProfile:
     """Fit the engine's per-step terms, power, throttling and hand-over on the fit levels of ``ds``
     (module doc).
@@ -424,6 +447,11 @@ def fit_engine_profile(
     made the code trace's long prompts slow (held-out code at 0.6 load, TTFT p50 +20 % with the profiled
     curve, +11 % with FA3's). The FA3 decode curve is not used: its ungraphed timings at small batch
     measure the host, and with it held-out TPOT on code at 0.6 read +18 %.
+
+    ``fp8``: a run of the same engine serving ``fp8_model`` with fp8 weights (and KV); its fit levels
+    set the fp8 terms (:func:`fit_fp8`). Without it the fp8 GEMM curve is still read at full clock.
+    ``moe``: a run serving the MoE ``moe_model`` (bf16); its fit levels set the grouped-GEMM terms
+    (:func:`fit_moe`).
     """
     cal = calibration if calibration is not None else resolve_calibration(gpu)
     attention = None
@@ -455,16 +483,14 @@ def fit_engine_profile(
     prof_cal = replace(cal, step_s=step_s, per_seq_s=per_seq_s)
     idle = ds.meta.get("idle_power_w")
     power = None if idle is None else fit_engine_power(
-        ds, fit, build_replica_perf(model, gpu, calibration=prof_cal, min_kv_tokens=1), round(float(idle), 2))
+        ds, fit, ds.perf(model, gpu, prof_cal), round(float(idle), 2))
     if power is not None:
         prof_cal = replace(prof_cal, power=power)
     throttle_exp = 0.0
     if gemm is not None:
         throttle_exp = fit_throttle(ds, fit, measured, model, gpu, prof_cal)
     prof_cal = replace(prof_cal, throttle_exp=throttle_exp)
-    perf = build_replica_perf(
-        model, gpu, calibration=prof_cal, max_batch_tokens=ds.engine().max_batched_tokens, min_kv_tokens=1
-    )
+    perf = ds.perf(model, gpu, prof_cal)
     # per candidate step multiple k, one replay per fit level with no fixed delay; the fixed part only
     # shifts TTFT, so it is found on a grid without replaying
     grid = np.arange(0.0, 0.1, 0.00025)
@@ -481,6 +507,18 @@ def fit_engine_profile(
             if loss < best[0]:
                 best = (float(loss), float(d), float(k))
     delay, delay_steps = best[1], best[2]
+    gemm8, slowdown, fp8_fit = None, 1.0, None
+    gemm8_path = profile_dir() / ds.gpu_key / "gemm.parquet"
+    if gemm8_path.is_file() and gpu.has_fp8:
+        gemm8 = fit_gemm_at_max_clock(gemm8_path, gpu, cal.gemm_fp8, dtype="fp8")
+        if fp8 is not None:
+            fcal = replace(prof_cal, gemm_fp8=gemm8)
+            quant_s, slowdown, fp8_fit = fit_fp8(fp8, fp8_model or model, gpu, fcal)
+            gemm8 = replace(gemm8, launch_s=gemm8.launch_s + quant_s)
+    moe_launch_s, moe_slow, moe_fit = 0.0, 1.0, None
+    if moe is not None and moe_model is not None:
+        moe_launch_s, moe_slow, moe_fit = fit_moe(moe, moe_model, gpu, prof_cal,
+                                                   moe.engine(delay, delay_steps))
     version = str(ds.meta.get("engine_version", ""))
     return EngineProfile(
         engine=engine,
@@ -505,14 +543,115 @@ def fit_engine_profile(
             "trace": ds.workload,
             "model": ds.model_name,
             "attention_kernels": kernels.as_posix().split("planner/")[-1] if attention is not None else None,
+            "fp8": fp8_fit,
+            "moe": moe_fit,
         },
         attention=attention,
         gemm_bf16=gemm,
+        gemm_fp8=gemm8,
+        kv_fp8_attn_slowdown=slowdown,
+        moe_compute_slowdown=moe_slow,
+        moe_launch_s=moe_launch_s,
         throttle_exp=throttle_exp,
         power=power,
         async_scheduling=ds.async_scheduling,
         arch=gpu.arch,
     )
+
+
+FP8_QUANT_GRID_S = tuple(np.arange(0.0, 8.01e-6, 0.25e-6))
+"""Activation-quantization seconds per fp8 GEMM tried by :func:`fit_fp8`."""
+
+FP8_KV_SLOWDOWNS = tuple(np.round(np.arange(1.0, 2.501, 0.05), 2))
+"""fp8-KV attention slowdowns tried by :func:`fit_fp8` (1: fp8 halves decode attention's time)."""
+
+
+def fit_fp8(ds: Dataset, model: ModelSpec, gpu: GPUSpec, cal: Calibration) -> tuple[float, float, dict[str, Any]]:
+    """``(quant_s, kv_slowdown, record)`` fitted on the pure-decode steps of ``ds``'s fit levels.
+
+    Why these two: at batch 1-8, vLLM's fp8 Llama-3.1-8B decode step took 4.44 ms where the step model
+    with the full-clock fp8 GEMM curve said 3.98 (the gap is a fixed cost per fp8 linear layer: the
+    activation is quantized by a kernel of its own before each one); and the gap grew with the cached
+    tokens read (fp8 KV is dequantized inside the attention kernel, which then streams it below the
+    bf16 kernel's efficiency). Both are found on a grid minimising the summed absolute log ratio of
+    predicted to measured step (robust to the prompt chunks that land in some decode intervals).
+
+    Raises:
+        InputError: too few pure-decode steps.
+    """
+    fit, _ = split_levels(ds)
+    dt, b, kv = decode_samples(ds, fit)
+    if dt.size < 50:
+        raise InputError("too few pure-decode steps to fit the fp8 terms", path=str(ds.folder / "steps.parquet"),
+                         expected=">= 50 steps in the fit levels")
+    slowdowns = FP8_KV_SLOWDOWNS if ds.precisions[1] == "fp8" else (1.0,)
+    best = (math.inf, 0.0, 1.0)
+    for q in FP8_QUANT_GRID_S:
+        for f in slowdowns:
+            c = replace(cal, gemm_fp8=replace(cal.gemm_fp8, launch_s=cal.gemm_fp8.launch_s + float(q)),
+                        kv_fp8_attn_slowdown=float(f))
+            pred = ds.perf(model, gpu, c).step_time_s(0.0, 0.0, b, kv)
+            loss = float(np.sum(np.abs(np.log(pred / dt))))
+            if loss < best[0]:
+                best = (loss, float(q), float(f))
+    record = {"folder": ds.folder.as_posix().split("planner/")[-1], "model": ds.model_name,
+              "fit_levels": fit, "decode_steps": int(dt.size), "quant_s_per_gemm": best[1],
+              "kv_fp8_attn_slowdown": best[2], "mean_abs_log_ratio": round(best[0] / dt.size, 4)}
+    return best[1], best[2], record
+
+
+MOE_LAUNCH_GRID_S = tuple(np.arange(0.0, 20.01e-6, 0.5e-6))
+"""Extra seconds per grouped expert GEMM launch tried by :func:`fit_moe`."""
+
+MOE_SLOWDOWNS = tuple(np.round(np.arange(1.0, 2.001, 0.1), 2))
+"""Grouped-GEMM compute slowdowns tried by :func:`fit_moe`."""
+
+
+def fit_moe(
+    ds: Dataset, model: ModelSpec, gpu: GPUSpec, cal: Calibration, engine: EngineConfig
+) -> tuple[float, float, dict[str, Any]]:
+    """``(launch_s, compute_slowdown, record)`` fitted on ``ds``'s fit levels (an MoE model's run).
+
+    Why these two: on the H100, vLLM's Qwen3-30B-A3B decode steps at batch 1-8 took 6.2 ms where the
+    step model with dense GEMM curves said 5.2 (a fixed cost per MoE layer: routing, token sort and
+    permutation kernels), and its prompts were served slower than the dense curves allow (burst
+    throughput over-predicted by a fifth: vLLM's fused-MoE kernel reaches less of the peak than cuBLAS
+    on a dense GEMM). The launch cost is fitted on the pure-decode steps (memory-bound, where the
+    slowdown does not act); the slowdown by replaying the fit levels (``engine``: the measured
+    scheduler with the hand-over already fitted) against their TTFT p50 and p99 and TPOT p50, since
+    vLLM's per-step statistics do not time a prompt step reliably (a step's interval mixes in the
+    scheduling of the next under async scheduling).
+
+    Raises:
+        InputError: too few pure-decode steps.
+    """
+    fit, _ = split_levels(ds)
+    dt, b, kv = decode_samples(ds, fit)
+    if dt.size < 50:
+        raise InputError("too few pure-decode steps to fit the MoE terms", path=str(ds.folder / "steps.parquet"),
+                         expected=">= 50 steps in the fit levels")
+    best = (math.inf, 0.0)
+    for q in MOE_LAUNCH_GRID_S:
+        pred = ds.perf(model, gpu, replace(cal, moe_launch_s=float(q))).step_time_s(0.0, 0.0, b, kv)
+        loss = float(np.sum(np.abs(np.log(pred / dt))))
+        if loss < best[0]:
+            best = (loss, float(q))
+    launch_s = best[1]
+    measured = {lv: _measured(ds, lv, ds.levels[lv]) for lv in fit}
+    best_f = (math.inf, 1.0)
+    for f in MOE_SLOWDOWNS:
+        perf = ds.perf(model, gpu, replace(cal, moe_launch_s=launch_s, moe_compute_slowdown=float(f)))
+        loss = 0.0
+        for lv in fit:
+            sel, m = measured[lv]
+            _, _, p = _predicted(ds.levels[lv], sel, perf, engine, gpu)
+            loss += sum(math.log(p[k] / m[k]) ** 2 for k in ("ttft_p50", "ttft_p99", "tpot_p50"))
+        if loss < best_f[0]:
+            best_f = (loss, float(f))
+    record = {"folder": ds.folder.as_posix().split("planner/")[-1], "model": ds.model_name,
+              "fit_levels": fit, "decode_steps": int(dt.size), "launch_s": launch_s,
+              "compute_slowdown": best_f[1], "decode_mean_abs_log_ratio": round(best[0] / dt.size, 4)}
+    return launch_s, best_f[1], record
 
 
 def check(
@@ -533,13 +672,7 @@ def check(
         gpu = profile.gpu_spec(gpus[ds.gpu_key])
         model = models[ds.model_name]
         cal = calibration if calibration is not None else resolve_calibration(gpu)
-        perf = build_replica_perf(
-            model,
-            gpu,
-            calibration=profile.apply(cal),
-            max_batch_tokens=ds.engine().max_batched_tokens,
-            min_kv_tokens=1,
-        )
+        perf = ds.perf(model, gpu, profile.apply(cal))
         fit = set(split_levels(ds)[0]) if is_cal else set()
         for lv in sorted(ds.levels):
             g = ds.levels[lv]
@@ -550,6 +683,7 @@ def check(
                 LevelResult(
                     gpu=ds.gpu_key,
                     model=ds.model_name,
+                    variant=ds.variant,
                     trace=ds.workload,
                     level=lv,
                     held_out=lv not in fit,
@@ -594,6 +728,8 @@ class EngineValidation:
     rows: tuple[LevelResult, ...]
     baseline: tuple[LevelResult, ...] = ()
     """The same levels replayed with the bare model (what the replay did before any engine profile)."""
+    memory: tuple[dict[str, Any], ...] = ()
+    """Per measured run, the KV-cache tokens the memory model gives against the engine's own."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -604,42 +740,92 @@ class EngineValidation:
             "summary": summary(list(self.rows)),
             "bare_summary": summary(list(self.baseline)),
             "levels": [r.as_dict() for r in self.rows],
+            "memory": list(self.memory),
         }
+
+
+def calibration_set(
+    sets: dict[str, dict[str, Dataset]],
+    models: dict[str, ModelSpec],
+    precisions: tuple[str, str] = ("bf16", "bf16"),
+    *,
+    moe: bool = False,
+) -> Dataset | None:
+    """The dataset a GPU's profile (or a part of it) is fitted on: the :data:`CALIBRATION_TRACE` run of
+    a dense (``moe``: an MoE) model in ``precisions`` (weights, KV) with prefix caching on and the most
+    load levels (ties: the first variant by name); None when there is none. The dense bf16 run sets the
+    engine terms, the dense fp8 one the fp8 terms, the MoE one the grouped-GEMM terms.
+
+    The other variants (other models, fp8 weights with bf16 KV, prefix caching off) are held out whole:
+    they check that one engine profile carries to models and precisions it was not fitted on.
+    """
+    cands = [
+        by_trace[CALIBRATION_TRACE]
+        for _, by_trace in sorted(sets.items())
+        if CALIBRATION_TRACE in by_trace
+        and by_trace[CALIBRATION_TRACE].model_name in models
+        and (models[by_trace[CALIBRATION_TRACE].model_name].moe is not None) == moe
+        and by_trace[CALIBRATION_TRACE].precisions == precisions
+        and by_trace[CALIBRATION_TRACE].meta.get("engine_config", {}).get("enable_prefix_caching", True)
+    ]
+    return max(cands, key=lambda d: len(d.levels), default=None)
 
 
 def validate_engine(
     engine: str = "vllm", *, root: Path | None = None, models: dict[str, ModelSpec], gpus: dict[str, GPUSpec]
 ) -> EngineValidation:
-    """Fit a profile on each measured (GPU, model)'s calibration trace and check every trace's levels.
+    """Fit a profile per GPU on its calibration dataset (:func:`calibration_set`) and check every
+    level of every dataset measured with that engine on that GPU.
 
     Raises:
         InputError: no measurements of ``engine`` under ``root``.
     """
     base = root or validation_root()
-    runs = sorted(p for p in base.glob(f"*/{engine}-*/*") if p.is_dir() and p.name != "kernels")
-    if not runs:
+    engine_dirs = sorted(p for p in base.glob(f"*/{engine}-*") if p.is_dir())
+    if not engine_dirs:
         raise InputError(
             f"no {engine} measurements", path=str(base), expected=f"<GPU>/{engine}-<version>/<model>/"
         )
     profiles: list[EngineProfile] = []
     bare_rows: list[LevelResult] = []
     rows: list[LevelResult] = []
-    for model_dir in runs:
+    memory: list[dict[str, Any]] = []
+    for edir in engine_dirs:
         sets = {
-            p.name: load_dataset(p) for p in sorted(model_dir.iterdir()) if (p / "engine_meta.json").is_file()
+            v.name: {p.name: load_dataset(p) for p in sorted(v.iterdir()) if (p / "engine_meta.json").is_file()}
+            for v in sorted(edir.iterdir())
+            if v.is_dir() and v.name not in ("kernels", "raw")
         }
-        if CALIBRATION_TRACE not in sets:
+        cal_ds = calibration_set(sets, models)
+        if cal_ds is None:
             continue
-        cal_ds = sets[CALIBRATION_TRACE]
+        fp8_ds = calibration_set(sets, models, ("fp8", "fp8"))
+        moe_ds = calibration_set(sets, models, moe=True)
         prof = fit_engine_profile(
-            cal_ds, model=models[cal_ds.model_name], gpu=gpus[cal_ds.gpu_key], engine=engine
+            cal_ds, model=models[cal_ds.model_name], gpu=gpus[cal_ds.gpu_key], engine=engine,
+            fp8=fp8_ds, fp8_model=None if fp8_ds is None else models[fp8_ds.model_name],
+            moe=moe_ds, moe_model=None if moe_ds is None else models[moe_ds.model_name],
         )
         profiles.append(prof)
-        pairs = [(ds, name == CALIBRATION_TRACE) for name, ds in sets.items()]
+        fitted = [d for d in (cal_ds, fp8_ds, moe_ds) if d is not None]
+        pairs = [(ds, any(ds is f for f in fitted)) for _, by_trace in sorted(sets.items())
+                 for ds in by_trace.values()]
         rows += check(pairs, prof, models=models, gpus=gpus)
         bare_rows += check(pairs, BARE, models=models, gpus=gpus)
+        memory += [kv_check(by_trace[min(by_trace)], models, gpus) for _, by_trace in sorted(sets.items())
+                   if by_trace]
     return EngineValidation(engine=engine, profiles=tuple(profiles), rows=tuple(rows),
-                            baseline=tuple(bare_rows))
+                            baseline=tuple(bare_rows), memory=tuple(memory))
+
+
+def kv_check(ds: Dataset, models: dict[str, ModelSpec], gpus: dict[str, GPUSpec]) -> dict[str, Any]:
+    """The memory model's KV-cache tokens for the measured run (its precisions, memory fraction and
+    batch-token budget) against the blocks the engine allocated, as ``kv_tokens_err`` (model / engine - 1)."""
+    gpu = gpus[ds.gpu_key]
+    model_kv = ds.perf(models[ds.model_name], gpu, resolve_calibration(gpu)).kv_capacity_tokens
+    return {"gpu": ds.gpu_key, "variant": ds.variant, "mem_fraction": ds.mem_fraction,
+            "kv_tokens_model": int(model_kv), "kv_tokens_engine": ds.kv_tokens,
+            "kv_tokens_err": round(model_kv / ds.kv_tokens - 1.0, 4) if ds.kv_tokens else None}
 
 
 def write_profiles(val: EngineValidation, root: Path | None = None) -> list[Path]:

@@ -145,16 +145,47 @@ def test_bench_validate_json_has_every_level_with_signed_errors(capsys: pytest.C
     assert main(["bench", "replay", "--validate", "--engine", "vllm", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["engine"] == "vllm"
-    rows = doc["levels"]
+    rows = [r for r in doc["levels"] if r["variant"] == "llama-3.1-8b"]
     assert {r["trace"] for r in rows} == {"azure-conv", "azure-code"}
     assert len(rows) == 10 and all(r["requests"] == 300 for r in rows)
-    for r in rows:
-        for k in ("gpu", "model", "level", "held_out", "ttft_p50_err", "ttft_p99_err", "tpot_p50_err",
-                  "tpot_p99_err", "throughput_err", "energy_per_token_err"):
+    for r in doc["levels"]:
+        for k in ("gpu", "model", "variant", "level", "held_out", "ttft_p50_err", "ttft_p99_err",
+                  "tpot_p50_err", "tpot_p99_err", "throughput_err", "energy_per_token_err"):
             assert k in r
     assert sum(not r["held_out"] for r in rows) == 3
-    for k in ("tpot_p50", "tpot_p99", "ttft_p99", "throughput", "energy_per_token"):
-        assert doc["summary"][k]["met"] is True, k
+    # the calibration model's held-out levels meet issue 17's targets but TTFT p50 (code at 0.6: +11 %)
+    for r in rows:
+        if r["held_out"] and r["level"] > 0:
+            for k in ("tpot_p50", "tpot_p99", "ttft_p99", "throughput", "energy_per_token"):
+                assert abs(r[f"{k}_err"]) <= doc["targets"][k], (r["trace"], r["level"], k)
+
+
+@needs_data
+def test_one_profile_carries_to_models_and_precisions_it_was_not_fitted_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The H100 profile is fitted on Llama-3.1-8B in bf16, its fp8 terms on the fp8 Llama's 0.3 level and
+    its MoE terms on Qwen3-30B-A3B's 0.3 and 1.0 levels; Qwen3-32B with fp8 weights is held out whole."""
+    assert main(["bench", "replay", "--validate", "--engine", "vllm", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    variants = {r["variant"] for r in doc["levels"]}
+    assert variants == {"llama-3.1-8b", "llama-3.1-8b-fp8-kvfp8", "llama-3.1-8b-noprefix", "qwen3-30b-a3b",
+                        "qwen3-32b-fp8"}
+    fit = doc["profiles"][0]["fit"]
+    assert fit["fp8"]["fit_levels"] == [0.3] and fit["moe"]["fit_levels"] == [0.3, 1.0]
+    by = {(r["variant"], r["level"]): r for r in doc["levels"]}
+    for lv in (0.3, 0.8):  # fp8 weights on a model no fp8 term was fitted on
+        r = by[("qwen3-32b-fp8", lv)]
+        assert r["held_out"] and abs(r["ttft_p50_err"]) <= 0.10 and abs(r["tpot_p50_err"]) <= 0.10, r
+    r = by[("llama-3.1-8b-fp8-kvfp8", 0.8)]
+    assert r["held_out"] and abs(r["tpot_p50_err"]) <= 0.10 and abs(r["throughput_err"]) <= 0.05, r
+    r = by[("qwen3-30b-a3b", 0.7)]
+    assert r["held_out"] and abs(r["tpot_p50_err"]) <= 0.10 and abs(r["ttft_p50_err"]) <= 0.10, r
+    r = by[("llama-3.1-8b-noprefix", 0.7)]
+    assert r["held_out"] and abs(r["tpot_p50_err"]) <= 0.10 and abs(r["ttft_p50_err"]) <= 0.10, r
+    mem = {m["variant"]: m for m in doc["memory"]}
+    for v in ("llama-3.1-8b", "llama-3.1-8b-fp8-kvfp8", "qwen3-32b-fp8"):  # dense models: KV within 3 %
+        assert abs(mem[v]["kv_tokens_err"]) <= 0.03, mem[v]
 
 
 def test_output_delay_shifts_every_token_the_client_sees() -> None:
