@@ -77,7 +77,8 @@ class GPURecord(_Strict):
         if self.idle_w >= self.tdp_w:
             raise ValueError(f"idle_w ({self.idle_w:g}) must be below tdp_w ({self.tdp_w:g})")
         if self.cuda_memory_gib * 2**30 > self.hbm_gb * 1.1e9:
-            raise ValueError(f"cuda_memory_gib ({self.cuda_memory_gib:g}) exceeds hbm_gb ({self.hbm_gb:g} GB)")
+            raise ValueError(f"cuda_memory_gib ({self.cuda_memory_gib:g}) exceeds hbm_gb "
+                             f"({self.hbm_gb:g} GB)")
         if self.min_sm_clock_mhz > self.max_sm_clock_mhz:
             raise ValueError(f"min_sm_clock_mhz ({self.min_sm_clock_mhz:g}) must not exceed "
                              f"max_sm_clock_mhz ({self.max_sm_clock_mhz:g})")

@@ -566,7 +566,9 @@ FP8_KV_SLOWDOWNS = tuple(np.round(np.arange(1.0, 2.501, 0.05), 2))
 """fp8-KV attention slowdowns tried by :func:`fit_fp8` (1: fp8 halves decode attention's time)."""
 
 
-def fit_fp8(ds: Dataset, model: ModelSpec, gpu: GPUSpec, cal: Calibration) -> tuple[float, float, dict[str, Any]]:
+def fit_fp8(
+    ds: Dataset, model: ModelSpec, gpu: GPUSpec, cal: Calibration
+) -> tuple[float, float, dict[str, Any]]:
     """``(quant_s, kv_slowdown, record)`` fitted on the pure-decode steps of ``ds``'s fit levels.
 
     Why these two: at batch 1-8, vLLM's fp8 Llama-3.1-8B decode step took 4.44 ms where the step model
@@ -582,7 +584,8 @@ def fit_fp8(ds: Dataset, model: ModelSpec, gpu: GPUSpec, cal: Calibration) -> tu
     fit, _ = split_levels(ds)
     dt, b, kv = decode_samples(ds, fit)
     if dt.size < 50:
-        raise InputError("too few pure-decode steps to fit the fp8 terms", path=str(ds.folder / "steps.parquet"),
+        raise InputError("too few pure-decode steps to fit the fp8 terms",
+                         path=str(ds.folder / "steps.parquet"),
                          expected=">= 50 steps in the fit levels")
     slowdowns = FP8_KV_SLOWDOWNS if ds.precisions[1] == "fp8" else (1.0,)
     best = (math.inf, 0.0, 1.0)
@@ -628,7 +631,8 @@ def fit_moe(
     fit, _ = split_levels(ds)
     dt, b, kv = decode_samples(ds, fit)
     if dt.size < 50:
-        raise InputError("too few pure-decode steps to fit the MoE terms", path=str(ds.folder / "steps.parquet"),
+        raise InputError("too few pure-decode steps to fit the MoE terms",
+                         path=str(ds.folder / "steps.parquet"),
                          expected=">= 50 steps in the fit levels")
     best = (math.inf, 0.0)
     for q in MOE_LAUNCH_GRID_S:
@@ -792,7 +796,8 @@ def validate_engine(
     memory: list[dict[str, Any]] = []
     for edir in engine_dirs:
         sets = {
-            v.name: {p.name: load_dataset(p) for p in sorted(v.iterdir()) if (p / "engine_meta.json").is_file()}
+            v.name: {p.name: load_dataset(p) for p in sorted(v.iterdir())
+                     if (p / "engine_meta.json").is_file()}
             for v in sorted(edir.iterdir())
             if v.is_dir() and v.name not in ("kernels", "raw")
         }
