@@ -30,7 +30,8 @@ import polars as pl
 from dashboards.jobs import Report
 from planner.catalog import load_catalog
 from planner.perf import Parallelism, build_replica_perf
-from planner.perf.engine_profile import engine_perf_inputs
+from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
+from planner.perf.precision import Precision, parse_precisions, resolve_precision
 from planner.plan import PlanReport, PlanRequest, plan_fleet
 from planner.power_study.row import DEFAULT_BASE_W
 from planner.sim import EngineConfig, RouterName, SimConfig, SimResult, SLOTarget, replay
@@ -234,7 +235,9 @@ class PlanSpec:
     time_limit_s: float = SolveParams.max_time_in_seconds  # the CLI's default too: one home
     verify: bool = True
     seed: int = 0
-    engine: str = "bare"
+    engine: str = DEFAULT_ENGINE
+    precision: str = "native"
+    """``native``, ``all`` or labels (:func:`planner.perf.precision.parse_precisions`)."""
 
     def __post_init__(self) -> None:
         if not self.gpus:
@@ -271,7 +274,9 @@ class ReplaySpec:
     interval_s: float = 10.0
     max_num_seqs: int = 256
     max_batched_tokens: int = 8192
-    engine: str = "bare"
+    engine: str = DEFAULT_ENGINE
+    precision: str = "native"
+    """``native`` or a label (:func:`planner.perf.precision.resolve_precision`)."""
 
     def __post_init__(self) -> None:
         _check_slo(self.ttft_s, self.tpot_s)
@@ -305,12 +310,14 @@ def run_plan(trace: RequestTrace, spec: PlanSpec) -> PlanReport:
         verify=spec.verify,
         seed=spec.seed,
         engine=spec.engine,
+        precisions=parse_precisions(spec.precision, cat.model(spec.model)),
     )
     return plan_fleet(trace, request)
 
 
-def planned_fleet(report: PlanReport) -> tuple[str, int, int, int, int] | None:
-    """The plan's main configuration as ``(gpu, tp, peak replicas, max_num_seqs, max_batched_tokens)``.
+def planned_fleet(report: PlanReport) -> tuple[str, int, int, int, int, str] | None:
+    """The plan's main configuration as ``(gpu, tp, peak replicas, max_num_seqs, max_batched_tokens,
+    precision label)``.
 
     Why only one: the Replay page replays one configuration; for a plan that mixes configurations (or
     splits prefill and decode) it starts from the one with the most GPU-hours.
@@ -320,7 +327,8 @@ def planned_fleet(report: PlanReport) -> tuple[str, int, int, int, int] | None:
         return None
     main = max(lines, key=lambda line: line.gpu_hours)
     cfg = next(c for c in report.plan.configs if c.key == main.config)
-    return cfg.gpu, cfg.tp, main.peak_replicas, cfg.max_num_seqs, cfg.max_batched_tokens
+    return (cfg.gpu, cfg.tp, main.peak_replicas, cfg.max_num_seqs, cfg.max_batched_tokens,
+            Precision(cfg.weight_dtype, cfg.kv_dtype).label)
 
 
 def engine_line(engine: str, gpu: str) -> str:
@@ -336,7 +344,9 @@ def run_replay(trace: RequestTrace, spec: ReplaySpec, *, progress: ProgressFn | 
     """
     cat = load_catalog()
     prof, cal, gpu = engine_perf_inputs(spec.engine, cat.gpu(spec.gpu))
-    perf = build_replica_perf(cat.model(spec.model), gpu, Parallelism(tp=spec.tp), calibration=cal)
+    prec = resolve_precision(spec.precision, cat.model(spec.model))
+    perf = build_replica_perf(cat.model(spec.model), gpu, Parallelism(tp=spec.tp), calibration=cal,
+                              weight_dtype=prec.weights, kv_dtype=prec.kv)
     config = SimConfig(
         replicas=spec.replicas,
         router=RouterName(spec.router),
@@ -423,7 +433,7 @@ def scenario_spec(
             field="scenario",
             expected="another GPU type, a looser SLO, or a fixed replica count",
         )
-    gpu, tp, replicas, seqs, tokens = fleet
+    gpu, tp, replicas, seqs, tokens, precision = fleet
     return ReplaySpec(
         model=model,
         gpu=gpu,
@@ -435,6 +445,7 @@ def scenario_spec(
         seed=seed,
         max_num_seqs=seqs,
         max_batched_tokens=tokens,
+        precision=precision,
     ), True
 
 
@@ -526,7 +537,9 @@ class AutoscaleSpec:
     tick_s: float = 5.0
     static_reference: bool = True
     seed: int = 0
-    engine: str = "bare"
+    engine: str = DEFAULT_ENGINE
+    precision: str = "native"
+    """``native`` or a label (:func:`planner.perf.precision.resolve_precision`)."""
 
     def __post_init__(self) -> None:
         _check_slo(self.ttft_s, self.tpot_s)
@@ -578,7 +591,9 @@ def autoscale_job(
         seed=spec.seed,
         static_reference=spec.static_reference,
     )
-    perf = build_replica_perf(cat.model(spec.model), gpu, Parallelism(tp=spec.tp), calibration=cal)
+    prec = resolve_precision(spec.precision, cat.model(spec.model))
+    perf = build_replica_perf(cat.model(spec.model), gpu, Parallelism(tp=spec.tp), calibration=cal,
+                              weight_dtype=prec.weights, kv_dtype=prec.kv)
     report(None, "loading the trace")
     tr = source_trace(src, load_factor, seed)
     total = len(names) + (1 if spec.static_reference else 0)
@@ -610,6 +625,7 @@ class PowerSpec:
         time_limit_s: CP-SAT time limit.
         seed: CP-SAT seed.
         engine: the engine profile replayed (``bare`` or ``vllm``).
+        precision: the replicas' weights and KV dtypes (``native`` or a label).
     """
 
     model: str
@@ -628,7 +644,8 @@ class PowerSpec:
     pareto_step: int = 1
     time_limit_s: float = 10.0
     seed: int = 0
-    engine: str = "bare"
+    engine: str = DEFAULT_ENGINE
+    precision: str = "native"
 
     def __post_init__(self) -> None:
         _check_slo(self.ttft_s, self.tpot_s)
@@ -729,6 +746,7 @@ def power_job(
         slo=SLOTarget(ttft_s=spec.ttft_s, tpot_s=spec.tpot_s),
         seeds=(spec.seed,),
         engine=spec.engine,
+        precision=spec.precision,
     )
     report(None, "loading the trace")
     tr = source_trace(src, load_factor, seed)

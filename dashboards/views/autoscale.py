@@ -19,6 +19,7 @@ from dashboards.views.common import (
     computed,
     current_trace,
     engine_choice,
+    precision_choice,
     remember_run,
     show_facts,
     show_figure,
@@ -105,6 +106,7 @@ def render(inputs: Inputs) -> None:
         static_reference=bool(static),
         seed=inputs.seed,
         engine=engine_choice("auto_engine", str(gpu)),
+        precision=precision_choice("auto_precision"),
     )
     clicked = st.button("Run policies", type="primary", key="auto_run", icon=":material/play_arrow:")
     last = remember_run("auto_request", (src, inputs.load_factor, inputs.seed, spec), clicked)

@@ -154,11 +154,24 @@ def engine_choice(key: str, gpu: str) -> str:
     """The engine-profile radio every page that replays shows, with the line saying where its numbers
     come from (the same line the CLI prints)."""
     from dashboards.scenario import engine_line
-    from planner.perf.engine_profile import ENGINES
+    from planner.perf.engine_profile import DEFAULT_ENGINE, ENGINES
 
+    names = sorted(ENGINES)
     engine = str(st.radio(
-        "Engine model", sorted(ENGINES), horizontal=True, key=key,
+        "Engine model", names, index=names.index(DEFAULT_ENGINE), horizontal=True, key=key,
         help="bare: the profiler's layer stack; vllm: fitted on vLLM 0.26 under Azure load "
         "(fleetwise bench replay --validate --engine vllm shows its held-out errors)"))
     st.caption(engine_line(engine, gpu))
     return engine
+
+
+PRECISIONS = ("native", "bf16", "fp8", "fp8+kv8", "bf16+kv8")
+"""One replica's weights and KV dtypes as the replaying pages offer them (:mod:`planner.perf.precision`)."""
+
+
+def precision_choice(key: str, default: str = "native") -> str:
+    """The precision selector of a page that replays one configuration (default: the last plan's)."""
+    return str(st.selectbox(
+        "Precision", PRECISIONS, index=PRECISIONS.index(default) if default in PRECISIONS else 0, key=key,
+        help="native: the model's published weights with a bf16 KV cache; fp8 halves the bytes and "
+        "changes the model's outputs (check quality on your evaluations)"))

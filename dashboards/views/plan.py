@@ -44,6 +44,10 @@ def render(inputs: Inputs) -> None:
         format_func=lambda s: f"{s / 60:g} min",
     )
     engine = engine_choice("plan_engine", gpus[0] if gpus else names[0])
+    precision = st.radio(
+        "Precisions", ("native", "all"), horizontal=True, key="plan_precision",
+        help="native: the model's published weights with a bf16 KV cache; all: also fp8 weights and an fp8 "
+        "KV cache, chosen only where they save at least 1 % and flagged in the plan's notes")
     if not gpus:
         st.warning("Select at least one GPU type.")
         return
@@ -61,6 +65,7 @@ def render(inputs: Inputs) -> None:
         window_s=float(window_s),
         seed=inputs.seed,
         engine=str(engine),
+        precision=str(precision),
     )
     clicked = st.button("Run plan", type="primary", key="plan_run", icon=":material/play_arrow:")
     last = remember_run("plan_request", (src, inputs.load_factor, inputs.seed, spec), clicked)

@@ -19,6 +19,7 @@ from dashboards.views.common import (
     computed,
     current_trace,
     engine_choice,
+    precision_choice,
     remember_run,
     show_facts,
     show_figure,
@@ -139,6 +140,7 @@ def render(inputs: Inputs) -> None:
         time_limit_s=limit,
         seed=inputs.seed,
         engine=engine_choice("power_engine", str(gpu)),
+        precision=precision_choice("power_precision"),
     )
     clicked = st.button("Run power study", type="primary", key="power_run", icon=":material/play_arrow:")
     last = remember_run("power_request", (src, inputs.load_factor, inputs.seed, spec), clicked)

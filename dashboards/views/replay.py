@@ -13,6 +13,7 @@ from dashboards.views.common import (
     computed,
     current_trace,
     engine_choice,
+    precision_choice,
     remember_run,
     show_facts,
     show_figure,
@@ -29,9 +30,9 @@ def fleet_inputs(inputs: Inputs, *, prefix: str) -> ReplaySpec:
     """
     names = list(gpu_names())
     planned = st.session_state.get("planned_fleet")
-    gpu0, tp0, rep0, seqs, tokens = "H100-SXM", 1, 2, 256, 8192
+    gpu0, tp0, rep0, seqs, tokens, prec0 = "H100-SXM", 1, 2, 256, 8192, "native"
     if planned is not None and planned[0] == inputs.model:
-        _, gpu0, tp0, rep0, seqs, tokens = planned
+        _, gpu0, tp0, rep0, seqs, tokens, prec0 = planned
     c1, c2, c3, c4 = st.columns(4)
     gpu = c1.selectbox("GPU", names, index=names.index(gpu0) if gpu0 in names else 0, key=f"{prefix}_gpu")
     tp = c2.selectbox(
@@ -55,6 +56,7 @@ def fleet_inputs(inputs: Inputs, *, prefix: str) -> ReplaySpec:
         seed=inputs.seed,
         max_num_seqs=seqs,
         max_batched_tokens=tokens,
+        precision=precision_choice(f"{prefix}_precision", prec0),
     )
 
 

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -145,6 +145,7 @@ class ModelRecord(_Strict):
     norms_per_layer: NonNegInt = 2
     learned_pos_embeddings: NonNegInt = 0
     context_length: PosInt | None = None
+    native_dtype: Literal["bf16", "fp8"] = "bf16"
     active_params_b: PosFloat | None = None
     sources: dict[str, str] = Field(default_factory=dict)
 

@@ -149,6 +149,8 @@ class ModelSpec:
         context_length: longest sequence the model was built for (``max_position_embeddings``);
             None when unknown.
         active_params_b: published parameters active per token (MoE), billions; None when unpublished.
+        native_dtype: the dtype its published weights are in (``bf16``, or ``fp8`` for DeepSeek-V3): what
+            plans serve it in by default (:mod:`planner.perf.precision`).
         sources: where the numbers came from.
     """
 
@@ -175,6 +177,7 @@ class ModelSpec:
     learned_pos_embeddings: int = 0
     context_length: int | None = None
     active_params_b: float | None = None
+    native_dtype: str = "bf16"
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property

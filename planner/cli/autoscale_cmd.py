@@ -35,9 +35,12 @@ from planner.autoscale.compare import (
 from planner.autoscale.context import PolicyName
 from planner.autoscale.workloads import WORKLOADS, Workload, load_workload
 from planner.catalog import load_catalog
+from planner.cli.engine_option import EngineOpt
+from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
 from planner.perf import Parallelism, build_replica_perf
-from planner.perf.engine_profile import engine_perf_inputs
+from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
+from planner.perf.precision import resolve_precision
 from planner.sim.coldstart import ColdStartShape, cold_start_for
 from planner.sim.config import EngineConfig, SLOTarget
 from solvers.scaling.policy import MPCParams, Risk, with_risk
@@ -165,9 +168,8 @@ def autoscale_compare_cmd(
     out: Annotated[Path | None, typer.Option(
         help="folder for summary.parquet, timelines.parquet and verdict.json")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the per-policy summary as JSON")] = False,
-    engine: Annotated[str, typer.Option(
-        help="engine profile every policy's replay models: bare (the profiler's layer stack) or vllm "
-             "(fitted on vLLM 0.26; fleetwise bench replay --validate --engine vllm)")] = "bare",
+    precision: PrecisionOpt = "native",
+    engine: EngineOpt = DEFAULT_ENGINE,
 ) -> int:
     """Run the comparison and print the table."""
     if slo_ttft_ms <= 0 or slo_tpot_ms <= 0:
@@ -215,7 +217,9 @@ def autoscale_compare_cmd(
         tr = slice_time(tr, 0.0, duration_s)
     cat = load_catalog()
     prof, cal, gpu_spec = engine_perf_inputs(engine, cat.gpu(gpu))
-    perf = build_replica_perf(cat.model(model), gpu_spec, Parallelism(tp=tp), calibration=cal)
+    prec = resolve_precision(precision, cat.model(model))
+    perf = build_replica_perf(cat.model(model), gpu_spec, Parallelism(tp=tp), calibration=cal,
+                              weight_dtype=prec.weights, kv_dtype=prec.kv)
     price = float(cat.gpu(gpu).price_per_hour)
     cold = cold_start_for(cold_start, median_s=cold_start_median_s, sigma=cold_start_sigma)
     cfg = CompareConfig(slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from planner.cli.engine_option import DEFAULT_ENGINE, EngineOpt
 from planner.cli.scenario_config import ConfigOpt
 from solvers.experts import (
     Balance,
@@ -135,8 +136,7 @@ def experts(
         float, typer.Option(help="TPOT target of the effect table's decode capacity, ms.")
     ] = 50.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
-    engine: Annotated[str, typer.Option(
-        help="engine profile of the effect table's step model: bare or vllm (fitted on vLLM 0.26)")] = "bare",
+    engine: EngineOpt = DEFAULT_ENGINE,
 ) -> None:
     """Balance expert load over GPUs and print balance, moves and solve time beside EPLB's greedy."""
     loc = locality if locality is not None else (Locality.NODE if node_local else Locality.GLOBAL)
@@ -381,12 +381,12 @@ class _Effect:
     weight_dtype: str
     tpot_slo_ms: float
     rows: tuple[EffectRow, ...]
-    engine: str = "bare"
+    engine: str = DEFAULT_ENGINE
 
 
 def _effect(
     model: str, gpu: str, gpus: int, rows: list[_Row], *, weight_dtype: str, tpot_slo_ms: float,
-    engine: str = "bare",
+    engine: str = DEFAULT_ENGINE,
 ) -> tuple[_Effect | None, str | None]:
     """Each plan's step imbalance through the perf model, beside a perfectly balanced one.
 

@@ -13,7 +13,10 @@ from rich.console import Console
 
 from planner.catalog import load_catalog
 from planner.cli.console import Col, fitted_table, table_console
+from planner.cli.engine_option import EngineOpt
 from planner.cli.scenario_config import ConfigOpt
+from planner.perf.engine_profile import DEFAULT_ENGINE
+from planner.perf.precision import Precision, parse_precisions
 from planner.plan import PlanReport, PlanRequest
 from planner.plan.inventory import parse_inventory
 from solvers.capacity import SLO, Disaggregation, PowerBasis, SolveParams
@@ -129,8 +132,8 @@ def _render(report: PlanReport, model: str, console: Console) -> None:
             console.print("[bold green]the plan meets the SLO in replay[/]")
 
 
-def main_aggregated_config(report: PlanReport) -> tuple[str, int]:
-    """``(gpu, tp)`` of the aggregated configuration carrying most of the plan's GPU-hours.
+def main_aggregated_config(report: PlanReport) -> tuple[str, int, str]:
+    """``(gpu, tp, precision label)`` of the aggregated configuration carrying most of the plan's GPU-hours.
 
     Raises:
         InputError: the plan has no aggregated configuration (a pure P/D plan).
@@ -141,7 +144,7 @@ def main_aggregated_config(report: PlanReport) -> tuple[str, int]:
                          "none", field="--autoscale", expected="--disaggregate off")
     key = max(lines, key=lambda line: line.gpu_hours).config
     cfg = next(c for c in report.plan.configs if c.key == key)
-    return cfg.gpu, cfg.tp
+    return cfg.gpu, cfg.tp, Precision(cfg.weight_dtype, cfg.kv_dtype).label
 
 
 def _compare_autoscalers(report: PlanReport, trace: str, model: str, slo_ttft_ms: float, slo_tpot_ms: float,
@@ -149,9 +152,9 @@ def _compare_autoscalers(report: PlanReport, trace: str, model: str, slo_ttft_ms
     """The issue's ``fleetwise plan --autoscale``: the autoscaler comparison on the planned configuration."""
     from planner.cli.autoscale_cmd import autoscale_compare_cmd
 
-    gpu, tp = main_aggregated_config(report)
-    autoscale_compare_cmd(trace=trace, model=model, gpu=gpu, tp=tp, slo_ttft_ms=slo_ttft_ms,
-                          slo_tpot_ms=slo_tpot_ms, seed=seed, as_json=as_json)
+    gpu, tp, precision = main_aggregated_config(report)
+    autoscale_compare_cmd(trace=trace, model=model, gpu=gpu, tp=tp, precision=precision,
+                          slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, seed=seed, as_json=as_json)
 
 
 def register(app: typer.Typer) -> None:
@@ -200,9 +203,11 @@ def register(app: typer.Typer) -> None:
         autoscale: Annotated[bool, typer.Option(
             "--autoscale", help="then replay the trace with HPA, KEDA, Ray Serve, Dynamo, WVA and our MPC "
             "scaling the plan's main aggregated configuration, side by side")] = False,
-        engine: Annotated[str, typer.Option(
-            help="engine profile for scoring and verification: bare (the profiler's layer stack) or vllm "
-                 "(fitted on vLLM 0.26; fleetwise bench replay --validate --engine vllm)")] = "bare",
+        engine: EngineOpt = DEFAULT_ENGINE,
+        precision: Annotated[str, typer.Option(
+            help="weight and KV dtypes to consider: native (the model's published weights, bf16 KV), all "
+                 "(native and each narrower choice), or labels such as bf16,fp8,fp8+kv8; quantized "
+                 "choices are flagged in the plan's notes")] = "native",
     ) -> None:
         if autoscale and as_json:
             raise InputError("--autoscale prints tables; for JSON run the plan and then "
@@ -229,7 +234,7 @@ def register(app: typer.Typer) -> None:
             power_budget_w=None if power_budget_kw is None else power_budget_kw * 1000.0,
             disaggregation=disaggregate, max_configs_per_role=max_configs, power_basis=power_basis,
             params=SolveParams(max_time_in_seconds=time_limit_s, random_seed=seed), verify=verify, seed=seed,
-            expert_imbalance=expert_imbalance, engine=engine)
+            expert_imbalance=expert_imbalance, engine=engine, precisions=parse_precisions(precision, spec))
         from traces.default import load_trace_arg
 
         tr = load_trace_arg(trace, format=fmt)

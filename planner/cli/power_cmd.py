@@ -17,8 +17,11 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.catalog import load_catalog
+from planner.cli.engine_option import EngineOpt
+from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
 from planner.contracts.power import HP, LP, ClockModel, PolcaParams
+from planner.perf.engine_profile import DEFAULT_ENGINE
 from planner.power.simulate import run_policy
 from planner.power.timeline import timeline_from_power_trace
 from planner.power_study.plan import Targets
@@ -98,9 +101,8 @@ def power_cmd(
     budget_kw: Annotated[float | None, typer.Option(help="row budget for --power-trace, kW")] = None,
     out: Annotated[Path | None, typer.Option(help="Parquet file for the Pareto curve")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
-    engine: Annotated[str, typer.Option(
-        help="engine profile the row's replays model: bare (the profiler's layer stack) or vllm (fitted on "
-             "vLLM 0.26: its power coefficients, idle power and throttling at the power limit)")] = "bare",
+    engine: EngineOpt = DEFAULT_ENGINE,
+    precision: PrecisionOpt = "native",
 ) -> int:
     """Run the study (or the policy over a power trace) and print it."""
     for name, v in (
@@ -154,6 +156,7 @@ def power_cmd(
         seeds=tuple(range(seeds)),
         sm_clock_mhz=sm_clock_mhz,
         engine=engine,
+        precision=precision,
     )
     from traces.default import load_trace_arg
 

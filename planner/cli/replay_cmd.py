@@ -15,9 +15,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from planner.catalog import load_catalog
+from planner.cli.engine_option import EngineOpt
+from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
 from planner.perf import Parallelism, build_replica_perf
-from planner.perf.engine_profile import engine_perf_inputs
+from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
+from planner.perf.precision import resolve_precision
 from planner.sim import EngineConfig, RouterName, SimConfig, SLOTarget, replay
 from planner.sim.config import AutoscaleConfig, PowerConfig
 from planner.sim.result import SimResult
@@ -80,8 +83,8 @@ def replay_cmd(
     actuation_latency_s: Annotated[float, typer.Option(help="clock-lock actuation latency, s")] = 0.1,
     server_base_w: Annotated[float | None, typer.Option(help="non-GPU power per server, W (default: the "
                                                          "node's max minus its GPUs' TDP)")] = None,
-    engine: Annotated[str, typer.Option(help="engine profile the replay models: bare (the profiler's layer "
-                                        "stack) or vllm (fitted on vLLM 0.26 measurements)")] = "bare",
+    precision: PrecisionOpt = "native",
+    engine: EngineOpt = DEFAULT_ENGINE,
     engine_profile: Annotated[Path | None, typer.Option(
         help="your own engine profile (JSON from fleetwise profile --engine vllm); overrides --engine"),
     ] = None,
@@ -101,8 +104,10 @@ def replay_cmd(
     cat = load_catalog()
     prof, cal, gpu_spec = engine_perf_inputs(engine, cat.gpu(gpu), profile_file=engine_profile,
                                                calibration_dir=calibration)
+    prec = resolve_precision(precision, cat.model(model))
     perf = build_replica_perf(cat.model(model), gpu_spec, Parallelism(tp=tp, pp=pp, ep=ep), calibration=cal,
-                              expert_imbalance=expert_imbalance)  # dense models have no expert term
+                              expert_imbalance=expert_imbalance,  # dense models have no expert term
+                              weight_dtype=prec.weights, kv_dtype=prec.kv)
     config = SimConfig(
         autoscale=_autoscale(autoscale, autoscale_interval_s, min_replicas, max_replicas, seed),
         power=_power(row_budget_w, capping, telemetry_period_s, actuation_latency_s, server_base_w),

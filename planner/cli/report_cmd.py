@@ -15,6 +15,8 @@ import typer
 from rich.console import Console
 
 from planner.catalog import load_catalog
+from planner.cli.engine_option import EngineOpt
+from planner.perf.engine_profile import DEFAULT_ENGINE
 from planner.sim import RouterName
 from traces.atomic import write_text_atomic
 from traces.errors import InputError
@@ -58,9 +60,10 @@ def report(
     slo_tpot_ms: Annotated[float, typer.Option(help="TPOT p99 target, ms")] = 100.0,
     seed: Annotated[int, typer.Option(help="seed of load scaling and routing")] = 0,
     title: Annotated[str | None, typer.Option(help="report title")] = None,
-    engine: Annotated[str, typer.Option(
-        help="engine profile scored, verified and replayed: bare (the profiler's layer stack) or vllm "
-             "(fitted on vLLM 0.26; fleetwise bench replay --validate --engine vllm)")] = "bare",
+    engine: EngineOpt = DEFAULT_ENGINE,
+    precision: Annotated[str, typer.Option(
+        help="with a plan: native, all or labels (fleetwise plan --precision); with --gpu: native or one "
+             "label such as fp8")] = "native",
 ) -> int:
     """Build the report and write it to ``out``."""
     from dashboards import report as rp
@@ -88,13 +91,13 @@ def report(
         with console.status("scoring candidates, solving, verifying by replay..."):
             plan = sc.run_plan(
                 tr, sc.PlanSpec(model=model, gpus=names, ttft_p99_s=ttft_s, tpot_p99_s=tpot_s, seed=seed,
-                                engine=engine)
+                                engine=engine, precision=precision)
             )
         sections.append(rp.plan_section(plan, model=model))
         fleet = sc.planned_fleet(plan)
         spec: sc.ReplaySpec | None = None
         if fleet is not None:
-            g, t, n, seqs, tokens = fleet
+            g, t, n, seqs, tokens, planned_precision = fleet
             spec = sc.ReplaySpec(
                 model=model,
                 gpu=g,
@@ -107,6 +110,7 @@ def report(
                 max_num_seqs=seqs,
                 max_batched_tokens=tokens,
                 engine=engine,
+                precision=planned_precision,
             )
         heading = f"{model} plan" if title is None else title
     else:
@@ -120,6 +124,7 @@ def report(
             tpot_s=tpot_s,
             seed=seed,
             engine=engine,
+            precision=precision,
         )
         heading = f"{model} on {gpu} TP{tp} x{replicas}" if title is None else title
     if spec is not None:

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from planner.catalog import GPUSpec, ModelSpec
-from planner.perf.engine_profile import ENGINES, engine_perf_inputs
+from planner.perf.engine_profile import DEFAULT_ENGINE, ENGINES, engine_perf_inputs
+from planner.perf.precision import Precision, native
 from planner.plan.verify import MapFn, Verification, map_local, plan_variant, single_variants, verify
 from solvers.capacity import (
     SLO,
@@ -84,6 +85,8 @@ class PlanRequest:
         engine: engine profile for scoring and verification (``bare`` or ``vllm``).
         expert_imbalance: MoE busiest-GPU expert load over the mean (>= 1), from ``fleetwise experts``
             (the plan's step imbalance); 1.0 is a perfect balance.
+        precisions: weight and KV dtypes the candidates may use; empty: the model's native precision
+            (:func:`planner.perf.precision.native`).
     """
 
     model: ModelSpec
@@ -107,7 +110,8 @@ class PlanRequest:
     alternatives: int = 2
     seed: int = 0
     expert_imbalance: float = 1.0
-    engine: str = "bare"
+    engine: str = DEFAULT_ENGINE
+    precisions: tuple[Precision, ...] = ()
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -134,7 +138,7 @@ class PlanRequest:
         return ScoringOptions(slo=self.slo, max_num_seqs=self.max_num_seqs,
                               max_batched_tokens=self.max_batched_tokens, roles=roles,
                               power_basis=self.power_basis, expert_imbalance=self.expert_imbalance,
-                              engine=self.engine)
+                              engine=self.engine, precisions=self.precisions or (native(self.model),))
 
 
 @dataclass(frozen=True)
@@ -233,6 +237,40 @@ def build_problem(scored: pl.DataFrame, windows: tuple[Window, ...], request: Pl
         disaggregation=request.disaggregation, max_configs_per_role=request.max_configs_per_role)
 
 
+QUANTIZE_MIN_SAVING = 0.01
+"""Share of the plan's cost a narrower precision must save before the plan gives up native quality."""
+
+
+def _prefer_native(
+    scored: pl.DataFrame, windows: tuple[Window, ...], request: PlanRequest, problem: CapacityProblem,
+    plan: CapacityPlan, notes: list[str],
+) -> tuple[CapacityProblem, CapacityPlan]:
+    """The plan over every precision, or the native-precision plan when quantizing saves less than
+    :data:`QUANTIZE_MIN_SAVING` (cost ties are common once replicas are whole, and the solver would
+    otherwise trade quality for nothing); says which in ``notes``."""
+    base = native(request.model)
+    if all(p == base for p in request.scoring.precisions) or not scored.height:
+        return problem, plan
+    nat = scored.filter((pl.col("weight_dtype") == base.weights) & (pl.col("kv_dtype") == base.kv))
+    nat_problem = build_problem(nat, windows, request)
+    nat_plan = solve(nat_problem, params=request.params)
+    if not nat_plan.feasible:
+        if plan.feasible:
+            notes.append(f"no plan in the native precision ({base.label}) meets the limits; "
+                         "this one quantizes")
+        return problem, plan
+    nat_usd = nat_plan.objective_usd or 0.0
+    usd = plan.objective_usd if plan.feasible and plan.objective_usd is not None else math.inf
+    saving = 1.0 - usd / nat_usd if nat_usd > 0 else 0.0
+    if saving < QUANTIZE_MIN_SAVING:
+        notes.append(f"native precision ({base.label}) kept: other precisions save "
+                     f"{max(saving, 0.0):.1%} (< {QUANTIZE_MIN_SAVING:.0%})")
+        return nat_problem, nat_plan
+    notes.append(f"other precisions save {saving:.1%} over the native ({base.label}) plan "
+                 f"(${usd:,.2f} vs ${nat_usd:,.2f})")
+    return problem, plan
+
+
 def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap = score_local,
                replay_map: MapFn = map_local) -> PlanReport:
     """Size a fleet for ``trace`` (see the module docstring).
@@ -248,8 +286,9 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
     if request.expert_imbalance != 1.0 and request.model.moe is not None:
         notes.append(f"MoE expert imbalance {request.expert_imbalance:g} (from the placement) applied to "
                      "candidate scoring and replay verification")
-    if request.engine != "bare":
-        notes.append(engine_perf_inputs(request.engine, request.gpus[0])[0].describe())
+    notes.append(engine_perf_inputs(request.engine, request.gpus[0])[0].describe())
+    notes.append(f"precisions tried: {', '.join(p.label for p in request.scoring.precisions)} "
+                 f"({request.model.name} ships in {request.model.native_dtype})")
     mix = length_mix(trace)
     windows = demand_windows(trace, window_s=window_s, burst_s=request.burst_s,
                              load_factor=request.load_factor)
@@ -259,6 +298,11 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
     t1 = time.perf_counter()
     problem = build_problem(scored, windows, request)
     plan = solve(problem, params=request.params)
+    problem, plan = _prefer_native(scored, windows, request, problem, plan, notes)
+    for c in plan.configs:
+        quality = Precision(c.weight_dtype, c.kv_dtype).quality_note(request.model)
+        if quality:
+            notes.append(f"{c.key}: {quality}")
     t2 = time.perf_counter()
     checks: tuple[Verification, ...] = ()
     if request.verify and plan.feasible:

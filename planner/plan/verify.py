@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 
 from planner.catalog.schema import GPUSpec, ModelSpec
 from planner.perf.api import Parallelism
-from planner.perf.engine_profile import engine_perf_inputs
+from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
 from planner.perf.model import RooflinePerf, build_replica_perf
 from planner.sim import EngineConfig, SimConfig, SLOTarget, replay
 from solvers.capacity import SLO, CapacityPlan, Config, LengthMix, Role, Window, predict
@@ -53,7 +53,7 @@ class ReplayTask:
     slo: SLO
     seed: int
     expert_imbalance: float = 1.0
-    engine: str = "bare"
+    engine: str = DEFAULT_ENGINE
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +69,8 @@ def run_replay(task: ReplayTask) -> ReplayOut:
     c = task.config
     prof, cal, gpu = engine_perf_inputs(task.engine, task.gpu)
     perf = build_replica_perf(task.model, gpu, Parallelism(tp=c.tp, pp=c.pp, ep=c.ep), calibration=cal,
-                              max_batch_tokens=c.max_batched_tokens, expert_imbalance=task.expert_imbalance)
+                              max_batch_tokens=c.max_batched_tokens, expert_imbalance=task.expert_imbalance,
+                              weight_dtype=c.weight_dtype, kv_dtype=c.kv_dtype)
     engine = EngineConfig(max_batched_tokens=max(c.max_batched_tokens, c.max_num_seqs),
                           max_num_seqs=c.max_num_seqs).with_profile(prof)
     cfg = SimConfig(replicas=max(1, task.replicas), engine=engine, seed=task.seed,
@@ -170,7 +171,7 @@ def _split(n: int, weights: Sequence[float], seed: int) -> NDArray[np.int64]:
 def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec, gpus: dict[str, GPUSpec],
            windows: Sequence[Window], mix: LengthMix, slo: SLO, max_windows: int = 12, seed: int = 0,
            map_fn: MapFn = map_local, expert_imbalance: float = 1.0,
-           engine: str = "bare") -> list[Verification]:
+           engine: str = DEFAULT_ENGINE) -> list[Verification]:
     """Replay every variant on the chosen windows and compare with the queueing estimate."""
     chosen = pick_windows(windows, max_windows)
     tasks: list[ReplayTask] = []
@@ -258,9 +259,10 @@ def _count(index: Sequence[tuple[int, int, str, NDArray[np.int64], str]], vi: in
 
 
 def _perf_of(model: ModelSpec, gpu: GPUSpec, c: Config, expert_imbalance: float = 1.0,
-             engine: str = "bare") -> RooflinePerf:
+             engine: str = DEFAULT_ENGINE) -> RooflinePerf:
     _prof, cal, gpu = engine_perf_inputs(engine, gpu)
     return build_replica_perf(model, gpu, Parallelism(tp=c.tp, pp=c.pp, ep=c.ep), calibration=cal,
-                              max_batch_tokens=c.max_batched_tokens, expert_imbalance=expert_imbalance)
+                              max_batch_tokens=c.max_batched_tokens, expert_imbalance=expert_imbalance,
+                              weight_dtype=c.weight_dtype, kv_dtype=c.kv_dtype)
 
 

@@ -30,7 +30,8 @@ from planner.catalog.schema import GPUSpec, ModelSpec
 from planner.contracts.power import HP, LP, ClockModel, PolcaParams
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.api import ReplicaPerf
-from planner.perf.engine_profile import ENGINES, engine_perf_inputs
+from planner.perf.engine_profile import DEFAULT_ENGINE, ENGINES, engine_perf_inputs
+from planner.perf.precision import resolve_precision
 from planner.power.latency import TierLatency, estimate_inflation
 from planner.power.simulate import PolicyRun, run_policy
 from planner.power.timeline import PowerTimeline, clock_model_from_perf, mix_from_replay, timeline_from_replay
@@ -68,6 +69,8 @@ class RowSpec:
             act below it. Static locks are verified by the replay itself, not estimated.
         engine: engine profile the replays model (``bare`` or ``vllm``: its step terms, hand-over,
             power coefficients and throttling; :mod:`planner.perf.engine_profile`).
+        precision: weights and KV dtypes of the replicas: ``native`` or a label
+            (:func:`planner.perf.precision.resolve_precision`).
     """
 
     gpus_per_server: int = 8
@@ -80,7 +83,8 @@ class RowSpec:
     interval_s: float = 1.0
     seeds: tuple[int, ...] = (0,)
     sm_clock_mhz: float | None = None
-    engine: str = "bare"
+    engine: str = DEFAULT_ENGINE
+    precision: str = "native"
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -198,8 +202,9 @@ def build_row(
         )
     prof, cal, gpu = engine_perf_inputs(spec.engine, gpu)
     engine = EngineConfig().with_profile(prof)
+    prec = resolve_precision(spec.precision, model)
     perf = build_replica_perf(model, gpu, Parallelism(tp=spec.tp), sm_clock_mhz=spec.sm_clock_mhz,
-                              calibration=cal)
+                              calibration=cal, weight_dtype=prec.weights, kv_dtype=prec.kv)
     top = gpu.max_sm_clock_mhz if spec.sm_clock_mhz is None else spec.sm_clock_mhz
     factor = spec.pool_servers * spec.rps_per_server * trace.duration_s / trace.num_requests
     scen = []

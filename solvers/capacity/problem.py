@@ -51,6 +51,8 @@ class Config:
         ep: expert-parallel degree.
         max_num_seqs: the engine's running-sequence cap.
         max_batched_tokens: the engine's per-step token budget.
+        weight_dtype: dtype of its weights (``bf16``, ``fp8``).
+        kv_dtype: dtype of its KV cache.
     """
 
     key: str
@@ -65,6 +67,8 @@ class Config:
     ep: int = 1
     max_num_seqs: int = 256
     max_batched_tokens: int = 8192
+    weight_dtype: str = "bf16"
+    kv_dtype: str = "bf16"
 
     @property
     def price_per_hour(self) -> float:

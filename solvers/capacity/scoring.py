@@ -43,9 +43,10 @@ from scipy.special import ndtr, ndtri
 
 from planner.catalog.schema import GPUSpec, ModelSpec
 from planner.perf.api import Parallelism, ReplicaPerf
-from planner.perf.engine_profile import engine_perf_inputs
+from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
 from planner.perf.layouts import enumerate_layouts
 from planner.perf.model import build_replica_perf
+from planner.perf.precision import BF16, Precision
 from solvers.capacity.demand import LengthMix
 from solvers.capacity.problem import Config, Role
 from traces.errors import InputError
@@ -97,6 +98,8 @@ class ScoringOptions:
             from ``fleetwise experts``); 1.0 is a perfect balance.
         engine: engine profile whose step terms and curves the candidates are scored with
             (:mod:`planner.perf.engine_profile`: ``bare`` or ``vllm``).
+        precisions: weight and KV dtypes tried (:mod:`planner.perf.precision`); a GPU without FP8
+            tensor cores scores its fp8 candidates as infeasible, with that reason.
     """
 
     slo: SLO = SLO()
@@ -107,7 +110,8 @@ class ScoringOptions:
     kv_headroom: float = 0.9
     power_basis: PowerBasis = PowerBasis.PERF
     expert_imbalance: float = 1.0
-    engine: str = "bare"
+    engine: str = DEFAULT_ENGINE
+    precisions: tuple[Precision, ...] = (BF16,)
 
 
 @dataclass(frozen=True, eq=False)
@@ -388,18 +392,22 @@ SCORE_SCHEMA: dict[str, pl.DataType] = {
     "goodput_rps": pl.Float64(), "price_per_gpu_hour": pl.Float64(), "cost_per_hour": pl.Float64(),
     "usd_per_million_requests": pl.Float64(), "power_w": pl.Float64(), "pred_attainment": pl.Float64(),
     "pred_ttft_p99_s": pl.Float64(), "pred_tpot_p99_s": pl.Float64(), "concurrency": pl.Float64(),
-    "step_s": pl.Float64(),
+    "step_s": pl.Float64(), "weight_dtype": pl.String(), "kv_dtype": pl.String(),
 }
 """One row per candidate (the long table the CP-SAT model takes its variables from)."""
 
 
-def config_key(gpu: str, tp: int, pp: int, ep: int, seqs: int, tokens: int, role: Role) -> str:
-    """The candidate's unique name.
+def config_key(gpu: str, tp: int, pp: int, ep: int, seqs: int, tokens: int, role: Role,
+               precision: Precision = BF16) -> str:
+    """The candidate's unique name (its precision named unless bf16 weights and KV).
 
     >>> config_key("H100-SXM", 2, 1, 1, 256, 8192, Role.AGGREGATED)
     'H100-SXM tp2 pp1 ep1 seqs256 tok8192 aggregated'
+    >>> config_key("H200-SXM", 4, 1, 1, 64, 8192, Role.DECODE, Precision("fp8", "fp8"))
+    'H200-SXM tp4 pp1 ep1 fp8+kv8 seqs64 tok8192 decode'
     """
-    return f"{gpu} tp{tp} pp{pp} ep{ep} seqs{seqs} tok{tokens} {role.value}"
+    prec = "" if precision == BF16 else f" {precision.label}"
+    return f"{gpu} tp{tp} pp{pp} ep{ep}{prec} seqs{seqs} tok{tokens} {role.value}"
 
 
 def score_gpu(model: ModelSpec, gpu: GPUSpec, mix: LengthMix, options: ScoringOptions) -> pl.DataFrame:
@@ -412,8 +420,8 @@ def score_gpu(model: ModelSpec, gpu: GPUSpec, mix: LengthMix, options: ScoringOp
     _prof, cal, gpu = engine_perf_inputs(options.engine, gpu)
     rows: list[dict[str, object]] = []
     slo = options.slo
-    for tp, pp, ep in zip(layouts["tp"].to_list(), layouts["pp"].to_list(), layouts["ep"].to_list(),
-                          strict=True):
+    for prec, tp, pp, ep in ((p, *lay) for p in options.precisions for lay in zip(
+            layouts["tp"].to_list(), layouts["pp"].to_list(), layouts["ep"].to_list(), strict=True)):
         par = Parallelism(tp=int(tp), pp=int(pp), ep=int(ep))
         for role in options.roles:
             seqs_opts = options.max_num_seqs if role is not Role.PREFILL else (max(options.max_num_seqs),)
@@ -425,7 +433,8 @@ def score_gpu(model: ModelSpec, gpu: GPUSpec, mix: LengthMix, options: ScoringOp
                 reason = ""
                 try:
                     perf = build_replica_perf(model, gpu, par, max_batch_tokens=int(tokens), calibration=cal,
-                                              expert_imbalance=options.expert_imbalance)
+                                              expert_imbalance=options.expert_imbalance,
+                                              weight_dtype=prec.weights, kv_dtype=prec.kv)
                 except InputError as exc:
                     reason = exc.message
                 if perf is not None and steady is None:
@@ -437,21 +446,21 @@ def score_gpu(model: ModelSpec, gpu: GPUSpec, mix: LengthMix, options: ScoringOp
                     if role is not Role.PREFILL and tokens < seqs:
                         continue
                     rows.append(_score_row(perf, reason, gpu, par, role, int(seqs), int(tokens), mix, slo,
-                                           options, steady))
+                                           options, steady, prec))
     return pl.DataFrame(rows, schema=SCORE_SCHEMA)
 
 
 def _score_row(perf: ReplicaPerf | None, reason: str, gpu: GPUSpec, par: Parallelism, role: Role, seqs: int,
                tokens: int, mix: LengthMix, slo: SLO, options: ScoringOptions,
-               steady: SteadyState | None) -> dict[str, object]:
+               steady: SteadyState | None, prec: Precision = BF16) -> dict[str, object]:
     row: dict[str, object] = {
-        "key": config_key(gpu.name, par.tp, par.pp, par.ep, seqs, tokens, role), "gpu": gpu.name,
+        "key": config_key(gpu.name, par.tp, par.pp, par.ep, seqs, tokens, role, prec), "gpu": gpu.name,
         "tp": par.tp, "pp": par.pp, "ep": par.ep, "role": role.value, "max_num_seqs": seqs,
         "max_batched_tokens": tokens, "gpus": par.gpus, "feasible": False, "reason": reason,
         "kv_capacity_tokens": 0, "goodput_rps": 0.0, "price_per_gpu_hour": gpu.price_per_hour,
         "cost_per_hour": par.gpus * gpu.price_per_hour, "usd_per_million_requests": None, "power_w": None,
         "pred_attainment": None, "pred_ttft_p99_s": None, "pred_tpot_p99_s": None, "concurrency": None,
-        "step_s": None,
+        "step_s": None, "weight_dtype": prec.weights, "kv_dtype": prec.kv,
     }
     if perf is None:
         return row
@@ -520,5 +529,6 @@ def select_configs(scored: pl.DataFrame, *, per_group: int = 8) -> tuple[Config,
                               power_w=float(r["power_w"]),  # type: ignore[arg-type]
                               tp=int(r["tp"]), pp=int(r["pp"]), ep=int(r["ep"]),  # type: ignore[call-overload]
                               max_num_seqs=int(r["max_num_seqs"]),  # type: ignore[call-overload]
-                              max_batched_tokens=int(r["max_batched_tokens"])))  # type: ignore[call-overload]
+                              max_batched_tokens=int(r["max_batched_tokens"]),  # type: ignore[call-overload]
+                              weight_dtype=str(r["weight_dtype"]), kv_dtype=str(r["kv_dtype"])))
     return tuple(out)

@@ -135,7 +135,8 @@ def test_request_rejects_inventory_for_unplanned_gpu() -> None:
 def test_autoscale_compares_on_the_plans_main_aggregated_config(report: PlanReport) -> None:
     from planner.cli.plan_cmd import main_aggregated_config
 
-    gpu, tp = main_aggregated_config(report)
+    gpu, tp, precision = main_aggregated_config(report)
+    assert precision == "bf16"  # Llama-3.1-8B's native weights: the plan's default
     main = max((c for c in report.cost_breakdown() if c.role == "aggregated"), key=lambda c: c.gpu_hours)
     assert gpu == main.gpu and tp >= 1
     assert any(c.gpu == gpu and c.tp == tp for c in report.plan.configs)
