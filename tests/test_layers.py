@@ -20,7 +20,7 @@ LAYERS: dict[str, int] = {
     "traces": 0,
     # 1: what everything else is described in: catalog, contracts, status, runtime helpers
     "planner.catalog": 1, "planner.contracts": 1, "planner.numba_cache": 1, "planner.ray_runtime": 1,
-    "solvers.status": 1, "planner.profile": 1,
+    "solvers.status": 1, "solvers.budget": 1, "planner.profile": 1,
     # 2: the per-node model
     "planner.perf": 2,
     # 3: simulator and power-capping policies (the simulator runs them in its loop)
@@ -35,7 +35,7 @@ LAYERS: dict[str, int] = {
 }
 
 SOLVER_MAY_IMPORT = {"traces", "planner.catalog", "planner.contracts", "planner.perf", "solvers.status",
-                     "planner.numba_cache"}
+                     "solvers.budget", "planner.numba_cache"}
 """Solvers are pure models: catalog and perf types at most, never a replay."""
 
 def _group(module: str) -> str | None:

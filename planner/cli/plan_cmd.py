@@ -67,6 +67,9 @@ def report_json(report: PlanReport, model: str) -> dict[str, object]:
                        "to_solver": len(report.problem.configs)},
         "note": plan.note,
         "recommended": None if report.recommended is None else report.recommended.label,
+        "rounds": report.rounds,
+        "corrections": list(report.corrections),
+        "output_tokens_per_gpu_s": report.output_tokens_per_gpu_s,
     }
 
 
@@ -106,6 +109,10 @@ def _render(report: PlanReport, model: str, console: Console) -> None:
     per_window = ", ".join(
         "+".join(str(n) for n in plan.replicas(i).values()) or "0" for i in range(len(wins)))
     console.print(f"[bold]replicas per window[/]: {per_window}")
+    tok = report.output_tokens_per_gpu_s
+    if tok is not None:
+        console.print(f"[bold]output tokens/s per GPU[/]: {tok:,.0f} "
+                      "(the trace's output over the plan's mean GPUs)")
     console.print(f"[bold]why[/]: {report.why}")
     for b in plan.bindings[:4]:
         console.print(f"  {b.name}: {b.used:,.0f} / {b.limit:,.0f}{' (tight)' if b.tight else ''}")
@@ -119,8 +126,11 @@ def _render(report: PlanReport, model: str, console: Console) -> None:
                   f"{v.replayed_attainment:.4f}", f"{v.replayed_ttft_p99_s:.3f}",
                   f"{v.replayed_tpot_p99_s:.4f}", "yes" if v.meets_slo else "[red]no[/]")
                  for v in report.verification]
-        vt = fitted_table(console, f"verification by replay ({report.verify_s:.1f} s)", vcols, vrows)
+        rounds = "" if report.rounds <= 1 else f", {report.rounds} rounds"
+        vt = fitted_table(console, f"verification by replay ({report.verify_s:.1f} s{rounds})", vcols, vrows)
         console.print(vt)
+        for line in report.corrections:
+            console.print(f"[yellow]corrected[/]: {line}")
         rec = report.recommended
         if rec is None:
             console.print("[bold red]no variant meets the SLO in replay[/]: "

@@ -18,14 +18,22 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import polars as pl
 
 from planner.catalog import GPUSpec, ModelSpec
 from planner.perf.engine_profile import DEFAULT_ENGINE, ENGINES, engine_perf_inputs
 from planner.perf.precision import Precision, native
-from planner.plan.verify import MapFn, Verification, map_local, plan_variant, single_variants, verify
+from planner.plan.verify import (
+    MapFn,
+    Variant,
+    Verification,
+    map_local,
+    plan_variant,
+    single_variants,
+    verify,
+)
 from solvers.capacity import (
     SLO,
     CapacityPlan,
@@ -82,6 +90,7 @@ class PlanRequest:
         verify_windows: windows replayed at most.
         alternatives: next-best single-configuration plans replayed next to the plan.
         seed: replay seed.
+        max_rounds: plan-then-replay rounds at most (:func:`derate_factor` between them).
         engine: engine profile for scoring and verification (``bare`` or ``vllm``).
         expert_imbalance: MoE busiest-GPU expert load over the mean (>= 1), from ``fleetwise experts``
             (the plan's step imbalance); 1.0 is a perfect balance.
@@ -109,6 +118,7 @@ class PlanRequest:
     verify_windows: int = 12
     alternatives: int = 2
     seed: int = 0
+    max_rounds: int = 4
     expert_imbalance: float = 1.0
     engine: str = DEFAULT_ENGINE
     precisions: tuple[Precision, ...] = ()
@@ -175,6 +185,9 @@ class PlanReport:
         solve_s: solver wall time.
         verify_s: replay wall time.
         notes: adjustments the planner made (longer windows...).
+        rounds: plan-then-replay rounds run (0: not verified); more than one when the replay of a plan
+            missed the SLO and the planner derated its configurations and re-solved.
+        corrections: what each extra round changed, in a line each.
     """
 
     trace_source: str
@@ -191,6 +204,8 @@ class PlanReport:
     solve_s: float
     verify_s: float
     notes: tuple[str, ...] = ()
+    rounds: int = 0
+    corrections: tuple[str, ...] = ()
 
     @property
     def recommended(self) -> Verification | None:
@@ -198,6 +213,16 @@ class PlanReport:
         nothing was replayed or nothing held up."""
         ok = [v for v in self.verification if v.meets_slo]
         return min(ok, key=lambda v: (v.cost_usd, v.label != "plan")) if ok else None
+
+    @property
+    def output_tokens_per_gpu_s(self) -> float | None:
+        """The trace's output tokens per second over the plan's time-weighted mean GPU count (the figure
+        peer planners quote per GPU); None without a plan."""
+        hours = sum(w.duration_s for w in self.problem.windows) / 3600.0
+        gpu_h = sum(line.gpu_hours for line in self.cost_breakdown())
+        if not self.plan.feasible or hours <= 0 or gpu_h <= 0 or self.duration_s <= 0:
+            return None
+        return self.requests * self.mix.mean_output / self.duration_s / (gpu_h / hours)
 
     def cost_breakdown(self) -> list[CostLine]:
         """Per configuration: replicas, GPU-hours, the price used and cost."""
@@ -235,6 +260,29 @@ def build_problem(scored: pl.DataFrame, windows: tuple[Window, ...], request: Pl
         configs=select_configs(scored, per_group=request.per_group), windows=windows,
         inventory=request.inventory, power_budget_w=request.power_budget_w,
         disaggregation=request.disaggregation, max_configs_per_role=request.max_configs_per_role)
+
+
+DERATE_RANGE = (0.6, 0.95)
+"""Goodput factor a round may apply to the configurations of a plan that missed (most, least)."""
+
+
+def derate_factor(check: Verification, slo: SLO) -> float:
+    """How much of its estimated goodput a configuration keeps after its plan missed the SLO in replay:
+    the inverse square root of the worst replayed-p99-over-target ratio, within :data:`DERATE_RANGE`.
+
+    Why the square root: latency rises faster than linearly as a replica nears saturation, so cutting
+    load by the full ratio would overshoot; the floor keeps one round from discarding a configuration
+    whose miss came from one bad window.
+
+    >>> from planner.plan.verify import Verification
+    >>> v = Verification("plan", (), 1.0, 1, 100, 1.0, 0.9, 0.5, 0.0226, False, False)
+    >>> round(derate_factor(v, SLO(ttft_s=1.0, tpot_s=0.02)), 3)
+    0.941
+    """
+    ratio = max(check.replayed_ttft_p99_s / slo.ttft_s, check.replayed_tpot_p99_s / slo.tpot_s, 1.0)
+    if not math.isfinite(ratio):
+        return DERATE_RANGE[0]
+    return float(min(DERATE_RANGE[1], max(DERATE_RANGE[0], ratio ** -0.5)))
 
 
 QUANTIZE_MIN_SAVING = 0.01
@@ -305,16 +353,43 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
             notes.append(f"{c.key}: {quality}")
     t2 = time.perf_counter()
     checks: tuple[Verification, ...] = ()
+    rounds = 0
+    corrections: list[str] = []
     if request.verify and plan.feasible:
-        variants = [plan_variant(plan), *single_variants(
-            problem.configs, windows, exclude=[c.key for c in plan.configs], count=request.alternatives)]
-        checks = tuple(verify(trace, variants, model=request.model, gpus={g.name: g for g in request.gpus},
-                              windows=windows, mix=mix, slo=request.slo, max_windows=request.verify_windows,
-                              seed=request.seed, map_fn=replay_map,
-                              expert_imbalance=request.expert_imbalance, engine=request.engine))
+
+        def check(variants: list[Variant]) -> list[Verification]:
+            return verify(trace, variants, model=request.model, gpus={g.name: g for g in request.gpus},
+                          windows=windows, mix=mix, slo=request.slo, max_windows=request.verify_windows,
+                          seed=request.seed, map_fn=replay_map, expert_imbalance=request.expert_imbalance,
+                          engine=request.engine)
+
+        first = check([plan_variant(plan)])[0]
+        rounds = 1
+        # the closed loop: where the replay misses, derate what the estimate got wrong and re-solve
+        while not first.meets_slo and rounds < request.max_rounds:
+            factor = derate_factor(first, request.slo)
+            missed = {c.key for c in plan.configs}
+            problem = replace(problem, configs=tuple(
+                replace(c, goodput_rps=c.goodput_rps * factor) if c.key in missed else c
+                for c in problem.configs))
+            again = solve(problem, params=request.params)
+            if not again.feasible:
+                corrections.append(f"round {rounds + 1}: no plan once {', '.join(sorted(missed))} carry "
+                                   f"x{factor:.2f} of their estimated goodput ({again.note})")
+                break
+            corrections.append(
+                f"round {rounds + 1}: {', '.join(sorted(missed))} missed in replay (TTFT p99 "
+                f"{first.replayed_ttft_p99_s:.3g} s, TPOT p99 {first.replayed_tpot_p99_s:.3g} s): "
+                f"goodput x{factor:.2f}, re-solved at ${again.objective_usd or 0.0:,.2f}")
+            plan = again
+            first = check([plan_variant(plan)])[0]
+            rounds += 1
+        alternatives = single_variants(problem.configs, windows, exclude=[c.key for c in plan.configs],
+                                       count=request.alternatives)
+        checks = (first, *(check(alternatives) if alternatives else []))
     t3 = time.perf_counter()
     return PlanReport(trace_source=trace.meta.source, requests=trace.num_requests,
                       duration_s=trace.duration_s, window_s=window_s, mix=mix, scored=scored,
                       problem=problem, plan=plan,
                       why=explain(problem, plan), verification=checks, score_s=t1 - t0, solve_s=t2 - t1,
-                      verify_s=t3 - t2, notes=tuple(notes))
+                      verify_s=t3 - t2, notes=tuple(notes), rounds=rounds, corrections=tuple(corrections))

@@ -203,6 +203,14 @@ def _recording(policy: CappingPolicy, log: list[tuple[float, int]]) -> CappingPo
     return decide
 
 
+def telemetry_period_s(policy: PolcaParams | None) -> float:
+    """The power loop's period, which is also the resolution the in-loop engines keep their time series
+    at (:mod:`planner.sim.pool_run`). The per-tier references replay at it too: the engine's hand-over
+    latency is read from the mean step time per interval (:func:`planner.sim.result.handover_s`), so two
+    resolutions would give two TTFTs for the same schedule."""
+    return 1.0 if policy is None else policy.telemetry_period_s
+
+
 def replay_tiers(
     trace: RequestTrace, setup: RowReplay, *, hp_servers: int, lp_servers: int, policy: PolcaParams | None
 ) -> tuple[SimResult, list[tuple[float, int]]]:
@@ -252,7 +260,8 @@ def replay_tiers(
     return replay_cluster(trace, pools, config=cc), log
 
 
-def _tier_reference(trace: RequestTrace, setup: RowReplay, tier: str, servers: int) -> pl.DataFrame:
+def _tier_reference(trace: RequestTrace, setup: RowReplay, tier: str, servers: int,
+                    interval_s: float) -> pl.DataFrame:
     df = trace.df.with_row_index("_row").filter(pl.col("slo_class") == tier)
     if servers == 0 or df.height == 0:
         return pl.DataFrame()
@@ -261,9 +270,10 @@ def _tier_reference(trace: RequestTrace, setup: RowReplay, tier: str, servers: i
         sub,
         setup.perf,  # type: ignore[arg-type]
         config=SimConfig(
-            replicas=servers * setup.replicas_per_server, interval_s=setup.interval_s, default_slo=setup.slo,
+            replicas=servers * setup.replicas_per_server, interval_s=interval_s, default_slo=setup.slo,
             engine=setup.engine,
         ),
+        gpu=setup.gpu,  # type: ignore[arg-type]
     )
     return res.requests
 
@@ -310,7 +320,7 @@ def verify_by_replay(
     for tier, k in ((HP, hp_servers), (LP, lp_servers)):
         if k == 0:
             continue
-        ref = _tier_reference(tr, setup, tier, k)
+        ref = _tier_reference(tr, setup, tier, k, telemetry_period_s(policy))
         refs.append(ref)
         tiers[tier] = tier_latency(tier, req.filter(pl.col("pool") == tier), ref, setup.slo)
     ref_all = pl.concat([r.select("finish_s", "ttft_s", "tpot_s", "rejected") for r in refs])

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
+from solvers.budget import set_budget
 from solvers.capacity.greedy import Assignment
 from solvers.capacity.problem import CapacityProblem, Disaggregation, Role, SolveParams
 from solvers.capacity.units import COST_SCALE, Units
@@ -174,9 +175,7 @@ def solve_model(problem: CapacityProblem, units: Units, *, params: SolveParams,
 
     # --- Solve
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = params.max_time_in_seconds
-    solver.parameters.num_workers = params.num_workers
-    solver.parameters.random_seed = params.random_seed
+    set_budget(solver, params.max_time_in_seconds, params.num_workers, params.random_seed)
     solver.parameters.linearization_level = 2
     code = solver.solve(model)
     status = from_cpsat(code)

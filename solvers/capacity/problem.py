@@ -164,8 +164,10 @@ class SolveParams:
     """Solver knobs, always set (a plan must be reproducible).
 
     Attributes:
-        max_time_in_seconds: CP-SAT time limit.
-        num_workers: CP-SAT search workers.
+        max_time_in_seconds: CP-SAT's deterministic-time limit (work units, about a second each; the
+            wall-clock limit is a safety net: :func:`solvers.budget.set_budget`), so the same inputs give
+            the same plan on any machine load.
+        num_workers: CP-SAT search workers (interleaved, so deterministic).
         random_seed: CP-SAT seed.
         use_cpsat: False runs only the greedy baseline.
     """

@@ -32,6 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 from ortools.sat.python import cp_model
 
+from solvers.budget import set_budget
 from solvers.status import SolveStatus, from_cpsat
 
 IntArray = NDArray[np.int64]
@@ -60,11 +61,6 @@ def scaled_loads(w: FloatArray, counts: IntArray) -> tuple[IntArray, float]:
     return np.rint(q * k).astype(np.int64), k
 
 
-WALL_SAFETY = 4.0
-"""Wall-clock limit of a CP-SAT call as a multiple of its deterministic-time limit (a safety net that a
-machine would have to be this much slower than CP-SAT's work units assume to reach)."""
-
-
 def solve_layer(
     w: FloatArray,
     counts: IntArray,
@@ -90,7 +86,8 @@ def solve_layer(
         hint: a plan to start from (the greedy/local-search plan).
         time_limit_s: CP-SAT's deterministic-time limit (its work units, about a second each on a
             typical core), so the same problem gives the same plan however loaded the machine is; a
-            wall-clock limit of :data:`WALL_SAFETY` times it (plus a second) is only a safety net.
+            wall-clock limit of :data:`solvers.budget.WALL_SAFETY` times it (plus a second) is only a
+            safety net.
         num_workers, random_seed: always set on the solver (one worker: a deterministic search).
         x0: current placement; with ``max_load`` switches to incremental mode (minimise new copies).
         max_load: the busiest-GPU load (in ``w`` units) incremental mode must respect.
@@ -157,10 +154,7 @@ def solve_layer(
 
     # --- solve
     solver = cp_model.CpSolver()
-    solver.parameters.max_deterministic_time = max(time_limit_s, 0.01)
-    solver.parameters.max_time_in_seconds = WALL_SAFETY * max(time_limit_s, 0.01) + 1.0
-    solver.parameters.num_workers = num_workers
-    solver.parameters.random_seed = random_seed
+    set_budget(solver, time_limit_s, num_workers, random_seed)
     code = solver.solve(model)
     status = from_cpsat(code)
     wall = time.perf_counter() - started

@@ -33,7 +33,7 @@ def test_replay_report_is_self_contained(tmp_path: Path) -> None:
     assert html.count('class="plotly-graph-div"') == 5  # rate, lengths, two CDFs, timelines
     assert not re.search(r"<script[^>]+src=", html)  # plotly.js inline, nothing fetched
     assert "Plotly.newPlot" in html and len(html) > 3_000_000
-    assert "engine: bare step model" in html  # which engine model the numbers rest on
+    assert "engine: vllm 0.26.0 profile" in html  # which engine model the numbers rest on (the default)
 
 
 def test_replay_report_with_the_vllm_engine_says_so(tmp_path: Path) -> None:

@@ -68,12 +68,16 @@ def test_fp8_is_chosen_when_it_pays_flagged_and_verified_in_fp8(long_prompts: Pa
     assert doc["objective_usd"] <= nat["objective_usd"] * 0.99
     assert any("other precisions save" in n for n in doc["notes"])
     assert any("quantized bf16 -> fp8" in n for n in doc["notes"])
-    # the checks replay the fp8 replicas planned (their keys name the precision), and an fp8 variant
-    # meets the SLO in replay (the solver's own two-configuration mix can miss it: issue 20's loop)
-    assert doc["verification"][0]["label"] == "plan"
+    # the checks replay the fp8 replicas planned (their keys name the precision), and the presented plan
+    # meets the SLO in replay: the first solve's two-configuration mix missed TPOT p99 (22.6 ms against
+    # 20), so the loop derated those configurations and re-solved
+    first = doc["verification"][0]
+    assert first["label"] == "plan" and first["meets_slo"] is True
     assert all("fp8" in k for v in doc["verification"] for k in v["configs"])
-    rec = next(v for v in doc["verification"] if v["label"] == doc["recommended"])
-    assert rec["meets_slo"] is True
+    print(doc["rounds"], doc["corrections"], doc["verification"])
+    assert doc["rounds"] == 2 and len(doc["corrections"]) == 1 and "missed in replay" in doc["corrections"][0]
+    assert doc["recommended"] == "plan"
+    assert doc["output_tokens_per_gpu_s"] > nat["output_tokens_per_gpu_s"]
 
 
 def test_a_tie_keeps_the_native_precision() -> None:
@@ -100,3 +104,17 @@ def test_replay_serves_in_the_precision_asked(long_prompts: Path, capsys: pytest
     assert out["fp8+kv8"]["output_tokens_per_s"] > 1.2 * out["native"]["output_tokens_per_s"]
     assert main(["replay", "--trace", str(long_prompts), "--model", "Qwen3-32B", "--precision", "int4"]) == 2
     assert "--precision" in capsys.readouterr().err
+
+
+def test_the_same_inputs_give_the_same_plan(capsys: pytest.CaptureFixture[str]) -> None:
+    """CP-SAT runs on deterministic time with an interleaved search (solvers.budget): the plan does not
+    depend on which worker finished first or on the machine's load."""
+    args = ["plan", "--gpus", "H100-SXM,A100-80GB-SXM,MI300X", "--no-verify", "--json", "--seed", "5"]
+    docs = []
+    for _ in range(2):
+        assert main(args) == 0
+        doc = json.loads(capsys.readouterr().out)
+        for timing in ("timing_s", "solve_wall_s"):
+            doc.pop(timing)
+        docs.append(json.dumps(doc, sort_keys=True))
+    assert docs[0] == docs[1]

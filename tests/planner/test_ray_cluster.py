@@ -166,7 +166,12 @@ def test_worker_node_killed_mid_replay_gives_complete_identical_result(
             driver.kill()
             driver.wait()
     assert driver.returncode == 0, stderr[-3000:]
-    assert json.loads(stdout) == single_process_replay
+    # after a node is killed Ray's driver-side error listener may print the node's death notice on
+    # stdout behind the JSON (seen once in ten runs: "Extra data: line 35"); the JSON itself must be whole
+    doc, end = json.JSONDecoder().raw_decode(stdout)
+    rest = stdout[end:].strip()
+    assert not rest or "worker" in rest.lower() or "node" in rest.lower() or "raylet" in rest.lower(), rest[:500]
+    assert doc == single_process_replay
     print(f"killed the worker node {t_kill - t0:.1f} s into the run; done {time.monotonic() - t_kill:.1f} s "
           "after the kill")
 

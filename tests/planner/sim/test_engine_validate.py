@@ -237,7 +237,7 @@ def test_profile_engine_from_a_raw_run_writes_a_profile_replay_can_use(
     capsys.readouterr()
     assert main(["replay", "--trace", "default", "--engine-profile", str(path), "--json"]) == 0
     ours = json.loads(capsys.readouterr().out)
-    assert main(["replay", "--trace", "default", "--json"]) == 0
+    assert main(["replay", "--trace", "default", "--engine", "bare", "--json"]) == 0
     bare = json.loads(capsys.readouterr().out)
     assert ours != bare
     assert main(["replay", "--trace", "default", "--engine", "vllm", "--calibration", str(tmp_path),
