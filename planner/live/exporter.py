@@ -427,10 +427,22 @@ def plan_snapshot(data: dict[str, Any], *, path: Path, mtime_s: float) -> Snapsh
     predicted SLO attainment of the verified plan. The solver's status and wall time; its timestamp is the
     file's mtime (the JSON carries no clock).
 
+    A plan whose own replay missed the SLO (its ``verification`` row ``plan`` has ``meets_slo`` false) is
+    not published: the cluster would scale to numbers the planner itself showed do not hold.
+
     Raises:
-        InputError: a field the exporter needs is missing or has the wrong type.
+        InputError: a field the exporter needs is missing or has the wrong type, or the plan failed its
+            replay.
     """
     model = str(data.get("model", ""))
+    for i, v in enumerate(data.get("verification") or []):
+        if isinstance(v, dict) and v.get("label") == "plan" and v.get("meets_slo") is False:
+            rec = data.get("recommended")
+            raise InputError(
+                "the plan missed its SLO in its own replay; not published"
+                + (f" (the plan's output recommends {rec}: re-plan, or publish that one)" if rec else ""),
+                path=str(path), field=f"verification[{i}].meets_slo",
+                expected="a plan that passed its replay (fleetwise plan)")
     configs = data.get("configs")
     breakdown = data.get("cost_breakdown")
     windows = data.get("windows")

@@ -176,6 +176,22 @@ def test_bad_results_raise_input_error(tmp_path: Path) -> None:
     assert main(["serve-metrics", "--results", str(tmp_path / "nope"), "--print"]) == 2
 
 
+def test_a_plan_that_failed_its_replay_is_not_published(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    doc = _plan_doc()
+    doc["verification"] = [{"label": "plan", "predicted_attainment": 0.999, "meets_slo": False},
+                           {"label": "alt-1", "meets_slo": True}]
+    doc["recommended"] = "alt-1"
+    (tmp_path / "plan.json").write_text(json.dumps(doc))
+    with pytest.raises(InputError, match="missed its SLO in its own replay.*alt-1"):
+        load_results(tmp_path, now_s=0.0)
+    assert main(["serve-metrics", "--results", str(tmp_path), "--print"]) == 2
+    assert "verification[0].meets_slo" in capsys.readouterr().err
+    doc["verification"][0]["meets_slo"] = True  # type: ignore[index]
+    (tmp_path / "plan.json").write_text(json.dumps(doc))
+    assert load_results(tmp_path, now_s=0.0).desired
+
+
 def test_served_over_http_and_printed_by_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     server, _ = serve(build_registry(lambda: replace(FULL, bad_input=()), build_version="t"), port=0)
     try:
