@@ -183,7 +183,7 @@ def test_a_plan_that_failed_its_replay_is_not_published(tmp_path: Path,
                            {"label": "alt-1", "meets_slo": True}]
     doc["recommended"] = "alt-1"
     (tmp_path / "plan.json").write_text(json.dumps(doc))
-    with pytest.raises(InputError, match="missed its SLO in its own replay.*alt-1"):
+    with pytest.raises(InputError, match=r"missed its SLO in its own replay.*alt-1"):
         load_results(tmp_path, now_s=0.0)
     assert main(["serve-metrics", "--results", str(tmp_path), "--print"]) == 2
     assert "verification[0].meets_slo" in capsys.readouterr().err
