@@ -29,6 +29,7 @@ How they map onto the generator (:mod:`traces.synth`):
 from __future__ import annotations
 
 import hashlib
+import math
 import tempfile
 from pathlib import Path
 
@@ -114,14 +115,42 @@ def trace_path(spec: str | Path) -> Path:
     return DEFAULT_TRACE_PATH if str(spec) == DEFAULT_NAME else Path(spec)
 
 
-def load_trace_arg(spec: str | Path, *, format: str | None = None) -> RequestTrace:
+def load_trace_arg(spec: str | Path, *, format: str | None = None, start_s: float | None = None,
+                   duration_s: float | None = None) -> RequestTrace:
     """A trace argument loaded: :func:`default_trace` for :data:`DEFAULT_NAME`, else
-    :func:`traces.load.load_trace` (the one place surfaces resolve a trace argument)."""
-    if str(spec) == DEFAULT_NAME:
-        return default_trace()
-    from traces.load import load_trace
+    :func:`traces.load.load_trace` (the one place surfaces resolve a trace argument), cut to the span
+    ``[start_s, start_s + duration_s)`` and re-based at 0 (``--start-s`` / ``--duration-s`` of every verb).
 
-    return load_trace(spec, format=format)
+    A ServeGen folder is generated for exactly that span (its loader makes requests from per-window
+    rates; without a span, its first hour); any other trace is loaded whole and then cut.
+
+    Raises:
+        InputError: the trace's own errors, or a negative start / non-positive duration.
+    """
+    if start_s is not None and not (math.isfinite(start_s) and start_s >= 0):
+        raise InputError(f"bad start {start_s}", field="--start-s", expected="seconds >= 0")
+    if duration_s is not None and not (math.isfinite(duration_s) and duration_s > 0):
+        raise InputError(f"bad duration {duration_s}", field="--duration-s", expected="seconds > 0")
+    if str(spec) == DEFAULT_NAME:
+        tr = default_trace()
+    else:
+        from traces.load import load_trace
+        from traces.readers.servegen import is_servegen_path
+
+        path = Path(spec)
+        if (format in (None, "servegen") and path.exists() and is_servegen_path(path)
+                and (start_s is not None or duration_s is not None)):
+            span = {"start_s": repr(start_s or 0.0)}
+            if duration_s is not None:
+                span["duration_s"] = repr(duration_s)
+            return load_trace(path, format="servegen", mapping=span)
+        tr = load_trace(spec, format=format)
+    if start_s is None and duration_s is None:
+        return tr
+    from traces.transforms import slice_time
+
+    start = start_s or 0.0
+    return slice_time(tr, start, None if duration_s is None else start + duration_s)
 
 
 def write_default(path: Path = DEFAULT_TRACE_PATH) -> Path:

@@ -38,6 +38,7 @@ from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
+from planner.cli.trace_span import DurationOpt, StartOpt
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
 from planner.perf.precision import resolve_precision
@@ -67,10 +68,11 @@ def register(app: typer.Typer) -> None:
                 "minutes and scaling actions per policy.\n\n" + EXAMPLE)(autoscale_compare_cmd)
 
 
-def _load(trace: str, rate_factor: float, seed: int) -> RequestTrace:
+def _load(trace: str, rate_factor: float, seed: int, start_s: float | None,
+          duration_s: float | None) -> RequestTrace:
     from traces.default import load_trace_arg
 
-    t = load_trace_arg(trace)
+    t = load_trace_arg(trace, start_s=start_s, duration_s=duration_s)
     if rate_factor != 1.0:
         from traces.transforms import scale_rate
 
@@ -135,8 +137,8 @@ def autoscale_compare_cmd(
     data_root: Annotated[Path | None, typer.Option(
         help="folder of the shared traces, for --workload (default: $FLEETWISE_SHARED_TRACES, else "
              "shared/data/traces beside the repository)")] = None,
-    duration_s: Annotated[float | None, typer.Option(
-        help="replay only the first this many seconds of the trace")] = None,
+    start_s: StartOpt = None,
+    duration_s: DurationOpt = None,
     mpc_step_s: Annotated[float | None, typer.Option(
         help="MPC step, s (default: the workload's, else 30)")] = None,
     mpc_hold_s: Annotated[float | None, typer.Option(
@@ -182,8 +184,6 @@ def autoscale_compare_cmd(
                          expected="1 <= min <= max")
     if cold_start_median_s is not None and not cold_start_median_s > 0:
         raise InputError("cold start must be positive", field="--cold-start-median-s", expected="seconds > 0")
-    if duration_s is not None and not duration_s > 0:
-        raise InputError(f"bad duration {duration_s}", field="--duration-s", expected="seconds > 0")
     for flag, v in (("--mpc-step-s", mpc_step_s), ("--mpc-hold-s", mpc_hold_s),
                     ("--mpc-interval-s", mpc_interval_s)):
         if v is not None and not (v > 0 and math.isfinite(v)):
@@ -203,7 +203,7 @@ def autoscale_compare_cmd(
             spec = dataclasses.replace(spec, fill_gaps=False)
         tr = load_workload(spec, data_root=data_root, seed=seed)
     else:
-        tr = _load(trace, rate_factor, seed)
+        tr = _load(trace, rate_factor, seed, start_s, duration_s)
     mpc_params = dataclasses.replace(
         mpc_params,
         step_s=mpc_step_s if mpc_step_s is not None else mpc_params.step_s,
@@ -211,10 +211,11 @@ def autoscale_compare_cmd(
         interval_s=mpc_interval_s if mpc_interval_s is not None else mpc_params.interval_s,
         season_s=mpc_season_s if mpc_season_s is not None else mpc_params.season_s)
     mpc_params = with_risk(mpc_params, mpc_risk)
-    if duration_s is not None:
+    if workload is not None and (start_s is not None or duration_s is not None):
         from traces.transforms import slice_time
 
-        tr = slice_time(tr, 0.0, duration_s)
+        start = start_s or 0.0
+        tr = slice_time(tr, start, None if duration_s is None else start + duration_s)
     cat = load_catalog()
     prof, cal, gpu_spec = engine_perf_inputs(engine, cat.gpu(gpu))
     prec = resolve_precision(precision, cat.model(model))

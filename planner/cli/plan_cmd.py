@@ -15,6 +15,7 @@ from planner.catalog import load_catalog
 from planner.cli.console import Col, fitted_table, table_console
 from planner.cli.engine_option import EngineOpt
 from planner.cli.scenario_config import ConfigOpt
+from planner.cli.trace_span import DurationOpt, StartOpt
 from planner.perf.engine_profile import DEFAULT_ENGINE
 from planner.perf.precision import Precision, parse_precisions
 from planner.plan import PlanReport, PlanRequest
@@ -158,13 +159,14 @@ def main_aggregated_config(report: PlanReport) -> tuple[str, int, str]:
 
 
 def _compare_autoscalers(report: PlanReport, trace: str, model: str, slo_ttft_ms: float, slo_tpot_ms: float,
-                         seed: int, as_json: bool) -> None:
+                         seed: int, as_json: bool, span: tuple[float | None, float | None]) -> None:
     """The issue's ``fleetwise plan --autoscale``: the autoscaler comparison on the planned configuration."""
     from planner.cli.autoscale_cmd import autoscale_compare_cmd
 
     gpu, tp, precision = main_aggregated_config(report)
     autoscale_compare_cmd(trace=trace, model=model, gpu=gpu, tp=tp, precision=precision,
-                          slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, seed=seed, as_json=as_json)
+                          slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, seed=seed, as_json=as_json,
+                          start_s=span[0], duration_s=span[1])
 
 
 def register(app: typer.Typer) -> None:
@@ -213,6 +215,8 @@ def register(app: typer.Typer) -> None:
         autoscale: Annotated[bool, typer.Option(
             "--autoscale", help="then replay the trace with HPA, KEDA, Ray Serve, Dynamo, WVA and our MPC "
             "scaling the plan's main aggregated configuration, side by side")] = False,
+        start_s: StartOpt = None,
+        duration_s: DurationOpt = None,
         engine: EngineOpt = DEFAULT_ENGINE,
         precision: Annotated[str, typer.Option(
             help="weight and KV dtypes to consider: native (the model's published weights, bf16 KV), all "
@@ -247,7 +251,7 @@ def register(app: typer.Typer) -> None:
             expert_imbalance=expert_imbalance, engine=engine, precisions=parse_precisions(precision, spec))
         from traces.default import load_trace_arg
 
-        tr = load_trace_arg(trace, format=fmt)
+        tr = load_trace_arg(trace, format=fmt, start_s=start_s, duration_s=duration_s)
         from planner.plan.run import plan_on_ray
 
         console = table_console(stderr=as_json)
@@ -262,4 +266,5 @@ def register(app: typer.Typer) -> None:
         if not report.plan.feasible:
             raise typer.Exit(1)
         if autoscale:
-            _compare_autoscalers(report, trace, spec.name, slo_ttft_ms, slo_tpot_ms, seed, as_json)
+            _compare_autoscalers(report, trace, spec.name, slo_ttft_ms, slo_tpot_ms, seed, as_json,
+                                 (start_s, duration_s))

@@ -20,6 +20,7 @@ from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
+from planner.cli.trace_span import DurationOpt, StartOpt
 from planner.contracts.power import HP, LP, ClockModel, PolcaParams
 from planner.perf.engine_profile import DEFAULT_ENGINE
 from planner.power.simulate import run_policy
@@ -101,6 +102,8 @@ def power_cmd(
     budget_kw: Annotated[float | None, typer.Option(help="row budget for --power-trace, kW")] = None,
     out: Annotated[Path | None, typer.Option(help="Parquet file for the Pareto curve")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
+    start_s: StartOpt = None,
+    duration_s: DurationOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE,
     precision: PrecisionOpt = "native",
 ) -> int:
@@ -165,7 +168,7 @@ def power_cmd(
         console.status("replaying the row, solving and verifying", spinner="dots") if not as_json else _Null()
     ):
         study = run_study(
-            _window(load_trace_arg(trace), window_s),
+            _window(load_trace_arg(trace, start_s=start_s, duration_s=duration_s), window_s),
             model=cat.model(model),
             gpu=gpu_spec,
             spec=spec,

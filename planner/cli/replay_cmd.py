@@ -18,6 +18,7 @@ from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
+from planner.cli.trace_span import DurationOpt, StartOpt
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
 from planner.perf.precision import resolve_precision
@@ -84,6 +85,8 @@ def replay_cmd(
     server_base_w: Annotated[float | None, typer.Option(help="non-GPU power per server, W (default: the "
                                                          "node's max minus its GPUs' TDP)")] = None,
     precision: PrecisionOpt = "native",
+    start_s: StartOpt = None,
+    duration_s: DurationOpt = None,
     engine: EngineOpt = DEFAULT_ENGINE,
     engine_profile: Annotated[Path | None, typer.Option(
         help="your own engine profile (JSON from fleetwise profile --engine vllm); overrides --engine"),
@@ -118,7 +121,7 @@ def replay_cmd(
     )
     from traces.default import load_trace_arg
 
-    tr = load_trace_arg(trace)
+    tr = load_trace_arg(trace, start_s=start_s, duration_s=duration_s)
     console = Console(stderr=True)
     with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=as_json) as bar:
