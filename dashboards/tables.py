@@ -74,7 +74,7 @@ def plan_headline(report: PlanReport, model: str) -> str:
     if report.verification:
         text += (
             "; meets the SLO in replay"
-            if rec is not None and rec.label == "plan"
+            if report.verified
             else ("; misses the SLO in replay" + (f" (recommended: {rec.label})" if rec is not None else ""))
         )
     return text

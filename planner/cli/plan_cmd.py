@@ -136,11 +136,12 @@ def _render(report: PlanReport, model: str, console: Console) -> None:
         if rec is None:
             console.print("[bold red]no variant meets the SLO in replay[/]: "
                           "tighten the SLO margin or add GPUs")
-        elif rec.label != "plan":
+        elif not report.verified:
             console.print("[bold yellow]the solver's plan misses the SLO in replay[/]; "
                           f"recommended: {rec.label} ({', '.join(rec.configs)}, ${rec.cost_usd:.2f})")
         else:
-            console.print("[bold green]the plan meets the SLO in replay[/]")
+            swapped = f" ({rec.label}, presented instead of the solver's)" if rec.label != "plan" else ""
+            console.print("[bold green]the plan meets the SLO in replay[/]" + swapped)
 
 
 def main_aggregated_config(report: PlanReport) -> tuple[str, int, str]:

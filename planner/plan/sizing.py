@@ -36,6 +36,7 @@ from planner.plan.verify import (
 )
 from solvers.capacity import (
     SLO,
+    Allocation,
     CapacityPlan,
     CapacityProblem,
     Disaggregation,
@@ -209,10 +210,17 @@ class PlanReport:
 
     @property
     def recommended(self) -> Verification | None:
-        """The cheapest variant that meets the SLO in replay (the solver's plan when it does); None when
-        nothing was replayed or nothing held up."""
+        """The presented plan's check when it passed (it comes first), else the cheapest variant that
+        meets the SLO in replay; None when nothing was replayed or nothing held up."""
+        if self.verification and self.verification[0].meets_slo:
+            return self.verification[0]
         ok = [v for v in self.verification if v.meets_slo]
-        return min(ok, key=lambda v: (v.cost_usd, v.label != "plan")) if ok else None
+        return min(ok, key=lambda v: v.cost_usd) if ok else None
+
+    @property
+    def verified(self) -> bool:
+        """Whether the presented plan passed its own replay."""
+        return bool(self.verification) and self.verification[0].meets_slo
 
     @property
     def output_tokens_per_gpu_s(self) -> float | None:
@@ -260,6 +268,18 @@ def build_problem(scored: pl.DataFrame, windows: tuple[Window, ...], request: Pl
         configs=select_configs(scored, per_group=request.per_group), windows=windows,
         inventory=request.inventory, power_budget_w=request.power_budget_w,
         disaggregation=request.disaggregation, max_configs_per_role=request.max_configs_per_role)
+
+
+def variant_plan(variant: Variant, solved: CapacityPlan) -> CapacityPlan:
+    """A verified single-configuration variant as the plan to present (the solver's status and bound kept
+    for the record; the note says what was swapped)."""
+    allocations = tuple(Allocation(window=w, config=key, replicas=n)
+                        for w, reps in enumerate(variant.replicas) for key, n in reps if n > 0)
+    return CapacityPlan(status=solved.status, solver=solved.solver, objective_usd=variant.cost_usd,
+                        bound_usd=solved.bound_usd, greedy_usd=solved.greedy_usd, wall_s=solved.wall_s,
+                        allocations=allocations, configs=variant.configs,
+                        note=f"{variant.label} presented: the solver's plan missed its replay",
+                        windows=solved.windows)
 
 
 DERATE_RANGE = (0.6, 0.95)
@@ -367,7 +387,10 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
         rounds = 1
         # the closed loop: where the replay misses, derate what the estimate got wrong and re-solve
         while not first.meets_slo and rounds < request.max_rounds:
-            factor = derate_factor(first, request.slo)
+            # at least one more replica where a missed configuration served: a milder cut could leave
+            # the integer plan as it was, and the round would replay the same miss
+            most = max((n for w in range(len(windows)) for n in plan.replicas(w).values()), default=1)
+            factor = min(derate_factor(first, request.slo), most / (most + 1) * 0.999)
             missed = {c.key for c in plan.configs}
             problem = replace(problem, configs=tuple(
                 replace(c, goodput_rps=c.goodput_rps * factor) if c.key in missed else c
@@ -386,7 +409,18 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
             rounds += 1
         alternatives = single_variants(problem.configs, windows, exclude=[c.key for c in plan.configs],
                                        count=request.alternatives)
-        checks = (first, *(check(alternatives) if alternatives else []))
+        alt_checks = check(alternatives) if alternatives else []
+        passing = [(v, a) for v, a in zip(alt_checks, alternatives, strict=True) if v.meets_slo]
+        if not first.meets_slo and passing:
+            # the presented plan is always a verified one: the cheapest alternative that held up
+            v, alt = min(passing, key=lambda p: p[0].cost_usd)
+            corrections.append(f"the solver's plan still missed after {rounds} round(s); presenting "
+                               f"{v.label} ({', '.join(v.configs)}), the cheapest variant that passed")
+            failed = first
+            plan = variant_plan(alt, plan)
+            first = v
+            alt_checks = [failed, *(x for x in alt_checks if x is not v)]
+        checks = (first, *alt_checks)
     t3 = time.perf_counter()
     return PlanReport(trace_source=trace.meta.source, requests=trace.num_requests,
                       duration_s=trace.duration_s, window_s=window_s, mix=mix, scored=scored,
