@@ -76,8 +76,8 @@ def test_fp8_is_chosen_when_it_pays_flagged_and_verified_in_fp8(long_prompts: Pa
     assert doc["output_tokens_per_gpu_s"] > nat["output_tokens_per_gpu_s"]
 
 
-def test_a_plan_that_misses_in_replay_is_corrected_until_one_passes(long_prompts: Path,
-                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_plan_that_misses_in_replay_is_corrected_until_one_passes(
+        long_prompts: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """TPOT 30 ms on Qwen3-32B / H200: the first solve's TP2 replicas miss TPOT p99 in replay (31 ms); the
     loop derates what missed (at least one more replica each round) and re-solves until a plan passes."""
     assert main(["plan", "--trace", str(long_prompts), "--model", "Qwen3-32B", "--gpus", "H200-SXM",
