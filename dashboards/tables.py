@@ -98,6 +98,9 @@ def plan_why(report: PlanReport) -> str:
         )
     parts.append(f"Why: {report.why}")
     parts.extend(f"Note: {n}" for n in report.notes)
+    if report.rounds > 1:
+        parts.append(f"Verified in {report.rounds} plan-and-replay rounds.")
+    parts.extend(f"Corrected: {c}" for c in report.corrections)
     return " ".join(parts)
 
 

@@ -71,6 +71,8 @@ def report_json(report: PlanReport, model: str) -> dict[str, object]:
         "rounds": report.rounds,
         "corrections": list(report.corrections),
         "output_tokens_per_gpu_s": report.output_tokens_per_gpu_s,
+        "gpu_numbers": {c.gpu: "measured" if c.gpu in report.measured_gpus else "derived"
+                        for c in plan.configs},
     }
 
 
@@ -219,6 +221,9 @@ def register(app: typer.Typer) -> None:
         start_s: StartOpt = None,
         duration_s: DurationOpt = None,
         engine: EngineOpt = DEFAULT_ENGINE,
+        measured_only: Annotated[bool, typer.Option(
+            "--measured-only", help="plan only on GPUs with a measured profile (others' numbers are "
+            "derived from the H100's by datasheet ratios)")] = False,
         precision: Annotated[str, typer.Option(
             help="weight and KV dtypes to consider: native (the model's published weights, bf16 KV), all "
                  "(native and each narrower choice), or labels such as bf16,fp8,fp8+kv8; quantized "
@@ -237,6 +242,14 @@ def register(app: typer.Typer) -> None:
         if not names:
             raise InputError("no GPU names given", field="--gpus", expected="'all' or a comma-separated list")
         gpu_specs = tuple(cat.gpu(n) for n in names)
+        if measured_only:
+            from planner.perf.calibration import is_measured
+
+            gpu_specs = tuple(g for g in gpu_specs if is_measured(g))
+            if not gpu_specs:
+                raise InputError(f"none of {', '.join(names)} has a measured profile",
+                                 field="--measured-only",
+                                 expected="a GPU measured with fleetwise profile (H100-SXM, H200-SXM ship)")
         if slo_ttft_ms <= 0 or slo_tpot_ms <= 0:
             raise InputError("SLO targets must be positive", field="--slo-ttft-ms/--slo-tpot-ms")
         if power_budget_kw is not None and not power_budget_kw > 0:

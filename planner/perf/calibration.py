@@ -388,6 +388,12 @@ def for_gpu(cal: Calibration, gpu: GPUSpec) -> Calibration:
                           f"{gpu.name}'s catalog peaks, power rescaled by its idle/TDP")
 
 
+def is_measured(gpu: GPUSpec, folder: Path | None = None) -> bool:
+    """Whether ``gpu`` has a calibration fitted on its own profile (else its numbers are derived from the
+    reference GPU's, rescaled by datasheet ratios: :func:`resolve_calibration`)."""
+    return ((folder if folder is not None else calibration_dir()) / f"{gpu.name}.json").is_file()
+
+
 def resolve_calibration(gpu: GPUSpec, folder: Path | None = None) -> Calibration:
     """The calibration for ``gpu``: its shipped file, else the reference GPU's rescaled, else the prior.
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 import polars as pl
 
 from planner.catalog import GPUSpec, ModelSpec
+from planner.perf.calibration import REFERENCE_GPU, is_measured
 from planner.perf.engine_profile import DEFAULT_ENGINE, ENGINES, engine_perf_inputs
 from planner.perf.precision import Precision, native
 from planner.plan.verify import (
@@ -189,6 +190,8 @@ class PlanReport:
         rounds: plan-then-replay rounds run (0: not verified); more than one when the replay of a plan
             missed the SLO and the planner derated its configurations and re-solved.
         corrections: what each extra round changed, in a line each.
+        measured_gpus: the planned GPU types whose numbers come from their own measured profile (the
+            others' are derived from the reference GPU's).
     """
 
     trace_source: str
@@ -207,6 +210,7 @@ class PlanReport:
     notes: tuple[str, ...] = ()
     rounds: int = 0
     corrections: tuple[str, ...] = ()
+    measured_gpus: tuple[str, ...] = ()
 
     @property
     def recommended(self) -> Verification | None:
@@ -355,6 +359,10 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
         notes.append(f"MoE expert imbalance {request.expert_imbalance:g} (from the placement) applied to "
                      "candidate scoring and replay verification")
     notes.append(engine_perf_inputs(request.engine, request.gpus[0])[0].describe())
+    derived = [g.name for g in request.gpus if not is_measured(g)]
+    if derived:
+        notes.append(f"{', '.join(derived)}: numbers derived from the {REFERENCE_GPU} profile by datasheet "
+                     "ratios, not measured on that GPU (--measured-only plans on measured GPUs alone)")
     notes.append(f"precisions tried: {', '.join(p.label for p in request.scoring.precisions)} "
                  f"({request.model.name} ships in {request.model.native_dtype})")
     mix = length_mix(trace)
@@ -426,4 +434,5 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
                       duration_s=trace.duration_s, window_s=window_s, mix=mix, scored=scored,
                       problem=problem, plan=plan,
                       why=explain(problem, plan), verification=checks, score_s=t1 - t0, solve_s=t2 - t1,
-                      verify_s=t3 - t2, notes=tuple(notes), rounds=rounds, corrections=tuple(corrections))
+                      verify_s=t3 - t2, notes=tuple(notes), rounds=rounds, corrections=tuple(corrections),
+                      measured_gpus=tuple(g.name for g in request.gpus if is_measured(g)))

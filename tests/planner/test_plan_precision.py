@@ -128,3 +128,18 @@ def test_the_same_inputs_give_the_same_plan(capsys: pytest.CaptureFixture[str]) 
             doc.pop(timing)
         docs.append(json.dumps(doc, sort_keys=True))
     assert docs[0] == docs[1]
+
+
+def test_plan_says_which_gpus_numbers_are_measured(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["plan", "--gpus", "H100-SXM,A100-80GB-SXM", "--no-verify", "--json", "--duration-s", "600"]
+    assert main(args) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert any("A100-80GB-SXM: numbers derived from the H100-SXM profile" in n for n in doc["notes"])
+    assert set(doc["gpu_numbers"].values()) <= {"measured", "derived"}
+    assert all(v == ("measured" if g == "H100-SXM" else "derived") for g, v in doc["gpu_numbers"].items())
+    assert main([*args, "--measured-only"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert {c["gpu"] for c in doc["configs"]} == {"H100-SXM"}
+    assert not any("derived" in n for n in doc["notes"])
+    assert main(["plan", "--gpus", "MI300X", "--measured-only", "--no-verify"]) == 2
+    assert "--measured-only" in capsys.readouterr().err
