@@ -154,9 +154,12 @@ def pick_windows(windows: Sequence[Window], max_windows: int) -> list[int]:
     return sorted(spaced | {peak})[:max_windows]
 
 
-def _slice(trace: RequestTrace, w: Window) -> RequestTrace:
+def _slice(trace: RequestTrace, w: Window, *, last: bool = False) -> RequestTrace:
+    """The window's requests, re-based at its start; the last window keeps its end (the trace's final
+    arrival is at the trace's duration, which the half-open window would drop)."""
     t = pl.col("arrival_s")
-    df = trace.df.filter((t >= w.start_s) & (t < w.start_s + w.duration_s))
+    end = w.start_s + w.duration_s
+    df = trace.df.filter((t >= w.start_s) & ((t <= end) if last else (t < end)))
     df = df.with_columns(pl.col("arrival_s") - w.start_s)
     return RequestTrace(df=df, meta=trace.meta)
 
@@ -180,7 +183,7 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
     for vi, v in enumerate(variants):
         by_key = {c.key: c for c in v.configs}
         for w in chosen:
-            sl = _slice(trace, windows[w])
+            sl = _slice(trace, windows[w], last=w == len(windows) - 1)
             reps = dict(v.replicas[w])
             if sl.num_requests == 0 or not reps:
                 continue

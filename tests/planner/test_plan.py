@@ -100,6 +100,9 @@ def test_cli_plan_on_default_trace_json(capsys: pytest.CaptureFixture[str], tmp_
     assert out["status"] == "OPTIMAL" and out["objective_usd"] > 0
     assert out["configs"][0]["gpu"] == "H100-SXM" and out["cost_breakdown"][0]["price_per_gpu_hour"] == 2.99
     assert out["verification"][0]["label"] == "plan" and out["verification"][0]["replayed_attainment"] > 0.9
+    # every window replayed, so every request of the trace, the one at its last instant included
+    assert out["verification"][0]["windows"] == len(out["windows"])
+    assert out["verification"][0]["requests"] == out["requests"]
     assert out["why"]
 
 
