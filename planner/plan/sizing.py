@@ -309,6 +309,21 @@ def derate_factor(check: Verification, slo: SLO) -> float:
     return float(min(DERATE_RANGE[1], max(DERATE_RANGE[0], ratio ** -0.5)))
 
 
+def role_reasons(scored: pl.DataFrame) -> list[str]:
+    """For each role none of whose candidates met the SLO: how many were scored and their most common
+    reason, with the count (what an infeasible plan's output names as the cause)."""
+    out: list[str] = []
+    if not scored.height:
+        return out
+    for (role,), grp in scored.group_by("role", maintain_order=True):
+        if bool(grp["feasible"].any()):
+            continue
+        top = grp.group_by("reason").len().sort(["len", "reason"], descending=[True, False]).row(0)
+        out.append(f"{role}: none of {grp.height:,} candidates meets the SLO; most often: {top[0]} "
+                   f"({top[1]:,} of {grp.height:,})")
+    return out
+
+
 QUANTIZE_MIN_SAVING = 0.01
 """Share of the plan's cost a narrower precision must save before the plan gives up native quality."""
 
@@ -375,6 +390,8 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
     problem = build_problem(scored, windows, request)
     plan = solve(problem, params=request.params)
     problem, plan = _prefer_native(scored, windows, request, problem, plan, notes)
+    if not plan.feasible:
+        notes.extend(role_reasons(scored))
     for c in plan.configs:
         quality = Precision(c.weight_dtype, c.kv_dtype).quality_note(request.model)
         if quality:

@@ -21,6 +21,7 @@ from solvers.capacity.problem import (
     Binding,
     CapacityPlan,
     CapacityProblem,
+    Disaggregation,
     Role,
     SolveParams,
 )
@@ -59,7 +60,7 @@ def solve(problem: CapacityProblem, *, params: SolveParams | None = None) -> Cap
     if base is not None:
         return _plan(problem, base, res.status, "greedy", greedy_usd, res.bound_usd, t0,
                      note=f"CP-SAT returned {res.status.value} in {res.wall_s:.1f} s; greedy plan used")
-    why = ("no plan satisfies inventory, power and ratio limits" if res.status is SolveStatus.INFEASIBLE
+    why = (infeasibility(problem) if res.status is SolveStatus.INFEASIBLE
            else f"CP-SAT returned {res.status.value} and greedy found no plan")
     return _plan(problem, None, res.status, "cp-sat", None, res.bound_usd, t0, note=why)
 
@@ -126,6 +127,31 @@ def bindings(problem: CapacityProblem, assignment: Assignment) -> tuple[Binding,
         out.append(Binding(name="P/D ratio", window=k, used=ratios[k], limit=problem.max_pd_ratio,
                            tight=ratios[k] >= problem.max_pd_ratio - 1e-9))
     return tuple(sorted(out, key=lambda b: (not b.tight, -(b.used / b.limit if b.limit else 0.0))))
+
+
+def infeasibility(problem: CapacityProblem) -> str:
+    """Why no plan exists, naming only what the problem holds: a phase no candidate can serve, then the
+    limits actually set (inventory, power budget, a required prefill/decode split) and the per-role cap.
+
+    >>> from solvers.capacity.problem import CapacityProblem, Config, Role, Window
+    >>> d = Config("d", "G1", Role.DECODE, gpus=1, goodput_rps=10.0, price_per_gpu_hour=1.0, power_w=5)
+    >>> infeasibility(CapacityProblem(configs=(d,), windows=(Window(0, 3600, 25.0),)))
+    'no candidate serves prefill within the SLO: only decode candidates passed scoring'
+    """
+    roles = {c.role for c in problem.configs}
+    if Role.AGGREGATED not in roles and not {Role.PREFILL, Role.DECODE} <= roles:
+        missing = " or ".join(r.value for r in (Role.PREFILL, Role.DECODE) if r not in roles)
+        passed = ", ".join(sorted(r.value for r in roles)) or "no"
+        return f"no candidate serves {missing} within the SLO: only {passed} candidates passed scoring"
+    limits = []
+    if problem.inventory:
+        limits.append("the inventory (" + ", ".join(f"{g} <= {n}" for g, n in problem.inventory) + ")")
+    if problem.power_budget_w is not None:
+        limits.append(f"the power budget ({problem.power_budget_w / 1e3:,.1f} kW)")
+    if problem.disaggregation is Disaggregation.ON:
+        limits.append(f"a prefill/decode split with a replica ratio within 1:{problem.max_pd_ratio:g}")
+    limits.append(f"at most {problem.max_configs_per_role} configurations per role")
+    return "no plan satisfies " + " and ".join(limits)
 
 
 def explain(problem: CapacityProblem, plan: CapacityPlan) -> str:

@@ -73,6 +73,23 @@ def test_impossible_slo_gives_no_plan() -> None:
     rep = plan_fleet(default_trace(), req)
     assert not rep.plan.feasible and rep.verification == ()
     assert not rep.scored["feasible"].any() and all(rep.scored["reason"].to_list())
+    # the cause, with numbers, and no limit the user did not set
+    assert any(n.startswith("aggregated: none of ") and "TPOT" in n for n in rep.notes)
+    for text in (rep.plan.note, rep.why, *rep.notes):
+        assert "inventory" not in text and "power" not in text
+
+
+def test_infeasibility_names_the_phase_nobody_serves_not_unset_limits() -> None:
+    """At TPOT 1 ms only prefill candidates pass scoring (they run no decode steps): the plan names the
+    phase nothing serves, not an inventory or power limit that was never set."""
+    cat = load_catalog()
+    req = PlanRequest(model=cat.model("Llama-3.1-8B"), gpus=(cat.gpu("H100-SXM"),), slo=SLO(tpot_s=1e-3),
+                      verify=False, max_num_seqs=(256,), max_batched_tokens=(8192,))
+    rep = plan_fleet(default_trace(), req)
+    assert not rep.plan.feasible
+    assert rep.plan.note == ("no candidate serves decode within the SLO: only prefill candidates passed "
+                             "scoring")
+    assert "inventory" not in rep.why and "power" not in rep.why
 
 
 def test_long_traces_get_longer_windows() -> None:
