@@ -418,14 +418,30 @@ def _status(raw: object) -> str:
     return s if s in SOLVE_STATUSES else ("error" if s in ("model_invalid", "failed") else "unknown")
 
 
-def plan_snapshot(data: dict[str, Any], *, path: Path, mtime_s: float) -> Snapshot:
+def current_window(starts: list[float], span_s: float, *, anchor_s: float, now_s: float) -> int:
+    """The index of the plan window ``now_s`` falls in, the plan's timeline starting at ``anchor_s`` and
+    repeating every ``span_s`` (a day's plan runs day after day).
+
+    >>> current_window([0.0, 300.0, 600.0], 900.0, anchor_s=1000.0, now_s=1000.0 + 950.0)
+    0
+    >>> current_window([0.0, 300.0, 600.0], 900.0, anchor_s=1000.0, now_s=1000.0 + 650.0)
+    2
+    """
+    t = (now_s - anchor_s) % span_s if span_s > 0 else 0.0
+    return max(0, sum(1 for s in starts if s <= t) - 1)
+
+
+def plan_snapshot(data: dict[str, Any], *, path: Path, mtime_s: float,
+                  now_s: float | None = None) -> Snapshot:
     """Series of a ``fleetwise plan --json`` document.
 
-    Per configuration (pool = the configuration key): desired replicas = its peak over the plan's windows
-    (the static fleet to deploy), GPU-seconds and cost. Plan-wide (pool = the model): the windows' peak-
-    minute demand as a ``quantile="1"`` forecast at ``horizon_seconds`` = the window's start, and the
-    predicted SLO attainment of the verified plan. The solver's status and wall time; its timestamp is the
-    file's mtime (the JSON carries no clock).
+    Per configuration (pool = the configuration key): desired replicas = its replicas in the plan's
+    current window (the plan's timeline starts when the file was written and repeats over its span;
+    per-configuration peaks would ask for several windows' fleets at once), or its peak over the windows
+    when the document has no per-window replicas or ``now_s`` is not given; GPU-seconds and cost.
+    Plan-wide (pool = the model): the windows' peak-minute demand as a ``quantile="1"`` forecast at
+    ``horizon_seconds`` = the window's start, and the predicted SLO attainment of the verified plan. The
+    solver's status and wall time; its timestamp is the file's mtime (the JSON carries no clock).
 
     A plan whose own replay missed the SLO (the first ``verification`` row, the presented plan's, has
     ``meets_slo`` false) is not published: the cluster would scale to numbers the planner itself showed
@@ -458,6 +474,13 @@ def plan_snapshot(data: dict[str, Any], *, path: Path, mtime_s: float) -> Snapsh
             raise InputError("configuration without a key", path=str(path), field=f"configs[{i}].key",
                              expected="a string")
         gpu_of[c["key"]] = str(c.get("gpu", ""))
+    now_reps: dict[str, int] | None = None
+    if now_s is not None and windows and all(isinstance(w, dict) and isinstance(w.get("replicas"), dict)
+                                             for w in windows):
+        starts = [_num(w, "start_s", path, f"windows[{i}].") for i, w in enumerate(windows)]
+        span = starts[-1] + _num(windows[-1], "duration_s", path, f"windows[{len(windows) - 1}].")
+        cur = windows[current_window(starts, span, anchor_s=mtime_s, now_s=now_s)]["replicas"]
+        now_reps = {str(k): int(_num(cur, str(k), path, "windows[].replicas.")) for k in cur}
     desired: list[Desired] = []
     gpu_s: list[PoolValue] = []
     cost: list[PoolValue] = []
@@ -467,9 +490,10 @@ def plan_snapshot(data: dict[str, Any], *, path: Path, mtime_s: float) -> Snapsh
             raise InputError("line without a config", path=str(path), field=where + "config",
                              expected="a string")
         key = line["config"]
+        peak = _num(line, "peak_replicas", path, where)
         desired.append(Desired(key, str(line.get("role", "aggregated")), model,
                                str(line.get("gpu", gpu_of.get(key, ""))),
-                               _num(line, "peak_replicas", path, where)))
+                               peak if now_reps is None else float(now_reps.get(key, 0))))
         gpu_s.append(PoolValue(key, _num(line, "gpu_hours", path, where) * 3600.0))
         cost.append(PoolValue(key, _num(line, "cost_usd", path, where)))
     forecasts = []
@@ -571,7 +595,7 @@ def load_results(folder: Path, *, now_s: float) -> Snapshot:
         newest = max(newest, mtime)
         path = folder / name
         data = _read_json(path)
-        snaps.append(plan_snapshot(data, path=path, mtime_s=mtime) if name == PLAN_FILE
+        snaps.append(plan_snapshot(data, path=path, mtime_s=mtime, now_s=now_s) if name == PLAN_FILE
                      else replay_snapshot(data, path=path, mtime_s=mtime))
     snaps.append(Snapshot(staleness_s=(PoolValue("results", max(0.0, now_s - newest)),)))
     return merge(*snaps)
@@ -596,15 +620,19 @@ class ResultsSource:
         self._log = log
         self._lock = threading.Lock()
         self._fp = _fingerprint(folder)
+        self._minute = int(clock() // 60)
         self._base = load_results(folder, now_s=clock())
         self._error = False
 
     def __call__(self) -> Snapshot:
-        """The current snapshot, reloaded first when the files changed."""
+        """The current snapshot, reloaded first when the files changed or a minute turned (a plan's
+        desired replicas follow its current window)."""
         with self._lock:
             fp = _fingerprint(self._folder)
-            if fp != self._fp:
+            minute = int(self._clock() // 60)
+            if fp != self._fp or minute != self._minute:
                 self._fp = fp
+                self._minute = minute
                 try:
                     self._base = load_results(self._folder, now_s=self._clock())
                     self._error = False

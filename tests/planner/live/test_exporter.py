@@ -162,6 +162,38 @@ def test_plan_json_and_reload_on_change(tmp_path: Path) -> None:
     assert logs and "plan.json" in logs[0]
 
 
+def test_desired_replicas_follow_the_plans_current_window(tmp_path: Path) -> None:
+    """A plan whose configurations peak in different windows asks for the current window's fleet, not the
+    sum of the peaks (which would be twice the GPUs the plan pays for)."""
+    a = "H100-SXM tp1 pp1 ep1 seqs512 tok16384 aggregated"
+    b = "A100-80GB-SXM tp1 pp1 ep1 seqs256 tok8192 aggregated"
+    doc = _plan_doc()
+    doc["configs"] = [{"key": a, "gpu": "H100-SXM", "role": "aggregated"},
+                      {"key": b, "gpu": "A100-80GB-SXM", "role": "aggregated"}]
+    doc["cost_breakdown"] = [
+        {"config": a, "role": "aggregated", "gpu": "H100-SXM", "peak_replicas": 4, "gpu_hours": 1.0,
+         "cost_usd": 3.0},
+        {"config": b, "role": "aggregated", "gpu": "A100-80GB-SXM", "peak_replicas": 3, "gpu_hours": 1.0,
+         "cost_usd": 1.8}]
+    doc["windows"] = [{"start_s": 0.0, "duration_s": 300.0, "demand_rps": 4.0, "replicas": {a: 4}},
+                      {"start_s": 300.0, "duration_s": 300.0, "demand_rps": 6.5, "replicas": {b: 3}}]
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(doc))
+    written = path.stat().st_mtime
+    now = [written + 10.0]
+    reg = build_registry(ResultsSource(tmp_path, clock=lambda: now[0]), build_version="t")
+
+    def desired(key: str, gpu: str) -> float | None:
+        return reg.get_sample_value("fleetwise_desired_replicas", {"pool": key, "role": "aggregated",
+                                                                   "model": "Llama-3.1-8B", "gpu": gpu})
+
+    assert (desired(a, "H100-SXM"), desired(b, "A100-80GB-SXM")) == (4.0, 0.0)
+    now[0] = written + 420.0  # the second window, a new minute: reloaded
+    assert (desired(a, "H100-SXM"), desired(b, "A100-80GB-SXM")) == (0.0, 3.0)
+    now[0] = written + 610.0  # the plan repeats over its span
+    assert (desired(a, "H100-SXM"), desired(b, "A100-80GB-SXM")) == (4.0, 0.0)
+
+
 def test_bad_results_raise_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"no plan\.json or summary\.json"):
         load_results(tmp_path, now_s=0.0)
