@@ -192,6 +192,7 @@ class PlanReport:
         corrections: what each extra round changed, in a line each.
         measured_gpus: the planned GPU types whose numbers come from their own measured profile (the
             others' are derived from the reference GPU's).
+        slo: the targets and the percentile they hold at (what was scored and checked).
     """
 
     trace_source: str
@@ -211,6 +212,7 @@ class PlanReport:
     rounds: int = 0
     corrections: tuple[str, ...] = ()
     measured_gpus: tuple[str, ...] = ()
+    slo: SLO = field(default_factory=SLO)
 
     @property
     def recommended(self) -> Verification | None:
@@ -292,18 +294,19 @@ DERATE_RANGE = (0.6, 0.95)
 
 def derate_factor(check: Verification, slo: SLO) -> float:
     """How much of its estimated goodput a configuration keeps after its plan missed the SLO in replay:
-    the inverse square root of the worst replayed-p99-over-target ratio, within :data:`DERATE_RANGE`.
+    the inverse square root of the worst replayed-latency-over-target ratio (at the SLO's percentile),
+    within :data:`DERATE_RANGE`.
 
     Why the square root: latency rises faster than linearly as a replica nears saturation, so cutting
     load by the full ratio would overshoot; the floor keeps one round from discarding a configuration
     whose miss came from one bad window.
 
     >>> from planner.plan.verify import Verification
-    >>> v = Verification("plan", (), 1.0, 1, 100, 1.0, 0.9, 0.5, 0.0226, False, False)
+    >>> v = Verification("plan", (), 1.0, 1, 100, 1.0, 0.9, 0.5, 0.0226, False, False, 0.5, 0.0226)
     >>> round(derate_factor(v, SLO(ttft_s=1.0, tpot_s=0.02)), 3)
     0.941
     """
-    ratio = max(check.replayed_ttft_p99_s / slo.ttft_s, check.replayed_tpot_p99_s / slo.tpot_s, 1.0)
+    ratio = max(check.replayed_ttft_at_slo_s / slo.ttft_s, check.replayed_tpot_at_slo_s / slo.tpot_s, 1.0)
     if not math.isfinite(ratio):
         return DERATE_RANGE[0]
     return float(min(DERATE_RANGE[1], max(DERATE_RANGE[0], ratio ** -0.5)))
@@ -426,8 +429,9 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
                                    f"x{factor:.2f} of their estimated goodput ({again.note})")
                 break
             corrections.append(
-                f"round {rounds + 1}: {', '.join(sorted(missed))} missed in replay (TTFT p99 "
-                f"{first.replayed_ttft_p99_s:.3g} s, TPOT p99 {first.replayed_tpot_p99_s:.3g} s): "
+                f"round {rounds + 1}: {', '.join(sorted(missed))} missed in replay (TTFT "
+                f"{first.replayed_ttft_at_slo_s:.3g} s, TPOT {first.replayed_tpot_at_slo_s:.3g} s at the "
+                f"SLO's p{request.slo.target * 100:g}): "
                 f"goodput x{factor:.2f}, re-solved at ${again.objective_usd or 0.0:,.2f}")
             plan = again
             first = check([plan_variant(plan)])[0]
@@ -452,4 +456,4 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
                       problem=problem, plan=plan,
                       why=explain(problem, plan), verification=checks, score_s=t1 - t0, solve_s=t2 - t1,
                       verify_s=t3 - t2, notes=tuple(notes), rounds=rounds, corrections=tuple(corrections),
-                      measured_gpus=tuple(g.name for g in request.gpus if is_measured(g)))
+                      measured_gpus=tuple(g.name for g in request.gpus if is_measured(g)), slo=request.slo)

@@ -143,3 +143,17 @@ def test_plan_says_which_gpus_numbers_are_measured(capsys: pytest.CaptureFixture
     assert not any("derived" in n for n in doc["notes"])
     assert main(["plan", "--gpus", "MI300X", "--measured-only", "--no-verify"]) == 2
     assert "--measured-only" in capsys.readouterr().err
+
+
+def test_slo_percentile_is_the_statistic_scored_and_checked(long_prompts: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    common = ["plan", "--trace", str(long_prompts), "--model", "Qwen3-32B", "--gpus", "H200-SXM",
+              "--slo-ttft-ms", "1000", "--slo-tpot-ms", "20", "--no-verify", "--json"]
+    docs = {}
+    for q in ("99", "50"):
+        assert main([*common, "--slo-percentile", q]) == 0
+        docs[q] = json.loads(capsys.readouterr().out)
+    assert docs["99"]["slo"]["statistic"] == "p99" and docs["50"]["slo"]["statistic"] == "p50"
+    assert docs["50"]["objective_usd"] <= docs["99"]["objective_usd"]
+    assert main([*common, "--slo-percentile", "100"]) == 2
+    assert "--slo-percentile" in capsys.readouterr().err
