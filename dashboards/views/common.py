@@ -14,6 +14,7 @@ import streamlit as st
 from dashboards import cache, jobs
 from dashboards.scenario import TraceSource
 from dashboards.ui import Inputs
+from planner.perf.precision import LABELS
 from traces.schema import RequestTrace
 
 T = TypeVar("T", bound=Hashable)
@@ -165,7 +166,7 @@ def engine_choice(key: str, gpu: str) -> str:
     return engine
 
 
-PRECISIONS = ("native", "bf16", "fp8", "fp8+kv8", "bf16+kv8")
+PRECISIONS = ("native", *LABELS)
 """One replica's weights and KV dtypes as the replaying pages offer them (:mod:`planner.perf.precision`)."""
 
 

@@ -16,6 +16,9 @@ from traces.errors import InputError
 DTYPES = ("bf16", "fp8")
 """Weight and KV dtypes the step model knows (:data:`planner.perf.model.DTYPE_BYTES`)."""
 
+LABELS = ("bf16", "fp8", "fp8+kv8", "bf16+kv8")
+"""Every precision's label (:attr:`Precision.label`), as the options and selectors list them."""
+
 _BITS = {"bf16": 16, "fp16": 16, "fp8": 8}
 
 
@@ -79,8 +82,7 @@ def parse_precision(text: str) -> Precision:
     t = text.strip().lower()
     weights, _, kv = t.partition("+")
     if kv not in ("", "kv8") or weights not in DTYPES:
-        raise InputError(f"unknown precision {text!r}", field="--precision",
-                         expected="bf16, fp8, fp8+kv8 or bf16+kv8")
+        raise InputError(f"unknown precision {text!r}", field="--precision", expected=", ".join(LABELS))
     return Precision(weights=weights, kv="fp8" if kv == "kv8" else "bf16")
 
 

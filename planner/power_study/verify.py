@@ -235,10 +235,10 @@ def replay_tiers(
     ]
     log: list[tuple[float, int]] = []
     cap: CappingPolicy | None = None
-    tel, act, brake, brake_lat = 1.0, 0.1, None, None
+    tel, act, brake, brake_lat = telemetry_period_s(policy), 0.1, None, None
     if policy is not None:
         cap = _recording(make_polca(policy), log)
-        tel, act, brake = policy.telemetry_period_s, policy.actuation_latency_s, policy.brake_clock_mhz
+        act, brake = policy.actuation_latency_s, policy.brake_clock_mhz
         brake_lat = policy.brake_latency_s
     interval = max(1, round(setup.interval_s / tel)) * tel
     power = PowerConfig(

@@ -211,6 +211,30 @@ def decode_samples(ds: Dataset, levels: list[float]) -> tuple[np.ndarray, np.nda
     )
 
 
+MIN_DECODE_STEPS = 50
+"""Pure-decode steps a fit needs in its fit levels."""
+
+
+def fit_decode_samples(ds: Dataset, what: str) -> tuple[list[float], np.ndarray, np.ndarray, np.ndarray]:
+    """``(fit levels, interval_s, batch, kv_tokens)`` of the pure-decode steps in ``ds``'s fit levels.
+
+    Raises:
+        InputError: fewer than :data:`MIN_DECODE_STEPS` (``what`` names the fit that needed them).
+    """
+    fit, _ = split_levels(ds)
+    dt, b, kv = decode_samples(ds, fit)
+    if dt.size < MIN_DECODE_STEPS:
+        raise InputError(f"too few pure-decode steps to fit {what}", path=str(ds.folder / "steps.parquet"),
+                         expected=f">= {MIN_DECODE_STEPS} steps in the fit levels")
+    return fit, dt, b, kv
+
+
+def decode_misfit(predicted: np.ndarray, measured: np.ndarray) -> float:
+    """Summed absolute log ratio of predicted to measured decode intervals (robust to the prompt chunks
+    that land in some of them): what the fp8 and MoE grids minimise."""
+    return float(np.sum(np.abs(np.log(predicted / measured))))
+
+
 DECODE_NOISE_S = 2.5e-4
 """Scale of ordinary step-to-step jitter in a decode interval; larger residuals count linearly."""
 
@@ -467,15 +491,8 @@ def fit_engine_profile(
     if gemm_path.is_file():
         gemm = fit_gemm_at_max_clock(gemm_path, gpu, cal.gemm_bf16)
         cal = replace(cal, gemm_bf16=gemm)
-    fit, _ = split_levels(ds)
     base = bare_perf(model, gpu, cal, ds)
-    dt, b, kv = decode_samples(ds, fit)
-    if dt.size < 50:
-        raise InputError(
-            "too few pure-decode steps to fit the engine's per-step time",
-            path=str(ds.folder / "steps.parquet"),
-            expected=">= 50 steps in the fit levels",
-        )
+    fit, dt, b, kv = fit_decode_samples(ds, "the engine's per-step time")
     y = dt - base.step_time_s(0.0, 0.0, b, kv)
     step_s, per_seq_s = robust_affine(b, y)
     resid = y - (step_s + per_seq_s * b)
@@ -508,9 +525,8 @@ def fit_engine_profile(
                 best = (float(loss), float(d), float(k))
     delay, delay_steps = best[1], best[2]
     gemm8, slowdown, fp8_fit = None, 1.0, None
-    gemm8_path = profile_dir() / ds.gpu_key / "gemm.parquet"
-    if gemm8_path.is_file() and gpu.has_fp8:
-        gemm8 = fit_gemm_at_max_clock(gemm8_path, gpu, cal.gemm_fp8, dtype="fp8")
+    if gemm_path.is_file() and gpu.has_fp8:
+        gemm8 = fit_gemm_at_max_clock(gemm_path, gpu, cal.gemm_fp8, dtype="fp8")
         if fp8 is not None:
             fcal = replace(prof_cal, gemm_fp8=gemm8)
             quant_s, slowdown, fp8_fit = fit_fp8(fp8, fp8_model or model, gpu, fcal)
@@ -581,20 +597,14 @@ def fit_fp8(
     Raises:
         InputError: too few pure-decode steps.
     """
-    fit, _ = split_levels(ds)
-    dt, b, kv = decode_samples(ds, fit)
-    if dt.size < 50:
-        raise InputError("too few pure-decode steps to fit the fp8 terms",
-                         path=str(ds.folder / "steps.parquet"),
-                         expected=">= 50 steps in the fit levels")
+    fit, dt, b, kv = fit_decode_samples(ds, "the fp8 terms")
     slowdowns = FP8_KV_SLOWDOWNS if ds.precisions[1] == "fp8" else (1.0,)
     best = (math.inf, 0.0, 1.0)
     for q in FP8_QUANT_GRID_S:
         for f in slowdowns:
             c = replace(cal, gemm_fp8=replace(cal.gemm_fp8, launch_s=cal.gemm_fp8.launch_s + float(q)),
                         kv_fp8_attn_slowdown=float(f))
-            pred = ds.perf(model, gpu, c).step_time_s(0.0, 0.0, b, kv)
-            loss = float(np.sum(np.abs(np.log(pred / dt))))
+            loss = decode_misfit(ds.perf(model, gpu, c).step_time_s(0.0, 0.0, b, kv), dt)
             if loss < best[0]:
                 best = (loss, float(q), float(f))
     record = {"folder": ds.folder.as_posix().split("planner/")[-1], "model": ds.model_name,
@@ -628,16 +638,11 @@ def fit_moe(
     Raises:
         InputError: too few pure-decode steps.
     """
-    fit, _ = split_levels(ds)
-    dt, b, kv = decode_samples(ds, fit)
-    if dt.size < 50:
-        raise InputError("too few pure-decode steps to fit the MoE terms",
-                         path=str(ds.folder / "steps.parquet"),
-                         expected=">= 50 steps in the fit levels")
+    fit, dt, b, kv = fit_decode_samples(ds, "the MoE terms")
     best = (math.inf, 0.0)
     for q in MOE_LAUNCH_GRID_S:
         pred = ds.perf(model, gpu, replace(cal, moe_launch_s=float(q))).step_time_s(0.0, 0.0, b, kv)
-        loss = float(np.sum(np.abs(np.log(pred / dt))))
+        loss = decode_misfit(pred, dt)
         if loss < best[0]:
             best = (loss, float(q))
     launch_s = best[1]
