@@ -361,6 +361,63 @@ def _prefer_native(
     return problem, plan
 
 
+def _closed_loop(
+    trace: RequestTrace, request: PlanRequest, problem: CapacityProblem, plan: CapacityPlan,
+    windows: tuple[Window, ...], mix: LengthMix, replay_map: MapFn,
+) -> tuple[CapacityProblem, CapacityPlan, tuple[Verification, ...], int, list[str]]:
+    """Replay the plan; where it misses, derate what the estimate got wrong and re-solve, up to
+    ``request.max_rounds``; then replay the alternatives and present the cheapest that passed if the
+    solver's plan never did. Returns ``(problem, plan, checks (presented plan first), rounds,
+    corrections)``."""
+    corrections: list[str] = []
+
+    def check(variants: list[Variant]) -> list[Verification]:
+        return verify(trace, variants, model=request.model, gpus={g.name: g for g in request.gpus},
+                      windows=windows, mix=mix, slo=request.slo, max_windows=request.verify_windows,
+                      seed=request.seed, map_fn=replay_map, expert_imbalance=request.expert_imbalance,
+                      engine=request.engine)
+
+    first = check([plan_variant(plan)])[0]
+    rounds = 1
+    # the closed loop: where the replay misses, derate what the estimate got wrong and re-solve
+    while not first.meets_slo and rounds < request.max_rounds:
+        # at least one more replica where a missed configuration served: a milder cut could leave
+        # the integer plan as it was, and the round would replay the same miss
+        most = max((n for w in range(len(windows)) for n in plan.replicas(w).values()), default=1)
+        factor = min(derate_factor(first, request.slo), most / (most + 1) * 0.999)
+        missed = {c.key for c in plan.configs}
+        problem = replace(problem, configs=tuple(
+            replace(c, goodput_rps=c.goodput_rps * factor) if c.key in missed else c
+            for c in problem.configs))
+        again = solve(problem, params=request.params)
+        if not again.feasible:
+            corrections.append(f"round {rounds + 1}: no plan once {', '.join(sorted(missed))} carry "
+                               f"x{factor:.2f} of their estimated goodput ({again.note})")
+            break
+        corrections.append(
+            f"round {rounds + 1}: {', '.join(sorted(missed))} missed in replay (TTFT "
+            f"{first.replayed_ttft_at_slo_s:.3g} s, TPOT {first.replayed_tpot_at_slo_s:.3g} s at the "
+            f"SLO's p{request.slo.target * 100:g}): "
+            f"goodput x{factor:.2f}, re-solved at ${again.objective_usd or 0.0:,.2f}")
+        plan = again
+        first = check([plan_variant(plan)])[0]
+        rounds += 1
+    alternatives = single_variants(problem.configs, windows, exclude=[c.key for c in plan.configs],
+                                   count=request.alternatives)
+    alt_checks = check(alternatives) if alternatives else []
+    passing = [(v, a) for v, a in zip(alt_checks, alternatives, strict=True) if v.meets_slo]
+    if not first.meets_slo and passing:
+        # the presented plan is always a verified one: the cheapest alternative that held up
+        v, alt = min(passing, key=lambda p: p[0].cost_usd)
+        corrections.append(f"the solver's plan still missed after {rounds} round(s); presenting "
+                           f"{v.label} ({', '.join(v.configs)}), the cheapest variant that passed")
+        failed = first
+        plan = variant_plan(alt, plan)
+        first = v
+        alt_checks = [failed, *(x for x in alt_checks if x is not v)]
+    return problem, plan, (first, *alt_checks), rounds, corrections
+
+
 def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap = score_local,
                replay_map: MapFn = map_local) -> PlanReport:
     """Size a fleet for ``trace`` (see the module docstring).
@@ -395,61 +452,17 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
     problem, plan = _prefer_native(scored, windows, request, problem, plan, notes)
     if not plan.feasible:
         notes.extend(role_reasons(scored))
-    for c in plan.configs:
-        quality = Precision(c.weight_dtype, c.kv_dtype).quality_note(request.model)
-        if quality:
-            notes.append(f"{c.key}: {quality}")
     t2 = time.perf_counter()
     checks: tuple[Verification, ...] = ()
     rounds = 0
     corrections: list[str] = []
     if request.verify and plan.feasible:
-
-        def check(variants: list[Variant]) -> list[Verification]:
-            return verify(trace, variants, model=request.model, gpus={g.name: g for g in request.gpus},
-                          windows=windows, mix=mix, slo=request.slo, max_windows=request.verify_windows,
-                          seed=request.seed, map_fn=replay_map, expert_imbalance=request.expert_imbalance,
-                          engine=request.engine)
-
-        first = check([plan_variant(plan)])[0]
-        rounds = 1
-        # the closed loop: where the replay misses, derate what the estimate got wrong and re-solve
-        while not first.meets_slo and rounds < request.max_rounds:
-            # at least one more replica where a missed configuration served: a milder cut could leave
-            # the integer plan as it was, and the round would replay the same miss
-            most = max((n for w in range(len(windows)) for n in plan.replicas(w).values()), default=1)
-            factor = min(derate_factor(first, request.slo), most / (most + 1) * 0.999)
-            missed = {c.key for c in plan.configs}
-            problem = replace(problem, configs=tuple(
-                replace(c, goodput_rps=c.goodput_rps * factor) if c.key in missed else c
-                for c in problem.configs))
-            again = solve(problem, params=request.params)
-            if not again.feasible:
-                corrections.append(f"round {rounds + 1}: no plan once {', '.join(sorted(missed))} carry "
-                                   f"x{factor:.2f} of their estimated goodput ({again.note})")
-                break
-            corrections.append(
-                f"round {rounds + 1}: {', '.join(sorted(missed))} missed in replay (TTFT "
-                f"{first.replayed_ttft_at_slo_s:.3g} s, TPOT {first.replayed_tpot_at_slo_s:.3g} s at the "
-                f"SLO's p{request.slo.target * 100:g}): "
-                f"goodput x{factor:.2f}, re-solved at ${again.objective_usd or 0.0:,.2f}")
-            plan = again
-            first = check([plan_variant(plan)])[0]
-            rounds += 1
-        alternatives = single_variants(problem.configs, windows, exclude=[c.key for c in plan.configs],
-                                       count=request.alternatives)
-        alt_checks = check(alternatives) if alternatives else []
-        passing = [(v, a) for v, a in zip(alt_checks, alternatives, strict=True) if v.meets_slo]
-        if not first.meets_slo and passing:
-            # the presented plan is always a verified one: the cheapest alternative that held up
-            v, alt = min(passing, key=lambda p: p[0].cost_usd)
-            corrections.append(f"the solver's plan still missed after {rounds} round(s); presenting "
-                               f"{v.label} ({', '.join(v.configs)}), the cheapest variant that passed")
-            failed = first
-            plan = variant_plan(alt, plan)
-            first = v
-            alt_checks = [failed, *(x for x in alt_checks if x is not v)]
-        checks = (first, *alt_checks)
+        problem, plan, checks, rounds, corrections = _closed_loop(
+            trace, request, problem, plan, windows, mix, replay_map)
+    for c in plan.configs:  # what the presented plan's precision does to the model's outputs
+        quality = Precision(c.weight_dtype, c.kv_dtype).quality_note(request.model)
+        if quality:
+            notes.append(f"{c.key}: {quality}")
     t3 = time.perf_counter()
     return PlanReport(trace_source=trace.meta.source, requests=trace.num_requests,
                       duration_s=trace.duration_s, window_s=window_s, mix=mix, scored=scored,
