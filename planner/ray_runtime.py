@@ -29,6 +29,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +53,40 @@ MAX_RESUBMITS = 2
 PROBE_TIMEOUT_S = 5.0
 """How long to wait for a TCP connection to a cluster address before calling it unreachable (Ray itself
 would keep retrying for minutes)."""
+
+
+RAY_THREAD_PREFIX = "ray_"
+"""How the threads Ray starts in a driver are named (``ray_listen_error_messages``, ``ray_print_logs``)."""
+
+
+class RayNoticesToStderr:
+    """``sys.stdout`` while Ray runs in this process: what Ray's own driver threads write goes to stderr.
+
+    Why: Ray's driver prints cluster notices ("a worker died", "node lost") on stdout from its
+    error-listener thread, even with log forwarding off, and at any moment, before or inside the results
+    a command prints there (``--json`` must parse). Everything else still goes to the wrapped stream.
+    """
+
+    def __init__(self, out: Any) -> None:
+        self.wrapped = out
+
+    def write(self, text: str) -> int:
+        if threading.current_thread().name.startswith(RAY_THREAD_PREFIX):
+            return int(sys.stderr.write(text))
+        return int(self.wrapped.write(text))
+
+    def flush(self) -> None:
+        self.wrapped.flush()
+        if threading.current_thread().name.startswith(RAY_THREAD_PREFIX):
+            sys.stderr.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+
+def _route_ray_notices_to_stderr() -> None:
+    if not isinstance(sys.stdout, RayNoticesToStderr):
+        sys.stdout = RayNoticesToStderr(sys.stdout)  # type: ignore[assignment]
 
 
 class AddressKind(StrEnum):
@@ -172,6 +207,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None,
     import ray
 
     target = parse_ray_address(address, environ=os.environ if environ is None else environ)
+    _route_ray_notices_to_stderr()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     if target.kind is AddressKind.LOCAL:
