@@ -222,6 +222,8 @@ class PlanSpec:
         verify: replay the plan and its alternatives.
         seed: solver and replay seed.
         engine: engine profile for scoring and verification (``bare`` or ``vllm``).
+        replica_start_s: seconds each replica a window adds costs (None: from the model's size).
+        min_dwell_windows: windows a started replica runs at least.
     """
 
     model: str
@@ -238,6 +240,8 @@ class PlanSpec:
     engine: str = DEFAULT_ENGINE
     precision: str = "native"
     """``native``, ``all`` or labels (:func:`planner.perf.precision.parse_precisions`)."""
+    replica_start_s: float | None = None
+    min_dwell_windows: int = 1
 
     def __post_init__(self) -> None:
         if not self.gpus:
@@ -311,6 +315,8 @@ def run_plan(trace: RequestTrace, spec: PlanSpec) -> PlanReport:
         seed=spec.seed,
         engine=spec.engine,
         precisions=parse_precisions(spec.precision, cat.model(spec.model)),
+        start_s=spec.replica_start_s,
+        min_dwell_windows=spec.min_dwell_windows,
     )
     return plan_fleet(trace, request)
 

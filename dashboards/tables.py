@@ -115,6 +115,7 @@ def plan_table(report: PlanReport) -> pl.DataFrame:
                 "peak replicas": str(line.peak_replicas),
                 "mean replicas": f"{line.mean_replicas:,.2f}",
                 "GPU-hours": f"{line.gpu_hours:,.2f}",
+                "starts": str(line.starts),
                 "$/GPU-hour": f"{line.price_per_gpu_hour:,.2f}",
                 "cost $": f"{line.cost_usd:,.2f}",
             }
@@ -129,6 +130,7 @@ def plan_table(report: PlanReport) -> pl.DataFrame:
                 "peak replicas",
                 "mean replicas",
                 "GPU-hours",
+                "starts",
                 "$/GPU-hour",
                 "cost $",
             )

@@ -44,6 +44,14 @@ def render(inputs: Inputs) -> None:
         format_func=lambda s: f"{s / 60:g} min",
     )
     engine = engine_choice("plan_engine", gpus[0] if gpus else names[0])
+    s1, s2 = st.columns(2)
+    start_s = s1.number_input(
+        "Replica start cost, s (blank: from the model's size)", min_value=0.0, value=None, step=30.0,
+        key="plan_start_s",
+        help="Seconds of its GPUs' time each replica a window adds costs (its cold start). Blank: from the "
+        "model's weight bytes on Ray Serve LLM's from-zero start times; 0: switching is free.")
+    dwell = s2.number_input("Minimum dwell, windows", min_value=1, value=1, step=1, key="plan_dwell",
+                            help="A started replica runs at least this many windows.")
     precision = st.radio(
         "Precisions", ("native", "all"), horizontal=True, key="plan_precision",
         help="native: the model's published weights with a bf16 KV cache; all: also fp8 weights and an fp8 "
@@ -66,6 +74,8 @@ def render(inputs: Inputs) -> None:
         seed=inputs.seed,
         engine=str(engine),
         precision=str(precision),
+        replica_start_s=None if start_s is None else float(start_s),
+        min_dwell_windows=int(dwell),
     )
     clicked = st.button("Run plan", type="primary", key="plan_run", icon=":material/play_arrow:")
     last = remember_run("plan_request", (src, inputs.load_factor, inputs.seed, spec), clicked)

@@ -15,6 +15,7 @@ from planner.catalog import load_catalog
 from planner.cli.console import Col, fitted_table, table_console
 from planner.cli.engine_option import EngineOpt
 from planner.cli.scenario_config import ConfigOpt
+from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
 from planner.cli.trace_span import DurationOpt, StartOpt
 from planner.perf.engine_profile import DEFAULT_ENGINE
 from planner.perf.precision import Precision, parse_precisions
@@ -115,10 +116,10 @@ def _render(report: PlanReport, model: str, console: Console) -> None:
         + (f"${plan.greedy_usd:,.2f}" if plan.greedy_usd is not None else "found nothing"))
     cols = (Col("configuration", left=True, keep=9, wrap=True), Col("role", left=True, keep=5),
             Col("GPUs/replica", keep=3), Col("peak replicas", keep=7), Col("mean replicas", keep=4),
-            Col("GPU-hours", keep=6), Col("$/GPU-hour", keep=2), Col("cost $", keep=8))
+            Col("GPU-hours", keep=6), Col("starts", keep=3), Col("$/GPU-hour", keep=2), Col("cost $", keep=8))
     rows = [(line.config, line.role, str(line.gpus_per_replica), str(line.peak_replicas),
-             f"{line.mean_replicas:.2f}", f"{line.gpu_hours:.2f}", f"{line.price_per_gpu_hour:.2f}",
-             f"{line.cost_usd:.2f}") for line in report.cost_breakdown()]
+             f"{line.mean_replicas:.2f}", f"{line.gpu_hours:.2f}", str(line.starts),
+             f"{line.price_per_gpu_hour:.2f}", f"{line.cost_usd:.2f}") for line in report.cost_breakdown()]
     kind = "disaggregated" if plan.disaggregated else "aggregated"
     table = fitted_table(console, f"plan for {model} ({kind})", cols, rows)
     console.print(table)
@@ -213,6 +214,8 @@ def register(app: typer.Typer) -> None:
         window_s: Annotated[float, typer.Option(
             help="planning window, s (replicas may change per window)")] = 300.0,
         max_configs: Annotated[int, typer.Option(help="distinct configurations per role")] = 2,
+        replica_start_s: ReplicaStartOpt = None,
+        min_dwell_windows: DwellOpt = 1,
         time_limit_s: Annotated[float, typer.Option(
             help="CP-SAT time limit, s")] = SolveParams.max_time_in_seconds,
         seed: Annotated[int, typer.Option(help="CP-SAT and replay seed")] = 0,
@@ -279,7 +282,8 @@ def register(app: typer.Typer) -> None:
             power_budget_w=None if power_budget_kw is None else power_budget_kw * 1000.0,
             disaggregation=disaggregate, max_configs_per_role=max_configs, power_basis=power_basis,
             params=SolveParams(max_time_in_seconds=time_limit_s, random_seed=seed), verify=verify, seed=seed,
-            expert_imbalance=expert_imbalance, engine=engine, precisions=parse_precisions(precision, spec))
+            expert_imbalance=expert_imbalance, engine=engine, precisions=parse_precisions(precision, spec),
+            start_s=replica_start_s, min_dwell_windows=min_dwell_windows)
         from traces.default import load_trace_arg
 
         tr = load_trace_arg(trace, format=fmt, start_s=start_s, duration_s=duration_s)

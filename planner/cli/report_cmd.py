@@ -16,6 +16,7 @@ from rich.console import Console
 
 from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
+from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
 from planner.perf.engine_profile import DEFAULT_ENGINE
 from planner.sim import RouterName
 from traces.atomic import write_text_atomic
@@ -64,6 +65,8 @@ def report(
     precision: Annotated[str, typer.Option(
         help="with a plan: native, all or labels (fleetwise plan --precision); with --gpu: native or one "
              "label such as fp8")] = "native",
+    replica_start_s: ReplicaStartOpt = None,
+    min_dwell_windows: DwellOpt = 1,
 ) -> int:
     """Build the report and write it to ``out``."""
     from dashboards import report as rp
@@ -91,7 +94,8 @@ def report(
         with console.status("scoring candidates, solving, verifying by replay..."):
             plan = sc.run_plan(
                 tr, sc.PlanSpec(model=model, gpus=names, ttft_p99_s=ttft_s, tpot_p99_s=tpot_s, seed=seed,
-                                engine=engine, precision=precision)
+                                engine=engine, precision=precision, replica_start_s=replica_start_s,
+                                min_dwell_windows=min_dwell_windows)
             )
         sections.append(rp.plan_section(plan, model=model))
         fleet = sc.planned_fleet(plan)

@@ -25,6 +25,7 @@ import polars as pl
 from planner.catalog import GPUSpec, ModelSpec
 from planner.perf.calibration import REFERENCE_GPU, is_measured
 from planner.perf.engine_profile import DEFAULT_ENGINE, ENGINES, engine_perf_inputs
+from planner.perf.model import DTYPE_BYTES
 from planner.perf.precision import Precision, native
 from planner.plan.verify import (
     MapFn,
@@ -35,11 +36,13 @@ from planner.plan.verify import (
     single_variants,
     verify,
 )
+from planner.sim.coldstart import replica_start_s
 from solvers.capacity import (
     SLO,
     Allocation,
     CapacityPlan,
     CapacityProblem,
+    Config,
     Disaggregation,
     LengthMix,
     PowerBasis,
@@ -53,6 +56,7 @@ from solvers.capacity import (
     score_gpu,
     select_configs,
     solve,
+    started,
 )
 from traces.errors import InputError
 from traces.schema import RequestTrace
@@ -98,6 +102,9 @@ class PlanRequest:
             (the plan's step imbalance); 1.0 is a perfect balance.
         precisions: weight and KV dtypes the candidates may use; empty: the model's native precision
             (:func:`planner.perf.precision.native`).
+        start_s: seconds of its GPUs' time each replica a window adds costs (its cold start); None: from
+            the bytes of weights a replica of the configuration loads (:func:`replica_start_s`); 0: free.
+        min_dwell_windows: windows a started replica runs at least (1: no minimum).
     """
 
     model: ModelSpec
@@ -124,6 +131,8 @@ class PlanRequest:
     expert_imbalance: float = 1.0
     engine: str = DEFAULT_ENGINE
     precisions: tuple[Precision, ...] = ()
+    start_s: float | None = None
+    min_dwell_windows: int = 1
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -135,11 +144,22 @@ class PlanRequest:
             raise InputError("no GPU types to plan on", field="gpus", expected="at least one catalog GPU")
         if self.max_windows < 1:
             raise InputError("max_windows must be >= 1", field="max_windows", expected="an integer >= 1")
+        if self.start_s is not None and not (math.isfinite(self.start_s) and self.start_s >= 0):
+            raise InputError(f"replica start {self.start_s}", field="start_s", expected="seconds >= 0")
+        if self.min_dwell_windows < 1:
+            raise InputError(f"minimum dwell {self.min_dwell_windows}", field="min_dwell_windows",
+                             expected="an integer >= 1")
         known = {g.name for g in self.gpus}
         for name, _n in self.inventory:
             if name not in known:
                 raise InputError(f"inventory names GPU {name!r}, which is not among those planned",
                                  field="inventory", expected=f"one of {', '.join(sorted(known))}")
+
+    def start_of(self, c: Config) -> float:
+        """Seconds a new replica of ``c`` is paid for before it serves (see ``start_s``)."""
+        if self.start_s is not None:
+            return self.start_s
+        return replica_start_s(self.model.weight_bytes(DTYPE_BYTES[c.weight_dtype]))
 
     @property
     def scoring(self) -> ScoringOptions:
@@ -166,6 +186,10 @@ class CostLine:
     gpu_hours: float
     price_per_gpu_hour: float
     cost_usd: float
+    starts: int = 0
+    """Replicas started over the plan's cycle of windows."""
+    start_gpu_hours: float = 0.0
+    """GPU-hours those starts hold GPUs before serving (in ``cost_usd``, not in ``gpu_hours``)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -247,11 +271,14 @@ class PlanReport:
             hours = [w.duration_s / 3600.0 for w in wins]
             gpu_h = sum(n * c.gpus * h for n, h in zip(reps, hours, strict=True))
             total_h = sum(hours)
+            n_starts = sum(started(reps)) if len(reps) > 1 else 0
+            start_h = n_starts * c.gpus * c.start_s / 3600.0
             out.append(CostLine(config=c.key, role=c.role.value, gpu=c.gpu, gpus_per_replica=c.gpus,
                                 peak_replicas=max(reps), mean_replicas=sum(
                                     n * h for n, h in zip(reps, hours, strict=True)) / total_h,
                                 gpu_hours=gpu_h, price_per_gpu_hour=c.price_per_gpu_hour,
-                                cost_usd=gpu_h * c.price_per_gpu_hour))
+                                cost_usd=(gpu_h + start_h) * c.price_per_gpu_hour, starts=n_starts,
+                                start_gpu_hours=start_h))
         return out
 
 
@@ -268,12 +295,27 @@ def window_length(duration_s: float, window_s: float, max_windows: int) -> float
     return math.ceil(duration_s / max_windows / 60.0) * 60.0
 
 
+def start_note(configs: Sequence[Config], request: PlanRequest) -> str:
+    """What a replica added between windows costs in the plan, and where the figure comes from."""
+    starts = ", ".join(sorted({f"{c.start_s:.0f} s" + (f" ({c.weight_dtype})" if len(configs) > 1 else "")
+                               for c in configs}))
+    source = ("--replica-start-s" if request.start_s is not None
+              else f"{request.model.name}'s weight bytes on Ray Serve LLM's from-zero start times")
+    dwell = (f"; a started replica runs at least {request.min_dwell_windows} windows"
+             if request.min_dwell_windows > 1 else "")
+    return (f"each replica a window adds costs {starts} of its GPUs' time before it serves (from {source})"
+            f"{dwell}; windows repeat as a cycle")
+
+
 def build_problem(scored: pl.DataFrame, windows: tuple[Window, ...], request: PlanRequest) -> CapacityProblem:
     """The solver's input from the scored table and the demand windows."""
+    configs = tuple(replace(c, start_s=request.start_of(c))
+                    for c in select_configs(scored, per_group=request.per_group))
     return CapacityProblem(
-        configs=select_configs(scored, per_group=request.per_group), windows=windows,
+        configs=configs, windows=windows,
         inventory=request.inventory, power_budget_w=request.power_budget_w,
-        disaggregation=request.disaggregation, max_configs_per_role=request.max_configs_per_role)
+        disaggregation=request.disaggregation, max_configs_per_role=request.max_configs_per_role,
+        min_dwell_windows=request.min_dwell_windows)
 
 
 def variant_plan(variant: Variant, solved: CapacityPlan) -> CapacityPlan:
@@ -463,6 +505,8 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
         quality = Precision(c.weight_dtype, c.kv_dtype).quality_note(request.model)
         if quality:
             notes.append(f"{c.key}: {quality}")
+    if len(windows) > 1 and plan.configs:
+        notes.append(start_note(plan.configs, request))
     t3 = time.perf_counter()
     return PlanReport(trace_source=trace.meta.source, requests=trace.num_requests,
                       duration_s=trace.duration_s, window_s=window_s, mix=mix, scored=scored,

@@ -25,7 +25,7 @@ from planner.perf.api import Parallelism
 from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
 from planner.perf.model import RooflinePerf, build_replica_perf
 from planner.sim import EngineConfig, SimConfig, SLOTarget, replay
-from solvers.capacity import SLO, CapacityPlan, Config, LengthMix, Role, Window, predict
+from solvers.capacity import SLO, CapacityPlan, Config, LengthMix, Role, Window, predict, started
 from traces.schema import RequestTrace
 
 FloatArray = NDArray[np.float64]
@@ -135,15 +135,18 @@ def plan_variant(plan: CapacityPlan) -> Variant:
 
 def single_variants(configs: Sequence[Config], windows: Sequence[Window], *, exclude: Sequence[str],
                     count: int) -> list[Variant]:
-    """The next-best aggregated configurations alone, each sized per window by ``ceil(D / goodput)``."""
+    """The next-best aggregated configurations alone, each sized per window by ``ceil(D / goodput)``; the
+    cost counts the replicas started between windows as the solver does."""
     agg = sorted((c for c in configs if c.role is Role.AGGREGATED and c.key not in exclude),
                  key=lambda c: c.cost_per_goodput)
     out = []
     for k, c in enumerate(agg[:count]):
         reps = tuple(((c.key, int(np.ceil(w.demand_rps / c.goodput_rps - 1e-9))),) if w.demand_rps > 0 else ()
                      for w in windows)
-        cost = sum(n * c.price_per_hour * w.duration_s / 3600.0 for r, w in zip(reps, windows, strict=True)
-                   for _k, n in r)
+        counts = [sum(n for _k, n in r) for r in reps]
+        starts = sum(started(counts)) if len(counts) > 1 else 0
+        cost = sum(n * c.price_per_hour * w.duration_s / 3600.0 for n, w in zip(counts, windows, strict=True))
+        cost += starts * c.price_per_hour * c.start_s / 3600.0
         out.append(Variant(label=f"alt-{k + 1}", configs=(c,), replicas=reps, cost_usd=cost))
     return out
 

@@ -208,6 +208,34 @@ LOGNORMAL_COLD_START = ColdStartDistribution(
 """The older single lognormal fitted on the same data (an option, ``--cold-start lognormal``): it misplaces
 the median, 13.4 s against the data's 22.7 s, because the data are bimodal."""
 
+FROM_ZERO_S: tuple[tuple[float, float], ...] = ((16.06e9, 104.2), (141.2e9, 359.6), (470.0e9, 994.7))
+"""``(weight bytes, seconds)``: an LLM replica from zero to its first token, without start-up optimisations,
+for Llama-3-8B TP1, Llama-3-70B TP4 and Qwen3-235B-A22B TP8 in bf16 on 8 x H100 (Ray Serve LLM docs,
+algorithms-and-numbers.md B9): model load, torch.compile and CUDA graphs. Nearly linear in the
+bytes loaded, about 2 s per GB above a fixed 70 s."""
+
+
+def replica_start_s(weight_bytes: float) -> float:
+    """Seconds from asking for a replica to its serving, by the bytes of weights it loads: piecewise linear
+    through :data:`FROM_ZERO_S`, extended along its end segments (never below a tenth of the smallest).
+
+    Why weights alone: in the published figures the load and compile times grow with the model while the
+    rest is fixed; the planner charges each replica it adds this much of its GPUs' time.
+
+    >>> round(replica_start_s(16.06e9)), round(replica_start_s(70e9)), round(replica_start_s(940e9))
+    (104, 214, 1903)
+    """
+    xs = [float(x) for x, _y in FROM_ZERO_S]
+    ys = [float(y) for _x, y in FROM_ZERO_S]
+    if weight_bytes <= xs[0]:
+        slope = (ys[1] - ys[0]) / (xs[1] - xs[0])
+        return max(ys[0] / 10, ys[0] - slope * (xs[0] - weight_bytes))
+    if weight_bytes >= xs[-1]:
+        slope = (ys[-1] - ys[-2]) / (xs[-1] - xs[-2])
+        return ys[-1] + slope * (weight_bytes - xs[-1])
+    return float(np.interp(weight_bytes, xs, ys))
+
+
 class ColdStartShape(StrEnum):
     """Which distribution a run draws cold starts from (CLI ``--cold-start``)."""
 

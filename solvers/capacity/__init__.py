@@ -24,6 +24,7 @@ from solvers.capacity.problem import (
     Role,
     SolveParams,
     Window,
+    started,
 )
 from solvers.capacity.scoring import (
     SCORE_SCHEMA,
@@ -70,4 +71,5 @@ __all__ = [
     "score_gpu",
     "select_configs",
     "solve",
+    "started",
 ]

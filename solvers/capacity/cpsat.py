@@ -7,14 +7,16 @@ Notation:
   within the SLO), power per replica ``p_c`` and price per replica-hour ``π_c``;
 - windows ``w`` of ``h_w`` hours and demand ``D_w`` req/s;
 - inventory ``I_t`` GPUs of type ``t``, power budget ``P`` watts, at most ``K`` configurations per role,
-  P/D replica ratio within ``[1/R, R]``.
+  P/D replica ratio within ``[1/R, R]``;
+- start cost ``σ_c = π_c · start_s / 3600`` per replica started, minimum dwell ``M`` windows; windows form
+  a cycle (``w-1`` of the first window is the last).
 
-Variables: ``x[c,w] ∈ ℤ≥0`` replicas; ``u[c] ∈ {0,1}`` configuration deployed; ``y ∈ {0,1}`` the plan is
-disaggregated.
+Variables: ``x[c,w] ∈ ℤ≥0`` replicas; ``s[c,w] ∈ ℤ≥0`` replicas started; ``u[c] ∈ {0,1}`` configuration
+deployed; ``y ∈ {0,1}`` the plan is disaggregated.
 
 Objective::
 
-    min  Σ_w h_w Σ_c π_c x[c,w]
+    min  Σ_w h_w Σ_c π_c x[c,w]  +  Σ_w Σ_c σ_c s[c,w]
 
 Constraints::
 
@@ -26,6 +28,8 @@ Constraints::
     Σ_{c: r(c)=r} u[c] ≤ K                        ∀r   few deployments to operate
     u[c] ≤ y (c ∈ P∪D),  u[c] ≤ 1 - y (c ∈ A)          a plan is aggregated or disaggregated
     Σ_P x[c,w] ≤ R Σ_D x[c,w],  Σ_D x ≤ R Σ_P x    ∀w   P/D ratio (xPyD deployable)
+    s[c,w] ≥ x[c,w] - x[c,w-1]                     ∀c,w replicas started (paid while they load)
+    x[c,w] ≥ Σ_{k<M} s[c,w-k]                      ∀c,w a started replica runs M windows at least
 
 An aggregated replica serves both phases of its requests, so it counts in both coverage rows; with
 ``y`` fixed to 0 the two rows coincide.
@@ -109,6 +113,9 @@ def solve_model(problem: CapacityProblem, units: Units, *, params: SolveParams,
     x = {(i, w): model.new_int_var(0, ub[i], f"x[{i},{w}]") for i in range(nc) for w in range(nw)}
     u = [model.new_bool_var(f"u[{i}]") for i in range(nc)]
     y = model.new_bool_var("disaggregated")
+    # starts matter when they cost something or must dwell; a single window starts nothing (a cycle of one)
+    churn = [i for i in range(nc) if nw > 1 and (units.start_cost[i] > 0 or problem.min_dwell_windows > 1)]
+    s = {(i, w): model.new_int_var(0, ub[i], f"s[{i},{w}]") for i in churn for w in range(nw)}
 
     # --- Constraints
     for w in range(nw):
@@ -137,6 +144,14 @@ def solve_model(problem: CapacityProblem, units: Units, *, params: SolveParams,
     for i in range(nc):
         for w in range(nw):
             model.add(x[i, w] <= ub[i] * u[i])
+    # Replicas started: what a window adds over the one before it (the first window follows the last).
+    dwell = min(problem.min_dwell_windows, nw)
+    for i in churn:
+        for w in range(nw):
+            model.add(s[i, w] >= x[i, w] - x[i, (w - 1) % nw])
+            # Minimum dwell: the replicas started in the last M windows are all still running.
+            if dwell > 1:
+                model.add(x[i, w] >= sum(s[i, (w - k) % nw] for k in range(dwell)))
     # Few deployments to operate: at most K configurations per role.
     for role in Role:
         if roles[role]:
@@ -161,14 +176,17 @@ def solve_model(problem: CapacityProblem, units: Units, *, params: SolveParams,
         model.add(cw == sum(units.window_cost[i][w] * x[i, w] for i in range(nc)))
         spend.append(cw)
 
-    # --- Objective: GPU cost over all windows.
-    model.minimize(sum(spend))
+    # --- Objective: GPU cost over all windows, plus the GPU time replicas spend starting.
+    model.minimize(sum(spend) + sum(units.start_cost[i] * v for (i, _w), v in s.items()))
 
     # --- Hint: the greedy plan (a feasible point in the same units).
     if hint is not None:
         used = {i for i, _ in hint}
         for (i, w), var in x.items():
             model.add_hint(var, min(hint.get((i, w), 0), ub[i]))
+        started = units.started(hint)
+        for (i, w), var in s.items():
+            model.add_hint(var, min(started[i][w], ub[i]))
         for i in range(nc):
             model.add_hint(u[i], i in used)
         model.add_hint(y, any(cfgs[i].role is not Role.AGGREGATED for i in used))
@@ -185,7 +203,7 @@ def solve_model(problem: CapacityProblem, units: Units, *, params: SolveParams,
     if status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
         assignment = {k: int(solver.value(v)) for k, v in x.items() if solver.value(v) > 0}
         return ModelResult(assignment=assignment, status=status,
-                           objective_usd=solver.objective_value / COST_SCALE,
+                           objective_usd=units.cost(assignment) / COST_SCALE,
                            bound_usd=solver.best_objective_bound / COST_SCALE, wall_s=wall)
     bound = solver.best_objective_bound / COST_SCALE if status is SolveStatus.UNKNOWN else None
     return ModelResult(assignment=None, status=status, objective_usd=None, bound_usd=bound, wall_s=wall)

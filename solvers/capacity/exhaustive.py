@@ -1,16 +1,20 @@
 """Exhaustive enumeration of small instances: the ground truth the CP-SAT model is tested against.
 
-Given the set of deployed configurations, windows are independent, so the search is: every admissible
-set of configurations (at most K per role, aggregated or disaggregated as allowed), then per window every
-replica vector up to the bounds. Exponential; meant for a handful of configurations and replicas.
+Given the set of deployed configurations and no start costs or dwell, windows are independent, so the
+search is: every admissible set of configurations (at most K per role, aggregated or disaggregated as
+allowed), then per window every replica vector up to the bounds. Start costs and a minimum dwell couple the
+windows; then every sequence of feasible per-window vectors is tried. Exponential; meant for a handful of
+configurations, replicas and windows.
 """
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
+from functools import partial
 
 from solvers.capacity.cpsat import replica_bound
-from solvers.capacity.greedy import Assignment, _fits
+from solvers.capacity.greedy import Assignment, _fits, dwells
 from solvers.capacity.problem import CapacityProblem, Disaggregation, Role
 from solvers.capacity.units import COST_SCALE, Units
 
@@ -44,33 +48,35 @@ def _window_ok(problem: CapacityProblem, units: Units, w: int, counts: dict[int,
     return _fits(problem, units, counts)
 
 
+def _run_cost(units: Units, w: int, counts: dict[int, int]) -> int:
+    return sum(units.window_cost[i][w] * n for i, n in counts.items())
+
+
 def exhaustive(problem: CapacityProblem) -> tuple[float | None, Assignment | None]:
     """The optimal cost (USD) and a plan achieving it, or ``(None, None)`` when nothing is feasible."""
     units = Units.of(problem)
     nc, nw = len(problem.configs), len(problem.windows)
     ub = [replica_bound(problem, units, i) for i in range(nc)]
+    coupled = nw > 1 and (any(units.start_cost) or problem.min_dwell_windows > 1)
     best: int | None = None
     best_plan: Assignment | None = None
     for k in range(1, nc + 1):
         for subset in itertools.combinations(range(nc), k):
             if not _admissible(problem, subset):
                 continue
-            total = 0
-            plan: Assignment = {}
-            for w in range(nw):
-                win_best: tuple[int, dict[int, int]] | None = None
-                for combo in itertools.product(*(range(ub[i] + 1) for i in subset)):
-                    counts = dict(zip(subset, combo, strict=True))
-                    if not _window_ok(problem, units, w, counts):
-                        continue
-                    cost = sum(units.window_cost[i][w] * n for i, n in counts.items())
-                    if win_best is None or cost < win_best[0]:
-                        win_best = (cost, counts)
-                if win_best is None:
-                    break
-                total += win_best[0]
-                plan.update({(i, w): n for i, n in win_best[1].items() if n})
-            else:
+            options = [[counts for combo in itertools.product(*(range(ub[i] + 1) for i in subset))
+                        if _window_ok(problem, units, w, counts := dict(zip(subset, combo, strict=True)))]
+                       for w in range(nw)]
+            if not all(options):
+                continue
+            seqs: Iterable[tuple[dict[int, int], ...]] = (
+                itertools.product(*options) if coupled  # else each window on its own: its cheapest vector
+                else [tuple(min(opts, key=partial(_run_cost, units, w)) for w, opts in enumerate(options))])
+            for seq in seqs:
+                plan: Assignment = {(i, w): n for w, counts in enumerate(seq) for i, n in counts.items() if n}
+                if coupled and not dwells(problem, units, plan):
+                    continue
+                total = units.cost(plan)
                 if best is None or total < best:
                     best, best_plan = total, plan
     return (None, None) if best is None else (best / COST_SCALE, best_plan)

@@ -91,6 +91,32 @@ def _pd(problem: CapacityProblem, units: Units, ip: int, idc: int) -> Assignment
     return out
 
 
+def dwells(problem: CapacityProblem, units: Units, assignment: Assignment) -> bool:
+    """Whether every replica started in a window still runs ``min_dwell_windows`` windows later (the
+    model's dwell rows, windows as a cycle)."""
+    m = min(problem.min_dwell_windows, len(units.demand))
+    if m <= 1:
+        return True
+    started = units.started(assignment)
+    return all(assignment.get((i, w), 0) >= sum(started[i][(w - k) % len(units.demand)] for k in range(m))
+               for i in {i for i, _w in assignment} for w in range(len(units.demand)))
+
+
+def _held(problem: CapacityProblem, units: Units, plan: Assignment) -> Assignment | None:
+    """``plan`` with each window's replicas kept for the minimum dwell (the running maximum over the last
+    ``min_dwell_windows`` windows, as a cycle); None when that breaks a limit or still does not dwell."""
+    nw, m = len(units.demand), min(problem.min_dwell_windows, len(units.demand))
+    if m <= 1:
+        return plan
+    used = {i for i, _w in plan}
+    held = {(i, w): n for i in used for w in range(nw)
+            if (n := max(plan.get((i, (w - k) % nw), 0) for k in range(m))) > 0}
+    for w in range(nw):
+        if not _fits(problem, units, {i: n for (i, ww), n in held.items() if ww == w}):
+            return None
+    return held if dwells(problem, units, held) else None
+
+
 def greedy(problem: CapacityProblem, units: Units, *, pairs: int = 5) -> Assignment | None:
     """The cheaper of the best aggregated and the best disaggregated greedy plans (None: none fits).
 
@@ -120,9 +146,8 @@ def greedy(problem: CapacityProblem, units: Units, *, pairs: int = 5) -> Assignm
             if found is not None:
                 plans.append(found)
                 break
-    if not plans:
-        return None
-    return min(plans, key=units.cost)
+    kept = [h for p in plans if (h := _held(problem, units, p)) is not None]
+    return min(kept, key=units.cost) if kept else None
 
 
 def _pair_cost(p: Config, d: Config) -> float:

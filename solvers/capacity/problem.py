@@ -10,6 +10,7 @@ status, objective, bound and wall time, and which constraints bind.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -53,6 +54,8 @@ class Config:
         max_batched_tokens: the engine's per-step token budget.
         weight_dtype: dtype of its weights (``bf16``, ``fp8``).
         kv_dtype: dtype of its KV cache.
+        start_s: seconds a new replica is paid for before it serves (its cold start): each replica a
+            window adds over the one before costs this much of its GPUs' time.
     """
 
     key: str
@@ -69,6 +72,7 @@ class Config:
     max_batched_tokens: int = 8192
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
+    start_s: float = 0.0
 
     @property
     def price_per_hour(self) -> float:
@@ -79,6 +83,16 @@ class Config:
     def cost_per_goodput(self) -> float:
         """USD per hour per request/s of goodput: the figure a cost-only choice minimises."""
         return self.price_per_hour / self.goodput_rps
+
+
+def started(replicas: Sequence[int]) -> list[int]:
+    """Replicas started in each window of a cycle: what a window adds over the one before it (the first
+    window's from the last, since a plan repeats).
+
+    >>> started([1, 3, 2, 1])
+    [0, 2, 0, 0]
+    """
+    return [max(0, n - replicas[w - 1]) for w, n in enumerate(replicas)]
 
 
 @dataclass(frozen=True)
@@ -110,6 +124,11 @@ class CapacityProblem:
             is a separate deployment to run).
         max_pd_ratio: prefill/decode replica ratio bounds ``[1/r, r]`` in every window of a
             disaggregated plan (xPyD deployments are built with small x, y).
+        min_dwell_windows: a replica started in a window keeps running for at least this many windows
+            (1: no constraint), so that the plan does not churn replicas window by window.
+
+    The windows are taken as a cycle (the plan repeats: the exporter replays it over its span), so the
+    replicas of the first window are started from those of the last.
     """
 
     configs: tuple[Config, ...]
@@ -119,6 +138,7 @@ class CapacityProblem:
     disaggregation: Disaggregation = Disaggregation.AUTO
     max_configs_per_role: int = 2
     max_pd_ratio: float = 8.0
+    min_dwell_windows: int = 1
 
     def __post_init__(self) -> None:
         if not self.windows:
@@ -131,9 +151,10 @@ class CapacityProblem:
         if len(set(keys)) != len(keys):
             raise InputError("duplicate configuration keys", field="configs", expected="unique keys")
         for c in self.configs:
-            if not (c.goodput_rps > 0 and c.gpus >= 1 and c.price_per_gpu_hour >= 0 and c.power_w >= 0):
+            if not (c.goodput_rps > 0 and c.gpus >= 1 and c.price_per_gpu_hour >= 0 and c.power_w >= 0
+                    and c.start_s >= 0):
                 raise InputError(f"configuration {c.key} is not deployable", field="configs",
-                                 expected="goodput > 0, gpus >= 1, price >= 0, power >= 0")
+                                 expected="goodput > 0, gpus >= 1, price >= 0, power >= 0, start >= 0")
         for name, n in self.inventory:
             if n < 0:
                 raise InputError(f"negative inventory for {name}", field="inventory",
@@ -145,6 +166,9 @@ class CapacityProblem:
                              expected="an integer >= 1")
         if not self.max_pd_ratio >= 1:
             raise InputError("max_pd_ratio must be >= 1", field="max_pd_ratio", expected="a number >= 1")
+        if self.min_dwell_windows < 1:
+            raise InputError("min_dwell_windows must be >= 1", field="min_dwell_windows",
+                             expected="an integer >= 1")
 
     def inventory_of(self, gpu: str) -> int | None:
         """GPUs of this type available (None: unlimited)."""

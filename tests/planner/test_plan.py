@@ -166,3 +166,25 @@ def test_autoscale_with_json_is_a_clear_error(capsys: pytest.CaptureFixture[str]
     rc = main(["plan", "--autoscale", "--json"])
     err = capsys.readouterr().err
     assert rc == 2 and "autoscale-compare --json" in err and "Traceback" not in err
+
+
+def test_replica_starts_are_costed_from_the_models_size() -> None:
+    """A replica a window adds costs its cold start (8B: 104 s from zero); the cost lines add up to the
+    objective with those starts, and free starts let the plan churn at least as much."""
+    from planner.sim.coldstart import replica_start_s
+
+    cat = load_catalog()
+    spec = cat.model("Llama-3.1-8B")
+    opts = {k: v for k, v in FAST.items() if k not in ("verify_windows", "alternatives")}
+    costed, free = (plan_fleet(default_trace(), PlanRequest(
+        model=spec, gpus=(cat.gpu("H100-SXM"), cat.gpu("A100-80GB-SXM")), load_factor=20.0, verify=False,
+        start_s=start, **opts)) for start in (None, 0.0))  # type: ignore[arg-type]
+    assert all(c.start_s == pytest.approx(replica_start_s(spec.weight_bytes())) for c in costed.problem.configs)
+    assert round(replica_start_s(spec.weight_bytes())) == 104
+    lines = costed.cost_breakdown()
+    assert costed.plan.objective_usd == pytest.approx(sum(x.cost_usd for x in lines), rel=1e-4)
+    starts = sum(x.starts for x in lines)
+    assert starts > 0 and sum(x.start_gpu_hours for x in lines) > 0
+    assert starts <= sum(x.starts for x in free.cost_breakdown())
+    assert any("each replica a window adds costs 104 s" in n for n in costed.notes)
+    assert all(x.start_gpu_hours == 0 for x in free.cost_breakdown())
