@@ -176,6 +176,28 @@ def plan_windows_figure(report: PlanReport) -> go.Figure:
     return _layout(fig, "Replicas per window")
 
 
+def verification_windows_figure(report: PlanReport) -> go.Figure:
+    """The presented plan's replay window by window: TTFT and TPOT at the SLO's percentile as a share of
+    their targets (at or under 1 meets), and the GPUs each window ran."""
+    check = report.verification[0]
+    slo = report.slo
+    pct = f"p{slo.target * 100:g}"
+    x = [c.start_s / 60.0 for c in check.by_window]
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_bar(x=x, y=[c.gpus for c in check.by_window], name="GPUs", marker_color="#d9d9d9",
+                secondary_y=True)
+    for i, (name, vals, target) in enumerate((
+            (f"TTFT {pct} / target", [c.ttft_at_slo_s for c in check.by_window], slo.ttft_s),
+            (f"TPOT {pct} / target", [c.tpot_at_slo_s for c in check.by_window], slo.tpot_s))):
+        fig.add_scatter(x=x, y=[v / target for v in vals], name=name, mode="lines+markers",
+                        line={"color": PALETTE[i % len(PALETTE)]}, secondary_y=False)
+    fig.add_hline(y=1.0, line={"color": "black", "dash": "dash"}, annotation_text="target")
+    fig.update_xaxes(title_text="window start, minutes")
+    fig.update_yaxes(title_text="replayed latency / target", rangemode="tozero", secondary_y=False)
+    fig.update_yaxes(title_text="GPUs", rangemode="tozero", secondary_y=True, showgrid=False)
+    return _layout(fig, f"The presented plan in replay, window by window ({check.label})")
+
+
 def _ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted values and their cumulative fractions, thinned to about ``_CDF_POINTS`` points."""
     v = np.sort(values[np.isfinite(values) & (values > 0)])  # log axis: zero latencies cannot be drawn

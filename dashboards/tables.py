@@ -184,6 +184,29 @@ def verification_table(report: PlanReport) -> pl.DataFrame:
     )
 
 
+def verification_windows_table(report: PlanReport) -> pl.DataFrame:
+    """The presented plan's replay window by window (what :func:`figures.verification_windows_figure`
+    draws), at the SLO's percentile."""
+    pct = f"p{report.slo.target * 100:g}"
+    return pl.DataFrame(
+        [
+            {
+                "window": c.window,
+                "start min": f"{c.start_s / 60:.0f}",
+                "replicas": ", ".join(f"{n} x {k}" for k, n in c.replicas),
+                "GPUs": c.gpus,
+                "requests": c.requests,
+                "attainment": f"{c.attainment:.2%}",
+                f"TTFT {pct} ms": _ms(c.ttft_at_slo_s),
+                f"TPOT {pct} ms": _ms(c.tpot_at_slo_s),
+                "TTFT p50 ms": _ms(c.ttft_p50_s),
+                "TPOT p50 ms": _ms(c.tpot_p50_s),
+            }
+            for c in report.verification[0].by_window
+        ]
+    )
+
+
 def replay_headline(result: SimResult) -> str:
     """One line: SLO attainment, p99 latencies and cost of a replay."""
     s = result.summary

@@ -74,7 +74,10 @@ def report_json(report: PlanReport, model: str) -> dict[str, object]:
         "windows": [{"start_s": w.start_s, "duration_s": w.duration_s, "demand_rps": w.demand_rps,
                      "replicas": plan.replicas(i)} for i, w in enumerate(wins)],
         "bindings": [asdict(b) for b in plan.bindings],
-        "verification": [{k: clean(v) for k, v in asdict(v).items()} for v in report.verification],
+        "verification": [{**{k: clean(x) for k, x in asdict(v).items() if k != "by_window"},
+                          "by_window": [{**{k: clean(x) for k, x in asdict(c).items()},
+                                         "replicas": dict(c.replicas)} for c in v.by_window]}
+                         for v in report.verification],
         "candidates": {"total": report.scored.height,
                        "feasible": int(report.scored["feasible"].sum()) if report.scored.height else 0,
                        "to_solver": len(report.problem.configs)},

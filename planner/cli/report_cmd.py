@@ -56,7 +56,7 @@ def report(
     gpu: Annotated[str, typer.Option(help="replay: GPU type")] = "H100-SXM",
     tp: Annotated[int, typer.Option(help="replay: tensor-parallel degree")] = 1,
     replicas: Annotated[int, typer.Option(help="replay: replicas")] = 1,
-    router: Annotated[RouterName, typer.Option(help="request router")] = RouterName.LEAST_OUTSTANDING,
+    router: Annotated[RouterName, typer.Option(help="replay: request router")] = RouterName.LEAST_OUTSTANDING,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT p99 target, ms")] = 2000.0,
     slo_tpot_ms: Annotated[float, typer.Option(help="TPOT p99 target, ms")] = 100.0,
     seed: Annotated[int, typer.Option(help="seed of load scaling and routing")] = 0,
@@ -98,24 +98,9 @@ def report(
                                 min_dwell_windows=min_dwell_windows)
             )
         sections.append(rp.plan_section(plan, model=model))
-        fleet = sc.planned_fleet(plan)
+        if plan.plan.feasible and plan.verification:
+            sections.append(rp.verified_plan_section(plan))
         spec: sc.ReplaySpec | None = None
-        if fleet is not None:
-            g, t, n, seqs, tokens, planned_precision = fleet
-            spec = sc.ReplaySpec(
-                model=model,
-                gpu=g,
-                tp=t,
-                replicas=n,
-                router=router.value,
-                ttft_s=ttft_s,
-                tpot_s=tpot_s,
-                seed=seed,
-                max_num_seqs=seqs,
-                max_batched_tokens=tokens,
-                engine=engine,
-                precision=planned_precision,
-            )
         heading = f"{model} plan" if title is None else title
     else:
         spec = sc.ReplaySpec(
@@ -135,8 +120,7 @@ def report(
         with console.status(f"replaying {tr.num_requests:,} requests..."):
             result = sc.run_replay(tr, spec)
         name = f"{spec.gpu} TP{spec.tp} x{spec.replicas}"
-        sec_title = f"the plan's main configuration at peak, {name}" if kind is ReportKind.PLAN else name
-        sections.append(rp.replay_section(result, title=sec_title, ttft_s=ttft_s, tpot_s=tpot_s,
+        sections.append(rp.replay_section(result, title=name, ttft_s=ttft_s, tpot_s=tpot_s,
                                           engine=sc.engine_line(spec.engine, spec.gpu)))
     html = rp.render_report(f"fleetwise report: {heading}", sections, generated=datetime.now(UTC))
     write_text_atomic(out, html)

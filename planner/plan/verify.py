@@ -93,6 +93,35 @@ def map_local(tasks: Sequence[ReplayTask]) -> list[ReplayOut]:
 
 
 @dataclass(frozen=True)
+class WindowCheck:
+    """One replayed window of a variant: what ran and what the replay measured.
+
+    Attributes:
+        window: window index in the plan.
+        start_s: window start, seconds from the trace start.
+        requests: requests that arrived in it.
+        replicas: replicas per configuration key.
+        gpus: GPUs those replicas hold.
+        attainment: share of its requests meeting both targets.
+        ttft_at_slo_s: TTFT at the SLO's percentile.
+        tpot_at_slo_s: TPOT at the SLO's percentile.
+        ttft_p50_s: median TTFT.
+        tpot_p50_s: median TPOT.
+    """
+
+    window: int
+    start_s: float
+    requests: int
+    replicas: tuple[tuple[str, int], ...]
+    gpus: int
+    attainment: float
+    ttft_at_slo_s: float
+    tpot_at_slo_s: float
+    ttft_p50_s: float
+    tpot_p50_s: float
+
+
+@dataclass(frozen=True)
 class Verification:
     """Predicted vs replayed outcome of one variant over the replayed windows.
 
@@ -125,6 +154,8 @@ class Verification:
     """Replayed TTFT at the SLO's percentile (``SLO.target``; p99 by default)."""
     replayed_tpot_at_slo_s: float = float("nan")
     """Replayed TPOT at the SLO's percentile."""
+    by_window: tuple[WindowCheck, ...] = ()
+    """The replayed windows one by one (what the report and the dashboard draw)."""
 
 
 def plan_variant(plan: CapacityPlan) -> Variant:
@@ -243,16 +274,26 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
         sizes = {w: _count(index, vi, w) for w in ws}
         ttft = np.concatenate([ttft_parts.get(w, np.zeros(sizes[w])) for w in ws] or [np.zeros(0)])
         tpot = np.concatenate([tpot_parts.get(w, np.zeros(sizes[w])) for w in ws] or [np.zeros(0)])
-        ok = (np.nan_to_num(ttft, nan=np.inf) <= slo.ttft_s) & (np.nan_to_num(tpot, nan=np.inf) <= slo.tpot_s)
+        ok = _met(ttft, tpot, slo)
         preds = predicted.get(vi, [])
         n_pred = sum(n for _a, n in preds)
         pred = sum(a * n for a, n in preds) / n_pred if n_pred else float("nan")
-        def at(x: FloatArray, q: float) -> float:
-            return float(np.percentile(np.nan_to_num(x, nan=np.inf), q)) if x.size else float("nan")
-
         q = 100.0 * slo.target
-        t99, p99 = at(ttft, 99.0), at(tpot, 99.0)
-        t_slo, p_slo = at(ttft, q), at(tpot, q)
+        by_key = {c.key: c for c in v.configs}
+        per_window = []
+        for w in ws:
+            n = sizes[w]
+            wt = ttft_parts.get(w, np.zeros(n))
+            wp = tpot_parts.get(w, np.zeros(n))
+            window_reps = tuple(sorted(v.replicas[w]))
+            per_window.append(WindowCheck(
+                window=w, start_s=windows[w].start_s, requests=n, replicas=window_reps,
+                gpus=sum(by_key[k].gpus * r for k, r in window_reps),
+                attainment=float(_met(wt, wp, slo).mean()) if n else float("nan"),
+                ttft_at_slo_s=_at(wt, q), tpot_at_slo_s=_at(wp, q), ttft_p50_s=_at(wt, 50.0),
+                tpot_p50_s=_at(wp, 50.0)))
+        t99, p99 = _at(ttft, 99.0), _at(tpot, 99.0)
+        t_slo, p_slo = _at(ttft, q), _at(tpot, q)
         results.append(Verification(
             label=v.label, configs=tuple(c.key for c in v.configs), cost_usd=v.cost_usd, windows=len(ws),
             requests=int(ttft.size), predicted_attainment=pred,
@@ -260,8 +301,18 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
             replayed_ttft_p99_s=t99, replayed_tpot_p99_s=p99,
             meets_slo=bool(t_slo <= slo.ttft_s and p_slo <= slo.tpot_s),
             approximate=any(c.role is not Role.AGGREGATED for c in v.configs),
-            replayed_ttft_at_slo_s=t_slo, replayed_tpot_at_slo_s=p_slo))
+            replayed_ttft_at_slo_s=t_slo, replayed_tpot_at_slo_s=p_slo, by_window=tuple(per_window)))
     return results
+
+
+def _met(ttft: FloatArray, tpot: FloatArray, slo: SLO) -> NDArray[np.bool_]:
+    """Per request: both targets met (a request not served meets neither)."""
+    return (np.nan_to_num(ttft, nan=np.inf) <= slo.ttft_s) & (np.nan_to_num(tpot, nan=np.inf) <= slo.tpot_s)
+
+
+def _at(x: FloatArray, q: float) -> float:
+    """The ``q`` percentile, a request not served counting as infinitely late (nan when empty)."""
+    return float(np.percentile(np.nan_to_num(x, nan=np.inf), q)) if x.size else float("nan")
 
 
 def _count(index: Sequence[tuple[int, int, str, NDArray[np.int64], str]], vi: int, w: int) -> int:

@@ -68,8 +68,12 @@ def test_plan_runs_on_the_bundled_trace(app: AppTest) -> None:
     breakdown = app.table[0].value
     assert set(breakdown["configuration"].str.split(" ").str[0]) <= {"H100-SXM", "H200-SXM"}
     assert (breakdown["cost $"].str.replace(",", "").astype(float) > 0).all()
-    candidates = app.dataframe[0].value
+    frames = [d.value for d in app.dataframe]
+    candidates = next(f for f in frames if "in plan" in f.columns)
     assert (candidates["in plan"] == "plan").sum() == len(breakdown)
+    # the presented plan's own replay, window by window, as plan --json states it
+    windows = next(f for f in frames if "attainment" in f.columns)
+    assert len(windows) == 12 and (windows["GPUs"] >= 1).all()
     # the result stays on screen on the next rerun (read back from the cache)
     app.run()
     assert app.success[0].value == headline

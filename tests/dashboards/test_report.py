@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from dashboards.report import Section, render_report
-from planner.cli import dashboard_cmd, report_cmd
+from planner.cli import dashboard_cmd, plan_cmd, report_cmd
 from traces.errors import InputError
 
 
@@ -44,13 +45,28 @@ def test_replay_report_with_the_vllm_engine_says_so(tmp_path: Path) -> None:
     assert "engine: vllm 0.26.0 profile" in out.read_text()
 
 
-def test_plan_report_has_the_plan_and_its_replay(tmp_path: Path) -> None:
+def test_plan_report_shows_the_replay_plan_json_verified(tmp_path: Path) -> None:
+    """The report's replay section is the presented plan's own check, the one ``plan --json`` states:
+    same attainment, same windows, same GPUs per window."""
     out = tmp_path / "plan.html"
-    res = CliRunner().invoke(_app(), ["report", "--out", str(out), "--gpus", "H100-SXM"])
+    app = _app()
+    plan_cmd.register(app)
+    res = CliRunner().invoke(app, ["report", "--out", str(out), "--gpus", "H100-SXM"])
     assert res.exit_code == 0, res.output
     html = out.read_text()
     assert "Plan: " in html and "for Llama-3.1-8B" in html
-    assert "Replay: the plan&#x27;s main configuration at peak" in html  # apostrophe HTML-escaped
+    planned = CliRunner().invoke(app, ["plan", "--gpus", "H100-SXM", "--json"])
+    assert planned.exit_code == 0, planned.output
+    check = json.loads(planned.stdout)["verification"][0]
+    assert check["meets_slo"] and check["label"] == "plan"
+    assert (f"The presented plan meets the SLO in replay: {check['replayed_attainment']:.1%} of "
+            f"{check['requests']:,} requests") in html
+    assert "Replay: the presented plan (plan), window by window" in html
+    assert len(check["by_window"]) == check["windows"] == 12
+    assert "main configuration at peak" not in html
+    rows = re.findall(r"<tr><td>(\d+)</td><td>(\d+)</td><td>([^<]*)</td><td>(\d+)</td>", html)
+    assert [(int(w), int(g)) for w, _start, _reps, g in rows] == [
+        (c["window"], c["gpus"]) for c in check["by_window"]]
 
 
 def test_report_refuses_a_non_html_path(tmp_path: Path) -> None:
