@@ -181,7 +181,7 @@ def verification_windows_figure(report: PlanReport) -> go.Figure:
     their targets (at or under 1 meets), and the GPUs each window ran."""
     check = report.verification[0]
     slo = report.slo
-    pct = f"p{slo.target * 100:g}"
+    pct = slo.statistic
     x = [c.start_s / 60.0 for c in check.by_window]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_bar(x=x, y=[c.gpus for c in check.by_window], name="GPUs", marker_color="#d9d9d9",

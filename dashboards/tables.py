@@ -187,7 +187,7 @@ def verification_table(report: PlanReport) -> pl.DataFrame:
 def verification_windows_table(report: PlanReport) -> pl.DataFrame:
     """The presented plan's replay window by window (what :func:`figures.verification_windows_figure`
     draws), at the SLO's percentile."""
-    pct = f"p{report.slo.target * 100:g}"
+    pct = report.slo.statistic
     return pl.DataFrame(
         [
             {

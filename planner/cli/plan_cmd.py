@@ -33,15 +33,16 @@ Example:
 """
 
 
-def slo_of(ttft_ms: float, tpot_ms: float, percentile: float) -> SLO:
-    """The SLO the flags state (targets in ms at a percentile).
+def slo_of(ttft_ms: float, tpot_ms: float, statistic: str) -> SLO:
+    """The SLO the flags state (targets in ms at ``mean`` or a percentile such as ``p99``).
 
     Raises:
-        InputError: a percentile outside [50, 99.9].
+        InputError: a statistic that is neither the mean nor a percentile from 50 to 99.9.
     """
-    if not (math.isfinite(percentile) and 50.0 <= percentile <= 99.9):
-        raise InputError(f"percentile {percentile}", field="--slo-percentile", expected="50 to 99.9")
-    return SLO(ttft_s=ttft_ms / 1000, tpot_s=tpot_ms / 1000, target=percentile / 100.0)
+    try:
+        return SLO.at(ttft_ms / 1000, tpot_ms / 1000, statistic)
+    except InputError as exc:
+        raise InputError(exc.message, field="--slo-statistic", expected=exc.expected) from None
 
 
 def report_json(report: PlanReport, model: str) -> dict[str, object]:
@@ -84,7 +85,7 @@ def report_json(report: PlanReport, model: str) -> dict[str, object]:
         "note": plan.note,
         "recommended": None if report.recommended is None else report.recommended.label,
         "slo": {"ttft_s": report.slo.ttft_s, "tpot_s": report.slo.tpot_s,
-                "statistic": f"p{report.slo.target * 100:g}"},
+                "statistic": report.slo.statistic},
         "rounds": report.rounds,
         "corrections": list(report.corrections),
         "output_tokens_per_gpu_s": report.output_tokens_per_gpu_s,
@@ -202,11 +203,11 @@ def register(app: typer.Typer) -> None:
         fmt: Annotated[str | None, typer.Option("--format", help="trace format (auto-detected)")] = None,
         model: Annotated[str, typer.Option(help="catalog model name")] = "Llama-3.1-8B",
         gpus: Annotated[str, typer.Option(help="comma-separated catalog GPU names, or 'all'")] = "all",
-        slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms (at --slo-percentile)")] = 2000.0,
-        slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms (at --slo-percentile)")] = 100.0,
-        slo_percentile: Annotated[float, typer.Option(
-            help="the percentile both targets hold at (50 to 99.9; 99: p99), in scoring and in the "
-                 "replay check")] = 99.0,
+        slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms (at --slo-statistic)")] = 2000.0,
+        slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms (at --slo-statistic)")] = 100.0,
+        slo_statistic: Annotated[str, typer.Option(
+            help="what both targets hold at, in scoring and in the replay check: mean (as AIConfigurator "
+                 "and Dynamo state SLOs) or a percentile p50 to p99.9")] = "p99",
         inventory: Annotated[list[str] | None, typer.Option(
             help="GPUs available, GPU=COUNT (repeatable), e.g. H100-SXM=16; unlisted: unlimited")] = None,
         power_budget_kw: Annotated[float | None, typer.Option(help="fleet power cap, kW")] = None,
@@ -280,7 +281,7 @@ def register(app: typer.Typer) -> None:
             raise InputError("time limit must be positive", field="--time-limit-s", expected="seconds > 0")
         request = PlanRequest(
             model=spec, gpus=gpu_specs,
-            slo=slo_of(slo_ttft_ms, slo_tpot_ms, slo_percentile),
+            slo=slo_of(slo_ttft_ms, slo_tpot_ms, slo_statistic),
             window_s=window_s, inventory=parse_inventory(inventory or [], {g.name for g in gpu_specs}),
             power_budget_w=None if power_budget_kw is None else power_budget_kw * 1000.0,
             disaggregation=disaggregate, max_configs_per_role=max_configs, power_basis=power_basis,

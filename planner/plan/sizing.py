@@ -439,7 +439,7 @@ def _closed_loop(
         corrections.append(
             f"round {rounds + 1}: {', '.join(sorted(missed))} missed in replay (TTFT "
             f"{first.replayed_ttft_at_slo_s:.3g} s, TPOT {first.replayed_tpot_at_slo_s:.3g} s at the "
-            f"SLO's p{request.slo.target * 100:g}): "
+            f"SLO's {request.slo.statistic}): "
             f"goodput x{factor:.2f}, re-solved at ${again.objective_usd or 0.0:,.2f}")
         plan = again
         first = check([plan_variant(plan)])[0]

@@ -69,17 +69,54 @@ class PowerBasis(StrEnum):
 
 @dataclass(frozen=True)
 class SLO:
-    """Latency targets at the ``target`` quantile (0.99: p99)."""
+    """Latency targets at a statistic: the ``target`` quantile (0.99: p99), or the mean when ``mean``.
+
+    Why the mean too: peers' planners (AIConfigurator, Dynamo's) state their SLOs as mean TTFT and TPOT;
+    comparing a p99 plan with theirs compares different promises. ``target`` stays the share of requests
+    a goodput-style attainment counts either way.
+    """
 
     ttft_s: float = 2.0
     tpot_s: float = 0.1
     target: float = 0.99
+    mean: bool = False
 
     def __post_init__(self) -> None:
         if not (self.ttft_s > 0 and self.tpot_s > 0):
             raise InputError("SLO targets must be positive", field="slo", expected="seconds > 0")
         if not 0.5 <= self.target < 1.0:
             raise InputError(f"SLO quantile {self.target}", field="slo.target", expected="in [0.5, 1)")
+
+    @property
+    def statistic(self) -> str:
+        """``mean`` or ``pNN`` (what both targets hold at).
+
+        >>> SLO().statistic, SLO(target=0.9).statistic, SLO(mean=True).statistic
+        ('p99', 'p90', 'mean')
+        """
+        return "mean" if self.mean else f"p{self.target * 100:g}"
+
+    @staticmethod
+    def at(ttft_s: float, tpot_s: float, statistic: str) -> SLO:
+        """Targets at a statistic named as users write it: ``mean``, ``p50``, ``p90``, ``p99.9``...
+
+        Raises:
+            InputError: a statistic that is neither ``mean`` nor a percentile from 50 to 99.9.
+
+        >>> SLO.at(0.3, 0.02, "p95").target, SLO.at(0.3, 0.02, "mean").mean
+        (0.95, True)
+        """
+        text = statistic.strip().lower()
+        if text in ("mean", "avg", "average"):
+            return SLO(ttft_s=ttft_s, tpot_s=tpot_s, mean=True)
+        try:
+            pct = float(text.removeprefix("p"))
+        except ValueError:
+            pct = math.nan
+        if not (math.isfinite(pct) and 50.0 <= pct <= 99.9):
+            raise InputError(f"SLO statistic {statistic!r}", field="slo.statistic",
+                             expected="mean, or a percentile p50 to p99.9")
+        return SLO(ttft_s=ttft_s, tpot_s=tpot_s, target=pct / 100.0)
 
 
 @dataclass(frozen=True)
@@ -128,6 +165,8 @@ class Prediction:
         prefill_tokens: mean prefill tokens per step.
         rho: prefill utilisation.
         tpot_p99_s: ITL at the p99 batch.
+        ttft_mean_s: mean TTFT (the mix's own latency plus the mean wait).
+        tpot_mean_s: ITL at the mean batch.
         code: index into the reasons: the first condition that fails (0 where all hold).
         latency: ``[rates, buckets]`` a request's own prefill latency without queueing.
         theta: the wait tail's decay rate.
@@ -144,6 +183,8 @@ class Prediction:
     prefill_tokens: FloatArray
     rho: FloatArray
     tpot_p99_s: FloatArray
+    ttft_mean_s: FloatArray
+    tpot_mean_s: FloatArray
     code: NDArray[np.int64]
     latency: FloatArray
     theta: FloatArray
@@ -249,7 +290,7 @@ def steady_state(perf: ReplicaPerf, role: Role, mix: LengthMix, rates: FloatArra
 
 
 _REASONS = ("", "unstable: demand above throughput", "no decode batch meets the TPOT SLO within the KV cache",
-            "TPOT attainment below the SLO quantile", "TTFT attainment below the SLO quantile")
+            "TPOT over the SLO at its statistic", "TTFT over the SLO at its statistic")
 
 
 def predict(perf: ReplicaPerf, role: Role, mix: LengthMix, slo: SLO, rates: FloatArray, *,
@@ -295,10 +336,12 @@ def predict(perf: ReplicaPerf, role: Role, mix: LengthMix, slo: SLO, rates: Floa
         sd = np.sqrt(np.maximum(n, 1e-12))
         tpot_att = np.where(n_star < 1.0, 0.0, ndtr((n_star - n) / sd))
         tpot_p99 = a + slope * np.maximum(n99, 1.0)
+        tpot_mean = a + slope * np.maximum(n, 1.0)
     else:
         n_star = np.full_like(lam, np.inf)
         tpot_att = np.ones_like(lam)
         tpot_p99 = np.zeros_like(lam)
+        tpot_mean = np.zeros_like(lam)
     if has_p:
         # prefill: M/G/1 over the mix with a budget of C minus the decode batch's p99 per step
         budget = np.maximum(C - np.minimum(n99, B), 1.0)
@@ -312,16 +355,24 @@ def predict(perf: ReplicaPerf, role: Role, mix: LengthMix, slo: SLO, rates: Floa
         rho = lam * es
         theta = 2.0 * es * np.maximum(1.0 - rho, 0.0) / np.maximum(es2, 1e-300)
         ttft_att = 1.0 - _miss(lat, rho, theta, slo.ttft_s) @ mix.weight
+        # mean TTFT: own latency plus the wait's mean ρ/θ (= λ E[S²] / (2 (1 - ρ)))
+        ttft_mean = lat @ mix.weight + np.where(rho < 1.0, rho / np.maximum(theta, 1e-300), np.inf)
     else:
         lat = np.zeros((lam.size, 1))
         rho = np.zeros_like(lam)
         theta = np.zeros_like(lam)
         ttft_att = np.ones_like(lam)
+        ttft_mean = np.zeros_like(lam)
     stable = st.converged & (rho < 1.0) & (p + np.minimum(n, B) <= C + 1e-9) & (n <= B)
-    code = np.select([~stable, has_d & (n_star < 1.0), tpot_att < slo.target, ttft_att < slo.target],
-                     [1, 2, 3, 4], default=0)
+    if slo.mean:  # the mean batch within n* (the TPOT target, B and the KV cache); mean wait within TTFT
+        tpot_miss = np.maximum(n, 1.0) > n_star if has_d else np.zeros(lam.shape, dtype=bool)
+        ttft_miss = ttft_mean > slo.ttft_s
+    else:
+        tpot_miss, ttft_miss = tpot_att < slo.target, ttft_att < slo.target
+    code = np.select([~stable, has_d & (n_star < 1.0), tpot_miss, ttft_miss], [1, 2, 3, 4], default=0)
     return Prediction(rate_rps=lam, stable=stable, ttft_attainment=ttft_att, tpot_attainment=tpot_att,
                       step_s=tau, concurrency=n, prefill_tokens=p, rho=rho, tpot_p99_s=tpot_p99,
+                      ttft_mean_s=ttft_mean, tpot_mean_s=tpot_mean,
                       code=code, latency=lat, theta=theta, weight=mix.weight, target=slo.target)
 
 
