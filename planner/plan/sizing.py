@@ -31,6 +31,7 @@ from planner.plan.verify import (
     MapFn,
     Variant,
     Verification,
+    WindowCheck,
     map_local,
     plan_variant,
     single_variants,
@@ -96,7 +97,7 @@ class PlanRequest:
         verify_windows: windows replayed at most.
         alternatives: next-best single-configuration plans replayed next to the plan.
         seed: replay seed.
-        max_rounds: plan-then-replay rounds at most (:func:`derate_factor` between them).
+        max_rounds: plan-then-replay rounds at most (:func:`_correct` between them).
         engine: engine profile for scoring and verification (``bare`` or ``vllm``).
         expert_imbalance: MoE busiest-GPU expert load over the mean (>= 1), from ``fleetwise experts``
             (the plan's step imbalance); 1.0 is a perfect balance.
@@ -216,7 +217,9 @@ class PlanReport:
         corrections: what each extra round changed, in a line each.
         measured_gpus: the planned GPU types whose numbers come from their own measured profile (the
             others' are derived from the reference GPU's).
-        slo: the targets and the percentile they hold at (what was scored and checked).
+        slo: the targets and the statistic they hold at (what was scored and checked).
+        demand_rps: each window's demand as the trace gives it (``problem.windows`` holds what the plan
+            was sized for, higher where the loop found a window's traffic burstier than its estimate).
     """
 
     trace_source: str
@@ -237,6 +240,7 @@ class PlanReport:
     corrections: tuple[str, ...] = ()
     measured_gpus: tuple[str, ...] = ()
     slo: SLO = field(default_factory=SLO)
+    demand_rps: tuple[float, ...] = ()
 
     @property
     def recommended(self) -> Verification | None:
@@ -334,24 +338,21 @@ DERATE_RANGE = (0.6, 0.95)
 """Goodput factor a round may apply to the configurations of a plan that missed (most, least)."""
 
 
-def derate_factor(check: Verification, slo: SLO) -> float:
-    """How much of its estimated goodput a configuration keeps after its plan missed the SLO in replay:
-    the inverse square root of the worst replayed-latency-over-target ratio (at the SLO's percentile),
-    within :data:`DERATE_RANGE`.
+def derate_for(ratio: float) -> float:
+    """The inverse square root of a replayed-latency-over-target ratio, within :data:`DERATE_RANGE`.
 
     Why the square root: latency rises faster than linearly as a replica nears saturation, so cutting
     load by the full ratio would overshoot; the floor keeps one round from discarding a configuration
-    whose miss came from one bad window.
-
-    >>> from planner.plan.verify import Verification
-    >>> v = Verification("plan", (), 1.0, 1, 100, 1.0, 0.9, 0.5, 0.0226, False, False, 0.5, 0.0226)
-    >>> round(derate_factor(v, SLO(ttft_s=1.0, tpot_s=0.02)), 3)
-    0.941
+    (or inflating a window) whose miss came from a few requests.
     """
-    ratio = max(check.replayed_ttft_at_slo_s / slo.ttft_s, check.replayed_tpot_at_slo_s / slo.tpot_s, 1.0)
     if not math.isfinite(ratio):
         return DERATE_RANGE[0]
-    return float(min(DERATE_RANGE[1], max(DERATE_RANGE[0], ratio ** -0.5)))
+    return float(min(DERATE_RANGE[1], max(DERATE_RANGE[0], max(ratio, 1.0) ** -0.5)))
+
+
+def window_ratio(check: WindowCheck, slo: SLO) -> float:
+    """A replayed window's worst latency at the SLO's statistic over its target (> 1: it missed)."""
+    return float(max(check.ttft_at_slo_s / slo.ttft_s, check.tpot_at_slo_s / slo.tpot_s))
 
 
 def role_reasons(scored: pl.DataFrame) -> list[str]:
@@ -403,6 +404,61 @@ def _prefer_native(
     return problem, plan
 
 
+def _cut_configs(problem: CapacityProblem, plan: CapacityPlan, check: Verification,
+                 slo: SLO) -> tuple[CapacityProblem, str]:
+    """The configurations were slower than estimated: cut the plan's configurations' goodput by
+    :func:`derate_for` of the worst miss (at least enough for one more replica where the most ran). A
+    split plan's miss cuts every prefill and decode configuration: its check is the same approximation
+    for all of them (:mod:`planner.plan.verify`), so another split would repeat the miss."""
+    most = max((n for w in range(len(problem.windows)) for n in plan.replicas(w).values()), default=1)
+    worst = max(check.replayed_ttft_at_slo_s / slo.ttft_s, check.replayed_tpot_at_slo_s / slo.tpot_s)
+    factor = min(derate_for(worst), most / (most + 1) * 0.999)
+    keys = {c.key for c in plan.configs}
+    if plan.disaggregated:
+        keys |= {c.key for c in problem.configs if c.role is not Role.AGGREGATED}
+    which = ("every prefill and decode configuration" if plan.disaggregated
+             else ", ".join(sorted(keys)))
+    return (replace(problem, configs=tuple(replace(c, goodput_rps=c.goodput_rps * factor) if c.key in keys
+                                           else c for c in problem.configs)),
+            f"{which} cut to x{factor:.2f} of {'its' if len(keys) == 1 else 'their'} estimated goodput")
+
+
+def _raise_windows(problem: CapacityProblem, plan: CapacityPlan, check: Verification,
+                   slo: SLO) -> tuple[CapacityProblem, str]:
+    """The traffic was harder than estimated where windows missed (bursts shorter than the sizing minute):
+    raise each missed window's demand by :func:`derate_for` of its own miss, and at least past what the
+    plan served there in the phase that missed (prefill for TTFT, decode for TPOT), so any configuration
+    the re-solve picks brings more capacity exactly there."""
+    by_key = {c.key: c for c in problem.configs}
+    wins = list(problem.windows)
+    missed = [c for c in check.by_window if c.requests and window_ratio(c, slo) > 1.0]
+    for c in missed:
+        w = wins[c.window]
+        skip = Role.DECODE if c.ttft_at_slo_s / slo.ttft_s >= c.tpot_at_slo_s / slo.tpot_s else Role.PREFILL
+        served = sum(by_key[k].goodput_rps * n for k, n in plan.replicas(c.window).items()
+                     if k in by_key and by_key[k].role is not skip)
+        wins[c.window] = replace(w, demand_rps=max(w.demand_rps / derate_for(window_ratio(c, slo)),
+                                                   served * 1.001))
+    replayed = sum(1 for c in check.by_window if c.requests)
+    worst = max(missed, key=lambda c: window_ratio(c, slo), default=None)
+    where = ("" if worst is None
+             else f" (worst: window {worst.window} at x{window_ratio(worst, slo):.2f} its target)")
+    return (replace(problem, windows=tuple(wins)),
+            f"the demand of the {len(missed)} of {replayed} replayed windows that missed raised{where}")
+
+
+Correction = Callable[[CapacityProblem, CapacityPlan, Verification, SLO], tuple[CapacityProblem, str]]
+
+CORRECTIONS: tuple[Correction, ...] = (_cut_configs, _raise_windows)
+"""What a round may conclude from a missed replay. The replay cannot tell whether the configurations were
+slower than estimated (then others may serve better) or the traffic burstier (then any configuration
+needs more capacity where windows missed), so each round tries both and replays both re-solved plans side
+by side. It goes on with the one that passed at the lower cost; when neither passed, with the lesson that
+persists whatever the next solve picks: the raised windows after an aggregated plan (a cut of its own
+configurations lets the solver move to others that carry the same error unreplayed), the cut of every
+split configuration after a disaggregated one."""
+
+
 def _closed_loop(
     trace: RequestTrace, request: PlanRequest, problem: CapacityProblem, plan: CapacityPlan,
     windows: tuple[Window, ...], mix: LengthMix, replay_map: MapFn,
@@ -421,30 +477,34 @@ def _closed_loop(
 
     first = check([plan_variant(plan)])[0]
     rounds = 1
-    # the closed loop: where the replay misses, derate what the estimate got wrong and re-solve
+    slo = request.slo
+    # the closed loop: where the replay misses, correct what the estimate got wrong and re-solve
     while not first.meets_slo and rounds < request.max_rounds:
-        # at least one more replica where a missed configuration served: a milder cut could leave
-        # the integer plan as it was, and the round would replay the same miss
-        most = max((n for w in range(len(windows)) for n in plan.replicas(w).values()), default=1)
-        factor = min(derate_factor(first, request.slo), most / (most + 1) * 0.999)
-        missed = {c.key for c in plan.configs}
-        problem = replace(problem, configs=tuple(
-            replace(c, goodput_rps=c.goodput_rps * factor) if c.key in missed else c
-            for c in problem.configs))
-        again = solve(problem, params=request.params)
-        if not again.feasible:
-            corrections.append(f"round {rounds + 1}: no plan once {', '.join(sorted(missed))} carry "
-                               f"x{factor:.2f} of their estimated goodput ({again.note})")
+        tried: list[tuple[Correction, CapacityProblem, CapacityPlan, str]] = []
+        for fix in CORRECTIONS:
+            fixed, what = fix(problem, plan, first, slo)
+            again = solve(fixed, params=request.params)
+            if again.feasible:
+                tried.append((fix, fixed, again, what))
+            else:
+                corrections.append(f"round {rounds + 1}: no plan once {what} ({again.note})")
+        if not tried:
             break
+        checks = check([plan_variant(p) for _fix, _f, p, _w in tried])
+        passed = [i for i, v in enumerate(checks) if v.meets_slo]
+        persists = _cut_configs if plan.disaggregated else _raise_windows
+        pick = (min(passed, key=lambda i: checks[i].cost_usd) if passed
+                else next((i for i, t in enumerate(tried) if t[0] is persists), 0))
+        _fix, problem, again, what = tried[pick]
         corrections.append(
-            f"round {rounds + 1}: {', '.join(sorted(missed))} missed in replay (TTFT "
-            f"{first.replayed_ttft_at_slo_s:.3g} s, TPOT {first.replayed_tpot_at_slo_s:.3g} s at the "
-            f"SLO's {request.slo.statistic}): "
-            f"goodput x{factor:.2f}, re-solved at ${again.objective_usd or 0.0:,.2f}")
-        plan = again
-        first = check([plan_variant(plan)])[0]
+            f"round {rounds + 1}: missed in replay (TTFT {first.replayed_ttft_at_slo_s:.3g} s, TPOT "
+            f"{first.replayed_tpot_at_slo_s:.3g} s at the SLO's {slo.statistic}): {what}, re-solved at "
+            f"${again.objective_usd or 0.0:,.2f}" + (f" (of {len(tried)} corrections tried)" if len(tried) > 1
+                                                     else ""))
+        plan, first = again, checks[pick]
         rounds += 1
-    alternatives = single_variants(problem.configs, windows, exclude=[c.key for c in plan.configs],
+    # the alternatives are sized on the corrected demand; the checks replay the trace's own windows
+    alternatives = single_variants(problem.configs, problem.windows, exclude=[c.key for c in plan.configs],
                                    count=request.alternatives)
     alt_checks = check(alternatives) if alternatives else []
     passing = [(v, a) for v, a in zip(alt_checks, alternatives, strict=True) if v.meets_slo]
@@ -513,4 +573,5 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
                       problem=problem, plan=plan,
                       why=explain(problem, plan), verification=checks, score_s=t1 - t0, solve_s=t2 - t1,
                       verify_s=t3 - t2, notes=tuple(notes), rounds=rounds, corrections=tuple(corrections),
-                      measured_gpus=tuple(g.name for g in request.gpus if is_measured(g)), slo=request.slo)
+                      measured_gpus=tuple(g.name for g in request.gpus if is_measured(g)), slo=request.slo,
+                      demand_rps=tuple(w.demand_rps for w in windows))

@@ -1,0 +1,55 @@
+"""The plan-replay loop's corrections, on hand-made checks: what each concludes from a miss."""
+
+from __future__ import annotations
+
+from planner.plan.sizing import CORRECTIONS, _cut_configs, _raise_windows
+from planner.plan.verify import Verification, WindowCheck
+from solvers.capacity import SLO, CapacityProblem, Config, Disaggregation, Role, SolveParams, Window, solve
+
+FAST = SolveParams(max_time_in_seconds=5.0)
+
+SLO_ = SLO(ttft_s=1.0, tpot_s=0.05)
+
+
+def _problem(split: Disaggregation = Disaggregation.OFF) -> CapacityProblem:
+    a = Config("a", "G1", Role.AGGREGATED, gpus=1, goodput_rps=10.0, price_per_gpu_hour=1.0, power_w=300)
+    b = Config("b", "G1", Role.AGGREGATED, gpus=2, goodput_rps=19.0, price_per_gpu_hour=1.0, power_w=600)
+    p = Config("p", "G1", Role.PREFILL, gpus=1, goodput_rps=30.0, price_per_gpu_hour=1.0, power_w=300)
+    d = Config("d", "G1", Role.DECODE, gpus=1, goodput_rps=30.0, price_per_gpu_hour=1.0, power_w=300)
+    return CapacityProblem(configs=(a, b, p, d), windows=tuple(Window(600.0 * k, 600.0, r)
+                                                               for k, r in enumerate([15.0, 25.0, 15.0])),
+                           disaggregation=split)
+
+
+def _check(ttft: list[float], tpot: list[float]) -> Verification:
+    rows = tuple(WindowCheck(window=w, start_s=600.0 * w, requests=100, replicas=(), gpus=1, attainment=0.9,
+                             ttft_at_slo_s=t, tpot_at_slo_s=p, ttft_p50_s=t / 2, tpot_p50_s=p / 2)
+                 for w, (t, p) in enumerate(zip(ttft, tpot, strict=True)))
+    return Verification("plan", (), 1.0, len(rows), 300, 1.0, 0.9, max(ttft), max(tpot), False, False,
+                        max(ttft), max(tpot), by_window=rows)
+
+
+def test_raising_windows_touches_only_those_that_missed_and_adds_capacity_there() -> None:
+    problem = _problem()
+    plan = solve(problem, params=FAST)
+    fixed, what = _raise_windows(problem, plan, _check([0.5, 4.0, 0.9], [0.01, 0.01, 0.01]), SLO_)
+    before, after = [w.demand_rps for w in problem.windows], [w.demand_rps for w in fixed.windows]
+    assert after[0] == before[0] and after[2] == before[2]
+    goodput = {c.key: c.goodput_rps for c in problem.configs}
+    served = sum(goodput[k] * n for k, n in plan.replicas(1).items())
+    assert after[1] > served >= before[1]  # past what the plan served there: the re-solve must add some
+    again = solve(fixed, params=FAST)
+    assert sum(goodput[k] * n for k, n in again.replicas(1).items()) > served
+    assert "1 of 3 replayed windows" in what and "window 1 at x4.00" in what
+    assert fixed.configs == problem.configs
+
+
+def test_cutting_a_split_plan_cuts_every_split_configuration() -> None:
+    problem = _problem(Disaggregation.AUTO)
+    split = solve(_problem(Disaggregation.ON), params=FAST)
+    assert split.disaggregated
+    fixed, what = _cut_configs(problem, split, _check([3.0, 3.0, 3.0], [0.2, 0.2, 0.2]), SLO_)
+    cut = {c.key: c.goodput_rps / o.goodput_rps for c, o in zip(fixed.configs, problem.configs, strict=True)}
+    assert cut["a"] == cut["b"] == 1.0 and cut["p"] == cut["d"] < 1.0
+    assert "every prefill and decode configuration" in what
+    assert [c.__name__ for c in CORRECTIONS] == ["_cut_configs", "_raise_windows"]
