@@ -14,6 +14,7 @@ BENCH_MODULES: tuple[str, ...] = (
     "planner.cli.bench_traces",
     "planner.cli.bench_perf",
     "planner.cli.bench_replay",
+    "planner.cli.bench_plan",
 )
 
 

@@ -74,7 +74,8 @@ def report_json(report: PlanReport, model: str) -> dict[str, object]:
         "cost_breakdown": [asdict(c) for c in report.cost_breakdown()],
         "windows": [{"start_s": w.start_s, "duration_s": w.duration_s,
                      "demand_rps": report.demand_rps[i] if report.demand_rps else w.demand_rps,
-                     "sized_for_rps": w.demand_rps, "replicas": plan.replicas(i)} for i, w in enumerate(wins)],
+                     "sized_for_rps": w.demand_rps, "replicas": plan.replicas(i)}
+                    for i, w in enumerate(wins)],
         "bindings": [asdict(b) for b in plan.bindings],
         "verification": [{**{k: clean(x) for k, x in asdict(v).items() if k != "by_window"},
                           "by_window": [{**{k: clean(x) for k, x in asdict(c).items()},
