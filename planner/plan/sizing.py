@@ -406,21 +406,18 @@ def _prefer_native(
 
 def _cut_configs(problem: CapacityProblem, plan: CapacityPlan, check: Verification,
                  slo: SLO) -> tuple[CapacityProblem, str]:
-    """The configurations were slower than estimated: cut the plan's configurations' goodput by
-    :func:`derate_for` of the worst miss (at least enough for one more replica where the most ran). A
-    split plan's miss cuts every prefill and decode configuration: its check is the same approximation
-    for all of them (:mod:`planner.plan.verify`), so another split would repeat the miss."""
+    """The configurations were slower than estimated: cut the goodput of the plan's configurations that
+    serve the phase that missed (a split plan's prefill configuration for TTFT, its decode one for TPOT)
+    by :func:`derate_for` of the worst miss, at least enough for one more replica where the most ran."""
     most = max((n for w in range(len(problem.windows)) for n in plan.replicas(w).values()), default=1)
-    worst = max(check.replayed_ttft_at_slo_s / slo.ttft_s, check.replayed_tpot_at_slo_s / slo.tpot_s)
-    factor = min(derate_for(worst), most / (most + 1) * 0.999)
-    keys = {c.key for c in plan.configs}
-    if plan.disaggregated:
-        keys |= {c.key for c in problem.configs if c.role is not Role.AGGREGATED}
-    which = ("every prefill and decode configuration" if plan.disaggregated
-             else ", ".join(sorted(keys)))
+    ttft, tpot = check.replayed_ttft_at_slo_s / slo.ttft_s, check.replayed_tpot_at_slo_s / slo.tpot_s
+    factor = min(derate_for(max(ttft, tpot)), most / (most + 1) * 0.999)
+    spared = {Role.DECODE} if tpot <= 1.0 else ({Role.PREFILL} if ttft <= 1.0 else set())
+    keys = {c.key for c in plan.configs if c.role not in spared}
     return (replace(problem, configs=tuple(replace(c, goodput_rps=c.goodput_rps * factor) if c.key in keys
                                            else c for c in problem.configs)),
-            f"{which} cut to x{factor:.2f} of {'its' if len(keys) == 1 else 'their'} estimated goodput")
+            f"{', '.join(sorted(keys))} cut to x{factor:.2f} of {'its' if len(keys) == 1 else 'their'} "
+            "estimated goodput")
 
 
 def _raise_windows(problem: CapacityProblem, plan: CapacityPlan, check: Verification,
@@ -454,9 +451,8 @@ CORRECTIONS: tuple[Correction, ...] = (_cut_configs, _raise_windows)
 slower than estimated (then others may serve better) or the traffic burstier (then any configuration
 needs more capacity where windows missed), so each round tries both and replays both re-solved plans side
 by side. It goes on with the one that passed at the lower cost; when neither passed, with the lesson that
-persists whatever the next solve picks: the raised windows after an aggregated plan (a cut of its own
-configurations lets the solver move to others that carry the same error unreplayed), the cut of every
-split configuration after a disaggregated one."""
+persists whatever the next solve picks: the raised windows (a cut of the plan's own configurations lets
+the solver move to others that may carry the same error unreplayed)."""
 
 
 def _closed_loop(
@@ -492,9 +488,8 @@ def _closed_loop(
             break
         checks = check([plan_variant(p) for _fix, _f, p, _w in tried])
         passed = [i for i, v in enumerate(checks) if v.meets_slo]
-        persists = _cut_configs if plan.disaggregated else _raise_windows
         pick = (min(passed, key=lambda i: checks[i].cost_usd) if passed
-                else next((i for i, t in enumerate(tried) if t[0] is persists), 0))
+                else next((i for i, t in enumerate(tried) if t[0] is _raise_windows), 0))
         _fix, problem, again, what = tried[pick]
         corrections.append(
             f"round {rounds + 1}: missed in replay (TTFT {first.replayed_ttft_at_slo_s:.3g} s, TPOT "

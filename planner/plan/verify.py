@@ -3,9 +3,12 @@
 Each plan variant (the solver's plan and the next-best single-configuration plans) is replayed window by
 window: the requests that arrive in a window go through that window's replicas (shifted to start at 0,
 queues empty at the window start). Where a window runs several configurations, its requests are split
-between them in proportion to their goodput. A disaggregated plan is checked approximately, because the
-simulator has no P/D pools yet: TTFT from the prefill pool replaying one-token answers, TPOT from the
-decode pool replaying whole requests (its TPOT is pessimistic: it also runs the prefills).
+between them in proportion to their goodput. A window of a disaggregated plan that runs one prefill and
+one decode configuration is replayed as that pair (:func:`planner.sim.replay_cluster`: the prefill pool
+hands each request's KV to the decode pool over the prefill GPUs' network). A window with more than one
+configuration of a phase is checked approximately (``approximate``): TTFT from the prefill pools
+replaying one-token answers, TPOT from the decode pools replaying whole requests (pessimistic: they also
+run the prefills).
 
 For each variant the report gives the predicted attainment (the queueing estimate at the rate each
 replica actually sees) next to the replayed one.
@@ -24,7 +27,16 @@ from planner.catalog.schema import GPUSpec, ModelSpec
 from planner.perf.api import Parallelism
 from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
 from planner.perf.model import RooflinePerf, build_replica_perf
-from planner.sim import EngineConfig, SimConfig, SLOTarget, replay
+from planner.sim import (
+    ClusterConfig,
+    EngineConfig,
+    Pool,
+    PoolRole,
+    SimConfig,
+    SLOTarget,
+    replay,
+    replay_cluster,
+)
 from solvers.capacity import SLO, CapacityPlan, Config, LengthMix, Role, Window, predict, started
 from traces.schema import RequestTrace
 
@@ -54,6 +66,11 @@ class ReplayTask:
     seed: int
     expert_imbalance: float = 1.0
     engine: str = DEFAULT_ENGINE
+    decode: Config | None = None
+    """With a prefill ``config``: the decode configuration its requests move to (a P/D replay)."""
+    decode_replicas: int = 0
+    decode_gpu: GPUSpec | None = None
+    """The decode configuration's GPU type (when it differs from ``gpu``)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,18 +81,31 @@ class ReplayOut:
     tpot_s: FloatArray
 
 
-def run_replay(task: ReplayTask) -> ReplayOut:
-    """Replay one task (the unit a Ray task runs)."""
-    c = task.config
-    prof, cal, gpu = engine_perf_inputs(task.engine, task.gpu)
+def _replica(task: ReplayTask, c: Config, replicas: int,
+             spec: GPUSpec) -> tuple[RooflinePerf, SimConfig, GPUSpec]:
+    """One configuration's replica model and pool settings, as the task's engine runs it."""
+    prof, cal, gpu = engine_perf_inputs(task.engine, spec)
     perf = build_replica_perf(task.model, gpu, Parallelism(tp=c.tp, pp=c.pp, ep=c.ep), calibration=cal,
                               max_batch_tokens=c.max_batched_tokens, expert_imbalance=task.expert_imbalance,
                               weight_dtype=c.weight_dtype, kv_dtype=c.kv_dtype)
     engine = EngineConfig(max_batched_tokens=max(c.max_batched_tokens, c.max_num_seqs),
                           max_num_seqs=c.max_num_seqs).with_profile(prof)
-    cfg = SimConfig(replicas=max(1, task.replicas), engine=engine, seed=task.seed,
+    cfg = SimConfig(replicas=max(1, replicas), engine=engine, seed=task.seed,
                     default_slo=SLOTarget(ttft_s=task.slo.ttft_s, tpot_s=task.slo.tpot_s))
-    res = replay(task.trace, perf, config=cfg, gpu=gpu)
+    return perf, cfg, gpu
+
+
+def run_replay(task: ReplayTask) -> ReplayOut:
+    """Replay one task (the unit a Ray task runs): one pool, or a prefill pool handing its requests' KV
+    to a decode pool over the prefill GPUs' network (:func:`planner.sim.replay_cluster`)."""
+    perf, cfg, gpu = _replica(task, task.config, task.replicas, task.gpu)
+    if task.decode is None:
+        res = replay(task.trace, perf, config=cfg, gpu=gpu)
+    else:
+        d_perf, d_cfg, d_gpu = _replica(task, task.decode, task.decode_replicas, task.decode_gpu or task.gpu)
+        pools = [Pool("prefill", perf, cfg, gpu=gpu, role=PoolRole.PREFILL, decode_pool="decode"),
+                 Pool("decode", d_perf, d_cfg, gpu=d_gpu, role=PoolRole.DECODE)]
+        res = replay_cluster(task.trace, pools, config=ClusterConfig(default_slo=cfg.default_slo))
     req = res.requests
     ttft = req["ttft_s"].cast(pl.Float64).fill_null(float("nan")).to_numpy()
     tpot = req["tpot_s"].cast(pl.Float64).fill_null(0.0).to_numpy()
@@ -218,6 +248,7 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
     tasks: list[ReplayTask] = []
     index: list[tuple[int, int, str, NDArray[np.int64], str]] = []  # variant, window, config, rows, kind
     predicted: dict[int, list[tuple[float, int]]] = {}
+    approximate: set[int] = set()  # variants with a window whose split was replayed phase by phase
     for vi, v in enumerate(variants):
         by_key = {c.key: c for c in v.configs}
         for w in chosen:
@@ -232,6 +263,24 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
                 groups.append((agg, "both"))
             pre = [k for k in reps if by_key[k].role is Role.PREFILL]
             dec = [k for k in reps if by_key[k].role is Role.DECODE]
+            if len(pre) == 1 and len(dec) == 1:
+                # one prefill and one decode configuration: replayed as the P/D pair it is
+                cp, cd = by_key[pre[0]], by_key[dec[0]]
+                tasks.append(ReplayTask(model=model, gpu=gpus[cp.gpu], config=cp, replicas=reps[cp.key],
+                                        trace=sl, slo=slo, seed=seed, expert_imbalance=expert_imbalance,
+                                        engine=engine, decode=cd, decode_replicas=reps[cd.key],
+                                        decode_gpu=gpus[cd.gpu]))
+                index.append((vi, w, cp.key, np.arange(sl.num_requests), "both"))
+                att = 1.0
+                for c in (cp, cd):
+                    perf = _perf_of(model, gpus[c.gpu], c, expert_imbalance, engine)
+                    att *= float(predict(perf, c.role, mix, slo, np.array([rate / reps[c.key]]),
+                                         max_num_seqs=c.max_num_seqs,
+                                         max_batched_tokens=c.max_batched_tokens).attainment[0])
+                predicted.setdefault(vi, []).append((att, sl.num_requests))
+                pre, dec = [], []
+            elif pre or dec:
+                approximate.add(vi)
             if pre:
                 groups.append((pre, "ttft"))
             if dec:
@@ -299,7 +348,7 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
             replayed_attainment=float(ok.mean()) if ok.size else float("nan"),
             replayed_ttft_p99_s=t99, replayed_tpot_p99_s=p99,
             meets_slo=bool(t_slo <= slo.ttft_s and p_slo <= slo.tpot_s),
-            approximate=any(c.role is not Role.AGGREGATED for c in v.configs),
+            approximate=vi in approximate,
             replayed_ttft_at_slo_s=t_slo, replayed_tpot_at_slo_s=p_slo, by_window=tuple(per_window)))
     return results
 

@@ -25,7 +25,7 @@ Constraints::
     Σ_{c: t(c)=t} n_c x[c,w] ≤ I_t                ∀t,w GPU inventory
     Σ_c p_c x[c,w] ≤ P                            ∀w   power budget
     x[c,w] ≤ U_c u[c]                             ∀c,w replicas only of deployed configurations
-    Σ_{c: r(c)=r} u[c] ≤ K                        ∀r   few deployments to operate
+    Σ_{c: r(c)=r} u[c] ≤ K_r                      ∀r   few deployments to operate (K_P = K_D = 1: xPyD)
     u[c] ≤ y (c ∈ P∪D),  u[c] ≤ 1 - y (c ∈ A)          a plan is aggregated or disaggregated
     Σ_P x[c,w] ≤ R Σ_D x[c,w],  Σ_D x ≤ R Σ_P x    ∀w   P/D ratio (xPyD deployable)
     s[c,w] ≥ x[c,w] - x[c,w-1]                     ∀c,w replicas started (paid while they load)
@@ -152,10 +152,10 @@ def solve_model(problem: CapacityProblem, units: Units, *, params: SolveParams,
             # Minimum dwell: the replicas started in the last M windows are all still running.
             if dwell > 1:
                 model.add(x[i, w] >= sum(s[i, (w - k) % nw] for k in range(dwell)))
-    # Few deployments to operate: at most K configurations per role.
+    # Few deployments to operate: at most K configurations per role (one prefill and one decode: xPyD).
     for role in Role:
         if roles[role]:
-            model.add(sum(u[i] for i in roles[role]) <= problem.max_configs_per_role)
+            model.add(sum(u[i] for i in roles[role]) <= problem.config_cap(role))
     # A plan is either aggregated or disaggregated, as the user allows.
     for i in roles[Role.PREFILL] + roles[Role.DECODE]:
         model.add(u[i] <= y)

@@ -22,7 +22,7 @@ from solvers.capacity.units import COST_SCALE, Units
 def _admissible(problem: CapacityProblem, subset: tuple[int, ...]) -> bool:
     roles = [problem.configs[i].role for i in subset]
     for r in Role:
-        if roles.count(r) > problem.max_configs_per_role:
+        if roles.count(r) > problem.config_cap(r):
             return False
     agg = Role.AGGREGATED in roles
     split = Role.PREFILL in roles or Role.DECODE in roles

@@ -70,7 +70,7 @@ def _first_fit(problem: CapacityProblem, units: Units, order: Sequence[int]) -> 
             return None
         out.update({(i, w): n for i, n in counts.items() if n})
     used = {i for i, _ in out}
-    return out if len(used) <= problem.max_configs_per_role else None
+    return out if len(used) <= problem.config_cap(Role.AGGREGATED) else None
 
 
 def _pd(problem: CapacityProblem, units: Units, ip: int, idc: int) -> Assignment | None:

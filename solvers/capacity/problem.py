@@ -126,6 +126,9 @@ class CapacityProblem:
             disaggregated plan (xPyD deployments are built with small x, y).
         min_dwell_windows: a replica started in a window keeps running for at least this many windows
             (1: no constraint), so that the plan does not churn replicas window by window.
+        max_split_configs: prefill (and decode) configurations a disaggregated plan may use, within
+            ``max_configs_per_role``: one each by default, the xPyD pair deployments run and the replay
+            checks exactly.
 
     The windows are taken as a cycle (the plan repeats: the exporter replays it over its span), so the
     replicas of the first window are started from those of the last.
@@ -139,6 +142,7 @@ class CapacityProblem:
     max_configs_per_role: int = 2
     max_pd_ratio: float = 8.0
     min_dwell_windows: int = 1
+    max_split_configs: int = 1
 
     def __post_init__(self) -> None:
         if not self.windows:
@@ -166,9 +170,18 @@ class CapacityProblem:
                              expected="an integer >= 1")
         if not self.max_pd_ratio >= 1:
             raise InputError("max_pd_ratio must be >= 1", field="max_pd_ratio", expected="a number >= 1")
+        if self.max_split_configs < 1:
+            raise InputError("max_split_configs must be >= 1", field="max_split_configs",
+                             expected="an integer >= 1")
         if self.min_dwell_windows < 1:
             raise InputError("min_dwell_windows must be >= 1", field="min_dwell_windows",
                              expected="an integer >= 1")
+
+    def config_cap(self, role: Role) -> int:
+        """Distinct configurations of ``role`` a plan may use."""
+        if role is Role.AGGREGATED:
+            return self.max_configs_per_role
+        return min(self.max_configs_per_role, self.max_split_configs)
 
     def inventory_of(self, gpu: str) -> int | None:
         """GPUs of this type available (None: unlimited)."""

@@ -115,8 +115,8 @@ def bindings(problem: CapacityProblem, assignment: Assignment) -> tuple[Binding,
         n_avail = sum(1 for c in cfgs if c.role is r)
         if n_used:
             out.append(Binding(name=f"configs per role ({r.value})", window=-1, used=float(n_used),
-                               limit=float(problem.max_configs_per_role),
-                               tight=n_used >= problem.max_configs_per_role and n_avail > n_used))
+                               limit=float(problem.config_cap(r)),
+                               tight=n_used >= problem.config_cap(r) and n_avail > n_used))
     pre = [sum(n for (i, w), n in assignment.items() if w == ww and cfgs[i].role is Role.PREFILL)
            for ww in range(nw)]
     dec = [sum(n for (i, w), n in assignment.items() if w == ww and cfgs[i].role is Role.DECODE)
@@ -150,7 +150,10 @@ def infeasibility(problem: CapacityProblem) -> str:
         limits.append(f"the power budget ({problem.power_budget_w / 1e3:,.1f} kW)")
     if problem.disaggregation is Disaggregation.ON:
         limits.append(f"a prefill/decode split with a replica ratio within 1:{problem.max_pd_ratio:g}")
-    limits.append(f"at most {problem.max_configs_per_role} configurations per role")
+    split = (f" ({problem.config_cap(Role.PREFILL)} prefill and decode in a split plan)"
+             if problem.disaggregation is not Disaggregation.OFF
+             and problem.config_cap(Role.PREFILL) < problem.max_configs_per_role else "")
+    limits.append(f"at most {problem.max_configs_per_role} configurations per role{split}")
     return "no plan satisfies " + " and ".join(limits)
 
 

@@ -179,7 +179,8 @@ def test_replica_starts_are_costed_from_the_models_size() -> None:
     costed, free = (plan_fleet(default_trace(), PlanRequest(
         model=spec, gpus=(cat.gpu("H100-SXM"), cat.gpu("A100-80GB-SXM")), load_factor=20.0, verify=False,
         start_s=start, **opts)) for start in (None, 0.0))  # type: ignore[arg-type]
-    assert all(c.start_s == pytest.approx(replica_start_s(spec.weight_bytes())) for c in costed.problem.configs)
+    start = replica_start_s(spec.weight_bytes())
+    assert all(c.start_s == pytest.approx(start) for c in costed.problem.configs)
     assert round(replica_start_s(spec.weight_bytes())) == 104
     lines = costed.cost_breakdown()
     assert costed.plan.objective_usd == pytest.approx(sum(x.cost_usd for x in lines), rel=1e-4)
@@ -188,3 +189,18 @@ def test_replica_starts_are_costed_from_the_models_size() -> None:
     assert starts <= sum(x.starts for x in free.cost_breakdown())
     assert any("each replica a window adds costs 104 s" in n for n in costed.notes)
     assert all(x.start_gpu_hours == 0 for x in free.cost_breakdown())
+
+
+def test_a_split_plan_is_replayed_as_its_prefill_decode_pair() -> None:
+    """One prefill and one decode configuration (xPyD), checked by the cluster replay with the KV hand-off
+    between the pools, not phase by phase."""
+    cat = load_catalog()
+    req = PlanRequest(model=cat.model("Llama-3.1-8B"), gpus=(cat.gpu("H100-SXM"),),
+                      disaggregation=Disaggregation.ON, **FAST)  # type: ignore[arg-type]
+    rep = plan_fleet(default_trace(), req)
+    roles = sorted(c.role.value for c in rep.plan.configs)
+    assert roles == ["decode", "prefill"]
+    first = rep.verification[0]
+    assert first.approximate is False
+    assert first.requests == sum(c.requests for c in first.by_window) > 1000
+    assert all(len(c.replicas) == 2 for c in first.by_window)
