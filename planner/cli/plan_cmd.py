@@ -140,14 +140,15 @@ def _render(report: PlanReport, model: str, console: Console) -> None:
     for b in plan.bindings[:4]:
         console.print(f"  {b.name}: {b.used:,.0f} / {b.limit:,.0f}{' (tight)' if b.tight else ''}")
     if report.verification:
+        stat = report.slo.statistic
         vcols = (Col("variant", left=True, keep=9), Col("configurations", left=True, keep=8, wrap=True),
                  Col("cost $", keep=7), Col("windows", keep=1), Col("requests", keep=2),
-                 Col("predicted", keep=4), Col("replayed", keep=6), Col("TTFT p99 s", keep=5),
-                 Col("TPOT p99 s", keep=5), Col("SLO met", keep=9))
+                 Col("predicted", keep=4), Col("replayed", keep=6), Col("goodput req/s", keep=3),
+                 Col(f"TTFT {stat} s", keep=5), Col(f"TPOT {stat} s", keep=5), Col("SLO met", keep=9))
         vrows = [(v.label + (" ~" if v.approximate else ""), "\n".join(v.configs), f"{v.cost_usd:.2f}",
                   str(v.windows), f"{v.requests:,}", f"{v.predicted_attainment:.4f}",
-                  f"{v.replayed_attainment:.4f}", f"{v.replayed_ttft_p99_s:.3f}",
-                  f"{v.replayed_tpot_p99_s:.4f}", "yes" if v.meets_slo else "[red]no[/]")
+                  f"{v.replayed_attainment:.4f}", f"{v.goodput_rps:,.2f}", f"{v.replayed_ttft_at_slo_s:.3f}",
+                  f"{v.replayed_tpot_at_slo_s:.4f}", "yes" if v.meets_slo else "[red]no[/]")
                  for v in report.verification]
         rounds = "" if report.rounds <= 1 else f", {report.rounds} rounds"
         vt = fitted_table(console, f"verification by replay ({report.verify_s:.1f} s{rounds})", vcols, vrows)

@@ -186,6 +186,9 @@ class Verification:
     """Replayed TPOT at the SLO's statistic."""
     by_window: tuple[WindowCheck, ...] = ()
     """The replayed windows one by one (what the report and the dashboard draw)."""
+    goodput_rps: float = float("nan")
+    """Requests per second that met both targets over the replayed windows (DistServe's goodput: the
+    ``replayed_attainment`` share of the replayed rate)."""
 
 
 def plan_variant(plan: CapacityPlan) -> Variant:
@@ -349,7 +352,8 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
             replayed_ttft_p99_s=t99, replayed_tpot_p99_s=p99,
             meets_slo=bool(t_slo <= slo.ttft_s and p_slo <= slo.tpot_s),
             approximate=vi in approximate,
-            replayed_ttft_at_slo_s=t_slo, replayed_tpot_at_slo_s=p_slo, by_window=tuple(per_window)))
+            replayed_ttft_at_slo_s=t_slo, replayed_tpot_at_slo_s=p_slo, by_window=tuple(per_window),
+            goodput_rps=float(ok.sum()) / sum(windows[w].duration_s for w in ws) if ws else float("nan")))
     return results
 
 
