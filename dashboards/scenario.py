@@ -58,8 +58,9 @@ class TraceSource:
     """Where a trace comes from, as a cache key.
 
     Attributes:
-        kind: ``default`` (the bundled synthetic hour) or ``file`` (a path, maybe a saved upload).
-        path: the file or ServeGen folder (empty for the default trace).
+        kind: ``default`` (a bundled trace: the synthetic hour, or the fleet-scale day) or ``file`` (a path,
+            maybe a saved upload).
+        path: the file or ServeGen folder (for a bundled trace: its name; empty for the default hour).
         format: reader format, ``None`` to detect it.
         mtime_ns: modification time when the source was resolved (part of the cache key).
         size: size in bytes when resolved (part of the cache key).
@@ -74,9 +75,19 @@ class TraceSource:
     label: str = "bundled default trace"
 
 
-def default_source() -> TraceSource:
-    """The bundled default trace (works on a fresh install, no files needed)."""
-    return TraceSource(kind="default")
+def default_source(name: str = "default") -> TraceSource:
+    """A bundled trace (works on a fresh install, no files needed): the default hour, or ``fleet-day``.
+
+    Raises:
+        InputError: a name that is not bundled.
+    """
+    from traces.default import BUNDLED_NAMES, DEFAULT_NAME
+
+    if name not in BUNDLED_NAMES:
+        raise InputError(f"no bundled trace {name!r}", field="trace", expected=" or ".join(BUNDLED_NAMES))
+    if name == DEFAULT_NAME:
+        return TraceSource(kind="default")
+    return TraceSource(kind="default", path=name, label=f"bundled {name} scenario")
 
 
 DATA_ROOTS_ENV = "FLEETWISE_DATA_ROOTS"
@@ -190,7 +201,8 @@ def load_source(src: TraceSource) -> RequestTrace:
     """
     from traces.default import DEFAULT_NAME, load_trace_arg
 
-    return load_trace_arg(DEFAULT_NAME if src.kind == "default" else src.path, format=src.format)
+    name = (src.path or DEFAULT_NAME) if src.kind == "default" else src.path
+    return load_trace_arg(name, format=src.format)
 
 
 def with_load(trace: RequestTrace, factor: float, *, seed: int = 0) -> RequestTrace:

@@ -75,7 +75,7 @@ def upload_dir() -> Path:
     link where an upload will be written."""
     return Path(tempfile.mkdtemp(prefix="fleetwise-uploads-"))
 
-SOURCE_CHOICES: tuple[str, ...] = ("Bundled default", "File path", "Upload")
+SOURCE_CHOICES: tuple[str, ...] = ("Bundled default", "Bundled fleet day", "File path", "Upload")
 
 
 def _sidebar(pages: list[str]) -> tuple[PageName, Inputs]:
@@ -91,10 +91,11 @@ def _sidebar(pages: list[str]) -> tuple[PageName, Inputs]:
         SOURCE_CHOICES,
         key="source",
         horizontal=True,
-        help="The bundled synthetic hour, a file on this machine, or an upload.",
+        help="The bundled synthetic hour, the generated fleet-scale day (70B-class load), a file on this "
+        "machine, or an upload.",
     )
     fmt_name = st.sidebar.selectbox(
-        "Format", ("auto-detect", *FORMATS), key="format", disabled=choice == SOURCE_CHOICES[0]
+        "Format", ("auto-detect", *FORMATS), key="format", disabled=choice in SOURCE_CHOICES[:2]
     )
     fmt = None if fmt_name == "auto-detect" else fmt_name
     source: sc.TraceSource | None = None
@@ -103,6 +104,8 @@ def _sidebar(pages: list[str]) -> tuple[PageName, Inputs]:
         if choice == SOURCE_CHOICES[0]:
             source = sc.default_source()
         elif choice == SOURCE_CHOICES[1]:
+            source = sc.default_source("fleet-day")
+        elif choice == SOURCE_CHOICES[2]:
             path = st.sidebar.text_input(
                 "Path",
                 key="path",

@@ -16,7 +16,7 @@ def _quickstart_commands() -> list[str]:
 def test_quickstart_has_exactly_two_commands() -> None:
     cmds = _quickstart_commands()
     assert len(cmds) == 2
-    assert cmds[0].endswith("fleetwise plan")
+    assert "fleetwise plan --trace fleet-day" in cmds[0]  # the bundled fleet-scale day
     assert "pytest" in cmds[1]
 
 

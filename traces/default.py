@@ -109,6 +109,12 @@ def default_trace(path: Path | None = None) -> RequestTrace:
 DEFAULT_NAME = "default"
 """What a user types for the bundled trace wherever a trace file is asked for."""
 
+FLEET_DAY_NAME = "fleet-day"
+"""What a user types for the generated fleet-scale day (:mod:`traces.fleet_day`)."""
+
+BUNDLED_NAMES: tuple[str, ...] = (DEFAULT_NAME, FLEET_DAY_NAME)
+"""Every trace that ships with fleetwise (needs no file)."""
+
 
 def trace_path(spec: str | Path) -> Path:
     """The file a trace argument names: the bundled trace for :data:`DEFAULT_NAME`, else the path itself."""
@@ -117,7 +123,8 @@ def trace_path(spec: str | Path) -> Path:
 
 def load_trace_arg(spec: str | Path, *, format: str | None = None, start_s: float | None = None,
                    duration_s: float | None = None) -> RequestTrace:
-    """A trace argument loaded: :func:`default_trace` for :data:`DEFAULT_NAME`, else
+    """A trace argument loaded: :func:`default_trace` for :data:`DEFAULT_NAME`, the generated fleet-scale day
+    for ``fleet-day`` (:mod:`traces.fleet_day`), else
     :func:`traces.load.load_trace` (the one place surfaces resolve a trace argument), cut to the span
     ``[start_s, start_s + duration_s)`` and re-based at 0 (``--start-s`` / ``--duration-s`` of every verb).
 
@@ -133,6 +140,10 @@ def load_trace_arg(spec: str | Path, *, format: str | None = None, start_s: floa
         raise InputError(f"bad duration {duration_s}", field="--duration-s", expected="seconds > 0")
     if str(spec) == DEFAULT_NAME:
         tr = default_trace()
+    elif str(spec) == FLEET_DAY_NAME:
+        from traces.fleet_day import fleet_day
+
+        tr = fleet_day()
     else:
         from traces.load import load_trace
         from traces.readers.servegen import is_servegen_path

@@ -38,7 +38,7 @@ from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
-from planner.cli.trace_span import DurationOpt, StartOpt
+from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
 from planner.perf.precision import resolve_precision
@@ -112,7 +112,7 @@ def _factors(text: str) -> tuple[float, ...]:
 
 def autoscale_compare_cmd(
     scenario: ConfigOpt = None,
-    trace: Annotated[str, typer.Option(help="trace file (any supported format) or 'default'")] = "default",
+    trace: TraceOpt = "default",
     rate_factor: Annotated[float, typer.Option(help="scale the request rate by this factor")] = 1.0,
     model: Annotated[str, typer.Option(help="catalog model key")] = "Llama-3.1-8B",
     gpu: Annotated[str, typer.Option(help="catalog GPU key")] = "H100-SXM",

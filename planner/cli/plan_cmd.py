@@ -16,7 +16,7 @@ from planner.cli.console import Col, fitted_table, table_console
 from planner.cli.engine_option import EngineOpt
 from planner.cli.scenario_config import ConfigOpt
 from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
-from planner.cli.trace_span import DurationOpt, StartOpt
+from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.perf.engine_profile import DEFAULT_ENGINE
 from planner.perf.precision import Precision, parse_precisions
 from planner.plan import PlanReport, PlanRequest
@@ -200,9 +200,7 @@ def register(app: typer.Typer) -> None:
                  + EXAMPLE)
     def plan(
         scenario: ConfigOpt = None,
-        trace: Annotated[
-            str, typer.Option(help="trace file, or 'default' for the bundled synthetic one")
-        ] = "default",
+        trace: TraceOpt = "default",
         fmt: Annotated[str | None, typer.Option("--format", help="trace format (auto-detected)")] = None,
         model: Annotated[str, typer.Option(help="catalog model name")] = "Llama-3.1-8B",
         gpus: Annotated[str, typer.Option(help="comma-separated catalog GPU names, or 'all'")] = "all",

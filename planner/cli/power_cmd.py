@@ -20,7 +20,7 @@ from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
-from planner.cli.trace_span import DurationOpt, StartOpt
+from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.contracts.power import HP, LP, ClockModel, PolcaParams
 from planner.perf.engine_profile import DEFAULT_ENGINE
 from planner.power.simulate import run_policy
@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
 
 def power_cmd(
     scenario: ConfigOpt = None,
-    trace: Annotated[str, typer.Option(help="request trace (any supported format) or 'default'")] = "default",
+    trace: TraceOpt = "default",
     model: Annotated[str, typer.Option(help="catalog model key")] = "Llama-3.1-70B",
     gpu: Annotated[str, typer.Option(help="catalog GPU key")] = "H100-SXM",
     tp: Annotated[int, typer.Option(help="tensor-parallel degree of a replica")] = 8,

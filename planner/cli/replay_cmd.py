@@ -18,7 +18,7 @@ from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
-from planner.cli.trace_span import DurationOpt, StartOpt
+from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
 from planner.perf.precision import resolve_precision
@@ -48,7 +48,7 @@ def register(app: typer.Typer) -> None:
 
 def replay_cmd(
     scenario: ConfigOpt = None,
-    trace: Annotated[str, typer.Option(help="trace file (any supported format) or 'default'")] = "default",
+    trace: TraceOpt = "default",
     model: Annotated[str, typer.Option(help="catalog model key, e.g. Llama-3.1-8B")] = "Llama-3.1-8B",
     gpu: Annotated[str, typer.Option(help="catalog GPU key, e.g. H100-SXM")] = "H100-SXM",
     replicas: Annotated[int, typer.Option(help="replicas of the model")] = 1,

@@ -17,6 +17,7 @@ from rich.console import Console
 from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
 from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
+from planner.cli.trace_span import TraceOpt
 from planner.perf.engine_profile import DEFAULT_ENGINE
 from planner.sim import RouterName
 from traces.atomic import write_text_atomic
@@ -48,7 +49,7 @@ def report(
         ReportKind,
         typer.Option(help="plan: size the fleet and verify it by replay; replay: replay a given fleet"),
     ] = ReportKind.PLAN,
-    trace: Annotated[str, typer.Option(help="trace file (any supported format) or 'default'")] = "default",
+    trace: TraceOpt = "default",
     fmt: Annotated[str | None, typer.Option("--format", help="trace format (auto-detected)")] = None,
     load_factor: Annotated[float, typer.Option(help="request-rate multiplier")] = 1.0,
     model: Annotated[str, typer.Option(help="catalog model")] = "Llama-3.1-8B",
@@ -77,7 +78,9 @@ def report(
         raise InputError(
             "the report is HTML", path=str(out), field="--out", expected="a path ending in .html"
         )
-    src = sc.default_source() if trace == "default" else sc.file_source(trace, format=fmt)
+    from traces.default import BUNDLED_NAMES
+
+    src = sc.default_source(trace) if trace in BUNDLED_NAMES else sc.file_source(trace, format=fmt)
     ttft_s, tpot_s = slo_ttft_ms / 1e3, slo_tpot_ms / 1e3
     console = Console(stderr=True)
     with console.status("loading the trace..."):
