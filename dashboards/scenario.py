@@ -65,6 +65,8 @@ class TraceSource:
         mtime_ns: modification time when the source was resolved (part of the cache key).
         size: size in bytes when resolved (part of the cache key).
         label: what the pages call it.
+        start_s: the span read starts here, seconds from the first arrival (None: the start).
+        duration_s: the span's length (None: to the end; a ServeGen folder: its first hour).
     """
 
     kind: str
@@ -73,6 +75,8 @@ class TraceSource:
     mtime_ns: int = 0
     size: int = 0
     label: str = "bundled default trace"
+    start_s: float | None = None
+    duration_s: float | None = None
 
 
 def default_source(name: str = "default") -> TraceSource:
@@ -202,7 +206,7 @@ def load_source(src: TraceSource) -> RequestTrace:
     from traces.default import DEFAULT_NAME, load_trace_arg
 
     name = (src.path or DEFAULT_NAME) if src.kind == "default" else src.path
-    return load_trace_arg(name, format=src.format)
+    return load_trace_arg(name, format=src.format, start_s=src.start_s, duration_s=src.duration_s)
 
 
 def with_load(trace: RequestTrace, factor: float, *, seed: int = 0) -> RequestTrace:

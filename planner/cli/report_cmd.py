@@ -6,6 +6,7 @@ the file that :func:`dashboards.report.render_report` returns; nothing is comput
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -17,7 +18,7 @@ from rich.console import Console
 from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
 from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
-from planner.cli.trace_span import TraceOpt
+from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.perf.engine_profile import DEFAULT_ENGINE
 from planner.sim import RouterName
 from traces.atomic import write_text_atomic
@@ -68,6 +69,8 @@ def report(
              "label such as fp8")] = "native",
     replica_start_s: ReplicaStartOpt = None,
     min_dwell_windows: DwellOpt = 1,
+    start_s: StartOpt = None,
+    duration_s: DurationOpt = None,
 ) -> int:
     """Build the report and write it to ``out``."""
     from dashboards import report as rp
@@ -81,6 +84,10 @@ def report(
     from traces.default import BUNDLED_NAMES
 
     src = sc.default_source(trace) if trace in BUNDLED_NAMES else sc.file_source(trace, format=fmt)
+    if start_s is not None or duration_s is not None:
+        span = (f", {start_s or 0:g} s + {duration_s:g} s" if duration_s is not None
+                else f", from {start_s:g} s")
+        src = replace(src, start_s=start_s, duration_s=duration_s, label=src.label + span)
     ttft_s, tpot_s = slo_ttft_ms / 1e3, slo_tpot_ms / 1e3
     console = Console(stderr=True)
     with console.status("loading the trace..."):

@@ -94,3 +94,14 @@ def test_dashboard_rejects_a_bad_port() -> None:
         assert exc.field == "--port"
     else:
         raise AssertionError("port 70000 accepted")
+
+
+def test_report_reads_the_span_it_is_given(tmp_path: Path) -> None:
+    out = tmp_path / "span.html"
+    res = CliRunner().invoke(_app(), ["report", "--out", str(out), "--kind", "replay", "--replicas", "2",
+                                      "--start-s", "600", "--duration-s", "600"])
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    assert "bundled default trace, 600 s + 600 s" in html
+    served = re.search(r"Replay: ([\d,]+) of ([\d,]+) requests served", html)
+    assert served is not None and 2_000 < int(served.group(2).replace(",", "")) < 5_000  # 10 of 60 minutes
