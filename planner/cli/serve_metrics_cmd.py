@@ -43,11 +43,14 @@ def serve_metrics_cmd(
     host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0 in a container)")] = "127.0.0.1",
     print_once: Annotated[bool, typer.Option(
         "--print", help="print the exposition once to stdout and exit (no server)")] = False,
+    plan_start: Annotated[str | None, typer.Option(
+        help="when the plan's first window starts, ISO 8601 (e.g. 2026-12-07T00:00:00Z; no zone: UTC); its "
+             "windows repeat over its span from there (default: when plan.json was written)")] = None,
 ) -> int:
     """Serve (or print) the results' metrics."""
     if not 0 <= port <= 65535:
         raise InputError(f"port {port} out of range", field="--port", expected="0..65535")
-    source = ResultsSource(results, clock=time.time)
+    source = ResultsSource(results, clock=time.time, plan_start_s=parse_instant(plan_start))
     registry = build_registry(source)
     if print_once:
         typer.echo(generate_latest(registry).decode(), nl=False)
@@ -59,6 +62,27 @@ def serve_metrics_cmd(
     wait_for_signal(stop)
     server.shutdown()
     return 0
+
+
+def parse_instant(text: str | None) -> float | None:
+    """Unix seconds of an ISO 8601 instant (UTC when it names no zone).
+
+    Raises:
+        InputError: text that is not an ISO 8601 date and time.
+
+    >>> parse_instant("2026-12-07T00:00:00Z"), parse_instant("2026-12-07T01:00:00+01:00"), parse_instant(None)
+    (1796601600.0, 1796601600.0, None)
+    """
+    if text is None:
+        return None
+    from datetime import UTC, datetime
+
+    try:
+        at = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(f"not a date and time: {text!r}", field="--plan-start",
+                         expected="ISO 8601, e.g. 2026-12-07T00:00:00Z") from None
+    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
 
 
 def register(app: typer.Typer) -> None:

@@ -432,11 +432,12 @@ def current_window(starts: list[float], span_s: float, *, anchor_s: float, now_s
 
 
 def plan_snapshot(data: dict[str, Any], *, path: Path, mtime_s: float,
-                  now_s: float | None = None) -> Snapshot:
+                  now_s: float | None = None, anchor_s: float | None = None) -> Snapshot:
     """Series of a ``fleetwise plan --json`` document.
 
     Per configuration (pool = the configuration key): desired replicas = its replicas in the plan's
-    current window (the plan's timeline starts when the file was written and repeats over its span;
+    current window (the plan's timeline starts at ``anchor_s``, else when the file was written, and
+    repeats over its span;
     per-configuration peaks would ask for several windows' fleets at once), or its peak over the windows
     when the document has no per-window replicas or ``now_s`` is not given; GPU-seconds and cost.
     Plan-wide (pool = the model): the windows' peak-minute demand as a ``quantile="1"`` forecast at
@@ -479,7 +480,8 @@ def plan_snapshot(data: dict[str, Any], *, path: Path, mtime_s: float,
                                              for w in windows):
         starts = [_num(w, "start_s", path, f"windows[{i}].") for i, w in enumerate(windows)]
         span = starts[-1] + _num(windows[-1], "duration_s", path, f"windows[{len(windows) - 1}].")
-        cur = windows[current_window(starts, span, anchor_s=mtime_s, now_s=now_s)]["replicas"]
+        anchor = mtime_s if anchor_s is None else anchor_s
+        cur = windows[current_window(starts, span, anchor_s=anchor, now_s=now_s)]["replicas"]
         now_reps = {str(k): int(_num(cur, str(k), path, "windows[].replicas.")) for k in cur}
     desired: list[Desired] = []
     gpu_s: list[PoolValue] = []
@@ -569,10 +571,12 @@ def _fingerprint(folder: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(out)
 
 
-def load_results(folder: Path, *, now_s: float) -> Snapshot:
+def load_results(folder: Path, *, now_s: float, plan_start_s: float | None = None) -> Snapshot:
     """The snapshot of a results folder (``plan.json`` and/or ``summary.json``).
 
     Args:
+        plan_start_s: the Unix time the plan's first window starts at (its timeline repeats over its span
+            from there); None: when ``plan.json`` was written.
         folder: the folder.
         now_s: the current Unix time (injected), for ``fleetwise_input_staleness_seconds{pool="results"}``:
             the age of the newest results file.
@@ -595,7 +599,8 @@ def load_results(folder: Path, *, now_s: float) -> Snapshot:
         newest = max(newest, mtime)
         path = folder / name
         data = _read_json(path)
-        snaps.append(plan_snapshot(data, path=path, mtime_s=mtime, now_s=now_s) if name == PLAN_FILE
+        snaps.append(plan_snapshot(data, path=path, mtime_s=mtime, now_s=now_s, anchor_s=plan_start_s)
+                     if name == PLAN_FILE
                      else replay_snapshot(data, path=path, mtime_s=mtime))
     snaps.append(Snapshot(staleness_s=(PoolValue("results", max(0.0, now_s - newest)),)))
     return merge(*snaps)
@@ -611,17 +616,20 @@ class ResultsSource:
         folder: the results folder (must load at construction: bad input fails fast, exit 2 in the CLI).
         clock: Unix time now (injected).
         log: where reload warnings go.
+        plan_start_s: the Unix time the plan's first window starts at (None: when it was written).
     """
 
     def __init__(self, folder: Path, *, clock: Callable[[], float],
-                 log: Callable[[str], None] = lambda m: print(m, file=sys.stderr)) -> None:
+                 log: Callable[[str], None] = lambda m: print(m, file=sys.stderr),
+                 plan_start_s: float | None = None) -> None:
         self._folder = folder
         self._clock = clock
+        self._plan_start_s = plan_start_s
         self._log = log
         self._lock = threading.Lock()
         self._fp = _fingerprint(folder)
         self._minute = int(clock() // 60)
-        self._base = load_results(folder, now_s=clock())
+        self._base = load_results(folder, now_s=clock(), plan_start_s=plan_start_s)
         self._error = False
 
     def __call__(self) -> Snapshot:
@@ -634,7 +642,8 @@ class ResultsSource:
                 self._fp = fp
                 self._minute = minute
                 try:
-                    self._base = load_results(self._folder, now_s=self._clock())
+                    self._base = load_results(self._folder, now_s=self._clock(),
+                                              plan_start_s=self._plan_start_s)
                     self._error = False
                 except Exception as exc:  # any bad file: keep serving the last good one, flagged
                     self._error = True

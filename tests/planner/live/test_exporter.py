@@ -15,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from planner.catalog import load_catalog
 from planner.cli.main import main
+from planner.cli.serve_metrics_cmd import parse_instant
 from planner.live import names as N  # noqa: N812
 from planner.live.exporter import (
     Count,
@@ -192,6 +193,15 @@ def test_desired_replicas_follow_the_plans_current_window(tmp_path: Path) -> Non
     assert (desired(a, "H100-SXM"), desired(b, "A100-80GB-SXM")) == (0.0, 3.0)
     now[0] = written + 610.0  # the plan repeats over its span
     assert (desired(a, "H100-SXM"), desired(b, "A100-80GB-SXM")) == (4.0, 0.0)
+    # anchored at a stated start instead (serve-metrics --plan-start): 2026-12-07T00:00:00Z plus 7 minutes
+    # is the second window whatever the file's mtime
+    start = parse_instant("2026-12-07T00:00:00Z")
+    assert start is not None
+    anchored = build_registry(ResultsSource(tmp_path, clock=lambda: start + 420.0, plan_start_s=start),
+                              build_version="t")
+    assert anchored.get_sample_value("fleetwise_desired_replicas", {
+        "pool": b, "role": "aggregated", "model": "Llama-3.1-8B", "gpu": "A100-80GB-SXM"}) == 3.0
+    assert main(["serve-metrics", "--results", str(tmp_path), "--print", "--plan-start", "yesterday"]) == 2
 
 
 def test_bad_results_raise_input_error(tmp_path: Path) -> None:
