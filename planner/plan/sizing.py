@@ -444,13 +444,26 @@ def _raise_windows(problem: CapacityProblem, plan: CapacityPlan, check: Verifica
             f"the demand of the {len(missed)} of {replayed} replayed windows that missed raised{where}")
 
 
-Correction = Callable[[CapacityProblem, CapacityPlan, Verification, SLO], tuple[CapacityProblem, str]]
+def _split_phases(problem: CapacityProblem, plan: CapacityPlan, check: Verification,
+                  slo: SLO) -> tuple[CapacityProblem, str] | None:
+    """An aggregated plan missed TPOT: its decoders waited behind prefill chunks, which only separate
+    prefill and decode pools avoid. Re-solve with the split required (when the user left it open)."""
+    if (plan.disaggregated or problem.disaggregation is not Disaggregation.AUTO
+            or check.replayed_tpot_at_slo_s <= slo.tpot_s
+            or not any(c.role is not Role.AGGREGATED for c in problem.configs)):
+        return None
+    return (replace(problem, disaggregation=Disaggregation.ON),
+            "prefill and decode split into their own pools (TPOT missed behind prefill chunks)")
 
-CORRECTIONS: tuple[Correction, ...] = (_cut_configs, _raise_windows)
+
+Correction = Callable[[CapacityProblem, CapacityPlan, Verification, SLO], tuple[CapacityProblem, str] | None]
+
+CORRECTIONS: tuple[Correction, ...] = (_cut_configs, _raise_windows, _split_phases)
 """What a round may conclude from a missed replay. The replay cannot tell whether the configurations were
-slower than estimated (then others may serve better) or the traffic burstier (then any configuration
-needs more capacity where windows missed), so each round tries both and replays both re-solved plans side
-by side. It goes on with the one that passed at the lower cost; when neither passed, with the lesson that
+slower than estimated (then others may serve better), the traffic burstier (then any configuration needs
+more capacity where windows missed) or, for a TPOT miss, decoding slowed by prefills sharing its steps
+(then separate pools serve better), so each round tries each that applies and replays the re-solved plans
+side by side. It goes on with the one that passed at the lower cost; when neither passed, with the lesson that
 persists whatever the next solve picks: the raised windows (a cut of the plan's own configurations lets
 the solver move to others that may carry the same error unreplayed)."""
 
@@ -478,7 +491,10 @@ def _closed_loop(
     while not first.meets_slo and rounds < request.max_rounds:
         tried: list[tuple[Correction, CapacityProblem, CapacityPlan, str]] = []
         for fix in CORRECTIONS:
-            fixed, what = fix(problem, plan, first, slo)
+            applies = fix(problem, plan, first, slo)
+            if applies is None:
+                continue
+            fixed, what = applies
             again = solve(fixed, params=request.params)
             if again.feasible:
                 tried.append((fix, fixed, again, what))

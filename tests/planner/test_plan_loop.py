@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from planner.plan.sizing import CORRECTIONS, _cut_configs, _raise_windows
+from planner.plan.sizing import CORRECTIONS, _cut_configs, _raise_windows, _split_phases
 from planner.plan.verify import Verification, WindowCheck
 from solvers.capacity import SLO, CapacityProblem, Config, Disaggregation, Role, SolveParams, Window, solve
 
@@ -55,4 +55,18 @@ def test_cutting_a_split_plan_cuts_the_phase_that_missed() -> None:
     fixed, _ = _cut_configs(problem, split, _check([3.0, 3.0, 3.0], [0.2, 0.2, 0.2]), SLO_)
     assert all(c.goodput_rps < o.goodput_rps for c, o in zip(fixed.configs, problem.configs, strict=True)
                if c.key in ("p", "d"))
-    assert [c.__name__ for c in CORRECTIONS] == ["_cut_configs", "_raise_windows"]
+    assert [c.__name__ for c in CORRECTIONS] == ["_cut_configs", "_raise_windows", "_split_phases"]
+
+
+def test_a_tpot_miss_of_an_aggregated_plan_tries_separate_pools() -> None:
+    problem = _problem(Disaggregation.AUTO)
+    agg = solve(_problem(Disaggregation.OFF), params=FAST)
+    assert not agg.disaggregated
+    fixed = _split_phases(problem, agg, _check([0.5, 0.5, 0.5], [0.2, 0.2, 0.2]), SLO_)
+    assert fixed is not None and fixed[0].disaggregation is Disaggregation.ON
+    assert solve(fixed[0], params=FAST).disaggregated
+    # not when TPOT held, not when the user fixed the mode, not for a plan already split
+    assert _split_phases(problem, agg, _check([3.0, 3.0, 3.0], [0.01, 0.01, 0.01]), SLO_) is None
+    assert _split_phases(_problem(Disaggregation.OFF), agg, _check([0.5] * 3, [0.2] * 3), SLO_) is None
+    split = solve(_problem(Disaggregation.ON), params=FAST)
+    assert _split_phases(problem, split, _check([0.5] * 3, [0.2] * 3), SLO_) is None
