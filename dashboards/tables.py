@@ -58,7 +58,8 @@ def trace_table(trace: RequestTrace, stats: TraceStats) -> pl.DataFrame:
 
 
 def plan_headline(report: PlanReport, model: str) -> str:
-    """One line: the chosen fleet and its cost, or why there is none."""
+    """One line: the chosen fleet and its cost, or why there is none (a plan that failed its own replay is
+    not presented as one)."""
     plan = report.plan
     if not plan.feasible:
         return f"No plan for {model}: {plan.note or report.why}"
@@ -70,13 +71,11 @@ def plan_headline(report: PlanReport, model: str) -> str:
         f"Plan: {fleet} for {model} (peak {gpus} GPUs), ${plan.objective_usd or 0.0:,.2f} for the trace's "
         f"{hours:.2f} h"
     )
-    rec = report.recommended
+    if report.verification and not report.verified:
+        return (f"No verified plan for {model}: the best candidate ({fleet}, peak {gpus} GPUs) misses the "
+                "SLO in replay, and so did every alternative")
     if report.verification:
-        text += (
-            "; meets the SLO in replay"
-            if report.verified
-            else ("; misses the SLO in replay" + (f" (recommended: {rec.label})" if rec is not None else ""))
-        )
+        text += "; meets the SLO in replay"
     return text
 
 

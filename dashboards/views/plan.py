@@ -89,7 +89,8 @@ def render(inputs: Inputs) -> None:
         return
     model = last[3].model
     headline = tables.plan_headline(report, model)
-    (st.success if report.plan.feasible else st.error)(headline)
+    presented = report.plan.feasible and (report.verified or not report.verification)
+    (st.success if presented else st.error)(headline)
     st.markdown(tables.plan_why(report))
     fleet = planned_fleet(report)
     if fleet is not None:

@@ -88,6 +88,7 @@ def report_json(report: PlanReport, model: str) -> dict[str, object]:
         "recommended": None if report.recommended is None else report.recommended.label,
         "slo": {"ttft_s": report.slo.ttft_s, "tpot_s": report.slo.tpot_s,
                 "statistic": report.slo.statistic},
+        "verified": report.verified,
         "rounds": report.rounds,
         "corrections": list(report.corrections),
         "output_tokens_per_gpu_s": report.output_tokens_per_gpu_s,
@@ -127,7 +128,10 @@ def _render(report: PlanReport, model: str, console: Console) -> None:
              f"{line.mean_replicas:.2f}", f"{line.gpu_hours:.2f}", str(line.starts),
              f"{line.price_per_gpu_hour:.2f}", f"{line.cost_usd:.2f}") for line in report.cost_breakdown()]
     kind = "disaggregated" if plan.disaggregated else "aggregated"
-    table = fitted_table(console, f"plan for {model} ({kind})", cols, rows)
+    unverified = bool(report.verification) and not report.verified
+    title = (f"NOT A PLAN: the best candidate for {model} ({kind}), which missed its replay" if unverified
+             else f"plan for {model} ({kind})")
+    table = fitted_table(console, title, cols, rows)
     console.print(table)
     per_window = ", ".join(
         "+".join(str(n) for n in plan.replicas(i).values()) or "0" for i in range(len(wins)))
@@ -156,13 +160,11 @@ def _render(report: PlanReport, model: str, console: Console) -> None:
         for line in report.corrections:
             console.print(f"[yellow]corrected[/]: {line}")
         rec = report.recommended
-        if rec is None:
-            console.print("[bold red]no variant meets the SLO in replay[/]: "
-                          "tighten the SLO margin or add GPUs")
-        elif not report.verified:
-            console.print("[bold yellow]the solver's plan misses the SLO in replay[/]; "
-                          f"recommended: {rec.label} ({', '.join(rec.configs)}, ${rec.cost_usd:.2f})")
-        else:
+        if not report.verified:
+            console.print("[bold red]no verified plan[/]: neither the solver's plan nor an alternative met "
+                          "the SLO in replay, so none is presented (exit code 1); loosen the SLO, allow more "
+                          "GPU types or rounds, or plan a shorter span")
+        elif rec is not None:
             swapped = f" ({rec.label}, presented instead of the solver's)" if rec.label != "plan" else ""
             console.print("[bold green]the plan meets the SLO in replay[/]" + swapped)
 
@@ -303,8 +305,8 @@ def register(app: typer.Typer) -> None:
             typer.echo(json.dumps(report_json(report, spec.name), indent=2))
         else:
             _render(report, spec.name, console)
-        if not report.plan.feasible:
-            raise typer.Exit(1)
+        if not report.plan.feasible or (report.verification and not report.verified):
+            raise typer.Exit(1)  # no plan, or none that passed its own replay: nothing to act on
         if autoscale:
             _compare_autoscalers(report, trace, spec.name, slo_ttft_ms, slo_tpot_ms, seed, as_json,
                                  (start_s, duration_s))

@@ -70,3 +70,35 @@ def test_a_tpot_miss_of_an_aggregated_plan_tries_separate_pools() -> None:
     assert _split_phases(_problem(Disaggregation.OFF), agg, _check([0.5] * 3, [0.2] * 3), SLO_) is None
     split = solve(_problem(Disaggregation.ON), params=FAST)
     assert _split_phases(problem, split, _check([0.5] * 3, [0.2] * 3), SLO_) is None
+
+
+def test_a_plan_that_never_passed_is_not_presented_as_one() -> None:
+    """Bursts of 60 req/s for 15 s on one round and one alternative: nothing passes, and every surface says
+    there is no verified plan (the CLI exits 1, the exporter refuses it)."""
+    import io
+
+    from rich.console import Console
+
+    from dashboards.tables import plan_headline
+    from planner.catalog import load_catalog
+    from planner.cli.plan_cmd import _render, report_json
+    from planner.plan import PlanRequest, plan_fleet
+    from traces.synth import synthesize
+    from traces.synth_config import SynthConfig
+
+    lengths = {"input": {"dist": "lognormal", "mean": 1000, "median": 900, "max": 8000},
+               "output": {"dist": "lognormal", "mean": 200, "median": 150, "max": 2000}}
+    bursts = {"kind": "mmpp", "mmpp": {"rates": [1.0, 60.0], "mean_sojourn_s": [200.0, 15.0]}}
+    trace = synthesize(SynthConfig.model_validate(
+        {"duration_s": 1200.0, "seed": 2, "lengths": lengths, "arrival": bursts}).to_spec())
+    cat = load_catalog()
+    report = plan_fleet(trace, PlanRequest(
+        model=cat.model("Llama-3.1-8B"), gpus=(cat.gpu("H100-SXM"),), slo=SLO(ttft_s=0.5, tpot_s=0.05),
+        max_rounds=1, alternatives=1, max_num_seqs=(256,), max_batched_tokens=(8192,), params=FAST))
+    assert report.plan.feasible and not report.verified and report.recommended is None
+    assert not any(v.meets_slo for v in report.verification)
+    assert plan_headline(report, "Llama-3.1-8B").startswith("No verified plan for Llama-3.1-8B")
+    assert report_json(report, "Llama-3.1-8B")["verified"] is False
+    out = io.StringIO()
+    _render(report, "Llama-3.1-8B", Console(file=out, width=200))
+    assert "NOT A PLAN" in out.getvalue() and "no verified plan" in out.getvalue()
