@@ -378,7 +378,10 @@ def run_replay(trace: RequestTrace, spec: ReplaySpec, *, progress: ProgressFn | 
                             max_batched_tokens=spec.max_batched_tokens).with_profile(prof),
         default_slo=SLOTarget(ttft_s=spec.ttft_s, tpot_s=spec.tpot_s),
     )
-    return replay(trace, perf, config=config, gpu=gpu, progress=progress)
+    from planner.sim.prefix_bound import with_prefix_bound
+
+    result = replay(trace, perf, config=config, gpu=gpu, progress=progress)
+    return with_prefix_bound(result, trace, capacity_tokens=spec.replicas * perf.kv_capacity_tokens)
 
 
 @dataclass(frozen=True)

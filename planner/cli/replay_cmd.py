@@ -135,6 +135,9 @@ def replay_cmd(
             mapper = ray_map_shards(address=ray_address,
                                     on_done=lambda done, _n: bar.update(job, completed=done))
             result = replay(tr, perf, config=config, gpu=gpu_spec, map_shards=mapper)
+    from planner.sim.prefix_bound import with_prefix_bound
+
+    result = with_prefix_bound(result, tr, capacity_tokens=replicas * perf.kv_capacity_tokens)
     if out is not None:
         write_result(result, out)
     if as_json:

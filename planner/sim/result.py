@@ -82,11 +82,20 @@ class SimSummary:
     cost_usd: float | None
     classes: tuple[ClassSummary, ...]
     violations: int
+    prefix_hit_ratio_bound: float | None = None
+    """What one LRU cache holding the fleet's whole KV capacity would hit on the same requests
+    (:mod:`planner.sim.prefix_bound`); None when not computed or the trace has no prefix hashes."""
+
+    @property
+    def prefix_hit_ratio(self) -> float:
+        """Prompt tokens served from a prefix cache over all prompt tokens."""
+        return self.cached_prefix_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
 
     def as_dict(self) -> dict[str, object]:
         """Plain data for ``--json``."""
         d: dict[str, object] = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "classes"}
         d["classes"] = [c.__dict__.copy() for c in self.classes]
+        d["prefix_hit_ratio"] = self.prefix_hit_ratio
         return d
 
 

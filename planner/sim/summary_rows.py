@@ -43,7 +43,10 @@ def summary_rows(result: SimResult) -> tuple[tuple[str, str], ...]:
         ("goodput (met SLO)", f"{s.goodput_rps:,.2f} req/s"),
         ("busy fraction", f"{s.utilization:.1%}"),
         ("preemptions", f"{s.preemptions:,}"),
-        ("cached prefix tokens", f"{s.cached_prefix_tokens:,} of {s.prompt_tokens:,}"),
+        ("cached prefix tokens",
+         f"{s.cached_prefix_tokens:,} of {s.prompt_tokens:,} ({s.prefix_hit_ratio:.1%})"
+         + ("" if s.prefix_hit_ratio_bound is None
+            else f"; one LRU cache of the fleet's KV would hit {s.prefix_hit_ratio_bound:.1%}")),
         ("GPU-hours", f"{s.gpu_hours:,.2f}"),
     ]
     if s.energy_kwh is not None:
