@@ -26,9 +26,10 @@ class RouterName(StrEnum):
 
     ``round-robin``, ``least-outstanding`` (running + waiting), ``least-kv`` (KV blocks in use plus queued
     prompt tokens), ``power-of-two`` (two seeded hash candidates, the less outstanding one),
-    ``prefix-affinity`` (two candidates hashed from the first prefix block or session, the less loaded
-    one, as DualMap does: keeps cache locality without hot spots), ``hash`` (stateless: the replica is a
-    hash of the request id; the one router whose decisions do not depend on how the cluster is sharded).
+    ``prefix-affinity`` (two candidates hashed from the first prefix block that is not a hot spot, or the
+    session, the less loaded one, as DualMap does: keeps cache locality without hot spots), ``hash``
+    (stateless: the replica is a hash of the request id; the one router whose decisions do not depend on
+    how the cluster is sharded).
     """
 
     ROUND_ROBIN = "round-robin"

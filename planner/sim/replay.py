@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from planner.catalog.schema import GPUSpec
 from planner.perf.api import ReplicaPerf
 from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
+from planner.sim.affinity import affinity_blocks
 from planner.sim.config import RouterName, SimConfig
 from planner.sim.result import SimResult, build_result
 from planner.sim.state import ShardEngine
@@ -66,7 +67,8 @@ class ShardTask:
         prefix_hashes, prefix_offsets: flattened ``prefix_hashes`` (request ``i`` owns
             ``prefix_hashes[prefix_offsets[i]:prefix_offsets[i + 1]]``).
         route_key: per-request hash for power-of-two (or the forced local replica for ``hash``).
-        affinity_key: per-request hash for prefix affinity (first prefix block, session or id).
+        affinity_key: per-request hash for prefix affinity (its first prefix block that is not a hot spot,
+            :mod:`planner.sim.affinity`; else its session or id).
     """
 
     index: int
@@ -154,8 +156,10 @@ def make_shard_tasks(trace: RequestTrace, config: SimConfig) -> list[ShardTask]:
         has = sess.is_not_null().to_numpy()
         akey[has] = splitmix64_np(sess.hash(seed=7).to_numpy().astype(np.uint64))[has]
     has_ph = lengths > 0
-    if has_ph.any():
-        akey[has_ph] = splitmix64_np(flat[offsets[:-1][has_ph]])
+    if has_ph.any() and config.router is RouterName.PREFIX_AFFINITY:
+        # the shortest prefix that is not a hot spot (a prefix every request shares must not collapse
+        # the fleet onto two replicas): planner.sim.affinity
+        akey[has_ph] = splitmix64_np(affinity_blocks(flat, offsets, replicas=config.replicas)[has_ph])
     arr = df["arrival_s"].to_numpy().astype(np.float64)
     inp = df["input_tokens"].to_numpy().astype(np.int64)
     out = df["output_tokens"].to_numpy().astype(np.int64)

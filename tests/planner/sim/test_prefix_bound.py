@@ -40,3 +40,31 @@ def test_on_mooncake_the_routers_reach_a_fraction_of_the_ideal(capsys: pytest.Ca
     bound = got["prefix-affinity"]["prefix_hit_ratio_bound"]
     assert 0.3 < bound < 0.45 and bound == got["least-outstanding"]["prefix_hit_ratio_bound"]
     assert got["least-outstanding"]["prefix_hit_ratio"] < got["prefix-affinity"]["prefix_hit_ratio"] < bound
+
+
+def test_prefix_affinity_does_not_collapse_when_every_request_shares_its_first_block() -> None:
+    """A common system prompt in front of every prompt: keyed on the first block, every request would
+    hash to the same two replicas; keyed on the first block that is not a hot spot, the load spreads and
+    the reuse stays."""
+    import numpy as np
+    import polars as pl
+
+    from planner.catalog import load_catalog
+    from planner.perf import build_replica_perf
+    from planner.sim import RouterName, SimConfig, replay
+    from planner.sim.affinity import affinity_blocks
+
+    tr = default_trace()
+    common = pl.lit([np.uint64(0xC0FFEE)], dtype=pl.List(pl.UInt64))
+    prepended = pl.concat_list(common, pl.col("prefix_hashes")).alias("prefix_hashes")
+    shared = type(tr)(tr.df.with_columns(prepended), tr.meta)
+    lists = shared.df["prefix_hashes"]
+    offsets = np.concatenate([[0], np.cumsum(lists.list.len().to_numpy())]).astype(np.int64)
+    keys = affinity_blocks(lists.explode().to_numpy().astype(np.uint64), offsets, replicas=8)
+    assert (keys == 0xC0FFEE).mean() < 0.01  # the shared block keys almost nothing
+    perf = build_replica_perf(load_catalog().model("Llama-3.1-8B"), load_catalog().gpu("H100-SXM"))
+    res = replay(shared, perf, config=SimConfig(replicas=8, router=RouterName.PREFIX_AFFINITY))
+    per_replica = np.bincount(res.requests["replica"].to_numpy(), minlength=8) / shared.num_requests
+    assert (per_replica > 0.05).sum() >= 6 and per_replica.max() < 0.3
+    bound = prefix_hit_ratio_bound(shared, capacity_tokens=8 * perf.kv_capacity_tokens)
+    assert bound is not None and res.summary.prefix_hit_ratio >= 0.5 * bound
