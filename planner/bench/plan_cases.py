@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from planner.catalog import load_catalog
@@ -158,7 +158,7 @@ def run_case(case: PlanCase, data_root: Path, *, time_limit_s: float = 10.0,
     t0 = clock()
     trace = load_case_trace(case, data_root)
     if isinstance(trace, str):
-        return CaseResult(**{**base.__dict__, "skipped": trace})
+        return replace(base, skipped=trace)
     cat = load_catalog()
     model = cat.model(case.model)
     request = PlanRequest(model=model, gpus=tuple(cat.gpu(g) for g in case.gpus), slo=case.slo,
@@ -172,11 +172,9 @@ def summarise(base: CaseResult, report: PlanReport, requests: int, wall_s: float
     """The figures of one planned case."""
     lines = report.cost_breakdown()
     first = report.verification[0] if report.verification else None
-    return CaseResult(
-        **{**base.__dict__, "requests": requests,
-           "peak_gpus": sum(line.peak_replicas * line.gpus_per_replica for line in lines),
-           "tokens_per_gpu_s": report.output_tokens_per_gpu_s, "rounds": report.rounds,
-           "presented": first.label if first else "", "verified": report.verified,
-           "replayed_attainment": first.replayed_attainment if first else math.nan,
-           "usd": report.plan.objective_usd, "wall_s": wall_s,
-           "skipped": "" if report.plan.feasible else f"no plan: {report.plan.note}"})
+    return replace(
+        base, requests=requests, peak_gpus=sum(line.peak_replicas * line.gpus_per_replica for line in lines),
+        tokens_per_gpu_s=report.output_tokens_per_gpu_s, rounds=report.rounds,
+        presented=first.label if first else "", verified=report.verified,
+        replayed_attainment=first.replayed_attainment if first else math.nan, usd=report.plan.objective_usd,
+        wall_s=wall_s, skipped="" if report.plan.feasible else f"no plan: {report.plan.note}")

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -24,6 +24,7 @@ from planner.bench.plan_cases import CASES, CaseResult, run_case
 from planner.cli.console import Col, fitted_table, table_console
 from traces.atomic import write_text_atomic
 from traces.errors import InputError
+from traces.json_safe import json_safe
 
 
 def register(bench_app: typer.Typer) -> None:
@@ -68,8 +69,7 @@ def register(bench_app: typer.Typer) -> None:
 
 
 def _row_json(r: CaseResult) -> dict[str, object]:
-    doc = {k: (None if isinstance(v, float) and math.isnan(v) else v)
-           for k, v in dataclasses.asdict(r).items()}
+    doc = cast(dict[str, object], json_safe(dataclasses.asdict(r)))
     doc["vs_peer"] = r.vs_peer
     return doc
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -23,6 +22,7 @@ from planner.plan import PlanReport, PlanRequest
 from planner.plan.inventory import parse_inventory
 from solvers.capacity import SLO, Disaggregation, PowerBasis, SolveParams
 from traces.errors import InputError
+from traces.json_safe import json_safe
 
 EXAMPLE = """
 Example:
@@ -50,9 +50,6 @@ def report_json(report: PlanReport, model: str) -> dict[str, object]:
     plan = report.plan
     wins = report.problem.windows
 
-    def clean(x: object) -> object:
-        return None if isinstance(x, float) and not math.isfinite(x) else x
-
     return {
         "model": model,
         "trace": report.trace_source,
@@ -77,9 +74,8 @@ def report_json(report: PlanReport, model: str) -> dict[str, object]:
                      "sized_for_rps": w.demand_rps, "replicas": plan.replicas(i)}
                     for i, w in enumerate(wins)],
         "bindings": [asdict(b) for b in plan.bindings],
-        "verification": [{**{k: clean(x) for k, x in asdict(v).items() if k != "by_window"},
-                          "by_window": [{**{k: clean(x) for k, x in asdict(c).items()},
-                                         "replicas": dict(c.replicas)} for c in v.by_window]}
+        "verification": [json_safe({**asdict(v), "by_window": [{**asdict(c), "replicas": dict(c.replicas)}
+                                                                for c in v.by_window]})
                          for v in report.verification],
         "candidates": {"total": report.scored.height,
                        "feasible": int(report.scored["feasible"].sum()) if report.scored.height else 0,

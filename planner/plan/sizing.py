@@ -275,7 +275,7 @@ class PlanReport:
             hours = [w.duration_s / 3600.0 for w in wins]
             gpu_h = sum(n * c.gpus * h for n, h in zip(reps, hours, strict=True))
             total_h = sum(hours)
-            n_starts = sum(started(reps)) if len(reps) > 1 else 0
+            n_starts = sum(started(reps))  # a single window starts nothing: it follows itself
             start_h = n_starts * c.gpus * c.start_s / 3600.0
             out.append(CostLine(config=c.key, role=c.role.value, gpu=c.gpu, gpus_per_replica=c.gpus,
                                 peak_replicas=max(reps), mean_replicas=sum(
@@ -350,9 +350,14 @@ def derate_for(ratio: float) -> float:
     return float(min(DERATE_RANGE[1], max(DERATE_RANGE[0], max(ratio, 1.0) ** -0.5)))
 
 
+def miss_ratios(ttft_s: float, tpot_s: float, slo: SLO) -> tuple[float, float]:
+    """Replayed TTFT and TPOT (at the SLO's statistic) over their targets (> 1: missed)."""
+    return float(ttft_s / slo.ttft_s), float(tpot_s / slo.tpot_s)
+
+
 def window_ratio(check: WindowCheck, slo: SLO) -> float:
     """A replayed window's worst latency at the SLO's statistic over its target (> 1: it missed)."""
-    return float(max(check.ttft_at_slo_s / slo.ttft_s, check.tpot_at_slo_s / slo.tpot_s))
+    return max(miss_ratios(check.ttft_at_slo_s, check.tpot_at_slo_s, slo))
 
 
 def role_reasons(scored: pl.DataFrame) -> list[str]:
@@ -410,7 +415,7 @@ def _cut_configs(problem: CapacityProblem, plan: CapacityPlan, check: Verificati
     serve the phase that missed (a split plan's prefill configuration for TTFT, its decode one for TPOT)
     by :func:`derate_for` of the worst miss, at least enough for one more replica where the most ran."""
     most = max((n for w in range(len(problem.windows)) for n in plan.replicas(w).values()), default=1)
-    ttft, tpot = check.replayed_ttft_at_slo_s / slo.ttft_s, check.replayed_tpot_at_slo_s / slo.tpot_s
+    ttft, tpot = miss_ratios(check.replayed_ttft_at_slo_s, check.replayed_tpot_at_slo_s, slo)
     factor = min(derate_for(max(ttft, tpot)), most / (most + 1) * 0.999)
     spared = {Role.DECODE} if tpot <= 1.0 else ({Role.PREFILL} if ttft <= 1.0 else set())
     keys = {c.key for c in plan.configs if c.role not in spared}
@@ -431,7 +436,8 @@ def _raise_windows(problem: CapacityProblem, plan: CapacityPlan, check: Verifica
     missed = [c for c in check.by_window if c.requests and window_ratio(c, slo) > 1.0]
     for c in missed:
         w = wins[c.window]
-        skip = Role.DECODE if c.ttft_at_slo_s / slo.ttft_s >= c.tpot_at_slo_s / slo.tpot_s else Role.PREFILL
+        ttft, tpot = miss_ratios(c.ttft_at_slo_s, c.tpot_at_slo_s, slo)
+        skip = Role.DECODE if ttft >= tpot else Role.PREFILL
         served = sum(by_key[k].goodput_rps * n for k, n in plan.replicas(c.window).items()
                      if k in by_key and by_key[k].role is not skip)
         wins[c.window] = replace(w, demand_rps=max(w.demand_rps / derate_for(window_ratio(c, slo)),

@@ -16,6 +16,7 @@ replica actually sees) next to the replayed one.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -208,7 +209,7 @@ def single_variants(configs: Sequence[Config], windows: Sequence[Window], *, exc
         reps = tuple(((c.key, int(np.ceil(w.demand_rps / c.goodput_rps - 1e-9))),) if w.demand_rps > 0 else ()
                      for w in windows)
         counts = [sum(n for _k, n in r) for r in reps]
-        starts = sum(started(counts)) if len(counts) > 1 else 0
+        starts = sum(started(counts))
         cost = sum(n * c.price_per_hour * w.duration_s / 3600.0 for n, w in zip(counts, windows, strict=True))
         cost += starts * c.price_per_hour * c.start_s / 3600.0
         out.append(Variant(label=f"alt-{k + 1}", configs=(c,), replicas=reps, cost_usd=cost))
@@ -274,12 +275,8 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
                                         engine=engine, decode=cd, decode_replicas=reps[cd.key],
                                         decode_gpu=gpus[cd.gpu]))
                 index.append((vi, w, cp.key, np.arange(sl.num_requests), "both"))
-                att = 1.0
-                for c in (cp, cd):
-                    perf = _perf_of(model, gpus[c.gpu], c, expert_imbalance, engine)
-                    att *= float(predict(perf, c.role, mix, slo, np.array([rate / reps[c.key]]),
-                                         max_num_seqs=c.max_num_seqs,
-                                         max_batched_tokens=c.max_batched_tokens).attainment[0])
+                att = math.prod(predicted_attainment(model, gpus[c.gpu], c, rate / reps[c.key], mix, slo,
+                                                     expert_imbalance, engine) for c in (cp, cd))
                 predicted.setdefault(vi, []).append((att, sl.num_requests))
                 pre, dec = [], []
             elif pre or dec:
@@ -305,10 +302,8 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
                                             engine=engine))
                     index.append((vi, w, k, rows, kind))
                     lam = rate * wts[j] / sum(wts) / reps[k]
-                    pr = predict(_perf_of(model, gpus[c.gpu], c, expert_imbalance, engine), c.role, mix, slo,
-                                 np.array([lam]),
-                                 max_num_seqs=c.max_num_seqs, max_batched_tokens=c.max_batched_tokens)
-                    predicted.setdefault(vi, []).append((float(pr.attainment[0]), int(rows.size)))
+                    att = predicted_attainment(model, gpus[c.gpu], c, lam, mix, slo, expert_imbalance, engine)
+                    predicted.setdefault(vi, []).append((att, int(rows.size)))
     outs = map_fn(tasks)
     results = []
     for vi, v in enumerate(variants):
@@ -382,6 +377,14 @@ def _count(index: Sequence[tuple[int, int, str, NDArray[np.int64], str]], vi: in
         if vj == vi and ww == w:
             kinds[kind] = kinds.get(kind, 0) + int(rows.size)
     return max(kinds.values()) if kinds else 0
+
+
+def predicted_attainment(model: ModelSpec, gpu: GPUSpec, c: Config, rate_rps: float, mix: LengthMix,
+                         slo: SLO, expert_imbalance: float = 1.0, engine: str = DEFAULT_ENGINE) -> float:
+    """The queueing estimate's share of requests meeting the SLO at ``rate_rps`` per replica of ``c``."""
+    pr = predict(_perf_of(model, gpu, c, expert_imbalance, engine), c.role, mix, slo, np.array([rate_rps]),
+                 max_num_seqs=c.max_num_seqs, max_batched_tokens=c.max_batched_tokens)
+    return float(pr.attainment[0])
 
 
 def _perf_of(model: ModelSpec, gpu: GPUSpec, c: Config, expert_imbalance: float = 1.0,

@@ -7,23 +7,13 @@ Files: ``requests.parquet``, ``timeseries.parquet``, ``power.parquet`` (when the
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 
 from planner.sim.result import SimResult
 from traces.atomic import write_folder_atomic
 from traces.errors import InputError
-
-
-def _clean(v: object) -> object:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    return v
+from traces.json_safe import json_safe
 
 
 def summary_json(result: SimResult) -> str:
@@ -35,7 +25,7 @@ def summary_json(result: SimResult) -> str:
                        "summary": p.summary.as_dict()} for p in result.pools]
     if result.capping is not None:
         d["capping"] = result.capping.as_dict()
-    return json.dumps(_clean(d), indent=2, sort_keys=True)
+    return json.dumps(json_safe(d), indent=2, sort_keys=True)
 
 
 def refuse_existing_file(path: Path | None, flag: str = "--out") -> None:
