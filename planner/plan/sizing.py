@@ -27,6 +27,7 @@ from planner.perf.calibration import REFERENCE_GPU, is_measured
 from planner.perf.engine_profile import DEFAULT_ENGINE, ENGINES, engine_perf_inputs
 from planner.perf.model import DTYPE_BYTES
 from planner.perf.precision import Precision, native
+from planner.plan.slo_classes import SLOClass, check_classes, strictest
 from planner.plan.verify import (
     MapFn,
     Variant,
@@ -106,6 +107,9 @@ class PlanRequest:
         start_s: seconds of its GPUs' time each replica a window adds costs (its cold start); None: from
             the bytes of weights a replica of the configuration loads (:func:`replica_start_s`); 0: free.
         min_dwell_windows: windows a started replica runs at least (1: no minimum).
+        classes: targets per ``slo_class`` of the trace (:mod:`planner.plan.slo_classes`); requests of
+            other classes keep ``slo``. With classes the plan weighs one shared fleet held to the
+            strictest targets against a pool per class (:mod:`planner.plan.by_class`).
     """
 
     model: ModelSpec
@@ -134,6 +138,7 @@ class PlanRequest:
     precisions: tuple[Precision, ...] = ()
     start_s: float | None = None
     min_dwell_windows: int = 1
+    classes: tuple[SLOClass, ...] = ()
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -163,12 +168,18 @@ class PlanRequest:
         return replica_start_s(self.model.weight_bytes(DTYPE_BYTES[c.weight_dtype]))
 
     @property
+    def sizing_slo(self) -> SLO:
+        """The targets candidates are scored for: ``slo``, or the strictest of every class's when classes
+        share the fleet (their requests share batches, so share latencies)."""
+        return strictest(self.slo, self.classes)
+
+    @property
     def scoring(self) -> ScoringOptions:
         """The candidate space handed to the scorer."""
         roles = (Role.AGGREGATED,) if self.disaggregation is Disaggregation.OFF else (
             (Role.PREFILL, Role.DECODE) if self.disaggregation is Disaggregation.ON else
             (Role.AGGREGATED, Role.PREFILL, Role.DECODE))
-        return ScoringOptions(slo=self.slo, max_num_seqs=self.max_num_seqs,
+        return ScoringOptions(slo=self.sizing_slo, max_num_seqs=self.max_num_seqs,
                               max_batched_tokens=self.max_batched_tokens, roles=roles,
                               power_basis=self.power_basis, expert_imbalance=self.expert_imbalance,
                               engine=self.engine, precisions=self.precisions or (native(self.model),))
@@ -241,6 +252,8 @@ class PlanReport:
     measured_gpus: tuple[str, ...] = ()
     slo: SLO = field(default_factory=SLO)
     demand_rps: tuple[float, ...] = ()
+    classes: ClassPlanning | None = None
+    """With SLO classes: their targets and the fleet layouts weighed (shared vs a pool per class)."""
 
     @property
     def recommended(self) -> Verification | None:
@@ -488,11 +501,11 @@ def _closed_loop(
         return verify(trace, variants, model=request.model, gpus={g.name: g for g in request.gpus},
                       windows=windows, mix=mix, slo=request.slo, max_windows=request.verify_windows,
                       seed=request.seed, map_fn=replay_map, expert_imbalance=request.expert_imbalance,
-                      engine=request.engine)
+                      engine=request.engine, classes=request.classes)
 
     first = check([plan_variant(plan)])[0]
     rounds = 1
-    slo = request.slo
+    slo = request.sizing_slo
     # the closed loop: where the replay misses, correct what the estimate got wrong and re-solve
     while not first.meets_slo and rounds < request.max_rounds:
         tried: list[tuple[Correction, CapacityProblem, CapacityPlan, str]] = []
@@ -539,13 +552,28 @@ def _closed_loop(
 
 def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap = score_local,
                replay_map: MapFn = map_local) -> PlanReport:
-    """Size a fleet for ``trace`` (see the module docstring).
+    """Size a fleet for ``trace`` (see the module docstring); with SLO classes, the cheaper verified of
+    a shared fleet and a pool per class (:func:`planner.plan.by_class.plan_by_class`).
 
     Raises:
-        InputError: the trace is empty, or the request is inconsistent.
+        InputError: the trace is empty, the request is inconsistent, or a class the trace lacks.
     """
+    check_classes(trace, request.classes)
+    if request.classes:
+        from planner.plan.by_class import plan_by_class
+
+        return plan_by_class(trace, request, score_map=score_map, replay_map=replay_map)
+    return plan_pool(trace, request, score_map=score_map, replay_map=replay_map)
+
+
+def plan_pool(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap = score_local,
+              replay_map: MapFn = map_local, span_s: float | None = None) -> PlanReport:
+    """Size one fleet for every request of ``trace`` (classes, if any, held to their own targets in the
+    check, the fleet scored for the strictest); ``span_s``: the window grid's span when ``trace`` is one
+    class of a longer trace."""
     notes: list[str] = []
-    window_s = window_length(max(trace.duration_s, 1e-9), request.window_s, request.max_windows)
+    span = max(trace.duration_s if span_s is None else span_s, 1e-9)
+    window_s = window_length(span, request.window_s, request.max_windows)
     if window_s != request.window_s:
         notes.append(f"window lengthened from {request.window_s:.0f} s to {window_s:.0f} s "
                      f"(at most {request.max_windows} windows)")
@@ -561,7 +589,7 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
                  f"({request.model.name} ships in {request.model.native_dtype})")
     mix = length_mix(trace)
     windows = demand_windows(trace, window_s=window_s, burst_s=request.burst_s,
-                             load_factor=request.load_factor)
+                             load_factor=request.load_factor, duration_s=span)
     t0 = time.perf_counter()
     frames = score_map(request.model, request.gpus, mix, request.scoring)
     scored = pl.concat(frames) if frames else pl.DataFrame()
@@ -592,3 +620,41 @@ def plan_fleet(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap
                       verify_s=t3 - t2, notes=tuple(notes), rounds=rounds, corrections=tuple(corrections),
                       measured_gpus=tuple(g.name for g in request.gpus if is_measured(g)), slo=request.slo,
                       demand_rps=tuple(w.demand_rps for w in windows))
+
+
+@dataclass(frozen=True)
+class LayoutOption:
+    """One fleet layout weighed for SLO classes.
+
+    Attributes:
+        layout: ``shared`` (one fleet, scored for the strictest targets) or ``per-class`` (a pool per
+            class, each scored for its own).
+        cost_usd: its verified (or best failed) cost; None when no plan was found.
+        verified: whether it passed its replay with every class against its own targets.
+        peak_gpus: GPUs in its busiest window.
+        note: why it has no plan, when it has none.
+    """
+
+    layout: str
+    cost_usd: float | None
+    verified: bool
+    peak_gpus: int
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ClassPlanning:
+    """SLO classes in a plan: each class's targets and share, and the layouts weighed.
+
+    Attributes:
+        classes: the listed classes' targets.
+        requests: requests per class (``other``: those no listed class claims, held to the plan's
+            targets).
+        layout: the presented layout.
+        options: every layout weighed, presented first.
+    """
+
+    classes: tuple[SLOClass, ...]
+    requests: tuple[tuple[str, int], ...]
+    layout: str
+    options: tuple[LayoutOption, ...]

@@ -38,6 +38,7 @@ from planner.sim import (
     replay,
     replay_cluster,
 )
+from planner.plan.slo_classes import OTHER, SLOClass, labels, slo_of, targets
 from solvers.capacity import SLO, CapacityPlan, Config, LengthMix, Role, Window, predict, started
 from traces.schema import RequestTrace
 
@@ -153,6 +154,31 @@ class WindowCheck:
 
 
 @dataclass(frozen=True)
+class ClassCheck:
+    """One SLO class of a replayed variant, against its own targets.
+
+    Attributes:
+        name: the class (``other``: requests no listed class claims, held to the plan's targets).
+        requests: its requests replayed.
+        ttft_target_s: its TTFT target.
+        tpot_target_s: its TPOT target.
+        attainment: share of its requests meeting both its targets.
+        ttft_at_slo_s: its TTFT at the SLO's statistic.
+        tpot_at_slo_s: its TPOT at the SLO's statistic.
+        meets_slo: both within its targets.
+    """
+
+    name: str
+    requests: int
+    ttft_target_s: float
+    tpot_target_s: float
+    attainment: float
+    ttft_at_slo_s: float
+    tpot_at_slo_s: float
+    meets_slo: bool
+
+
+@dataclass(frozen=True)
 class Verification:
     """Predicted vs replayed outcome of one variant over the replayed windows.
 
@@ -190,6 +216,8 @@ class Verification:
     goodput_rps: float = float("nan")
     """Requests per second that met both targets over the replayed windows (DistServe's goodput: the
     ``replayed_attainment`` share of the replayed rate)."""
+    by_class: tuple[ClassCheck, ...] = ()
+    """With SLO classes: each class against its own targets (``meets_slo`` is all of theirs)."""
 
 
 def plan_variant(plan: CapacityPlan) -> Variant:
@@ -243,67 +271,53 @@ def _split(n: int, weights: Sequence[float], seed: int) -> NDArray[np.int64]:
     return rng.choice(len(p), size=n, p=p / p.sum()).astype(np.int64)
 
 
+def _class_parts(lab: NDArray[np.str_], reps: dict[str, int], by_key: dict[str, Config],
+                 ) -> list[tuple[NDArray[np.int64], dict[str, int]]]:
+    """A window's requests split by the pools that serve them: the rows of each class with dedicated
+    configurations go to those, every other row to the configurations that serve any class."""
+    dedicated = sorted({by_key[k].slo_class for k in reps if by_key[k].slo_class})
+    parts: list[tuple[NDArray[np.int64], dict[str, int]]] = []
+    for cls in dedicated:
+        parts.append((np.flatnonzero(lab == cls).astype(np.int64),
+                      {k: n for k, n in reps.items() if by_key[k].slo_class == cls}))
+    shared = {k: n for k, n in reps.items() if not by_key[k].slo_class}
+    rest = np.flatnonzero(~np.isin(lab, np.array(dedicated, dtype=str))).astype(np.int64)
+    if shared:
+        parts.append((rest, shared))
+    return [(rows, r) for rows, r in parts if rows.size and r]
+
+
 def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec, gpus: dict[str, GPUSpec],
            windows: Sequence[Window], mix: LengthMix, slo: SLO, max_windows: int = 12, seed: int = 0,
            map_fn: MapFn = map_local, expert_imbalance: float = 1.0,
-           engine: str = DEFAULT_ENGINE) -> list[Verification]:
-    """Replay every variant on the chosen windows and compare with the queueing estimate."""
+           engine: str = DEFAULT_ENGINE, classes: Sequence[SLOClass] = ()) -> list[Verification]:
+    """Replay every variant on the chosen windows and compare with the queueing estimate.
+
+    With ``classes``, each request is held to its class's targets (others to ``slo``), a configuration
+    dedicated to a class serves only that class's requests, and the variant meets the SLO only when
+    every class does."""
     chosen = pick_windows(windows, max_windows)
     tasks: list[ReplayTask] = []
     index: list[tuple[int, int, str, NDArray[np.int64], str]] = []  # variant, window, config, rows, kind
     predicted: dict[int, list[tuple[float, int]]] = {}
     approximate: set[int] = set()  # variants with a window whose split was replayed phase by phase
+    slices = {w: _slice(trace, windows[w], last=w == len(windows) - 1) for w in chosen}
+    window_labels = {w: labels(sl, classes) for w, sl in slices.items()}
     for vi, v in enumerate(variants):
         by_key = {c.key: c for c in v.configs}
         for w in chosen:
-            sl = _slice(trace, windows[w], last=w == len(windows) - 1)
-            reps = dict(v.replicas[w])
-            if sl.num_requests == 0 or not reps:
+            sl = slices[w]
+            if sl.num_requests == 0 or not v.replicas[w]:
                 continue
-            rate = sl.num_requests / windows[w].duration_s
-            agg = [k for k in reps if by_key[k].role is Role.AGGREGATED]
-            groups: list[tuple[list[str], str]] = []
-            if agg:
-                groups.append((agg, "both"))
-            pre = [k for k in reps if by_key[k].role is Role.PREFILL]
-            dec = [k for k in reps if by_key[k].role is Role.DECODE]
-            if len(pre) == 1 and len(dec) == 1:
-                # one prefill and one decode configuration: replayed as the P/D pair it is
-                cp, cd = by_key[pre[0]], by_key[dec[0]]
-                tasks.append(ReplayTask(model=model, gpu=gpus[cp.gpu], config=cp, replicas=reps[cp.key],
-                                        trace=sl, slo=slo, seed=seed, expert_imbalance=expert_imbalance,
-                                        engine=engine, decode=cd, decode_replicas=reps[cd.key],
-                                        decode_gpu=gpus[cd.gpu]))
-                index.append((vi, w, cp.key, np.arange(sl.num_requests), "both"))
-                att = math.prod(predicted_attainment(model, gpus[c.gpu], c, rate / reps[c.key], mix, slo,
-                                                     expert_imbalance, engine) for c in (cp, cd))
-                predicted.setdefault(vi, []).append((att, sl.num_requests))
-                pre, dec = [], []
-            elif pre or dec:
-                approximate.add(vi)
-            if pre:
-                groups.append((pre, "ttft"))
-            if dec:
-                groups.append((dec, "tpot"))
-            for keys, kind in groups:
-                wts = [by_key[k].goodput_rps * reps[k] for k in keys]
-                part = _split(sl.num_requests, wts, seed + w)
-                for j, k in enumerate(keys):
-                    rows = np.flatnonzero(part == j)
-                    if rows.size == 0:
-                        continue
-                    sub = RequestTrace(df=sl.df[rows.tolist()], meta=sl.meta)
-                    if kind == "ttft":
-                        one = pl.lit(1, dtype=pl.Int32).alias("output_tokens")
-                        sub = RequestTrace(df=sub.df.with_columns(one), meta=sub.meta)
-                    c = by_key[k]
-                    tasks.append(ReplayTask(model=model, gpu=gpus[c.gpu], config=c, replicas=reps[k],
-                                            trace=sub, slo=slo, seed=seed, expert_imbalance=expert_imbalance,
-                                            engine=engine))
-                    index.append((vi, w, k, rows, kind))
-                    lam = rate * wts[j] / sum(wts) / reps[k]
-                    att = predicted_attainment(model, gpus[c.gpu], c, lam, mix, slo, expert_imbalance, engine)
-                    predicted.setdefault(vi, []).append((att, int(rows.size)))
+            for idx, reps in _class_parts(window_labels[w], dict(v.replicas[w]), by_key):
+                part_slo = slo_of(by_key[next(iter(reps))].slo_class, slo, classes)
+                sub_sl = sl if idx.size == sl.num_requests else RequestTrace(df=sl.df[idx.tolist()],
+                                                                            meta=sl.meta)
+                approx = _part_tasks(sub_sl, idx, reps, by_key, windows[w], part_slo, tasks, index,
+                                     predicted.setdefault(vi, []), vi=vi, w=w, model=model, gpus=gpus,
+                                     mix=mix, seed=seed, expert_imbalance=expert_imbalance, engine=engine)
+                if approx:
+                    approximate.add(vi)
     outs = map_fn(tasks)
     results = []
     for vi, v in enumerate(variants):
@@ -312,16 +326,19 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
         for (vj, w, _k, rows, kind), out in zip(index, outs, strict=True):
             if vj != vi:
                 continue
+            n_w = slices[w].num_requests
             if kind in ("both", "ttft"):
-                ttft_parts.setdefault(w, np.full(_count(index, vi, w), np.nan))[rows] = out.ttft_s
+                ttft_parts.setdefault(w, np.full(n_w, np.nan))[rows] = out.ttft_s
             if kind in ("both", "tpot"):
-                tpot_parts.setdefault(w, np.full(_count(index, vi, w), np.nan))[rows] = out.tpot_s
+                tpot_parts.setdefault(w, np.full(n_w, np.nan))[rows] = out.tpot_s
         ws = sorted(set(ttft_parts) | set(tpot_parts))
         # a window replayed for one phase only (cannot happen for whole plans) counts as met for the other
-        sizes = {w: _count(index, vi, w) for w in ws}
+        sizes = {w: slices[w].num_requests for w in ws}
         ttft = np.concatenate([ttft_parts.get(w, np.zeros(sizes[w])) for w in ws] or [np.zeros(0)])
         tpot = np.concatenate([tpot_parts.get(w, np.zeros(sizes[w])) for w in ws] or [np.zeros(0)])
-        ok = _met(ttft, tpot, slo)
+        lab = np.concatenate([window_labels[w] for w in ws] or [np.zeros(0, dtype=str)])
+        tt, pt = targets(lab, slo, classes)
+        ok = _met(ttft, tpot, tt, pt)
         preds = predicted.get(vi, [])
         n_pred = sum(n for _a, n in preds)
         pred = sum(a * n for a, n in preds) / n_pred if n_pred else float("nan")
@@ -331,30 +348,111 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
             n = sizes[w]
             wt = ttft_parts.get(w, np.zeros(n))
             wp = tpot_parts.get(w, np.zeros(n))
+            wtt, wpt = targets(window_labels[w], slo, classes)
             window_reps = tuple(sorted(v.replicas[w]))
             per_window.append(WindowCheck(
                 window=w, start_s=windows[w].start_s, requests=n, replicas=window_reps,
                 gpus=sum(by_key[k].gpus * r for k, r in window_reps),
-                attainment=float(_met(wt, wp, slo).mean()) if n else float("nan"),
+                attainment=float(_met(wt, wp, wtt, wpt).mean()) if n else float("nan"),
                 ttft_at_slo_s=_stat(wt, slo), tpot_at_slo_s=_stat(wp, slo), ttft_p50_s=_at(wt, 50.0),
                 tpot_p50_s=_at(wp, 50.0)))
+        by_class = _by_class(lab, ttft, tpot, ok, slo, classes)
         t99, p99 = _at(ttft, 99.0), _at(tpot, 99.0)
         t_slo, p_slo = _stat(ttft, slo), _stat(tpot, slo)
+        meets = (all(c.meets_slo for c in by_class) if classes
+                 else bool(t_slo <= slo.ttft_s and p_slo <= slo.tpot_s))
         results.append(Verification(
             label=v.label, configs=tuple(c.key for c in v.configs), cost_usd=v.cost_usd, windows=len(ws),
             requests=int(ttft.size), predicted_attainment=pred,
             replayed_attainment=float(ok.mean()) if ok.size else float("nan"),
             replayed_ttft_p99_s=t99, replayed_tpot_p99_s=p99,
-            meets_slo=bool(t_slo <= slo.ttft_s and p_slo <= slo.tpot_s),
-            approximate=vi in approximate,
+            meets_slo=meets, approximate=vi in approximate,
             replayed_ttft_at_slo_s=t_slo, replayed_tpot_at_slo_s=p_slo, by_window=tuple(per_window),
-            goodput_rps=float(ok.sum()) / sum(windows[w].duration_s for w in ws) if ws else float("nan")))
+            goodput_rps=float(ok.sum()) / sum(windows[w].duration_s for w in ws) if ws else float("nan"),
+            by_class=by_class))
     return results
 
 
-def _met(ttft: FloatArray, tpot: FloatArray, slo: SLO) -> NDArray[np.bool_]:
-    """Per request: both targets met (a request not served meets neither)."""
-    return (np.nan_to_num(ttft, nan=np.inf) <= slo.ttft_s) & (np.nan_to_num(tpot, nan=np.inf) <= slo.tpot_s)
+def _part_tasks(sl: RequestTrace, idx: NDArray[np.int64], reps: dict[str, int], by_key: dict[str, Config],
+                window: Window, slo: SLO, tasks: list[ReplayTask],
+                index: list[tuple[int, int, str, NDArray[np.int64], str]],
+                predicted: list[tuple[float, int]], *, vi: int, w: int, model: ModelSpec,
+                gpus: dict[str, GPUSpec], mix: LengthMix, seed: int, expert_imbalance: float,
+                engine: str) -> bool:
+    """The replay tasks of one pool set in one window (``idx``: its rows in the window's slice); returns
+    whether its prefill and decode had to be replayed apart (approximate)."""
+    rate = sl.num_requests / window.duration_s
+    agg = [k for k in reps if by_key[k].role is Role.AGGREGATED]
+    groups: list[tuple[list[str], str]] = []
+    if agg:
+        groups.append((agg, "both"))
+    pre = [k for k in reps if by_key[k].role is Role.PREFILL]
+    dec = [k for k in reps if by_key[k].role is Role.DECODE]
+    approximate = False
+    if len(pre) == 1 and len(dec) == 1:
+        # one prefill and one decode configuration: replayed as the P/D pair it is
+        cp, cd = by_key[pre[0]], by_key[dec[0]]
+        tasks.append(ReplayTask(model=model, gpu=gpus[cp.gpu], config=cp, replicas=reps[cp.key],
+                                trace=sl, slo=slo, seed=seed, expert_imbalance=expert_imbalance,
+                                engine=engine, decode=cd, decode_replicas=reps[cd.key],
+                                decode_gpu=gpus[cd.gpu]))
+        index.append((vi, w, cp.key, idx, "both"))
+        att = math.prod(predicted_attainment(model, gpus[c.gpu], c, rate / reps[c.key], mix, slo,
+                                             expert_imbalance, engine) for c in (cp, cd))
+        predicted.append((att, sl.num_requests))
+        pre, dec = [], []
+    elif pre or dec:
+        approximate = True
+    if pre:
+        groups.append((pre, "ttft"))
+    if dec:
+        groups.append((dec, "tpot"))
+    for keys, kind in groups:
+        wts = [by_key[k].goodput_rps * reps[k] for k in keys]
+        part = _split(sl.num_requests, wts, seed + w)
+        for j, k in enumerate(keys):
+            rows = np.flatnonzero(part == j)
+            if rows.size == 0:
+                continue
+            sub = RequestTrace(df=sl.df[rows.tolist()], meta=sl.meta)
+            if kind == "ttft":
+                one = pl.lit(1, dtype=pl.Int32).alias("output_tokens")
+                sub = RequestTrace(df=sub.df.with_columns(one), meta=sub.meta)
+            c = by_key[k]
+            tasks.append(ReplayTask(model=model, gpu=gpus[c.gpu], config=c, replicas=reps[k],
+                                    trace=sub, slo=slo, seed=seed, expert_imbalance=expert_imbalance,
+                                    engine=engine))
+            index.append((vi, w, k, idx[rows], kind))
+            lam = rate * wts[j] / sum(wts) / reps[k]
+            att = predicted_attainment(model, gpus[c.gpu], c, lam, mix, slo, expert_imbalance, engine)
+            predicted.append((att, int(rows.size)))
+    return approximate
+
+
+def _by_class(lab: NDArray[np.str_], ttft: FloatArray, tpot: FloatArray, ok: NDArray[np.bool_], slo: SLO,
+              classes: Sequence[SLOClass]) -> tuple[ClassCheck, ...]:
+    """Each class's replayed outcome against its own targets (nothing without classes)."""
+    if not classes:
+        return ()
+    out = []
+    for name in [*(c.name for c in classes), OTHER]:
+        sel = lab == name
+        if not sel.any():
+            continue
+        target = slo_of(name, slo, classes)
+        t, p = _stat(ttft[sel], target), _stat(tpot[sel], target)
+        out.append(ClassCheck(name=name, requests=int(sel.sum()), ttft_target_s=target.ttft_s,
+                              tpot_target_s=target.tpot_s, attainment=float(ok[sel].mean()),
+                              ttft_at_slo_s=t, tpot_at_slo_s=p,
+                              meets_slo=bool(t <= target.ttft_s and p <= target.tpot_s)))
+    return tuple(out)
+
+
+def _met(ttft: FloatArray, tpot: FloatArray, ttft_target: FloatArray | float,
+         tpot_target: FloatArray | float) -> NDArray[np.bool_]:
+    """Per request: both its targets met (a request not served meets neither)."""
+    return ((np.nan_to_num(ttft, nan=np.inf) <= ttft_target)
+            & (np.nan_to_num(tpot, nan=np.inf) <= tpot_target))
 
 
 def _stat(x: FloatArray, slo: SLO) -> float:
@@ -368,15 +466,6 @@ def _stat(x: FloatArray, slo: SLO) -> float:
 def _at(x: FloatArray, q: float) -> float:
     """The ``q`` percentile, a request not served counting as infinitely late (nan when empty)."""
     return float(np.percentile(np.nan_to_num(x, nan=np.inf), q)) if x.size else float("nan")
-
-
-def _count(index: Sequence[tuple[int, int, str, NDArray[np.int64], str]], vi: int, w: int) -> int:
-    """Requests of variant ``vi`` in window ``w`` (rows are split across configs of one kind)."""
-    kinds: dict[str, int] = {}
-    for vj, ww, _k, rows, kind in index:
-        if vj == vi and ww == w:
-            kinds[kind] = kinds.get(kind, 0) + int(rows.size)
-    return max(kinds.values()) if kinds else 0
 
 
 def predicted_attainment(model: ModelSpec, gpu: GPUSpec, c: Config, rate_rps: float, mix: LengthMix,

@@ -133,8 +133,9 @@ def length_mix(trace: RequestTrace, *, edges: tuple[float, ...] = QUANTILE_EDGES
 
 
 def demand_windows(trace: RequestTrace, *, window_s: float = 300.0, burst_s: float = 60.0,
-                   load_factor: float = 1.0) -> tuple[Window, ...]:
-    """Per window, the peak rate of its ``burst_s`` sub-windows (times ``load_factor``).
+                   load_factor: float = 1.0, duration_s: float | None = None) -> tuple[Window, ...]:
+    """Per window, the peak rate of its ``burst_s`` sub-windows (times ``load_factor``), over the
+    trace's span or ``duration_s`` (one SLO class's requests on the whole trace's window grid).
 
     Raises:
         InputError: the trace is empty, or a window length is not positive.
@@ -154,7 +155,7 @@ def demand_windows(trace: RequestTrace, *, window_s: float = 300.0, burst_s: flo
     if df.height == 0:
         raise InputError("trace has no requests", path=trace.meta.source)
     burst = min(burst_s, window_s)
-    duration = max(float(trace.duration_s), 1e-9)
+    duration = max(float(trace.duration_s if duration_s is None else duration_s), 1e-9)
     n_windows = max(1, math.ceil(duration / window_s - 1e-9))
     per = (
         df.lazy()

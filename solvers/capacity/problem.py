@@ -56,6 +56,8 @@ class Config:
         kv_dtype: dtype of its KV cache.
         start_s: seconds a new replica is paid for before it serves (its cold start): each replica a
             window adds over the one before costs this much of its GPUs' time.
+        slo_class: the SLO class whose requests its replicas serve alone (a dedicated pool); empty: any
+            request (the fleet's shared pools).
     """
 
     key: str
@@ -73,6 +75,7 @@ class Config:
     weight_dtype: str = "bf16"
     kv_dtype: str = "bf16"
     start_s: float = 0.0
+    slo_class: str = ""
 
     @property
     def price_per_hour(self) -> float:

@@ -1,0 +1,128 @@
+"""SLO classes: targets per ``slo_class`` of the trace (interactive chat and batch jobs rarely share one
+promise), and the one place that decides which targets a request is held to.
+
+A request whose class is listed is held to that class's targets; any other request (no ``slo_class``
+column, a null, or a class not listed) to the plan's own targets. Every class holds its targets at the
+plan's statistic (one ``--slo-statistic``), so classes compare like with like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from planner.sim.result import DEFAULT_CLASS
+from solvers.capacity import SLO
+from traces.errors import InputError
+from traces.schema import RequestTrace
+
+OTHER = "other"
+"""Label of the requests no listed class claims, when classes are listed (held to the plan's targets)."""
+
+
+@dataclass(frozen=True)
+class SLOClass:
+    """One class's targets.
+
+    Attributes:
+        name: the trace's ``slo_class`` value.
+        slo: its targets (at the plan's statistic).
+    """
+
+    name: str
+    slo: SLO
+
+
+def parse_slo_class(text: str, statistic_of: SLO) -> SLOClass:
+    """``NAME:TTFT_MS:TPOT_MS`` as the CLI takes it, at the statistic of ``statistic_of``.
+
+    Raises:
+        InputError: not three fields, an empty name, or targets that are not positive numbers.
+
+    >>> c = parse_slo_class("batch:20000:250", SLO.at(2.0, 0.1, "mean"))
+    >>> c.name, c.slo.ttft_s, c.slo.tpot_s, c.slo.statistic
+    ('batch', 20.0, 0.25, 'mean')
+    """
+    parts = text.split(":")
+    expected = "NAME:TTFT_MS:TPOT_MS, e.g. batch:20000:250"
+    if len(parts) != 3 or not parts[0].strip():
+        raise InputError(f"SLO class {text!r}", field="--slo-class", expected=expected)
+    try:
+        ttft_ms, tpot_ms = float(parts[1]), float(parts[2])
+    except ValueError:
+        raise InputError(f"SLO class {text!r}", field="--slo-class", expected=expected) from None
+    if not (np.isfinite(ttft_ms) and np.isfinite(tpot_ms) and ttft_ms > 0 and tpot_ms > 0):
+        raise InputError(f"SLO class {text!r}: targets must be positive", field="--slo-class",
+                         expected=expected)
+    slo = SLO(ttft_s=ttft_ms / 1000.0, tpot_s=tpot_ms / 1000.0, target=statistic_of.target,
+              mean=statistic_of.mean)
+    return SLOClass(name=parts[0].strip(), slo=slo)
+
+
+def labels(trace: RequestTrace, classes: Sequence[SLOClass]) -> NDArray[np.str_]:
+    """Each request's class as the plan holds it: its listed class, else :data:`OTHER` (or
+    ``default`` when no class is listed at all)."""
+    n = trace.num_requests
+    rest = OTHER if classes else DEFAULT_CLASS
+    if "slo_class" not in trace.df.columns or not classes:
+        return np.full(n, rest, dtype=object).astype(str)
+    raw = trace.df["slo_class"].cast(pl.String).fill_null(rest).to_numpy().astype(str)
+    listed = np.array([c.name for c in classes], dtype=str)
+    return np.where(np.isin(raw, listed), raw, rest)
+
+
+def targets(lab: NDArray[np.str_], slo: SLO, classes: Sequence[SLOClass]) -> tuple[
+        NDArray[np.float64], NDArray[np.float64]]:
+    """Per request: its TTFT and TPOT targets."""
+    ttft = np.full(lab.size, slo.ttft_s, dtype=np.float64)
+    tpot = np.full(lab.size, slo.tpot_s, dtype=np.float64)
+    for c in classes:
+        sel = lab == c.name
+        ttft[sel] = c.slo.ttft_s
+        tpot[sel] = c.slo.tpot_s
+    return ttft, tpot
+
+
+def slo_of(name: str, slo: SLO, classes: Sequence[SLOClass]) -> SLO:
+    """The targets a class's requests are held to."""
+    return next((c.slo for c in classes if c.name == name), slo)
+
+
+def strictest(slo: SLO, classes: Sequence[SLOClass]) -> SLO:
+    """The tightest TTFT and the tightest TPOT of the plan's targets and its classes': what a pool that
+    serves every class must meet, since its requests share batches and so share latencies.
+
+    >>> s = strictest(SLO(ttft_s=2.0, tpot_s=0.1), [SLOClass("batch", SLO(ttft_s=20.0, tpot_s=0.05))])
+    >>> s.ttft_s, s.tpot_s
+    (2.0, 0.05)
+    """
+    return SLO(ttft_s=min([slo.ttft_s, *(c.slo.ttft_s for c in classes)]),
+               tpot_s=min([slo.tpot_s, *(c.slo.tpot_s for c in classes)]), target=slo.target, mean=slo.mean)
+
+
+def check_classes(trace: RequestTrace, classes: Sequence[SLOClass]) -> None:
+    """Refuse classes the trace cannot route: no ``slo_class`` column, a class named twice, or a class
+    none of its requests carries.
+
+    Raises:
+        InputError: naming the trace and what it holds.
+    """
+    if not classes:
+        return
+    names = [c.name for c in classes]
+    if len(set(names)) != len(names):
+        raise InputError(f"SLO class named twice: {', '.join(names)}", field="--slo-class",
+                         expected="each class once")
+    if "slo_class" not in trace.df.columns:
+        raise InputError("the trace has no slo_class column, so per-class targets cannot apply",
+                         path=trace.meta.source, field="slo_class",
+                         expected="a trace with an slo_class column (the fleet-day trace has one)")
+    present = set(trace.df["slo_class"].drop_nulls().unique().to_list())
+    for name in names:
+        if name not in present:
+            raise InputError(f"no request has slo_class {name!r}", path=trace.meta.source, field="slo_class",
+                             expected="one of " + (", ".join(sorted(map(str, present))) or "(none)"))
