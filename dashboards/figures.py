@@ -198,6 +198,30 @@ def verification_windows_figure(report: PlanReport) -> go.Figure:
     return _layout(fig, f"The presented plan in replay, window by window ({check.label})")
 
 
+def class_targets_figure(report: PlanReport) -> go.Figure:
+    """With SLO classes: each class's replayed TTFT and TPOT (at the SLO's statistic) as a share of its
+    own targets, and the cost of each fleet layout weighed (a shared fleet, a pool per class)."""
+    check = report.verification[0].by_class if report.verification else ()
+    stat = report.slo.statistic
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("each class against its own targets",
+                                                        "fleet layouts weighed"))
+    names = [c.name for c in check]
+    for i, (label, vals) in enumerate((
+            (f"TTFT {stat} / target", [c.ttft_at_slo_s / c.ttft_target_s for c in check]),
+            (f"TPOT {stat} / target", [c.tpot_at_slo_s / c.tpot_target_s for c in check]))):
+        fig.add_bar(x=names, y=vals, name=label, marker_color=PALETTE[i % len(PALETTE)], row=1, col=1)
+    fig.add_hline(y=1.0, line={"color": "black", "dash": "dash"}, row=1, col=1)
+    options = report.classes.options if report.classes is not None else ()
+    fig.add_bar(x=[o.layout + (" (presented)" if i == 0 else "") for i, o in enumerate(options)],
+                y=[o.cost_usd or 0.0 for o in options], name="cost $",
+                marker_color=["#2ca02c" if o.verified else "#d62728" for o in options],
+                text=["verified" if o.verified else ("no plan" if o.cost_usd is None else "missed")
+                      for o in options], row=1, col=2)
+    fig.update_yaxes(title_text="replayed latency / target", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="USD over the trace", rangemode="tozero", row=1, col=2)
+    return _layout(fig, "SLO classes in the presented plan's replay")
+
+
 def _ecdf(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sorted values and their cumulative fractions, thinned to about ``_CDF_POINTS`` points."""
     v = np.sort(values[np.isfinite(values) & (values > 0)])  # log axis: zero latencies cannot be drawn

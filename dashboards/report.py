@@ -114,9 +114,13 @@ def plan_section(report: PlanReport, *, model: str) -> Section:
         figs.append(figures.plan_windows_figure(report))
     if report.scored.height and int(report.scored["feasible"].sum()):
         figs.append(figures.plan_cost_figure(report))
+    if report.classes is not None and report.verification:
+        figs.append(figures.class_targets_figure(report))
     tabs = [tables.plan_table(report)] if report.plan.feasible else []
     if report.verification:
         tabs.append(tables.verification_table(report))
+    if report.classes is not None:
+        tabs += [tables.class_layouts_table(report), tables.layouts_table(report)]
     tabs.append(tables.candidates_table(report, limit=40))
     return Section(
         title="Plan",

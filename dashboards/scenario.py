@@ -258,6 +258,10 @@ class PlanSpec:
     """``native``, ``all`` or labels (:func:`planner.perf.precision.parse_precisions`)."""
     replica_start_s: float | None = None
     min_dwell_windows: int = 1
+    slo_statistic: str = "p99"
+    """What both targets hold at: ``mean`` or a percentile such as ``p99`` (the CLI's --slo-statistic)."""
+    slo_classes: tuple[str, ...] = ()
+    """Per-class targets as ``NAME:TTFT_MS:TPOT_MS`` (the CLI's --slo-class)."""
 
     def __post_init__(self) -> None:
         if not self.gpus:
@@ -315,13 +319,16 @@ def run_plan(trace: RequestTrace, spec: PlanSpec) -> PlanReport:
     Raises:
         InputError: unknown model or GPU names, or a request the planner rejects.
     """
-    from solvers.capacity import SLO, Disaggregation, SolveParams
+    from planner.plan.slo_classes import classes_of, slo_at
+    from solvers.capacity import Disaggregation, SolveParams
 
     cat = load_catalog()
+    slo = slo_at(spec.ttft_p99_s * 1e3, spec.tpot_p99_s * 1e3, spec.slo_statistic)
     request = PlanRequest(
         model=cat.model(spec.model),
         gpus=tuple(cat.gpu(g) for g in spec.gpus),
-        slo=SLO(ttft_s=spec.ttft_p99_s, tpot_s=spec.tpot_p99_s),
+        slo=slo,
+        classes=classes_of(spec.slo_classes, slo),
         window_s=spec.window_s,
         inventory=spec.inventory,
         power_budget_w=None if spec.power_budget_kw is None else spec.power_budget_kw * 1e3,

@@ -185,6 +185,42 @@ def verification_table(report: PlanReport) -> pl.DataFrame:
     )
 
 
+def class_layouts_table(report: PlanReport) -> pl.DataFrame:
+    """With SLO classes: each class's targets and requests, and how the presented plan's replay held
+    each to its own targets (empty without classes)."""
+    planning = report.classes
+    if planning is None:
+        return pl.DataFrame()
+    check = {c.name: c for c in report.verification[0].by_class} if report.verification else {}
+    stat = report.slo.statistic
+    rows = []
+    for name, n in planning.requests:
+        c = check.get(name)
+        target = next((k.slo for k in planning.classes if k.name == name), report.slo)
+        rows.append({
+            "class": name, "requests": n,
+            f"TTFT target {stat} ms": _ms(target.ttft_s), f"TPOT target {stat} ms": _ms(target.tpot_s),
+            "replayed": "" if c is None else f"{c.attainment:.2%}",
+            f"TTFT {stat} ms": "" if c is None else _ms(c.ttft_at_slo_s),
+            f"TPOT {stat} ms": "" if c is None else _ms(c.tpot_at_slo_s),
+            "met": "" if c is None else ("yes" if c.meets_slo else "no"),
+        })
+    return pl.DataFrame(rows)
+
+
+def layouts_table(report: PlanReport) -> pl.DataFrame:
+    """With SLO classes: the fleet layouts weighed (one shared fleet held to the strictest targets, a
+    pool per class), presented first."""
+    planning = report.classes
+    if planning is None:
+        return pl.DataFrame()
+    return pl.DataFrame([
+        {"layout": o.layout + (" (presented)" if i == 0 else ""),
+         "cost $": None if o.cost_usd is None else round(o.cost_usd, 2),
+         "peak GPUs": o.peak_gpus, "verified": "yes" if o.verified else "no", "note": o.note}
+        for i, o in enumerate(planning.options)])
+
+
 def verification_windows_table(report: PlanReport) -> pl.DataFrame:
     """The presented plan's replay window by window (what :func:`figures.verification_windows_figure`
     draws), at the SLO's percentile."""

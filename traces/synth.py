@@ -86,7 +86,8 @@ def synthesize(spec: SynthSpec) -> RequestTrace:
     True
     """
     _validate(spec)
-    rng_arrivals, rng_lengths, rng_tenants = np.random.default_rng(spec.seed).spawn(3)
+    # child streams by index: the class stream (4th) leaves the first three as they always were
+    rng_arrivals, rng_lengths, rng_tenants, rng_classes = np.random.default_rng(spec.seed).spawn(4)
     arrivals = _arrivals(rng_arrivals, spec.arrivals, spec.modulation, spec.duration_s)
     n = arrivals.size
     inp, out = _lengths(rng_lengths, spec.lengths, n)
@@ -104,6 +105,11 @@ def synthesize(spec: SynthSpec) -> RequestTrace:
         if hashes is not None:
             columns["prefix_hashes"] = hashes
             block_size = spec.tenants.block_size
+    if spec.slo_classes:
+        names = [name for name, _share in spec.slo_classes]
+        odds = np.array([share for _name, share in spec.slo_classes], dtype=np.float64)
+        pick = rng_classes.choice(len(names), size=n, p=odds / odds.sum())
+        columns["slo_class"] = pl.Series("slo_class", np.array(names, dtype=object)[pick], dtype=pl.String)
     df = pl.DataFrame(columns)
     df = df.select(canonical_columns(df)).cast({c: REQUEST_POLARS_SCHEMA[c] for c in df.columns})
     meta = TraceMeta(
@@ -124,6 +130,12 @@ def _validate(spec: SynthSpec) -> None:
 
     duration = spec.duration_s
     need(math.isfinite(duration) and duration > 0, "duration_s", "a number > 0", duration)
+    if spec.slo_classes:
+        names = [name for name, _share in spec.slo_classes]
+        shares = [share for _name, share in spec.slo_classes]
+        need(all(names) and len(set(names)) == len(names), "slo_classes", "distinct non-empty names", names)
+        need(all(math.isfinite(x) and x >= 0 for x in shares) and sum(shares) > 0, "slo_classes",
+             "shares >= 0, one > 0", shares)
     a = spec.arrivals
     if isinstance(a, MMPPArrivals):
         need(

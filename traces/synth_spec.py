@@ -328,6 +328,8 @@ class SynthSpec:
         tenants: optional tenants and prefix hashes.
         model: optional value of the ``model`` column.
         name: ``TraceMeta.source`` of the result.
+        slo_classes: optional ``(name, share)`` pairs: each request draws its ``slo_class`` with these
+            odds (shares are normalised), from its own stream.
     """
 
     arrivals: Arrivals
@@ -338,3 +340,4 @@ class SynthSpec:
     tenants: TenantSpec | None = None
     model: str | None = None
     name: str = "synthetic"
+    slo_classes: tuple[tuple[str, float], ...] = ()

@@ -52,6 +52,16 @@ def render(inputs: Inputs) -> None:
         "model's weight bytes on Ray Serve LLM's from-zero start times; 0: switching is free.")
     dwell = s2.number_input("Minimum dwell, windows", min_value=1, value=1, step=1, key="plan_dwell",
                             help="A started replica runs at least this many windows.")
+    k1, k2 = st.columns((1, 3))
+    statistic = k1.selectbox(
+        "SLO statistic", ("p99", "p95", "p90", "p50", "mean"), key="plan_statistic",
+        help="What the sidebar's TTFT and TPOT targets hold at, in scoring and in the replay check (mean: as "
+        "AIConfigurator and Dynamo state SLOs).")
+    classes_text = k2.text_input(
+        "Targets per SLO class (NAME:TTFT_MS:TPOT_MS, comma-separated)", key="plan_classes",
+        placeholder="batch:20000:250",
+        help="For a trace with an slo_class column; other requests keep the sidebar's targets. The plan "
+        "weighs one shared fleet held to the strictest targets against a pool per class.")
     precision = st.radio(
         "Precisions", ("native", "all"), horizontal=True, key="plan_precision",
         help="native: the model's published weights with a bf16 KV cache; all: also fp8 weights and an fp8 "
@@ -76,6 +86,8 @@ def render(inputs: Inputs) -> None:
         precision=str(precision),
         replica_start_s=None if start_s is None else float(start_s),
         min_dwell_windows=int(dwell),
+        slo_statistic=str(statistic),
+        slo_classes=tuple(x.strip() for x in classes_text.split(",") if x.strip()),
     )
     clicked = st.button("Run plan", type="primary", key="plan_run", icon=":material/play_arrow:")
     last = remember_run("plan_request", (src, inputs.load_factor, inputs.seed, spec), clicked)
@@ -100,6 +112,12 @@ def render(inputs: Inputs) -> None:
     if report.verification:
         st.subheader("Verification by replay")
         show_facts(tables.verification_table(report))
+    if report.classes is not None:
+        st.subheader("SLO classes")
+        show_facts(tables.class_layouts_table(report))
+        show_facts(tables.layouts_table(report))
+        if report.verification:
+            show_figure(figures.class_targets_figure(report), key="plan_classes")
         if report.plan.feasible and report.verification[0].by_window:
             show_figure(figures.verification_windows_figure(report), key="plan_verified_windows")
             with st.expander("The presented plan's replay, window by window"):

@@ -14,13 +14,16 @@ from planner.catalog import load_catalog
 from planner.cli.console import Col, fitted_table, table_console
 from planner.cli.engine_option import EngineOpt
 from planner.cli.scenario_config import ConfigOpt
+from planner.cli.slo_option import SLOClassOpt, StatisticOpt
 from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.perf.engine_profile import DEFAULT_ENGINE
 from planner.perf.precision import Precision, parse_precisions
 from planner.plan import PlanReport, PlanRequest
 from planner.plan.inventory import parse_inventory
-from solvers.capacity import SLO, Disaggregation, PowerBasis, SolveParams
+from planner.plan.slo_classes import classes_of, slo_at
+from planner.plan.slo_classes import slo_of as slo_for
+from solvers.capacity import Disaggregation, PowerBasis, SolveParams
 from traces.errors import InputError
 from traces.json_safe import json_safe
 
@@ -31,18 +34,6 @@ Example:
   fleetwise plan --trace conv.csv --model Llama-3.1-70B --gpus H100-SXM,H200-SXM --slo-tpot-ms 50 --json
   fleetwise plan --inventory H100-SXM=16 --power-budget-kw 12 --disaggregate on --window-s 900
 """
-
-
-def slo_of(ttft_ms: float, tpot_ms: float, statistic: str) -> SLO:
-    """The SLO the flags state (targets in ms at ``mean`` or a percentile such as ``p99``).
-
-    Raises:
-        InputError: a statistic that is neither the mean nor a percentile from 50 to 99.9.
-    """
-    try:
-        return SLO.at(ttft_ms / 1000, tpot_ms / 1000, statistic)
-    except InputError as exc:
-        raise InputError(exc.message, field="--slo-statistic", expected=exc.expected) from None
 
 
 def report_json(report: PlanReport, model: str) -> dict[str, object]:
@@ -83,7 +74,9 @@ def report_json(report: PlanReport, model: str) -> dict[str, object]:
         "note": plan.note,
         "recommended": None if report.recommended is None else report.recommended.label,
         "slo": {"ttft_s": report.slo.ttft_s, "tpot_s": report.slo.tpot_s,
-                "statistic": report.slo.statistic},
+                "statistic": report.slo.statistic, "classes": _classes_json(report)},
+        "layouts": None if report.classes is None else {
+            "presented": report.classes.layout, "options": [asdict(o) for o in report.classes.options]},
         "verified": report.verified,
         "rounds": report.rounds,
         "corrections": list(report.corrections),
@@ -91,6 +84,17 @@ def report_json(report: PlanReport, model: str) -> dict[str, object]:
         "gpu_numbers": {c.gpu: "measured" if c.gpu in report.measured_gpus else "derived"
                         for c in plan.configs},
     }
+
+
+def _classes_json(report: PlanReport) -> list[dict[str, object]]:
+    """Each SLO class's targets and requests (requests of no listed class: ``other``, at the plan's)."""
+    if report.classes is None:
+        return []
+    out: list[dict[str, object]] = []
+    for name, n in report.classes.requests:
+        slo = slo_for(name, report.slo, report.classes.classes)
+        out.append({"name": name, "requests": n, "ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s})
+    return out
 
 
 def _render(report: PlanReport, model: str, console: Console) -> None:
@@ -155,6 +159,14 @@ def _render(report: PlanReport, model: str, console: Console) -> None:
         console.print(vt)
         for line in report.corrections:
             console.print(f"[yellow]corrected[/]: {line}")
+        if report.classes is not None:
+            from dashboards.tables import class_layouts_table, layouts_table
+
+            for title, df in (("SLO classes in the presented plan's replay", class_layouts_table(report)),
+                              ("fleet layouts weighed", layouts_table(report))):
+                ccols = tuple(Col(str(c), left=i == 0, keep=5) for i, c in enumerate(df.columns))
+                crows = [tuple("" if v is None else str(v) for v in r) for r in df.iter_rows()]
+                console.print(fitted_table(console, title, ccols, crows))
         rec = report.recommended
         if not report.verified:
             console.print("[bold red]no verified plan[/]: neither the solver's plan nor an alternative met "
@@ -204,9 +216,8 @@ def register(app: typer.Typer) -> None:
         gpus: Annotated[str, typer.Option(help="comma-separated catalog GPU names, or 'all'")] = "all",
         slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms (at --slo-statistic)")] = 2000.0,
         slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms (at --slo-statistic)")] = 100.0,
-        slo_statistic: Annotated[str, typer.Option(
-            help="what both targets hold at, in scoring and in the replay check: mean (as AIConfigurator "
-                 "and Dynamo state SLOs) or a percentile p50 to p99.9")] = "p99",
+        slo_statistic: StatisticOpt = "p99",
+        slo_class: SLOClassOpt = None,
         inventory: Annotated[list[str] | None, typer.Option(
             help="GPUs available, GPU=COUNT (repeatable), e.g. H100-SXM=16; unlisted: unlimited")] = None,
         power_budget_kw: Annotated[float | None, typer.Option(help="fleet power cap, kW")] = None,
@@ -278,9 +289,9 @@ def register(app: typer.Typer) -> None:
             raise InputError("power budget must be positive", field="--power-budget-kw", expected="kW > 0")
         if not time_limit_s > 0:
             raise InputError("time limit must be positive", field="--time-limit-s", expected="seconds > 0")
+        slo = slo_at(slo_ttft_ms, slo_tpot_ms, slo_statistic)
         request = PlanRequest(
-            model=spec, gpus=gpu_specs,
-            slo=slo_of(slo_ttft_ms, slo_tpot_ms, slo_statistic),
+            model=spec, gpus=gpu_specs, slo=slo, classes=classes_of(slo_class, slo),
             window_s=window_s, inventory=parse_inventory(inventory or [], {g.name for g in gpu_specs}),
             power_budget_w=None if power_budget_kw is None else power_budget_kw * 1000.0,
             disaggregation=disaggregate, max_configs_per_role=max_configs, power_basis=power_basis,

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
+from planner.cli.slo_option import SLOClassOpt, StatisticOpt
 from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.perf.engine_profile import DEFAULT_ENGINE
@@ -59,8 +60,10 @@ def report(
     tp: Annotated[int, typer.Option(help="replay: tensor-parallel degree")] = 1,
     replicas: Annotated[int, typer.Option(help="replay: replicas")] = 1,
     router: Annotated[RouterName, typer.Option(help="replay: request router")] = RouterName.LEAST_OUTSTANDING,
-    slo_ttft_ms: Annotated[float, typer.Option(help="TTFT p99 target, ms")] = 2000.0,
-    slo_tpot_ms: Annotated[float, typer.Option(help="TPOT p99 target, ms")] = 100.0,
+    slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms (plan: at --slo-statistic)")] = 2000.0,
+    slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms (plan: at --slo-statistic)")] = 100.0,
+    slo_statistic: StatisticOpt = "p99",
+    slo_class: SLOClassOpt = None,
     seed: Annotated[int, typer.Option(help="seed of load scaling and routing")] = 0,
     title: Annotated[str | None, typer.Option(help="report title")] = None,
     engine: EngineOpt = DEFAULT_ENGINE,
@@ -105,7 +108,8 @@ def report(
             plan = sc.run_plan(
                 tr, sc.PlanSpec(model=model, gpus=names, ttft_p99_s=ttft_s, tpot_p99_s=tpot_s, seed=seed,
                                 engine=engine, precision=precision, replica_start_s=replica_start_s,
-                                min_dwell_windows=min_dwell_windows)
+                                min_dwell_windows=min_dwell_windows, slo_statistic=slo_statistic,
+                                slo_classes=tuple(slo_class or ()))
             )
         sections.append(rp.plan_section(plan, model=model))
         if plan.plan.feasible and plan.verification:

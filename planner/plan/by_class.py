@@ -22,14 +22,13 @@ import polars as pl
 from planner.plan.sizing import (
     ClassPlanning,
     LayoutOption,
-    MapFn,
     PlanReport,
     PlanRequest,
     ScoreMap,
     plan_pool,
 )
 from planner.plan.slo_classes import OTHER, labels, slo_of
-from planner.plan.verify import plan_variant, verify
+from planner.plan.verify import MapFn, plan_variant, verify
 from solvers.capacity import (
     Allocation,
     Binding,
@@ -98,8 +97,8 @@ def _merge(trace: RequestTrace, request: PlanRequest, parts: list[tuple[str, Pla
                         for n, p in parts for a in p.plan.allocations)
     statuses = {p.plan.status for _n, p in parts}
     # the merged plan is proven optimal only when every pool's is (each within what it was left)
-    status = next((s for s in (SolveStatus.UNKNOWN, SolveStatus.GREEDY, SolveStatus.FEASIBLE) if s in statuses),
-                  SolveStatus.OPTIMAL)
+    weaker = (SolveStatus.UNKNOWN, SolveStatus.GREEDY, SolveStatus.FEASIBLE)
+    status = next((s for s in weaker if s in statuses), SolveStatus.OPTIMAL)
     bounds = [p.plan.bound_usd for _n, p in parts]
     greedy = [p.plan.greedy_usd for _n, p in parts]
     plan = CapacityPlan(
@@ -123,9 +122,8 @@ def _merge(trace: RequestTrace, request: PlanRequest, parts: list[tuple[str, Pla
                    seed=request.seed, map_fn=replay_map, expert_imbalance=request.expert_imbalance,
                    engine=request.engine, classes=request.classes) if request.verify else []
     verify_s = time.perf_counter() - t0
-    scored = pl.concat([p.scored.with_columns(pl.lit(n).alias("slo_class")) for n, p in parts
-                        if p.scored.height], how="diagonal_relaxed") if any(p.scored.height for _n, p in parts) \
-        else first.scored
+    frames = [p.scored.with_columns(pl.lit(n).alias("slo_class")) for n, p in parts if p.scored.height]
+    scored = pl.concat(frames, how="diagonal_relaxed") if frames else first.scored
     notes: list[str] = []
     for n, p in parts:
         for line in p.notes:

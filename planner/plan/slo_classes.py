@@ -63,6 +63,23 @@ def parse_slo_class(text: str, statistic_of: SLO) -> SLOClass:
     return SLOClass(name=parts[0].strip(), slo=slo)
 
 
+def slo_at(ttft_ms: float, tpot_ms: float, statistic: str) -> SLO:
+    """The SLO the options state (targets in ms at ``mean`` or a percentile such as ``p99``).
+
+    Raises:
+        InputError: a statistic that is neither the mean nor a percentile from 50 to 99.9.
+    """
+    try:
+        return SLO.at(ttft_ms / 1000, tpot_ms / 1000, statistic)
+    except InputError as exc:
+        raise InputError(exc.message, field="--slo-statistic", expected=exc.expected) from None
+
+
+def classes_of(texts: Sequence[str] | None, slo: SLO) -> tuple[SLOClass, ...]:
+    """``--slo-class`` values as class targets at the statistic of ``slo``."""
+    return tuple(parse_slo_class(t, slo) for t in texts or ())
+
+
 def labels(trace: RequestTrace, classes: Sequence[SLOClass]) -> NDArray[np.str_]:
     """Each request's class as the plan holds it: its listed class, else :data:`OTHER` (or
     ``default`` when no class is listed at all)."""

@@ -28,6 +28,7 @@ from planner.catalog.schema import GPUSpec, ModelSpec
 from planner.perf.api import Parallelism
 from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
 from planner.perf.model import RooflinePerf, build_replica_perf
+from planner.plan.slo_classes import OTHER, SLOClass, labels, slo_of, targets
 from planner.sim import (
     ClusterConfig,
     EngineConfig,
@@ -38,7 +39,6 @@ from planner.sim import (
     replay,
     replay_cluster,
 )
-from planner.plan.slo_classes import OTHER, SLOClass, labels, slo_of, targets
 from solvers.capacity import SLO, CapacityPlan, Config, LengthMix, Role, Window, predict, started
 from traces.schema import RequestTrace
 

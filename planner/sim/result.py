@@ -259,6 +259,8 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
 
     makespan = float(np.nanmax(finish)) if n and not np.all(np.isnan(finish)) else 0.0
     n_used = max(1, int(np.ceil(makespan / config.interval_s))) if makespan > 0 else 1
+    if n_used > ts.shape[0]:  # the hand-over latency can carry the last token past the last step's interval
+        ts = np.concatenate([ts, np.zeros((n_used - ts.shape[0], *ts.shape[1:]))])
     ts = ts[:n_used]
     dt = config.interval_s
     t_start = np.arange(n_used) * dt

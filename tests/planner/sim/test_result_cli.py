@@ -130,3 +130,21 @@ def test_replay_cli_rejects_unknown_policies() -> None:
     assert isinstance(bad.exception, InputError) and "unknown autoscaling policy" in str(bad.exception)
     bad = CliRunner().invoke(_app(), ["replay", "--replicas", "1", "--capping", "polca"])
     assert isinstance(bad.exception, InputError) and "row budget" in str(bad.exception)
+
+
+def test_a_hand_over_past_the_last_interval_extends_the_time_series() -> None:
+    """The engine's output delay can carry the last token into an interval no step ran in (a plan's
+    verification crashed on it): the time series then covers the makespan with an idle interval."""
+    # the engine sizes its series to the last arrival (8 s: 10 one-second intervals) and the last
+    # request finishes well inside it
+    trace = make_trace(np.array([0.0, 8.0]), np.array([100, 100]), np.array([5, 5]))
+    dry = replay(trace, LinearPerf(), config=SimConfig(replicas=1, interval_s=1.0))
+    last = float(dry.requests["finish_s"].max())
+    assert last < 9.0
+    # an output delay that moves the last token past those 10 intervals
+    delay = float(10.25 - last)
+    cfg = SimConfig(replicas=1, interval_s=1.0, engine=EngineConfig(output_delay_s=delay))
+    res = replay(trace, LinearPerf(), config=cfg)
+    assert res.summary.makespan_s == pytest.approx(last + delay)
+    assert res.timeseries.height == int(np.ceil(last + delay))
+    assert res.timeseries["utilization"].to_list()[-1] == 0.0
