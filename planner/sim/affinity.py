@@ -26,11 +26,16 @@ U64 = NDArray[np.uint64]
 I64 = NDArray[np.int64]
 
 
-def affinity_blocks(hashes: U64, offsets: I64, *, replicas: int) -> U64:
-    """Per request (``hashes[offsets[i]:offsets[i + 1]]`` its blocks, in arrival order): the block hash to
-    key it by (see the module docstring); 0 for a request without blocks."""
+def hot_blocks(hashes: U64, offsets: I64, *, replicas: int) -> I64:
+    """Per request (``hashes[offsets[i]:offsets[i + 1]]`` its blocks, in arrival order): how many of its
+    leading blocks are hot spots (shared by more than ``2/R`` of the requests before it); a request whose
+    every block is hot counts all but its last.
+
+    >>> hot_blocks(np.array([7, 1, 7, 2, 7, 3], dtype=np.uint64), np.array([0, 2, 4, 6]), replicas=4).tolist()
+    [0, 1, 1]
+    """
     n = offsets.size - 1
-    out = np.zeros(n, dtype=np.uint64)
+    out = np.zeros(n, dtype=np.int64)
     seen: dict[int, int] = {}
     share = 2.0 / max(replicas, 1)
     for i in range(n):
@@ -39,12 +44,22 @@ def affinity_blocks(hashes: U64, offsets: I64, *, replicas: int) -> U64:
             continue
         blocks = hashes[lo:hi].tolist()
         limit = share * i
-        key = blocks[-1]
-        for h in blocks:
+        k = len(blocks) - 1
+        for j, h in enumerate(blocks):
             if seen.get(h, 0) <= limit:
-                key = h
+                k = j
                 break
-        out[i] = key
+        out[i] = k
         for h in blocks:
             seen[h] = seen.get(h, 0) + 1
+    return out
+
+
+def affinity_blocks(hashes: U64, offsets: I64, *, replicas: int) -> U64:
+    """Per request: the block hash to key it by, its first block that is not a hot spot (see the module
+    docstring); 0 for a request without blocks."""
+    hot = hot_blocks(hashes, offsets, replicas=replicas)
+    has = offsets[1:] > offsets[:-1]
+    out = np.zeros(offsets.size - 1, dtype=np.uint64)
+    out[has] = hashes[offsets[:-1][has] + hot[has]]
     return out

@@ -29,7 +29,10 @@ class RouterName(StrEnum):
     ``prefix-affinity`` (two candidates hashed from the first prefix block that is not a hot spot, or the
     session, the less loaded one, as DualMap does: keeps cache locality without hot spots), ``hash``
     (stateless: the replica is a hash of the request id; the one router whose decisions do not depend on
-    how the cluster is sharded).
+    how the cluster is sharded), ``precise-prefix`` (llm-d's endpoint picker in its default profile: each
+    replica scored by the share of the prompt's blocks its own KV cache holds, weight 3, plus the queue
+    scorer, weight 2, the highest wins; blocks every replica will hold anyway, a prefix most requests
+    share, are left out of the share so that it cannot collapse the fleet: :mod:`planner.sim.affinity`).
     """
 
     ROUND_ROBIN = "round-robin"
@@ -38,6 +41,7 @@ class RouterName(StrEnum):
     POWER_OF_TWO = "power-of-two"
     PREFIX_AFFINITY = "prefix-affinity"
     HASH = "hash"
+    PRECISE_PREFIX = "precise-prefix"
 
     @property
     def code(self) -> int:
@@ -57,7 +61,13 @@ _ROUTER_CODES: dict[RouterName, int] = {
     RouterName.POWER_OF_TWO: 3,
     RouterName.PREFIX_AFFINITY: 4,
     RouterName.HASH: 5,
+    RouterName.PRECISE_PREFIX: 6,
 }
+
+PRECISE_PREFIX_WEIGHT = 3.0
+"""llm-d's default scheduling profile: the prefix-cache scorer's weight (OpenShift AI llm-d docs, 2026)."""
+QUEUE_WEIGHT = 2.0
+"""llm-d's default scheduling profile: the queue scorer's weight (waiting requests, min-max normalised)."""
 
 
 VLLM_TTFT_BUCKETS_S: tuple[float, ...] = (

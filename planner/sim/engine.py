@@ -148,6 +148,9 @@ ROUTER_LEAST_KV = 2
 ROUTER_POWER_OF_TWO = 3
 ROUTER_PREFIX_AFFINITY = 4
 ROUTER_HASH = 5  # stateless: replica = hash(request) mod replicas (sharding-independent)
+ROUTER_PRECISE_PREFIX = 6  # llm-d: prefix share held in each replica's own cache (x3) + queue score (x2)
+W_PREFIX = 3.0  # planner.sim.config.PRECISE_PREFIX_WEIGHT
+W_QUEUE = 2.0  # planner.sim.config.QUEUE_WEIGHT
 
 # --- prefix-cache entries (ent[e, F]) ----------------------------------------------------------------
 E_REP = 0
@@ -929,12 +932,57 @@ def _truncate_run(pi, pf, r, t):  # type: ignore[no-untyped-def]  # pragma: no c
 
 
 @nb.njit(cache=True)
-def _route(pi, ci, route, rkey, akey, inp, q):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _held_blocks(tab_ent, ent, ent_hash, ph, ph_off, q, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Leading prefix blocks of request ``q`` that replica ``r``'s cache holds."""
+    o = ph_off[q]
+    n = ph_off[q + 1] - o
+    for j in range(n):
+        if _tab_find(tab_ent, ent, ent_hash, ph[o + j], r) < 0:
+            return j
+    return n
+
+
+@nb.njit(cache=True)
+def _route_precise(pi, ci, route, akey, tab_ent, ent, ent_hash, ph, ph_off, q):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """llm-d's endpoint picker: ``3 * held share + 2 * queue score``, highest first, then the least
+    outstanding, then the first; ``akey[q]``: leading hot blocks left out of the share."""
+    nrep = ci[C_NROUTE]
+    qmin = pi[route[0], P_NWAIT]
+    qmax = qmin
+    for j in range(1, nrep):
+        w = pi[route[j], P_NWAIT]
+        qmin = min(qmin, w)
+        qmax = max(qmax, w)
+    skip = np.int64(akey[q])
+    own = ph_off[q + 1] - ph_off[q] - skip
+    best = route[0]
+    bests = -1.0
+    bestl = np.int64(0)
+    for j in range(nrep):
+        r = route[j]
+        share = 0.0
+        if own > 0:
+            held = _held_blocks(tab_ent, ent, ent_hash, ph, ph_off, q, r) - skip
+            share = max(held, 0) / own
+        qs = 1.0 if qmax == qmin else (qmax - pi[r, P_NWAIT]) / (qmax - qmin)
+        sc = W_PREFIX * share + W_QUEUE * qs
+        load = pi[r, P_NRUN] + pi[r, P_NWAIT]
+        if sc > bests or (sc == bests and load < bestl):
+            best = r
+            bests = sc
+            bestl = load
+    return best
+
+
+@nb.njit(cache=True)
+def _route(pi, ci, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, ph, ph_off):  # type: ignore[no-untyped-def]  # pragma: no cover
     """Pick a replica among the routable ones (``route[:ci[C_NROUTE]]``, replica slots)."""
     router = ci[C_ROUTER]
     nrep = ci[C_NROUTE]
     if nrep == 1:
         return route[0]
+    if router == ROUTER_PRECISE_PREFIX:
+        return _route_precise(pi, ci, route, akey, tab_ent, ent, ent_hash, ph, ph_off, q)
     if router == ROUTER_ROUND_ROBIN:
         r = ci[C_RR] % nrep
         ci[C_RR] += 1
@@ -1012,7 +1060,7 @@ def run_arrivals(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq
                 ts = _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent,
                               ent_hash, tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, ts,
                               dt, mh, tb, ib, r, t)
-        r = _route(pi, ci, route, rkey, akey, inp, q)
+        r = _route(pi, ci, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, ph, ph_off)
         rq[q, R_REP] = r
         mh[M_ARRIVED] += 1
         if inp[q] + out[q] > cap_tokens:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
-from planner.sim.config import RouterName, SimConfig
+from planner.sim.config import PRECISE_PREFIX_WEIGHT, QUEUE_WEIGHT, RouterName, SimConfig
 from planner.sim.replay import EngineSetup, ShardOutput, ShardTask, splitmix64_np
 
 
@@ -252,6 +252,25 @@ class _Engine:
         p.now = t1
 
 
+def _precise(eng: _Engine, q: _Req, skip: int) -> int:
+    """llm-d's default profile, as :func:`planner.sim.engine._route_precise` (same arithmetic, same ties)."""
+    waits = [len(p.waiting) for p in eng.reps]
+    qmin, qmax = min(waits), max(waits)
+    own = len(q.hashes) - skip
+    best, best_score, best_load = 0, -1.0, 0
+    for r, p in enumerate(eng.reps):
+        share = 0.0
+        if own > 0:
+            held = next((j for j, h in enumerate(q.hashes) if h not in p.table), len(q.hashes))
+            share = max(held - skip, 0) / own
+        qs = 1.0 if qmax == qmin else (qmax - waits[r]) / (qmax - qmin)
+        score = PRECISE_PREFIX_WEIGHT * share + QUEUE_WEIGHT * qs
+        load = len(p.running) + len(p.waiting)
+        if score > best_score or (score == best_score and load < best_load):
+            best, best_score, best_load = r, score, load
+    return best
+
+
 def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> ShardOutput:
     """Simulate one shard step by step; inputs and outputs as :func:`planner.sim.replay.simulate_shard`."""
     nrep = int(task.replica_ids.size)
@@ -284,6 +303,8 @@ def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> S
             r = int(task.route_key[q.i] % np.uint64(nrep))
         elif router is RouterName.LEAST_OUTSTANDING:
             r = min(range(nrep), key=load)
+        elif router is RouterName.PRECISE_PREFIX:
+            r = _precise(eng, q, int(task.affinity_key[q.i]))
         elif router is RouterName.LEAST_KV:
             r = min(range(nrep), key=lambda k: (eng.blocks - eng.reps[k].free
                                                  - eng.hb * eng.reps[k].evictable)

@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from planner.catalog.schema import GPUSpec
 from planner.perf.api import ReplicaPerf
 from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
-from planner.sim.affinity import affinity_blocks
+from planner.sim.affinity import affinity_blocks, hot_blocks
 from planner.sim.config import RouterName, SimConfig
 from planner.sim.result import SimResult, build_result
 from planner.sim.state import ShardEngine
@@ -68,7 +68,8 @@ class ShardTask:
             ``prefix_hashes[prefix_offsets[i]:prefix_offsets[i + 1]]``).
         route_key: per-request hash for power-of-two (or the forced local replica for ``hash``).
         affinity_key: per-request hash for prefix affinity (its first prefix block that is not a hot spot,
-            :mod:`planner.sim.affinity`; else its session or id).
+            :mod:`planner.sim.affinity`; else its session or id); for ``precise-prefix``, the count of its
+            leading hot-spot blocks (not a hash).
     """
 
     index: int
@@ -160,6 +161,9 @@ def make_shard_tasks(trace: RequestTrace, config: SimConfig) -> list[ShardTask]:
         # the shortest prefix that is not a hot spot (a prefix every request shares must not collapse
         # the fleet onto two replicas): planner.sim.affinity
         akey[has_ph] = splitmix64_np(affinity_blocks(flat, offsets, replicas=config.replicas)[has_ph])
+    if config.router is RouterName.PRECISE_PREFIX:
+        # its key is how many leading blocks are hot spots, left out of the cached share it scores
+        akey = hot_blocks(flat, offsets, replicas=config.replicas).astype(np.uint64)
     arr = df["arrival_s"].to_numpy().astype(np.float64)
     inp = df["input_tokens"].to_numpy().astype(np.int64)
     out = df["output_tokens"].to_numpy().astype(np.int64)
