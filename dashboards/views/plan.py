@@ -112,16 +112,16 @@ def render(inputs: Inputs) -> None:
     if report.verification:
         st.subheader("Verification by replay")
         show_facts(tables.verification_table(report))
+        if report.plan.feasible and report.verification[0].by_window:
+            show_figure(figures.verification_windows_figure(report), key="plan_verified_windows")
+            with st.expander("The presented plan's replay, window by window"):
+                show_table(tables.verification_windows_table(report), height=320)
     if report.classes is not None:
         st.subheader("SLO classes")
         show_facts(tables.class_layouts_table(report))
         show_facts(tables.layouts_table(report))
         if report.verification:
             show_figure(figures.class_targets_figure(report), key="plan_classes")
-        if report.plan.feasible and report.verification[0].by_window:
-            show_figure(figures.verification_windows_figure(report), key="plan_verified_windows")
-            with st.expander("The presented plan's replay, window by window"):
-                show_table(tables.verification_windows_table(report), height=320)
     st.subheader("Candidates")
     if report.scored.height and int(report.scored["feasible"].sum()):
         show_figure(figures.plan_cost_figure(report), key="plan_cost")

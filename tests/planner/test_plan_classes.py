@@ -141,3 +141,21 @@ def test_cli_prints_classes_and_layouts(tmp_path: Path, capsys: pytest.CaptureFi
     # a bad class is one line and exit code 2
     assert main(["plan", "--trace", str(path), "--slo-class", "batch:fast:200"]) == 2
     assert "--slo-class" in capsys.readouterr().err
+
+
+def test_report_and_dashboard_tables_show_the_classes_and_layouts(strict_interactive: PlanReport) -> None:
+    from dashboards import figures, tables
+    from dashboards.report import plan_section, render_report
+
+    r = strict_interactive
+    classes = tables.class_layouts_table(r)
+    assert classes["class"].to_list() == ["batch", OTHER] and set(classes["met"].to_list()) == {"yes"}
+    layouts = tables.layouts_table(r)
+    assert layouts["layout"].to_list()[0] == f"{PER_CLASS} (presented)" and layouts.height == 2
+    fig = figures.class_targets_figure(r)
+    assert [t.name for t in fig.data][:2] == ["TTFT p99 / target", "TPOT p99 / target"]
+    ratios = [y for t in fig.data[:2] for y in t.y]
+    assert all(0 < y <= 1.0 for y in ratios)  # every class within its own targets
+    html = render_report("classes", [plan_section(r, model="Llama-3.1-8B")])
+    assert "fleet layouts weighed" in html and "SLO classes in the presented plan" in html
+    assert "per-class (presented)" in html
