@@ -27,6 +27,18 @@ Prefix hashes (optional): each tenant owns a few "system prompts" of a drawn len
 tenant starts with one of them, so its leading full blocks share ids with every other request that used the
 same system prompt; the remaining blocks get fresh ids. Ids are small sequential integers (identity only, as
 in the Mooncake trace), one per ``block_size`` tokens, ``ceil(input_tokens / block_size)`` per request.
+
+Sessions (optional, instead of tenants): the arrival process gives each conversation's first turn; a
+session has a geometric number of turns whose arrivals follow at exponential think gaps, and turns past
+the duration are dropped. Each turn draws a new user message and an answer from the length model, and its
+prompt is the whole conversation so far::
+
+    input_tokens[t] = system_tokens + sum_{j < t} (message[j] + output[j]) + message[t]
+
+so turn ``t + 1``'s prompt extends turn ``t``'s. Block ids follow the content: the first
+``system_tokens // block_size`` blocks are the system prompt's ids ``0..S-1`` in every session; a later
+full block gets the id of its (session, block position), so a turn repeats every full-block id of the
+turn before; a trailing partial block gets a fresh id (an engine caches full blocks only).
 """
 
 from __future__ import annotations
@@ -34,6 +46,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -56,6 +69,7 @@ from traces.synth_spec import (
     Modulation,
     PoissonArrivals,
     ProfileModulation,
+    SessionSpec,
     SinusoidModulation,
     SynthSpec,
     TenantSpec,
@@ -86,11 +100,19 @@ def synthesize(spec: SynthSpec) -> RequestTrace:
     True
     """
     _validate(spec)
-    # child streams by index: the class stream (4th) leaves the first three as they always were
-    rng_arrivals, rng_lengths, rng_tenants, rng_classes = np.random.default_rng(spec.seed).spawn(4)
+    # Child streams by index: a later child (classes 4th, sessions 5th) leaves the earlier ones as they
+    # always were, so traces without the newer features stay byte-identical.
+    rng_arrivals, rng_lengths, rng_tenants, rng_classes, rng_sessions = (
+        np.random.default_rng(spec.seed).spawn(5)
+    )
     arrivals = _arrivals(rng_arrivals, spec.arrivals, spec.modulation, spec.duration_s)
+    turns: _Turns | None = None
+    if spec.sessions is None:
+        inp, out = _lengths(rng_lengths, spec.lengths, arrivals.size)
+    else:
+        turns = _sessions(rng_sessions, rng_lengths, spec.sessions, spec.lengths, arrivals, spec.duration_s)
+        arrivals, inp, out = turns.arrival_s, turns.input_tokens, turns.output_tokens
     n = arrivals.size
-    inp, out = _lengths(rng_lengths, spec.lengths, n)
     columns: dict[str, Any] = {
         "arrival_s": pl.Series("arrival_s", arrivals, dtype=pl.Float64),
         "input_tokens": pl.Series("input_tokens", inp, dtype=pl.Int32),
@@ -105,10 +127,17 @@ def synthesize(spec: SynthSpec) -> RequestTrace:
         if hashes is not None:
             columns["prefix_hashes"] = hashes
             block_size = spec.tenants.block_size
+    if turns is not None:
+        columns["session_id"] = turns.session_ids()
+        columns["prefix_hashes"] = turns.prefix_hashes
+        block_size = turns.block_size
     if spec.slo_classes:
         names = [name for name, _share in spec.slo_classes]
         odds = np.array([share for _name, share in spec.slo_classes], dtype=np.float64)
-        pick = rng_classes.choice(len(names), size=n, p=odds / odds.sum())
+        if turns is None:
+            pick = rng_classes.choice(len(names), size=n, p=odds / odds.sum())
+        else:  # one class per conversation, shared by all its turns
+            pick = rng_classes.choice(len(names), size=turns.num_sessions, p=odds / odds.sum())[turns.session]
         columns["slo_class"] = pl.Series("slo_class", np.array(names, dtype=object)[pick], dtype=pl.String)
     df = pl.DataFrame(columns)
     df = df.select(canonical_columns(df)).cast({c: REQUEST_POLARS_SCHEMA[c] for c in df.columns})
@@ -119,6 +148,11 @@ def synthesize(spec: SynthSpec) -> RequestTrace:
         extra=(("seed", str(spec.seed)), ("arrivals", type(spec.arrivals).__name__)),
     )
     return RequestTrace(df=df, meta=meta)
+
+
+_INT32_MAX = 2**31 - 1
+_MAX_BLOCKS = 2_000_000_000
+"""The most prefix-hash ids a session trace may hold (16 GB of uint64): a clear error instead of an OOM."""
 
 
 def _validate(spec: SynthSpec) -> None:
@@ -163,8 +197,39 @@ def _validate(spec: SynthSpec) -> None:
         need(math.isfinite(a.cv) and a.cv > 0, "arrival.cv", "a number > 0", a.cv)
     if isinstance(a, WeibullArrivals):
         need(a.cv <= 50.0, "arrival.cv", "a Weibull CV <= 50", a.cv)
-    expected_n = a.mean_rate * duration
-    need(expected_n <= 200_000_000, "duration_s", "rate * duration <= 2e8 requests", expected_n)
+    sess = spec.sessions
+    if sess is None:
+        expected_n = a.mean_rate * duration
+        need(expected_n <= 200_000_000, "duration_s", "rate * duration <= 2e8 requests", expected_n)
+    else:
+        need(spec.tenants is None, "sessions", "tenants or sessions, not both", "tenants and sessions")
+        need(
+            math.isfinite(sess.mean_turns) and sess.mean_turns >= 1,
+            "sessions.mean_turns",
+            "a number >= 1",
+            sess.mean_turns,
+        )
+        need(
+            math.isfinite(sess.mean_think_s) and sess.mean_think_s > 0,
+            "sessions.mean_think_s",
+            "a number > 0",
+            sess.mean_think_s,
+        )
+        need(sess.system_tokens >= 0, "sessions.system_tokens", "an integer >= 0", sess.system_tokens)
+        need(sess.block_size >= 1, "sessions.block_size", "an integer >= 1", sess.block_size)
+        need(
+            sess.system_tokens < sess.max_context_tokens <= _INT32_MAX,
+            "sessions.max_context_tokens",
+            f"an integer > system_tokens ({sess.system_tokens}) and <= {_INT32_MAX}",
+            sess.max_context_tokens,
+        )
+        expected_n = a.mean_rate * duration * sess.mean_turns
+        need(
+            expected_n <= 200_000_000,
+            "duration_s",
+            "rate * duration * mean_turns <= 2e8 requests",
+            expected_n,
+        )
     m = spec.modulation
     if isinstance(m, SinusoidModulation):
         need(0 <= m.amplitude < 1, "diurnal.amplitude", "0 <= amplitude < 1", m.amplitude)
@@ -397,3 +462,137 @@ def _tenants(
     arr = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), pa.array(ids, pa.uint64()))
     hashes = pl.Series("prefix_hashes", arr)
     return tenant_col, hashes
+
+
+# --------------------------------------------------------------------------------------------------------
+# Sessions
+# --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Turns:
+    """The kept turns of all sessions, sorted by arrival; ``session`` indexes sessions by first arrival."""
+
+    arrival_s: FloatArray
+    input_tokens: IntArray
+    output_tokens: IntArray
+    session: IntArray
+    num_sessions: int
+    prefix_hashes: pl.Series
+    block_size: int
+
+    def session_ids(self) -> pl.Series:
+        """``s000000``, ``s000001``... in order of the sessions' first arrivals."""
+        return (
+            pl.DataFrame({"k": self.session})
+            .select((pl.lit("s") + pl.col("k").cast(pl.String).str.zfill(6)).alias("session_id"))
+            .to_series()
+        )
+
+
+def _sessions(
+    rng: np.random.Generator,
+    rng_lengths: np.random.Generator,
+    spec: SessionSpec,
+    lengths: Lengths,
+    first: FloatArray,
+    duration: float,
+) -> _Turns:
+    """All turns of the sessions that open at ``first`` (sorted, first at 0), vectorized over turns.
+
+    Every per-session quantity is a segmented cumulative sum over the flat array of turns (session by
+    session, turn by turn): ``x - x[start of its session]``. Both cuts (duration, context) keep a prefix of
+    each session, because arrivals and prompts only grow from turn to turn.
+    """
+    n_sessions = first.size
+    turns = rng.geometric(1.0 / spec.mean_turns, n_sessions).astype(np.int64)
+    total = int(turns.sum())
+    start = np.zeros(n_sessions, dtype=np.int64)
+    np.cumsum(turns[:-1], out=start[1:])
+    owner = np.repeat(np.arange(n_sessions, dtype=np.int64), turns)
+    head = start[owner]  # flat index of each turn's first turn
+
+    gaps = rng.exponential(spec.mean_think_s, total)
+    gaps[start] = 0.0
+    elapsed = np.cumsum(gaps)
+    arrival = first[owner] + (elapsed - elapsed[head])
+
+    msg, out = _lengths(rng_lengths, lengths, total)
+    msg = np.maximum(msg, 1)  # a turn says something, even when resampled lengths hold an empty prompt
+    msg[start] = np.minimum(msg[start], spec.max_context_tokens - spec.system_tokens)
+    step = msg + out
+    before = np.cumsum(step) - step  # exclusive running sum over the flat array
+    prompt = spec.system_tokens + (before - before[head]) + msg
+
+    keep = (arrival < duration) & (prompt <= spec.max_context_tokens)
+    owner, arrival, prompt, out = owner[keep], arrival[keep], prompt[keep], out[keep]
+
+    bs = spec.block_size
+    system_blocks = spec.system_tokens // bs
+    full = prompt // bs
+    # Each session owns one run of ids for its full blocks past the system prompt, as long as its longest
+    # kept prompt needs: a turn's block at position p has id base + p - system_blocks, whatever the turn.
+    kept = np.bincount(owner, minlength=n_sessions)
+    last = np.cumsum(kept) - 1  # flat index of each session's last kept turn (every session keeps one)
+    own = full[last] - system_blocks
+    base = np.full(n_sessions, system_blocks, dtype=np.int64)
+    np.cumsum(own[:-1], out=base[1:])
+    base[1:] += system_blocks
+    next_fresh = system_blocks + int(own.sum())
+
+    order = np.argsort(arrival, kind="stable")  # ties keep session, then turn order
+    owner, arrival, prompt, out, full = owner[order], arrival[order], prompt[order], out[order], full[order]
+    partial = (prompt % bs != 0).astype(np.int64)
+    fresh = next_fresh + np.cumsum(partial) - 1  # partial-block ids in order of arrival
+
+    n = prompt.size
+    blocks = full + partial
+    if int(blocks.sum()) > _MAX_BLOCKS:
+        raise InputError(
+            f"the sessions need {int(blocks.sum()):,} prefix-hash blocks",
+            field="sessions.block_size",
+            expected=f"at most {_MAX_BLOCKS:,} blocks: a larger block size, a shorter or slower trace",
+        )
+    # Per turn three runs of consecutive ids: system blocks, the session's own blocks, the partial block.
+    run_start = np.stack([np.zeros(n, dtype=np.int64), base[owner], fresh], axis=1).ravel()
+    run_len = np.stack(
+        [np.full(n, system_blocks, dtype=np.int64), full - system_blocks, partial], axis=1
+    ).ravel()
+    ids = _concat_ranges(run_start, run_len)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(blocks, out=offsets[1:])
+    arr = pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), pa.array(ids.view(np.uint64)))
+    return _Turns(
+        arrival_s=arrival,
+        input_tokens=prompt,
+        output_tokens=out,
+        session=owner,
+        num_sessions=n_sessions,
+        prefix_hashes=pl.Series("prefix_hashes", arr),
+        block_size=bs,
+    )
+
+
+def _concat_ranges(starts: IntArray, lengths: IntArray) -> IntArray:
+    """``concatenate([arange(s, s + k) for s, k in zip(starts, lengths)])`` in one output-sized array.
+
+    Why not ``repeat`` + ``arange``: those need several index arrays as long as the output, and the
+    output (one id per block of every prompt) is by far the largest thing a session trace holds. Here the
+    output is filled with steps of 1, each run's first slot with the jump from the previous run's last
+    value, and summed in place.
+
+    >>> _concat_ranges(np.array([5, 0, 9]), np.array([2, 0, 3])).tolist()
+    [5, 6, 9, 10, 11]
+    """
+    nonempty = lengths > 0
+    s, k = starts[nonempty], lengths[nonempty]
+    out = np.ones(int(k.sum()), dtype=np.int64)
+    if out.size == 0:
+        return out
+    first = np.zeros(s.size, dtype=np.int64)
+    np.cumsum(k[:-1], out=first[1:])
+    jump = s.copy()
+    jump[1:] -= s[:-1] + k[:-1] - 1
+    out[first] = jump
+    np.cumsum(out, out=out)
+    return out

@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from traces.errors import InputError
 from traces.load import load_trace
@@ -27,6 +35,7 @@ from traces.synth_spec import (
     PoissonArrivals,
     ProfileModulation,
     QuantileLengths,
+    SessionSpec,
     SinusoidModulation,
     SynthSpec,
     TenantSpec,
@@ -226,6 +235,35 @@ class TenantConfig(_Model):
         )
 
 
+class SessionConfig(_Model):
+    """Multi-turn conversation sessions; see :class:`SessionSpec` (the arrival rate is then sessions/s)."""
+
+    mean_turns: Annotated[float, Field(ge=1, description="mean turns per session (geometric)")] = 4.0
+    mean_think_s: Annotated[
+        float, Field(gt=0, description="mean gap (s) from one turn's arrival to the next's (exponential)")
+    ] = 60.0
+    system_tokens: Annotated[int, Field(ge=0, description="system prompt shared by every session")] = 1000
+    block_size: Annotated[int, Field(ge=1, description="tokens per prefix-hash block")] = 16
+    max_context_tokens: Annotated[
+        int, Field(ge=1, le=2**31 - 1, description="a session ends before a longer prompt")
+    ] = 32_768
+
+    @model_validator(mode="after")
+    def _room(self) -> SessionConfig:
+        if self.max_context_tokens <= self.system_tokens:
+            raise ValueError("max_context_tokens must exceed system_tokens")
+        return self
+
+    def to_spec(self) -> SessionSpec:
+        return SessionSpec(
+            mean_turns=self.mean_turns,
+            mean_think_s=self.mean_think_s,
+            system_tokens=self.system_tokens,
+            block_size=self.block_size,
+            max_context_tokens=self.max_context_tokens,
+        )
+
+
 class SynthConfig(_Model):
     """A synthetic trace as written in YAML (or assembled from CLI flags); see :class:`SynthSpec`.
 
@@ -239,6 +277,9 @@ class SynthConfig(_Model):
           input: {dist: lognormal, mean: 1155, median: 1020, max: 16384}
           output: {dist: quantile, mean: 211, median: 129, p99: 601, min: 4, max: 1024}
         tenants: {count: 8, block_size: 16}
+
+    ``sessions: {mean_turns: 4, mean_think_s: 60, system_tokens: 1000}`` instead of ``tenants`` makes
+    multi-turn conversations; ``arrival`` then gives the sessions' first turns.
     """
 
     duration_s: Annotated[float, Field(gt=0)]
@@ -247,8 +288,19 @@ class SynthConfig(_Model):
     diurnal: DiurnalConfig | None = None
     lengths: LengthsConfig | None = None
     tenants: TenantConfig | None = None
+    sessions: SessionConfig | None = None
     model: str | None = None
     name: str = "synthetic"
+
+    @field_validator("sessions")
+    @classmethod
+    def _tenants_or_sessions(
+        cls, sessions: SessionConfig | None, info: ValidationInfo
+    ) -> SessionConfig | None:
+        # A field validator (not a model one) so that the error names the key: field sessions.
+        if sessions is not None and info.data.get("tenants") is not None:
+            raise ValueError("give tenants or sessions, not both")
+        return sessions
 
     def to_spec(self, *, base_dir: Path | None = None, default_lengths: Lengths | None = None) -> SynthSpec:
         """The frozen spec; relative ``resample`` paths resolve against ``base_dir``.
@@ -271,6 +323,7 @@ class SynthConfig(_Model):
             tenants=self.tenants.to_spec() if self.tenants is not None else None,
             model=self.model,
             name=self.name,
+            sessions=self.sessions.to_spec() if self.sessions is not None else None,
         )
 
 

@@ -1,5 +1,6 @@
 """The frozen description of a synthetic trace: arrival processes, rate modulations, length models,
-tenants with shared system prompts, and the :class:`SynthSpec` that holds them.
+tenants with shared system prompts, multi-turn conversation sessions, and the :class:`SynthSpec` that
+holds them.
 
 :func:`traces.synth.synthesize` draws a trace from a spec; :mod:`traces.synth_config` is the pydantic
 form of the same spec for YAML files and the CLI.
@@ -309,6 +310,42 @@ class TenantSpec:
     block_size: int | None = 16
 
 
+@dataclass(frozen=True)
+class SessionSpec:
+    """Multi-turn conversations: each turn's prompt is the whole conversation so far.
+
+    Why: chat traffic reuses most of its context. Turn ``t + 1`` sends turn ``t``'s prompt again, plus
+    turn ``t``'s answer, plus a new user message, and every conversation opens with the same system
+    prompt; a prefix cache serves most of such a prompt from blocks it already holds. Independent
+    requests (or tenants' system prompts alone) miss that reuse and overstate prefill work.
+
+    With sessions, the spec's arrival process (and modulation) gives the arrivals of the sessions'
+    *first* turns; later turns follow each session's own think gaps. Each turn draws an (input, output)
+    pair from the spec's length model and reads the input as the turn's *new user message*, so a length
+    model fitted to whole prompts makes contexts grow faster than real chats do. The defaults are
+    assumptions, not published numbers.
+
+    Attributes:
+        mean_turns: mean turns per session; the count is geometric on ``1, 2, ...`` (1 = single turns).
+        mean_think_s: mean gap, in seconds, from one turn's *arrival* to the next turn's arrival
+            (exponential). It covers the answer's generation as well as the user reading and typing; the
+            generator knows no service times, so a short gap can send a turn before the previous answer
+            would have finished on a loaded fleet.
+        system_tokens: length of the system prompt that opens every session, shared by all of them
+            (0 = none).
+        block_size: tokens per ``prefix_hashes`` block (16 is vLLM's default KV block).
+        max_context_tokens: the longest prompt a session may send. A session ends before the first turn
+            whose prompt would be longer; the first turn is always kept (it is the arrival the process
+            drew), its new message shortened if needed to fit. Answers are not counted against it.
+    """
+
+    mean_turns: float = 4.0
+    mean_think_s: float = 60.0
+    system_tokens: int = 1000
+    block_size: int = 16
+    max_context_tokens: int = 32_768
+
+
 # --------------------------------------------------------------------------------------------------------
 # The spec
 # --------------------------------------------------------------------------------------------------------
@@ -322,14 +359,17 @@ class SynthSpec:
         arrivals: the base arrival process.
         lengths: how input/output token counts are drawn.
         duration_s: arrivals are generated on ``[0, duration_s)``.
-        seed: seed of the ``numpy.random.Generator``; arrivals, lengths and tenants use independent
-            child streams, so changing the length model does not move the arrivals.
+        seed: seed of the ``numpy.random.Generator``; arrivals, lengths, tenants, SLO classes and sessions
+            use independent child streams, so changing the length model does not move the arrivals.
         modulation: optional periodic rate multiplier (time rescaling).
-        tenants: optional tenants and prefix hashes.
+        tenants: optional tenants and prefix hashes (not together with ``sessions``).
         model: optional value of the ``model`` column.
         name: ``TraceMeta.source`` of the result.
         slo_classes: optional ``(name, share)`` pairs: each request draws its ``slo_class`` with these
-            odds (shares are normalised), from its own stream.
+            odds (shares are normalised), from its own stream; with ``sessions`` each session draws one
+            class for all of its turns (a conversation is interactive or batch as a whole).
+        sessions: optional multi-turn conversations with prefix hashes; ``arrivals`` then gives the
+            sessions' first turns. A spec may set ``tenants`` or ``sessions``, not both.
     """
 
     arrivals: Arrivals
@@ -341,3 +381,4 @@ class SynthSpec:
     model: str | None = None
     name: str = "synthetic"
     slo_classes: tuple[tuple[str, float], ...] = ()
+    sessions: SessionSpec | None = None

@@ -61,9 +61,12 @@ Examples:
   fleetwise traces synth --out bursty.parquet --rate 10 --duration 600 --arrival gamma --cv 3 --seed 7
   fleetwise traces synth --out m.parquet --duration 600 --arrival mmpp --mmpp-rates 2,20 --mmpp-sojourn 60,10
   fleetwise traces synth --out tenants.parquet --rate 5 --duration 600 --tenants 8 --block-size 16
+  fleetwise traces synth --out chat.parquet --rate 2 --duration 3600 --sessions --mean-turns 4 --think-s 60
   fleetwise traces synth --out day.parquet --spec day.yaml
 
 Without length flags, lengths follow the bundled default trace (Azure LLM conversation 2023 shape).
+With --sessions, --rate is sessions per second (their first turns); each turn's prompt is the conversation
+so far, the input lengths are the new user messages, and prefix_hashes follow the shared context.
 A spec file is the YAML form of traces.synth_config.SynthConfig, e.g.:
 
   duration_s: 3600
@@ -252,10 +255,17 @@ def synth_config_from_flags(
     tenants: int | None,
     block_size: int | None,
     model: str | None,
+    sessions: bool = False,
+    mean_turns: float | None = None,
+    think_s: float | None = None,
+    system_tokens: int | None = None,
+    max_context: int | None = None,
 ) -> dict[str, Any]:
     """The :class:`~traces.synth_config.SynthConfig` mapping that the ``synth`` flags describe.
 
-    Lengths not given fall back to the default trace's shapes (:mod:`traces.default`).
+    Lengths not given fall back to the default trace's shapes (:mod:`traces.default`). Any session flag
+    (``--mean-turns``, ``--think-s``, ``--system-tokens``, ``--max-context``) turns sessions on, as
+    ``--sessions`` does; ``--block-size`` then sets the sessions' block size.
     """
     if duration is None:
         raise InputError("no duration", field="--duration", expected="--duration SECONDS (or --spec FILE)")
@@ -295,7 +305,23 @@ def synth_config_from_flags(
             "input": side(input_mean, input_median, input_max, INPUT_SHAPE),
             "output": side(output_mean, output_median, output_max, OUTPUT_SHAPE),
         }
-    if tenants is not None:
+    session_flags = {
+        "mean_turns": mean_turns,
+        "mean_think_s": think_s,
+        "system_tokens": system_tokens,
+        "max_context_tokens": max_context,
+    }
+    if sessions or any(v is not None for v in session_flags.values()):
+        if tenants is not None:
+            raise InputError(
+                "--tenants cannot be combined with sessions",
+                field="--sessions",
+                expected="either --tenants or --sessions (and its flags)",
+            )
+        data["sessions"] = {k: v for k, v in session_flags.items() if v is not None}
+        if block_size is not None:
+            data["sessions"]["block_size"] = block_size
+    elif tenants is not None:
         data["tenants"] = {"count": tenants, "block_size": block_size}
     elif block_size is not None:
         data["tenants"] = {"count": 1, "block_size": block_size}
@@ -440,6 +466,25 @@ def register(app: typer.Typer) -> None:
         block_size: Annotated[
             int | None, typer.Option("--block-size", help="tokens per prefix-hash block (adds prefix_hashes)")
         ] = None,
+        sessions: Annotated[
+            bool,
+            typer.Option("--sessions", help="multi-turn conversations; --rate is then sessions per second"),
+        ] = False,
+        mean_turns: Annotated[
+            float | None, typer.Option("--mean-turns", help="sessions: mean turns per session (default 4)")
+        ] = None,
+        think_s: Annotated[
+            float | None,
+            typer.Option("--think-s", help="sessions: mean seconds from a turn's arrival to the next's (60)"),
+        ] = None,
+        system_tokens: Annotated[
+            int | None,
+            typer.Option("--system-tokens", help="sessions: system prompt shared by all sessions (1000)"),
+        ] = None,
+        max_context: Annotated[
+            int | None,
+            typer.Option("--max-context", help="sessions: a session ends before a longer prompt (32768)"),
+        ] = None,
         model: Annotated[str | None, typer.Option("--model", help="value of the model column")] = None,
         seed: Annotated[int | None, typer.Option("--seed", help="random seed (overrides the spec's)")] = None,
         as_json: JsonOpt = False,
@@ -460,10 +505,16 @@ def register(app: typer.Typer) -> None:
                 "--tenants": tenants,
                 "--block-size": block_size,
                 "--model": model,
+                "--mean-turns": mean_turns,
+                "--think-s": think_s,
+                "--system-tokens": system_tokens,
+                "--max-context": max_context,
             }
             given = [flag for flag, value in shaping.items() if value is not None]
             if arrival != "poisson":
                 given.append("--arrival")
+            if sessions:
+                given.append("--sessions")
             if given:
                 raise InputError(
                     f"{', '.join(given)} cannot be combined with --spec",
@@ -495,6 +546,11 @@ def register(app: typer.Typer) -> None:
                 tenants=tenants,
                 block_size=block_size,
                 model=model,
+                sessions=sessions,
+                mean_turns=mean_turns,
+                think_s=think_s,
+                system_tokens=system_tokens,
+                max_context=max_context,
             )
             synth_spec = parse_config(data).to_spec()
         with _status("synthesizing"):
