@@ -32,7 +32,11 @@ class RouterName(StrEnum):
     how the cluster is sharded), ``precise-prefix`` (llm-d's endpoint picker in its default profile: each
     replica scored by the share of the prompt's blocks its own KV cache holds, weight 3, plus the queue
     scorer, weight 2, the highest wins; blocks every replica will hold anyway, a prefix most requests
-    share, are left out of the share so that it cannot collapse the fleet: :mod:`planner.sim.affinity`).
+    share, are left out of the share so that it cannot collapse the fleet: :mod:`planner.sim.affinity`),
+    ``session-affinity`` (a session's turns go to its home replica on a hash ring, spilling to the next
+    replica on the ring while the home holds more than 1.25 x the mean outstanding requests: consistent
+    hashing with bounded loads, Mirrokni et al. 2018, as HAProxy's ``hash-balance-factor 125`` runs it;
+    requests without a session hash by their id).
     """
 
     ROUND_ROBIN = "round-robin"
@@ -42,6 +46,7 @@ class RouterName(StrEnum):
     PREFIX_AFFINITY = "prefix-affinity"
     HASH = "hash"
     PRECISE_PREFIX = "precise-prefix"
+    SESSION_AFFINITY = "session-affinity"
 
     @property
     def code(self) -> int:
@@ -62,12 +67,16 @@ _ROUTER_CODES: dict[RouterName, int] = {
     RouterName.PREFIX_AFFINITY: 4,
     RouterName.HASH: 5,
     RouterName.PRECISE_PREFIX: 6,
+    RouterName.SESSION_AFFINITY: 7,
 }
 
 PRECISE_PREFIX_WEIGHT = 3.0
 """llm-d's default scheduling profile: the prefix-cache scorer's weight (OpenShift AI llm-d docs, 2026)."""
 QUEUE_WEIGHT = 2.0
 """llm-d's default scheduling profile: the queue scorer's weight (waiting requests, min-max normalised)."""
+BALANCE_FACTOR = (5, 4)
+"""Bounded-load consistent hashing: a replica takes a request while its outstanding requests stay within
+``ceil(5/4 x (all outstanding + 1) / replicas)`` (HAProxy's ``hash-balance-factor 125``)."""
 
 
 VLLM_TTFT_BUCKETS_S: tuple[float, ...] = (

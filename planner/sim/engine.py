@@ -151,6 +151,9 @@ ROUTER_HASH = 5  # stateless: replica = hash(request) mod replicas (sharding-ind
 ROUTER_PRECISE_PREFIX = 6  # llm-d: prefix share held in each replica's own cache (x3) + queue score (x2)
 W_PREFIX = 3.0  # planner.sim.config.PRECISE_PREFIX_WEIGHT
 W_QUEUE = 2.0  # planner.sim.config.QUEUE_WEIGHT
+ROUTER_SESSION_AFFINITY = 7  # a session's home on a hash ring, bounded loads (1.25 x the mean)
+BAL_NUM = 5  # planner.sim.config.BALANCE_FACTOR
+BAL_DEN = 4
 
 # --- prefix-cache entries (ent[e, F]) ----------------------------------------------------------------
 E_REP = 0
@@ -975,6 +978,23 @@ def _route_precise(pi, ci, route, akey, tab_ent, ent, ent_hash, ph, ph_off, q): 
 
 
 @nb.njit(cache=True)
+def _route_bounded(pi, ci, route, akey, q):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Consistent hashing with bounded loads: from the session's home on the ring, the first replica
+    whose outstanding requests stay within ``ceil(5/4 (total + 1) / R)`` with this one."""
+    nrep = ci[C_NROUTE]
+    total = np.int64(0)
+    for j in range(nrep):
+        total += pi[route[j], P_NRUN] + pi[route[j], P_NWAIT]
+    cap = (BAL_NUM * (total + 1) + BAL_DEN * nrep - 1) // (BAL_DEN * nrep)
+    home = np.int64(splitmix64(akey[q]) % np.uint64(nrep))
+    for k in range(nrep):
+        r = route[(home + k) % nrep]
+        if pi[r, P_NRUN] + pi[r, P_NWAIT] + 1 <= cap:
+            return r
+    return route[home]
+
+
+@nb.njit(cache=True)
 def _route(pi, ci, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, ph, ph_off):  # type: ignore[no-untyped-def]  # pragma: no cover
     """Pick a replica among the routable ones (``route[:ci[C_NROUTE]]``, replica slots)."""
     router = ci[C_ROUTER]
@@ -983,6 +1003,8 @@ def _route(pi, ci, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, ph, ph_off
         return route[0]
     if router == ROUTER_PRECISE_PREFIX:
         return _route_precise(pi, ci, route, akey, tab_ent, ent, ent_hash, ph, ph_off, q)
+    if router == ROUTER_SESSION_AFFINITY:
+        return _route_bounded(pi, ci, route, akey, q)
     if router == ROUTER_ROUND_ROBIN:
         r = ci[C_RR] % nrep
         ci[C_RR] += 1

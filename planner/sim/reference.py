@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
-from planner.sim.config import PRECISE_PREFIX_WEIGHT, QUEUE_WEIGHT, RouterName, SimConfig
+from planner.sim.config import BALANCE_FACTOR, PRECISE_PREFIX_WEIGHT, QUEUE_WEIGHT, RouterName, SimConfig
 from planner.sim.replay import EngineSetup, ShardOutput, ShardTask, splitmix64_np
 
 
@@ -271,6 +272,15 @@ def _precise(eng: _Engine, q: _Req, skip: int) -> int:
     return best
 
 
+def _bounded(nrep: int, load: Callable[[int], int], key: int) -> int:
+    """Consistent hashing with bounded loads, as :func:`planner.sim.engine._route_bounded`."""
+    num, den = BALANCE_FACTOR
+    total = sum(load(r) for r in range(nrep))
+    cap = (num * (total + 1) + den * nrep - 1) // (den * nrep)
+    home = int(splitmix64_np(np.array([key], dtype=np.uint64))[0] % np.uint64(nrep))
+    return next((r for r in ((home + k) % nrep for k in range(nrep)) if load(r) + 1 <= cap), home)
+
+
 def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> ShardOutput:
     """Simulate one shard step by step; inputs and outputs as :func:`planner.sim.replay.simulate_shard`."""
     nrep = int(task.replica_ids.size)
@@ -305,6 +315,8 @@ def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> S
             r = min(range(nrep), key=load)
         elif router is RouterName.PRECISE_PREFIX:
             r = _precise(eng, q, int(task.affinity_key[q.i]))
+        elif router is RouterName.SESSION_AFFINITY:
+            r = _bounded(nrep, load, int(task.affinity_key[q.i]))
         elif router is RouterName.LEAST_KV:
             r = min(range(nrep), key=lambda k: (eng.blocks - eng.reps[k].free
                                                  - eng.hb * eng.reps[k].evictable)

@@ -129,3 +129,44 @@ def test_on_multi_turn_chat_precise_prefix_reaches_the_ideal_with_a_lower_ttft()
     lo, best = got[RouterName.LEAST_OUTSTANDING].summary, got[RouterName.PRECISE_PREFIX].summary
     assert best.prefix_hit_ratio >= 0.8 * bound and best.prefix_hit_ratio > lo.prefix_hit_ratio
     assert best.classes[0].ttft_p99_s <= lo.classes[0].ttft_p99_s
+
+
+def test_session_affinity_keeps_conversations_home_within_bounded_loads() -> None:
+    """Consistent hashing with bounded loads on the chat sessions: most turns stay on their session's home
+    replica (their history stays cached; measured 79 %: at a few outstanding requests per replica the
+    1.25 x bound spills often), none of the replicas takes far more than its share, and the reuse beats
+    least-outstanding's (on the README's chat half hour: 81.3 % against 70.1 %, TTFT p99 197 vs 283 ms)."""
+    import numpy as np
+    import polars as pl
+
+    from planner.catalog import load_catalog
+    from planner.perf import build_replica_perf
+    from planner.sim import RouterName, SimConfig, replay
+    from traces.synth import synthesize
+    from traces.synth_spec import (
+        IndependentLengths,
+        LognormalLengths,
+        PoissonArrivals,
+        SessionSpec,
+        SynthSpec,
+    )
+
+    spec = SynthSpec(
+        arrivals=PoissonArrivals(rate=0.5), duration_s=900.0, seed=2,
+        lengths=IndependentLengths(input=LognormalLengths.from_mean_median(300, 150, max_tokens=32768),
+                                   output=LognormalLengths.from_mean_median(250, 180, max_tokens=4096)),
+        sessions=SessionSpec(mean_turns=6.0, mean_think_s=45.0, system_tokens=2000))
+    chat = synthesize(spec)
+    cat = load_catalog()
+    perf = build_replica_perf(cat.model("Llama-3.1-8B"), cat.gpu("H100-SXM"))
+    res = {r: replay(chat, perf, config=SimConfig(replicas=4, router=r))
+           for r in (RouterName.SESSION_AFFINITY, RouterName.LEAST_OUTSTANDING)}
+    req = res[RouterName.SESSION_AFFINITY].requests.with_columns(chat.df["session_id"])
+    homes = req.group_by("session_id").agg(pl.col("replica").mode().first().alias("home"),
+                                           pl.len().alias("turns"))
+    at_home = req.join(homes, on="session_id").select((pl.col("replica") == pl.col("home")).mean()).item()
+    assert at_home > 0.7
+    share = np.bincount(req["replica"].to_numpy(), minlength=4) / req.height
+    assert share.min() > 0.1 and share.max() < 0.45
+    sa, lo = (res[r].summary for r in (RouterName.SESSION_AFFINITY, RouterName.LEAST_OUTSTANDING))
+    assert sa.prefix_hit_ratio > lo.prefix_hit_ratio
