@@ -39,6 +39,7 @@ from planner.cli.engine_option import EngineOpt
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
+from planner.cli.verbs import summary
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
 from planner.perf.precision import resolve_precision
@@ -62,10 +63,8 @@ DEFAULT_POLICY_LIST = ",".join(p.value for p in DEFAULT_POLICIES)
 
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise autoscale-compare``."""
-    app.command("autoscale-compare", help="Replay a trace with HPA, KEDA, Ray Serve, Dynamo SLA, llm-d WVA "
-                "and "
-                "fleetwise's forecast-driven MPC in the loop; report GPU-hours, SLO attainment, violation "
-                "minutes and scaling actions per policy.\n\n" + EXAMPLE)(autoscale_compare_cmd)
+    app.command("autoscale-compare",
+                help=summary("autoscale-compare") + "\n\n" + EXAMPLE)(autoscale_compare_cmd)
 
 
 def _load(trace: str, rate_factor: float, seed: int, start_s: float | None,

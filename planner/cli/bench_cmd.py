@@ -10,6 +10,8 @@ import importlib
 
 import typer
 
+from planner.cli.verbs import summary
+
 BENCH_MODULES: tuple[str, ...] = (
     "planner.cli.bench_traces",
     "planner.cli.bench_perf",
@@ -21,7 +23,7 @@ BENCH_MODULES: tuple[str, ...] = (
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise bench <area>`` commands."""
     bench_app = typer.Typer(
-        help="Benchmarks (speed and accuracy), printed side by side.", no_args_is_help=True
+        help=summary("bench"), no_args_is_help=True
     )
     for name in BENCH_MODULES:
         importlib.import_module(name).register(bench_app)

@@ -11,12 +11,13 @@ import polars as pl
 import typer
 from rich.console import Console
 
+from planner.cli.verbs import summary
+
 
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise calibrate``."""
 
-    @app.command("calibrate", help="Fit the per-node model to a GPU's measured profile (from fleetwise "
-                 "profile) and write its calibration JSON; print the held-out error table.\n\nExample:\n\n"
+    @app.command("calibrate", help=summary("calibrate") + "\n\nExample:\n\n"
                  "  fleetwise calibrate --gpu H100-SXM --profiles my-profiles --out my-calibration")
     def calibrate_cmd(
         gpu: Annotated[str, typer.Option(help="catalog GPU key (profile folder name)")] = "H100-SXM",

@@ -19,6 +19,7 @@ from planner.catalog import GPUSpec, ModelSpec, load_catalog
 from planner.catalog.load import ARCHITECTURE_SOURCE, source_of
 from planner.catalog.schema import Catalog
 from planner.cli.console import Col, fitted_table, table_console
+from planner.cli.verbs import summary
 from traces.errors import InputError
 
 EXAMPLE = """
@@ -156,8 +157,7 @@ def find_entry(cat: Catalog, name: str) -> GPUSpec | ModelSpec:
 
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise catalog list|show``."""
-    catalog_app = typer.Typer(help="The hardware and model catalog, with a source for every number."
-                              + EXAMPLE, no_args_is_help=True)
+    catalog_app = typer.Typer(help=summary("catalog") + EXAMPLE, no_args_is_help=True)
 
     @catalog_app.command("list", help="List every GPU and model (bundled plus --catalog files)." + EXAMPLE)
     def list_cmd(catalog: CatalogOpt = None, as_json: JsonOpt = False) -> None:

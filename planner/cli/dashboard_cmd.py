@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from planner.cli.verbs import summary
 from traces.errors import InputError
 
 EXAMPLE = """
@@ -57,7 +58,7 @@ def streamlit_command(*, port: int, address: str, headless: bool) -> list[str]:
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise dashboard``."""
 
-    @app.command("dashboard", help="Start the what-if dashboard (Streamlit) in the browser." + EXAMPLE)
+    @app.command("dashboard", help=summary("dashboard") + EXAMPLE)
     def dashboard(
         port: Annotated[int, typer.Option(help="TCP port to serve on")] = 8501,
         address: Annotated[str, typer.Option(help="interface to bind (0.0.0.0 for every one)")] = "localhost",

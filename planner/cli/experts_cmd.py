@@ -17,6 +17,7 @@ from rich.table import Table
 
 from planner.cli.engine_option import DEFAULT_ENGINE, EngineOpt
 from planner.cli.scenario_config import ConfigOpt
+from planner.cli.verbs import summary
 from solvers.experts import (
     Balance,
     Cluster,
@@ -72,7 +73,7 @@ class _Row:
 
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise experts``."""
-    app.command(name="experts", help="Place MoE experts on GPUs; compare with DeepSeek's EPLB." + EXAMPLE)(
+    app.command(name="experts", help=summary("experts") + EXAMPLE)(
         experts
     )
 

@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 
 from planner.cli.serve_metrics_cmd import wait_for_signal
+from planner.cli.verbs import summary
 from planner.live.config import load_config
 from planner.live.controller import Controller
 from planner.live.exporter import ResultsSource, Snapshot, SnapshotHolder, build_registry, merge, serve
@@ -86,6 +87,4 @@ def live_autoscale_cmd(
 
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise autoscale``."""
-    app.command("autoscale", help="Autoscale live vLLM pools: read their metrics from Prometheus (old and "
-                "new vLLM names), run the simulator's policy, guard against missing/stale/absurd input, and "
-                "export fleetwise_desired_replicas for KEDA/HPA on /metrics." + EXAMPLE)(live_autoscale_cmd)
+    app.command("autoscale", help=summary("autoscale") + EXAMPLE)(live_autoscale_cmd)

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.catalog import load_catalog
+from planner.cli.verbs import summary
 from planner.perf import Parallelism, build_replica_perf
 from traces.errors import InputError
 
@@ -28,8 +29,7 @@ EXAMPLE = (
 
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise perf``."""
-    app.command("perf", help="Predicted step latency (per-operator breakdown), memory and power of one "
-                "replica.\n\n" + EXAMPLE)(perf)
+    app.command("perf", help=summary("perf") + "\n\n" + EXAMPLE)(perf)
 
 
 def perf(

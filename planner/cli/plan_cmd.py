@@ -17,6 +17,7 @@ from planner.cli.scenario_config import ConfigOpt
 from planner.cli.slo_option import SLOClassOpt, StatisticOpt
 from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
+from planner.cli.verbs import summary
 from planner.perf.engine_profile import DEFAULT_ENGINE
 from planner.perf.precision import Precision, parse_precisions
 from planner.plan import PlanReport, PlanRequest
@@ -206,8 +207,7 @@ def _compare_autoscalers(report: PlanReport, trace: str, model: str, slo_ttft_ms
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise plan``."""
 
-    @app.command("plan", help="Size a fleet for a trace, a model and SLOs (CP-SAT, verified by replay)."
-                 + EXAMPLE)
+    @app.command("plan", help=summary("plan") + EXAMPLE)
     def plan(
         scenario: ConfigOpt = None,
         trace: TraceOpt = "default",

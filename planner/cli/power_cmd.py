@@ -21,6 +21,7 @@ from planner.cli.engine_option import EngineOpt
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
+from planner.cli.verbs import summary
 from planner.contracts.power import HP, LP, ClockModel, PolcaParams
 from planner.perf.engine_profile import DEFAULT_ENGINE
 from planner.power.simulate import run_policy
@@ -46,9 +47,7 @@ def register(app: typer.Typer) -> None:
     """Add ``fleetwise power``."""
     app.command(
         "power",
-        help="Plan servers per row under a power budget with POLCA-style clock locking; "
-        "print the Pareto curve (extra servers vs time capped vs p99 inflation) beside nameplate "
-        "and NVIDIA Dynamo's cap x replicas rule." + EXAMPLE,
+        help=summary("power") + EXAMPLE,
     )(power_cmd)
 
 

@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from planner.cli.verbs import summary
 from planner.profile.runner import (
     DEFAULT_OUT,
     SECTIONS,
@@ -50,8 +51,7 @@ INSTALL_HINT = (
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise profile``."""
 
-    @app.command("profile", help="Measure this GPU (GEMMs, attention, copies, steps, power); with "
-                 "--collectives, this host's GPUs together (NCCL, TP and EP steps)." + EXAMPLE)
+    @app.command("profile", help=summary("profile") + EXAMPLE)
     def profile(
         out: Annotated[
             Path, typer.Option("--out", help="data folder to write profiles/ and validation/ in")

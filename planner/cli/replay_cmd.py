@@ -19,6 +19,7 @@ from planner.cli.engine_option import EngineOpt
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
+from planner.cli.verbs import summary
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
 from planner.perf.precision import resolve_precision
@@ -41,9 +42,7 @@ EXAMPLE = (
 
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise replay``."""
-    app.command("replay", help="Replay a request trace through N replicas (vLLM-class engines, router, "
-                "prefix cache) and report latency, SLO attainment, GPU-hours, energy and cost.\n\n"
-                + EXAMPLE)(replay_cmd)
+    app.command("replay", help=summary("replay") + "\n\n" + EXAMPLE)(replay_cmd)
 
 
 def replay_cmd(

@@ -20,6 +20,7 @@ from planner.cli.engine_option import EngineOpt
 from planner.cli.slo_option import SLOClassOpt, StatisticOpt
 from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
+from planner.cli.verbs import summary
 from planner.perf.engine_profile import DEFAULT_ENGINE
 from planner.sim import RouterName
 from traces.atomic import write_text_atomic
@@ -42,7 +43,7 @@ class ReportKind(StrEnum):
 
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise report``."""
-    app.command("report", help="Write a self-contained HTML report of a plan or a replay." + EXAMPLE)(report)
+    app.command("report", help=summary("report") + EXAMPLE)(report)
 
 
 def report(

@@ -17,6 +17,7 @@ import typer
 from prometheus_client import generate_latest
 from rich.console import Console
 
+from planner.cli.verbs import summary
 from planner.live.exporter import ResultsSource, build_registry, serve
 from traces.errors import InputError
 
@@ -87,6 +88,4 @@ def parse_instant(text: str | None) -> float | None:
 
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise serve-metrics``."""
-    app.command("serve-metrics", help="Serve the latest plan/replay results on /metrics for Prometheus "
-                "(desired replicas, power caps, forecasts, predicted SLO attainment, GPU-seconds, cost, "
-                "solver health)." + EXAMPLE)(serve_metrics_cmd)
+    app.command("serve-metrics", help=summary("serve-metrics") + EXAMPLE)(serve_metrics_cmd)

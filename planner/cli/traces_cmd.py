@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from planner.cli.verbs import summary
 from traces.convert import convert_to_parquet
 from traces.default import INPUT_SHAPE, OUTPUT_SHAPE, default_spec, trace_path
 from traces.errors import InputError
@@ -333,7 +334,7 @@ def synth_config_from_flags(
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise traces inspect|convert|synth``."""
     traces_app = typer.Typer(
-        help="Request traces: inspect statistics, convert to Parquet, synthesize." + OVERVIEW_EXAMPLE,
+        help=summary("traces") + OVERVIEW_EXAMPLE,
         no_args_is_help=True,
     )
 

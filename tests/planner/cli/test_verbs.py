@@ -4,13 +4,15 @@ each module registers."""
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 
 import pytest
 import typer
 
-from planner.cli.main import VERBS, build_app, main
+from planner.cli.main import build_app, main
+from planner.cli.verbs import VERBS
 
 
 def _names(app: typer.Typer) -> set[str]:
@@ -19,11 +21,15 @@ def _names(app: typer.Typer) -> set[str]:
     return {n for n in cmds | groups if n}
 
 
-@pytest.mark.parametrize(("verb", "module"), sorted(VERBS.items()))
-def test_each_module_registers_exactly_its_verb(verb: str, module: str) -> None:
+@pytest.mark.parametrize("verb", sorted(VERBS))
+def test_each_module_registers_exactly_its_verb_with_its_summary(verb: str) -> None:
+    module, text = VERBS[verb]
     app = typer.Typer()
     importlib.import_module(module).register(app)
     assert _names(app) == {verb}
+    helps = [c.help for c in app.registered_commands] + [g.typer_instance.info.help
+                                                         for g in app.registered_groups]
+    assert str(helps[0]).split("\n")[0] == text
 
 
 def test_the_full_app_has_every_verb() -> None:
@@ -35,10 +41,23 @@ def test_a_light_verb_does_not_import_the_planner() -> None:
     code = ("import sys; from planner.cli.main import main; rc = main(['catalog', 'list']); "
             "heavy = [m for m in ('planner.plan', 'ortools', 'ray', 'scipy.stats') if m in sys.modules]; "
             "print('HEAVY', heavy); sys.exit(rc)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=False)
     assert out.returncode == 0, out.stderr
     assert "HEAVY []" in out.stdout
     assert "H100-SXM" in out.stdout
+
+
+def test_the_verb_list_needs_no_verb_module() -> None:
+    """``fleetwise --help`` lists every verb with its summary from the table, importing none of them."""
+    code = ("import sys; from planner.cli.main import main; rc = main(['--help']); "
+            "loaded = [m for m in sys.modules if m.endswith('_cmd')]; print('LOADED', loaded); sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=False, env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    assert "LOADED []" in out.stdout
+    for verb in VERBS:
+        assert f" {verb} " in out.stdout
 
 
 def test_unknown_verbs_still_get_the_full_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
