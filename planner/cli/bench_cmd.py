@@ -17,14 +17,13 @@ BENCH_MODULES: tuple[str, ...] = (
     "planner.cli.bench_perf",
     "planner.cli.bench_replay",
     "planner.cli.bench_plan",
+    "planner.cli.bench_startup",
 )
 
 
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise bench <area>`` commands."""
-    bench_app = typer.Typer(
-        help=summary("bench"), no_args_is_help=True
-    )
+    bench_app = typer.Typer(help=summary("bench"), no_args_is_help=True)
     for name in BENCH_MODULES:
         importlib.import_module(name).register(bench_app)
     app.add_typer(bench_app, name="bench")

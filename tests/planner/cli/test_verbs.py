@@ -63,3 +63,15 @@ def test_the_verb_list_needs_no_verb_module() -> None:
 def test_unknown_verbs_still_get_the_full_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["nosuch"]) == 2
     assert "nosuch" in capsys.readouterr().err
+
+
+def test_bench_startup_runs_both_ways(capsys: pytest.CaptureFixture[str]) -> None:
+    """``fleetwise bench startup`` measures whole processes both ways (numbers, not timed assertions)."""
+    from planner.bench.startup import default_commands, measure
+
+    assert ("--help",) in default_commands() and ("plan", "--help") in default_commands()
+    (row,) = measure([("catalog", "--help")], repeats=1)
+    assert row.returncode == 0 and row.seconds > 0 and row.eager_seconds > 0
+    assert row.command == "fleetwise catalog --help"
+    assert main(["bench", "startup", "--help"]) == 0
+    assert "100-request replay" in capsys.readouterr().out
