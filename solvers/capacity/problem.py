@@ -207,13 +207,15 @@ class SolveParams:
         max_time_in_seconds: CP-SAT's deterministic-time limit (work units, about a second each; the
             wall-clock limit is a safety net: :func:`solvers.budget.set_budget`), so the same inputs give
             the same plan on any machine load.
-        num_workers: CP-SAT search workers (interleaved, so deterministic).
+        num_workers: CP-SAT search workers (interleaved, so deterministic). One by default: on the
+            fleet-day problem one worker proved the optimum where two interleaved ones stopped 18 % above
+            it at the same deterministic limit.
         random_seed: CP-SAT seed.
         use_cpsat: False runs only the greedy baseline.
     """
 
     max_time_in_seconds: float = 10.0
-    num_workers: int = 2
+    num_workers: int = 1
     random_seed: int = 0
     use_cpsat: bool = True
 
