@@ -16,19 +16,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from planner.cli.verbs import VERBS
-
 LAZY = "import sys; from planner.cli.main import main; sys.exit(main(sys.argv[1:]))"
 EAGER = ("import sys, importlib; from planner.cli.main import VERB_MODULES, main; "
          "[importlib.import_module(m) for m in VERB_MODULES]; sys.exit(main(sys.argv[1:]))")
 
 REPLAY_100 = ("replay", "--replicas", "1", "--duration-s", "18")
 """About 100 requests of the bundled hour (5.5 req/s) through one replica."""
-
-
-def default_commands() -> list[tuple[str, ...]]:
-    """``--help`` alone, every verb's ``--help``, and a replay of about 100 requests."""
-    return [("--help",), *((verb, "--help") for verb in VERBS), REPLAY_100]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,14 @@ from rich.console import Console
 from rich.table import Table
 
 
+def default_commands() -> list[tuple[str, ...]]:
+    """``--help`` alone, every verb's ``--help``, and a replay of about 100 requests."""
+    from planner.bench.startup import REPLAY_100
+    from planner.cli.verbs import VERBS
+
+    return [("--help",), *((verb, "--help") for verb in VERBS), REPLAY_100]
+
+
 def register(bench_app: typer.Typer) -> None:
     """Add ``startup`` to ``fleetwise bench``."""
 
@@ -30,7 +38,7 @@ def register(bench_app: typer.Typer) -> None:
 
         Example: fleetwise bench startup --repeats 5
         """
-        from planner.bench.startup import default_commands, measure
+        from planner.bench.startup import measure
 
         with Console(stderr=True).status("starting processes..."):
             rows = measure(default_commands(), repeats=repeats)

@@ -67,7 +67,8 @@ def test_unknown_verbs_still_get_the_full_usage_error(capsys: pytest.CaptureFixt
 
 def test_bench_startup_runs_both_ways(capsys: pytest.CaptureFixture[str]) -> None:
     """``fleetwise bench startup`` measures whole processes both ways (numbers, not timed assertions)."""
-    from planner.bench.startup import default_commands, measure
+    from planner.bench.startup import measure
+    from planner.cli.bench_startup import default_commands
 
     assert ("--help",) in default_commands() and ("plan", "--help") in default_commands()
     (row,) = measure([("catalog", "--help")], repeats=1)
