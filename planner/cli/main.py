@@ -57,7 +57,7 @@ def _show_version(value: bool) -> None:
         typer.echo(f"fleetwise {version()}")
         raise typer.Exit(0)
 
-VERB_MODULES: tuple[str, ...] = tuple(dict.fromkeys(module for module, _summary in VERBS.values()))
+VERB_MODULES: tuple[str, ...] = tuple(module for module, _summary in VERBS.values())
 
 
 def _listed() -> None:

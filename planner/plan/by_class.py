@@ -46,27 +46,30 @@ SHARED = "shared"
 PER_CLASS = "per-class"
 
 
+def _window_use(report: PlanReport, w: int) -> tuple[dict[str, int], float]:
+    """GPUs per type and watts that the plan runs in window ``w``."""
+    by_key = {c.key: c for c in report.plan.configs}
+    gpus: dict[str, int] = {}
+    for k, n in report.plan.replicas(w).items():
+        gpus[by_key[k].gpu] = gpus.get(by_key[k].gpu, 0) + by_key[k].gpus * n
+    return gpus, sum(by_key[k].power_w * n for k, n in report.plan.replicas(w).items())
+
+
 def peak_gpus(report: PlanReport) -> int:
     """GPUs in the plan's busiest window (0 without a plan)."""
-    by_key = {c.key: c for c in report.plan.configs}
-    per_window = [sum(by_key[k].gpus * n for k, n in report.plan.replicas(w).items())
-                  for w in range(len(report.problem.windows))]
-    return max(per_window, default=0)
+    return max((sum(_window_use(report, w)[0].values()) for w in range(len(report.problem.windows))),
+               default=0)
 
 
 def _peak_use(report: PlanReport) -> tuple[dict[str, int], float]:
     """GPUs per type and watts in the plan's busiest window for each (what a later pool cannot use)."""
-    by_key = {c.key: c for c in report.plan.configs}
     gpus: dict[str, int] = {}
     watts = 0.0
     for w in range(len(report.problem.windows)):
-        reps = report.plan.replicas(w)
-        per: dict[str, int] = {}
-        for k, n in reps.items():
-            per[by_key[k].gpu] = per.get(by_key[k].gpu, 0) + by_key[k].gpus * n
+        per, w_watts = _window_use(report, w)
         for g, n in per.items():
             gpus[g] = max(gpus.get(g, 0), n)
-        watts = max(watts, sum(by_key[k].power_w * n for k, n in reps.items()))
+        watts = max(watts, w_watts)
     return gpus, watts
 
 
@@ -182,15 +185,10 @@ def plan_by_class(trace: RequestTrace, request: PlanRequest, *, score_map: Score
     shared = plan_pool(trace, request, score_map=score_map, replay_map=replay_map)
     pools, why_not = _per_class(trace, lab, request, score_map=score_map, replay_map=replay_map)
     options = {SHARED: _option(SHARED, shared), PER_CLASS: _option(PER_CLASS, pools, why_not)}
-    ok = [k for k, o in options.items() if o.verified and o.cost_usd is not None]
-    if ok:
-        layout = min(ok, key=lambda k: (options[k].cost_usd or 0.0, k != SHARED))
-    elif not request.verify and options[PER_CLASS].cost_usd is not None and (
-            options[SHARED].cost_usd is None
-            or (options[PER_CLASS].cost_usd or 0.0) < (options[SHARED].cost_usd or 0.0)):
-        layout = PER_CLASS
-    else:
-        layout = SHARED
+    # the cheapest that passed its replay (without replays: the cheapest found), the shared fleet on a tie
+    # or when none qualifies (it is then presented as the failed candidate it is)
+    ok = [k for k, o in options.items() if o.cost_usd is not None and (o.verified or not request.verify)]
+    layout = min(ok, key=lambda k: (options[k].cost_usd or 0.0, k != SHARED)) if ok else SHARED
     presented = pools if layout == PER_CLASS and pools is not None else shared
     names, counts = np.unique(lab, return_counts=True)
     planning = ClassPlanning(

@@ -8,8 +8,10 @@ import pytest
 
 from planner.autoscale.workloads import shared_traces_root
 from planner.cli.main import main
+from planner.perf.model import RooflinePerf
 from planner.sim.prefix_bound import prefix_hit_ratio_bound
 from traces.default import default_trace
+from traces.schema import RequestTrace
 
 MOONCAKE = shared_traces_root() / "mooncake" / "synthetic_trace.jsonl"
 
@@ -102,26 +104,9 @@ def test_on_multi_turn_chat_precise_prefix_reaches_the_ideal_with_a_lower_ttft()
     """A synthetic chat half hour (sessions extending their context, one 2,000-token system prompt every
     session shares): measured 2026-12-07 on 4 x H100 8B: hit ratio least-outstanding 70.1 %,
     prefix-affinity 82.4 %, precise-prefix 89.3 % of an ideal 89.4 %; TTFT p99 283 / 154 / 93 ms."""
-    from planner.catalog import load_catalog
-    from planner.perf import build_replica_perf
     from planner.sim import RouterName, SimConfig, replay
-    from traces.synth import synthesize
-    from traces.synth_spec import (
-        IndependentLengths,
-        LognormalLengths,
-        PoissonArrivals,
-        SessionSpec,
-        SynthSpec,
-    )
 
-    spec = SynthSpec(
-        arrivals=PoissonArrivals(rate=0.5), duration_s=900.0, seed=1,
-        lengths=IndependentLengths(input=LognormalLengths.from_mean_median(300, 150, max_tokens=32768),
-                                   output=LognormalLengths.from_mean_median(250, 180, max_tokens=4096)),
-        sessions=SessionSpec(mean_turns=6.0, mean_think_s=45.0, system_tokens=2000))
-    chat = synthesize(spec)
-    cat = load_catalog()
-    perf = build_replica_perf(cat.model("Llama-3.1-8B"), cat.gpu("H100-SXM"))
+    chat, perf = _chat(seed=1)
     got = {r: replay(chat, perf, config=SimConfig(replicas=4, router=r))
            for r in (RouterName.LEAST_OUTSTANDING, RouterName.PRECISE_PREFIX)}
     bound = prefix_hit_ratio_bound(chat, capacity_tokens=4 * perf.kv_capacity_tokens)
@@ -139,26 +124,9 @@ def test_session_affinity_keeps_conversations_home_within_bounded_loads() -> Non
     import numpy as np
     import polars as pl
 
-    from planner.catalog import load_catalog
-    from planner.perf import build_replica_perf
     from planner.sim import RouterName, SimConfig, replay
-    from traces.synth import synthesize
-    from traces.synth_spec import (
-        IndependentLengths,
-        LognormalLengths,
-        PoissonArrivals,
-        SessionSpec,
-        SynthSpec,
-    )
 
-    spec = SynthSpec(
-        arrivals=PoissonArrivals(rate=0.5), duration_s=900.0, seed=2,
-        lengths=IndependentLengths(input=LognormalLengths.from_mean_median(300, 150, max_tokens=32768),
-                                   output=LognormalLengths.from_mean_median(250, 180, max_tokens=4096)),
-        sessions=SessionSpec(mean_turns=6.0, mean_think_s=45.0, system_tokens=2000))
-    chat = synthesize(spec)
-    cat = load_catalog()
-    perf = build_replica_perf(cat.model("Llama-3.1-8B"), cat.gpu("H100-SXM"))
+    chat, perf = _chat(seed=2)
     res = {r: replay(chat, perf, config=SimConfig(replicas=4, router=r))
            for r in (RouterName.SESSION_AFFINITY, RouterName.LEAST_OUTSTANDING)}
     req = res[RouterName.SESSION_AFFINITY].requests.with_columns(chat.df["session_id"])
@@ -170,3 +138,26 @@ def test_session_affinity_keeps_conversations_home_within_bounded_loads() -> Non
     assert share.min() > 0.1 and share.max() < 0.45
     sa, lo = (res[r].summary for r in (RouterName.SESSION_AFFINITY, RouterName.LEAST_OUTSTANDING))
     assert sa.prefix_hit_ratio > lo.prefix_hit_ratio
+
+
+def _chat(seed: int) -> tuple[RequestTrace, RooflinePerf]:
+    """Fifteen minutes of synthetic chat (sessions extending their context behind one 2,000-token system
+    prompt every session shares, short messages) and an 8B replica on an H100."""
+    from planner.catalog import load_catalog
+    from planner.perf import build_replica_perf
+    from traces.synth import synthesize
+    from traces.synth_spec import (
+        IndependentLengths,
+        LognormalLengths,
+        PoissonArrivals,
+        SessionSpec,
+        SynthSpec,
+    )
+
+    spec = SynthSpec(
+        arrivals=PoissonArrivals(rate=0.5), duration_s=900.0, seed=seed,
+        lengths=IndependentLengths(input=LognormalLengths.from_mean_median(300, 150, max_tokens=32768),
+                                   output=LognormalLengths.from_mean_median(250, 180, max_tokens=4096)),
+        sessions=SessionSpec(mean_turns=6.0, mean_think_s=45.0, system_tokens=2000))
+    cat = load_catalog()
+    return synthesize(spec), build_replica_perf(cat.model("Llama-3.1-8B"), cat.gpu("H100-SXM"))
