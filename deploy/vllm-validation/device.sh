@@ -35,7 +35,7 @@ launch)
   if [ "$plan" = auto ]; then  # the plan for the GPU that came (a call may get an H100 or an H200)
     case "$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)" in
       *H200*) plan=planner/profile/vllm_plans/h200.txt ;;
-      *) plan=planner/profile/vllm_plans/h100-models.txt ;;
+      *) plan=planner/profile/vllm_plans/h100-next.txt ;;
     esac
   fi
   echo "plan: $plan"; mkdir -p /tmp/vr; cp "$plan" /tmp/vr/plan.txt; cp -r planner /tmp/vr/planner

@@ -800,6 +800,58 @@ def _run_le(a, b, kv0, d, k, bound):  # type: ignore[no-untyped-def]  # pragma: 
 
 
 @nb.njit(cache=True)
+def _run_growth(pi, ci, hist, r, k):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Blocks replica ``r``'s decode batch grows into over the first ``k`` steps of its run, after the
+    first step (whose blocks were taken when the run was planned)."""
+    bs = ci[C_BS]
+    x0 = pi[r, P_X]
+    extra = 0
+    for b in range(bs):
+        cnt = hist[r, b]
+        if cnt > 0:
+            first = (-(b + x0)) % bs
+            if first == 0:
+                first = bs
+            if first <= k - 1:
+                extra += cnt * (1 + (k - 1 - first) // bs)
+    return extra
+
+
+@nb.njit(cache=True)
+def _split_evicting_run(pi, pf, ci, hist, r, t):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """End replica ``r``'s decode run at its last step boundary before ``t`` when the steps up to the one
+    in flight at ``t`` evict prefix blocks; True if it did.
+
+    A run takes the blocks of its later steps when it is committed, so a reader of the prefix cache at
+    ``t`` (the precise-prefix router) would otherwise see blocks that a step-by-step engine has evicted.
+    Ended there, the rest is planned again as a new run whose first step, the one in flight at ``t``,
+    takes its blocks (and evicts) when planned, as a step does.
+    """
+    if pi[r, P_MODE] != MODE_RUN or pi[r, P_EVICT] == 0 or pf[r, Q_T0] >= t:
+        return False
+    k = pi[r, P_RUN_K]
+    _truncate_run(pi, pf, r, t)  # ends at the step in flight at t
+    kk = pi[r, P_RUN_K]
+    if _run_growth(pi, ci, hist, r, kk) <= pi[r, P_FREE]:
+        if kk < k:  # no eviction before t: the run goes on unchanged
+            pi[r, P_RUN_K] = k
+            _set_run_end(pi, pf, r)
+        return False
+    if kk == 1:
+        return False  # the step in flight is the run's first: its blocks were taken when planned
+    pi[r, P_RUN_K] = kk - 1
+    _set_run_end(pi, pf, r)
+    return True
+
+
+@nb.njit(cache=True)
+def _set_run_end(pi, pf, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    k = pi[r, P_RUN_K]
+    pf[r, Q_BUSY_UNTIL] = pf[r, Q_T0] + k * pf[r, Q_A] + pf[r, Q_B] * (
+        k * pf[r, Q_KV0] + pi[r, P_D] * k * (k - 1) / 2.0)
+
+
+@nb.njit(cache=True)
 def _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, out,  # type: ignore[no-untyped-def]  # pragma: no cover
             lst, hist, ts, dt, r, arr, mh, tb, ib):
     """Apply the step or run in flight of replica ``r`` (it ends at ``busy_until``).
@@ -830,17 +882,7 @@ def _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, in
             for j in range(nib):
                 mh[itl0 + j] += d * _run_le(pf[r, Q_A], pf[r, Q_B], kv0, float(d), k, ib[j])
             mh[itl0 + nib] += d * k
-        # blocks the batch grew into after the run's first step (whose blocks were taken when planned)
-        x0 = pi[r, P_X]
-        extra = 0
-        for b in range(bs):
-            cnt = hist[r, b]
-            if cnt > 0:
-                first = (-(b + x0)) % bs
-                if first == 0:
-                    first = bs
-                if first <= k - 1:
-                    extra += cnt * (1 + (k - 1 - first) // bs)
+        extra = _run_growth(pi, ci, hist, r, k)
         if extra > 0 and not _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, extra):
             ci[C_VIOL] += 1  # k_safe guarantees the blocks
         pi[r, P_X] += k
@@ -1082,6 +1124,12 @@ def run_arrivals(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq
                 ts = _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent,
                               ent_hash, tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, ts,
                               dt, mh, tb, ib, r, t)
+        if ci[C_ROUTER] == ROUTER_PRECISE_PREFIX and ci[C_PREFIX] != 0:
+            for r in range(nrep):
+                if _split_evicting_run(pi, pf, ci, hist, r, t):
+                    ts = _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent,
+                                  ent_hash, tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch,
+                                  ts, dt, mh, tb, ib, r, t)
         r = _route(pi, ci, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, ph, ph_off)
         rq[q, R_REP] = r
         mh[M_ARRIVED] += 1
