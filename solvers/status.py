@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from ortools.sat.python import cp_model
-
 
 class SolveStatus(StrEnum):
     """CP-SAT's statuses (OR-Tools names); ``GREEDY`` when only the baseline answered."""
@@ -23,20 +21,17 @@ class SolveStatus(StrEnum):
     GREEDY = "GREEDY"
 
 
-_FROM_CPSAT = {
-    cp_model.OPTIMAL: SolveStatus.OPTIMAL,
-    cp_model.FEASIBLE: SolveStatus.FEASIBLE,
-    cp_model.INFEASIBLE: SolveStatus.INFEASIBLE,
-    cp_model.UNKNOWN: SolveStatus.UNKNOWN,
-    cp_model.MODEL_INVALID: SolveStatus.MODEL_INVALID,
-}
-
-
 def from_cpsat(code: object) -> SolveStatus:
     """Map a ``CpSolver.solve`` return code onto :class:`SolveStatus` (unknown codes: ``UNKNOWN``).
 
+    >>> from ortools.sat.python import cp_model
     >>> from_cpsat(cp_model.OPTIMAL)
     <SolveStatus.OPTIMAL: 'OPTIMAL'>
     """
-    status: SolveStatus = _FROM_CPSAT.get(code, SolveStatus.UNKNOWN)  # type: ignore[call-overload]
+    from ortools.sat.python import cp_model  # imported here: OR-Tools costs every command's start-up
+
+    known = {cp_model.OPTIMAL: SolveStatus.OPTIMAL, cp_model.FEASIBLE: SolveStatus.FEASIBLE,
+             cp_model.INFEASIBLE: SolveStatus.INFEASIBLE, cp_model.UNKNOWN: SolveStatus.UNKNOWN,
+             cp_model.MODEL_INVALID: SolveStatus.MODEL_INVALID}
+    status: SolveStatus = known.get(code, SolveStatus.UNKNOWN)  # type: ignore[call-overload]
     return status

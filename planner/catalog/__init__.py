@@ -6,7 +6,24 @@
 80.0
 """
 
-from planner.catalog.load import load_catalog, source_of
-from planner.catalog.schema import Catalog, GPUSpec, MLASpec, ModelSpec, MoESpec
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from traces.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from planner.catalog.load import load_catalog, source_of
+    from planner.catalog.schema import Catalog, GPUSpec, MLASpec, ModelSpec, MoESpec
+
+lazy_exports(__name__, {
+    "load_catalog": "planner.catalog.load",
+    "source_of": "planner.catalog.load",
+    "Catalog": "planner.catalog.schema",
+    "GPUSpec": "planner.catalog.schema",
+    "MLASpec": "planner.catalog.schema",
+    "ModelSpec": "planner.catalog.schema",
+    "MoESpec": "planner.catalog.schema",
+})
 
 __all__ = ["Catalog", "GPUSpec", "MLASpec", "MoESpec", "ModelSpec", "load_catalog", "source_of"]

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from planner.catalog import load_catalog
 from planner.cli.console import Col, fitted_table, table_console
 from planner.cli.engine_option import EngineOpt
 from planner.cli.scenario_config import ConfigOpt
@@ -19,14 +18,12 @@ from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.cli.verbs import summary
 from planner.perf.engine_profile import DEFAULT_ENGINE
-from planner.perf.precision import Precision, parse_precisions
-from planner.plan import PlanReport, PlanRequest
-from planner.plan.inventory import parse_inventory
-from planner.plan.slo_classes import classes_of, slo_at
-from planner.plan.slo_classes import slo_of as slo_for
-from solvers.capacity import Disaggregation, PowerBasis, SolveParams
+from solvers.capacity.problem import Disaggregation, PowerBasis, SolveParams
 from traces.errors import InputError
 from traces.json_safe import json_safe
+
+if TYPE_CHECKING:  # the planner is imported when a plan is asked for, not for --help
+    from planner.plan import PlanReport
 
 EXAMPLE = """
 Example:
@@ -89,11 +86,13 @@ def report_json(report: PlanReport, model: str) -> dict[str, object]:
 
 def _classes_json(report: PlanReport) -> list[dict[str, object]]:
     """Each SLO class's targets and requests (requests of no listed class: ``other``, at the plan's)."""
+    from planner.plan.slo_classes import slo_of
+
     if report.classes is None:
         return []
     out: list[dict[str, object]] = []
     for name, n in report.classes.requests:
-        slo = slo_for(name, report.slo, report.classes.classes)
+        slo = slo_of(name, report.slo, report.classes.classes)
         out.append({"name": name, "requests": n, "ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s})
     return out
 
@@ -190,6 +189,8 @@ def main_aggregated_config(report: PlanReport) -> tuple[str, int, str]:
                          "none", field="--autoscale", expected="--disaggregate off")
     key = max(lines, key=lambda line: line.gpu_hours).config
     cfg = next(c for c in report.plan.configs if c.key == key)
+    from planner.perf.precision import Precision
+
     return cfg.gpu, cfg.tp, Precision(cfg.weight_dtype, cfg.kv_dtype).label
 
 
@@ -265,6 +266,11 @@ def register(app: typer.Typer) -> None:
         if autoscale and as_json:
             raise InputError("--autoscale prints tables; for JSON run the plan and then "
                              "'fleetwise autoscale-compare --json'", field="--autoscale/--json")
+        from planner.catalog import load_catalog
+        from planner.perf.precision import parse_precisions
+        from planner.plan import PlanRequest
+        from planner.plan.inventory import parse_inventory
+        from planner.plan.slo_classes import classes_of, slo_at
         from planner.sim.writer import refuse_existing_file
         from traces.atomic import write_text_atomic
 

@@ -8,9 +8,28 @@
 1
 """
 
-from planner.perf.api import Parallelism, ReplicaPerf
-from planner.perf.calibration import Calibration, load_calibration, resolve_calibration
-from planner.perf.model import MemoryBreakdown, RooflinePerf, StepBreakdown, build_replica_perf
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from traces.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from planner.perf.api import Parallelism, ReplicaPerf
+    from planner.perf.calibration import Calibration, load_calibration, resolve_calibration
+    from planner.perf.model import MemoryBreakdown, RooflinePerf, StepBreakdown, build_replica_perf
+
+lazy_exports(__name__, {
+    "Parallelism": "planner.perf.api",
+    "ReplicaPerf": "planner.perf.api",
+    "Calibration": "planner.perf.calibration",
+    "load_calibration": "planner.perf.calibration",
+    "resolve_calibration": "planner.perf.calibration",
+    "MemoryBreakdown": "planner.perf.model",
+    "RooflinePerf": "planner.perf.model",
+    "StepBreakdown": "planner.perf.model",
+    "build_replica_perf": "planner.perf.model",
+})
 
 __all__ = [
     "Calibration",

@@ -32,7 +32,6 @@ from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.stats import norm
 
 from traces.errors import InputError
 
@@ -185,7 +184,9 @@ class ColdStartDistribution:
 
     def quantile(self, q: float) -> float:
         """The ``q`` quantile in seconds (a planner's lead time: start this early to be ready in time)."""
-        return float(math.exp(self.mu + self.sigma * float(norm.ppf(q))))
+        from scipy.special import ndtri  # imported here: scipy costs every command's start-up
+
+        return float(math.exp(self.mu + self.sigma * float(ndtri(q))))
 
     def sample(self, rng: np.random.Generator, n: int) -> NDArray[np.float64]:
         """``n`` cold-start times (the caller owns the seeded generator)."""

@@ -12,35 +12,74 @@ configurations and replicas per window under inventory, power and P/D limits.
 2.0
 """
 
-from solvers.capacity.demand import LengthMix, demand_windows, length_mix
-from solvers.capacity.exhaustive import exhaustive
-from solvers.capacity.problem import (
-    Allocation,
-    Binding,
-    CapacityPlan,
-    CapacityProblem,
-    Config,
-    Disaggregation,
-    Role,
-    SolveParams,
-    Window,
-    started,
-)
-from solvers.capacity.scoring import (
-    SCORE_SCHEMA,
-    SLO,
-    OperatingPoint,
-    PowerBasis,
-    Prediction,
-    ScoringOptions,
-    goodput,
-    predict,
-    score_candidates,
-    score_gpu,
-    select_configs,
-)
-from solvers.capacity.solve import bindings, explain, solve
-from solvers.status import SolveStatus
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from traces.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from solvers.capacity.demand import LengthMix, demand_windows, length_mix
+    from solvers.capacity.exhaustive import exhaustive
+    from solvers.capacity.problem import (
+        Allocation,
+        Binding,
+        CapacityPlan,
+        CapacityProblem,
+        Config,
+        Disaggregation,
+        PowerBasis,
+        Role,
+        SolveParams,
+        Window,
+        started,
+    )
+    from solvers.capacity.scoring import (
+        SCORE_SCHEMA,
+        SLO,
+        OperatingPoint,
+        Prediction,
+        ScoringOptions,
+        goodput,
+        predict,
+        score_candidates,
+        score_gpu,
+        select_configs,
+    )
+    from solvers.capacity.solve import bindings, explain, solve
+    from solvers.status import SolveStatus
+
+lazy_exports(__name__, {
+    "LengthMix": "solvers.capacity.demand",
+    "demand_windows": "solvers.capacity.demand",
+    "length_mix": "solvers.capacity.demand",
+    "exhaustive": "solvers.capacity.exhaustive",
+    "Allocation": "solvers.capacity.problem",
+    "Binding": "solvers.capacity.problem",
+    "CapacityPlan": "solvers.capacity.problem",
+    "CapacityProblem": "solvers.capacity.problem",
+    "Config": "solvers.capacity.problem",
+    "Disaggregation": "solvers.capacity.problem",
+    "Role": "solvers.capacity.problem",
+    "SolveParams": "solvers.capacity.problem",
+    "Window": "solvers.capacity.problem",
+    "started": "solvers.capacity.problem",
+    "SCORE_SCHEMA": "solvers.capacity.scoring",
+    "SLO": "solvers.capacity.scoring",
+    "OperatingPoint": "solvers.capacity.scoring",
+    "PowerBasis": "solvers.capacity.problem",
+    "Prediction": "solvers.capacity.scoring",
+    "ScoringOptions": "solvers.capacity.scoring",
+    "goodput": "solvers.capacity.scoring",
+    "predict": "solvers.capacity.scoring",
+    "score_candidates": "solvers.capacity.scoring",
+    "score_gpu": "solvers.capacity.scoring",
+    "select_configs": "solvers.capacity.scoring",
+    "bindings": "solvers.capacity.solve",
+    "explain": "solvers.capacity.solve",
+    "solve": "solvers.capacity.solve",
+    "SolveStatus": "solvers.status",
+})
 
 __all__ = [
     "SCORE_SCHEMA",

@@ -18,6 +18,13 @@ from solvers.status import SolveStatus
 from traces.errors import InputError
 
 
+class PowerBasis(StrEnum):
+    """Replica power for the budget: perf-model power at the planned operating point, or nameplate TDP."""
+
+    PERF = "perf"
+    TDP = "tdp"
+
+
 class Role(StrEnum):
     """What a replica does: whole requests, or one phase of a disaggregated (P/D) deployment."""
 

@@ -34,7 +34,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 import polars as pl
@@ -48,7 +47,7 @@ from planner.perf.layouts import enumerate_layouts
 from planner.perf.model import build_replica_perf
 from planner.perf.precision import BF16, Precision
 from solvers.capacity.demand import LengthMix
-from solvers.capacity.problem import Config, Role
+from solvers.capacity.problem import Config, PowerBasis, Role
 from traces.errors import InputError
 
 FloatArray = NDArray[np.float64]
@@ -58,13 +57,6 @@ _GRID = np.geomspace(1e-3, 1.0, 60)
 SLO starts to fail is then refined on :data:`_REFINE` linear points (0.3 % apart)."""
 
 _REFINE = 40
-
-
-class PowerBasis(StrEnum):
-    """Replica power for the budget: perf-model power at the planned operating point, or nameplate TDP."""
-
-    PERF = "perf"
-    TDP = "tdp"
 
 
 @dataclass(frozen=True)
