@@ -44,6 +44,17 @@ WAITING = "vllm:num_requests_waiting"
 PROMPT_TOKENS = "vllm:prompt_tokens_total"
 GENERATION_TOKENS = "vllm:generation_tokens_total"
 
+REQUEST_PROMPT = "vllm:request_prompt_tokens"
+"""Histogram of prompt lengths, observed when a request finishes."""
+REQUEST_GENERATION = "vllm:request_generation_tokens"
+"""Histogram of generated lengths, observed when a request finishes."""
+E2E_NAME = "vllm:e2e_request_latency_seconds"
+"""Histogram of arrival-to-finish latency, observed when a request finishes."""
+CACHE_CONFIG = "vllm:cache_config_info"
+"""Constant-1 gauge whose labels carry the KV-cache configuration (block_size, num_gpu_blocks, ...)."""
+PREFIX_QUERIES = "vllm:prefix_cache_queries_total"
+PREFIX_HITS = "vllm:prefix_cache_hits_total"
+
 COUNTER_KEYS: tuple[str, ...] = ("prompt_tokens", "generation_tokens", "ttft_sum", "ttft_count", "itl_sum",
                                  "itl_count")
 """Counter keys of :attr:`PoolReading.counters` besides the histogram buckets (``ttft_le:<le>``,
@@ -134,6 +145,51 @@ class PromClient:
             t, v = s["value"]
             out.append(Sample(tuple(sorted(s.get("metric", {}).items())), float(t), float(v)))
         return out
+
+
+@dataclass(frozen=True)
+class RangeSeries:
+    """One series of a range query: its labels and its samples (Unix seconds, values), in time order."""
+
+    labels: tuple[tuple[str, str], ...]
+    t_s: tuple[float, ...]
+    values: tuple[float, ...]
+
+    def label(self, name: str) -> str:
+        """A label's value (``""`` when absent, as in PromQL)."""
+        return next((v for k, v in self.labels if k == name), "")
+
+
+def query_range(client: PromClient, expr: str, start_s: float, end_s: float,
+                step_s: float) -> list[RangeSeries]:
+    """Evaluate ``expr`` at every ``step_s`` from ``start_s`` to ``end_s`` (``GET /api/v1/query_range``).
+
+    Raises:
+        PromQueryError: unreachable server, non-JSON answer, or a Prometheus error (bad PromQL, too many
+            points: Prometheus refuses more than 11,000 per series).
+    """
+    args = {"query": expr, "start": f"{start_s:.3f}", "end": f"{end_s:.3f}", "step": f"{step_s:g}"}
+    url = client.base_url.rstrip("/") + "/api/v1/query_range?" + urllib.parse.urlencode(args)
+    raw = client.fetch(url, client.timeout_s)
+    try:
+        doc = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise PromQueryError("answer is not JSON", path=client.base_url, field="--url",
+                             expected="a Prometheus server (its /api/v1/query_range)") from None
+    if not isinstance(doc, dict) or doc.get("status") != "success":
+        err = doc.get("error", "unknown error") if isinstance(doc, dict) else "unknown error"
+        raise PromQueryError(f"range query {expr!r} failed: {err}", path=client.base_url, field="query",
+                             expected="valid PromQL over a range Prometheus accepts")
+    data = doc.get("data") or {}
+    if data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
+        raise PromQueryError(f"range query {expr!r} returned {data.get('resultType')}", path=client.base_url,
+                             field="query", expected="a range vector")
+    out = []
+    for s in data["result"]:
+        pts = s.get("values", [])
+        out.append(RangeSeries(tuple(sorted(s.get("metric", {}).items())), tuple(float(t) for t, _ in pts),
+                               tuple(float(v) for _, v in pts)))
+    return out
 
 
 def _escape(v: str) -> str:

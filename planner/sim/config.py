@@ -86,6 +86,26 @@ VLLM_TTFT_BUCKETS_S: tuple[float, ...] = (
 VLLM_ITL_BUCKETS_S: tuple[float, ...] = (
     0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0, 80.0)
 """Upper bounds of ``vllm:inter_token_latency_seconds`` (formerly ``time_per_output_token_seconds``)."""
+VLLM_E2E_BUCKETS_S: tuple[float, ...] = (
+    0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0,
+    960.0, 1920.0, 7680.0)
+"""vLLM V1's request-latency buckets (``vllm:e2e_request_latency_seconds``)."""
+
+
+def vllm_length_buckets(max_model_len: int) -> tuple[float, ...]:
+    """vLLM's 1-2-5 buckets up to ``max_model_len`` (its request length histograms).
+
+    >>> vllm_length_buckets(1000)
+    (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0)
+    """
+    out: list[float] = []
+    m = 1
+    while True:
+        for x in (1, 2, 5):
+            if x * m > max_model_len:
+                return tuple(out)
+            out.append(float(x * m))
+        m *= 10
 
 
 @dataclass(frozen=True)
@@ -235,6 +255,6 @@ class SimConfig:
 
 
 __all__ = [  # EngineConfig and SLOTarget live in planner.contracts (the solvers share them); re-exported
-    "VLLM_ITL_BUCKETS_S", "VLLM_TTFT_BUCKETS_S", "AutoscaleConfig", "EngineConfig", "PowerConfig",
-    "RouterName", "SLOTarget", "SimConfig",
+    "VLLM_E2E_BUCKETS_S", "VLLM_ITL_BUCKETS_S", "VLLM_TTFT_BUCKETS_S", "AutoscaleConfig", "EngineConfig",
+    "PowerConfig", "RouterName", "SLOTarget", "SimConfig", "vllm_length_buckets",
 ]

@@ -1,0 +1,203 @@
+"""A request trace rebuilt from a fleet's Prometheus history (``fleetwise traces from-prometheus``).
+
+What the metrics pin down, and how each is used:
+
+* **When requests arrived.** vLLM counts a prompt's tokens when its first token is out, so the prompt
+  token counter's increase over an interval, divided by the mean prompt length (the length histogram's
+  sum over its count, over the whole range), is the number of requests that got their first token then;
+  each is moved back by the interval's mean time to first token (its TTFT histogram). Counts are rounded
+  cumulatively, so the total matches the counter.
+* **How long they were.** Each request's prompt and output lengths are drawn from the length
+  histograms (observed at each finish) of the intervals around the one where it would finish (its
+  arrival plus the interval's mean end-to-end latency), widened until they hold enough requests; each
+  bucket's mean is fitted to every interval's length sum (:func:`bucket_means`) and its requests are
+  spread evenly around that mean.
+  The pairing of prompt and output lengths is not in the metrics: they are drawn independently.
+* **What cannot be known.** Arrivals inside one interval are spread uniformly at random (Poisson-like):
+  burstiness finer than the step is not in the metrics. Prefix sharing is reported as the fleet's hit
+  ratio, not rebuilt into the trace.
+
+The trace says so: ``TraceMeta.format == "prometheus"``, and ``extra`` carries ``reconstructed``, the
+step, the range, the source and what the fleet reported of its configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from numpy.typing import NDArray
+
+from planner.live.history import Histogram, TelemetryHistory
+from traces.errors import InputError
+from traces.schema import REQUEST_POLARS_SCHEMA, RequestTrace, TraceMeta
+
+MIN_LENGTH_SAMPLES = 50
+"""Length draws come from a window of intervals holding at least this many finished requests."""
+
+
+@dataclass(frozen=True)
+class ReconstructionReport:
+    """What the rebuilt trace rests on (printed beside it).
+
+    Attributes:
+        requests: requests rebuilt.
+        finished: requests the fleet reported finished over the range (the length histograms' count).
+        mean_prompt_tokens, mean_output_tokens: the histograms' means.
+        peak_replicas: most replicas reporting at once.
+        prefix_hit_ratio: prefix-cache hits over queries (None when not reported).
+        step_s: the grid step.
+    """
+
+    requests: int
+    finished: int
+    mean_prompt_tokens: float
+    mean_output_tokens: float
+    peak_replicas: int
+    prefix_hit_ratio: float | None
+    step_s: float
+
+
+def _mean(h: Histogram) -> float:
+    n = float(h.totals.sum())
+    return float(h.sums.sum()) / n if n > 0 else float("nan")
+
+
+def _interval_means(h: Histogram, fallback: float) -> NDArray[np.float64]:
+    n = h.totals
+    out: NDArray[np.float64] = np.divide(h.sums, n, out=np.full(n.size, fallback), where=n > 0)
+    return out
+
+
+def bucket_means(h: Histogram) -> NDArray[np.float64]:
+    """Each bucket's mean value, fitted so that every interval's observed sum is best explained.
+
+    Why: vLLM's length buckets are 1-2-5 wide ((200, 500] holds most outputs), and spreading a bucket's
+    requests evenly across it misplaces clustered lengths (conversation outputs near 400 tokens). Each
+    interval's sum is ``sum_b count_b * mean_b``; over many intervals the bucket means are a bounded
+    least-squares fit (each within its bucket). With one interval the fit falls back to the bucket mids
+    shifted together to the total mean.
+
+    >>> h = Histogram((10.0, 100.0), np.array([[2.0, 1.0, 0.0], [1.0, 3.0, 0.0], [0.0, 2.0, 0.0]]),
+    ...               np.array([2 * 5.0 + 80.0, 5.0 + 3 * 80.0, 2 * 80.0]))
+    >>> bucket_means(h)[:2].round(1).tolist()
+    [5.0, 80.0]
+    """
+    from scipy.optimize import lsq_linear  # imported here: scipy costs every command's start-up
+
+    lo: NDArray[np.float64] = np.concatenate([[0.0], h.bounds])
+    hi: NDArray[np.float64] = np.concatenate([h.bounds, [2.0 * h.bounds[-1] if h.bounds else 1.0]])
+    used = h.counts.sum(axis=0) > 0
+    mids: NDArray[np.float64] = (lo + hi) / 2.0
+    rows = h.totals > 0
+    if not used.any() or rows.sum() < 2:
+        return mids
+    a = h.counts[np.ix_(rows, used)]
+    fit = lsq_linear(a, h.sums[rows], bounds=(lo[used], np.maximum(hi[used], lo[used] + 1e-9)))
+    out: NDArray[np.float64] = mids.copy()
+    out[used] = fit.x
+    return out
+
+
+def draw_lengths(bounds: tuple[float, ...], means: NDArray[np.float64], counts: NDArray[np.float64],
+                 n: int, rng: np.random.Generator) -> NDArray[np.int64]:
+    """``n`` lengths from a histogram (per-bucket ``counts``, finite upper ``bounds``, bucket ``means``).
+
+    Buckets get requests in proportion to their counts (largest remainders); within a bucket they sit at
+    evenly spaced quantiles of a uniform spread centred on the bucket's mean, as wide as the bucket allows
+    on the nearer side.
+
+    >>> x = draw_lengths((10.0, 100.0), np.array([5.0, 40.0, 150.0]), np.array([0.0, 4.0, 0.0]), 8,
+    ...                  np.random.default_rng(0))
+    >>> bool(x.min() > 10 and x.max() <= 100), float(x.mean())
+    (True, 40.5)
+    """
+    if n <= 0:
+        return np.zeros(0, dtype=np.int64)
+    total = counts.sum()
+    if total <= 0:
+        raise InputError("a length histogram has no observations", field="vllm:request_*_tokens",
+                         expected="finished requests in the range")
+    share = counts / total * n
+    k = np.floor(share).astype(np.int64)
+    k[np.argsort(-(share - k))[: n - int(k.sum())]] += 1
+    lo = np.concatenate([[0.0], bounds])
+    hi = np.concatenate([bounds, [max(2.0 * bounds[-1], float(means[-1])) if bounds else 2.0 * means[-1]]])
+    b = np.repeat(np.arange(k.size), k)
+    pos = np.concatenate([(np.arange(c) + 0.5) / c for c in k if c > 0])
+    half = np.minimum(means[b] - lo[b], hi[b] - means[b])
+    vals = np.clip(means[b] + (2.0 * pos - 1.0) * half, lo[b], hi[b])
+    out: NDArray[np.int64] = np.maximum(np.ceil(vals), 1).astype(np.int64)
+    rng.shuffle(out)
+    return out
+
+
+def _window_counts(h: Histogram, center: int) -> NDArray[np.float64]:
+    counts = h.counts
+    lo = hi = min(max(center, 0), counts.shape[0] - 1)
+    acc = counts[lo].copy()
+    while acc.sum() < MIN_LENGTH_SAMPLES and (lo > 0 or hi < counts.shape[0] - 1):
+        lo = max(lo - 1, 0)
+        hi = min(hi + 1, counts.shape[0] - 1)
+        acc = counts[lo:hi + 1].sum(axis=0)
+    out: NDArray[np.float64] = acc
+    return out
+
+
+def reconstruct(history: TelemetryHistory, *, seed: int = 0) -> tuple[RequestTrace, ReconstructionReport]:
+    """Rebuild a request trace whose rate over time and length distributions match ``history``.
+
+    Raises:
+        InputError: no finished requests in the range (nothing to learn lengths from).
+    """
+    rng = np.random.default_rng(seed)
+    finished = round(float(history.prompt_lengths.totals.sum()))
+    if finished == 0:
+        raise InputError("no request finished in the range", path=history.source, field="--range",
+                         expected="a range in which the fleet served requests")
+    mean_in = _mean(history.prompt_lengths)
+    mean_out = _mean(history.output_lengths)
+    step = history.step_s
+    cum = np.rint(np.cumsum(history.prompt_tokens) / mean_in)
+    per = np.diff(np.concatenate([[0.0], cum])).astype(np.int64)
+    per = np.maximum(per, 0)
+    ttft = _interval_means(history.ttft, _mean(history.ttft) if history.ttft.totals.sum() else 0.0)
+    e2e = _interval_means(history.e2e, _mean(history.e2e) if history.e2e.totals.sum() else 0.0)
+    in_means = bucket_means(history.prompt_lengths)
+    out_means = bucket_means(history.output_lengths)
+    arrivals: list[NDArray[np.float64]] = []
+    ins: list[NDArray[np.int64]] = []
+    outs: list[NDArray[np.int64]] = []
+    for k in np.flatnonzero(per):
+        n = int(per[k])
+        t = history.grid_s[k] + rng.uniform(0.0, step, n) - ttft[k]
+        arrivals.append(t)
+        done = int(k + round(e2e[k] / step))  # the interval in which these would finish
+        sides = ((history.prompt_lengths, in_means, ins), (history.output_lengths, out_means, outs))
+        for h, means, into in sides:
+            into.append(draw_lengths(h.bounds, means, _window_counts(h, done), n, rng))
+    t_all = np.concatenate(arrivals)
+    order = np.argsort(t_all, kind="stable")
+    start = float(t_all[order[0]])
+    df = pl.DataFrame({
+        "arrival_s": t_all[order] - start,
+        "input_tokens": np.concatenate(ins)[order],
+        "output_tokens": np.concatenate(outs)[order],
+    }).cast({c: REQUEST_POLARS_SCHEMA[c] for c in ("arrival_s", "input_tokens", "output_tokens")})
+    hit = history.prefix_hits / history.prefix_queries if history.prefix_queries > 0 else None
+    report = ReconstructionReport(
+        requests=df.height, finished=finished, mean_prompt_tokens=mean_in, mean_output_tokens=mean_out,
+        peak_replicas=int(history.replicas.max()), prefix_hit_ratio=hit, step_s=step)
+    extra = (
+        ("reconstructed", "from Prometheus metrics: arrival rate per step, length histograms; "
+                          "arrivals within a step and prompt/output pairing are not in the metrics"),
+        ("start_timestamp", f"{start:.3f}"),
+        ("range", f"{history.grid_s[0]:.3f},{history.grid_s[-1]:.3f}"),
+        ("step_s", f"{step:g}"),
+        ("peak_replicas", str(report.peak_replicas)),
+        *(("prefix_hit_ratio", f"{hit:.4f}"),) * (hit is not None),
+        *((f"server.{k}", v) for k, v in history.server),
+    )
+    meta = TraceMeta(source=history.source, format="prometheus", extra=extra)
+    return RequestTrace(df=df, meta=meta), report
