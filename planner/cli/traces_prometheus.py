@@ -44,11 +44,17 @@ def parse_instant(text: str, now_s: float) -> float:
     try:
         stamp = datetime.fromisoformat(t)
     except ValueError:
-        raise InputError(f"cannot read time {text!r}", field="--range",
-                         expected="Unix seconds, ISO 8601 (2026-12-01T08:00Z) or now-6h") from None
+        raise InputError(
+            f"cannot read time {text!r}",
+            field="--range",
+            expected="Unix seconds, ISO 8601 (2026-12-01T08:00Z) or now-6h",
+        ) from None
     if stamp.tzinfo is None:
-        raise InputError(f"time {text!r} has no time zone", field="--range",
-                         expected="an ISO 8601 time with a zone, e.g. 2026-12-01T08:00Z")
+        raise InputError(
+            f"time {text!r} has no time zone",
+            field="--range",
+            expected="an ISO 8601 time with a zone, e.g. 2026-12-01T08:00Z",
+        )
     return stamp.timestamp()
 
 
@@ -69,19 +75,29 @@ def register(traces_app: typer.Typer) -> None:
     @traces_app.command(
         "from-prometheus",
         help="Rebuild a request trace from a vLLM fleet's Prometheus metrics over a time range (rate per "
-             "step, length histograms; marked reconstructed)." + EXAMPLE,
+        "step, length histograms; marked reconstructed)." + EXAMPLE,
     )
     def from_prometheus_cmd(
         url: Annotated[str, typer.Option("--url", help="Prometheus server, e.g. http://prometheus:9090")],
-        range_: Annotated[str, typer.Option(
-            "--range", help="START,END: Unix seconds, ISO 8601 with a zone, or now-6h,now")],
+        range_: Annotated[
+            str, typer.Option("--range", help="START,END: Unix seconds, ISO 8601 with a zone, or now-6h,now")
+        ],
         out: Annotated[Path, typer.Option("--out", help="canonical Parquet trace to write")],
-        step: Annotated[float, typer.Option(
-            "--step", help="grid step, s: arrivals are placed per step (the scrape interval or more)",
-        )] = 15.0,
-        selector: Annotated[str, typer.Option(
-            "--selector", help="PromQL label matchers of the fleet's vLLM series, e.g. "
-                               "'{model_name=\"llama\",namespace=\"prod\"}'")] = "",
+        step: Annotated[
+            float,
+            typer.Option(
+                "--step",
+                help="grid step, s: arrivals are placed per step (the scrape interval or more)",
+            ),
+        ] = 15.0,
+        selector: Annotated[
+            str,
+            typer.Option(
+                "--selector",
+                help="PromQL label matchers of the fleet's vLLM series, e.g. "
+                '\'{model_name="llama",namespace="prod"}\'',
+            ),
+        ] = "",
         seed: Annotated[int, typer.Option(help="seed of the placement and length draws")] = 0,
         as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     ) -> None:
@@ -94,8 +110,11 @@ def register(traces_app: typer.Typer) -> None:
 
         refuse_existing_file(out)
         if selector and not (selector.startswith("{") and selector.endswith("}")):
-            raise InputError(f"selector {selector!r} is not PromQL label matchers", field="--selector",
-                             expected='{label="value",...}')
+            raise InputError(
+                f"selector {selector!r} is not PromQL label matchers",
+                field="--selector",
+                expected='{label="value",...}',
+            )
         start, end = parse_range(range_, time.time())
         if not (math.isfinite(step) and step > 0):
             raise InputError(f"step {step:g}", field="--step", expected="a positive number of seconds")
@@ -103,12 +122,19 @@ def register(traces_app: typer.Typer) -> None:
         trace, report = reconstruct(history, seed=seed)
         write_parquet(trace, out)
         stats = describe(trace, window_s=max(60.0, step))
-        doc = {"out_path": str(out), "format": trace.meta.format, "extra": dict(trace.meta.extra),
-               "requests": report.requests, "finished_in_range": report.finished,
-               "mean_prompt_tokens": report.mean_prompt_tokens,
-               "mean_output_tokens": report.mean_output_tokens,
-               "peak_replicas": report.peak_replicas, "prefix_hit_ratio": report.prefix_hit_ratio,
-               "step_s": report.step_s, "stats": stats.to_dict()}
+        doc = {
+            "out_path": str(out),
+            "format": trace.meta.format,
+            "extra": dict(trace.meta.extra),
+            "requests": report.requests,
+            "finished_in_range": report.finished,
+            "mean_prompt_tokens": report.mean_prompt_tokens,
+            "mean_output_tokens": report.mean_output_tokens,
+            "peak_replicas": report.peak_replicas,
+            "prefix_hit_ratio": report.prefix_hit_ratio,
+            "step_s": report.step_s,
+            "stats": stats.to_dict(),
+        }
         if as_json:
             typer.echo(json.dumps(doc, indent=2))
             return
@@ -117,12 +143,15 @@ def register(traces_app: typer.Typer) -> None:
         console = Console()
         console.print(stats_table(trace.meta, stats))
         hit = "not reported" if report.prefix_hit_ratio is None else f"{report.prefix_hit_ratio:.1%}"
-        server = ", ".join(f"{k.removeprefix('server.')}={v}" for k, v in trace.meta.extra
-                           if k.startswith("server."))
+        server = ", ".join(
+            f"{k.removeprefix('server.')}={v}" for k, v in trace.meta.extra if k.startswith("server.")
+        )
         console.print(
             f"wrote {out}: {report.requests:,} requests rebuilt from {history.source} "
             f"({report.finished:,} finished in the range; peak {report.peak_replicas} replicas; "
             f"prefix-cache hits {hit}).\n"
             f"Reconstructed, not recorded: arrival rate per {report.step_s:g} s step and the length "
             f"histograms are the fleet's; arrivals within a step and the prompt/output pairing are drawn.\n"
-            f"Server: {server or 'no configuration series'}", highlight=False)
+            f"Server: {server or 'no configuration series'}",
+            highlight=False,
+        )

@@ -25,6 +25,7 @@ from planner.live.promql import (
     CACHE_CONFIG,
     E2E_NAME,
     GENERATION_TOKENS,
+    ITL_NAMES,
     KV_NAMES,
     PREFIX_HITS,
     PREFIX_QUERIES,
@@ -35,7 +36,12 @@ from planner.live.promql import (
     TTFT_NAME,
     WAITING,
 )
-from planner.sim.config import VLLM_E2E_BUCKETS_S, VLLM_TTFT_BUCKETS_S, vllm_length_buckets
+from planner.sim.config import (
+    VLLM_E2E_BUCKETS_S,
+    VLLM_ITL_BUCKETS_S,
+    VLLM_TTFT_BUCKETS_S,
+    vllm_length_buckets,
+)
 
 
 def concat_levels(requests: pl.DataFrame, gap_s: float = 20.0) -> pl.DataFrame:
@@ -54,27 +60,48 @@ def _label_text(labels: Mapping[str, str]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
 
-def _hist_lines(name: str, bounds: Sequence[float], obs_t: NDArray[np.float64], obs_v: NDArray[np.float64],
-                times: NDArray[np.float64], labels: dict[str, str], stamp: NDArray[np.float64]) -> list[str]:
+def _hist_lines(
+    name: str,
+    bounds: Sequence[float],
+    obs_t: NDArray[np.float64],
+    obs_v: NDArray[np.float64],
+    times: NDArray[np.float64],
+    labels: dict[str, str],
+    stamp: NDArray[np.float64],
+    weight: NDArray[np.float64] | None = None,
+) -> list[str]:
+    """A histogram's cumulative series at each scrape: observation ``i`` of value ``obs_v[i]`` at
+    ``obs_t[i]``, counted ``weight[i]`` times (default once)."""
+    w = np.ones(obs_t.size) if weight is None else weight
     order = np.argsort(obs_t)
     t_sorted = obs_t[order]
     v_sorted = obs_v[order]
+    w_sorted = w[order]
     seen = np.searchsorted(t_sorted, times, side="right")  # observations at or before each scrape
-    csum = np.concatenate([[0.0], np.cumsum(v_sorted)])
+    csum = np.concatenate([[0.0], np.cumsum(v_sorted * w_sorted)])
+    ccount = np.concatenate([[0.0], np.cumsum(w_sorted)])
     lines: list[str] = []
     for le in (*bounds, float("inf")):
-        mark = np.concatenate([[0], np.cumsum(v_sorted <= le)])
+        mark = np.concatenate([[0.0], np.cumsum((v_sorted <= le) * w_sorted)])
         lab = _label_text({**labels, "le": "+Inf" if le == float("inf") else f"{le:g}"})
-        lines += [f"{name}_bucket{lab} {int(mark[k])} {stamp[i]:.3f}" for i, k in enumerate(seen)]
+        lines += [f"{name}_bucket{lab} {mark[k]:.0f} {stamp[i]:.3f}" for i, k in enumerate(seen)]
     lab = _label_text(labels)
-    lines += [f"{name}_count{lab} {int(k)} {stamp[i]:.3f}" for i, k in enumerate(seen)]
+    lines += [f"{name}_count{lab} {ccount[k]:.0f} {stamp[i]:.3f}" for i, k in enumerate(seen)]
     lines += [f"{name}_sum{lab} {csum[k]:.6g} {stamp[i]:.3f}" for i, k in enumerate(seen)]
     return lines
 
 
-def vllm_exposition(requests: pl.DataFrame, *, start_unix_s: float, scrape_s: float = 5.0, pods: int = 2,
-                    model: str = "model", server: Mapping[str, str] | None = None, kv_tokens: int = 0,
-                    max_model_len: int = 16384) -> str:
+def vllm_exposition(
+    requests: pl.DataFrame,
+    *,
+    start_unix_s: float,
+    scrape_s: float = 5.0,
+    pods: int = 2,
+    model: str = "model",
+    server: Mapping[str, str] | None = None,
+    kv_tokens: int = 0,
+    max_model_len: int = 16384,
+) -> str:
     """OpenMetrics text (with timestamps) of what ``pods`` vLLM replicas serving ``requests`` exposed.
 
     Args:
@@ -97,8 +124,11 @@ def vllm_exposition(requests: pl.DataFrame, *, start_unix_s: float, scrape_s: fl
     first = arr + requests["ttft_s"].to_numpy()
     fin = arr + requests["e2e_s"].to_numpy()
     sched = arr + requests["queued_s"].to_numpy()
-    cached = (requests["cached_tokens"].to_numpy().astype(np.float64) if "cached_tokens" in requests.columns
-              else np.zeros(arr.size))
+    cached = (
+        requests["cached_tokens"].to_numpy().astype(np.float64)
+        if "cached_tokens" in requests.columns
+        else np.zeros(arr.size)
+    )
     pod_of = np.arange(arr.size) % pods
     lengths = vllm_length_buckets(max_model_len)
     fam: dict[str, tuple[str, list[str]]] = {}
@@ -117,27 +147,60 @@ def vllm_exposition(requests: pl.DataFrame, *, start_unix_s: float, scrape_s: fl
         gen = np.where(tt >= f, 1.0 + np.floor(frac * (o - 1)), 0.0).sum(axis=1)
         running = ((s <= tt) & (tt < e)).sum(axis=1)
         waiting = ((a <= tt) & (tt < s)).sum(axis=1)
-        add(PROMPT_TOKENS.removesuffix("_total"), "counter",
-            [f"{PROMPT_TOKENS}{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(prompt)])
-        add(GENERATION_TOKENS.removesuffix("_total"), "counter",
-            [f"{GENERATION_TOKENS}{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(gen)])
+        add(
+            PROMPT_TOKENS.removesuffix("_total"),
+            "counter",
+            [f"{PROMPT_TOKENS}{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(prompt)],
+        )
+        add(
+            GENERATION_TOKENS.removesuffix("_total"),
+            "counter",
+            [f"{GENERATION_TOKENS}{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(gen)],
+        )
         queries = ((s <= tt) * i).sum(axis=1)
         hits = ((s <= tt) * cached[m]).sum(axis=1)
-        add(PREFIX_QUERIES.removesuffix("_total"), "counter",
-            [f"{PREFIX_QUERIES}{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(queries)])
-        add(PREFIX_HITS.removesuffix("_total"), "counter",
-            [f"{PREFIX_HITS}{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(hits)])
+        add(
+            PREFIX_QUERIES.removesuffix("_total"),
+            "counter",
+            [f"{PREFIX_QUERIES}{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(queries)],
+        )
+        add(
+            PREFIX_HITS.removesuffix("_total"),
+            "counter",
+            [f"{PREFIX_HITS}{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(hits)],
+        )
         add(RUNNING, "gauge", [f"{RUNNING}{lab} {v} {stamp[k]:.3f}" for k, v in enumerate(running)])
         add(WAITING, "gauge", [f"{WAITING}{lab} {v} {stamp[k]:.3f}" for k, v in enumerate(waiting)])
         if kv_tokens > 0:
             live = (s <= tt) & (tt < e)
             held = (live * (i + np.where(tt >= f, 1.0 + frac * (o - 1), 0.0))).sum(axis=1) / kv_tokens
-            add(KV_NAMES[0], "gauge",
-                [f"{KV_NAMES[0]}{lab} {min(v, 1.0):.6f} {stamp[k]:.3f}" for k, v in enumerate(held)])
-        hists = ((TTFT_NAME, VLLM_TTFT_BUCKETS_S, f, f - a), (E2E_NAME, VLLM_E2E_BUCKETS_S, e, e - a),
-                 (REQUEST_PROMPT, lengths, e, i), (REQUEST_GENERATION, lengths, e, o))
+            add(
+                KV_NAMES[0],
+                "gauge",
+                [f"{KV_NAMES[0]}{lab} {min(v, 1.0):.6f} {stamp[k]:.3f}" for k, v in enumerate(held)],
+            )
+        hists = (
+            (TTFT_NAME, VLLM_TTFT_BUCKETS_S, f, f - a),
+            (E2E_NAME, VLLM_E2E_BUCKETS_S, e, e - a),
+            (REQUEST_PROMPT, lengths, e, i),
+            (REQUEST_GENERATION, lengths, e, o),
+        )
         for name, bounds, when, value in hists:
             add(name, "histogram", _hist_lines(name, bounds, when, value, times, labels, stamp))
+        # one inter-token latency per token after the first, at the request's mean, observed as each
+        # token comes out (evenly between the first token and the finish)
+        itl = (e - f) / np.maximum(o - 1.0, 1.0)
+        seen = (o - 1.0) * frac  # tokens after the first out by each scrape
+        lines: list[str] = []
+        for le in (*VLLM_ITL_BUCKETS_S, float("inf")):
+            lab_le = _label_text({**labels, "le": "+Inf" if le == float("inf") else f"{le:g}"})
+            cum = (seen * (itl <= le)).sum(axis=1)
+            lines += [f"{ITL_NAMES[0]}_bucket{lab_le} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(cum)]
+        lines += [f"{ITL_NAMES[0]}_count{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(seen.sum(axis=1))]
+        lines += [
+            f"{ITL_NAMES[0]}_sum{lab} {v:.6g} {stamp[k]:.3f}" for k, v in enumerate((seen * itl).sum(axis=1))
+        ]
+        add(ITL_NAMES[0], "histogram", lines)
         if server:
             info = _label_text({**labels, **server})
             add(CACHE_CONFIG, "gauge", [f"{CACHE_CONFIG}{info} 1 {stamp[k]:.3f}" for k in range(times.size)])

@@ -20,6 +20,7 @@ from planner.live.promql import (
     CACHE_CONFIG,
     E2E_NAME,
     GENERATION_TOKENS,
+    ITL_NAMES,
     KV_NAMES,
     PREFIX_HITS,
     PREFIX_QUERIES,
@@ -72,6 +73,7 @@ class TelemetryHistory:
             when its first token is out, each generated token as it is out).
         prompt_lengths, output_lengths: the request length histograms (observed at each finish).
         ttft, e2e: time-to-first-token (observed at the first token) and arrival-to-finish histograms.
+        itl: inter-token latency (one observation per token after the first).
         running, waiting: requests running and waiting at each grid point, summed over replicas.
         kv_usage: mean KV-cache use over replicas (0-1) at each grid point (NaN where none reported).
         replicas: replicas reporting at each grid point.
@@ -87,6 +89,7 @@ class TelemetryHistory:
     output_lengths: Histogram
     ttft: Histogram
     e2e: Histogram
+    itl: Histogram
     running: FloatArray
     waiting: FloatArray
     kv_usage: FloatArray
@@ -107,8 +110,9 @@ def _index(s: RangeSeries, start_s: float, step_s: float, n: int) -> tuple[NDArr
     return idx[keep], np.asarray(s.values, dtype=np.float64)[keep]
 
 
-def counter_increases(series: Iterable[RangeSeries], start_s: float, step_s: float, n: int,
-                      key: tuple[str, ...] = ()) -> dict[tuple[str, ...], FloatArray]:
+def counter_increases(
+    series: Iterable[RangeSeries], start_s: float, step_s: float, n: int, key: tuple[str, ...] = ()
+) -> dict[tuple[str, ...], FloatArray]:
     """Per-interval increases of counters sampled on the grid, summed per ``key`` labels.
 
     A drop is a reset (the increase is the new value); a series first seen after the grid's first
@@ -135,8 +139,9 @@ def counter_increases(series: Iterable[RangeSeries], start_s: float, step_s: flo
     return dict(out)
 
 
-def gauge_grid(series: Iterable[RangeSeries], start_s: float, step_s: float,
-               n: int) -> tuple[FloatArray, FloatArray]:
+def gauge_grid(
+    series: Iterable[RangeSeries], start_s: float, step_s: float, n: int
+) -> tuple[FloatArray, FloatArray]:
     """Sum over series of a gauge at each grid point, and how many series reported there."""
     total = np.zeros(n)
     count = np.zeros(n)
@@ -148,12 +153,15 @@ def gauge_grid(series: Iterable[RangeSeries], start_s: float, step_s: float,
     return total, count
 
 
-def _histogram(client: PromClient, name: str, sel: str, start_s: float, end_s: float, step_s: float,
-               n: int) -> Histogram:
-    buckets = counter_increases(query_range(client, f"{name}_bucket{sel}", start_s, end_s, step_s),
-                                start_s, step_s, n, key=("le",))
-    sums = counter_increases(query_range(client, f"{name}_sum{sel}", start_s, end_s, step_s),
-                             start_s, step_s, n)
+def _histogram(
+    client: PromClient, name: str, sel: str, start_s: float, end_s: float, step_s: float, n: int
+) -> Histogram:
+    buckets = counter_increases(
+        query_range(client, f"{name}_bucket{sel}", start_s, end_s, step_s), start_s, step_s, n, key=("le",)
+    )
+    sums = counter_increases(
+        query_range(client, f"{name}_sum{sel}", start_s, end_s, step_s), start_s, step_s, n
+    )
     les = sorted(buckets, key=lambda k: float(k[0]))
     bounds = tuple(float(k[0]) for k in les if not math.isinf(float(k[0])))
     cum = np.stack([buckets[k] for k in les], axis=1) if les else np.zeros((n - 1, 1))
@@ -161,8 +169,9 @@ def _histogram(client: PromClient, name: str, sel: str, start_s: float, end_s: f
     return Histogram(bounds, np.maximum(counts, 0.0), sums.get((), np.zeros(n - 1)))
 
 
-def read_history(client: PromClient, selector: str, start_s: float, end_s: float,
-                 step_s: float) -> TelemetryHistory:
+def read_history(
+    client: PromClient, selector: str, start_s: float, end_s: float, step_s: float
+) -> TelemetryHistory:
     """Read a vLLM fleet's series between ``start_s`` and ``end_s`` (Unix seconds) every ``step_s``.
 
     ``selector`` is PromQL label matchers, e.g. ``{model_name="llama",namespace="prod"}`` (``""``: every
@@ -174,12 +183,18 @@ def read_history(client: PromClient, selector: str, start_s: float, end_s: float
         PromQueryError: Prometheus unreachable or a query refused.
     """
     if not end_s > start_s or step_s <= 0:
-        raise InputError(f"range {start_s:g},{end_s:g} with step {step_s:g} s is empty", field="--range",
-                         expected="START,END with END after START, and a positive --step")
+        raise InputError(
+            f"range {start_s:g},{end_s:g} with step {step_s:g} s is empty",
+            field="--range",
+            expected="START,END with END after START, and a positive --step",
+        )
     n = math.floor((end_s - start_s) / step_s) + 1
     if n < 2 or n > 11_000:
-        raise InputError(f"{n} grid points between {start_s:g} and {end_s:g} at {step_s:g} s",
-                         field="--step", expected="between 2 and 11,000 points (Prometheus' limit)")
+        raise InputError(
+            f"{n} grid points between {start_s:g} and {end_s:g} at {step_s:g} s",
+            field="--step",
+            expected="between 2 and 11,000 points (Prometheus' limit)",
+        )
     sel = selector
 
     def q(expr: str) -> list[RangeSeries]:
@@ -187,9 +202,12 @@ def read_history(client: PromClient, selector: str, start_s: float, end_s: float
 
     prompt = counter_increases(q(f"{PROMPT_TOKENS}{sel}"), start_s, step_s, n)
     if not prompt:
-        raise InputError(f"no {PROMPT_TOKENS} series{' matching ' + sel if sel else ''} between "
-                         f"{start_s:g} and {end_s:g}", path=client.base_url, field="--selector",
-                         expected="a range and selector where vLLM metrics were scraped")
+        raise InputError(
+            f"no {PROMPT_TOKENS} series{' matching ' + sel if sel else ''} between {start_s:g} and {end_s:g}",
+            path=client.base_url,
+            field="--selector",
+            expected="a range and selector where vLLM metrics were scraped",
+        )
     gen = counter_increases(q(f"{GENERATION_TOKENS}{sel}"), start_s, step_s, n)
     running, reps = gauge_grid(q(f"{RUNNING}{sel}"), start_s, step_s, n)
     waiting, _ = gauge_grid(q(f"{WAITING}{sel}"), start_s, step_s, n)
@@ -207,6 +225,7 @@ def read_history(client: PromClient, selector: str, start_s: float, end_s: float
         output_lengths=_histogram(client, REQUEST_GENERATION, sel, start_s, end_s, step_s, n),
         ttft=_histogram(client, TTFT_NAME, sel, start_s, end_s, step_s, n),
         e2e=_histogram(client, E2E_NAME, sel, start_s, end_s, step_s, n),
+        itl=_histogram(client, ITL_NAMES[0], sel, start_s, end_s, step_s, n),
         running=running,
         waiting=waiting,
         kv_usage=np.divide(kv_sum, kv_n, out=np.full(n, np.nan), where=kv_n > 0),

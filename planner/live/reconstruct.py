@@ -2,11 +2,13 @@
 
 What the metrics pin down, and how each is used:
 
-* **When requests arrived.** vLLM counts a prompt's tokens when its first token is out, so the prompt
-  token counter's increase over an interval, divided by the mean prompt length (the length histogram's
-  sum over its count, over the whole range), is the number of requests that got their first token then;
-  each is moved back by the interval's mean time to first token (its TTFT histogram). Counts are rounded
-  cumulatively, so the total matches the counter.
+* **When requests arrived.** vLLM observes a request's time to first token when that token is out, so
+  the TTFT histogram's count over an interval is the number of requests that got their first token then;
+  each is moved back by the interval's mean TTFT (the histogram's sum over its count). Without a TTFT
+  histogram, the prompt-token counter's increase over the mean prompt length stands in.
+* **Their prompts' total.** vLLM counts a prompt's tokens at the same moment, so the prompt-token
+  counter's increase over the interval is the sum of those requests' prompt lengths: their draws are
+  moved within their buckets until they add up to it.
 * **How long they were.** Each request's prompt and output lengths are drawn from the length
   histograms (observed at each finish) of the intervals around the one where it would finish (its
   arrival plus the interval's mean end-to-end latency), widened until they hold enough requests; each
@@ -100,25 +102,31 @@ def bucket_means(h: Histogram) -> NDArray[np.float64]:
     return out
 
 
-def draw_lengths(bounds: tuple[float, ...], means: NDArray[np.float64], counts: NDArray[np.float64],
-                 n: int, rng: np.random.Generator) -> NDArray[np.int64]:
-    """``n`` lengths from a histogram (per-bucket ``counts``, finite upper ``bounds``, bucket ``means``).
+def draw_values(
+    bounds: tuple[float, ...],
+    means: NDArray[np.float64],
+    counts: NDArray[np.float64],
+    n: int,
+    target_mean: float | None = None,
+) -> NDArray[np.float64]:
+    """``n`` values from a histogram (per-bucket ``counts``, finite upper ``bounds``, bucket ``means``),
+    ascending.
 
-    Buckets get requests in proportion to their counts (largest remainders); within a bucket they sit at
+    Buckets get values in proportion to their counts (largest remainders); within a bucket they sit at
     evenly spaced quantiles of a uniform spread centred on the bucket's mean, as wide as the bucket allows
-    on the nearer side.
+    on the nearer side. With ``target_mean`` (a known sum over ``n``), every value moves by the same share
+    of its bucket's width, within the bucket, until their mean is that.
 
-    >>> x = draw_lengths((10.0, 100.0), np.array([5.0, 40.0, 150.0]), np.array([0.0, 4.0, 0.0]), 8,
-    ...                  np.random.default_rng(0))
-    >>> bool(x.min() > 10 and x.max() <= 100), float(x.mean())
-    (True, 40.5)
+    >>> draw_values((10.0, 100.0), np.array([5.0, 40.0, 150.0]), np.array([0.0, 4.0, 0.0]), 4).tolist()
+    [17.5, 32.5, 47.5, 62.5]
     """
     if n <= 0:
-        return np.zeros(0, dtype=np.int64)
+        return np.zeros(0)
     total = counts.sum()
     if total <= 0:
-        raise InputError("a length histogram has no observations", field="vllm:request_*_tokens",
-                         expected="finished requests in the range")
+        raise InputError(
+            "a histogram has no observations", field="vllm:*", expected="finished requests in the range"
+        )
     share = counts / total * n
     k = np.floor(share).astype(np.int64)
     k[np.argsort(-(share - k))[: n - int(k.sum())]] += 1
@@ -127,8 +135,38 @@ def draw_lengths(bounds: tuple[float, ...], means: NDArray[np.float64], counts: 
     b = np.repeat(np.arange(k.size), k)
     pos = np.concatenate([(np.arange(c) + 0.5) / c for c in k if c > 0])
     half = np.minimum(means[b] - lo[b], hi[b] - means[b])
-    vals = np.clip(means[b] + (2.0 * pos - 1.0) * half, lo[b], hi[b])
-    out: NDArray[np.int64] = np.maximum(np.ceil(vals), 1).astype(np.int64)
+    vals: NDArray[np.float64] = np.clip(means[b] + (2.0 * pos - 1.0) * half, lo[b], hi[b])
+    if target_mean is not None:
+        width = hi[b] - lo[b]
+        a, z = -1.0, 1.0
+        for _ in range(40):  # bisection: the mean grows with the shift
+            m = (a + z) / 2.0
+            if np.clip(vals + m * width, lo[b], hi[b]).mean() < target_mean:
+                a = m
+            else:
+                z = m
+        vals = np.clip(vals + (a + z) / 2.0 * width, lo[b], hi[b])
+    return vals
+
+
+def draw_lengths(
+    bounds: tuple[float, ...],
+    means: NDArray[np.float64],
+    counts: NDArray[np.float64],
+    n: int,
+    rng: np.random.Generator,
+    target_mean: float | None = None,
+) -> NDArray[np.int64]:
+    """:func:`draw_values` as token counts (at least 1), in random order.
+
+    >>> x = draw_lengths((10.0, 100.0), np.array([5.0, 40.0, 150.0]), np.array([0.0, 4.0, 0.0]), 8,
+    ...                  np.random.default_rng(0))
+    >>> bool(x.min() > 10 and x.max() <= 100), float(x.mean())
+    (True, 40.5)
+    """
+    out: NDArray[np.int64] = np.maximum(
+        np.ceil(draw_values(bounds, means, counts, n, target_mean)), 1
+    ).astype(np.int64)
     rng.shuffle(out)
     return out
 
@@ -140,7 +178,7 @@ def _window_counts(h: Histogram, center: int) -> NDArray[np.float64]:
     while acc.sum() < MIN_LENGTH_SAMPLES and (lo > 0 or hi < counts.shape[0] - 1):
         lo = max(lo - 1, 0)
         hi = min(hi + 1, counts.shape[0] - 1)
-        acc = counts[lo:hi + 1].sum(axis=0)
+        acc = counts[lo : hi + 1].sum(axis=0)
     out: NDArray[np.float64] = acc
     return out
 
@@ -154,14 +192,20 @@ def reconstruct(history: TelemetryHistory, *, seed: int = 0) -> tuple[RequestTra
     rng = np.random.default_rng(seed)
     finished = round(float(history.prompt_lengths.totals.sum()))
     if finished == 0:
-        raise InputError("no request finished in the range", path=history.source, field="--range",
-                         expected="a range in which the fleet served requests")
+        raise InputError(
+            "no request finished in the range",
+            path=history.source,
+            field="--range",
+            expected="a range in which the fleet served requests",
+        )
     mean_in = _mean(history.prompt_lengths)
     mean_out = _mean(history.output_lengths)
     step = history.step_s
-    cum = np.rint(np.cumsum(history.prompt_tokens) / mean_in)
-    per = np.diff(np.concatenate([[0.0], cum])).astype(np.int64)
-    per = np.maximum(per, 0)
+    if history.ttft.totals.sum() > 0:  # first tokens per interval: exact
+        per = np.maximum(np.rint(history.ttft.totals), 0).astype(np.int64)
+    else:
+        cum = np.rint(np.cumsum(history.prompt_tokens) / mean_in)
+        per = np.maximum(np.diff(np.concatenate([[0.0], cum])), 0).astype(np.int64)
     ttft = _interval_means(history.ttft, _mean(history.ttft) if history.ttft.totals.sum() else 0.0)
     e2e = _interval_means(history.e2e, _mean(history.e2e) if history.e2e.totals.sum() else 0.0)
     in_means = bucket_means(history.prompt_lengths)
@@ -169,29 +213,58 @@ def reconstruct(history: TelemetryHistory, *, seed: int = 0) -> tuple[RequestTra
     arrivals: list[NDArray[np.float64]] = []
     ins: list[NDArray[np.int64]] = []
     outs: list[NDArray[np.int64]] = []
+    ttft_means = bucket_means(history.ttft) if history.ttft.totals.sum() > 0 else None
     for k in np.flatnonzero(per):
         n = int(per[k])
-        t = history.grid_s[k] + rng.uniform(0.0, step, n) - ttft[k]
-        arrivals.append(t)
+        first = history.grid_s[k] + np.sort(rng.uniform(0.0, step, n))
+        if ttft_means is not None and history.ttft.counts[k].sum() > 0:
+            # first come, first served: the earlier first tokens went to the earlier arrivals
+            wait = draw_values(
+                history.ttft.bounds, ttft_means, history.ttft.counts[k], n, target_mean=ttft[k]
+            )
+        else:
+            wait = np.full(n, ttft[k])
+        arrivals.append(first - wait)
         done = int(k + round(e2e[k] / step))  # the interval in which these would finish
-        sides = ((history.prompt_lengths, in_means, ins), (history.output_lengths, out_means, outs))
-        for h, means, into in sides:
-            into.append(draw_lengths(h.bounds, means, _window_counts(h, done), n, rng))
+        h = history.prompt_lengths  # these requests' prompt tokens were counted in this interval: their sum
+        ins.append(
+            draw_lengths(
+                h.bounds,
+                in_means,
+                _window_counts(h, done),
+                n,
+                rng,
+                target_mean=float(history.prompt_tokens[k]) / n,
+            )
+        )
+        h = history.output_lengths
+        outs.append(draw_lengths(h.bounds, out_means, _window_counts(h, done), n, rng))
     t_all = np.concatenate(arrivals)
     order = np.argsort(t_all, kind="stable")
     start = float(t_all[order[0]])
-    df = pl.DataFrame({
-        "arrival_s": t_all[order] - start,
-        "input_tokens": np.concatenate(ins)[order],
-        "output_tokens": np.concatenate(outs)[order],
-    }).cast({c: REQUEST_POLARS_SCHEMA[c] for c in ("arrival_s", "input_tokens", "output_tokens")})
+    df = pl.DataFrame(
+        {
+            "arrival_s": t_all[order] - start,
+            "input_tokens": np.concatenate(ins)[order],
+            "output_tokens": np.concatenate(outs)[order],
+        }
+    ).cast({c: REQUEST_POLARS_SCHEMA[c] for c in ("arrival_s", "input_tokens", "output_tokens")})
     hit = history.prefix_hits / history.prefix_queries if history.prefix_queries > 0 else None
     report = ReconstructionReport(
-        requests=df.height, finished=finished, mean_prompt_tokens=mean_in, mean_output_tokens=mean_out,
-        peak_replicas=int(history.replicas.max()), prefix_hit_ratio=hit, step_s=step)
+        requests=df.height,
+        finished=finished,
+        mean_prompt_tokens=mean_in,
+        mean_output_tokens=mean_out,
+        peak_replicas=int(history.replicas.max()),
+        prefix_hit_ratio=hit,
+        step_s=step,
+    )
     extra = (
-        ("reconstructed", "from Prometheus metrics: arrival rate per step, length histograms; "
-                          "arrivals within a step and prompt/output pairing are not in the metrics"),
+        (
+            "reconstructed",
+            "from Prometheus metrics: arrival rate per step, length histograms; "
+            "arrivals within a step and prompt/output pairing are not in the metrics",
+        ),
         ("start_timestamp", f"{start:.3f}"),
         ("range", f"{history.grid_s[0]:.3f},{history.grid_s[-1]:.3f}"),
         ("step_s", f"{step:g}"),

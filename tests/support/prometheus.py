@@ -100,3 +100,25 @@ def run_prometheus(tmp: Path) -> Iterator[PromServer]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextlib.contextmanager
+def backfilled_prometheus(tmp: Path, openmetrics: str) -> Iterator[PromServer]:
+    """A real Prometheus whose storage holds ``openmetrics`` (samples with timestamps), loaded with
+    ``promtool tsdb create-blocks-from openmetrics``. Skips when promtool is not on PATH."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool is not on PATH (Debian package 'prometheus'; CI installs it)")
+    (tmp / "history.om").write_text(openmetrics, encoding="utf-8")
+    res = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(tmp / "history.om"),
+                          str(tmp / "tsdb")], capture_output=True, text=True, timeout=120, check=False)
+    if res.returncode != 0:
+        pytest.fail(f"promtool could not load the history: {res.stdout[-1000:]} {res.stderr[-1000:]}")
+    with run_prometheus(tmp) as srv:
+        yield srv
+
+
+def history_start_s() -> float:
+    """A start for a backfilled history: whole hours, inside the default retention, and older than the
+    head block a fresh server writes to."""
+    return (time.time() // 3600 - 3) * 3600

@@ -8,10 +8,8 @@ create-blocks-from openmetrics``. The rebuilt trace is checked against the reque
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +22,7 @@ from planner.live.backfill import concat_levels, vllm_exposition
 from planner.live.history import read_history
 from planner.live.promql import PromClient
 from planner.live.reconstruct import reconstruct
-from tests.support.prometheus import PromServer, run_prometheus
+from tests.support.prometheus import PromServer, backfilled_prometheus, history_start_s
 from traces.load import load_trace
 
 RUN = (Path(__file__).resolve().parents[3] / "planner/perf/data/validation/H100-SXM/vllm-0.26.0/llama-3.1-8b"
@@ -43,20 +41,13 @@ class History:
 
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.skip("promtool is not on PATH (Debian package 'prometheus'; CI installs it)")
     tmp = tmp_path_factory.mktemp("history")
     truth = concat_levels(pl.read_parquet(RUN))
-    start = (time.time() // 3600 - 3) * 3600  # inside the default retention, older than the head block
+    start = history_start_s()
     text = vllm_exposition(truth, start_unix_s=start, scrape_s=SCRAPE_S, pods=2, model="llama-3.1-8b",
                            server={"block_size": "16", "num_gpu_blocks": "28123"}, kv_tokens=KV_TOKENS)
-    (tmp / "history.om").write_text(text, encoding="utf-8")
-    res = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(tmp / "history.om"),
-                          str(tmp / "tsdb")], capture_output=True, text=True, timeout=120, check=False)
-    assert res.returncode == 0, res.stdout + res.stderr
     end = start + float((truth["arrival_s"] + truth["e2e_s"]).max()) + 30.0
-    with run_prometheus(tmp) as srv:
+    with backfilled_prometheus(tmp, text) as srv:
         yield History(srv, truth, start, end)
 
 
