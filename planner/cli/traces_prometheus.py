@@ -101,25 +101,18 @@ def register(traces_app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="seed of the placement and length draws")] = 0,
         as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
     ) -> None:
-        from planner.live.history import read_history
-        from planner.live.promql import PromClient
-        from planner.live.reconstruct import reconstruct
+        from planner.live.reconstruct import trace_from_prometheus
         from planner.sim.writer import refuse_existing_file
         from traces.stats import describe
         from traces.write import write_parquet
 
         refuse_existing_file(out)
-        if selector and not (selector.startswith("{") and selector.endswith("}")):
-            raise InputError(
-                f"selector {selector!r} is not PromQL label matchers",
-                field="--selector",
-                expected='{label="value",...}',
-            )
         start, end = parse_range(range_, time.time())
         if not (math.isfinite(step) and step > 0):
             raise InputError(f"step {step:g}", field="--step", expected="a positive number of seconds")
-        history = read_history(PromClient(url, timeout_s=30.0), selector, start, end, step)
-        trace, report = reconstruct(history, seed=seed)
+        trace, report, history = trace_from_prometheus(
+            url, start, end, step_s=step, selector=selector, seed=seed
+        )
         write_parquet(trace, out)
         stats = describe(trace, window_s=max(60.0, step))
         doc = {

@@ -274,3 +274,27 @@ def reconstruct(history: TelemetryHistory, *, seed: int = 0) -> tuple[RequestTra
     )
     meta = TraceMeta(source=history.source, format="prometheus", extra=extra)
     return RequestTrace(df=df, meta=meta), report
+
+
+def trace_from_prometheus(
+    url: str, start_s: float, end_s: float, *, step_s: float = 15.0, selector: str = "", seed: int = 0
+) -> tuple[RequestTrace, ReconstructionReport, TelemetryHistory]:
+    """Read a vLLM fleet's history from the Prometheus at ``url`` and rebuild its trace (the one entry the
+    CLI, the report and the dashboard share).
+
+    Raises:
+        InputError: a selector that is not label matchers, an empty range, no vLLM series in it.
+        PromQueryError: Prometheus unreachable or a query refused.
+    """
+    from planner.live.history import read_history
+    from planner.live.promql import PromClient
+
+    if selector and not (selector.startswith("{") and selector.endswith("}")):
+        raise InputError(
+            f"selector {selector!r} is not PromQL label matchers",
+            field="--selector",
+            expected='{label="value",...}',
+        )
+    history = read_history(PromClient(url, timeout_s=30.0), selector, start_s, end_s, step_s)
+    trace, report = reconstruct(history, seed=seed)
+    return trace, report, history
