@@ -14,7 +14,7 @@ import hashlib
 import os
 from pathlib import Path
 
-NUMBA_SOURCES = ("perf/kernel.py", "sim/engine.py", "sim/validate.py", "sim/testing.py")
+NUMBA_SOURCES = ("perf/kernel.py", "sim/kernels.py", "sim/engine.py", "sim/validate.py", "sim/testing.py")
 """Modules (under ``planner/``) whose njit functions are cached or call cached ones."""
 
 

@@ -42,6 +42,8 @@ import math
 import numba as nb
 import numpy as np
 
+from planner.sim.kernels import step_power_of, step_time_of
+
 # --- request int fields (rq[i, F]) -------------------------------------------------------------------
 R_PHASE = 0  # 0 not arrived, 1 waiting, 2 prefill, 3 decode, 4 done, 5 rejected
 R_GEN = 1  # tokens generated (valid while not decoding; while decoding gen = x - R_C)
@@ -768,21 +770,24 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
     return False
 
 
-@nb.njit(cache=False)  # takes a kernel function: numba cannot cache it reliably
+@nb.njit(cache=True)
 def _set_step_time(kernel, kparams, pi, pf, r):  # type: ignore[no-untyped-def]  # pragma: no cover
-    pf[r, Q_BUSY_UNTIL] = pf[r, Q_T0] + kernel(kparams[pi[r, P_LVL]], pf[r, Q_P], pf[r, Q_PAIRS],
-                                               float(pi[r, P_D]), pf[r, Q_DKV])
+    """``kernel``: a step-kernel id (:mod:`planner.sim.kernels`)."""
+    pf[r, Q_BUSY_UNTIL] = pf[r, Q_T0] + step_time_of(kernel, kparams[pi[r, P_LVL]], pf[r, Q_P],
+                                                     pf[r, Q_PAIRS], float(pi[r, P_D]), pf[r, Q_DKV])
 
 
-@nb.njit(cache=False)  # takes a kernel function: numba cannot cache it reliably
+@nb.njit(cache=True)
 def _set_power(pkernel, pparams, pi, pf, r):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """Power per GPU of the step (or run, at its middle step's composition) just put in flight."""
+    """Power per GPU of the step (or run, at its middle step's composition) just put in flight
+    (``pkernel``: a power-kernel id)."""
     d = float(pi[r, P_D])
     if pi[r, P_MODE] == MODE_RUN:
         kv = pf[r, Q_KV0] + d * (pi[r, P_RUN_K] - 1) / 2.0
-        pf[r, Q_PW] = pkernel(pparams[pi[r, P_LVL]], 0.0, 0.0, d, kv)
+        pf[r, Q_PW] = step_power_of(pkernel, pparams[pi[r, P_LVL]], 0.0, 0.0, d, kv)
     elif pi[r, P_MODE] == MODE_STEP:
-        pf[r, Q_PW] = pkernel(pparams[pi[r, P_LVL]], pf[r, Q_P], pf[r, Q_PAIRS], d, pf[r, Q_DKV])
+        pf[r, Q_PW] = step_power_of(pkernel, pparams[pi[r, P_LVL]], pf[r, Q_P], pf[r, Q_PAIRS], d,
+                                    pf[r, Q_DKV])
     else:
         pf[r, Q_PW] = 0.0
 
@@ -1081,7 +1086,7 @@ def _route(pi, ci, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, ph, ph_off
     return c1 if l1 <= l2 else c2
 
 
-@nb.njit(cache=False)  # takes a kernel function: numba cannot cache it reliably
+@nb.njit(cache=True)
 def _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash,  # type: ignore[no-untyped-def]  # pragma: no cover
              tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, ts, dt, mh, tb, ib, r, t):
     """Run replica ``r`` through its step boundaries strictly before ``t`` (``inf``: until idle)."""
@@ -1098,7 +1103,7 @@ def _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf
     return ts
 
 
-@nb.njit(cache=False)  # takes a kernel function: numba cannot cache it reliably
+@nb.njit(cache=True)
 def run_arrivals(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash,  # type: ignore[no-untyped-def]  # pragma: no cover
                  tab_ent, ent_free, ph, ph_off, arr, inp, out, rkey, akey, route, lst, hist, scratch, ts,
                  dt, mh, tb, ib, i0, i1, t_stop, advance_to, drain):

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from planner.perf.api import ReplicaPerf
 from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
 from planner.sim.config import SimConfig
+from planner.sim.kernels import kernel_id, power_kernel_id
 
 CHUNK_ARRIVALS = 1 << 16
 """Arrivals per call of the numba loop (between two progress updates)."""
@@ -81,14 +82,18 @@ class ShardEngine:
         self.maxseq = maxseq
         kernel, kp = perf.kernel()
         self.kernel = kernel
+        self.kid = kernel_id(kernel)
         self.power = power
+        pfn: object | None = None
         if power:
             pk = getattr(perf, "power_kernel", None)
             if pk is None:
                 raise TypeError("power in the loop needs a perf model with power_kernel()")
-            self.pkernel, pp = pk()
+            pfn, pp = pk()
         else:
-            self.pkernel, pp = kernel, kp
+            pp = kp
+        self.pkernel = pfn
+        self.pkid = power_kernel_id(pfn)
         self.kparams = np.ascontiguousarray(np.asarray(kp, dtype=np.float64)[None, :])
         self.pparams = np.ascontiguousarray(np.asarray(pp, dtype=np.float64)[None, :])
         a, b = _decode_tables(perf, maxseq)
@@ -217,7 +222,7 @@ class ShardEngine:
 
     def _call(self, i1: int, t_stop: float, advance_to: float, drain: bool) -> None:
         self.ts, q = E.run_arrivals(
-            self.kernel, self.kparams, self.pkernel, self.pparams, self.a_tab, self.b_tab, self.pi,
+            self.kid, self.kparams, self.pkid, self.pparams, self.a_tab, self.b_tab, self.pi,
             self.pf, self.ci, self.rq, self.rf, self.ent, self.ent_hash, self.tab_ent, self.ent_free,
             self.ph, self.ph_off, self.arr, self.inp, self.out, self.rkey, self.akey, self.route, self.lst,
             self.hist, self.scratch, self.ts, self.dt, self.mh, self.tb, self.ib, self.q_next, i1,

@@ -13,28 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numba as nb
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+from planner.sim.kernels import linear_step_power, linear_step_time
 from traces.schema import RequestTrace, TraceMeta
 
 Num = NDArray[np.float64] | float
-
-
-@nb.njit(cache=True)
-def linear_step_time(prm: NDArray[np.float64], pt: float, pairs: float, ds: float,
-                     kv: float) -> float:  # pragma: no cover - numba
-    """``base + per_prefill_token * pt + per_pair * pairs + per_decode * ds + per_kv * kv``."""
-    return float(prm[0] + prm[1] * pt + prm[2] * pairs + prm[3] * ds + prm[4] * kv)
-
-
-@nb.njit(cache=True)
-def linear_step_power(prm: NDArray[np.float64], pt: float, pairs: float, ds: float,
-                      kv: float) -> float:  # pragma: no cover - numba
-    """``prm[0]`` watts per GPU whenever a step runs (see :meth:`LinearPerf.step_power_w`)."""
-    return float(prm[0])
 
 
 @dataclass(frozen=True)

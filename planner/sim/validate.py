@@ -24,18 +24,17 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numba as nb
 import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 from scipy.optimize import minimize, nnls
 
 from planner.catalog.schema import GPUSpec, ModelSpec
-from planner.perf import kernel as kn
 from planner.perf.calibration import Calibration, resolve_calibration
 from planner.perf.engine_check import REQUEST_COLUMNS, engine_model, load_requests
 from planner.perf.model import RooflinePerf, build_replica_perf
 from planner.sim.config import EngineConfig, SimConfig
+from planner.sim.kernels import engine_step_time
 from planner.sim.replay import replay
 from traces.errors import InputError
 from traces.schema import RequestTrace, TraceMeta
@@ -167,20 +166,6 @@ def _predict(g: pl.DataFrame, ok_ids: pl.Series, perf: EnginePerf, eng: EngineCo
     return _pcts(ttft, tpot)
 
 
-N_TERMS = 5
-"""Engine terms (seconds each): per step, per sequence, per prefill token, per decode KV token, and per
-prefill token per KV token of the batch (padded attention over the batch's gathered cache)."""
-
-
-@nb.njit(cache=True)
-def engine_step_time(prm: NDArray[np.float64], pt: float, pairs: float, ds: float,
-                     kv: float) -> float:  # pragma: no cover - numba
-    """The bare step model (``prm[4:]``) plus the engine's own time (``prm[:4]``)."""
-    seqs = ds + (1.0 if pt > 0.0 else 0.0)
-    if seqs <= 0.0:
-        return 0.0
-    base = kn.step_time(prm[N_TERMS:], pt, pairs, ds, kv)
-    return float(base + prm[0] + prm[1] * seqs + prm[2] * pt + prm[3] * kv + prm[4] * pt * kv)
 
 
 @dataclass(frozen=True)
