@@ -29,11 +29,11 @@ import polars as pl
 
 from dashboards.jobs import Report
 from planner.catalog import load_catalog
+from planner.contracts.power import DEFAULT_BASE_W
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
 from planner.perf.precision import Precision, parse_precisions, resolve_precision
 from planner.plan import PlanReport, PlanRequest, plan_fleet
-from planner.power_study.row import DEFAULT_BASE_W
 from planner.sim import EngineConfig, RouterName, SimConfig, SimResult, SLOTarget, replay
 from solvers.capacity.problem import SolveParams
 from traces.errors import InputError
@@ -666,7 +666,7 @@ class PowerSpec:
     nameplate_servers: int = 4
     pool_servers: int = 6
     rps_per_server: float = 4.0
-    server_base_w: float = DEFAULT_BASE_W  # sourced in planner/power_study/row.py
+    server_base_w: float = DEFAULT_BASE_W  # sourced in planner/contracts/power.py
     hp_share: float = 0.5
     max_capped: float = 0.01
     hp_inflation: float = 0.05

@@ -25,7 +25,7 @@ from dashboards.views.common import (
     show_figure,
 )
 from dashboards.views.replay import TP_CHOICES
-from planner.autoscale.compare import DEFAULT_POLICIES
+from planner.autoscale.names import DEFAULT_POLICIES
 from planner.sim.coldstart import FITTED_COLD_START, ColdStartShape, cold_start_for
 
 POLICY_HELP = (

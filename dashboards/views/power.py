@@ -25,7 +25,7 @@ from dashboards.views.common import (
     show_figure,
 )
 from dashboards.views.replay import TP_CHOICES
-from planner.power_study.row import DEFAULT_BASE_W
+from planner.contracts.power import DEFAULT_BASE_W
 
 
 def pareto_table(outcome: PowerOutcome) -> pl.DataFrame:

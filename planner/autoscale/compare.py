@@ -26,11 +26,11 @@ import numpy as np
 import polars as pl
 
 from planner.autoscale.closed_loop import LoopConfig, LoopResult, run_policy, static_policy
-from planner.autoscale.context import PolicyName
 from planner.autoscale.dynamo import DynamoParams, DynamoProfile, Predictor, dynamo_sla
 from planner.autoscale.hindsight import hindsight, hindsight_params, need_gpu_hours, need_series
 from planner.autoscale.hpa import HPAParams, MetricTarget, VllmMetric, hpa
 from planner.autoscale.keda import KEDAParams, keda
+from planner.autoscale.names import DEFAULT_POLICIES, PolicyName
 from planner.autoscale.ray_serve import RayServeParams, ray_serve
 from planner.autoscale.wva import WVAParams, wva
 from planner.contracts.scaling import PolicyFn
@@ -38,7 +38,8 @@ from planner.perf.api import ReplicaPerf
 from planner.sim.coldstart import FITTED_COLD_START, ColdStart
 from planner.sim.config import EngineConfig, SLOTarget
 from solvers.scaling.capacity import CapacityTable, ReplicaCapacity, capacity_table, replica_capacity
-from solvers.scaling.policy import MPCParams, Risk, mpc, with_risk
+from solvers.scaling.policy import MPCParams, mpc, with_risk
+from solvers.scaling.risk import Risk
 from traces.errors import InputError
 from traces.schema import RequestTrace
 
@@ -47,11 +48,6 @@ HINDSIGHT = "hindsight"
 
 NEED_BIN_S = 5.0
 """Bin of the need series behind the hindsight references."""
-
-DEFAULT_POLICIES: tuple[PolicyName, ...] = (
-    PolicyName.HPA, PolicyName.KEDA, PolicyName.RAY_SERVE, PolicyName.DYNAMO_SLA, PolicyName.WVA,
-    PolicyName.MPC,
-)
 
 
 @dataclass(frozen=True)

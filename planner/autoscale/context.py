@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import StrEnum
 
 from planner.autoscale.dynamo import dynamo_sla
 from planner.autoscale.hpa import hpa
 from planner.autoscale.keda import keda
+from planner.autoscale.names import PolicyName
 from planner.autoscale.ray_serve import ray_serve
 from planner.autoscale.wva import wva
 from planner.contracts.scaling import PolicyFn, ScalingContext, ScalingDecision, own_state
@@ -88,18 +88,6 @@ def target_tracking(ctx: ScalingContext, *,
     p = params or TargetParams()
     state = own_state(ctx, TargetState, TargetState)
     return apply_delay(apply_bounds(apply_scaling_factors(ctx, p), p), ctx, state, p)
-
-
-class PolicyName(StrEnum):
-    """Autoscaling policies by name (CLI/YAML)."""
-
-    TARGET_TRACKING = "target-tracking"
-    HPA = "hpa"
-    KEDA = "keda"
-    RAY_SERVE = "ray-serve"
-    DYNAMO_SLA = "dynamo-sla"
-    WVA = "wva"
-    MPC = "mpc"
 
 
 POLICIES: dict[PolicyName, PolicyFn] = {

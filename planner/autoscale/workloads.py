@@ -42,12 +42,12 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
+from planner.autoscale.names import Workload
 from solvers.scaling.policy import MPCParams
 from traces.errors import InputError
 from traces.readers.servegen import (
@@ -65,14 +65,6 @@ SERVEGEN_FRACTION = 1.0 / 100.0
 
 _TRACE_RE = re.compile(r"^chunk-(\d+)-trace\.csv$")
 _DATASET_WINDOW_S = 21600
-
-
-class Workload(StrEnum):
-    """The three benchmark workloads."""
-
-    AZURE_CODE = "azure-code"
-    AZURE_CONV = "azure-conv"
-    SERVEGEN_M_SMALL = "servegen-m-small-14d"
 
 
 @dataclass(frozen=True)

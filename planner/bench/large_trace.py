@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from planner.bench.defaults import DEFAULT_ROWS
 from traces.errors import InputError
 
-DEFAULT_ROWS = 20_000_000
 CHUNK_ROWS = 1_000_000
 WEEK_S = 7 * 86400.0
 _START = datetime(2024, 5, 10, tzinfo=UTC)

@@ -21,12 +21,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from planner.catalog import load_catalog
-from planner.perf.precision import parse_precisions
-from planner.plan.sizing import PlanReport, PlanRequest, plan_fleet
-from solvers.capacity import SLO, SolveParams
-from traces.schema import RequestTrace
+from solvers.capacity.problem import SLO, SolveParams
+
+if TYPE_CHECKING:  # the planner is imported when a case is planned, not for ``fleetwise bench --help``
+    from planner.plan.sizing import PlanReport
+    from traces.schema import RequestTrace
 
 
 @dataclass(frozen=True)
@@ -152,6 +153,10 @@ def load_case_trace(case: PlanCase, data_root: Path) -> RequestTrace | str:
 def run_case(case: PlanCase, data_root: Path, *, time_limit_s: float = 10.0,
              clock: Callable[[], float] = time.perf_counter) -> CaseResult:
     """Plan one case as ``fleetwise plan`` would (seed 0) and summarise it."""
+    from planner.catalog import load_catalog
+    from planner.perf.precision import parse_precisions
+    from planner.plan.sizing import PlanRequest, plan_fleet
+
     base = CaseResult(case=case.name, model=case.model, statistic=case.slo.statistic,
                       peer_tokens_per_gpu_s=case.peer.tokens_per_gpu_s if case.peer else None,
                       peer_source=case.peer.source if case.peer else "")

@@ -16,39 +16,26 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import polars as pl
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from planner.autoscale.checkpoint import PolicyCheckpoint, comparison_key
-from planner.autoscale.closed_loop import LoopResult
-from planner.autoscale.compare import (
-    DEFAULT_POLICIES,
-    CompareConfig,
-    compare_autoscalers,
-    match_attainment,
-    verdict,
-)
-from planner.autoscale.context import PolicyName
-from planner.autoscale.workloads import WORKLOADS, Workload, load_workload
-from planner.catalog import load_catalog
+from planner.autoscale.names import DEFAULT_POLICIES, PolicyName, Workload
 from planner.cli.engine_option import EngineOpt
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.cli.verbs import summary
-from planner.perf import Parallelism, build_replica_perf
-from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
-from planner.perf.precision import resolve_precision
-from planner.sim.coldstart import ColdStartShape, cold_start_for
-from planner.sim.config import EngineConfig, SLOTarget
-from solvers.scaling.policy import MPCParams, Risk, with_risk
-from traces.atomic import write_folder_atomic
+from planner.perf.engine_profile import DEFAULT_ENGINE
+from planner.sim.coldstart import ColdStartShape
+from solvers.scaling.risk import Risk
 from traces.errors import InputError
-from traces.schema import RequestTrace
+
+if TYPE_CHECKING:  # the comparison (simulator, policies, OR-Tools) is imported when one runs, not for --help
+    from planner.autoscale.closed_loop import LoopResult
+    from traces.schema import RequestTrace
 
 EXAMPLE = (
     "Examples:\n\n"
@@ -173,6 +160,20 @@ def autoscale_compare_cmd(
     engine: EngineOpt = DEFAULT_ENGINE,
 ) -> int:
     """Run the comparison and print the table."""
+    import polars as pl
+
+    from planner.autoscale.checkpoint import PolicyCheckpoint, comparison_key
+    from planner.autoscale.compare import CompareConfig, compare_autoscalers, match_attainment, verdict
+    from planner.autoscale.workloads import WORKLOADS, load_workload
+    from planner.catalog import load_catalog
+    from planner.perf import Parallelism, build_replica_perf
+    from planner.perf.engine_profile import engine_perf_inputs
+    from planner.perf.precision import resolve_precision
+    from planner.sim.coldstart import cold_start_for
+    from planner.sim.config import EngineConfig, SLOTarget
+    from solvers.scaling.policy import MPCParams, with_risk
+    from traces.atomic import write_folder_atomic
+
     if slo_ttft_ms <= 0 or slo_tpot_ms <= 0:
         raise InputError("SLO targets must be positive", field="--slo-ttft-ms/--slo-tpot-ms",
                          expected="milliseconds > 0")

@@ -10,9 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from planner.bench.perf_accuracy import measure_accuracy, multi_frames, speed
-from planner.perf import multi_check
-
 
 def register(bench_app: typer.Typer) -> None:
     """Add ``fleetwise bench perf``."""
@@ -25,6 +22,8 @@ def bench_perf(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> int:
     """Print the error table and the speed."""
+    from planner.bench.perf_accuracy import measure_accuracy, multi_frames, speed
+
     acc = measure_accuracy(gpu)
     held, engine_rows, cal = acc.heldout, acc.engine_tpot, acc.calibration
     g_name = acc.gpu
@@ -59,7 +58,11 @@ def bench_perf(
 
 
 def multi_tables(con: Console) -> list[Table]:
-    """Rich tables of :func:`multi_frames` (communication error, TP steps, EP all-to-all)."""
+    """Rich tables of :func:`~planner.bench.perf_accuracy.multi_frames` (communication error, TP steps,
+    EP all-to-all)."""
+    from planner.bench.perf_accuracy import multi_frames
+    from planner.perf import multi_check
+
     tables: list[Table] = []
     for gname, frames in multi_frames().items():
         t = Table(title=f"Collectives on {gname} (NCCL in CUDA graphs), APE % over 4 KiB-1 GiB")

@@ -11,8 +11,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from planner.bench.replay_speed import measure_replay_speed
-from planner.catalog import load_catalog
 from traces.errors import InputError
 
 EXAMPLE = (
@@ -62,6 +60,8 @@ def bench(
         if engine != "vllm":
             raise InputError(f"unknown engine {engine!r}", field="--engine", expected="vllm or transformers")
         return _validate_engine(console, as_json, engine)
+    from planner.bench.replay_speed import measure_replay_speed
+
     report = measure_replay_speed(requests=requests, replicas=replicas, load=load,
                                   reference_requests=reference_requests, ray=ray, seed=seed,
                                   note=lambda m: console.print(m, highlight=False))
@@ -113,6 +113,7 @@ def bench(
 def _validate(console: Console, as_json: bool) -> int:
     from pathlib import Path
 
+    from planner.catalog import load_catalog
     from planner.sim.validate import METRICS, THRESHOLDS, report_json, validate_replay
 
     cat = load_catalog()
@@ -138,6 +139,7 @@ def _validate(console: Console, as_json: bool) -> int:
 
 
 def _validate_engine(console: Console, as_json: bool, engine: str) -> int:
+    from planner.catalog import load_catalog
     from planner.sim.engine_validate import LATENCY, TARGETS, validate_engine
 
     cat = load_catalog()

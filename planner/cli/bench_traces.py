@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from planner.bench.large_trace import DEFAULT_ROWS, BenchResult, run_benchmark
+from planner.bench.defaults import DEFAULT_ROWS
+
+if TYPE_CHECKING:  # the benchmark (numpy, polars) is imported when it runs, not for --help
+    from planner.bench.large_trace import BenchResult
 
 
 def register(bench_app: typer.Typer) -> None:
@@ -44,6 +47,8 @@ def register(bench_app: typer.Typer) -> None:
 
         Example: fleetwise bench traces --rows 20000000
         """
+        from planner.bench.large_trace import run_benchmark
+
         console = Console(stderr=True)
         with console.status("starting") as status:
             result = run_benchmark(rows, workdir=workdir, seed=seed, keep=keep, on_phase=status.update)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import numpy as np
 import typer
@@ -18,26 +18,20 @@ from rich.table import Table
 from planner.cli.engine_option import DEFAULT_ENGINE, EngineOpt
 from planner.cli.scenario_config import ConfigOpt
 from planner.cli.verbs import summary
-from solvers.experts import (
+from solvers.experts.eplb_greedy import eplb_placement
+from solvers.experts.loads import MoEShape, Skew, moe_shape_of, read_loads, synthetic_loads
+from solvers.experts.placement import Cluster, Placement, load_plan, save_plan
+from solvers.experts.problem import (
     Balance,
-    Cluster,
     Locality,
-    MoEShape,
-    Placement,
     PlacementProblem,
     PlacementSolution,
-    Skew,
     SolveParams,
-    eplb_placement,
-    load_plan,
-    moe_shape_of,
-    read_loads,
-    save_plan,
-    solve,
-    synthetic_loads,
 )
-from solvers.experts.effect import CHUNK_TOKENS, CONTEXT_TOKENS, EffectRow, ep_layout, placement_effect
 from traces.errors import InputError
+
+if TYPE_CHECKING:  # the solver (OR-Tools) and the perf model are imported when a plan is made, not for --help
+    from solvers.experts.effect import EffectRow
 
 _TARGET = 1.05
 """The issue's node-local balance target; the verb says on how many layers no plan can reach it."""
@@ -140,6 +134,8 @@ def experts(
     engine: EngineOpt = DEFAULT_ENGINE,
 ) -> None:
     """Balance expert load over GPUs and print balance, moves and solve time beside EPLB's greedy."""
+    from solvers.experts.solve import solve
+
     loc = locality if locality is not None else (Locality.NODE if node_local else Locality.GLOBAL)
     shape = _shape(model, layers, num_experts, groups)
     if loads is not None:
@@ -396,6 +392,7 @@ def _effect(
     """
     from planner.catalog import load_catalog
     from planner.perf.engine_profile import engine_perf_inputs
+    from solvers.experts.effect import ep_layout, placement_effect
 
     cat = load_catalog()
     spec = cat.model(model)
@@ -441,6 +438,8 @@ def _print_effect(console: Console, effect: _Effect | None, skipped: str | None)
     if effect is None:
         console.print(f"no latency effect table: {skipped}", soft_wrap=True)
         return
+    from solvers.experts.effect import CHUNK_TOKENS, CONTEXT_TOKENS
+
     table = Table(
         title=f"effect on {effect.model} ({effect.weight_dtype}) on {effect.gpu}, {effect.layout}, "
               f"engine {effect.engine}, "

@@ -13,17 +13,17 @@ import math
 import threading
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from planner.cli.serve_metrics_cmd import wait_for_signal
 from planner.cli.verbs import summary
-from planner.live.config import load_config
-from planner.live.controller import Controller
-from planner.live.exporter import ResultsSource, Snapshot, SnapshotHolder, build_registry, merge, serve
 from traces.errors import InputError
+
+if TYPE_CHECKING:  # the controller (policies, pydantic config) is imported when one is run, not for --help
+    from planner.live.exporter import Snapshot
 
 EXAMPLE = (
     "\n\nExample:\n\n"
@@ -46,6 +46,10 @@ def live_autoscale_cmd(
         help="also serve this plan/replay results folder on the same /metrics")] = None,
 ) -> int:
     """Run the live autoscaler."""
+    from planner.live.config import load_config
+    from planner.live.controller import Controller
+    from planner.live.exporter import ResultsSource, SnapshotHolder, build_registry, merge, serve
+
     if not prometheus_url.startswith(("http://", "https://")):
         raise InputError(f"not an HTTP URL: {prometheus_url!r}", field="--prometheus-url",
                          expected="http://host:9090")

@@ -15,9 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from planner.catalog import load_catalog
 from planner.cli.verbs import summary
-from planner.perf import Parallelism, build_replica_perf
 from traces.errors import InputError
 
 EXAMPLE = (
@@ -58,6 +56,9 @@ def perf(
     if context < 0 or (prefill_tokens is not None and prefill_tokens < 1) or (
             decode_batch is not None and decode_batch < 1):
         raise InputError("token counts must be positive (context >= 0)", field="--context")
+    from planner.catalog import load_catalog
+    from planner.perf import Parallelism, build_replica_perf
+
     cat = load_catalog(catalog or [])
     m, g = cat.model(model), cat.gpu(gpu)
     rp = build_replica_perf(m, g, Parallelism(tp=tp, pp=pp, ep=ep), weight_dtype=weight_dtype,

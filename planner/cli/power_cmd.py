@@ -9,31 +9,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.cli.verbs import summary
-from planner.contracts.power import HP, LP, ClockModel, PolcaParams
+from planner.contracts.power import DEFAULT_BASE_W, HP, LP, ClockModel, PolcaParams
 from planner.perf.engine_profile import DEFAULT_ENGINE
-from planner.power.simulate import run_policy
-from planner.power.timeline import timeline_from_power_trace
-from planner.power_study.plan import Targets
-from planner.power_study.row import DEFAULT_BASE_W, RowSpec
-from planner.power_study.study import PowerStudy, run_study
-from planner.sim import SLOTarget
-from solvers.power.problem import SolveParams
-from traces.atomic import write_atomic
 from traces.errors import InputError
-from traces.schema import RequestTrace
+
+if TYPE_CHECKING:  # the study and the policy are imported when one is run, not for --help
+    from planner.power_study.study import PowerStudy
+    from traces.schema import RequestTrace
 
 EXAMPLE = (
     "\n\nExample:\n\n"
@@ -107,6 +101,14 @@ def power_cmd(
     precision: PrecisionOpt = "native",
 ) -> int:
     """Run the study (or the policy over a power trace) and print it."""
+    from planner.catalog import load_catalog
+    from planner.power_study.plan import Targets
+    from planner.power_study.row import RowSpec
+    from planner.power_study.study import run_study
+    from planner.sim import SLOTarget
+    from solvers.power.problem import SolveParams
+    from traces.atomic import write_atomic
+
     for name, v in (
         ("--slo-ttft-ms", slo_ttft_ms),
         ("--slo-tpot-ms", slo_tpot_ms),
@@ -293,6 +295,9 @@ def _trace_mode(
 ) -> int:
     if budget_kw is None or not budget_kw > 0:
         raise InputError("--power-trace needs a row budget", field="--budget-kw", expected="kilowatts > 0")
+    from planner.power.simulate import run_policy
+    from planner.power.timeline import timeline_from_power_trace
+
     tl = timeline_from_power_trace(path, gpu_only_w=base_w)
     n_hp = round(hp_share * tl.servers)
     prio = tuple([HP] * n_hp + [LP] * (tl.servers - n_hp))

@@ -7,28 +7,24 @@ Flags are validated here (the edge); the work is :func:`planner.sim.replay` and 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.cli.verbs import summary
-from planner.perf import Parallelism, build_replica_perf
-from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
-from planner.perf.precision import resolve_precision
-from planner.sim import EngineConfig, RouterName, SimConfig, SLOTarget, replay
-from planner.sim.config import AutoscaleConfig, PowerConfig
-from planner.sim.result import SimResult
-from planner.sim.summary_rows import VIOLATIONS_ROW, summary_rows
-from planner.sim.writer import summary_json, write_result
+from planner.perf.engine_profile import DEFAULT_ENGINE
+from planner.sim.config import AutoscaleConfig, EngineConfig, PowerConfig, RouterName, SimConfig, SLOTarget
 from traces.errors import InputError
+
+if TYPE_CHECKING:  # the perf model and the replay engine are imported when one runs, not for --help
+    from planner.sim.result import SimResult
 
 EXAMPLE = (
     "Example:\n\n"
@@ -97,6 +93,13 @@ def replay_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> int:
     """Replay the trace and print the summary."""
+    from planner.catalog import load_catalog
+    from planner.perf import Parallelism, build_replica_perf
+    from planner.perf.engine_profile import engine_perf_inputs
+    from planner.perf.precision import resolve_precision
+    from planner.sim.replay import replay
+    from planner.sim.writer import summary_json, write_result
+
     if slo_ttft_ms <= 0 or slo_tpot_ms <= 0:
         raise InputError("SLO targets must be positive", field="--slo-ttft-ms/--slo-tpot-ms",
                          expected="milliseconds > 0")
@@ -182,6 +185,8 @@ def _power(budget: float | None, capping: str, period: float, latency: float,
 def print_summary(result: SimResult, console: Console, *, title: str, out: Path | None) -> None:
     """The summary as rich tables; the rows are :func:`planner.sim.summary_rows.summary_rows` (nothing
     computed or worded here, so the dashboard and the report show the same lines)."""
+    from planner.sim.summary_rows import VIOLATIONS_ROW, summary_rows
+
     t = Table(title=title, show_header=False)
     t.add_column("metric")
     t.add_column("value", justify="right")

@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from prometheus_client import generate_latest
 from rich.console import Console
 
 from planner.cli.verbs import summary
-from planner.live.exporter import ResultsSource, build_registry, serve
 from traces.errors import InputError
 
 EXAMPLE = (
@@ -49,6 +47,10 @@ def serve_metrics_cmd(
              "windows repeat over its span from there (default: when plan.json was written)")] = None,
 ) -> int:
     """Serve (or print) the results' metrics."""
+    from prometheus_client import generate_latest
+
+    from planner.live.exporter import ResultsSource, build_registry, serve
+
     if not 0 <= port <= 65535:
         raise InputError(f"port {port} out of range", field="--port", expected="0..65535")
     source = ResultsSource(results, clock=time.time, plan_start_s=parse_instant(plan_start))

@@ -337,6 +337,9 @@ def register(app: typer.Typer) -> None:
         help=summary("traces") + OVERVIEW_EXAMPLE,
         no_args_is_help=True,
     )
+    from planner.cli import traces_prometheus
+
+    traces_prometheus.register(traces_app)
 
     @traces_app.command(
         "inspect", help="Detect the format, load, validate and summarize a trace." + INSPECT_EXAMPLE

@@ -70,6 +70,20 @@ def no_capping(ctx: PowerContext) -> CapDecision:
 HP = "hp"
 LP = "lp"
 
+DEFAULT_BASE_W = 2880.0
+"""Non-GPU power of an 8 x H100 SXM server, W (CPUs, memory, NICs, NVSwitches, fans, power-supply losses).
+
+Latif et al., "Single-Node Power Demand During AI Training: Measurements on an 8-GPU NVIDIA H100 System",
+IEEE Access 13:61740-61747 (2025), arXiv 2412.08602, measured at most about 8.4 kW (8.48 kW peak) at the
+wall of an 8 x H100 SXM HGX node with the GPUs near full utilization, against the 10.2 kW rating of the
+NVIDIA DGX H100 datasheet. With the eight GPUs at their 700 W board limit that leaves 8,480 - 5,600 =
+2,880 W. We hold it constant (fans and PSU losses fall with GPU load, so this is conservative for an
+inference row); nameplate is ``TDP x GPUs + base`` = 8.48 kW, the measured maximum, below the 10.2 kW
+rating (a row sized by the rating would hold 20 % more power). Here, not in
+:mod:`planner.power_study.row` which uses it, so that ``fleetwise power --help`` (its option default)
+does not import the power study.
+"""
+
 
 class CapLevel(IntEnum):
     """How hard the row is being held down (ordered: a higher level locks more)."""

@@ -9,14 +9,7 @@ replayed power and adding the locks' slowdown to the replayed requests (a model,
 points to verify); the verdict on a plan is :func:`planner.power_study.verify.verify_by_replay`, with the
 policy in the simulator loop.
 
-Server base (non-GPU) power, :data:`DEFAULT_BASE_W`: Latif et al., "Single-Node Power Demand During AI
-Training: Measurements on an 8-GPU NVIDIA H100 System", IEEE Access 13:61740-61747 (2025), arXiv
-2412.08602, measured at most about 8.4 kW (8.48 kW peak) at the wall of an 8 x H100 SXM HGX node with
-the GPUs near full utilization, against the 10.2 kW rating of the NVIDIA DGX H100 datasheet. With the
-eight GPUs at their 700 W board limit that leaves 8,480 - 5,600 = 2,880 W for CPUs, memory, NICs,
-NVSwitches, fans and power-supply losses. We hold it constant (fans and PSU losses fall with GPU load,
-so this is conservative for an inference row); nameplate is ``TDP x GPUs + base`` = 8.48 kW, the
-measured maximum, below the 10.2 kW rating (a row sized by the rating would hold 20 % more power).
+Server base (non-GPU) power: :data:`planner.contracts.power.DEFAULT_BASE_W`, sourced there.
 """
 
 from __future__ import annotations
@@ -27,7 +20,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from planner.catalog.schema import GPUSpec, ModelSpec
-from planner.contracts.power import HP, LP, ClockModel, PolcaParams
+from planner.contracts.power import DEFAULT_BASE_W, HP, LP, ClockModel, PolcaParams
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.api import ReplicaPerf
 from planner.perf.engine_profile import DEFAULT_ENGINE, ENGINES, engine_perf_inputs
@@ -45,10 +38,6 @@ from traces.transforms import scale_rate
 
 I64 = NDArray[np.int64]
 
-DEFAULT_BASE_W = 2880.0
-"""Non-GPU power of an 8 x H100 SXM server: measured node maximum 8.48 kW (Latif et al., IEEE Access 2025)
-minus 8 x 700 W GPUs (module docstring)."""
-
 
 @dataclass(frozen=True)
 class RowSpec:
@@ -61,7 +50,7 @@ class RowSpec:
         pool_servers: servers replayed (the most the plan may deploy).
         rps_per_server: request rate each server carries (the trace is scaled to the pool).
         base_w: non-GPU power of a server (CPUs, NICs, switches, fans), assumed constant
-            (default :data:`DEFAULT_BASE_W`, sourced in the module docstring).
+            (default :data:`~planner.contracts.power.DEFAULT_BASE_W`, sourced there).
         slo: latency targets for attainment.
         interval_s: power sample length of the replay (finer than the telemetry period).
         seeds: one scenario per seed (the scaled trace's copies are shifted by seeded offsets).

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from solvers.capacity.demand import LengthMix, demand_windows, length_mix
     from solvers.capacity.exhaustive import exhaustive
     from solvers.capacity.problem import (
+        SLO,
         Allocation,
         Binding,
         CapacityPlan,
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
     )
     from solvers.capacity.scoring import (
         SCORE_SCHEMA,
-        SLO,
         OperatingPoint,
         Prediction,
         ScoringOptions,
@@ -65,7 +65,7 @@ lazy_exports(__name__, {
     "Window": "solvers.capacity.problem",
     "started": "solvers.capacity.problem",
     "SCORE_SCHEMA": "solvers.capacity.scoring",
-    "SLO": "solvers.capacity.scoring",
+    "SLO": "solvers.capacity.problem",
     "OperatingPoint": "solvers.capacity.scoring",
     "PowerBasis": "solvers.capacity.problem",
     "Prediction": "solvers.capacity.scoring",

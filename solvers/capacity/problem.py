@@ -10,6 +10,7 @@ status, objective, bound and wall time, and which constraints bind.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -39,6 +40,58 @@ class Disaggregation(StrEnum):
     AUTO = "auto"
     ON = "on"
     OFF = "off"
+
+
+@dataclass(frozen=True)
+class SLO:
+    """Latency targets at a statistic: the ``target`` quantile (0.99: p99), or the mean when ``mean``.
+
+    Why the mean too: peers' planners (AIConfigurator, Dynamo's) state their SLOs as mean TTFT and TPOT;
+    comparing a p99 plan with theirs compares different promises. ``target`` stays the share of requests
+    a goodput-style attainment counts either way.
+    """
+
+    ttft_s: float = 2.0
+    tpot_s: float = 0.1
+    target: float = 0.99
+    mean: bool = False
+
+    def __post_init__(self) -> None:
+        if not (self.ttft_s > 0 and self.tpot_s > 0):
+            raise InputError("SLO targets must be positive", field="slo", expected="seconds > 0")
+        if not 0.5 <= self.target < 1.0:
+            raise InputError(f"SLO quantile {self.target}", field="slo.target", expected="in [0.5, 1)")
+
+    @property
+    def statistic(self) -> str:
+        """``mean`` or ``pNN`` (what both targets hold at).
+
+        >>> SLO().statistic, SLO(target=0.9).statistic, SLO(mean=True).statistic
+        ('p99', 'p90', 'mean')
+        """
+        return "mean" if self.mean else f"p{self.target * 100:g}"
+
+    @staticmethod
+    def at(ttft_s: float, tpot_s: float, statistic: str) -> SLO:
+        """Targets at a statistic named as users write it: ``mean``, ``p50``, ``p90``, ``p99.9``...
+
+        Raises:
+            InputError: a statistic that is neither ``mean`` nor a percentile from 50 to 99.9.
+
+        >>> SLO.at(0.3, 0.02, "p95").target, SLO.at(0.3, 0.02, "mean").mean
+        (0.95, True)
+        """
+        text = statistic.strip().lower()
+        if text in ("mean", "avg", "average"):
+            return SLO(ttft_s=ttft_s, tpot_s=tpot_s, mean=True)
+        try:
+            pct = float(text.removeprefix("p"))
+        except ValueError:
+            pct = math.nan
+        if not (math.isfinite(pct) and 50.0 <= pct <= 99.9):
+            raise InputError(f"SLO statistic {statistic!r}", field="slo.statistic",
+                             expected="mean, or a percentile p50 to p99.9")
+        return SLO(ttft_s=ttft_s, tpot_s=tpot_s, target=pct / 100.0)
 
 
 @dataclass(frozen=True)

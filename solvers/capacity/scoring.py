@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -47,7 +47,7 @@ from planner.perf.layouts import enumerate_layouts
 from planner.perf.model import build_replica_perf
 from planner.perf.precision import BF16, Precision
 from solvers.capacity.demand import LengthMix
-from solvers.capacity.problem import Config, PowerBasis, Role
+from solvers.capacity.problem import SLO, Config, PowerBasis, Role
 from traces.errors import InputError
 
 FloatArray = NDArray[np.float64]
@@ -57,58 +57,6 @@ _GRID = np.geomspace(1e-3, 1.0, 60)
 SLO starts to fail is then refined on :data:`_REFINE` linear points (0.3 % apart)."""
 
 _REFINE = 40
-
-
-@dataclass(frozen=True)
-class SLO:
-    """Latency targets at a statistic: the ``target`` quantile (0.99: p99), or the mean when ``mean``.
-
-    Why the mean too: peers' planners (AIConfigurator, Dynamo's) state their SLOs as mean TTFT and TPOT;
-    comparing a p99 plan with theirs compares different promises. ``target`` stays the share of requests
-    a goodput-style attainment counts either way.
-    """
-
-    ttft_s: float = 2.0
-    tpot_s: float = 0.1
-    target: float = 0.99
-    mean: bool = False
-
-    def __post_init__(self) -> None:
-        if not (self.ttft_s > 0 and self.tpot_s > 0):
-            raise InputError("SLO targets must be positive", field="slo", expected="seconds > 0")
-        if not 0.5 <= self.target < 1.0:
-            raise InputError(f"SLO quantile {self.target}", field="slo.target", expected="in [0.5, 1)")
-
-    @property
-    def statistic(self) -> str:
-        """``mean`` or ``pNN`` (what both targets hold at).
-
-        >>> SLO().statistic, SLO(target=0.9).statistic, SLO(mean=True).statistic
-        ('p99', 'p90', 'mean')
-        """
-        return "mean" if self.mean else f"p{self.target * 100:g}"
-
-    @staticmethod
-    def at(ttft_s: float, tpot_s: float, statistic: str) -> SLO:
-        """Targets at a statistic named as users write it: ``mean``, ``p50``, ``p90``, ``p99.9``...
-
-        Raises:
-            InputError: a statistic that is neither ``mean`` nor a percentile from 50 to 99.9.
-
-        >>> SLO.at(0.3, 0.02, "p95").target, SLO.at(0.3, 0.02, "mean").mean
-        (0.95, True)
-        """
-        text = statistic.strip().lower()
-        if text in ("mean", "avg", "average"):
-            return SLO(ttft_s=ttft_s, tpot_s=tpot_s, mean=True)
-        try:
-            pct = float(text.removeprefix("p"))
-        except ValueError:
-            pct = math.nan
-        if not (math.isfinite(pct) and 50.0 <= pct <= 99.9):
-            raise InputError(f"SLO statistic {statistic!r}", field="slo.statistic",
-                             expected="mean, or a percentile p50 to p99.9")
-        return SLO(ttft_s=ttft_s, tpot_s=tpot_s, target=pct / 100.0)
 
 
 @dataclass(frozen=True)
@@ -131,7 +79,7 @@ class ScoringOptions:
             tensor cores scores its fp8 candidates as infeasible, with that reason.
     """
 
-    slo: SLO = SLO()
+    slo: SLO = field(default_factory=SLO)
     max_num_seqs: tuple[int, ...] = (64, 128, 256, 512)
     max_batched_tokens: tuple[int, ...] = (2048, 8192, 16384)
     roles: tuple[Role, ...] = (Role.AGGREGATED, Role.PREFILL, Role.DECODE)

@@ -28,6 +28,7 @@ from planner.contracts.scaling import ScalingContext, ScalingDecision, clamp, is
 from solvers.scaling.capacity import CapacityTable
 from solvers.scaling.forecast import forecast_rate, peak_forecast
 from solvers.scaling.mpc import ScalingPlan, ScalingProblem, SolveParams, solve
+from solvers.scaling.risk import Risk
 
 
 class Forecaster(StrEnum):
@@ -35,14 +36,6 @@ class Forecaster(StrEnum):
 
     PEAK = "peak"
     HOLT = "holt"
-
-
-class Risk(StrEnum):
-    """How much of a burst's tail the MPC buys for (:func:`with_risk`)."""
-
-    PLAIN = "plain"
-    BURST_AVERSE = "burst-averse"
-    LOAD_FOLLOWING = "load-following"
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,23 @@ def test_a_light_verb_does_not_import_the_planner() -> None:
     assert "H100-SXM" in out.stdout
 
 
+HEAVY = ("planner.plan", "ortools", "ray", "scipy", "numba", "pandas", "planner.sim.engine")
+"""What no verb's ``--help`` may import (each costs 0.1-0.6 s of every start; issue 22)."""
+
+
+@pytest.mark.parametrize("argv", [[v, "--help"] for v in sorted(VERBS)] + [
+    ["bench", b, "--help"] for b in ("traces", "perf", "replay", "plan", "startup")], ids=" ".join)
+def test_no_help_imports_the_solvers_the_simulator_or_ray(argv: list[str]) -> None:
+    """Every verb's help in a fresh interpreter leaves OR-Tools, Ray, scipy, numba and the planner unloaded
+    (a check on what is imported, not a timing: the machine is shared and noisy)."""
+    code = (f"import sys; from planner.cli.main import main; rc = main({argv!r}); "
+            f"heavy = [m for m in {HEAVY!r} if m in sys.modules]; print('HEAVY', heavy); sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         check=False, env={**os.environ, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stderr
+    assert "HEAVY []" in out.stdout
+
+
 def test_the_verb_list_needs_no_verb_module() -> None:
     """``fleetwise --help`` lists every verb with its summary from the table, importing none of them."""
     code = ("import sys; from planner.cli.main import main; rc = main(['--help']); "

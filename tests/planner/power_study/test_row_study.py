@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from planner.catalog import load_catalog
-from planner.contracts.power import PolcaParams
+from planner.contracts.power import DEFAULT_BASE_W, PolcaParams
 from planner.power_study.plan import PARETO_SCHEMA, Targets, replay_check
-from planner.power_study.row import DEFAULT_BASE_W, RowSpec
+from planner.power_study.row import RowSpec
 from planner.power_study.study import PowerStudy, run_study
 from solvers.power.dynamo import cap_for, dynamo_servers_for_cap
 from solvers.power.problem import SolveParams
