@@ -67,6 +67,9 @@ class TraceSource:
         label: what the pages call it.
         start_s: the span read starts here, seconds from the first arrival (None: the start).
         duration_s: the span's length (None: to the end; a ServeGen folder: its first hour).
+        selector, range_s, step_s: for ``prometheus`` (``path`` is the server's URL): the fleet's label
+            matchers, the Unix-time range and the grid step the trace is rebuilt from
+            (:func:`planner.live.reconstruct.trace_from_prometheus`).
     """
 
     kind: str
@@ -77,6 +80,9 @@ class TraceSource:
     label: str = "bundled default trace"
     start_s: float | None = None
     duration_s: float | None = None
+    selector: str = ""
+    range_s: tuple[float, float] | None = None
+    step_s: float = 15.0
 
 
 def default_source(name: str = "default") -> TraceSource:
@@ -92,6 +98,50 @@ def default_source(name: str = "default") -> TraceSource:
     if name == DEFAULT_NAME:
         return TraceSource(kind="default")
     return TraceSource(kind="default", path=name, label=f"bundled {name} scenario")
+
+
+PROMETHEUS_URLS_ENV = "FLEETWISE_PROMETHEUS_URLS"
+"""Prometheus servers (comma-separated base URLs) the dashboard may rebuild traces from; none by default:
+a dashboard reachable from a browser must not fetch whatever URL a visitor types."""
+
+
+def prometheus_urls(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The allowed Prometheus base URLs (``$FLEETWISE_PROMETHEUS_URLS``), without trailing slashes."""
+    env = os.environ if environ is None else environ
+    return tuple(u.strip().rstrip("/") for u in env.get(PROMETHEUS_URLS_ENV, "").split(",") if u.strip())
+
+
+def prometheus_source(url: str, range_text: str, *, step_s: float = 15.0, selector: str = "",
+                      allowed: Sequence[str], now_s: float) -> TraceSource:
+    """A trace rebuilt from a vLLM fleet's Prometheus history.
+
+    ``now`` in ``range_text`` is ``now_s`` rounded down to the step, so a page rerun a few seconds later
+    hits the cache instead of reading Prometheus again.
+
+    Raises:
+        InputError: a URL not in ``allowed``, a bad range or step.
+
+    >>> allowed = ("http://prom:9090",)
+    >>> try:
+    ...     prometheus_source("http://evil:9090", "now-1h,now", allowed=allowed, now_s=0.0)
+    ... except InputError as exc:
+    ...     print(str(exc).split(" (")[0])
+    http://evil:9090: not one of the dashboard's Prometheus servers
+    >>> prometheus_source("http://prom:9090/", "now-1h,now", allowed=allowed, now_s=7265.0).range_s
+    (3660.0, 7260.0)
+    """
+    from planner.live.time_range import parse_range
+
+    base = url.strip().rstrip("/")
+    if base not in allowed:
+        raise InputError("not one of the dashboard's Prometheus servers", path=base,
+                         expected=("one of " + ", ".join(allowed)) if allowed
+                         else f"a server listed in {PROMETHEUS_URLS_ENV} (none is)")
+    if not (math.isfinite(step_s) and step_s > 0):
+        raise InputError(f"step {step_s:g}", field="step", expected="a positive number of seconds")
+    start, end = parse_range(range_text, math.floor(now_s / step_s) * step_s)
+    return TraceSource(kind="prometheus", path=base, label=f"rebuilt from {base}", selector=selector.strip(),
+                       range_s=(start, end), step_s=step_s)
 
 
 DATA_ROOTS_ENV = "FLEETWISE_DATA_ROOTS"
@@ -205,6 +255,10 @@ def load_source(src: TraceSource) -> RequestTrace:
     """
     from traces.default import DEFAULT_NAME, load_trace_arg
 
+    if src.kind == "prometheus" and src.range_s is not None:
+        from planner.live.reconstruct import trace_from_prometheus
+
+        return trace_from_prometheus(src.path, *src.range_s, step_s=src.step_s, selector=src.selector)[0]
     name = (src.path or DEFAULT_NAME) if src.kind == "default" else src.path
     return load_trace_arg(name, format=src.format, start_s=src.start_s, duration_s=src.duration_s)
 

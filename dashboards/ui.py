@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -75,7 +76,8 @@ def upload_dir() -> Path:
     link where an upload will be written."""
     return Path(tempfile.mkdtemp(prefix="fleetwise-uploads-"))
 
-SOURCE_CHOICES: tuple[str, ...] = ("Bundled default", "Bundled fleet day", "File path", "Upload")
+SOURCE_CHOICES: tuple[str, ...] = (
+    "Bundled default", "Bundled fleet day", "File path", "Upload", "Prometheus")
 
 
 def _sidebar(pages: list[str]) -> tuple[PageName, Inputs]:
@@ -92,10 +94,11 @@ def _sidebar(pages: list[str]) -> tuple[PageName, Inputs]:
         key="source",
         horizontal=True,
         help="The bundled synthetic hour, the generated fleet-scale day (70B-class load), a file on this "
-        "machine, or an upload.",
+        "machine, an upload, or a trace rebuilt from a vLLM fleet's Prometheus metrics.",
     )
     fmt_name = st.sidebar.selectbox(
-        "Format", ("auto-detect", *FORMATS), key="format", disabled=choice in SOURCE_CHOICES[:2]
+        "Format", ("auto-detect", *FORMATS), key="format",
+        disabled=choice in (*SOURCE_CHOICES[:2], SOURCE_CHOICES[4]),
     )
     fmt = None if fmt_name == "auto-detect" else fmt_name
     source: sc.TraceSource | None = None
@@ -116,6 +119,23 @@ def _sidebar(pages: list[str]) -> tuple[PageName, Inputs]:
                 source = sc.file_source(path.strip(), format=fmt, roots=sc.data_roots())
             else:
                 error = "Enter the path of a trace file or ServeGen folder in the sidebar."
+        elif choice == SOURCE_CHOICES[4]:
+            allowed = sc.prometheus_urls()
+            url = st.sidebar.selectbox(
+                "Prometheus", allowed or ("none allowed",), key="prom_url", disabled=not allowed,
+                help=f"The servers listed in {sc.PROMETHEUS_URLS_ENV} (comma-separated base URLs).",
+            )
+            rng = st.sidebar.text_input(
+                "Range", value="now-1h,now", key="prom_range",
+                help="START,END: Unix seconds, ISO 8601 with a zone, or now-6h.",
+            )
+            step = st.sidebar.number_input("Step, s", min_value=1.0, value=15.0, step=5.0, key="prom_step")
+            sel = st.sidebar.text_input(
+                "Selector", value="", key="prom_selector", placeholder='{model_name="llama"}',
+                help="PromQL label matchers of the fleet's vLLM series (empty: every vLLM series).",
+            )
+            source = sc.prometheus_source(str(url), rng, step_s=float(step), selector=sel,
+                                          allowed=allowed, now_s=time.time())
         else:
             up = st.sidebar.file_uploader(
                 "Trace file",

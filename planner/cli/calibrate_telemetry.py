@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from planner.cli.console import Col, fitted_table, table_console
-from planner.cli.traces_prometheus import parse_range
+from planner.live.time_range import parse_range
 
 ERROR_KEYS = ("ttft_mean", "ttft_p50", "ttft_p90", "itl_mean", "itl_p50", "itl_p90")
 

@@ -68,24 +68,22 @@ def serve_metrics_cmd(
 
 
 def parse_instant(text: str | None) -> float | None:
-    """Unix seconds of an ISO 8601 instant (UTC when it names no zone).
+    """Unix seconds of ``--plan-start`` (:func:`planner.live.time_range.parse_instant`: ISO 8601, UTC when it
+    names no zone, Unix seconds or now-1h).
 
     Raises:
-        InputError: text that is not an ISO 8601 date and time.
+        InputError: text that is none of those.
 
     >>> parse_instant("2026-12-07T00:00:00Z"), parse_instant("2026-12-07T01:00:00+01:00"), parse_instant(None)
     (1796601600.0, 1796601600.0, None)
     """
     if text is None:
         return None
-    from datetime import UTC, datetime
+    import time
 
-    try:
-        at = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise InputError(f"not a date and time: {text!r}", field="--plan-start",
-                         expected="ISO 8601, e.g. 2026-12-07T00:00:00Z") from None
-    return (at if at.tzinfo is not None else at.replace(tzinfo=UTC)).timestamp()
+    from planner.live.time_range import parse_instant as instant
+
+    return instant(text, time.time(), field="--plan-start")
 
 
 def register(app: typer.Typer) -> None:
