@@ -1,4 +1,5 @@
-"""``pools.yaml``: which vLLM pools the live autoscaler reads, with which policy, within which bounds.
+"""``pools.yaml``: which serving pools (vLLM, SGLang, trtllm-serve) the live autoscaler reads, with which
+policy, within which bounds.
 
 Validated at the boundary with pydantic (unknown keys rejected with their path), then frozen into
 :class:`LiveConfig` / :class:`PoolSpec`, which hold the bound policy function so the controller never looks
@@ -20,6 +21,10 @@ Example file::
         max_replicas: 16
         max_step_up: 4
         max_step_down: 1
+      reasoning:
+        engine: sglang           # read SGLang's series (sglang:num_running_reqs, ...); also trtllm
+        selector: {model_name: Qwen/Qwen3-32B}
+        max_replicas: 8
 
 >>> cfg = parse_config({"pools": {"chat": {"selector": {"model_name": "m"}, "max_replicas": 4}}}, source="x")
 >>> cfg.pools[0].name, cfg.pools[0].min_replicas, cfg.pools[0].max_replicas, cfg.pools[0].policy_name
@@ -48,6 +53,7 @@ from pydantic import (
 
 from planner.autoscale.context import POLICIES, PolicyName
 from planner.contracts.scaling import PolicyFn
+from planner.live.engines import Engine
 from traces.errors import InputError
 
 _LABEL = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -66,6 +72,8 @@ class PoolModel(_Strict):
     model: str = Field("", description="model label of fleetwise_desired_replicas")
     gpu: str = Field("", description="GPU label of fleetwise_desired_replicas")
     replica_label: str = Field("pod", description="label that tells replicas apart (pod or replica)")
+    engine: Engine = Field(Engine.VLLM, description="serving engine whose series the pool exports: vllm, "
+                           "sglang or trtllm (trtllm: the inference-extension gauges only)")
     policy: PolicyName = Field(PolicyName.TARGET_TRACKING,
                                description="autoscaling policy, as in the simulator")
     params: dict[str, Any] = Field(default_factory=dict, description="the policy's parameters")
@@ -133,6 +141,7 @@ class PoolSpec:
         name, role, model, gpu: labels of the exported series.
         selector: label matchers of the pool's vLLM series.
         replica_label: the label that tells replicas apart.
+        engine: the serving engine (:class:`planner.live.engines.Engine` value), naming the series read.
         policy_name: the policy's registry name.
         policy: the bound policy function (``POLICIES[name]`` with ``params=``).
         min_replicas, max_replicas: hard bounds applied after the policy.
@@ -155,6 +164,7 @@ class PoolSpec:
     replicas_query: str | None = None
     pending_query: str | None = None
     ready_query: str | None = None
+    engine: str = "vllm"
 
 
 @dataclass(frozen=True)
@@ -245,7 +255,7 @@ def parse_config(data: object, *, source: str) -> LiveConfig:
                  replica_label=p.replica_label, policy_name=p.policy.value, policy=_bind(name, p, source),
                  min_replicas=p.min_replicas, max_replicas=p.max_replicas, max_step_up=p.max_step_up,
                  max_step_down=p.max_step_down, replicas_query=p.replicas_query, ready_query=p.ready_query,
-                 pending_query=p.pending_query)
+                 pending_query=p.pending_query, engine=p.engine.value)
         for name, p in m.pools.items())
     return LiveConfig(scrape_interval_s=m.scrape_interval_s, stale_after_scrapes=m.stale_after_scrapes,
                       interval_s=m.interval_s, pools=pools,

@@ -32,17 +32,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from planner.live.config import PoolSpec
+from planner.live.engines import ENGINE_METRICS, Engine
 from traces.errors import InputError
 
-KV_NAMES: tuple[str, str] = ("vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc")
-"""New and old name of the KV-cache usage gauge (0..1)."""
-ITL_NAMES: tuple[str, str] = ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds")
-"""New and old name of the inter-token latency histogram."""
-TTFT_NAME = "vllm:time_to_first_token_seconds"
-RUNNING = "vllm:num_requests_running"
-WAITING = "vllm:num_requests_waiting"
-PROMPT_TOKENS = "vllm:prompt_tokens_total"
-GENERATION_TOKENS = "vllm:generation_tokens_total"
+_VLLM = ENGINE_METRICS[Engine.VLLM]
+KV_NAMES: tuple[str, ...] = _VLLM.kv
+"""New and old name of vLLM's KV-cache usage gauge (0..1)."""
+ITL_NAMES: tuple[str, ...] = _VLLM.itl
+"""New and old name of vLLM's inter-token latency histogram."""
+TTFT_NAME = _VLLM.ttft[0]
+RUNNING = _VLLM.running
+WAITING = _VLLM.waiting
+PROMPT_TOKENS = _VLLM.prompt_tokens
+GENERATION_TOKENS = _VLLM.generation_tokens
 
 REQUEST_PROMPT = "vllm:request_prompt_tokens"
 """Histogram of prompt lengths, observed when a request finishes."""
@@ -236,7 +238,7 @@ class PoolReading:
     ready_replicas: float | None = None
 
 
-def _hist(client: PromClient, base: tuple[str, str] | str, sel: str, label: str, key: str,
+def _hist(client: PromClient, base: tuple[str, ...] | str, sel: str, label: str, key: str,
           out: list[tuple[str, str, float]]) -> tuple[float, ...]:
     """Bucket, sum and count counters of one histogram (old/new names joined by ``or``) per pod."""
     names = (base,) if isinstance(base, str) else base
@@ -257,7 +259,7 @@ def _hist(client: PromClient, base: tuple[str, str] | str, sel: str, label: str,
 
 
 def read_pool(client: PromClient, pool: PoolSpec) -> PoolReading:
-    """Read one pool's vLLM series from Prometheus.
+    """Read one pool's series from Prometheus, under its engine's names (:mod:`planner.live.engines`).
 
     Raises:
         PromQueryError: Prometheus unreachable or a query refused.
@@ -266,24 +268,29 @@ def read_pool(client: PromClient, pool: PoolSpec) -> PoolReading:
     lab = pool.replica_label
     # One query for every gauge: one evaluation, so a replica that comes or goes between two queries cannot
     # look like a replica with a missing series.
-    wanted = "|".join(re.escape(n) for n in (RUNNING, WAITING, *KV_NAMES))
+    m = ENGINE_METRICS[Engine(pool.engine)]
+    wanted = "|".join(re.escape(n) for n in (m.running, m.waiting, *m.kv))
     gauges = client.query("{" + f'__name__=~"{wanted}",' + selector_text(pool.selector)[1:])
     by_name: dict[str, dict[str, float]] = {}
     for s in gauges:
         by_name.setdefault(s.label("__name__"), {})[s.label(lab)] = s.value
-    running = by_name.get(RUNNING, {})
-    wait = by_name.get(WAITING, {})
-    kv = {**by_name.get(KV_NAMES[1], {}), **by_name.get(KV_NAMES[0], {})}  # the new name wins
-    run = [s for s in gauges if s.label("__name__") == RUNNING]
-    stamps = client.query(f"timestamp({RUNNING}{sel})")
+    running = by_name.get(m.running, {})
+    wait = by_name.get(m.waiting, {})
+    kv: dict[str, float] = {}
+    for name in reversed(m.kv):  # the first (newer) name wins per replica
+        kv.update(by_name.get(name, {}))
+    run = [s for s in gauges if s.label("__name__") == m.running]
+    stamps = client.query(f"timestamp({m.running}{sel})")
     pods = tuple(sorted(running))
     counters: list[tuple[str, str, float]] = []
-    for key, name in (("prompt_tokens", PROMPT_TOKENS), ("generation_tokens", GENERATION_TOKENS)):
+    for key, name in (("prompt_tokens", m.prompt_tokens), ("generation_tokens", m.generation_tokens)):
+        if not name:
+            continue
         for s in client.query(f"sum by ({lab}) ({name}{sel})"):
             counters.append((key, s.label(lab), s.value))
-    ttft_b = _hist(client, TTFT_NAME, sel, lab, "ttft", counters)
-    itl_b = _hist(client, ITL_NAMES, sel, lab, "itl", counters)
-    names = tuple(n for n in KV_NAMES if n in by_name)
+    ttft_b = _hist(client, m.ttft, sel, lab, "ttft", counters) if m.ttft else ()
+    itl_b = _hist(client, m.itl, sel, lab, "itl", counters) if m.itl else ()
+    names = tuple(n for n in m.kv if n in by_name)
     spec = None
     if pool.replicas_query:
         r = client.query(pool.replicas_query)

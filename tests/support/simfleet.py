@@ -12,6 +12,7 @@ least one replica (the replay's bounds start at 1). Prometheus scrapes it like a
   histograms ``vllm:time_to_first_token_seconds`` and ``vllm:inter_token_latency_seconds`` (or the old
   ``vllm:time_per_output_token_seconds``) with ``_bucket``/``_sum``/``_count`` and the bounds of
   :data:`planner.sim.config.VLLM_TTFT_BUCKETS_S` / :data:`~planner.sim.config.VLLM_ITL_BUCKETS_S`.
+  ``FleetConfig.names`` renames them as SGLang or trtllm-serve would (:mod:`planner.live.engines`).
 * A replica that starts gets a new pod name (``sim-<instance>``), and its counters start at 0; a replica
   that drains or is still loading exposes nothing (vLLM serves ``/metrics`` only while its server is up).
 
@@ -39,6 +40,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
+from planner.live.engines import ENGINE_METRICS, Engine
 from planner.live.names import DESIRED_REPLICAS
 from planner.perf.api import ReplicaPerf
 from planner.sim import engine as E  # noqa: N812 (field constants read as E.P_*)
@@ -127,6 +129,8 @@ class FleetConfig:
         engine: per-replica scheduler limits.
         seed: seeds the cold-start draws.
         legacy_names: expose vLLM's old names (``gpu_cache_usage_perc``, ``time_per_output_token_seconds``).
+        names: whose names the series carry (:data:`planner.live.engines.ENGINE_METRICS`: ``vllm``,
+            ``sglang``, ``trtllm``; an engine without counters or histograms exposes the gauges only).
     """
 
     model_name: str = "sim-model"
@@ -136,6 +140,7 @@ class FleetConfig:
     engine: EngineConfig = field(default_factory=EngineConfig)
     seed: int = 0
     legacy_names: bool = False
+    names: str = "vllm"
 
 
 class SimFleet:
@@ -264,10 +269,11 @@ class SimFleet:
         ids = np.array([r.slot_inst[s].inst for s in ready], dtype=np.int64)  # type: ignore[union-attr]
         pods = [f"sim-{int(i)}" for i in ids]
         kv_use = eng.kv_usage()
-        run = GaugeMetricFamily("vllm:num_requests_running", "Requests in the model's batch.", labels=lab)
-        wait = GaugeMetricFamily("vllm:num_requests_waiting", "Requests waiting to be scheduled.", labels=lab)
-        kv = GaugeMetricFamily("vllm:gpu_cache_usage_perc" if legacy else "vllm:kv_cache_usage_perc",
-                               "KV-cache usage, 0..1.", labels=lab)
+        names = ENGINE_METRICS[Engine(self.config.names)]
+        pick = 1 if legacy and len(names.kv) > 1 else 0
+        run = GaugeMetricFamily(names.running, "Requests in the model's batch.", labels=lab)
+        wait = GaugeMetricFamily(names.waiting, "Requests waiting to be scheduled.", labels=lab)
+        kv = GaugeMetricFamily(names.kv[pick], "KV-cache usage, 0..1.", labels=lab)
         for s, pod in zip(ready, pods, strict=True):
             run.add_metric([model, pod], float(pi[s, E.P_NRUN]))
             wait.add_metric([model, pod], float(pi[s, E.P_NWAIT]))
@@ -280,25 +286,31 @@ class SimFleet:
         gen = np.bincount(rp, weights=self._generated()[routed].astype(np.float64), minlength=npods)
         done = np.bincount(rp, weights=(rq[routed, E.R_PHASE] == E.PH_DONE).astype(np.float64),
                            minlength=npods)
-        for name, help_, vals in (("vllm:prompt_tokens", "Prefill tokens processed.", prompt),
-                                  ("vllm:generation_tokens", "Generation tokens processed.", gen),
-                                  ("vllm:request_success", "Requests finished.", done)):
-            c = CounterMetricFamily(name, help_, labels=lab)
+        counters = [(names.prompt_tokens, "Prefill tokens processed.", prompt),
+                    (names.generation_tokens, "Generation tokens processed.", gen)]
+        if self.config.names == "vllm":
+            counters.append(("vllm:request_success_total", "Requests finished.", done))
+        for total, help_, vals in counters:
+            if not total:
+                continue
+            c = CounterMetricFamily(total.removesuffix("_total"), help_, labels=lab)
             for pid, pod in zip(ids, pods, strict=True):
                 c.add_metric([model, pod], float(vals[pid]))
             out.append(c)
         first = rf[:, E.F_FIRST]
         has_first = routed & ~np.isnan(first)
         ttft = first[has_first] - eng.arr[has_first]
-        out.append(self._histogram("vllm:time_to_first_token_seconds", "Time to first token, s.",
-                                   self._tb, self._req_pod[has_first], ttft, np.ones(ttft.size), ids, pods))
+        if names.ttft:
+            out.append(self._histogram(names.ttft[0], "Time to first token, s.", self._tb,
+                                       self._req_pod[has_first], ttft, np.ones(ttft.size), ids, pods))
         finish = rf[:, E.F_FINISH]
         fin = routed & ~np.isnan(finish) & (eng.out > 1) & ~np.isnan(first)
         steps = (eng.out[fin] - 1).astype(np.float64)
         mean_itl = (finish[fin] - first[fin]) / steps
-        out.append(self._histogram(
-            "vllm:time_per_output_token_seconds" if legacy else "vllm:inter_token_latency_seconds",
-            "Time between output tokens, s.", self._ib, self._req_pod[fin], mean_itl, steps, ids, pods))
+        if names.itl:
+            out.append(self._histogram(
+                names.itl[min(pick, len(names.itl) - 1)], "Time between output tokens, s.", self._ib,
+                self._req_pod[fin], mean_itl, steps, ids, pods))
         return out
 
     def _histogram(self, name: str, help_: str, bounds: np.ndarray, pod_of: np.ndarray, x: np.ndarray,

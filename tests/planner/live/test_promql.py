@@ -20,12 +20,12 @@ from planner.perf import build_replica_perf
 from tests.support.simfleet import FleetConfig, SimFleet, Workload, fleet_registry, serve_text
 
 
-def _fleet(model: str, legacy: bool) -> SimFleet:
-    """The same simulated fleet (same seed, same time) under either naming, frozen at t = 60 s."""
+def _fleet(model: str, legacy: bool, engine: str = "vllm") -> SimFleet:
+    """The same simulated fleet (same seed, same time) under any naming, frozen at t = 60 s."""
     cat = load_catalog()
     w = Workload.from_steps(((0.0, 12.0),), 120.0, input_tokens=800, output_tokens=150, seed=3)
     f = SimFleet(w, build_replica_perf(cat.model("Llama-3.1-8B"), cat.gpu("H100-SXM")),
-                 config=FleetConfig(model_name=model, initial_replicas=3, legacy_names=legacy))
+                 config=FleetConfig(model_name=model, initial_replicas=3, legacy_names=legacy, names=engine))
     f.advance(60.0)
     return f
 
@@ -35,8 +35,9 @@ def scraped(prometheus_module: Any) -> Iterator[tuple[str, PromClient]]:
     prometheus = prometheus_module
     servers = []
     targets = []
-    for model, legacy in (("new", False), ("old", True)):
-        srv, _ = serve_text(fleet_registry(_fleet(model, legacy)), port=0)
+    for model, legacy, engine in (("new", False, "vllm"), ("old", True, "vllm"), ("sg", False, "sglang"),
+                                  ("trt", False, "trtllm")):
+        srv, _ = serve_text(fleet_registry(_fleet(model, legacy, engine)), port=0)
         servers.append(srv)
         targets.append(f"127.0.0.1:{srv.server_port}")
     prometheus.reload({"vllm": targets})
@@ -44,7 +45,9 @@ def scraped(prometheus_module: Any) -> Iterator[tuple[str, PromClient]]:
     try:
         end = time.monotonic() + 30
         while not (len(client.query("vllm:num_requests_running")) == 6
-                   and len(client.query("vllm:gpu_cache_usage_perc")) == 3):
+                   and len(client.query("vllm:gpu_cache_usage_perc")) == 3
+                   and len(client.query("sglang:num_running_reqs")) == 3
+                   and len(client.query("trtllm_num_requests_running")) == 3):
             if time.monotonic() > end:
                 pytest.fail("Prometheus did not scrape both targets in 30 s")
             time.sleep(0.2)
@@ -54,10 +57,27 @@ def scraped(prometheus_module: Any) -> Iterator[tuple[str, PromClient]]:
             s.shutdown()
 
 
-def _pool(model: str) -> Any:
+def _pool(model: str, engine: str = "vllm") -> Any:
     return parse_config({"scrape_interval_s": 1, "interval_s": 1, "pools": {
-        model: {"selector": {"model_name": model}, "max_replicas": 10,
+        model: {"selector": {"model_name": model}, "max_replicas": 10, "engine": engine,
                 "params": {"target_running_per_replica": 8}}}}, source="test").pools[0]
+
+
+def test_sglang_and_trtllm_pools_read_as_vllm_does(scraped: tuple[str, PromClient]) -> None:
+    """The same fleet under SGLang's names reads the same; under trtllm-serve's, its gauges do (the
+    inference-extension contract names no counters for it), and the controller decides the same."""
+    _, client = scraped
+    vllm = read_pool(client, _pool("new"))
+    sg = read_pool(client, _pool("sg", "sglang"))
+    trt = read_pool(client, _pool("trt", "trtllm"))
+    for other in (sg, trt):
+        assert other.pods == vllm.pods and other.running == vllm.running and other.waiting == vllm.waiting
+        assert other.kv_cache_usage_perc == vllm.kv_cache_usage_perc
+    assert sorted(sg.counters) == sorted(vllm.counters) and sg.names == ("sglang:token_usage",)
+    assert trt.counters == () and trt.ttft_buckets_s == ()
+    decide = [step(PoolState(), r, r.eval_s, pool=_pool(m, e), stale_after_s=3.0)[1].desired
+              for r, m, e in ((vllm, "new", "vllm"), (sg, "sg", "sglang"), (trt, "trt", "trtllm"))]
+    assert decide[0] is not None and decide == [decide[0]] * 3
 
 
 def test_old_and_new_names_read_the_same(scraped: tuple[str, PromClient]) -> None:
