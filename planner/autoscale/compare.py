@@ -251,6 +251,7 @@ def compare_autoscalers(
     on_policy: Callable[[str], None] | None = None,
     done: Mapping[str, LoopResult] | None = None,
     on_result: Callable[[str, LoopResult], None] | None = None,
+    extra: Mapping[str, PolicyFn] | None = None,
 ) -> Comparison:
     """Replay ``trace`` once per policy and collect GPU-hours, SLO attainment and scaling activity.
 
@@ -263,6 +264,8 @@ def compare_autoscalers(
         done: policies already replayed by an earlier, interrupted run of the same comparison
             (:mod:`planner.autoscale.checkpoint`): taken as they are, not replayed again.
         on_result: called with each policy's name and result as soon as its replay ends.
+        extra: more policies by row name, bound as they are (a user's own controller read from its
+            manifest: :mod:`planner.autoscale.manifests`).
 
     Returns:
         Per-policy :class:`LoopResult` plus the replica capacity they were tuned with.
@@ -288,6 +291,7 @@ def compare_autoscalers(
                       tick_s=cfg.tick_s, cold_start=cfg.cold_start, engine=cfg.engine, slo=cfg.slo,
                       seed=cfg.seed)
     fns = build_policies(policies, perf=perf, cap=cap, table=table, config=cfg)
+    fns.update(extra or {})
     need = need_series(trace, table, bin_s=NEED_BIN_S)
     for f in cfg.hindsight_factors:
         fns[f"{HINDSIGHT}@{f:g}"] = functools.partial(hindsight, params=hindsight_params(

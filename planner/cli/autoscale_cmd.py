@@ -104,6 +104,10 @@ def autoscale_compare_cmd(
     gpu: Annotated[str, typer.Option(help="catalog GPU key")] = "H100-SXM",
     tp: Annotated[int, typer.Option(help="tensor-parallel degree per replica")] = 1,
     policies: Annotated[str, typer.Option(help="comma-separated policies")] = DEFAULT_POLICY_LIST,
+    policy_from: Annotated[list[Path] | None, typer.Option(
+        "--policy-from", help="also replay your own controller: a KEDA ScaledObject or autoscaling/v2 HPA "
+        "manifest (its thresholds, windows and rate limits exactly; repeatable), as rows keda:NAME / "
+        "hpa:NAME")] = None,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms")] = 2000.0,
     slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms")] = 100.0,
     cold_start: Annotated[ColdStartShape, typer.Option(
@@ -192,6 +196,9 @@ def autoscale_compare_cmd(
         raise InputError(f"bad value {mpc_season_s}", field="--mpc-season-s", expected="seconds >= 0")
     names = _policies(policies)
     factors = _factors(bounds)
+    from planner.autoscale.manifests import load_policy
+
+    own = [load_policy(p) for p in policy_from or []]
     mpc_params = MPCParams()
     if workload is not None:
         spec = WORKLOADS[workload]
@@ -231,7 +238,8 @@ def autoscale_compare_cmd(
     ckpt = None
     done: dict[str, LoopResult] = {}
     if out is not None:  # an interrupted run resumes from the policies it finished
-        key = comparison_key(cfg, names, model, gpu, tp, engine, tr.num_requests,
+        key = comparison_key(cfg, names, [(m.name, m.params) for m in own], model, gpu, tp, engine,
+                             tr.num_requests,
                              float(tr.df["arrival_s"].sum()), int(tr.df["input_tokens"].sum()),
                              int(tr.df["output_tokens"].sum()))
         ckpt = PolicyCheckpoint.beside(out, key)
@@ -242,7 +250,8 @@ def autoscale_compare_cmd(
     with console.status("replaying...") as status:
         cmp = compare_autoscalers(tr, perf, policies=names, config=cfg, done=done,
                                   on_policy=lambda n: status.update(f"replaying with {n}..."),
-                                  on_result=None if ckpt is None else ckpt.save)
+                                  on_result=None if ckpt is None else ckpt.save,
+                                  extra={m.name: m.policy() for m in own})
     if match and PolicyName.MPC in names:
         with console.status("re-running baselines with generous targets..."):
             extra = match_attainment(tr, perf, cmp, config=cfg, policies=[

@@ -1,0 +1,250 @@
+"""The user's own controller settings: a KEDA ``ScaledObject`` or an ``autoscaling/v2``
+``HorizontalPodAutoscaler`` read from its manifest and replayed as that exact policy
+(``fleetwise autoscale-compare --policy-from FILE``).
+
+Why: the comparison's HPA and KEDA rows use published defaults and a target derived from the replica's
+capacity; an operator wants to know what *their* thresholds, windows and rate limits cost and miss on
+their traffic, beside what fleetwise's policy would do. Fields follow the published schemas (KEDA
+``keda.sh/v1alpha1`` ScaledObject, Kubernetes ``autoscaling/v2``); what the replay cannot reproduce (a
+trigger other than Prometheus, a query over series the simulator does not expose, a metric type other than
+``AverageValue``) is refused with the field named, never guessed.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from planner.autoscale.hpa import (
+    DEFAULT_SCALE_DOWN,
+    DEFAULT_SCALE_UP,
+    HPAParams,
+    MetricSource,
+    MetricTarget,
+    PolicyType,
+    RatePolicy,
+    ScalingRules,
+    SelectPolicy,
+    VllmMetric,
+    hpa,
+)
+from planner.autoscale.keda import KEDAParams, PromQuery, keda
+from planner.contracts.scaling import PolicyFn
+from traces.errors import InputError
+
+
+@dataclass(frozen=True)
+class ManifestPolicy:
+    """A controller read from a manifest: its row name in the comparison, and the bound policy."""
+
+    name: str
+    params: KEDAParams | HPAParams
+
+    def policy(self) -> PolicyFn:
+        """The policy function with these parameters."""
+        if isinstance(self.params, KEDAParams):
+            return functools.partial(keda, params=self.params)
+        return functools.partial(hpa, params=self.params)
+
+
+_SUFFIX = {"m": 1e-3, "": 1.0, "k": 1e3, "M": 1e6, "G": 1e9}
+
+
+def quantity(value: object, *, path: str, field: str) -> float:
+    """A Kubernetes quantity (``32``, ``500m``, ``2k``) or a number.
+
+    >>> quantity("500m", path="x", field="f"), quantity(32, path="x", field="f")
+    (0.5, 32.0)
+    """
+    text = str(value).strip()
+    m = re.fullmatch(r"([0-9]*\.?[0-9]+)([mkMG]?)", text)
+    if m is None:
+        raise InputError(
+            f"{text!r} is not a quantity",
+            path=path,
+            field=field,
+            expected="a number or a Kubernetes quantity such as 500m or 32",
+        )
+    return float(m.group(1)) * _SUFFIX[m.group(2)]
+
+
+def _vllm_metric(name: str, *, path: str, field: str) -> VllmMetric:
+    """The simulated vLLM series a metric name or PromQL query reads."""
+    run = "num_requests_running" in name
+    wait = "num_requests_waiting" in name
+    if run and wait:
+        return VllmMetric.IN_SYSTEM
+    if run:
+        return VllmMetric.RUNNING
+    if wait:
+        return VllmMetric.WAITING
+    if "kv_cache_usage" in name or "gpu_cache_usage" in name:
+        return VllmMetric.KV_CACHE
+    raise InputError(
+        f"{name!r} reads no series the replay has",
+        path=path,
+        field=field,
+        expected="vLLM's num_requests_running, num_requests_waiting (or their sum) or kv_cache_usage_perc",
+    )
+
+
+def _rules(doc: Mapping[str, Any] | None, default: ScalingRules, *, path: str, field: str) -> ScalingRules:
+    if not doc:
+        return default
+    policies = (
+        tuple(
+            RatePolicy(PolicyType(p["type"]), int(p["value"]), float(p["periodSeconds"]))
+            for p in doc.get("policies", ())
+        )
+        or default.policies
+    )
+    try:
+        select = SelectPolicy(doc.get("selectPolicy", "Max"))
+    except ValueError:
+        raise InputError(
+            f"selectPolicy {doc.get('selectPolicy')!r}",
+            path=path,
+            field=f"{field}.selectPolicy",
+            expected="Max, Min or Disabled",
+        ) from None
+    window = float(doc.get("stabilizationWindowSeconds", default.stabilization_window_s))
+    tol = doc.get("tolerance")
+    return ScalingRules(
+        stabilization_window_s=window,
+        policies=policies,
+        select_policy=select,
+        tolerance=default.tolerance if tol is None else quantity(tol, path=path, field=field),
+    )
+
+
+def _behavior(doc: Mapping[str, Any] | None, *, path: str, field: str) -> tuple[ScalingRules, ScalingRules]:
+    b = doc or {}
+    return (
+        _rules(b.get("scaleUp"), DEFAULT_SCALE_UP, path=path, field=f"{field}.scaleUp"),
+        _rules(b.get("scaleDown"), DEFAULT_SCALE_DOWN, path=path, field=f"{field}.scaleDown"),
+    )
+
+
+def _scaled_object(doc: Mapping[str, Any], path: str) -> ManifestPolicy:
+    spec = doc.get("spec") or {}
+    triggers = [t for t in spec.get("triggers", ()) if t.get("type") == "prometheus"]
+    if not triggers:
+        raise InputError(
+            "no prometheus trigger",
+            path=path,
+            field="spec.triggers",
+            expected="a trigger of type prometheus (the one the replay can evaluate)",
+        )
+    meta = triggers[0].get("metadata") or {}
+    metric = _vllm_metric(str(meta.get("query", "")), path=path, field="spec.triggers[0].metadata.query")
+    if metric not in (VllmMetric.IN_SYSTEM, VllmMetric.WAITING):
+        raise InputError(
+            f"a {metric.value} query",
+            path=path,
+            field="spec.triggers[0].metadata.query",
+            expected="the sum of running and waiting requests, or of waiting requests",
+        )
+    up, down = _behavior(
+        ((spec.get("advanced") or {}).get("horizontalPodAutoscalerConfig") or {}).get("behavior"),
+        path=path,
+        field="spec.advanced.horizontalPodAutoscalerConfig.behavior",
+    )
+    params = KEDAParams(
+        query=PromQuery.SUM_IN_SYSTEM if metric is VllmMetric.IN_SYSTEM else PromQuery.SUM_WAITING,
+        threshold=quantity(meta.get("threshold", ""), path=path, field="spec.triggers[0].metadata.threshold"),
+        activation_threshold=quantity(
+            meta.get("activationThreshold", 0),
+            path=path,
+            field="spec.triggers[0].metadata.activationThreshold",
+        ),
+        polling_interval_s=float(spec.get("pollingInterval", 30)),
+        cooldown_period_s=float(spec.get("cooldownPeriod", 300)),
+        initial_cooldown_period_s=float(spec.get("initialCooldownPeriod", 0)),
+        min_replica_count=int(spec.get("minReplicaCount", 0)),
+        max_replica_count=int(spec.get("maxReplicaCount", 100)),
+        scale_up=up,
+        scale_down=down,
+    )
+    return ManifestPolicy(f"keda:{(doc.get('metadata') or {}).get('name', Path(path).stem)}", params)
+
+
+def _hpa(doc: Mapping[str, Any], path: str) -> ManifestPolicy:
+    spec = doc.get("spec") or {}
+    metrics = []
+    for i, m in enumerate(spec.get("metrics", ())):
+        kind = m.get("type")
+        field = f"spec.metrics[{i}]"
+        if kind not in ("Pods", "External"):
+            raise InputError(
+                f"metric type {kind!r}",
+                path=path,
+                field=f"{field}.type",
+                expected="Pods or External (the replay has no CPU or memory)",
+            )
+        body = m.get(kind.lower()) or {}
+        target = body.get("target") or {}
+        if target.get("type", "AverageValue") != "AverageValue":
+            raise InputError(
+                f"target type {target.get('type')!r}",
+                path=path,
+                field=f"{field}.target.type",
+                expected="AverageValue",
+            )
+        name = str((body.get("metric") or {}).get("name", ""))
+        metrics.append(
+            MetricTarget(
+                _vllm_metric(name, path=path, field=f"{field}.metric.name"),
+                quantity(target.get("averageValue", ""), path=path, field=f"{field}.target.averageValue"),
+                MetricSource.PODS if kind == "Pods" else MetricSource.EXTERNAL,
+            )
+        )
+    if not metrics:
+        raise InputError("no metrics", path=path, field="spec.metrics", expected="at least one Pods metric")
+    up, down = _behavior(spec.get("behavior"), path=path, field="spec.behavior")
+    params = HPAParams(
+        metrics=tuple(metrics),
+        min_replicas=int(spec.get("minReplicas", 1)),
+        max_replicas=int(spec.get("maxReplicas", 100)),
+        scale_up=up,
+        scale_down=down,
+    )
+    return ManifestPolicy(f"hpa:{(doc.get('metadata') or {}).get('name', Path(path).stem)}", params)
+
+
+def load_policy(path: str | Path) -> ManifestPolicy:
+    """The first ScaledObject or HorizontalPodAutoscaler in a YAML file (more documents may follow).
+
+    Raises:
+        InputError: unreadable file, bad YAML, no such object, or a field the replay cannot reproduce.
+    """
+    p = str(path)
+    try:
+        docs = [d for d in yaml.safe_load_all(Path(path).read_text(encoding="utf-8")) if isinstance(d, dict)]
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=p) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"not YAML: {str(exc).splitlines()[0]}", path=p) from None
+    for d in docs:
+        try:
+            if d.get("kind") == "ScaledObject":
+                return _scaled_object(d, p)
+            if d.get("kind") == "HorizontalPodAutoscaler":
+                return _hpa(d, p)
+        except InputError:
+            raise
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(
+                f"malformed {d.get('kind')}: {exc}", path=p, field="spec", expected="the published schema"
+            ) from None
+    raise InputError(
+        "no ScaledObject or HorizontalPodAutoscaler",
+        path=p,
+        field="kind",
+        expected="a KEDA ScaledObject or an autoscaling/v2 HorizontalPodAutoscaler",
+    )
