@@ -89,6 +89,9 @@ def replay_cmd(
     calibration: Annotated[Path | None, typer.Option(
         help="folder written by fleetwise profile --engine vllm --out DIR: its engines/<engine>/<GPU>.json "
              "replaces the shipped profile of --engine")] = None,
+    correction: Annotated[Path | None, typer.Option(
+        help="a cluster's corrections (bandwidth, compute, time per step) fitted on its own metrics by "
+             "'fleetwise calibrate --prometheus-url ... --out FILE'")] = None,
     out: Annotated[Path | None, typer.Option(help="folder for Parquet tables and summary.json")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> int:
@@ -107,8 +110,11 @@ def replay_cmd(
         raise InputError("--out names an existing file", path=str(out),
                          expected="a folder (new or existing)")
     cat = load_catalog()
+    from planner.perf.cluster_correction import read_correction
+
+    fix = read_correction(correction) if correction is not None else None
     prof, cal, gpu_spec = engine_perf_inputs(engine, cat.gpu(gpu), profile_file=engine_profile,
-                                               calibration_dir=calibration)
+                                               calibration_dir=calibration, correction=fix)
     prec = resolve_precision(precision, cat.model(model))
     perf = build_replica_perf(cat.model(model), gpu_spec, Parallelism(tp=tp, pp=pp, ep=ep), calibration=cal,
                               expert_imbalance=expert_imbalance,  # dense models have no expert term
@@ -143,10 +149,22 @@ def replay_cmd(
     if out is not None:
         write_result(result, out)
     if as_json:
-        typer.echo(summary_json(result))
+        text = summary_json(result)
+        if fix is not None:  # say what the numbers rest on
+            import dataclasses
+            import json
+
+            doc = json.loads(text)
+            doc["cluster_correction"] = {"file": str(correction), **dataclasses.asdict(fix)}
+            text = json.dumps(doc, indent=2)
+        typer.echo(text)
     else:
         print_summary(result, Console(), title=f"{model} on {gpu} x{replicas} ({router.value})", out=out)
         Console().print(prof.describe())
+        if fix is not None:
+            Console().print(f"cluster correction from {correction}: bandwidth x{fix.bandwidth:.3f}, compute "
+                            f"x{fix.compute:.3f}, +{fix.step_add_s * 1e3:.2f} ms per step (fitted on that "
+                            "cluster's metrics; its back-test is in the file)", highlight=False)
     return 0
 
 

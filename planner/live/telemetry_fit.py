@@ -33,7 +33,7 @@ from planner.catalog.schema import GPUSpec, ModelSpec
 from planner.live.history import Histogram, TelemetryHistory
 from planner.live.reconstruct import reconstruct
 from planner.perf.api import Parallelism
-from planner.perf.calibration import Calibration
+from planner.perf.cluster_correction import Correction
 from planner.perf.engine_profile import engine_perf_inputs
 from planner.perf.model import build_replica_perf
 from planner.sim.config import EngineConfig, SimConfig
@@ -124,25 +124,6 @@ def _binned(
     return out
 
 
-@dataclass(frozen=True)
-class Correction:
-    """What a cluster differs by from the engine profile (1, 1, 0: no difference)."""
-
-    bandwidth: float = 1.0
-    compute: float = 1.0
-    step_add_s: float = 0.0
-
-    def apply(self, gpu: GPUSpec, cal: Calibration) -> tuple[GPUSpec, Calibration]:
-        """The GPU and calibration a replay of the corrected cluster uses."""
-        g = replace(
-            gpu,
-            hbm_tbps=gpu.hbm_tbps * self.bandwidth,
-            bf16_tflops=gpu.bf16_tflops * self.compute,
-            fp8_tflops=gpu.fp8_tflops * self.compute,
-        )
-        return g, replace(cal, step_s=cal.step_s + self.step_add_s)
-
-
 VLLM_DEFAULTS = EngineConfig(max_batched_tokens=8192, max_num_seqs=1024)
 """vLLM 0.26's scheduler defaults under its OpenAI server (the recorded runs' resolved configuration)."""
 
@@ -181,8 +162,7 @@ def predict(
 ) -> Latencies:
     """Replay ``trace`` (rebuilt from ``history``) on the corrected fleet; latencies of the requests whose
     first token came in an interval of ``mask`` (default all), quantiles read from the fleet's buckets."""
-    prof, cal, gpu = engine_perf_inputs(setup.engine, setup.gpu)
-    g, c = corr.apply(gpu, cal)
+    prof, c, g = engine_perf_inputs(setup.engine, setup.gpu, correction=corr)
     perf = build_replica_perf(
         setup.model,
         g,

@@ -39,6 +39,7 @@ from typing import Any
 
 from planner.catalog.schema import GPUSpec
 from planner.perf.calibration import AttentionCurve, Calibration, GemmCurve, PowerCoeffs, resolve_calibration
+from planner.perf.cluster_correction import Correction
 from traces.atomic import write_text_atomic
 from traces.errors import InputError
 
@@ -177,10 +178,11 @@ BARE = EngineProfile(
 
 def engine_perf_inputs(
     engine: str, gpu: GPUSpec, *, profile_file: str | Path | None = None,
-    calibration_dir: str | Path | None = None,
+    calibration_dir: str | Path | None = None, correction: Correction | None = None,
 ) -> tuple[EngineProfile, Calibration, GPUSpec]:
     """What a replay of ``engine`` on ``gpu`` needs: the profile, the calibration with it applied, and
-    the GPU spec with its idle power (the one place the CLI, reports and dashboard get them from).
+    the GPU spec with its idle power (the one place the CLI, reports and dashboard get them from), with a
+    cluster's ``correction`` (:mod:`planner.perf.cluster_correction`) applied when given.
 
     ``profile_file`` (a user's own profile) overrides everything; ``calibration_dir`` is the ``--out`` of
     ``fleetwise profile --engine vllm`` (its ``engines/<engine>/<GPU>.json`` is used when present).
@@ -193,7 +195,10 @@ def engine_perf_inputs(
     else:
         prof = load_engine_profile(engine, gpu.name)
     prof = prof.for_gpu(gpu)
-    return prof, prof.apply(resolve_calibration(gpu)), prof.gpu_spec(gpu)
+    cal, spec = prof.apply(resolve_calibration(gpu)), prof.gpu_spec(gpu)
+    if correction is not None:
+        spec, cal = correction.apply(spec, cal)
+    return prof, cal, spec
 
 
 def engines_dir() -> Path:

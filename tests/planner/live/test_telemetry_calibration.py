@@ -103,3 +103,18 @@ def test_cli_fits_backtests_and_writes_the_corrections(tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     assert doc["replicas"] == 1 and doc["backtest"]["calibrated"]["itl_p50"] is not None
     assert set(doc["correction"]) == {"bandwidth", "compute", "step_add_s"}
+    # the file carries the cluster into a replay, which says so
+    runs = []
+    for extra in ([], ["--correction", str(out)]):
+        r = subprocess.run(
+            [str(script), "replay", "--duration-s", "300", "--json", *extra],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        assert r.returncode == 0, r.stderr
+        runs.append(json.loads(r.stdout))
+    plain, corrected = runs
+    assert "cluster_correction" not in plain and corrected["cluster_correction"]["file"] == str(out)
+    assert corrected["classes"][0]["tpot_p50_s"] != plain["classes"][0]["tpot_p50_s"]
