@@ -30,6 +30,7 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from planner.live.config import PoolSpec
 from planner.live.engines import ENGINE_METRICS, Engine
@@ -117,24 +118,34 @@ class PromClient:
     timeout_s: float = 5.0
     fetch: Fetch = urllib_fetch
 
+    def api(self, endpoint: str, args: dict[str, str], what: str) -> dict[str, Any]:
+        """``GET /api/v1/<endpoint>``: the answer's ``data``.
+
+        Raises:
+            PromQueryError: unreachable server, non-JSON answer, or a Prometheus error (``what`` failed).
+        """
+        url = self.base_url.rstrip("/") + f"/api/v1/{endpoint}?" + urllib.parse.urlencode(args)
+        raw = self.fetch(url, self.timeout_s)
+        try:
+            doc = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise PromQueryError("answer is not JSON", path=self.base_url, field="--prometheus-url",
+                                 expected=f"a Prometheus server (its /api/v1/{endpoint})") from None
+        if not isinstance(doc, dict) or doc.get("status") != "success":
+            err = doc.get("error", "unknown error") if isinstance(doc, dict) else "unknown error"
+            raise PromQueryError(f"{what} failed: {err}", path=self.base_url, field="query",
+                                 expected="valid PromQL" if endpoint == "query"
+                                 else "valid PromQL over a range Prometheus accepts")
+        data: dict[str, Any] = doc.get("data") or {}
+        return data
+
     def query(self, expr: str) -> list[Sample]:
         """Evaluate ``expr`` now; an instant vector (or a scalar, as one unlabelled sample).
 
         Raises:
             PromQueryError: unreachable server, non-JSON answer, or a Prometheus error (bad PromQL).
         """
-        url = self.base_url.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-        raw = self.fetch(url, self.timeout_s)
-        try:
-            doc = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise PromQueryError("answer is not JSON", path=self.base_url, field="--prometheus-url",
-                                 expected="a Prometheus server (its /api/v1/query)") from None
-        if not isinstance(doc, dict) or doc.get("status") != "success":
-            err = doc.get("error", "unknown error") if isinstance(doc, dict) else "unknown error"
-            raise PromQueryError(f"query {expr!r} failed: {err}", path=self.base_url, field="query",
-                                 expected="valid PromQL")
-        data = doc.get("data") or {}
+        data = self.api("query", {"query": expr}, f"query {expr!r}")
         kind = data.get("resultType")
         res = data.get("result")
         if kind == "scalar" and isinstance(res, list):
@@ -171,18 +182,7 @@ def query_range(client: PromClient, expr: str, start_s: float, end_s: float,
             points: Prometheus refuses more than 11,000 per series).
     """
     args = {"query": expr, "start": f"{start_s:.3f}", "end": f"{end_s:.3f}", "step": f"{step_s:g}"}
-    url = client.base_url.rstrip("/") + "/api/v1/query_range?" + urllib.parse.urlencode(args)
-    raw = client.fetch(url, client.timeout_s)
-    try:
-        doc = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise PromQueryError("answer is not JSON", path=client.base_url, field="--url",
-                             expected="a Prometheus server (its /api/v1/query_range)") from None
-    if not isinstance(doc, dict) or doc.get("status") != "success":
-        err = doc.get("error", "unknown error") if isinstance(doc, dict) else "unknown error"
-        raise PromQueryError(f"range query {expr!r} failed: {err}", path=client.base_url, field="query",
-                             expected="valid PromQL over a range Prometheus accepts")
-    data = doc.get("data") or {}
+    data = client.api("query_range", args, f"range query {expr!r}")
     if data.get("resultType") != "matrix" or not isinstance(data.get("result"), list):
         raise PromQueryError(f"range query {expr!r} returned {data.get('resultType')}", path=client.base_url,
                              field="query", expected="a range vector")
