@@ -14,6 +14,7 @@ import math
 
 import polars as pl
 
+from planner.live.telemetry_fit import ERROR_KEYS, TelemetryCalibration, error_rows
 from planner.plan import PlanReport
 from planner.sim import SimResult
 from planner.sim.summary_rows import summary_rows
@@ -313,3 +314,10 @@ def compare_table(named: dict[str, SimResult]) -> pl.DataFrame:
             "n/a" if s.cost_usd is None else f"{s.cost_usd:,.2f}",
         ]
     return pl.DataFrame(cols)
+
+
+def calibration_table(result: TelemetryCalibration) -> pl.DataFrame:
+    """A telemetry fit's and back-test's signed errors (predicted / observed - 1), as ``calibrate`` prints."""
+    rows = [{"window": w, "calibrated": cal, **{k: f"{errs[k]:+.1%}" for k in ERROR_KEYS}}
+            for w, cal, errs in error_rows(result.fit, result.test)]
+    return pl.DataFrame(rows)

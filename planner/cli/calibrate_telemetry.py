@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 from planner.cli.console import Col, fitted_table, table_console
+from planner.live.telemetry_fit import ERROR_KEYS
 from planner.live.time_range import parse_range
-
-ERROR_KEYS = ("ttft_mean", "ttft_p50", "ttft_p90", "itl_mean", "itl_p50", "itl_p90")
 
 
 def run(
@@ -32,9 +30,7 @@ def run(
 ) -> None:
     """Fit on ``fit_range``, back-test on ``backtest_range``, print (and write ``out``)."""
     from planner.catalog import load_catalog
-    from planner.live.history import read_history
-    from planner.live.promql import PromClient
-    from planner.live.telemetry_fit import FleetSetup, back_test, fit_correction
+    from planner.live.telemetry_fit import calibrate_from_prometheus, error_rows
     from planner.perf.precision import resolve_precision
     from planner.sim.writer import refuse_existing_file
     from traces.atomic import write_text_atomic
@@ -43,69 +39,38 @@ def run(
     cat = load_catalog()
     spec = cat.model(model)
     prec = resolve_precision(precision, spec)
-    client = PromClient(url, timeout_s=30.0)
     now = time.time()
-    start, end = parse_range(fit_range, now)
-    fit_hist = read_history(client, selector, start, end, step_s)
-    server = dict(fit_hist.server)
-    mem = mem_fraction if mem_fraction is not None else float(server.get("gpu_memory_utilization", 0.9))
-    setup = FleetSetup(
+    result = calibrate_from_prometheus(
+        url,
+        parse_range(fit_range, now),
         model=spec,
         gpu=cat.gpu(gpu),
+        backtest_range=parse_range(backtest_range, now) if backtest_range else None,
         tp=tp,
-        replicas=replicas if replicas is not None else max(int(fit_hist.replicas.max()), 1),
+        replicas=replicas,
         weight_dtype=prec.weights,
         kv_dtype=prec.kv,
-        mem_fraction=mem,
+        precision=prec.label,
+        selector=selector,
+        step_s=step_s,
+        mem_fraction=mem_fraction,
     )
-    fit = fit_correction(fit_hist, setup)
-    test = None
-    if backtest_range:
-        b0, b1 = parse_range(backtest_range, now)
-        test = back_test(read_history(client, selector, b0, b1, step_s), setup, fit.correction)
-    doc: dict[str, object] = {
-        "source": fit_hist.source,
-        "fit_range": [start, end],
-        "model": model,
-        "gpu": gpu,
-        "tp": tp,
-        "replicas": setup.replicas,
-        "precision": prec.label,
-        "correction": asdict(fit.correction),
-        "fit": {
-            "calm_share": fit.calm_share,
-            "before": fit.before,
-            "after": fit.after,
-            "replays": fit.replays,
-        },
-        "backtest": None if test is None else {"range": backtest_range, **asdict(test)},
-        "what": (
-            "corrections to the engine profile that make the replay of the trace rebuilt from the "
-            "fleet's metrics match its TTFT and inter-token-latency means in calm intervals (none "
-            "waiting); errors are predicted / observed - 1"
-        ),
-    }
+    doc = result.to_json()
     if out is not None:
         write_text_atomic(out, json.dumps(doc, indent=2) + "\n")
     if as_json:
         print(json.dumps(doc, indent=2))
         return
     console = table_console()
+    fit, test = result.fit, result.test
     c = fit.correction
     console.print(
-        f"Fitted on {fit_hist.source}, {fit.calm_share:.0%} of the window calm ({fit.replays} replays): "
+        f"Fitted on {result.source}, {fit.calm_share:.0%} of the window calm ({fit.replays} replays): "
         f"bandwidth x{c.bandwidth:.3f}, compute x{c.compute:.3f}, +{c.step_add_s * 1e3:.2f} ms per step "
-        f"over the {setup.engine} profile of {gpu}.",
+        f"over the {result.setup.engine} profile of {gpu}.",
         highlight=False,
     )
-    rows = [("fit", "no", fit.before), ("fit", "yes", fit.after)]
-    if test is not None:
-        rows += [
-            ("back-test", "no", test.uncalibrated),
-            ("back-test", "yes", test.calibrated),
-            ("back-test, all", "no", test.uncalibrated_all),
-            ("back-test, all", "yes", test.calibrated_all),
-        ]
+    rows = error_rows(fit, test)
     cols = [
         Col("window", left=True, keep=9),
         Col("calibrated", left=True, keep=9),

@@ -22,6 +22,7 @@ replays a later window the fit did not see and reports the error with and withou
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -302,3 +303,110 @@ def back_test(history: TelemetryHistory, setup: FleetSetup, corr: Correction, *,
         predict(trace, setup, corr, history).errors(obs_all),
         float(calm.mean()),
     )
+
+
+ERROR_KEYS = ("ttft_mean", "ttft_p50", "ttft_p90", "itl_mean", "itl_p50", "itl_p90")
+"""The errors a fit and its back-test report, in the order every surface shows them."""
+
+
+def error_rows(fit: FitResult, test: BackTest | None) -> list[tuple[str, str, dict[str, float]]]:
+    """``(window, calibrated, errors)`` rows of a fit and its back-test, for the CLI and the dashboard."""
+    rows = [("fit", "no", fit.before), ("fit", "yes", fit.after)]
+    if test is not None:
+        rows += [
+            ("back-test", "no", test.uncalibrated),
+            ("back-test", "yes", test.calibrated),
+            ("back-test, all", "no", test.uncalibrated_all),
+            ("back-test, all", "yes", test.calibrated_all),
+        ]
+    return rows
+
+
+@dataclass(frozen=True)
+class TelemetryCalibration:
+    """A fit on a fleet's history and its back-test, with what they rest on (the one result the CLI, its
+    JSON file and the dashboard show)."""
+
+    source: str
+    fit_range: tuple[float, float]
+    backtest_range: tuple[float, float] | None
+    setup: FleetSetup
+    precision: str
+    fit: FitResult
+    test: BackTest | None
+
+    def to_json(self) -> dict[str, object]:
+        """The document ``calibrate --prometheus-url --out`` writes (``replay --correction`` reads it)."""
+        return {
+            "source": self.source,
+            "fit_range": list(self.fit_range),
+            "model": self.setup.model.name,
+            "gpu": self.setup.gpu.name,
+            "tp": self.setup.tp,
+            "replicas": self.setup.replicas,
+            "precision": self.precision,
+            "correction": dataclasses.asdict(self.fit.correction),
+            "fit": {
+                "calm_share": self.fit.calm_share,
+                "before": self.fit.before,
+                "after": self.fit.after,
+                "replays": self.fit.replays,
+            },
+            "backtest": None
+            if self.test is None
+            else {"range": list(self.backtest_range or ()), **dataclasses.asdict(self.test)},
+            "what": (
+                "corrections to the engine profile that make the replay of the trace rebuilt from the "
+                "fleet's metrics match its TTFT and inter-token-latency means in calm intervals (none "
+                "waiting); errors are predicted / observed - 1"
+            ),
+        }
+
+
+def calibrate_from_prometheus(
+    url: str,
+    fit_range: tuple[float, float],
+    *,
+    model: ModelSpec,
+    gpu: GPUSpec,
+    backtest_range: tuple[float, float] | None = None,
+    tp: int = 1,
+    replicas: int | None = None,
+    weight_dtype: str = "bf16",
+    kv_dtype: str = "bf16",
+    precision: str = "bf16",
+    selector: str = "",
+    step_s: float = 15.0,
+    mem_fraction: float | None = None,
+) -> TelemetryCalibration:
+    """Read the fit window, fit the corrections, back-test them on ``backtest_range``.
+
+    ``replicas`` defaults to the most replicas reporting at once, ``mem_fraction`` to the fleet's
+    ``cache_config_info`` ``gpu_memory_utilization`` (else 0.9).
+
+    Raises:
+        InputError: no vLLM series or no calm interval in the fit window, bad ranges.
+        PromQueryError: Prometheus unreachable or a query refused.
+    """
+    from planner.live.history import read_history
+    from planner.live.promql import PromClient
+
+    client = PromClient(url, timeout_s=30.0)
+    hist = read_history(client, selector, *fit_range, step_s)
+    server = dict(hist.server)
+    setup = FleetSetup(
+        model=model,
+        gpu=gpu,
+        tp=tp,
+        replicas=replicas if replicas is not None else max(int(hist.replicas.max()), 1),
+        weight_dtype=weight_dtype,
+        kv_dtype=kv_dtype,
+        mem_fraction=mem_fraction
+        if mem_fraction is not None
+        else float(server.get("gpu_memory_utilization", 0.9)),
+    )
+    fit = fit_correction(hist, setup)
+    test = None
+    if backtest_range is not None:
+        test = back_test(read_history(client, selector, *backtest_range, step_s), setup, fit.correction)
+    return TelemetryCalibration(hist.source, fit_range, backtest_range, setup, precision, fit, test)

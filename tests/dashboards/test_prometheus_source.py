@@ -34,6 +34,13 @@ def test_a_trace_rebuilt_from_prometheus_is_described_and_marked(
         facts = app.table[0].value
         rows = dict(zip(facts["statistic"], facts["value"], strict=True))
         assert "prompt/output pairing" in rows["reconstructed"] and rows["peak_replicas"] == "2"
+        # fit the cluster's corrections on the same window, as fleetwise calibrate --prometheus-url does
+        app.button(key="cal_run").click().run()
+        assert not app.exception, [e.value for e in app.exception]
+        assert not app.error, [e.value for e in app.error]
+        assert any("bandwidth x" in m.value and "calm" in m.value for m in app.success)
+        fit = app.table[1].value
+        assert list(fit["window"]) == ["fit", "fit"] and "itl_mean" in fit.columns
 
 
 def test_without_allowed_servers_the_source_says_how_to_allow_one(app: AppTest,
