@@ -147,7 +147,7 @@ def test_bench_validate_json_has_every_level_with_signed_errors(capsys: pytest.C
     assert doc["engine"] == "vllm"
     rows = [r for r in doc["levels"] if r["variant"] == "llama-3.1-8b"]
     assert {r["trace"] for r in rows} == {"azure-conv", "azure-code"}
-    assert len(rows) == 10 and all(r["requests"] == 300 for r in rows)
+    assert len(rows) == 12 and all(r["requests"] == 300 for r in rows)  # code: two runs (azure-code-2)
     for r in doc["levels"]:
         for k in ("gpu", "model", "variant", "level", "held_out", "ttft_p50_err", "ttft_p99_err",
                   "tpot_p50_err", "tpot_p99_err", "throughput_err", "energy_per_token_err"):
