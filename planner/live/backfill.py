@@ -101,6 +101,7 @@ def vllm_exposition(
     server: Mapping[str, str] | None = None,
     kv_tokens: int = 0,
     max_model_len: int = 16384,
+    legacy_names: bool = False,
 ) -> str:
     """OpenMetrics text (with timestamps) of what ``pods`` vLLM replicas serving ``requests`` exposed.
 
@@ -114,7 +115,10 @@ def vllm_exposition(
         server: labels of ``vllm:cache_config_info`` (block_size, num_gpu_blocks, ...).
         kv_tokens: KV capacity per replica in tokens (0: no KV-usage gauge).
         max_model_len: the top of the length histograms' buckets.
+        legacy_names: the KV and inter-token-latency series under vLLM's older names
+            (``gpu_cache_usage_perc``, ``time_per_output_token_seconds``).
     """
+    kv_name, itl_name = (KV_NAMES[1], ITL_NAMES[1]) if legacy_names else (KV_NAMES[0], ITL_NAMES[0])
     end = float((requests["arrival_s"] + requests["e2e_s"]).to_numpy().max()) + 2 * scrape_s
     times = np.arange(0.0, end + scrape_s, scrape_s)
     stamp = start_unix_s + times
@@ -175,9 +179,9 @@ def vllm_exposition(
             live = (s <= tt) & (tt < e)
             held = (live * (i + np.where(tt >= f, 1.0 + frac * (o - 1), 0.0))).sum(axis=1) / kv_tokens
             add(
-                KV_NAMES[0],
+                kv_name,
                 "gauge",
-                [f"{KV_NAMES[0]}{lab} {min(v, 1.0):.6f} {stamp[k]:.3f}" for k, v in enumerate(held)],
+                [f"{kv_name}{lab} {min(v, 1.0):.6f} {stamp[k]:.3f}" for k, v in enumerate(held)],
             )
         hists = (
             (TTFT_NAME, VLLM_TTFT_BUCKETS_S, f, f - a),
@@ -195,12 +199,12 @@ def vllm_exposition(
         for le in (*VLLM_ITL_BUCKETS_S, float("inf")):
             lab_le = _label_text({**labels, "le": "+Inf" if le == float("inf") else f"{le:g}"})
             cum = (seen * (itl <= le)).sum(axis=1)
-            lines += [f"{ITL_NAMES[0]}_bucket{lab_le} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(cum)]
-        lines += [f"{ITL_NAMES[0]}_count{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(seen.sum(axis=1))]
+            lines += [f"{itl_name}_bucket{lab_le} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(cum)]
+        lines += [f"{itl_name}_count{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(seen.sum(axis=1))]
         lines += [
-            f"{ITL_NAMES[0]}_sum{lab} {v:.6g} {stamp[k]:.3f}" for k, v in enumerate((seen * itl).sum(axis=1))
+            f"{itl_name}_sum{lab} {v:.6g} {stamp[k]:.3f}" for k, v in enumerate((seen * itl).sum(axis=1))
         ]
-        add(ITL_NAMES[0], "histogram", lines)
+        add(itl_name, "histogram", lines)
         if server:
             info = _label_text({**labels, **server})
             add(CACHE_CONFIG, "gauge", [f"{CACHE_CONFIG}{info} 1 {stamp[k]:.3f}" for k in range(times.size)])

@@ -153,14 +153,30 @@ def gauge_grid(
     return total, count
 
 
+def _either(names: str | tuple[str, ...], suffix: str, sel: str) -> str:
+    """``new{sel} or old{sel}``: a replica exposing both names counts once, under the first (PromQL's ``or``
+    keeps the left side's series and adds the right side's only for label sets the left lacks)."""
+    return " or ".join(f"{n}{suffix}{sel}" for n in ((names,) if isinstance(names, str) else names))
+
+
 def _histogram(
-    client: PromClient, name: str, sel: str, start_s: float, end_s: float, step_s: float, n: int
+    client: PromClient,
+    name: str | tuple[str, ...],
+    sel: str,
+    start_s: float,
+    end_s: float,
+    step_s: float,
+    n: int,
 ) -> Histogram:
     buckets = counter_increases(
-        query_range(client, f"{name}_bucket{sel}", start_s, end_s, step_s), start_s, step_s, n, key=("le",)
+        query_range(client, _either(name, "_bucket", sel), start_s, end_s, step_s),
+        start_s,
+        step_s,
+        n,
+        key=("le",),
     )
     sums = counter_increases(
-        query_range(client, f"{name}_sum{sel}", start_s, end_s, step_s), start_s, step_s, n
+        query_range(client, _either(name, "_sum", sel), start_s, end_s, step_s), start_s, step_s, n
     )
     les = sorted(buckets, key=lambda k: float(k[0]))
     bounds = tuple(float(k[0]) for k in les if not math.isinf(float(k[0])))
@@ -211,7 +227,7 @@ def read_history(
     gen = counter_increases(q(f"{GENERATION_TOKENS}{sel}"), start_s, step_s, n)
     running, reps = gauge_grid(q(f"{RUNNING}{sel}"), start_s, step_s, n)
     waiting, _ = gauge_grid(q(f"{WAITING}{sel}"), start_s, step_s, n)
-    kv_sum, kv_n = gauge_grid(q(f"{KV_NAMES[0]}{sel}"), start_s, step_s, n)
+    kv_sum, kv_n = gauge_grid(q(_either(KV_NAMES, "", sel)), start_s, step_s, n)
     queries = counter_increases(q(f"{PREFIX_QUERIES}{sel}"), start_s, step_s, n)
     hits = counter_increases(q(f"{PREFIX_HITS}{sel}"), start_s, step_s, n)
     server: dict[str, str] = {}
@@ -225,7 +241,7 @@ def read_history(
         output_lengths=_histogram(client, REQUEST_GENERATION, sel, start_s, end_s, step_s, n),
         ttft=_histogram(client, TTFT_NAME, sel, start_s, end_s, step_s, n),
         e2e=_histogram(client, E2E_NAME, sel, start_s, end_s, step_s, n),
-        itl=_histogram(client, ITL_NAMES[0], sel, start_s, end_s, step_s, n),
+        itl=_histogram(client, ITL_NAMES, sel, start_s, end_s, step_s, n),
         running=running,
         waiting=waiting,
         kv_usage=np.divide(kv_sum, kv_n, out=np.full(n, np.nan), where=kv_n > 0),

@@ -110,3 +110,17 @@ def test_cli_writes_the_rebuilt_trace_and_says_it_is_reconstructed(history: Hist
         capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode == 2 and "vllm:prompt_tokens_total" in bad.stderr + bad.stdout
     assert "Traceback" not in bad.stderr
+
+
+def test_vllms_older_names_read_the_same(history: History, tmp_path: Path) -> None:
+    """A fleet on an older vLLM (``time_per_output_token_seconds``, ``gpu_cache_usage_perc``) gives the same
+    history as one on the new names."""
+    text = vllm_exposition(history.truth, start_unix_s=history.start_s, scrape_s=SCRAPE_S, pods=2,
+                           model="llama-3.1-8b", kv_tokens=KV_TOKENS, legacy_names=True)
+    with backfilled_prometheus(tmp_path, text) as old_srv:
+        old = read_history(PromClient(old_srv.url), "", history.start_s - 15.0, history.end_s, 15.0)
+    new = read_history(PromClient(history.server.url), "", history.start_s - 15.0, history.end_s, 15.0)
+    np.testing.assert_array_equal(old.itl.counts, new.itl.counts)
+    np.testing.assert_allclose(old.itl.sums, new.itl.sums, rtol=1e-9)
+    np.testing.assert_allclose(old.kv_usage, new.kv_usage, rtol=1e-9)
+    assert old.itl.totals.sum() > 0 and np.nanmax(old.kv_usage) > 0
