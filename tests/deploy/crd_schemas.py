@@ -376,3 +376,35 @@ KUBERNETES_SD_META: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
          "__meta_kubernetes_endpoints_label_", "__meta_kubernetes_endpoints_annotation_")),
 }
 """Discovery meta labels each role provides, from the same page (only the roles deploy/ uses)."""
+
+_LABEL_VALUE: Schema = {"type": "string", "maxLength": 63,
+                        "pattern": r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"}
+_PORT: Schema = {"type": "object", "required": ["number"], "additionalProperties": False,
+         "properties": {"number": {"type": "integer", "minimum": 1, "maximum": 65535}}}
+
+INFERENCE_POOL = _resource("inference.networking.k8s.io/v1", "InferencePool", {
+    # Gateway API Inference Extension v1 (config/crd/bases/inference.networking.k8s.io_inferencepools.yaml)
+    "type": "object",
+    "required": ["selector", "targetPorts"],
+    "additionalProperties": False,
+    "properties": {
+        "selector": {"type": "object", "required": ["matchLabels"], "additionalProperties": False,
+                     "properties": {"matchLabels": {
+                         "type": "object", "minProperties": 1, "maxProperties": 64,
+                         "additionalProperties": _LABEL_VALUE}}},
+        "targetPorts": {"type": "array", "minItems": 1, "maxItems": 8, "items": _PORT},
+        "appProtocol": {"enum": ["http", "kubernetes.io/h2c"]},
+        "endpointPickerRef": {
+            "type": "object", "required": ["name"], "additionalProperties": False,
+            "properties": {
+                "group": {"type": "string", "maxLength": 253},
+                "kind": {"type": "string", "minLength": 1, "maxLength": 63,
+                         "pattern": r"^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$"},
+                "name": {"type": "string", "minLength": 1, "maxLength": 253},
+                "port": _PORT,
+                "failureMode": {"enum": ["FailOpen", "FailClose"]},
+            },
+        },
+    },
+})
+"""InferencePool (GAIE v1): the pool an inference gateway routes among, and its endpoint picker."""
