@@ -24,6 +24,13 @@ class PolicyName(StrEnum):
     MPC = "mpc"
 
 
+LEGACY: dict[PolicyName, str] = {
+    PolicyName.WVA: ("llm-d's Workload Variant Autoscaler is deprecated upstream (v0.9.0 its last release; "
+                     "llm-d now scales with KEDA on its endpoint picker's metrics): a legacy baseline"),
+}
+"""Baselines the comparison keeps although their projects moved on, with what to tell the reader."""
+
+
 DEFAULT_POLICIES: tuple[PolicyName, ...] = (
     PolicyName.HPA, PolicyName.KEDA, PolicyName.RAY_SERVE, PolicyName.DYNAMO_SLA, PolicyName.WVA,
     PolicyName.MPC,

@@ -22,7 +22,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from planner.autoscale.names import DEFAULT_POLICIES, PolicyName, Workload
+from planner.autoscale.names import DEFAULT_POLICIES, LEGACY, PolicyName, Workload
 from planner.cli.engine_option import EngineOpt
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
@@ -271,6 +271,8 @@ def autoscale_compare_cmd(
             ckpt.clear()
     if as_json:
         typer.echo(json.dumps({"engine": prof.engine, "engine_source": prof.describe(),
+                               "legacy": {n.value: why for n, why in LEGACY.items()
+                                          if n.value in cmp.results},
                                "capacity_rps_per_replica": cmp.capacity.rps,
                                "initial_replicas": cmp.initial_replicas, "policies": table.to_dicts(),
                                "verdict": dataclasses.asdict(judged) if judged else None},
@@ -290,6 +292,9 @@ def autoscale_compare_cmd(
     console_out = Console(width=None if sys.stdout.isatty() else 140)
     console_out.print(t)
     console_out.print(prof.describe(), highlight=False)
+    for name, why in LEGACY.items():
+        if name.value in cmp.results:
+            console_out.print(f"{name.value}: {why}", highlight=False)
     for line in judged.lines() if judged else ():
         console_out.print(line, highlight=False)
     return 0

@@ -74,3 +74,11 @@ def test_a_bad_manifest_is_one_line_exit_2(tmp_path: Path, capsys: pytest.Captur
     assert main(["autoscale-compare", "--policies", "keda", "--policy-from", str(bad)]) == 2
     err = capsys.readouterr().err
     assert "so.yaml" in err and "spec.triggers" in err and "Traceback" not in err
+
+
+def test_the_deprecated_wva_is_labelled_legacy(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["autoscale-compare", "--duration-s", "300", "--policies", "wva,keda", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert set(doc["legacy"]) == {"wva"} and "deprecated" in doc["legacy"]["wva"]
+    assert main(["autoscale-compare", "--duration-s", "300", "--policies", "keda", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["legacy"] == {}
