@@ -15,7 +15,8 @@ times are not needed for any of these series' scrapes to within one interval).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -60,7 +61,49 @@ def _label_text(labels: Mapping[str, str]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
 
-def _hist_lines(
+def _samples(
+    series: str, lab: str, values: NDArray[Any], stamp: NDArray[np.float64], fmt: str = ".0f"
+) -> list[str]:
+    """One series' samples, one per scrape: ``series{labels} value timestamp``."""
+    return [f"{series}{lab} {v:{fmt}} {stamp[k]:.3f}" for k, v in enumerate(values)]
+
+
+def _histogram(
+    name: str,
+    labels: dict[str, str],
+    bounds: Sequence[float],
+    below: Callable[[float], NDArray[np.float64]],
+    count: NDArray[np.float64],
+    total: NDArray[np.float64],
+    stamp: NDArray[np.float64],
+) -> list[str]:
+    """A histogram's series at each scrape: ``below(le)`` the cumulative count at or under ``le``."""
+    lines: list[str] = []
+    for le in (*bounds, float("inf")):
+        lab = _label_text({**labels, "le": "+Inf" if le == float("inf") else f"{le:g}"})
+        lines += _samples(f"{name}_bucket", lab, below(le), stamp)
+    lab = _label_text(labels)
+    return (
+        lines
+        + _samples(f"{name}_count", lab, count, stamp)
+        + _samples(f"{name}_sum", lab, total, stamp, ".6g")
+    )
+
+
+def _weighted_below(
+    weight: NDArray[np.float64], value: NDArray[np.float64]
+) -> Callable[[float], NDArray[np.float64]]:
+    """``below(le)`` per scrape of observations of ``value`` counted ``weight`` times at each scrape
+    (``weight``: scrapes x observations, cumulative)."""
+
+    def below(le: float) -> NDArray[np.float64]:
+        out: NDArray[np.float64] = (weight * (value <= le)).sum(axis=1)
+        return out
+
+    return below
+
+
+def _observed(
     name: str,
     bounds: Sequence[float],
     obs_t: NDArray[np.float64],
@@ -68,27 +111,19 @@ def _hist_lines(
     times: NDArray[np.float64],
     labels: dict[str, str],
     stamp: NDArray[np.float64],
-    weight: NDArray[np.float64] | None = None,
 ) -> list[str]:
-    """A histogram's cumulative series at each scrape: observation ``i`` of value ``obs_v[i]`` at
-    ``obs_t[i]``, counted ``weight[i]`` times (default once)."""
-    w = np.ones(obs_t.size) if weight is None else weight
+    """A histogram of observations ``obs_v`` made at ``obs_t`` (each once), as scraped at ``times``."""
     order = np.argsort(obs_t)
-    t_sorted = obs_t[order]
     v_sorted = obs_v[order]
-    w_sorted = w[order]
-    seen = np.searchsorted(t_sorted, times, side="right")  # observations at or before each scrape
-    csum = np.concatenate([[0.0], np.cumsum(v_sorted * w_sorted)])
-    ccount = np.concatenate([[0.0], np.cumsum(w_sorted)])
-    lines: list[str] = []
-    for le in (*bounds, float("inf")):
-        mark = np.concatenate([[0.0], np.cumsum((v_sorted <= le) * w_sorted)])
-        lab = _label_text({**labels, "le": "+Inf" if le == float("inf") else f"{le:g}"})
-        lines += [f"{name}_bucket{lab} {mark[k]:.0f} {stamp[i]:.3f}" for i, k in enumerate(seen)]
-    lab = _label_text(labels)
-    lines += [f"{name}_count{lab} {ccount[k]:.0f} {stamp[i]:.3f}" for i, k in enumerate(seen)]
-    lines += [f"{name}_sum{lab} {csum[k]:.6g} {stamp[i]:.3f}" for i, k in enumerate(seen)]
-    return lines
+    seen = np.searchsorted(obs_t[order], times, side="right")  # observations at or before each scrape
+
+    def below(le: float) -> NDArray[np.float64]:
+        out: NDArray[np.float64] = np.concatenate([[0.0], np.cumsum(v_sorted <= le)])[seen]
+        return out
+
+    count = np.arange(obs_t.size + 1, dtype=np.float64)[seen]
+    total = np.concatenate([[0.0], np.cumsum(v_sorted)])[seen]
+    return _histogram(name, labels, bounds, below, count, total, stamp)
 
 
 def vllm_exposition(
@@ -151,38 +186,21 @@ def vllm_exposition(
         gen = np.where(tt >= f, 1.0 + np.floor(frac * (o - 1)), 0.0).sum(axis=1)
         running = ((s <= tt) & (tt < e)).sum(axis=1)
         waiting = ((a <= tt) & (tt < s)).sum(axis=1)
-        add(
-            PROMPT_TOKENS.removesuffix("_total"),
-            "counter",
-            [f"{PROMPT_TOKENS}{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(prompt)],
-        )
-        add(
-            GENERATION_TOKENS.removesuffix("_total"),
-            "counter",
-            [f"{GENERATION_TOKENS}{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(gen)],
-        )
         queries = ((s <= tt) * i).sum(axis=1)
         hits = ((s <= tt) * cached[m]).sum(axis=1)
-        add(
-            PREFIX_QUERIES.removesuffix("_total"),
-            "counter",
-            [f"{PREFIX_QUERIES}{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(queries)],
-        )
-        add(
-            PREFIX_HITS.removesuffix("_total"),
-            "counter",
-            [f"{PREFIX_HITS}{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(hits)],
-        )
-        add(RUNNING, "gauge", [f"{RUNNING}{lab} {v} {stamp[k]:.3f}" for k, v in enumerate(running)])
-        add(WAITING, "gauge", [f"{WAITING}{lab} {v} {stamp[k]:.3f}" for k, v in enumerate(waiting)])
+        for total, values in (
+            (PROMPT_TOKENS, prompt),
+            (GENERATION_TOKENS, gen),
+            (PREFIX_QUERIES, queries),
+            (PREFIX_HITS, hits),
+        ):
+            add(total.removesuffix("_total"), "counter", _samples(total, lab, values, stamp))
+        add(RUNNING, "gauge", _samples(RUNNING, lab, running, stamp, ""))
+        add(WAITING, "gauge", _samples(WAITING, lab, waiting, stamp, ""))
         if kv_tokens > 0:
             live = (s <= tt) & (tt < e)
             held = (live * (i + np.where(tt >= f, 1.0 + frac * (o - 1), 0.0))).sum(axis=1) / kv_tokens
-            add(
-                kv_name,
-                "gauge",
-                [f"{kv_name}{lab} {min(v, 1.0):.6f} {stamp[k]:.3f}" for k, v in enumerate(held)],
-            )
+            add(kv_name, "gauge", _samples(kv_name, lab, np.minimum(held, 1.0), stamp, ".6f"))
         hists = (
             (TTFT_NAME, VLLM_TTFT_BUCKETS_S, f, f - a),
             (E2E_NAME, VLLM_E2E_BUCKETS_S, e, e - a),
@@ -190,24 +208,31 @@ def vllm_exposition(
             (REQUEST_GENERATION, lengths, e, o),
         )
         for name, bounds, when, value in hists:
-            add(name, "histogram", _hist_lines(name, bounds, when, value, times, labels, stamp))
+            add(name, "histogram", _observed(name, bounds, when, value, times, labels, stamp))
         # one inter-token latency per token after the first, at the request's mean, observed as each
         # token comes out (evenly between the first token and the finish)
         itl = (e - f) / np.maximum(o - 1.0, 1.0)
         seen = (o - 1.0) * frac  # tokens after the first out by each scrape
-        lines: list[str] = []
-        for le in (*VLLM_ITL_BUCKETS_S, float("inf")):
-            lab_le = _label_text({**labels, "le": "+Inf" if le == float("inf") else f"{le:g}"})
-            cum = (seen * (itl <= le)).sum(axis=1)
-            lines += [f"{itl_name}_bucket{lab_le} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(cum)]
-        lines += [f"{itl_name}_count{lab} {v:.0f} {stamp[k]:.3f}" for k, v in enumerate(seen.sum(axis=1))]
-        lines += [
-            f"{itl_name}_sum{lab} {v:.6g} {stamp[k]:.3f}" for k, v in enumerate((seen * itl).sum(axis=1))
-        ]
-        add(itl_name, "histogram", lines)
+        add(
+            itl_name,
+            "histogram",
+            _histogram(
+                itl_name,
+                labels,
+                VLLM_ITL_BUCKETS_S,
+                _weighted_below(seen, itl),
+                seen.sum(axis=1),
+                (seen * itl).sum(axis=1),
+                stamp,
+            ),
+        )
         if server:
             info = _label_text({**labels, **server})
-            add(CACHE_CONFIG, "gauge", [f"{CACHE_CONFIG}{info} 1 {stamp[k]:.3f}" for k in range(times.size)])
+            add(
+                CACHE_CONFIG,
+                "gauge",
+                _samples(CACHE_CONFIG, info, np.ones(times.size, dtype=np.int64), stamp, ""),
+            )
     text: list[str] = []
     for name, (kind, lines) in fam.items():
         text += [f"# TYPE {name} {kind}", *lines]

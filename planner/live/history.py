@@ -62,6 +62,13 @@ class Histogram:
         out: FloatArray = self.counts.sum(axis=1)
         return out
 
+    def mean(self, mask: NDArray[np.bool_] | None = None) -> float:
+        """The observed values' mean over the intervals in ``mask`` (default all; exact: sum over count),
+        NaN without observations."""
+        sel = slice(None) if mask is None else mask
+        n = float(self.totals[sel].sum())
+        return float(self.sums[sel].sum()) / n if n > 0 else math.nan
+
 
 @dataclass(frozen=True)
 class TelemetryHistory:

@@ -61,11 +61,6 @@ class ReconstructionReport:
     step_s: float
 
 
-def _mean(h: Histogram) -> float:
-    n = float(h.totals.sum())
-    return float(h.sums.sum()) / n if n > 0 else float("nan")
-
-
 def _interval_means(h: Histogram, fallback: float) -> NDArray[np.float64]:
     n = h.totals
     out: NDArray[np.float64] = np.divide(h.sums, n, out=np.full(n.size, fallback), where=n > 0)
@@ -198,16 +193,16 @@ def reconstruct(history: TelemetryHistory, *, seed: int = 0) -> tuple[RequestTra
             field="--range",
             expected="a range in which the fleet served requests",
         )
-    mean_in = _mean(history.prompt_lengths)
-    mean_out = _mean(history.output_lengths)
+    mean_in = history.prompt_lengths.mean()
+    mean_out = history.output_lengths.mean()
     step = history.step_s
     if history.ttft.totals.sum() > 0:  # first tokens per interval: exact
         per = np.maximum(np.rint(history.ttft.totals), 0).astype(np.int64)
     else:
         cum = np.rint(np.cumsum(history.prompt_tokens) / mean_in)
         per = np.maximum(np.diff(np.concatenate([[0.0], cum])), 0).astype(np.int64)
-    ttft = _interval_means(history.ttft, _mean(history.ttft) if history.ttft.totals.sum() else 0.0)
-    e2e = _interval_means(history.e2e, _mean(history.e2e) if history.e2e.totals.sum() else 0.0)
+    ttft = _interval_means(history.ttft, history.ttft.mean() if history.ttft.totals.sum() else 0.0)
+    e2e = _interval_means(history.e2e, history.e2e.mean() if history.e2e.totals.sum() else 0.0)
     in_means = bucket_means(history.prompt_lengths)
     out_means = bucket_means(history.output_lengths)
     arrivals: list[NDArray[np.float64]] = []

@@ -110,11 +110,7 @@ def observed_latencies(history: TelemetryHistory, mask: NDArray[np.bool_] | None
     def qs(h: Histogram) -> tuple[float, ...]:
         return tuple(histogram_quantile(q, h.bounds, h.counts[sel].sum(axis=0)) for q in QUANTILES)
 
-    def mean(h: Histogram) -> float:
-        n = float(h.totals[sel].sum())
-        return float(h.sums[sel].sum()) / n if n > 0 else math.nan
-
-    return Latencies(mean(history.ttft), mean(history.itl), qs(history.ttft), qs(history.itl))
+    return Latencies(history.ttft.mean(sel), history.itl.mean(sel), qs(history.ttft), qs(history.itl))
 
 
 def _binned(
