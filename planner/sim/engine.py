@@ -766,7 +766,7 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
     pf[r, Q_A] = a
     pf[r, Q_B] = b
     pf[r, Q_KV0] = dkv
-    pf[r, Q_BUSY_UNTIL] = t + k * a + b * (k * dkv + d * k * (k - 1) / 2.0)
+    _set_run_end(pi, pf, r)
     return False
 
 
@@ -851,6 +851,8 @@ def _split_evicting_run(pi, pf, ci, hist, r, t):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True)
 def _set_run_end(pi, pf, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """End of replica ``r``'s decode run of ``P_RUN_K`` steps: ``k a + b (k kv0 + d k (k - 1) / 2)`` after
+    its start (step ``i`` takes ``a + b (kv0 + i d)``)."""
     k = pi[r, P_RUN_K]
     pf[r, Q_BUSY_UNTIL] = pf[r, Q_T0] + k * pf[r, Q_A] + pf[r, Q_B] * (
         k * pf[r, Q_KV0] + pi[r, P_D] * k * (k - 1) / 2.0)
@@ -978,7 +980,7 @@ def _truncate_run(pi, pf, r, t):  # type: ignore[no-untyped-def]  # pragma: no c
     if kk >= k:
         return
     pi[r, P_RUN_K] = kk
-    pf[r, Q_BUSY_UNTIL] = t0 + kk * a + b * (kk * kv0 + d * kk * (kk - 1) / 2.0)
+    _set_run_end(pi, pf, r)
 
 
 @nb.njit(cache=True)
