@@ -1,5 +1,6 @@
 """``fleetwise calibrate --prometheus-url``: per-cluster corrections fitted on a fleet's own metrics,
-back-tested on a later window (:mod:`planner.live.telemetry_fit`)."""
+back-tested on a later window (:mod:`planner.live.telemetry_fit`). Imported only when ``calibrate`` is given
+``--prometheus-url``, so its imports cost nothing else."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import time
 from pathlib import Path
 
 from planner.cli.console import Col, fitted_table, table_console
-from planner.live.telemetry_fit import ERROR_KEYS
+from planner.live.telemetry_fit import ERROR_KEYS, calibrate_from_prometheus, error_rows
 from planner.live.time_range import parse_range
 
 
@@ -30,7 +31,6 @@ def run(
 ) -> None:
     """Fit on ``fit_range``, back-test on ``backtest_range``, print (and write ``out``)."""
     from planner.catalog import load_catalog
-    from planner.live.telemetry_fit import calibrate_from_prometheus, error_rows
     from planner.perf.precision import resolve_precision
     from planner.sim.writer import refuse_existing_file
     from traces.atomic import write_text_atomic
