@@ -14,16 +14,17 @@ from traces.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from planner.catalog.load import load_catalog, source_of
-    from planner.catalog.schema import Catalog, GPUSpec, MLASpec, ModelSpec, MoESpec
+    from planner.catalog.schema import Catalog, GPUSpec, KVTierSpec, MLASpec, ModelSpec, MoESpec
 
 lazy_exports(__name__, {
     "load_catalog": "planner.catalog.load",
     "source_of": "planner.catalog.load",
     "Catalog": "planner.catalog.schema",
     "GPUSpec": "planner.catalog.schema",
+    "KVTierSpec": "planner.catalog.schema",
     "MLASpec": "planner.catalog.schema",
     "ModelSpec": "planner.catalog.schema",
     "MoESpec": "planner.catalog.schema",
 })
 
-__all__ = ["Catalog", "GPUSpec", "MLASpec", "MoESpec", "ModelSpec", "load_catalog", "source_of"]
+__all__ = ["Catalog", "GPUSpec", "KVTierSpec", "MLASpec", "MoESpec", "ModelSpec", "load_catalog", "source_of"]

@@ -28,13 +28,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
-from planner.catalog.schema import Catalog, GPUSpec, MLASpec, ModelSpec, MoESpec
+from planner.catalog.schema import Catalog, GPUSpec, KVTierSpec, MLASpec, ModelSpec, MoESpec
 from traces.errors import InputError
 
 PARAM_TOLERANCE = 0.03
 """Computed parameter count must be within 3 % of the published one (rounding in model cards)."""
 
-SECTIONS: tuple[str, ...] = ("gpus", "models")
+SECTIONS: tuple[str, ...] = ("gpus", "models", "kv_tiers")
 """Top-level keys of a catalog file."""
 
 ARCHITECTURE_SOURCE = "architecture"
@@ -48,6 +48,17 @@ NonNegInt = Annotated[int, Field(ge=0)]
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class KVTierRecord(_Strict):
+    """One KV tier entry as written in YAML (see :class:`~planner.catalog.schema.KVTierSpec`)."""
+
+    capacity_gb: PosFloat
+    read_gbps: PosFloat
+    latency_us: NonNegFloat
+    price_per_gb_hour: NonNegFloat
+    shared: bool = False
+    sources: dict[str, str] = Field(default_factory=dict)
 
 
 class GPURecord(_Strict):
@@ -162,9 +173,9 @@ class ModelRecord(_Strict):
         return self
 
 
-_RECORDS: dict[str, type[_Strict]] = {"gpus": GPURecord, "models": ModelRecord}
+_RECORDS: dict[str, type[_Strict]] = {"gpus": GPURecord, "models": ModelRecord, "kv_tiers": KVTierRecord}
 _BLOCKS: dict[str, type[_Strict]] = {"moe": MoERecord, "mla": MLARecord}
-_UNSOURCED = frozenset({"vendor", "arch", "hf_id", "aliases", "sources"})
+_UNSOURCED = frozenset({"vendor", "arch", "hf_id", "aliases", "sources", "shared"})
 """Fields that are names or text, not numbers: they need no source."""
 _OWN_SOURCE = frozenset({"params_b", "active_params_b"})
 """Model fields that need a source of their own (published counts, not config.json shapes)."""
@@ -220,11 +231,12 @@ def _parse_yaml(text: str, path: str) -> dict[str, Any]:
         mark = getattr(exc, "problem_mark", None)
         row = mark.line + 1 if mark is not None else None
         raise InputError(f"invalid YAML: {getattr(exc, 'problem', None) or exc}", path=path, row=row,
-                         expected="a YAML mapping with keys 'gpus' and/or 'models'") from None
+                         expected="a YAML mapping with keys 'gpus', 'models' and/or 'kv_tiers'") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise InputError("top level must be a mapping", path=path, expected="keys 'gpus' and/or 'models'")
+        raise InputError("top level must be a mapping", path=path,
+                         expected="keys 'gpus', 'models' and/or 'kv_tiers'")
     return data
 
 
@@ -414,7 +426,7 @@ def _merge_entry(section: str, spelled: object, entry: object, where: _Origin, *
 def bundled_paths() -> list[str]:
     """The catalog files shipped with fleetwise, in load order."""
     root = resources.files("planner.catalog") / "data"
-    return [str(root / "gpus.yaml"), str(root / "models.yaml")]
+    return [str(root / "gpus.yaml"), str(root / "models.yaml"), str(root / "kv_tiers.yaml")]
 
 
 def load_catalog(extra: Iterable[str | Path] = ()) -> Catalog:
@@ -446,7 +458,7 @@ def load_catalog(extra: Iterable[str | Path] = ()) -> Catalog:
         for key in raw:
             if key not in SECTIONS:
                 raise InputError(f"unknown top-level key {key!r}", path=path, row=_locate(text, [str(key)]),
-                                 field=str(key), expected="'gpus' and/or 'models'")
+                                 field=str(key), expected="'gpus', 'models' and/or 'kv_tiers'")
         for section in SECTIONS:
             entries = raw.get(section)
             if entries is None:
@@ -476,7 +488,14 @@ def load_catalog(extra: Iterable[str | Path] = ()) -> Catalog:
         spec = _to_model(name, mrec)
         _check_params(spec, o)
         models[name] = spec
-    return Catalog(gpus=gpus, models=models)
+    tiers: dict[str, KVTierSpec] = {}
+    for name, raw_entry in merged["kv_tiers"].items():
+        o = origin[("kv_tiers", name)]
+        trec = _validate("kv_tiers", name, raw_entry, o)
+        assert isinstance(trec, KVTierRecord)
+        _check_sources("kv_tiers", trec, o)
+        tiers[name] = KVTierSpec(name=name, **trec.model_dump())
+    return Catalog(gpus=gpus, models=models, kv_tiers=tiers)
 
 
 def source_of(spec: GPUSpec | ModelSpec, field: str) -> str | None:

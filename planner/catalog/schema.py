@@ -296,6 +296,34 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class KVTierSpec:
+    """One KV-cache tier below GPU memory (host DRAM, local NVMe, a shared remote pool).
+
+    Why per GPU: with tensor parallelism each GPU holds and moves its own share of every token's KV over
+    its own link (PCIe lane set, NIC), so a tier's capacity and read bandwidth per GPU scale with the
+    replica exactly as HBM does. A ``shared`` tier (a Mooncake-store-like pool) is one pool for the
+    whole fleet: its ``capacity_gb`` is the pool's, its ``read_gbps`` still per reading GPU.
+
+    Attributes:
+        name: catalog key (``dram``, ``ssd``, ``remote``).
+        capacity_gb: KV bytes it holds per GPU (the pool's total when ``shared``).
+        read_gbps: GB/s into one GPU's HBM when a prefix is loaded from it.
+        latency_us: fixed cost of one load (issue, lookup, first byte).
+        price_per_gb_hour: USD per GB-hour of capacity, to weigh a tier against GPUs.
+        shared: one pool read by every replica (else a per-replica tier).
+        sources: where each number came from.
+    """
+
+    name: str
+    capacity_gb: float
+    read_gbps: float
+    latency_us: float
+    price_per_gb_hour: float
+    shared: bool = False
+    sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
 class Catalog:
     """All known GPUs and models, keyed by name.
 
@@ -305,6 +333,19 @@ class Catalog:
 
     gpus: dict[str, GPUSpec]
     models: dict[str, ModelSpec]
+    kv_tiers: dict[str, KVTierSpec] = field(default_factory=dict)
+
+    def kv_tier(self, name: str) -> KVTierSpec:
+        """The KV tier called ``name`` (``dram``, ``ssd``, ``remote`` in the bundled catalog).
+
+        Raises:
+            InputError: no such tier; the message lists the known names.
+
+        >>> from planner.catalog import load_catalog
+        >>> load_catalog().kv_tier("DRAM").shared
+        False
+        """
+        return _lookup(self.kv_tiers, {}, name, "KV tier")
 
     def gpu(self, name: str) -> GPUSpec:
         """The GPU called ``name`` (or one of its aliases).

@@ -57,6 +57,11 @@ class ReplicaPerf(Protocol):
         """GPUs in the replica (for GPU-hours and power aggregation)."""
         ...
 
+    @property
+    def kv_bytes_per_token(self) -> float:
+        """KV-cache bytes one token takes on each GPU of the replica (what a KV tier moves per GPU)."""
+        ...
+
     def step_time_s(
         self,
         prefill_tokens: NDArray[np.float64] | float,

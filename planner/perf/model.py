@@ -402,6 +402,10 @@ class RooflinePerf:
         return self.memory.kv_capacity_tokens
 
     @property
+    def kv_bytes_per_token(self) -> float:
+        return self.memory.kv_bytes_per_token
+
+    @property
     def gpus(self) -> int:
         return self.par.gpus
 

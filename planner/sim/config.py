@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from planner.contracts.kv_tiers import KVTiers
 from planner.contracts.scaling import PolicyFn
 from planner.contracts.serving import EngineConfig, SLOTarget
 from planner.sim.coldstart import FITTED_COLD_START, ColdStart
@@ -202,6 +203,8 @@ class SimConfig:
         slo: targets per SLO class; ``default_slo`` for classes not listed (and traces without classes).
         servers_per_rack: power aggregation (servers hold ``gpu.gpus_per_node`` GPUs).
         racks_per_row: power aggregation.
+        kv_tiers: KV-cache tiers below HBM (DRAM, NVMe, a shared pool) that keep evicted prefix
+            blocks for later loads (:mod:`planner.contracts.kv_tiers`); None: HBM only.
     """
 
     replicas: int
@@ -216,6 +219,7 @@ class SimConfig:
     racks_per_row: int = 8
     autoscale: AutoscaleConfig | None = None
     power: PowerConfig | None = None
+    kv_tiers: KVTiers | None = None
 
     def __post_init__(self) -> None:
         if self.replicas < 1:

@@ -58,7 +58,10 @@ R_OWN = 9  # KV blocks held outside the prefix cache
 R_NEXT = 10  # waiting-queue link
 R_CHUNK = 11  # tokens scheduled in the step in flight
 R_ADM = 12  # admission number on its replica (tells live running-list entries from stale ones)
-N_RQ = 13
+R_T1 = 13  # prompt tokens loaded from KV tier 1 at first admission (R_T1 + k - 1: tier k; 0 without tiers)
+R_T2 = 14
+R_T3 = 15
+N_RQ = 16
 
 PH_NONE = 0
 PH_WAIT = 1
@@ -122,7 +125,8 @@ Q_PAIRS = 7
 Q_DKV = 8  # decode kv of the step in flight
 Q_BUSY_TOTAL = 9
 Q_PW = 10  # power per GPU of the step or run in flight (power in the loop), W
-N_PF = 11
+Q_LOAD = 11  # seconds of KV-tier loads the step in flight waits for (overlapped or not: C_OVERLAP)
+N_PF = 12
 
 # --- config ints (ci[F]) -----------------------------------------------------------------------------
 C_BS = 0
@@ -141,7 +145,10 @@ C_POWER = 12  # power in the loop: step power from the power kernel into T_ENERG
 C_METRICS = 13  # vLLM-style counters and histograms into the metrics vector
 C_PRELOAD = 14  # requests arrive with their prompt's KV already present (decode pool of a P/D split)
 C_ASYNC = 15  # async scheduling: a request that arrives during a step joins the step after the next
-N_CI = 16
+C_TIERS = 16  # KV tiers below HBM on (planner.contracts.kv_tiers): evicted prefix blocks go down, hits load
+C_OVERLAP = 17  # tier loads overlap the step's compute (step = max(compute, load)); else compute + load
+C_COSTAWARE = 18  # a tier serves a block only where loading it beats recomputing it
+N_CI = 19
 
 # routers (codes; names in planner.sim.config.RouterName)
 ROUTER_ROUND_ROBIN = 0
@@ -164,6 +171,33 @@ E_PREV = 2
 E_NEXT = 3
 E_SLOT = 4
 N_ENT = 5
+
+# --- KV tiers (the ``tiers`` tuple; planner.contracts.kv_tiers) -------------------------------------
+# (tent, thash, ttab, tfree, tlru, tcap, tio, tpar, tscr):
+#   tent[e, E_*]: tier entries, laid out as prefix-cache entries (E_REP holds the owner, E_REF unused), so
+#       the open-addressing table functions serve both; owner (level k, replica r) = (k - 1) * slots + r for
+#       the local levels 1..2, 2 * slots for the shared level 3;
+#   tlru[owner, TL_*]: LRU list head / tail and entry count; tcap[k]: blocks level k holds per owner (0: off);
+#   tio[k, TIO_*]: tokens loaded from / blocks stored into level k;
+#   tpar[k, TP_*]: load seconds per token and per load of level k; tpar[0, TP_S_PER_TOKEN]: recompute
+#       seconds per prompt token (the cost-aware rule); tscr[0 | 1, j]: entry / level of a lookup's block j.
+TI_ENT = 0  # positions in the tuple
+TI_HASH = 1
+TI_TAB = 2
+TI_FREE = 3
+TI_LRU = 4
+TI_CAP = 5
+TI_IO = 6
+TI_PAR = 7
+TI_SCR = 8
+TL_HEAD = 0
+TL_TAIL = 1
+TL_COUNT = 2
+TIO_LOADED = 0
+TIO_STORED = 1
+TP_S_PER_TOKEN = 0
+TP_LATENCY = 1
+N_LEVELS = 3
 
 # --- time series fields (ts[interval, replica, F]) ---------------------------------------------------
 T_BUSY = 0  # seconds executing steps
@@ -285,8 +319,9 @@ def _lru_push(pi, ent, r, e):  # type: ignore[no-untyped-def]  # pragma: no cove
 
 
 @nb.njit(cache=True)
-def _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, n):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """Take ``n`` KV blocks on replica ``r``, evicting LRU prefix entries if needed; False if impossible."""
+def _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, tiers, r, n):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Take ``n`` KV blocks on replica ``r``, evicting LRU prefix entries if needed (down to the KV tiers
+    when there are any); False if impossible."""
     if n <= 0:
         pi[r, P_FREE] -= n  # n < 0 gives blocks back
         return True
@@ -299,6 +334,8 @@ def _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, n):  # type: ignore[no-u
     while pi[r, P_FREE] < n:
         e = pi[r, P_LRU_HEAD]
         _lru_remove(pi, ent, r, e)
+        if ci[C_TIERS] != 0:
+            _tier_put(ci, tiers, 1, r, ent_hash[e])
         _tab_delete(tab_ent, ent, ent_hash, e)
         ent[e, E_REP] = -1
         ent_free[0] += 1
@@ -351,6 +388,161 @@ def _register_prompt(pi, ci, rq, ent, ent_hash, tab_ent, ent_free, ph, ph_off, i
             ent[e, E_REF] = 1
         rq[q, R_OWN] -= hb
         rq[q, R_HELD] = j + 1
+
+
+# ----------------------------------------------------------------------------------------------------
+# KV tiers below HBM (victim hierarchy; see planner.contracts.kv_tiers)
+# ----------------------------------------------------------------------------------------------------
+
+
+@nb.njit(cache=True, inline="always")
+def _owner(ci, k, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """The tier owner of level ``k`` for replica ``r`` (the shared level has one owner)."""
+    if k == N_LEVELS:
+        return 2 * ci[C_NREP]
+    return (k - 1) * ci[C_NREP] + r
+
+
+@nb.njit(cache=True)
+def _tlru_remove(tlru, tent, o, e):  # type: ignore[no-untyped-def]  # pragma: no cover
+    p = tent[e, E_PREV]
+    n = tent[e, E_NEXT]
+    if p >= 0:
+        tent[p, E_NEXT] = n
+    else:
+        tlru[o, TL_HEAD] = n
+    if n >= 0:
+        tent[n, E_PREV] = p
+    else:
+        tlru[o, TL_TAIL] = p
+    tent[e, E_PREV] = -1
+    tent[e, E_NEXT] = -1
+
+
+@nb.njit(cache=True)
+def _tlru_push(tlru, tent, o, e):  # type: ignore[no-untyped-def]  # pragma: no cover
+    t = tlru[o, TL_TAIL]
+    tent[e, E_PREV] = t
+    tent[e, E_NEXT] = -1
+    if t >= 0:
+        tent[t, E_NEXT] = e
+    else:
+        tlru[o, TL_HEAD] = e
+    tlru[o, TL_TAIL] = e
+
+
+@nb.njit(cache=True)
+def _tier_drop(tiers, o, e):  # type: ignore[no-untyped-def]  # pragma: no cover
+    tent, thash = tiers[TI_ENT], tiers[TI_HASH]
+    ttab, tfree, tlru = tiers[TI_TAB], tiers[TI_FREE], tiers[TI_LRU]
+    _tlru_remove(tlru, tent, o, e)
+    _tab_delete(ttab, tent, thash, e)
+    tent[e, E_REP] = -1
+    tfree[0] += 1
+    tfree[tfree[0]] = e
+    tlru[o, TL_COUNT] -= 1
+
+
+@nb.njit(cache=True)
+def _tier_put(ci, tiers, k, r, h):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Keep block ``h``, evicted from level ``k - 1`` of replica ``r``, at level ``k`` or the next one on;
+    a full level makes room by passing its least recently used block on down (the last level drops it).
+    A block the level already holds is only refreshed."""
+    tent, thash, ttab = tiers[TI_ENT], tiers[TI_HASH], tiers[TI_TAB]
+    tfree, tlru, tcap, tio = tiers[TI_FREE], tiers[TI_LRU], tiers[TI_CAP], tiers[TI_IO]
+    while k <= N_LEVELS:
+        if tcap[k] == 0:
+            k += 1
+            continue
+        o = _owner(ci, k, r)
+        e = _tab_find(ttab, tent, thash, h, o)
+        if e >= 0:
+            _tlru_remove(tlru, tent, o, e)
+            _tlru_push(tlru, tent, o, e)
+            return
+        vh = np.uint64(0)
+        victim = tlru[o, TL_COUNT] >= tcap[k]
+        if victim:
+            v = tlru[o, TL_HEAD]
+            vh = thash[v]
+            _tier_drop(tiers, o, v)
+        e = tfree[tfree[0]]
+        tfree[0] -= 1
+        _tab_insert(ttab, tent, thash, h, o, e)
+        _tlru_push(tlru, tent, o, e)
+        tlru[o, TL_COUNT] += 1
+        tio[k, TIO_STORED] += 1
+        if not victim:
+            return
+        h = vh
+        k += 1
+
+
+@nb.njit(cache=True)
+def _tier_lookup(ci, tiers, ph, o0, j0, lim, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Blocks ``j0 <= j < lim`` of a prompt (hashes at ``ph[o0 + j]``) found in replica ``r``'s tiers,
+    up to the first one held nowhere; each found block's entry and level go to ``tscr[:, j]``. With
+    the cost-aware rule a level whose load is slower than recomputation is not read."""
+    tent, thash, ttab = tiers[TI_ENT], tiers[TI_HASH], tiers[TI_TAB]
+    tcap, tpar, tscr = tiers[TI_CAP], tiers[TI_PAR], tiers[TI_SCR]
+    costaware = ci[C_COSTAWARE] != 0
+    j = j0
+    while j < lim:
+        h = ph[o0 + j]
+        found = 0
+        for k in range(1, N_LEVELS + 1):
+            if tcap[k] == 0 or (costaware and tpar[k, TP_S_PER_TOKEN] >= tpar[0, TP_S_PER_TOKEN]):
+                continue
+            e = _tab_find(ttab, tent, thash, h, _owner(ci, k, r))
+            if e >= 0:
+                tscr[0, j] = e
+                tscr[1, j] = k
+                found = k
+                break
+        if found == 0:
+            break
+        j += 1
+    return j
+
+
+@nb.njit(cache=True)
+def _tier_load(ci, tiers, rq, hbt, nh, j1, done, r, q, first):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Admit the tier blocks ``nh <= j < j1`` found by :func:`_tier_lookup`: refresh them in their level,
+    count the tokens loaded (the prompt's part of ``done`` beyond the HBM hits) and return the seconds
+    the loads take (per level: its latency plus tokens x seconds per token)."""
+    tent, tlru, tio, tpar, tscr = tiers[TI_ENT], tiers[TI_LRU], tiers[TI_IO], tiers[TI_PAR], tiers[TI_SCR]
+    left = done - nh * hbt
+    loaded = np.zeros(N_LEVELS + 1, dtype=np.int64)
+    for j in range(nh, j1):
+        if left <= 0:
+            break
+        e = tscr[0, j]
+        k = tscr[1, j]
+        o = _owner(ci, k, r)
+        _tlru_remove(tlru, tent, o, e)
+        _tlru_push(tlru, tent, o, e)
+        n = min(hbt, left)
+        loaded[k] += n
+        left -= n
+    secs = 0.0
+    for k in range(1, N_LEVELS + 1):
+        if loaded[k] > 0:
+            tio[k, TIO_LOADED] += loaded[k]
+            secs += tpar[k, TP_LATENCY] + loaded[k] * tpar[k, TP_S_PER_TOKEN]
+            if first:
+                rq[q, R_T1 + k - 1] = loaded[k]
+    return secs
+
+
+@nb.njit(cache=True)
+def flush_tiers(ci, tiers, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Empty replica ``r``'s own tiers (a stopped replica's host memory and disk go with it; a shared
+    pool stays)."""
+    tlru = tiers[TI_LRU]
+    for k in range(1, N_LEVELS):
+        o = _owner(ci, k, r)
+        while tlru[o, TL_HEAD] >= 0:
+            _tier_drop(tiers, o, tlru[o, TL_HEAD])
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -635,7 +827,7 @@ def _used_blocks(pi, ci, r):  # type: ignore[no-untyped-def]  # pragma: no cover
 
 @nb.njit(cache=True)
 def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free,  # type: ignore[no-untyped-def]  # pragma: no cover
-              ph, ph_off, arr, inp, out, lst, hist, scratch, r, t, t_seen):
+              ph, ph_off, arr, inp, out, lst, hist, scratch, tiers, r, t, t_seen):
     """Plan the next step of replica ``r`` at boundary ``t`` and put it in flight (or go idle).
 
     ``t_seen``: with async scheduling (``C_ASYNC``) the step starting at ``t`` was planned when the
@@ -655,6 +847,7 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
     hb = ci[C_HB]
     hbt = ci[C_HBT]
     x = pi[r, P_X]
+    pf[r, Q_LOAD] = 0.0
     while True:
         d = pi[r, P_D]
         total = hist[r, (-x) % bs] if d > 0 else 0
@@ -670,7 +863,7 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
         if total <= pi[r, P_FREE] + pi[r, P_EVICT] or pi[r, P_NRUN] == 0:
             break
         _preempt_last(lst, pi, ci, rq, hist, ent, ent_hash, tab_ent, ph, ph_off, inp, r)
-    _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, total)
+    _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, tiers, r, total)
     n_pre = 0
     pairs = 0.0
     for j in range(pi[r, P_NPRE]):
@@ -689,8 +882,9 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
         if lagging and arr[q] >= t_seen:
             break  # not yet seen by the scheduler that planned this step (FCFS: nor is anyone behind)
         target = rq[q, R_TARGET]
-        # prefix-cache lookup: leading hash blocks present on this replica
+        # prefix-cache lookup: leading hash blocks present on this replica, then in its KV tiers
         nh = 0
+        nt = 0
         evict_taken = 0
         if ci[C_PREFIX] != 0:
             o = ph_off[q]
@@ -704,7 +898,10 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
                 if ent[e, E_REF] == 0:
                     evict_taken += hb
                 nh += 1
-        done = min(nh * hbt, target - 1)
+            nt = nh
+            if ci[C_TIERS] != 0:
+                nt = _tier_lookup(ci, tiers, ph, o, nh, lim, r)
+        done = min(nt * hbt, target - 1)
         if ci[C_PRELOAD] != 0 and rq[q, R_CACHED] < 0:
             done = target - 1  # the prompt's KV came over the link: only the last token is computed
         n = min(target - done, budget)
@@ -717,7 +914,9 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
                 _lru_remove(pi, ent, r, e)
                 pi[r, P_EVICT] -= hb
             ent[e, E_REF] += 1
-        _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, need)
+        if nt > nh:  # refreshed before the allocation below can demote blocks into (and out of) the tiers
+            pf[r, Q_LOAD] += _tier_load(ci, tiers, rq, hbt, nh, nt, done, r, q, rq[q, R_CACHED] < 0)
+        _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, tiers, r, need)
         _pop_front(pi, rq, r)
         pi[r, P_WAIT_TOK] -= target
         rq[q, R_HELD] = nh
@@ -771,10 +970,15 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
 
 
 @nb.njit(cache=True)
-def _set_step_time(kernel, kparams, pi, pf, r):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """``kernel``: a step-kernel id (:mod:`planner.sim.kernels`)."""
-    pf[r, Q_BUSY_UNTIL] = pf[r, Q_T0] + step_time_of(kernel, kparams[pi[r, P_LVL]], pf[r, Q_P],
-                                                     pf[r, Q_PAIRS], float(pi[r, P_D]), pf[r, Q_DKV])
+def _set_step_time(kernel, kparams, pi, pf, ci, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """``kernel``: a step-kernel id (:mod:`planner.sim.kernels`). KV-tier loads of the step's admissions
+    (``Q_LOAD``) run beside its compute (``C_OVERLAP``) or before it."""
+    dt = step_time_of(kernel, kparams[pi[r, P_LVL]], pf[r, Q_P], pf[r, Q_PAIRS], float(pi[r, P_D]),
+                      pf[r, Q_DKV])
+    load = pf[r, Q_LOAD]
+    if load > 0.0:
+        dt = max(dt, load) if ci[C_OVERLAP] != 0 else dt + load
+    pf[r, Q_BUSY_UNTIL] = pf[r, Q_T0] + dt
 
 
 @nb.njit(cache=True)
@@ -859,7 +1063,7 @@ def _set_run_end(pi, pf, r):  # type: ignore[no-untyped-def]  # pragma: no cover
 
 
 @nb.njit(cache=True)
-def _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, out,  # type: ignore[no-untyped-def]  # pragma: no cover
+def _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, tiers, ph, ph_off, inp, out,  # type: ignore[no-untyped-def]  # pragma: no cover
             lst, hist, ts, dt, r, arr, mh, tb, ib):
     """Apply the step or run in flight of replica ``r`` (it ends at ``busy_until``).
 
@@ -890,7 +1094,7 @@ def _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, in
                 mh[itl0 + j] += d * _run_le(pf[r, Q_A], pf[r, Q_B], kv0, float(d), k, ib[j])
             mh[itl0 + nib] += d * k
         extra = _run_growth(pi, ci, hist, r, k)
-        if extra > 0 and not _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, r, extra):
+        if extra > 0 and not _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, tiers, r, extra):
             ci[C_VIOL] += 1  # k_safe guarantees the blocks
         pi[r, P_X] += k
         pi[r, P_STEPS] += k
@@ -1090,16 +1294,17 @@ def _route(pi, ci, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, ph, ph_off
 
 @nb.njit(cache=True)
 def _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash,  # type: ignore[no-untyped-def]  # pragma: no cover
-             tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, ts, dt, mh, tb, ib, r, t):
+             tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist,
+             scratch, tiers, ts, dt, mh, tb, ib, r, t):
     """Run replica ``r`` through its step boundaries strictly before ``t`` (``inf``: until idle)."""
     while pi[r, P_MODE] != MODE_IDLE and pf[r, Q_BUSY_UNTIL] < t:
-        ts = _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, ph, ph_off, inp, out,
+        ts = _commit(pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free, tiers, ph, ph_off, inp, out,
                      lst, hist, ts, dt, r, arr, mh, tb, ib)
         t_seen = pf[r, Q_T0] if ci[C_ASYNC] != 0 else np.inf
         if _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
-                     ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, r, pf[r, Q_BUSY_UNTIL],
+                     ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, tiers, r, pf[r, Q_BUSY_UNTIL],
                      t_seen):
-            _set_step_time(kernel, kparams, pi, pf, r)
+            _set_step_time(kernel, kparams, pi, pf, ci, r)
         if ci[C_POWER] != 0:
             _set_power(pkernel, pparams, pi, pf, r)
     return ts
@@ -1107,7 +1312,8 @@ def _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf
 
 @nb.njit(cache=True)
 def run_arrivals(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash,  # type: ignore[no-untyped-def]  # pragma: no cover
-                 tab_ent, ent_free, ph, ph_off, arr, inp, out, rkey, akey, route, lst, hist, scratch, ts,
+                 tab_ent, ent_free, ph, ph_off, arr, inp, out, rkey, akey, route, lst, hist,
+                 scratch, tiers, ts,
                  dt, mh, tb, ib, i0, i1, t_stop, advance_to, drain):
     """Route and simulate arrivals ``i0 <= i < i1`` that come before ``t_stop``.
 
@@ -1129,13 +1335,15 @@ def run_arrivals(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq
         for r in range(nrep):
             if pi[r, P_MODE] != MODE_IDLE and pf[r, Q_BUSY_UNTIL] < t:  # (the common case skips the call)
                 ts = _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent,
-                              ent_hash, tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, ts,
+                              ent_hash, tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist,
+                              scratch, tiers, ts,
                               dt, mh, tb, ib, r, t)
         if ci[C_ROUTER] == ROUTER_PRECISE_PREFIX and ci[C_PREFIX] != 0:
             for r in range(nrep):
                 if _split_evicting_run(pi, pf, ci, hist, r, t):
                     ts = _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent,
-                                  ent_hash, tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch,
+                                  ent_hash, tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist,
+                                  scratch, tiers,
                                   ts, dt, mh, tb, ib, r, t)
         r = _route(pi, ci, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, ph, ph_off)
         rq[q, R_REP] = r
@@ -1152,9 +1360,10 @@ def run_arrivals(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq
         mode = pi[r, P_MODE]
         if mode == MODE_IDLE:
             if _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent,
-                         ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, r, max(t, pf[r, Q_NOW]),
+                         ent_free, ph, ph_off, arr, inp, out, lst, hist,
+                         scratch, tiers, r, max(t, pf[r, Q_NOW]),
                          np.inf):
-                _set_step_time(kernel, kparams, pi, pf, r)
+                _set_step_time(kernel, kparams, pi, pf, ci, r)
             if power:
                 _set_power(pkernel, pparams, pi, pf, r)
         elif mode == MODE_RUN and was_empty:
@@ -1164,7 +1373,8 @@ def run_arrivals(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq
         t_end = np.inf if drain else advance_to
         for r in range(nrep):
             ts = _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent,
-                          ent_hash, tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist, scratch, ts,
+                          ent_hash, tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist,
+                          scratch, tiers, ts,
                           dt, mh, tb, ib, r, t_end)
     return ts, q
 

@@ -34,6 +34,7 @@ import numpy as np
 from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
 from planner.sim.config import BALANCE_FACTOR, PRECISE_PREFIX_WEIGHT, QUEUE_WEIGHT, RouterName, SimConfig
 from planner.sim.replay import EngineSetup, ShardOutput, ShardTask, splitmix64_np
+from planner.sim.state import tier_params
 
 
 @dataclass
@@ -56,6 +57,7 @@ class _Req:
     finish: float = math.nan
     sched: float = math.nan
     arr: float = 0.0
+    tier_tokens: list[int] = field(default_factory=lambda: [0] * (E.N_LEVELS + 1))
 
 
 @dataclass
@@ -77,6 +79,9 @@ class _Replica:
     busy: float = 0.0
     steps: int = 0
     max_used: int = 0
+    load: float = 0.0
+    tiers: dict[int, OrderedDict[int, None]] = field(
+        default_factory=lambda: {k: OrderedDict() for k in range(1, E.N_LEVELS)})
 
     @property
     def evictable(self) -> int:
@@ -96,6 +101,43 @@ class _Engine:
         self.prefix = False
         self.async_scheduling = eng.async_scheduling
         self.reps = [_Replica(free=setup.blocks) for _ in range(nrep)]
+        self.tcap = [0] * (E.N_LEVELS + 1)
+        self.tpar = np.zeros((E.N_LEVELS + 1, 2))
+        self.overlap = True
+        self.cost_aware = False
+        self.pool: OrderedDict[int, None] = OrderedDict()  # the shared level
+
+    # --- KV tiers (the victim hierarchy of planner.contracts.kv_tiers) ------------------------------
+    def level(self, p: _Replica, k: int) -> OrderedDict[int, None]:
+        return self.pool if k == E.N_LEVELS else p.tiers[k]
+
+    def tier_put(self, p: _Replica, h: int) -> None:
+        k = 1
+        carry: int | None = h
+        while carry is not None and k <= E.N_LEVELS:
+            if self.tcap[k] == 0:
+                k += 1
+                continue
+            od = self.level(p, k)
+            if carry in od:
+                od.move_to_end(carry)
+                return
+            victim = od.popitem(last=False)[0] if len(od) >= self.tcap[k] else None
+            od[carry] = None
+            carry = victim
+            k += 1
+
+    def tier_levels(self, p: _Replica, hashes: list[int]) -> list[int]:
+        """The level serving each of ``hashes`` in order, up to the first held nowhere."""
+        out: list[int] = []
+        for h in hashes:
+            k = next((k for k in range(1, E.N_LEVELS + 1) if self.tcap[k] and not (
+                self.cost_aware and self.tpar[k, E.TP_S_PER_TOKEN] >= self.tpar[0, E.TP_S_PER_TOKEN])
+                and h in self.level(p, k)), 0)
+            if k == 0:
+                break
+            out.append(k)
+        return out
 
     # --- blocks -------------------------------------------------------------------------------------
     def avail(self, p: _Replica) -> int:
@@ -110,6 +152,8 @@ class _Engine:
         while p.free < n:
             h, _ = p.lru.popitem(last=False)
             del p.table[h]
+            if any(self.tcap):
+                self.tier_put(p, h)
             p.free += self.hb
         p.free -= n
         return True
@@ -154,6 +198,7 @@ class _Engine:
     def schedule(self, p: _Replica, t: float, t_seen: float = math.inf) -> None:
         """Plan the step starting at ``t``; with async scheduling, requests that arrived at or after
         ``t_seen`` (the previous step's start) wait for the next one while anything runs."""
+        p.load = 0.0
         while True:  # decodes first, then prefill chunks in admission order; preempt the newest if short
             decoding = [q for q in p.running if q.decoding]
             prefilling = [q for q in p.running if not q.decoding]
@@ -181,6 +226,7 @@ class _Engine:
             if lagging and q.arr >= t_seen:
                 break
             hits: list[_Entry] = []
+            levels: list[int] = []
             if self.prefix:
                 lim = min(len(q.hashes), (q.target - 1) // self.hbt + 1, q.inp // self.hbt)
                 for h in q.hashes[:lim]:
@@ -188,8 +234,10 @@ class _Engine:
                     if e is None:
                         break
                     hits.append(e)
+                if any(self.tcap):
+                    levels = self.tier_levels(p, q.hashes[len(hits):lim])
             nh = len(hits)
-            done = min(nh * self.hbt, q.target - 1)
+            done = min((nh + len(levels)) * self.hbt, q.target - 1)
             n = min(q.target - done, budget)
             need = max(0, -(-(done + n) // self.bs) - nh * self.hb)
             taken = self.hb * sum(1 for e in hits if e.ref == 0)
@@ -199,6 +247,8 @@ class _Engine:
                 if e.ref == 0:
                     del p.lru[e.h]
                 e.ref += 1
+            if levels:
+                self.load_tiers(p, q, nh, levels, done)
             self.alloc(p, need)
             p.waiting.popleft()
             q.held, q.own, q.done, q.chunk = nh, need, done, n
@@ -214,7 +264,27 @@ class _Engine:
             p.busy_until = math.inf
             p.now = t
             return
-        p.busy_until = t + float(self.perf.step_time_s(float(n_pre), pairs, float(d), dkv))
+        dt = float(self.perf.step_time_s(float(n_pre), pairs, float(d), dkv))
+        if p.load > 0.0:
+            dt = max(dt, p.load) if self.overlap else dt + p.load
+        p.busy_until = t + dt
+
+    def load_tiers(self, p: _Replica, q: _Req, nh: int, levels: list[int], done: int) -> None:
+        """Refresh the tier blocks an admission loads and add their load time to the step."""
+        left = done - nh * self.hbt
+        loaded = [0] * (E.N_LEVELS + 1)
+        for h, k in zip(q.hashes[nh:], levels, strict=False):
+            if left <= 0:
+                break
+            self.level(p, k).move_to_end(h)
+            n = min(self.hbt, left)
+            loaded[k] += n
+            left -= n
+        for k in range(1, E.N_LEVELS + 1):
+            if loaded[k]:
+                p.load += self.tpar[k, E.TP_LATENCY] + loaded[k] * self.tpar[k, E.TP_S_PER_TOKEN]
+        if q.cached < 0:
+            q.tier_tokens = loaded
 
     def commit(self, p: _Replica) -> None:
         """Prefill progress in admission order, then finished decodes by request index."""
@@ -286,6 +356,11 @@ def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> S
     nrep = int(task.replica_ids.size)
     eng = _Engine(setup, config, nrep)
     eng.prefix = config.engine.enable_prefix_caching and task.prefix_hashes.size > 0
+    if eng.prefix and config.kv_tiers is not None:
+        tcap, eng.tpar = tier_params(config, setup.perf, task.prefix_hashes, setup.hash_block_tokens)
+        eng.tcap = [int(c) for c in tcap]
+        eng.overlap = config.kv_tiers.overlap
+        eng.cost_aware = config.kv_tiers.cost_aware
     off = task.prefix_offsets
     reqs = [_Req(i, int(task.input_tokens[i]), int(task.output_tokens[i]),
                  [int(h) for h in task.prefix_hashes[off[i]:off[i + 1]]]) for i in range(task.arrival_s.size)]
@@ -350,6 +425,7 @@ def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> S
         rq[q.i, E.R_GEN] = q.gen
         rq[q.i, E.R_PREEMPT] = q.preempt
         rq[q.i, E.R_CACHED] = q.cached
+        rq[q.i, E.R_T1:E.R_T3 + 1] = q.tier_tokens[1:]
         rq[q.i, E.R_REP] = rep_of[q.i]
         rq[q.i, E.R_PHASE] = E.PH_REJECTED if rejected[q.i] else E.PH_DONE
         rf[q.i] = (q.first, q.finish, q.sched)

@@ -44,6 +44,64 @@ def _decode_tables(perf: ReplicaPerf, maxseq: int) -> tuple[F64, F64]:
     return a, b
 
 
+TierState = tuple[I64, U64, I64, I64, I64, I64, I64, F64, I64]
+"""The engine's ``tiers`` tuple (see the KV-tier layout in :mod:`planner.sim.engine`)."""
+
+
+def tier_params(config: SimConfig, perf: ReplicaPerf, prefix_hashes: U64, hbt: int) -> tuple[I64, F64]:
+    """Blocks each KV-tier level holds per owner (``tcap``, 0: off) and its load costs (``tpar``), as the
+    engine's KV-tier layout reads them; all zero without tiers.
+
+    A level never holds more blocks than the shard has distinct prefix blocks, so its capacity is clipped
+    there (same behaviour, and a multi-terabyte tier costs no more memory than the trace). The recompute
+    cost the cost-aware rule weighs a load against is the perf model's seconds per token of a fresh
+    prompt's first ``max_batched_tokens`` chunk.
+    """
+    tcap = np.zeros(E.N_LEVELS + 1, dtype=np.int64)
+    tpar = np.zeros((E.N_LEVELS + 1, 2))
+    tiers = config.kv_tiers
+    if tiers is None:
+        return tcap, tpar
+    kvb = float(perf.kv_bytes_per_token)
+    distinct = int(np.unique(prefix_hashes).size)
+    placed = [(k + 1, lv) for k, lv in enumerate(lv for lv in tiers.levels if not lv.shared)]
+    if tiers.shared_level is not None:
+        placed.append((E.N_LEVELS, tiers.shared_level))
+    for k, lv in placed:
+        tcap[k] = min(lv.capacity_tokens(kvb, perf.gpus) // hbt, distinct)
+        tpar[k, E.TP_S_PER_TOKEN] = lv.seconds_per_token(kvb)
+        tpar[k, E.TP_LATENCY] = lv.latency_s
+    chunk = float(config.engine.max_batched_tokens)
+    tpar[0, E.TP_S_PER_TOKEN] = float(perf.step_time_s(chunk, chunk * (chunk + 1) / 2.0, 0.0, 0.0)) / chunk
+    return tcap, tpar
+
+
+def _tier_state(config: SimConfig, perf: ReplicaPerf, ci: I64, prefix_hashes: U64, prefix_offsets: I64,
+                hbt: int, slots: int, prefix_on: bool) -> TierState:
+    """The KV tiers' arrays (sized by :func:`tier_params`); sets the tier flags in ``ci``."""
+    tiers = config.kv_tiers
+    if tiers is not None and prefix_on:
+        tcap, tpar = tier_params(config, perf, prefix_hashes, hbt)
+        ci[E.C_TIERS] = 1
+        ci[E.C_OVERLAP] = 1 if tiers.overlap else 0
+        ci[E.C_COSTAWARE] = 1 if tiers.cost_aware else 0
+    else:
+        tcap = np.zeros(E.N_LEVELS + 1, dtype=np.int64)
+        tpar = np.zeros((E.N_LEVELS + 1, 2))
+    n_ent = int(slots * (tcap[1] + tcap[2]) + tcap[E.N_LEVELS]) + 1
+    size = 1 << max(4, int(2 * n_ent - 1).bit_length())
+    tent = np.full((n_ent, E.N_ENT), -1, dtype=np.int64)
+    tfree = np.zeros(n_ent + 1, dtype=np.int64)
+    tfree[0] = n_ent
+    tfree[1:] = np.arange(n_ent - 1, -1, -1)
+    tlru = np.full((2 * slots + 1, 3), -1, dtype=np.int64)
+    tlru[:, E.TL_COUNT] = 0
+    lens = np.diff(prefix_offsets)
+    longest = max(1, int(lens.max()) if lens.size else 1)  # the lookup scratch (HBM and tier entries)
+    return (tent, np.zeros(n_ent, dtype=np.uint64), np.full(size, -1, dtype=np.int64), tfree, tlru, tcap,
+            np.zeros((E.N_LEVELS + 1, 2), dtype=np.int64), tpar, np.zeros((2, longest), dtype=np.int64))
+
+
 class ShardEngine:
     """The numba loop's state for one group of replica slots behind one router.
 
@@ -118,6 +176,7 @@ class ShardEngine:
         ci[E.C_PRELOAD] = 1 if preload else 0
         ci[E.C_ASYNC] = 1 if eng.async_scheduling else 0
         self.ci = ci
+        self.tiers = _tier_state(config, perf, ci, prefix_hashes, prefix_offsets, hbt, slots, prefix_on)
         pi = np.zeros((slots, E.N_PI), dtype=np.int64)
         pi[:, E.P_HEAD] = -1
         pi[:, E.P_TAIL] = -1
@@ -151,8 +210,7 @@ class ShardEngine:
         self.ent_free = ent_free
         self.lst = np.zeros((slots, E.N_L, 2 * maxseq), dtype=np.int64)
         self.hist = np.zeros((slots, eng.block_size), dtype=np.int64)
-        lens = np.diff(prefix_offsets)
-        self.scratch = np.zeros(max(1, int(lens.max()) if lens.size else 1), dtype=np.int64)
+        self.scratch = np.zeros(self.tiers[E.TI_SCR].shape[1], dtype=np.int64)
         self.dt = float(dt)
         horizon = float(arrival_s[self.known - 1]) if self.known else 0.0
         self.ts = np.zeros((int(horizon / self.dt) + 2, slots, E.N_TS))
@@ -207,6 +265,8 @@ class ShardEngine:
     def flush(self, slot: int) -> None:
         """Forget a stopped slot's prefix cache before it hosts a new replica."""
         E.flush_replica(self.pi, self.ent, self.ent_hash, self.tab_ent, self.ent_free, self.ci, slot)
+        if self.ci[E.C_TIERS]:
+            E.flush_tiers(self.ci, self.tiers, slot)
 
     def idle(self, slot: int) -> bool:
         """No request queued or running on ``slot`` and no step in flight."""
@@ -225,7 +285,7 @@ class ShardEngine:
             self.kid, self.kparams, self.pkid, self.pparams, self.a_tab, self.b_tab, self.pi,
             self.pf, self.ci, self.rq, self.rf, self.ent, self.ent_hash, self.tab_ent, self.ent_free,
             self.ph, self.ph_off, self.arr, self.inp, self.out, self.rkey, self.akey, self.route, self.lst,
-            self.hist, self.scratch, self.ts, self.dt, self.mh, self.tb, self.ib, self.q_next, i1,
+            self.hist, self.scratch, self.tiers, self.ts, self.dt, self.mh, self.tb, self.ib, self.q_next, i1,
             t_stop, advance_to, drain)
         self.q_next = int(q)
 

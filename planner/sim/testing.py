@@ -34,6 +34,8 @@ class LinearPerf:
         per_decode_s: cost per decoding sequence.
         per_kv_s: cost per KV token read by decode attention.
         kv_tokens: KV cache capacity in tokens.
+        kv_token_bytes: KV bytes per token per GPU (Llama-3.1-8B's in bf16: 32 layers x 8 KV heads x 128
+            x 2 tensors x 2 bytes).
         gpus_per_replica: GPUs in the replica.
         idle_power_w: power per GPU of an empty step; ``busy_power_w`` is added per unit of step time
             above ``base_s``... kept simple: ``power = idle + busy_power_w`` whenever a step runs.
@@ -45,6 +47,7 @@ class LinearPerf:
     per_decode_s: float = 5e-5
     per_kv_s: float = 1e-8
     kv_tokens: int = 200_000
+    kv_token_bytes: float = 131_072.0
     gpus_per_replica: int = 1
     idle_power_w: float = 70.0
     busy_power_w: float = 400.0
@@ -53,6 +56,10 @@ class LinearPerf:
     @property
     def kv_capacity_tokens(self) -> int:
         return self.kv_tokens
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        return self.kv_token_bytes
 
     @property
     def gpus(self) -> int:

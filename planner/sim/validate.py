@@ -191,6 +191,10 @@ class EnginePerf:
         return self.kv_tokens
 
     @property
+    def kv_bytes_per_token(self) -> float:
+        return self.base.kv_bytes_per_token
+
+    @property
     def gpus(self) -> int:
         return self.base.gpus
 

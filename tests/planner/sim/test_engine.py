@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from planner.contracts.kv_tiers import KVTierLevel, KVTiers
 from planner.sim import EngineConfig, RouterName, SimConfig
 from planner.sim import engine as E  # noqa: N812
 from planner.sim.reference import reference_shard
@@ -99,11 +100,23 @@ def _cases(draw: st.DrawFn) -> tuple[object, SimConfig, LinearPerf]:
         hashes = [[g * 1000 + j for j in range(-(-i // hbt))] for g, i in zip(groups, inp, strict=True)]
     trace = make_trace(np.cumsum(gaps), np.array(inp), np.array(out), prefix_hashes=hashes, block_size=hbt)
     max_seqs = draw(st.integers(1, 8))
+    replicas = draw(st.integers(1, 3))
+    tiers = None
+    if prefix and draw(st.booleans()):  # KV tiers of a few blocks each, some slower than recomputing
+        kvb = LinearPerf().kv_token_bytes
+        names = draw(st.sampled_from([("dram",), ("dram", "ssd"), ("dram", "ssd", "remote"), ("remote",)]))
+        if replicas > 1:  # a shared pool is exact against the reference on one replica (see kv_tiers)
+            names = tuple(n for n in names if n != "remote") or ("dram",)
+        levels = tuple(KVTierLevel(n, draw(st.integers(1, 400)) * kvb / 1e9,
+                                   draw(st.sampled_from([0.5, 50.0])), draw(st.sampled_from([0.0, 1e-3])),
+                                   n == "remote") for n in names)
+        tiers = KVTiers(levels, overlap=draw(st.booleans()), cost_aware=draw(st.booleans()))
     cfg = SimConfig(
-        replicas=draw(st.integers(1, 3)), router=draw(st.sampled_from(EXACT_ROUTERS)),
+        replicas=replicas, router=draw(st.sampled_from(EXACT_ROUTERS)),
         seed=draw(st.integers(0, 5)),
         engine=EngineConfig(block_size=bs, max_num_seqs=max_seqs,
                             max_batched_tokens=draw(st.integers(max_seqs, 600))),
+        kv_tiers=tiers,
     )
     perf = LinearPerf(kv_tokens=draw(st.integers(200, 2000)))
     return trace, cfg, perf
@@ -126,3 +139,4 @@ def test_conservation_and_agreement(case: tuple[object, SimConfig, LinearPerf]) 
     assert (fast.max_used_blocks <= blocks).all()
     np.testing.assert_allclose(fast.rf, ref.rf, rtol=0, atol=1e-9)
     np.testing.assert_array_equal(fast.rq[:, E.R_PREEMPT], ref.rq[:, E.R_PREEMPT])
+    np.testing.assert_array_equal(fast.rq[:, E.R_T1:E.R_T3 + 1], ref.rq[:, E.R_T1:E.R_T3 + 1])
