@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from planner.cli.engine_option import EngineOpt
+from planner.cli.kv_tier_option import KVLoad, KVLoadOpt, KVPolicy, KVPolicyOpt, KVTierOpt, kv_tiers_of
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
@@ -31,6 +32,8 @@ EXAMPLE = (
     "  fleetwise replay --trace default --model Llama-3.1-8B --gpu H100-SXM --replicas 4\n\n"
     "  fleetwise replay --trace conv.csv --model Llama-3.1-70B --gpu H100-SXM --tp 4 --replicas 8 "
     "--router prefix-affinity --slo-ttft-ms 1000 --slo-tpot-ms 60 --out runs/r1 --json\n\n"
+    "  fleetwise replay --trace chat.parquet --model Llama-3.1-70B --tp 4 --replicas 8 --router "
+    "precise-prefix --kv-tier dram --kv-tier remote\n\n"
     "  fleetwise replay --trace default --replicas 2 --autoscale target-tracking --max-replicas 16 "
     "--row-budget-w 20000 --capping polca"
 )
@@ -58,6 +61,9 @@ def replay_cmd(
     max_num_seqs: Annotated[int, typer.Option(help="running sequences per replica at most")] = 256,
     block_size: Annotated[int, typer.Option(help="tokens per KV block")] = 16,
     prefix_caching: Annotated[bool, typer.Option(help="reuse cached prompt blocks (prefix_hashes)")] = True,
+    kv_tier: KVTierOpt = None,
+    kv_load: KVLoadOpt = KVLoad.OVERLAP,
+    kv_policy: KVPolicyOpt = KVPolicy.LRU,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms (every SLO class)")] = 2000.0,
     slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms (every SLO class)")] = 100.0,
     interval_s: Annotated[float, typer.Option(help="time-series resolution, seconds")] = 10.0,
@@ -126,6 +132,7 @@ def replay_cmd(
         engine=EngineConfig(max_batched_tokens=max_batched_tokens, max_num_seqs=max_num_seqs,
                             block_size=block_size, enable_prefix_caching=prefix_caching).with_profile(prof),
         default_slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),
+        kv_tiers=kv_tiers_of(kv_tier, kv_load, kv_policy),
     )
     from traces.default import load_trace_arg
 
@@ -143,9 +150,9 @@ def replay_cmd(
             mapper = ray_map_shards(address=ray_address,
                                     on_done=lambda done, _n: bar.update(job, completed=done))
             result = replay(tr, perf, config=config, gpu=gpu_spec, map_shards=mapper)
-    from planner.sim.prefix_bound import with_prefix_bound
+    from planner.sim.prefix_bound import fleet_kv_tokens, with_prefix_bound
 
-    result = with_prefix_bound(result, tr, capacity_tokens=replicas * perf.kv_capacity_tokens)
+    result = with_prefix_bound(result, tr, capacity_tokens=fleet_kv_tokens(perf, replicas, config.kv_tiers))
     if out is not None:
         write_result(result, out)
     if as_json:

@@ -31,8 +31,8 @@ to the prefix cache like a finished one's, so with tiers its re-admission loads 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from traces.errors import InputError
@@ -42,6 +42,8 @@ if TYPE_CHECKING:
 
 MAX_LOCAL_LEVELS = 2
 """Per-replica tiers the engine keeps (DRAM and NVMe in practice), above at most one shared pool."""
+SHARED_SLOT = MAX_LOCAL_LEVELS + 1
+"""The engine's level number of the shared pool (local tiers are levels 1 .. MAX_LOCAL_LEVELS)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,15 @@ class KVTiers:
     def names(self) -> tuple[str, ...]:
         return tuple(lv.name for lv in self.levels)
 
+    def slots(self) -> tuple[tuple[int, KVTierLevel], ...]:
+        """Each tier with its engine level: the local ones 1, 2 in order, the shared pool
+        :data:`SHARED_SLOT`."""
+        local = [lv for lv in self.levels if not lv.shared]
+        out = [(k + 1, lv) for k, lv in enumerate(local)]
+        if self.shared_level is not None:
+            out.append((SHARED_SLOT, self.shared_level))
+        return tuple(out)
+
     def capacity_tokens(self, kv_bytes_per_token: float, gpus: int, replicas: int) -> int:
         """KV tokens all tiers hold for a fleet of ``replicas`` (for the ideal-cache bound)."""
         return sum(lv.capacity_tokens(kv_bytes_per_token, gpus) * (1 if lv.shared else replicas)
@@ -116,6 +127,38 @@ class KVTiers:
         """What the tiers cost per hour for a fleet of ``gpus_total`` GPUs (a shared pool once)."""
         return sum(lv.price_per_gb_hour * lv.capacity_gb * (1 if lv.shared else gpus_total)
                    for lv in self.levels)
+
+
+def tiers_from_names(available: Mapping[str, KVTierSpec], names: Sequence[str], *, overlap: bool = True,
+                     cost_aware: bool = False) -> KVTiers | None:
+    """The tiers a user named (``dram``, ``ssd:1000``: a catalog tier, optionally with its capacity in GB
+    per GPU, the pool's GB for a shared tier); None when none is named.
+
+    >>> from planner.catalog import load_catalog
+    >>> t = tiers_from_names(load_catalog().kv_tiers, ["remote:20000", "dram"])
+    >>> t.names, t.levels[-1].capacity_gb
+    (('dram', 'remote'), 20000.0)
+    """
+    if not names:
+        return None
+    specs = []
+    for text in names:
+        name, _, size = text.partition(":")
+        spec = next((s for key, s in available.items() if key.lower() == name.strip().lower()), None)
+        if spec is None:
+            raise InputError(f"unknown KV tier {name!r}", field="--kv-tier",
+                             expected="one of " + ", ".join(sorted(available)) + " (optionally :GB)")
+        if size:
+            try:
+                gb = float(size)
+            except ValueError:
+                gb = -1.0
+            if not gb > 0:
+                raise InputError(f"KV tier capacity {size!r} is not a positive number of GB",
+                                 field="--kv-tier", expected="NAME:GB, e.g. dram:256")
+            spec = replace(spec, capacity_gb=gb)
+        specs.append(spec)
+    return tiers_from_catalog(specs, overlap=overlap, cost_aware=cost_aware)
 
 
 def tiers_from_catalog(specs: Iterable[KVTierSpec], *, overlap: bool = True,

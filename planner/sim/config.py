@@ -75,6 +75,11 @@ PRECISE_PREFIX_WEIGHT = 3.0
 """llm-d's default scheduling profile: the prefix-cache scorer's weight (OpenShift AI llm-d docs, 2026)."""
 QUEUE_WEIGHT = 2.0
 """llm-d's default scheduling profile: the queue scorer's weight (waiting requests, min-max normalised)."""
+TIER_BLOCK_WEIGHT = 0.8
+"""With KV tiers, the precise-prefix scorer counts a prefix block held in the replica's own tiers (not
+in HBM) as 0.8 of one in HBM: llm-d's KV-cache indexer tracks offloaded blocks by medium and weighs the
+media (its example configuration: gpu 1.0, cpu 0.8; recalled from the llm-d kv-cache documentation,
+not re-checked)."""
 BALANCE_FACTOR = (5, 4)
 """Bounded-load consistent hashing: a replica takes a request while its outstanding requests stay within
 ``ceil(5/4 x (all outstanding + 1) / replicas)`` (HAProxy's ``hash-balance-factor 125``)."""

@@ -160,6 +160,7 @@ ROUTER_HASH = 5  # stateless: replica = hash(request) mod replicas (sharding-ind
 ROUTER_PRECISE_PREFIX = 6  # llm-d: prefix share held in each replica's own cache (x3) + queue score (x2)
 W_PREFIX = 3.0  # planner.sim.config.PRECISE_PREFIX_WEIGHT
 W_QUEUE = 2.0  # planner.sim.config.QUEUE_WEIGHT
+W_TIER = 0.8  # planner.sim.config.TIER_BLOCK_WEIGHT
 ROUTER_SESSION_AFFINITY = 7  # a session's home on a hash ring, bounded loads (1.25 x the mean)
 BAL_NUM = 5  # planner.sim.config.BALANCE_FACTOR
 BAL_DEN = 4
@@ -197,7 +198,7 @@ TIO_LOADED = 0
 TIO_STORED = 1
 TP_S_PER_TOKEN = 0
 TP_LATENCY = 1
-N_LEVELS = 3
+N_LEVELS = 3  # = planner.contracts.kv_tiers.SHARED_SLOT: levels 1, 2 per replica, 3 the shared pool
 
 # --- time series fields (ts[interval, replica, F]) ---------------------------------------------------
 T_BUSY = 0  # seconds executing steps
@@ -1199,9 +1200,30 @@ def _held_blocks(tab_ent, ent, ent_hash, ph, ph_off, q, r):  # type: ignore[no-u
 
 
 @nb.njit(cache=True)
-def _route_precise(pi, ci, route, akey, tab_ent, ent, ent_hash, ph, ph_off, q):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _tier_held(ci, tiers, ph, o0, j0, n, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Blocks ``j0 <= j < n`` of a prompt that replica ``r``'s own tiers hold, up to the first one they do
+    not (a shared pool is left out: it serves every replica alike)."""
+    tent, thash, ttab, tcap = tiers[TI_ENT], tiers[TI_HASH], tiers[TI_TAB], tiers[TI_CAP]
+    j = j0
+    while j < n:
+        h = ph[o0 + j]
+        found = False
+        for k in range(1, N_LEVELS):
+            if tcap[k] > 0 and _tab_find(ttab, tent, thash, h, _owner(ci, k, r)) >= 0:
+                found = True
+                break
+        if not found:
+            break
+        j += 1
+    return j - j0
+
+
+@nb.njit(cache=True)
+def _route_precise(pi, ci, route, akey, tab_ent, ent, ent_hash, tiers, ph, ph_off, q):  # type: ignore[no-untyped-def]  # pragma: no cover
     """llm-d's endpoint picker: ``3 * held share + 2 * queue score``, highest first, then the least
-    outstanding, then the first; ``akey[q]``: leading hot blocks left out of the share."""
+    outstanding, then the first; ``akey[q]``: leading hot blocks left out of the share. With KV tiers the
+    blocks that follow in the replica's own tiers count ``W_TIER`` each (llm-d indexes offloaded blocks
+    too and weighs them per medium)."""
     nrep = ci[C_NROUTE]
     qmin = pi[route[0], P_NWAIT]
     qmax = qmin
@@ -1218,8 +1240,12 @@ def _route_precise(pi, ci, route, akey, tab_ent, ent, ent_hash, ph, ph_off, q): 
         r = route[j]
         share = 0.0
         if own > 0:
-            held = _held_blocks(tab_ent, ent, ent_hash, ph, ph_off, q, r) - skip
-            share = max(held, 0) / own
+            hbm = _held_blocks(tab_ent, ent, ent_hash, ph, ph_off, q, r)
+            held = float(max(hbm - skip, 0))
+            if ci[C_TIERS] != 0:  # the tier blocks past the hot ones
+                more = _tier_held(ci, tiers, ph, ph_off[q], hbm, ph_off[q + 1] - ph_off[q], r)
+                held += W_TIER * max(0, hbm + more - max(hbm, skip))
+            share = held / own
         qs = 1.0 if qmax == qmin else (qmax - pi[r, P_NWAIT]) / (qmax - qmin)
         sc = W_PREFIX * share + W_QUEUE * qs
         load = pi[r, P_NRUN] + pi[r, P_NWAIT]
@@ -1248,14 +1274,14 @@ def _route_bounded(pi, ci, route, akey, q):  # type: ignore[no-untyped-def]  # p
 
 
 @nb.njit(cache=True)
-def _route(pi, ci, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, ph, ph_off):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _route(pi, ci, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, tiers, ph, ph_off):  # type: ignore[no-untyped-def]  # pragma: no cover
     """Pick a replica among the routable ones (``route[:ci[C_NROUTE]]``, replica slots)."""
     router = ci[C_ROUTER]
     nrep = ci[C_NROUTE]
     if nrep == 1:
         return route[0]
     if router == ROUTER_PRECISE_PREFIX:
-        return _route_precise(pi, ci, route, akey, tab_ent, ent, ent_hash, ph, ph_off, q)
+        return _route_precise(pi, ci, route, akey, tab_ent, ent, ent_hash, tiers, ph, ph_off, q)
     if router == ROUTER_SESSION_AFFINITY:
         return _route_bounded(pi, ci, route, akey, q)
     if router == ROUTER_ROUND_ROBIN:
@@ -1345,7 +1371,7 @@ def run_arrivals(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq
                                   ent_hash, tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist,
                                   scratch, tiers,
                                   ts, dt, mh, tb, ib, r, t)
-        r = _route(pi, ci, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, ph, ph_off)
+        r = _route(pi, ci, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, tiers, ph, ph_off)
         rq[q, R_REP] = r
         mh[M_ARRIVED] += 1
         if inp[q] + out[q] > cap_tokens:

@@ -25,6 +25,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import replace
 
+from planner.contracts.kv_tiers import KVTiers
+from planner.perf.api import ReplicaPerf
 from planner.sim.result import SimResult
 from traces.schema import RequestTrace
 
@@ -60,6 +62,15 @@ def prefix_hit_ratio_bound(trace: RequestTrace, *, capacity_tokens: float) -> fl
         while len(cache) > capacity:
             cache.popitem(last=False)
     return hit / total if total else None
+
+
+def fleet_kv_tokens(perf: ReplicaPerf, replicas: int, tiers: KVTiers | None) -> float:
+    """KV tokens the whole fleet holds: every replica's HBM plus, with tiers, every tier's capacity (a
+    shared pool once): the capacity of the bound's ideal cache."""
+    hbm = float(replicas * perf.kv_capacity_tokens)
+    if tiers is None:
+        return hbm
+    return hbm + tiers.capacity_tokens(float(perf.kv_bytes_per_token), perf.gpus, replicas)
 
 
 def with_prefix_bound(result: SimResult, trace: RequestTrace, *, capacity_tokens: float) -> SimResult:

@@ -32,7 +32,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
-from planner.sim.config import BALANCE_FACTOR, PRECISE_PREFIX_WEIGHT, QUEUE_WEIGHT, RouterName, SimConfig
+from planner.sim.config import (
+    BALANCE_FACTOR,
+    PRECISE_PREFIX_WEIGHT,
+    QUEUE_WEIGHT,
+    TIER_BLOCK_WEIGHT,
+    RouterName,
+    SimConfig,
+)
 from planner.sim.replay import EngineSetup, ShardOutput, ShardTask, splitmix64_np
 from planner.sim.state import tier_params
 
@@ -332,8 +339,16 @@ def _precise(eng: _Engine, q: _Req, skip: int) -> int:
     for r, p in enumerate(eng.reps):
         share = 0.0
         if own > 0:
-            held = next((j for j, h in enumerate(q.hashes) if h not in p.table), len(q.hashes))
-            share = max(held - skip, 0) / own
+            hbm = next((j for j, h in enumerate(q.hashes) if h not in p.table), len(q.hashes))
+            held = float(max(hbm - skip, 0))
+            if any(eng.tcap):
+                more = 0
+                for h in q.hashes[hbm:]:
+                    if not any(eng.tcap[k] and h in p.tiers[k] for k in range(1, E.N_LEVELS)):
+                        break
+                    more += 1
+                held += TIER_BLOCK_WEIGHT * max(0, hbm + more - max(hbm, skip))
+            share = held / own
         qs = 1.0 if qmax == qmin else (qmax - waits[r]) / (qmax - qmin)
         score = PRECISE_PREFIX_WEIGHT * share + QUEUE_WEIGHT * qs
         load = len(p.running) + len(p.waiting)

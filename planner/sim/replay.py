@@ -99,6 +99,8 @@ class ShardOutput:
     kernel_steps: I64
     max_used_blocks: I64
     violations: int
+    tier_io: I64 | None = None
+    """Per KV-tier level (engine numbering): tokens loaded from it, blocks stored into it."""
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def simulate_shard(task: ShardTask, setup: EngineSetup, config: SimConfig,
     eng = shard_engine(task, setup, config, slots=nrep, routable=list(range(nrep)), dt=config.interval_s)
     if task.arrival_s.size:
         eng.drain(progress)
-    return _shard_output(task, eng.rq, eng.rf, eng.ts, eng.pf, eng.pi, eng.ci)
+    return _shard_output(task, eng.rq, eng.rf, eng.ts, eng.pf, eng.pi, eng.ci, eng.tier_io)
 
 
 def shard_engine(task: ShardTask, setup: EngineSetup, config: SimConfig, *, slots: int, routable: list[int],
@@ -236,7 +238,7 @@ def shard_engine(task: ShardTask, setup: EngineSetup, config: SimConfig, *, slot
 
 
 def _shard_output(task: ShardTask, rq: I64, rf: F64, ts: F64, pf: F64, pi: I64,
-                  ci: I64) -> ShardOutput:
+                  ci: I64, tier_io: I64 | None = None) -> ShardOutput:
     return ShardOutput(
         index=task.index,
         replica_ids=task.replica_ids,
@@ -249,6 +251,7 @@ def _shard_output(task: ShardTask, rq: I64, rf: F64, ts: F64, pf: F64, pi: I64,
         kernel_steps=pi[:, E.P_MIXED].copy(),
         max_used_blocks=pi[:, E.P_MAXUSED].copy(),
         violations=int(ci[E.C_VIOL]),
+        tier_io=None if tier_io is None else tier_io.copy(),
     )
 
 

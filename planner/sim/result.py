@@ -7,7 +7,7 @@ once (surfaces never recompute).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -15,6 +15,7 @@ import polars as pl
 from numpy.typing import NDArray
 
 from planner.catalog.schema import GPUSpec
+from planner.contracts.kv_tiers import KVTiers
 from planner.perf.api import ReplicaPerf
 from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
 from planner.sim.config import EngineConfig, SimConfig
@@ -47,6 +48,28 @@ class ClassSummary:
     tpot_p50_s: float
     tpot_p99_s: float
     p99_met: bool
+
+
+@dataclass(frozen=True)
+class TierSummary:
+    """What one KV tier below HBM did in a replay (:mod:`planner.contracts.kv_tiers`).
+
+    Attributes:
+        hit_tokens: prompt tokens loaded from it when their requests were first admitted (part of
+            ``cached_prefix_tokens``).
+        hit_ratio: ``hit_tokens`` over all prompt tokens.
+        loaded_gb: KV read from it into HBM, every admission (re-admissions after preemption too),
+            summed over the replica's GPUs.
+        stored_gb: KV written into it (blocks evicted from the level above).
+        load_s: seconds its loads took (latency plus bytes over bandwidth per load), summed over loads.
+    """
+
+    name: str
+    hit_tokens: int
+    hit_ratio: float
+    loaded_gb: float
+    stored_gb: float
+    load_s: float
 
 
 @dataclass(frozen=True)
@@ -85,6 +108,8 @@ class SimSummary:
     prefix_hit_ratio_bound: float | None = None
     """What one LRU cache holding the fleet's whole KV capacity would hit on the same requests
     (:mod:`planner.sim.prefix_bound`); None when not computed or the trace has no prefix hashes."""
+    kv_tiers: tuple[TierSummary, ...] = ()
+    """Per KV tier below HBM (empty for an HBM-only replay)."""
 
     @property
     def prefix_hit_ratio(self) -> float:
@@ -93,8 +118,10 @@ class SimSummary:
 
     def as_dict(self) -> dict[str, object]:
         """Plain data for ``--json``."""
-        d: dict[str, object] = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "classes"}
+        d: dict[str, object] = {k: getattr(self, k) for k in self.__dataclass_fields__
+                                if k not in ("classes", "kv_tiers")}
         d["classes"] = [c.__dict__.copy() for c in self.classes]
+        d["kv_tiers"] = [t.__dict__.copy() for t in self.kv_tiers]
         d["prefix_hit_ratio"] = self.prefix_hit_ratio
         return d
 
@@ -208,6 +235,7 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
     replica = np.full(n, -1, dtype=np.int32)
     preempt = np.zeros(n, dtype=np.int32)
     cached = np.zeros(n, dtype=np.int32)
+    tier_tokens = np.zeros((n, E.N_LEVELS), dtype=np.int64)
     rejected = np.zeros(n, dtype=bool)
     busy = np.zeros(R)
     steps = 0
@@ -223,6 +251,7 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
         replica[ids] = np.where(local >= 0, o.replica_ids[np.maximum(local, 0)], -1)
         preempt[ids] = o.rq[:, E.R_PREEMPT]
         cached[ids] = np.maximum(o.rq[:, E.R_CACHED], 0)
+        tier_tokens[ids] = o.rq[:, E.R_T1:E.R_T3 + 1]
         rejected[ids] = o.rq[:, E.R_PHASE] == E.PH_REJECTED
         busy[o.replica_ids] = o.busy_s
         steps += int(o.steps.sum())
@@ -256,6 +285,10 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
         "slo_class": classes.to_numpy() if n else np.array([], dtype=object),
         "rejected": rejected,
     }, schema_overrides={"slo_class": pl.String}).with_columns(pl.col(pl.Float64).fill_nan(None))
+    if config.kv_tiers is not None:  # which tier served each request's prompt tokens beyond HBM
+        requests = requests.with_columns(
+            pl.Series(f"{lv.name}_prefix_tokens", tier_tokens[:, k - 1].astype(np.int32))
+            for k, lv in config.kv_tiers.slots())
 
     makespan = float(np.nanmax(finish)) if n and not np.all(np.isnan(finish)) else 0.0
     n_used = max(1, int(np.ceil(makespan / config.interval_s))) if makespan > 0 else 1
@@ -293,7 +326,26 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
     summary = summarize(requests, config=config, replicas=R, gpus_per_replica=gpus, makespan=makespan,
                         gpu_hours=gpu_hours, energy_kwh=energy_kwh, cost_usd=cost,
                         busy_s=float(busy.sum()), replica_s=R * makespan, steps=steps, violations=violations)
+    if config.kv_tiers is not None:
+        summary = replace(summary, kv_tiers=_tier_summaries(config.kv_tiers, outputs, tier_tokens, perf,
+                                                            trace.meta.block_size or config.engine.block_size,
+                                                            summary.prompt_tokens))
     return SimResult(requests=requests, timeseries=timeseries, power=power_df, summary=summary)
+
+
+def _tier_summaries(tiers: KVTiers, outputs: Sequence[ShardOutput], tier_tokens: NDArray[np.int64],
+                    perf: ReplicaPerf, hbt: int, prompt_tokens: int) -> tuple[TierSummary, ...]:
+    io = sum((o.tier_io for o in outputs if o.tier_io is not None), np.zeros((E.N_LEVELS + 1, 2), np.int64))
+    gb_per_token = float(perf.kv_bytes_per_token) * perf.gpus / 1e9
+    out = []
+    for k, lv in tiers.slots():
+        hits = int(tier_tokens[:, k - 1].sum())
+        loaded = int(io[k, E.TIO_LOADED])
+        out.append(TierSummary(
+            name=lv.name, hit_tokens=hits, hit_ratio=hits / prompt_tokens if prompt_tokens else 0.0,
+            loaded_gb=loaded * gb_per_token, stored_gb=int(io[k, E.TIO_STORED]) * hbt * gb_per_token,
+            load_s=loaded * lv.seconds_per_token(float(perf.kv_bytes_per_token))))
+    return tuple(out)
 
 
 def summarize(requests: pl.DataFrame, *, config: SimConfig, replicas: int, gpus_per_replica: int,

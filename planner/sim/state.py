@@ -64,10 +64,7 @@ def tier_params(config: SimConfig, perf: ReplicaPerf, prefix_hashes: U64, hbt: i
         return tcap, tpar
     kvb = float(perf.kv_bytes_per_token)
     distinct = int(np.unique(prefix_hashes).size)
-    placed = [(k + 1, lv) for k, lv in enumerate(lv for lv in tiers.levels if not lv.shared)]
-    if tiers.shared_level is not None:
-        placed.append((E.N_LEVELS, tiers.shared_level))
-    for k, lv in placed:
+    for k, lv in tiers.slots():
         tcap[k] = min(lv.capacity_tokens(kvb, perf.gpus) // hbt, distinct)
         tpar[k, E.TP_S_PER_TOKEN] = lv.seconds_per_token(kvb)
         tpar[k, E.TP_LATENCY] = lv.latency_s
@@ -332,6 +329,11 @@ class ShardEngine:
         return order.astype(np.int64)
 
     # --- reading ---------------------------------------------------------------------------------
+
+    @property
+    def tier_io(self) -> I64:
+        """Per KV-tier level: tokens loaded from it, blocks stored into it (engine layout)."""
+        return self.tiers[6]
 
     def kv_usage(self) -> F64:
         """Used KV blocks over capacity per slot (``vllm:kv_cache_usage_perc`` as a fraction)."""

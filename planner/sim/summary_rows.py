@@ -49,6 +49,11 @@ def summary_rows(result: SimResult) -> tuple[tuple[str, str], ...]:
             else f"; one LRU cache of the fleet's KV would hit {s.prefix_hit_ratio_bound:.1%}")),
         ("GPU-hours", f"{s.gpu_hours:,.2f}"),
     ]
+    for t in s.kv_tiers:  # right under the prefix row: what each tier below HBM served
+        rows.insert(rows.index(("GPU-hours", f"{s.gpu_hours:,.2f}")), (
+            f"KV tier {t.name}",
+            f"{t.hit_tokens:,} prompt tokens ({t.hit_ratio:.1%}) loaded at first admission; "
+            f"{t.loaded_gb:,.1f} GB read in {t.load_s:,.1f} s of loads, {t.stored_gb:,.1f} GB written"))
     if s.energy_kwh is not None:
         rows.append(("energy", f"{s.energy_kwh:,.2f} kWh"))
     if s.cost_usd is not None:
