@@ -35,6 +35,11 @@ VERBS: dict[str, tuple[str, str]] = {
         "Replay a request trace through N replicas (vLLM-class engines, router, prefix cache) and report "
         "latency, SLO attainment, GPU-hours, energy and cost.",
     ),
+    "kv-tiers": (
+        "planner.cli.kv_tiers_cmd",
+        "Does a KV tier pay for itself? Size the fleet by replay with HBM only, +DRAM, +NVMe and +a shared "
+        "pool, and compare GPUs and cost per hour.",
+    ),
     "experts": (
         "planner.cli.experts_cmd",
         "Place MoE experts on GPUs; compare with DeepSeek's EPLB.",
