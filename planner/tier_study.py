@@ -113,7 +113,8 @@ class TierStudy:
         if best is base or not base.met:
             return f"cheapest: {best.case}, {best.gpus} GPUs, ${best.cost_per_hour:,.2f}/h"
         return (f"cheapest: {best.case}, {best.gpus} GPUs, ${best.cost_per_hour:,.2f}/h: "
-                f"{base.gpus - best.gpus} GPUs and ${base.cost_per_hour - best.cost_per_hour:,.2f}/h less than HBM only "
+                f"{base.gpus - best.gpus} GPUs and ${base.cost_per_hour - best.cost_per_hour:,.2f}/h less "
+                "than HBM only "
                 f"(tiers ${best.tier_cost_per_hour:,.2f}/h)")
 
     def as_dict(self) -> dict[str, object]:
