@@ -104,9 +104,9 @@ class TierStudy:
         """One line: the cheapest case and what it saves against HBM only."""
         met = [r for r in self.rows if r.met]
         if not met:
-            best = max(r.ceiling for r in self.rows)
+            ceiling = max(r.ceiling for r in self.rows)
             return (f"no case met {self.target:.0%} within TTFT {self.ttft_s:g} s / TPOT {self.tpot_s:g} s "
-                    f"(the best fleet reached {best:.1%}: the rest miss even on an idle fleet; a longer "
+                    f"(the best fleet reached {ceiling:.1%}: the rest miss even on an idle fleet; a longer "
                     "TTFT target or a long-context SLO class would)")
         best = min(met, key=lambda r: (r.cost_per_hour, r.gpus))
         base = self.rows[0]

@@ -37,7 +37,14 @@ class RouterName(StrEnum):
     ``session-affinity`` (a session's turns go to its home replica on a hash ring, spilling to the next
     replica on the ring while the home holds more than 1.25 x the mean outstanding requests: consistent
     hashing with bounded loads, Mirrokni et al. 2018, as HAProxy's ``hash-balance-factor 125`` runs it;
-    requests without a session hash by their id).
+    requests without a session hash by their id), ``sglang-cache-aware`` (SGLang's router, ``cache_aware``
+    policy: while the outstanding requests are imbalanced, the least loaded replica; otherwise the replica
+    whose record of the prefixes it was sent matches the most of the prompt when that is more than
+    ``cache_threshold`` of it, else the replica with the smallest record; the record is the router's own,
+    not the replica's cache: :class:`RouterOptions`), ``dualmap`` (DualMap, Yuan et al. 2026: the two
+    prefix-affinity candidates, the one with fewer queued prompt tokens unless it is a hot spot, and the
+    least loaded replica when the chosen one's queue alone would break the TTFT target:
+    :class:`RouterOptions`).
     """
 
     ROUND_ROBIN = "round-robin"
@@ -48,6 +55,8 @@ class RouterName(StrEnum):
     HASH = "hash"
     PRECISE_PREFIX = "precise-prefix"
     SESSION_AFFINITY = "session-affinity"
+    SGLANG_CACHE_AWARE = "sglang-cache-aware"
+    DUALMAP = "dualmap"
 
     @property
     def code(self) -> int:
@@ -69,6 +78,8 @@ _ROUTER_CODES: dict[RouterName, int] = {
     RouterName.HASH: 5,
     RouterName.PRECISE_PREFIX: 6,
     RouterName.SESSION_AFFINITY: 7,
+    RouterName.SGLANG_CACHE_AWARE: 8,
+    RouterName.DUALMAP: 9,
 }
 
 PRECISE_PREFIX_WEIGHT = 3.0
@@ -83,6 +94,74 @@ not re-checked)."""
 BALANCE_FACTOR = (5, 4)
 """Bounded-load consistent hashing: a replica takes a request while its outstanding requests stay within
 ``ceil(5/4 x (all outstanding + 1) / replicas)`` (HAProxy's ``hash-balance-factor 125``)."""
+
+SGLANG_CACHE_THRESHOLD = 0.3
+"""SGLang router's ``--cache-threshold``: the prefix match ratio above which the best-matching worker is
+taken (sgl-model-gateway ``bindings/python/src/sglang_router/router_args.py``, ``RouterArgs``; the
+older sgl-router ``sglang_router`` Python binding defaulted to 0.5)."""
+SGLANG_BALANCE_ABS_THRESHOLD = 64
+"""SGLang router's ``--balance-abs-threshold``: load is imbalanced only when ``max - min`` exceeds it
+(sgl-model-gateway ``RouterArgs``; 32 in the older sgl-router)."""
+SGLANG_BALANCE_REL_THRESHOLD = 1.5
+"""SGLang router's ``--balance-rel-threshold``: ... and when ``max > rel * min`` (sgl-model-gateway
+``RouterArgs``; 1.0001 in the older sgl-router)."""
+DUALMAP_HOTSPOT_FACTOR = 2.0
+"""DualMap's hot spot, as this replay draws it: a candidate whose outstanding requests, with the new one,
+would exceed ``ceil(2 x (all outstanding + 1) / replicas)``, twice its fair share. The paper's abstract
+says only that requests move from overloaded to underloaded instances; 2 x leaves the ordinary
+fluctuation of a few requests to the two-choice rule and the TTFT switch (session-affinity's 1.25 x would
+spill most turns of a lightly loaded fleet)."""
+
+
+@dataclass(frozen=True)
+class RouterOptions:
+    """Knobs of the routers that have any (the other routers ignore them).
+
+    Attributes:
+        cache_threshold: ``sglang-cache-aware``: prefix match ratio (matched prompt blocks over prompt
+            blocks) above which the best-matching replica is taken.
+        balance_abs_threshold, balance_rel_threshold: ``sglang-cache-aware``: outstanding requests are
+            imbalanced when ``max - min > abs`` and ``max > rel * min``; then the least loaded replica wins.
+        tree_blocks: ``sglang-cache-aware``: prefix blocks (trace hash blocks) the router remembers per
+            replica, least recently used first out. None: the replica's KV capacity in hash blocks, what
+            its cache could hold at most. SGLang's own bound (``--max-tree-size``, 2**26 characters per
+            worker, about 16 M tokens) is far beyond any replica's KV, so its tree soon claims prefixes the
+            worker has evicted; bounding the record by the cache keeps that error to what LRU order
+            differences make.
+        ttft_slo_s: ``dualmap``: the TTFT target its SLO-aware switch protects. None: the replay's
+            ``default_slo.ttft_s``.
+        prefill_s_per_token: ``dualmap``: seconds of prefill per queued prompt token, to turn a queue into a
+            TTFT estimate. None: from the perf model, a full ``max_batched_tokens`` prefill chunk's step
+            time over its tokens (:func:`planner.sim.replay.engine_setup`).
+        hotspot_factor: ``dualmap``: see :data:`DUALMAP_HOTSPOT_FACTOR`.
+    """
+
+    cache_threshold: float = SGLANG_CACHE_THRESHOLD
+    balance_abs_threshold: int = SGLANG_BALANCE_ABS_THRESHOLD
+    balance_rel_threshold: float = SGLANG_BALANCE_REL_THRESHOLD
+    tree_blocks: int | None = None
+    ttft_slo_s: float | None = None
+    prefill_s_per_token: float | None = None
+    hotspot_factor: float = DUALMAP_HOTSPOT_FACTOR
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.cache_threshold <= 1.0:
+            raise InputError(f"cache threshold {self.cache_threshold}",
+                             field="router_options.cache_threshold", expected="0 <= cache_threshold <= 1")
+        if self.balance_abs_threshold < 0 or not self.balance_rel_threshold >= 1.0:
+            raise InputError("balance thresholds out of range", field="router_options.balance_abs_threshold",
+                             expected="balance_abs_threshold >= 0 and balance_rel_threshold >= 1")
+        if self.tree_blocks is not None and self.tree_blocks < 1:
+            raise InputError(f"tree_blocks {self.tree_blocks}", field="router_options.tree_blocks",
+                             expected="an integer >= 1 (or None: the replica's KV capacity)")
+        for name in ("ttft_slo_s", "prefill_s_per_token"):
+            v = getattr(self, name)
+            if v is not None and not v > 0:
+                raise InputError(f"{name} {v}", field=f"router_options.{name}",
+                                 expected="a number > 0 or None")
+        if not self.hotspot_factor >= 1.0:
+            raise InputError(f"hotspot factor {self.hotspot_factor}", field="router_options.hotspot_factor",
+                             expected="a number >= 1")
 
 
 VLLM_TTFT_BUCKETS_S: tuple[float, ...] = (
@@ -210,6 +289,8 @@ class SimConfig:
         racks_per_row: power aggregation.
         kv_tiers: KV-cache tiers below HBM (DRAM, NVMe, a shared pool) that keep evicted prefix
             blocks for later loads (:mod:`planner.contracts.kv_tiers`); None: HBM only.
+        router_options: thresholds and targets of the routers that have them (``sglang-cache-aware``,
+            ``dualmap``).
     """
 
     replicas: int
@@ -225,6 +306,7 @@ class SimConfig:
     autoscale: AutoscaleConfig | None = None
     power: PowerConfig | None = None
     kv_tiers: KVTiers | None = None
+    router_options: RouterOptions = field(default_factory=RouterOptions)
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -265,5 +347,5 @@ class SimConfig:
 
 __all__ = [  # EngineConfig and SLOTarget live in planner.contracts (the solvers share them); re-exported
     "VLLM_E2E_BUCKETS_S", "VLLM_ITL_BUCKETS_S", "VLLM_TTFT_BUCKETS_S", "AutoscaleConfig", "EngineConfig",
-    "PowerConfig", "RouterName", "SLOTarget", "SimConfig", "vllm_length_buckets",
+    "PowerConfig", "RouterName", "RouterOptions", "SLOTarget", "SimConfig", "vllm_length_buckets",
 ]

@@ -99,7 +99,10 @@ P_HLEN = 18  # entries in the finish heap
 P_ADMSEQ = 19  # admissions so far
 P_MIXED = 20  # steps timed by the perf kernel (prefill or mixed); the rest were summed in closed form
 P_LVL = 21  # clock level: row of the kernel-parameter and decode tables this replica's steps use
-N_PI = 22
+P_TR_HEAD = 22  # sglang-cache-aware: the router's record of the prefixes sent here, LRU list head (oldest)
+P_TR_TAIL = 23  # ... its tail (most recent)
+P_TR_SIZE = 24  # ... blocks in it
+N_PI = 25
 
 # --- per-replica lists (lst[r, L, i]); capacity 2 * max_num_seqs -------------------------------------
 L_RUN = 0  # running sequences in admission order (lazy deletion)
@@ -148,7 +151,17 @@ C_ASYNC = 15  # async scheduling: a request that arrives during a step joins the
 C_TIERS = 16  # KV tiers below HBM on (planner.contracts.kv_tiers): evicted prefix blocks go down, hits load
 C_OVERLAP = 17  # tier loads overlap the step's compute (step = max(compute, load)); else compute + load
 C_COSTAWARE = 18  # a tier serves a block only where loading it beats recomputing it
-N_CI = 19
+C_TREE_CAP = 19  # sglang-cache-aware: blocks the router's record keeps per replica (0: no record)
+C_BAL_ABS = 20  # sglang-cache-aware: balance_abs_threshold
+N_CI = 21
+
+# --- config floats (cf[F]): router thresholds and targets (planner.sim.config.RouterOptions) ---------
+G_CACHE_THR = 0  # sglang-cache-aware: cache_threshold
+G_BAL_REL = 1  # sglang-cache-aware: balance_rel_threshold
+G_TTFT = 2  # dualmap: TTFT target, seconds
+G_TOK_S = 3  # dualmap: prefill seconds per queued prompt token
+G_HOT = 4  # dualmap: hot-spot factor over the fair share
+N_CF = 5
 
 # routers (codes; names in planner.sim.config.RouterName)
 ROUTER_ROUND_ROBIN = 0
@@ -164,8 +177,10 @@ W_TIER = 0.8  # planner.sim.config.TIER_BLOCK_WEIGHT
 ROUTER_SESSION_AFFINITY = 7  # a session's home on a hash ring, bounded loads (1.25 x the mean)
 BAL_NUM = 5  # planner.sim.config.BALANCE_FACTOR
 BAL_DEN = 4
+ROUTER_SGLANG_CACHE_AWARE = 8  # SGLang's cache_aware: balance thresholds, then the router's prefix record
+ROUTER_DUALMAP = 9  # two prefix candidates, hot-spot spill, TTFT-target switch to the least loaded
 
-# --- prefix-cache entries (ent[e, F]) ----------------------------------------------------------------
+# --- prefix-cache entries (ent[e, F]); the sglang router's record uses the same layout (tr_ent) ------
 E_REP = 0
 E_REF = 1
 E_PREV = 2
@@ -1273,13 +1288,200 @@ def _route_bounded(pi, ci, route, akey, q):  # type: ignore[no-untyped-def]  # p
     return route[home]
 
 
+# ----------------------------------------------------------------------------------------------------
+# sglang-cache-aware: the router's own record of the prefix blocks it sent to each replica (LRU-bounded)
+# ----------------------------------------------------------------------------------------------------
+
+
 @nb.njit(cache=True)
-def _route(pi, ci, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, tiers, ph, ph_off):  # type: ignore[no-untyped-def]  # pragma: no cover
+def _tree_unlink(pi, tr_ent, r, e):  # type: ignore[no-untyped-def]  # pragma: no cover
+    p = tr_ent[e, E_PREV]
+    n = tr_ent[e, E_NEXT]
+    if p >= 0:
+        tr_ent[p, E_NEXT] = n
+    else:
+        pi[r, P_TR_HEAD] = n
+    if n >= 0:
+        tr_ent[n, E_PREV] = p
+    else:
+        pi[r, P_TR_TAIL] = p
+    tr_ent[e, E_PREV] = -1
+    tr_ent[e, E_NEXT] = -1
+
+
+@nb.njit(cache=True)
+def _tree_append(pi, tr_ent, r, e):  # type: ignore[no-untyped-def]  # pragma: no cover
+    t = pi[r, P_TR_TAIL]
+    tr_ent[e, E_PREV] = t
+    tr_ent[e, E_NEXT] = -1
+    if t >= 0:
+        tr_ent[t, E_NEXT] = e
+    else:
+        pi[r, P_TR_HEAD] = e
+    pi[r, P_TR_TAIL] = e
+
+
+@nb.njit(cache=True)
+def _tree_drop(pi, tr_ent, tr_hash, tr_tab, tr_free, r, e):  # type: ignore[no-untyped-def]  # pragma: no cover
+    _tree_unlink(pi, tr_ent, r, e)
+    _tab_delete(tr_tab, tr_ent, tr_hash, e)
+    tr_ent[e, E_REP] = -1
+    tr_free[0] += 1
+    tr_free[tr_free[0]] = e
+    pi[r, P_TR_SIZE] -= 1
+
+
+@nb.njit(cache=True)
+def _tree_insert(pi, ci, tr_ent, tr_hash, tr_tab, tr_free, ph, ph_off, q, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Record request ``q``'s prefix blocks as sent to replica ``r``.
+
+    Its last block is touched first and its first block last, so a prefix is always more recent than
+    its extensions and the LRU end drops leaves first, as SGLang's tree evicts least recently used
+    leaves. A replica holds at most ``C_TREE_CAP`` blocks: each new one over it evicts the oldest.
+    """
+    cap = ci[C_TREE_CAP]
+    if cap <= 0:
+        return
+    o = ph_off[q]
+    for j in range(ph_off[q + 1] - o - 1, -1, -1):
+        h = ph[o + j]
+        e = _tab_find(tr_tab, tr_ent, tr_hash, h, r)
+        if e >= 0:
+            _tree_unlink(pi, tr_ent, r, e)
+        else:
+            if pi[r, P_TR_SIZE] >= cap:
+                _tree_drop(pi, tr_ent, tr_hash, tr_tab, tr_free, r, pi[r, P_TR_HEAD])
+            e = tr_free[tr_free[0]]
+            tr_free[0] -= 1
+            _tab_insert(tr_tab, tr_ent, tr_hash, h, r, e)
+            pi[r, P_TR_SIZE] += 1
+        _tree_append(pi, tr_ent, r, e)
+
+
+@nb.njit(cache=True)
+def flush_tree(pi, tr_ent, tr_hash, tr_tab, tr_free, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Forget the router's record of slot ``r`` (SGLang drops a removed worker's tenant)."""
+    while pi[r, P_TR_HEAD] >= 0:
+        _tree_drop(pi, tr_ent, tr_hash, tr_tab, tr_free, r, pi[r, P_TR_HEAD])
+
+
+@nb.njit(cache=True)
+def _outstanding(pi, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    return pi[r, P_NRUN] + pi[r, P_NWAIT]
+
+
+@nb.njit(cache=True)
+def _route_sglang(pi, ci, cf, route, akey, tr_ent, tr_hash, tr_tab, ph, ph_off, q):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """SGLang's ``cache_aware``: imbalanced outstanding requests (``max - min > abs`` and
+    ``max > rel * min``): the least loaded replica; else the best prefix match in the router's record when
+    its ratio exceeds ``cache_threshold`` (ties: less loaded, then first), else the smallest record
+    (ties likewise). ``akey[q]``: the prompt's leading hot blocks, counted as matched on every replica."""
+    nrep = ci[C_NROUTE]
+    lo = route[0]
+    lmin = _outstanding(pi, lo)
+    lmax = lmin
+    for j in range(1, nrep):
+        v = _outstanding(pi, route[j])
+        if v < lmin:
+            lmin = v
+            lo = route[j]
+        lmax = max(lmax, v)
+    if lmax - lmin > ci[C_BAL_ABS] and lmax > cf[G_BAL_REL] * lmin:
+        return lo
+    n = ph_off[q + 1] - ph_off[q]
+    if n > 0:
+        skip = np.int64(akey[q])
+        best = route[0]
+        bestm = np.int64(-1)
+        bestl = np.int64(0)
+        for j in range(nrep):
+            r = route[j]
+            m = max(_held_blocks(tr_tab, tr_ent, tr_hash, ph, ph_off, q, r), skip)
+            v = _outstanding(pi, r)
+            if m > bestm or (m == bestm and v < bestl):
+                best = r
+                bestm = m
+                bestl = v
+        if bestm / n > cf[G_CACHE_THR]:
+            return best
+    best = route[0]
+    bests = pi[best, P_TR_SIZE]
+    bestl = _outstanding(pi, best)
+    for j in range(1, nrep):
+        r = route[j]
+        sz = pi[r, P_TR_SIZE]
+        v = _outstanding(pi, r)
+        if sz < bests or (sz == bests and v < bestl):
+            best = r
+            bests = sz
+            bestl = v
+    return best
+
+
+@nb.njit(cache=True)
+def _least_queued(pi, ci, route):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """The replica with the fewest queued prompt tokens, then the fewest outstanding requests, then first."""
+    best = route[0]
+    for j in range(1, ci[C_NROUTE]):
+        r = route[j]
+        if pi[r, P_WAIT_TOK] < pi[best, P_WAIT_TOK] or (
+                pi[r, P_WAIT_TOK] == pi[best, P_WAIT_TOK] and _outstanding(pi, r) < _outstanding(pi, best)):
+            best = r
+    return best
+
+
+@nb.njit(cache=True)
+def _route_dualmap(pi, ci, cf, route, akey, q):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """DualMap: the two candidates hashed from the prefix key (as prefix-affinity); a candidate whose
+    outstanding requests would pass ``ceil(factor (total + 1) / R)`` is a hot spot and is skipped (both hot:
+    the least queued replica); of the rest, the one with fewer queued prompt tokens (then fewer outstanding,
+    then the first); when that one's queue times the prefill time per token exceeds the TTFT target, the
+    least queued replica instead."""
+    nrep = ci[C_NROUTE]
+    total = np.int64(0)
+    for j in range(nrep):
+        total += _outstanding(pi, route[j])
+    cap = math.ceil(cf[G_HOT] * (total + 1) / nrep)
+    h1 = splitmix64(akey[q])
+    h2 = splitmix64(h1)
+    c1 = np.int64(h1 % np.uint64(nrep))
+    c2 = np.int64(h2 % np.uint64(nrep - 1))
+    if c2 >= c1:
+        c2 += 1
+    c1 = route[c1]
+    c2 = route[c2]
+    hot1 = _outstanding(pi, c1) + 1 > cap
+    hot2 = _outstanding(pi, c2) + 1 > cap
+    if hot1 and hot2:
+        return _least_queued(pi, ci, route)
+    if hot1:
+        r = c2
+    elif hot2:
+        r = c1
+    else:
+        w1 = pi[c1, P_WAIT_TOK]
+        w2 = pi[c2, P_WAIT_TOK]
+        r = c1 if w1 < w2 or (w1 == w2 and _outstanding(pi, c1) <= _outstanding(pi, c2)) else c2
+    if pi[r, P_WAIT_TOK] * cf[G_TOK_S] > cf[G_TTFT]:
+        return _least_queued(pi, ci, route)
+    return r
+
+
+@nb.njit(cache=True)
+def _route(pi, ci, cf, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, tiers, ph, ph_off,  # type: ignore[no-untyped-def]  # pragma: no cover
+           tr_ent, tr_hash, tr_tab, tr_free):
     """Pick a replica among the routable ones (``route[:ci[C_NROUTE]]``, replica slots)."""
     router = ci[C_ROUTER]
     nrep = ci[C_NROUTE]
+    if router == ROUTER_SGLANG_CACHE_AWARE:
+        r = route[0] if nrep == 1 else _route_sglang(pi, ci, cf, route, akey, tr_ent, tr_hash, tr_tab, ph,
+                                                     ph_off, q)
+        _tree_insert(pi, ci, tr_ent, tr_hash, tr_tab, tr_free, ph, ph_off, q, r)
+        return r
     if nrep == 1:
         return route[0]
+    if router == ROUTER_DUALMAP:
+        return _route_dualmap(pi, ci, cf, route, akey, q)
     if router == ROUTER_PRECISE_PREFIX:
         return _route_precise(pi, ci, route, akey, tab_ent, ent, ent_hash, tiers, ph, ph_off, q)
     if router == ROUTER_SESSION_AFFINITY:
@@ -1337,10 +1539,10 @@ def _advance(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf
 
 
 @nb.njit(cache=True)
-def run_arrivals(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash,  # type: ignore[no-untyped-def]  # pragma: no cover
+def run_arrivals(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, cf, rq, rf, ent, ent_hash,  # type: ignore[no-untyped-def]  # pragma: no cover
                  tab_ent, ent_free, ph, ph_off, arr, inp, out, rkey, akey, route, lst, hist,
                  scratch, tiers, ts,
-                 dt, mh, tb, ib, i0, i1, t_stop, advance_to, drain):
+                 dt, mh, tb, ib, tr_ent, tr_hash, tr_tab, tr_free, i0, i1, t_stop, advance_to, drain):
     """Route and simulate arrivals ``i0 <= i < i1`` that come before ``t_stop``.
 
     Then, when ``advance_to`` is finite, every replica is run through its step boundaries before
@@ -1371,7 +1573,8 @@ def run_arrivals(kernel, kparams, pkernel, pparams, a_tab, b_tab, pi, pf, ci, rq
                                   ent_hash, tab_ent, ent_free, ph, ph_off, arr, inp, out, lst, hist,
                                   scratch, tiers,
                                   ts, dt, mh, tb, ib, r, t)
-        r = _route(pi, ci, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, tiers, ph, ph_off)
+        r = _route(pi, ci, cf, route, rkey, akey, inp, q, tab_ent, ent, ent_hash, tiers, ph, ph_off, tr_ent,
+                   tr_hash, tr_tab, tr_free)
         rq[q, R_REP] = r
         mh[M_ARRIVED] += 1
         if inp[q] + out[q] > cap_tokens:

@@ -38,10 +38,11 @@ from planner.sim.config import (
     QUEUE_WEIGHT,
     TIER_BLOCK_WEIGHT,
     RouterName,
+    RouterOptions,
     SimConfig,
 )
 from planner.sim.replay import EngineSetup, ShardOutput, ShardTask, splitmix64_np
-from planner.sim.state import tier_params
+from planner.sim.state import prefill_time_per_token, tier_params
 
 
 @dataclass
@@ -80,6 +81,7 @@ class _Replica:
     waiting: deque[_Req] = field(default_factory=deque)
     table: dict[int, _Entry] = field(default_factory=dict)
     lru: OrderedDict[int, _Entry] = field(default_factory=OrderedDict)
+    tree: OrderedDict[int, None] = field(default_factory=OrderedDict)  # sglang router's record, LRU first
     busy_until: float = math.inf
     t0: float = 0.0
     now: float = 0.0
@@ -366,6 +368,62 @@ def _bounded(nrep: int, load: Callable[[int], int], key: int) -> int:
     return next((r for r in ((home + k) % nrep for k in range(nrep)) if load(r) + 1 <= cap), home)
 
 
+def _load(p: _Replica) -> int:
+    return len(p.running) + len(p.waiting)
+
+
+def _queued(p: _Replica) -> int:
+    return sum(w.target for w in p.waiting)
+
+
+def _sglang(eng: _Engine, q: _Req, skip: int, opt: RouterOptions) -> int:
+    """SGLang's ``cache_aware``, as :func:`planner.sim.engine._route_sglang` (same arithmetic, same ties)."""
+    loads = [_load(p) for p in eng.reps]
+    lmin, lmax = min(loads), max(loads)
+    if lmax - lmin > opt.balance_abs_threshold and lmax > opt.balance_rel_threshold * lmin:
+        return loads.index(lmin)
+    n = len(q.hashes)
+    if n > 0:
+        def match(p: _Replica) -> int:
+            held = next((j for j, h in enumerate(q.hashes) if h not in p.tree), n)
+            return max(held, skip)
+        best = min(range(len(eng.reps)), key=lambda r: (-match(eng.reps[r]), loads[r], r))
+        if match(eng.reps[best]) / n > opt.cache_threshold:
+            return best
+    return min(range(len(eng.reps)), key=lambda r: (len(eng.reps[r].tree), loads[r], r))
+
+
+def _record(p: _Replica, q: _Req, cap: int) -> None:
+    """The sglang router records ``q``'s blocks as sent to ``p``: last block first, oldest out past cap."""
+    if cap <= 0:
+        return
+    for h in reversed(q.hashes):
+        if h in p.tree:
+            p.tree.move_to_end(h)
+            continue
+        if len(p.tree) >= cap:
+            p.tree.popitem(last=False)
+        p.tree[h] = None
+
+
+def _dualmap(eng: _Engine, key: int, opt: RouterOptions, ttft_s: float, tok_s: float) -> int:
+    """DualMap, as :func:`planner.sim.engine._route_dualmap` (same arithmetic, same ties)."""
+    nrep = len(eng.reps)
+    loads = [_load(p) for p in eng.reps]
+    queued = [_queued(p) for p in eng.reps]
+    cap = math.ceil(opt.hotspot_factor * (sum(loads) + 1) / nrep)
+    h1 = splitmix64_np(np.array([key], dtype=np.uint64))
+    c1 = int(h1[0] % np.uint64(nrep))
+    c2 = int(splitmix64_np(h1)[0] % np.uint64(nrep - 1))
+    c2 += 1 if c2 >= c1 else 0
+    least = min(range(nrep), key=lambda r: (queued[r], loads[r], r))
+    hot1, hot2 = loads[c1] + 1 > cap, loads[c2] + 1 > cap
+    if hot1 and hot2:
+        return least
+    r = c2 if hot1 else c1 if hot2 else min((c1, c2), key=lambda c: (queued[c], loads[c], c != c1))
+    return least if queued[r] * tok_s > ttft_s else r
+
+
 def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> ShardOutput:
     """Simulate one shard step by step; inputs and outputs as :func:`planner.sim.replay.simulate_shard`."""
     nrep = int(task.replica_ids.size)
@@ -383,9 +441,16 @@ def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> S
     rejected = np.zeros(len(reqs), dtype=bool)
     rr = 0
     cap = setup.blocks * config.engine.block_size
+    opt = config.router_options
+    tree_cap = 0
+    if config.router is RouterName.SGLANG_CACHE_AWARE and task.prefix_hashes.size > 0:
+        tree_cap = opt.tree_blocks or max(1, setup.blocks // eng.hb)
+    ttft_s = opt.ttft_slo_s or config.default_slo.ttft_s
+    tok_s = setup.prefill_s_per_token or opt.prefill_s_per_token or prefill_time_per_token(
+        setup.perf, config.engine.max_batched_tokens)
 
     def load(r: int) -> int:
-        return len(eng.reps[r].running) + len(eng.reps[r].waiting)
+        return _load(eng.reps[r])
 
     for q in reqs:
         t = float(task.arrival_s[q.i])
@@ -407,6 +472,10 @@ def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> S
             r = _precise(eng, q, int(task.affinity_key[q.i]))
         elif router is RouterName.SESSION_AFFINITY:
             r = _bounded(nrep, load, int(task.affinity_key[q.i]))
+        elif router is RouterName.SGLANG_CACHE_AWARE:
+            r = _sglang(eng, q, int(task.affinity_key[q.i]), opt)
+        elif router is RouterName.DUALMAP:
+            r = _dualmap(eng, int(task.affinity_key[q.i]), opt, ttft_s, tok_s)
         elif router is RouterName.LEAST_KV:
             r = min(range(nrep), key=lambda k: (eng.blocks - eng.reps[k].free
                                                  - eng.hb * eng.reps[k].evictable)
@@ -419,6 +488,8 @@ def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> S
             c2 = int(h2[0] % np.uint64(nrep - 1))
             c2 += 1 if c2 >= c1 else 0
             r = c1 if load(c1) <= load(c2) else c2
+        if router is RouterName.SGLANG_CACHE_AWARE:
+            _record(eng.reps[r], q, tree_cap)
         rep_of[q.i] = r
         if q.inp + q.out > cap:
             rejected[q.i] = True

@@ -30,7 +30,7 @@ from planner.sim import engine as E  # noqa: N812 (the engine's field constants 
 from planner.sim.affinity import affinity_blocks, hot_blocks
 from planner.sim.config import RouterName, SimConfig
 from planner.sim.result import SimResult, build_result
-from planner.sim.state import ShardEngine
+from planner.sim.state import ShardEngine, prefill_time_per_token
 from traces.errors import InputError
 from traces.schema import RequestTrace
 
@@ -67,9 +67,9 @@ class ShardTask:
         prefix_hashes, prefix_offsets: flattened ``prefix_hashes`` (request ``i`` owns
             ``prefix_hashes[prefix_offsets[i]:prefix_offsets[i + 1]]``).
         route_key: per-request hash for power-of-two (or the forced local replica for ``hash``).
-        affinity_key: per-request hash for prefix affinity (its first prefix block that is not a hot spot,
-            :mod:`planner.sim.affinity`; else its session or id); for ``precise-prefix``, the count of its
-            leading hot-spot blocks (not a hash).
+        affinity_key: per-request hash for prefix affinity and dualmap (its first prefix block that is not
+            a hot spot, :mod:`planner.sim.affinity`; else its session or id); for ``precise-prefix`` and
+            ``sglang-cache-aware``, the count of its leading hot-spot blocks (not a hash).
     """
 
     index: int
@@ -105,11 +105,18 @@ class ShardOutput:
 
 @dataclass(frozen=True)
 class EngineSetup:
-    """Per-replica constants derived once from the perf model (shipped with each shard task)."""
+    """Per-replica constants derived once from the perf model (shipped with each shard task).
+
+    Attributes:
+        prefill_s_per_token: the ``dualmap`` router's prefill seconds per queued prompt token
+            (``router_options.prefill_s_per_token``, else :func:`planner.sim.state.prefill_time_per_token`
+            at the engine's token budget).
+    """
 
     perf: ReplicaPerf
     blocks: int
     hash_block_tokens: int
+    prefill_s_per_token: float = 0.0
 
 
 MapShards = Callable[[Sequence[ShardTask], EngineSetup, SimConfig], list[ShardOutput]]
@@ -134,7 +141,9 @@ def engine_setup(perf: ReplicaPerf, trace: RequestTrace, config: SimConfig) -> E
             field="block_size",
             expected=f"a block size that divides {hbt}",
         )
-    return EngineSetup(perf=perf, blocks=blocks, hash_block_tokens=hbt)
+    tok = config.router_options.prefill_s_per_token or prefill_time_per_token(
+        perf, config.engine.max_batched_tokens)
+    return EngineSetup(perf=perf, blocks=blocks, hash_block_tokens=hbt, prefill_s_per_token=tok)
 
 
 def make_shard_tasks(trace: RequestTrace, config: SimConfig) -> list[ShardTask]:
@@ -159,12 +168,13 @@ def make_shard_tasks(trace: RequestTrace, config: SimConfig) -> list[ShardTask]:
         has = sess.is_not_null().to_numpy()
         akey[has] = splitmix64_np(sess.hash(seed=7).to_numpy().astype(np.uint64))[has]
     has_ph = lengths > 0
-    if has_ph.any() and config.router is RouterName.PREFIX_AFFINITY:
+    if has_ph.any() and config.router in (RouterName.PREFIX_AFFINITY, RouterName.DUALMAP):
         # the shortest prefix that is not a hot spot (a prefix every request shares must not collapse
         # the fleet onto two replicas): planner.sim.affinity
         akey[has_ph] = splitmix64_np(affinity_blocks(flat, offsets, replicas=config.replicas)[has_ph])
-    if config.router is RouterName.PRECISE_PREFIX:
-        # its key is how many leading blocks are hot spots, left out of the cached share it scores
+    if config.router in (RouterName.PRECISE_PREFIX, RouterName.SGLANG_CACHE_AWARE):
+        # its key is how many leading blocks are hot spots: left out of the cached share precise-prefix
+        # scores; counted as matched everywhere by sglang-cache-aware
         akey = hot_blocks(flat, offsets, replicas=config.replicas).astype(np.uint64)
     arr = df["arrival_s"].to_numpy().astype(np.float64)
     inp = df["input_tokens"].to_numpy().astype(np.int64)
@@ -234,7 +244,7 @@ def shard_engine(task: ShardTask, setup: EngineSetup, config: SimConfig, *, slot
         affinity_key=task.affinity_key, perf=setup.perf, blocks=setup.blocks,
         hash_block_tokens=setup.hash_block_tokens, config=config, slots=slots, routable=routable, dt=dt,
         metrics=metrics, power=power, preload=preload, ttft_buckets=ttft_buckets, itl_buckets=itl_buckets,
-        known=known)
+        known=known, prefill_s_per_token=setup.prefill_s_per_token or None)
 
 
 def _shard_output(task: ShardTask, rq: I64, rf: F64, ts: F64, pf: F64, pi: I64,

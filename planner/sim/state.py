@@ -25,7 +25,7 @@ from numpy.typing import NDArray
 
 from planner.perf.api import ReplicaPerf
 from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
-from planner.sim.config import SimConfig
+from planner.sim.config import RouterName, SimConfig
 from planner.sim.kernels import kernel_id, power_kernel_id
 
 CHUNK_ARRIVALS = 1 << 16
@@ -42,6 +42,19 @@ def _decode_tables(perf: ReplicaPerf, maxseq: int) -> tuple[F64, F64]:
     for d in range(1, maxseq + 1):
         a[d], b[d] = perf.decode_affine(d)
     return a, b
+
+
+def prefill_time_per_token(perf: ReplicaPerf, chunk_tokens: int) -> float:
+    """Seconds per prompt token of one prefill step of ``chunk_tokens`` fresh tokens (no cached context,
+    no decodes): what a queued prompt token costs a replica that prefills at full budget, the rate a
+    router turns a queue of prompt tokens into a wait with.
+
+    >>> from planner.sim.testing import LinearPerf
+    >>> round(prefill_time_per_token(LinearPerf(base_s=0.01, per_prefill_token_s=1e-4), 100), 6)
+    0.0002
+    """
+    n = float(max(chunk_tokens, 1))
+    return float(perf.step_time_s(n, n * (n + 1) / 2.0, 0.0, 0.0)) / n
 
 
 TierState = tuple[I64, U64, I64, I64, I64, I64, I64, F64, I64]
@@ -68,8 +81,7 @@ def tier_params(config: SimConfig, perf: ReplicaPerf, prefix_hashes: U64, hbt: i
         tcap[k] = min(lv.capacity_tokens(kvb, perf.gpus) // hbt, distinct)
         tpar[k, E.TP_S_PER_TOKEN] = lv.seconds_per_token(kvb)
         tpar[k, E.TP_LATENCY] = lv.latency_s
-    chunk = float(config.engine.max_batched_tokens)
-    tpar[0, E.TP_S_PER_TOKEN] = float(perf.step_time_s(chunk, chunk * (chunk + 1) / 2.0, 0.0, 0.0)) / chunk
+    tpar[0, E.TP_S_PER_TOKEN] = prefill_time_per_token(perf, config.engine.max_batched_tokens)
     return tcap, tpar
 
 
@@ -116,6 +128,8 @@ class ShardEngine:
         power: compute each step's power in the loop (needs ``perf.power_kernel()``).
         preload: requests arrive with their prompt's KV (decode pool of a P/D split).
         known: requests whose arrival is known (default: all).
+        prefill_s_per_token: the ``dualmap`` router's prefill time per queued prompt token (default: the
+            router options' value, else derived from ``perf``: :func:`prefill_time_per_token`).
     """
 
     def __init__(self, *, arrival_s: F64, input_tokens: I64, output_tokens: I64, prefix_hashes: U64,
@@ -123,7 +137,7 @@ class ShardEngine:
                  hash_block_tokens: int, config: SimConfig, slots: int, routable: list[int], dt: float,
                  metrics: bool = False, power: bool = False, preload: bool = False,
                  ttft_buckets: tuple[float, ...] = (), itl_buckets: tuple[float, ...] = (),
-                 known: int | None = None) -> None:
+                 known: int | None = None, prefill_s_per_token: float | None = None) -> None:
         eng = config.engine
         n = int(arrival_s.size)
         self.n = n
@@ -180,7 +194,10 @@ class ShardEngine:
         pi[:, E.P_LRU_HEAD] = -1
         pi[:, E.P_LRU_TAIL] = -1
         pi[:, E.P_FREE] = blocks
+        pi[:, E.P_TR_HEAD] = -1
+        pi[:, E.P_TR_TAIL] = -1
         self.pi = pi
+        self._router_state(config, blocks, hb, slots, prefix_hashes.size > 0, prefill_s_per_token)
         pf = np.zeros((slots, E.N_PF))
         pf[:, E.Q_BUSY_UNTIL] = np.inf
         self.pf = pf
@@ -217,6 +234,33 @@ class ShardEngine:
         self.route = np.zeros(slots, dtype=np.int64)
         self.q_next = 0
         self.set_routable(routable)
+
+    def _router_state(self, config: SimConfig, blocks: int, hb: int, slots: int, hashes: bool,
+                      prefill_s_per_token: float | None) -> None:
+        """The routers' thresholds (``cf``) and the sglang router's per-replica prefix record."""
+        opt = config.router_options
+        tok = prefill_s_per_token or opt.prefill_s_per_token or prefill_time_per_token(
+            self.perf, config.engine.max_batched_tokens)
+        cf = np.zeros(E.N_CF)
+        cf[E.G_CACHE_THR] = opt.cache_threshold
+        cf[E.G_BAL_REL] = opt.balance_rel_threshold
+        cf[E.G_TTFT] = opt.ttft_slo_s or config.default_slo.ttft_s
+        cf[E.G_TOK_S] = tok
+        cf[E.G_HOT] = opt.hotspot_factor
+        self.cf = cf
+        cap = 0
+        if config.router is RouterName.SGLANG_CACHE_AWARE and hashes:
+            cap = opt.tree_blocks or max(1, blocks // hb)
+        self.ci[E.C_TREE_CAP] = cap
+        self.ci[E.C_BAL_ABS] = opt.balance_abs_threshold
+        n_tr = max(1, slots * cap)
+        self.tr_ent = np.full((n_tr, E.N_ENT), -1, dtype=np.int64)
+        self.tr_hash = np.zeros(n_tr, dtype=np.uint64)
+        self.tr_tab = np.full(1 << max(4, int(2 * n_tr - 1).bit_length()), -1, dtype=np.int64)
+        tr_free = np.zeros(n_tr + 1, dtype=np.int64)
+        tr_free[0] = n_tr
+        tr_free[1:] = np.arange(n_tr - 1, -1, -1)
+        self.tr_free = tr_free
 
     # --- control ---------------------------------------------------------------------------------
 
@@ -264,6 +308,7 @@ class ShardEngine:
         E.flush_replica(self.pi, self.ent, self.ent_hash, self.tab_ent, self.ent_free, self.ci, slot)
         if self.ci[E.C_TIERS]:
             E.flush_tiers(self.ci, self.tiers, slot)
+        E.flush_tree(self.pi, self.tr_ent, self.tr_hash, self.tr_tab, self.tr_free, slot)
 
     def idle(self, slot: int) -> bool:
         """No request queued or running on ``slot`` and no step in flight."""
@@ -280,10 +325,10 @@ class ShardEngine:
     def _call(self, i1: int, t_stop: float, advance_to: float, drain: bool) -> None:
         self.ts, q = E.run_arrivals(
             self.kid, self.kparams, self.pkid, self.pparams, self.a_tab, self.b_tab, self.pi,
-            self.pf, self.ci, self.rq, self.rf, self.ent, self.ent_hash, self.tab_ent, self.ent_free,
+            self.pf, self.ci, self.cf, self.rq, self.rf, self.ent, self.ent_hash, self.tab_ent, self.ent_free,
             self.ph, self.ph_off, self.arr, self.inp, self.out, self.rkey, self.akey, self.route, self.lst,
-            self.hist, self.scratch, self.tiers, self.ts, self.dt, self.mh, self.tb, self.ib, self.q_next, i1,
-            t_stop, advance_to, drain)
+            self.hist, self.scratch, self.tiers, self.ts, self.dt, self.mh, self.tb, self.ib, self.tr_ent,
+            self.tr_hash, self.tr_tab, self.tr_free, self.q_next, i1, t_stop, advance_to, drain)
         self.q_next = int(q)
 
     def run_until(self, t_stop: float, progress: Callable[[int, int], None] | None = None) -> None:

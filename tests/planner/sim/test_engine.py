@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from planner.contracts.kv_tiers import KVTierLevel, KVTiers
 from planner.sim import EngineConfig, RouterName, SimConfig
 from planner.sim import engine as E  # noqa: N812
+from planner.sim.config import RouterOptions
 from planner.sim.reference import reference_shard
 from planner.sim.replay import ShardOutput, engine_setup, make_shard_tasks, simulate_shard
 from planner.sim.testing import LinearPerf, make_trace, poisson_trace
@@ -47,6 +48,26 @@ def test_fast_loop_matches_step_by_step_reference(router: RouterName, kv_tokens:
         assert fast.rq[:, E.R_PREEMPT].sum() > 0  # the case really exercises preemption
     if prefix:
         assert fast.rq[:, E.R_CACHED].sum() > 0
+
+
+@pytest.mark.parametrize("router", [RouterName.SGLANG_CACHE_AWARE, RouterName.DUALMAP], ids=str)
+@pytest.mark.parametrize("kv_tokens", [30_000, 8_000], ids=["prefix", "prefix-preempting"])
+def test_serving_stack_routers_with_thresholds_that_fire_match_the_reference(router: RouterName,
+                                                                             kv_tokens: int) -> None:
+    # a small balance threshold and record (sglang), a TTFT target that queues break and a tight hot-spot
+    # factor (dualmap): the routing differs from the defaults' on this trace, and still agrees exactly
+    opts = RouterOptions(balance_abs_threshold=2, tree_blocks=40, ttft_slo_s=0.02, hotspot_factor=1.0)
+    cfg = SimConfig(replicas=3, router=router, router_options=opts,
+                    engine=EngineConfig(max_num_seqs=32, max_batched_tokens=2048))
+    trace, perf = poisson_trace(600, 40.0, 1, prefix_groups=5), LinearPerf(kv_tokens=kv_tokens)
+    fast, ref, _ = _both(trace, perf, cfg)
+    default, _, _ = _both(trace, perf, replace(cfg, router_options=RouterOptions()))
+    assert (fast.rq[:, E.R_REP] != default.rq[:, E.R_REP]).sum() > 50
+    np.testing.assert_allclose(fast.rf, ref.rf, rtol=0, atol=1e-9)
+    for field in (E.R_REP, E.R_PREEMPT, E.R_CACHED, E.R_GEN):
+        np.testing.assert_array_equal(fast.rq[:, field], ref.rq[:, field])
+    assert fast.violations == 0
+    assert len(set(fast.rq[:, E.R_REP].tolist())) == 3
 
 
 def test_async_scheduling_delays_admission_by_a_step() -> None:
@@ -111,12 +132,21 @@ def _cases(draw: st.DrawFn) -> tuple[object, SimConfig, LinearPerf]:
                                    draw(st.sampled_from([0.5, 50.0])), draw(st.sampled_from([0.0, 1e-3])),
                                    n == "remote") for n in names)
         tiers = KVTiers(levels, overlap=draw(st.booleans()), cost_aware=draw(st.booleans()))
+    # router thresholds tight enough to fire on a few requests (sglang's balancer and LRU-bounded record,
+    # dualmap's hot spots and TTFT switch)
+    opts = RouterOptions(
+        cache_threshold=draw(st.sampled_from([0.0, 0.3, 0.5])), balance_abs_threshold=draw(st.integers(0, 4)),
+        balance_rel_threshold=draw(st.sampled_from([1.0, 1.5])),
+        tree_blocks=draw(st.one_of(st.none(), st.integers(1, 12))),
+        ttft_slo_s=draw(st.sampled_from([None, 0.005, 0.02])),
+        hotspot_factor=draw(st.sampled_from([1.0, 2.0])))
     cfg = SimConfig(
         replicas=replicas, router=draw(st.sampled_from(EXACT_ROUTERS)),
         seed=draw(st.integers(0, 5)),
         engine=EngineConfig(block_size=bs, max_num_seqs=max_seqs,
                             max_batched_tokens=draw(st.integers(max_seqs, 600))),
         kv_tiers=tiers,
+        router_options=opts,
     )
     perf = LinearPerf(kv_tokens=draw(st.integers(200, 2000)))
     return trace, cfg, perf
