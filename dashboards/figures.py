@@ -280,6 +280,23 @@ TIMELINE_PANELS: tuple[tuple[str, str, float], ...] = (
 """Time-series columns of a replay, their axis titles and display scale (fraction -> %, W -> kW)."""
 
 
+def prompt_sources_figure(result: SimResult) -> go.Figure:
+    """Where the replay's prompt tokens came from: computed, HBM prefix cache, or each KV tier below it
+    (the summary's counts, stacked in one bar)."""
+    s = result.summary
+    tiers = [(t.name, t.hit_tokens) for t in s.kv_tiers]
+    hbm = s.cached_prefix_tokens - sum(n for _, n in tiers)
+    parts = [("computed", s.prompt_tokens - s.cached_prefix_tokens), ("HBM prefix cache", hbm), *tiers]
+    fig = go.Figure()
+    for i, (name, n) in enumerate(parts):
+        share = n / s.prompt_tokens if s.prompt_tokens else 0.0
+        fig.add_trace(go.Bar(x=[share], y=["prompt tokens"], orientation="h", name=name,
+                             marker_color=PALETTE[i % len(PALETTE)], text=[f"{share:.1%}"],
+                             hovertemplate=f"{name}: {n:,} tokens (%{{x:.1%}})<extra></extra>"))
+    fig.update_layout(barmode="stack", xaxis={"tickformat": ".0%", "range": [0, 1]})
+    return _legend_under_title(_layout(fig, "Where prompt tokens came from", height=220))
+
+
 def timeline_figure(results: Mapping[str, SimResult], *, panels: Sequence[str] | None = None) -> go.Figure:
     """Stacked timelines (queue, running, KV use, replicas, power) of one or more replays."""
     chosen = [p for p in TIMELINE_PANELS if panels is None or p[0] in panels]

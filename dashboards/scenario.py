@@ -29,6 +29,7 @@ import polars as pl
 
 from dashboards.jobs import Report
 from planner.catalog import load_catalog
+from planner.contracts.kv_tiers import tiers_from_names
 from planner.contracts.power import DEFAULT_BASE_W
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
@@ -355,6 +356,10 @@ class ReplaySpec:
     engine: str = DEFAULT_ENGINE
     precision: str = "native"
     """``native`` or a label (:func:`planner.perf.precision.resolve_precision`)."""
+    kv_tiers: tuple[str, ...] = ()
+    """KV tiers below HBM, as ``--kv-tier`` takes them (``dram``, ``ssd:1000``; the catalog's kv_tiers)."""
+    kv_overlap: bool = True
+    """Tier loads overlap the step's compute (else they block before it)."""
 
     def __post_init__(self) -> None:
         _check_slo(self.ttft_s, self.tpot_s)
@@ -438,11 +443,13 @@ def run_replay(trace: RequestTrace, spec: ReplaySpec, *, progress: ProgressFn | 
         engine=EngineConfig(max_num_seqs=spec.max_num_seqs,
                             max_batched_tokens=spec.max_batched_tokens).with_profile(prof),
         default_slo=SLOTarget(ttft_s=spec.ttft_s, tpot_s=spec.tpot_s),
+        kv_tiers=tiers_from_names(cat.kv_tiers, spec.kv_tiers, overlap=spec.kv_overlap),
     )
-    from planner.sim.prefix_bound import with_prefix_bound
+    from planner.sim.prefix_bound import fleet_kv_tokens, with_prefix_bound
 
     result = replay(trace, perf, config=config, gpu=gpu, progress=progress)
-    return with_prefix_bound(result, trace, capacity_tokens=spec.replicas * perf.kv_capacity_tokens)
+    return with_prefix_bound(result, trace,
+                             capacity_tokens=fleet_kv_tokens(perf, spec.replicas, config.kv_tiers))
 
 
 @dataclass(frozen=True)

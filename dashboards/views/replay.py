@@ -18,6 +18,7 @@ from dashboards.views.common import (
     show_facts,
     show_figure,
 )
+from planner.catalog import load_catalog
 from planner.sim import RouterName
 
 TP_CHOICES: tuple[int, ...] = (1, 2, 4, 8)
@@ -60,6 +61,17 @@ def fleet_inputs(inputs: Inputs, *, prefix: str) -> ReplaySpec:
     )
 
 
+def kv_tier_inputs(prefix: str) -> tuple[tuple[str, ...], bool]:
+    """KV tiers below HBM (the catalog's kv_tiers) and whether their loads overlap compute."""
+    names = sorted(load_catalog().kv_tiers)
+    c1, c2 = st.columns([3, 1])
+    chosen = c1.multiselect("KV tiers below HBM", names, default=[], key=f"{prefix}_kv_tiers",
+                            help="evicted prefix blocks go down to these and are loaded back on a hit "
+                                 "(capacities, bandwidths and prices: fleetwise catalog)")
+    overlap = c2.toggle("loads overlap compute", value=True, key=f"{prefix}_kv_overlap")
+    return tuple(str(c) for c in chosen), bool(overlap)
+
+
 def render(inputs: Inputs) -> None:
     """Replay with :func:`planner.sim.replay` and draw its CDFs and timelines."""
     got = current_trace(inputs)
@@ -67,7 +79,8 @@ def render(inputs: Inputs) -> None:
         return
     src, tr = got
     spec = fleet_inputs(inputs, prefix="replay")
-    spec = replace(spec, engine=engine_choice("replay_engine", spec.gpu))
+    tiers, overlap = kv_tier_inputs("replay")
+    spec = replace(spec, engine=engine_choice("replay_engine", spec.gpu), kv_tiers=tiers, kv_overlap=overlap)
     clicked = st.button("Run replay", type="primary", key="replay_run", icon=":material/play_arrow:")
     last = remember_run("replay_request", (src, inputs.load_factor, inputs.seed, spec), clicked)
     if last is None:
@@ -96,3 +109,5 @@ def render(inputs: Inputs) -> None:
             figures.latency_cdf_figure(named, metric="tpot_s", slo_s=run_spec.tpot_s), key="replay_tpot"
         )
     show_figure(figures.timeline_figure(named), key="replay_timeline")
+    if result.summary.cached_prefix_tokens:
+        show_figure(figures.prompt_sources_figure(result), key="replay_prompt_sources")

@@ -115,9 +115,20 @@ def test_replay_runs_and_draws_cdfs_and_timelines(app: AppTest) -> None:
     assert not app.exception
     headline = (app.success or app.warning)[0].value
     assert headline.startswith("Replay: 19,902 of 19,902 requests served on 2 replicas")
-    assert len(app.get("plotly_chart")) == 3  # TTFT CDF, TPOT CDF, timelines
+    assert len(app.get("plotly_chart")) == 4  # TTFT CDF, TPOT CDF, timelines, prompt-token sources
     classes = app.table[1].value
     assert list(classes["class"]) == ["default"]
+
+
+def test_replay_with_a_dram_tier_shows_what_the_tier_served(app: AppTest) -> None:
+    goto(app, "Replay")
+    app.number_input(key="replay_replicas").set_value(1)
+    app.multiselect(key="replay_kv_tiers").set_value(["dram"])
+    app.button(key="replay_run").click().run()
+    assert not app.exception
+    rows = dict(zip(app.table[0].value["metric"], app.table[0].value["value"], strict=True))
+    assert rows["KV tier dram"].endswith("GB written")  # the summary row the CLI prints too
+    assert len(app.get("plotly_chart")) == 4
 
 
 def test_replay_with_the_vllm_engine_profile_says_so_and_changes_latency(app: AppTest) -> None:

@@ -50,6 +50,20 @@ def test_replay_page_and_cli_agree(capsys: pytest.CaptureFixture[str], engine: s
     assert page["classes"] == cli["classes"]
 
 
+def test_replay_page_and_cli_agree_with_kv_tiers(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["replay", "--replicas", "1", "--kv-tier", "dram:2", "--kv-tier", "remote", "--kv-load",
+               "blocking", "--json"])
+    assert rc == 0
+    cli = json.loads(capsys.readouterr().out)
+    spec = ReplaySpec(model="Llama-3.1-8B", gpu="H100-SXM", replicas=1, kv_tiers=("dram:2", "remote"),
+                      kv_overlap=False)
+    page = json.loads(summary_json(run_replay(load_source(default_source()), spec)))
+    assert [t["name"] for t in cli["kv_tiers"]] == ["dram", "remote"]
+    assert page["kv_tiers"] == cli["kv_tiers"]
+    for k in ("cached_prefix_tokens", "makespan_s", "prefix_hit_ratio_bound"):
+        assert page[k] == pytest.approx(cli[k], rel=1e-9), k
+
+
 @pytest.mark.slow
 def test_plan_page_and_cli_agree(capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["plan", "--gpus", "H100-SXM", "--json"])
