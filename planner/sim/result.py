@@ -19,6 +19,7 @@ from planner.contracts.kv_tiers import KVTiers
 from planner.perf.api import ReplicaPerf
 from planner.sim import engine as E  # noqa: N812 (the engine's field constants read as E.R_*)
 from planner.sim.config import EngineConfig, SimConfig
+from planner.sim.state import prefill_time_per_token
 from traces.schema import POWER_POLARS_SCHEMA, RequestTrace
 
 if TYPE_CHECKING:
@@ -61,7 +62,11 @@ class TierSummary:
         loaded_gb: KV read from it into HBM, every admission (re-admissions after preemption too),
             summed over the replica's GPUs.
         stored_gb: KV written into it (blocks evicted from the level above).
-        load_s: seconds its loads took (latency plus bytes over bandwidth per load), summed over loads.
+        load_s: seconds its loads took (bytes over bandwidth, every load), summed over loads.
+        prefill_s_saved: an estimate of the GPU seconds its hits saved: the tokens it served, priced at
+            the perf model's prefill seconds per token of a full chunk, less ``load_s``. Overlapped loads
+            hide behind compute, so what TTFT gains is best read from a replay without the tier
+            (``fleetwise kv-tiers`` shows both).
     """
 
     name: str
@@ -70,6 +75,7 @@ class TierSummary:
     loaded_gb: float
     stored_gb: float
     load_s: float
+    prefill_s_saved: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,11 @@ class SimSummary:
     (:mod:`planner.sim.prefix_bound`); None when not computed or the trace has no prefix hashes."""
     kv_tiers: tuple[TierSummary, ...] = ()
     """Per KV tier below HBM (empty for an HBM-only replay)."""
+    kv_capacity_tokens: int = 0
+    """KV tokens one replica's HBM holds: a request whose prompt plus output is larger fits nowhere
+    (KV tiers hold evicted prefixes, not a running request's working set) and is rejected."""
+    longest_rejected_tokens: int = 0
+    """Prompt plus output of the longest rejected request (0 when none was)."""
 
     @property
     def prefix_hit_ratio(self) -> float:
@@ -326,15 +337,20 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
     summary = summarize(requests, config=config, replicas=R, gpus_per_replica=gpus, makespan=makespan,
                         gpu_hours=gpu_hours, energy_kwh=energy_kwh, cost_usd=cost,
                         busy_s=float(busy.sum()), replica_s=R * makespan, steps=steps, violations=violations)
+    need = (inp.astype(np.int64) + out.astype(np.int64))[rejected]
+    summary = replace(summary, kv_capacity_tokens=int(perf.kv_capacity_tokens),
+                      longest_rejected_tokens=int(need.max()) if need.size else 0)
     if config.kv_tiers is not None:
         summary = replace(summary, kv_tiers=_tier_summaries(config.kv_tiers, outputs, tier_tokens, perf,
                                                             trace.meta.block_size or config.engine.block_size,
-                                                            summary.prompt_tokens))
+                                                            summary.prompt_tokens, config))
     return SimResult(requests=requests, timeseries=timeseries, power=power_df, summary=summary)
 
 
 def _tier_summaries(tiers: KVTiers, outputs: Sequence[ShardOutput], tier_tokens: NDArray[np.int64],
-                    perf: ReplicaPerf, hbt: int, prompt_tokens: int) -> tuple[TierSummary, ...]:
+                    perf: ReplicaPerf, hbt: int, prompt_tokens: int,
+                    config: SimConfig) -> tuple[TierSummary, ...]:
+    per_token = prefill_time_per_token(perf, config.engine.max_batched_tokens)
     io = sum((o.tier_io for o in outputs if o.tier_io is not None), np.zeros((E.N_LEVELS + 1, 2), np.int64))
     gb_per_token = float(perf.kv_bytes_per_token) * perf.gpus / 1e9
     out = []
@@ -344,7 +360,8 @@ def _tier_summaries(tiers: KVTiers, outputs: Sequence[ShardOutput], tier_tokens:
         out.append(TierSummary(
             name=lv.name, hit_tokens=hits, hit_ratio=hits / prompt_tokens if prompt_tokens else 0.0,
             loaded_gb=loaded * gb_per_token, stored_gb=int(io[k, E.TIO_STORED]) * hbt * gb_per_token,
-            load_s=loaded * lv.seconds_per_token(float(perf.kv_bytes_per_token))))
+            load_s=loaded * lv.seconds_per_token(float(perf.kv_bytes_per_token)),
+            prefill_s_saved=loaded * (per_token - lv.seconds_per_token(float(perf.kv_bytes_per_token)))))
     return tuple(out)
 
 

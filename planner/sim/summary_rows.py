@@ -53,7 +53,14 @@ def summary_rows(result: SimResult) -> tuple[tuple[str, str], ...]:
         rows.insert(rows.index(("GPU-hours", f"{s.gpu_hours:,.2f}")), (
             f"KV tier {t.name}",
             f"{t.hit_tokens:,} prompt tokens ({t.hit_ratio:.1%}) loaded at first admission; "
-            f"{t.loaded_gb:,.1f} GB read in {t.load_s:,.1f} s of loads, {t.stored_gb:,.1f} GB written"))
+            f"{t.loaded_gb:,.1f} GB read in {t.load_s:,.1f} s of loads, {t.stored_gb:,.1f} GB written; "
+            f"about {t.prefill_s_saved:,.0f} s of prefill saved (est.)"))
+    if s.rejected and s.kv_capacity_tokens:
+        rows.insert(1, ("rejected: fit nowhere",
+                        f"{s.rejected:,} request{'s need' if s.rejected > 1 else ' needs'} more KV than a "
+                        "replica's HBM holds "
+                        f"({s.kv_capacity_tokens:,} tokens; the longest {s.longest_rejected_tokens:,}): a "
+                        "larger TP, fp8 KV or a long-context pool would hold them"))
     if s.energy_kwh is not None:
         rows.append(("energy", f"{s.energy_kwh:,.2f} kWh"))
     if s.cost_usd is not None:

@@ -122,3 +122,15 @@ def test_a_shared_pool_serves_a_prefix_another_replica_computed() -> None:
     assert fast.rq[last, E.R_REP] != fast.rq[0, E.R_REP] or n % 2 == 1
     assert fast.rq[last, E.R_T3] > 0
     assert fast.rq[last, E.R_CACHED] == 4 * hb - 1  # the whole prompt but its last token came from the pool
+
+
+def test_a_request_that_fits_nowhere_is_rejected_with_its_reason() -> None:
+    from planner.sim import replay
+    from planner.sim.summary_rows import summary_rows
+
+    trace = make_trace(np.array([0.0, 1.0, 2.0]), np.array([100, 5000, 300]), np.array([10, 10, 10]))
+    cfg = SimConfig(replicas=1, kv_tiers=KVTiers((_level("dram", 100_000),)))
+    res = replay(trace, LinearPerf(kv_tokens=1000), config=cfg)
+    assert res.summary.rejected == 1 and res.summary.longest_rejected_tokens == 5010
+    row = dict(summary_rows(res))["rejected: fit nowhere"]
+    assert row.startswith("1 request needs more KV than a replica's HBM holds (1,000 tokens; the longest 5,010)")
