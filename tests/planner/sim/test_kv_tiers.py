@@ -133,4 +133,5 @@ def test_a_request_that_fits_nowhere_is_rejected_with_its_reason() -> None:
     res = replay(trace, LinearPerf(kv_tokens=1000), config=cfg)
     assert res.summary.rejected == 1 and res.summary.longest_rejected_tokens == 5010
     row = dict(summary_rows(res))["rejected: fit nowhere"]
-    assert row.startswith("1 request needs more KV than a replica's HBM holds (1,000 tokens; the longest 5,010)")
+    assert row.startswith("1 request needs more KV than a replica's HBM holds (1,000 tokens; the "
+                          "longest 5,010)")
