@@ -360,6 +360,8 @@ class ReplaySpec:
     """KV tiers below HBM, as ``--kv-tier`` takes them (``dram``, ``ssd:1000``; the catalog's kv_tiers)."""
     kv_overlap: bool = True
     """Tier loads overlap the step's compute (else they block before it)."""
+    kv_swap_gb: float = 0.0
+    """Host memory per GPU for preemption by swap (``--swap-space-gb``; needs a local tier)."""
 
     def __post_init__(self) -> None:
         _check_slo(self.ttft_s, self.tpot_s)
@@ -443,7 +445,8 @@ def run_replay(trace: RequestTrace, spec: ReplaySpec, *, progress: ProgressFn | 
         engine=EngineConfig(max_num_seqs=spec.max_num_seqs,
                             max_batched_tokens=spec.max_batched_tokens).with_profile(prof),
         default_slo=SLOTarget(ttft_s=spec.ttft_s, tpot_s=spec.tpot_s),
-        kv_tiers=tiers_from_names(cat.kv_tiers, spec.kv_tiers, overlap=spec.kv_overlap),
+        kv_tiers=tiers_from_names(cat.kv_tiers, spec.kv_tiers, overlap=spec.kv_overlap,
+                                  swap_gb=spec.kv_swap_gb),
     )
     from planner.sim.prefix_bound import fleet_kv_tokens, with_prefix_bound
 

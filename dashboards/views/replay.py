@@ -61,15 +61,18 @@ def fleet_inputs(inputs: Inputs, *, prefix: str) -> ReplaySpec:
     )
 
 
-def kv_tier_inputs(prefix: str) -> tuple[tuple[str, ...], bool]:
-    """KV tiers below HBM (the catalog's kv_tiers) and whether their loads overlap compute."""
+def kv_tier_inputs(prefix: str) -> tuple[tuple[str, ...], bool, float]:
+    """KV tiers below HBM (the catalog's kv_tiers), whether their loads overlap compute, and swap space."""
     names = sorted(load_catalog().kv_tiers)
-    c1, c2 = st.columns([3, 1])
+    c1, c2, c3 = st.columns([3, 1, 1])
     chosen = c1.multiselect("KV tiers below HBM", names, default=[], key=f"{prefix}_kv_tiers",
                             help="evicted prefix blocks go down to these and are loaded back on a hit "
                                  "(capacities, bandwidths and prices: fleetwise catalog)")
     overlap = c2.toggle("loads overlap compute", value=True, key=f"{prefix}_kv_overlap")
-    return tuple(str(c) for c in chosen), bool(overlap)
+    swap = c3.number_input("swap space, GB/GPU", min_value=0.0, value=0.0, step=4.0, key=f"{prefix}_kv_swap",
+                           help="preempt by swapping KV to host memory (needs a local tier such as dram); "
+                                "0: by recompute, as vLLM V1 does")
+    return tuple(str(c) for c in chosen), bool(overlap), float(swap)
 
 
 def render(inputs: Inputs) -> None:
@@ -79,8 +82,9 @@ def render(inputs: Inputs) -> None:
         return
     src, tr = got
     spec = fleet_inputs(inputs, prefix="replay")
-    tiers, overlap = kv_tier_inputs("replay")
-    spec = replace(spec, engine=engine_choice("replay_engine", spec.gpu), kv_tiers=tiers, kv_overlap=overlap)
+    tiers, overlap, swap = kv_tier_inputs("replay")
+    spec = replace(spec, engine=engine_choice("replay_engine", spec.gpu), kv_tiers=tiers, kv_overlap=overlap,
+                   kv_swap_gb=swap)
     clicked = st.button("Run replay", type="primary", key="replay_run", icon=":material/play_arrow:")
     last = remember_run("replay_request", (src, inputs.load_factor, inputs.seed, spec), clicked)
     if last is None:

@@ -39,13 +39,24 @@ KVPolicyOpt = Annotated[KVPolicy, typer.Option(
                         "is faster than recomputing it")]
 
 
-def kv_tiers_of(names: list[str] | None, load: KVLoad, policy: KVPolicy,
+KVSwapOpt = Annotated[float, typer.Option(
+    "--swap-space-gb", help="host memory per GPU for preemption by swap (vLLM V0's --swap-space; needs a "
+                            "local --kv-tier such as dram, whose link the copies use); 0: preempt by "
+                            "recompute, as vLLM V1 does")]
+
+
+def kv_tiers_of(names: list[str] | None, load: KVLoad, policy: KVPolicy, swap_gb: float = 0.0,
                 catalog_files: tuple[str, ...] = ()) -> KVTiers | None:
     """The replay's tiers from the options (None without ``--kv-tier``)."""
     if not names:
+        if swap_gb:
+            from traces.errors import InputError
+
+            raise InputError("--swap-space-gb needs a host tier to swap over", field="--swap-space-gb",
+                             expected="--kv-tier dram (or another local tier) with it")
         return None
     from planner.catalog import load_catalog
     from planner.contracts.kv_tiers import tiers_from_names
 
     return tiers_from_names(load_catalog(catalog_files).kv_tiers, names, overlap=load is KVLoad.OVERLAP,
-                            cost_aware=policy is KVPolicy.COST_AWARE)
+                            cost_aware=policy is KVPolicy.COST_AWARE, swap_gb=swap_gb)

@@ -15,7 +15,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from planner.cli.engine_option import EngineOpt
-from planner.cli.kv_tier_option import KVLoad, KVLoadOpt, KVPolicy, KVPolicyOpt, KVTierOpt, kv_tiers_of
+from planner.cli.kv_tier_option import (
+    KVLoad,
+    KVLoadOpt,
+    KVPolicy,
+    KVPolicyOpt,
+    KVSwapOpt,
+    KVTierOpt,
+    kv_tiers_of,
+)
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
@@ -64,6 +72,7 @@ def replay_cmd(
     kv_tier: KVTierOpt = None,
     kv_load: KVLoadOpt = KVLoad.OVERLAP,
     kv_policy: KVPolicyOpt = KVPolicy.LRU,
+    swap_space_gb: KVSwapOpt = 0.0,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms (every SLO class)")] = 2000.0,
     slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms (every SLO class)")] = 100.0,
     interval_s: Annotated[float, typer.Option(help="time-series resolution, seconds")] = 10.0,
@@ -132,7 +141,7 @@ def replay_cmd(
         engine=EngineConfig(max_batched_tokens=max_batched_tokens, max_num_seqs=max_num_seqs,
                             block_size=block_size, enable_prefix_caching=prefix_caching).with_profile(prof),
         default_slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),
-        kv_tiers=kv_tiers_of(kv_tier, kv_load, kv_policy),
+        kv_tiers=kv_tiers_of(kv_tier, kv_load, kv_policy, swap_space_gb),
     )
     from traces.default import load_trace_arg
 

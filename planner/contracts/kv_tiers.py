@@ -21,8 +21,12 @@ The model (one home for it: the engine in :mod:`planner.sim.engine` and its refe
 * ``cost_aware``: a tier serves blocks only where loading a token from it is faster than computing it
   again (the perf model's prefill seconds per token); plain LRU serves every hit.
 
-Preemption stays by recompute (vLLM V1's only mode); a preempted request's prompt blocks are released
-to the prefix cache like a finished one's, so with tiers its re-admission loads what was demoted.
+Preemption is by recompute (vLLM V1's only mode) unless ``swap_gb`` reserves swap space in host memory
+(vLLM V0's ``--swap-space``, GB per GPU): then a preempted request whose KV fits in what is free is
+copied out over the first local tier's link before the step being planned, and back when it is admitted
+again (its blocks its own, not the prefix cache's); copies never overlap compute. Without swap space (or
+when it is full) a preempted request's prompt blocks go back to the prefix cache like a finished one's, so
+with tiers its re-admission loads what was demoted.
 
 >>> t = KVTiers((KVTierLevel("dram", capacity_gb=200, read_gbps=50, latency_s=2e-5),))
 >>> t.local_levels, t.shared_level is None
@@ -83,6 +87,7 @@ class KVTiers:
     levels: tuple[KVTierLevel, ...]
     overlap: bool = True
     cost_aware: bool = False
+    swap_gb: float = 0.0
 
     def __post_init__(self) -> None:
         local = [lv for lv in self.levels if not lv.shared]
@@ -94,6 +99,9 @@ class KVTiers:
             raise InputError(
                 "KV tiers: " + ", ".join(lv.name for lv in self.levels), field="kv_tiers",
                 expected=f"at most {MAX_LOCAL_LEVELS} per-replica tiers, then at most one shared pool")
+        if self.swap_gb < 0 or (self.swap_gb > 0 and not local):
+            raise InputError(f"swap space {self.swap_gb} GB needs a host tier to swap over", field="swap_gb",
+                             expected="swap_gb >= 0, and a local tier (dram) when > 0")
         if len({lv.name for lv in self.levels}) != len(self.levels):
             raise InputError("a KV tier is named twice", field="kv_tiers", expected="distinct tiers")
 
@@ -130,7 +138,7 @@ class KVTiers:
 
 
 def tiers_from_names(available: Mapping[str, KVTierSpec], names: Sequence[str], *, overlap: bool = True,
-                     cost_aware: bool = False) -> KVTiers | None:
+                     cost_aware: bool = False, swap_gb: float = 0.0) -> KVTiers | None:
     """The tiers a user named (``dram``, ``ssd:1000``: a catalog tier, optionally with its capacity in GB
     per GPU, the pool's GB for a shared tier); None when none is named.
 
@@ -158,13 +166,13 @@ def tiers_from_names(available: Mapping[str, KVTierSpec], names: Sequence[str], 
                                  field="--kv-tier", expected="NAME:GB, e.g. dram:256")
             spec = replace(spec, capacity_gb=gb)
         specs.append(spec)
-    return tiers_from_catalog(specs, overlap=overlap, cost_aware=cost_aware)
+    return tiers_from_catalog(specs, overlap=overlap, cost_aware=cost_aware, swap_gb=swap_gb)
 
 
 def tiers_from_catalog(specs: Iterable[KVTierSpec], *, overlap: bool = True,
-                       cost_aware: bool = False) -> KVTiers:
+                       cost_aware: bool = False, swap_gb: float = 0.0) -> KVTiers:
     """The replay's tiers from catalog entries (in the order given; a shared one goes last)."""
     specs = sorted(specs, key=lambda s: s.shared)
     return KVTiers(tuple(KVTierLevel(s.name, s.capacity_gb, s.read_gbps, s.latency_us * 1e-6, s.shared,
                                      s.price_per_gb_hour) for s in specs),
-                   overlap=overlap, cost_aware=cost_aware)
+                   overlap=overlap, cost_aware=cost_aware, swap_gb=swap_gb)

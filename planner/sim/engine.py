@@ -61,7 +61,8 @@ R_ADM = 12  # admission number on its replica (tells live running-list entries f
 R_T1 = 13  # prompt tokens loaded from KV tier 1 at first admission (R_T1 + k - 1: tier k; 0 without tiers)
 R_T2 = 14
 R_T3 = 15
-N_RQ = 16
+R_SWAP = 16  # KV tokens swapped out to host DRAM at its last preemption (0: none; swap preemption only)
+N_RQ = 17
 
 PH_NONE = 0
 PH_WAIT = 1
@@ -102,7 +103,8 @@ P_LVL = 21  # clock level: row of the kernel-parameter and decode tables this re
 P_TR_HEAD = 22  # sglang-cache-aware: the router's record of the prefixes sent here, LRU list head (oldest)
 P_TR_TAIL = 23  # ... its tail (most recent)
 P_TR_SIZE = 24  # ... blocks in it
-N_PI = 25
+P_SWAP_USED = 25  # swap-space tokens held by swapped-out requests
+N_PI = 26
 
 # --- per-replica lists (lst[r, L, i]); capacity 2 * max_num_seqs -------------------------------------
 L_RUN = 0  # running sequences in admission order (lazy deletion)
@@ -129,7 +131,8 @@ Q_DKV = 8  # decode kv of the step in flight
 Q_BUSY_TOTAL = 9
 Q_PW = 10  # power per GPU of the step or run in flight (power in the loop), W
 Q_LOAD = 11  # seconds of KV-tier loads the step in flight waits for (overlapped or not: C_OVERLAP)
-N_PF = 12
+Q_SWAP = 12  # seconds of swap-out and swap-in copies before the step in flight's compute (never overlapped)
+N_PF = 13
 
 # --- config ints (ci[F]) -----------------------------------------------------------------------------
 C_BS = 0
@@ -153,7 +156,8 @@ C_OVERLAP = 17  # tier loads overlap the step's compute (step = max(compute, loa
 C_COSTAWARE = 18  # a tier serves a block only where loading it beats recomputing it
 C_TREE_CAP = 19  # sglang-cache-aware: blocks the router's record keeps per replica (0: no record)
 C_BAL_ABS = 20  # sglang-cache-aware: balance_abs_threshold
-N_CI = 21
+C_SWAP_CAP = 21  # swap space per replica, tokens (0: preemption by recompute only)
+N_CI = 22
 
 # --- config floats (cf[F]): router thresholds and targets (planner.sim.config.RouterOptions) ---------
 G_CACHE_THR = 0  # sglang-cache-aware: cache_threshold
@@ -213,6 +217,7 @@ TIO_LOADED = 0
 TIO_STORED = 1
 TP_S_PER_TOKEN = 0
 TP_LATENCY = 1
+TP_SWAP = 1  # tpar[0, TP_SWAP]: seconds per token of a swap copy (the host link, either way)
 N_LEVELS = 3  # = planner.contracts.kv_tiers.SHARED_SLOT: levels 1, 2 per replica, 3 the shared pool
 
 # --- time series fields (ts[interval, replica, F]) ---------------------------------------------------
@@ -817,14 +822,22 @@ def _finish(pi, ci, rq, rf, ent, ent_hash, tab_ent, ph, ph_off, r, q, t):  # typ
 
 
 @nb.njit(cache=True)
-def _preempt_last(lst, pi, ci, rq, hist, ent, ent_hash, tab_ent, ph, ph_off, inp, r):  # type: ignore[no-untyped-def]  # pragma: no cover
-    """Preempt the most recently admitted running sequence by recompute (back to the queue's front)."""
+def _preempt_last(lst, pi, pf, ci, rq, hist, ent, ent_hash, tab_ent, tiers, ph, ph_off, inp, r):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Preempt the most recently admitted running sequence (back to the queue's front): by recompute, or
+    with swap space (``C_SWAP_CAP``) that still holds its KV, by swapping its KV out to host memory
+    (the copy delays the step being planned; it is copied back when it is admitted again)."""
+    tpar = tiers[TI_PAR]
     q = _run_last(lst, pi, rq, r)
     if rq[q, R_PHASE] == PH_DECODE:
         _leave_decode(pi, ci, rq, hist, inp, r, q)
     else:  # the newest running sequence is also the last one in prefill
         pi[r, P_NPRE] -= 1
     pi[r, P_RUNLEN] -= 1
+    kv = rq[q, R_DONE] if rq[q, R_PHASE] == PH_PREFILL else inp[q] + rq[q, R_GEN] - 1
+    if ci[C_SWAP_CAP] > 0 and kv > 0 and pi[r, P_SWAP_USED] + kv <= ci[C_SWAP_CAP]:
+        rq[q, R_SWAP] = kv  # its KV goes to host memory now and comes back at re-admission
+        pi[r, P_SWAP_USED] += kv
+        pf[r, Q_SWAP] += kv * tpar[0, TP_SWAP]
     _release(pi, ci, rq, ent, ent_hash, tab_ent, ph, ph_off, r, q)
     rq[q, R_PHASE] = PH_WAIT
     rq[q, R_DONE] = 0
@@ -864,6 +877,7 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
     hbt = ci[C_HBT]
     x = pi[r, P_X]
     pf[r, Q_LOAD] = 0.0
+    pf[r, Q_SWAP] = 0.0
     while True:
         d = pi[r, P_D]
         total = hist[r, (-x) % bs] if d > 0 else 0
@@ -878,7 +892,7 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
             budget -= n
         if total <= pi[r, P_FREE] + pi[r, P_EVICT] or pi[r, P_NRUN] == 0:
             break
-        _preempt_last(lst, pi, ci, rq, hist, ent, ent_hash, tab_ent, ph, ph_off, inp, r)
+        _preempt_last(lst, pi, pf, ci, rq, hist, ent, ent_hash, tab_ent, tiers, ph, ph_off, inp, r)
     _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, tiers, r, total)
     n_pre = 0
     pairs = 0.0
@@ -920,6 +934,12 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
         done = min(nt * hbt, target - 1)
         if ci[C_PRELOAD] != 0 and rq[q, R_CACHED] < 0:
             done = target - 1  # the prompt's KV came over the link: only the last token is computed
+        swapped = rq[q, R_SWAP]
+        if swapped > 0:  # its KV comes back from swap space into blocks of its own, not the prefix cache
+            nh = 0
+            nt = 0
+            evict_taken = 0
+            done = min(swapped, target - 1)
         n = min(target - done, budget)
         need = max(0, (done + n + bs - 1) // bs - nh * hb)
         if need > pi[r, P_FREE] + pi[r, P_EVICT] - evict_taken:
@@ -932,6 +952,10 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
             ent[e, E_REF] += 1
         if nt > nh:  # refreshed before the allocation below can demote blocks into (and out of) the tiers
             pf[r, Q_LOAD] += _tier_load(ci, tiers, rq, hbt, nh, nt, done, r, q, rq[q, R_CACHED] < 0)
+        if swapped > 0:
+            pf[r, Q_SWAP] += done * tiers[TI_PAR][0, TP_SWAP]
+            pi[r, P_SWAP_USED] -= swapped
+            rq[q, R_SWAP] = 0
         _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, tiers, r, need)
         _pop_front(pi, rq, r)
         pi[r, P_WAIT_TOK] -= target
@@ -973,6 +997,8 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
     k = min(k, k_safe)
     if pi[r, P_NWAIT] > 0 and arr[pi[r, P_HEAD]] >= t_seen:
         k = 1  # the queue's head becomes visible after this step
+    if pf[r, Q_SWAP] > 0.0:
+        k = 1  # a swap-out delays this one step (added below)
     k = max(k, 1)
     a = a_tab[pi[r, P_LVL], d]
     b = b_tab[pi[r, P_LVL], d]
@@ -982,6 +1008,7 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
     pf[r, Q_B] = b
     pf[r, Q_KV0] = dkv
     _set_run_end(pi, pf, r)
+    pf[r, Q_BUSY_UNTIL] += pf[r, Q_SWAP]
     return False
 
 
@@ -994,7 +1021,7 @@ def _set_step_time(kernel, kparams, pi, pf, ci, r):  # type: ignore[no-untyped-d
     load = pf[r, Q_LOAD]
     if load > 0.0:
         dt = max(dt, load) if ci[C_OVERLAP] != 0 else dt + load
-    pf[r, Q_BUSY_UNTIL] = pf[r, Q_T0] + dt
+    pf[r, Q_BUSY_UNTIL] = pf[r, Q_T0] + dt + pf[r, Q_SWAP]
 
 
 @nb.njit(cache=True)

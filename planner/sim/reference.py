@@ -66,6 +66,7 @@ class _Req:
     sched: float = math.nan
     arr: float = 0.0
     tier_tokens: list[int] = field(default_factory=lambda: [0] * (E.N_LEVELS + 1))
+    swapped: int = 0
 
 
 @dataclass
@@ -89,6 +90,8 @@ class _Replica:
     steps: int = 0
     max_used: int = 0
     load: float = 0.0
+    swap: float = 0.0
+    swap_used: int = 0
     tiers: dict[int, OrderedDict[int, None]] = field(
         default_factory=lambda: {k: OrderedDict() for k in range(1, E.N_LEVELS)})
 
@@ -114,6 +117,7 @@ class _Engine:
         self.tpar = np.zeros((E.N_LEVELS + 1, 2))
         self.overlap = True
         self.cost_aware = False
+        self.swap_cap = 0
         self.pool: OrderedDict[int, None] = OrderedDict()  # the shared level
 
     # --- KV tiers (the victim hierarchy of planner.contracts.kv_tiers) ------------------------------
@@ -196,6 +200,11 @@ class _Engine:
     # --- one step -----------------------------------------------------------------------------------
     def preempt_last(self, p: _Replica) -> None:
         q = p.running.pop()
+        kv = q.inp + q.gen - 1 if q.decoding else q.done
+        if self.swap_cap and kv > 0 and p.swap_used + kv <= self.swap_cap:
+            q.swapped = kv
+            p.swap_used += kv
+            p.swap += kv * self.tpar[0, E.TP_SWAP]
         self.release(p, q)
         q.decoding = False
         q.done = 0
@@ -208,6 +217,7 @@ class _Engine:
         """Plan the step starting at ``t``; with async scheduling, requests that arrived at or after
         ``t_seen`` (the previous step's start) wait for the next one while anything runs."""
         p.load = 0.0
+        p.swap = 0.0
         while True:  # decodes first, then prefill chunks in admission order; preempt the newest if short
             decoding = [q for q in p.running if q.decoding]
             prefilling = [q for q in p.running if not q.decoding]
@@ -245,8 +255,12 @@ class _Engine:
                     hits.append(e)
                 if any(self.tcap):
                     levels = self.tier_levels(p, q.hashes[len(hits):lim])
+            if q.swapped:
+                hits, levels = [], []
             nh = len(hits)
             done = min((nh + len(levels)) * self.hbt, q.target - 1)
+            if q.swapped:
+                done = min(q.swapped, q.target - 1)
             n = min(q.target - done, budget)
             need = max(0, -(-(done + n) // self.bs) - nh * self.hb)
             taken = self.hb * sum(1 for e in hits if e.ref == 0)
@@ -258,6 +272,10 @@ class _Engine:
                 e.ref += 1
             if levels:
                 self.load_tiers(p, q, nh, levels, done)
+            if q.swapped:
+                p.swap += done * self.tpar[0, E.TP_SWAP]
+                p.swap_used -= q.swapped
+                q.swapped = 0
             self.alloc(p, need)
             p.waiting.popleft()
             q.held, q.own, q.done, q.chunk = nh, need, done, n
@@ -276,7 +294,7 @@ class _Engine:
         dt = float(self.perf.step_time_s(float(n_pre), pairs, float(d), dkv))
         if p.load > 0.0:
             dt = max(dt, p.load) if self.overlap else dt + p.load
-        p.busy_until = t + dt
+        p.busy_until = t + dt + p.swap
 
     def load_tiers(self, p: _Replica, q: _Req, nh: int, levels: list[int], done: int) -> None:
         """Refresh the tier blocks an admission loads and add their load time to the step."""
@@ -429,9 +447,10 @@ def reference_shard(task: ShardTask, setup: EngineSetup, config: SimConfig) -> S
     nrep = int(task.replica_ids.size)
     eng = _Engine(setup, config, nrep)
     eng.prefix = config.engine.enable_prefix_caching and task.prefix_hashes.size > 0
-    if eng.prefix and config.kv_tiers is not None:
-        tcap, eng.tpar = tier_params(config, setup.perf, task.prefix_hashes, setup.hash_block_tokens)
-        eng.tcap = [int(c) for c in tcap]
+    if config.kv_tiers is not None:
+        tcap, eng.tpar, eng.swap_cap = tier_params(config, setup.perf, task.prefix_hashes,
+                                                   setup.hash_block_tokens)
+        eng.tcap = [int(c) for c in tcap] if eng.prefix else [0] * len(tcap)
         eng.overlap = config.kv_tiers.overlap
         eng.cost_aware = config.kv_tiers.cost_aware
     off = task.prefix_offsets

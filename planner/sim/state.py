@@ -61,9 +61,9 @@ TierState = tuple[I64, U64, I64, I64, I64, I64, I64, F64, I64]
 """The engine's ``tiers`` tuple (see the KV-tier layout in :mod:`planner.sim.engine`)."""
 
 
-def tier_params(config: SimConfig, perf: ReplicaPerf, prefix_hashes: U64, hbt: int) -> tuple[I64, F64]:
+def tier_params(config: SimConfig, perf: ReplicaPerf, prefix_hashes: U64, hbt: int) -> tuple[I64, F64, int]:
     """Blocks each KV-tier level holds per owner (``tcap``, 0: off) and its load costs (``tpar``), as the
-    engine's KV-tier layout reads them; all zero without tiers.
+    engine's KV-tier layout reads them, and the swap space in tokens per replica; all zero without tiers.
 
     A level never holds more blocks than the shard has distinct prefix blocks, so its capacity is clipped
     there (same behaviour, and a multi-terabyte tier costs no more memory than the trace). The recompute
@@ -74,7 +74,7 @@ def tier_params(config: SimConfig, perf: ReplicaPerf, prefix_hashes: U64, hbt: i
     tpar = np.zeros((E.N_LEVELS + 1, 2))
     tiers = config.kv_tiers
     if tiers is None:
-        return tcap, tpar
+        return tcap, tpar, 0
     kvb = float(perf.kv_bytes_per_token)
     distinct = int(np.unique(prefix_hashes).size)
     for k, lv in tiers.slots():
@@ -82,21 +82,25 @@ def tier_params(config: SimConfig, perf: ReplicaPerf, prefix_hashes: U64, hbt: i
         tpar[k, E.TP_S_PER_TOKEN] = lv.seconds_per_token(kvb)
         tpar[k, E.TP_LATENCY] = lv.latency_s
     tpar[0, E.TP_S_PER_TOKEN] = prefill_time_per_token(perf, config.engine.max_batched_tokens)
-    return tcap, tpar
+    swap = 0
+    if tiers.swap_gb > 0:  # each GPU swaps its own share of a token's KV over its own host link
+        swap = int(tiers.swap_gb * 1e9 / max(kvb, 1.0))
+        tpar[0, E.TP_SWAP] = tiers.levels[0].seconds_per_token(kvb)
+    return tcap, tpar, swap
 
 
 def _tier_state(config: SimConfig, perf: ReplicaPerf, ci: I64, prefix_hashes: U64, prefix_offsets: I64,
                 hbt: int, slots: int, prefix_on: bool) -> TierState:
     """The KV tiers' arrays (sized by :func:`tier_params`); sets the tier flags in ``ci``."""
     tiers = config.kv_tiers
+    tcap, tpar, swap = tier_params(config, perf, prefix_hashes, hbt)
+    ci[E.C_SWAP_CAP] = swap
     if tiers is not None and prefix_on:
-        tcap, tpar = tier_params(config, perf, prefix_hashes, hbt)
         ci[E.C_TIERS] = 1
         ci[E.C_OVERLAP] = 1 if tiers.overlap else 0
         ci[E.C_COSTAWARE] = 1 if tiers.cost_aware else 0
     else:
-        tcap = np.zeros(E.N_LEVELS + 1, dtype=np.int64)
-        tpar = np.zeros((E.N_LEVELS + 1, 2))
+        tcap[:] = 0
     n_ent = int(slots * (tcap[1] + tcap[2]) + tcap[E.N_LEVELS]) + 1
     size = 1 << max(4, int(2 * n_ent - 1).bit_length())
     tent = np.full((n_ent, E.N_ENT), -1, dtype=np.int64)

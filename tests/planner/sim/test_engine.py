@@ -131,7 +131,9 @@ def _cases(draw: st.DrawFn) -> tuple[object, SimConfig, LinearPerf]:
         levels = tuple(KVTierLevel(n, draw(st.integers(1, 400)) * kvb / 1e9,
                                    draw(st.sampled_from([0.5, 50.0])), draw(st.sampled_from([0.0, 1e-3])),
                                    n == "remote") for n in names)
-        tiers = KVTiers(levels, overlap=draw(st.booleans()), cost_aware=draw(st.booleans()))
+        swap = draw(st.sampled_from([0, 50, 2000])) if any(not lv.shared for lv in levels) else 0
+        tiers = KVTiers(levels, overlap=draw(st.booleans()), cost_aware=draw(st.booleans()),
+                        swap_gb=swap * kvb / 1e9)
     # router thresholds tight enough to fire on a few requests (sglang's balancer and LRU-bounded record,
     # dualmap's hot spots and TTFT switch)
     opts = RouterOptions(

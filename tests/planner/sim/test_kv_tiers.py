@@ -135,3 +135,28 @@ def test_a_request_that_fits_nowhere_is_rejected_with_its_reason() -> None:
     row = dict(summary_rows(res))["rejected: fit nowhere"]
     assert row.startswith("1 request needs more KV than a replica's HBM holds (1,000 tokens; the "
                           "longest 5,010)")
+
+
+@pytest.mark.parametrize("prefix", [True, False], ids=["prefix", "no-prefix"])
+def test_swap_preemption_copies_kv_out_and_back_instead_of_recomputing(prefix: bool) -> None:
+    trace = poisson_trace(400, 40.0, 7, prefix_groups=30 if prefix else 0)
+    eng = EngineConfig(max_num_seqs=64, max_batched_tokens=2048)
+    dram = (_level("dram", 20_000),)
+    out = {}
+    for swap_tokens in (0, 30_000):
+        cfg = SimConfig(replicas=1, engine=eng, kv_tiers=KVTiers(dram, swap_gb=_gb(swap_tokens)))
+        fast, ref = _both(trace, LinearPerf(kv_tokens=6_000), cfg)
+        _agree(fast, ref)
+        assert fast.rq[:, E.R_PREEMPT].sum() > 0  # the case preempts
+        assert (fast.rq[:, E.R_SWAP] == 0).all()  # everything swapped out came back
+        out[swap_tokens] = fast
+    # swapped KV is copied back, not recomputed: fewer prompt tokens go through the GPU
+    prefill = {k: float(o.ts[:, :, E.T_PREFILL].sum()) for k, o in out.items()}
+    assert prefill[30_000] < prefill[0]
+
+
+def test_swap_space_needs_a_host_tier() -> None:
+    from traces.errors import InputError
+
+    with pytest.raises(InputError, match="needs a host tier"):
+        KVTiers((_level("remote", 1000, shared=True),), swap_gb=4.0)
