@@ -25,6 +25,7 @@ from plotly.subplots import make_subplots
 
 from planner.plan import PlanReport
 from planner.sim import SimResult
+from planner.tier_study import TierStudy
 from traces.schema import RequestTrace
 from traces.stats import TraceStats
 
@@ -295,6 +296,19 @@ def prompt_sources_figure(result: SimResult) -> go.Figure:
                              hovertemplate=f"{name}: {n:,} tokens (%{{x:.1%}})<extra></extra>"))
     fig.update_layout(barmode="stack", xaxis={"tickformat": ".0%", "range": [0, 1]})
     return _legend_under_title(_layout(fig, "Where prompt tokens came from", height=220))
+
+
+def kv_tier_figure(study: TierStudy) -> go.Figure:
+    """Cost per hour of each tier case's smallest fleet meeting the SLO: GPUs and tiers stacked, the GPU
+    count on the bar (cases that met nothing are left out)."""
+    met = [r for r in study.rows if r.met]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=[r.case for r in met], y=[r.gpu_cost_per_hour for r in met], name="GPUs",
+                         marker_color=PALETTE[0], text=[f"{r.gpus} GPUs" for r in met]))
+    fig.add_trace(go.Bar(x=[r.case for r in met], y=[r.tier_cost_per_hour for r in met], name="KV tiers",
+                         marker_color=PALETTE[2]))
+    fig.update_layout(barmode="stack", yaxis_title="USD per hour")
+    return _legend_under_title(_layout(fig, "Smallest fleet meeting the SLO, per set of KV tiers"))
 
 
 def timeline_figure(results: Mapping[str, SimResult], *, panels: Sequence[str] | None = None) -> go.Figure:

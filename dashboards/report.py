@@ -24,6 +24,7 @@ import polars as pl
 from dashboards import figures, tables
 from planner.plan import PlanReport
 from planner.sim import SimResult
+from planner.tier_study import TierStudy
 from traces.schema import RequestTrace
 from traces.stats import TraceStats
 
@@ -163,5 +164,20 @@ def replay_section(result: SimResult, *, title: str, ttft_s: float, tpot_s: floa
             figures.latency_cdf_figure(named, metric="ttft_s", slo_s=ttft_s),
             figures.latency_cdf_figure(named, metric="tpot_s", slo_s=tpot_s),
             figures.timeline_figure(named),
+            *((figures.prompt_sources_figure(result),) if result.summary.cached_prefix_tokens else ()),
         ),
+    )
+
+
+def kv_tier_section(study: TierStudy, *, title: str, engine: str = "") -> Section:
+    """The KV-tier ablation (``fleetwise kv-tiers``) as a report section."""
+    return Section(
+        title=f"KV tiers: {title}",
+        headline=study.verdict(),
+        text=(f"Each case is the fewest replicas whose replay meets {study.target:.0%} of requests within "
+              f"TTFT {study.ttft_s:g} s and TPOT {study.tpot_s:g} s ({study.replays} replays); tier "
+              "capacities, bandwidths and prices from the catalog's kv_tiers (estimates marked there). "
+              + engine),
+        tables=(tables.kv_tier_table(study),),
+        figures=(figures.kv_tier_figure(study),),
     )

@@ -20,7 +20,7 @@ import hashlib
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,8 +42,11 @@ from traces.schema import RequestTrace
 
 if TYPE_CHECKING:
     from planner.autoscale.compare import Comparison
+    from planner.catalog.schema import GPUSpec
+    from planner.perf.api import ReplicaPerf
     from planner.power_study.plan import VerifiedPlan
     from planner.power_study.study import DynamoBaseline
+    from planner.tier_study import TierStudy
 
 MAX_UPLOAD_MB = 200
 """Largest trace upload the dashboard accepts (bigger traces: give a file path instead)."""
@@ -426,12 +429,8 @@ def engine_line(engine: str, gpu: str) -> str:
     return engine_perf_inputs(engine, load_catalog().gpu(gpu))[0].describe()
 
 
-def run_replay(trace: RequestTrace, spec: ReplaySpec, *, progress: ProgressFn | None = None) -> SimResult:
-    """Replay the trace through ``spec.replicas`` replicas with :func:`planner.sim.replay`.
-
-    Raises:
-        InputError: unknown names, a layout that does not fit the GPU, or a trace the engine rejects.
-    """
+def _replay_inputs(spec: ReplaySpec) -> tuple[ReplicaPerf, SimConfig, GPUSpec]:
+    """The perf model, replay config and GPU of ``spec`` (one builder for the replay and the tier study)."""
     cat = load_catalog()
     prof, cal, gpu = engine_perf_inputs(spec.engine, cat.gpu(spec.gpu))
     prec = resolve_precision(spec.precision, cat.model(spec.model))
@@ -448,6 +447,16 @@ def run_replay(trace: RequestTrace, spec: ReplaySpec, *, progress: ProgressFn | 
         kv_tiers=tiers_from_names(cat.kv_tiers, spec.kv_tiers, overlap=spec.kv_overlap,
                                   swap_gb=spec.kv_swap_gb),
     )
+    return perf, config, gpu
+
+
+def run_replay(trace: RequestTrace, spec: ReplaySpec, *, progress: ProgressFn | None = None) -> SimResult:
+    """Replay the trace through ``spec.replicas`` replicas with :func:`planner.sim.replay`.
+
+    Raises:
+        InputError: unknown names, a layout that does not fit the GPU, or a trace the engine rejects.
+    """
+    perf, config, gpu = _replay_inputs(spec)
     from planner.sim.prefix_bound import fleet_kv_tokens, with_prefix_bound
 
     result = replay(trace, perf, config=config, gpu=gpu, progress=progress)
@@ -564,6 +573,29 @@ def replay_job(
     return run_replay(
         tr, spec, progress=lambda done, n: report(done / max(n, 1), f"replayed {done:,} of {n:,} requests")
     )
+
+
+def run_kv_tier_study(trace: RequestTrace, spec: ReplaySpec, *,
+                      tiers: Sequence[str] = ("dram", "ssd", "remote"), target: float = 0.99,
+                      cost_aware: bool = False, max_replicas: int = 256,
+                      progress: Callable[[str, int, float], None] | None = None) -> TierStudy:
+    """Does a KV tier pay for itself on this fleet's layout? (:func:`planner.tier_study.run_tier_study`;
+    ``spec``'s router, engine, SLOs and GPU layout; its replica count starts the search.)"""
+    from planner.tier_study import ablation_cases, run_tier_study
+
+    perf, config, gpu = _replay_inputs(replace(spec, kv_tiers=()))
+    cases = ablation_cases(load_catalog().kv_tiers, tiers, overlap=spec.kv_overlap, cost_aware=cost_aware)
+    return run_tier_study(trace, perf, config=config, gpu=gpu, cases=cases, target=target,
+                          max_replicas=max_replicas, progress=progress)
+
+
+def kv_tier_job(src: TraceSource, load_factor: float, seed: int, spec: ReplaySpec, *,
+                report: Report) -> TierStudy:
+    """:func:`run_kv_tier_study` with each replay as progress."""
+    report(None, "loading the trace")
+    tr = source_trace(src, load_factor, seed)
+    return run_kv_tier_study(tr, spec, progress=lambda case, n, att: report(
+        None, f"{case}: {n} replicas -> {att:.1%} within the SLO"))
 
 
 def plan_job(

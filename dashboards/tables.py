@@ -18,6 +18,7 @@ from planner.live.telemetry_fit import ERROR_KEYS, TelemetryCalibration, error_r
 from planner.plan import PlanReport
 from planner.sim import SimResult
 from planner.sim.summary_rows import summary_rows
+from planner.tier_study import TierStudy
 from traces.schema import RequestTrace
 from traces.stats import TraceStats
 
@@ -320,4 +321,23 @@ def calibration_table(result: TelemetryCalibration) -> pl.DataFrame:
     """A telemetry fit's and back-test's signed errors (predicted / observed - 1), as ``calibrate`` prints."""
     rows = [{"window": w, "calibrated": cal, **{k: f"{errs[k]:+.1%}" for k in ERROR_KEYS}}
             for w, cal, errs in error_rows(result.fit, result.test)]
+    return pl.DataFrame(rows)
+
+
+def kv_tier_table(study: TierStudy) -> pl.DataFrame:
+    """The KV-tier ablation, a row per case (what ``fleetwise kv-tiers`` prints)."""
+    rows = []
+    for r in study.rows:
+        rows.append({
+            "tiers": r.case,
+            "GPUs": str(r.gpus) if r.met else "-",
+            "attainment": f"{r.attainment:.2%}" if r.met else f"< {study.target:.0%} (best {r.ceiling:.1%})",
+            "TTFT p99": f"{r.ttft_p99_s:.2f} s" if r.met else "",
+            "prefix hits": f"{r.prefix_hit_ratio:.1%}" if r.met else "",
+            "per tier": ", ".join(f"{n} {h:.1%}" for n, h in r.tier_hits),
+            "GPUs $/h": f"{r.gpu_cost_per_hour:,.2f}" if r.met else "",
+            "tiers $/h": f"{r.tier_cost_per_hour:,.2f}" if r.met else "",
+            "total $/h": f"{r.cost_per_hour:,.2f}" if r.met else "",
+            "vs above": r.pays,
+        })
     return pl.DataFrame(rows)

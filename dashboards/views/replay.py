@@ -7,7 +7,7 @@ from dataclasses import replace
 import streamlit as st
 
 from dashboards import figures, tables
-from dashboards.scenario import ReplaySpec, replay_job
+from dashboards.scenario import ReplaySpec, kv_tier_job, replay_job
 from dashboards.ui import Inputs, gpu_names
 from dashboards.views.common import (
     computed,
@@ -115,3 +115,21 @@ def render(inputs: Inputs) -> None:
     show_figure(figures.timeline_figure(named), key="replay_timeline")
     if result.summary.cached_prefix_tokens:
         show_figure(figures.prompt_sources_figure(result), key="replay_prompt_sources")
+        kv_tier_study(src, inputs, run_spec)
+
+
+def kv_tier_study(src: object, inputs: Inputs, spec: ReplaySpec) -> None:
+    """Does a KV tier pay for itself on this layout? Each set of tiers sized by replay to the SLO."""
+    st.subheader("Does a KV tier pay for itself?")
+    clicked = st.button("Size each set of KV tiers", key="kv_tier_run", icon=":material/memory:",
+                        help="HBM only, +dram, +ssd, +remote: the fewest replicas whose replay meets 99 % "
+                             "of requests within the SLO, and what GPUs and tiers then cost per hour")
+    last = remember_run("kv_tier_request", (src, inputs.load_factor, inputs.seed, spec), clicked)
+    if last is None:
+        return
+    study = computed("kv_tier_request", kv_tier_job, last, label="Sizing each set of KV tiers by replay")
+    if study is None:
+        return
+    (st.success if any(r.met for r in study.rows) else st.warning)(study.verdict())
+    show_facts(tables.kv_tier_table(study))
+    show_figure(figures.kv_tier_figure(study), key="kv_tier_costs")

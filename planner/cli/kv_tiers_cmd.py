@@ -1,5 +1,6 @@
 """``fleetwise kv-tiers``: the KV-tier ablation (HBM only, +DRAM, +NVMe, +a shared pool), each case sized by
-replay to the SLO; flags are validated here, the work is :func:`planner.tier_study.run_tier_study`."""
+replay to the SLO; flags are validated here, the work is :func:`dashboards.scenario.run_kv_tier_study` (the
+dashboard's and the report's path too) over :func:`planner.tier_study.run_tier_study`."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from planner.cli.precision_option import PrecisionOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.cli.verbs import summary
 from planner.perf.engine_profile import DEFAULT_ENGINE
-from planner.sim.config import EngineConfig, RouterName, SimConfig, SLOTarget
+from planner.sim.config import RouterName
 
 EXAMPLE = (
     "Example:\n\n"
@@ -53,53 +54,38 @@ def kv_tiers_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the study as JSON")] = False,
 ) -> int:
     """Size the fleet for each tier case and print the ablation table."""
-    from planner.catalog import load_catalog
-    from planner.perf import Parallelism, build_replica_perf
-    from planner.perf.engine_profile import engine_perf_inputs
-    from planner.perf.precision import resolve_precision
-    from planner.tier_study import ablation_cases, run_tier_study
+    from dashboards import scenario as sc
+    from dashboards.tables import kv_tier_table
     from traces.default import load_trace_arg
     from traces.errors import InputError
 
     if slo_ttft_ms <= 0 or slo_tpot_ms <= 0:
         raise InputError("SLO targets must be positive", field="--slo-ttft-ms/--slo-tpot-ms",
                          expected="milliseconds > 0")
-    cat = load_catalog()
-    prof, cal, gpu_spec = engine_perf_inputs(engine, cat.gpu(gpu))
-    prec = resolve_precision(precision, cat.model(model))
-    perf = build_replica_perf(cat.model(model), gpu_spec, Parallelism(tp=tp), calibration=cal,
-                              weight_dtype=prec.weights, kv_dtype=prec.kv)
-    cases = ablation_cases(cat.kv_tiers, [t.strip() for t in tiers.split(",") if t.strip()],
-                           overlap=kv_load is KVLoad.OVERLAP, cost_aware=kv_policy is KVPolicy.COST_AWARE)
-    config = SimConfig(replicas=1, router=router, engine=EngineConfig().with_profile(prof),
-                       default_slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0))
+    spec = sc.ReplaySpec(model=model, gpu=gpu, tp=tp, replicas=1, router=router.value,
+                         ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0, engine=engine,
+                         precision=precision, kv_overlap=kv_load is KVLoad.OVERLAP)
     tr = load_trace_arg(trace, start_s=start_s, duration_s=duration_s)
     err = Console(stderr=True)
-    study = run_tier_study(
-        tr, perf, config=config, gpu=gpu_spec, cases=cases, target=target, max_replicas=max_replicas,
+    study = sc.run_kv_tier_study(
+        tr, spec, tiers=[t.strip() for t in tiers.split(",") if t.strip()], target=target,
+        cost_aware=kv_policy is KVPolicy.COST_AWARE, max_replicas=max_replicas,
         progress=None if as_json else lambda c, r, a: err.print(f"  {c}: {r} replicas -> {a:.2%}",
                                                                 highlight=False))
     if as_json:
         typer.echo(json.dumps(study.as_dict(), indent=2, default=float))
         return 0
+    df = kv_tier_table(study)
     table = Table(title=f"{model} on {gpu} TP{tp} ({router.value}): fewest replicas meeting {target:.0%} of "
                         f"TTFT <= {slo_ttft_ms:g} ms and TPOT <= {slo_tpot_ms:g} ms in replay")
-    for col in ("tiers", "GPUs", "attainment", "TTFT p99", "prefix hits", "per tier", "GPUs $/h",
-                "tiers $/h", "total $/h", "vs above"):
+    for col in df.columns:
         table.add_column(col)
-    for r in study.rows:
-        if not r.met:
-            table.add_row(r.case, "-", f"< {target:.0%} (best {r.ceiling:.1%})", "", "", "", "", "", "",
-                          r.pays)
-            continue
-        table.add_row(r.case, str(r.gpus), f"{r.attainment:.2%}", f"{r.ttft_p99_s:.2f} s",
-                      f"{r.prefix_hit_ratio:.1%}", ", ".join(f"{n} {h:.1%}" for n, h in r.tier_hits),
-                      f"{r.gpu_cost_per_hour:,.2f}", f"{r.tier_cost_per_hour:,.2f}",
-                      f"{r.cost_per_hour:,.2f}", r.pays)
+    for row in df.iter_rows():
+        table.add_row(*(str(v) for v in row))
     out = Console()
     out.print(table)
     out.print(study.verdict(), highlight=False)
     out.print(f"{study.replays} replays; tier capacities, bandwidths and prices from the catalog's kv_tiers "
               "(fleetwise catalog; estimates are marked there), GPU price from the catalog; "
-              + prof.describe(), highlight=False)
+              + sc.engine_line(engine, gpu), highlight=False)
     return 0

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
+from planner.cli.kv_tier_option import KVTierOpt
 from planner.cli.slo_option import SLOClassOpt, StatisticOpt
 from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
@@ -39,6 +40,7 @@ class ReportKind(StrEnum):
 
     PLAN = "plan"
     REPLAY = "replay"
+    KV_TIERS = "kv-tiers"
 
 
 def register(app: typer.Typer) -> None:
@@ -50,7 +52,8 @@ def report(
     out: Annotated[Path, typer.Option(help="HTML file to write")],
     kind: Annotated[
         ReportKind,
-        typer.Option(help="plan: size the fleet and verify it by replay; replay: replay a given fleet"),
+        typer.Option(help="plan: size the fleet and verify it by replay; replay: replay a given fleet; "
+                          "kv-tiers: does a KV tier pay for itself on the --gpu/--tp layout"),
     ] = ReportKind.PLAN,
     trace: TraceOpt = "default",
     fmt: Annotated[str | None, typer.Option("--format", help="trace format (auto-detected)")] = None,
@@ -75,6 +78,7 @@ def report(
     min_dwell_windows: DwellOpt = 1,
     start_s: StartOpt = None,
     duration_s: DurationOpt = None,
+    kv_tier: KVTierOpt = None,
 ) -> int:
     """Build the report and write it to ``out``."""
     from dashboards import report as rp
@@ -129,8 +133,16 @@ def report(
             seed=seed,
             engine=engine,
             precision=precision,
+            kv_tiers=tuple(kv_tier or ()),
         )
         heading = f"{model} on {gpu} TP{tp} x{replicas}" if title is None else title
+    if kind is ReportKind.KV_TIERS:
+        assert spec is not None
+        with console.status("sizing each set of KV tiers by replay..."):
+            study = sc.run_kv_tier_study(tr, spec, tiers=tuple(kv_tier or ("dram", "ssd", "remote")))
+        sections.append(rp.kv_tier_section(study, title=f"{spec.model} on {spec.gpu} TP{spec.tp}",
+                                           engine=sc.engine_line(spec.engine, spec.gpu)))
+        spec = None
     if spec is not None:
         with console.status(f"replaying {tr.num_requests:,} requests..."):
             result = sc.run_replay(tr, spec)

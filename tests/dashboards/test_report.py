@@ -31,7 +31,7 @@ def test_replay_report_is_self_contained(tmp_path: Path) -> None:
     html = out.read_text()
     assert "Replay: 19,902 of 19,902 requests served on 2 replicas" in html
     assert "Trace: bundled default trace" in html
-    assert html.count('class="plotly-graph-div"') == 5  # rate, lengths, two CDFs, timelines
+    assert html.count('class="plotly-graph-div"') == 6  # rate, lengths, two CDFs, timelines, prompt sources
     assert not re.search(r"<script[^>]+src=", html)  # plotly.js inline, nothing fetched
     assert "Plotly.newPlot" in html and len(html) > 3_000_000
     assert "engine: vllm 0.26.0 profile" in html  # which engine model the numbers rest on (the default)

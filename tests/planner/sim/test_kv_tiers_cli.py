@@ -66,3 +66,17 @@ def test_an_unknown_tier_is_one_clear_line(chat: Path, capsys: pytest.CaptureFix
     assert "unknown KV tier 'optane'" in err and "dram" in err and "Traceback" not in err
     assert main(["replay", "--trace", str(chat), "--kv-tier", "dram:-5"]) == 2
     assert "positive number of GB" in capsys.readouterr().err
+
+
+def test_the_report_shows_the_ablation_the_cli_prints(chat: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["--trace", str(chat), "--model", "Llama-3.1-70B", "--tp", "4", "--router", "precise-prefix"]
+    assert main(["kv-tiers", *args, "--tiers", "dram", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    out = tmp_path / "tiers.html"
+    assert main(["report", "--out", str(out), "--kind", "kv-tiers", *args, "--kv-tier", "dram"]) == 0
+    html = out.read_text()
+    assert cli["verdict"] in html  # the same study: its verdict, table and cost figure
+    assert "Smallest fleet meeting the SLO, per set of KV tiers" in html
+    for row in cli["rows"]:
+        assert f"<td>{row['case']}</td>" in html
