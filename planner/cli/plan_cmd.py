@@ -185,8 +185,8 @@ def main_aggregated_config(report: PlanReport) -> tuple[str, int, str]:
     """
     lines = [line for line in report.cost_breakdown() if line.role == "aggregated"]
     if not lines:
-        raise InputError("--autoscale compares policies on an aggregated configuration, and this plan has "
-                         "none", field="--autoscale", expected="--disaggregate off")
+        raise InputError("--autoscale and --kv-tiers run on an aggregated configuration, and this plan has "
+                         "none", field="--autoscale/--kv-tiers", expected="--disaggregate off")
     key = max(lines, key=lambda line: line.gpu_hours).config
     cfg = next(c for c in report.plan.configs if c.key == key)
     from planner.perf.precision import Precision
@@ -203,6 +203,16 @@ def _compare_autoscalers(report: PlanReport, trace: str, model: str, slo_ttft_ms
     autoscale_compare_cmd(trace=trace, model=model, gpu=gpu, tp=tp, precision=precision,
                           slo_ttft_ms=slo_ttft_ms, slo_tpot_ms=slo_tpot_ms, seed=seed, as_json=as_json,
                           start_s=span[0], duration_s=span[1])
+
+
+def _compare_kv_tiers(report: PlanReport, trace: str, model: str, slo_ttft_ms: float, slo_tpot_ms: float,
+                      engine: str, as_json: bool, span: tuple[float | None, float | None]) -> None:
+    """``fleetwise plan --kv-tiers``: does a KV tier pay for itself on the planned configuration?"""
+    from planner.cli.kv_tiers_cmd import kv_tiers_cmd
+
+    gpu, tp, precision = main_aggregated_config(report)
+    kv_tiers_cmd(trace=trace, model=model, gpu=gpu, tp=tp, precision=precision, slo_ttft_ms=slo_ttft_ms,
+                 slo_tpot_ms=slo_tpot_ms, engine=engine, as_json=as_json, start_s=span[0], duration_s=span[1])
 
 
 def register(app: typer.Typer) -> None:
@@ -252,6 +262,10 @@ def register(app: typer.Typer) -> None:
         autoscale: Annotated[bool, typer.Option(
             "--autoscale", help="then replay the trace with HPA, KEDA, Ray Serve, Dynamo, WVA and our MPC "
             "scaling the plan's main aggregated configuration, side by side")] = False,
+        kv_tiers: Annotated[bool, typer.Option(
+            "--kv-tiers", help="then size the plan's main aggregated configuration by replay with HBM only, "
+            "+DRAM, +NVMe and +a shared pool of KV tiers (precise-prefix routing) and price each: does a "
+            "tier pay for itself?")] = False,
         start_s: StartOpt = None,
         duration_s: DurationOpt = None,
         engine: EngineOpt = DEFAULT_ENGINE,
@@ -323,3 +337,6 @@ def register(app: typer.Typer) -> None:
         if autoscale:
             _compare_autoscalers(report, trace, spec.name, slo_ttft_ms, slo_tpot_ms, seed, as_json,
                                  (start_s, duration_s))
+        if kv_tiers:
+            _compare_kv_tiers(report, trace, spec.name, slo_ttft_ms, slo_tpot_ms, engine, as_json,
+                              (start_s, duration_s))

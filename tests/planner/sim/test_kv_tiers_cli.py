@@ -80,3 +80,17 @@ def test_the_report_shows_the_ablation_the_cli_prints(chat: Path, tmp_path: Path
     assert "Smallest fleet meeting the SLO, per set of KV tiers" in html
     for row in cli["rows"]:
         assert f"<td>{row['case']}</td>" in html
+
+
+def test_plan_then_prices_kv_tiers_on_its_main_configuration(chat: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "--trace", str(chat), "--model", "Llama-3.1-70B", "--gpus", "H100-SXM",
+                 "--kv-tiers", "--json"]) == 0
+    text = capsys.readouterr().out
+    dec = json.JSONDecoder()
+    plan, end = dec.raw_decode(text)
+    study, _ = dec.raw_decode(text[end:].lstrip())
+    assert plan["verification"][0]["meets_slo"]
+    assert [r["case"] for r in study["rows"]] == ["HBM only", "+dram", "+dram+ssd", "+dram+ssd+remote"]
+    assert all(r["replicas"] > 0 and r["attainment"] >= 0.99 for r in study["rows"])
+    assert study["verdict"].startswith("cheapest: ")
