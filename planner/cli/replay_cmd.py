@@ -15,6 +15,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from planner.cli.engine_option import EngineOpt
+from planner.cli.fault_option import (
+    DetectMode,
+    DetectOpt,
+    FailRateOpt,
+    FaultsOpt,
+    RetryOpt,
+    SlowdownOpt,
+    SlowRateOpt,
+    faults_of,
+)
 from planner.cli.kv_tier_option import (
     KVLoad,
     KVLoadOpt,
@@ -73,6 +83,12 @@ def replay_cmd(
     kv_load: KVLoadOpt = KVLoad.OVERLAP,
     kv_policy: KVPolicyOpt = KVPolicy.LRU,
     swap_space_gb: KVSwapOpt = 0.0,
+    faults: FaultsOpt = None,
+    fail_per_gpu_hour: FailRateOpt = None,
+    slow_per_replica_hour: SlowRateOpt = 0.0,
+    slowdown: SlowdownOpt = 2.0,
+    retry_budget: RetryOpt = 2,
+    detect: DetectOpt = DetectMode.NONE,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms (every SLO class)")] = 2000.0,
     slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms (every SLO class)")] = 100.0,
     interval_s: Annotated[float, typer.Option(help="time-series resolution, seconds")] = 10.0,
@@ -146,6 +162,14 @@ def replay_cmd(
     from traces.default import load_trace_arg
 
     tr = load_trace_arg(trace, start_s=start_s, duration_s=duration_s)
+    fault_cfg = faults_of(faults, replicas=replicas, gpus_per_replica=perf.gpus,
+                          horizon_s=float(tr.df["arrival_s"].to_numpy().max(initial=0.0)), seed=seed,
+                          fail_per_gpu_hour=fail_per_gpu_hour, slow_per_replica_hour=slow_per_replica_hour,
+                          slowdown=slowdown, retry_budget=retry_budget, detect=detect)
+    if fault_cfg is not None:
+        import dataclasses
+
+        config = dataclasses.replace(config, faults=fault_cfg)
     console = Console(stderr=True)
     with Progress(TextColumn("replay"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=as_json) as bar:

@@ -31,6 +31,7 @@ actuation latency, cutting decode runs in flight so the slower steps start at on
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 
@@ -47,6 +48,8 @@ from planner.sim.cluster_power import (
 from planner.sim.cluster_result import (
     build_result,
 )
+from planner.sim.coldstart import FITTED_COLD_START
+from planner.sim.fault_loop import apply_faults, fault_stats, start_faults
 from planner.sim.lifecycle import become_ready, finish_drains, scale_to
 from planner.sim.pool_run import STARTING, PoolRun, build_runs
 from planner.sim.pools import ClusterConfig, KVLink, Pool, PoolRole
@@ -126,9 +129,17 @@ def replay_cluster(trace: RequestTrace, pools: Sequence[Pool], *, config: Cluste
     k_tel = 1
     order = [r for r in runs if r.pool.role is not PoolRole.DECODE] + [
         r for r in runs if r.pool.role is PoolRole.DECODE]
+    faulted = []
+    for r in runs:
+        fc = r.pool.config.faults
+        if fc is not None:
+            auto = r.pool.config.autoscale
+            r.faults = start_faults(r, fc, servers_per_rack=config.servers_per_rack, requests=total,
+                                    cold_start=auto.cold_start if auto is not None else FITTED_COLD_START)
+            faulted.append((r, r.faults))
     while True:
         if all(r.eng.all_idle() and r.pend.size == 0 for r in runs) and not any(
-                r.pending_ready for r in runs) and all(r.eng.q_next >= r.eng.n for r in runs
+                r.pending_ready for r in runs) and all(r.eng.q_next >= r.eng.known for r in runs
                                                        if r.pool.role is not PoolRole.DECODE):
             break
         cand = [k_base * dt]
@@ -137,6 +148,7 @@ def replay_cluster(trace: RequestTrace, pools: Sequence[Pool], *, config: Cluste
         cand.extend(next_ctrl.values())
         cand.extend(i.t_ready for r in runs for i in r.pending_ready)
         cand.extend(a[0] for a in actuations)
+        cand.extend(fr.next_time() for _, fr in faulted)
         t = min(cand)
         for r in order:
             r.eng.run_until(t)
@@ -144,6 +156,8 @@ def replay_cluster(trace: RequestTrace, pools: Sequence[Pool], *, config: Cluste
                 _hand_off(r, runs[r.decode_of], config.link, t)
         if progress is not None:
             progress(sum(r.eng.q_next for r in runs if r.pool.role is not PoolRole.DECODE), total)
+        for r, fr in faulted:
+            apply_faults(r, fr, t, inst_counter)
         for r in runs:
             finish_drains(r)
             become_ready(r, t)
@@ -192,7 +206,10 @@ def replay_cluster(trace: RequestTrace, pools: Sequence[Pool], *, config: Cluste
             runs[r.decode_of].eng.drain()
     for r in runs:
         finish_drains(r)
-    return build_result(trace, pools, runs, config, applied, calls)
+    result = build_result(trace, pools, runs, config, applied, calls)
+    if faulted:
+        result = dataclasses.replace(result, faults=fault_stats(faulted))
+    return result
 
 
 def _check_pools(pools: Sequence[Pool], config: ClusterConfig) -> None:
@@ -207,6 +224,9 @@ def _check_pools(pools: Sequence[Pool], config: ClusterConfig) -> None:
                              field="decode_pool", expected="the name of a pool with role 'decode'")
         if p.priority not in ("hp", "lp"):
             raise InputError(f"pool {p.name}: priority {p.priority!r}", field="priority", expected="hp or lp")
+        if p.config.faults is not None and p.role is not PoolRole.BOTH:
+            raise InputError(f"pool {p.name}: faults are replayed in pools that prefill and decode",
+                             field="faults", expected="faults on a pool with role 'both' (no P/D split)")
         if config.power is not None:
             if p.gpu is None:
                 raise InputError(f"pool {p.name} has no GPU spec (power in the loop)", field="gpu",

@@ -109,10 +109,17 @@ def build_result(trace: RequestTrace, pools: Sequence[Pool], runs: Sequence[Pool
                 rf[:, E.F_FINISH]).any() else 0.0)
     for r in runs:
         eng = r.eng
-        m = eng.known if r.pool.role is PoolRole.DECODE else eng.n
+        m = eng.known
         rows = r.rows[:m]
         rq = eng.rq[:m]
         rf = eng.rf[:m]
+        if r.faults is not None:  # a request lost to a fault has a row per attempt: its last one counts
+            at = eng.arr[:m]
+            order = np.lexsort((at, rows))
+            last = np.ones(m, dtype=bool)
+            last[order[:-1]] = rows[order[:-1]] != rows[order[1:]]
+            rows, rq, rf = rows[last], rq[last], rf[last]
+            rejected[rows] |= rq[:, E.R_PHASE] == E.PH_LOST  # lost more often than the retry budget
         slot = rq[:, E.R_REP]
         if r.pool.role is not PoolRole.DECODE:
             first_step[rows] = rf[:, E.F_FIRST]

@@ -16,6 +16,7 @@ from planner.contracts.kv_tiers import KVTiers
 from planner.contracts.scaling import PolicyFn
 from planner.contracts.serving import EngineConfig, SLOTarget
 from planner.sim.coldstart import FITTED_COLD_START, ColdStart
+from planner.sim.faults import FaultConfig
 from traces.errors import InputError
 
 if TYPE_CHECKING:
@@ -291,6 +292,8 @@ class SimConfig:
             blocks for later loads (:mod:`planner.contracts.kv_tiers`); None: HBM only.
         router_options: thresholds and targets of the routers that have them (``sglang-cache-aware``,
             ``dualmap``).
+        faults: fail-stop faults, stragglers and the straggler detector in the loop
+            (:mod:`planner.sim.faults`); None: every GPU always works.
     """
 
     replicas: int
@@ -307,6 +310,7 @@ class SimConfig:
     power: PowerConfig | None = None
     kv_tiers: KVTiers | None = None
     router_options: RouterOptions = field(default_factory=RouterOptions)
+    faults: FaultConfig | None = None
 
     def __post_init__(self) -> None:
         if self.replicas < 1:

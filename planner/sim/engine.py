@@ -45,7 +45,7 @@ import numpy as np
 from planner.sim.kernels import step_power_of, step_time_of
 
 # --- request int fields (rq[i, F]) -------------------------------------------------------------------
-R_PHASE = 0  # 0 not arrived, 1 waiting, 2 prefill, 3 decode, 4 done, 5 rejected
+R_PHASE = 0  # 0 not arrived, 1 waiting, 2 prefill, 3 decode, 4 done, 5 rejected, 6 lost to a fault
 R_GEN = 1  # tokens generated (valid while not decoding; while decoding gen = x - R_C)
 R_TARGET = 2  # prefill target: input + generated (recompute after preemption)
 R_DONE = 3  # prefill progress in tokens (cached prefix included)
@@ -70,6 +70,7 @@ PH_PREFILL = 2
 PH_DECODE = 3
 PH_DONE = 4
 PH_REJECTED = 5
+PH_LOST = 6  # taken off a replica that failed (fail-stop); a retry, if any, is a row of its own
 
 # --- request float fields (rf[i, F]) -----------------------------------------------------------------
 F_FIRST = 0
@@ -132,7 +133,8 @@ Q_BUSY_TOTAL = 9
 Q_PW = 10  # power per GPU of the step or run in flight (power in the loop), W
 Q_LOAD = 11  # seconds of KV-tier loads the step in flight waits for (overlapped or not: C_OVERLAP)
 Q_SWAP = 12  # seconds of swap-out and swap-in copies before the step in flight's compute (never overlapped)
-N_PF = 13
+Q_SLOW = 13  # step-time multiplier of a straggling replica (1: healthy; faults in the loop set it)
+N_PF = 14
 
 # --- config ints (ci[F]) -----------------------------------------------------------------------------
 C_BS = 0
@@ -1000,8 +1002,8 @@ def _schedule(a_tab, b_tab, pi, pf, ci, rq, rf, ent, ent_hash, tab_ent, ent_free
     if pf[r, Q_SWAP] > 0.0:
         k = 1  # a swap-out delays this one step (added below)
     k = max(k, 1)
-    a = a_tab[pi[r, P_LVL], d]
-    b = b_tab[pi[r, P_LVL], d]
+    a = a_tab[pi[r, P_LVL], d] * pf[r, Q_SLOW]
+    b = b_tab[pi[r, P_LVL], d] * pf[r, Q_SLOW]
     pi[r, P_MODE] = MODE_RUN
     pi[r, P_RUN_K] = k
     pf[r, Q_A] = a
@@ -1017,7 +1019,7 @@ def _set_step_time(kernel, kparams, pi, pf, ci, r):  # type: ignore[no-untyped-d
     """``kernel``: a step-kernel id (:mod:`planner.sim.kernels`). KV-tier loads of the step's admissions
     (``Q_LOAD``) run beside its compute (``C_OVERLAP``) or before it."""
     dt = step_time_of(kernel, kparams[pi[r, P_LVL]], pf[r, Q_P], pf[r, Q_PAIRS], float(pi[r, P_D]),
-                      pf[r, Q_DKV])
+                      pf[r, Q_DKV]) * pf[r, Q_SLOW]
     load = pf[r, Q_LOAD]
     if load > 0.0:
         dt = max(dt, load) if ci[C_OVERLAP] != 0 else dt + load
@@ -1651,6 +1653,52 @@ def flush_replica(pi, ent, ent_hash, tab_ent, ent_free, ci, r):  # type: ignore[
         ent_free[ent_free[0]] = e
         pi[r, P_EVICT] -= hb
         pi[r, P_FREE] += hb
+
+
+@nb.njit(cache=True)
+def fail_replica(lst, pi, pf, ci, rq, hist, ent, ent_hash, tab_ent, ent_free, tiers, ph, ph_off, inp, r, t,  # type: ignore[no-untyped-def]  # pragma: no cover
+                 lost):
+    """Replica ``r`` fails at ``t`` (fail-stop): the step in flight is lost, every request it holds
+    (running or queued) becomes ``PH_LOST`` and is written to ``lost`` (the count is returned), its KV,
+    prefix cache and own KV tiers are gone, and it is left idle and empty (a replacement may take the slot
+    after its cold start). Its shared-pool blocks stay: the pool outlives a node."""
+    n = 0
+    for i in range(pi[r, P_RUNLEN]):
+        if not _live(lst, rq, r, i):
+            continue
+        q = lst[r, L_RUN, i]
+        if rq[q, R_PHASE] == PH_DECODE:
+            _leave_decode(pi, ci, rq, hist, inp, r, q)
+        _release(pi, ci, rq, ent, ent_hash, tab_ent, ph, ph_off, r, q)
+        rq[q, R_PHASE] = PH_LOST
+        lost[n] = q
+        n += 1
+    while pi[r, P_NWAIT] > 0:
+        q = _pop_front(pi, rq, r)
+        rq[q, R_PHASE] = PH_LOST
+        lost[n] = q
+        n += 1
+    flush_replica(pi, ent, ent_hash, tab_ent, ent_free, ci, r)
+    if ci[C_TIERS] != 0:
+        flush_tiers(ci, tiers, r)
+    pi[r, P_MODE] = MODE_IDLE
+    pi[r, P_NRUN] = 0
+    pi[r, P_D] = 0
+    pi[r, P_SUMBASE] = 0
+    pi[r, P_FREE] = ci[C_BLOCKS]
+    pi[r, P_EVICT] = 0
+    pi[r, P_WAIT_TOK] = 0
+    pi[r, P_RUN_K] = 0
+    pi[r, P_RUNLEN] = 0
+    pi[r, P_NPRE] = 0
+    pi[r, P_HLEN] = 0
+    pi[r, P_SWAP_USED] = 0
+    hist[r, :] = 0
+    pf[r, Q_BUSY_UNTIL] = np.inf
+    pf[r, Q_NOW] = t
+    pf[r, Q_LOAD] = 0.0
+    pf[r, Q_SWAP] = 0.0
+    return n
 
 
 def truncate_run(pi: np.ndarray, pf: np.ndarray, r: int, t: float) -> None:

@@ -57,6 +57,7 @@ class PoolRun:
     scale_ups: int = 0
     scale_downs: int = 0
     deferred: int = 0
+    faults: object | None = None  # its planner.sim.fault_loop.FaultRun while faults are in the loop
     lock_since: F64 = field(default_factory=lambda: np.zeros(0))
     locks: list[list[tuple[float, float]]] = field(default_factory=list)
     slot_mhz: list[float | None] = field(default_factory=list)
@@ -67,8 +68,9 @@ class PoolRun:
 
 def _slots_of(pool: Pool) -> int:
     auto = pool.config.autoscale
-    if auto is None:
-        return pool.config.replicas
+    if auto is None:  # with a straggler detector, replacements start beside the replicas they replace
+        faults = pool.config.faults
+        return pool.config.replicas * (2 if faults is not None and faults.detector is not None else 1)
     # draining replicas keep their slots while new ones start: room for a full second set
     return 2 * auto.max_replicas
 
@@ -103,6 +105,12 @@ def build_runs(trace: RequestTrace, pools: Sequence[Pool], config: ClusterConfig
             setup = engine_setup(p.perf, sub, cfg)
             task = make_shard_tasks(sub, cfg)[0]
             known = None
+            if p.config.faults is not None and p.config.faults.retry_budget > 0:
+                # rows for retries: each request may be sent again up to the budget
+                n0 = int(task.arrival_s.size)
+                task = _padded(task, n0 * p.config.faults.retry_budget)
+                rows = np.concatenate([rows, np.full(n0 * p.config.faults.retry_budget, -1, dtype=np.int64)])
+                known = n0
         init = p.config.replicas
         eng = shard_engine(task, setup, cfg, slots=slots, routable=list(range(init)), dt=dt_eng,
                            metrics=auto is not None, power=config.power is not None,
@@ -132,6 +140,21 @@ def build_runs(trace: RequestTrace, pools: Sequence[Pool], config: ClusterConfig
         runs.append(run)
         server0 += n_servers
     return runs
+
+
+def _padded(task: ShardTask, extra: int) -> ShardTask:
+    """``task`` with ``extra`` empty rows after its requests (filled in later by the engine's extend)."""
+    n = int(task.arrival_s.size)
+
+    def pad(a: np.ndarray, fill: float) -> np.ndarray:
+        return np.concatenate([a, np.full(extra, fill, dtype=a.dtype)])
+
+    off = task.prefix_offsets
+    return dataclasses.replace(
+        task, arrival_s=pad(task.arrival_s, math.inf), input_tokens=pad(task.input_tokens, 1),
+        output_tokens=pad(task.output_tokens, 1), route_key=pad(task.route_key, 0),
+        affinity_key=pad(task.affinity_key, 0),
+        prefix_offsets=np.concatenate([off, np.full(extra, off[n] if off.size > n else 0, dtype=off.dtype)]))
 
 
 def _empty_task(n: int) -> ShardTask:

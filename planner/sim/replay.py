@@ -288,14 +288,14 @@ def replay(
 
     Returns:
         The per-request table, the time series, the power table (when ``gpu`` is given) and a summary.
-        With ``config.autoscale`` or ``config.power`` the replay runs through
+        With ``config.autoscale``, ``config.power`` or ``config.faults`` the replay runs through
         :func:`planner.sim.cluster.replay_cluster` as one pool named ``default`` (event-sliced loop,
         one shard), and the result also carries the replica lifecycle and the capping statistics.
 
     Raises:
         InputError: the trace cannot be replayed as configured (empty prompts, no KV room...).
     """
-    if config.autoscale is not None or config.power is not None:
+    if config.autoscale is not None or config.power is not None or config.faults is not None:
         from planner.sim.cluster import replay_cluster
         from planner.sim.pools import ClusterConfig, Pool
 

@@ -23,6 +23,7 @@ from planner.sim.state import prefill_time_per_token
 from traces.schema import POWER_POLARS_SCHEMA, RequestTrace
 
 if TYPE_CHECKING:
+    from planner.sim.fault_loop import FaultStats
     from planner.sim.replay import ShardOutput
 
 DEFAULT_CLASS = "default"
@@ -157,6 +158,7 @@ class SimResult:
     pools: tuple[PoolSummary, ...] = ()
     replicas: pl.DataFrame | None = None
     capping: CappingStats | None = None
+    faults: FaultStats | None = None
 
 
 @dataclass(frozen=True)

@@ -204,6 +204,7 @@ class ShardEngine:
         self._router_state(config, blocks, hb, slots, prefix_hashes.size > 0, prefill_s_per_token)
         pf = np.zeros((slots, E.N_PF))
         pf[:, E.Q_BUSY_UNTIL] = np.inf
+        pf[:, E.Q_SLOW] = 1.0
         self.pf = pf
         rq = np.zeros((n, E.N_RQ), dtype=np.int64)
         rq[:, E.R_CACHED] = -1
@@ -307,6 +308,24 @@ class ShardEngine:
         self.pi[slot, E.P_LVL] = level
         E.truncate_run(self.pi, self.pf, slot, t)
 
+    def set_slowdown(self, slot: int, factor: float, t: float) -> None:
+        """Slot ``slot``'s steps take ``factor`` times longer from its next step on (a straggler; 1:
+        healthy); a decode run in flight is cut at its first step boundary at or after ``t``."""
+        if self.pf[slot, E.Q_SLOW] == factor:
+            return
+        self.pf[slot, E.Q_SLOW] = factor
+        E.truncate_run(self.pi, self.pf, slot, t)
+
+    def fail(self, slot: int, t: float) -> I64:
+        """Slot ``slot`` fails at ``t`` (fail-stop): the rows of the requests it held, now lost
+        (:func:`planner.sim.engine.fail_replica`)."""
+        lost = np.zeros(int(self.pi[slot, E.P_RUNLEN] + self.pi[slot, E.P_NWAIT]) + 1, dtype=np.int64)
+        n = E.fail_replica(self.lst, self.pi, self.pf, self.ci, self.rq, self.hist, self.ent, self.ent_hash,
+                           self.tab_ent, self.ent_free, self.tiers, self.ph, self.ph_off, self.inp, slot, t,
+                           lost)
+        out: I64 = lost[:n].copy()
+        return out
+
     def flush(self, slot: int) -> None:
         """Forget a stopped slot's prefix cache before it hosts a new replica."""
         E.flush_replica(self.pi, self.ent, self.ent_hash, self.tab_ent, self.ent_free, self.ci, slot)
@@ -351,12 +370,15 @@ class ShardEngine:
         self.run_until(np.inf, progress)
         self._call(self.known, np.inf, np.inf, True)
 
-    def extend(self, arrival_s: F64, input_tokens: I64, output_tokens: I64, keys: U64) -> I64:
-        """Add arrivals (P/D hand-off) at or after the last taken one; returns their row numbers.
+    def extend(self, arrival_s: F64, input_tokens: I64, output_tokens: I64, keys: U64,
+               prefix_of: I64 | None = None, affinity_keys: U64 | None = None) -> I64:
+        """Add arrivals (P/D hand-off, retries) at or after the last taken one.
 
         The rows not yet taken are re-sorted by arrival (stable), so the loop still sees arrivals in
         time order. Returns the permutation applied to rows ``q_next..`` as the new order of those rows
-        (callers keep their own row -> request maps in step).
+        (callers keep their own row -> request maps in step). ``prefix_of``: for each new arrival, the
+        row whose prefix hashes it carries (a retry is the same prompt); ``affinity_keys``: their
+        affinity keys (default ``keys``).
         """
         k = int(arrival_s.size)
         lo = self.q_next
@@ -368,7 +390,9 @@ class ShardEngine:
         inp = np.concatenate([self.inp[lo:hi], input_tokens])
         out = np.concatenate([self.out[lo:hi], output_tokens])
         rk = np.concatenate([self.rkey[lo:hi], keys])
-        ak = np.concatenate([self.akey[lo:hi], keys])
+        ak = np.concatenate([self.akey[lo:hi], keys if affinity_keys is None else affinity_keys])
+        if prefix_of is not None and self.ph.size:
+            self._reorder_prefixes(np.concatenate([np.arange(lo, hi, dtype=np.int64), prefix_of])[order], lo)
         self.arr[lo:hi + k] = arr[order]
         self.inp[lo:hi + k] = inp[order]
         self.out[lo:hi + k] = out[order]
@@ -376,6 +400,20 @@ class ShardEngine:
         self.akey[lo:hi + k] = ak[order]
         self.known = hi + k
         return order.astype(np.int64)
+
+    def _reorder_prefixes(self, src_rows: I64, lo: int) -> None:
+        """Rows ``lo..`` take the prefix hashes of ``src_rows`` (in order); later rows have none."""
+        off = self.ph_off
+        starts = off[src_rows]
+        lens = off[src_rows + 1] - starts
+        total = int(lens.sum())
+        shift = np.repeat(starts - (np.cumsum(lens) - lens), lens)
+        tail = self.ph[shift + np.arange(total, dtype=np.int64)]
+        self.ph = np.concatenate([self.ph[:off[lo]], tail])
+        new_off = off.copy()
+        new_off[lo + 1:lo + 1 + src_rows.size] = off[lo] + np.cumsum(lens)
+        new_off[lo + 1 + src_rows.size:] = off[lo] + total
+        self.ph_off = new_off
 
     # --- reading ---------------------------------------------------------------------------------
 

@@ -83,6 +83,17 @@ def summary_rows(result: SimResult) -> tuple[tuple[str, str], ...]:
                 f"brake events {cap.brake_events}",
             )
         )
+    f = result.faults
+    if f is not None:
+        rows.append(("faults in the loop",
+                     f"{f.fail_events} fail-stop, {f.slow_events} straggler episodes; {f.lost:,} request "
+                     f"attempts lost, {f.retried:,} retried, {f.failed:,} failed after the retry budget"))
+        if f.flags or f.replaced:
+            d = f.detection_delay_s
+            delay = f"median detection delay {d[len(d) // 2]:.0f} s" if d else "no episode detected"
+            rows.append(("straggler detector",
+                         f"{f.flags} flags ({f.true_flags} on slowed replicas, {f.flags - f.true_flags} "
+                         f"false); {delay}; {f.replaced} replicas drained and replaced"))
     if s.violations:
         rows.append((VIOLATIONS_ROW, f"{s.violations:,}"))
     return tuple(rows)

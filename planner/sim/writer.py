@@ -25,6 +25,8 @@ def summary_json(result: SimResult) -> str:
                        "summary": p.summary.as_dict()} for p in result.pools]
     if result.capping is not None:
         d["capping"] = result.capping.as_dict()
+    if result.faults is not None:
+        d["faults"] = result.faults.as_dict()
     return json.dumps(json_safe(d), indent=2, sort_keys=True)
 
 
