@@ -365,6 +365,12 @@ class ReplaySpec:
     """Tier loads overlap the step's compute (else they block before it)."""
     kv_swap_gb: float = 0.0
     """Host memory per GPU for preemption by swap (``--swap-space-gb``; needs a local tier)."""
+    faults: str | None = None
+    """Faults in the loop, as ``--faults`` takes them: a fault-trace file or ``synthetic``."""
+    slow_per_replica_hour: float = 0.0
+    """Synthetic faults: straggler episodes per replica-hour (fail-stop at the published rate)."""
+    detect: str = "none"
+    """The straggler detector: ``none``, ``flag`` or ``drain`` (:class:`planner.sim.faults.DetectMode`)."""
 
     def __post_init__(self) -> None:
         _check_slo(self.ttft_s, self.tpot_s)
@@ -450,6 +456,15 @@ def _replay_inputs(spec: ReplaySpec) -> tuple[ReplicaPerf, SimConfig, GPUSpec]:
     return perf, config, gpu
 
 
+def _with_faults(trace: RequestTrace, spec: ReplaySpec, perf: ReplicaPerf, config: SimConfig) -> SimConfig:
+    from planner.sim.faults import DetectMode, fault_config
+
+    faults = fault_config(spec.faults, replicas=spec.replicas, gpus_per_replica=perf.gpus,
+                          horizon_s=float(trace.df["arrival_s"].to_numpy().max(initial=0.0)), seed=spec.seed,
+                          slow_per_replica_hour=spec.slow_per_replica_hour, detect=DetectMode(spec.detect))
+    return config if faults is None else replace(config, faults=faults)
+
+
 def run_replay(trace: RequestTrace, spec: ReplaySpec, *, progress: ProgressFn | None = None) -> SimResult:
     """Replay the trace through ``spec.replicas`` replicas with :func:`planner.sim.replay`.
 
@@ -457,6 +472,7 @@ def run_replay(trace: RequestTrace, spec: ReplaySpec, *, progress: ProgressFn | 
         InputError: unknown names, a layout that does not fit the GPU, or a trace the engine rejects.
     """
     perf, config, gpu = _replay_inputs(spec)
+    config = _with_faults(trace, spec, perf, config)
     from planner.sim.prefix_bound import fleet_kv_tokens, with_prefix_bound
 
     result = replay(trace, perf, config=config, gpu=gpu, progress=progress)

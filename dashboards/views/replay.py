@@ -75,6 +75,19 @@ def kv_tier_inputs(prefix: str) -> tuple[tuple[str, ...], bool, float]:
     return tuple(str(c) for c in chosen), bool(overlap), float(swap)
 
 
+def fault_inputs(prefix: str) -> tuple[str | None, float, str]:
+    """Synthetic faults in the loop (fail-stop at Llama 3's published rate, stragglers at a rate the user
+    sets) and the straggler detector."""
+    c1, c2, c3 = st.columns([1, 1, 2])
+    on = c1.toggle("faults in the loop", value=False, key=f"{prefix}_faults",
+                   help="fail-stop faults at Llama 3's interruption rate per GPU-hour (2.0e-5), seeded")
+    slow = c2.number_input("stragglers / replica-hour", min_value=0.0, value=0.0, step=0.1,
+                           key=f"{prefix}_slow_rate", help="episodes of 2x slower steps, 30 minutes each")
+    detect = c3.radio("straggler detector", ["none", "flag", "drain"], horizontal=True,
+                      key=f"{prefix}_detect", help="flag: measure detection; drain: drain and replace")
+    return ("synthetic" if on else None), float(slow), (str(detect) if on else "none")
+
+
 def render(inputs: Inputs) -> None:
     """Replay with :func:`planner.sim.replay` and draw its CDFs and timelines."""
     got = current_trace(inputs)
@@ -83,8 +96,9 @@ def render(inputs: Inputs) -> None:
     src, tr = got
     spec = fleet_inputs(inputs, prefix="replay")
     tiers, overlap, swap = kv_tier_inputs("replay")
+    faults, slow_rate, detect = fault_inputs("replay")
     spec = replace(spec, engine=engine_choice("replay_engine", spec.gpu), kv_tiers=tiers, kv_overlap=overlap,
-                   kv_swap_gb=swap)
+                   kv_swap_gb=swap, faults=faults, slow_per_replica_hour=slow_rate, detect=detect)
     clicked = st.button("Run replay", type="primary", key="replay_run", icon=":material/play_arrow:")
     last = remember_run("replay_request", (src, inputs.load_factor, inputs.seed, spec), clicked)
     if last is None:

@@ -3,23 +3,14 @@ verbs that replay, so their help and parsing agree."""
 
 from __future__ import annotations
 
-import dataclasses
-from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from planner.sim.faults import DetectMode, fault_config
+
 if TYPE_CHECKING:
     from planner.sim.faults import FaultConfig
-
-
-class DetectMode(StrEnum):
-    """What the straggler detector does."""
-
-    NONE = "none"
-    FLAG = "flag"
-    DRAIN = "drain"
 
 
 FaultsOpt = Annotated[str | None, typer.Option(
@@ -41,26 +32,15 @@ DetectOpt = Annotated[DetectMode, typer.Option(
                      "detection only) or drain (drain a flagged replica and start a replacement)")]
 
 
+__all__ = ["DetectMode", "DetectOpt", "FailRateOpt", "FaultsOpt", "RetryOpt", "SlowRateOpt", "SlowdownOpt",
+           "faults_of"]
+
+
 def faults_of(spec: str | None, *, replicas: int, gpus_per_replica: int, horizon_s: float, seed: int,
               fail_per_gpu_hour: float | None, slow_per_replica_hour: float, slowdown: float,
               retry_budget: int, detect: DetectMode) -> FaultConfig | None:
-    """The replay's faults from the options (None without ``--faults``)."""
-    from planner.sim.faults import Detector, FaultConfig, FaultRates, synth_faults
-    from traces.errors import InputError
-    from traces.faults import load_fault_trace
-
-    if spec is None:
-        if detect is not DetectMode.NONE:
-            raise InputError("--detect needs --faults", field="--detect",
-                             expected="--faults FILE or synthetic")
-        return None
-    if spec == "synthetic":
-        rates = FaultRates(slow_per_replica_hour=slow_per_replica_hour, slowdown=slowdown)
-        if fail_per_gpu_hour is not None:
-            rates = dataclasses.replace(rates, fail_per_gpu_hour=fail_per_gpu_hour)
-        events = synth_faults(rates, replicas=replicas, gpus_per_replica=gpus_per_replica,
-                              horizon_s=horizon_s, seed=seed)
-    else:
-        events = load_fault_trace(Path(spec))
-    detector = None if detect is DetectMode.NONE else Detector(mitigate=detect is DetectMode.DRAIN)
-    return FaultConfig(events=events, retry_budget=retry_budget, detector=detector)
+    """The replay's faults from the options (:func:`planner.sim.faults.fault_config`)."""
+    return fault_config(spec, replicas=replicas, gpus_per_replica=gpus_per_replica, horizon_s=horizon_s,
+                        seed=seed, fail_per_gpu_hour=fail_per_gpu_hour,
+                        slow_per_replica_hour=slow_per_replica_hour, slowdown=slowdown,
+                        retry_budget=retry_budget, detect=detect)

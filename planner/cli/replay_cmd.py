@@ -162,7 +162,7 @@ def replay_cmd(
     from traces.default import load_trace_arg
 
     tr = load_trace_arg(trace, start_s=start_s, duration_s=duration_s)
-    fault_cfg = faults_of(faults, replicas=replicas, gpus_per_replica=perf.gpus,
+    fault_cfg = faults_of(faults, replicas=replicas, gpus_per_replica=perf.gpus,  # as ReplaySpec.faults
                           horizon_s=float(tr.df["arrival_s"].to_numpy().max(initial=0.0)), seed=seed,
                           fail_per_gpu_hour=fail_per_gpu_hour, slow_per_replica_hour=slow_per_replica_hour,
                           slowdown=slowdown, retry_budget=retry_budget, detect=detect)

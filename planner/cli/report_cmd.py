@@ -17,6 +17,7 @@ from rich.console import Console
 
 from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
+from planner.cli.fault_option import DetectMode, DetectOpt, FaultsOpt, SlowRateOpt
 from planner.cli.kv_tier_option import KVTierOpt
 from planner.cli.slo_option import SLOClassOpt, StatisticOpt
 from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
@@ -79,6 +80,9 @@ def report(
     start_s: StartOpt = None,
     duration_s: DurationOpt = None,
     kv_tier: KVTierOpt = None,
+    faults: FaultsOpt = None,
+    slow_per_replica_hour: SlowRateOpt = 0.0,
+    detect: DetectOpt = DetectMode.NONE,
 ) -> int:
     """Build the report and write it to ``out``."""
     from dashboards import report as rp
@@ -134,6 +138,9 @@ def report(
             engine=engine,
             precision=precision,
             kv_tiers=tuple(kv_tier or ()),
+            faults=faults,
+            slow_per_replica_hour=slow_per_replica_hour,
+            detect=detect.value,
         )
         heading = f"{model} on {gpu} TP{tp} x{replicas}" if title is None else title
     if kind is ReportKind.KV_TIERS:

@@ -16,14 +16,17 @@ replacement starts (its cold start first), as a cordon-and-replace runbook does.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
 
 import numpy as np
 
 from traces.errors import InputError
-from traces.faults import FaultEvent
+from traces.faults import FaultEvent, load_fault_trace
 
 LLAMA3_INTERRUPTIONS_PER_GPU_HOUR = 419 / (54 * 24 * 16_384)
 """Unexpected interruptions per GPU-hour in Llama 3 pre-training: 419 over a 54-day snapshot of 16,384
@@ -180,3 +183,34 @@ def flag_stragglers(step_s: Sequence[float], detector: Detector) -> tuple[int, .
         if v > detector.min_ratio * med and z > detector.robust_z:
             out.append(i)
     return tuple(out)
+
+
+class DetectMode(StrEnum):
+    """What the straggler detector does."""
+
+    NONE = "none"
+    FLAG = "flag"
+    DRAIN = "drain"
+
+
+def fault_config(spec: str | None, *, replicas: int, gpus_per_replica: int, horizon_s: float, seed: int = 0,
+                 fail_per_gpu_hour: float | None = None, slow_per_replica_hour: float = 0.0,
+                 slowdown: float = 2.0, retry_budget: int = 2,
+                 detect: DetectMode = DetectMode.NONE) -> FaultConfig | None:
+    """Faults as a user names them: ``spec`` a fault-trace file or ``synthetic`` (rates below); None
+    without ``spec``. One builder for the CLI's ``--faults`` and the dashboard's."""
+    if spec is None:
+        if detect is not DetectMode.NONE:
+            raise InputError("--detect needs --faults", field="--detect",
+                             expected="--faults FILE or synthetic")
+        return None
+    if spec == "synthetic":
+        rates = FaultRates(slow_per_replica_hour=slow_per_replica_hour, slowdown=slowdown)
+        if fail_per_gpu_hour is not None:
+            rates = dataclasses.replace(rates, fail_per_gpu_hour=fail_per_gpu_hour)
+        events = synth_faults(rates, replicas=replicas, gpus_per_replica=gpus_per_replica,
+                              horizon_s=horizon_s, seed=seed)
+    else:
+        events = load_fault_trace(Path(spec))
+    detector = None if detect is DetectMode.NONE else Detector(mitigate=detect is DetectMode.DRAIN)
+    return FaultConfig(events=events, retry_budget=retry_budget, detector=detector)

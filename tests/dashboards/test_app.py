@@ -377,3 +377,16 @@ def test_shared_trace_on_every_trace_driven_page(
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert (at.success or at.warning)[0].value.startswith("Row budget ")
     assert len(at.get("plotly_chart")) == 2
+
+
+def test_replay_with_faults_in_the_loop_reports_them(app: AppTest) -> None:
+    goto(app, "Replay")
+    app.number_input(key="replay_replicas").set_value(4)
+    app.toggle(key="replay_faults").set_value(True)
+    app.number_input(key="replay_slow_rate").set_value(2.0)
+    app.radio(key="replay_detect").set_value("drain")
+    app.button(key="replay_run").click().run()
+    assert not app.exception
+    rows = dict(zip(app.table[0].value["metric"], app.table[0].value["value"], strict=True))
+    assert "straggler episodes" in rows["faults in the loop"]
+    assert "drained and replaced" in rows["straggler detector"]

@@ -64,6 +64,20 @@ def test_replay_page_and_cli_agree_with_kv_tiers(capsys: pytest.CaptureFixture[s
         assert page[k] == pytest.approx(cli[k], rel=1e-9), k
 
 
+def test_replay_page_and_cli_agree_with_faults(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["replay", "--replicas", "4", "--faults", "synthetic", "--slow-per-replica-hour", "2",
+               "--detect", "drain", "--json"])
+    assert rc == 0
+    cli = json.loads(capsys.readouterr().out)
+    spec = ReplaySpec(model="Llama-3.1-8B", gpu="H100-SXM", replicas=4, faults="synthetic",
+                      slow_per_replica_hour=2.0, detect="drain")
+    page = json.loads(summary_json(run_replay(load_source(default_source()), spec)))
+    assert cli["faults"]["slow_events"] > 0 and cli["faults"]["flags"] > 0
+    assert page["faults"] == cli["faults"]
+    for k in ("completed", "makespan_s", "gpu_hours"):
+        assert page[k] == pytest.approx(cli[k], rel=1e-9), k
+
+
 @pytest.mark.slow
 def test_plan_page_and_cli_agree(capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["plan", "--gpus", "H100-SXM", "--json"])
