@@ -435,7 +435,7 @@ def engine_line(engine: str, gpu: str) -> str:
     return engine_perf_inputs(engine, load_catalog().gpu(gpu))[0].describe()
 
 
-def _replay_inputs(spec: ReplaySpec) -> tuple[ReplicaPerf, SimConfig, GPUSpec]:
+def replay_inputs(spec: ReplaySpec) -> tuple[ReplicaPerf, SimConfig, GPUSpec]:
     """The perf model, replay config and GPU of ``spec`` (one builder for the replay and the tier study)."""
     cat = load_catalog()
     prof, cal, gpu = engine_perf_inputs(spec.engine, cat.gpu(spec.gpu))
@@ -471,7 +471,7 @@ def run_replay(trace: RequestTrace, spec: ReplaySpec, *, progress: ProgressFn | 
     Raises:
         InputError: unknown names, a layout that does not fit the GPU, or a trace the engine rejects.
     """
-    perf, config, gpu = _replay_inputs(spec)
+    perf, config, gpu = replay_inputs(spec)
     config = _with_faults(trace, spec, perf, config)
     from planner.sim.prefix_bound import fleet_kv_tokens, with_prefix_bound
 
@@ -599,7 +599,7 @@ def run_kv_tier_study(trace: RequestTrace, spec: ReplaySpec, *,
     ``spec``'s router, engine, SLOs and GPU layout; its replica count starts the search.)"""
     from planner.tier_study import ablation_cases, run_tier_study
 
-    perf, config, gpu = _replay_inputs(replace(spec, kv_tiers=()))
+    perf, config, gpu = replay_inputs(replace(spec, kv_tiers=()))
     cases = ablation_cases(load_catalog().kv_tiers, tiers, overlap=spec.kv_overlap, cost_aware=cost_aware)
     return run_tier_study(trace, perf, config=config, gpu=gpu, cases=cases, target=target,
                           max_replicas=max_replicas, progress=progress)

@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     "solvers.capacity": 4, "solvers.experts": 4, "solvers.scaling": 4, "solvers.power": 4,
     # 5: the application layer: plan, autoscaling comparison, power study, live controller
     "planner.plan": 5, "planner.autoscale": 5, "planner.live": 5, "planner.power_study": 5,
-    "planner.bench": 5, "planner.tier_study": 5,
+    "planner.bench": 5, "planner.tier_study": 5, "planner.spares_study": 5,
     # 6: surfaces
     "planner.cli": 6, "dashboards": 6, "planner": 6,
 }

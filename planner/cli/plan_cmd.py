@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from planner.cli.console import Col, fitted_table, table_console
 from planner.cli.engine_option import EngineOpt
@@ -215,6 +217,46 @@ def _compare_kv_tiers(report: PlanReport, trace: str, model: str, slo_ttft_ms: f
                  slo_tpot_ms=slo_tpot_ms, engine=engine, as_json=as_json, start_s=span[0], duration_s=span[1])
 
 
+def _spares(report: PlanReport, trace: str, model: str, slo_ttft_ms: float, slo_tpot_ms: float, engine: str,
+            as_json: bool, span: tuple[float | None, float | None], availability: float, rate_scale: float,
+            seed: int) -> None:
+    """``fleetwise plan --availability``: the spare replicas the plan's main aggregated configuration needs
+    under faults at the published rate (times ``rate_scale``), verified by replay under three fault seeds."""
+    from dashboards import scenario as sc
+    from planner.sim.faults import FaultRates
+    from planner.spares_study import run_spares_study
+    from traces.default import load_trace_arg
+
+    gpu, tp, precision = main_aggregated_config(report)
+    lines = [line for line in report.cost_breakdown() if line.role == "aggregated"]
+    peak = max(lines, key=lambda line: line.gpu_hours).peak_replicas
+    spec = sc.ReplaySpec(model=model, gpu=gpu, tp=tp, replicas=peak, ttft_s=slo_ttft_ms / 1e3,
+                         tpot_s=slo_tpot_ms / 1e3, seed=seed, engine=engine, precision=precision)
+    perf, config, gpu_spec = sc.replay_inputs(spec)
+    rates = FaultRates()
+    rates = dataclasses.replace(rates, fail_per_gpu_hour=rates.fail_per_gpu_hour * rate_scale)
+    tr = load_trace_arg(trace, start_s=span[0], duration_s=span[1])
+    study = run_spares_study(tr, perf, config=config, gpu=gpu_spec, rates=rates, target=availability,
+                             seeds=(seed, seed + 1, seed + 2))
+    if as_json:
+        typer.echo(json.dumps(study.as_dict(), indent=2, default=float))
+        return
+    console = table_console()
+    table = Table(title=f"Spare replicas for {model} on {gpu} TP{tp} x{peak} under faults at {rate_scale:g}x "
+                        f"Llama 3's rate ({rates.fail_per_gpu_hour:.2e} per GPU-hour), {len(study.seeds)} "
+                        "fault seeds")
+    for col in ("spares", "GPUs", "availability", "worst seed", "attainment", "faults", "failed requests",
+                "$/h", "spares $/h"):
+        table.add_column(col)
+    for r in study.rows:
+        table.add_row(str(r.spares), str(r.gpus), f"{r.availability:.2%}", f"{r.worst_seed:.2%}",
+                      f"{r.attainment:.2%}", str(r.fail_events), str(r.failed), f"{r.cost_per_hour:,.2f}",
+                      f"{r.spare_cost_per_hour:,.2f}")
+    console.print(table)
+    console.print(study.verdict() + f" (availability: share of {study.window_s:g} s windows in which "
+                  f"{study.window_target:.0%} of requests met the SLO)", highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``fleetwise plan``."""
 
@@ -266,6 +308,13 @@ def register(app: typer.Typer) -> None:
             "--kv-tiers", help="then size the plan's main aggregated configuration by replay with HBM only, "
             "+DRAM, +NVMe and +a shared pool of KV tiers (precise-prefix routing) and price each: does a "
             "tier pay for itself?")] = False,
+        availability: Annotated[float | None, typer.Option(
+            "--availability", help="then choose the spare replicas the plan's main configuration needs so "
+            "that this share of 5-minute windows meets the SLO under fail-stop faults (replayed under 3 "
+            "fault seeds), e.g. 0.999")] = None,
+        fault_rate_scale: Annotated[float, typer.Option(
+            help="with --availability: fail-stop rate as a multiple of Llama 3's published 2.0e-5 per "
+                 "GPU-hour")] = 1.0,
         start_s: StartOpt = None,
         duration_s: DurationOpt = None,
         engine: EngineOpt = DEFAULT_ENGINE,
@@ -340,3 +389,6 @@ def register(app: typer.Typer) -> None:
         if kv_tiers:
             _compare_kv_tiers(report, trace, spec.name, slo_ttft_ms, slo_tpot_ms, engine, as_json,
                               (start_s, duration_s))
+        if availability is not None:
+            _spares(report, trace, spec.name, slo_ttft_ms, slo_tpot_ms, engine, as_json,
+                    (start_s, duration_s), availability, fault_rate_scale, seed)

@@ -167,3 +167,20 @@ def test_a_retry_carries_its_prompts_prefix_hashes() -> None:
         got = eng.ph[eng.ph_off[2 + k]:eng.ph_off[3 + k]].tolist()
         assert got == hashes[src]
     assert eng.ph[eng.ph_off[0]:eng.ph_off[2]].tolist() == [1, 2, 3]  # taken rows untouched
+
+
+def test_plan_chooses_the_spares_its_availability_target_needs(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    # one replica failing about once an hour (50,000 x Llama 3's rate): it needs a spare
+    assert main(["plan", "--gpus", "H100-SXM", "--availability", "0.99", "--fault-rate-scale", "50000",
+                 "--json"]) == 0
+    text = capsys.readouterr().out
+    dec = json.JSONDecoder()
+    _, end = dec.raw_decode(text)
+    study, _ = dec.raw_decode(text[end:].lstrip())
+    rows = study["rows"]
+    assert [r["spares"] for r in rows] == [0, 1, 2, 3] and study["seeds"] == [0, 1, 2]
+    assert rows[0]["availability"] < 0.99 <= rows[1]["availability"]
+    assert study["chosen"] == 1 and rows[1]["spare_cost_per_hour"] > 0
+    assert sum(r["fail_events"] for r in rows) > 0  # the faults were really drawn and replayed
