@@ -3,6 +3,7 @@ series, replica instances and power."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -22,6 +23,7 @@ from planner.sim.result import (
     SimResult,
     handover_s,
     summarize,
+    tier_summaries,
     tpot_s,
 )
 from traces.schema import POWER_POLARS_SCHEMA, RequestTrace
@@ -98,6 +100,7 @@ def build_result(trace: RequestTrace, pools: Sequence[Pool], runs: Sequence[Pool
     dpool_col = np.full(n, None, dtype=object)
     preempt = np.zeros(n, dtype=np.int64)
     cached = np.zeros(n, dtype=np.int64)
+    tier_tokens = np.zeros((n, E.N_LEVELS), dtype=np.int64)
     rejected = np.zeros(n, dtype=bool)
     xfer = np.full(n, np.nan)
     locked = np.zeros(n, dtype=bool)
@@ -148,6 +151,7 @@ def build_result(trace: RequestTrace, pools: Sequence[Pool], runs: Sequence[Pool
         pool_col[rows] = r.pool.name
         preempt[rows] += rq[:, E.R_PREEMPT]
         cached[rows] = np.maximum(rq[:, E.R_CACHED], 0)
+        tier_tokens[rows] = rq[:, E.R_T1:E.R_T3 + 1]
         rejected[rows] |= rq[:, E.R_PHASE] == E.PH_REJECTED
         locked[rows] |= locked_mask(r, slot, arrival[rows], np.nan_to_num(rf[:, E.F_FINISH], nan=end_guess),
                                 end_guess)
@@ -228,6 +232,14 @@ def build_result(trace: RequestTrace, pools: Sequence[Pool], runs: Sequence[Pool
                         busy_s=busy_all, replica_s=float(inst["held_s"].sum()),
                         steps=int(sum(int(r.eng.pi[:, E.P_STEPS].sum()) for r in runs)),
                         violations=int(sum(int(r.eng.ci[E.C_VIOL]) for r in runs)))
+    tiered = [r for r in runs if r.pool.config.kv_tiers is not None]
+    if len(tiered) == 1:  # the tiers of the one pool that has any (per-pool tier rows: not yet)
+        tr = tiered[0]
+        tiers = tr.pool.config.kv_tiers
+        assert tiers is not None
+        summary = dataclasses.replace(summary, kv_tiers=tier_summaries(
+            tiers, [tr.eng.tier_io], tier_tokens, tr.pool.perf,
+            trace.meta.block_size or tr.pool.config.engine.block_size, summary.prompt_tokens, tr.pool.config))
     return SimResult(requests=requests, timeseries=timeseries, power=power_df, summary=summary,
                      pools=tuple(pool_sums), replicas=inst, capping=capping)
 

@@ -343,17 +343,19 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
     summary = replace(summary, kv_capacity_tokens=int(perf.kv_capacity_tokens),
                       longest_rejected_tokens=int(need.max()) if need.size else 0)
     if config.kv_tiers is not None:
-        summary = replace(summary, kv_tiers=_tier_summaries(config.kv_tiers, outputs, tier_tokens, perf,
-                                                            trace.meta.block_size or config.engine.block_size,
-                                                            summary.prompt_tokens, config))
+        summary = replace(summary, kv_tiers=tier_summaries(
+            config.kv_tiers, [o.tier_io for o in outputs], tier_tokens, perf,
+            trace.meta.block_size or config.engine.block_size, summary.prompt_tokens, config))
     return SimResult(requests=requests, timeseries=timeseries, power=power_df, summary=summary)
 
 
-def _tier_summaries(tiers: KVTiers, outputs: Sequence[ShardOutput], tier_tokens: NDArray[np.int64],
-                    perf: ReplicaPerf, hbt: int, prompt_tokens: int,
-                    config: SimConfig) -> tuple[TierSummary, ...]:
+def tier_summaries(tiers: KVTiers, ios: Sequence[NDArray[np.int64] | None], tier_tokens: NDArray[np.int64],
+                   perf: ReplicaPerf, hbt: int, prompt_tokens: int,
+                   config: SimConfig) -> tuple[TierSummary, ...]:
+    """Per tier: what it served (``tier_tokens``: per request, tokens from levels 1..3 at first admission)
+    and moved (``ios``: the engines' per-level counters)."""
     per_token = prefill_time_per_token(perf, config.engine.max_batched_tokens)
-    io = sum((o.tier_io for o in outputs if o.tier_io is not None), np.zeros((E.N_LEVELS + 1, 2), np.int64))
+    io = sum((x for x in ios if x is not None), np.zeros((E.N_LEVELS + 1, 2), np.int64))
     gb_per_token = float(perf.kv_bytes_per_token) * perf.gpus / 1e9
     out = []
     for k, lv in tiers.slots():

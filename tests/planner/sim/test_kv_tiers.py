@@ -160,3 +160,20 @@ def test_swap_space_needs_a_host_tier() -> None:
 
     with pytest.raises(InputError, match="needs a host tier"):
         KVTiers((_level("remote", 1000, shared=True),), swap_gb=4.0)
+
+
+def test_tiers_are_reported_when_the_replay_runs_in_the_event_loop() -> None:
+    # faults (or autoscaling, or power) send a replay through the cluster loop: the tier rows come along
+    from planner.sim import replay
+    from planner.sim.faults import FaultConfig
+
+    trace = poisson_trace(500, 30.0, 3, prefix_groups=40)
+    eng = EngineConfig(max_num_seqs=64, max_batched_tokens=2048)
+    tiers = KVTiers(TIER_SETS["dram"])
+    plain = replay(trace, LinearPerf(kv_tokens=8_000),
+                   config=SimConfig(replicas=1, engine=eng, kv_tiers=tiers))
+    loop = replay(trace, LinearPerf(kv_tokens=8_000),
+                  config=SimConfig(replicas=1, engine=eng, kv_tiers=tiers, faults=FaultConfig(())))
+    assert [t.name for t in loop.summary.kv_tiers] == ["dram"]
+    assert loop.summary.kv_tiers[0].hit_tokens == plain.summary.kv_tiers[0].hit_tokens > 0
+    assert loop.summary.cached_prefix_tokens == plain.summary.cached_prefix_tokens
