@@ -37,8 +37,18 @@ from enum import StrEnum
 
 from planner.contracts.scaling import ScalingContext
 from planner.live.config import LiveConfig, PoolSpec
-from planner.live.exporter import Count, Current, Desired, PoolValue, Snapshot, SnapshotHolder, Solve
+from planner.live.exporter import (
+    Count,
+    Current,
+    Desired,
+    PodValue,
+    PoolValue,
+    Snapshot,
+    SnapshotHolder,
+    Solve,
+)
 from planner.live.promql import PoolReading, PromClient, PromQueryError, read_pool
+from planner.live.replica_health import ReplicaHealth, replica_health
 
 KV_MAX = 1.05
 """KV-cache usage above this is absurd (vLLM reports a fraction in 0..1; a little slack for rounding)."""
@@ -123,6 +133,7 @@ class PoolState:
         bad_input: counts per :class:`BadInput` reason.
         actions_up, actions_down: changes of ``desired``.
         last_reason: why the last read was rejected (None when healthy).
+        replicas: per-pod health from the straggler detector (:mod:`planner.live.replica_health`).
     """
 
     desired: int | None = None
@@ -135,6 +146,7 @@ class PoolState:
     actions_up: int = 0
     actions_down: int = 0
     last_reason: BadInput | None = None
+    replicas: ReplicaHealth = field(default_factory=ReplicaHealth)
 
     def bad_count(self, reason: BadInput) -> int:
         """Reads rejected for ``reason`` so far."""
@@ -360,7 +372,8 @@ def step(state: PoolState, reading: PoolReading | None, now_s: float, *, pool: P
     down = state.actions_down + (1 if state.desired is not None and desired < state.desired else 0)
     stale = now_s - reading.newest_sample_s if reading.newest_sample_s is not None else 0.0
     st = replace(state, desired=desired, policy_state=decision.state, book=book, healthy=True,
-                 staleness_s=stale, current=listed, actions_up=up, actions_down=down, last_reason=None)
+                 staleness_s=stale, current=listed, actions_up=up, actions_down=down, last_reason=None,
+                 replicas=replica_health(state.replicas, reading.counters))
     return st, LiveDecision(pool.name, desired, policy_desired=raw, ramp_limited=limited)
 
 
@@ -378,8 +391,15 @@ def snapshot(config: LiveConfig, states: dict[str, PoolState], *, durations_s: d
     bad: list[Count] = []
     actions: list[Count] = []
     solves: list[Solve] = []
+    slow: list[PodValue] = []
+    itl: list[PodValue] = []
     for p in config.pools:
         s = states.get(p.name, PoolState())
+        flagged = set(s.replicas.slow)
+        for pod, v in s.replicas.itl_s:
+            slow.append(PodValue(p.name, pod, 1.0 if pod in flagged else 0.0))
+            if not math.isnan(v):
+                itl.append(PodValue(p.name, pod, v))
         if s.desired is not None:
             desired.append(Desired(p.name, p.role, p.model, p.gpu, float(s.desired)))
         if s.current is not None:
@@ -395,7 +415,7 @@ def snapshot(config: LiveConfig, states: dict[str, PoolState], *, durations_s: d
         solves.append(Solve(f"{p.policy_name}/{p.name}", status, durations_s.get(p.name), now_s))
     return Snapshot(desired=tuple(desired), current=tuple(current), staleness_s=tuple(stale),
                     healthy=tuple(healthy), bad_input=tuple(bad), scaling_actions=tuple(actions),
-                    solves=tuple(solves))
+                    solves=tuple(solves), replica_slow=tuple(slow), replica_itl_s=tuple(itl))
 
 
 Reader = Callable[[PoolSpec], PoolReading]

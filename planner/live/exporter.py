@@ -98,6 +98,15 @@ class PoolValue:
 
 
 @dataclass(frozen=True)
+class PodValue:
+    """A per-replica number (the straggler detector's flag, a pod's inter-token latency)."""
+
+    pool: str
+    pod: str
+    value: float
+
+
+@dataclass(frozen=True)
 class SLOAttainment:
     """Predicted fraction of requests meeting their SLO, per pool and SLO class."""
 
@@ -141,6 +150,8 @@ class Snapshot:
     healthy: tuple[PoolValue, ...] = ()
     bad_input: tuple[Count, ...] = ()
     scaling_actions: tuple[Count, ...] = ()
+    replica_slow: tuple[PodValue, ...] = ()
+    replica_itl_s: tuple[PodValue, ...] = ()
 
 
 def merge(*snaps: Snapshot) -> Snapshot:
@@ -229,6 +240,11 @@ def families(snap: Snapshot, *, build_version: str) -> Iterator[Metric]:
         g = _gauge(m)
         for v in vals:
             g.add_metric([v.pool], v.value)
+        yield g
+    for m, pods in ((N.REPLICA_SLOW, snap.replica_slow), (N.REPLICA_ITL, snap.replica_itl_s)):
+        g = _gauge(m)
+        for pv in pods:
+            g.add_metric([pv.pool, pv.pod], pv.value)
         yield g
     for m, counts in ((N.BAD_INPUT, snap.bad_input), (N.SCALING_ACTIONS, snap.scaling_actions)):
         cf = _counter(m)

@@ -70,6 +70,13 @@ INPUT_HEALTHY = MetricName(
     "fleetwise_input_healthy", Kind.GAUGE, ("pool",),
     "1 when the last read of the pool's metrics was complete, fresh and plausible; 0 when the last "
     "decision is being held.")
+REPLICA_SLOW = MetricName(
+    "fleetwise_replica_slow", Kind.GAUGE, ("pool", "pod"),
+    "1 when the straggler detector flags the replica: its inter-token latency since the last read is an "
+    "outlier above its peers' (robust z > 3.5 and > 1.3x their median); 0 otherwise.")
+REPLICA_ITL = MetricName(
+    "fleetwise_replica_inter_token_latency_seconds", Kind.GAUGE, ("pool", "pod"),
+    "A replica's mean inter-token latency since the autoscaler's previous read (what the detector compares).")
 BAD_INPUT = MetricName(
     "fleetwise_bad_input", Kind.COUNTER, ("pool", "reason"),
     "Reads rejected as missing, stale or absurd (the decision was held).")
@@ -83,7 +90,7 @@ BUILD_INFO = MetricName(
 EXPORTED: tuple[MetricName, ...] = (
     DESIRED_REPLICAS, CURRENT_REPLICAS, POWER_CAP, FORECAST_RATE, FORECAST_TOKENS, PREDICTED_SLO,
     PLAN_GPU_SECONDS, PLAN_COST, SOLVE_DURATION, SOLVE_TIMESTAMP, SOLVE_STATUS, INPUT_STALENESS,
-    INPUT_HEALTHY, BAD_INPUT, SCALING_ACTIONS, BUILD_INFO,
+    INPUT_HEALTHY, REPLICA_SLOW, REPLICA_ITL, BAD_INPUT, SCALING_ACTIONS, BUILD_INFO,
 )
 """Every family the exporter may serve."""
 

@@ -213,3 +213,31 @@ def test_config_errors_name_the_key_path(tmp_path: Path) -> None:
                  "    params: {threshold: 20}\n")
     cfg = load_config(f)
     assert cfg.interval_s == 5.0 and cfg.pools[0].policy_name == "keda"
+
+
+def test_replica_health_flags_the_pod_whose_inter_token_latency_is_an_outlier_and_exports_it() -> None:
+    from prometheus_client import generate_latest
+
+    pool = _pool()
+    cfg = parse_config({"pools": {"chat": {"selector": {"model_name": "m"}, "min_replicas": 1,
+                                           "max_replicas": 10, "policy": "target-tracking"}}}, source="test")
+    st = PoolState()
+    sums = [0.0] * 4
+    counts = [0.0] * 4
+    flagged = []
+    for k, slow in enumerate((None, None, 2, 2, None, 1)):
+        for i in range(4):  # 100 tokens per pod per tick; the slow pod takes 60 ms a token, the others 20
+            sums[i] += 100 * (0.06 if i == slow else 0.02)
+            counts[i] += 100
+        counters = tuple(x for i in range(4) for x in (("itl_sum", f"p{i}", sums[i]),
+                                                       ("itl_count", f"p{i}", counts[i])))
+        st, _ = step(st, _read(float(k), (5.0,) * 4, counters=counters), float(k), pool=pool,
+                     stale_after_s=STALE)
+        flagged.append(st.replicas.slow)
+    # the first read has nothing to compare with; each later tick sees the interval since the last read
+    assert flagged == [(), (), ("p2",), ("p2",), (), ("p1",)]
+    snap = snapshot(cfg, {"chat": st}, durations_s={}, now_s=5.0)
+    text = generate_latest(build_registry(lambda: snap)).decode()
+    assert 'fleetwise_replica_slow{pod="p1",pool="chat"} 1.0' in text
+    assert 'fleetwise_replica_slow{pod="p0",pool="chat"} 0.0' in text
+    assert 'fleetwise_replica_inter_token_latency_seconds{pod="p1",pool="chat"} 0.06' in text
