@@ -314,31 +314,45 @@ def _tab_delete(tab_ent, ent, ent_hash, e):  # type: ignore[no-untyped-def]  # p
 
 
 @nb.njit(cache=True)
-def _lru_remove(pi, ent, r, e):  # type: ignore[no-untyped-def]  # pragma: no cover
-    p = ent[e, E_PREV]
-    n = ent[e, E_NEXT]
+def _dl_unlink(own, row, head, tail, links, e):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Take entry ``e`` out of the doubly linked list whose ends are ``own[row, head]`` / ``own[row, tail]``
+    (links in ``links[:, E_PREV]`` / ``links[:, E_NEXT]``): one list code for the prefix cache's LRU, the KV
+    tiers' LRUs and the SGLang router's record."""
+    p = links[e, E_PREV]
+    n = links[e, E_NEXT]
     if p >= 0:
-        ent[p, E_NEXT] = n
+        links[p, E_NEXT] = n
     else:
-        pi[r, P_LRU_HEAD] = n
+        own[row, head] = n
     if n >= 0:
-        ent[n, E_PREV] = p
+        links[n, E_PREV] = p
     else:
-        pi[r, P_LRU_TAIL] = p
-    ent[e, E_PREV] = -1
-    ent[e, E_NEXT] = -1
+        own[row, tail] = p
+    links[e, E_PREV] = -1
+    links[e, E_NEXT] = -1
+
+
+@nb.njit(cache=True)
+def _dl_append(own, row, head, tail, links, e):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Put entry ``e`` at the tail (most recent end) of the list of :func:`_dl_unlink`."""
+    t = own[row, tail]
+    links[e, E_PREV] = t
+    links[e, E_NEXT] = -1
+    if t >= 0:
+        links[t, E_NEXT] = e
+    else:
+        own[row, head] = e
+    own[row, tail] = e
+
+
+@nb.njit(cache=True)
+def _lru_remove(pi, ent, r, e):  # type: ignore[no-untyped-def]  # pragma: no cover
+    _dl_unlink(pi, r, P_LRU_HEAD, P_LRU_TAIL, ent, e)
 
 
 @nb.njit(cache=True)
 def _lru_push(pi, ent, r, e):  # type: ignore[no-untyped-def]  # pragma: no cover
-    t = pi[r, P_LRU_TAIL]
-    ent[e, E_PREV] = t
-    ent[e, E_NEXT] = -1
-    if t >= 0:
-        ent[t, E_NEXT] = e
-    else:
-        pi[r, P_LRU_HEAD] = e
-    pi[r, P_LRU_TAIL] = e
+    _dl_append(pi, r, P_LRU_HEAD, P_LRU_TAIL, ent, e)
 
 
 @nb.njit(cache=True)
@@ -428,30 +442,12 @@ def _owner(ci, k, r):  # type: ignore[no-untyped-def]  # pragma: no cover
 
 @nb.njit(cache=True)
 def _tlru_remove(tlru, tent, o, e):  # type: ignore[no-untyped-def]  # pragma: no cover
-    p = tent[e, E_PREV]
-    n = tent[e, E_NEXT]
-    if p >= 0:
-        tent[p, E_NEXT] = n
-    else:
-        tlru[o, TL_HEAD] = n
-    if n >= 0:
-        tent[n, E_PREV] = p
-    else:
-        tlru[o, TL_TAIL] = p
-    tent[e, E_PREV] = -1
-    tent[e, E_NEXT] = -1
+    _dl_unlink(tlru, o, TL_HEAD, TL_TAIL, tent, e)
 
 
 @nb.njit(cache=True)
 def _tlru_push(tlru, tent, o, e):  # type: ignore[no-untyped-def]  # pragma: no cover
-    t = tlru[o, TL_TAIL]
-    tent[e, E_PREV] = t
-    tent[e, E_NEXT] = -1
-    if t >= 0:
-        tent[t, E_NEXT] = e
-    else:
-        tlru[o, TL_HEAD] = e
-    tlru[o, TL_TAIL] = e
+    _dl_append(tlru, o, TL_HEAD, TL_TAIL, tent, e)
 
 
 @nb.njit(cache=True)
@@ -1324,30 +1320,12 @@ def _route_bounded(pi, ci, route, akey, q):  # type: ignore[no-untyped-def]  # p
 
 @nb.njit(cache=True)
 def _tree_unlink(pi, tr_ent, r, e):  # type: ignore[no-untyped-def]  # pragma: no cover
-    p = tr_ent[e, E_PREV]
-    n = tr_ent[e, E_NEXT]
-    if p >= 0:
-        tr_ent[p, E_NEXT] = n
-    else:
-        pi[r, P_TR_HEAD] = n
-    if n >= 0:
-        tr_ent[n, E_PREV] = p
-    else:
-        pi[r, P_TR_TAIL] = p
-    tr_ent[e, E_PREV] = -1
-    tr_ent[e, E_NEXT] = -1
+    _dl_unlink(pi, r, P_TR_HEAD, P_TR_TAIL, tr_ent, e)
 
 
 @nb.njit(cache=True)
 def _tree_append(pi, tr_ent, r, e):  # type: ignore[no-untyped-def]  # pragma: no cover
-    t = pi[r, P_TR_TAIL]
-    tr_ent[e, E_PREV] = t
-    tr_ent[e, E_NEXT] = -1
-    if t >= 0:
-        tr_ent[t, E_NEXT] = e
-    else:
-        pi[r, P_TR_HEAD] = e
-    pi[r, P_TR_TAIL] = e
+    _dl_append(pi, r, P_TR_HEAD, P_TR_TAIL, tr_ent, e)
 
 
 @nb.njit(cache=True)

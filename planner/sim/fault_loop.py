@@ -26,7 +26,8 @@ import numpy as np
 from planner.sim import engine as E  # noqa: N812
 from planner.sim.coldstart import ColdStart
 from planner.sim.faults import FaultConfig, ReplicaFault, flag_stragglers, replica_faults
-from planner.sim.pool_run import DRAINING, OFF, SERVING, STARTING, Instance, PoolRun
+from planner.sim.lifecycle import start_instance
+from planner.sim.pool_run import DRAINING, OFF, SERVING, STARTING, PoolRun
 
 
 @dataclass
@@ -106,14 +107,7 @@ def _fail(r: PoolRun, fr: FaultRun, f: ReplicaFault, t: float, next_instance: li
             r.pending_ready.remove(it)
     rows = eng.fail(s, t)
     # the replacement: handed over after the repair, serving after its cold start (GPU-hours from hand-over)
-    back = t + f.duration_s
-    cold = float(fr.cold_start.sample(r.rng, 1)[0])
-    new = Instance(inst=next_instance[0], pool=r.index, slot=s, t_request=back, t_ready=back + max(cold, 0.0))
-    next_instance[0] += 1
-    r.history[s].append(new)
-    r.slot_inst[s] = new
-    r.state[s] = STARTING
-    r.pending_ready.append(new)
+    start_instance(r, s, t + f.duration_s, fr.cold_start, next_instance)
     serving = r.serving()
     if serving:
         eng.set_routable(serving)
@@ -169,16 +163,7 @@ def _tick(r: PoolRun, fr: FaultRun, t: float, next_instance: list[int]) -> None:
         held = r.slot_inst[s]
         if held is not None:
             held.t_drain = t
-        n = int(free[0])
-        if r.history[n]:
-            eng.flush(n)
-        cold = float(fr.cold_start.sample(r.rng, 1)[0])
-        new = Instance(inst=next_instance[0], pool=r.index, slot=n, t_request=t, t_ready=t + max(cold, 0.0))
-        next_instance[0] += 1
-        r.history[n].append(new)
-        r.slot_inst[n] = new
-        r.state[n] = STARTING
-        r.pending_ready.append(new)
+        start_instance(r, int(free[0]), t, fr.cold_start, next_instance)
         fr.replaced += 1
     eng.set_routable(r.serving() or serving)
 

@@ -47,6 +47,23 @@ def become_ready(r: PoolRun, t: float) -> None:
     r.eng.set_routable(r.serving())
 
 
+def start_instance(r: PoolRun, slot: int, t_request: float, cold_start: ColdStart,
+                   next_instance: list[int]) -> Instance:
+    """A new replica on free ``slot``: its GPUs held from ``t_request``, routable after a cold start drawn
+    from the pool's generator (the one rule for scale-ups, fault replacements and drained stragglers)."""
+    if r.history[slot]:
+        r.eng.flush(slot)
+    cold = float(cold_start.sample(r.rng, 1)[0])
+    it = Instance(inst=next_instance[0], pool=r.index, slot=slot, t_request=t_request,
+                  t_ready=t_request + max(cold, 0.0))
+    next_instance[0] += 1
+    r.history[slot].append(it)
+    r.slot_inst[slot] = it
+    r.state[slot] = STARTING
+    r.pending_ready.append(it)
+    return it
+
+
 def asked(r: PoolRun) -> int:
     """Replicas asked for: serving plus starting (a Deployment's ``spec.replicas``)."""
     return int(((r.state == SERVING) | (r.state == STARTING)).sum())
@@ -71,17 +88,7 @@ def scale_to(r: PoolRun, desired: int, t: float, *, cold_start: ColdStart, next_
             if free.size == 0:
                 r.deferred += 1
                 break
-            s = int(free[0])
-            if r.history[s]:
-                eng.flush(s)
-            cold = float(cold_start.sample(r.rng, 1)[0])
-            it = Instance(inst=next_instance[0], pool=r.index, slot=s, t_request=t,
-                          t_ready=t + max(cold, 0.0))
-            next_instance[0] += 1
-            r.history[s].append(it)
-            r.slot_inst[s] = it
-            r.state[s] = STARTING
-            r.pending_ready.append(it)
+            start_instance(r, int(free[0]), t, cold_start, next_instance)
             r.scale_ups += 1
     elif desired < current:
         k = current - desired
