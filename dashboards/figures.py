@@ -25,6 +25,7 @@ from plotly.subplots import make_subplots
 
 from planner.plan import PlanReport
 from planner.sim import SimResult
+from planner.spares_study import SparesStudy
 from planner.tier_study import TierStudy
 from traces.schema import RequestTrace
 from traces.stats import TraceStats
@@ -309,6 +310,20 @@ def kv_tier_figure(study: TierStudy) -> go.Figure:
                          marker_color=PALETTE[2]))
     fig.update_layout(barmode="stack", yaxis_title="USD per hour")
     return _legend_under_title(_layout(fig, "Smallest fleet meeting the SLO, per set of KV tiers"))
+
+
+def spares_figure(study: SparesStudy) -> go.Figure:
+    """Availability under faults per spare count (bars), the target as a line, the cost on hover."""
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=[str(r.spares) for r in study.rows], y=[r.availability for r in study.rows],
+                         name="availability", marker_color=PALETTE[0],
+                         customdata=[r.cost_per_hour for r in study.rows],
+                         hovertemplate="%{x} spares: %{y:.2%} of windows, $%{customdata:,.2f}/h"
+                                       "<extra></extra>"))
+    fig.add_hline(y=study.target, line_dash="dash", line_color=PALETTE[1],
+                  annotation_text=f"target {study.target:.1%}")
+    fig.update_layout(xaxis_title="spare replicas", yaxis={"tickformat": ".0%", "range": [0, 1.02]})
+    return _layout(fig, "Windows meeting the SLO under faults, per spare count")
 
 
 def timeline_figure(results: Mapping[str, SimResult], *, panels: Sequence[str] | None = None) -> go.Figure:

@@ -24,6 +24,7 @@ import polars as pl
 from dashboards import figures, tables
 from planner.plan import PlanReport
 from planner.sim import SimResult
+from planner.spares_study import SparesStudy
 from planner.tier_study import TierStudy
 from traces.schema import RequestTrace
 from traces.stats import TraceStats
@@ -166,6 +167,20 @@ def replay_section(result: SimResult, *, title: str, ttft_s: float, tpot_s: floa
             figures.timeline_figure(named),
             *((figures.prompt_sources_figure(result),) if result.summary.cached_prefix_tokens else ()),
         ),
+    )
+
+
+def spares_section(study: SparesStudy, *, title: str, engine: str = "") -> Section:
+    """Spare replicas against availability under faults (``plan --availability``) as a report section."""
+    return Section(
+        title=f"Spares under faults: {title}",
+        headline=study.verdict(),
+        text=(f"Availability: the share of {study.window_s:g} s windows (over {len(study.seeds)} fault "
+              f"seeds) in which {study.window_target:.0%} of requests met the SLO, fail-stop faults at "
+              f"{study.rates.fail_per_gpu_hour:.2e} per GPU-hour (Llama 3's published rate times a scale), "
+              f"repair {study.rates.repair_s:g} s then a cold start. " + engine),
+        tables=(tables.spares_table(study),),
+        figures=(figures.spares_figure(study),),
     )
 
 

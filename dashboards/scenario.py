@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from planner.perf.api import ReplicaPerf
     from planner.power_study.plan import VerifiedPlan
     from planner.power_study.study import DynamoBaseline
+    from planner.spares_study import SparesStudy
     from planner.tier_study import TierStudy
 
 MAX_UPLOAD_MB = 200
@@ -603,6 +604,30 @@ def run_kv_tier_study(trace: RequestTrace, spec: ReplaySpec, *,
     cases = ablation_cases(load_catalog().kv_tiers, tiers, overlap=spec.kv_overlap, cost_aware=cost_aware)
     return run_tier_study(trace, perf, config=config, gpu=gpu, cases=cases, target=target,
                           max_replicas=max_replicas, progress=progress)
+
+
+def run_spares_study(trace: RequestTrace, spec: ReplaySpec, *, availability: float = 0.999,
+                     rate_scale: float = 1.0, seeds: Sequence[int] = (0, 1, 2)) -> SparesStudy:
+    """How many spare replicas ``spec``'s fleet needs for ``availability`` under fail-stop faults at the
+    published rate times ``rate_scale`` (:func:`planner.spares_study.run_spares_study`); the one path of
+    ``plan --availability``, ``report --kind spares`` and the Replay page."""
+    from planner.sim.faults import FaultRates
+    from planner.spares_study import run_spares_study as study
+
+    perf, config, gpu = replay_inputs(spec)
+    base = FaultRates()
+    rates = replace(base, fail_per_gpu_hour=base.fail_per_gpu_hour * rate_scale)
+    return study(trace, perf, config=config, gpu=gpu, rates=rates, target=availability, seeds=tuple(seeds))
+
+
+def spares_job(src: TraceSource, load_factor: float, seed: int, spec: ReplaySpec, availability: float,
+               rate_scale: float, *, report: Report) -> SparesStudy:
+    """:func:`run_spares_study` (3 fault seeds from the page's seed)."""
+    report(None, "loading the trace")
+    tr = source_trace(src, load_factor, seed)
+    report(None, "replaying each spare count under 3 fault histories")
+    return run_spares_study(tr, spec, availability=availability, rate_scale=rate_scale,
+                            seeds=(seed, seed + 1, seed + 2))
 
 
 def kv_tier_job(src: TraceSource, load_factor: float, seed: int, spec: ReplaySpec, *,

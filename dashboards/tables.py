@@ -18,6 +18,7 @@ from planner.live.telemetry_fit import ERROR_KEYS, TelemetryCalibration, error_r
 from planner.plan import PlanReport
 from planner.sim import SimResult
 from planner.sim.summary_rows import summary_rows
+from planner.spares_study import SparesStudy
 from planner.tier_study import TierStudy
 from traces.schema import RequestTrace
 from traces.stats import TraceStats
@@ -341,3 +342,15 @@ def kv_tier_table(study: TierStudy) -> pl.DataFrame:
             "vs above": r.pays,
         })
     return pl.DataFrame(rows)
+
+
+def spares_table(study: SparesStudy) -> pl.DataFrame:
+    """Spare replicas against availability under faults, a row per spare count (``plan --availability``)."""
+    return pl.DataFrame([{
+        "spares": str(r.spares), "GPUs": str(r.gpus), "availability": f"{r.availability:.2%}",
+        "worst seed": f"{r.worst_seed:.2%}", "attainment": f"{r.attainment:.2%}",
+        "faults": str(r.fail_events),
+        "failed requests": str(r.failed), "$/h": f"{r.cost_per_hour:,.2f}",
+        "spares $/h": f"{r.spare_cost_per_hour:,.2f}",
+        "chosen": "yes" if r.spares == study.chosen else "",
+    } for r in study.rows])

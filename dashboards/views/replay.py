@@ -7,7 +7,7 @@ from dataclasses import replace
 import streamlit as st
 
 from dashboards import figures, tables
-from dashboards.scenario import ReplaySpec, kv_tier_job, replay_job
+from dashboards.scenario import ReplaySpec, kv_tier_job, replay_job, spares_job
 from dashboards.ui import Inputs, gpu_names
 from dashboards.views.common import (
     computed,
@@ -130,6 +130,29 @@ def render(inputs: Inputs) -> None:
     if result.summary.cached_prefix_tokens:
         show_figure(figures.prompt_sources_figure(result), key="replay_prompt_sources")
         kv_tier_study(src, inputs, run_spec)
+    spares_study(src, inputs, run_spec)
+
+
+def spares_study(src: object, inputs: Inputs, spec: ReplaySpec) -> None:
+    """How many spare replicas this fleet needs under fail-stop faults (as ``plan --availability``)."""
+    st.subheader("How many spares for its faults?")
+    c1, c2, c3 = st.columns([1, 1, 2])
+    target = c1.number_input("availability", min_value=0.5, max_value=1.0, value=0.999, step=0.001,
+                             format="%.3f", key="spares_target",
+                             help="share of 5-minute windows in which 99 % of requests meet the SLO")
+    scale = c2.number_input("fault rate x published", min_value=0.0, value=1.0, step=10.0, key="spares_scale",
+                            help="fail-stop faults per GPU-hour as a multiple of Llama 3's 2.0e-5")
+    clicked = c3.button("Size the spares", key="spares_run", icon=":material/health_and_safety:")
+    last = remember_run("spares_request", (src, inputs.load_factor, inputs.seed, spec, float(target),
+                                           float(scale)), clicked)
+    if last is None:
+        return
+    study = computed("spares_request", spares_job, last, label="Replaying each spare count under faults")
+    if study is None:
+        return
+    (st.success if study.chosen >= 0 else st.warning)(study.verdict())
+    show_facts(tables.spares_table(study))
+    show_figure(figures.spares_figure(study), key="spares_availability")
 
 
 def kv_tier_study(src: object, inputs: Inputs, spec: ReplaySpec) -> None:

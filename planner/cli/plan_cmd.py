@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -223,8 +222,7 @@ def _spares(report: PlanReport, trace: str, model: str, slo_ttft_ms: float, slo_
     """``fleetwise plan --availability``: the spare replicas the plan's main aggregated configuration needs
     under faults at the published rate (times ``rate_scale``), verified by replay under three fault seeds."""
     from dashboards import scenario as sc
-    from planner.sim.faults import FaultRates
-    from planner.spares_study import run_spares_study
+    from dashboards.tables import spares_table
     from traces.default import load_trace_arg
 
     gpu, tp, precision = main_aggregated_config(report)
@@ -232,26 +230,21 @@ def _spares(report: PlanReport, trace: str, model: str, slo_ttft_ms: float, slo_
     peak = max(lines, key=lambda line: line.gpu_hours).peak_replicas
     spec = sc.ReplaySpec(model=model, gpu=gpu, tp=tp, replicas=peak, ttft_s=slo_ttft_ms / 1e3,
                          tpot_s=slo_tpot_ms / 1e3, seed=seed, engine=engine, precision=precision)
-    perf, config, gpu_spec = sc.replay_inputs(spec)
-    rates = FaultRates()
-    rates = dataclasses.replace(rates, fail_per_gpu_hour=rates.fail_per_gpu_hour * rate_scale)
     tr = load_trace_arg(trace, start_s=span[0], duration_s=span[1])
-    study = run_spares_study(tr, perf, config=config, gpu=gpu_spec, rates=rates, target=availability,
-                             seeds=(seed, seed + 1, seed + 2))
+    study = sc.run_spares_study(tr, spec, availability=availability, rate_scale=rate_scale,
+                                seeds=(seed, seed + 1, seed + 2))
     if as_json:
         typer.echo(json.dumps(study.as_dict(), indent=2, default=float))
         return
     console = table_console()
+    df = spares_table(study)
     table = Table(title=f"Spare replicas for {model} on {gpu} TP{tp} x{peak} under faults at {rate_scale:g}x "
-                        f"Llama 3's rate ({rates.fail_per_gpu_hour:.2e} per GPU-hour), {len(study.seeds)} "
-                        "fault seeds")
-    for col in ("spares", "GPUs", "availability", "worst seed", "attainment", "faults", "failed requests",
-                "$/h", "spares $/h"):
+                        f"Llama 3's rate ({study.rates.fail_per_gpu_hour:.2e} per GPU-hour), "
+                        f"{len(study.seeds)} fault seeds")
+    for col in df.columns:
         table.add_column(col)
-    for r in study.rows:
-        table.add_row(str(r.spares), str(r.gpus), f"{r.availability:.2%}", f"{r.worst_seed:.2%}",
-                      f"{r.attainment:.2%}", str(r.fail_events), str(r.failed), f"{r.cost_per_hour:,.2f}",
-                      f"{r.spare_cost_per_hour:,.2f}")
+    for row in df.iter_rows():
+        table.add_row(*(str(v) for v in row))
     console.print(table)
     console.print(study.verdict() + f" (availability: share of {study.window_s:g} s windows in which "
                   f"{study.window_target:.0%} of requests met the SLO)", highlight=False)

@@ -42,6 +42,7 @@ class ReportKind(StrEnum):
     PLAN = "plan"
     REPLAY = "replay"
     KV_TIERS = "kv-tiers"
+    SPARES = "spares"
 
 
 def register(app: typer.Typer) -> None:
@@ -54,7 +55,8 @@ def report(
     kind: Annotated[
         ReportKind,
         typer.Option(help="plan: size the fleet and verify it by replay; replay: replay a given fleet; "
-                          "kv-tiers: does a KV tier pay for itself on the --gpu/--tp layout"),
+                          "kv-tiers: does a KV tier pay for itself on the --gpu/--tp layout; spares: how "
+                          "many spare replicas the --replicas fleet needs under faults (--availability)"),
     ] = ReportKind.PLAN,
     trace: TraceOpt = "default",
     fmt: Annotated[str | None, typer.Option("--format", help="trace format (auto-detected)")] = None,
@@ -83,6 +85,10 @@ def report(
     faults: FaultsOpt = None,
     slow_per_replica_hour: SlowRateOpt = 0.0,
     detect: DetectOpt = DetectMode.NONE,
+    availability: Annotated[float, typer.Option(
+        help="spares: share of 5-minute windows meeting the SLO")] = 0.999,
+    fault_rate_scale: Annotated[float, typer.Option(
+        help="spares: fail-stop rate as a multiple of Llama 3's published 2.0e-5 per GPU-hour")] = 1.0,
 ) -> int:
     """Build the report and write it to ``out``."""
     from dashboards import report as rp
@@ -143,6 +149,14 @@ def report(
             detect=detect.value,
         )
         heading = f"{model} on {gpu} TP{tp} x{replicas}" if title is None else title
+    if kind is ReportKind.SPARES:
+        assert spec is not None
+        with console.status("replaying each spare count under 3 fault histories..."):
+            spares = sc.run_spares_study(tr, spec, availability=availability, rate_scale=fault_rate_scale,
+                                         seeds=(seed, seed + 1, seed + 2))
+        name = f"{spec.model} on {spec.gpu} TP{spec.tp} x{spec.replicas}"
+        sections.append(rp.spares_section(spares, title=name, engine=sc.engine_line(spec.engine, spec.gpu)))
+        spec = None
     if kind is ReportKind.KV_TIERS:
         assert spec is not None
         with console.status("sizing each set of KV tiers by replay..."):

@@ -390,3 +390,15 @@ def test_replay_with_faults_in_the_loop_reports_them(app: AppTest) -> None:
     rows = dict(zip(app.table[0].value["metric"], app.table[0].value["value"], strict=True))
     assert "straggler episodes" in rows["faults in the loop"]
     assert "drained and replaced" in rows["straggler detector"]
+
+
+def test_replay_page_sizes_the_spares_for_faults(app: AppTest) -> None:
+    goto(app, "Replay")
+    app.number_input(key="replay_replicas").set_value(1)
+    app.button(key="replay_run").click().run()
+    app.number_input(key="spares_target").set_value(0.99)
+    app.number_input(key="spares_scale").set_value(50000.0)
+    app.button(key="spares_run").click().run(timeout=600)
+    assert not app.exception
+    assert app.success[-1].value.startswith("1 spare replica (2 GPUs in all)")
+    assert list(app.table[-1].value["spares"]) == ["0", "1", "2", "3"]

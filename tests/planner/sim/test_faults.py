@@ -184,3 +184,13 @@ def test_plan_chooses_the_spares_its_availability_target_needs(capsys: pytest.Ca
     assert rows[0]["availability"] < 0.99 <= rows[1]["availability"]
     assert study["chosen"] == 1 and rows[1]["spare_cost_per_hour"] > 0
     assert sum(r["fail_events"] for r in rows) > 0  # the faults were really drawn and replayed
+
+
+def test_the_report_and_the_plan_size_the_same_spares(tmp_path: Path) -> None:
+    out = tmp_path / "spares.html"
+    assert main(["report", "--out", str(out), "--kind", "spares", "--replicas", "1", "--availability", "0.99",
+                 "--fault-rate-scale", "50000"]) == 0
+    html = out.read_text()
+    # the verdict plan --availability prints for the same fleet and faults
+    assert "1 spare replica (2 GPUs in all) reach 100.00% availability" in html
+    assert "Windows meeting the SLO under faults, per spare count" in html
