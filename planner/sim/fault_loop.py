@@ -10,8 +10,8 @@ The rules (:mod:`planner.sim.faults` says why):
 * a straggler episode multiplies the slot's step time by its slowdown until it ends (overlapping
   episodes: the largest factor holds);
 * the detector ticks every ``interval_s``: each serving replica's mean step time over the last
-  ``window_s`` (from the engine's time series) against its peers'
-  (:func:`planner.sim.faults.flag_stragglers`);
+  ``window_s`` (from the engine's time series), over what the perf model predicts for its mean step
+  composition, against its peers' (:func:`planner.sim.faults.flag_stragglers`);
   a flag is a true positive when the slot is slowed at that moment; with mitigation the replica is
   drained and a replacement starts on a free slot (its cold start first).
 """
@@ -146,10 +146,17 @@ def _tick(r: PoolRun, fr: FaultRun, t: float, next_instance: list[int]) -> None:
     i0 = max(0, int((t - det.window_s) / eng.dt))
     if i1 <= i0 or len(serving) < 3:
         return
-    busy = eng.ts[i0:i1, serving, E.T_BUSY].sum(axis=0)
-    steps = eng.ts[i0:i1, serving, E.T_STEPS].sum(axis=0)
-    step_s = np.where(steps > 0, busy / np.maximum(steps, 1e-12), np.nan)
-    now = {serving[i] for i in flag_stragglers(step_s.tolist(), det)}
+    win = eng.ts[i0:i1][:, serving].sum(axis=0)  # [replica, field]
+    steps = win[:, E.T_STEPS]
+    per = np.maximum(steps, 1e-12)
+    # observed over predicted mean step time: a replica that merely runs bigger batches than its peers
+    # (the router sent it more) has longer steps but a ratio near 1; a straggler's ratio is its slowdown
+    predicted = np.asarray(r.pool.perf.step_time_s(win[:, E.T_PREFILL] / per, win[:, E.T_PAIRS] / per,
+                                                   win[:, E.T_DECODE] / per, win[:, E.T_DKV] / per),
+                           dtype=np.float64)
+    ratio = np.where((steps > 0) & (predicted > 0), win[:, E.T_BUSY] / per / np.maximum(predicted, 1e-12),
+                     np.nan)
+    now = {serving[i] for i in flag_stragglers(ratio.tolist(), det)}
     fresh = sorted(now - fr.flagged)
     fr.flagged = now
     for s in fresh:

@@ -122,7 +122,9 @@ def test_draining_the_straggler_beats_leaving_it() -> None:
                                                 faults=FaultConfig(ev, detector=det)))
         out[mode] = res
     f = out["drain"].faults
-    assert f is not None and f.replaced >= 1 and f.true_flags >= 1
+    # one flag, on the straggler: the replicas that take its load run bigger batches, but the detector
+    # compares step times with the perf model's for each replica's batches, so they are not flagged
+    assert f is not None and f.flags == f.true_flags == f.replaced == 1
     p99 = {m: max(c.ttft_p99_s for c in r.summary.classes) for m, r in out.items()}
     assert p99["drain"] < p99["none"]
 
