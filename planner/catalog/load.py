@@ -18,7 +18,7 @@ so ``fleetwise catalog show`` always says where a number came from.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -423,6 +423,16 @@ def _merge_entry(section: str, spelled: object, entry: object, where: _Origin, *
         aliases.update({str(a): name for a in fields["aliases"]})
 
 
+def _checked(section: str, merged: Mapping[str, Mapping[str, Any]],
+             origin: Mapping[tuple[str, str], _Origin]) -> Iterator[tuple[str, _Strict, _Origin]]:
+    """Each merged entry of ``section`` validated against its record type, its numbers' sources checked."""
+    for name, raw_entry in merged[section].items():
+        o = origin[(section, name)]
+        rec = _validate(section, name, raw_entry, o)
+        _check_sources(section, rec, o)
+        yield name, rec, o
+
+
 def bundled_paths() -> list[str]:
     """The catalog files shipped with fleetwise, in load order."""
     root = resources.files("planner.catalog") / "data"
@@ -471,30 +481,21 @@ def load_catalog(extra: Iterable[str | Path] = ()) -> Catalog:
                              user=path not in bundled, merged=merged[section], aliases=aliases, origin=origin)
 
     gpus: dict[str, GPUSpec] = {}
-    for name, raw_entry in merged["gpus"].items():
-        o = origin[("gpus", name)]
-        grec = _validate("gpus", name, raw_entry, o)
-        assert isinstance(grec, GPURecord)
-        _check_sources("gpus", grec, o)
-        gpus[name] = _to_gpu(name, grec)
+    for name, rec, _ in _checked("gpus", merged, origin):
+        assert isinstance(rec, GPURecord)
+        gpus[name] = _to_gpu(name, rec)
     _check_aliases(gpus, {n: origin[("gpus", n)] for n in gpus})
 
     models: dict[str, ModelSpec] = {}
-    for name, raw_entry in merged["models"].items():
-        o = origin[("models", name)]
-        mrec = _validate("models", name, raw_entry, o)
-        assert isinstance(mrec, ModelRecord)
-        _check_sources("models", mrec, o)
-        spec = _to_model(name, mrec)
+    for name, rec, o in _checked("models", merged, origin):
+        assert isinstance(rec, ModelRecord)
+        spec = _to_model(name, rec)
         _check_params(spec, o)
         models[name] = spec
     tiers: dict[str, KVTierSpec] = {}
-    for name, raw_entry in merged["kv_tiers"].items():
-        o = origin[("kv_tiers", name)]
-        trec = _validate("kv_tiers", name, raw_entry, o)
-        assert isinstance(trec, KVTierRecord)
-        _check_sources("kv_tiers", trec, o)
-        tiers[name] = KVTierSpec(name=name, **trec.model_dump())
+    for name, rec, _ in _checked("kv_tiers", merged, origin):
+        assert isinstance(rec, KVTierRecord)
+        tiers[name] = KVTierSpec(name=name, **rec.model_dump())
     return Catalog(gpus=gpus, models=models, kv_tiers=tiers)
 
 

@@ -314,6 +314,24 @@ def _tab_delete(tab_ent, ent, ent_hash, e):  # type: ignore[no-untyped-def]  # p
 
 
 @nb.njit(cache=True)
+def _entry_take(free):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """An unused entry id from the free stack ``free`` (``free[0]``: how many; then the ids)."""
+    e = free[free[0]]
+    free[0] -= 1
+    return e
+
+
+@nb.njit(cache=True)
+def _entry_free(tab, ents, hashes, free, e):  # type: ignore[no-untyped-def]  # pragma: no cover
+    """Entry ``e`` leaves its hash table and goes back on the free stack (prefix cache, KV tiers and
+    the SGLang router's record alike)."""
+    _tab_delete(tab, ents, hashes, e)
+    ents[e, E_REP] = -1
+    free[0] += 1
+    free[free[0]] = e
+
+
+@nb.njit(cache=True)
 def _dl_unlink(own, row, head, tail, links, e):  # type: ignore[no-untyped-def]  # pragma: no cover
     """Take entry ``e`` out of the doubly linked list whose ends are ``own[row, head]`` / ``own[row, tail]``
     (links in ``links[:, E_PREV]`` / ``links[:, E_NEXT]``): one list code for the prefix cache's LRU, the KV
@@ -373,10 +391,7 @@ def _alloc(pi, ci, ent, ent_hash, tab_ent, ent_free, tiers, r, n):  # type: igno
         _lru_remove(pi, ent, r, e)
         if ci[C_TIERS] != 0:
             _tier_put(ci, tiers, 1, r, ent_hash[e])
-        _tab_delete(tab_ent, ent, ent_hash, e)
-        ent[e, E_REP] = -1
-        ent_free[0] += 1
-        ent_free[ent_free[0]] = e
+        _entry_free(tab_ent, ent, ent_hash, ent_free, e)
         pi[r, P_EVICT] -= hb
         pi[r, P_FREE] += hb
     pi[r, P_FREE] -= n
@@ -419,8 +434,7 @@ def _register_prompt(pi, ci, rq, ent, ent_hash, tab_ent, ent_free, ph, ph_off, i
         else:
             if ent_free[0] == 0:
                 break  # table full (cannot happen when sized from the block count)
-            e = ent_free[ent_free[0]]
-            ent_free[0] -= 1
+            e = _entry_take(ent_free)
             _tab_insert(tab_ent, ent, ent_hash, h, r, e)
             ent[e, E_REF] = 1
         rq[q, R_OWN] -= hb
@@ -455,10 +469,7 @@ def _tier_drop(tiers, o, e):  # type: ignore[no-untyped-def]  # pragma: no cover
     tent, thash = tiers[TI_ENT], tiers[TI_HASH]
     ttab, tfree, tlru = tiers[TI_TAB], tiers[TI_FREE], tiers[TI_LRU]
     _tlru_remove(tlru, tent, o, e)
-    _tab_delete(ttab, tent, thash, e)
-    tent[e, E_REP] = -1
-    tfree[0] += 1
-    tfree[tfree[0]] = e
+    _entry_free(ttab, tent, thash, tfree, e)
     tlru[o, TL_COUNT] -= 1
 
 
@@ -485,8 +496,7 @@ def _tier_put(ci, tiers, k, r, h):  # type: ignore[no-untyped-def]  # pragma: no
             v = tlru[o, TL_HEAD]
             vh = thash[v]
             _tier_drop(tiers, o, v)
-        e = tfree[tfree[0]]
-        tfree[0] -= 1
+        e = _entry_take(tfree)
         _tab_insert(ttab, tent, thash, h, o, e)
         _tlru_push(tlru, tent, o, e)
         tlru[o, TL_COUNT] += 1
@@ -1331,10 +1341,7 @@ def _tree_append(pi, tr_ent, r, e):  # type: ignore[no-untyped-def]  # pragma: n
 @nb.njit(cache=True)
 def _tree_drop(pi, tr_ent, tr_hash, tr_tab, tr_free, r, e):  # type: ignore[no-untyped-def]  # pragma: no cover
     _tree_unlink(pi, tr_ent, r, e)
-    _tab_delete(tr_tab, tr_ent, tr_hash, e)
-    tr_ent[e, E_REP] = -1
-    tr_free[0] += 1
-    tr_free[tr_free[0]] = e
+    _entry_free(tr_tab, tr_ent, tr_hash, tr_free, e)
     pi[r, P_TR_SIZE] -= 1
 
 
@@ -1358,8 +1365,7 @@ def _tree_insert(pi, ci, tr_ent, tr_hash, tr_tab, tr_free, ph, ph_off, q, r):  #
         else:
             if pi[r, P_TR_SIZE] >= cap:
                 _tree_drop(pi, tr_ent, tr_hash, tr_tab, tr_free, r, pi[r, P_TR_HEAD])
-            e = tr_free[tr_free[0]]
-            tr_free[0] -= 1
+            e = _entry_take(tr_free)
             _tab_insert(tr_tab, tr_ent, tr_hash, h, r, e)
             pi[r, P_TR_SIZE] += 1
         _tree_append(pi, tr_ent, r, e)
@@ -1625,10 +1631,7 @@ def flush_replica(pi, ent, ent_hash, tab_ent, ent_free, ci, r):  # type: ignore[
     while pi[r, P_LRU_HEAD] >= 0:
         e = pi[r, P_LRU_HEAD]
         _lru_remove(pi, ent, r, e)
-        _tab_delete(tab_ent, ent, ent_hash, e)
-        ent[e, E_REP] = -1
-        ent_free[0] += 1
-        ent_free[ent_free[0]] = e
+        _entry_free(tab_ent, ent, ent_hash, ent_free, e)
         pi[r, P_EVICT] -= hb
         pi[r, P_FREE] += hb
 
