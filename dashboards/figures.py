@@ -183,14 +183,17 @@ def verification_windows_figure(report: PlanReport) -> go.Figure:
     their targets (at or under 1 meets), and the GPUs each window ran."""
     check = report.verification[0]
     slo = report.slo
-    pct = slo.statistic
     x = [c.start_s / 60.0 for c in check.by_window]
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_bar(x=x, y=[c.gpus for c in check.by_window], name="GPUs", marker_color="#d9d9d9",
                 secondary_y=True)
-    for i, (name, vals, target) in enumerate((
-            (f"TTFT {pct} / target", [c.ttft_at_slo_s for c in check.by_window], slo.ttft_s),
-            (f"TPOT {pct} / target", [c.tpot_at_slo_s for c in check.by_window], slo.tpot_s))):
+    lines = [(f"TTFT {slo.stat('ttft')} / target", [c.ttft_at_slo_s for c in check.by_window], slo.ttft_s),
+             (f"TPOT {slo.stat('tpot')} / target", [c.tpot_at_slo_s for c in check.by_window], slo.tpot_s)]
+    if slo.e2e_s is not None:
+        lines.append((f"E2E {slo.stat('e2e')} / target",
+                      [math.nan if c.e2e_at_slo_s is None else c.e2e_at_slo_s for c in check.by_window],
+                      slo.e2e_s))
+    for i, (name, vals, target) in enumerate(lines):
         fig.add_scatter(x=x, y=[v / target for v in vals], name=name, mode="lines+markers",
                         line={"color": PALETTE[i % len(PALETTE)]}, secondary_y=False)
     fig.add_hline(y=1.0, line={"color": "black", "dash": "dash"}, annotation_text="target")
@@ -204,13 +207,17 @@ def class_targets_figure(report: PlanReport) -> go.Figure:
     """With SLO classes: each class's replayed TTFT and TPOT (at the SLO's statistic) as a share of its
     own targets, and the cost of each fleet layout weighed (a shared fleet, a pool per class)."""
     check = report.verification[0].by_class if report.verification else ()
-    stat = report.slo.statistic
+    ts, ps = report.slo.stat("ttft"), report.slo.stat("tpot")
     fig = make_subplots(rows=1, cols=2, subplot_titles=("each class against its own targets",
                                                         "fleet layouts weighed"))
     names = [c.name for c in check]
-    for i, (label, vals) in enumerate((
-            (f"TTFT {stat} / target", [c.ttft_at_slo_s / c.ttft_target_s for c in check]),
-            (f"TPOT {stat} / target", [c.tpot_at_slo_s / c.tpot_target_s for c in check]))):
+    bars = [(f"TTFT {ts} / target", [c.ttft_at_slo_s / c.ttft_target_s for c in check]),
+            (f"TPOT {ps} / target", [c.tpot_at_slo_s / c.tpot_target_s for c in check])]
+    if any(c.e2e_target_s is not None for c in check):
+        bars.append((f"E2E {report.slo.stat('e2e')} / target",
+                     [c.e2e_at_slo_s / c.e2e_target_s if c.e2e_at_slo_s is not None and c.e2e_target_s
+                      else math.nan for c in check]))
+    for i, (label, vals) in enumerate(bars):
         fig.add_bar(x=names, y=vals, name=label, marker_color=PALETTE[i % len(PALETTE)], row=1, col=1)
     fig.add_hline(y=1.0, line={"color": "black", "dash": "dash"}, row=1, col=1)
     options = report.classes.options if report.classes is not None else ()

@@ -318,9 +318,12 @@ class PlanSpec:
     replica_start_s: float | None = None
     min_dwell_windows: int = 1
     slo_statistic: str = "p99"
-    """What both targets hold at: ``mean`` or a percentile such as ``p99`` (the CLI's --slo-statistic)."""
+    """What the targets hold at: ``mean`` or a percentile such as ``p99``, or one per target as
+    ``ttft=p99,tpot=mean`` (the CLI's --slo-statistic)."""
     slo_classes: tuple[str, ...] = ()
-    """Per-class targets as ``NAME:TTFT_MS:TPOT_MS`` (the CLI's --slo-class)."""
+    """Per-class targets as ``NAME:TTFT_MS:TPOT_MS[:E2E_MS]`` (the CLI's --slo-class)."""
+    e2e_s: float | None = None
+    """End-to-end target, seconds (None: none; the CLI's --slo-e2e-ms)."""
 
     def __post_init__(self) -> None:
         if not self.gpus:
@@ -394,7 +397,8 @@ def run_plan(trace: RequestTrace, spec: PlanSpec) -> PlanReport:
     from solvers.capacity import Disaggregation, SolveParams
 
     cat = load_catalog()
-    slo = slo_at(spec.ttft_p99_s * 1e3, spec.tpot_p99_s * 1e3, spec.slo_statistic)
+    slo = slo_at(spec.ttft_p99_s * 1e3, spec.tpot_p99_s * 1e3, spec.slo_statistic,
+                 None if spec.e2e_s is None else spec.e2e_s * 1e3)
     request = PlanRequest(
         model=cat.model(spec.model),
         gpus=tuple(cat.gpu(g) for g in spec.gpus),

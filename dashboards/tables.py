@@ -20,6 +20,7 @@ from planner.sim import SimResult
 from planner.sim.summary_rows import summary_rows
 from planner.spares_study import SparesStudy
 from planner.tier_study import TierStudy
+from solvers.capacity.problem import SLO
 from traces.schema import RequestTrace
 from traces.stats import TraceStats
 
@@ -179,13 +180,19 @@ def verification_table(report: PlanReport) -> pl.DataFrame:
                 "predicted": f"{v.predicted_attainment:.2%}",
                 "replayed": f"{v.replayed_attainment:.2%}",
                 "goodput req/s": f"{v.goodput_rps:,.2f}",
-                f"TTFT {report.slo.statistic} ms": _ms(v.replayed_ttft_at_slo_s),
-                f"TPOT {report.slo.statistic} ms": _ms(v.replayed_tpot_at_slo_s),
+                f"TTFT {report.slo.stat('ttft')} ms": _ms(v.replayed_ttft_at_slo_s),
+                f"TPOT {report.slo.stat('tpot')} ms": _ms(v.replayed_tpot_at_slo_s),
+                **_e2e_cell(report.slo, v.replayed_e2e_at_slo_s),
                 "SLO met": "yes" if v.meets_slo else "no",
             }
             for v in report.verification
         ]
     )
+
+
+def _e2e_cell(slo: SLO, value: float | None) -> dict[str, str]:
+    """The end-to-end column of a verification row, when the SLO sets that target."""
+    return {} if slo.e2e_s is None else {f"E2E {slo.stat('e2e')} s": "" if value is None else f"{value:,.2f}"}
 
 
 def class_layouts_table(report: PlanReport) -> pl.DataFrame:
@@ -195,17 +202,22 @@ def class_layouts_table(report: PlanReport) -> pl.DataFrame:
     if planning is None:
         return pl.DataFrame()
     check = {c.name: c for c in report.verification[0].by_class} if report.verification else {}
-    stat = report.slo.statistic
+    ts, ps = report.slo.stat("ttft"), report.slo.stat("tpot")
+    e2e = report.slo.e2e_s is not None or any(k.slo.e2e_s is not None for k in planning.classes)
+    es = report.slo.stat("e2e")
     rows = []
     for name, n in planning.requests:
         c = check.get(name)
         target = next((k.slo for k in planning.classes if k.name == name), report.slo)
         rows.append({
             "class": name, "requests": n,
-            f"TTFT target {stat} ms": _ms(target.ttft_s), f"TPOT target {stat} ms": _ms(target.tpot_s),
+            f"TTFT target {ts} ms": _ms(target.ttft_s), f"TPOT target {ps} ms": _ms(target.tpot_s),
+            **({f"E2E target {es} s": "" if target.e2e_s is None else f"{target.e2e_s:,.1f}"} if e2e else {}),
             "replayed": "" if c is None else f"{c.attainment:.2%}",
-            f"TTFT {stat} ms": "" if c is None else _ms(c.ttft_at_slo_s),
-            f"TPOT {stat} ms": "" if c is None else _ms(c.tpot_at_slo_s),
+            f"TTFT {ts} ms": "" if c is None else _ms(c.ttft_at_slo_s),
+            f"TPOT {ps} ms": "" if c is None else _ms(c.tpot_at_slo_s),
+            **({f"E2E {es} s": "" if c is None or c.e2e_at_slo_s is None else f"{c.e2e_at_slo_s:,.2f}"}
+               if e2e else {}),
             "met": "" if c is None else ("yes" if c.meets_slo else "no"),
         })
     return pl.DataFrame(rows)
@@ -227,7 +239,7 @@ def layouts_table(report: PlanReport) -> pl.DataFrame:
 def verification_windows_table(report: PlanReport) -> pl.DataFrame:
     """The presented plan's replay window by window (what :func:`figures.verification_windows_figure`
     draws), at the SLO's percentile."""
-    pct = report.slo.statistic
+    slo = report.slo
     return pl.DataFrame(
         [
             {
@@ -237,8 +249,9 @@ def verification_windows_table(report: PlanReport) -> pl.DataFrame:
                 "GPUs": c.gpus,
                 "requests": c.requests,
                 "attainment": f"{c.attainment:.2%}",
-                f"TTFT {pct} ms": _ms(c.ttft_at_slo_s),
-                f"TPOT {pct} ms": _ms(c.tpot_at_slo_s),
+                f"TTFT {slo.stat('ttft')} ms": _ms(c.ttft_at_slo_s),
+                f"TPOT {slo.stat('tpot')} ms": _ms(c.tpot_at_slo_s),
+                **_e2e_cell(slo, c.e2e_at_slo_s),
                 "TTFT p50 ms": _ms(c.ttft_p50_s),
                 "TPOT p50 ms": _ms(c.tpot_p50_s),
             }

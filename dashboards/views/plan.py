@@ -52,13 +52,20 @@ def render(inputs: Inputs) -> None:
         "model's weight bytes on Ray Serve LLM's from-zero start times; 0: switching is free.")
     dwell = s2.number_input("Minimum dwell, windows", min_value=1, value=1, step=1, key="plan_dwell",
                             help="A started replica runs at least this many windows.")
-    k1, k2 = st.columns((1, 3))
-    statistic = k1.selectbox(
-        "SLO statistic", ("p99", "p95", "p90", "p50", "mean"), key="plan_statistic",
-        help="What the sidebar's TTFT and TPOT targets hold at, in scoring and in the replay check (mean: as "
+    stats = ("p99", "p95", "p90", "p50", "mean")
+    k1, k2, k3, k4 = st.columns(4)
+    ttft_stat = k1.selectbox(
+        "TTFT statistic", stats, key="plan_ttft_statistic",
+        help="What the sidebar's TTFT target holds at, in scoring and in the replay check (mean: as "
         "AIConfigurator and Dynamo state SLOs).")
-    classes_text = k2.text_input(
-        "Targets per SLO class (NAME:TTFT_MS:TPOT_MS, comma-separated)", key="plan_classes",
+    tpot_stat = k2.selectbox("TPOT statistic", stats, key="plan_tpot_statistic",
+                             help="What the sidebar's TPOT target holds at.")
+    e2e_s = k3.number_input(
+        "End-to-end target, s (blank: none)", min_value=0.1, value=None, step=5.0, key="plan_e2e",
+        help="Arrival to last token: what batch and agent callers wait for (TTFT plus the whole decode).")
+    e2e_stat = k4.selectbox("End-to-end statistic", stats, key="plan_e2e_statistic")
+    classes_text = st.text_input(
+        "Targets per SLO class (NAME:TTFT_MS:TPOT_MS[:E2E_MS], comma-separated)", key="plan_classes",
         placeholder="batch:20000:250",
         help="For a trace with an slo_class column; other requests keep the sidebar's targets. The plan "
         "weighs one shared fleet held to the strictest targets against a pool per class.")
@@ -86,7 +93,8 @@ def render(inputs: Inputs) -> None:
         precision=str(precision),
         replica_start_s=None if start_s is None else float(start_s),
         min_dwell_windows=int(dwell),
-        slo_statistic=str(statistic),
+        slo_statistic=f"ttft={ttft_stat},tpot={tpot_stat},e2e={e2e_stat}",
+        e2e_s=None if e2e_s is None else float(e2e_s),
         slo_classes=tuple(x.strip() for x in classes_text.split(",") if x.strip()),
     )
     clicked = st.button("Run plan", type="primary", key="plan_run", icon=":material/play_arrow:")

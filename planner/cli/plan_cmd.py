@@ -14,7 +14,7 @@ from rich.table import Table
 from planner.cli.console import Col, fitted_table, table_console
 from planner.cli.engine_option import EngineOpt
 from planner.cli.scenario_config import ConfigOpt
-from planner.cli.slo_option import SLOClassOpt, StatisticOpt
+from planner.cli.slo_option import E2EOpt, SLOClassOpt, StatisticOpt
 from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.cli.verbs import summary
@@ -72,8 +72,10 @@ def report_json(report: PlanReport, model: str) -> dict[str, object]:
                        "to_solver": len(report.problem.configs)},
         "note": plan.note,
         "recommended": None if report.recommended is None else report.recommended.label,
-        "slo": {"ttft_s": report.slo.ttft_s, "tpot_s": report.slo.tpot_s,
-                "statistic": report.slo.statistic, "classes": _classes_json(report)},
+        "slo": {"ttft_s": report.slo.ttft_s, "tpot_s": report.slo.tpot_s, "e2e_s": report.slo.e2e_s,
+                "statistic": report.slo.statistic,
+                "statistics": {k: report.slo.stat(k) for k in report.slo.kinds},
+                "classes": _classes_json(report)},
         "layouts": None if report.classes is None else {
             "presented": report.classes.layout, "options": [asdict(o) for o in report.classes.options]},
         "verified": report.verified,
@@ -94,7 +96,8 @@ def _classes_json(report: PlanReport) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
     for name, n in report.classes.requests:
         slo = slo_of(name, report.slo, report.classes.classes)
-        out.append({"name": name, "requests": n, "ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s})
+        out.append({"name": name, "requests": n, "ttft_s": slo.ttft_s, "tpot_s": slo.tpot_s,
+                    "e2e_s": slo.e2e_s})
     return out
 
 
@@ -145,15 +148,20 @@ def _render(report: PlanReport, model: str, console: Console) -> None:
     for b in plan.bindings[:4]:
         console.print(f"  {b.name}: {b.used:,.0f} / {b.limit:,.0f}{' (tight)' if b.tight else ''}")
     if report.verification:
-        stat = report.slo.statistic
+        slo = report.slo
+        e2e = slo.e2e_s is not None
         vcols = (Col("variant", left=True, keep=9), Col("configurations", left=True, keep=8, wrap=True),
                  Col("cost $", keep=7), Col("windows", keep=1), Col("requests", keep=2),
                  Col("predicted", keep=4), Col("replayed", keep=6), Col("goodput req/s", keep=3),
-                 Col(f"TTFT {stat} s", keep=5), Col(f"TPOT {stat} s", keep=5), Col("SLO met", keep=9))
+                 Col(f"TTFT {slo.stat('ttft')} s", keep=5), Col(f"TPOT {slo.stat('tpot')} s", keep=5),
+                 *((Col(f"E2E {slo.stat('e2e')} s", keep=5),) if e2e else ()), Col("SLO met", keep=9))
         vrows = [(v.label + (" ~" if v.approximate else ""), "\n".join(v.configs), f"{v.cost_usd:.2f}",
                   str(v.windows), f"{v.requests:,}", f"{v.predicted_attainment:.4f}",
                   f"{v.replayed_attainment:.4f}", f"{v.goodput_rps:,.2f}", f"{v.replayed_ttft_at_slo_s:.3f}",
-                  f"{v.replayed_tpot_at_slo_s:.4f}", "yes" if v.meets_slo else "[red]no[/]")
+                  f"{v.replayed_tpot_at_slo_s:.4f}",
+                  *((f"{v.replayed_e2e_at_slo_s:.2f}" if v.replayed_e2e_at_slo_s is not None else "",)
+                    if e2e else ()),
+                  "yes" if v.meets_slo else "[red]no[/]")
                  for v in report.verification]
         rounds = "" if report.rounds <= 1 else f", {report.rounds} rounds"
         vt = fitted_table(console, f"verification by replay ({report.verify_s:.1f} s{rounds})", vcols, vrows)
@@ -263,6 +271,7 @@ def register(app: typer.Typer) -> None:
         slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms (at --slo-statistic)")] = 2000.0,
         slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms (at --slo-statistic)")] = 100.0,
         slo_statistic: StatisticOpt = "p99",
+        slo_e2e_ms: E2EOpt = None,
         slo_class: SLOClassOpt = None,
         inventory: Annotated[list[str] | None, typer.Option(
             help="GPUs available, GPU=COUNT (repeatable), e.g. H100-SXM=16; unlisted: unlimited")] = None,
@@ -351,7 +360,7 @@ def register(app: typer.Typer) -> None:
             raise InputError("power budget must be positive", field="--power-budget-kw", expected="kW > 0")
         if not time_limit_s > 0:
             raise InputError("time limit must be positive", field="--time-limit-s", expected="seconds > 0")
-        slo = slo_at(slo_ttft_ms, slo_tpot_ms, slo_statistic)
+        slo = slo_at(slo_ttft_ms, slo_tpot_ms, slo_statistic, slo_e2e_ms)
         request = PlanRequest(
             model=spec, gpus=gpu_specs, slo=slo, classes=classes_of(slo_class, slo),
             window_s=window_s, inventory=parse_inventory(inventory or [], {g.name for g in gpu_specs}),

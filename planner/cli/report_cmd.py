@@ -19,7 +19,7 @@ from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
 from planner.cli.fault_option import DetectMode, DetectOpt, FaultsOpt, SlowRateOpt
 from planner.cli.kv_tier_option import KVTierOpt
-from planner.cli.slo_option import SLOClassOpt, StatisticOpt
+from planner.cli.slo_option import E2EOpt, SLOClassOpt, StatisticOpt
 from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.cli.verbs import summary
@@ -70,6 +70,7 @@ def report(
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms (plan: at --slo-statistic)")] = 2000.0,
     slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms (plan: at --slo-statistic)")] = 100.0,
     slo_statistic: StatisticOpt = "p99",
+    slo_e2e_ms: E2EOpt = None,
     slo_class: SLOClassOpt = None,
     seed: Annotated[int, typer.Option(help="seed of load scaling and routing")] = 0,
     title: Annotated[str | None, typer.Option(help="report title")] = None,
@@ -124,6 +125,7 @@ def report(
                 tr, sc.PlanSpec(model=model, gpus=names, ttft_p99_s=ttft_s, tpot_p99_s=tpot_s, seed=seed,
                                 engine=engine, precision=precision, replica_start_s=replica_start_s,
                                 min_dwell_windows=min_dwell_windows, slo_statistic=slo_statistic,
+                                e2e_s=None if slo_e2e_ms is None else slo_e2e_ms / 1e3,
                                 slo_classes=tuple(slo_class or ()))
             )
         sections.append(rp.plan_section(plan, model=model))

@@ -363,14 +363,20 @@ def derate_for(ratio: float) -> float:
     return float(min(DERATE_RANGE[1], max(DERATE_RANGE[0], max(ratio, 1.0) ** -0.5)))
 
 
-def miss_ratios(ttft_s: float, tpot_s: float, slo: SLO) -> tuple[float, float]:
-    """Replayed TTFT and TPOT (at the SLO's statistic) over their targets (> 1: missed)."""
-    return float(ttft_s / slo.ttft_s), float(tpot_s / slo.tpot_s)
+def miss_ratios(ttft_s: float, tpot_s: float, slo: SLO, e2e_s: float | None = None) -> tuple[float, float]:
+    """Replayed TTFT and TPOT (each at its statistic) over their targets (> 1: missed). An end-to-end
+    miss worse than both counts against the phase that missed more: end-to-end time is TTFT plus the
+    decode, so the corrections act on the phase that already lags."""
+    ttft, tpot = float(ttft_s / slo.ttft_s), float(tpot_s / slo.tpot_s)
+    e2e = math.nan if e2e_s is None else float(e2e_s / slo.limit("e2e"))
+    if e2e > max(ttft, tpot):  # nan (no target, or not replayed) never compares greater
+        return (e2e, tpot) if ttft >= tpot else (ttft, e2e)
+    return ttft, tpot
 
 
 def window_ratio(check: WindowCheck, slo: SLO) -> float:
     """A replayed window's worst latency at the SLO's statistic over its target (> 1: it missed)."""
-    return max(miss_ratios(check.ttft_at_slo_s, check.tpot_at_slo_s, slo))
+    return max(miss_ratios(check.ttft_at_slo_s, check.tpot_at_slo_s, slo, check.e2e_at_slo_s))
 
 
 def role_reasons(scored: pl.DataFrame) -> list[str]:
@@ -428,7 +434,8 @@ def _cut_configs(problem: CapacityProblem, plan: CapacityPlan, check: Verificati
     serve the phase that missed (a split plan's prefill configuration for TTFT, its decode one for TPOT)
     by :func:`derate_for` of the worst miss, at least enough for one more replica where the most ran."""
     most = max((n for w in range(len(problem.windows)) for n in plan.replicas(w).values()), default=1)
-    ttft, tpot = miss_ratios(check.replayed_ttft_at_slo_s, check.replayed_tpot_at_slo_s, slo)
+    ttft, tpot = miss_ratios(check.replayed_ttft_at_slo_s, check.replayed_tpot_at_slo_s, slo,
+                             check.replayed_e2e_at_slo_s)
     factor = min(derate_for(max(ttft, tpot)), most / (most + 1) * 0.999)
     spared = {Role.DECODE} if tpot <= 1.0 else ({Role.PREFILL} if ttft <= 1.0 else set())
     keys = {c.key for c in plan.configs if c.role not in spared}
@@ -449,7 +456,7 @@ def _raise_windows(problem: CapacityProblem, plan: CapacityPlan, check: Verifica
     missed = [c for c in check.by_window if c.requests and window_ratio(c, slo) > 1.0]
     for c in missed:
         w = wins[c.window]
-        ttft, tpot = miss_ratios(c.ttft_at_slo_s, c.tpot_at_slo_s, slo)
+        ttft, tpot = miss_ratios(c.ttft_at_slo_s, c.tpot_at_slo_s, slo, c.e2e_at_slo_s)
         skip = Role.DECODE if ttft >= tpot else Role.PREFILL
         served = sum(by_key[k].goodput_rps * n for k, n in plan.replicas(c.window).items()
                      if k in by_key and by_key[k].role is not skip)
@@ -473,6 +480,16 @@ def _split_phases(problem: CapacityProblem, plan: CapacityPlan, check: Verificat
         return None
     return (replace(problem, disaggregation=Disaggregation.ON),
             "prefill and decode split into their own pools (TPOT missed behind prefill chunks)")
+
+
+def _replayed_words(check: Verification, slo: SLO) -> str:
+    """The replayed latencies a round missed with, each at its own statistic."""
+    parts = [f"TTFT {check.replayed_ttft_at_slo_s:.3g} s", f"TPOT {check.replayed_tpot_at_slo_s:.3g} s"]
+    if slo.e2e_s is not None:
+        parts.append(f"end to end {check.replayed_e2e_at_slo_s:.3g} s")
+    stats = {slo.stat(k) for k in slo.kinds}
+    where = f"at the SLO's {slo.statistic}" if len(stats) == 1 else f"at {slo.statistic}"
+    return ", ".join(parts) + f" {where}"
 
 
 Correction = Callable[[CapacityProblem, CapacityPlan, Verification, SLO], tuple[CapacityProblem, str] | None]
@@ -527,8 +544,7 @@ def _closed_loop(
                 else next((i for i, t in enumerate(tried) if t[0] is _raise_windows), 0))
         _fix, problem, again, what = tried[pick]
         corrections.append(
-            f"round {rounds + 1}: missed in replay (TTFT {first.replayed_ttft_at_slo_s:.3g} s, TPOT "
-            f"{first.replayed_tpot_at_slo_s:.3g} s at the SLO's {slo.statistic}): {what}, re-solved at "
+            f"round {rounds + 1}: missed in replay ({_replayed_words(first, slo)}): {what}, re-solved at "
             f"${again.objective_usd or 0.0:,.2f}" + (f" (of {len(tried)} corrections tried)" if len(tried) > 1
                                                      else ""))
         plan, first = again, checks[pick]

@@ -3,13 +3,14 @@ promise), and the one place that decides which targets a request is held to.
 
 A request whose class is listed is held to that class's targets; any other request (no ``slo_class``
 column, a null, or a class not listed) to the plan's own targets. Every class holds its targets at the
-plan's statistic (one ``--slo-statistic``), so classes compare like with like.
+plan's statistics (``--slo-statistic``, one for all targets or one per target), so classes compare like
+with like.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -38,41 +39,48 @@ class SLOClass:
 
 
 def parse_slo_class(text: str, statistic_of: SLO) -> SLOClass:
-    """``NAME:TTFT_MS:TPOT_MS`` as the CLI takes it, at the statistic of ``statistic_of``.
+    """``NAME:TTFT_MS:TPOT_MS[:E2E_MS]`` as the CLI takes it, at the statistics of ``statistic_of`` (a
+    class without an end-to-end field promises none, whatever the plan's own targets).
 
     Raises:
-        InputError: not three fields, an empty name, or targets that are not positive numbers.
+        InputError: not three or four fields, an empty name, or targets that are not positive numbers.
 
     >>> c = parse_slo_class("batch:20000:250", SLO.at(2.0, 0.1, "mean"))
     >>> c.name, c.slo.ttft_s, c.slo.tpot_s, c.slo.statistic
     ('batch', 20.0, 0.25, 'mean')
+    >>> parse_slo_class("agent:1000:50:30000", SLO()).slo.e2e_s
+    30.0
     """
     parts = text.split(":")
-    expected = "NAME:TTFT_MS:TPOT_MS, e.g. batch:20000:250"
-    if len(parts) != 3 or not parts[0].strip():
+    expected = "NAME:TTFT_MS:TPOT_MS or NAME:TTFT_MS:TPOT_MS:E2E_MS, e.g. batch:20000:250"
+    if len(parts) not in (3, 4) or not parts[0].strip():
         raise InputError(f"SLO class {text!r}", field="--slo-class", expected=expected)
     try:
-        ttft_ms, tpot_ms = float(parts[1]), float(parts[2])
+        ms = [float(x) for x in parts[1:]]
     except ValueError:
         raise InputError(f"SLO class {text!r}", field="--slo-class", expected=expected) from None
-    if not (np.isfinite(ttft_ms) and np.isfinite(tpot_ms) and ttft_ms > 0 and tpot_ms > 0):
+    if not all(np.isfinite(x) and x > 0 for x in ms):
         raise InputError(f"SLO class {text!r}: targets must be positive", field="--slo-class",
                          expected=expected)
-    slo = SLO(ttft_s=ttft_ms / 1000.0, tpot_s=tpot_ms / 1000.0, target=statistic_of.target,
-              mean=statistic_of.mean)
+    slo = replace(statistic_of, ttft_s=ms[0] / 1000.0, tpot_s=ms[1] / 1000.0,
+                  e2e_s=ms[2] / 1000.0 if len(ms) == 3 else None)
     return SLOClass(name=parts[0].strip(), slo=slo)
 
 
-def slo_at(ttft_ms: float, tpot_ms: float, statistic: str) -> SLO:
-    """The SLO the options state (targets in ms at ``mean`` or a percentile such as ``p99``).
+def slo_at(ttft_ms: float, tpot_ms: float, statistic: str, e2e_ms: float | None = None) -> SLO:
+    """The SLO the options state (targets in ms at ``mean`` or a percentile such as ``p99``, or per
+    target: ``ttft=p99,tpot=mean``; an end-to-end target when ``e2e_ms`` is given).
 
     Raises:
-        InputError: a statistic that is neither the mean nor a percentile from 50 to 99.9.
+        InputError: a statistic that is neither the mean nor a percentile from 50 to 99.9, or an
+            end-to-end target that is not positive.
     """
     try:
-        return SLO.at(ttft_ms / 1000, tpot_ms / 1000, statistic)
+        return SLO.at(ttft_ms / 1000, tpot_ms / 1000, statistic,
+                      e2e_s=None if e2e_ms is None else e2e_ms / 1000)
     except InputError as exc:
-        raise InputError(exc.message, field="--slo-statistic", expected=exc.expected) from None
+        field = "--slo-e2e-ms" if exc.field == "slo.e2e" else "--slo-statistic"
+        raise InputError(exc.message, field=field, expected=exc.expected) from None
 
 
 def classes_of(texts: Sequence[str] | None, slo: SLO) -> tuple[SLOClass, ...]:
@@ -93,15 +101,17 @@ def labels(trace: RequestTrace, classes: Sequence[SLOClass]) -> NDArray[np.str_]
 
 
 def targets(lab: NDArray[np.str_], slo: SLO, classes: Sequence[SLOClass]) -> tuple[
-        NDArray[np.float64], NDArray[np.float64]]:
-    """Per request: its TTFT and TPOT targets."""
+        NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Per request: its TTFT, TPOT and end-to-end targets (inf: no end-to-end promise)."""
     ttft = np.full(lab.size, slo.ttft_s, dtype=np.float64)
     tpot = np.full(lab.size, slo.tpot_s, dtype=np.float64)
+    e2e = np.full(lab.size, slo.limit("e2e"), dtype=np.float64)
     for c in classes:
         sel = lab == c.name
         ttft[sel] = c.slo.ttft_s
         tpot[sel] = c.slo.tpot_s
-    return ttft, tpot
+        e2e[sel] = c.slo.limit("e2e")
+    return ttft, tpot, e2e
 
 
 def slo_of(name: str, slo: SLO, classes: Sequence[SLOClass]) -> SLO:
@@ -110,15 +120,17 @@ def slo_of(name: str, slo: SLO, classes: Sequence[SLOClass]) -> SLO:
 
 
 def strictest(slo: SLO, classes: Sequence[SLOClass]) -> SLO:
-    """The tightest TTFT and the tightest TPOT of the plan's targets and its classes': what a pool that
+    """The tightest TTFT, TPOT and end-to-end targets of the plan's and its classes': what a pool that
     serves every class must meet, since its requests share batches and so share latencies.
 
     >>> s = strictest(SLO(ttft_s=2.0, tpot_s=0.1), [SLOClass("batch", SLO(ttft_s=20.0, tpot_s=0.05))])
     >>> s.ttft_s, s.tpot_s
     (2.0, 0.05)
     """
-    return SLO(ttft_s=min([slo.ttft_s, *(c.slo.ttft_s for c in classes)]),
-               tpot_s=min([slo.tpot_s, *(c.slo.tpot_s for c in classes)]), target=slo.target, mean=slo.mean)
+    e2e = [s.e2e_s for s in (slo, *(c.slo for c in classes)) if s.e2e_s is not None]
+    return replace(slo, ttft_s=min([slo.ttft_s, *(c.slo.ttft_s for c in classes)]),
+                   tpot_s=min([slo.tpot_s, *(c.slo.tpot_s for c in classes)]),
+                   e2e_s=min(e2e) if e2e else None)
 
 
 def check_classes(trace: RequestTrace, classes: Sequence[SLOClass]) -> None:

@@ -40,6 +40,7 @@ from planner.sim import (
     replay_cluster,
 )
 from solvers.capacity import SLO, CapacityPlan, Config, LengthMix, Role, Window, predict, started
+from solvers.capacity.problem import TargetKind
 from traces.schema import RequestTrace
 
 FloatArray = NDArray[np.float64]
@@ -139,6 +140,7 @@ class WindowCheck:
         tpot_at_slo_s: TPOT at the SLO's statistic.
         ttft_p50_s: median TTFT.
         tpot_p50_s: median TPOT.
+        e2e_at_slo_s: end-to-end time at the end-to-end target's statistic (None without that target).
     """
 
     window: int
@@ -151,6 +153,7 @@ class WindowCheck:
     tpot_at_slo_s: float
     ttft_p50_s: float
     tpot_p50_s: float
+    e2e_at_slo_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -165,7 +168,9 @@ class ClassCheck:
         attainment: share of its requests meeting both its targets.
         ttft_at_slo_s: its TTFT at the SLO's statistic.
         tpot_at_slo_s: its TPOT at the SLO's statistic.
-        meets_slo: both within its targets.
+        meets_slo: every one of its targets met at its statistic.
+        e2e_target_s: its end-to-end target (None: none).
+        e2e_at_slo_s: its end-to-end time at that target's statistic (None: no target).
     """
 
     name: str
@@ -176,6 +181,8 @@ class ClassCheck:
     ttft_at_slo_s: float
     tpot_at_slo_s: float
     meets_slo: bool
+    e2e_target_s: float | None = None
+    e2e_at_slo_s: float | None = None
 
 
 @dataclass(frozen=True)
@@ -192,7 +199,7 @@ class Verification:
         replayed_attainment: share meeting both SLOs in the replay.
         replayed_ttft_p99_s: replayed TTFT at p99.
         replayed_tpot_p99_s: replayed TPOT at p99.
-        meets_slo: replayed TTFT and TPOT at the SLO's statistic within the targets.
+        meets_slo: every replayed target (TTFT, TPOT, end to end when set) at its statistic within it.
         approximate: True for disaggregated variants (see the module docstring).
     """
 
@@ -218,6 +225,8 @@ class Verification:
     ``replayed_attainment`` share of the replayed rate)."""
     by_class: tuple[ClassCheck, ...] = ()
     """With SLO classes: each class against its own targets (``meets_slo`` is all of theirs)."""
+    replayed_e2e_at_slo_s: float | None = None
+    """Replayed end-to-end time (arrival to last token) at its target's statistic (None: no target)."""
 
 
 def plan_variant(plan: CapacityPlan) -> Variant:
@@ -323,6 +332,7 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
     for vi, v in enumerate(variants):
         ttft_parts: dict[int, FloatArray] = {}
         tpot_parts: dict[int, FloatArray] = {}
+        e2e_parts: dict[int, FloatArray] = {}
         for (vj, w, _k, rows, kind), out in zip(index, outs, strict=True):
             if vj != vi:
                 continue
@@ -336,9 +346,13 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
         sizes = {w: slices[w].num_requests for w in ws}
         ttft = np.concatenate([ttft_parts.get(w, np.zeros(sizes[w])) for w in ws] or [np.zeros(0)])
         tpot = np.concatenate([tpot_parts.get(w, np.zeros(sizes[w])) for w in ws] or [np.zeros(0)])
+        for w in ws:
+            e2e_parts[w] = _e2e(ttft_parts.get(w, np.zeros(sizes[w])), tpot_parts.get(w, np.zeros(sizes[w])),
+                                slices[w])
+        e2e = np.concatenate([e2e_parts[w] for w in ws] or [np.zeros(0)])
         lab = np.concatenate([window_labels[w] for w in ws] or [np.zeros(0, dtype=str)])
-        tt, pt = targets(lab, slo, classes)
-        ok = _met(ttft, tpot, tt, pt)
+        tt, pt, et = targets(lab, slo, classes)
+        ok = _met(ttft, tpot, tt, pt) & (e2e <= et)
         preds = predicted.get(vi, [])
         n_pred = sum(n for _a, n in preds)
         pred = sum(a * n for a, n in preds) / n_pred if n_pred else float("nan")
@@ -348,26 +362,30 @@ def verify(trace: RequestTrace, variants: Sequence[Variant], *, model: ModelSpec
             n = sizes[w]
             wt = ttft_parts.get(w, np.zeros(n))
             wp = tpot_parts.get(w, np.zeros(n))
-            wtt, wpt = targets(window_labels[w], slo, classes)
+            wtt, wpt, wet = targets(window_labels[w], slo, classes)
             window_reps = tuple(sorted(v.replicas[w]))
             per_window.append(WindowCheck(
                 window=w, start_s=windows[w].start_s, requests=n, replicas=window_reps,
                 gpus=sum(by_key[k].gpus * r for k, r in window_reps),
-                attainment=float(_met(wt, wp, wtt, wpt).mean()) if n else float("nan"),
-                ttft_at_slo_s=_stat(wt, slo), tpot_at_slo_s=_stat(wp, slo), ttft_p50_s=_at(wt, 50.0),
-                tpot_p50_s=_at(wp, 50.0)))
-        by_class = _by_class(lab, ttft, tpot, ok, slo, classes)
+                attainment=(float((_met(wt, wp, wtt, wpt) & (e2e_parts[w] <= wet)).mean()) if n
+                            else float("nan")),
+                ttft_at_slo_s=_stat(wt, slo, "ttft"), tpot_at_slo_s=_stat(wp, slo, "tpot"),
+                ttft_p50_s=_at(wt, 50.0), tpot_p50_s=_at(wp, 50.0),
+                e2e_at_slo_s=_e2e_stat(e2e_parts[w], slo)))
+        by_class = _by_class(lab, ttft, tpot, e2e, ok, slo, classes)
         t99, p99 = _at(ttft, 99.0), _at(tpot, 99.0)
-        t_slo, p_slo = _stat(ttft, slo), _stat(tpot, slo)
+        t_slo, p_slo, e_slo = _stat(ttft, slo, "ttft"), _stat(tpot, slo, "tpot"), _e2e_stat(e2e, slo)
         meets = (all(c.meets_slo for c in by_class) if classes
-                 else bool(t_slo <= slo.ttft_s and p_slo <= slo.tpot_s))
+                 else bool(t_slo <= slo.ttft_s and p_slo <= slo.tpot_s
+                           and (e_slo is None or e_slo <= slo.limit("e2e"))))
         results.append(Verification(
             label=v.label, configs=tuple(c.key for c in v.configs), cost_usd=v.cost_usd, windows=len(ws),
             requests=int(ttft.size), predicted_attainment=pred,
             replayed_attainment=float(ok.mean()) if ok.size else float("nan"),
             replayed_ttft_p99_s=t99, replayed_tpot_p99_s=p99,
             meets_slo=meets, approximate=vi in approximate,
-            replayed_ttft_at_slo_s=t_slo, replayed_tpot_at_slo_s=p_slo, by_window=tuple(per_window),
+            replayed_ttft_at_slo_s=t_slo, replayed_tpot_at_slo_s=p_slo, replayed_e2e_at_slo_s=e_slo,
+            by_window=tuple(per_window),
             goodput_rps=float(ok.sum()) / sum(windows[w].duration_s for w in ws) if ws else float("nan"),
             by_class=by_class))
     return results
@@ -429,8 +447,8 @@ def _part_tasks(sl: RequestTrace, idx: NDArray[np.int64], reps: dict[str, int], 
     return approximate
 
 
-def _by_class(lab: NDArray[np.str_], ttft: FloatArray, tpot: FloatArray, ok: NDArray[np.bool_], slo: SLO,
-              classes: Sequence[SLOClass]) -> tuple[ClassCheck, ...]:
+def _by_class(lab: NDArray[np.str_], ttft: FloatArray, tpot: FloatArray, e2e: FloatArray,
+              ok: NDArray[np.bool_], slo: SLO, classes: Sequence[SLOClass]) -> tuple[ClassCheck, ...]:
     """Each class's replayed outcome against its own targets (nothing without classes)."""
     if not classes:
         return ()
@@ -440,12 +458,28 @@ def _by_class(lab: NDArray[np.str_], ttft: FloatArray, tpot: FloatArray, ok: NDA
         if not sel.any():
             continue
         target = slo_of(name, slo, classes)
-        t, p = _stat(ttft[sel], target), _stat(tpot[sel], target)
+        t, p = _stat(ttft[sel], target, "ttft"), _stat(tpot[sel], target, "tpot")
+        e = _e2e_stat(e2e[sel], target)
         out.append(ClassCheck(name=name, requests=int(sel.sum()), ttft_target_s=target.ttft_s,
                               tpot_target_s=target.tpot_s, attainment=float(ok[sel].mean()),
                               ttft_at_slo_s=t, tpot_at_slo_s=p,
-                              meets_slo=bool(t <= target.ttft_s and p <= target.tpot_s)))
+                              meets_slo=bool(t <= target.ttft_s and p <= target.tpot_s
+                                             and (e is None or e <= target.limit("e2e"))),
+                              e2e_target_s=target.e2e_s, e2e_at_slo_s=e))
     return tuple(out)
+
+
+def _e2e(ttft: FloatArray, tpot: FloatArray, sl: RequestTrace) -> FloatArray:
+    """Per request of a window: arrival to last token, ``TTFT + (out - 1) TPOT`` (the replay's TPOT is
+    the mean gap after the first token; inf when not served)."""
+    out1 = np.maximum(sl.df["output_tokens"].cast(pl.Float64).to_numpy() - 1.0, 0.0)
+    return np.asarray(np.nan_to_num(ttft, nan=np.inf) + np.nan_to_num(tpot, nan=np.inf) * out1,
+                      dtype=np.float64)
+
+
+def _e2e_stat(x: FloatArray, slo: SLO) -> float | None:
+    """End-to-end time at its target's statistic (None when the SLO sets no end-to-end target)."""
+    return _stat(x, slo, "e2e") if slo.e2e_s is not None else None
 
 
 def _met(ttft: FloatArray, tpot: FloatArray, ttft_target: FloatArray | float,
@@ -455,11 +489,11 @@ def _met(ttft: FloatArray, tpot: FloatArray, ttft_target: FloatArray | float,
             & (np.nan_to_num(tpot, nan=np.inf) <= tpot_target))
 
 
-def _stat(x: FloatArray, slo: SLO) -> float:
-    """``x`` at the SLO's statistic: its mean or its percentile (a request not served counts as
-    infinitely late, so it fails a mean as it fails a high percentile)."""
-    if not slo.mean:
-        return _at(x, 100.0 * slo.target)
+def _stat(x: FloatArray, slo: SLO, kind: TargetKind) -> float:
+    """``x`` at the statistic ``kind``'s target holds at: its mean or its percentile (a request not served
+    counts as infinitely late, so it fails a mean as it fails a high percentile)."""
+    if not slo.is_mean(kind):
+        return _at(x, 100.0 * slo.quantile(kind))
     return float(np.mean(np.nan_to_num(x, nan=np.inf))) if x.size else float("nan")
 
 

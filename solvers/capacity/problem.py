@@ -14,6 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Literal
 
 from solvers.status import SolveStatus
 from traces.errors import InputError
@@ -42,56 +43,149 @@ class Disaggregation(StrEnum):
     OFF = "off"
 
 
+TargetKind = Literal["ttft", "tpot", "e2e"]
+"""The latencies a plan can promise: time to first token, time per output token, end to end (arrival to
+the last token)."""
+
+TARGET_KINDS: tuple[TargetKind, ...] = ("ttft", "tpot", "e2e")
+
+
+def parse_statistic(text: str) -> tuple[bool, float]:
+    """``(mean, quantile)`` of a statistic as users write it: ``mean``, ``p50``, ``p90``, ``p99.9``...
+    (the quantile is 0.99 for the mean, where only goodput-style shares use it).
+
+    Raises:
+        InputError: a statistic that is neither ``mean`` nor a percentile from 50 to 99.9.
+
+    >>> parse_statistic("p95"), parse_statistic("Mean")
+    ((False, 0.95), (True, 0.99))
+    """
+    t = text.strip().lower()
+    if t in ("mean", "avg", "average"):
+        return True, 0.99
+    try:
+        pct = float(t.removeprefix("p"))
+    except ValueError:
+        pct = math.nan
+    if not (math.isfinite(pct) and 50.0 <= pct <= 99.9):
+        raise InputError(f"SLO statistic {text!r}", field="slo.statistic",
+                         expected="mean, or a percentile p50 to p99.9")
+    return False, pct / 100.0
+
+
+def _stat_name(mean: bool, q: float) -> str:
+    return "mean" if mean else f"p{q * 100:g}"
+
+
 @dataclass(frozen=True)
 class SLO:
-    """Latency targets at a statistic: the ``target`` quantile (0.99: p99), or the mean when ``mean``.
+    """Latency targets, each at a statistic: by default every target holds at the ``target`` quantile
+    (0.99: p99), or at the mean when ``mean``; ``ttft_statistic``/``tpot_statistic``/``e2e_statistic``
+    state one target's own statistic (``"mean"``, ``"p90"``...; empty: the default).
 
     Why the mean too: peers' planners (AIConfigurator, Dynamo's) state their SLOs as mean TTFT and TPOT;
-    comparing a p99 plan with theirs compares different promises. ``target`` stays the share of requests
-    a goodput-style attainment counts either way.
+    comparing a p99 plan with theirs compares different promises. Why per target: users promise a tail
+    on the first token and an average pace after it ("TTFT p99 under 2 s, TPOT 50 ms on average"). Why
+    an end-to-end target: batch and agent callers wait for the whole answer, so what they feel is the
+    arrival-to-last-token time, which neither TTFT nor TPOT bounds alone. ``target`` stays the share of
+    requests a goodput-style attainment counts either way.
     """
 
     ttft_s: float = 2.0
     tpot_s: float = 0.1
     target: float = 0.99
     mean: bool = False
+    e2e_s: float | None = None
+    """End-to-end target, seconds (None: no end-to-end promise)."""
+    ttft_statistic: str = ""
+    tpot_statistic: str = ""
+    e2e_statistic: str = ""
 
     def __post_init__(self) -> None:
         if not (self.ttft_s > 0 and self.tpot_s > 0):
             raise InputError("SLO targets must be positive", field="slo", expected="seconds > 0")
+        if self.e2e_s is not None and not (math.isfinite(self.e2e_s) and self.e2e_s > 0):
+            raise InputError(f"end-to-end SLO target {self.e2e_s}", field="slo.e2e", expected="seconds > 0")
         if not 0.5 <= self.target < 1.0:
             raise InputError(f"SLO quantile {self.target}", field="slo.target", expected="in [0.5, 1)")
+        for kind in TARGET_KINDS:
+            text = getattr(self, f"{kind}_statistic")
+            if text:  # canonical spelling, so equal promises compare (and hash) equal
+                object.__setattr__(self, f"{kind}_statistic", _stat_name(*parse_statistic(text)))
+
+    def is_mean(self, kind: TargetKind) -> bool:
+        """Whether ``kind``'s target holds at the mean."""
+        text = getattr(self, f"{kind}_statistic")
+        return parse_statistic(text)[0] if text else self.mean
+
+    def quantile(self, kind: TargetKind) -> float:
+        """The quantile ``kind``'s target holds at (the default quantile where it holds at the mean)."""
+        text = getattr(self, f"{kind}_statistic")
+        return parse_statistic(text)[1] if text and not self.is_mean(kind) else self.target
+
+    def stat(self, kind: TargetKind) -> str:
+        """``mean`` or ``pNN``: what ``kind``'s target holds at.
+
+        >>> s = SLO(tpot_statistic="mean")
+        >>> s.stat("ttft"), s.stat("tpot"), s.statistic
+        ('p99', 'mean', 'TTFT p99, TPOT mean')
+        """
+        return _stat_name(self.is_mean(kind), self.quantile(kind))
+
+    @property
+    def kinds(self) -> tuple[TargetKind, ...]:
+        """The targets this SLO sets (TTFT and TPOT always; E2E when given)."""
+        return TARGET_KINDS if self.e2e_s is not None else TARGET_KINDS[:2]
+
+    def limit(self, kind: TargetKind) -> float:
+        """``kind``'s target in seconds (inf for an end-to-end target not set)."""
+        value = {"ttft": self.ttft_s, "tpot": self.tpot_s, "e2e": self.e2e_s}[kind]
+        return math.inf if value is None else float(value)
 
     @property
     def statistic(self) -> str:
-        """``mean`` or ``pNN`` (what both targets hold at).
+        """``mean`` or ``pNN`` when every target holds at one statistic, else each target's in words.
 
         >>> SLO().statistic, SLO(target=0.9).statistic, SLO(mean=True).statistic
         ('p99', 'p90', 'mean')
         """
-        return "mean" if self.mean else f"p{self.target * 100:g}"
+        stats = [self.stat(k) for k in self.kinds]
+        if len(set(stats)) == 1:
+            return stats[0]
+        return ", ".join(f"{k.upper()} {s}" for k, s in zip(self.kinds, stats, strict=True))
 
     @staticmethod
-    def at(ttft_s: float, tpot_s: float, statistic: str) -> SLO:
-        """Targets at a statistic named as users write it: ``mean``, ``p50``, ``p90``, ``p99.9``...
+    def at(ttft_s: float, tpot_s: float, statistic: str, *, e2e_s: float | None = None) -> SLO:
+        """Targets at statistics named as users write them: one for all (``mean``, ``p50``, ``p99.9``...)
+        or per target, ``ttft=p99,tpot=mean,e2e=p90`` (a bare item sets the default for the rest).
 
         Raises:
-            InputError: a statistic that is neither ``mean`` nor a percentile from 50 to 99.9.
+            InputError: a statistic that is neither ``mean`` nor a percentile from 50 to 99.9, or a
+                target other than ttft, tpot and e2e.
 
         >>> SLO.at(0.3, 0.02, "p95").target, SLO.at(0.3, 0.02, "mean").mean
         (0.95, True)
+        >>> SLO.at(2.0, 0.05, "ttft=p99, tpot=mean").statistic
+        'TTFT p99, TPOT mean'
         """
-        text = statistic.strip().lower()
-        if text in ("mean", "avg", "average"):
-            return SLO(ttft_s=ttft_s, tpot_s=tpot_s, mean=True)
-        try:
-            pct = float(text.removeprefix("p"))
-        except ValueError:
-            pct = math.nan
-        if not (math.isfinite(pct) and 50.0 <= pct <= 99.9):
-            raise InputError(f"SLO statistic {statistic!r}", field="slo.statistic",
-                             expected="mean, or a percentile p50 to p99.9")
-        return SLO(ttft_s=ttft_s, tpot_s=tpot_s, target=pct / 100.0)
+        default, own = "p99", {}
+        for item in (i.strip() for i in statistic.split(",")):
+            if not item:
+                continue
+            kind, sep, value = item.partition("=")
+            if not sep:
+                default = item
+                continue
+            name = kind.strip().lower()
+            if name not in TARGET_KINDS:
+                raise InputError(f"SLO statistic {statistic!r}: no target {kind.strip()!r}",
+                                 field="slo.statistic",
+                                 expected="ttft=, tpot= or e2e= followed by a statistic")
+            own[name] = value
+        mean, q = parse_statistic(default)
+        return SLO(ttft_s=ttft_s, tpot_s=tpot_s, target=q, mean=mean, e2e_s=e2e_s,
+                   ttft_statistic=own.get("ttft", ""), tpot_statistic=own.get("tpot", ""),
+                   e2e_statistic=own.get("e2e", ""))
 
 
 @dataclass(frozen=True)

@@ -111,7 +111,7 @@ class Prediction:
         latency: ``[rates, buckets]`` a request's own prefill latency without queueing.
         theta: the wait tail's decay rate.
         weight: bucket weights.
-        target: the SLO quantile.
+        target: the quantile the TTFT target holds at (what :meth:`ttft_quantile` reports).
     """
 
     rate_rps: FloatArray
@@ -130,11 +130,19 @@ class Prediction:
     theta: FloatArray
     weight: FloatArray
     target: float
+    e2e_attainment: FloatArray | None = None
+    """Predicted share meeting the end-to-end target (None: ones; no target set)."""
+    e2e_mean_s: FloatArray | None = None
+    """Mean end-to-end time (None: not estimated)."""
 
     @property
     def attainment(self) -> FloatArray:
-        """Predicted share meeting both (independence assumed)."""
-        return np.where(self.stable, self.ttft_attainment * self.tpot_attainment, 0.0)
+        """Predicted share meeting every target: TTFT and TPOT independent, the end-to-end share a cap
+        (it depends on both, so multiplying would count its misses twice)."""
+        both = self.ttft_attainment * self.tpot_attainment
+        if self.e2e_attainment is not None:
+            both = np.minimum(both, self.e2e_attainment)
+        return np.where(self.stable, both, 0.0)
 
     @property
     def ok(self) -> NDArray[np.bool_]:
@@ -230,7 +238,8 @@ def steady_state(perf: ReplicaPerf, role: Role, mix: LengthMix, rates: FloatArra
 
 
 _REASONS = ("", "unstable: demand above throughput", "no decode batch meets the TPOT SLO within the KV cache",
-            "TPOT over the SLO at its statistic", "TTFT over the SLO at its statistic")
+            "TPOT over the SLO at its statistic", "TTFT over the SLO at its statistic",
+            "end-to-end latency over the SLO at its statistic")
 
 
 def predict(perf: ReplicaPerf, role: Role, mix: LengthMix, slo: SLO, rates: FloatArray, *,
@@ -304,21 +313,54 @@ def predict(perf: ReplicaPerf, role: Role, mix: LengthMix, slo: SLO, rates: Floa
         ttft_att = np.ones_like(lam)
         ttft_mean = np.zeros_like(lam)
     stable = st.converged & (rho < 1.0) & (p + np.minimum(n, B) <= C + 1e-9) & (n <= B)
-    if slo.mean:  # the mean batch within n* (the TPOT target, B and the KV cache); mean wait within TTFT
+    if slo.is_mean("tpot"):  # the mean batch within n* (the TPOT target, B and the KV cache)
         tpot_miss = np.maximum(n, 1.0) > n_star if has_d else np.zeros(lam.shape, dtype=bool)
-        ttft_miss = ttft_mean > slo.ttft_s
     else:
-        tpot_miss, ttft_miss = tpot_att < slo.target, ttft_att < slo.target
-    code = np.select([~stable, has_d & (n_star < 1.0), tpot_miss, ttft_miss], [1, 2, 3, 4], default=0)
+        tpot_miss = tpot_att < slo.quantile("tpot")
+    ttft_miss = ttft_mean > slo.ttft_s if slo.is_mean("ttft") else ttft_att < slo.quantile("ttft")
+    e2e_att, e2e_mean, e2e_miss = _end_to_end(role, mix, slo, lat, rho, theta, ttft_mean, n,
+                                              a=a if has_d else 0.0, slope=slope if has_d else 0.0)
+    code = np.select([~stable, has_d & (n_star < 1.0), tpot_miss, ttft_miss, e2e_miss], [1, 2, 3, 4, 5],
+                     default=0)
     return Prediction(rate_rps=lam, stable=stable, ttft_attainment=ttft_att, tpot_attainment=tpot_att,
                       step_s=tau, concurrency=n, prefill_tokens=p, rho=rho, tpot_p99_s=tpot_p99,
                       ttft_mean_s=ttft_mean, tpot_mean_s=tpot_mean,
-                      code=code, latency=lat, theta=theta, weight=mix.weight, target=slo.target)
+                      code=code, latency=lat, theta=theta, weight=mix.weight, target=slo.quantile("ttft"),
+                      e2e_attainment=e2e_att, e2e_mean_s=e2e_mean)
+
+
+def _end_to_end(role: Role, mix: LengthMix, slo: SLO, lat: FloatArray, rho: FloatArray, theta: FloatArray,
+                ttft_mean: FloatArray, n: FloatArray, *, a: FloatArray | float,
+                slope: FloatArray | float) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
+    """Share meeting the end-to-end target, mean end-to-end time, and where the target is missed.
+
+    A bucket's end-to-end time is its TTFT plus ``(out - 1)`` inter-token gaps at the mean batch: a long
+    answer's gaps average the batch over many steps, so its spread across requests comes from the
+    prefill wait's tail and from the lengths (the buckets), not from one step's batch. A prefill pool
+    promises nothing end to end (its requests finish elsewhere); a decode pool must finish within what
+    the TTFT target leaves of the end-to-end one.
+    """
+    lam_shape = n.shape
+    out1 = np.maximum(mix.output_tokens - 1.0, 0.0)
+    if slo.e2e_s is None or role is Role.PREFILL:
+        ones = np.ones(lam_shape)
+        return ones, np.zeros(lam_shape), np.zeros(lam_shape, dtype=bool)
+    budget = slo.e2e_s - (slo.ttft_s if role is Role.DECODE else 0.0)
+    itl_mean = a + slope * np.maximum(n, 1.0)
+    mean = (ttft_mean if role is Role.AGGREGATED else 0.0) + itl_mean * float(mix.weight @ out1)
+    decode_s = np.asarray(itl_mean)[:, None] * out1[None, :] if np.ndim(itl_mean) else itl_mean * out1[None, :]
+    if role is Role.DECODE:
+        att = ((decode_s <= budget).astype(np.float64) @ mix.weight).reshape(lam_shape)
+    else:
+        att = 1.0 - _miss(lat, rho, theta, budget - decode_s) @ mix.weight
+    miss = mean > budget if slo.is_mean("e2e") else att < slo.quantile("e2e")
+    return np.asarray(att, dtype=np.float64), np.asarray(mean, dtype=np.float64), np.asarray(miss, dtype=bool)
 
 
 def _miss(lat: FloatArray, rho: FloatArray, theta: FloatArray, t: FloatArray | float) -> FloatArray:
     """``P(TTFT_k > t)`` per rate and bucket: ``ρ exp(-θ (t - lat_k))`` (1 when the bucket alone is late)."""
-    slack = np.asarray(t)[..., None] - lat if np.ndim(t) else t - lat
+    t_arr = np.asarray(t)
+    slack = t_arr[..., None] - lat if t_arr.ndim == 1 else t_arr - lat  # t: scalar, per rate or per bucket
     return np.where(slack > 0, np.clip(rho[:, None] * np.exp(-theta[:, None] * np.maximum(slack, 0.0)),
                                        0.0, 1.0), 1.0)
 

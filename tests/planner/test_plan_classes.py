@@ -115,7 +115,7 @@ def test_class_helpers() -> None:
     tr = classed(0.5)
     lab = labels(tr, (BATCH,))
     assert set(lab.tolist()) == {"batch", OTHER}
-    _tt, pt = targets(lab, SLO(), (BATCH,))
+    _tt, pt, _et = targets(lab, SLO(), (BATCH,))
     assert np.all(pt[lab == "batch"] == 0.2) and np.all(pt[lab == OTHER] == SLO().tpot_s)
 
 
