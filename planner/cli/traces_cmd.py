@@ -171,6 +171,17 @@ def stats_table(meta: TraceMeta, stats: TraceStats) -> Table:
         rows.append(("tenants", f"{stats.tenants:,}"))
     if stats.models is not None:
         rows.append(("models", f"{stats.models:,}"))
+    ss = stats.sessions
+    if ss is not None:
+        tps = ss.turns_per_session
+        rows.append(("sessions (requests in them)", f"{ss.sessions:,} ({ss.session_requests:,})"))
+        rows.append(("turns per session mean / median / p99 / max",
+                     f"{_fmt(tps.mean, 2)} / {_fmt(tps.median, 0)} / {_fmt(tps.p99, 0)} / "
+                     f"{_fmt(tps.max, 0)}"))
+        if ss.think_s is not None:
+            th = ss.think_s
+            rows.append(("think time mean / median / p99",
+                         f"{_fmt(th.mean, 2)} / {_fmt(th.median, 2)} / {_fmt(th.p99, 2)} s"))
     if meta.dropped_rows:
         rows.append(("dropped rows", f"{meta.dropped_rows:,}"))
     for name, value in rows:
