@@ -375,6 +375,9 @@ class ReplaySpec:
     """Synthetic faults: straggler episodes per replica-hour (fail-stop at the published rate)."""
     detect: str = "none"
     """The straggler detector: ``none``, ``flag`` or ``drain`` (:class:`planner.sim.faults.DetectMode`)."""
+    closed_loop: bool = False
+    """Later turns of a session wait for the previous one plus ``think_s`` (:mod:`planner.sim.session_loop`);
+    not with faults yet."""
 
     def __post_init__(self) -> None:
         _check_slo(self.ttft_s, self.tpot_s)
@@ -457,6 +460,7 @@ def replay_inputs(spec: ReplaySpec) -> tuple[ReplicaPerf, SimConfig, GPUSpec]:
         default_slo=SLOTarget(ttft_s=spec.ttft_s, tpot_s=spec.tpot_s),
         kv_tiers=tiers_from_names(cat.kv_tiers, spec.kv_tiers, overlap=spec.kv_overlap,
                                   swap_gb=spec.kv_swap_gb),
+        closed_loop=spec.closed_loop,
     )
     return perf, config, gpu
 

@@ -36,7 +36,7 @@ from traces.readers.generic import MAPPING_KEYS, scan_generic
 from traces.readers.mooncake import scan_mooncake
 from traces.readers.servegen import scan_servegen
 from traces.schema import RequestTrace, TraceMeta
-from traces.validate import check_raw, collect_checked, normalize
+from traces.validate import check_raw, check_sessions, collect_checked, normalize
 
 FORMATS: tuple[str, ...] = (
     "azure",
@@ -123,7 +123,9 @@ def load_trace(
     raw = replace(raw, lf=collect_checked(raw.lf, raw).lazy())
     check = check_raw(raw)
     lf, meta = normalize(raw, check)
-    return RequestTrace(df=collect_checked(lf, raw), meta=meta)
+    df = collect_checked(lf, raw)
+    check_sessions(df, source=raw.path)
+    return RequestTrace(df=df, meta=meta)
 
 
 def scan_trace_with_meta(
@@ -137,7 +139,9 @@ def scan_trace_with_meta(
     """:func:`scan_trace` plus the trace's metadata (the validation pass already ran)."""
     raw = read_raw(path, format=format, mapping=mapping, block_size=block_size, seed=seed)
     check = check_raw(raw, streaming=True)
-    return normalize(raw, check)
+    lf, meta = normalize(raw, check)
+    check_sessions(lf, source=raw.path)  # reads two columns, and only when the trace has turns
+    return lf, meta
 
 
 def scan_trace(

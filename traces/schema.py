@@ -16,6 +16,12 @@ column             type                  meaning
 ``session_id``     string, optional      conversation or session id (multi-turn)
 ``prefix_hashes``  list<uint64>, opt.    one hash per KV block of the prompt, for prefix caching
 ``slo_class``      string, optional      SLO class name (e.g. ``interactive``, ``batch``)
+``turn``           int32, optional       0-based index of the request within its ``session_id``
+                                         (increasing with arrival inside a session)
+``think_s``        float64, optional     seconds of think time / tool latency between the end of the
+                                         session's previous turn and this turn's send (>= 0; ignored on
+                                         a session's first turn). A closed-loop replay releases the turn
+                                         at the previous turn's finish plus ``think_s``
 =================  ====================  =========================================================
 
 Power trace (long format, one row per sample):
@@ -37,7 +43,10 @@ import polars as pl
 import pyarrow as pa
 
 REQUIRED_REQUEST_COLUMNS: tuple[str, ...] = ("arrival_s", "input_tokens", "output_tokens")
-OPTIONAL_REQUEST_COLUMNS: tuple[str, ...] = ("model", "tenant", "session_id", "prefix_hashes", "slo_class")
+OPTIONAL_REQUEST_COLUMNS: tuple[str, ...] = (
+    "model", "tenant", "session_id", "prefix_hashes", "slo_class", "turn", "think_s")
+NUMERIC_OPTIONAL_COLUMNS: tuple[str, ...] = ("turn", "think_s")
+"""Optional columns read as numbers (the others are strings or hash lists)."""
 
 REQUEST_SCHEMA = pa.schema(
     [
@@ -49,6 +58,8 @@ REQUEST_SCHEMA = pa.schema(
         pa.field("session_id", pa.string()),
         pa.field("prefix_hashes", pa.list_(pa.uint64())),
         pa.field("slo_class", pa.string()),
+        pa.field("turn", pa.int32()),
+        pa.field("think_s", pa.float64()),
     ]
 )
 
@@ -61,6 +72,8 @@ REQUEST_POLARS_SCHEMA: dict[str, Any] = {
     "session_id": pl.String,
     "prefix_hashes": pl.List(pl.UInt64),
     "slo_class": pl.String,
+    "turn": pl.Int32,
+    "think_s": pl.Float64,
 }
 
 POWER_SCHEMA = pa.schema(

@@ -16,6 +16,9 @@ Definitions (they reproduce the summary table of ``shared/data/traces/DATA.md`` 
   of Azure code 2023 output tokens is 251.46, which DATA.md prints as 251.
 - ``prefix_hit_ratio``: with an infinite prefix cache, the fraction of all prompt blocks whose hash
   already appeared earlier in the trace (in arrival order). ``None`` when the trace has no hashes.
+- Sessions (when the trace has ``session_id``): ``sessions`` counts distinct non-null ids,
+  ``turns_per_session`` is the distribution of rows per session; ``think_s`` (when the trace has it) is
+  the distribution of the non-null think times of turns after a session's first.
 - The per-window series attributes each request's tokens to its arrival window: prefill demand is the
   input tokens that arrive per second, decode demand the output tokens that will have to be generated
   per second. It is a demand curve, not a schedule (when tokens are actually served is the simulator's job).
@@ -61,6 +64,42 @@ class LengthStats:
 
 
 @dataclass(frozen=True)
+class Distribution:
+    """Mean, quantiles and maximum of one numeric quantity (turns per session, think seconds)."""
+
+    mean: float
+    median: float
+    p90: float
+    p99: float
+    max: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"mean": self.mean, "median": self.median, "p90": self.p90, "p99": self.p99, "max": self.max}
+
+
+@dataclass(frozen=True)
+class SessionStats:
+    """Multi-turn structure of a trace with ``session_id`` (see the module docstring).
+
+    Attributes:
+        sessions: distinct sessions.
+        session_requests: requests that belong to a session.
+        turns_per_session: requests per session.
+        think_s: think time / tool latency before a session's later turns, ``None`` without ``think_s``.
+    """
+
+    sessions: int
+    session_requests: int
+    turns_per_session: Distribution
+    think_s: Distribution | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"sessions": self.sessions, "session_requests": self.session_requests,
+                "turns_per_session": self.turns_per_session.to_dict(),
+                "think_s": None if self.think_s is None else self.think_s.to_dict()}
+
+
+@dataclass(frozen=True)
 class TraceStats:
     """What :func:`describe` measured; see the module docstring for the exact definitions.
 
@@ -77,6 +116,7 @@ class TraceStats:
         prefix_blocks: number of prompt blocks with a hash (0 without hashes).
         tenants: distinct tenants, ``None`` without a tenant column.
         models: distinct models, ``None`` without a model column.
+        sessions: sessions, turns per session and think times, ``None`` without a session column.
         series: one row per window: ``window``, ``start_s``, ``requests``, ``rate_rps``,
             ``prefill_tokens_per_s``, ``decode_tokens_per_s``, ``complete``.
     """
@@ -94,6 +134,7 @@ class TraceStats:
     tenants: int | None
     models: int | None
     series: pl.DataFrame = field(compare=False, repr=False)
+    sessions: SessionStats | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready scalars (NaN becomes ``None``); the per-window series is left out."""
@@ -114,6 +155,7 @@ class TraceStats:
             "prefix_blocks": self.prefix_blocks,
             "tenants": self.tenants,
             "models": self.models,
+            "sessions": None if self.sessions is None else self.sessions.to_dict(),
         }
 
 
@@ -182,6 +224,7 @@ def describe(trace: RequestTrace | pl.DataFrame | pl.LazyFrame, *, window_s: flo
         tenants=int(scalars["tenants"]) if "tenant" in columns else None,
         models=int(scalars["models"]) if "model" in columns else None,
         series=series,
+        sessions=_session_stats(lf, columns) if "session_id" in columns else None,
     )
 
 
@@ -203,6 +246,36 @@ def _scalars(lf: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
     if "model" in columns:
         exprs.append(pl.col("model").drop_nulls().n_unique().alias("models"))
     return lf.select(exprs)
+
+
+def _distribution(col: pl.Expr) -> list[pl.Expr]:
+    c = col.cast(pl.Float64)
+    return [c.mean().alias("mean"), c.max().alias("max"),
+            *[c.quantile(q, interpolation="linear").alias(name) for name, q in _QUANTILES]]
+
+
+def _as_distribution(row: dict[str, Any]) -> Distribution:
+    return Distribution(**{k: float("nan") if row[k] is None else float(row[k])
+                           for k in ("mean", "median", "p90", "p99", "max")})
+
+
+def _session_stats(lf: pl.LazyFrame, columns: list[str]) -> SessionStats | None:
+    """Turns per session and think times (one group-by over two columns); ``None`` if no row has one."""
+    turns = (lf.select("session_id").drop_nulls().group_by("session_id").len()
+             .select(pl.len().alias("sessions"), pl.col("len").sum().alias("session_requests"),
+                     *_distribution(pl.col("len"))).collect().row(0, named=True))
+    if not turns["sessions"]:
+        return None
+    think: Distribution | None = None
+    if "think_s" in columns:
+        key = [pl.col("turn")] if "turn" in columns else []
+        later = (lf.select("session_id", "think_s", *key).drop_nulls("session_id")
+                 .sort("session_id", *key, maintain_order=True)
+                 .filter(pl.col("session_id").cum_count().over("session_id") > 1))
+        row = later.select(*_distribution(pl.col("think_s").drop_nulls())).collect().row(0, named=True)
+        think = None if row["mean"] is None else _as_distribution(row)
+    return SessionStats(sessions=int(turns["sessions"]), session_requests=int(turns["session_requests"]),
+                        turns_per_session=_as_distribution(turns), think_s=think)
 
 
 def _length_stats(row: dict[str, Any], col: str) -> LengthStats:

@@ -56,6 +56,7 @@ import pyarrow as pa
 from traces.errors import InputError
 from traces.schema import REQUEST_POLARS_SCHEMA, RequestTrace, TraceMeta, canonical_columns
 from traces.synth_spec import (
+    AgentSpec,
     Arrivals,
     EmpiricalLengths,
     FloatArray,
@@ -102,15 +103,18 @@ def synthesize(spec: SynthSpec) -> RequestTrace:
     _validate(spec)
     # Child streams by index: a later child (classes 4th, sessions 5th) leaves the earlier ones as they
     # always were, so traces without the newer features stay byte-identical.
-    rng_arrivals, rng_lengths, rng_tenants, rng_classes, rng_sessions = (
-        np.random.default_rng(spec.seed).spawn(5)
+    rng_arrivals, rng_lengths, rng_tenants, rng_classes, rng_sessions, rng_agents = (
+        np.random.default_rng(spec.seed).spawn(6)
     )
     arrivals = _arrivals(rng_arrivals, spec.arrivals, spec.modulation, spec.duration_s)
     turns: _Turns | None = None
-    if spec.sessions is None:
+    if spec.sessions is not None:
+        turns = _sessions(rng_sessions, rng_lengths, spec.sessions, spec.lengths, arrivals, spec.duration_s)
+    elif spec.agents is not None:
+        turns = _agents(rng_agents, rng_lengths, spec.agents, spec.lengths, arrivals, spec.duration_s)
+    if turns is None:
         inp, out = _lengths(rng_lengths, spec.lengths, arrivals.size)
     else:
-        turns = _sessions(rng_sessions, rng_lengths, spec.sessions, spec.lengths, arrivals, spec.duration_s)
         arrivals, inp, out = turns.arrival_s, turns.input_tokens, turns.output_tokens
     n = arrivals.size
     columns: dict[str, Any] = {
@@ -131,6 +135,9 @@ def synthesize(spec: SynthSpec) -> RequestTrace:
         columns["session_id"] = turns.session_ids()
         columns["prefix_hashes"] = turns.prefix_hashes
         block_size = turns.block_size
+        if turns.turn is not None and turns.think_s is not None:
+            columns["turn"] = pl.Series("turn", turns.turn, dtype=pl.Int32)
+            columns["think_s"] = pl.Series("think_s", turns.think_s, dtype=pl.Float64).fill_nan(None)
     if spec.slo_classes:
         names = [name for name, _share in spec.slo_classes]
         odds = np.array([share for _name, share in spec.slo_classes], dtype=np.float64)
@@ -197,11 +204,29 @@ def _validate(spec: SynthSpec) -> None:
         need(math.isfinite(a.cv) and a.cv > 0, "arrival.cv", "a number > 0", a.cv)
     if isinstance(a, WeibullArrivals):
         need(a.cv <= 50.0, "arrival.cv", "a Weibull CV <= 50", a.cv)
+    ag = spec.agents
+    if ag is not None:
+        need(spec.sessions is None and spec.tenants is None, "agents",
+             "agents alone (not with sessions or tenants)", "agents with sessions or tenants")
+        need(math.isfinite(ag.mean_turns) and ag.mean_turns >= 1, "agents.mean_turns", "a number >= 1",
+             ag.mean_turns)
+        need(math.isfinite(ag.tool_median_s) and ag.tool_median_s > 0, "agents.tool_median_s",
+             "a number > 0", ag.tool_median_s)
+        need(math.isfinite(ag.tool_sigma) and ag.tool_sigma >= 0, "agents.tool_sigma", "a number >= 0",
+             ag.tool_sigma)
+        need(ag.nominal_ttft_s >= 0 and ag.nominal_tpot_s >= 0, "agents.nominal_tpot_s",
+             "nominal TTFT and TPOT >= 0", (ag.nominal_ttft_s, ag.nominal_tpot_s))
+        need(ag.block_size >= 1, "agents.block_size", "an integer >= 1", ag.block_size)
+        need(0 <= ag.system_tokens < ag.max_context_tokens <= _INT32_MAX, "agents.max_context_tokens",
+             f"an integer > system_tokens ({ag.system_tokens}) and <= {_INT32_MAX}", ag.max_context_tokens)
+        expected_n = a.mean_rate * duration * ag.mean_turns
+        need(expected_n <= 200_000_000, "duration_s", "rate * duration * mean_turns <= 2e8 requests",
+             expected_n)
     sess = spec.sessions
-    if sess is None:
+    if sess is None and ag is None:
         expected_n = a.mean_rate * duration
         need(expected_n <= 200_000_000, "duration_s", "rate * duration <= 2e8 requests", expected_n)
-    else:
+    elif sess is not None:
         need(spec.tenants is None, "sessions", "tenants or sessions, not both", "tenants and sessions")
         need(
             math.isfinite(sess.mean_turns) and sess.mean_turns >= 1,
@@ -480,6 +505,8 @@ class _Turns:
     num_sessions: int
     prefix_hashes: pl.Series
     block_size: int
+    turn: IntArray | None = None
+    think_s: FloatArray | None = None
 
     def session_ids(self) -> pl.Series:
         """``s000000``, ``s000001``... in order of the sessions' first arrivals."""
@@ -505,30 +532,75 @@ def _sessions(
     each session, because arrivals and prompts only grow from turn to turn.
     """
     n_sessions = first.size
-    turns = rng.geometric(1.0 / spec.mean_turns, n_sessions).astype(np.int64)
+    start, owner, head, prompt, out = _skeleton(rng, rng_lengths, lengths, n_sessions=n_sessions,
+                                                mean_turns=spec.mean_turns, system_tokens=spec.system_tokens,
+                                                max_context_tokens=spec.max_context_tokens)
+    gaps = rng.exponential(spec.mean_think_s, owner.size)
+    gaps[start] = 0.0
+    elapsed = np.cumsum(gaps)
+    arrival = first[owner] + (elapsed - elapsed[head])
+
+    keep = (arrival < duration) & (prompt <= spec.max_context_tokens)
+    return _kept_turns(owner[keep], arrival[keep], prompt[keep], out[keep], n_sessions=n_sessions,
+                       system_tokens=spec.system_tokens, block_size=spec.block_size)
+
+
+def _skeleton(rng: np.random.Generator, rng_lengths: np.random.Generator, lengths: Lengths, *,
+              n_sessions: int, mean_turns: float, system_tokens: int,
+              max_context_tokens: int) -> tuple[IntArray, IntArray, IntArray, IntArray, IntArray]:
+    """Turns of ``n_sessions`` sessions, flat (session by session, turn by turn): each session's first
+    index, each turn's session and its session's first index, prompt and output lengths.
+
+    The count of turns is geometric with mean ``mean_turns``; each turn draws ``(new tokens, output)``
+    from ``lengths`` and its prompt is the whole context so far::
+
+        prompt[t] = system_tokens + sum_{j < t} (new[j] + output[j]) + new[t]
+    """
+    turns = rng.geometric(1.0 / mean_turns, n_sessions).astype(np.int64)
     total = int(turns.sum())
     start = np.zeros(n_sessions, dtype=np.int64)
     np.cumsum(turns[:-1], out=start[1:])
     owner = np.repeat(np.arange(n_sessions, dtype=np.int64), turns)
     head = start[owner]  # flat index of each turn's first turn
+    msg, out = _lengths(rng_lengths, lengths, total)
+    msg = np.maximum(msg, 1)  # a turn says something, even when resampled lengths hold an empty prompt
+    msg[start] = np.minimum(msg[start], max_context_tokens - system_tokens)
+    step = msg + out
+    before = np.cumsum(step) - step  # exclusive running sum over the flat array
+    prompt = system_tokens + (before - before[head]) + msg
+    return start, owner, head, prompt, out
 
-    gaps = rng.exponential(spec.mean_think_s, total)
+
+def _agents(rng: np.random.Generator, rng_lengths: np.random.Generator, spec: AgentSpec, lengths: Lengths,
+            first: FloatArray, duration: float) -> _Turns:
+    """Agent sessions: turns as :func:`_skeleton` makes them, tool latencies lognormal, and trace
+    arrivals on the nominal schedule ``arrival[t] = arrival[t-1] + service[t-1] + think_s[t]`` with
+    ``service = nominal_ttft_s + (output - 1) * nominal_tpot_s`` (see :class:`AgentSpec`)."""
+    n_sessions = first.size
+    start, owner, head, prompt, out = _skeleton(rng, rng_lengths, lengths, n_sessions=n_sessions,
+                                                mean_turns=spec.mean_turns, system_tokens=spec.system_tokens,
+                                                max_context_tokens=spec.max_context_tokens)
+    think = rng.lognormal(math.log(spec.tool_median_s), spec.tool_sigma, owner.size)
+    think[start] = 0.0
+    service = spec.nominal_ttft_s + (out - 1) * spec.nominal_tpot_s
+    gaps = think + np.concatenate([[0.0], service[:-1]])
     gaps[start] = 0.0
     elapsed = np.cumsum(gaps)
     arrival = first[owner] + (elapsed - elapsed[head])
-
-    msg, out = _lengths(rng_lengths, lengths, total)
-    msg = np.maximum(msg, 1)  # a turn says something, even when resampled lengths hold an empty prompt
-    msg[start] = np.minimum(msg[start], spec.max_context_tokens - spec.system_tokens)
-    step = msg + out
-    before = np.cumsum(step) - step  # exclusive running sum over the flat array
-    prompt = spec.system_tokens + (before - before[head]) + msg
-
+    turn = np.arange(owner.size, dtype=np.int64) - head
     keep = (arrival < duration) & (prompt <= spec.max_context_tokens)
-    owner, arrival, prompt, out = owner[keep], arrival[keep], prompt[keep], out[keep]
+    return _kept_turns(owner[keep], arrival[keep], prompt[keep], out[keep], n_sessions=n_sessions,
+                       system_tokens=spec.system_tokens, block_size=spec.block_size, turn=turn[keep],
+                       think_s=np.where(turn[keep] > 0, think[keep], np.nan))
 
-    bs = spec.block_size
-    system_blocks = spec.system_tokens // bs
+
+def _kept_turns(owner: IntArray, arrival: FloatArray, prompt: IntArray, out: IntArray, *, n_sessions: int,
+                system_tokens: int, block_size: int, turn: IntArray | None = None,
+                think_s: FloatArray | None = None) -> _Turns:
+    """The kept turns (a prefix of every session, in session-then-turn order) sorted by arrival, with
+    their prefix-hash ids (see the module docstring); ``turn`` and ``think_s`` follow the same order."""
+    bs = block_size
+    system_blocks = system_tokens // bs
     full = prompt // bs
     # Each session owns one run of ids for its full blocks past the system prompt, as long as its longest
     # kept prompt needs: a turn's block at position p has id base + p - system_blocks, whatever the turn.
@@ -542,6 +614,8 @@ def _sessions(
 
     order = np.argsort(arrival, kind="stable")  # ties keep session, then turn order
     owner, arrival, prompt, out, full = owner[order], arrival[order], prompt[order], out[order], full[order]
+    turn = None if turn is None else turn[order]
+    think_s = None if think_s is None else think_s[order]
     partial = (prompt % bs != 0).astype(np.int64)
     fresh = next_fresh + np.cumsum(partial) - 1  # partial-block ids in order of arrival
 
@@ -570,6 +644,8 @@ def _sessions(
         num_sessions=n_sessions,
         prefix_hashes=pl.Series("prefix_hashes", arr),
         block_size=bs,
+        turn=turn,
+        think_s=think_s,
     )
 
 

@@ -22,6 +22,7 @@ from pydantic import (
 from traces.errors import InputError
 from traces.load import load_trace
 from traces.synth_spec import (
+    AgentSpec,
     ArrivalKind,
     Arrivals,
     EmpiricalLengths,
@@ -264,6 +265,30 @@ class SessionConfig(_Model):
         )
 
 
+class AgentConfig(_Model):
+    """Agentic sessions with tool latencies; see :class:`AgentSpec` (the arrival rate is sessions/s)."""
+
+    mean_turns: Annotated[float, Field(ge=1, description="mean model calls per session (geometric)")] = 6.0
+    tool_median_s: Annotated[float, Field(gt=0, description="median tool latency, s (lognormal)")] = 2.0
+    tool_sigma: Annotated[float, Field(ge=0, description="lognormal sigma of the tool latency")] = 1.0
+    system_tokens: Annotated[int, Field(ge=0, description="system prompt shared by every session")] = 2000
+    block_size: Annotated[int, Field(ge=1, description="tokens per prefix-hash block")] = 16
+    max_context_tokens: Annotated[
+        int, Field(ge=1, le=2**31 - 1, description="a session ends before a longer prompt")
+    ] = 131_072
+    nominal_ttft_s: Annotated[float, Field(ge=0, description="TTFT of the nominal schedule, s")] = 0.5
+    nominal_tpot_s: Annotated[float, Field(ge=0, description="TPOT of the nominal schedule, s")] = 0.02
+
+    @model_validator(mode="after")
+    def _room(self) -> AgentConfig:
+        if self.max_context_tokens <= self.system_tokens:
+            raise ValueError("max_context_tokens must exceed system_tokens")
+        return self
+
+    def to_spec(self) -> AgentSpec:
+        return AgentSpec(**self.model_dump())
+
+
 class SynthConfig(_Model):
     """A synthetic trace as written in YAML (or assembled from CLI flags); see :class:`SynthSpec`.
 
@@ -280,6 +305,7 @@ class SynthConfig(_Model):
 
     ``sessions: {mean_turns: 4, mean_think_s: 60, system_tokens: 1000}`` instead of ``tenants`` makes
     multi-turn conversations; ``arrival`` then gives the sessions' first turns.
+    ``agents: {mean_turns: 6, tool_median_s: 2}`` makes agentic sessions (``turn``, ``think_s``) instead.
     """
 
     duration_s: Annotated[float, Field(gt=0)]
@@ -289,6 +315,7 @@ class SynthConfig(_Model):
     lengths: LengthsConfig | None = None
     tenants: TenantConfig | None = None
     sessions: SessionConfig | None = None
+    agents: AgentConfig | None = None
     model: str | None = None
     name: str = "synthetic"
 
@@ -301,6 +328,14 @@ class SynthConfig(_Model):
         if sessions is not None and info.data.get("tenants") is not None:
             raise ValueError("give tenants or sessions, not both")
         return sessions
+
+    @field_validator("agents")
+    @classmethod
+    def _agents_alone(cls, agents: AgentConfig | None, info: ValidationInfo) -> AgentConfig | None:
+        others = (info.data.get("tenants"), info.data.get("sessions"))
+        if agents is not None and any(x is not None for x in others):
+            raise ValueError("agents cannot be combined with tenants or sessions")
+        return agents
 
     def to_spec(self, *, base_dir: Path | None = None, default_lengths: Lengths | None = None) -> SynthSpec:
         """The frozen spec; relative ``resample`` paths resolve against ``base_dir``.
@@ -324,6 +359,7 @@ class SynthConfig(_Model):
             model=self.model,
             name=self.name,
             sessions=self.sessions.to_spec() if self.sessions is not None else None,
+            agents=self.agents.to_spec() if self.agents is not None else None,
         )
 
 

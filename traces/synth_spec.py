@@ -346,6 +346,51 @@ class SessionSpec:
     max_context_tokens: int = 32_768
 
 
+@dataclass(frozen=True)
+class AgentSpec:
+    """Agentic sessions: an agent calls the model, runs a tool, calls again with the tool's result.
+
+    Why it differs from :class:`SessionSpec`: a chat user's next message is timed from the previous
+    *arrival*; an agent's next call leaves when the previous *answer* is back plus the tool's latency,
+    so each turn carries ``think_s`` (the tool latency before it) and ``turn``, and a closed-loop replay
+    (``fleetwise replay --closed-loop``) sends it at the previous turn's finish plus ``think_s``. The
+    trace's own ``arrival_s`` follows a nominal schedule: the previous arrival, plus the previous answer's
+    service time on an unloaded replica (``nominal_ttft_s + (output - 1) * nominal_tpot_s``), plus
+    ``think_s``: what an open-loop replay of the same turns sends.
+
+    Each turn's prompt is the whole context so far (system prompt, every earlier turn's new tokens and
+    answer) plus its own new tokens, drawn with its answer from the spec's length model: on the first turn
+    the task, later the tool's result. Prefix hashes follow, as for :class:`SessionSpec`.
+
+    The defaults are assumptions, not fitted to a public agent trace (none was at hand); each says why:
+
+    Attributes:
+        mean_turns: model calls per session, geometric on ``1, 2, ...``. Default 6: tool-using agents
+            take several steps per task, fewer than coding agents' tens of steps (assumption).
+        tool_median_s: median tool latency, seconds, lognormal. Default 2 s: a web search or a sandboxed
+            command takes seconds (assumption).
+        tool_sigma: lognormal sigma of the tool latency. Default 1.0: mean ``2 e^0.5 = 3.3 s``, p99
+            ``2 e^2.33 = 20 s``, a heavy tail of slow tools (assumption).
+        system_tokens: system prompt and tool schemas shared by every session. Default 2,000 (assumption:
+            a few tool descriptions).
+        block_size: tokens per ``prefix_hashes`` block (16: vLLM's default KV block).
+        max_context_tokens: a session ends before a longer prompt. Default 131,072: a 128k-context model.
+        nominal_ttft_s: time to first token the nominal schedule assumes. Default 0.5 s (assumption: a
+            few thousand prompt tokens of prefill on an unloaded replica).
+        nominal_tpot_s: seconds per output token after the first in the nominal schedule. Default 0.02
+            (assumption: 50 tokens/s per sequence on an unloaded replica).
+    """
+
+    mean_turns: float = 6.0
+    tool_median_s: float = 2.0
+    tool_sigma: float = 1.0
+    system_tokens: int = 2000
+    block_size: int = 16
+    max_context_tokens: int = 131_072
+    nominal_ttft_s: float = 0.5
+    nominal_tpot_s: float = 0.02
+
+
 # --------------------------------------------------------------------------------------------------------
 # The spec
 # --------------------------------------------------------------------------------------------------------
@@ -370,6 +415,8 @@ class SynthSpec:
             class for all of its turns (a conversation is interactive or batch as a whole).
         sessions: optional multi-turn conversations with prefix hashes; ``arrivals`` then gives the
             sessions' first turns. A spec may set ``tenants`` or ``sessions``, not both.
+        agents: optional agentic sessions with tool latencies (``turn``, ``think_s`` columns);
+            ``arrivals`` then gives the sessions' first calls. Not with ``tenants`` or ``sessions``.
     """
 
     arrivals: Arrivals
@@ -382,3 +429,4 @@ class SynthSpec:
     name: str = "synthetic"
     slo_classes: tuple[tuple[str, float], ...] = ()
     sessions: SessionSpec | None = None
+    agents: AgentSpec | None = None

@@ -18,6 +18,12 @@ arrivals out of order                    documented repair: rows are sorted by a
 first arrival not at 0                   normalization: arrivals are shifted so the first is 0; the
                                          original start goes to ``TraceMeta.extra`` (``start_timestamp``
                                          for wall-clock traces, ``start_offset_s`` for numeric ones)
+``turn`` not an integer >= 0             ``InputError``
+``turn`` without a ``session_id``        ``InputError`` (a turn belongs to a session)
+``think_s`` not a finite number >= 0     ``InputError``
+turns of a session not increasing        ``InputError`` (:func:`check_sessions`: within a session,
+with arrival                             a later arrival must have a larger ``turn``; a duplicate turn
+                                         is refused too)
 =======================================  ==================================================================
 """
 
@@ -31,6 +37,7 @@ import polars as pl
 from traces.errors import InputError
 from traces.readers.base import ROW, TIME, RawScan, TimeSpec
 from traces.schema import (
+    NUMERIC_OPTIONAL_COLUMNS,
     OPTIONAL_REQUEST_COLUMNS,
     REQUEST_POLARS_SCHEMA,
     REQUIRED_REQUEST_COLUMNS,
@@ -40,6 +47,8 @@ from traces.schema import (
 
 INT32_MAX = 2**31 - 1
 TOKEN_EXPECTED = "an integer >= 0"
+TURN_EXPECTED = "an integer >= 0 (0-based turn of its session)"
+THINK_EXPECTED = "a finite number of seconds >= 0"
 _UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 _IN, _OUT, _TV = "_in", "_out", "_tv"
 
@@ -73,6 +82,8 @@ def typed_frame(raw: RawScan) -> pl.LazyFrame:
         _as_float("input_tokens", schema["input_tokens"]).alias(_IN),
         _as_float("output_tokens", schema["output_tokens"]).alias(_OUT),
         _time_value(raw.time, schema[TIME]).alias(_TV),
+        *[_as_float(name, schema[name]).alias(_numeric(name))
+          for name in NUMERIC_OPTIONAL_COLUMNS if name in schema.names()],
     )
 
 
@@ -156,7 +167,8 @@ def normalize(raw: RawScan, check: TraceCheck) -> tuple[pl.LazyFrame, TraceMeta]
         pl.col(_OUT).cast(pl.Int32).alias("output_tokens"),
     ]
     cols += [
-        _optional(name).cast(REQUEST_POLARS_SCHEMA[name]).alias(name)
+        (pl.col(_numeric(name)) if name in NUMERIC_OPTIONAL_COLUMNS else _optional(name))
+        .cast(REQUEST_POLARS_SCHEMA[name]).alias(name)
         for name in OPTIONAL_REQUEST_COLUMNS
         if name in names
     ]
@@ -246,13 +258,24 @@ def validate_trace(trace: RequestTrace) -> RequestTrace:
             "an integer >= 1",
         ),
     ]
-    indexed = df.select(REQUIRED_REQUEST_COLUMNS).with_row_index(ROW, offset=1)
+    sid = pl.col("session_id") if "session_id" in df.columns else pl.lit(None, dtype=pl.String)
+    if "turn" in df.columns:
+        checks += [
+            ("turn", pl.col("turn") < 0, "bad turn", TURN_EXPECTED),
+            ("turn", pl.col("turn").is_not_null() & sid.is_null(), "a turn without a session_id",
+             "a session_id on every row that has a turn"),
+        ]
+    if "think_s" in df.columns:
+        think = pl.col("think_s")
+        checks.append(("think_s", ~think.is_finite() | (think < 0), "bad think time", THINK_EXPECTED))
+    indexed = df.with_row_index(ROW, offset=1)
     firsts = indexed.select([pl.col(ROW).filter(c).min().alias(n + m) for n, c, m, _ in checks]).row(0)
     for (name, _, message, expected), row in zip(checks, firsts, strict=True):
         if row is not None:
             raise InputError(message, path=src, row=int(row), field=name, expected=expected)
     if df.height and float(df["arrival_s"][0]) != 0.0:
         raise InputError("first arrival is not 0", path=src, row=1, field="arrival_s", expected="0.0")
+    check_sessions(df, source=src)
     return trace
 
 
@@ -277,6 +300,7 @@ def _problems(raw: RawScan, schema: pl.Schema) -> list[tuple[str, pl.Expr, str, 
     ]
     if schema[_TV] == pl.Float64:
         out.append((TIME, ~tv.is_finite(), "arrival time is not finite", raw.time.expected))
+    out += _session_problems(schema)
     if "prefix_hashes" in schema.names():
         hashes = pl.col("prefix_hashes")
         out += [
@@ -304,6 +328,72 @@ def _problems(raw: RawScan, schema: pl.Schema) -> list[tuple[str, pl.Expr, str, 
                 )
             )
     return out
+
+
+def _numeric(name: str) -> str:
+    """The typed (Float64) twin of a numeric optional column in :func:`typed_frame`."""
+    return f"_{name}"
+
+
+def _session_problems(schema: pl.Schema) -> list[tuple[str, pl.Expr, str, str]]:
+    """Per-row problems of ``turn`` and ``think_s`` (their typed twins hold the parsed numbers)."""
+    names = schema.names()
+    out: list[tuple[str, pl.Expr, str, str]] = []
+    if "turn" in names:
+        src, v = pl.col("turn"), pl.col(_numeric("turn"))
+        out += [
+            ("turn", src.is_not_null() & v.is_null(), "turn is not a number", TURN_EXPECTED),
+            ("turn", ~v.is_finite() | (v < 0) | (v != v.floor()) | (v > INT32_MAX), "bad turn",
+             TURN_EXPECTED),
+        ]
+        sid = pl.col("session_id") if "session_id" in names else pl.lit(None, dtype=pl.String)
+        out.append(("turn", v.is_not_null() & sid.is_null(), "a turn without a session_id",
+                    "a session_id on every row that has a turn"))
+    if "think_s" in names:
+        src, v = pl.col("think_s"), pl.col(_numeric("think_s"))
+        out += [
+            ("think_s", src.is_not_null() & v.is_null(), "think_s is not a number", THINK_EXPECTED),
+            ("think_s", ~v.is_finite() | (v < 0), "bad think time", THINK_EXPECTED),
+        ]
+    return out
+
+
+def check_sessions(df: pl.DataFrame | pl.LazyFrame, *, source: str) -> None:
+    """Within each session, ``turn`` must grow with arrival (no duplicate turn).
+
+    Why a check of its own: it compares rows with each other (a group-wise ``diff``), which the per-row
+    pass cannot do; it runs on the canonical frame, sorted by arrival, so the row it names counts data
+    rows in arrival order (the file's order, unless the loader had to sort it).
+
+    Raises:
+        InputError: the first row whose turn is not larger than its session's previous turn.
+
+    >>> import polars as pl
+    >>> df = pl.DataFrame({"arrival_s": [0.0, 1.0, 2.0], "session_id": ["a", "b", "a"], "turn": [1, 0, 1]})
+    >>> check_sessions(df, source="t.csv")
+    Traceback (most recent call last):
+    ...
+    traces.errors.InputError: t.csv: row 3: field turn: turn 1 does not follow turn 1 of session 'a' ...
+    """
+    names = df.collect_schema().names() if isinstance(df, pl.LazyFrame) else df.columns
+    if "turn" not in names or "session_id" not in names:
+        return
+    bad = (
+        df.lazy().select("session_id", "turn")
+        .with_row_index(ROW, offset=1)
+        .filter(pl.col("session_id").is_not_null())
+        .with_columns(pl.col("turn").shift(1).over("session_id").alias("_prev"))
+        .filter(pl.col("turn") <= pl.col("_prev"))
+        .head(1)
+        .collect()
+    )
+    if bad.height:
+        row = bad.row(0, named=True)
+        raise InputError(
+            f"turn {row['turn']} does not follow turn {row['_prev']} of session {row['session_id']!r}",
+            path=source, row=int(row[ROW]), field="turn",
+            expected="turns that increase with arrival within a session",
+        )
 
 
 def _as_float(name: str, dtype: pl.DataType) -> pl.Expr:

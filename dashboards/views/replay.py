@@ -97,8 +97,13 @@ def render(inputs: Inputs) -> None:
     spec = fleet_inputs(inputs, prefix="replay")
     tiers, overlap, swap = kv_tier_inputs("replay")
     faults, slow_rate, detect = fault_inputs("replay")
+    closed = "think_s" in tr.df.columns and st.toggle(
+        "closed-loop sessions", value=False, key="replay_closed_loop",
+        help="send each later turn of a session when its previous turn has finished plus its think time "
+             "(first turns keep their arrival); off: every request at its trace arrival")
     spec = replace(spec, engine=engine_choice("replay_engine", spec.gpu), kv_tiers=tiers, kv_overlap=overlap,
-                   kv_swap_gb=swap, faults=faults, slow_per_replica_hour=slow_rate, detect=detect)
+                   kv_swap_gb=swap, faults=faults, slow_per_replica_hour=slow_rate, detect=detect,
+                   closed_loop=bool(closed))
     clicked = st.button("Run replay", type="primary", key="replay_run", icon=":material/play_arrow:")
     last = remember_run("replay_request", (src, inputs.load_factor, inputs.seed, spec), clicked)
     if last is None:
@@ -130,7 +135,10 @@ def render(inputs: Inputs) -> None:
     if result.summary.cached_prefix_tokens:
         show_figure(figures.prompt_sources_figure(result), key="replay_prompt_sources")
         kv_tier_study(src, inputs, run_spec)
-    spares_study(src, inputs, run_spec)
+    if run_spec.closed_loop:  # the spares study replays faults, which the closed loop does not take yet
+        st.caption("The spares study runs on open-loop replays: turn the closed loop off to size spares.")
+    else:
+        spares_study(src, inputs, run_spec)
 
 
 def spares_study(src: object, inputs: Inputs, spec: ReplaySpec) -> None:

@@ -36,6 +36,7 @@ from planner.cli.kv_tier_option import (
 )
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
+from planner.cli.session_option import ClosedLoopOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.cli.verbs import summary
 from planner.perf.engine_profile import DEFAULT_ENGINE
@@ -53,7 +54,8 @@ EXAMPLE = (
     "  fleetwise replay --trace chat.parquet --model Llama-3.1-70B --tp 4 --replicas 8 --router "
     "precise-prefix --kv-tier dram --kv-tier remote\n\n"
     "  fleetwise replay --trace default --replicas 2 --autoscale target-tracking --max-replicas 16 "
-    "--row-budget-w 20000 --capping polca"
+    "--row-budget-w 20000 --capping polca\n\n"
+    "  fleetwise replay --trace agents.parquet --replicas 2 --closed-loop"
 )
 
 
@@ -113,6 +115,7 @@ def replay_cmd(
     precision: PrecisionOpt = "native",
     start_s: StartOpt = None,
     duration_s: DurationOpt = None,
+    closed_loop: ClosedLoopOpt = False,
     engine: EngineOpt = DEFAULT_ENGINE,
     engine_profile: Annotated[Path | None, typer.Option(
         help="your own engine profile (JSON from fleetwise profile --engine vllm); overrides --engine"),
@@ -157,7 +160,7 @@ def replay_cmd(
         engine=EngineConfig(max_batched_tokens=max_batched_tokens, max_num_seqs=max_num_seqs,
                             block_size=block_size, enable_prefix_caching=prefix_caching).with_profile(prof),
         default_slo=SLOTarget(ttft_s=slo_ttft_ms / 1000.0, tpot_s=slo_tpot_ms / 1000.0),
-        kv_tiers=kv_tiers_of(kv_tier, kv_load, kv_policy, swap_space_gb),
+        kv_tiers=kv_tiers_of(kv_tier, kv_load, kv_policy, swap_space_gb), closed_loop=closed_loop,
     )
     from traces.default import load_trace_arg
 

@@ -19,6 +19,7 @@ from planner.catalog import load_catalog
 from planner.cli.engine_option import EngineOpt
 from planner.cli.fault_option import DetectMode, DetectOpt, FaultsOpt, SlowRateOpt
 from planner.cli.kv_tier_option import KVTierOpt
+from planner.cli.session_option import ClosedLoopOpt
 from planner.cli.slo_option import E2EOpt, SLOClassOpt, StatisticOpt
 from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
@@ -86,6 +87,7 @@ def report(
     faults: FaultsOpt = None,
     slow_per_replica_hour: SlowRateOpt = 0.0,
     detect: DetectOpt = DetectMode.NONE,
+    closed_loop: ClosedLoopOpt = False,
     availability: Annotated[float, typer.Option(
         help="spares: share of 5-minute windows meeting the SLO")] = 0.999,
     fault_rate_scale: Annotated[float, typer.Option(
@@ -149,6 +151,7 @@ def report(
             faults=faults,
             slow_per_replica_hour=slow_per_replica_hour,
             detect=detect.value,
+            closed_loop=closed_loop,
         )
         heading = f"{model} on {gpu} TP{tp} x{replicas}" if title is None else title
     if kind is ReportKind.SPARES:

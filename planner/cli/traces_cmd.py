@@ -63,6 +63,8 @@ Examples:
   fleetwise traces synth --out m.parquet --duration 600 --arrival mmpp --mmpp-rates 2,20 --mmpp-sojourn 60,10
   fleetwise traces synth --out tenants.parquet --rate 5 --duration 600 --tenants 8 --block-size 16
   fleetwise traces synth --out chat.parquet --rate 2 --duration 3600 --sessions --mean-turns 4 --think-s 60
+
+  fleetwise traces synth --out agents.parquet --rate 0.5 --duration 600 --agentic --mean-turns 6 --think-s 2
   fleetwise traces synth --out day.parquet --spec day.yaml
 
 Without length flags, lengths follow the bundled default trace (Azure LLM conversation 2023 shape).
@@ -171,6 +173,17 @@ def stats_table(meta: TraceMeta, stats: TraceStats) -> Table:
         rows.append(("tenants", f"{stats.tenants:,}"))
     if stats.models is not None:
         rows.append(("models", f"{stats.models:,}"))
+    ss = stats.sessions
+    if ss is not None:
+        tps = ss.turns_per_session
+        rows.append(("sessions (requests in them)", f"{ss.sessions:,} ({ss.session_requests:,})"))
+        rows.append(("turns per session mean / median / p99 / max",
+                     f"{_fmt(tps.mean, 2)} / {_fmt(tps.median, 0)} / {_fmt(tps.p99, 0)} / "
+                     f"{_fmt(tps.max, 0)}"))
+        if ss.think_s is not None:
+            th = ss.think_s
+            rows.append(("think time mean / median / p99",
+                         f"{_fmt(th.mean, 2)} / {_fmt(th.median, 2)} / {_fmt(th.p99, 2)} s"))
     if meta.dropped_rows:
         rows.append(("dropped rows", f"{meta.dropped_rows:,}"))
     for name, value in rows:
@@ -261,12 +274,14 @@ def synth_config_from_flags(
     think_s: float | None = None,
     system_tokens: int | None = None,
     max_context: int | None = None,
+    agentic: bool = False,
 ) -> dict[str, Any]:
     """The :class:`~traces.synth_config.SynthConfig` mapping that the ``synth`` flags describe.
 
     Lengths not given fall back to the default trace's shapes (:mod:`traces.default`). Any session flag
     (``--mean-turns``, ``--think-s``, ``--system-tokens``, ``--max-context``) turns sessions on, as
-    ``--sessions`` does; ``--block-size`` then sets the sessions' block size.
+    ``--sessions`` does; ``--block-size`` then sets the sessions' block size. With ``--agentic`` the same
+    flags shape agent sessions instead (``--think-s`` is then the median tool latency).
     """
     if duration is None:
         raise InputError("no duration", field="--duration", expected="--duration SECONDS (or --spec FILE)")
@@ -312,7 +327,15 @@ def synth_config_from_flags(
         "system_tokens": system_tokens,
         "max_context_tokens": max_context,
     }
-    if sessions or any(v is not None for v in session_flags.values()):
+    if agentic:
+        if sessions or tenants is not None:
+            raise InputError("--agentic cannot be combined with --sessions or --tenants", field="--agentic",
+                             expected="--agentic alone, or with --mean-turns, --think-s, --system-tokens")
+        agent_flags = {**session_flags, "tool_median_s": session_flags.pop("mean_think_s")}
+        data["agents"] = {k: v for k, v in agent_flags.items() if v is not None}
+        if block_size is not None:
+            data["agents"]["block_size"] = block_size
+    elif sessions or any(v is not None for v in session_flags.values()):
         if tenants is not None:
             raise InputError(
                 "--tenants cannot be combined with sessions",
@@ -489,6 +512,11 @@ def register(app: typer.Typer) -> None:
             int | None,
             typer.Option("--max-context", help="sessions: a session ends before a longer prompt (32768)"),
         ] = None,
+        agentic: Annotated[
+            bool,
+            typer.Option("--agentic", help="agent sessions with tool latencies (turn, think_s columns); "
+                         "--rate is then sessions per second, --think-s the median tool latency (2)"),
+        ] = False,
         model: Annotated[str | None, typer.Option("--model", help="value of the model column")] = None,
         seed: Annotated[int | None, typer.Option("--seed", help="random seed (overrides the spec's)")] = None,
         as_json: JsonOpt = False,
@@ -519,6 +547,8 @@ def register(app: typer.Typer) -> None:
                 given.append("--arrival")
             if sessions:
                 given.append("--sessions")
+            if agentic:
+                given.append("--agentic")
             if given:
                 raise InputError(
                     f"{', '.join(given)} cannot be combined with --spec",
@@ -555,6 +585,7 @@ def register(app: typer.Typer) -> None:
                 think_s=think_s,
                 system_tokens=system_tokens,
                 max_context=max_context,
+                agentic=agentic,
             )
             synth_spec = parse_config(data).to_spec()
         with _status("synthesizing"):

@@ -294,6 +294,9 @@ class SimConfig:
             ``dualmap``).
         faults: fail-stop faults, stragglers and the straggler detector in the loop
             (:mod:`planner.sim.faults`); None: every GPU always works.
+        closed_loop: release each later turn of a session (``session_id`` with ``think_s``) only when
+            the session's previous turn has finished, plus its ``think_s`` (:mod:`planner.sim.session_loop`);
+            a session's first turn keeps its trace arrival. False: every request at its trace arrival.
     """
 
     replicas: int
@@ -311,6 +314,7 @@ class SimConfig:
     kv_tiers: KVTiers | None = None
     router_options: RouterOptions = field(default_factory=RouterOptions)
     faults: FaultConfig | None = None
+    closed_loop: bool = False
 
     def __post_init__(self) -> None:
         if self.replicas < 1:
@@ -337,6 +341,10 @@ class SimConfig:
                     f"interval_s {self.interval_s} is not a multiple of the telemetry period "
                     f"{self.power.telemetry_period_s} (or shards > 1)", field="interval_s",
                     expected="shards = 1 and interval_s = k * power.telemetry_period_s")
+        if self.closed_loop and (self.autoscale is not None or self.power is not None
+                                 or self.faults is not None):
+            raise InputError("the closed loop does not run with autoscaling, power capping or faults yet",
+                             field="closed_loop", expected="closed_loop without autoscale, power and faults")
         for name in ("servers_per_rack", "racks_per_row"):
             if getattr(self, name) < 1:
                 raise InputError(f"{name} must be positive", field=name, expected="an integer >= 1")

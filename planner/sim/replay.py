@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 from numpy.typing import NDArray
 
 from planner.catalog.schema import GPUSpec
@@ -70,6 +71,9 @@ class ShardTask:
         affinity_key: per-request hash for prefix affinity and dualmap (its first prefix block that is not
             a hot spot, :mod:`planner.sim.affinity`; else its session or id); for ``precise-prefix`` and
             ``sglang-cache-aware``, the count of its leading hot-spot blocks (not a hash).
+        prev: closed loop only: the shard-local index of the previous turn of each request's session
+            (-1: a first turn or no session).
+        think_s: closed loop only: seconds from the previous turn's finish to this turn's send.
     """
 
     index: int
@@ -82,6 +86,8 @@ class ShardTask:
     prefix_offsets: I64
     route_key: U64
     affinity_key: U64
+    prev: I64 | None = None
+    think_s: F64 | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,8 @@ class ShardOutput:
     violations: int
     tier_io: I64 | None = None
     """Per KV-tier level (engine numbering): tokens loaded from it, blocks stored into it."""
+    arrival_s: F64 | None = None
+    """Closed loop: when each request was actually sent (None: at its trace arrival)."""
 
 
 @dataclass(frozen=True)
@@ -189,12 +197,26 @@ def make_shard_tasks(trace: RequestTrace, config: SimConfig) -> list[ShardTask]:
                          field="input_tokens", expected="an integer >= 1")
     S = config.shards
     R = config.replicas
+    prev_all: I64 | None = None
+    think_all: F64 | None = None
+    if config.closed_loop:
+        from planner.sim.session_loop import session_links
+
+        if config.router is RouterName.HASH and S > 1:
+            raise InputError("the hash router spreads a session's turns over shards", field="shards",
+                             expected="shards = 1 (or another router) with the closed loop")
+        prev_all, think_all = session_links(trace)
+        # a session's turns wait for each other, so they must share a shard: shard by session
+        ses = _session_keys(df, seed)
+        rkey_shard = np.where(ses != 0, ses, rkey)
+    else:
+        rkey_shard = rkey
     if config.router is RouterName.HASH:
         replica = (rkey % np.uint64(R)).astype(np.int64)
         shard = replica % S
         local = (replica // S).astype(np.uint64)
     else:
-        shard = (splitmix64_np(rkey ^ np.uint64(0x5BD1E995)) % np.uint64(S)).astype(np.int64)
+        shard = (splitmix64_np(rkey_shard ^ np.uint64(0x5BD1E995)) % np.uint64(S)).astype(np.int64)
         local = rkey
     tasks = []
     for s in range(S):
@@ -219,13 +241,38 @@ def make_shard_tasks(trace: RequestTrace, config: SimConfig) -> list[ShardTask]:
             prefix_offsets=sub_off,
             route_key=local[idx],
             affinity_key=akey[idx],
+            prev=None if prev_all is None else _local_prev(prev_all, idx, n),
+            think_s=None if think_all is None else think_all[idx],
         ))
     return tasks
+
+
+def _session_keys(df: pl.DataFrame, seed: np.uint64) -> U64:
+    """A nonzero hash of each request's session (0: no session)."""
+    n = df.height
+    out = np.zeros(n, dtype=np.uint64)
+    if "session_id" in df.columns:
+        sess = df["session_id"]
+        has = sess.is_not_null().to_numpy()
+        out[has] = splitmix64_np(sess.hash(seed=int(seed) & 0xFFFF).to_numpy().astype(np.uint64))[has] | 1
+    return out
+
+
+def _local_prev(prev: I64, idx: I64, n: int) -> I64:
+    """``prev`` (trace rows) as indices into ``idx`` (a shard's rows); every session is in one shard."""
+    local = np.full(n, -1, dtype=np.int64)
+    local[idx] = np.arange(idx.size, dtype=np.int64)
+    p = prev[idx]
+    return np.where(p >= 0, local[np.maximum(p, 0)], -1)
 
 
 def simulate_shard(task: ShardTask, setup: EngineSetup, config: SimConfig,
                    progress: ProgressFn | None = None) -> ShardOutput:
     """Run the numba loop over one shard (pure: a function of its arguments)."""
+    if config.closed_loop and task.arrival_s.size:
+        from planner.sim.session_loop import simulate_sessions
+
+        return simulate_sessions(task, setup, config, progress)
     nrep = int(task.replica_ids.size)
     eng = shard_engine(task, setup, config, slots=nrep, routable=list(range(nrep)), dt=config.interval_s)
     if task.arrival_s.size:

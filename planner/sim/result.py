@@ -80,6 +80,46 @@ class TierSummary:
 
 
 @dataclass(frozen=True)
+class SessionSummary:
+    """How long sessions took: from a session's first arrival to its last turn's finish.
+
+    Why it is the number to compare: in a closed-loop replay (:mod:`planner.sim.session_loop`) a slow
+    turn delays every later turn of its session, so queueing shows up here more than in per-request
+    latencies; in an open-loop replay the same definition gives the time the recorded schedule implies.
+
+    Attributes:
+        sessions: sessions with at least one finished turn.
+        closed_loop: whether later turns waited for their predecessors (else: trace arrivals).
+        mean_s, p50_s, p99_s, max_s: completion time statistics, seconds.
+        turns_mean: turns per session.
+    """
+
+    sessions: int
+    closed_loop: bool
+    mean_s: float
+    p50_s: float
+    p99_s: float
+    max_s: float
+    turns_mean: float
+
+
+def session_summary(requests: pl.DataFrame, *, closed_loop: bool) -> SessionSummary | None:
+    """Completion time per session from a per-request table with ``session_id`` (None without one)."""
+    if "session_id" not in requests.columns:
+        return None
+    per = (requests.filter(pl.col("session_id").is_not_null())
+           .group_by("session_id")
+           .agg((pl.col("finish_s").max() - pl.col("arrival_s").min()).alias("span"), pl.len().alias("turns"))
+           .filter(pl.col("span").is_not_null()))
+    if per.height == 0:
+        return None
+    span = per["span"].to_numpy().astype(np.float64)
+    return SessionSummary(sessions=per.height, closed_loop=closed_loop, mean_s=float(span.mean()),
+                          p50_s=_pct(span, 50), p99_s=_pct(span, 99), max_s=float(span.max()),
+                          turns_mean=float(per["turns"].mean()))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class SimSummary:
     """Cluster-level outcome of a replay.
 
@@ -122,6 +162,8 @@ class SimSummary:
     (KV tiers hold evicted prefixes, not a running request's working set) and is rejected."""
     longest_rejected_tokens: int = 0
     """Prompt plus output of the longest rejected request (0 when none was)."""
+    sessions: SessionSummary | None = None
+    """Session completion times, for traces with ``session_id`` (None without)."""
 
     @property
     def prefix_hit_ratio(self) -> float:
@@ -131,7 +173,8 @@ class SimSummary:
     def as_dict(self) -> dict[str, object]:
         """Plain data for ``--json``."""
         d: dict[str, object] = {k: getattr(self, k) for k in self.__dataclass_fields__
-                                if k not in ("classes", "kv_tiers")}
+                                if k not in ("classes", "kv_tiers", "sessions")}
+        d["sessions"] = None if self.sessions is None else self.sessions.__dict__.copy()
         d["classes"] = [c.__dict__.copy() for c in self.classes]
         d["kv_tiers"] = [t.__dict__.copy() for t in self.kv_tiers]
         d["prefix_hit_ratio"] = self.prefix_hit_ratio
@@ -255,8 +298,12 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
     violations = 0
     n_int = max((o.ts.shape[0] for o in outputs), default=1)
     ts = np.zeros((n_int, R, E.N_TS))
+    df = trace.df
+    arrival = df["arrival_s"].to_numpy().astype(np.float64)
     for o in outputs:
         ids = o.request_ids
+        if o.arrival_s is not None:  # closed loop: when each turn was actually sent
+            arrival[ids] = o.arrival_s
         first[ids] = o.rf[:, E.F_FIRST]
         finish[ids] = o.rf[:, E.F_FINISH]
         sched[ids] = o.rf[:, E.F_SCHED]
@@ -270,8 +317,6 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
         steps += int(o.steps.sum())
         violations += o.violations
         ts[: o.ts.shape[0], o.replica_ids, :] = o.ts
-    df = trace.df
-    arrival = df["arrival_s"].to_numpy().astype(np.float64)
     inp = df["input_tokens"].to_numpy()
     out = df["output_tokens"].to_numpy()
     classes = (df["slo_class"].fill_null(DEFAULT_CLASS) if "slo_class" in df.columns
@@ -298,6 +343,8 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
         "slo_class": classes.to_numpy() if n else np.array([], dtype=object),
         "rejected": rejected,
     }, schema_overrides={"slo_class": pl.String}).with_columns(pl.col(pl.Float64).fill_nan(None))
+    if "session_id" in df.columns:  # per-session completion times (summarize) need it
+        requests = requests.with_columns(df["session_id"])
     if config.kv_tiers is not None:  # which tier served each request's prompt tokens beyond HBM
         requests = requests.with_columns(
             pl.Series(f"{lv.name}_prefix_tokens", tier_tokens[:, k - 1].astype(np.int32))
@@ -416,7 +463,7 @@ def summarize(requests: pl.DataFrame, *, config: SimConfig, replicas: int, gpus_
         cached_prefix_tokens=int(requests["cached_prefix_tokens"].cast(pl.Int64).sum()),
         prompt_tokens=int(requests["input_tokens"].cast(pl.Int64).sum()),
         steps=steps, gpu_hours=gpu_hours, energy_kwh=energy_kwh, cost_usd=cost_usd, classes=tuple(summaries),
-        violations=violations,
+        violations=violations, sessions=session_summary(requests, closed_loop=config.closed_loop),
     )
 
 

@@ -57,6 +57,23 @@ def prefill_time_per_token(perf: ReplicaPerf, chunk_tokens: int) -> float:
     return float(perf.step_time_s(n, n * (n + 1) / 2.0, 0.0, 0.0)) / n
 
 
+def gather_prefixes(ph: U64, offsets: I64, rows: I64) -> tuple[U64, I64]:
+    """The prefix hashes of ``rows`` (in this order) as a new flat array and its offsets.
+
+    >>> ph, off = gather_prefixes(np.array([7, 8, 9], dtype=np.uint64), np.array([0, 2, 3]), np.array([1, 0]))
+    >>> ph.tolist(), off.tolist()
+    ([9, 7, 8], [0, 1, 3])
+    """
+    starts = offsets[rows]
+    lens = offsets[rows + 1] - starts
+    new_off = np.zeros(rows.size + 1, dtype=np.int64)
+    np.cumsum(lens, out=new_off[1:])
+    total = int(new_off[-1])
+    idx = np.repeat(starts - new_off[:-1], lens) + np.arange(total, dtype=np.int64)
+    out: U64 = ph[idx]
+    return out, new_off
+
+
 TierState = tuple[I64, U64, I64, I64, I64, I64, I64, F64, I64]
 """The engine's ``tiers`` tuple (see the KV-tier layout in :mod:`planner.sim.engine`)."""
 
@@ -371,13 +388,15 @@ class ShardEngine:
         self._call(self.known, np.inf, np.inf, True)
 
     def extend(self, arrival_s: F64, input_tokens: I64, output_tokens: I64, keys: U64,
-               prefix_of: I64 | None = None, affinity_keys: U64 | None = None) -> I64:
+               prefix_of: I64 | None = None, affinity_keys: U64 | None = None,
+               hashes: tuple[U64, I64] | None = None) -> I64:
         """Add arrivals (P/D hand-off, retries) at or after the last taken one.
 
         The rows not yet taken are re-sorted by arrival (stable), so the loop still sees arrivals in
         time order. Returns the permutation applied to rows ``q_next..`` as the new order of those rows
         (callers keep their own row -> request maps in step). ``prefix_of``: for each new arrival, the
-        row whose prefix hashes it carries (a retry is the same prompt); ``affinity_keys``: their
+        row whose prefix hashes it carries (a retry is the same prompt); ``hashes``: instead, the new
+        arrivals' own prefix hashes (flat, offsets; a session's next turn); ``affinity_keys``: their
         affinity keys (default ``keys``).
         """
         k = int(arrival_s.size)
@@ -392,7 +411,14 @@ class ShardEngine:
         rk = np.concatenate([self.rkey[lo:hi], keys])
         ak = np.concatenate([self.akey[lo:hi], keys if affinity_keys is None else affinity_keys])
         if prefix_of is not None and self.ph.size:
-            self._reorder_prefixes(np.concatenate([np.arange(lo, hi, dtype=np.int64), prefix_of])[order], lo)
+            src = np.concatenate([np.arange(lo, hi, dtype=np.int64), prefix_of])[order]
+            self._set_prefix_rows(lo, *gather_prefixes(self.ph, self.ph_off, src))
+        elif hashes is not None and self.ph.size:
+            old_ph, old_off = gather_prefixes(self.ph, self.ph_off, np.arange(lo, hi, dtype=np.int64))
+            flat, off = hashes
+            both = np.concatenate([old_ph, flat])
+            both_off = np.concatenate([old_off[:-1], old_off[-1] + off])
+            self._set_prefix_rows(lo, *gather_prefixes(both, both_off, order.astype(np.int64)))
         self.arr[lo:hi + k] = arr[order]
         self.inp[lo:hi + k] = inp[order]
         self.out[lo:hi + k] = out[order]
@@ -401,18 +427,14 @@ class ShardEngine:
         self.known = hi + k
         return order.astype(np.int64)
 
-    def _reorder_prefixes(self, src_rows: I64, lo: int) -> None:
-        """Rows ``lo..`` take the prefix hashes of ``src_rows`` (in order); later rows have none."""
+    def _set_prefix_rows(self, lo: int, tail: U64, tail_off: I64) -> None:
+        """Rows ``lo..`` take the prefix hashes ``tail`` (offsets ``tail_off``); later rows have none."""
         off = self.ph_off
-        starts = off[src_rows]
-        lens = off[src_rows + 1] - starts
-        total = int(lens.sum())
-        shift = np.repeat(starts - (np.cumsum(lens) - lens), lens)
-        tail = self.ph[shift + np.arange(total, dtype=np.int64)]
+        k = tail_off.size - 1
         self.ph = np.concatenate([self.ph[:off[lo]], tail])
         new_off = off.copy()
-        new_off[lo + 1:lo + 1 + src_rows.size] = off[lo] + np.cumsum(lens)
-        new_off[lo + 1 + src_rows.size:] = off[lo] + total
+        new_off[lo + 1:lo + 1 + k] = off[lo] + tail_off[1:]
+        new_off[lo + 1 + k:] = off[lo] + tail_off[-1]
         self.ph_off = new_off
 
     # --- reading ---------------------------------------------------------------------------------

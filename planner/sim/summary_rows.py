@@ -49,6 +49,11 @@ def summary_rows(result: SimResult) -> tuple[tuple[str, str], ...]:
             else f"; one LRU cache of the fleet's KV would hit {s.prefix_hit_ratio_bound:.1%}")),
         ("GPU-hours", f"{s.gpu_hours:,.2f}"),
     ]
+    if s.sessions is not None:
+        ss = s.sessions
+        rows.append((f"session completion ({'closed' if ss.closed_loop else 'open'} loop)",
+                     f"p50 {ss.p50_s:,.1f} s / p99 {ss.p99_s:,.1f} s / max {ss.max_s:,.1f} s over "
+                     f"{ss.sessions:,} sessions ({ss.turns_mean:.1f} turns each)"))
     for t in s.kv_tiers:  # right under the prefix row: what each tier below HBM served
         rows.insert(rows.index(("GPU-hours", f"{s.gpu_hours:,.2f}")), (
             f"KV tier {t.name}",
