@@ -348,7 +348,7 @@ def _end_to_end(role: Role, mix: LengthMix, slo: SLO, lat: FloatArray, rho: Floa
     budget = slo.e2e_s - (slo.ttft_s if role is Role.DECODE else 0.0)
     itl_mean = a + slope * np.maximum(n, 1.0)
     mean = (ttft_mean if role is Role.AGGREGATED else 0.0) + itl_mean * float(mix.weight @ out1)
-    decode_s = np.asarray(itl_mean)[:, None] * out1[None, :] if np.ndim(itl_mean) else itl_mean * out1[None, :]
+    decode_s = np.atleast_1d(itl_mean)[:, None] * out1[None, :]  # [rates, buckets]
     if role is Role.DECODE:
         att = ((decode_s <= budget).astype(np.float64) @ mix.weight).reshape(lam_shape)
     else:

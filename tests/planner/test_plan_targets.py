@@ -25,7 +25,8 @@ FAST = dict(max_num_seqs=(128, 256), max_batched_tokens=(8192,), verify_windows=
 
 def test_each_target_has_its_own_statistic() -> None:
     s = SLO.at(2.0, 0.05, "ttft=p99, tpot=Mean")
-    assert (s.stat("ttft"), s.stat("tpot"), s.is_mean("tpot"), s.quantile("ttft")) == ("p99", "mean", True, 0.99)
+    assert (s.stat("ttft"), s.stat("tpot"), s.is_mean("tpot")) == ("p99", "mean", True)
+    assert s.quantile("ttft") == 0.99
     assert s.statistic == "TTFT p99, TPOT mean"
     assert SLO.at(2.0, 0.05, "p90,tpot=p50").quantile("ttft") == pytest.approx(0.9)
     assert SLO.at(2.0, 0.05, "p90,tpot=p50").quantile("tpot") == pytest.approx(0.5)
