@@ -27,6 +27,7 @@ from planner.perf.calibration import REFERENCE_GPU, is_measured
 from planner.perf.engine_profile import DEFAULT_ENGINE, ENGINES, engine_perf_inputs
 from planner.perf.model import DTYPE_BYTES
 from planner.perf.precision import Precision, native
+from planner.plan.latency_floors import latency_floors
 from planner.plan.slo_classes import SLOClass, check_classes, strictest
 from planner.plan.verify import (
     MapFn,
@@ -615,6 +616,9 @@ def plan_pool(trace: RequestTrace, request: PlanRequest, *, score_map: ScoreMap 
     problem, plan = _prefer_native(scored, windows, request, problem, plan, notes)
     if not plan.feasible:
         notes.extend(role_reasons(scored))
+        notes.extend(f.words() for f in latency_floors(trace, request.model, request.gpus, scored,
+                                                       request.sizing_slo, engine=request.engine,
+                                                       expert_imbalance=request.expert_imbalance))
     t2 = time.perf_counter()
     checks: tuple[Verification, ...] = ()
     rounds = 0

@@ -111,3 +111,37 @@ def test_plan_promises_and_verifies_an_end_to_end_target(capsys: pytest.CaptureF
     first = doc["verification"][0]
     assert first["meets_slo"] and first["replayed_e2e_at_slo_s"] <= target
     assert all(w["e2e_at_slo_s"] is not None for w in first["by_window"] if w["requests"])
+
+
+def test_an_unreachable_target_is_named_with_its_floor_and_options() -> None:
+    cat = load_catalog()
+    base = PlanRequest(model=cat.model("Llama-3.1-8B"), gpus=(cat.gpu("H100-SXM"), cat.gpu("H200-SXM")),
+                       slo=SLO(tpot_s=0.001), verify=False, **FAST)  # type: ignore[arg-type]
+    r = plan_fleet(default_trace(), base)
+    assert not r.plan.feasible
+    floors = [n for n in r.notes if "out of reach" in n]
+    assert len(floors) == 1 and floors[0].startswith("TPOT p99 <= 0.001 s") and "--precision all" in floors[0]
+    assert not any("inventory" in n or "power budget" in n for n in r.notes)
+    # end to end: the long answers cannot finish in 2 s on any candidate, at p99
+    r = plan_fleet(default_trace(), replace(base, slo=SLO(e2e_s=2.0)))
+    (e2e,) = [n for n in r.notes if "out of reach" in n]
+    assert e2e.startswith("end-to-end p99 <= 2 s") and "output tokens takes" in e2e
+    # a reachable SLO names no floor
+    ok = plan_fleet(default_trace(), replace(base, slo=SLO()))
+    assert ok.plan.feasible and not any("out of reach" in n for n in ok.notes)
+
+
+def test_a_lone_prefill_is_its_chunks_one_after_the_other() -> None:
+    from planner.plan.latency_floors import lone_prefill_s
+
+    cat = load_catalog()
+    perf = build_replica_perf(cat.model("Llama-3.1-8B"), cat.gpu("H100-SXM"))
+    budget = 2048.0
+    for tokens in (100.0, 2048.0, 5000.0, 20_000.0):
+        done, total = 0.0, 0.0
+        while done < tokens:  # chunk by chunk, each attending to everything before it
+            c = min(budget, tokens - done)
+            total += float(perf.step_time_s(c, c * done + c * (c + 1) / 2.0, 0.0, 0.0))
+            done += c
+        got = float(lone_prefill_s(perf, np.array([tokens]), budget)[0])
+        assert got == pytest.approx(total, rel=0.02), tokens
