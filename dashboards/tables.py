@@ -46,6 +46,15 @@ def trace_table(trace: RequestTrace, stats: TraceStats) -> pl.DataFrame:
                 f"{ls.mean:,.0f} / {ls.median:,.0f} / {ls.p90:,.0f} / {ls.p99:,.0f} / {ls.max:,}",
             )
         )
+    if stats.reasoning_tokens is not None:
+        rs = stats.reasoning_tokens
+        share = "" if stats.reasoning_share is None else f" ({stats.reasoning_share:.1%} of output)"
+        rows.append(("reasoning tokens: mean / median / p99",
+                     f"{rs.mean:,.0f} / {rs.median:,.0f} / {rs.p99:,.0f}{share}"))
+    if stats.sessions is not None:
+        ss = stats.sessions
+        rows.append(("sessions (turns per session mean / p99)",
+                     f"{ss.sessions:,} ({ss.turns_per_session.mean:.2f} / {ss.turns_per_session.p99:.0f})"))
     if stats.prefix_hit_ratio is not None:
         rows.append(("ideal prefix-cache hit ratio", f"{stats.prefix_hit_ratio:.1%}"))
     if stats.tenants is not None:

@@ -22,6 +22,8 @@ column             type                  meaning
                                          session's previous turn and this turn's send (>= 0; ignored on
                                          a session's first turn). A closed-loop replay releases the turn
                                          at the previous turn's finish plus ``think_s``
+``reasoning_tokens`` int32, optional     how many of ``output_tokens`` are reasoning (thinking) before
+                                         the answer (0 to ``output_tokens``; ServeGen's reason ratio)
 =================  ====================  =========================================================
 
 Power trace (long format, one row per sample):
@@ -44,8 +46,8 @@ import pyarrow as pa
 
 REQUIRED_REQUEST_COLUMNS: tuple[str, ...] = ("arrival_s", "input_tokens", "output_tokens")
 OPTIONAL_REQUEST_COLUMNS: tuple[str, ...] = (
-    "model", "tenant", "session_id", "prefix_hashes", "slo_class", "turn", "think_s")
-NUMERIC_OPTIONAL_COLUMNS: tuple[str, ...] = ("turn", "think_s")
+    "model", "tenant", "session_id", "prefix_hashes", "slo_class", "turn", "think_s", "reasoning_tokens")
+NUMERIC_OPTIONAL_COLUMNS: tuple[str, ...] = ("turn", "think_s", "reasoning_tokens")
 """Optional columns read as numbers (the others are strings or hash lists)."""
 
 REQUEST_SCHEMA = pa.schema(
@@ -60,6 +62,7 @@ REQUEST_SCHEMA = pa.schema(
         pa.field("slo_class", pa.string()),
         pa.field("turn", pa.int32()),
         pa.field("think_s", pa.float64()),
+        pa.field("reasoning_tokens", pa.int32()),
     ]
 )
 
@@ -74,6 +77,7 @@ REQUEST_POLARS_SCHEMA: dict[str, Any] = {
     "slo_class": pl.String,
     "turn": pl.Int32,
     "think_s": pl.Float64,
+    "reasoning_tokens": pl.Int32,
 }
 
 POWER_SCHEMA = pa.schema(

@@ -117,6 +117,8 @@ class TraceStats:
         tenants: distinct tenants, ``None`` without a tenant column.
         models: distinct models, ``None`` without a model column.
         sessions: sessions, turns per session and think times, ``None`` without a session column.
+        reasoning_tokens: reasoning tokens per request, ``None`` without a ``reasoning_tokens`` column.
+        reasoning_share: reasoning tokens over all output tokens (ServeGen's DeepSeek-R1: 64-70 %).
         series: one row per window: ``window``, ``start_s``, ``requests``, ``rate_rps``,
             ``prefill_tokens_per_s``, ``decode_tokens_per_s``, ``complete``.
     """
@@ -135,6 +137,8 @@ class TraceStats:
     models: int | None
     series: pl.DataFrame = field(compare=False, repr=False)
     sessions: SessionStats | None = None
+    reasoning_tokens: LengthStats | None = None
+    reasoning_share: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready scalars (NaN becomes ``None``); the per-window series is left out."""
@@ -156,6 +160,8 @@ class TraceStats:
             "tenants": self.tenants,
             "models": self.models,
             "sessions": None if self.sessions is None else self.sessions.to_dict(),
+            "reasoning_tokens": None if self.reasoning_tokens is None else self.reasoning_tokens.to_dict(),
+            "reasoning_share": clean(self.reasoning_share),
         }
 
 
@@ -208,6 +214,7 @@ def describe(trace: RequestTrace | pl.DataFrame | pl.LazyFrame, *, window_s: flo
     if "prefix_hashes" in columns:
         hit_ratio, blocks = _prefix_hits(lf)
 
+    reasoning = "reasoning_tokens" in columns
     gap_mean = scalars["gap_mean"]
     cv = float(scalars["gap_std"]) / float(gap_mean) if n >= 3 and gap_mean else math.nan
     return TraceStats(
@@ -225,6 +232,9 @@ def describe(trace: RequestTrace | pl.DataFrame | pl.LazyFrame, *, window_s: flo
         models=int(scalars["models"]) if "model" in columns else None,
         series=series,
         sessions=_session_stats(lf, columns) if "session_id" in columns else None,
+        reasoning_tokens=_length_stats(scalars, "reasoning_tokens") if reasoning else None,
+        reasoning_share=(float(scalars["reasoning_tokens:total"]) / float(scalars["output_tokens:total"])
+                         if reasoning and scalars["output_tokens:total"] else None),
     )
 
 
@@ -237,8 +247,11 @@ def _scalars(lf: pl.LazyFrame, columns: list[str]) -> pl.LazyFrame:
         gaps.mean().alias("gap_mean"),
         gaps.std().alias("gap_std"),
     ]
-    for col in ("input_tokens", "output_tokens"):
-        c = pl.col(col).cast(pl.Int64)
+    lengths = ["input_tokens", "output_tokens"]
+    if "reasoning_tokens" in columns:
+        lengths.append("reasoning_tokens")
+    for col in lengths:
+        c = pl.col(col).cast(pl.Int64).fill_null(0)
         exprs += [c.mean().alias(f"{col}:mean"), c.max().alias(f"{col}:max"), c.sum().alias(f"{col}:total")]
         exprs += [c.quantile(q, interpolation="linear").alias(f"{col}:{name}") for name, q in _QUANTILES]
     if "tenant" in columns:

@@ -49,6 +49,7 @@ INT32_MAX = 2**31 - 1
 TOKEN_EXPECTED = "an integer >= 0"
 TURN_EXPECTED = "an integer >= 0 (0-based turn of its session)"
 THINK_EXPECTED = "a finite number of seconds >= 0"
+REASONING_EXPECTED = "an integer from 0 to the row's output_tokens"
 _UNIT_SECONDS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 _IN, _OUT, _TV = "_in", "_out", "_tv"
 
@@ -268,6 +269,10 @@ def validate_trace(trace: RequestTrace) -> RequestTrace:
     if "think_s" in df.columns:
         think = pl.col("think_s")
         checks.append(("think_s", ~think.is_finite() | (think < 0), "bad think time", THINK_EXPECTED))
+    if "reasoning_tokens" in df.columns:
+        r = pl.col("reasoning_tokens")
+        checks.append(("reasoning_tokens", (r < 0) | (r > pl.col("output_tokens")),
+                       "bad reasoning token count", REASONING_EXPECTED))
     indexed = df.with_row_index(ROW, offset=1)
     firsts = indexed.select([pl.col(ROW).filter(c).min().alias(n + m) for n, c, m, _ in checks]).row(0)
     for (name, _, message, expected), row in zip(checks, firsts, strict=True):
@@ -336,7 +341,8 @@ def _numeric(name: str) -> str:
 
 
 def _session_problems(schema: pl.Schema) -> list[tuple[str, pl.Expr, str, str]]:
-    """Per-row problems of ``turn`` and ``think_s`` (their typed twins hold the parsed numbers)."""
+    """Per-row problems of ``turn``, ``think_s`` and ``reasoning_tokens`` (their typed twins hold the parsed
+    numbers)."""
     names = schema.names()
     out: list[tuple[str, pl.Expr, str, str]] = []
     if "turn" in names:
@@ -354,6 +360,14 @@ def _session_problems(schema: pl.Schema) -> list[tuple[str, pl.Expr, str, str]]:
         out += [
             ("think_s", src.is_not_null() & v.is_null(), "think_s is not a number", THINK_EXPECTED),
             ("think_s", ~v.is_finite() | (v < 0), "bad think time", THINK_EXPECTED),
+        ]
+    if "reasoning_tokens" in names:
+        src, v = pl.col("reasoning_tokens"), pl.col(_numeric("reasoning_tokens"))
+        out += [
+            ("reasoning_tokens", src.is_not_null() & v.is_null(), "reasoning_tokens is not a number",
+             REASONING_EXPECTED),
+            ("reasoning_tokens", ~v.is_finite() | (v < 0) | (v != v.floor()) | (v > pl.col(_OUT)),
+             "bad reasoning token count", REASONING_EXPECTED),
         ]
     return out
 

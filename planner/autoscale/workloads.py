@@ -52,7 +52,7 @@ from solvers.scaling.policy import MPCParams
 from traces.errors import InputError
 from traces.readers.servegen import (
     ClientWindows,
-    Pdf,
+    WindowPdfs,
     collection_holes,
     fill_holes,
     read_client_windows,
@@ -162,7 +162,7 @@ def load_workload(spec: WorkloadSpec, *, data_root: Path | None = None, seed: in
 
 
 def _pdf_source(client: int, clients: Mapping[int, ClientWindows],
-                datasets: Mapping[int, dict[int, tuple[Pdf, Pdf]]], path: Path) -> int:
+                datasets: Mapping[int, dict[int, WindowPdfs]], path: Path) -> int:
     if datasets[client]:
         return client
     target = math.log1p(clients[client].volume)
@@ -233,11 +233,11 @@ def servegen_thinned(folder: Path, *, fraction: float, seed: int = 0, start_s: f
             t = np.minimum(lo + w.window_s * cum[:n] / cum[-1], np.nextafter(lo + w.window_s, lo))
             own = int(w.start_s[i]) - int(w.start_s[i]) % _DATASET_WINDOW_S
             key = int(keys[np.argmin(np.abs(keys - own))])
-            pin, pout = pdfs[key]
+            window = pdfs[key]
             sel = (t >= start_s) & (t < end_s)
             times.append(t[sel] - start_s)
-            ins.append(pin.sample(rng, n)[sel])
-            outs.append(pout.sample(rng, n)[sel])
+            ins.append(window.input.sample(rng, n)[sel])
+            outs.append(window.output.sample(rng, n)[sel])
     if not times:
         raise InputError("no request kept", path=str(folder), field="fraction",
                          expected="a larger fraction or span")

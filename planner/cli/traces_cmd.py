@@ -161,6 +161,11 @@ def stats_table(meta: TraceMeta, stats: TraceStats) -> Table:
     for name, ls in (("input", stats.input_tokens), ("output", stats.output_tokens)):
         rows.append((f"{name} tokens mean / median", f"{_fmt(ls.mean, 1)} / {_fmt(ls.median, 0)}"))
         rows.append((f"{name} tokens p90 / p99 / max", f"{_fmt(ls.p90, 0)} / {_fmt(ls.p99, 0)} / {ls.max:,}"))
+    if stats.reasoning_tokens is not None:
+        rs = stats.reasoning_tokens
+        share = "" if stats.reasoning_share is None else f" ({stats.reasoning_share:.1%} of output)"
+        rows.append(("reasoning tokens mean / median / p99", f"{_fmt(rs.mean, 1)} / {_fmt(rs.median, 0)} / "
+                     f"{_fmt(rs.p99, 0)}{share}"))
     peak = stats.series.select("prefill_tokens_per_s", "decode_tokens_per_s").max().row(0)
     rows.append(("peak prefill demand", f"{_fmt(float(peak[0]), 0)} tokens/s"))
     rows.append(("peak decode demand", f"{_fmt(float(peak[1]), 0)} tokens/s"))

@@ -7,7 +7,8 @@ A client folder holds, per client ``chunk-N``:
   the rate is 0);
 * ``chunk-N-dataset.json`` (missing for some clients upstream): per 6-hour window start, token-length
   PDFs written as text, ``{"input_tokens": "{len: prob, ...}", "output_tokens": "{...}"}`` (``"{}"`` when
-  the window had no sample).
+  the window had no sample); the reasoning category (``data/reason/...``) adds ``"reason_ratio":
+  "{ratio: prob, ...}"``, the share of a request's output spent reasoning (ratios in [0, 1]).
 
 How requests are made, per client and window (all draws from ``numpy.random.default_rng([seed, N])``, so
 a client's requests do not depend on which other clients are loaded):
@@ -25,6 +26,9 @@ a client's requests do not depend on which other clients are loaded):
   PDFs of the client whose 14-day request volume is closest on a log scale (ties: lower chunk number),
   also noted in the repairs. PDFs that allow 0 output tokens make requests that the shared validation
   drops and counts like failed requests.
+* **reasoning**: where the window has a ``reason_ratio`` PDF, a ratio is drawn per request (after its
+  lengths, so folders without one draw exactly as before) and ``reasoning_tokens`` is
+  ``round(ratio * output_tokens)``; requests of windows without one have no reasoning count (null).
 
 ``tenant`` is the client id (``chunk-N``). A folder path loads all clients merged; a ``chunk-N-trace.csv``
 path loads that client. Fourteen days of all clients are about 1.4 billion requests, so only the span
@@ -57,6 +61,7 @@ DATASET_WINDOW_S = 21600
 MAPPING_KEYS: tuple[str, ...] = ("start_s", "duration_s", "seed")
 _TRACE_RE = re.compile(r"^chunk-(\d+)-trace\.csv$")
 _PAIR_RE = re.compile(r"(-?\d+)\s*:\s*([-+0-9.eE]+|nan|inf)")
+_RATIO_RE = re.compile(r"([-+0-9.eE]+|nan|inf)\s*:\s*([-+0-9.eE]+|nan|inf)")
 _COLUMNS = ("window_start_s", "rate_rps", "cv", "pattern", "shape", "scale")
 _PATTERNS = ("Gamma", "Weibull")
 
@@ -75,6 +80,28 @@ class Pdf:
         idx = np.searchsorted(self.cdf, rng.random(n) * self.cdf[-1], side="right")
         out: IntArray = self.lengths[np.minimum(idx, len(self.lengths) - 1)]
         return out
+
+
+@dataclass(frozen=True)
+class RatioPdf:
+    """A discrete distribution of ratios in [0, 1] (ServeGen's ``reason_ratio``)."""
+
+    values: FloatArray
+    cdf: FloatArray
+
+    def sample(self, rng: np.random.Generator, n: int) -> FloatArray:
+        idx = np.searchsorted(self.cdf, rng.random(n) * self.cdf[-1], side="right")
+        out: FloatArray = self.values[np.minimum(idx, len(self.values) - 1)]
+        return out
+
+
+@dataclass(frozen=True)
+class WindowPdfs:
+    """One 6-hour dataset window's distributions (``reason`` only in the reasoning category)."""
+
+    input: Pdf
+    output: Pdf
+    reason: RatioPdf | None = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +158,7 @@ def scan_servegen(path: Path, *, mapping: Mapping[str, str] | None = None, seed:
         raise InputError("no chunk-N-trace.csv files", path=str(path), expected="a ServeGen client folder")
     wanted = {c for c, p in all_traces if path.is_dir() or p.name == path.name}
     clients = {c: read_client_windows(p, c) for c, p in all_traces}
-    pdf_cache: dict[int, dict[int, tuple[Pdf, Pdf]]] = {}
+    pdf_cache: dict[int, dict[int, WindowPdfs]] = {}
     repairs: list[str] = []
     frames: list[pl.DataFrame] = []
     end_s = start_s + duration_s
@@ -144,19 +171,21 @@ def scan_servegen(path: Path, *, mapping: Mapping[str, str] | None = None, seed:
             )
         pdfs = pdf_cache[source]
         rng = np.random.default_rng([seed, c])
-        times, ins, outs, fallbacks = _generate(windows, pdfs, rng, start_s, end_s)
+        times, ins, outs, reasoning, fallbacks = _generate(windows, pdfs, rng, start_s, end_s)
         if fallbacks:
             repairs.append(
                 f"chunk-{c}: {fallbacks} windows had no token-length data for their 6-hour window; "
                 "used the nearest 6-hour window that has it"
             )
-        frames.append(
-            pl.DataFrame(
-                {TIME: times, "input_tokens": ins, "output_tokens": outs},
-                schema={TIME: pl.Float64, "input_tokens": pl.Int64, "output_tokens": pl.Int64},
-            ).with_columns(tenant=pl.lit(f"chunk-{c}"))
-        )
-    df = pl.concat(frames).sort(TIME, maintain_order=True).with_row_index(ROW, offset=1)
+        frame = pl.DataFrame(
+            {TIME: times, "input_tokens": ins, "output_tokens": outs},
+            schema={TIME: pl.Float64, "input_tokens": pl.Int64, "output_tokens": pl.Int64},
+        ).with_columns(tenant=pl.lit(f"chunk-{c}"))
+        if (reasoning >= 0).any():
+            r = pl.Series("reasoning_tokens", reasoning, dtype=pl.Int64)
+            frame = frame.with_columns(pl.when(r >= 0).then(r).otherwise(None).alias("reasoning_tokens"))
+        frames.append(frame)
+    df = pl.concat(frames, how="diagonal").sort(TIME, maintain_order=True).with_row_index(ROW, offset=1)
     if df.height == 0:
         raise InputError(
             f"no requests between {start_s:g} s and {end_s:g} s (all rates are 0 there)",
@@ -235,8 +264,9 @@ def read_client_windows(path: Path, client: int) -> ClientWindows:
     )
 
 
-def read_dataset(path: Path) -> dict[int, tuple[Pdf, Pdf]]:
-    """Non-empty (input, output) length PDFs per 6-hour window start of a ``chunk-N-dataset.json``."""
+def read_dataset(path: Path) -> dict[int, WindowPdfs]:
+    """Non-empty input and output length PDFs (and the reason-ratio PDF where present) per 6-hour window
+    start of a ``chunk-N-dataset.json``."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -245,7 +275,7 @@ def read_dataset(path: Path) -> dict[int, tuple[Pdf, Pdf]]:
         ) from exc
     if not isinstance(data, dict):
         raise InputError("not a JSON object", path=str(path), expected="{window_start: {input_tokens: ...}}")
-    out: dict[int, tuple[Pdf, Pdf]] = {}
+    out: dict[int, WindowPdfs] = {}
     for key, entry in data.items():
         try:
             start = int(key)
@@ -264,8 +294,29 @@ def read_dataset(path: Path) -> dict[int, tuple[Pdf, Pdf]]:
             _parse_pdf(entry.get(name), path, f"{key}.{name}") for name in ("input_tokens", "output_tokens")
         ]
         if pdfs[0] is not None and pdfs[1] is not None:
-            out[start] = (pdfs[0], pdfs[1])
+            out[start] = WindowPdfs(pdfs[0], pdfs[1], _parse_ratio_pdf(entry.get("reason_ratio"), path,
+                                                                       f"{key}.reason_ratio"))
     return out
+
+
+def _parse_ratio_pdf(text: object, path: Path, where: str) -> RatioPdf | None:
+    """A ``"{ratio: prob, ...}"`` PDF over [0, 1] (None when absent or empty)."""
+    if text is None or (isinstance(text, str) and not text.strip("{} \n")):
+        return None
+    if not isinstance(text, str):
+        raise InputError("PDF is not a string", path=str(path), field=where, expected='"{ratio: prob, ...}"')
+    try:
+        pairs = [(float(a), float(b)) for a, b in _RATIO_RE.findall(text)]
+    except ValueError:
+        pairs = []
+    values = np.array([a for a, _ in pairs], dtype=np.float64)
+    probs = np.array([b for _, b in pairs], dtype=np.float64)
+    if (not pairs or not np.isfinite(values).all() or (values < 0).any() or (values > 1).any()
+            or not np.isfinite(probs).all() or (probs < 0).any() or probs.sum() <= 0):
+        raise InputError("bad reason-ratio PDF", path=str(path), field=where,
+                         expected="ratios in [0, 1] with probabilities >= 0 summing to > 0")
+    order = np.argsort(values, kind="stable")
+    return RatioPdf(values=values[order], cdf=np.cumsum(probs[order]))
 
 
 def _parse_pdf(text: object, path: Path, where: str) -> Pdf | None:
@@ -297,11 +348,11 @@ def _pdf_client(
     client: int,
     folder: Path,
     clients: Mapping[int, ClientWindows],
-    cache: dict[int, dict[int, tuple[Pdf, Pdf]]],
+    cache: dict[int, dict[int, WindowPdfs]],
 ) -> int:
     """The client whose PDFs ``client`` uses: itself, or the one closest in volume that has data."""
 
-    def load(c: int) -> dict[int, tuple[Pdf, Pdf]]:
+    def load(c: int) -> dict[int, WindowPdfs]:
         if c not in cache:
             ds = folder / f"chunk-{c}-dataset.json"
             cache[c] = read_dataset(ds) if ds.is_file() else {}
@@ -322,15 +373,17 @@ def _pdf_client(
 
 def _generate(
     w: ClientWindows,
-    pdfs: Mapping[int, tuple[Pdf, Pdf]],
+    pdfs: Mapping[int, WindowPdfs],
     rng: np.random.Generator,
     start_s: float,
     end_s: float,
-) -> tuple[FloatArray, IntArray, IntArray, int]:
+) -> tuple[FloatArray, IntArray, IntArray, IntArray, int]:
+    """Arrivals, input and output lengths, reasoning tokens (-1: no reason PDF) and the fallback count."""
     keys = np.array(sorted(pdfs), dtype=np.int64)
     times: list[FloatArray] = []
     ins: list[IntArray] = []
     outs: list[IntArray] = []
+    reasons: list[IntArray] = []
     fallbacks = 0
     for i in range(len(w.start_s)):
         n = int(w.count[i])
@@ -346,17 +399,23 @@ def _generate(
         t = np.minimum(lo + w.window_s * (cum[:n] / cum[-1]), np.nextafter(hi, lo))
         key, fell_back = _dataset_key(keys, int(w.start_s[i]))
         fallbacks += fell_back
-        pin, pout = pdfs[key]
+        window = pdfs[key]
         keep = (t >= start_s) & (t < end_s)
         times.append(t[keep])
-        ins.append(pin.sample(rng, n)[keep])
-        outs.append(pout.sample(rng, n)[keep])
+        ins.append(window.input.sample(rng, n)[keep])
+        out = window.output.sample(rng, n)
+        outs.append(out[keep])
+        if window.reason is None:
+            reasons.append(np.full(int(keep.sum()), -1, dtype=np.int64))
+        else:
+            reasons.append(np.rint(window.reason.sample(rng, n) * out).astype(np.int64)[keep])
     empty_f = np.empty(0, dtype=np.float64)
     empty_i = np.empty(0, dtype=np.int64)
     return (
         np.concatenate(times) if times else empty_f,
         np.concatenate(ins) if ins else empty_i,
         np.concatenate(outs) if outs else empty_i,
+        np.concatenate(reasons) if reasons else empty_i,
         fallbacks,
     )
 
