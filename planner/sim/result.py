@@ -103,6 +103,41 @@ class SessionSummary:
     turns_mean: float
 
 
+@dataclass(frozen=True)
+class AnswerSummary:
+    """When the answer starts, for traces whose outputs begin with reasoning (``reasoning_tokens``).
+
+    Why: a reasoning model's first token is a thinking token; what a chat user waits for is the first
+    answer token, ``TTFT + reasoning_tokens x TPOT`` (each request's own mean gap), which long reasoning
+    makes tens of seconds while TTFT stays short.
+
+    Attributes:
+        requests: requests with a reasoning count that got a first token.
+        reasoning_share: reasoning tokens over their output tokens.
+        p50_s, p99_s, max_s: time to the first answer token, seconds.
+    """
+
+    requests: int
+    reasoning_share: float
+    p50_s: float
+    p99_s: float
+    max_s: float
+
+
+def answer_summary(requests: pl.DataFrame) -> AnswerSummary | None:
+    """Time to first answer token from a per-request table with ``first_answer_s`` (None without one)."""
+    if "first_answer_s" not in requests.columns:
+        return None
+    got = requests.filter(pl.col("first_answer_s").is_not_null())
+    if got.height == 0:
+        return None
+    t = got["first_answer_s"].to_numpy().astype(np.float64)
+    reasoning = float(got["reasoning_tokens"].cast(pl.Int64).sum())
+    output = float(got["output_tokens"].cast(pl.Int64).sum())
+    return AnswerSummary(requests=got.height, reasoning_share=reasoning / output if output else 0.0,
+                         p50_s=_pct(t, 50), p99_s=_pct(t, 99), max_s=float(t.max()))
+
+
 def session_summary(requests: pl.DataFrame, *, closed_loop: bool) -> SessionSummary | None:
     """Completion time per session from a per-request table with ``session_id`` (None without one)."""
     if "session_id" not in requests.columns:
@@ -164,6 +199,8 @@ class SimSummary:
     """Prompt plus output of the longest rejected request (0 when none was)."""
     sessions: SessionSummary | None = None
     """Session completion times, for traces with ``session_id`` (None without)."""
+    answers: AnswerSummary | None = None
+    """Time to the first answer token, for traces with ``reasoning_tokens`` (None without)."""
 
     @property
     def prefix_hit_ratio(self) -> float:
@@ -173,8 +210,9 @@ class SimSummary:
     def as_dict(self) -> dict[str, object]:
         """Plain data for ``--json``."""
         d: dict[str, object] = {k: getattr(self, k) for k in self.__dataclass_fields__
-                                if k not in ("classes", "kv_tiers", "sessions")}
+                                if k not in ("classes", "kv_tiers", "sessions", "answers")}
         d["sessions"] = None if self.sessions is None else self.sessions.__dict__.copy()
+        d["answers"] = None if self.answers is None else self.answers.__dict__.copy()
         d["classes"] = [c.__dict__.copy() for c in self.classes]
         d["kv_tiers"] = [t.__dict__.copy() for t in self.kv_tiers]
         d["prefix_hit_ratio"] = self.prefix_hit_ratio
@@ -345,6 +383,10 @@ def build_result(trace: RequestTrace, outputs: Sequence[ShardOutput], *, perf: R
     }, schema_overrides={"slo_class": pl.String}).with_columns(pl.col(pl.Float64).fill_nan(None))
     if "session_id" in df.columns:  # per-session completion times (summarize) need it
         requests = requests.with_columns(df["session_id"])
+    if "reasoning_tokens" in df.columns:  # the first answer token follows the reasoning ones
+        r = df["reasoning_tokens"]
+        requests = requests.with_columns(r, (pl.col("ttft_s") + r.cast(pl.Float64)
+                                             * pl.col("tpot_s").fill_null(0.0)).alias("first_answer_s"))
     if config.kv_tiers is not None:  # which tier served each request's prompt tokens beyond HBM
         requests = requests.with_columns(
             pl.Series(f"{lv.name}_prefix_tokens", tier_tokens[:, k - 1].astype(np.int32))
@@ -464,6 +506,7 @@ def summarize(requests: pl.DataFrame, *, config: SimConfig, replicas: int, gpus_
         prompt_tokens=int(requests["input_tokens"].cast(pl.Int64).sum()),
         steps=steps, gpu_hours=gpu_hours, energy_kwh=energy_kwh, cost_usd=cost_usd, classes=tuple(summaries),
         violations=violations, sessions=session_summary(requests, closed_loop=config.closed_loop),
+        answers=answer_summary(requests),
     )
 
 

@@ -54,6 +54,11 @@ def summary_rows(result: SimResult) -> tuple[tuple[str, str], ...]:
         rows.append((f"session completion ({'closed' if ss.closed_loop else 'open'} loop)",
                      f"p50 {ss.p50_s:,.1f} s / p99 {ss.p99_s:,.1f} s / max {ss.max_s:,.1f} s over "
                      f"{ss.sessions:,} sessions ({ss.turns_mean:.1f} turns each)"))
+    if s.answers is not None:
+        a = s.answers
+        rows.append(("time to first answer token (after reasoning)",
+                     f"p50 {a.p50_s:,.2f} s / p99 {a.p99_s:,.2f} s / max {a.max_s:,.1f} s; reasoning is "
+                     f"{a.reasoning_share:.1%} of the output"))
     for t in s.kv_tiers:  # right under the prefix row: what each tier below HBM served
         rows.insert(rows.index(("GPU-hours", f"{s.gpu_hours:,.2f}")), (
             f"KV tier {t.name}",

@@ -75,3 +75,25 @@ def test_reasoning_tokens_in_a_csv_are_checked_row_by_row(tmp_path: Path,
     assert (err.value.row, err.value.field) == (2, "reasoning_tokens")
     assert main(["traces", "inspect", str(bad)]) == 2
     assert "reasoning_tokens" in capsys.readouterr().err
+
+
+def test_the_replay_reports_when_the_answer_starts(tmp_path: Path) -> None:
+    from planner.catalog import load_catalog
+    from planner.perf.model import build_replica_perf
+    from planner.sim import SimConfig, replay
+    from planner.sim.summary_rows import summary_rows
+
+    trace = load_trace(reason_folder(tmp_path), mapping={"duration_s": "300"})
+    cat = load_catalog()
+    res = replay(trace, build_replica_perf(cat.model("Llama-3.1-8B"), cat.gpu("H100-SXM")),
+                 config=SimConfig(replicas=2))
+    a = res.summary.answers
+    assert a is not None and a.requests == trace.num_requests
+    req = res.requests
+    # independently: the first answer token is the (reasoning + 1)-th token, TTFT plus that many gaps
+    expect = (req["ttft_s"] + trace.df["reasoning_tokens"].cast(pl.Float64) * req["tpot_s"]).to_numpy()
+    assert a.p99_s == pytest.approx(float(np.percentile(expect, 99)))
+    assert a.p50_s > 10 * float(req["ttft_s"].median())  # type: ignore[arg-type]
+    assert a.reasoning_share == pytest.approx(describe(trace).reasoning_share)
+    assert "time to first answer token (after reasoning)" in dict(summary_rows(res))
+    assert res.summary.as_dict()["answers"]["p99_s"] == pytest.approx(a.p99_s)
