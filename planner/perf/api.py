@@ -31,13 +31,18 @@ from numpy.typing import NDArray
 class Parallelism:
     """Layout of one replica: tensor, pipeline and expert parallel degrees.
 
-    GPUs per replica = ``tp * pp`` (expert parallelism reuses the same GPUs: ``ep`` must divide
-    ``tp * pp``... for attention-DP + EP layouts ``dp_attn`` replicas of attention share the experts).
+    GPUs per replica = ``tp * pp`` (expert parallelism reuses the same GPUs: ``ep`` must divide ``tp``).
+    With ``dp_attention`` the ``tp`` GPUs run attention data-parallel instead (each GPU holds the whole
+    attention and the KV of its own sequences) and share the experts by EP (``ep == tp``), as SGLang's
+    DP attention and vLLM's data-parallel + expert-parallel deployments serve DeepSeek-V3: for MLA, whose
+    one latent KV head TP can only replicate, it multiplies the KV capacity by ``tp`` and removes the
+    attention all-reduces, at the cost of every GPU reading the whole attention weights each step.
     """
 
     tp: int = 1
     pp: int = 1
     ep: int = 1
+    dp_attention: bool = False
 
     @property
     def gpus(self) -> int:

@@ -357,7 +357,7 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
         if mode == ROWS_ALL:
             rows = T * prm[b + OP_ROW_SCALE]
         elif mode == ROWS_LAST:
-            rows = last_rows
+            rows = last_rows * prm[b + OP_ROW_SCALE]
         else:
             ph = prm[b + OP_P_HIT]
             frac = 1.0 - (1.0 - ph) ** T

@@ -32,12 +32,13 @@ CANDIDATE_COLUMNS: dict[str, pl.DataType] = {
     "gpu": pl.String(), "tp": pl.Int64(), "pp": pl.Int64(), "ep": pl.Int64(),
 }
 """Required columns of a candidate table; optional: ``weight_dtype``, ``kv_dtype`` (str, default bf16),
-``sm_clock_mhz`` (float, null = the GPU's maximum)."""
+``sm_clock_mhz`` (float, null = the GPU's maximum), ``dp_attention`` (bool, default False)."""
 
 
 def enumerate_layouts(model: ModelSpec, gpus: Iterable[str], *, max_gpus: int = 8,
                       dtypes: Sequence[str] = ("bf16",)) -> pl.DataFrame:
-    """Every power-of-two TP x PP (x EP for MoE) layout up to ``max_gpus`` GPUs per replica.
+    """Every power-of-two TP x PP (x EP for MoE) layout up to ``max_gpus`` GPUs per replica; for MoE
+    models also DP attention over each single-stage layout whose experts span all its GPUs (ep == tp).
 
     >>> from planner.catalog import load_catalog
     >>> cat = load_catalog()
@@ -53,9 +54,13 @@ def enumerate_layouts(model: ModelSpec, gpus: Iterable[str], *, max_gpus: int = 
                     continue
                 eps = [e for e in pows if e <= tp] if model.moe is not None else [1]
                 for ep in eps:
-                    for dt in dtypes:
-                        rows.append({"gpu": g, "tp": tp, "pp": pp, "ep": ep, "weight_dtype": dt})
-    return pl.DataFrame(rows, schema={**CANDIDATE_COLUMNS, "weight_dtype": pl.String()})
+                    dpa = (False, True) if model.moe is not None and ep == tp >= 2 and pp == 1 else (False,)
+                    for dp_attention in dpa:
+                        for dt in dtypes:
+                            rows.append({"gpu": g, "tp": tp, "pp": pp, "ep": ep, "weight_dtype": dt,
+                                         "dp_attention": dp_attention})
+    return pl.DataFrame(rows, schema={**CANDIDATE_COLUMNS, "weight_dtype": pl.String(),
+                                      "dp_attention": pl.Boolean()})
 
 
 def evaluate_layouts(
@@ -120,7 +125,8 @@ def evaluate_layouts(
     out = np.zeros(kn.OUT_SIZE)
     for i in range(n):
         gname = str(cols["gpu"][i])
-        par = Parallelism(tp=int(cols["tp"][i]), pp=int(cols["pp"][i]), ep=int(cols["ep"][i]))
+        par = Parallelism(tp=int(cols["tp"][i]), pp=int(cols["pp"][i]), ep=int(cols["ep"][i]),
+                          dp_attention=bool(cols["dp_attention"][i]) if "dp_attention" in cols else False)
         gpus_n[i] = par.gpus
         try:
             gpu = catalog.gpu(gname)

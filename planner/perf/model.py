@@ -77,6 +77,8 @@ class _Layout:
     hq: float
     hkv: float
     kv_values: float
+    dp: int = 1
+    """GPUs that run attention data-parallel (1: attention is tensor-parallel)."""
 
 
 def _check_layout(model: ModelSpec, gpu: GPUSpec, par: Parallelism) -> _Layout:
@@ -103,6 +105,10 @@ def _check_layout(model: ModelSpec, gpu: GPUSpec, par: Parallelism) -> _Layout:
         if tp % ep:
             raise InputError(f"{where}: ep={ep} must divide tp={tp} (experts are spread over the TP GPUs "
                              "of a stage, each sliced tp/ep ways)", field="ep", expected=f"a divisor of {tp}")
+    if par.dp_attention and (model.moe is None or ep != tp or pp != 1 or tp < 2):
+        raise InputError(f"{where}: DP attention needs a MoE model with ep == tp >= 2 and pp == 1 (the "
+                         "GPUs share the experts)", field="dp_attention",
+                         expected="an MoE layout with ep == tp")
     if model.moe is not None and tp // ep > 1:
         ffn = model.moe.expert_ffn_size
         if ffn % (tp // ep):
@@ -111,46 +117,55 @@ def _check_layout(model: ModelSpec, gpu: GPUSpec, par: Parallelism) -> _Layout:
     stage_layers = math.ceil(model.num_layers / pp)
     n_moe = 0 if model.moe is None else model.num_layers - model.moe.first_dense_layers
     moe_layers = min(stage_layers, n_moe)
+    # per GPU per token of the replica's batch: with DP attention a GPU runs all heads for 1/dp of the
+    # tokens, which costs what 1/dp of the heads for all of them costs (hq, hkv below)
     hq = model.num_heads / tp
+    dp = tp if par.dp_attention else 1
     if model.mla is not None:
-        hkv = 1.0
+        hkv = 1.0 / dp
         kv_values = float(model.mla.kv_lora_rank + model.mla.qk_rope_head_dim)  # replicated over TP
     else:
-        hkv = max(1.0, model.num_kv_heads / tp)
-        kv_values = 2.0 * hkv * model.head_dim
+        hkv = model.num_kv_heads / tp if par.dp_attention else max(1.0, model.num_kv_heads / tp)
+        kv_values = 2.0 * (model.num_kv_heads if par.dp_attention else hkv) * model.head_dim
     return _Layout(stage_layers=stage_layers, moe_layers=moe_layers, dense_layers=stage_layers - moe_layers,
-                   hq=hq, hkv=hkv, kv_values=kv_values)
+                   hq=hq, hkv=hkv, kv_values=kv_values, dp=dp)
 
 
 def _gemm_ops(model: ModelSpec, par: Parallelism, lay: _Layout, *, wb: float,
               imbalance: float) -> list[list[float]]:
     """GEMM table rows ``[family, N, K, count, rows_mode, p_hit, row_scale, wbytes, launches]``."""
     h = model.hidden_size
-    tp = par.tp
+    # with DP attention the attention, dense MLPs, shared experts, router and LM head run whole on each
+    # GPU over its 1/dp of the tokens (rows scaled by 1/dp, weights not split); experts stay EP
+    dp = lay.dp
+    tp = 1 if dp > 1 else par.tp
+    rows = 1.0 / dp
+    hq = model.num_heads / tp
     L = float(lay.stage_layers)
     ops: list[list[float]] = []
 
     def op(fam: int, n: float, k: float, count: float, *, mode: float = kn.ROWS_ALL, p_hit: float = 0.0,
-           scale: float = 1.0, w: float = wb, launches: float | None = None) -> None:
+           scale: float = rows, w: float = wb, launches: float | None = None) -> None:
         if count > 0 and n > 0 and k > 0:
             ops.append([float(fam), float(n), float(k), float(count), mode, p_hit, scale, w,
                         float(count if launches is None else launches)])
 
     if model.mla is None:
         d = model.head_dim
-        op(kn.F_QKV_PROJ, (lay.hq + 2 * lay.hkv) * d, h, L)
-        op(kn.F_O_PROJ, h, lay.hq * d, L)
+        hkv = model.num_kv_heads if dp > 1 else lay.hkv
+        op(kn.F_QKV_PROJ, (hq + 2 * hkv) * d, h, L)
+        op(kn.F_O_PROJ, h, hq * d, L)
     else:
         m = model.mla
         qk = m.qk_nope_head_dim + m.qk_rope_head_dim
         if m.q_lora_rank:
             op(kn.F_QKV_PROJ, m.q_lora_rank, h, L)
-            op(kn.F_QKV_PROJ, lay.hq * qk, m.q_lora_rank, L)
+            op(kn.F_QKV_PROJ, hq * qk, m.q_lora_rank, L)
         else:
-            op(kn.F_QKV_PROJ, lay.hq * qk, h, L)
+            op(kn.F_QKV_PROJ, hq * qk, h, L)
         op(kn.F_QKV_PROJ, m.kv_lora_rank + m.qk_rope_head_dim, h, L)
-        op(kn.F_QKV_PROJ, lay.hq * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, L)
-        op(kn.F_O_PROJ, h, lay.hq * m.v_head_dim, L)
+        op(kn.F_QKV_PROJ, hq * (m.qk_nope_head_dim + m.v_head_dim), m.kv_lora_rank, L)
+        op(kn.F_O_PROJ, h, hq * m.v_head_dim, L)
     mats = 2 if model.gated_mlp else 1  # gate+up fused into one GEMM
     if lay.dense_layers:
         ffn = model.ffn_size if model.moe is None else model.moe.dense_ffn_size
@@ -158,7 +173,7 @@ def _gemm_ops(model: ModelSpec, par: Parallelism, lay: _Layout, *, wb: float,
         op(kn.F_MLP, h, ffn / tp, lay.dense_layers)
     if model.moe is not None and lay.moe_layers:
         e = model.moe
-        slice_ = tp // par.ep
+        slice_ = par.tp // par.ep
         fe = e.expert_ffn_size / slice_
         per_gpu = e.num_experts / par.ep
         p_hit = e.experts_per_token / e.num_experts
@@ -166,7 +181,7 @@ def _gemm_ops(model: ModelSpec, par: Parallelism, lay: _Layout, *, wb: float,
         op(kn.F_EXPERTS, mats * fe, h, lay.moe_layers * per_gpu, mode=kn.ROWS_EXPERT, p_hit=p_hit,
            scale=imbalance, launches=lay.moe_layers)
         op(kn.F_EXPERTS, h, fe, lay.moe_layers * per_gpu, mode=kn.ROWS_EXPERT, p_hit=p_hit,
-           scale=imbalance, launches=lay.moe_layers)
+           scale=imbalance, launches=lay.moe_layers)  # rows: every token of the replica routed here
         if e.num_shared_experts:
             fs = e.num_shared_experts * e.expert_ffn_size / tp
             op(kn.F_SHARED_EXPERTS, mats * fs, h, lay.moe_layers)
@@ -180,11 +195,13 @@ def _gemm_ops(model: ModelSpec, par: Parallelism, lay: _Layout, *, wb: float,
 def _memory(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, *, wb: float, kvb: float,
             mem_fraction: float, max_batch_tokens: int) -> MemoryBreakdown:
     h = model.hidden_size
-    tp, ep = par.tp, par.ep
+    ep = par.ep
+    tp = 1 if lay.dp > 1 else par.tp  # DP attention: attention, dense MLPs, shared experts and LM head whole
     # attention weights of one layer on one GPU
     if model.mla is None:
         d = model.head_dim
-        attn = h * (lay.hq + 2 * lay.hkv) * d + lay.hq * d * h
+        hq, hkv = model.num_heads / tp, (model.num_kv_heads if lay.dp > 1 else lay.hkv)
+        attn = h * (hq + 2 * hkv) * d + hq * d * h
     else:
         m = model.mla
         qk = m.qk_nope_head_dim + m.qk_rope_head_dim
@@ -198,7 +215,7 @@ def _memory(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, *, w
         linear += lay.dense_layers * model.mlp_params(ffn) / tp
     if model.moe is not None and lay.moe_layers:
         e = model.moe
-        experts = e.num_experts / ep * model.mlp_params(e.expert_ffn_size) / (tp // ep)
+        experts = e.num_experts / ep * model.mlp_params(e.expert_ffn_size) / max(par.tp // ep, 1)
         shared = e.num_shared_experts * model.mlp_params(e.expert_ffn_size) / tp
         linear += lay.moe_layers * (experts + shared)
     small = lay.stage_layers * (2 * h + (h * model.moe.num_experts if model.moe and lay.moe_layers else 0))
@@ -215,7 +232,8 @@ def _memory(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, *, w
     usable = mem_fraction * gpu.memory_bytes
     reserve = FRAMEWORK_RESERVE_GB * 1e9
     free = usable - weights - acts - reserve
-    cap = int(max(free, 0.0) // kv_per_token)
+    # each GPU holds the KV of its own sequences under DP attention: the replica holds dp times as many
+    cap = int(max(free, 0.0) // kv_per_token) * lay.dp
     return MemoryBreakdown(usable=usable, weights=weights, activations=acts, reserve=reserve,
                            kv_bytes_per_token=kv_per_token, kv_capacity_tokens=cap)
 
@@ -257,7 +275,7 @@ def _params(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, cal:
     prm[kn.H_DEC_UNIT_FRAC], prm[kn.H_DEC_Q], prm[kn.H_DEC_LHALF] = (
         a.decode_unit_frac, a.decode_q, a.decode_l_half)
     # decode work units per sequence: KV heads on this GPU (MLA: the one shared latent)
-    prm[kn.H_DEC_UNITS_PER_SEQ] = 1.0 if model.mla is not None else lay.hkv
+    prm[kn.H_DEC_UNITS_PER_SEQ] = 1.0 / lay.dp if model.mla is not None else lay.hkv
     if model.mla is None:
         d = model.head_dim
         prm[kn.H_PF_FLOPS_PER_PAIR] = 4.0 * lay.hq * d
@@ -271,7 +289,7 @@ def _params(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, cal:
         prm[kn.H_PF_BYTES_PER_TOKEN] = lay.hq * (qk + m.v_head_dim) * kn.ACT_BYTES
         prm[kn.H_PF_KV_BYTES_PER_TOKEN] = lay.hq * (qk + m.v_head_dim) * kn.ACT_BYTES  # up-projected k, v
         prm[kn.H_DEC_FLOPS_PER_KV] = 2.0 * lay.hq * (2 * m.kv_lora_rank + m.qk_rope_head_dim)
-    prm[kn.H_DEC_BYTES_PER_KV] = lay.kv_values * kvb
+    prm[kn.H_DEC_BYTES_PER_KV] = lay.kv_values * kvb / lay.dp  # a GPU reads its own sequences' KV
     # elementwise bytes per token over the stage: 2 rmsnorm (r+w h), 2 residual adds (2r+w h),
     # RoPE on q and k (r+w), SiLU*mul (read 2f, write f); embedding gather and final norm
     q_rope = lay.hq * (model.head_dim if model.mla is None else model.mla.qk_rope_head_dim)
@@ -302,7 +320,8 @@ def _params(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, cal:
     # communication
     slice_ = par.tp // par.ep
     moe_allreduce = lay.moe_layers if slice_ > 1 else 0
-    prm[kn.H_AR_CALLS] = lay.stage_layers + lay.dense_layers + moe_allreduce
+    # DP attention: nothing is tensor-parallel, so no all-reduce (the experts' all-to-all remains)
+    prm[kn.H_AR_CALLS] = 0 if lay.dp > 1 else lay.stage_layers + lay.dense_layers + moe_allreduce
     prm[kn.H_TP] = par.tp
     prm[kn.H_AR_BYTES_PER_TOKEN] = h * kn.ACT_BYTES
     in_node = par.gpus <= gpu.gpus_per_node

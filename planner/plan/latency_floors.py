@@ -83,8 +83,8 @@ def latency_floors(trace: RequestTrace, model: ModelSpec, gpus: Sequence[GPUSpec
     if not scored.height:
         return ()
     by_name = {g.name: g for g in gpus}
-    layouts = scored.select("gpu", "tp", "pp", "ep", "weight_dtype", "kv_dtype", "max_batched_tokens",
-                            "role").unique().sort(pl.all())
+    layouts = scored.select("gpu", "tp", "pp", "ep", "dp_attention", "weight_dtype", "kv_dtype",
+                            "max_batched_tokens", "role").unique().sort(pl.all())
     inp = trace.df["input_tokens"].cast(pl.Float64).to_numpy()
     out1 = np.maximum(trace.df["output_tokens"].cast(pl.Float64).to_numpy() - 1.0, 0.0)
     n = inp.size
@@ -97,17 +97,18 @@ def latency_floors(trace: RequestTrace, model: ModelSpec, gpus: Sequence[GPUSpec
     e2e = np.full(n, np.inf)
     e2e_by = np.full(n, "", dtype=object)
     cache: dict[tuple[object, ...], RooflinePerf] = {}
-    for gpu, tp, pp, ep, wd, kd, tok, role in layouts.iter_rows():
+    for gpu, tp, pp, ep, dpa, wd, kd, tok, role in layouts.iter_rows():
         if gpu not in by_name:
             continue
-        key = (gpu, tp, pp, ep, wd, kd, tok)
+        key = (gpu, tp, pp, ep, dpa, wd, kd, tok)
         if key not in cache:
             _prof, cal, spec = engine_perf_inputs(engine, by_name[gpu])
-            cache[key] = build_replica_perf(model, spec, Parallelism(tp=tp, pp=pp, ep=ep), calibration=cal,
-                                            max_batch_tokens=tok, expert_imbalance=expert_imbalance,
-                                            weight_dtype=wd, kv_dtype=kd)
+            cache[key] = build_replica_perf(model, spec, Parallelism(tp=tp, pp=pp, ep=ep, dp_attention=dpa),
+                                            calibration=cal, max_batch_tokens=tok,
+                                            expert_imbalance=expert_imbalance, weight_dtype=wd, kv_dtype=kd)
         perf = cache[key]
-        label = f"{gpu} tp{tp}" + (f" pp{pp}" if pp > 1 else "") + (f" {wd}" if wd != "bf16" else "")
+        label = (f"{gpu} tp{tp}" + (f" pp{pp}" if pp > 1 else "") + (" dp-attention" if dpa else "")
+                 + (f" {wd}" if wd != "bf16" else ""))
         pre = lone_prefill_s(perf, inp, float(tok)) if role != "decode" else np.zeros(n)
         step = float(np.asarray(perf.step_time_s(0.0, 0.0, 1.0, float(np.mean(inp + out1 / 2.0)))))
         if role != "decode":

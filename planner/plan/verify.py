@@ -84,11 +84,16 @@ class ReplayOut:
     tpot_s: FloatArray
 
 
+def _layout(c: Config) -> Parallelism:
+    """A configuration's parallel layout."""
+    return Parallelism(tp=c.tp, pp=c.pp, ep=c.ep, dp_attention=c.dp_attention)
+
+
 def _replica(task: ReplayTask, c: Config, replicas: int,
              spec: GPUSpec) -> tuple[RooflinePerf, SimConfig, GPUSpec]:
     """One configuration's replica model and pool settings, as the task's engine runs it."""
     prof, cal, gpu = engine_perf_inputs(task.engine, spec)
-    perf = build_replica_perf(task.model, gpu, Parallelism(tp=c.tp, pp=c.pp, ep=c.ep), calibration=cal,
+    perf = build_replica_perf(task.model, gpu, _layout(c), calibration=cal,
                               max_batch_tokens=c.max_batched_tokens, expert_imbalance=task.expert_imbalance,
                               weight_dtype=c.weight_dtype, kv_dtype=c.kv_dtype)
     engine = EngineConfig(max_batched_tokens=max(c.max_batched_tokens, c.max_num_seqs),
@@ -513,7 +518,7 @@ def predicted_attainment(model: ModelSpec, gpu: GPUSpec, c: Config, rate_rps: fl
 def _perf_of(model: ModelSpec, gpu: GPUSpec, c: Config, expert_imbalance: float = 1.0,
              engine: str = DEFAULT_ENGINE) -> RooflinePerf:
     _prof, cal, gpu = engine_perf_inputs(engine, gpu)
-    return build_replica_perf(model, gpu, Parallelism(tp=c.tp, pp=c.pp, ep=c.ep), calibration=cal,
+    return build_replica_perf(model, gpu, _layout(c), calibration=cal,
                               max_batch_tokens=c.max_batched_tokens, expert_imbalance=expert_imbalance,
                               weight_dtype=c.weight_dtype, kv_dtype=c.kv_dtype)
 

@@ -230,6 +230,9 @@ class Config:
     kv_dtype: str = "bf16"
     start_s: float = 0.0
     slo_class: str = ""
+    dp_attention: bool = False
+    """Its ``tp`` GPUs run attention data-parallel and share the experts (:class:`planner.perf.api.
+    Parallelism`)."""
 
     @property
     def price_per_hour(self) -> float:

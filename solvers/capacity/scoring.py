@@ -426,21 +426,26 @@ SCORE_SCHEMA: dict[str, pl.DataType] = {
     "usd_per_million_requests": pl.Float64(), "power_w": pl.Float64(), "pred_attainment": pl.Float64(),
     "pred_ttft_p99_s": pl.Float64(), "pred_tpot_p99_s": pl.Float64(), "concurrency": pl.Float64(),
     "step_s": pl.Float64(), "weight_dtype": pl.String(), "kv_dtype": pl.String(),
+    "dp_attention": pl.Boolean(),
 }
 """One row per candidate (the long table the CP-SAT model takes its variables from)."""
 
 
 def config_key(gpu: str, tp: int, pp: int, ep: int, seqs: int, tokens: int, role: Role,
-               precision: Precision = BF16) -> str:
-    """The candidate's unique name (its precision named unless bf16 weights and KV).
+               precision: Precision = BF16, *, dp_attention: bool = False) -> str:
+    """The candidate's unique name (its precision named unless bf16 weights and KV; ``dpa`` for DP
+    attention).
 
     >>> config_key("H100-SXM", 2, 1, 1, 256, 8192, Role.AGGREGATED)
     'H100-SXM tp2 pp1 ep1 seqs256 tok8192 aggregated'
     >>> config_key("H200-SXM", 4, 1, 1, 64, 8192, Role.DECODE, Precision("fp8", "fp8"))
     'H200-SXM tp4 pp1 ep1 fp8+kv8 seqs64 tok8192 decode'
+    >>> config_key("H200-SXM", 8, 1, 8, 256, 8192, Role.DECODE, dp_attention=True)
+    'H200-SXM tp8 pp1 ep8 dpa seqs256 tok8192 decode'
     """
     prec = "" if precision == BF16 else f" {precision.label}"
-    return f"{gpu} tp{tp} pp{pp} ep{ep}{prec} seqs{seqs} tok{tokens} {role.value}"
+    dpa = " dpa" if dp_attention else ""
+    return f"{gpu} tp{tp} pp{pp} ep{ep}{dpa}{prec} seqs{seqs} tok{tokens} {role.value}"
 
 
 def score_gpu(model: ModelSpec, gpu: GPUSpec, mix: LengthMix, options: ScoringOptions) -> pl.DataFrame:
@@ -453,9 +458,10 @@ def score_gpu(model: ModelSpec, gpu: GPUSpec, mix: LengthMix, options: ScoringOp
     _prof, cal, gpu = engine_perf_inputs(options.engine, gpu)
     rows: list[dict[str, object]] = []
     slo = options.slo
-    for prec, tp, pp, ep in ((p, *lay) for p in options.precisions for lay in zip(
-            layouts["tp"].to_list(), layouts["pp"].to_list(), layouts["ep"].to_list(), strict=True)):
-        par = Parallelism(tp=int(tp), pp=int(pp), ep=int(ep))
+    for prec, tp, pp, ep, dpa in ((p, *lay) for p in options.precisions for lay in zip(
+            layouts["tp"].to_list(), layouts["pp"].to_list(), layouts["ep"].to_list(),
+            layouts["dp_attention"].to_list(), strict=True)):
+        par = Parallelism(tp=int(tp), pp=int(pp), ep=int(ep), dp_attention=bool(dpa))
         for role in options.roles:
             seqs_opts = options.max_num_seqs if role is not Role.PREFILL else (max(options.max_num_seqs),)
             tok_opts = options.max_batched_tokens if role is not Role.DECODE else (
@@ -487,13 +493,14 @@ def _score_row(perf: ReplicaPerf | None, reason: str, gpu: GPUSpec, par: Paralle
                tokens: int, mix: LengthMix, slo: SLO, options: ScoringOptions,
                steady: SteadyState | None, prec: Precision = BF16) -> dict[str, object]:
     row: dict[str, object] = {
-        "key": config_key(gpu.name, par.tp, par.pp, par.ep, seqs, tokens, role, prec), "gpu": gpu.name,
+        "key": config_key(gpu.name, par.tp, par.pp, par.ep, seqs, tokens, role, prec,
+                          dp_attention=par.dp_attention), "gpu": gpu.name,
         "tp": par.tp, "pp": par.pp, "ep": par.ep, "role": role.value, "max_num_seqs": seqs,
         "max_batched_tokens": tokens, "gpus": par.gpus, "feasible": False, "reason": reason,
         "kv_capacity_tokens": 0, "goodput_rps": 0.0, "price_per_gpu_hour": gpu.price_per_hour,
         "cost_per_hour": par.gpus * gpu.price_per_hour, "usd_per_million_requests": None, "power_w": None,
         "pred_attainment": None, "pred_ttft_p99_s": None, "pred_tpot_p99_s": None, "concurrency": None,
-        "step_s": None, "weight_dtype": prec.weights, "kv_dtype": prec.kv,
+        "step_s": None, "weight_dtype": prec.weights, "kv_dtype": prec.kv, "dp_attention": par.dp_attention,
     }
     if perf is None:
         return row
@@ -563,5 +570,6 @@ def select_configs(scored: pl.DataFrame, *, per_group: int = 8) -> tuple[Config,
                               tp=int(r["tp"]), pp=int(r["pp"]), ep=int(r["ep"]),  # type: ignore[call-overload]
                               max_num_seqs=int(r["max_num_seqs"]),  # type: ignore[call-overload]
                               max_batched_tokens=int(r["max_batched_tokens"]),  # type: ignore[call-overload]
-                              weight_dtype=str(r["weight_dtype"]), kv_dtype=str(r["kv_dtype"])))
+                              weight_dtype=str(r["weight_dtype"]), kv_dtype=str(r["kv_dtype"]),
+                              dp_attention=bool(r.get("dp_attention", False))))
     return tuple(out)

@@ -71,7 +71,7 @@ def ep_layout(gpus: int) -> Parallelism:
     attention data-parallelism is not modelled).
 
     >>> ep_layout(32)
-    Parallelism(tp=32, pp=1, ep=32)
+    Parallelism(tp=32, pp=1, ep=32, dp_attention=False)
     """
     if gpus < 1:
         raise InputError(f"{gpus} GPUs", field="gpus", expected="a positive integer")
