@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from planner.autoscale.hpa import MetricSource, PolicyType, VllmMetric
-from planner.autoscale.keda import KEDAParams, PromQuery
+from planner.autoscale.keda import KEDAParams, PromQuery, Trigger
 from planner.autoscale.manifests import load_policy
 from planner.cli.main import main
 from tests.deploy import crd_schemas
@@ -27,7 +27,7 @@ def test_the_example_scaledobject_is_valid_keda_and_reads_as_written() -> None:
     m = load_policy(KEDA)
     assert m.name == "keda:vllm-chat-queue" and isinstance(m.params, KEDAParams)
     p = m.params
-    assert p.query is PromQuery.SUM_IN_SYSTEM and p.threshold == 48.0 and p.polling_interval_s == 15.0
+    assert p.triggers == (Trigger(PromQuery.SUM_IN_SYSTEM, 48.0),) and p.polling_interval_s == 15.0
     assert (p.min_replica_count, p.max_replica_count, p.cooldown_period_s) == (1, 32, 300.0)
     assert p.scale_down.stabilization_window_s == 600.0
     assert p.scale_down.policies[0].type is PolicyType.PERCENT and p.scale_down.policies[0].value == 50
@@ -53,7 +53,7 @@ def test_what_the_replay_cannot_reproduce_is_refused_by_field(tmp_path: Path) ->
                    "spec: {maxReplicas: 4, metrics: [{type: Resource, resource: {name: cpu}}]}\n")
     with pytest.raises(InputError, match=r"spec\.metrics\[0\]\.type"):
         load_policy(cpu)
-    with pytest.raises(InputError, match="no ScaledObject or HorizontalPodAutoscaler"):
+    with pytest.raises(InputError, match="no ScaledObject, HorizontalPodAutoscaler or Dynamo"):
         load_policy(REPO / "deploy/kubernetes/hpa/kustomization.yaml")
 
 
