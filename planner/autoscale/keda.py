@@ -134,8 +134,8 @@ TRIGGER_FIELDS: tuple[str, ...] = ("query", "threshold", "activation_threshold")
 
 
 def one_trigger_shorthand(raw: dict[str, object]) -> dict[str, object]:
-    """Parameters written with one trigger's fields at the top (``{threshold: 20}``, as ``pools.yaml`` had them
-    before ScaledObjects took several triggers) turned into ``triggers: [...]``; anything else as it is.
+    """Parameters written with one trigger's fields at the top (``{threshold: 20}``, as ``pools.yaml`` had
+    them before ScaledObjects took several triggers) turned into ``triggers: [...]``; anything else as it is.
 
     >>> one_trigger_shorthand({"threshold": 20, "polling_interval_s": 15})
     {'polling_interval_s': 15, 'triggers': [{'threshold': 20}]}

@@ -106,9 +106,9 @@ def autoscale_compare_cmd(
     policies: Annotated[str, typer.Option(help="comma-separated policies")] = DEFAULT_POLICY_LIST,
     policy_from: Annotated[list[Path] | None, typer.Option(
         "--policy-from", help="also replay your own controller: a KEDA ScaledObject (vLLM or llm-d EPP "
-        "queries) or autoscaling/v2 HPA manifest (its thresholds, windows and rate limits exactly), or a Dynamo "
-        "planner config (PlannerConfig YAML/JSON: interval, TTFT/ITL, predictor, GPU budget); repeatable; rows "
-        "keda:NAME / hpa:NAME / dynamo:NAME")] = None,
+        "queries) or autoscaling/v2 HPA manifest (its thresholds, windows and rate limits exactly), or a "
+        "Dynamo planner config (PlannerConfig YAML/JSON: interval, TTFT/ITL, predictor, GPU budget); "
+        "repeatable; rows keda:NAME / hpa:NAME / dynamo:NAME")] = None,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms")] = 2000.0,
     slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms")] = 100.0,
     cold_start: Annotated[ColdStartShape, typer.Option(
@@ -150,8 +150,9 @@ def autoscale_compare_cmd(
                             "(windows where every client reports nothing) as no traffic instead of "
                             "filling them")] = False,
     match: Annotated[bool, typer.Option(
-        "--match-attainment", help="also re-run HPA, KEDA, llm-d's KEDA and Ray Serve (those in --policies) "
-        "with more generous targets until they reach the MPC's attainment (rows named policy@scale)")] = False,
+        "--match-attainment", help="also re-run HPA, KEDA, llm-d's KEDA and Ray Serve (those in "
+        "--policies) with more generous targets until they reach the MPC's attainment (rows named "
+        "policy@scale)")] = False,
     match_refine: Annotated[int, typer.Option(
         "--match-refine", min=0, max=8, help="bisection steps between the last target that fell short of the "
         "MPC's attainment and the first that reached it (the cheapest matching target; 0: the grid's)")] = 2,
