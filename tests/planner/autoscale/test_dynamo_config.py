@@ -22,7 +22,8 @@ def test_the_example_reads_with_its_settings_and_says_what_is_not_replayed() -> 
     p = m.params
     assert (p.adjustment_interval_s, p.ttft_sla_s, p.itl_sla_s) == (60.0, 1.0, 0.05)
     assert (p.predictor, p.max_gpu_budget, p.min_endpoint, p.profile) == (Predictor.ARIMA, 16, 1, None)
-    assert m.notes == "not replayed: mode disagg (replayed on aggregated replicas: prefill and decode GPUs add up)"
+    assert m.notes == ("not replayed: mode disagg (replayed on aggregated replicas: prefill and decode GPUs "
+                       "add up)")
     with pytest.raises(InputError, match="profile"):
         m.policy()
 
@@ -34,17 +35,19 @@ def test_json_and_a_dgdr_wrapper_read_the_same_and_unknown_fields_are_one_line(t
     j = tmp_path / "planner.json"
     j.write_text(json.dumps(cfg))
     d = tmp_path / "dgdr.yaml"
-    d.write_text("apiVersion: nvidia.com/v1alpha1\nkind: DynamoGraphDeploymentRequest\nmetadata: {name: chat}\n"
-                 "spec:\n  features:\n    planner: " + json.dumps(cfg) + "\n")
+    d.write_text("apiVersion: nvidia.com/v1alpha1\nkind: DynamoGraphDeploymentRequest\n"
+                 "metadata: {name: chat}\nspec:\n  features:\n    planner: " + json.dumps(cfg) + "\n")
     a, b = load_policy(j), load_policy(d)
-    assert (a.name, b.name) == ("dynamo:planner", "dynamo:chat") and a.params == b.params and a.notes == b.notes
+    assert (a.name, b.name) == ("dynamo:planner", "dynamo:chat")
+    assert a.params == b.params and a.notes == b.notes
     p = a.params
     assert isinstance(p, DynamoParams)
     assert (p.adjustment_interval_s, p.ttft_sla_s, p.itl_sla_s, p.predictor, p.log1p) == (
         30.0, 0.3, 0.02, Predictor.ARIMA, True)
     assert "\n" not in a.notes
-    assert "enable_load_scaling (load-based scaling above the throughput floor: load_scaling_down_sensitivity)" \
-        in a.notes and "load_predictor kalman (replayed with arima)" in a.notes
+    assert ("enable_load_scaling (load-based scaling above the throughput floor: "
+            "load_scaling_down_sensitivity)") in a.notes
+    assert "load_predictor kalman (replayed with arima)" in a.notes
     assert a.notes.endswith("unknown to PlannerConfig (ignored, as Dynamo does): gpu_magic, turbo")
     assert "namespace" not in a.notes  # placing the planner changes nothing in a replay
 

@@ -13,8 +13,8 @@ from planner.contracts.scaling import ScalingContext
 DET = UtilizationDetector()
 
 
-def c(t: float, running: tuple[int, ...], waiting: tuple[int, ...], kv: tuple[float, ...], state: object | None,
-      *, replicas: int | None = None, ready: tuple[bool, ...] = (), scraped: tuple[bool, ...] = (),
+def c(t: float, running: tuple[int, ...], waiting: tuple[int, ...], kv: tuple[float, ...],
+      state: object | None, *, replicas: int | None = None, ready: tuple[bool, ...] = (), scraped: tuple[bool, ...] = (),
       gateway: int = 0) -> ScalingContext:
     return ScalingContext(now_s=t, replicas=len(running) if replicas is None else replicas, running=running,
                           waiting=waiting, kv_cache_usage_perc=kv, state=state, ready=ready, scraped=scraped,
@@ -51,8 +51,8 @@ def test_running_counts_what_the_replicas_hold_and_the_queue_what_the_gateway_ho
 
 
 def test_the_hpa_races_the_triggers_and_takes_the_larger() -> None:
-    p = KEDAParams(triggers=(Trigger(PromQuery.EPP_POOL_SATURATION, 0.7), Trigger(PromQuery.EPP_REQUEST_RUNNING,
-                                                                                  16.0)),
+    p = KEDAParams(triggers=(Trigger(PromQuery.EPP_POOL_SATURATION, 0.7),
+                             Trigger(PromQuery.EPP_REQUEST_RUNNING, 16.0)),
                    min_replica_count=1, max_replica_count=20)
     # saturation 2.0 at 1 replica: ceil(2.0 / 0.7) = 3; running 20: ceil(20 / 16) = 2 -> 3
     d = keda(c(0.0, (10,), (10,), (0.2,), None), params=p)

@@ -94,7 +94,8 @@ def test_the_epp_scaledobject_is_valid_keda_and_reads_as_llm_d_publishes_it() ->
     m = load_policy(EPP)
     assert m.name == "keda:chat-8b-epp-saturation" and isinstance(m.params, KEDAParams) and m.notes == ""
     p = m.params
-    assert p.triggers == (Trigger(PromQuery.EPP_POOL_SATURATION, 0.7), Trigger(PromQuery.EPP_REQUEST_RUNNING, 16.0))
+    assert p.triggers == (Trigger(PromQuery.EPP_POOL_SATURATION, 0.7),
+                          Trigger(PromQuery.EPP_REQUEST_RUNNING, 16.0))
     assert (p.polling_interval_s, p.min_replica_count, p.max_replica_count) == (15.0, 1, 10)
     assert p.scale_up.stabilization_window_s == p.scale_down.stabilization_window_s == 300.0
     # the same ScaledObject as the comparison's llm-d-keda row with llm-d's running threshold
@@ -112,13 +113,14 @@ def test_the_epp_scaledobject_is_valid_keda_and_reads_as_llm_d_publishes_it() ->
      "sum(llm_d_epp_request_running)', threshold: '1'}}]", r"spec\.triggers\[0\]\.metadata\.query"),
     ("triggers: [{type: prometheus, metadata: {query: 'sum(llm_d_epp_request_running)', threshold: '0'}}]",
      r"spec\.triggers\[0\]\.metadata\.threshold"),
-    ("advanced: {scalingModifiers: {formula: 'a + b', target: '1'}}\n  triggers: [{type: prometheus, metadata: "
-     "{query: 'sum(llm_d_epp_request_running)', threshold: '1'}}]", r"spec\.advanced\.scalingModifiers"),
+    ("advanced: {scalingModifiers: {formula: 'a + b', target: '1'}}\n  triggers: [{type: prometheus, "
+     "metadata: {query: 'sum(llm_d_epp_request_running)', threshold: '1'}}]", r"spec\.advanced\.scalingModifiers"),
 ])
 def test_epp_scaledobjects_the_replay_cannot_reproduce_are_refused_by_field(tmp_path: Path, edit: str,
                                                                           field: str) -> None:
     f = tmp_path / "so.yaml"
-    f.write_text(f"apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: x}}\nspec:\n  {edit}\n")
+    f.write_text(f"apiVersion: keda.sh/v1alpha1\nkind: ScaledObject\nmetadata: {{name: x}}\nspec:\n"
+                 f"  {edit}\n")
     with pytest.raises(InputError, match=field):
         load_policy(f)
 
@@ -133,7 +135,8 @@ def test_legacy_inference_extension_names_read_as_the_epp_series(tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_autoscale_compare_replays_llm_d_keda_and_the_new_examples(capsys: pytest.CaptureFixture[str]) -> None:
+def test_autoscale_compare_replays_llm_d_keda_and_the_new_examples(
+        capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["autoscale-compare", "--duration-s", "900", "--rate-factor", "6", "--policies", "llm-d-keda",
                  "--policy-from", str(EPP), "--policy-from", str(DYNAMO), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
