@@ -14,8 +14,8 @@ DET = UtilizationDetector()
 
 
 def c(t: float, running: tuple[int, ...], waiting: tuple[int, ...], kv: tuple[float, ...],
-      state: object | None, *, replicas: int | None = None, ready: tuple[bool, ...] = (), scraped: tuple[bool, ...] = (),
-      gateway: int = 0) -> ScalingContext:
+      state: object | None, *, replicas: int | None = None, ready: tuple[bool, ...] = (),
+      scraped: tuple[bool, ...] = (), gateway: int = 0) -> ScalingContext:
     return ScalingContext(now_s=t, replicas=len(running) if replicas is None else replicas, running=running,
                           waiting=waiting, kv_cache_usage_perc=kv, state=state, ready=ready, scraped=scraped,
                           pending_at_router=gateway)

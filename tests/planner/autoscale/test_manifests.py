@@ -114,7 +114,8 @@ def test_the_epp_scaledobject_is_valid_keda_and_reads_as_llm_d_publishes_it() ->
     ("triggers: [{type: prometheus, metadata: {query: 'sum(llm_d_epp_request_running)', threshold: '0'}}]",
      r"spec\.triggers\[0\]\.metadata\.threshold"),
     ("advanced: {scalingModifiers: {formula: 'a + b', target: '1'}}\n  triggers: [{type: prometheus, "
-     "metadata: {query: 'sum(llm_d_epp_request_running)', threshold: '1'}}]", r"spec\.advanced\.scalingModifiers"),
+     "metadata: {query: 'sum(llm_d_epp_request_running)', threshold: '1'}}]",
+     r"spec\.advanced\.scalingModifiers"),
 ])
 def test_epp_scaledobjects_the_replay_cannot_reproduce_are_refused_by_field(tmp_path: Path, edit: str,
                                                                           field: str) -> None:
