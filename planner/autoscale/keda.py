@@ -29,12 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from planner.autoscale.epp import (
-    UtilizationDetector,
-    flow_control_queue_size,
-    pool_saturation,
-    request_running,
-)
+from planner.autoscale.epp import EndpointPicker, gauges
 from planner.autoscale.hpa import (
     DEFAULT_SCALE_DOWN,
     DEFAULT_SCALE_UP,
@@ -97,8 +92,8 @@ class KEDAParams:
         min_replica_count, max_replica_count: ``minReplicaCount`` / ``maxReplicaCount``.
         hpa_sync_period_s: the HPA controller's sync period.
         scale_up, scale_down: ``advanced.horizontalPodAutoscalerConfig.behavior``.
-        detector: how the endpoint picker scores saturation (for ``epp_pool_saturation`` triggers; its
-            thresholds are the EPP's configuration, not the ScaledObject's).
+        epp: the endpoint picker's settings its gauges depend on (for ``epp_*`` triggers; flow control and
+            the saturation detector's thresholds are the EPP's configuration, not the ScaledObject's).
     """
 
     triggers: tuple[Trigger, ...] = (Trigger(),)
@@ -110,7 +105,7 @@ class KEDAParams:
     hpa_sync_period_s: float = 15.0
     scale_up: ScalingRules = DEFAULT_SCALE_UP
     scale_down: ScalingRules = DEFAULT_SCALE_DOWN
-    detector: UtilizationDetector = field(default_factory=UtilizationDetector)
+    epp: EndpointPicker = field(default_factory=EndpointPicker)
 
     def __post_init__(self) -> None:
         if not self.triggers:
@@ -155,15 +150,14 @@ class KEDAState:
     last_active_s: float | None = None
 
 
-def query_value(ctx: ScalingContext, query: PromQuery,
-                detector: UtilizationDetector | None = None) -> float:
+def query_value(ctx: ScalingContext, query: PromQuery, epp: EndpointPicker | None = None) -> float:
     """The trigger query's value on this tick."""
     if query is PromQuery.EPP_POOL_SATURATION:
-        return pool_saturation(ctx, detector or UtilizationDetector())
+        return gauges(ctx, epp or EndpointPicker()).pool_saturation
     if query is PromQuery.EPP_REQUEST_RUNNING:
-        return request_running(ctx)
+        return gauges(ctx, epp or EndpointPicker()).request_running
     if query is PromQuery.EPP_QUEUE_SIZE:
-        return flow_control_queue_size(ctx)
+        return gauges(ctx, epp or EndpointPicker()).queue_size
     total = sum(
         (ctx.running[i] + ctx.waiting[i]) if query is PromQuery.SUM_IN_SYSTEM else ctx.waiting[i]
         for i in range(len(ctx.running)) if is_scraped(ctx, i)
@@ -173,7 +167,7 @@ def query_value(ctx: ScalingContext, query: PromQuery,
 
 def is_active(ctx: ScalingContext, params: KEDAParams) -> bool:
     """Whether any trigger's value is above its activation threshold."""
-    return any(query_value(ctx, t.query, params.detector) > t.activation_threshold for t in params.triggers)
+    return any(query_value(ctx, t.query, params.epp) > t.activation_threshold for t in params.triggers)
 
 
 def activation_step(ctx: ScalingContext, state: KEDAState, params: KEDAParams) -> tuple[int, KEDAState]:
@@ -204,7 +198,7 @@ def trigger_results(ctx: ScalingContext, params: KEDAParams) -> tuple[MetricResu
     running-requests trigger, and the HPA takes the larger).
     """
     return tuple(
-        external_metric_replicas(query_value(ctx, t.query, params.detector), target_average=t.threshold,
+        external_metric_replicas(query_value(ctx, t.query, params.epp), target_average=t.threshold,
                                  current=ctx.replicas, up=params.scale_up, down=params.scale_down)
         for t in params.triggers)
 

@@ -13,8 +13,8 @@ settings:
 * HPA behavior: scale up and down by up to 100 % per 15 s, each behind a 300 s stabilization window (the
   guide's "startup-time mitigation": a still-loading replica must not read as fresh demand).
 
-The mechanics are KEDA's (:func:`planner.autoscale.keda.keda`); the saturation is computed from the pool as
-the EPP's utilization detector does (:mod:`planner.autoscale.epp`). The same function runs in the replay and
+The mechanics are KEDA's (:func:`planner.autoscale.keda.keda`); the gauges are computed from the pool as the
+EPP computes them, flow control on (:mod:`planner.autoscale.epp`). The same function runs in the replay and
 in the live autoscaler (``policy: llm-d-keda`` in ``pools.yaml``).
 
 >>> from planner.contracts.scaling import ScalingContext
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from planner.autoscale.epp import UtilizationDetector
+from planner.autoscale.epp import EndpointPicker
 from planner.autoscale.hpa import PolicyType, RatePolicy, ScalingRules
 from planner.autoscale.keda import KEDAParams, KEDAState, PromQuery, Trigger, keda
 from planner.contracts.scaling import ScalingContext, ScalingDecision
@@ -51,7 +51,7 @@ class LlmdKEDAParams:
         polling_interval_s, cooldown_period_s: ``pollingInterval`` / ``cooldownPeriod``.
         min_replica_count, max_replica_count: ``minReplicaCount`` / ``maxReplicaCount``.
         scale_up, scale_down: the HPA behavior.
-        detector: the EPP's saturation detector (its ``queueDepthThreshold`` / ``kvCacheUtilThreshold``).
+        epp: the EPP's flow control (on, as the guide requires) and saturation-detector thresholds.
     """
 
     saturation_threshold: float = 0.7
@@ -62,7 +62,7 @@ class LlmdKEDAParams:
     max_replica_count: int = 10
     scale_up: ScalingRules = LLM_D_SCALE_UP
     scale_down: ScalingRules = LLM_D_SCALE_DOWN
-    detector: UtilizationDetector = field(default_factory=UtilizationDetector)
+    epp: EndpointPicker = field(default_factory=EndpointPicker)
 
     def keda_params(self) -> KEDAParams:
         """The ScaledObject as :func:`~planner.autoscale.keda.keda` runs it."""
@@ -71,7 +71,7 @@ class LlmdKEDAParams:
                       Trigger(PromQuery.EPP_REQUEST_RUNNING, self.running_threshold)),
             polling_interval_s=self.polling_interval_s, cooldown_period_s=self.cooldown_period_s,
             min_replica_count=self.min_replica_count, max_replica_count=self.max_replica_count,
-            scale_up=self.scale_up, scale_down=self.scale_down, detector=self.detector)
+            scale_up=self.scale_up, scale_down=self.scale_down, epp=self.epp)
 
 
 def llm_d_keda(ctx: ScalingContext, *, params: LlmdKEDAParams | None = None) -> ScalingDecision[KEDAState]:

@@ -12,8 +12,9 @@ Prometheus, a query over series the simulator does not expose, a metric type oth
 
 A ScaledObject's queries may read vLLM's gauges or llm-d's endpoint-picker gauges
 (``llm_d_epp_flow_control_pool_saturation``, ``llm_d_epp_request_running``,
-``llm_d_epp_flow_control_queue_size``: :mod:`planner.autoscale.epp`); the EPP's saturation detector keeps its
-defaults (queue depth 5, KV use 0.8), as the ScaledObject does not carry them.
+``llm_d_epp_flow_control_queue_size``: :mod:`planner.autoscale.epp`); the EPP keeps the settings llm-d's
+guide gives it (flow control on, the saturation detector's queue depth 5 and KV use 0.8), as the ScaledObject
+does not carry them.
 """
 
 from __future__ import annotations
