@@ -43,7 +43,6 @@ from planner.contracts.scaling import ScalingContext, is_ready, is_scraped
 POOL_SATURATION = "llm_d_epp_flow_control_pool_saturation"
 REQUEST_RUNNING = "llm_d_epp_request_running"
 QUEUE_SIZE = "llm_d_epp_flow_control_queue_size"
-READY_ENDPOINTS = "llm_d_epp_ready_endpoints"
 
 LEGACY_NAMES: dict[str, str] = {
     "inference_extension_flow_control_pool_saturation": POOL_SATURATION,
