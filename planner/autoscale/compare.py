@@ -7,6 +7,9 @@ Every policy gets the same facts about a replica, derived once from the perf mod
   (vLLM's queue metrics are the usual HPA/KEDA signal for LLMs); Ray Serve's ``target_ongoing_requests`` is
   the same number; all keep their published defaults otherwise (HPA behavior, KEDA 30 s polling and
   300 s cooldown, Ray 30 s / 600 s delays);
+* llm-d's KEDA + EPP policy keeps its published ScaledObject (pool-saturation threshold 0.7, 15 s polling,
+  300 s stabilization both ways) with the same number as its running-requests threshold (llm-d's own
+  16 is "tuned per deployment");
 * Dynamo's SLA planner gets a profile built from the same perf model and the SLO as its TTFT/ITL SLA;
 * WVA uses its published saturation thresholds (no profile needed);
 * ours (MPC) gets the capacity table, the cold start's ``lead_quantile`` as its lead time.
@@ -29,7 +32,8 @@ from planner.autoscale.closed_loop import LoopConfig, LoopResult, run_policy, st
 from planner.autoscale.dynamo import DynamoParams, DynamoProfile, Predictor, dynamo_sla
 from planner.autoscale.hindsight import hindsight, hindsight_params, need_gpu_hours, need_series
 from planner.autoscale.hpa import HPAParams, MetricTarget, VllmMetric, hpa
-from planner.autoscale.keda import KEDAParams, keda
+from planner.autoscale.keda import KEDAParams, Trigger, keda
+from planner.autoscale.llm_d import LlmdKEDAParams, llm_d_keda
 from planner.autoscale.names import DEFAULT_POLICIES, PolicyName
 from planner.autoscale.ray_serve import RayServeParams, ray_serve
 from planner.autoscale.wva import WVAParams, wva
@@ -156,7 +160,8 @@ def build_policies(names: Sequence[PolicyName], *, perf: ReplicaPerf, cap: Repli
     """Each named policy bound to parameters derived from the same replica facts.
 
     ``target_scale`` multiplies the per-replica target of the target-tracking baselines (HPA, KEDA,
-    Ray Serve): below 1 it is the more generous target an operator sets to buy attainment.
+    llm-d's KEDA running-requests trigger, Ray Serve): below 1 it is the more generous target an operator
+    sets to buy attainment.
     """
     target = max(1.0, cap.concurrency) * target_scale
     lo, hi = config.min_replicas, config.max_replicas
@@ -167,8 +172,11 @@ def build_policies(names: Sequence[PolicyName], *, perf: ReplicaPerf, cap: Repli
             fn = functools.partial(hpa, params=HPAParams(
                 metrics=(MetricTarget(VllmMetric.IN_SYSTEM, target),), min_replicas=lo, max_replicas=hi))
         elif name is PolicyName.KEDA:
-            fn = functools.partial(keda, params=KEDAParams(threshold=target, min_replica_count=lo,
-                                                           max_replica_count=hi))
+            fn = functools.partial(keda, params=KEDAParams(triggers=(Trigger(threshold=target),),
+                                                           min_replica_count=lo, max_replica_count=hi))
+        elif name is PolicyName.LLM_D_KEDA:
+            fn = functools.partial(llm_d_keda, params=LlmdKEDAParams(
+                running_threshold=target, min_replica_count=lo, max_replica_count=hi))
         elif name is PolicyName.RAY_SERVE:
             fn = functools.partial(ray_serve, params=RayServeParams(target_ongoing_requests=target,
                                                                     min_replicas=lo, max_replicas=hi))
@@ -332,7 +340,8 @@ GENEROUS_SCALES: tuple[float, ...] = (0.8, 0.6, 0.45, 0.33, 0.25, 0.18, 0.12, 0.
 
 def match_attainment(trace: RequestTrace, perf: ReplicaPerf, comparison: Comparison, *,
                      config: CompareConfig | None = None, reference: str = PolicyName.MPC.value,
-                     policies: Sequence[PolicyName] = (PolicyName.HPA, PolicyName.KEDA, PolicyName.RAY_SERVE),
+                     policies: Sequence[PolicyName] = (PolicyName.HPA, PolicyName.KEDA, PolicyName.LLM_D_KEDA,
+                                                       PolicyName.RAY_SERVE),
                      scales: Sequence[float] = GENEROUS_SCALES, refine: int = 2) -> dict[str, LoopResult]:
     """Re-run target-tracking baselines with ever more generous targets until they reach ``reference``'s
     attainment: the honest comparison when every baseline at its default target attains less.

@@ -6,7 +6,8 @@ carries vLLM's metric names (``running``, ``waiting``, ``kv_cache_usage_perc``, 
 counters) and the policy's own typed state (each policy has its own frozen state type).
 
 The policies, each in its module: ``target-tracking`` (here), ``hpa`` (:mod:`planner.autoscale.hpa`),
-``keda`` (:mod:`planner.autoscale.keda`), ``ray-serve`` (:mod:`planner.autoscale.ray_serve`),
+``keda`` (:mod:`planner.autoscale.keda`), ``llm-d-keda``
+(:mod:`planner.autoscale.llm_d`), ``ray-serve`` (:mod:`planner.autoscale.ray_serve`),
 ``dynamo-sla`` (:mod:`planner.autoscale.dynamo`), ``wva`` (:mod:`planner.autoscale.wva`) and ``mpc``, the
 forecast-driven model-predictive controller (:mod:`solvers.scaling.policy`). :data:`POLICIES` holds them
 with default parameters; tuned ones are bound with ``functools.partial(fn, params=...)``.
@@ -25,6 +26,7 @@ from dataclasses import dataclass
 from planner.autoscale.dynamo import dynamo_sla
 from planner.autoscale.hpa import hpa
 from planner.autoscale.keda import keda
+from planner.autoscale.llm_d import llm_d_keda
 from planner.autoscale.names import PolicyName
 from planner.autoscale.ray_serve import ray_serve
 from planner.autoscale.wva import wva
@@ -94,6 +96,7 @@ POLICIES: dict[PolicyName, PolicyFn] = {
     PolicyName.TARGET_TRACKING: target_tracking,
     PolicyName.HPA: hpa,
     PolicyName.KEDA: keda,
+    PolicyName.LLM_D_KEDA: llm_d_keda,
     PolicyName.RAY_SERVE: ray_serve,
     PolicyName.DYNAMO_SLA: dynamo_sla,
     PolicyName.WVA: wva,

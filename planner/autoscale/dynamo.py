@@ -106,6 +106,7 @@ class DynamoParams:
         window: points each predictor keeps (50).
         min_endpoint: replicas at least (1).
         max_gpu_budget: GPUs at most (8 by default; set to the cluster's).
+        log1p: predict on ``log1p`` of the observations and map back (``load_predictor_log1p``).
     """
 
     profile: DynamoProfile | None = None
@@ -116,6 +117,7 @@ class DynamoParams:
     window: int = 50
     min_endpoint: int = 1
     max_gpu_budget: int = 8
+    log1p: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,10 +186,17 @@ def correction_factors(obs: Observation, profile: DynamoProfile) -> tuple[float,
     return (p if math.isfinite(p) and p > 0 else 1.0), (d if math.isfinite(d) and d > 0 else 1.0)
 
 
-def predict(buffer: tuple[float, ...], predictor: Predictor) -> float:
-    """Next value: the last one (constant) or auto-ARIMA (constant until 5 points)."""
+def predict(buffer: tuple[float, ...], predictor: Predictor, *, log1p: bool = False) -> float:
+    """Next value: the last one (constant) or auto-ARIMA (constant until 5 points); with ``log1p`` the
+    predictor sees ``log1p`` of the values and its forecast is mapped back with ``expm1``.
+
+    >>> predict((3.0, 4.0), Predictor.ARIMA), predict((3.0, 4.0), Predictor.CONSTANT, log1p=True)
+    (4.0, 4.0)
+    """
     if predictor is Predictor.CONSTANT or len(buffer) < 5:
         return buffer[-1]
+    if log1p:
+        return max(0.0, math.expm1(arima_forecast(tuple(math.log1p(max(x, 0.0)) for x in buffer))))
     return max(0.0, arima_forecast(buffer))
 
 
@@ -225,6 +234,7 @@ def dynamo_sla(ctx: ScalingContext, *, params: DynamoParams | None = None) -> Sc
     st = replace(st, num_req=((*st.num_req, float(obs.num_req)))[-w:], isl=((*st.isl, obs.isl))[-w:],
                  osl=((*st.osl, obs.osl))[-w:])
     p_corr, d_corr = correction_factors(obs, p.profile)
-    nxt = (predict(st.num_req, p.predictor), predict(st.isl, p.predictor), predict(st.osl, p.predictor))
+    nxt = (predict(st.num_req, p.predictor, log1p=p.log1p), predict(st.isl, p.predictor, log1p=p.log1p),
+           predict(st.osl, p.predictor, log1p=p.log1p))
     pg, dg = size_pools(nxt[0], max(nxt[1], 1.0), max(nxt[2], 1.0), p_corr, d_corr, p, p.profile)
     return ScalingDecision(replicas_for(pg, dg, p, p.profile), replace(st, prefill_gpus=pg, decode_gpus=dg))

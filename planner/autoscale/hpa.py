@@ -30,6 +30,7 @@ them; time is the context's ``now_s``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -375,8 +376,14 @@ def sync_due(state: HPAState, now_s: float, period_s: float) -> bool:
     return state.last_sync_s is None or now_s - state.last_sync_s >= period_s - 1e-9
 
 
-def reconcile(ctx: ScalingContext, state: HPAState, params: HPAParams) -> tuple[int, HPAState]:
-    """One ``reconcileAutoscaler`` pass: the new ``spec.replicas`` and the updated controller memory."""
+def reconcile(ctx: ScalingContext, state: HPAState, params: HPAParams, *,
+              results: Callable[[], tuple[MetricResult, ...]] | None = None) -> tuple[int, HPAState]:
+    """One ``reconcileAutoscaler`` pass: the new ``spec.replicas`` and the updated controller memory.
+
+    ``results`` gives the per-metric proposals when the caller evaluates the metrics itself (KEDA serves
+    each trigger's query value as an External metric); by default they come from ``params.metrics``. It
+    is called only when the metrics are consulted (not when ``spec.replicas`` is outside the bounds).
+    """
     current = ctx.replicas
     if current == 0 and params.min_replicas != 0:
         return 0, state  # scaling disabled on a target scaled to zero by hand
@@ -385,8 +392,9 @@ def reconcile(ctx: ScalingContext, state: HPAState, params: HPAParams) -> tuple[
     elif current < params.min_replicas:
         desired = params.min_replicas
     else:
-        results = tuple(metric_result(ctx, m, params) for m in params.metrics)
-        proposal = replicas_for_metrics(results, current)
+        found = (results() if results is not None
+                 else tuple(metric_result(ctx, m, params) for m in params.metrics))
+        proposal = replicas_for_metrics(found, current)
         stabilized, state = stabilize(proposal, current, ctx.now_s, state, params)
         desired = rate_limit(stabilized, current, state, params, ctx.now_s)
     if desired != current:

@@ -18,6 +18,7 @@ class PolicyName(StrEnum):
     TARGET_TRACKING = "target-tracking"
     HPA = "hpa"
     KEDA = "keda"
+    LLM_D_KEDA = "llm-d-keda"
     RAY_SERVE = "ray-serve"
     DYNAMO_SLA = "dynamo-sla"
     WVA = "wva"
@@ -26,14 +27,15 @@ class PolicyName(StrEnum):
 
 LEGACY: dict[PolicyName, str] = {
     PolicyName.WVA: ("llm-d's Workload Variant Autoscaler is deprecated upstream (v0.9.0 its last release; "
-                     "llm-d now scales with KEDA on its endpoint picker's metrics): a legacy baseline"),
+                     "llm-d now scales with KEDA on its endpoint picker's metrics, the llm-d-keda row): a "
+                     "legacy baseline"),
 }
 """Baselines the comparison keeps although their projects moved on, with what to tell the reader."""
 
 
 DEFAULT_POLICIES: tuple[PolicyName, ...] = (
-    PolicyName.HPA, PolicyName.KEDA, PolicyName.RAY_SERVE, PolicyName.DYNAMO_SLA, PolicyName.WVA,
-    PolicyName.MPC,
+    PolicyName.HPA, PolicyName.KEDA, PolicyName.LLM_D_KEDA, PolicyName.RAY_SERVE, PolicyName.DYNAMO_SLA,
+    PolicyName.WVA, PolicyName.MPC,
 )
 """The policies :func:`planner.autoscale.compare.compare_autoscalers` replays unless told otherwise."""
 

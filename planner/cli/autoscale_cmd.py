@@ -105,9 +105,10 @@ def autoscale_compare_cmd(
     tp: Annotated[int, typer.Option(help="tensor-parallel degree per replica")] = 1,
     policies: Annotated[str, typer.Option(help="comma-separated policies")] = DEFAULT_POLICY_LIST,
     policy_from: Annotated[list[Path] | None, typer.Option(
-        "--policy-from", help="also replay your own controller: a KEDA ScaledObject or autoscaling/v2 HPA "
-        "manifest (its thresholds, windows and rate limits exactly; repeatable), as rows keda:NAME / "
-        "hpa:NAME")] = None,
+        "--policy-from", help="also replay your own controller: a KEDA ScaledObject (vLLM or llm-d EPP "
+        "queries) or autoscaling/v2 HPA manifest (its thresholds, windows and rate limits exactly), or a "
+        "Dynamo planner config (PlannerConfig YAML/JSON: interval, TTFT/ITL, predictor, GPU budget); "
+        "repeatable; rows keda:NAME / hpa:NAME / dynamo:NAME")] = None,
     slo_ttft_ms: Annotated[float, typer.Option(help="TTFT target, ms")] = 2000.0,
     slo_tpot_ms: Annotated[float, typer.Option(help="TPOT target, ms")] = 100.0,
     cold_start: Annotated[ColdStartShape, typer.Option(
@@ -149,8 +150,9 @@ def autoscale_compare_cmd(
                             "(windows where every client reports nothing) as no traffic instead of "
                             "filling them")] = False,
     match: Annotated[bool, typer.Option(
-        "--match-attainment", help="also re-run HPA, KEDA and Ray Serve (those in --policies) with more "
-        "generous targets until they reach the MPC's attainment (rows named policy@scale)")] = False,
+        "--match-attainment", help="also re-run HPA, KEDA, llm-d's KEDA and Ray Serve (those in "
+        "--policies) with more generous targets until they reach the MPC's attainment (rows named "
+        "policy@scale)")] = False,
     match_refine: Annotated[int, typer.Option(
         "--match-refine", min=0, max=8, help="bisection steps between the last target that fell short of the "
         "MPC's attainment and the first that reached it (the cheapest matching target; 0: the grid's)")] = 2,
@@ -167,7 +169,14 @@ def autoscale_compare_cmd(
     import polars as pl
 
     from planner.autoscale.checkpoint import PolicyCheckpoint, comparison_key
-    from planner.autoscale.compare import CompareConfig, compare_autoscalers, match_attainment, verdict
+    from planner.autoscale.compare import (
+        CompareConfig,
+        compare_autoscalers,
+        dynamo_profile,
+        match_attainment,
+        verdict,
+    )
+    from planner.autoscale.dynamo import DynamoParams
     from planner.autoscale.workloads import WORKLOADS, load_workload
     from planner.catalog import load_catalog
     from planner.perf import Parallelism, build_replica_perf
@@ -247,15 +256,19 @@ def autoscale_compare_cmd(
         if done:
             console.print(f"resuming: {len(done)} policies finished earlier ({', '.join(done)}), "
                           f"from {ckpt.folder}", highlight=False)
+    profile = None
+    if any(isinstance(m.params, DynamoParams) for m in own):  # a Dynamo planner interpolates a profile
+        profile = dynamo_profile(perf, cfg.engine)
     with console.status("replaying...") as status:
         cmp = compare_autoscalers(tr, perf, policies=names, config=cfg, done=done,
                                   on_policy=lambda n: status.update(f"replaying with {n}..."),
                                   on_result=None if ckpt is None else ckpt.save,
-                                  extra={m.name: m.policy() for m in own})
+                                  extra={m.name: m.policy(profile) for m in own})
     if match and PolicyName.MPC in names:
         with console.status("re-running baselines with generous targets..."):
             extra = match_attainment(tr, perf, cmp, config=cfg, policies=[
-                p for p in (PolicyName.HPA, PolicyName.KEDA, PolicyName.RAY_SERVE) if p in names],
+                p for p in (PolicyName.HPA, PolicyName.KEDA, PolicyName.LLM_D_KEDA, PolicyName.RAY_SERVE)
+                if p in names],
                 refine=match_refine)
         cmp = dataclasses.replace(cmp, results={**cmp.results, **extra})
     table = cmp.table().with_columns(cost_usd=pl.col("gpu_hours") * price)
@@ -273,6 +286,7 @@ def autoscale_compare_cmd(
         typer.echo(json.dumps({"engine": prof.engine, "engine_source": prof.describe(),
                                "legacy": {n.value: why for n, why in LEGACY.items()
                                           if n.value in cmp.results},
+                               "policy_notes": {m.name: m.notes for m in own if m.notes},
                                "capacity_rps_per_replica": cmp.capacity.rps,
                                "initial_replicas": cmp.initial_replicas, "policies": table.to_dicts(),
                                "verdict": dataclasses.asdict(judged) if judged else None},
@@ -295,6 +309,9 @@ def autoscale_compare_cmd(
     for name, why in LEGACY.items():
         if name.value in cmp.results:
             console_out.print(f"{name.value}: {why}", highlight=False)
+    for m in own:
+        if m.notes:
+            console_out.print(f"{m.name}: {m.notes}", highlight=False)
     for line in judged.lines() if judged else ():
         console_out.print(line, highlight=False)
     return 0

@@ -25,6 +25,11 @@ Example file::
         engine: sglang           # read SGLang's series (sglang:num_running_reqs, ...); also trtllm
         selector: {model_name: Qwen/Qwen3-32B}
         max_replicas: 8
+      chat-8b:                   # behind llm-d's endpoint picker (deploy/inference-gateway)
+        selector: {namespace: prod, pool: chat-8b}
+        policy: llm-d-keda       # llm-d's KEDA policy: EPP pool saturation (0.7) and running requests
+        params: {running_threshold: 24}
+        pending_query: sum(llm_d_epp_flow_control_queue_size{inference_pool="chat-8b"})
 
 >>> cfg = parse_config({"pools": {"chat": {"selector": {"model_name": "m"}, "max_replicas": 4}}}, source="x")
 >>> cfg.pools[0].name, cfg.pools[0].min_replicas, cfg.pools[0].max_replicas, cfg.pools[0].policy_name
@@ -52,6 +57,7 @@ from pydantic import (
 )
 
 from planner.autoscale.context import POLICIES, PolicyName
+from planner.autoscale.keda import KEDAParams, one_trigger_shorthand
 from planner.contracts.scaling import PolicyFn
 from planner.live.engines import Engine
 from traces.errors import InputError
@@ -201,21 +207,24 @@ def _unknown_keys(cls: type[Any], data: object, path: str) -> str | None:
             return f"{path}.{k}"
         inner = [a for a in (typing.get_args(hints[k]) or (hints[k],))
                  if isinstance(a, type) and dataclasses.is_dataclass(a)]
+        items = list(enumerate(v)) if isinstance(v, list) else [(None, v)]
         for a in inner:
-            bad = _unknown_keys(a, v, f"{path}.{k}")
-            if bad:
-                return bad
+            for i, item in items:
+                bad = _unknown_keys(a, item, f"{path}.{k}" if i is None else f"{path}.{k}[{i}]")
+                if bad:
+                    return bad
     return None
 
 
 def _bind(name: str, p: PoolModel, source: str) -> PolicyFn:
     cls = params_class(p.policy)
     where = f"pools.{name}.params"
-    bad = _unknown_keys(cls, p.params, where)
+    given = one_trigger_shorthand(dict(p.params)) if cls is KEDAParams else dict(p.params)
+    bad = _unknown_keys(cls, given, where)
     if bad:
         raise InputError(f"unknown key for policy {p.policy.value}", path=source, field=bad,
                          expected="one of " + ", ".join(f.name for f in dataclasses.fields(cls)))
-    raw = dict(p.params)
+    raw = dict(given)
     fields = {f.name for f in dataclasses.fields(cls)}
     for lo, hi in (("min_replicas", "max_replicas"), ("min_replica_count", "max_replica_count")):
         if lo in fields and lo not in raw:

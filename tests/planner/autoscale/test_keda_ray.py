@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from planner.autoscale.keda import KEDAParams, KEDAState, keda
+from planner.autoscale.keda import KEDAParams, KEDAState, Trigger, keda
 from planner.autoscale.ray_serve import RayServeParams, desired_replicas, ray_serve
 from planner.contracts.scaling import ScalingContext
 
@@ -16,7 +16,8 @@ def c(t: float, loads: list[int], state: object | None, *, gateway: int = 0,
                           kv_cache_usage_perc=(0.1,) * n, state=state, pending_at_router=gateway, ready=ready)
 
 
-KP = KEDAParams(threshold=10.0, activation_threshold=0.0, min_replica_count=0, max_replica_count=20)
+KP = KEDAParams(triggers=(Trigger(threshold=10.0, activation_threshold=0.0),), min_replica_count=0,
+                max_replica_count=20)
 
 
 def test_keda_activates_from_zero_then_hpa_scales_on_the_external_metric() -> None:
@@ -45,7 +46,7 @@ def test_keda_scales_to_zero_only_after_the_cooldown() -> None:
 
 
 def test_keda_min_replica_count_lifts() -> None:
-    p = KEDAParams(threshold=10.0, min_replica_count=2, max_replica_count=5)
+    p = KEDAParams(triggers=(Trigger(threshold=10.0),), min_replica_count=2, max_replica_count=5)
     assert keda(c(0.0, [], None), params=p).desired_replicas == 2
 
 

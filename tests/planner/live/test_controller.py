@@ -241,3 +241,17 @@ def test_replica_health_flags_the_pod_whose_inter_token_latency_is_an_outlier_an
     assert 'fleetwise_replica_slow{pod="p1",pool="chat"} 1.0' in text
     assert 'fleetwise_replica_slow{pod="p0",pool="chat"} 0.0' in text
     assert 'fleetwise_replica_inter_token_latency_seconds{pod="p1",pool="chat"} 0.06' in text
+
+
+def test_an_llm_d_pool_scales_on_the_epp_saturation_the_live_read_implies() -> None:
+    """``policy: llm-d-keda`` binds llm-d's ScaledObject with the pool's bounds; the live read's waiting and
+    KV gauges give the EPP's saturation (here, flow control off, 12 / 5 = 2.4 on one replica:
+    ceil(2.4 / 0.7) = 4 beats the running trigger's ceil(20 / 16) = 2)."""
+    pool = _pool(policy="llm-d-keda", params={"epp": {"flow_control": False}}, min_replicas=1,
+                 max_replicas=6, max_step_up=8)
+    st, d = step(PoolState(), _read(0.0, (8.0,), waiting=12.0, kv=0.5), 0.0, pool=pool, stale_after_s=STALE)
+    assert (d.policy_desired, d.desired) == (2, 2)  # +100 % per 15 s from 1 replica
+    st, d = step(st, _read(15.0, (8.0, 8.0), waiting=12.0, kv=0.5), 15.0, pool=pool, stale_after_s=STALE)
+    assert d.policy_desired == 4
+    with pytest.raises(InputError, match=r"pools\.chat\.params\.triggers\[0\]\.bogus"):
+        _pool(policy="keda", params={"triggers": [{"threshold": 4, "bogus": 1}]})
