@@ -51,7 +51,8 @@ def test_every_policy_runs_and_reports(shared_traces: Path) -> None:
     assert set(table["policy"].to_list()) >= {p.value for p in (PolicyName.HPA, PolicyName.KEDA,
                                                                 PolicyName.RAY_SERVE, PolicyName.DYNAMO_SLA,
                                                                 PolicyName.WVA, PolicyName.MPC)}
-    assert table.height == 7  # plus the static reference
+    assert PolicyName.LLM_D_KEDA.value in table["policy"].to_list()
+    assert table.height == 8  # plus the static reference
     for row in table.iter_rows(named=True):
         assert row["requests"] == tr.num_requests
         assert 0.0 <= row["attainment"] <= 1.0
