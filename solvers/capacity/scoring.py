@@ -522,6 +522,35 @@ def config_key(gpu: str, tp: int, pp: int, ep: int, seqs: int, tokens: int, role
     return f"{gpu} tp{tp} pp{pp} ep{ep}{prec} seqs{seqs} tok{tokens} {role.value}"
 
 
+def batch_caps(role: Role, options: ScoringOptions) -> tuple[tuple[int, tuple[int, ...]], ...]:
+    """The engine batch caps a role's candidates try: ``(max_batched_tokens, (max_num_seqs, ...))`` pairs.
+
+    A prefill replica runs no decode batch (the largest sequence cap only), a decode replica no prompt
+    chunks (a token budget just large enough for its batch); a budget below the sequence cap is skipped.
+
+    >>> batch_caps(Role.DECODE, ScoringOptions(max_num_seqs=(64, 256), max_batched_tokens=(2048, 8192)))
+    ((2048, (64, 256)),)
+    """
+    seqs_opts = options.max_num_seqs if role is not Role.PREFILL else (max(options.max_num_seqs),)
+    tok_opts = options.max_batched_tokens if role is not Role.DECODE else (
+        max(*options.max_num_seqs, min(options.max_batched_tokens)),)
+    return tuple((int(tokens), tuple(int(s) for s in seqs_opts if role is Role.PREFILL or tokens >= s))
+                 for tokens in tok_opts)
+
+
+def candidate_count(model: ModelSpec, gpus: Sequence[GPUSpec], options: ScoringOptions) -> int:
+    """Rows :func:`score_candidates` will score (the size of the work, known before any of it runs).
+
+    >>> from planner.catalog import load_catalog
+    >>> cat = load_catalog()
+    >>> candidate_count(cat.model("Llama-3.1-8B"), [cat.gpu("H100-SXM")], ScoringOptions()) > 100
+    True
+    """
+    per_layout = sum(len(seqs) for role in options.roles for _tokens, seqs in batch_caps(role, options))
+    layouts = sum(enumerate_layouts(model, [g.name], max_gpus=min(options.max_gpus, 64)).height for g in gpus)
+    return layouts * len(options.precisions) * per_layout
+
+
 def score_gpu(model: ModelSpec, gpu: GPUSpec, mix: LengthMix, options: ScoringOptions) -> pl.DataFrame:
     """Every candidate on one GPU type, scored (one Ray task's worth of work).
 
@@ -536,11 +565,8 @@ def score_gpu(model: ModelSpec, gpu: GPUSpec, mix: LengthMix, options: ScoringOp
             layouts["tp"].to_list(), layouts["pp"].to_list(), layouts["ep"].to_list(), strict=True)):
         par = Parallelism(tp=int(tp), pp=int(pp), ep=int(ep))
         for role in options.roles:
-            seqs_opts = options.max_num_seqs if role is not Role.PREFILL else (max(options.max_num_seqs),)
-            tok_opts = options.max_batched_tokens if role is not Role.DECODE else (
-                max(*options.max_num_seqs, min(options.max_batched_tokens)),)
             steady: SteadyState | None = None
-            for tokens in tok_opts:
+            for tokens, seqs_opts in batch_caps(role, options):
                 perf = None
                 reason = ""
                 try:
@@ -555,8 +581,6 @@ def score_gpu(model: ModelSpec, gpu: GPUSpec, mix: LengthMix, options: ScoringOp
                                      max_batched_tokens=max(options.max_batched_tokens))
                     steady = steady_state(perf, role, mix, grid)
                 for seqs in seqs_opts:
-                    if role is not Role.PREFILL and tokens < seqs:
-                        continue
                     rows.append(_score_row(perf, reason, gpu, par, role, int(seqs), int(tokens), mix, slo,
                                            options, steady, prec))
     return pl.DataFrame(rows, schema=SCORE_SCHEMA)
