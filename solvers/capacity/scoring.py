@@ -72,9 +72,11 @@ Why a bound: the mean step is ``τ* = g(τ*)``, so a 1 % rise in the rate raises
 every latency by ``r / (1 - r)`` %: 9 % at 0.9, 13 % at 0.93, 19 % at 0.95, without limit at saturation.
 The estimate is a mean-value model of a window's busiest minute, and traffic inside that minute still
 fluctuates; a replica planned closer to saturation misses its SLO in replay on a burst the model cannot
-see. The value is measured (``fleetwise bench plan``: with it every case's presented plan passes its own
-replay and the default case replays >= 0.99); it replaces the limit the old 150-step plain iteration set by
-accident (rates whose iteration had not settled counted as unstable: about ``r`` > 0.94)."""
+see. The value is measured with ``fleetwise bench plan``: every case plans the same GPUs and passes its
+own replay at any bound from 0.90 to 0.96 (the default case replays at 0.9926); at 0.97 the default case's
+plan drops a replica-window and replays at 0.988, under its 0.99 target. 0.93 keeps a margin below that. It
+replaces the limit the old 150-step plain iteration set by accident (rates whose iteration had not settled
+counted as unstable: ``r`` above about 0.94)."""
 
 _TINY_STEP_S = 1e-12
 """A step time below any engine's (a picosecond): where :func:`steady_state` starts, below every fixed
@@ -298,8 +300,19 @@ def steady_state(perf: ReplicaPerf, role: Role, mix: LengthMix, rates: FloatArra
     eps = 0.25 * rtol
     lo = np.full(busy.size, _TINY_STEP_S)  # below every step: any load reads the weights
     g_lo = g(lo, busy)
-    hi = np.full(busy.size, np.inf)
+    hi = np.full(busy.size, np.inf)  # no upper bound seen yet
     g_hi = np.full(busy.size, np.inf)
+    weight = np.ones(busy.size)  # Illinois: the upper end's weight, halved while it stays
+    stride = np.ones(busy.size)  # steps of plain iteration taken at once while g climbs faster than τ
+
+    def absorb(live: NDArray[np.intp], x: FloatArray, gx: FloatArray) -> None:
+        """Narrow the ends with points ``x`` of the live rates: ``g(x) <= x`` lowers ``hi``, a point below
+        ``hi`` with ``g(x) > x`` raises ``lo``."""
+        up = (gx <= x) & (x < hi[live])
+        hi[live], g_hi[live] = np.where(up, x, hi[live]), np.where(up, gx, g_hi[live])
+        down = (gx > x) & (x > lo[live]) & (x < hi[live])
+        lo[live], g_lo[live] = np.where(down, x, lo[live]), np.where(down, gx, g_lo[live])
+
     for _ in range(_MAX_ROUNDS):
         live = np.flatnonzero((np.isinf(hi) | (hi - lo > rtol * hi)) & (lo < tau_cap))
         if not live.size:
@@ -307,28 +320,24 @@ def steady_state(perf: ReplicaPerf, role: Role, mix: LengthMix, rates: FloatArra
         at = busy[live]
         x0, y0 = lo[live], g_lo[live]
         y1 = g(y0, at)
+        kept = hi[live]
+        absorb(live, y0, y1)  # a plain step from below stays below
+        # the next trial point: Aitken's extrapolation of x0 -> y0 -> y1 until an upper end is known (where
+        # g climbs faster than τ, no fixed point is near: a stride of plain steps, doubled each round), then
+        # Illinois false position between the ends
         s = (y1 - y0) / (y0 - x0)
-        ceiling = np.minimum(hi[live], tau_cap[live])
-        est = np.where((s > 0.0) & (s < 1.0), x0 + (y0 - x0) / (1.0 - s), y1)
-        est = np.minimum(np.maximum(est, y0), ceiling)
-        probes = np.concatenate([est * (1.0 - eps), est * (1.0 + eps)])
-        g_probes = g(probes, np.concatenate([at, at]))
-        # (point, g(point)) pairs: y0 and the two probes
-        xs = np.stack([y0, probes[:live.size], probes[live.size:]])
-        gs = np.stack([y1, g_probes[:live.size], g_probes[live.size:]])
-        above = gs <= xs  # certified upper bounds
-        h_new = np.where(above, xs, np.inf).min(axis=0)
-        new_hi = np.minimum(hi[live], h_new)
-        pick_hi = np.where(h_new < hi[live], np.argmin(np.where(above, xs, np.inf), axis=0), -1)
-        g_hi[live] = np.where(pick_hi >= 0, gs[np.maximum(pick_hi, 0), np.arange(live.size)], g_hi[live])
-        hi[live] = new_hi
-        below = ~above & (xs < new_hi)
-        l_new = np.where(below, xs, -np.inf)
-        k = np.argmax(l_new, axis=0)
-        best = l_new[k, np.arange(live.size)]
-        raise_lo = best > lo[live]
-        lo[live] = np.where(raise_lo, best, lo[live])
-        g_lo[live] = np.where(raise_lo, gs[k, np.arange(live.size)], g_lo[live])
+        contracts = (s > 0.0) & (s < 1.0)
+        stride[live] = np.where(contracts, 1.0, 2.0 * stride[live])
+        aitken = np.where(contracts, x0 + (y0 - x0) / (1.0 - s), y0 + stride[live] * (y1 - y0))
+        a, b = lo[live], hi[live]
+        with np.errstate(invalid="ignore"):
+            fa, fb = g_lo[live] - a, (g_hi[live] - b) * weight[live]
+            secant = a - fa * (b - a) / (fb - fa)
+        est = np.clip(np.where(np.isinf(b), aitken, secant), a, np.minimum(b, tau_cap[live]))
+        # probes just below and above: once the estimate is within rtol/4 they close the bracket
+        for side in (1.0 - eps, 1.0 + eps):
+            absorb(live, est * side, g(est * side, at))
+        weight[live] = np.where(hi[live] == kept, 0.5 * weight[live], 1.0)
     settled = (hi - lo <= rtol * hi) & (hi <= tau_cap)
     tau = zeros.copy()
     tau[busy] = np.where(settled, hi, np.minimum(lo, tau_cap))
