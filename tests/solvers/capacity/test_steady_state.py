@@ -69,7 +69,8 @@ def perf_of(model: str, gpu: str, tp: int, engine: str) -> ReplicaPerf:
     return PERFS[key]
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(model=st.sampled_from(["Llama-3.1-8B", "Qwen3-32B"]),
        gpu=st.sampled_from(["H100-SXM", "A100-80GB-SXM"]), tp=st.sampled_from([1, 2, 4]),
        engine=st.sampled_from(["vllm", "bare"]),
