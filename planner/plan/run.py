@@ -40,8 +40,11 @@ SCORE_S_PER_CANDIDATE = 0.004
 4.5 s on one core of the 2-core machine, after the exact fixed point)."""
 
 REPLAY_S_PER_REQUEST = 5e-5
-"""In-process seconds to replay one request of a verification (measured: 3 x 19,902 requests of the bundled
-hour, the plan and two alternatives, in 1.1 s with the cached event loop, rounded up for larger fleets)."""
+"""In-process seconds to replay one request of a verification's first round (measured: 3 x 19,902 requests
+of the bundled hour, the plan and two alternatives, in 1.1 s with the cached event loop, rounded up for
+larger fleets). The estimate leaves out further rounds, which the first replay decides: ``fleet-day`` on
+Llama-3.1-70B is estimated at 16 s and replays 70 s in 3 rounds; on 2 cores the rule keeps it in-process,
+which measured 87 s against 97 s on a local Ray, and from 3 cores it goes to Ray."""
 
 
 @dataclass(frozen=True)
