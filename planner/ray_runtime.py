@@ -89,6 +89,14 @@ def _route_ray_notices_to_stderr() -> None:
         sys.stdout = RayNoticesToStderr(sys.stdout)  # type: ignore[assignment]
 
 
+class RayMode(StrEnum):
+    """``--ray``: whether a command's sweeps run on Ray (``auto``: as the command judges its work)."""
+
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
 class AddressKind(StrEnum):
     """How a driver reaches Ray."""
 

@@ -19,6 +19,7 @@ from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.cli.verbs import summary
 from planner.perf.engine_profile import DEFAULT_ENGINE
+from planner.ray_runtime import RayMode
 from solvers.capacity.problem import Disaggregation, PowerBasis, SolveParams
 from traces.errors import InputError
 from traces.json_safe import json_safe
@@ -296,6 +297,10 @@ def register(app: typer.Typer) -> None:
                                      "(RAY_ADDRESS or the cluster started on this machine), local; default: "
                                      "RAY_ADDRESS if set, else a local Ray")
         ] = None,
+        ray: Annotated[RayMode, typer.Option(
+            help="run the scoring and replay sweeps on Ray: auto (when a cluster is named, or when the "
+                 "plan's estimated work saves more than a local Ray's start of about 8 s; small plans run "
+                 "in-process), on, off")] = RayMode.AUTO,
         as_json: Annotated[bool, typer.Option("--json", help="print the result as JSON")] = False,
         out: Annotated[Path | None, typer.Option(
             help="also write the result as JSON to this new file (written even when no plan is feasible)")]
@@ -372,11 +377,12 @@ def register(app: typer.Typer) -> None:
         from traces.default import load_trace_arg
 
         tr = load_trace_arg(trace, format=fmt, start_s=start_s, duration_s=duration_s)
-        from planner.plan.run import plan_on_ray
+        from planner.plan.run import plan_work, run_plan, use_ray
 
         console = table_console(stderr=as_json)
-        with console.status("scoring candidates, solving, replaying on Ray..."):
-            report = plan_on_ray(tr, request, address=ray_address)
+        where = "on Ray" if use_ray(plan_work(tr, request), mode=ray, address=ray_address) else "in-process"
+        with console.status(f"scoring candidates, solving, replaying {where}..."):
+            report = run_plan(tr, request, mode=ray, address=ray_address)
         if out is not None:
             write_text_atomic(out, json.dumps(report_json(report, spec.name), indent=2) + "\n")
         if as_json:
