@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from planner.cli.layout_option import DPAttentionOpt
 from planner.cli.verbs import summary
 from traces.errors import InputError
 
@@ -36,6 +37,7 @@ def perf(
     tp: Annotated[int, typer.Option(help="tensor-parallel degree")] = 1,
     pp: Annotated[int, typer.Option(help="pipeline-parallel degree")] = 1,
     ep: Annotated[int, typer.Option(help="expert-parallel degree (MoE; divides tp)")] = 1,
+    dp_attention: DPAttentionOpt = False,
     prefill_tokens: Annotated[int | None, typer.Option(help="new prompt tokens in one prefill chunk")] = None,
     decode_batch: Annotated[int | None, typer.Option(help="sequences decoding one token each")] = None,
     context: Annotated[int, typer.Option(help="tokens already in the KV cache per sequence")] = 0,
@@ -61,7 +63,8 @@ def perf(
 
     cat = load_catalog(catalog or [])
     m, g = cat.model(model), cat.gpu(gpu)
-    rp = build_replica_perf(m, g, Parallelism(tp=tp, pp=pp, ep=ep), weight_dtype=weight_dtype,
+    layout = Parallelism(tp=tp, pp=pp, ep=ep, dp_attention=dp_attention)
+    rp = build_replica_perf(m, g, layout, weight_dtype=weight_dtype,
                             kv_dtype=kv_dtype, sm_clock_mhz=clock_mhz, expert_imbalance=expert_imbalance)
     if prefill_tokens is not None:
         n = float(prefill_tokens)

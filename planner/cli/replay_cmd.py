@@ -34,6 +34,7 @@ from planner.cli.kv_tier_option import (
     KVTierOpt,
     kv_tiers_of,
 )
+from planner.cli.layout_option import DPAttentionOpt
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
 from planner.cli.session_option import ClosedLoopOpt
@@ -73,6 +74,7 @@ def replay_cmd(
     tp: Annotated[int, typer.Option(help="tensor-parallel degree per replica")] = 1,
     pp: Annotated[int, typer.Option(help="pipeline-parallel degree per replica")] = 1,
     ep: Annotated[int, typer.Option(help="expert-parallel degree per replica (MoE; divides tp)")] = 1,
+    dp_attention: DPAttentionOpt = False,
     expert_imbalance: Annotated[float, typer.Option(
         help="MoE busiest-GPU expert load over the mean (>= 1), e.g. the aggregate of fleetwise experts "
              "--json; ignored for dense models")] = 1.0,
@@ -150,7 +152,8 @@ def replay_cmd(
     prof, cal, gpu_spec = engine_perf_inputs(engine, cat.gpu(gpu), profile_file=engine_profile,
                                                calibration_dir=calibration, correction=fix)
     prec = resolve_precision(precision, cat.model(model))
-    perf = build_replica_perf(cat.model(model), gpu_spec, Parallelism(tp=tp, pp=pp, ep=ep), calibration=cal,
+    layout = Parallelism(tp=tp, pp=pp, ep=ep, dp_attention=dp_attention)
+    perf = build_replica_perf(cat.model(model), gpu_spec, layout, calibration=cal,
                               expert_imbalance=expert_imbalance,  # dense models have no expert term
                               weight_dtype=prec.weights, kv_dtype=prec.kv)
     config = SimConfig(

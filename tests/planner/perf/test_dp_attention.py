@@ -57,3 +57,19 @@ def test_the_search_offers_dp_attention_for_moe_only() -> None:
     dpa = moe.filter("dp_attention")
     assert dpa.height and (dpa["tp"] == dpa["ep"]).all() and (dpa["pp"] == 1).all()
     assert not enumerate_layouts(cat.model("Llama-3.1-70B"), ["H200-SXM"])["dp_attention"].any()
+
+
+def test_replay_and_perf_take_dp_attention(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from planner.cli.main import main
+
+    base = ["perf", "--model", "DeepSeek-V3", "--gpu", "H200-SXM", "--tp", "8", "--ep", "8",
+            "--weight-dtype", "fp8", "--decode-batch", "64", "--context", "2000", "--json"]
+    assert main(base) == 0
+    tp_doc = json.loads(capsys.readouterr().out)
+    assert main([*base, "--dp-attention"]) == 0
+    dp_doc = json.loads(capsys.readouterr().out)
+    assert str(dp_doc) != str(tp_doc)
+    assert main(["replay", "--model", "Llama-3.1-8B", "--dp-attention"]) == 2
+    assert "DP attention" in capsys.readouterr().err
