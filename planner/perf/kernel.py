@@ -104,7 +104,14 @@ H_A2A_BW_SIMPLE = 77
 H_THROTTLE_EXP = 78
 H_MOE_SLOWDOWN = 79
 H_MOE_LAUNCH = 80
-HEADER = 81
+# speculative decoding (appended: 0 in all three means off, the plain one-token step)
+H_SPEC_Q = 81
+"""Query tokens each decode sequence verifies per step, ``k + 1`` (0 or 1: off)."""
+H_SPEC_E = 82
+"""Expected tokens emitted per verify step per sequence, ``E`` (:mod:`planner.perf.spec_decode`)."""
+H_SPEC_DRAFT = 83
+"""Draft cost of one step as a fraction of a one-token decode forward over the same batch."""
+HEADER = 84
 H_NAMES: tuple[str, ...] = (
     "PEAK_BF16",
     "PEAK_FP8",
@@ -187,6 +194,9 @@ H_NAMES: tuple[str, ...] = (
     "THROTTLE_EXP",
     "MOE_SLOWDOWN",
     "MOE_LAUNCH",
+    "SPEC_Q",
+    "SPEC_E",
+    "SPEC_DRAFT",
 )
 
 # ---- GEMM operator table -------------------------------------------------------------------------
@@ -335,11 +345,14 @@ def gemm_times(m: NDArray[np.float64], n: NDArray[np.float64], k: NDArray[np.flo
 
 @njit(cache=True)
 def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float,
-           out: NDArray[np.float64], scale: float) -> float:
-    """One stage's time for a micro-batch; adds ``scale *`` each family's time, FLOPs, bytes to out."""
+           out: NDArray[np.float64], scale: float, q: float) -> float:
+    """One stage's time for a micro-batch; adds ``scale *`` each family's time, FLOPs, bytes to out.
+
+    Each decode sequence brings ``q`` query tokens (1; ``k + 1`` in a speculative verify step): GEMM
+    rows, LM-head rows and decode-attention FLOPs scale by ``q``, the KV bytes read do not."""
     write = out.shape[0] > 0
-    T = pt + ds
-    last_rows = ds + (1.0 if pt > 0.0 else 0.0)
+    T = pt + ds * q
+    last_rows = ds * q + (1.0 if pt > 0.0 else 0.0)
     bw = prm[H_BW]
     total = 0.0
     flops = 0.0
@@ -404,11 +417,11 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
     # attention, decode part (affine in kv)
     if ds > 0.0:
         t = layers * decode_attn_time(ds, kv, prm[H_DEC_UNITS_PER_SEQ], prm[H_DEC_BYTES_PER_KV],
-                                      prm[H_DEC_FLOPS_PER_KV], peak_attn, bw, prm[H_DEC_EM],
+                                      prm[H_DEC_FLOPS_PER_KV] * q, peak_attn, bw, prm[H_DEC_EM],
                                       prm[H_DEC_EM_NOSPLIT], prm[H_DEC_SPLIT_UNITS], prm[H_DEC_UNIT_FRAC],
                                       prm[H_DEC_Q], prm[H_DEC_LHALF], prm[H_DEC_EC], prm[H_DEC_LAUNCH])
         total += t
-        flops += layers * prm[H_DEC_FLOPS_PER_KV] * kv
+        flops += layers * prm[H_DEC_FLOPS_PER_KV] * q * kv
         nbytes += layers * prm[H_DEC_BYTES_PER_KV] * kv
         if write:
             out[F_ATTN_DECODE] += scale * t
@@ -450,8 +463,9 @@ def _stage(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: flo
 
 @njit(cache=True)
 def _step_at_clock(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float,
-              out: NDArray[np.float64]) -> float:
-    """:func:`step_eval` at the replica's set clock (no power-limit throttling)."""
+                   out: NDArray[np.float64], q: float, draft: float) -> float:
+    """:func:`step_eval` at the replica's set clock (no power-limit throttling); ``q`` query tokens per
+    decode sequence and a draft costing ``draft`` one-token decode forwards (speculative verify step)."""
     write = out.shape[0] > 0
     if write:
         out[:] = 0.0
@@ -462,7 +476,7 @@ def _step_at_clock(prm: NDArray[np.float64], pt: float, pairs: float, ds: float,
     m = min(max(ds, 1.0), p)
     # the largest micro-batch: the prefill chunk (never split) plus its share of the decodes;
     # families are scaled by p so that they add up to the step
-    t_big = _stage(prm, pt, pairs, ds / m, kv / m, out, p)
+    t_big = _stage(prm, pt, pairs, ds / m, kv / m, out, p, q)
     total = p * t_big
     if write:
         # work per GPU: this micro-batch and m-1 decode-only ones pass through the GPU's stage once each
@@ -471,7 +485,7 @@ def _step_at_clock(prm: NDArray[np.float64], pt: float, pairs: float, ds: float,
         busy = t_big
         if m > 1.0:
             tmp = np.zeros(OUT_SIZE)
-            t_small = _stage(prm, 0.0, 0.0, ds / m, kv / m, tmp, 1.0)
+            t_small = _stage(prm, 0.0, 0.0, ds / m, kv / m, tmp, 1.0, q)
             f_big += (m - 1.0) * tmp[OUT_FLOPS]
             b_big += (m - 1.0) * tmp[OUT_BYTES]
             busy += (m - 1.0) * t_small
@@ -480,10 +494,21 @@ def _step_at_clock(prm: NDArray[np.float64], pt: float, pairs: float, ds: float,
         out[OUT_BUSY] = busy
     if p > 1.0:
         t_send = (p - 1.0) * (prm[H_COLL_BASE]
-                              + prm[H_PP_BYTES_PER_TOKEN] * (pt + ds / m) / prm[H_PP_LINK_BW])
+                              + prm[H_PP_BYTES_PER_TOKEN] * (pt + ds * q / m) / prm[H_PP_LINK_BW])
         total += t_send
         if write:
             out[F_PP_SENDRECV] = t_send
+    if draft > 0.0 and ds > 0.0:
+        # the draft: a share of a one-token decode forward over the same sequences (its own KV)
+        dbuf = np.zeros(OUT_SIZE) if write else out
+        t_d = _stage(prm, 0.0, 0.0, ds / m, kv / m, dbuf, 1.0, 1.0)
+        total += draft * p * t_d
+        if write:
+            for i in range(F_OVERHEAD):
+                out[i] += draft * p * dbuf[i]
+            out[OUT_FLOPS] += draft * m * dbuf[OUT_FLOPS]
+            out[OUT_BYTES] += draft * m * dbuf[OUT_BYTES]
+            out[OUT_BUSY] += draft * m * t_d
     over = prm[H_OVER_STEP] + prm[H_OVER_SEQ] * seqs
     total += over
     if write:
@@ -516,6 +541,30 @@ def _power_at(prm: NDArray[np.float64], t: float, out: NDArray[np.float64], f: f
 @njit(cache=True)
 def step_eval(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float,
               out: NDArray[np.float64]) -> float:
+    """Step time in seconds; fills ``out`` as :func:`_step_eval_q` does.
+
+    With speculative decoding on (``H_SPEC_Q > 1``) and decodes in the step, the step is the verify
+    step (``k + 1`` query tokens per decode, plus the draft) made *token-equivalent*: its decode part
+    (over the same step with the prefill chunk alone) is divided by ``E``, the prefill part is not, so
+    the event loop keeps emitting one token per sequence per step and TPOT is verify-step / ``E``. The
+    ``out`` vector is scaled to the shorter step, so the average power is the verify step's power and
+    its energy is spread over the ``E`` tokens.
+    """
+    if prm[H_SPEC_Q] <= 1.0 or ds <= 0.0:
+        return _step_eval_q(prm, pt, pairs, ds, kv, out, 1.0, 0.0)
+    t_v = _step_eval_q(prm, pt, pairs, ds, kv, out, prm[H_SPEC_Q], prm[H_SPEC_DRAFT])
+    t_pf = _step_eval_q(prm, pt, pairs, 0.0, 0.0, np.empty(0), 1.0, 0.0) if pt > 0.0 else 0.0
+    t = t_pf + (t_v - t_pf) / max(prm[H_SPEC_E], 1.0)
+    if out.shape[0] > 0 and t_v > 0.0:
+        r = t / t_v
+        for i in range(OUT_CLOCK):
+            out[i] *= r
+    return float(t)
+
+
+@njit(cache=True)
+def _step_eval_q(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: float,
+                 out: NDArray[np.float64], q: float, draft: float) -> float:
     """Step time in seconds; fills ``out`` (length :data:`OUT_SIZE`, or 0 to skip) with the
     per-family seconds, the FLOPs and bytes per GPU, the GPU busy seconds and the clock fraction.
 
@@ -525,12 +574,12 @@ def step_eval(prm: NDArray[np.float64], pt: float, pairs: float, ds: float, kv: 
     Without it the step keeps its set clock (curves fitted on throttled loops already include it).
     """
     if prm[H_THROTTLE_EXP] <= 0.0:
-        t = _step_at_clock(prm, pt, pairs, ds, kv, out)
+        t = _step_at_clock(prm, pt, pairs, ds, kv, out, q, draft)
         if out.shape[0] > 0:
             out[OUT_CLOCK] = 1.0
         return t
     buf = out if out.shape[0] > 0 else np.empty(OUT_SIZE)
-    t = _step_at_clock(prm, pt, pairs, ds, kv, buf)
+    t = _step_at_clock(prm, pt, pairs, ds, kv, buf, q, draft)
     buf[OUT_CLOCK] = 1.0
     if t <= 0.0:
         return t

@@ -35,6 +35,7 @@ from planner.catalog.schema import GPUSpec, ModelSpec
 from planner.perf import kernel as kn
 from planner.perf.api import Parallelism, ReplicaPerf
 from planner.perf.calibration import Calibration, resolve_calibration
+from planner.perf.spec_decode import SpecDecode
 from traces.errors import InputError
 
 _SINGLE_GPU = Parallelism()
@@ -364,6 +365,39 @@ def _params(model: ModelSpec, gpu: GPUSpec, par: Parallelism, lay: _Layout, cal:
     return prm
 
 
+def _lm_head_bytes(model: ModelSpec, par: Parallelism, lay: _Layout) -> float:
+    """Bytes of the LM head on one GPU (bf16, split over TP unless attention is data-parallel)."""
+    return model.vocab_size * model.hidden_size / (1 if lay.dp > 1 else par.tp) * 2.0
+
+
+def _draft_bytes(model: ModelSpec, par: Parallelism, lay: _Layout, mem: MemoryBreakdown,
+                 spec: SpecDecode) -> float:
+    """Weights one draft proposal streams per GPU: ``draft_layers`` average transformer layers of the
+    stage (MTP: DeepSeek-V3's one extra block; EAGLE: a one-layer head), plus the LM head they share
+    with the target model (n-gram lookup: none)."""
+    if spec.draft_layers <= 0.0:
+        return 0.0
+    lm = _lm_head_bytes(model, par, lay)
+    tables = 1 if (model.tied_embeddings or par.pp > 1) else 2
+    layer = max(mem.weights - tables * lm, 0.0) / lay.stage_layers
+    return spec.draft_layers * layer + lm
+
+
+def _with_spec(prm: NDArray[np.float64], model: ModelSpec, par: Parallelism, lay: _Layout,
+               mem: MemoryBreakdown, spec: SpecDecode | None) -> NDArray[np.float64]:
+    """Fill the speculative-decoding slots (left 0, i.e. off, when ``spec`` is None).
+
+    The draft's share of a one-token decode forward is its weight bytes over the replica's (all stages):
+    decode GEMMs stream weights at light load and do FLOPs in the same proportion under load."""
+    if spec is None:
+        return prm
+    out = prm.copy()
+    out[kn.H_SPEC_Q] = spec.k + 1.0
+    out[kn.H_SPEC_E] = spec.expected_tokens
+    out[kn.H_SPEC_DRAFT] = spec.k * _draft_bytes(model, par, lay, mem, spec) / (mem.weights * par.pp)
+    return out
+
+
 _Arr = NDArray[np.float64]
 
 
@@ -415,6 +449,8 @@ class RooflinePerf:
     max_batch_tokens: int
     memory: MemoryBreakdown
     params: NDArray[np.float64] = field(repr=False, compare=False)
+    spec_decode: SpecDecode | None = None
+    """Speculative decoding modelled in expectation (None: off, one token per decode step)."""
 
     @property
     def kv_capacity_tokens(self) -> int:
@@ -464,14 +500,16 @@ class RooflinePerf:
                                   kv_dtype=self.kv_dtype, sm_clock_mhz=sm_clock_mhz,
                                   calibration=self.calibration, mem_fraction=self.mem_fraction,
                                   expert_imbalance=self.expert_imbalance,
-                                  max_batch_tokens=self.max_batch_tokens)
+                                  max_batch_tokens=self.max_batch_tokens, spec_decode=self.spec_decode)
 
     def with_calibration(self, calibration: Calibration) -> RooflinePerf:
         """The same replica under another calibration (used by the fitter)."""
-        return replace(self, calibration=calibration, params=_params(
-            self.model, self.gpu, self.par, _check_layout(self.model, self.gpu, self.par), calibration,
-            wb=DTYPE_BYTES[self.weight_dtype], kvb=DTYPE_BYTES[self.kv_dtype],
-            clock_r=self.sm_clock_mhz / self.gpu.max_sm_clock_mhz, imbalance=self.expert_imbalance))
+        lay = _check_layout(self.model, self.gpu, self.par)
+        prm = _params(self.model, self.gpu, self.par, lay, calibration, wb=DTYPE_BYTES[self.weight_dtype],
+                      kvb=DTYPE_BYTES[self.kv_dtype], clock_r=self.sm_clock_mhz / self.gpu.max_sm_clock_mhz,
+                      imbalance=self.expert_imbalance)
+        return replace(self, calibration=calibration,
+                       params=_with_spec(prm, self.model, self.par, lay, self.memory, self.spec_decode))
 
     def breakdown(self, prefill_tokens: float, prefill_pairs: float, decode_seqs: float,
                   decode_kv: float) -> StepBreakdown:
@@ -498,6 +536,7 @@ def build_replica_perf(
     expert_imbalance: float = 1.0,
     max_batch_tokens: int = 8192,
     min_kv_tokens: int = 2048,
+    spec_decode: SpecDecode | None = None,
 ) -> RooflinePerf:
     """Performance model of one replica.
 
@@ -515,6 +554,8 @@ def build_replica_perf(
             expert-placement solver.
         max_batch_tokens: largest batch the engine schedules (sizes the activation workspace).
         min_kv_tokens: the least KV cache a usable layout must hold.
+        spec_decode: speculative decoding in expectation (:mod:`planner.perf.spec_decode`); None: off.
+            Its draft layers' weights come out of the KV cache; the step becomes token-equivalent.
 
     Returns:
         A frozen :class:`RooflinePerf`.
@@ -550,6 +591,12 @@ def build_replica_perf(
     wb, kvb = DTYPE_BYTES[weight_dtype], DTYPE_BYTES[kv_dtype]
     mem = _memory(model, gpu, par, lay, wb=wb, kvb=kvb, mem_fraction=mem_fraction,
                   max_batch_tokens=max_batch_tokens)
+    if spec_decode is not None and spec_decode.draft_layers > 0.0:
+        # the draft's own layers (MTP module, EAGLE head) take KV room; the LM head is shared. They stay
+        # out of ``weights`` (the target model's), which the draft's step share is measured against
+        extra = _draft_bytes(model, par, lay, mem, spec_decode) - _lm_head_bytes(model, par, lay)
+        free = max(mem.usable - mem.weights - extra - mem.activations - mem.reserve, 0.0)
+        mem = replace(mem, kv_capacity_tokens=int(free // mem.kv_bytes_per_token) * lay.dp)
     if mem.kv_capacity_tokens < min_kv_tokens:
         raise InputError(
             f"{model.name} on {gpu.name} tp={par.tp} pp={par.pp} ep={par.ep} does not fit: "
@@ -562,7 +609,7 @@ def build_replica_perf(
     return RooflinePerf(model=model, gpu=gpu, par=par, weight_dtype=weight_dtype, kv_dtype=kv_dtype,
                         sm_clock_mhz=clock, calibration=cal, mem_fraction=mem_fraction,
                         expert_imbalance=expert_imbalance, max_batch_tokens=max_batch_tokens, memory=mem,
-                        params=prm)
+                        params=_with_spec(prm, model, par, lay, mem, spec_decode), spec_decode=spec_decode)
 
 
 def _protocol_check(p: RooflinePerf) -> ReplicaPerf:
