@@ -16,13 +16,16 @@ from rich.console import Console
 from rich.table import Table
 
 from planner.cli.layout_option import DPAttentionOpt
+from planner.cli.spec_option import SpecDecodeOpt
 from planner.cli.verbs import summary
 from traces.errors import InputError
 
 EXAMPLE = (
     "Example:\n\n"
     "  fleetwise perf --model Llama-3.1-8B --gpu H100-SXM --tp 1 --decode-batch 64 --context 2048\n\n"
-    "  fleetwise perf --model Llama-3.1-70B --gpu H100-SXM --tp 4 --prefill-tokens 4096 --context 0 --json"
+    "  fleetwise perf --model Llama-3.1-70B --gpu H100-SXM --tp 4 --prefill-tokens 4096 --context 0 "
+    "--json\n\n"
+    "  fleetwise perf --model Llama-3.1-8B --gpu H100-SXM --decode-batch 8 --context 2048 --spec-decode eagle"
 )
 
 
@@ -45,6 +48,7 @@ def perf(
     weight_dtype: Annotated[str, typer.Option(help="bf16 or fp8 weights")] = "bf16",
     kv_dtype: Annotated[str, typer.Option(help="bf16 or fp8 KV cache")] = "bf16",
     expert_imbalance: Annotated[float, typer.Option(help="MoE busiest-GPU load over mean (>= 1)")] = 1.0,
+    spec_decode: SpecDecodeOpt = None,
     catalog: Annotated[list[Path] | None, typer.Option(help="extra catalog YAML (repeatable)")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
 ) -> int:
@@ -60,12 +64,15 @@ def perf(
         raise InputError("token counts must be positive (context >= 0)", field="--context")
     from planner.catalog import load_catalog
     from planner.perf import Parallelism, build_replica_perf
+    from planner.perf.spec_decode import parse_spec_decode
 
+    spec = parse_spec_decode(spec_decode) if spec_decode is not None else None
     cat = load_catalog(catalog or [])
     m, g = cat.model(model), cat.gpu(gpu)
     layout = Parallelism(tp=tp, pp=pp, ep=ep, dp_attention=dp_attention)
     rp = build_replica_perf(m, g, layout, weight_dtype=weight_dtype,
-                            kv_dtype=kv_dtype, sm_clock_mhz=clock_mhz, expert_imbalance=expert_imbalance)
+                            kv_dtype=kv_dtype, sm_clock_mhz=clock_mhz, expert_imbalance=expert_imbalance,
+                            spec_decode=spec)
     if prefill_tokens is not None:
         n = float(prefill_tokens)
         comp = (n, n * (context + (n + 1) / 2), 0.0, 0.0)
@@ -74,6 +81,8 @@ def perf(
         b = float(decode_batch or 0)
         comp = (0.0, 0.0, b, b * (context + 1))
         what = f"decode {decode_batch} sequences at context {context}"
+        if spec is not None:
+            what += f" (token-equivalent step, E = {spec.expected_tokens:.3f})"
     bd = rp.breakdown(*comp)
     tokens = comp[0] + comp[2]
     result = {
@@ -95,6 +104,7 @@ def perf(
         "flops_per_gpu": bd.flops_per_gpu,
         "bytes_per_gpu": bd.bytes_per_gpu,
         "calibration": rp.calibration.source,
+        "spec_decode": spec.to_json() if spec is not None else None,
     }
     if as_json:
         typer.echo(json.dumps(result, indent=2))
@@ -116,4 +126,6 @@ def perf(
     con.print(f"power: {bd.power_w:.0f} W per GPU, {bd.power_w * rp.gpus:.0f} W per replica "
               f"(idle {rp.calibration.power.idle_w:.0f} W, TDP {g.tdp_w:.0f} W) at {rp.sm_clock_mhz:.0f} MHz")
     con.print(f"[dim]calibration: {rp.calibration.source}[/]")
+    if spec is not None:
+        con.print(spec.describe(), highlight=False)
     return 0

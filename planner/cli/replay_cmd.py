@@ -38,6 +38,7 @@ from planner.cli.layout_option import DPAttentionOpt
 from planner.cli.precision_option import PrecisionOpt
 from planner.cli.scenario_config import ConfigOpt
 from planner.cli.session_option import ClosedLoopOpt
+from planner.cli.spec_option import SpecDecodeOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.cli.verbs import summary
 from planner.perf.engine_profile import DEFAULT_ENGINE
@@ -56,7 +57,9 @@ EXAMPLE = (
     "precise-prefix --kv-tier dram --kv-tier remote\n\n"
     "  fleetwise replay --trace default --replicas 2 --autoscale target-tracking --max-replicas 16 "
     "--row-budget-w 20000 --capping polca\n\n"
-    "  fleetwise replay --trace agents.parquet --replicas 2 --closed-loop"
+    "  fleetwise replay --trace agents.parquet --replicas 2 --closed-loop\n\n"
+    "  fleetwise replay --trace default --model DeepSeek-V3 --gpu H200-SXM --tp 8 --ep 8 --precision fp8 "
+    "--spec-decode mtp:k=1:accept=0.85"
 )
 
 
@@ -118,6 +121,9 @@ def replay_cmd(
     start_s: StartOpt = None,
     duration_s: DurationOpt = None,
     closed_loop: ClosedLoopOpt = False,
+    spec_decode: SpecDecodeOpt = None,
+    load_factor: Annotated[float, typer.Option(
+        help="request-rate multiplier on the trace (as the report's and the dashboard's)")] = 1.0,
     engine: EngineOpt = DEFAULT_ENGINE,
     engine_profile: Annotated[Path | None, typer.Option(
         help="your own engine profile (JSON from fleetwise profile --engine vllm); overrides --engine"),
@@ -136,6 +142,7 @@ def replay_cmd(
     from planner.perf import Parallelism, build_replica_perf
     from planner.perf.engine_profile import engine_perf_inputs
     from planner.perf.precision import resolve_precision
+    from planner.perf.spec_decode import parse_spec_decode
     from planner.sim.replay import replay
     from planner.sim.writer import summary_json, write_result
 
@@ -145,6 +152,10 @@ def replay_cmd(
     if out is not None and out.exists() and not out.is_dir():  # refuse before replaying, not after
         raise InputError("--out names an existing file", path=str(out),
                          expected="a folder (new or existing)")
+    spec = parse_spec_decode(spec_decode) if spec_decode is not None else None
+    if not (load_factor > 0 and load_factor < float("inf")):
+        raise InputError(f"--load-factor {load_factor} must be positive", field="--load-factor",
+                         expected="a multiplier > 0")
     cat = load_catalog()
     from planner.perf.cluster_correction import read_correction
 
@@ -155,7 +166,7 @@ def replay_cmd(
     layout = Parallelism(tp=tp, pp=pp, ep=ep, dp_attention=dp_attention)
     perf = build_replica_perf(cat.model(model), gpu_spec, layout, calibration=cal,
                               expert_imbalance=expert_imbalance,  # dense models have no expert term
-                              weight_dtype=prec.weights, kv_dtype=prec.kv)
+                              weight_dtype=prec.weights, kv_dtype=prec.kv, spec_decode=spec)
     config = SimConfig(
         autoscale=_autoscale(autoscale, autoscale_interval_s, min_replicas, max_replicas, seed),
         power=_power(row_budget_w, capping, telemetry_period_s, actuation_latency_s, server_base_w),
@@ -168,6 +179,10 @@ def replay_cmd(
     from traces.default import load_trace_arg
 
     tr = load_trace_arg(trace, start_s=start_s, duration_s=duration_s)
+    if load_factor != 1.0:
+        from traces.transforms import scale_rate
+
+        tr = scale_rate(tr, load_factor, seed=seed)
     fault_cfg = faults_of(faults, replicas=replicas, gpus_per_replica=perf.gpus,  # as ReplaySpec.faults
                           horizon_s=float(tr.df["arrival_s"].to_numpy().max(initial=0.0)), seed=seed,
                           fail_per_gpu_hour=fail_per_gpu_hour, slow_per_replica_hour=slow_per_replica_hour,
@@ -196,17 +211,22 @@ def replay_cmd(
         write_result(result, out)
     if as_json:
         text = summary_json(result)
-        if fix is not None:  # say what the numbers rest on
+        if fix is not None or spec is not None:  # say what the numbers rest on
             import dataclasses
             import json
 
             doc = json.loads(text)
-            doc["cluster_correction"] = {"file": str(correction), **dataclasses.asdict(fix)}
+            if fix is not None:
+                doc["cluster_correction"] = {"file": str(correction), **dataclasses.asdict(fix)}
+            if spec is not None:
+                doc["spec_decode"] = spec.to_json()
             text = json.dumps(doc, indent=2)
         typer.echo(text)
     else:
         print_summary(result, Console(), title=f"{model} on {gpu} x{replicas} ({router.value})", out=out)
         Console().print(prof.describe())
+        if spec is not None:
+            Console().print(spec.describe(), highlight=False)
         if fix is not None:
             Console().print(f"cluster correction from {correction}: bandwidth x{fix.bandwidth:.3f}, compute "
                             f"x{fix.compute:.3f}, +{fix.step_add_s * 1e3:.2f} ms per step (fitted on that "

@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from traces.errors import InputError
 
 
-class SpecMethod(str, Enum):
+class SpecMethod(StrEnum):
     """Where the draft tokens come from."""
 
     MTP = "mtp"
@@ -119,7 +119,7 @@ class SpecDecode:
         origin = "default" + (" (estimate)" if d.estimate else "") if (
             self.acceptance == d.acceptance) else "given"
         return (f"speculative decoding {self.method.value}: k={self.k}, acceptance {self.acceptance:g} "
-                f"[{origin}] -> E = {self.expected_tokens:.3f} tokens per step; source: {d.sources[0]}")
+                f"({origin}) -> E = {self.expected_tokens:.3f} tokens per step; source: {d.sources[0]}")
 
     def to_json(self) -> dict[str, object]:
         return {"method": self.method.value, "k": self.k, "acceptance": self.acceptance,
