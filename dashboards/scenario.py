@@ -34,6 +34,7 @@ from planner.contracts.power import DEFAULT_BASE_W
 from planner.perf import Parallelism, build_replica_perf
 from planner.perf.engine_profile import DEFAULT_ENGINE, engine_perf_inputs
 from planner.perf.precision import Precision, parse_precisions, resolve_precision
+from planner.perf.spec_decode import parse_spec_decode
 from planner.plan import PlanReport, PlanRequest, plan_fleet
 from planner.sim import EngineConfig, RouterName, SimConfig, SimResult, SLOTarget, replay
 from solvers.capacity.problem import SolveParams
@@ -378,11 +379,24 @@ class ReplaySpec:
     closed_loop: bool = False
     """Later turns of a session wait for the previous one plus ``think_s`` (:mod:`planner.sim.session_loop`);
     not with faults yet."""
+    spec_decode: str | None = None
+    """Speculative decoding as ``--spec-decode`` takes it (``mtp``, ``eagle:k=3:accept=0.7``; None: off)."""
 
     def __post_init__(self) -> None:
         _check_slo(self.ttft_s, self.tpot_s)
         if self.replicas < 1 or self.tp < 1:
             raise InputError("replicas and TP must be >= 1", field="replicas/tp", expected="integers >= 1")
+        if self.spec_decode is not None:
+            parse_spec_decode(self.spec_decode)  # refuse a bad setting when it is made
+
+
+def spec_decode_line(spec: ReplaySpec) -> str | None:
+    """What the replay assumed about speculative decoding (the line the CLI prints), None when off.
+
+    >>> spec_decode_line(ReplaySpec(model="Llama-3.1-8B", gpu="H100-SXM", spec_decode="mtp"))[:60]
+    'speculative decoding mtp: k=1, acceptance 0.85 (default) -> '
+    """
+    return None if spec.spec_decode is None else parse_spec_decode(spec.spec_decode).describe()
 
 
 def _check_slo(ttft_s: float, tpot_s: float) -> None:
@@ -449,7 +463,9 @@ def replay_inputs(spec: ReplaySpec) -> tuple[ReplicaPerf, SimConfig, GPUSpec]:
     prof, cal, gpu = engine_perf_inputs(spec.engine, cat.gpu(spec.gpu))
     prec = resolve_precision(spec.precision, cat.model(spec.model))
     perf = build_replica_perf(cat.model(spec.model), gpu, Parallelism(tp=spec.tp), calibration=cal,
-                              weight_dtype=prec.weights, kv_dtype=prec.kv)
+                              weight_dtype=prec.weights, kv_dtype=prec.kv,
+                              spec_decode=None if spec.spec_decode is None else parse_spec_decode(
+                                  spec.spec_decode))
     config = SimConfig(
         replicas=spec.replicas,
         router=RouterName(spec.router),

@@ -7,7 +7,7 @@ from dataclasses import replace
 import streamlit as st
 
 from dashboards import figures, tables
-from dashboards.scenario import ReplaySpec, kv_tier_job, replay_job, spares_job
+from dashboards.scenario import ReplaySpec, kv_tier_job, replay_job, spares_job, spec_decode_line
 from dashboards.ui import Inputs, gpu_names
 from dashboards.views.common import (
     computed,
@@ -19,6 +19,7 @@ from dashboards.views.common import (
     show_figure,
 )
 from planner.catalog import load_catalog
+from planner.perf.spec_decode import DEFAULTS, SpecMethod
 from planner.sim import RouterName
 
 TP_CHOICES: tuple[int, ...] = (1, 2, 4, 8)
@@ -88,6 +89,25 @@ def fault_inputs(prefix: str) -> tuple[str | None, float, str]:
     return ("synthetic" if on else None), float(slow), (str(detect) if on else "none")
 
 
+def spec_decode_inputs(prefix: str) -> str | None:
+    """Speculative decoding: a method and its k and acceptance (defaults: the published ones), as the
+    ``--spec-decode`` string :class:`ReplaySpec` takes."""
+    c1, c2, c3 = st.columns([2, 1, 1])
+    methods = ["off", *(m.value for m in SpecMethod)]
+    method = c1.selectbox("speculative decoding", methods, index=0, key=f"{prefix}_spec",
+                          help="MTP heads (DeepSeek-V3), an EAGLE draft head or n-gram prompt lookup, "
+                               "modelled in expectation: each step verifies k+1 tokens and emits E on average")
+    if method == "off":
+        return None
+    d = DEFAULTS[SpecMethod(method)]
+    k = c2.number_input("draft tokens k", min_value=1, max_value=16, value=d.k, step=1,
+                        key=f"{prefix}_spec_k")
+    a = c3.number_input("acceptance", min_value=0.0, max_value=0.99, value=d.acceptance, step=0.05,
+                        key=f"{prefix}_spec_a", help="per-token acceptance rate (i.i.d.); default: "
+                                                     + d.sources[0])
+    return f"{method}:k={int(k)}:accept={float(a):g}"
+
+
 def render(inputs: Inputs) -> None:
     """Replay with :func:`planner.sim.replay` and draw its CDFs and timelines."""
     got = current_trace(inputs)
@@ -103,7 +123,7 @@ def render(inputs: Inputs) -> None:
              "(first turns keep their arrival); off: every request at its trace arrival")
     spec = replace(spec, engine=engine_choice("replay_engine", spec.gpu), kv_tiers=tiers, kv_overlap=overlap,
                    kv_swap_gb=swap, faults=faults, slow_per_replica_hour=slow_rate, detect=detect,
-                   closed_loop=bool(closed))
+                   closed_loop=bool(closed), spec_decode=spec_decode_inputs("replay"))
     clicked = st.button("Run replay", type="primary", key="replay_run", icon=":material/play_arrow:")
     last = remember_run("replay_request", (src, inputs.load_factor, inputs.seed, spec), clicked)
     if last is None:
@@ -116,6 +136,9 @@ def render(inputs: Inputs) -> None:
     s = result.summary
     ok = all(c.p99_met for c in s.classes)
     (st.success if ok else st.warning)(tables.replay_headline(result))
+    spec_line = spec_decode_line(run_spec)
+    if spec_line is not None:
+        st.caption(spec_line)
     left, right = st.columns(2)
     with left:
         show_facts(tables.replay_table(result))
