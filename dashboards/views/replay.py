@@ -96,7 +96,7 @@ def spec_decode_inputs(prefix: str) -> str | None:
     methods = ["off", *(m.value for m in SpecMethod)]
     method = c1.selectbox("speculative decoding", methods, index=0, key=f"{prefix}_spec",
                           help="MTP heads (DeepSeek-V3), an EAGLE draft head or n-gram prompt lookup, "
-                               "modelled in expectation: each step verifies k+1 tokens and emits E on average")
+                               "modelled in expectation: a step verifies k+1 tokens, emits E on average")
     if method == "off":
         return None
     d = DEFAULTS[SpecMethod(method)]
