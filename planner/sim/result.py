@@ -546,8 +546,14 @@ def _replica_power(ts: np.ndarray, span: np.ndarray, perf: ReplicaPerf, idle_w: 
     p_step = np.broadcast_to(np.asarray(perf.step_power_w(*comp), dtype=np.float64), steps.shape)
     t_step = np.broadcast_to(np.asarray(perf.step_time_s(*comp), dtype=np.float64), steps.shape)
     p_floor = float(np.asarray(perf.step_power_w(0.0, 0.0, 0.0, 0.0)))  # the model's idle term
-    dynamic = np.where(steps > 0, steps * t_step * np.maximum(p_step - p_floor, 0.0), 0.0)
     busy = np.minimum(ts[:, :, E.T_BUSY], span[:, None])
+    run_s = steps * t_step
+    if getattr(perf, "spec_decode", None) is not None:
+        # speculative decoding's token-equivalent step keeps its prefill whole, so it is not linear in
+        # the composition: the average composition's time reads near a full prefill step for an
+        # interval of mostly short decode steps. Its steps ran for the busy time the loop measured.
+        run_s = busy
+    dynamic = np.where(steps > 0, run_s * np.maximum(p_step - p_floor, 0.0), 0.0)
     energy = dynamic + busy * p_floor + (span[:, None] - busy) * idle_w
     out: np.ndarray = energy / span[:, None]
     return out
