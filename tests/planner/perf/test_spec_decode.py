@@ -152,3 +152,17 @@ def test_replay_spec_refuses_a_bad_setting() -> None:
         ReplaySpec(model="Llama-3.1-8B", gpu="H100-SXM", spec_decode="mtp:k=99")
     perf, _, _ = replay_inputs(ReplaySpec(model="Llama-3.1-8B", gpu="H100-SXM", spec_decode="ngram"))
     assert perf.spec_decode == parse_spec_decode("ngram")  # type: ignore[attr-defined]
+
+
+def test_replay_reports_spec_and_shortens_tpot(capsys: pytest.CaptureFixture[str]) -> None:
+    base = ["replay", "--trace", "default", "--duration-s", "300", "--load-factor", "0.5", "--json"]
+    assert main(base) == 0
+    off = json.loads(capsys.readouterr().out)
+    assert "spec_decode" not in off
+    assert main([*base, "--spec-decode", "eagle"]) == 0
+    on = json.loads(capsys.readouterr().out)
+    assert on["spec_decode"]["expected_tokens_per_step"] == pytest.approx(2.734375)
+    assert on["completed"] == off["completed"]
+    assert on["classes"][0]["tpot_p50_s"] < off["classes"][0]["tpot_p50_s"] / 1.5
+    assert main([*base, "--spec-decode", "eagle:accept=x"]) == 2
+    assert "--spec-decode" in capsys.readouterr().err
