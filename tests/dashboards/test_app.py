@@ -120,6 +120,17 @@ def test_replay_runs_and_draws_cdfs_and_timelines(app: AppTest) -> None:
     assert list(classes["class"]) == ["default"]
 
 
+def test_replay_with_speculative_decoding_says_its_e(app: AppTest) -> None:
+    goto(app, "Replay")
+    app.number_input(key="replay_replicas").set_value(2)
+    app.selectbox(key="replay_spec").set_value("eagle").run()
+    app.number_input(key="replay_spec_a").set_value(0.7)
+    app.button(key="replay_run").click().run()
+    assert not app.exception
+    line = next(c.value for c in app.caption if c.value.startswith("speculative decoding eagle"))
+    assert "acceptance 0.7 (given) -> E = 2.533" in line
+
+
 def test_replay_with_a_dram_tier_shows_what_the_tier_served(app: AppTest) -> None:
     goto(app, "Replay")
     app.number_input(key="replay_replicas").set_value(1)
