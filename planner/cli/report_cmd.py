@@ -21,6 +21,7 @@ from planner.cli.fault_option import DetectMode, DetectOpt, FaultsOpt, SlowRateO
 from planner.cli.kv_tier_option import KVTierOpt
 from planner.cli.session_option import ClosedLoopOpt
 from planner.cli.slo_option import E2EOpt, SLOClassOpt, StatisticOpt
+from planner.cli.spec_option import SpecDecodeOpt
 from planner.cli.switching_option import DwellOpt, ReplicaStartOpt
 from planner.cli.trace_span import DurationOpt, StartOpt, TraceOpt
 from planner.cli.verbs import summary
@@ -88,6 +89,7 @@ def report(
     slow_per_replica_hour: SlowRateOpt = 0.0,
     detect: DetectOpt = DetectMode.NONE,
     closed_loop: ClosedLoopOpt = False,
+    spec_decode: SpecDecodeOpt = None,
     availability: Annotated[float, typer.Option(
         help="spares: share of 5-minute windows meeting the SLO")] = 0.999,
     fault_rate_scale: Annotated[float, typer.Option(
@@ -152,6 +154,7 @@ def report(
             slow_per_replica_hour=slow_per_replica_hour,
             detect=detect.value,
             closed_loop=closed_loop,
+            spec_decode=spec_decode,
         )
         heading = f"{model} on {gpu} TP{tp} x{replicas}" if title is None else title
     if kind is ReportKind.SPARES:
@@ -173,8 +176,10 @@ def report(
         with console.status(f"replaying {tr.num_requests:,} requests..."):
             result = sc.run_replay(tr, spec)
         name = f"{spec.gpu} TP{spec.tp} x{spec.replicas}"
+        line = sc.engine_line(spec.engine, spec.gpu)
+        spec_line = sc.spec_decode_line(spec)
         sections.append(rp.replay_section(result, title=name, ttft_s=ttft_s, tpot_s=tpot_s,
-                                          engine=sc.engine_line(spec.engine, spec.gpu)))
+                                          engine=line if spec_line is None else f"{line} {spec_line}"))
     html = rp.render_report(f"fleetwise report: {heading}", sections, generated=datetime.now(UTC))
     write_text_atomic(out, html)
     console.print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB)")
