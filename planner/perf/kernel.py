@@ -13,6 +13,11 @@ micro-batches in turn, so the cycle, i.e. the step every sequence sees, is ``p``
 micro-batch's stage time: ``step = p * t_stage(pt + ds/m) + (p-1) * t_send + overhead``. With fewer
 micro-batches than stages the GPUs idle (the bubble). ``t_stage`` is the largest stage (``ceil(L/p)``
 layers plus embedding and LM head: stage imbalance). ``p = 1`` reduces to the plain sum of operators.
+
+Speculative decoding (``H_SPEC_*``, appended to the header; all 0 means off and leaves every number as it
+was) is modelled in expectation in :func:`step_eval`: a verify step with ``k + 1`` query tokens per decode
+plus the draft, its decode part divided by the expected tokens per step ``E``
+(:mod:`planner.perf.spec_decode`).
 """
 
 from __future__ import annotations
