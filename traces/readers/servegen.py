@@ -69,6 +69,13 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 
+def _draw_index(cdf: FloatArray, rng: np.random.Generator, n: int) -> IntArray:
+    """``n`` draws from a discrete distribution given by its (unnormalised) cumulative weights."""
+    idx = np.searchsorted(cdf, rng.random(n) * cdf[-1], side="right")
+    out: IntArray = np.minimum(idx, len(cdf) - 1).astype(np.int64)
+    return out
+
+
 @dataclass(frozen=True)
 class Pdf:
     """A discrete token-length distribution as sorted lengths and their cumulative probabilities."""
@@ -77,8 +84,7 @@ class Pdf:
     cdf: FloatArray
 
     def sample(self, rng: np.random.Generator, n: int) -> IntArray:
-        idx = np.searchsorted(self.cdf, rng.random(n) * self.cdf[-1], side="right")
-        out: IntArray = self.lengths[np.minimum(idx, len(self.lengths) - 1)]
+        out: IntArray = self.lengths[_draw_index(self.cdf, rng, n)]
         return out
 
 
@@ -90,8 +96,7 @@ class RatioPdf:
     cdf: FloatArray
 
     def sample(self, rng: np.random.Generator, n: int) -> FloatArray:
-        idx = np.searchsorted(self.cdf, rng.random(n) * self.cdf[-1], side="right")
-        out: FloatArray = self.values[np.minimum(idx, len(self.values) - 1)]
+        out: FloatArray = self.values[_draw_index(self.cdf, rng, n)]
         return out
 
 
