@@ -157,6 +157,7 @@ class ModelRecord(_Strict):
     learned_pos_embeddings: NonNegInt = 0
     context_length: PosInt | None = None
     native_dtype: Literal["bf16", "fp8"] = "bf16"
+    mtp_layers: NonNegInt = 0
     active_params_b: PosFloat | None = None
     sources: dict[str, str] = Field(default_factory=dict)
 

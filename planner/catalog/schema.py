@@ -151,6 +151,8 @@ class ModelSpec:
         active_params_b: published parameters active per token (MoE), billions; None when unpublished.
         native_dtype: the dtype its published weights are in (``bf16``, or ``fp8`` for DeepSeek-V3): what
             plans serve it in by default (:mod:`planner.perf.precision`).
+        mtp_layers: multi-token-prediction modules its checkpoint ships (DeepSeek-V3: 1), what MTP
+            speculative decoding drafts with; 0: none.
         sources: where the numbers came from.
     """
 
@@ -178,6 +180,7 @@ class ModelSpec:
     context_length: int | None = None
     active_params_b: float | None = None
     native_dtype: str = "bf16"
+    mtp_layers: int = 0
     sources: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
 
     @property

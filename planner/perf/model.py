@@ -591,6 +591,10 @@ def build_replica_perf(
     wb, kvb = DTYPE_BYTES[weight_dtype], DTYPE_BYTES[kv_dtype]
     mem = _memory(model, gpu, par, lay, wb=wb, kvb=kvb, mem_fraction=mem_fraction,
                   max_batch_tokens=max_batch_tokens)
+    if spec_decode is not None and spec_decode.method.value == "mtp" and model.mtp_layers == 0:
+        raise InputError(f"{model.name} ships no multi-token-prediction module, so MTP cannot draft for it",
+                         field="--spec-decode", expected="eagle or ngram (or a model with mtp_layers, "
+                         "e.g. DeepSeek-V3)")
     if spec_decode is not None and spec_decode.draft_layers > 0.0:
         # the draft's own layers (MTP module, EAGLE head) take KV room; the LM head is shared. They stay
         # out of ``weights`` (the target model's), which the draft's step share is measured against

@@ -112,7 +112,7 @@ def test_power_is_the_verify_steps_and_energy_is_spread_over_e() -> None:
 
 
 def test_clock_and_calibration_keep_the_setting() -> None:
-    on = _perf(0, parse_spec_decode("mtp:k=2:accept=0.6"))
+    on = _perf(0, parse_spec_decode("eagle:k=2:accept=0.6"))
     slow = on.at_clock(1200.0)
     assert slow.spec_decode == on.spec_decode and slow.params[kn.H_SPEC_Q] == 3.0
     again = on.with_calibration(on.calibration)
@@ -166,3 +166,11 @@ def test_replay_reports_spec_and_shortens_tpot(capsys: pytest.CaptureFixture[str
     assert on["classes"][0]["tpot_p50_s"] < off["classes"][0]["tpot_p50_s"] / 1.5
     assert main([*base, "--spec-decode", "eagle:accept=x"]) == 2
     assert "--spec-decode" in capsys.readouterr().err
+
+
+def test_mtp_needs_a_model_that_ships_an_mtp_module() -> None:
+    from traces.errors import InputError
+
+    with pytest.raises(InputError, match="ships no multi-token-prediction module"):
+        _perf(0, parse_spec_decode("mtp"))
+    assert load_catalog().model("DeepSeek-V3").mtp_layers == 1
