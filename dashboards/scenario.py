@@ -381,11 +381,21 @@ class ReplaySpec:
     not with faults yet."""
     spec_decode: str | None = None
     """Speculative decoding as ``--spec-decode`` takes it (``mtp``, ``eagle:k=3:accept=0.7``; None: off)."""
+    ep: int = 1
+    """Expert-parallel degree (MoE; divides ``tp``)."""
+    dp_attention: bool = False
+    """Attention data-parallel on the ``tp`` GPUs, experts shared by EP (``--dp-attention``)."""
 
     def __post_init__(self) -> None:
         _check_slo(self.ttft_s, self.tpot_s)
-        if self.replicas < 1 or self.tp < 1:
-            raise InputError("replicas and TP must be >= 1", field="replicas/tp", expected="integers >= 1")
+        if self.replicas < 1 or self.tp < 1 or self.ep < 1:
+            raise InputError("replicas, TP and EP must be >= 1", field="replicas/tp/ep",
+                             expected="integers >= 1")
+
+    @property
+    def layout(self) -> Parallelism:
+        """The replica's parallel layout (as ``replay --tp/--ep/--dp-attention`` builds it)."""
+        return Parallelism(tp=self.tp, ep=self.ep, dp_attention=self.dp_attention)
         if self.spec_decode is not None:
             parse_spec_decode(self.spec_decode)  # refuse a bad setting when it is made
 
@@ -462,7 +472,7 @@ def replay_inputs(spec: ReplaySpec) -> tuple[ReplicaPerf, SimConfig, GPUSpec]:
     cat = load_catalog()
     prof, cal, gpu = engine_perf_inputs(spec.engine, cat.gpu(spec.gpu))
     prec = resolve_precision(spec.precision, cat.model(spec.model))
-    perf = build_replica_perf(cat.model(spec.model), gpu, Parallelism(tp=spec.tp), calibration=cal,
+    perf = build_replica_perf(cat.model(spec.model), gpu, spec.layout, calibration=cal,
                               weight_dtype=prec.weights, kv_dtype=prec.kv,
                               spec_decode=None if spec.spec_decode is None else parse_spec_decode(
                                   spec.spec_decode))

@@ -47,10 +47,23 @@ def fleet_inputs(inputs: Inputs, *, prefix: str) -> ReplaySpec:
     router = c4.selectbox(
         "Router", routers, index=routers.index(RouterName.LEAST_OUTSTANDING.value), key=f"{prefix}_router"
     )
+    ep, dp_attention = 1, False
+    if load_catalog().model(inputs.model).moe is not None:  # expert layouts only mean something for MoE
+        e1, e2 = st.columns(2)
+        eps = [e for e in TP_CHOICES if e <= int(tp)]
+        ep = int(e1.selectbox("EP", eps, index=0, key=f"{prefix}_ep",
+                              help="expert-parallel degree (1: every TP GPU holds a slice of each expert, "
+                                   "as replay's default)"))
+        dp_attention = bool(e2.toggle(
+            "DP attention", value=False, key=f"{prefix}_dpa",
+            help="attention data-parallel on the TP GPUs (needs EP = TP): each GPU holds its own sequences' "
+                 "KV, no all-reduce; DeepSeek-V3's usual layout"))
     return ReplaySpec(
         model=inputs.model,
         gpu=str(gpu),
         tp=int(tp),
+        ep=ep,
+        dp_attention=dp_attention,
         replicas=int(replicas),
         router=str(router),
         ttft_s=inputs.ttft_s,

@@ -131,6 +131,19 @@ def test_replay_with_speculative_decoding_says_its_e(app: AppTest) -> None:
     assert "acceptance 0.7 (given) -> E = 2.533" in line
 
 
+def test_replay_of_a_moe_model_takes_ep_and_dp_attention(app: AppTest) -> None:
+    goto(app, "Replay")
+    app.selectbox(key="model").set_value("DeepSeek-V3").run()
+    app.selectbox(key="replay_gpu").set_value("H200-SXM").run()
+    app.selectbox(key="replay_tp").set_value(8).run()
+    app.selectbox(key="replay_ep").set_value(8).run()
+    app.toggle(key="replay_dpa").set_value(True).run()
+    app.button(key="replay_run").click().run()
+    assert not app.exception and not app.error
+    headline = (app.success or app.warning)[0].value
+    assert headline.startswith("Replay: 19,902 of 19,902 requests served")
+
+
 def test_replay_with_a_dram_tier_shows_what_the_tier_served(app: AppTest) -> None:
     goto(app, "Replay")
     app.number_input(key="replay_replicas").set_value(1)
