@@ -391,13 +391,13 @@ class ReplaySpec:
         if self.replicas < 1 or self.tp < 1 or self.ep < 1:
             raise InputError("replicas, TP and EP must be >= 1", field="replicas/tp/ep",
                              expected="integers >= 1")
+        if self.spec_decode is not None:
+            parse_spec_decode(self.spec_decode)  # refuse a bad setting when it is made
 
     @property
     def layout(self) -> Parallelism:
         """The replica's parallel layout (as ``replay --tp/--ep/--dp-attention`` builds it)."""
         return Parallelism(tp=self.tp, ep=self.ep, dp_attention=self.dp_attention)
-        if self.spec_decode is not None:
-            parse_spec_decode(self.spec_decode)  # refuse a bad setting when it is made
 
 
 def spec_decode_line(spec: ReplaySpec) -> str | None:
