@@ -451,8 +451,7 @@ def predict(perf: ReplicaPerf, role: Role, mix: LengthMix, slo: SLO, rates: Floa
     else:
         tpot_miss = tpot_att < slo.quantile("tpot")
     ttft_miss = ttft_mean > slo.ttft_s if slo.is_mean("ttft") else ttft_att < slo.quantile("ttft")
-    e2e_att, e2e_mean, e2e_miss = _end_to_end(role, mix, slo, lat, rho, theta, ttft_mean, n,
-                                              a=a if has_d else 0.0, slope=slope if has_d else 0.0)
+    e2e_att, e2e_mean, e2e_miss = _end_to_end(role, mix, slo, lat, rho, theta, ttft_mean, tpot_mean)
     over = st.utilisation > max_utilisation
     code = np.select([~stable, over, has_d & (n_star < 1.0), tpot_miss, ttft_miss, e2e_miss],
                      [1, 6, 2, 3, 4, 5], default=0)
@@ -465,8 +464,8 @@ def predict(perf: ReplicaPerf, role: Role, mix: LengthMix, slo: SLO, rates: Floa
 
 
 def _end_to_end(role: Role, mix: LengthMix, slo: SLO, lat: FloatArray, rho: FloatArray, theta: FloatArray,
-                ttft_mean: FloatArray, n: FloatArray, *, a: FloatArray | float,
-                slope: FloatArray | float) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
+                ttft_mean: FloatArray, itl_mean: FloatArray
+                ) -> tuple[FloatArray, FloatArray, NDArray[np.bool_]]:
     """Share meeting the end-to-end target, mean end-to-end time, and where the target is missed.
 
     A bucket's end-to-end time is its TTFT plus ``(out - 1)`` inter-token gaps at the mean batch: a long
@@ -475,13 +474,12 @@ def _end_to_end(role: Role, mix: LengthMix, slo: SLO, lat: FloatArray, rho: Floa
     promises nothing end to end (its requests finish elsewhere); a decode pool must finish within what
     the TTFT target leaves of the end-to-end one.
     """
-    lam_shape = n.shape
+    lam_shape = itl_mean.shape
     out1 = np.maximum(mix.output_tokens - 1.0, 0.0)
     if slo.e2e_s is None or role is Role.PREFILL:
         ones = np.ones(lam_shape)
         return ones, np.zeros(lam_shape), np.zeros(lam_shape, dtype=bool)
     budget = slo.e2e_s - (slo.ttft_s if role is Role.DECODE else 0.0)
-    itl_mean = a + slope * np.maximum(n, 1.0)
     mean = (ttft_mean if role is Role.AGGREGATED else 0.0) + itl_mean * float(mix.weight @ out1)
     decode_s = np.atleast_1d(itl_mean)[:, None] * out1[None, :]  # [rates, buckets]
     if role is Role.DECODE:
